@@ -1,0 +1,78 @@
+"""``build_app``: routes, shared resources and their start/stop.
+
+Shared objects live on the application under typed ``web.AppKey``s: the upstream
+``ClientSession`` and the ``RuntimeHolder`` whose ``current`` is the compiled config the
+handlers read (a later hot reload swaps it atomically).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+
+from gateway.config import ConfigSnapshot
+from gateway.context import RequestContext
+from gateway.handlers import ProxyHandlers
+from gateway.runtime import Runtime
+from gateway.upstream import create_session
+
+
+class RuntimeHolder:
+    """Holds the ``Runtime`` in force; ``current`` is replaced whole, never mutated."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, current: Runtime | None = None):
+        self.current = current
+
+
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+RUNTIME = web.AppKey("runtime", RuntimeHolder)
+FINISHERS = web.AppKey("finishers", list)
+
+
+def build_app(snapshot: ConfigSnapshot) -> web.Application:
+    """Build the gateway application for a validated config snapshot.
+
+    The upstream session and the compiled runtime are created on start-up and closed on
+    shutdown (``cleanup_ctx``). Callables appended to ``app[FINISHERS]`` receive every
+    finished ``RequestContext`` (telemetry hooks in here).
+    """
+    app = web.Application(client_max_size=snapshot.config.server.body_limit_bytes, handler_args={})
+    holder = RuntimeHolder()
+    app[RUNTIME] = holder
+    finishers: list[Callable[[RequestContext], None]] = []
+    app[FINISHERS] = finishers
+
+    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+        session = create_session()
+        app[SESSION] = session
+        holder.current = Runtime(snapshot, session)
+        yield
+        holder.current = None
+        await session.close()
+
+    app.cleanup_ctx.append(upstream_session)
+
+    def finish(ctx: RequestContext) -> None:
+        for hook in finishers:
+            hook(ctx)
+
+    handlers = ProxyHandlers(lambda: holder.current, finish)
+
+    async def readyz(request: web.Request) -> web.Response:
+        session = request.app.get(SESSION)
+        ready = holder.current is not None and session is not None and not session.closed
+        return web.json_response({"status": "ready" if ready else "starting",
+                                  "config_hash": snapshot.content_hash}, status=200 if ready else 503)
+
+    r = app.router
+    r.add_get("/healthz", handlers.healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/v1/models", handlers.list_models)
+    r.add_get("/v1/models/{model:.+}", handlers.get_model)
+    r.add_route("*", "/v1/{endpoint:.+}", handlers.proxy)
+    r.add_route("*", "/{tail:.*}", handlers.not_found)
+    return app

@@ -1,0 +1,88 @@
+"""The ``llm-gateway`` command line (click): ``serve``, ``demo``, ``check-config``, ``mock-server``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from gateway.config import ConfigError, ConfigSnapshot, default_config, load_config
+
+
+def _load(path: str | None) -> ConfigSnapshot:
+    try:
+        return load_config(path) if path else default_config()
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
+def main(log_level: str) -> None:
+    """llm-gateway: an OpenAI-compatible LLM gateway."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "openai"):  # the demo's SDK client logs every request at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Path to gateway.yaml (default: embedded defaults with the mock backend).")
+@click.option("--host", default=None, help="Bind address (default: server.host from the config).")
+@click.option("--port", type=int, default=None, help="Port (default: server.port from the config, 8080).")
+def serve(config_path: str | None, host: str | None, port: int | None) -> None:
+    """Run the gateway in the foreground until SIGTERM/SIGINT."""
+    from gateway.app import build_app
+    from gateway.server import run_forever
+
+    snapshot = _load(config_path)
+    server = snapshot.config.server
+    click.echo(f"config {snapshot.source} (hash {snapshot.content_hash}): "
+               f"{len(snapshot.config.backends)} backends, {len(snapshot.config.models)} models")
+    run_forever(build_app(snapshot), host or server.host, port if port is not None else server.port)
+
+
+@main.command("check-config")
+@click.argument("path", type=click.Path(dir_okay=False))
+def check_config(path: str) -> None:
+    """Validate a config file and print a summary; exit 2 with path-qualified errors if invalid."""
+    snapshot = _load(path)
+    cfg = snapshot.config
+    click.echo(f"{path}: OK (hash {snapshot.content_hash})")
+    click.echo(f"  server: {cfg.server.host}:{cfg.server.port}, body limit {cfg.server.body_limit_bytes} bytes")
+    click.echo(f"  backends ({len(cfg.backends)}):")
+    for name, b in cfg.backends.items():
+        where = b.base_url or "in-process"
+        key = "key set" if b.api_key else "no key"
+        click.echo(f"    {name}: {b.type} {where} ({key})")
+    click.echo(f"  models ({len(cfg.models)}):")
+    for name, m in cfg.models.items():
+        targets = ", ".join(f"{t.backend}/{t.model or name}" for t in m.targets)
+        click.echo(f"    {name} -> {targets}")
+
+
+@main.command()
+def demo() -> None:
+    """Start the gateway on embedded defaults (mock backend) and drive it with the OpenAI SDK."""
+    from gateway.demo import run_demo
+
+    run_demo()
+
+
+@main.command("mock-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9000, show_default=True)
+@click.option("--ttft-ms", type=float, default=0.0, show_default=True)
+@click.option("--itl-ms", type=float, default=0.0, show_default=True)
+@click.option("--tokens", type=int, default=16, show_default=True)
+@click.option("--chunk-tokens", type=int, default=1, show_default=True)
+def mock_server(host: str, port: int, ttft_ms: float, itl_ms: float, tokens: int, chunk_tokens: int) -> None:
+    """Serve the deterministic mock backend over HTTP (a fake upstream for load tests)."""
+    from gateway.config import MockSettings
+    from gateway.mock_backend import build_mock_app
+    from gateway.server import run_forever
+
+    settings = MockSettings(ttft_ms=ttft_ms, itl_ms=itl_ms, tokens=tokens, chunk_tokens=chunk_tokens)
+    run_forever(build_mock_app(settings), host, port)

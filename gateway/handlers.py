@@ -1,0 +1,274 @@
+"""Thin HTTP handlers for the OpenAI-compatible API.
+
+``ProxyHandlers`` reads and checks the request, resolves the model, forwards to the backend
+and relays the answer: a JSON body whole, a stream event by event through ``StreamTee``.
+Errors the gateway raises itself are answered in OpenAI's error format; upstream error
+responses are passed through with their status (wrapped in OpenAI's shape when they are not
+already). Every response carries ``x-request-id``; proxied ones also ``x-gateway-backend``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from gateway.context import RequestContext, Usage
+from gateway.errors import (
+    GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError, StreamTruncatedError,
+    UpstreamError, UpstreamTimeoutError, error_body,
+)
+from gateway.sse import encode_data_event
+from gateway.streaming import StreamTee
+from gateway.upstream import pass_back_headers
+
+# Endpoints whose streams are OpenAI chunk streams the tee understands.
+_TEED_ENDPOINTS = frozenset({"chat/completions", "completions"})
+_JSON = "application/json"
+# Status logged when the client went away before the answer was complete (nginx's convention).
+CLIENT_CLOSED = 499
+
+RuntimeGetter = Callable[[], "object"]
+Finisher = Callable[[RequestContext], None]
+
+
+def _new_context(request: web.Request, endpoint: str) -> RequestContext:
+    rid = request.headers.get("x-request-id") or str(uuid.uuid4())
+    return RequestContext(request_id=rid[:128], endpoint=endpoint, t_start=time.perf_counter(),
+                          ts_start=time.time(), client_ip=request.remote or "",
+                          user_agent=request.headers.get("User-Agent", ""))
+
+
+def _upstream_error_body(status: int, body: bytes) -> bytes:
+    """Keep an upstream error body that is already OpenAI-shaped; wrap anything else."""
+    try:
+        parsed = orjson.loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            return body
+    except orjson.JSONDecodeError:
+        pass
+    text = body[:2000].decode("utf-8", "replace").strip() or f"upstream answered HTTP {status}"
+    return error_body(text, "upstream_error", None, str(status))
+
+
+class ProxyHandlers:
+    """The aiohttp handlers. ``runtime()`` returns the current compiled config (``Runtime``);
+    ``finish(ctx)`` is called once per proxied request after its response ended."""
+
+    def __init__(self, runtime: RuntimeGetter, finish: Finisher):
+        self._runtime = runtime
+        self._finish = finish
+
+    # --- small endpoints -------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._runtime().models_body, content_type=_JSON,
+                            headers={"x-request-id": request.headers.get("x-request-id") or str(uuid.uuid4())})
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        rt = self._runtime()
+        name = request.match_info["model"]
+        body = rt.model_bodies.get(name)
+        if body is None:
+            try:
+                rt.resolve(name)
+            except GatewayError as exc:
+                return self._error_response(exc, request.headers.get("x-request-id") or str(uuid.uuid4()))
+        return web.Response(body=body, content_type=_JSON)
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        exc = NotFoundError(f"Unknown endpoint: {request.method} {request.path}")
+        return self._error_response(exc, request.headers.get("x-request-id") or str(uuid.uuid4()))
+
+    # --- the proxy -------------------------------------------------------------------
+    async def proxy(self, request: web.Request) -> web.StreamResponse:
+        """``/v1/{endpoint}``: chat/completions, completions, embeddings and pass-through paths."""
+        endpoint = request.match_info["endpoint"]
+        ctx = _new_context(request, endpoint)
+        try:
+            return await self._proxy(request, ctx)
+        except GatewayError as exc:
+            ctx.status_code = exc.status
+            ctx.error_type = exc.code or exc.type
+            ctx.error_message = exc.message
+            return self._error_response(exc, ctx.request_id, ctx.backend)
+        finally:
+            ctx.t_end = time.perf_counter()
+            self._finish(ctx)
+
+    def _error_response(self, exc: GatewayError, request_id: str, backend: str = "") -> web.Response:
+        headers = {"x-request-id": request_id, **exc.headers}
+        if backend:
+            headers["x-gateway-backend"] = backend
+        return web.Response(status=exc.status, body=exc.body(), content_type=_JSON, headers=headers)
+
+    async def _read_body(self, request: web.Request, limit: int) -> bytes:
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLargeError(
+                f"Request body of {request.content_length} bytes exceeds the limit of {limit} bytes.")
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.") from None
+
+    async def _proxy(self, request: web.Request, ctx: RequestContext) -> web.StreamResponse:
+        rt = self._runtime()
+        raw = await self._read_body(request, rt.body_limit)
+        endpoint = ctx.endpoint
+        if request.method != "POST":
+            raise InvalidRequestError(f"{request.method} /v1/{endpoint} is not routed by this gateway: "
+                                      "only requests with a JSON body naming a `model` are.")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidRequestError(
+                "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+                "your HTTP library correctly. The OpenAI API expects a JSON payload.)") from None
+        if not isinstance(body, dict):
+            raise InvalidRequestError("The request body must be a JSON object.")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequestError("you must provide a model parameter", param="model")
+        if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
+            raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")
+        ctx.body = body
+        ctx.model_requested = model
+        stream = body.get("stream") is True
+        ctx.stream = stream
+        resolved = rt.resolve(model)
+        client = resolved.client
+        ctx.backend = client.name
+        ctx.provider = client.type
+        ctx.upstream_model = resolved.upstream_model
+
+        changed = False
+        if resolved.upstream_model != model:
+            body["model"] = resolved.upstream_model
+            changed = True
+        teed = stream and endpoint in _TEED_ENDPOINTS
+        strip_usage = False
+        if teed:
+            options = body.get("stream_options")
+            ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            if not ctx.client_wants_usage:
+                # Always ask for usage (telemetry needs it); hide it from a client that did not.
+                body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
+                    else {"include_usage": True}
+                strip_usage = changed = True
+        if changed and client.type != "mock":
+            raw = orjson.dumps(body)
+
+        ctx.attempts = 1
+        ctx.t_upstream_start = time.perf_counter()
+        upstream = await client.forward("POST", endpoint, raw, body, resolved.upstream_model,
+                                        rt.forwarded_headers(request.headers), request.query_string)
+        try:
+            ctx.t_upstream_headers = time.perf_counter()
+            ctx.status_code = upstream.status
+            headers = pass_back_headers(upstream.headers)
+            headers["x-request-id"] = ctx.request_id
+            headers["x-gateway-backend"] = client.name
+            is_sse = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
+            if upstream.status == 200 and is_sse:
+                return await self._relay_stream(request, ctx, upstream, headers,
+                                                StreamTee(ctx, strip_usage) if teed else None)
+            return await self._relay_body(ctx, upstream, headers)
+        except BaseException:
+            upstream.close()  # cancelled or failed: drop the upstream connection now
+            raise
+
+    async def _relay_body(self, ctx: RequestContext, upstream, headers: dict) -> web.Response:
+        try:
+            body = await upstream.read()
+        except TimeoutError:
+            raise UpstreamTimeoutError(f"backend {ctx.backend!r} timed out sending its response") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"backend {ctx.backend!r} failed sending its response: {type(exc).__name__}") from None
+        if upstream.status >= 400:
+            body = _upstream_error_body(upstream.status, body)
+            headers["Content-Type"] = _JSON
+            ctx.error_type = "upstream_http_error"
+            ctx.error_message = body[:500].decode("utf-8", "replace")
+        elif upstream.headers.get("Content-Type", "").startswith(_JSON):
+            self._observe_json(ctx, body)
+        ctx.t_first_token = ctx.t_first_token or time.perf_counter()
+        return web.Response(status=upstream.status, body=body, headers=headers)
+
+    @staticmethod
+    def _observe_json(ctx: RequestContext, body: bytes) -> None:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(parsed, dict):
+            return
+        ctx.model_served = parsed.get("model") or ""
+        usage = parsed.get("usage")
+        if isinstance(usage, dict):
+            ctx.usage = Usage.from_openai(usage)
+        for choice in parsed.get("choices") or ():
+            if choice.get("finish_reason"):
+                ctx.finish_reason = choice["finish_reason"]
+            message = choice.get("message")
+            text = message.get("content") if isinstance(message, dict) else choice.get("text")
+            if isinstance(text, str):
+                ctx.completion_text.append(text)
+
+    async def _relay_stream(self, request: web.Request, ctx: RequestContext, upstream, headers: dict,
+                            tee: StreamTee | None) -> web.StreamResponse:
+        headers["Cache-Control"] = "no-cache"
+        response = web.StreamResponse(status=200, headers=headers)
+        await response.prepare(request)
+        failure: GatewayError | None = None
+        perf = time.perf_counter
+        try:
+            async for data in upstream.iter_chunks():
+                out = tee.feed(data, perf()) if tee is not None else data
+                if out:
+                    await response.write(out)
+            if tee is not None:
+                rest = tee.tail()
+                if rest:
+                    await response.write(rest)
+                if tee.upstream_error is not None:
+                    ctx.status_code = 502
+                    ctx.error_type = "upstream_stream_error"
+                    ctx.error_message = str(tee.upstream_error.get("message", ""))[:500]
+                elif not tee.done:
+                    failure = StreamTruncatedError(
+                        f"backend {ctx.backend!r} ended the stream before [DONE]; the response is incomplete")
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            # The client went away: stop reading the upstream (closed by the caller).
+            ctx.status_code = CLIENT_CLOSED
+            ctx.error_type = "client_closed"
+            ctx.truncated = True
+            upstream.close()
+            return response
+        except TimeoutError:
+            failure = UpstreamTimeoutError(f"backend {ctx.backend!r} stopped sending within its read timeout")
+        except aiohttp.ClientError as exc:
+            failure = UpstreamError(f"backend {ctx.backend!r} failed mid-stream: {type(exc).__name__}")
+        if failure is not None:
+            # Never a silent clean end: tell the client in-band, in OpenAI's error shape.
+            ctx.truncated = True
+            ctx.status_code = failure.status
+            ctx.error_type = failure.code or failure.type
+            ctx.error_message = failure.message
+            upstream.close()
+            try:
+                await response.write(encode_data_event(orjson.loads(failure.body())))
+            except ConnectionResetError:
+                pass
+        else:
+            upstream.release()
+        try:
+            await response.write_eof()
+        except ConnectionResetError:
+            pass
+        return response

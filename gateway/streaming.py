@@ -1,0 +1,114 @@
+"""The stream tee: forward upstream SSE bytes while observing them.
+
+Bytes go to the client one whole event at a time, as soon as the event is complete; beside
+that, each event's JSON is read once to collect TTFT, chunk arrival times (for ITL), the
+finish reason, the served model, usage and the generated text. The tee holds back only the
+incomplete tail of an event, never a finished one.
+
+Usage: the gateway always asks OpenAI-compatible upstreams for
+``stream_options.include_usage``. When the client did not ask for it, ``strip_usage`` drops
+the usage-only chunk (``choices: []``) and the ``"usage":null`` member that the option adds to
+every other chunk, so the client receives what a direct call would have sent.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway.context import RequestContext, Usage
+from gateway.sse import SSESplitter, event_data
+
+_USAGE_NULL = b',"usage":null'
+
+
+class StreamTee:
+    """Observe and filter one OpenAI-format SSE stream (chat or text completions).
+
+    ``feed(data, now) -> bytes`` returns the bytes to send to the client for one upstream read
+    (``now``: ``perf_counter`` seconds at arrival). ``done`` turns true at ``data: [DONE]``;
+    ``upstream_error`` holds an in-band ``{"error": …}`` payload if the upstream sent one.
+    """
+
+    __slots__ = ("_ctx", "_split", "_strip_usage", "done", "upstream_error")
+
+    def __init__(self, ctx: RequestContext, strip_usage: bool):
+        self._ctx = ctx
+        self._split = SSESplitter()
+        self._strip_usage = strip_usage
+        self.done = False
+        self.upstream_error: dict | None = None
+
+    def feed(self, data: bytes, now: float) -> bytes:
+        events = self._split.feed(data)
+        if not events:
+            return b""
+        kept = []
+        changed = False
+        for raw in events:
+            keep = self._observe(raw, now)
+            if keep is not raw:
+                changed = True
+            if keep:
+                kept.append(keep)
+        if not changed and len(events) == 1:
+            return events[0]
+        return b"".join(kept)
+
+    def tail(self) -> bytes:
+        """Bytes of an unterminated final event, forwarded as they are when the stream ends."""
+        return self._split.tail()
+
+    def _observe(self, raw: bytes, now: float) -> bytes:
+        """Record what ``raw`` says; return the bytes to forward (``b""`` to drop it)."""
+        data = event_data(raw)
+        if data is None:
+            return raw  # comment / keep-alive
+        if data == b"[DONE]":
+            self.done = True
+            return raw
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return raw  # not ours to judge; pass it on
+        if not isinstance(chunk, dict):
+            return raw
+        ctx = self._ctx
+        if "error" in chunk:
+            self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+            return raw
+        model = chunk.get("model")
+        if model and not ctx.model_served:
+            ctx.model_served = model
+        usage = chunk.get("usage")
+        choices = chunk.get("choices")
+        if usage:
+            ctx.usage = Usage.from_openai(usage)
+        if not choices:
+            if usage and self._strip_usage:
+                return b""
+            return raw
+        produced = False
+        for choice in choices:
+            delta = choice.get("delta")
+            if delta is not None:  # chat.completion.chunk
+                content = delta.get("content")
+                if content:
+                    ctx.completion_text.append(content)
+                    produced = True
+                elif delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("refusal"):
+                    produced = True
+            else:  # text_completion
+                text = choice.get("text")
+                if text:
+                    ctx.completion_text.append(text)
+                    produced = True
+            finish = choice.get("finish_reason")
+            if finish:
+                ctx.finish_reason = finish
+        if produced:
+            if ctx.t_first_token is None:
+                ctx.t_first_token = now
+            ctx.chunk_times.append(now)
+        if self._strip_usage and usage is None and _USAGE_NULL in raw:
+            return raw.replace(_USAGE_NULL, b"", 1)
+        return raw

@@ -1,0 +1,134 @@
+"""The only module that talks HTTP to backends.
+
+One shared ``aiohttp.ClientSession`` (keep-alive pool, no per-request setup) serves every
+backend. ``BackendClient`` precomputes, once per config snapshot, each backend's URL prefix,
+outgoing headers (its own key, never the client's) and timeouts, so a request only joins a
+path and sends. Transport failures become ``UpstreamUnreachableError`` (502) or
+``UpstreamTimeoutError`` (504); HTTP error statuses are returned as responses for the
+caller to pass through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+from multidict import CIMultiDict
+
+from gateway.config.models import Backend
+from gateway.errors import UpstreamTimeoutError, UpstreamUnreachableError
+from gateway.mock_backend import MockResponse
+
+# Response headers worth passing back to the client; the rest (Content-Length,
+# Content-Encoding, hop-by-hop) describe the upstream hop, not our response.
+_PASS_BACK_PREFIXES = ("x-ratelimit-", "openai-", "anthropic-ratelimit-")
+_PASS_BACK_EXACT = frozenset({"retry-after", "retry-after-ms", "content-type"})
+
+
+def pass_back_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Select the upstream response headers the client should see (rate limits, retry hints)."""
+    out = {}
+    for name, value in headers.items():
+        low = name.lower()
+        if low in _PASS_BACK_EXACT or low.startswith(_PASS_BACK_PREFIXES):
+            out[name] = value
+    return out
+
+
+def create_session() -> aiohttp.ClientSession:
+    """The process-wide upstream session: pooled keep-alive connections, no cookie jar.
+
+    Bodies are decoded (``auto_decompress``) so what the client receives always matches the
+    headers we send with it.
+    """
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+    return aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+    )
+
+
+class HTTPUpstreamResponse:
+    """An upstream HTTP response: ``status``, ``headers``, ``read()``, ``iter_chunks()``, ``close()``.
+
+    ``close()`` drops the connection (the upstream sees the disconnect at once); ``release()``
+    returns a fully read connection to the pool.
+    """
+
+    __slots__ = ("_resp", "status", "headers")
+
+    def __init__(self, resp: aiohttp.ClientResponse):
+        self._resp = resp
+        self.status = resp.status
+        self.headers = resp.headers
+
+    async def read(self) -> bytes:
+        return await self._resp.read()
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        return self._resp.content.iter_any()
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def release(self) -> None:
+        self._resp.release()
+
+
+class BackendClient:
+    """Sends requests to one configured backend.
+
+    ``name``: the backend's config key. ``backend``: its settings. ``session``: the shared
+    ``ClientSession`` (unused for ``mock``). ``forward`` below is the one entry point.
+    """
+
+    __slots__ = ("name", "backend", "type", "_session", "_prefix", "_headers", "_timeout", "first_byte_s")
+
+    def __init__(self, name: str, backend: Backend, session: aiohttp.ClientSession | None):
+        self.name = name
+        self.backend = backend
+        self.type = backend.type
+        self._session = session
+        self._prefix = (backend.base_url or "").rstrip("/")
+        headers = {"Content-Type": "application/json", "User-Agent": "llm-gateway"}
+        headers.update(backend.headers)
+        if backend.api_key:
+            headers["Authorization"] = f"Bearer {backend.api_key}"
+        self._headers = headers
+        t = backend.timeouts
+        self._timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read)
+        self.first_byte_s = t.first_byte
+
+    async def forward(self, method: str, path: str, body: bytes | None, parsed: dict | None,
+                      upstream_model: str, extra_headers: Mapping[str, str] | None = None,
+                      query: str = ""):
+        """Send one request and return its response once the headers are in.
+
+        ``path``: the part after ``/v1/`` (``chat/completions``). ``body``: the bytes to send.
+        ``parsed``: the same body as a dict (the mock backend answers from it).
+        Returns an object with ``status``, ``headers``, ``read()``, ``iter_chunks()``,
+        ``close()``. Raises ``UpstreamUnreachableError`` or ``UpstreamTimeoutError``.
+        """
+        if self.type == "mock":
+            return MockResponse(self.backend.mock, path, parsed or {}, upstream_model)
+        headers = self._headers
+        if extra_headers:
+            headers = CIMultiDict(headers)
+            for k, v in extra_headers.items():
+                headers[k] = v
+        url = f"{self._prefix}/{path}{'?' + query if query else ''}"
+        try:
+            async with asyncio.timeout(self.first_byte_s):
+                resp = await self._session.request(method, url, data=body, headers=headers,
+                                                   timeout=self._timeout, allow_redirects=False)
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"backend {self.name!r} did not answer within {self.first_byte_s:g} s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnreachableError(
+                f"backend {self.name!r} is unreachable ({type(exc).__name__}: {exc.os_error.strerror or exc.os_error})"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnreachableError(f"backend {self.name!r} failed: {type(exc).__name__}") from None
+        return HTTPUpstreamResponse(resp)
