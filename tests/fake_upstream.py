@@ -1,0 +1,143 @@
+"""A scriptable fake OpenAI-compatible upstream for tests.
+
+It runs on a loopback port in its own thread and records everything it receives. Each test
+scripts the answer byte by byte: ``json()`` for a whole body (optionally gzip-encoded),
+``sse()`` for a stream whose chunk boundaries, delays, abrupt end or missing ``[DONE]`` the
+test chooses, ``hang()`` for a backend that never answers. ``disconnects`` records when the
+gateway dropped a connection (``perf_counter`` seconds), so tests can assert cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import web
+
+from gateway.server import BackgroundServer
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Script:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    chunks: list[bytes] | None = None
+    delay_s: float = 0.0
+    chunk_delay_s: float = 0.0
+    gzip: bool = False
+    abort_after: int | None = None  # close the connection after this many chunks
+    hang: bool = False
+
+
+class FakeUpstream:
+    """Fake upstream server. ``url`` is its ``/v1`` base; script with ``json``/``sse``/``hang``."""
+
+    def __init__(self):
+        self.received: list[Received] = []
+        self.disconnects: list[float] = []
+        self.completed: list[float] = []
+        self._script = Script(body=b'{"ok":true}', headers={"Content-Type": "application/json"})
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._server = BackgroundServer(app)
+
+    @property
+    def url(self) -> str:
+        return f"{self._server.url}/v1"
+
+    def __enter__(self):
+        self._server.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.__exit__(*exc)
+
+    # --- scripting -----------------------------------------------------------------
+    def json(self, payload, status: int = 200, headers: dict | None = None, gzip: bool = False,
+             delay_s: float = 0.0) -> None:
+        body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        self._script = Script(status=status, body=body, gzip=gzip, delay_s=delay_s,
+                              headers={"Content-Type": "application/json", **(headers or {})})
+
+    def sse(self, chunks: list[bytes], chunk_delay_s: float = 0.0, abort_after: int | None = None,
+            delay_s: float = 0.0, headers: dict | None = None) -> None:
+        self._script = Script(chunks=chunks, chunk_delay_s=chunk_delay_s, abort_after=abort_after, delay_s=delay_s,
+                              headers={"Content-Type": "text/event-stream", **(headers or {})})
+
+    def hang(self) -> None:
+        self._script = Script(hang=True)
+
+    @property
+    def last(self) -> Received:
+        return self.received[-1]
+
+    # --- serving -------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.received.append(Received(request.method, request.path, request.query_string,
+                                      dict(request.headers), await request.read()))
+        s = self._script
+        try:
+            if s.delay_s:
+                await asyncio.sleep(s.delay_s)
+            if s.hang:
+                await asyncio.sleep(3600)
+            if s.chunks is None:
+                body = gzip.compress(s.body) if s.gzip else s.body
+                headers = dict(s.headers)
+                if s.gzip:
+                    headers["Content-Encoding"] = "gzip"
+                self.completed.append(time.perf_counter())
+                return web.Response(status=s.status, body=body, headers=headers)
+            resp = web.StreamResponse(status=s.status, headers=s.headers)
+            await resp.prepare(request)
+            for i, chunk in enumerate(s.chunks):
+                if s.abort_after is not None and i >= s.abort_after:
+                    request.transport.close()  # abrupt end: no terminating chunk
+                    return resp
+                if i and s.chunk_delay_s:
+                    await asyncio.sleep(s.chunk_delay_s)
+                await resp.write(chunk)
+            await resp.write_eof()
+            self.completed.append(time.perf_counter())
+            return resp
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.disconnects.append(time.perf_counter())
+            raise
+
+
+def chat_chunk(content: str | None = None, finish: str | None = None, role: bool = False,
+               usage: dict | None = None, choices: bool = True, model: str = "up-model",
+               usage_null: bool = False) -> dict:
+    """One ``chat.completion.chunk`` dict as OpenAI sends it."""
+    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model}
+    if choices:
+        delta = {"role": "assistant", "content": ""} if role else ({"content": content} if content is not None else {})
+        chunk["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+    else:
+        chunk["choices"] = []
+    if usage is not None:
+        chunk["usage"] = usage
+    elif usage_null:
+        chunk["usage"] = None
+    return chunk
+
+
+def sse_event(payload) -> bytes:
+    data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    return b"data: " + data + b"\n\n"
