@@ -1,0 +1,18 @@
+# llm-gateway container: slim Python, non-root, `llm-gateway serve`, health-checked on /healthz.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY loadtest ./loadtest
+COPY config ./config
+COPY plugins ./plugins
+RUN pip install . && useradd --create-home --uid 10001 gateway && mkdir -p /data && chown gateway /data
+
+USER gateway
+ENV LLM_GATEWAY_DATA_DIR=/data
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
+CMD ["llm-gateway", "serve", "--config", "/app/config/gateway.yaml", "--host", "0.0.0.0", "--port", "8080"]
