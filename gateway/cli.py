@@ -32,16 +32,19 @@ def main(log_level: str) -> None:
               help="Path to gateway.yaml (default: embedded defaults with the mock backend).")
 @click.option("--host", default=None, help="Bind address (default: server.host from the config).")
 @click.option("--port", type=int, default=None, help="Port (default: server.port from the config, 8080).")
-def serve(config_path: str | None, host: str | None, port: int | None) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes sharing the port (SO_REUSEPORT), one event loop each.")
+def serve(config_path: str | None, host: str | None, port: int | None, workers: int) -> None:
     """Run the gateway in the foreground until SIGTERM/SIGINT."""
     from gateway.app import build_app
-    from gateway.server import run_forever
+    from gateway.server import run_workers
 
     snapshot = _load(config_path)
     server = snapshot.config.server
     click.echo(f"config {snapshot.source} (hash {snapshot.content_hash}): "
                f"{len(snapshot.config.backends)} backends, {len(snapshot.config.models)} models")
-    run_forever(build_app(snapshot), host or server.host, port if port is not None else server.port)
+    run_workers(lambda: build_app(snapshot), host or server.host, port if port is not None else server.port,
+                workers)
 
 
 @main.command("check-config")

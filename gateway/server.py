@@ -10,14 +10,13 @@ the cleanup hooks).
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
 import signal
 import socket
 import threading
 
 from aiohttp import web
 
-log = logging.getLogger("gateway.server")
 
 
 async def start_site(app: web.Application, host: str, port: int, *, reuse_port: bool = False,
@@ -45,7 +44,6 @@ def run_forever(app: web.Application, host: str, port: int, *, reuse_port: bool 
 
     async def main() -> None:
         runner, bound = await start_site(app, host, port, reuse_port=reuse_port)
-        log.info("llm-gateway listening on http://%s:%d", host, bound)
         print(f"llm-gateway listening on http://{host}:{bound}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -57,6 +55,39 @@ def run_forever(app: web.Application, host: str, port: int, *, reuse_port: bool 
 
     with asyncio.Runner(loop_factory=runner_factory) as r:
         r.run(main())
+
+
+def run_workers(app_factory, host: str, port: int, workers: int) -> None:
+    """Serve with ``workers`` processes sharing one port through ``SO_REUSEPORT``.
+
+    ``app_factory()`` builds a fresh application in each worker (each has its own event loop,
+    upstream session and resources); the kernel spreads connections across them. The parent
+    forwards SIGTERM/SIGINT to the workers and exits when they have all stopped (with the
+    first non-zero exit code, if any).
+    """
+    import multiprocessing
+
+    if workers <= 1:
+        run_forever(app_factory(), host, port)
+        return
+    ctx = multiprocessing.get_context("fork")  # fork before any event loop exists
+    procs = [ctx.Process(target=lambda: run_forever(app_factory(), host, port, reuse_port=True),
+                         name=f"gateway-worker-{i}") for i in range(workers)]
+    for proc in procs:
+        proc.start()
+
+    def forward(signum, _frame):
+        for proc in procs:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.join()
+    codes = [p.exitcode for p in procs if p.exitcode]
+    if codes:
+        raise SystemExit(codes[0])
 
 
 class BackgroundServer:

@@ -77,9 +77,11 @@ def test_bad_config_refuses_to_start_with_the_same_message(tmp_path):
     assert checked.stderr == served.stderr
 
 
-def test_serve_answers_and_stops_on_sigterm(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_answers_and_stops_on_sigterm(workers):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port),
+                             "--workers", str(workers)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 30
@@ -96,6 +98,7 @@ def test_serve_answers_and_stops_on_sigterm(tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
+    assert out.count("listening on") == workers and out.count("shutting down") == workers
 
 
 def test_demo_runs_end_to_end(tmp_path):
