@@ -71,17 +71,128 @@ class Backend(_Strict):
 
 
 class Target(_Strict):
-    """A backend plus the model name that backend knows it by."""
+    """A backend plus the model name that backend knows it by.
+
+    ``weight``: share for the ``weighted`` strategy (relative). ``priority``: order for the
+    ``priority`` strategy (lower first; ties keep list order). ``context_window``: the
+    model's context in tokens; a target too small for the estimated prompt + ``max_tokens``
+    is skipped, and a context-length error moves to a larger one.
+    """
 
     backend: str
     model: str | None = Field(None, description="upstream model name; defaults to the public name")
+    weight: float = Field(1.0, ge=0)
+    priority: int = 0
+    context_window: int | None = Field(None, gt=0)
+
+
+Strategy = Literal["weighted", "priority", "least-latency", "least-busy"]
+FailureClass = Literal["connect", "timeout", "5xx", "429", "context_length_exceeded"]
+
+
+class RetryPolicy(_Strict):
+    """Retries of one target before moving on.
+
+    ``attempts``: tries per target (1 = no retry). Backoff before retry *n* is
+    ``min(max_backoff_ms, base_backoff_ms * 2**(n-1))`` with full jitter; a 429's
+    ``Retry-After`` is honoured up to ``max_retry_after_ms``. ``deadline_ms`` bounds the whole
+    attempt loop (all targets). ``retry_on``: failure classes worth retrying on the same target.
+    """
+
+    attempts: int = Field(2, ge=1, le=10)
+    base_backoff_ms: float = Field(100.0, ge=0)
+    max_backoff_ms: float = Field(2000.0, ge=0)
+    max_retry_after_ms: float = Field(5000.0, ge=0)
+    deadline_ms: float = Field(60000.0, gt=0)
+    retry_on: list[FailureClass] = Field(default_factory=lambda: ["connect", "timeout", "5xx", "429"])
+
+
+class CircuitBreakerSettings(_Strict):
+    """Per-target circuit breaker.
+
+    Opens after ``consecutive_failures`` failures in a row, or when the failure rate over the
+    last ``window_s`` seconds exceeds ``error_rate`` with at least ``min_requests`` requests.
+    While open the target is skipped; after ``cooldown_s`` one probe request (half-open)
+    decides whether it closes again.
+    """
+
+    enabled: bool = True
+    consecutive_failures: int = Field(5, ge=1)
+    error_rate: float = Field(0.5, gt=0, le=1)
+    min_requests: int = Field(20, ge=1)
+    window_s: float = Field(30.0, gt=0)
+    cooldown_s: float = Field(30.0, gt=0)
 
 
 class PublicModel(_Strict):
-    """A public model name as clients see it, mapped to one or more targets (first is used)."""
+    """A public model name as clients see it, served by one or more targets.
+
+    ``strategy`` orders the targets per request; the attempt loop tries them in that order,
+    moving on for the failure classes in ``fallback_on``.
+    """
 
     targets: list[Target] = Field(min_length=1)
+    strategy: Strategy = "priority"
+    retry: RetryPolicy | None = None
+    fallback_on: list[FailureClass] | None = None
     owned_by: str = "llm-gateway"
+
+
+class RouteMatch(_Strict):
+    """Conditions of a routing rule; all given conditions must hold.
+
+    ``model``: glob on the requested model. ``headers``: header → exact value.
+    ``header_regex``: header → regular expression (``re.search``). ``metadata``: key → value
+    from the caller metadata. ``tenant`` / ``api_key_id`` / ``prompt_id``: exact (globs
+    allowed). ``stream``: true/false. ``min_prompt_tokens`` / ``max_prompt_tokens``: bounds on
+    the estimated prompt tokens (tiktoken).
+    """
+
+    model: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    header_regex: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    tenant: str | None = None
+    api_key_id: str | None = None
+    prompt_id: str | None = None
+    stream: bool | None = None
+    min_prompt_tokens: int | None = Field(None, ge=0)
+    max_prompt_tokens: int | None = Field(None, ge=0)
+
+
+class RouteRule(_Strict):
+    """One routing rule: when ``match`` holds, use public ``model`` instead, or override the
+    model's ``targets`` / ``strategy``. Rules are tried in order; the first match wins."""
+
+    name: str
+    match: RouteMatch = RouteMatch()
+    model: str | None = None
+    targets: list[Target] | None = None
+    strategy: Strategy | None = None
+
+    @model_validator(mode="after")
+    def _has_action(self) -> "RouteRule":
+        if self.model is None and self.targets is None and self.strategy is None:
+            raise ValueError("a rule needs `model`, `targets` or `strategy`")
+        return self
+
+
+class RoutingSettings(_Strict):
+    """Defaults for every public model: retry policy, fallback classes, circuit breaker.
+
+    ``seed``: fix the random source (weighted choice, exploration) for reproducible tests.
+    ``exploration``: share of ``least-latency`` decisions that try a random target.
+    ``ewma_alpha``: weight of the newest latency sample in the EWMA.
+    """
+
+    retry: RetryPolicy = RetryPolicy()
+    fallback_on: list[FailureClass] = Field(
+        default_factory=lambda: ["connect", "timeout", "5xx", "429", "context_length_exceeded"])
+    circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
+    exploration: float = Field(0.05, ge=0, le=1)
+    ewma_alpha: float = Field(0.3, gt=0, le=1)
+    seed: int | None = None
+    redis_url: str | None = Field(None, description="share circuit state between instances")
 
 
 class ServerSettings(_Strict):
@@ -104,18 +215,31 @@ class GatewayConfig(_Strict):
     server: ServerSettings = ServerSettings()
     backends: dict[str, Backend] = Field(default_factory=dict)
     models: dict[str, PublicModel] = Field(default_factory=dict)
+    routes: list[RouteRule] = Field(default_factory=list)
+    routing: RoutingSettings = RoutingSettings()
 
     @model_validator(mode="after")
     def _cross_links(self) -> "GatewayConfig":
         problems = []
-        for name, model in self.models.items():
-            for i, target in enumerate(model.targets):
+        known = ", ".join(sorted(self.backends)) or "none defined"
+
+        def check_targets(where: str, targets: list[Target]) -> None:
+            for i, target in enumerate(targets):
                 if target.backend not in self.backends:
-                    known = ", ".join(sorted(self.backends)) or "none defined"
-                    problems.append(
-                        f'models.{name}.targets[{i}].backend: unknown backend "{target.backend}"'
-                        f" (known: {known})"
-                    )
+                    problems.append(f'{where}.targets[{i}].backend: unknown backend "{target.backend}"'
+                                    f" (known: {known})")
+
+        for name, model in self.models.items():
+            check_targets(f"models.{name}", model.targets)
+        for i, rule in enumerate(self.routes):
+            if rule.targets is not None:
+                check_targets(f"routes[{i}]", rule.targets)
+            if rule.model is not None and rule.model not in self.models:
+                problems.append(f'routes[{i}].model: unknown model "{rule.model}"')
+        names = [r.name for r in self.routes]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append(f'routes[{i}].name: duplicate rule name "{name}"')
         if problems:
             raise ValueError("\n".join(problems))
         return self
