@@ -7,6 +7,7 @@ handlers read (a later hot reload swaps it atomically).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -15,7 +16,9 @@ from aiohttp import web
 from gateway.config import ConfigSnapshot
 from gateway.context import RequestContext
 from gateway.handlers import ProxyHandlers
+from gateway.routing.health import HealthRegistry
 from gateway.runtime import Runtime
+from gateway.tokens import TokenCounter
 from gateway.upstream import create_session
 
 
@@ -31,6 +34,8 @@ class RuntimeHolder:
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 FINISHERS = web.AppKey("finishers", list)
+HEALTH = web.AppKey("health", HealthRegistry)
+TOKENS = web.AppKey("tokens", TokenCounter)
 
 
 def build_app(snapshot: ConfigSnapshot) -> web.Application:
@@ -45,11 +50,17 @@ def build_app(snapshot: ConfigSnapshot) -> web.Application:
     app[RUNTIME] = holder
     finishers: list[Callable[[RequestContext], None]] = []
     app[FINISHERS] = finishers
+    app[HEALTH] = health = HealthRegistry()
+    app[TOKENS] = tokens = TokenCounter()
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         session = create_session()
         app[SESSION] = session
-        holder.current = Runtime(snapshot, session)
+        runtime = Runtime(snapshot, session, health, tokens)
+        if runtime.needs_tokens:  # routing counts prompt tokens: load the encodings before serving
+            await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4o")
+            await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4")
+        holder.current = runtime
         yield
         holder.current = None
         await session.close()

@@ -7,6 +7,7 @@
     │   ├── ModelNotFoundError         404    invalid_request_error  (code model_not_found)
     │   ├── NotFoundError              404    invalid_request_error  (code not_found)
     │   └── PayloadTooLargeError       413    invalid_request_error  (code payload_too_large)
+    ├── NoHealthyTargetError           503    upstream_error         (code no_healthy_target)
     └── UpstreamError                  502    upstream_error
         ├── UpstreamUnreachableError   502    upstream_error         (code upstream_unreachable)
         ├── UpstreamTimeoutError       504    upstream_error         (code upstream_timeout)
@@ -78,6 +79,21 @@ class PayloadTooLargeError(InvalidRequestError):
 
     status = 413
     code = "payload_too_large"
+
+
+class NoHealthyTargetError(GatewayError):
+    """Every target of the model is skipped (circuit open, context window too small) (503).
+
+    ``plan`` carries the routing decision, for provenance in the log row.
+    """
+
+    status = 503
+    type = "upstream_error"
+    code = "no_healthy_target"
+
+    def __init__(self, message: str, *, plan=None):
+        super().__init__(message)
+        self.plan = plan
 
 
 class UpstreamError(GatewayError):

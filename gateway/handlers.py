@@ -22,6 +22,7 @@ from gateway.errors import (
     GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError, StreamTruncatedError,
     UpstreamError, UpstreamTimeoutError, error_body,
 )
+from gateway.routing.attempts import run_attempts
 from gateway.sse import encode_data_event
 from gateway.streaming import StreamTee
 from gateway.upstream import pass_back_headers
@@ -76,10 +77,8 @@ class ProxyHandlers:
         name = request.match_info["model"]
         body = rt.model_bodies.get(name)
         if body is None:
-            try:
-                rt.resolve(name)
-            except GatewayError as exc:
-                return self._error_response(exc, request.headers.get("x-request-id") or str(uuid.uuid4()))
+            return self._error_response(rt.unknown_model(name),
+                                        request.headers.get("x-request-id") or str(uuid.uuid4()))
         return web.Response(body=body, content_type=_JSON)
 
     async def not_found(self, request: web.Request) -> web.Response:
@@ -100,6 +99,15 @@ class ProxyHandlers:
             return self._error_response(exc, ctx.request_id, ctx.backend)
         finally:
             ctx.t_end = time.perf_counter()
+            state = ctx.target_state
+            if state is not None:  # the answering target: release it and learn its latency
+                state.inflight -= 1
+                if ctx.status_code == 200 and ctx.t_upstream_start is not None:
+                    attempt = ctx.attempt_log[-1]
+                    ttft = None if ctx.t_first_token is None else (ctx.t_first_token - attempt.t_start) * 1000
+                    state.observe_latency(state.ewma_alpha, (ctx.t_end - attempt.t_start) * 1000, ttft)
+                    attempt.t_end = ctx.t_end  # the answering attempt lasted until the response ended
+                    attempt.t_first_byte = attempt.t_first_byte or ctx.t_first_token
             self._finish(ctx)
 
     def _error_response(self, exc: GatewayError, request_id: str, backend: str = "") -> web.Response:
@@ -141,16 +149,12 @@ class ProxyHandlers:
         ctx.model_requested = model
         stream = body.get("stream") is True
         ctx.stream = stream
-        resolved = rt.resolve(model)
-        client = resolved.client
-        ctx.backend = client.name
-        ctx.provider = client.type
-        ctx.upstream_model = resolved.upstream_model
+        plan = rt.router.plan(model, body, stream, request.headers, ctx.metadata, ctx.tenant, ctx.api_key_id,
+                              ctx.prompt_id)
+        ctx.route_rule = plan.rule
+        ctx.strategy = plan.strategy
+        ctx.route_candidates = plan.provenance()
 
-        changed = False
-        if resolved.upstream_model != model:
-            body["model"] = resolved.upstream_model
-            changed = True
         teed = stream and endpoint in _TEED_ENDPOINTS
         strip_usage = False
         if teed:
@@ -160,32 +164,50 @@ class ProxyHandlers:
                 # Always ask for usage (telemetry needs it); hide it from a client that did not.
                 body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
                     else {"include_usage": True}
-                strip_usage = changed = True
-        if changed and client.type != "mock":
-            raw = orjson.dumps(body)
+                strip_usage = True
+        encoded: dict[str, tuple[bytes, dict]] = {}
 
-        ctx.attempts = 1
+        def body_for(cand) -> tuple[bytes, dict]:
+            """The request as this target must receive it (its own model name)."""
+            name = cand.upstream_model
+            if name not in encoded:
+                if name == model and not strip_usage:
+                    encoded[name] = (raw, body)  # unchanged: forward the client's bytes
+                else:
+                    per_target = {**body, "model": name}
+                    encoded[name] = (b"" if cand.client.type == "mock" else orjson.dumps(per_target), per_target)
+            return encoded[name]
+
         ctx.t_upstream_start = time.perf_counter()
-        upstream = await client.forward("POST", endpoint, raw, body, resolved.upstream_model,
-                                        rt.forwarded_headers(request.headers), request.query_string)
+        try:
+            outcome = await run_attempts(plan, ctx, body_for, rt.forwarded_headers(request.headers),
+                                         request.query_string, stream, rt.router.rng)
+        finally:
+            ctx.route_candidates = plan.provenance()
+        client = outcome.candidate.client
+        ctx.backend = client.name
+        ctx.provider = client.type
+        ctx.upstream_model = outcome.candidate.upstream_model
+        upstream = outcome.response
         try:
             ctx.t_upstream_headers = time.perf_counter()
             ctx.status_code = upstream.status
             headers = pass_back_headers(upstream.headers)
             headers["x-request-id"] = ctx.request_id
             headers["x-gateway-backend"] = client.name
-            is_sse = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
-            if upstream.status == 200 and is_sse:
-                return await self._relay_stream(request, ctx, upstream, headers,
+            headers["x-gateway-attempts"] = str(ctx.attempts)
+            if outcome.chunks is not None:
+                return await self._relay_stream(request, ctx, upstream, headers, outcome,
                                                 StreamTee(ctx, strip_usage) if teed else None)
-            return await self._relay_body(ctx, upstream, headers)
+            return await self._relay_body(ctx, upstream, headers, outcome.body)
         except BaseException:
             upstream.close()  # cancelled or failed: drop the upstream connection now
             raise
 
-    async def _relay_body(self, ctx: RequestContext, upstream, headers: dict) -> web.Response:
+    async def _relay_body(self, ctx: RequestContext, upstream, headers: dict, body: bytes | None) -> web.Response:
         try:
-            body = await upstream.read()
+            if body is None:
+                body = await upstream.read()
         except TimeoutError:
             raise UpstreamTimeoutError(f"backend {ctx.backend!r} timed out sending its response") from None
         except aiohttp.ClientError as exc:
@@ -221,14 +243,19 @@ class ProxyHandlers:
                 ctx.completion_text.append(text)
 
     async def _relay_stream(self, request: web.Request, ctx: RequestContext, upstream, headers: dict,
-                            tee: StreamTee | None) -> web.StreamResponse:
+                            outcome, tee: StreamTee | None) -> web.StreamResponse:
         headers["Cache-Control"] = "no-cache"
-        response = web.StreamResponse(status=200, headers=headers)
+        response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)
         failure: GatewayError | None = None
         perf = time.perf_counter
         try:
-            async for data in upstream.iter_chunks():
+            first = outcome.first_chunk
+            if first:
+                out = tee.feed(first, perf()) if tee is not None else first
+                if out:
+                    await response.write(out)
+            async for data in outcome.chunks:
                 out = tee.feed(data, perf()) if tee is not None else data
                 if out:
                     await response.write(out)

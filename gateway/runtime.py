@@ -9,13 +9,15 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
-from dataclasses import dataclass
 
 import aiohttp
 import orjson
 
 from gateway.config import ConfigSnapshot
 from gateway.errors import ModelNotFoundError
+from gateway.routing.health import HealthRegistry
+from gateway.routing.router import Router
+from gateway.tokens import TokenCounter
 from gateway.upstream import BackendClient
 
 # Credentials of the client are for the gateway; they are never sent upstream.
@@ -23,31 +25,31 @@ _NEVER_FORWARD = frozenset({"authorization", "api-key", "x-api-key", "proxy-auth
                             "content-length", "content-type", "transfer-encoding", "connection"})
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedModel:
-    """Where a public model is served: the backend client and the upstream model name."""
-
-    public_name: str
-    client: BackendClient
-    upstream_model: str
-
-
 class Runtime:
     """The compiled form of one ``ConfigSnapshot``.
 
-    ``resolve(model)`` → ``ResolvedModel`` or ``ModelNotFoundError`` (404, listing the public
-    models). ``forwarded_headers(headers)`` → the client headers the allow-list lets through.
+    ``router`` plans each request (``routing.Router``); ``health`` is the target-health
+    registry shared across reloads; ``forwarded_headers(headers)`` → the client headers the
+    allow-list lets through.
     """
 
-    def __init__(self, snapshot: ConfigSnapshot, session: aiohttp.ClientSession | None):
+    def __init__(self, snapshot: ConfigSnapshot, session: aiohttp.ClientSession | None,
+                 health: HealthRegistry | None = None, tokens: TokenCounter | None = None):
         self.snapshot = snapshot
         cfg = snapshot.config
         self.body_limit = cfg.server.body_limit_bytes
         self.clients = {name: BackendClient(name, b, session) for name, b in cfg.backends.items()}
-        self.models: dict[str, ResolvedModel] = {}
-        for public, model in cfg.models.items():
-            target = model.targets[0]
-            self.models[public] = ResolvedModel(public, self.clients[target.backend], target.model or public)
+        self.health = health or HealthRegistry()
+        self.tokens = tokens or TokenCounter()
+        self.router = Router(cfg, self.clients, self.health,
+                             lambda body: self.tokens.count_prompt("chat/completions" if "messages" in body
+                                                                   else "completions", body, body.get("model", "")),
+                             ewma_alpha=cfg.routing.ewma_alpha)
+        # Token estimates are needed on the request path only for these; load encodings early.
+        self.needs_tokens = any(r.match.min_prompt_tokens is not None or r.match.max_prompt_tokens is not None
+                                for r in cfg.routes) or any(
+            t.context_window is not None for m in cfg.models.values() for t in m.targets) or any(
+            t.context_window is not None for r in cfg.routes for t in (r.targets or ()))
         created = int(time.time())
         self.models_body = orjson.dumps({"object": "list", "data": [
             {"id": name, "object": "model", "created": created, "owned_by": m.owned_by}
@@ -57,15 +59,9 @@ class Runtime:
         patterns = [p.lower() for p in cfg.server.forward_headers]
         self._forward_re = (re.compile("|".join(fnmatch.translate(p) for p in patterns))
                             if patterns else None)
-        self._known = ", ".join(sorted(self.models)) or "(none configured)"
-
-    def resolve(self, model: str) -> ResolvedModel:
-        """The target of public model ``model``; raises ``ModelNotFoundError`` (404)."""
-        resolved = self.models.get(model)
-        if resolved is None:
-            raise ModelNotFoundError(
-                f"The model `{model}` does not exist. Available models: {self._known}.", param="model")
-        return resolved
+        self.unknown_model = lambda name: ModelNotFoundError(
+            f"The model `{name}` does not exist. Available models: {', '.join(sorted(cfg.models)) or '(none)'}.",
+            param="model")
 
     def forwarded_headers(self, headers) -> dict[str, str] | None:
         """Client request headers allowed upstream by ``server.forward_headers`` (or None)."""

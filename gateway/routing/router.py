@@ -1,0 +1,94 @@
+"""``Router``: turn a request into a ``RoutePlan`` (rule → model → strategy → ordered targets).
+
+Built once per config snapshot. Target health lives in the shared ``HealthRegistry`` so it
+survives reloads. Targets whose circuit is open, or whose ``context_window`` cannot hold the
+estimated prompt plus ``max_tokens``, are skipped up front and logged as such.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway.config.models import GatewayConfig, PublicModel, Target
+from gateway.errors import ModelNotFoundError, NoHealthyTargetError
+from gateway.routing.health import OPEN, HealthRegistry
+from gateway.routing.plan import Candidate, RoutePlan
+from gateway.routing.rules import RuleInput, RuleSet, lazy
+from gateway.routing.strategies import build_strategies
+from gateway.upstream import BackendClient
+
+TokenCounter = Callable[[dict[str, Any]], int]
+DEFAULT_RULE = "default"
+
+
+class Router:
+    """Routing for one config. ``plan(...)`` raises ``ModelNotFoundError`` (404) for an
+    unknown model and ``NoHealthyTargetError`` (503) when every target is skipped."""
+
+    def __init__(self, config: GatewayConfig, clients: Mapping[str, BackendClient], health: HealthRegistry,
+                 count_tokens: TokenCounter, rng: random.Random | None = None, ewma_alpha: float = 0.3):
+        self._config = config
+        self._clients = clients
+        self._health = health
+        self._count_tokens = count_tokens
+        settings = config.routing
+        self.rng = rng or random.Random(settings.seed)
+        self.strategies = build_strategies(settings.exploration)
+        self.rules = RuleSet(config.routes)
+        self._known = ", ".join(sorted(config.models)) or "(none configured)"
+        self._breaker_settings = settings.circuit_breaker
+        self._ewma_alpha = ewma_alpha
+
+    def _candidates(self, public: str, targets: list[Target]) -> list[Candidate]:
+        out = []
+        for t in targets:
+            upstream_model = t.model or public
+            state = self._health.state(t.backend, upstream_model, self._breaker_settings)
+            state.ewma_alpha = self._ewma_alpha
+            out.append(Candidate(t, self._clients[t.backend], upstream_model, state))
+        return out
+
+    def plan(self, model: str, body: dict[str, Any], stream: bool, headers: Mapping[str, str],
+             metadata: Mapping[str, str] | None = None, tenant: str = "", api_key_id: str = "",
+             prompt_id: str = "") -> RoutePlan:
+        """Decide where a request goes. ``body``: the request dict (for token estimates)."""
+        tokens = lazy(lambda: self._count_tokens(body))
+        rule = None
+        if self.rules:
+            rule = self.rules.first_match(RuleInput(model, headers, metadata or {}, tenant, api_key_id,
+                                                    prompt_id, stream, tokens))
+        public = rule.model if rule is not None and rule.model else model
+        pm: PublicModel | None = self._config.models.get(public)
+        if pm is None and not (rule is not None and rule.targets):
+            raise ModelNotFoundError(f"The model `{model}` does not exist. Available models: {self._known}.",
+                                     param="model")
+        targets = rule.targets if rule is not None and rule.targets else pm.targets
+        strategy_name = (rule.strategy if rule is not None and rule.strategy else None) or \
+            (pm.strategy if pm is not None else "priority")
+        retry = (pm.retry if pm is not None and pm.retry else None) or self._config.routing.retry
+        fallback = (pm.fallback_on if pm is not None and pm.fallback_on is not None
+                    else self._config.routing.fallback_on)
+        candidates = self._candidates(public, targets)
+        usable = []
+        needed = None
+        for c in candidates:
+            if c.state.breaker.peek() == OPEN:
+                c.skipped = "circuit_open"
+                continue
+            if c.target.context_window is not None:
+                if needed is None:
+                    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+                    needed = tokens() + (limit if isinstance(limit, int) else 0)
+                if needed > c.target.context_window:
+                    c.skipped = "context_window"
+                    continue
+            usable.append(c)
+        ordered = self.strategies[strategy_name].rank(usable, stream, self.rng) if usable else []
+        plan = RoutePlan(public, rule.name if rule is not None else DEFAULT_RULE, strategy_name, ordered,
+                         ordered + [c for c in candidates if c.skipped], retry, frozenset(fallback))
+        if not ordered:
+            reasons = ", ".join(f"{c.state.key}: {c.skipped}" for c in candidates)
+            raise NoHealthyTargetError(f"No healthy target for model `{public}` ({reasons}).", plan=plan)
+        return plan
