@@ -35,6 +35,25 @@ class Usage:
 
 
 @dataclass(slots=True)
+class Attempt:
+    """One upstream attempt of a request (a row of ``llm_attempts``).
+
+    Times are ``perf_counter`` seconds; ``t_first_byte``: first token (streams) or response
+    body (non-streamed) arrived; ``None`` when it never did.
+    """
+
+    backend: str
+    provider: str = ""
+    model: str = ""
+    t_start: float = 0.0
+    t_end: float | None = None
+    t_first_byte: float | None = None
+    status_code: int = 0
+    error_type: str = ""
+    backoff_ms: float = 0.0  # waited before this attempt (retry backoff / Retry-After)
+
+
+@dataclass(slots=True)
 class RequestContext:
     """State of one client request.
 
@@ -71,3 +90,19 @@ class RequestContext:
     t_end: float | None = None
     chunk_times: list[float] = field(default_factory=list)
     completion_text: list[str] = field(default_factory=list)
+    # --- read by telemetry (filled by later stages; parsed lazily off the request path) ---
+    headers: Any = None  # the client's request headers (read-only mapping) for metadata, traceparent
+    response_body: bytes | None = None  # a non-streamed answer as sent (bodies logging)
+    config_hash: str = ""  # hash of the config snapshot that served the request
+    tenant: str = ""
+    api_key_id: str = ""  # an id of the client's key, never the key
+    metadata: dict[str, str] | None = None  # caller metadata set by stages (merged with header/body)
+    prompt_id: str = ""
+    prompt_version: int | None = None
+    prompt_label: str = ""
+    route_rule: str = ""
+    cache_status: str = "miss"
+    attempt_log: list[Attempt] | None = None  # one entry per upstream attempt (routing fills it)
+    strategy: str = ""  # routing strategy that ordered the targets
+    route_candidates: list[dict] | None = None  # provenance: [{"target", "score", "skipped"}]
+    target_state: Any = None  # routing.health.TargetState of the answering target, held in flight
