@@ -8,12 +8,14 @@ handlers read (a later hot reload swaps it atomically).
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
 
 from gateway.config import ConfigSnapshot
+from gateway.config.watcher import ConfigWatcher
 from gateway.context import RequestContext
 from gateway.handlers import ProxyHandlers
 from gateway.routing.health import HealthRegistry
@@ -36,6 +38,7 @@ RUNTIME = web.AppKey("runtime", RuntimeHolder)
 FINISHERS = web.AppKey("finishers", list)
 HEALTH = web.AppKey("health", HealthRegistry)
 TOKENS = web.AppKey("tokens", TokenCounter)
+WATCHER = web.AppKey("watcher", ConfigWatcher)
 
 
 def build_app(snapshot: ConfigSnapshot) -> web.Application:
@@ -53,15 +56,26 @@ def build_app(snapshot: ConfigSnapshot) -> web.Application:
     app[HEALTH] = health = HealthRegistry()
     app[TOKENS] = tokens = TokenCounter()
 
-    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        session = create_session()
-        app[SESSION] = session
-        runtime = Runtime(snapshot, session, health, tokens)
+    async def install(new: ConfigSnapshot) -> None:
+        """Compile ``new`` and make it current in one assignment (in-flight requests keep theirs)."""
+        runtime = Runtime(new, app[SESSION], health, tokens)
         if runtime.needs_tokens:  # routing counts prompt tokens: load the encodings before serving
             await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4o")
             await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4")
+        health.retain(runtime.router.target_keys)
         holder.current = runtime
+
+    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+        app[SESSION] = session = create_session()
+        await install(snapshot)
+        watcher = None
+        if Path(snapshot.source).is_file():
+            watcher = ConfigWatcher(snapshot.source, snapshot, install, snapshot.config.server.reload_interval_s)
+            app[WATCHER] = watcher
+            watcher.start()
         yield
+        if watcher is not None:
+            await watcher.stop()
         holder.current = None
         await session.close()
 
@@ -77,7 +91,8 @@ def build_app(snapshot: ConfigSnapshot) -> web.Application:
         session = request.app.get(SESSION)
         ready = holder.current is not None and session is not None and not session.closed
         return web.json_response({"status": "ready" if ready else "starting",
-                                  "config_hash": snapshot.content_hash}, status=200 if ready else 503)
+                                  "config_hash": holder.current.snapshot.content_hash if ready else None},
+                                 status=200 if ready else 503)
 
     r = app.router
     r.add_get("/healthz", handlers.healthz)

@@ -53,6 +53,7 @@ class FakeUpstream:
         self.disconnects: list[float] = []
         self.completed: list[float] = []
         self._script = Script(body=b'{"ok":true}', headers={"Content-Type": "application/json"})
+        self._queue: list[Script] = []  # one-shot scripts, used before the standing one
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._server = BackgroundServer(app)
@@ -69,16 +70,24 @@ class FakeUpstream:
         self._server.__exit__(*exc)
 
     # --- scripting -----------------------------------------------------------------
+    def _set(self, script: Script, times: int | None) -> None:
+        if times is None:
+            self._script = script
+        else:
+            self._queue.extend([script] * times)
+
     def json(self, payload, status: int = 200, headers: dict | None = None, gzip: bool = False,
-             delay_s: float = 0.0) -> None:
+             delay_s: float = 0.0, times: int | None = None) -> None:
+        """Answer with a JSON body; ``times=N`` only for the next N requests (then as before)."""
         body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-        self._script = Script(status=status, body=body, gzip=gzip, delay_s=delay_s,
-                              headers={"Content-Type": "application/json", **(headers or {})})
+        self._set(Script(status=status, body=body, gzip=gzip, delay_s=delay_s,
+                         headers={"Content-Type": "application/json", **(headers or {})}), times)
 
     def sse(self, chunks: list[bytes], chunk_delay_s: float = 0.0, abort_after: int | None = None,
-            delay_s: float = 0.0, headers: dict | None = None) -> None:
-        self._script = Script(chunks=chunks, chunk_delay_s=chunk_delay_s, abort_after=abort_after, delay_s=delay_s,
-                              headers={"Content-Type": "text/event-stream", **(headers or {})})
+            delay_s: float = 0.0, headers: dict | None = None, times: int | None = None) -> None:
+        """Answer with an SSE body cut into exactly ``chunks``; ``times`` as for ``json``."""
+        self._set(Script(chunks=chunks, chunk_delay_s=chunk_delay_s, abort_after=abort_after, delay_s=delay_s,
+                         headers={"Content-Type": "text/event-stream", **(headers or {})}), times)
 
     def hang(self) -> None:
         self._script = Script(hang=True)
@@ -91,7 +100,7 @@ class FakeUpstream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.received.append(Received(request.method, request.path, request.query_string,
                                       dict(request.headers), await request.read()))
-        s = self._script
+        s = self._queue.pop(0) if self._queue else self._script
         try:
             if s.delay_s:
                 await asyncio.sleep(s.delay_s)
