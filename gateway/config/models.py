@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.config.telemetry import PricingSettings, TelemetrySettings
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -207,6 +209,9 @@ class ServerSettings(_Strict):
     port: int = Field(8080, ge=0, le=65535)
     body_limit_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     forward_headers: list[str] = Field(default_factory=list)
+    reload_interval_s: float = Field(1.0, ge=0, description="how often the config file is checked; 0: only SIGHUP")
+    admin_key: str | None = Field(None, repr=False, description=(
+        "bearer key for /admin/* (e.g. ${GATEWAY_ADMIN_KEY}); unset: admin endpoints answer loopback clients only"))
 
 
 class GatewayConfig(_Strict):
@@ -217,6 +222,8 @@ class GatewayConfig(_Strict):
     models: dict[str, PublicModel] = Field(default_factory=dict)
     routes: list[RouteRule] = Field(default_factory=list)
     routing: RoutingSettings = RoutingSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    pricing: PricingSettings = PricingSettings()
 
     @model_validator(mode="after")
     def _cross_links(self) -> "GatewayConfig":
