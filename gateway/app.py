@@ -19,6 +19,7 @@ from gateway.config.watcher import ConfigWatcher
 from gateway.context import RequestContext
 from gateway.handlers import ProxyHandlers
 from gateway.routing.health import HealthRegistry
+from gateway.routing.shared_circuit import SharedCircuits
 from gateway.runtime import Runtime
 from gateway.tokens import TokenCounter
 from gateway.upstream import create_session
@@ -67,6 +68,11 @@ def build_app(snapshot: ConfigSnapshot) -> web.Application:
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         app[SESSION] = session = create_session()
+        shared = None
+        if snapshot.config.routing.redis_url:  # circuit state shared by all instances
+            shared = SharedCircuits(snapshot.config.routing.redis_url, health)
+            health.on_new = shared.attach
+            shared.start()
         await install(snapshot)
         watcher = None
         if Path(snapshot.source).is_file():
@@ -77,6 +83,8 @@ def build_app(snapshot: ConfigSnapshot) -> web.Application:
         if watcher is not None:
             await watcher.stop()
         holder.current = None
+        if shared is not None:
+            await shared.stop()
         await session.close()
 
     app.cleanup_ctx.append(upstream_session)

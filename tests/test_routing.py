@@ -407,3 +407,26 @@ def test_hot_reload_under_load_and_invalid_edit_keeps_old_config(make_gateway, t
         time.sleep(0.3)
         assert httpx.get(f"{gw.url}/readyz").json()["config_hash"] == second_hash
         assert post(gw).headers["x-gateway-backend"] == "up-b"
+
+
+def test_circuit_state_is_shared_through_redis(make_gateway, two_upstreams):
+    """Two gateway instances: a circuit opened by one is skipped by the other."""
+    import redis as redis_sync
+
+    redis_sync.Redis().delete(*[k for k in redis_sync.Redis().keys("llm-gateway:circuit:*")] or ["none"])
+    a, b = two_upstreams
+    config = two_target_config(a.url, b.url, extra="  redis_url: redis://127.0.0.1:6379/0\n"
+                                                   "  circuit_breaker: {consecutive_failures: 2, cooldown_s: 5}")
+    gw1, gw2 = make_gateway(config), make_gateway(config)
+    b.json(OK)
+    a.json(OK)
+    assert post(gw2).headers["x-gateway-backend"] == "up-a"  # gw2 knows the target
+    a.json({"error": {"message": "down"}}, status=500)
+    post(gw1)  # opens up-a's circuit on gw1, published to Redis
+    ttl = redis_sync.Redis().pttl("llm-gateway:circuit:up-a/model-a")
+    assert 0 < ttl <= 5000
+    time.sleep(1.3)  # gw2's poller picks it up
+    a.received.clear()
+    a.json(OK)
+    assert post(gw2).headers["x-gateway-backend"] == "up-b" and not a.received
+    redis_sync.Redis().delete("llm-gateway:circuit:up-a/model-a")

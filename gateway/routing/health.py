@@ -149,6 +149,7 @@ class HealthRegistry:
     def __init__(self, clock: Clock = time.monotonic):
         self.clock = clock
         self._states: dict[str, TargetState] = {}
+        self.on_new: Callable[[TargetState], None] | None = None  # e.g. share its breaker via Redis
 
     def state(self, backend: str, model: str, settings: CircuitBreakerSettings) -> TargetState:
         """The state for a target, created on first use; a reload's new breaker settings apply."""
@@ -157,6 +158,8 @@ class HealthRegistry:
         if st is None:
             st = TargetState(key, backend, CircuitBreaker(settings, self.clock))
             self._states[key] = st
+            if self.on_new is not None:
+                self.on_new(st)
         else:
             st.breaker.settings = settings
         return st
