@@ -17,7 +17,9 @@ from aiohttp import web
 from gateway.config import ConfigSnapshot
 from gateway.config.watcher import ConfigWatcher
 from gateway.context import RequestContext
+from gateway.telemetry import install_telemetry
 from gateway.handlers import ProxyHandlers
+from gateway.pipeline import Stage
 from gateway.routing.health import HealthRegistry
 from gateway.routing.shared_circuit import SharedCircuits
 from gateway.runtime import Runtime
@@ -40,14 +42,16 @@ FINISHERS = web.AppKey("finishers", list)
 HEALTH = web.AppKey("health", HealthRegistry)
 TOKENS = web.AppKey("tokens", TokenCounter)
 WATCHER = web.AppKey("watcher", ConfigWatcher)
+STAGES = web.AppKey("stages", list)
 
 
-def build_app(snapshot: ConfigSnapshot) -> web.Application:
+def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.Application:
     """Build the gateway application for a validated config snapshot.
 
     The upstream session and the compiled runtime are created on start-up and closed on
     shutdown (``cleanup_ctx``). Callables appended to ``app[FINISHERS]`` receive every
-    finished ``RequestContext`` (telemetry hooks in here).
+    finished ``RequestContext`` (telemetry hooks in here). ``data_dir`` overrides where embedded
+    telemetry data lives (``telemetry.data_dir``; see ``gateway.telemetry``).
     """
     app = web.Application(client_max_size=snapshot.config.server.body_limit_bytes, handler_args={})
     holder = RuntimeHolder()
@@ -94,6 +98,15 @@ def build_app(snapshot: ConfigSnapshot) -> web.Application:
             hook(ctx)
 
     handlers = ProxyHandlers(lambda: holder.current, finish)
+    # Request stages, in order (auth, prompts, cache … append here as they land); composed
+    # once when the app starts, after every feature has registered.
+    stages: list[Stage] = []
+    app[STAGES] = stages
+
+    async def compose_stages(app: web.Application) -> None:
+        handlers.set_stages(stages)
+
+    app.on_startup.append(compose_stages)
 
     async def readyz(request: web.Request) -> web.Response:
         session = request.app.get(SESSION)
@@ -101,6 +114,9 @@ def build_app(snapshot: ConfigSnapshot) -> web.Application:
         return web.json_response({"status": "ready" if ready else "starting",
                                   "config_hash": holder.current.snapshot.content_hash if ready else None},
                                  status=200 if ready else 503)
+
+    # Telemetry sink (a finisher) and /admin/* routes, registered before the catch-all route.
+    install_telemetry(app, snapshot, finishers, data_dir=data_dir, tokens=tokens)
 
     r = app.router
     r.add_get("/healthz", handlers.healthz)

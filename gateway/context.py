@@ -106,3 +106,10 @@ class RequestContext:
     strategy: str = ""  # routing strategy that ordered the targets
     route_candidates: list[dict] | None = None  # provenance: [{"target", "score", "skipped"}]
     target_state: Any = None  # routing.health.TargetState of the answering target, held in flight
+    # --- set by the handler for stages ---
+    request: Any = None  # the aiohttp web.Request
+    runtime: Any = None  # the runtime.Runtime (config snapshot) this request runs on, start to end
+    # Stages that need the answer (cache) set these: every byte sent to the client is appended
+    # to ``capture`` and passed to ``on_bytes`` (coalesced followers) as it is sent.
+    capture: list[bytes] | None = None
+    on_bytes: Any = None

@@ -9,9 +9,10 @@ already). Every response carries ``x-request-id``; proxied ones also ``x-gateway
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 
 import aiohttp
 import orjson
@@ -22,6 +23,7 @@ from gateway.errors import (
     GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError, StreamTruncatedError,
     UpstreamError, UpstreamTimeoutError, error_body,
 )
+from gateway.pipeline import Stage, compose
 from gateway.routing.attempts import run_attempts
 from gateway.sse import encode_data_event
 from gateway.streaming import StreamTee
@@ -41,7 +43,7 @@ def _new_context(request: web.Request, endpoint: str) -> RequestContext:
     rid = request.headers.get("x-request-id") or str(uuid.uuid4())
     return RequestContext(request_id=rid[:128], endpoint=endpoint, t_start=time.perf_counter(),
                           ts_start=time.time(), client_ip=request.remote or "",
-                          user_agent=request.headers.get("User-Agent", ""))
+                          user_agent=request.headers.get("User-Agent", ""), headers=request.headers)
 
 
 def _upstream_error_body(status: int, body: bytes) -> bytes:
@@ -60,9 +62,14 @@ class ProxyHandlers:
     """The aiohttp handlers. ``runtime()`` returns the current compiled config (``Runtime``);
     ``finish(ctx)`` is called once per proxied request after its response ended."""
 
-    def __init__(self, runtime: RuntimeGetter, finish: Finisher):
+    def __init__(self, runtime: RuntimeGetter, finish: Finisher, stages: Sequence[Stage] = ()):
         self._runtime = runtime
         self._finish = finish
+        self._pipeline = compose(stages, self._forward)
+
+    def set_stages(self, stages: Sequence[Stage]) -> None:
+        """Compose the request stages in front of the proxy (called once at start-up)."""
+        self._pipeline = compose(stages, self._forward)
 
     # --- small endpoints -------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -97,6 +104,10 @@ class ProxyHandlers:
             ctx.error_type = exc.code or exc.type
             ctx.error_message = exc.message
             return self._error_response(exc, ctx.request_id, ctx.backend)
+        except asyncio.CancelledError:  # the client went away (handler_cancellation)
+            if not ctx.error_type:
+                ctx.status_code, ctx.error_type, ctx.truncated = CLIENT_CLOSED, "client_closed", ctx.stream
+            raise
         finally:
             ctx.t_end = time.perf_counter()
             state = ctx.target_state
@@ -127,7 +138,8 @@ class ProxyHandlers:
 
     async def _proxy(self, request: web.Request, ctx: RequestContext) -> web.StreamResponse:
         rt = self._runtime()
-        raw = await self._read_body(request, rt.body_limit)
+        ctx.config_hash = rt.snapshot.content_hash
+        raw = ctx.raw_body = await self._read_body(request, rt.body_limit)
         endpoint = ctx.endpoint
         if request.method != "POST":
             raise InvalidRequestError(f"{request.method} /v1/{endpoint} is not routed by this gateway: "
@@ -146,9 +158,23 @@ class ProxyHandlers:
         if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
             raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")
         ctx.body = body
+        ctx.raw_body = raw
         ctx.model_requested = model
-        stream = body.get("stream") is True
-        ctx.stream = stream
+        ctx.stream = body.get("stream") is True
+        ctx.request = request
+        ctx.runtime = rt
+        ctx.headers = request.headers
+        return await self._pipeline(ctx)
+
+    async def _forward(self, ctx: RequestContext) -> web.StreamResponse:
+        """The terminal stage: route, run the attempt loop, relay the answer."""
+        rt = ctx.runtime
+        request = ctx.request
+        body = ctx.body
+        raw = ctx.raw_body
+        endpoint = ctx.endpoint
+        model = body["model"]
+        stream = ctx.stream
         plan = rt.router.plan(model, body, stream, request.headers, ctx.metadata, ctx.tenant, ctx.api_key_id,
                               ctx.prompt_id)
         ctx.route_rule = plan.rule
@@ -220,6 +246,11 @@ class ProxyHandlers:
         elif upstream.headers.get("Content-Type", "").startswith(_JSON):
             self._observe_json(ctx, body)
         ctx.t_first_token = ctx.t_first_token or time.perf_counter()
+        if ctx.capture is not None:
+            ctx.capture.append(body)
+        if ctx.on_bytes is not None:
+            ctx.on_bytes(body)
+        ctx.response_body = body
         return web.Response(status=upstream.status, body=body, headers=headers)
 
     @staticmethod
@@ -249,20 +280,30 @@ class ProxyHandlers:
         await response.prepare(request)
         failure: GatewayError | None = None
         perf = time.perf_counter
+        send = response.write
+        if ctx.capture is not None or ctx.on_bytes is not None:
+            capture, on_bytes = ctx.capture, ctx.on_bytes
+
+            async def send(data: bytes) -> None:  # noqa: F811 - the observed variant
+                if capture is not None:
+                    capture.append(data)
+                if on_bytes is not None:
+                    on_bytes(data)
+                await response.write(data)
         try:
             first = outcome.first_chunk
             if first:
                 out = tee.feed(first, perf()) if tee is not None else first
                 if out:
-                    await response.write(out)
+                    await send(out)
             async for data in outcome.chunks:
                 out = tee.feed(data, perf()) if tee is not None else data
                 if out:
-                    await response.write(out)
+                    await send(out)
             if tee is not None:
                 rest = tee.tail()
                 if rest:
-                    await response.write(rest)
+                    await send(rest)
                 if tee.upstream_error is not None:
                     ctx.status_code = 502
                     ctx.error_type = "upstream_stream_error"
@@ -289,7 +330,7 @@ class ProxyHandlers:
             ctx.error_message = failure.message
             upstream.close()
             try:
-                await response.write(encode_data_event(orjson.loads(failure.body())))
+                await send(encode_data_event(orjson.loads(failure.body())))
             except ConnectionResetError:
                 pass
         else:

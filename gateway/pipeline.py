@@ -1,0 +1,26 @@
+"""The stage protocol and ``compose``.
+
+A stage is ``async def stage(ctx, call_next) -> web.StreamResponse``: it may change the
+request (``ctx.body``), answer by itself (a cache hit, a 401) without calling ``call_next``,
+or call ``call_next(ctx)`` and look at the outcome afterwards. ``compose`` nests the stages
+once at start-up, so a request pays one function call per stage and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from gateway.context import RequestContext
+
+Handler = Callable[[RequestContext], Awaitable[web.StreamResponse]]
+Stage = Callable[[RequestContext, Handler], Awaitable[web.StreamResponse]]
+
+
+def compose(stages: Sequence[Stage], terminal: Handler) -> Handler:
+    """Chain ``stages`` (first runs first) in front of ``terminal``."""
+    handler = terminal
+    for stage in reversed(stages):
+        handler = (lambda s, nxt: (lambda ctx: s(ctx, nxt)))(stage, handler)
+    return handler
