@@ -201,7 +201,7 @@ class ProxyHandlers:
                     encoded[name] = (raw, body)  # unchanged: forward the client's bytes
                 else:
                     per_target = {**body, "model": name}
-                    encoded[name] = (b"" if cand.client.type == "mock" else orjson.dumps(per_target), per_target)
+                    encoded[name] = (orjson.dumps(per_target) if cand.client.needs_raw else b"", per_target)
             return encoded[name]
 
         ctx.t_upstream_start = time.perf_counter()

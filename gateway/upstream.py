@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from gateway.config.models import Backend
 from gateway.errors import UpstreamTimeoutError, UpstreamUnreachableError
 from gateway.mock_backend import MockResponse
+from gateway.providers import adapter_for
 
 # Response headers worth passing back to the client; the rest (Content-Length,
 # Content-Encoding, hop-by-hop) describe the upstream hop, not our response.
@@ -76,6 +77,45 @@ class HTTPUpstreamResponse:
         self._resp.release()
 
 
+class TranslatedResponse(HTTPUpstreamResponse):
+    """An upstream response seen through a translating adapter: status, body, stream and
+    errors come out in OpenAI's shapes (``Content-Type`` set to match)."""
+
+    __slots__ = ("_adapter", "_endpoint", "_request_body")
+
+    def __init__(self, resp: aiohttp.ClientResponse, adapter, endpoint: str, request_body: dict):
+        super().__init__(resp)
+        self._adapter = adapter
+        self._endpoint = endpoint
+        self._request_body = request_body
+        if resp.status >= 400:
+            self.status, _ = adapter.map_error(resp.status, b"")
+        headers = dict(pass_back_headers(resp.headers))
+        is_sse = resp.headers.get("Content-Type", "").startswith("text/event-stream")
+        headers["Content-Type"] = "text/event-stream" if is_sse and resp.status < 400 else "application/json"
+        self.headers = headers
+
+    async def read(self) -> bytes:
+        body = await self._resp.read()
+        if self._resp.status >= 400:
+            self.status, out = self._adapter.map_error(self._resp.status, body)
+            return out
+        return self._adapter.parse_response(self._endpoint, body)
+
+    async def _translate(self):
+        decoder = self._adapter.stream_decoder(self._endpoint, self._request_body)
+        async for data in self._resp.content.iter_any():
+            out = decoder.feed(data)
+            if out:
+                yield out
+        out = decoder.finish()
+        if out:
+            yield out
+
+    def iter_chunks(self):
+        return self._translate()
+
+
 class BackendClient:
     """Sends requests to one configured backend.
 
@@ -83,7 +123,8 @@ class BackendClient:
     ``ClientSession`` (unused for ``mock``). ``forward`` below is the one entry point.
     """
 
-    __slots__ = ("name", "backend", "type", "_session", "_prefix", "_headers", "_timeout", "first_byte_s")
+    __slots__ = ("name", "backend", "type", "_session", "_prefix", "_headers", "_timeout", "first_byte_s",
+                 "adapter", "needs_raw")
 
     def __init__(self, name: str, backend: Backend, session: aiohttp.ClientSession | None):
         self.name = name
@@ -91,10 +132,14 @@ class BackendClient:
         self.type = backend.type
         self._session = session
         self._prefix = (backend.base_url or "").rstrip("/")
+        self.adapter = adapter_for(backend.type)
+        # Whether ``forward`` needs the encoded body: identity and address-only adapters send
+        # bytes; the mock and translating adapters work from the parsed dict.
+        self.needs_raw = self.adapter is not None and not getattr(self.adapter, "translates_responses", False)
         headers = {"Content-Type": "application/json", "User-Agent": "llm-gateway"}
         headers.update(backend.headers)
-        if backend.api_key:
-            headers["Authorization"] = f"Bearer {backend.api_key}"
+        if self.adapter is not None:
+            headers.update(self.adapter.static_headers(backend))
         self._headers = headers
         t = backend.timeouts
         self._timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read)
@@ -108,11 +153,20 @@ class BackendClient:
         ``path``: the part after ``/v1/`` (``chat/completions``). ``body``: the bytes to send.
         ``parsed``: the same body as a dict (the mock backend answers from it).
         Returns an object with ``status``, ``headers``, ``read()``, ``iter_chunks()``,
-        ``close()``. Raises ``UpstreamUnreachableError`` or ``UpstreamTimeoutError``.
+        ``close()``. Raises ``UpstreamUnreachableError`` or ``UpstreamTimeoutError``, and
+        ``InvalidRequestError`` (400) when the backend cannot serve the request.
         """
-        if self.type == "mock":
+        path_in = path
+        adapter = self.adapter
+        if adapter is None:
             return MockResponse(self.backend.mock, path, parsed or {}, upstream_model)
         headers = self._headers
+        if not adapter.identity:  # the provider decides address, body and extra headers
+            req = adapter.build_request(path, parsed or {}, body if self.needs_raw else None, upstream_model,
+                                        self.backend)
+            path, query, body = req.path, req.query, req.body
+            if req.headers:
+                extra_headers = {**(extra_headers or {}), **req.headers}
         if extra_headers:
             headers = CIMultiDict(headers)
             for k, v in extra_headers.items():
@@ -131,4 +185,6 @@ class BackendClient:
             ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamUnreachableError(f"backend {self.name!r} failed: {type(exc).__name__}") from None
+        if getattr(adapter, "translates_responses", False):
+            return TranslatedResponse(resp, adapter, path_in, parsed or {})
         return HTTPUpstreamResponse(resp)

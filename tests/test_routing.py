@@ -338,14 +338,14 @@ def test_least_busy_spreads_concurrent_load(make_gateway, two_upstreams):
 def test_circuit_breaker_through_the_gateway(make_gateway, two_upstreams):
     a, b = two_upstreams
     gw = make_gateway(two_target_config(a.url, b.url, extra="  circuit_breaker: {consecutive_failures: 2, "
-                                                         "cooldown_s: 0.5}"))
+                                                         "cooldown_s: 1.5}"))
     a.json({"error": {"message": "down"}}, status=500)
     b.json(OK)
     post(gw)  # two failures on up-a: its circuit opens
     a.received.clear()
     r = post(gw)
     assert r.headers["x-gateway-backend"] == "up-b" and not a.received  # skipped while open
-    time.sleep(0.6)
+    time.sleep(1.6)
     a.json(OK)
     r = post(gw)  # half-open probe succeeds and closes it
     assert r.headers["x-gateway-backend"] == "up-a" and len(a.received) == 1

@@ -52,18 +52,25 @@ class MockSettings(_Strict):
 
 
 class Backend(_Strict):
-    """One upstream: an OpenAI-compatible HTTP API, a vLLM server, or the in-process mock.
+    """One upstream: an OpenAI-compatible HTTP API, a vLLM server, Anthropic's Messages API,
+    Azure OpenAI, or the in-process mock.
 
-    ``base_url`` includes the API prefix (``https://api.openai.com/v1``); request paths are
-    appended to it without their ``/v1`` prefix. ``api_key`` is normally ``${ENV_VAR}``.
+    ``base_url`` includes the API prefix (``https://api.openai.com/v1``,
+    ``https://api.anthropic.com/v1``); request paths are appended to it without their ``/v1``
+    prefix. For ``azure`` it is the resource endpoint (``https://NAME.openai.azure.com``) and
+    the target's model is the deployment name. ``api_key`` is normally ``${ENV_VAR}``.
     """
 
-    type: Literal["openai", "vllm", "mock"]
+    type: Literal["openai", "vllm", "mock", "anthropic", "azure"]
     base_url: str | None = None
     api_key: str | None = Field(None, repr=False)
     timeouts: Timeouts = Timeouts()
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     mock: MockSettings = MockSettings()
+    api_version: str | None = Field(None, description=(
+        "azure: the api-version query parameter (default 2024-10-21); "
+        "anthropic: the anthropic-version header (default 2023-06-01)"))
+    default_max_tokens: int = Field(4096, ge=1, description="anthropic: max_tokens when the caller sends none")
 
     @model_validator(mode="after")
     def _needs_url(self) -> "Backend":
