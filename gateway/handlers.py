@@ -158,12 +158,10 @@ class ProxyHandlers:
         if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
             raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")
         ctx.body = body
-        ctx.raw_body = raw
         ctx.model_requested = model
         ctx.stream = body.get("stream") is True
         ctx.request = request
         ctx.runtime = rt
-        ctx.headers = request.headers
         return await self._pipeline(ctx)
 
     async def _forward(self, ctx: RequestContext) -> web.StreamResponse:
@@ -197,7 +195,7 @@ class ProxyHandlers:
             """The request as this target must receive it (its own model name)."""
             name = cand.upstream_model
             if name not in encoded:
-                if name == model and not strip_usage:
+                if name == model and not strip_usage and raw is not None:
                     encoded[name] = (raw, body)  # unchanged: forward the client's bytes
                 else:
                     per_target = {**body, "model": name}
