@@ -92,8 +92,7 @@ def is_built(out: Path) -> bool:
 
 
 def corpus_files() -> list[Path]:
-    """Local training text: the standard library's .py sources, plus a
-    generated chat-ish text so the usual words and markers get merges."""
+    """Local training text: the standard library's .py sources."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in stdlib.glob("*.py") if p.is_file())
     if not files:
@@ -102,6 +101,7 @@ def corpus_files() -> list[Path]:
 
 
 def iter_corpus():
+    """Some generated chat-ish lines, then stdlib sources (ASCII only)."""
     total = 0
     generated = [
         "Hello! How can I help you today?",
@@ -116,6 +116,9 @@ def iter_corpus():
             text = path.read_text(encoding="utf-8", errors="ignore")
         except OSError:
             continue
+        # ASCII only: every merged token then decodes to whole characters,
+        # so generated text never holds broken UTF-8 sequences.
+        text = text.encode("ascii", "ignore").decode("ascii")
         yield text
         total += len(text)
         if total >= CORPUS_BYTES:
@@ -123,7 +126,14 @@ def iter_corpus():
 
 
 def build_tokenizer(workdir: Path):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
@@ -157,11 +167,36 @@ def build_tokenizer(workdir: Path):
     cfg = json.loads(cfg_path.read_text())
     cfg["chat_template"] = CHAT_TEMPLATE
     cfg.setdefault("add_bos_token", False)
+    # transformers 5 writes "TokenizersBackend"; the v4-era name loads with both.
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
     cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
     jinja = workdir / "chat_template.jinja"
     if jinja.exists():
         jinja.unlink()
     return fast
+
+
+def byte_level_chars() -> dict[str, int]:
+    """The GPT-2 byte-to-unicode table used by ByteLevel, inverted."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+def unprintable_token_ids(tokenizer) -> list[int]:
+    byte_of = byte_level_chars()
+    ok = set(range(32, 127)) | {9, 10}
+    bad = []
+    for token, idx in tokenizer.get_vocab().items():
+        if token in SPECIAL_TOKENS or any(byte_of.get(ch, -1) not in ok for ch in token):
+            bad.append(idx)
+    return sorted(bad)
 
 
 def build_model(workdir: Path, tokenizer) -> None:
@@ -188,10 +223,15 @@ def build_model(workdir: Path, tokenizer) -> None:
         torch_dtype="float32",
     )
     model = LlamaForCausalLM(config).to(torch.float32).eval()
-    # Make the random model a bit less flat than the default 0.02-std init, so
-    # greedy decoding does not produce the same token over and over.
+    # Make the output distribution peaked (logit std ~8), and give every token
+    # that does not decode to printable ASCII (lone high bytes, control bytes,
+    # special tokens) a zero output row, i.e. logit 0, far below the best
+    # printable token.  So even sampled output is clean text.
+    bad = unprintable_token_ids(tokenizer)
     with torch.no_grad():
         model.lm_head.weight.normal_(0.0, 0.5)
+        model.lm_head.weight[bad] = 0.0
+    log(f"{len(bad)} of {vocab} tokens can never win (unprintable or special)")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f}M parameters")
     model.save_pretrained(workdir, safe_serialization=True)
@@ -240,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         build_model(work, tokenizer)
         smoke_test(work)
         (work / STAMP_FILE).write_text(json.dumps(BUILD_STAMP, indent=2) + "\n")
+        work.chmod(0o755)
         if out.exists():
             shutil.rmtree(out)
         work.rename(out)

