@@ -1,4 +1,5 @@
-"""The ``llm-gateway`` command line (click): ``serve``, ``demo``, ``check-config``, ``mock-server``."""
+"""The ``llm-gateway`` command line (click): ``serve``, ``demo``, ``check-config``, ``mock-server``,
+``query``, ``db migrate``."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def main(log_level: str) -> None:
 @click.option("--port", type=int, default=None, help="Port (default: server.port from the config, 8080).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes sharing the port (SO_REUSEPORT), one event loop each.")
-def serve(config_path: str | None, host: str | None, port: int | None, workers: int) -> None:
+@click.option("--data-dir", default=None, help="Embedded telemetry data folder (chDB store, spool); "
+              "default telemetry.data_dir, $LLM_GATEWAY_DATA_DIR or ./.llm-gateway.")
+def serve(config_path: str | None, host: str | None, port: int | None, workers: int, data_dir: str | None) -> None:
     """Run the gateway in the foreground until SIGTERM/SIGINT."""
     from gateway.app import build_app
     from gateway.server import run_workers
@@ -43,8 +46,20 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
     server = snapshot.config.server
     click.echo(f"config {snapshot.source} (hash {snapshot.content_hash}): "
                f"{len(snapshot.config.backends)} backends, {len(snapshot.config.models)} models")
-    run_workers(lambda: build_app(snapshot), host or server.host, port if port is not None else server.port,
-                workers)
+    _check_embedded_store(snapshot, workers, data_dir)
+    run_workers(lambda: build_app(snapshot, data_dir=data_dir), host or server.host,
+                port if port is not None else server.port, workers)
+
+
+def _check_embedded_store(snapshot: ConfigSnapshot, workers: int, data_dir: str | None) -> None:
+    """Embedded chDB is one process per directory: refuse ``--workers > 1`` with it."""
+    from gateway.telemetry import telemetry_enabled
+
+    t = snapshot.config.telemetry
+    if workers > 1 and telemetry_enabled(snapshot) and t.resolved_dsn(t.resolved_data_dir(data_dir)).startswith("chdb://"):
+        click.echo("--workers > 1 needs a ClickHouse server for telemetry (telemetry.clickhouse.dsn: http://…): "
+                   "the embedded chDB store can be opened by one process only", err=True)
+        sys.exit(2)
 
 
 @main.command("check-config")
@@ -67,11 +82,13 @@ def check_config(path: str) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option("--data-dir", default=None, help="Embedded telemetry data folder (default $LLM_GATEWAY_DATA_DIR "
+              "or ./.llm-gateway).")
+def demo(data_dir: str | None) -> None:
     """Start the gateway on embedded defaults (mock backend) and drive it with the OpenAI SDK."""
     from gateway.demo import run_demo
 
-    run_demo()
+    run_demo(data_dir=data_dir)
 
 
 @main.command("mock-server")
@@ -89,3 +106,13 @@ def mock_server(host: str, port: int, ttft_ms: float, itl_ms: float, tokens: int
 
     settings = MockSettings(ttft_ms=ttft_ms, itl_ms=itl_ms, tokens=tokens, chunk_tokens=chunk_tokens)
     run_forever(build_mock_app(settings), host, port)
+
+
+def _register_telemetry_commands() -> None:
+    from gateway.telemetry.commands import db, query
+
+    main.add_command(query)
+    main.add_command(db)
+
+
+_register_telemetry_commands()

@@ -73,13 +73,41 @@ def error_case(client: openai.OpenAI) -> None:
         click.echo(f"  HTTP {exc.status_code}: {exc.body['message'] if isinstance(exc.body, dict) else exc}")
 
 
-STEPS = [show_models, plain_chat, streamed_chat, embeddings, error_case]
+def telemetry_query(client: openai.OpenAI) -> None:
+    """The rows this demo created, through a saved query (``config/queries/latency-by-model.sql``)."""
+    import httpx
+
+    _step("telemetry: saved query latency-by-model over this demo's rows (llm_requests in ClickHouse)")
+    root = str(client.base_url).rstrip("/").removesuffix("/v1")
+    with httpx.Client(base_url=root, timeout=60) as http:
+        stats = http.post("/admin/telemetry/flush").json()
+        if not stats.get("enabled"):
+            click.echo("  telemetry is off (telemetry.enabled: false or LLM_GATEWAY_TELEMETRY=off)")
+            return
+        click.echo(f"  {stats['written']} rows written to {stats['target']}, {stats['spooled']} spooled")
+        resp = http.post("/admin/query", json={"saved": "latency-by-model", "format": "table",
+                                               "params": {"since_ms": _DEMO_START_MS[0]}})
+    if resp.status_code != 200:
+        click.echo(f"  query failed: HTTP {resp.status_code}: {resp.text[:500]}")
+        return
+    for line in resp.text.rstrip().splitlines():
+        click.echo(f"  {line}")
+    click.echo("  (more: llm-gateway query --list)")
 
 
-def run_demo() -> None:
-    """Run every demo step against a gateway started on a free loopback port."""
+_DEMO_START_MS = [0]
+STEPS = [show_models, plain_chat, streamed_chat, embeddings, error_case, telemetry_query]
+
+
+def run_demo(data_dir: str | None = None) -> None:
+    """Run every demo step against a gateway started on a free loopback port.
+
+    ``data_dir``: where the embedded telemetry store lives (default ``$LLM_GATEWAY_DATA_DIR``
+    or ``./.llm-gateway``).
+    """
     snapshot = default_config()
-    with BackgroundServer(build_app(snapshot)) as server:
+    _DEMO_START_MS[0] = int(time.time() * 1000)
+    with BackgroundServer(build_app(snapshot, data_dir=data_dir)) as server:
         click.secho(f"llm-gateway running at {server.url} (embedded defaults, config hash "
                     f"{snapshot.content_hash}); clients use base_url={server.url}/v1", bold=True)
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-demo", max_retries=0)

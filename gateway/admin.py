@@ -1,0 +1,140 @@
+"""Admin endpoints for telemetry: counters, flush, and read-only ops queries.
+
+- ``GET /admin/telemetry``: sink counters (emitted, written, spooled, replayed, dropped,
+  queue_depth, spool_files, spool_rows, store state, last error).
+- ``POST /admin/telemetry/flush``: write out what is queued now (waits up to ``timeout`` s,
+  query parameter, default 10); answers the counters.
+- ``GET /admin/queries``: saved queries (name, description, parameter defaults).
+- ``POST /admin/query``: ``{"sql": "..."}`` or ``{"saved": "latency-by-model"}``, optional
+  ``"params": {...}`` and ``"format"`` (``table``, ``json``, ``jsonl``, ``csv``, ``tsv``);
+  answers the result as ClickHouse renders it. Read-only: one ``SELECT``/``WITH``/``SHOW``/
+  ``DESCRIBE``/``EXPLAIN``/``EXISTS`` statement, run with ``readonly=1``.
+
+Access: ``Authorization: Bearer <server.admin_key>``. With no admin key configured the
+endpoints answer loopback clients only (127.0.0.0/8, ::1) — behind a reverse proxy on the
+same host every client looks local, so set a key there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+from collections.abc import Callable
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import error_body
+from gateway.telemetry.queries import QueryRejected, clickhouse_format, resolve, saved_queries
+
+log = logging.getLogger("gateway.admin")
+_JSON = "application/json"
+
+
+def _error(status: int, message: str, code: str, type_: str = "invalid_request_error") -> web.Response:
+    return web.Response(status=status, body=error_body(message, type_, None, code), content_type=_JSON)
+
+
+def _is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class AdminAPI:
+    """The admin handlers.
+
+    ``admin_key``: the configured key (``None``: loopback only). ``sink``: returns the
+    ``TelemetrySink`` or ``None`` when telemetry is off. ``query_client``: returns a
+    ``ReadOnlyClient`` (or ``None``). ``queries_dir``: extra saved-query folder.
+    """
+
+    def __init__(self, admin_key: str | None, sink: Callable[[], object | None],
+                 query_client: Callable[[], object | None], queries_dir: str | None = None):
+        self._key = admin_key.encode() if admin_key else None
+        self._sink = sink
+        self._query_client = query_client
+        self._queries_dir = queries_dir
+
+    def routes(self, app: web.Application) -> None:
+        """Register the routes on ``app`` (before any catch-all route)."""
+        r = app.router
+        r.add_get("/admin/telemetry", self.telemetry)
+        r.add_post("/admin/telemetry/flush", self.flush)
+        r.add_get("/admin/queries", self.list_queries)
+        r.add_post("/admin/query", self.query)
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        if self._key is None:
+            if _is_loopback(request.remote):
+                return None
+            return _error(403, "admin endpoints answer loopback clients only when no server.admin_key is "
+                               "configured", "admin_forbidden")
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
+        if token and hmac.compare_digest(token, self._key):
+            return None
+        return _error(401, "a valid admin key is required (Authorization: Bearer <server.admin_key>)",
+                      "invalid_admin_key", "authentication_error")
+
+    async def telemetry(self, request: web.Request) -> web.Response:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        sink = self._sink()
+        if sink is None:
+            return web.json_response({"enabled": False})
+        return web.json_response({"enabled": True, **sink.stats()})
+
+    async def flush(self, request: web.Request) -> web.Response:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        sink = self._sink()
+        if sink is None:
+            return web.json_response({"enabled": False})
+        try:
+            timeout = min(float(request.query.get("timeout", "10")), 120.0)
+        except ValueError:
+            return _error(400, "timeout must be a number of seconds", "bad_timeout")
+        done = await asyncio.to_thread(sink.flush, timeout)
+        return web.json_response({"enabled": True, "flushed": done, **sink.stats()})
+
+    async def list_queries(self, request: web.Request) -> web.Response:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        out = [{"name": q.name, "description": q.description, "params": q.defaults}
+               for q in saved_queries(self._queries_dir).values()]
+        return web.json_response({"queries": out})
+
+    async def query(self, request: web.Request) -> web.Response:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        try:
+            spec = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _error(400, "body must be JSON: {\"sql\": ...} or {\"saved\": ...}", "bad_query")
+        if not isinstance(spec, dict):
+            return _error(400, "body must be a JSON object", "bad_query")
+        params = spec.get("params") or {}
+        if not isinstance(params, dict):
+            return _error(400, "params must be an object", "bad_query")
+        try:
+            fmt, content_type = clickhouse_format(str(spec.get("format") or "table"))
+            sql, params = resolve(spec.get("sql"), spec.get("saved"), params, self._queries_dir)
+        except QueryRejected as exc:
+            return _error(400, str(exc), "query_rejected")
+        client = self._query_client()
+        if client is None:
+            return _error(503, "no telemetry store is configured", "no_store", "server_error")
+        try:
+            data = await asyncio.to_thread(client.query, sql, fmt, params)
+        except Exception as exc:  # ClickHouse errors: the client gets ClickHouse's message
+            from gateway.telemetry.record import scrub_secrets
+            message = scrub_secrets(str(exc))[:2000]
+            log.info("admin query failed: %s", message.splitlines()[0] if message else type(exc).__name__)
+            return _error(400, message or type(exc).__name__, "query_failed")
+        return web.Response(body=data, headers={"Content-Type": content_type})

@@ -1,0 +1,100 @@
+"""Telemetry: every proxied request becomes a row in ClickHouse (a server, or embedded chDB).
+
+``install_telemetry(app, snapshot)`` wires it into the aiohttp application: a
+``TelemetrySink`` whose ``emit`` is registered in ``app[FINISHERS]`` (started and stopped via
+``cleanup_ctx``; shutdown flushes or spools), and the ``/admin/*`` endpoints.
+
+Modules: ``record`` (the row), ``sink`` (queue, writer thread, spool/replay), ``spool``
+(batch files), ``clickhouse`` (connections, inserts, read-only queries), ``schema``
+(migrations), ``queries`` (saved queries, read-only checks).
+
+Set ``telemetry.enabled: false`` or the environment variable ``LLM_GATEWAY_TELEMETRY=off`` to
+run without a sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.admin import AdminAPI
+from gateway.config import ConfigSnapshot
+from gateway.pricing import PriceTable
+from gateway.telemetry.clickhouse import ClickHouseStore, ReadOnlyClient, parse_dsn
+from gateway.telemetry.record import RowBuilder
+from gateway.telemetry.sink import TelemetrySink
+from gateway.telemetry.spool import Spool
+from gateway.tokens import TokenCounter
+
+log = logging.getLogger("gateway.telemetry")
+
+SINK = web.AppKey("telemetry_sink", TelemetrySink)
+QUERY_CLIENT = web.AppKey("telemetry_query_client", ReadOnlyClient)
+TELEMETRY_ENV = "LLM_GATEWAY_TELEMETRY"
+STARTUP_WAIT_S = 3.0
+
+__all__ = ["SINK", "QUERY_CLIENT", "TelemetrySink", "build_sink", "install_telemetry", "telemetry_enabled"]
+
+
+def telemetry_enabled(snapshot: ConfigSnapshot) -> bool:
+    """``telemetry.enabled`` unless ``LLM_GATEWAY_TELEMETRY`` is ``off``/``0``/``false``/``no``."""
+    env = os.environ.get(TELEMETRY_ENV, "").strip().lower()
+    return snapshot.config.telemetry.enabled and env not in ("off", "0", "false", "no")
+
+
+def build_sink(snapshot: ConfigSnapshot, *, data_dir: str | os.PathLike | None = None,
+               tokens: TokenCounter | None = None) -> TelemetrySink:
+    """A (not yet started) sink for ``snapshot``'s ``telemetry`` settings.
+
+    ``data_dir`` overrides ``telemetry.data_dir``. ``tokens``: a shared ``TokenCounter``.
+    Raises ``ValueError`` for an unusable DSN or redaction hook.
+    """
+    cfg = snapshot.config
+    t = cfg.telemetry
+    ddir = t.resolved_data_dir(str(data_dir) if data_dir else None)
+    dsn = t.resolved_dsn(ddir)
+    store = ClickHouseStore(t.clickhouse, dsn)
+    builder = RowBuilder(config_hash=snapshot.content_hash, instance=socket.gethostname(),
+                         prices=PriceTable(cfg.pricing), tokens=tokens or TokenCounter(),
+                         bodies=t.bodies, error_message_max=t.error_message_max)
+    return TelemetrySink(store, builder, Spool(t.resolved_spool_dir(ddir)), t, display=store.target.display)
+
+
+def install_telemetry(app: web.Application, snapshot: ConfigSnapshot, finishers: list, *,
+                      data_dir: str | os.PathLike | None = None, tokens: TokenCounter | None = None) -> None:
+    """Register the sink (``finishers`` gets ``sink.emit``), its start/stop, and the admin
+    routes on ``app``. Call before any catch-all route is added."""
+    cfg = snapshot.config
+    t = cfg.telemetry
+    ddir = t.resolved_data_dir(str(data_dir) if data_dir else None)
+    dsn = t.resolved_dsn(ddir)
+    parse_dsn(dsn, t.clickhouse.database)  # fail at build time on a malformed DSN
+    query_client = ReadOnlyClient(t.clickhouse, dsn)
+    app[QUERY_CLIENT] = query_client
+    sink: TelemetrySink | None = None
+    if telemetry_enabled(snapshot):
+        sink = build_sink(snapshot, data_dir=ddir, tokens=tokens)
+        app[SINK] = sink
+        finishers.append(sink.emit)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if sink is not None:
+            await asyncio.to_thread(sink.start)
+            # Give the store a moment to connect and migrate before serving (chDB's engine start
+            # holds the GIL for a while); never required: rows queue and spool meanwhile.
+            await asyncio.to_thread(sink.ready.wait, STARTUP_WAIT_S)
+            log.info("telemetry: rows go to %s (database %s), spool %s", sink.display,
+                     sink.store.database, Path(sink.spool.root))
+        yield
+        if sink is not None:
+            await asyncio.to_thread(sink.close)
+        await asyncio.to_thread(query_client.close)
+
+    app.cleanup_ctx.append(lifecycle)
+    AdminAPI(cfg.server.admin_key, lambda: sink, lambda: query_client, t.queries_dir).routes(app)

@@ -1,0 +1,173 @@
+"""CLI commands for telemetry: ``llm-gateway query`` and ``llm-gateway db migrate``.
+
+``query`` runs read-only SQL (or a saved query) and prints what ClickHouse renders:
+
+- with a server DSN (``http(s)://``), against the server directly;
+- with the embedded store (chDB), through the running gateway's ``POST /admin/query``
+  (``--url``, default ``http://<server.host>:<server.port>``), because the gateway owns the
+  directory; when no gateway answers, by opening the directory itself.
+
+The admin key comes from ``--admin-key``, ``$GATEWAY_ADMIN_KEY`` or the config's
+``server.admin_key``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gateway.telemetry.queries import FORMATS, QueryRejected, clickhouse_format, resolve, saved_queries
+
+_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                       help="Path to gateway.yaml (default: embedded defaults).")
+_DATA_DIR = click.option("--data-dir", default=None, help="Embedded data folder (default: telemetry.data_dir, "
+                         "$LLM_GATEWAY_DATA_DIR or ./.llm-gateway).")
+_DSN = click.option("--dsn", default=None, help="Store to use instead of the config's (http(s)://… or chdb://DIR).")
+
+
+def _snapshot(config_path: str | None):
+    from gateway.cli import _load
+    return _load(config_path)
+
+
+def _store_settings(snapshot, dsn: str | None, data_dir: str | None):
+    t = snapshot.config.telemetry
+    ddir = t.resolved_data_dir(data_dir)
+    return t.clickhouse, dsn or t.resolved_dsn(ddir)
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not name=value", param_hint="--param")
+        out[key.strip()] = value
+    return out
+
+
+def _direct(settings, dsn: str, sql: str, params: dict, fmt: str) -> bytes:
+    from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
+
+    target = parse_dsn(dsn, settings.database)
+    if target.kind == "chdb":
+        if not Path(target.path).is_dir():
+            raise click.ClickException(f"no embedded store at {target.path} (nothing logged yet?)")
+        if chdb_dir_in_use(target.path):
+            raise click.ClickException(
+                f"the embedded store {target.path} is held by a running process; query through it with "
+                "--url http://HOST:PORT (its /admin/query endpoint)")
+    client = ReadOnlyClient(settings, dsn)
+    try:
+        return client.query(sql, fmt, params)
+    except Exception as exc:
+        from gateway.telemetry.record import scrub_secrets
+        raise click.ClickException(scrub_secrets(str(exc))) from None
+    finally:
+        client.close()
+
+
+def _via_gateway(url: str, key: str | None, payload: dict, timeout: float) -> bytes | None:
+    """POST to ``url/admin/query``; ``None`` when nothing listens there."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        resp = httpx.post(url.rstrip("/") + "/admin/query", json=payload, headers=headers, timeout=timeout)
+    except httpx.ConnectError:
+        return None
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"{url}: {type(exc).__name__}: {exc}") from None
+    if resp.status_code != 200:
+        try:
+            message = resp.json()["error"]["message"]
+        except Exception:
+            message = resp.text[:2000]
+        raise click.ClickException(f"{url} answered HTTP {resp.status_code}: {message}")
+    return resp.content
+
+
+@click.command()
+@click.argument("sql", required=False)
+@click.option("--saved", default=None, help="Run a saved query by name (see --list).")
+@click.option("--param", "-p", "params", multiple=True, help="Query parameter name=value (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="table", show_default=True)
+@click.option("--list", "list_saved", is_flag=True, help="List the saved queries and exit.")
+@click.option("--url", default=None, help="Gateway base URL to query through (embedded store).")
+@click.option("--admin-key", envvar="GATEWAY_ADMIN_KEY", default=None, help="Admin key ($GATEWAY_ADMIN_KEY).")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the answer.")
+@_CONFIG
+@_DATA_DIR
+@_DSN
+def query(sql: str | None, saved: str | None, params: tuple[str, ...], fmt: str, list_saved: bool,
+          url: str | None, admin_key: str | None, timeout: float, config_path: str | None,
+          data_dir: str | None, dsn: str | None) -> None:
+    """Run read-only SQL (SELECT/WITH/SHOW/DESCRIBE/EXPLAIN) or a saved query over the telemetry."""
+    snapshot = _snapshot(config_path)
+    t = snapshot.config.telemetry
+    if list_saved:
+        for q in saved_queries(t.queries_dir).values():
+            defaults = ", ".join(f"{k}={v}" for k, v in q.defaults.items())
+            click.echo(f"{q.name:24} {q.description}" + (f" [{defaults}]" if defaults else ""))
+        return
+    given = _parse_params(params)
+    try:
+        ch_format, _ = clickhouse_format(fmt)
+        resolved_sql, resolved_params = resolve(sql, saved, given, t.queries_dir)
+    except QueryRejected as exc:
+        raise click.UsageError(str(exc)) from None
+    settings, store_dsn = _store_settings(snapshot, dsn, data_dir)
+    data = None
+    if url or (dsn is None and store_dsn.startswith("chdb://")):
+        server = snapshot.config.server
+        target_url = url or f"http://{server.host}:{server.port}"
+        payload = {"format": fmt, "params": given}
+        payload.update({"saved": saved} if saved else {"sql": sql})
+        data = _via_gateway(target_url, admin_key or server.admin_key, payload, timeout)
+        if data is None and url:
+            raise click.ClickException(f"no gateway answers at {url}")
+    if data is None:
+        data = _direct(settings, store_dsn, resolved_sql, resolved_params, ch_format)
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+@click.group()
+def db() -> None:
+    """The telemetry store's schema."""
+
+
+@db.command("migrate")
+@click.option("--print-ddl", is_flag=True, help="Print the DDL for this config instead of applying it.")
+@_CONFIG
+@_DATA_DIR
+@_DSN
+def migrate(print_ddl: bool, config_path: str | None, data_dir: str | None, dsn: str | None) -> None:
+    """Create or upgrade the telemetry tables (versioned, idempotent; also run at start-up)."""
+    from gateway.telemetry.clickhouse import ClickHouseStore, chdb_dir_in_use
+    from gateway.telemetry.schema import ddl_script
+
+    snapshot = _snapshot(config_path)
+    settings, store_dsn = _store_settings(snapshot, dsn, data_dir)
+    store = ClickHouseStore(settings, store_dsn)
+    if print_ddl:
+        click.echo(ddl_script(store.schema))
+        return
+    target = store.target
+    if target.kind == "chdb" and chdb_dir_in_use(target.path):
+        raise click.ClickException(f"the embedded store {target.path} is held by a running gateway, "
+                                   "which migrates it at start-up")
+    try:
+        store.ensure()
+    except Exception as exc:
+        from gateway.telemetry.record import scrub_secrets
+        raise click.ClickException(f"{target.display}: {scrub_secrets(str(exc))}") from None
+    finally:
+        store.close()
+    if store.migrated:
+        click.echo(f"{target.display} (database {target.database}): applied migration(s) "
+                   f"{', '.join(map(str, store.migrated))}")
+    else:
+        click.echo(f"{target.display} (database {target.database}): schema is up to date")

@@ -1,0 +1,473 @@
+"""The row: one ``RequestContext`` → one ``llm_requests`` row (+ its ``llm_attempts`` rows).
+
+``REQUEST_COLUMNS`` / ``ATTEMPT_COLUMNS`` name every column with its ClickHouse type (the DDL
+in ``schema.py`` is generated from them). ``RowBuilder.request_row(ctx)`` returns the values
+in column order as JSON-ready Python values (strings for UUID and ``DateTime64``, ``None``
+for NULL), which ``encode_rows`` turns into ``JSONCompactEachRow`` bytes: the exact payload
+that is inserted and, on failure, spooled, so a replay inserts the very same values.
+
+Everything here runs on the writer thread: metadata parsing, trace ids, tiktoken counting,
+inter-token percentiles and cost are computed after the response ended, never on the request
+path. Secrets never reach a row: ``api_key_id`` is a fingerprint of the client's key, error
+messages are scrubbed of key-like strings, and headers are never copied whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from gateway.config.telemetry import BodyLogging
+from gateway.context import RequestContext
+from gateway.pricing import PriceTable
+from gateway.tokens import TokenCounter
+
+log = logging.getLogger("gateway.telemetry")
+
+REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
+    # identity
+    ("request_id", "UUID"),
+    ("ts_start", "DateTime64(3, 'UTC')"),
+    ("ts_end", "DateTime64(3, 'UTC')"),
+    ("trace_id", "String"),
+    ("config_hash", "LowCardinality(String)"),
+    ("instance", "LowCardinality(String)"),
+    # caller
+    ("tenant", "LowCardinality(String)"),
+    ("api_key_id", "String"),
+    ("user", "String"),
+    ("metadata", "Map(LowCardinality(String), String)"),
+    ("client_ip", "String"),
+    ("user_agent", "String"),
+    ("client_request_id", "String"),
+    # request
+    ("endpoint", "LowCardinality(String)"),
+    ("model_requested", "LowCardinality(String)"),
+    ("stream", "Bool"),
+    ("params", "String"),
+    ("prompt_id", "LowCardinality(String)"),
+    ("prompt_version", "Nullable(UInt32)"),
+    ("prompt_label", "LowCardinality(String)"),
+    # route
+    ("backend", "LowCardinality(String)"),
+    ("provider", "LowCardinality(String)"),
+    ("model_served", "LowCardinality(String)"),
+    ("route_rule", "LowCardinality(String)"),
+    ("attempts", "UInt8"),
+    ("cache_status", "LowCardinality(String)"),
+    # outcome
+    ("status_code", "UInt16"),
+    ("error_type", "LowCardinality(String)"),
+    ("error_message", "String"),
+    ("finish_reason", "LowCardinality(String)"),
+    ("truncated", "Bool"),
+    # tokens
+    ("prompt_tokens", "UInt32"),
+    ("completion_tokens", "UInt32"),
+    ("total_tokens", "UInt32"),
+    ("cached_tokens", "Nullable(UInt32)"),
+    ("reasoning_tokens", "Nullable(UInt32)"),
+    ("tokens_estimated", "UInt8"),
+    # timing (ms)
+    ("ttft_ms", "Nullable(Float64)"),
+    ("latency_ms", "Float64"),
+    ("upstream_latency_ms", "Nullable(Float64)"),
+    ("gateway_overhead_ms", "Float64"),
+    ("itl_p50_ms", "Nullable(Float64)"),
+    ("itl_p95_ms", "Nullable(Float64)"),
+    ("itl_max_ms", "Nullable(Float64)"),
+    ("output_tokens_per_s", "Nullable(Float64)"),
+    # cost
+    ("cost_usd", "Nullable(Float64)"),
+    # optional bodies
+    ("request_body", "String CODEC(ZSTD(3))"),
+    ("response_body", "String CODEC(ZSTD(3))"),
+)
+
+ATTEMPT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("request_id", "UUID"),
+    ("attempt", "UInt8"),
+    ("ts_start", "DateTime64(3, 'UTC')"),
+    ("tenant", "LowCardinality(String)"),
+    ("model_requested", "LowCardinality(String)"),
+    ("backend", "LowCardinality(String)"),
+    ("provider", "LowCardinality(String)"),
+    ("model", "LowCardinality(String)"),
+    ("status_code", "UInt16"),
+    ("error_type", "LowCardinality(String)"),
+    ("latency_ms", "Float64"),
+    ("ttft_ms", "Nullable(Float64)"),
+    ("backoff_ms", "Float64"),
+)
+
+REQUEST_COLUMN_NAMES = tuple(name for name, _ in REQUEST_COLUMNS)
+ATTEMPT_COLUMN_NAMES = tuple(name for name, _ in ATTEMPT_COLUMNS)
+
+# Body fields that are the content itself or are logged in their own column; the rest of the
+# body (sampling parameters and the like) goes to ``params``.
+_NOT_PARAMS = frozenset({"model", "messages", "prompt", "input", "stream", "stream_options", "metadata",
+                         "user", "tools", "functions", "suffix"})
+_PARAMS_MAX = 4096
+_META_KEYS_MAX = 64
+_META_KEY_MAX = 128
+_META_VALUE_MAX = 1024
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+_REQUEST_ID_NS = uuid.UUID("6f1c1a4e-2b1d-4f6c-9a55-0c3e1b8d9f00")
+# Key-looking strings (sk-..., Bearer ..., key=...) are masked in error messages.
+_SECRET_RE = re.compile(
+    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}"
+    r"|\b(sk|pk|rk|ak)-[A-Za-z0-9_-]{6,}"
+    r"|((?:api[_-]?key|password|passwd|secret|token|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{3,}"
+    r"|(://[^:/@\s]+:)[^@/\s]+(@)")
+CLIENT_CLOSED = 499
+
+
+def scrub_secrets(text: str) -> str:
+    """Mask key-like substrings (``sk-…``, ``Bearer …``, ``api_key=…``, URL passwords)."""
+
+    def repl(m: re.Match) -> str:
+        if m.group(1):
+            return m.group(1) + "***"
+        if m.group(2):
+            return m.group(2) + "-***"
+        if m.group(3):
+            return m.group(3) + "***"
+        return m.group(4) + "***" + m.group(5)
+
+    return _SECRET_RE.sub(repl, text)
+
+
+def format_ts(epoch: float) -> str:
+    """Unix seconds → ``'YYYY-MM-DD hh:mm:ss.fff'`` in UTC (``DateTime64(3, 'UTC')`` text)."""
+    ms = int(round(epoch * 1000))
+    secs, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs)) + f".{millis:03d}"
+
+
+def to_uuid(request_id: str) -> tuple[str, str]:
+    """``(uuid, client_request_id)``: a UUID request id is used as is; any other string maps to a
+    stable UUIDv5 and is kept verbatim in ``client_request_id``."""
+    if len(request_id) in (32, 36) and _UUID_RE.match(request_id):
+        return str(uuid.UUID(request_id)), ""
+    return str(uuid.uuid5(_REQUEST_ID_NS, request_id)), request_id
+
+
+def parse_metadata_header(value: str) -> dict[str, str]:
+    """``x-gateway-metadata``: a JSON object, or ``k=v,k=v`` pairs. Values become strings."""
+    value = value.strip()
+    if not value:
+        return {}
+    if value.startswith("{"):
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return {"_invalid_metadata": value[:_META_VALUE_MAX]}
+        return _stringify_map(parsed) if isinstance(parsed, dict) else {}
+    out = {}
+    for pair in value.split(","):
+        key, sep, val = pair.partition("=")
+        key = key.strip()
+        if key and sep:
+            out[key] = val.strip()
+    return out
+
+
+def _stringify_map(data: dict) -> dict[str, str]:
+    out = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        out[str(key)] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return out
+
+
+def _clip_metadata(meta: dict[str, str]) -> dict[str, str]:
+    if len(meta) <= _META_KEYS_MAX and all(len(k) <= _META_KEY_MAX and len(v) <= _META_VALUE_MAX
+                                           for k, v in meta.items()):
+        return meta
+    return {k[:_META_KEY_MAX]: v[:_META_VALUE_MAX] for k, v in list(meta.items())[:_META_KEYS_MAX]}
+
+
+def key_fingerprint(headers: Any) -> str:
+    """An id for the client's bearer key: ``key-`` + 12 hex of its SHA-256 (never the key)."""
+    if headers is None:
+        return ""
+    auth = headers.get("Authorization") or headers.get("api-key") or headers.get("x-api-key") or ""
+    token = auth[7:].strip() if auth[:7].lower() == "bearer " else auth.strip()
+    if not token:
+        return ""
+    return "key-" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated percentile of an ascending list (``q`` in 0..1)."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _cap_text(text: str, max_bytes: int) -> str:
+    data = text.encode("utf-8", "replace")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max_bytes].decode("utf-8", "ignore")
+
+
+def load_hook(spec: str) -> Callable[[str, str], str]:
+    """Import ``"module:function"``; raises ``ValueError`` when it cannot be found."""
+    module, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot load redaction hook {spec!r}: {exc}") from None
+    if not callable(fn):
+        raise ValueError(f"redaction hook {spec!r} is not callable")
+    return fn
+
+
+class RowBuilder:
+    """Builds rows from finished contexts.
+
+    ``config_hash``: default hash stamped when a context carries none. ``instance``: this
+    gateway instance's name (host name). ``prices``: a ``PriceTable``. ``tokens``: a
+    ``TokenCounter``. ``bodies``: the body-logging settings. ``error_message_max``: characters
+    of error text kept.
+    """
+
+    def __init__(self, *, config_hash: str, instance: str, prices: PriceTable, tokens: TokenCounter,
+                 bodies: BodyLogging | None = None, error_message_max: int = 1000):
+        self.config_hash = config_hash
+        self.instance = instance
+        self.prices = prices
+        self.tokens = tokens
+        self.bodies = bodies or BodyLogging()
+        self.error_message_max = error_message_max
+        self._redact = load_hook(self.bodies.redact) if self.bodies.redact else None
+
+    # --- pieces ----------------------------------------------------------------------
+    def _metadata(self, ctx: RequestContext) -> dict[str, str]:
+        meta: dict[str, str] = {}
+        body = ctx.body
+        if body is not None:
+            from_body = body.get("metadata")
+            if isinstance(from_body, dict):
+                meta.update(_stringify_map(from_body))
+        headers = ctx.headers
+        if headers is not None:
+            header = headers.get("x-gateway-metadata")
+            if header:
+                meta.update(parse_metadata_header(header))
+        if ctx.metadata:
+            meta.update(ctx.metadata)
+        return _clip_metadata(meta) if meta else meta
+
+    @staticmethod
+    def _params(body: dict[str, Any] | None) -> str:
+        if not body:
+            return ""
+        params = {k: v for k, v in body.items() if k not in _NOT_PARAMS}
+        if "tools" in body and isinstance(body["tools"], list):
+            params["tools"] = len(body["tools"])
+        if not params:
+            return ""
+        try:
+            text = orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
+        except TypeError:
+            return ""
+        return text if len(text) <= _PARAMS_MAX else text[:_PARAMS_MAX]
+
+    def _tokens(self, ctx: RequestContext) -> tuple[int, int, int, int | None, int | None, int]:
+        """``(prompt, completion, total, cached, reasoning, estimated)``."""
+        usage = ctx.usage
+        if usage.prompt_tokens is not None or usage.completion_tokens is not None:
+            prompt = usage.prompt_tokens or 0
+            completion = usage.completion_tokens or 0
+            total = usage.total_tokens if usage.total_tokens is not None else prompt + completion
+            return prompt, completion, total, usage.cached_tokens, usage.reasoning_tokens, 0
+        reached = ctx.t_upstream_start is not None
+        produced = bool(ctx.completion_text)
+        ok = 200 <= ctx.status_code < 300
+        if not reached or not (ok or produced or ctx.truncated or ctx.status_code == CLIENT_CLOSED):
+            return 0, 0, 0, None, None, 0  # nothing reached a model: nothing to bill
+        model = ctx.model_served or ctx.upstream_model or ctx.model_requested
+        prompt = self.tokens.count_prompt(ctx.endpoint, ctx.body, model)
+        completion = self.tokens.count_text("".join(ctx.completion_text), model) if produced else 0
+        return prompt, completion, prompt + completion, None, None, 1
+
+    def _bodies(self, ctx: RequestContext) -> tuple[str, str]:
+        b = self.bodies
+        request = response = ""
+        if b.request:
+            raw = ctx.raw_body or (orjson.dumps(ctx.body) if ctx.body is not None else b"")
+            request = self._redacted("request", raw.decode("utf-8", "replace"))
+        if b.response:
+            if ctx.response_body is not None:
+                text = ctx.response_body.decode("utf-8", "replace")
+            else:
+                text = "".join(ctx.completion_text)
+            response = self._redacted("response", text)
+        return request, response
+
+    def _redacted(self, kind: str, text: str) -> str:
+        if self._redact is not None and text:
+            try:
+                text = str(self._redact(kind, text))
+            except Exception as exc:  # a broken hook must not lose the row; log nothing of the body
+                log.warning("body redaction hook failed (%s); %s body not logged", type(exc).__name__, kind)
+                return ""
+        return _cap_text(text, self.bodies.max_bytes)
+
+    # --- rows ------------------------------------------------------------------------
+    def request_row(self, ctx: RequestContext) -> list[Any]:
+        """The ``llm_requests`` values of ``ctx`` in ``REQUEST_COLUMNS`` order."""
+        t0 = ctx.t_start
+        t_end = ctx.t_end if ctx.t_end is not None else t0
+        status = ctx.status_code
+        error_type = ctx.error_type
+        truncated = ctx.truncated
+        if not error_type and (status == 0 or (not ctx.stream and ctx.t_upstream_start is not None
+                                                and ctx.t_first_token is None and status < 400)):
+            # The handler never completed (client went away, request cancelled).
+            status, error_type, truncated = CLIENT_CLOSED, "client_closed", ctx.stream
+        rid, client_rid = to_uuid(ctx.request_id)
+        headers = ctx.headers
+        trace_id = ""
+        if headers is not None:
+            tp = headers.get("traceparent")
+            if tp:
+                m = _TRACEPARENT_RE.match(tp.strip().lower())
+                if m:
+                    trace_id = m.group(1)
+        body = ctx.body
+        user = body.get("user") if body is not None else None
+        prompt, completion, total, cached, reasoning, estimated = self._tokens(ctx)
+
+        latency = (t_end - t0) * 1000
+        ttft = (ctx.t_first_token - t0) * 1000 if ctx.t_first_token is not None else None
+        upstream_ms = None
+        if ctx.t_upstream_start is not None:
+            # Waiting on the upstream: until its last byte (non-streamed: the body arrived, set
+            # as t_first_token; streamed: the stream's end, as chunks are relayed on arrival).
+            u_end = ctx.t_first_token if (not ctx.stream and ctx.t_first_token is not None) else t_end
+            upstream_ms = max(0.0, (u_end - ctx.t_upstream_start) * 1000)
+        overhead = max(0.0, latency - (upstream_ms or 0.0))
+        itl_p50 = itl_p95 = itl_max = None
+        times = ctx.chunk_times
+        if len(times) >= 2:
+            gaps = sorted((b - a) * 1000 for a, b in zip(times, times[1:]))
+            itl_p50 = _percentile(gaps, 0.5)
+            itl_p95 = _percentile(gaps, 0.95)
+            itl_max = gaps[-1]
+        tps = None
+        if completion and upstream_ms:
+            tps = completion / (upstream_ms / 1000)
+        cost = self.prices.cost((ctx.model_served, ctx.upstream_model, ctx.model_requested),
+                                prompt, completion, cached)
+        message = ctx.error_message
+        if message:
+            message = scrub_secrets(message[: self.error_message_max])
+        request_body, response_body = self._bodies(ctx) if (self.bodies.request or self.bodies.response) else ("", "")
+        return [
+            rid, format_ts(ctx.ts_start), format_ts(ctx.ts_start + (t_end - t0)), trace_id,
+            ctx.config_hash or self.config_hash, self.instance,
+            ctx.tenant, ctx.api_key_id or key_fingerprint(headers), user if isinstance(user, str) else "",
+            self._metadata(ctx), ctx.client_ip, ctx.user_agent, client_rid,
+            ctx.endpoint, ctx.model_requested, ctx.stream, self._params(body),
+            ctx.prompt_id, ctx.prompt_version, ctx.prompt_label,
+            ctx.backend, ctx.provider, ctx.model_served, ctx.route_rule, min(ctx.attempts, 255), ctx.cache_status,
+            status, error_type, message, ctx.finish_reason, truncated,
+            prompt, completion, total, cached, reasoning, estimated,
+            ttft, latency, upstream_ms, overhead, itl_p50, itl_p95, itl_max, tps,
+            cost,
+            request_body, response_body,
+        ]
+
+    def attempt_rows(self, ctx: RequestContext, request_uuid: str) -> list[list[Any]]:
+        """The ``llm_attempts`` rows of ``ctx`` (one synthesised from the context when the
+        router recorded none but an upstream was called)."""
+        attempts = ctx.attempt_log
+        rows = []
+        if attempts:
+            for i, a in enumerate(attempts, 1):
+                end = a.t_end if a.t_end is not None else (ctx.t_end or a.t_start)
+                rows.append([request_uuid, min(i, 255), format_ts(ctx.ts_start + (a.t_start - ctx.t_start)),
+                             ctx.tenant, ctx.model_requested, a.backend, a.provider, a.model,
+                             a.status_code, a.error_type, max(0.0, (end - a.t_start) * 1000),
+                             (a.t_first_byte - a.t_start) * 1000 if a.t_first_byte is not None else None,
+                             float(getattr(a, "backoff_ms", 0.0) or 0.0)])
+            return rows
+        if ctx.t_upstream_start is None:
+            return rows
+        t_start = ctx.t_upstream_start
+        end = ctx.t_first_token if (not ctx.stream and ctx.t_first_token is not None) else (ctx.t_end or t_start)
+        return [[request_uuid, max(1, min(ctx.attempts, 255)), format_ts(ctx.ts_start + (t_start - ctx.t_start)),
+                 ctx.tenant, ctx.model_requested, ctx.backend, ctx.provider, ctx.upstream_model,
+                 ctx.status_code, ctx.error_type, max(0.0, (end - t_start) * 1000),
+                 (ctx.t_first_token - t_start) * 1000 if ctx.t_first_token is not None else None, 0.0]]
+
+    def fallback_row(self, ctx: Any, exc: BaseException) -> list[Any]:
+        """A minimal row for a context whose full row could not be built (never lose a request)."""
+        rid, client_rid = to_uuid(str(getattr(ctx, "request_id", "") or uuid.uuid4()))
+        ts = float(getattr(ctx, "ts_start", 0.0) or time.time())
+        row: list[Any] = [None] * len(REQUEST_COLUMNS)
+        defaults = {"UUID": rid, "Bool": False, "UInt8": 0, "UInt16": 0, "UInt32": 0, "Float64": 0.0}
+        for i, (name, ctype) in enumerate(REQUEST_COLUMNS):
+            base = ctype.split(" CODEC")[0]
+            if base.startswith("Nullable"):
+                row[i] = None
+            elif base.startswith("Map"):
+                row[i] = {}
+            elif base.startswith("DateTime64"):
+                row[i] = format_ts(ts)
+            else:
+                row[i] = defaults.get(base, "")
+        names = REQUEST_COLUMN_NAMES
+        row[names.index("client_request_id")] = client_rid
+        row[names.index("config_hash")] = self.config_hash
+        row[names.index("instance")] = self.instance
+        for field in ("endpoint", "model_requested", "backend", "tenant"):
+            value = getattr(ctx, field, "")
+            row[names.index(field)] = value if isinstance(value, str) else ""
+        status = getattr(ctx, "status_code", 0)
+        row[names.index("status_code")] = status if isinstance(status, int) and 0 <= status < 65536 else 0
+        row[names.index("error_type")] = "telemetry_row_error"
+        row[names.index("error_message")] = f"row could not be built: {type(exc).__name__}"
+        return row
+
+
+def _sanitize(value: Any) -> Any:
+    """Replace lone surrogates (unencodable in UTF-8) so the row still serialises."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_sanitize(k): _sanitize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sanitize(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def encode_rows(rows: list[list[Any]]) -> bytes:
+    """``JSONCompactEachRow`` bytes (one JSON array per line) for ``rows``."""
+    out = []
+    dumps = orjson.dumps
+    for row in rows:
+        try:
+            out.append(dumps(row))
+        except (TypeError, orjson.JSONEncodeError):
+            out.append(dumps(_sanitize(row)))
+    out.append(b"")
+    return b"\n".join(out)

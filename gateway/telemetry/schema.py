@@ -1,0 +1,188 @@
+"""ClickHouse schema: versioned, idempotent migrations, rendered for one server or a cluster.
+
+Tables (in the configured database):
+
+- ``llm_requests``: one row per client request. MergeTree, ``PARTITION BY toYYYYMM(ts_start)``,
+  ``ORDER BY (tenant, model_requested, ts_start)``, optional TTL.
+- ``llm_attempts``: one row per upstream attempt, ``ORDER BY (backend, ts_start)``.
+- ``llm_requests_1m``: per-minute rollups by (tenant, model, backend, minute) in an
+  AggregatingMergeTree fed by the materialized view ``llm_requests_1m_mv``:
+  ``countState``, ``sumState`` (errors, tokens, cost), ``quantilesTDigestState`` (latency,
+  TTFT). Read with ``countMerge``/``sumMerge``/``quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)``.
+- ``schema_migrations``: which migration versions were applied.
+
+Every write is a batch with an insert deduplication token; the tables keep a deduplication
+window (``non_replicated_deduplication_window`` on MergeTree; Replicated* engines deduplicate
+by default), so a replayed batch is not inserted twice and the materialized view sees it once.
+
+With ``cluster`` set, each table becomes ``<name>_local`` (``Replicated*MergeTree`` ``ON
+CLUSTER``) plus a ``Distributed`` table named ``<name>`` that the gateway writes to and
+queries read from; the view feeds the local rollup on each shard.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.telemetry.record import ATTEMPT_COLUMNS, REQUEST_COLUMNS
+
+DEDUP_WINDOW = 10_000
+QUANTILES = "0.5, 0.9, 0.95, 0.99"
+
+
+@dataclass(frozen=True)
+class SchemaOptions:
+    """``database``: target database. ``cluster``: ``ON CLUSTER`` name or ``None``.
+    ``ttl_days``: row TTL for ``llm_requests``/``llm_attempts`` (``None``: keep forever)."""
+
+    database: str = "default"
+    cluster: str | None = None
+    ttl_days: int | None = None
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema version: ``statements`` are idempotent DDL strings."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def _q(name: str) -> str:
+    return f"`{name}`"
+
+
+class _Renderer:
+    def __init__(self, opts: SchemaOptions):
+        self.o = opts
+        self.db = _q(opts.database)
+        self.on_cluster = f" ON CLUSTER {_q(opts.cluster)}" if opts.cluster else ""
+
+    def storage(self, name: str) -> str:
+        """The name of the table that physically stores ``name`` (``<name>_local`` on a cluster)."""
+        return f"{name}_local" if self.o.cluster else name
+
+    def engine(self, kind: str, name: str) -> str:
+        if self.o.cluster:
+            path = f"'/clickhouse/tables/{{shard}}/{self.o.database}/{self.storage(name)}'"
+            return f"Replicated{kind}({path}, '{{replica}}')"
+        return f"{kind}"
+
+    def dedup_setting(self) -> str:
+        return "" if self.o.cluster else f"non_replicated_deduplication_window = {DEDUP_WINDOW}"
+
+    def ttl(self) -> str:
+        return f"\nTTL toDateTime(ts_start) + INTERVAL {self.o.ttl_days} DAY" if self.o.ttl_days else ""
+
+    def table(self, name: str, columns, order_by: str, partition_by: str | None, kind: str = "MergeTree",
+              ttl: bool = True) -> list[str]:
+        cols = ",\n".join(f"    {_q(c)} {t}" for c, t in columns)
+        settings = self.dedup_setting()
+        parts = [f"CREATE TABLE IF NOT EXISTS {self.db}.{_q(self.storage(name))}{self.on_cluster}\n(\n{cols}\n)",
+                 f"ENGINE = {self.engine(kind, name)}"]
+        if partition_by:
+            parts.append(f"PARTITION BY {partition_by}")
+        parts.append(f"ORDER BY {order_by}")
+        text = "\n".join(parts) + (self.ttl() if ttl else "")
+        if settings:
+            text += f"\nSETTINGS {settings}"
+        out = [text]
+        if self.o.cluster:
+            has_id = any(c == "request_id" for c, _ in columns)
+            out.append(self.distributed(name, "cityHash64(request_id)" if has_id else "rand()"))
+        return out
+
+    def distributed(self, name: str, sharding_key: str) -> str:
+        return (f"CREATE TABLE IF NOT EXISTS {self.db}.{_q(name)}{self.on_cluster} "
+                f"AS {self.db}.{_q(self.storage(name))}\n"
+                f"ENGINE = Distributed({_q(self.o.cluster)}, {self.db}, {_q(self.storage(name))}, {sharding_key})")
+
+
+ROLLUP_COLUMNS = (
+    ("minute", "DateTime('UTC')"),
+    ("tenant", "LowCardinality(String)"),
+    ("model", "LowCardinality(String)"),
+    ("backend", "LowCardinality(String)"),
+    ("requests", "AggregateFunction(count)"),
+    ("errors", "AggregateFunction(sum, UInt64)"),
+    ("latency_ms", f"AggregateFunction(quantilesTDigest({QUANTILES}), Float64)"),
+    ("ttft_ms", f"AggregateFunction(quantilesTDigestIf({QUANTILES}), Float64, UInt8)"),
+    ("prompt_tokens", "AggregateFunction(sum, UInt64)"),
+    ("completion_tokens", "AggregateFunction(sum, UInt64)"),
+    ("cost_usd", "AggregateFunction(sum, Float64)"),
+)
+
+
+def _migrations(r: _Renderer) -> list[Migration]:
+    db, oc = r.db, r.on_cluster
+    rollup_mv = (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.`llm_requests_1m_mv`{oc} "
+        f"TO {db}.{_q(r.storage('llm_requests_1m'))} AS\n"
+        "SELECT toStartOfMinute(ts_start) AS minute, tenant, model_requested AS model, backend,\n"
+        "    countState() AS requests,\n"
+        "    sumState(toUInt64(status_code >= 400)) AS errors,\n"
+        f"    quantilesTDigestState({QUANTILES})(latency_ms) AS latency_ms,\n"
+        f"    quantilesTDigestIfState({QUANTILES})(ifNull(ttft_ms, 0), ttft_ms IS NOT NULL) AS ttft_ms,\n"
+        "    sumState(toUInt64(prompt_tokens)) AS prompt_tokens,\n"
+        "    sumState(toUInt64(completion_tokens)) AS completion_tokens,\n"
+        "    sumState(ifNull(cost_usd, 0)) AS cost_usd\n"
+        f"FROM {db}.{_q(r.storage('llm_requests'))}\n"
+        "GROUP BY minute, tenant, model, backend")
+    return [
+        Migration(1, "requests and attempts", tuple(
+            r.table("llm_requests", REQUEST_COLUMNS, "(tenant, model_requested, ts_start)", "toYYYYMM(ts_start)")
+            + r.table("llm_attempts", ATTEMPT_COLUMNS, "(backend, ts_start)", "toYYYYMM(ts_start)"))),
+        Migration(2, "per-minute rollups", tuple(
+            r.table("llm_requests_1m", ROLLUP_COLUMNS, "(tenant, model, backend, minute)", "toYYYYMM(minute)",
+                    kind="AggregatingMergeTree", ttl=False)
+            + [rollup_mv])),
+    ]
+
+
+def render(opts: SchemaOptions) -> tuple[list[str], list[Migration]]:
+    """``(bootstrap, migrations)``: the statements that create the database and the
+    ``schema_migrations`` table, and the versioned migrations, as DDL text for ``opts``."""
+    r = _Renderer(opts)
+    bootstrap = [f"CREATE DATABASE IF NOT EXISTS {r.db}{r.on_cluster}"]
+    bootstrap += r.table("schema_migrations", (("version", "UInt32"), ("name", "String"),
+                                               ("applied_at", "DateTime64(3, 'UTC')")),
+                         "version", None, kind="ReplacingMergeTree", ttl=False)
+    return bootstrap, _migrations(r)
+
+
+def ddl_script(opts: SchemaOptions) -> str:
+    """All DDL as one script (for review, or to apply by hand with ``clickhouse-client -n``)."""
+    bootstrap, migrations = render(opts)
+    parts = list(bootstrap)
+    for m in migrations:
+        parts.extend(m.statements)
+    return ";\n\n".join(parts) + ";\n"
+
+
+def apply_migrations(command: Callable[[str], object], query_versions: Callable[[], set[int]],
+                     opts: SchemaOptions) -> list[int]:
+    """Bring the schema up to date; returns the versions applied now.
+
+    ``command(sql)`` runs one statement; ``query_versions()`` returns the applied versions (read
+    from ``schema_migrations``). Every statement is ``IF NOT EXISTS``, so concurrent gateways
+    starting together, or a migration interrupted half-way, are harmless: it is re-run whole.
+    """
+    bootstrap, migrations = render(opts)
+    for stmt in bootstrap:
+        command(stmt)
+    done = query_versions()
+    applied = []
+    for m in migrations:
+        if m.version in done:
+            continue
+        for stmt in m.statements:
+            command(stmt)
+        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        name = m.name.replace("\\", "\\\\").replace("'", "\\'")
+        command(f"INSERT INTO {_q(opts.database)}.`schema_migrations` (version, name, applied_at) "
+                f"VALUES ({m.version}, '{name}', '{ts}')")
+        applied.append(m.version)
+    return applied
