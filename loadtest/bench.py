@@ -1,0 +1,448 @@
+"""The benchmark: direct vs bare proxy vs gateway (features off / on) [vs a comparison URL].
+
+``python -m loadtest bench --pin`` reads ``loadtest/bench.yaml`` (the plan), starts the fake
+upstream and every server target once, then runs each phase against each target in turn,
+round after round with the target order rotated (interleaved, so the machine's drift hits
+every target alike). With ``--pin`` the servers under test run on ``--gateway-cpus`` (default
+CPU 0) and the generator plus the fake upstream on ``--load-cpus`` (default CPU 1).
+
+Per phase and target it records throughput, latency percentiles (merged HDR histograms over
+the rounds), added latency (minus the ``reference`` target's, percentile by percentile),
+the server's CPU ms per request and RSS, the load side's CPU use (to show the generator was
+not the bottleneck), then a latency-vs-offered-load sweep (PNG) and a soak (RSS growth
+between request-count checkpoints). Results: ``OUT/bench.json``, ``OUT/results.md``,
+``OUT/latency-vs-load.png``, ``OUT/logs/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+import orjson
+import psutil
+import yaml
+
+from loadtest import stats
+from loadtest.generator import Step, run_async, run_step
+from loadtest.httpclient import Target
+from loadtest.procs import ManagedProcess, ProcessProbe, free_port, parse_cpus, pin_self, python_argv, tree_rss_bytes
+from loadtest.report import bench_table, step_line, verdicts
+from loadtest.scenario import RequestFactory, load_scenario
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_PLAN = HERE / "bench.yaml"
+
+
+@dataclass
+class BenchOptions:
+    plan: str | None = None
+    out_dir: Path = Path("bench-results")
+    pin: bool = False
+    gateway_cpus: str = "0"
+    load_cpus: str = "1"
+    compare_url: str | None = None
+    compare_pid: int | None = None
+    quick: bool = False
+    rounds: int | None = None
+    skip: set[str] = field(default_factory=set)
+    targets: list[str] | None = None
+    progress: bool = True
+    engine: str = "raw"
+
+
+class LoadSideProbe:
+    """CPU use of the load side (this process + the fake upstream) over a window, as a share
+    of the load cores: near 1.0 per core means the generator may have limited the result."""
+
+    def __init__(self, pids: list[int], ncores: int):
+        self._procs = [psutil.Process(p) for p in pids]
+        self._ncores = max(1, ncores)
+        self._t0 = 0.0
+        self._cpu0 = 0.0
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for p in self._procs:
+            t = p.cpu_times()
+            total += t.user + t.system
+        return total
+
+    def start(self) -> None:
+        self._t0 = perf_counter()
+        self._cpu0 = self._cpu()
+
+    def stop(self) -> float:
+        wall = perf_counter() - self._t0
+        return round((self._cpu() - self._cpu0) / wall / self._ncores, 3) if wall > 0 else 0.0
+
+
+class _Probes:
+    """The probe handed to the generator: the server's (if any) plus the load side's."""
+
+    def __init__(self, server: ProcessProbe | None, load: LoadSideProbe):
+        self.server = server
+        self.load = load
+
+    def start(self) -> None:
+        self.load.start()
+        if self.server:
+            self.server.start()
+
+    def stop(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.server.stop() if self.server else {}
+        out["load_util"] = self.load.stop()
+        out["loadavg_1m"] = round(os.getloadavg()[0], 2)
+        return out
+
+
+def load_plan(path: str | Path | None) -> dict[str, Any]:
+    path = Path(path) if path else DEFAULT_PLAN
+    plan = yaml.safe_load(path.read_text())
+    plan["_dir"] = str(path.resolve().parent)
+    for key in ("targets", "phases"):
+        if key not in plan:
+            raise ValueError(f"{path}: bench plan needs `{key}`")
+    return plan
+
+
+def _resolve(plan: dict, rel: str) -> str:
+    p = Path(rel)
+    return str(p if p.is_absolute() else Path(plan["_dir"]) / p)
+
+
+def _tiktoken_env() -> dict[str, str]:
+    """tiktoken loads its BPE files offline from the shared cache beside the repository."""
+    cache = HERE.parent.parent / "shared" / "tiktoken-cache"
+    if "TIKTOKEN_CACHE_DIR" not in os.environ and cache.is_dir():
+        return {"TIKTOKEN_CACHE_DIR": str(cache)}
+    return {}
+
+
+def _scenario(plan: dict, name: str):
+    candidate = Path(plan["_dir"]) / name
+    return load_scenario(candidate if candidate.exists() else name)
+
+
+class Bench:
+    def __init__(self, opts: BenchOptions):
+        self.opts = opts
+        self.plan = load_plan(opts.plan)
+        self.out = opts.out_dir
+        self.logs = self.out / "logs"
+        self.procs: dict[str, ManagedProcess] = {}
+        self.urls: dict[str, str] = {}
+        self.pids: dict[str, int | None] = {}
+        self.upstream: ManagedProcess | None = None
+        self.gw_cpus = opts.gateway_cpus if opts.pin else None
+        self.load_cpus = opts.load_cpus if opts.pin else None
+        targets = dict(self.plan["targets"])
+        if opts.compare_url:
+            targets["compare"] = {"kind": "url", "url": opts.compare_url, "pid": opts.compare_pid}
+        if opts.targets:
+            unknown = set(opts.targets) - set(targets)
+            if unknown:
+                raise ValueError(f"unknown targets {sorted(unknown)} (plan has {sorted(targets)})")
+            targets = {k: v for k, v in targets.items() if k in opts.targets or k == "compare"}
+        self.targets = targets
+        quick = self.plan.get("quick", {}) if opts.quick else {}
+        self.scale = float(quick.get("duration_scale", 1.0))
+        self.rounds = opts.rounds or int(quick.get("rounds", self.plan.get("rounds", 1)))
+        self.quick = quick
+
+    # --- processes ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        up = self.plan.get("upstream", {})
+        port = free_port()
+        self.upstream = ManagedProcess(
+            "fake-upstream",
+            python_argv("-m", "loadtest", "fake-upstream", "--port", str(port),
+                        "--ttft-ms", str(up.get("ttft_ms", 0)), "--itl-ms", str(up.get("itl_ms", 0)),
+                        "--tokens", str(up.get("tokens", 20)), "--chunk-tokens", str(up.get("chunk_tokens", 1))),
+            url=f"http://127.0.0.1:{port}", ready_url=f"http://127.0.0.1:{port}/health", cpus=self.load_cpus,
+            log_path=self.logs / "fake-upstream.log").start()
+        self.upstream.wait_ready()
+        upstream_url = self.upstream.url
+        for name, spec in self.targets.items():
+            kind = spec.get("kind")
+            if kind == "direct":
+                self.urls[name], self.pids[name] = upstream_url + "/v1", None
+                continue
+            if kind == "url":
+                self.urls[name], self.pids[name] = spec["url"].rstrip("/"), spec.get("pid")
+                continue
+            port = free_port()
+            cpus = spec.get("cpus", self.gw_cpus) if self.opts.pin else None
+            if kind == "bare":
+                argv = python_argv("-m", "loadtest", "bare-proxy", "--port", str(port), "--upstream", upstream_url)
+                ready = f"http://127.0.0.1:{port}/health"
+                env = None
+            elif kind == "gateway":
+                data_dir = (self.out / f"data-{name}").resolve()
+                shutil.rmtree(data_dir, ignore_errors=True)
+                data_dir.mkdir(parents=True)
+                argv = python_argv("-m", "gateway", "serve", "--config", _resolve(self.plan, spec["config"]),
+                                   "--port", str(port), *[str(a) for a in spec.get("args", [])])
+                ready = f"http://127.0.0.1:{port}/readyz"
+                env = {"LOADTEST_UPSTREAM_URL": upstream_url, "LOADTEST_DATA_DIR": str(data_dir),
+                       **_tiktoken_env(),
+                       **{k: str(v) for k, v in (spec.get("env") or {}).items()}}
+            else:
+                raise ValueError(f"target {name}: unknown kind {kind!r}")
+            proc = ManagedProcess(name, argv, url=f"http://127.0.0.1:{port}", ready_url=ready, cpus=cpus, env=env,
+                                  log_path=self.logs / f"{name}.log", cwd=str(HERE.parent))
+            self.procs[name] = proc.start()
+        for name, proc in self.procs.items():
+            proc.wait_ready()
+            self.urls[name], self.pids[name] = proc.url + "/v1", proc.pid
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+        if self.upstream:
+            self.upstream.stop()
+
+    # --- running ----------------------------------------------------------------------------
+    def _probes(self, target: str) -> _Probes:
+        pid = self.pids.get(target)
+        server = ProcessProbe(pid) if pid else None
+        load_pids = [os.getpid()] + ([self.upstream.pid] if self.upstream else [])
+        ncores = len(parse_cpus(self.load_cpus) or range(os.cpu_count() or 1))
+        return _Probes(server, LoadSideProbe(load_pids, ncores))
+
+    async def _step(self, target: str, scenario, step: Step, label: str) -> dict:
+        t = Target.parse(self.urls[target], scenario.endpoint)
+        result = await run_step(t, RequestFactory(scenario), step, engine=self.opts.engine,
+                                probe=self._probes(target), progress=self.opts.progress, label=label)
+        print(f"  {label:40} {step_line(result)}", file=sys.stderr, flush=True)
+        return result
+
+    def _dur(self, x: float) -> float:
+        """Seconds from the plan, scaled down by --quick (never below 0.5 s when scaled)."""
+        return max(0.5, float(x) * self.scale) if self.scale != 1.0 else float(x)
+
+    async def _warm(self) -> None:
+        scenario = _scenario(self.plan, "chat-json")
+        for name in self.targets:
+            step = Step("closed", self._dur(float(self.plan.get("warm_up_s", 1.0))), 0.1, concurrency=8)
+            await self._step(name, scenario, step, f"warm-up {name}")
+
+    async def phases(self) -> list[dict]:
+        results: list[dict] = []
+        names = list(self.targets)
+        phases = [p for p in self.plan["phases"] if p["name"] not in self.opts.skip]
+        for rnd in range(self.rounds):
+            order = names[rnd % len(names):] + names[:rnd % len(names)]
+            print(f"round {rnd + 1}/{self.rounds} (order: {', '.join(order)})", file=sys.stderr, flush=True)
+            for phase in phases:
+                scenario = _scenario(self.plan, phase["scenario"])
+                step = Step(phase["mode"], self._dur(phase.get("duration_s", 5)), self._dur(phase.get("warmup_s", 1)),
+                            rate=float(phase.get("rate", 0)), concurrency=int(phase.get("concurrency", 32)))
+                for name in order:
+                    if phase.get("targets") and name not in phase["targets"]:
+                        continue
+                    res = await self._step(name, scenario, step, f"r{rnd + 1} {phase['name']} {name}")
+                    results.append({"round": rnd + 1, "phase": phase["name"], "target": name, "result": res})
+        return results
+
+    async def sweep(self) -> list[dict]:
+        sw = self.plan.get("sweep")
+        if not sw or "sweep" in self.opts.skip:
+            return []
+        scenario = _scenario(self.plan, sw["scenario"])
+        rates = self.quick.get("sweep_rates", sw["rates"])
+        out = []
+        for rate in rates:
+            step = Step("open", self._dur(sw.get("duration_s", 3)), self._dur(sw.get("warmup_s", 0.5)),
+                        rate=float(rate))
+            for name in self.targets:
+                if sw.get("targets") and name not in sw["targets"]:
+                    continue
+                res = await self._step(name, scenario, step, f"sweep {rate:g}/s {name}")
+                out.append({"phase": "sweep", "target": name, "result": res})
+        return out
+
+    async def soak(self) -> dict | None:
+        sk = self.plan.get("soak")
+        if not sk or "soak" in self.opts.skip or sk["target"] not in self.targets:
+            return None
+        name = sk["target"]
+        pid = self.pids.get(name)
+        if not pid:
+            return None
+        scenario = _scenario(self.plan, sk["scenario"])
+        total = int(self.quick.get("soak_requests", sk["requests"]))
+        checkpoints = [int(c) for c in self.quick.get("soak_checkpoints", sk["checkpoints"])]
+        return await soak(self.urls[name], scenario, pid, total, checkpoints, int(sk.get("concurrency", 32)),
+                          self.opts.progress, self.opts.engine)
+
+
+async def soak(url: str, scenario, pid: int, total: int, checkpoints: list[int], concurrency: int,
+               progress: bool = True, engine: str = "raw") -> dict:
+    """Closed loop until ``total`` requests; RSS of ``pid``'s tree sampled every 0.5 s and at
+    each checkpoint (the first sample at or past it)."""
+    proc = psutil.Process(pid)
+    samples: list[tuple[int, float, float]] = []   # (completed, seconds, rss MiB)
+    at: dict[int, float] = {}
+    target = Target.parse(url, scenario.endpoint)
+    step = Step("closed", 3600.0, 0.0, concurrency=concurrency, max_requests=total)
+    from loadtest.generator import Recorder, _closed
+    from loadtest.httpclient import make_engine
+
+    rec = Recorder()
+    eng = make_engine(engine, target, concurrency)
+    factory = RequestFactory(scenario)
+    t0 = perf_counter()
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=total, desc=f"soak {url}", unit="req", leave=False, disable=None, file=sys.stderr)
+        except ImportError:
+            pass
+
+    async def sampler() -> None:
+        pending = sorted(checkpoints)
+        while True:
+            await asyncio.sleep(0.5)
+            n = rec.completed
+            rss = tree_rss_bytes(proc) / 2**20
+            samples.append((n, round(perf_counter() - t0, 2), round(rss, 1)))
+            if bar is not None:
+                bar.n = min(n, total)
+                bar.refresh()
+            while pending and n >= pending[0]:
+                at[pending.pop(0)] = round(rss, 1)
+
+    sampler_task = asyncio.ensure_future(sampler())
+    try:
+        await _closed(eng, factory, step, rec, None)
+    finally:
+        sampler_task.cancel()
+    rss = round(tree_rss_bytes(proc) / 2**20, 1)
+    samples.append((rec.completed, round(perf_counter() - t0, 2), rss))
+    for c in checkpoints:  # the last checkpoint is usually reached between samples
+        if c not in at and rec.completed >= c:
+            at[c] = rss
+    await eng.close()
+    if bar is not None:
+        bar.close()
+    wall = perf_counter() - t0
+    first, last = min(at, default=None), max(at, default=None)
+    growth = (round((at[last] - at[first]) / at[first] * 100, 2) if first is not None and last != first
+              else None)
+    result = {"target_url": url, "scenario": scenario.name, "requests": rec.completed, "failed": rec.failed,
+              "wall_s": round(wall, 1), "throughput_rps": round(rec.completed / wall, 1),
+              "rss_mib_at": {str(k): v for k, v in sorted(at.items())}, "rss_growth_pct": growth,
+              "samples": samples}
+    print(f"  soak: {rec.completed} requests in {wall:.0f}s, RSS at {result['rss_mib_at']} MiB, "
+          f"growth {growth}%", file=sys.stderr, flush=True)
+    return result
+
+
+def aggregate(runs: list[dict], reference: str) -> dict[str, dict[str, dict]]:
+    """``{phase: {target: cell}}`` merging rounds: throughput = Σok/Σwindow, merged histograms,
+    CPU = Σcpu/Σok, RSS = max; then added latency against ``reference`` per percentile."""
+    cells: dict[str, dict[str, dict]] = {}
+    for run in runs:
+        res = run["result"]
+        cell = cells.setdefault(run["phase"], {}).setdefault(run["target"], {
+            "ok": 0, "window_s": 0.0, "errors": {}, "lat": [], "ttfb": [], "cpu_s": 0.0, "cpu_known": True,
+            "rss_mib": 0.0, "load_util": [], "per_round_rps": [], "mode": res["mode"],
+            "offered_rps": res.get("offered_rps")})
+        cell["ok"] += res["ok"]
+        cell["window_s"] += res["duration_s"]
+        for k, v in res["errors"].items():
+            cell["errors"][k] = cell["errors"].get(k, 0) + v
+        cell["lat"].append(res["histograms"]["latency"])
+        if "ttfb" in res["histograms"]:
+            cell["ttfb"].append(res["histograms"]["ttfb"])
+        cell["per_round_rps"].append(res["throughput_rps"])
+        server = res.get("server") or {}
+        if server.get("cpu_s") is None:
+            cell["cpu_known"] = False
+        else:
+            cell["cpu_s"] += server["cpu_s"]
+            cell["rss_mib"] = max(cell["rss_mib"], server.get("rss_mib", 0.0))
+        if "load_util" in server:
+            cell["load_util"].append(server["load_util"])
+    table: dict[str, dict[str, dict]] = {}
+    for phase, targets in cells.items():
+        table[phase] = {}
+        for name, c in targets.items():
+            lat = stats.summary(stats.merge(c["lat"]))
+            row = {"mode": c["mode"], "offered_rps": c["offered_rps"], "ok": c["ok"], "errors": c["errors"],
+                   "throughput_rps": round(c["ok"] / c["window_s"], 1) if c["window_s"] else 0.0,
+                   "per_round_rps": c["per_round_rps"], "latency_ms": lat,
+                   "cpu_ms_per_req": (round(c["cpu_s"] * 1000 / c["ok"], 4) if c["cpu_known"] and c["ok"] else None),
+                   "rss_mib": c["rss_mib"] or None,
+                   "load_util": round(sum(c["load_util"]) / len(c["load_util"]), 3) if c["load_util"] else None}
+            if c["ttfb"]:
+                row["ttfb_ms"] = stats.summary(stats.merge(c["ttfb"]))
+            table[phase][name] = row
+        ref = table[phase].get(reference)
+        for name, row in table[phase].items():
+            if ref and ref["latency_ms"].get("count") and row["latency_ms"].get("count"):
+                row["added_ms"] = {k: round(row["latency_ms"][k] - ref["latency_ms"][k], 4)
+                                   for k in ("p50", "p90", "p99", "p99.9")}
+    return table
+
+
+def run_bench(opts: BenchOptions) -> int:
+    bench = Bench(opts)
+    pin_self(parse_cpus(bench.load_cpus))
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    host = {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "python": sys.version.split()[0],
+            "pinned": {"servers": bench.gw_cpus, "load": bench.load_cpus} if opts.pin else None}
+    print(f"bench: {len(bench.targets)} targets, {bench.rounds} rounds, load average {os.getloadavg()[0]:.2f}",
+          file=sys.stderr, flush=True)
+    t0 = perf_counter()
+    try:
+        bench.start()
+
+        async def main():
+            await bench._warm()
+            runs = await bench.phases()
+            sweep = await bench.sweep()
+            soak_result = await bench.soak()
+            return runs, sweep, soak_result
+
+        runs, sweep, soak_result = run_async(main())
+    finally:
+        bench.stop()
+    host["loadavg_end"] = os.getloadavg()
+    baseline = bench.plan.get("baseline", "bare-proxy")
+    reference = bench.plan.get("reference", "direct")
+    table = aggregate(runs, reference)
+    checks = verdicts(table, soak_result, baseline=baseline, target="gateway-on")
+    result = {"tool": "llm-gateway-bench", "started": started, "wall_s": round(perf_counter() - t0, 1),
+              "host": host, "plan": {k: v for k, v in bench.plan.items() if not k.startswith("_")},
+              "rounds": bench.rounds, "quick": opts.quick, "engine": opts.engine, "urls": bench.urls,
+              "table": table, "verdicts": checks, "soak": soak_result, "runs": runs, "sweep": sweep}
+    bench.out.mkdir(parents=True, exist_ok=True)
+    (bench.out / "bench.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    md = bench_table(table, baseline=baseline, soak=soak_result, checks=checks, host=host, rounds=bench.rounds)
+    (bench.out / "results.md").write_text(md)
+    print(md)
+    if sweep:
+        try:
+            from loadtest.plot import plot_results
+            series: dict[str, list] = {}
+            for run in sweep:
+                series.setdefault(run["target"], []).append(run["result"])
+            plot_results(series, bench.out / "latency-vs-load.png",
+                         title="latency vs offered load (open loop, chat JSON)")
+        except ImportError:
+            print("matplotlib is not installed: no PNG (pip install 'llm-gateway[bench]')", file=sys.stderr)
+    print(f"results in {bench.out}/ (bench.json, results.md, latency-vs-load.png, logs/) "
+          f"after {perf_counter() - t0:.0f}s", file=sys.stderr)
+    return 0

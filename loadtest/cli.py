@@ -1,0 +1,190 @@
+"""``python -m loadtest`` / ``llm-gateway-bench``: the load test command line.
+
+Subcommands:
+
+- ``run``: drive one URL with a scenario (open or closed loop); JSON results, optional PNG.
+- ``bench``: the interleaved benchmark (direct, bare proxy, gateway features off/on, optional
+  comparison URL) from a plan YAML; prints the table, writes JSON, Markdown and PNG.
+- ``fake-upstream``: the fast fake OpenAI upstream.
+- ``bare-proxy``: the reference bare aiohttp proxy.
+- ``plot``: a PNG of latency percentiles against offered load from result JSON files.
+- ``profile``: py-spy the gateway under load and list its hot spots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import orjson
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _write_json(path: str | None, data) -> None:
+    blob = orjson.dumps(data, option=orjson.OPT_INDENT_2)
+    if path in (None, "-"):
+        sys.stdout.write(blob.decode() + "\n")
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(blob)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from loadtest.generator import run_scenario
+    from loadtest.procs import ProcessProbe, parse_cpus, pin_self
+    from loadtest.scenario import Scenario, ScenarioError, load_scenario
+    from loadtest.report import step_line
+
+    try:
+        scenario = load_scenario(args.scenario) if args.scenario else Scenario(name="cli")
+        scenario = scenario.with_overrides(
+            mode=args.mode, rates=_floats(args.rate) if args.rate else None, concurrency=args.concurrency,
+            duration_s=args.duration, warmup_s=args.warmup, stream_ratio=args.stream_ratio,
+            models={m: 1.0 for m in args.model} if args.model else None)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    pin_self(parse_cpus(args.cpus))
+    probe = ProcessProbe(args.pid) if args.pid else None
+    result = run_scenario(args.url, scenario, engine=args.engine, probe=probe, progress=not args.no_progress,
+                          api_key=args.api_key)
+    for step in result["steps"]:
+        print(step_line(step), file=sys.stderr)
+    _write_json(args.json, result)
+    if args.plot:
+        from loadtest.plot import plot_results
+        plot_results({scenario.name: result["steps"]}, args.plot, title=f"{args.url} — {scenario.name}")
+    bad = sum(s["requests"] - s["ok"] for s in result["steps"])
+    return 1 if args.fail_on_error and bad else 0
+
+
+def _cmd_fake(args: argparse.Namespace) -> int:
+    from loadtest.fake_upstream import FakeSettings, serve
+
+    serve(args.host, args.port, FakeSettings(args.ttft_ms, args.itl_ms, args.tokens, args.chunk_tokens))
+    return 0
+
+
+def _cmd_bare(args: argparse.Namespace) -> int:
+    from loadtest.bare_proxy import serve
+
+    serve(args.host, args.port, args.upstream)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from loadtest.bench import BenchOptions, run_bench
+
+    opts = BenchOptions(plan=args.plan, out_dir=Path(args.out), pin=args.pin, gateway_cpus=args.gateway_cpus,
+                        load_cpus=args.load_cpus, compare_url=args.compare_url, compare_pid=args.compare_pid,
+                        quick=args.quick, rounds=args.rounds, skip=set(args.skip or ()),
+                        targets=args.targets.split(",") if args.targets else None,
+                        progress=not args.no_progress, engine=args.engine)
+    return run_bench(opts)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from loadtest.plot import plot_results
+
+    series = {}
+    for path in args.results:
+        data = orjson.loads(Path(path).read_bytes())
+        series[Path(path).stem] = data["steps"]
+    plot_results(series, args.out)
+    print(args.out)
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from loadtest.profile import ProfileOptions, run_profile
+
+    return run_profile(ProfileOptions(config=args.config, seconds=args.seconds, stream=args.stream,
+                                      out_dir=Path(args.out), gateway_cpus=args.gateway_cpus,
+                                      load_cpus=args.load_cpus, top=args.top, concurrency=args.concurrency))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llm-gateway-bench", description="Load test and benchmark llm-gateway.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="drive one URL with a scenario")
+    r.add_argument("--url", required=True, help="base URL with the API prefix, e.g. http://127.0.0.1:8080/v1")
+    r.add_argument("--scenario", help="scenario YAML path or name in loadtest/scenarios (default: built-in)")
+    r.add_argument("--mode", choices=("open", "closed"))
+    r.add_argument("--rate", help="open loop: requests/s, comma-separated steps (e.g. 100,300,1000)")
+    r.add_argument("--concurrency", type=int, help="closed loop: requests in flight")
+    r.add_argument("--duration", type=float, help="measured seconds per step")
+    r.add_argument("--warmup", type=float, help="unmeasured seconds before each step")
+    r.add_argument("--stream-ratio", type=float, help="share of streamed requests (0..1)")
+    r.add_argument("--model", action="append", help="model name (repeatable; equal weights)")
+    r.add_argument("--api-key", default="sk-loadtest")
+    r.add_argument("--engine", choices=("raw", "aiohttp"), default="raw",
+                   help="HTTP client: raw asyncio protocol (fast, default) or aiohttp")
+    r.add_argument("--pid", type=int, help="server PID: report its CPU ms per request and RSS")
+    r.add_argument("--cpus", help="pin the generator to these CPUs (e.g. 1)")
+    r.add_argument("--json", default="-", help="write results here (default: stdout)")
+    r.add_argument("--plot", help="write a PNG of latency percentiles against offered load")
+    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--fail-on-error", action="store_true", help="exit 1 if any request failed")
+    r.set_defaults(func=_cmd_run)
+
+    b = sub.add_parser("bench", help="interleaved benchmark: direct, bare proxy, gateway off/on")
+    b.add_argument("--plan", default=None, help="bench plan YAML (default: loadtest/bench.yaml)")
+    b.add_argument("--out", default="bench-results", help="output folder (JSON, Markdown table, PNG, logs)")
+    b.add_argument("--pin", action="store_true", help="pin servers and generator to separate cores")
+    b.add_argument("--gateway-cpus", default="0", help="CPUs for the proxies under test (with --pin)")
+    b.add_argument("--load-cpus", default="1", help="CPUs for the generator and fake upstream (with --pin)")
+    b.add_argument("--compare-url", help="an extra target, e.g. a LiteLLM proxy you run (base URL with /v1)")
+    b.add_argument("--compare-pid", type=int, help="its PID, to measure its CPU and RSS")
+    b.add_argument("--targets", help="comma-separated subset of targets to run")
+    b.add_argument("--skip", action="append", help="skip a phase by name (repeatable; 'soak', 'sweep', …)")
+    b.add_argument("--rounds", type=int, help="override the plan's rounds")
+    b.add_argument("--quick", action="store_true", help="seconds-long phases, small soak (a smoke test)")
+    b.add_argument("--engine", choices=("raw", "aiohttp"), default="raw")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=_cmd_bench)
+
+    f = sub.add_parser("fake-upstream", help="serve the fast fake OpenAI upstream")
+    f.add_argument("--host", default="127.0.0.1")
+    f.add_argument("--port", type=int, default=9100)
+    f.add_argument("--ttft-ms", type=float, default=0.0)
+    f.add_argument("--itl-ms", type=float, default=0.0)
+    f.add_argument("--tokens", type=int, default=20, help="tokens when the request has no max_tokens")
+    f.add_argument("--chunk-tokens", type=int, default=1)
+    f.set_defaults(func=_cmd_fake)
+
+    x = sub.add_parser("bare-proxy", help="serve the reference bare aiohttp proxy")
+    x.add_argument("--host", default="127.0.0.1")
+    x.add_argument("--port", type=int, default=9200)
+    x.add_argument("--upstream", required=True, help="http://HOST:PORT of the upstream")
+    x.set_defaults(func=_cmd_bare)
+
+    pl = sub.add_parser("plot", help="PNG of latency percentiles against offered load")
+    pl.add_argument("results", nargs="+", help="result JSON files from `run`")
+    pl.add_argument("--out", default="latency.png")
+    pl.set_defaults(func=_cmd_plot)
+
+    pr = sub.add_parser("profile", help="py-spy the gateway under closed-loop load; list hot spots")
+    pr.add_argument("--config", default=None, help="gateway config (default: loadtest/configs/features-on.yaml)")
+    pr.add_argument("--seconds", type=float, default=15.0)
+    pr.add_argument("--stream", action="store_true", help="streamed requests instead of JSON")
+    pr.add_argument("--concurrency", type=int, default=32)
+    pr.add_argument("--out", default="bench-results/profile")
+    pr.add_argument("--gateway-cpus", default="0")
+    pr.add_argument("--load-cpus", default="1")
+    pr.add_argument("--top", type=int, default=25)
+    pr.set_defaults(func=_cmd_profile)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    main()

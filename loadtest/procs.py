@@ -1,0 +1,182 @@
+"""Server processes for the benchmark: start (pinned to cores with ``taskset``), wait until
+ready, measure CPU time and RSS of the whole process tree, stop.
+
+CPU per request is read from the kernel's accounting of the server's process tree (user +
+system time of every thread and child, via psutil), before and after the measured window,
+so it includes the gateway's helper threads (e.g. a telemetry writer) and any workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+async def serve_until_signal() -> None:
+    """Wait on the running loop until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def parse_cpus(text: str | None) -> set[int] | None:
+    """``"0"``, ``"0,1"``, ``"2-3"`` → a set of CPU numbers (None for None/empty)."""
+    if not text:
+        return None
+    cpus: set[int] = set()
+    for part in str(text).split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def pin_self(cpus: set[int] | None) -> None:
+    """Pin this process (the load generator) to ``cpus`` (same effect as ``taskset -c``)."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def tree_cpu_seconds(proc: psutil.Process) -> float:
+    total = 0.0
+    for p in _tree(proc):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def tree_rss_bytes(proc: psutil.Process) -> int:
+    total = 0
+    for p in _tree(proc):
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+class ProcessProbe:
+    """Measures a server process tree over a window: ``start()`` … ``stop()`` →
+    ``{"cpu_s", "rss_mib"}``. Used by the generator at the window's exact edges."""
+
+    def __init__(self, pid: int):
+        self.proc = psutil.Process(pid)
+        self._cpu0 = 0.0
+
+    def start(self) -> None:
+        self._cpu0 = tree_cpu_seconds(self.proc)
+
+    def stop(self) -> dict[str, Any]:
+        return {"cpu_s": round(tree_cpu_seconds(self.proc) - self._cpu0, 4),
+                "rss_mib": round(tree_rss_bytes(self.proc) / 2**20, 1)}
+
+
+class ManagedProcess:
+    """A server the benchmark starts and stops.
+
+    ``argv`` runs under ``taskset -c CPUS`` when ``cpus`` is given. Output goes to
+    ``log_path``. ``ready_url`` is polled until it answers 200.
+    """
+
+    def __init__(self, name: str, argv: list[str], *, url: str, ready_url: str, cpus: str | None = None,
+                 env: dict[str, str] | None = None, log_path: Path | None = None, cwd: str | None = None):
+        self.name = name
+        self.argv = argv
+        self.url = url
+        self.ready_url = ready_url
+        self.cpus = cpus
+        self.env = env
+        self.log_path = log_path
+        self.cwd = cwd
+        self.popen: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def start(self) -> "ManagedProcess":
+        argv = list(self.argv)
+        if self.cpus is not None:
+            if shutil.which("taskset"):
+                argv = ["taskset", "-c", str(self.cpus), *argv]
+            else:  # pragma: no cover - util-linux is everywhere we run
+                cpus = parse_cpus(self.cpus)
+                self._preexec = lambda: os.sched_setaffinity(0, cpus)
+        env = {**os.environ, **(self.env or {})}
+        self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd,
+                                      preexec_fn=getattr(self, "_preexec", None), start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode} before it was ready"
+                                   f"{self._log_tail()}")
+            try:
+                with urllib.request.urlopen(self.ready_url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, OSError) as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready at {self.ready_url} within {timeout:g}s ({last})"
+                           f"{self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        if not self.log_path or not Path(self.log_path).exists():
+            return ""
+        return "\n--- log tail ---\n" + Path(self.log_path).read_text(errors="replace")[-2000:]
+
+    def probe(self) -> ProcessProbe:
+        return ProcessProbe(self.pid)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()
+
+
+def python_argv(*args: str) -> list[str]:
+    """``[sys.executable, *args]``: run with this interpreter (no PATH assumptions)."""
+    return [sys.executable, *args]
