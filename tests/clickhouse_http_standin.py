@@ -115,6 +115,7 @@ class ClickHouseHTTPStandIn:
         self.requests = 0
         self.log: list[dict] = []
         self._server: BackgroundServer | None = None
+        self._anchor = None  # one open handle keeps the engine up between requests (else each re-inits it)
         self._lock = threading.Lock()
 
     @property
@@ -130,6 +131,8 @@ class ClickHouseHTTPStandIn:
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> "ClickHouseHTTPStandIn":
+        os.makedirs(self.chdb_dir, exist_ok=True)
+        self._anchor = chdb.connect(self.chdb_dir)
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_route("*", "/ping", self._ping)
         app.router.add_route("*", "/", self._query)
@@ -142,6 +145,9 @@ class ClickHouseHTTPStandIn:
         if self._server is not None:
             self._server.__exit__(None, None, None)
             self._server = None
+        if self._anchor is not None:
+            self._anchor.close()
+            self._anchor = None
 
     def __enter__(self) -> "ClickHouseHTTPStandIn":
         return self.start()
@@ -180,7 +186,7 @@ class ClickHouseHTTPStandIn:
             settings = {k: v for k, v in params.items() if k not in _TRANSPORT and not k.startswith("param_")}
             qparams = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
             self.log.append({"content_encoding": request.headers.get("Content-Encoding", ""), "user": user,
-                             "settings": dict(settings), "sql": text[:200]})
+                             "settings": dict(settings), "sql": text[:4096].split(b"\n", 1)[0]})
             data, fmt, summary = await asyncio.get_running_loop().run_in_executor(
                 None, self._execute, text, database, settings, qparams, default_format)
         except ClickHouseError as exc:

@@ -27,6 +27,9 @@ from gateway.config.telemetry import ClickHouseSettings
 from gateway.telemetry.schema import SchemaOptions, apply_migrations
 
 log = logging.getLogger("gateway.telemetry")
+# clickhouse-connect warns on every failed HTTP attempt; the sink reports store failures itself
+# (once per outage, with the reason), so keep the driver's transport chatter out of the log.
+logging.getLogger("clickhouse_connect.driver._backend.http_sync").setLevel(logging.ERROR)
 
 INSERT_FORMAT = "JSONCompactEachRow"
 
