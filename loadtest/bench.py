@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -33,7 +35,7 @@ import yaml
 from loadtest import stats
 from loadtest.generator import Step, run_async, run_step
 from loadtest.httpclient import Target
-from loadtest.procs import ManagedProcess, ProcessProbe, free_port, parse_cpus, pin_self, python_argv, tree_rss_bytes
+from loadtest.procs import CoreProbe, ManagedProcess, ProcessProbe, free_port, parse_cpus, pin_self, python_argv, tree_rss_bytes
 from loadtest.report import bench_table, step_line, verdicts
 from loadtest.scenario import RequestFactory, load_scenario
 
@@ -85,20 +87,30 @@ class LoadSideProbe:
 
 
 class _Probes:
-    """The probe handed to the generator: the server's (if any) plus the load side's."""
+    """The probe handed to the generator: the server's (if any), the load side's, and the
+    server cores' (how much of them other work took: ``core_noise``)."""
 
-    def __init__(self, server: ProcessProbe | None, load: LoadSideProbe):
+    def __init__(self, server: ProcessProbe | None, load: LoadSideProbe, cores: CoreProbe | None):
         self.server = server
         self.load = load
+        self.cores = cores
 
     def start(self) -> None:
         self.load.start()
+        if self.cores:
+            self.cores.start()
         if self.server:
             self.server.start()
 
     def stop(self) -> dict[str, Any]:
         out: dict[str, Any] = self.server.stop() if self.server else {}
         out["load_util"] = self.load.stop()
+        if self.cores:
+            c = self.cores.stop()
+            if c["core_wall_s"] > 0:
+                own = out.get("cpu_s", 0.0) if self.server else 0.0
+                out["core_noise"] = round(max(0.0, c["core_busy_s"] - own) / c["core_wall_s"], 3)
+                out["core_steal"] = round(c["core_steal_s"] / c["core_wall_s"], 3)
         out["loadavg_1m"] = round(os.getloadavg()[0], 2)
         return out
 
@@ -205,6 +217,27 @@ class Bench:
             proc.wait_ready()
             self.urls[name], self.pids[name] = proc.url + "/v1", proc.pid
 
+    def telemetry_stats(self) -> dict[str, Any]:
+        """Each gateway's ``/admin/telemetry`` after a flush: proof that features-on logged every
+        request (emitted = written, nothing dropped). Targets without telemetry are left out."""
+        out: dict[str, Any] = {}
+        for name, proc in self.procs.items():
+            if self.targets[name].get("kind") != "gateway":
+                continue
+            try:
+                req = urllib.request.Request(proc.url + "/admin/telemetry/flush", data=b"", method="POST")
+                urllib.request.urlopen(req, timeout=30).read()
+                with urllib.request.urlopen(proc.url + "/admin/telemetry", timeout=10) as resp:
+                    data = orjson.loads(resp.read())
+            except (OSError, ValueError):
+                continue
+            if data.get("enabled"):
+                out[name] = data
+                print(f"  {name} telemetry: {data.get('emitted')} rows emitted, {data.get('written')} written, "
+                      f"{data.get('spooled')} spooled, {data.get('dropped')} dropped, store {data.get('store')}",
+                      file=sys.stderr, flush=True)
+        return out
+
     def stop(self) -> None:
         for proc in self.procs.values():
             proc.stop()
@@ -217,7 +250,9 @@ class Bench:
         server = ProcessProbe(pid) if pid else None
         load_pids = [os.getpid()] + ([self.upstream.pid] if self.upstream else [])
         ncores = len(parse_cpus(self.load_cpus) or range(os.cpu_count() or 1))
-        return _Probes(server, LoadSideProbe(load_pids, ncores))
+        server_cores = parse_cpus(self.targets[target].get("cpus", self.gw_cpus)) if self.opts.pin else None
+        cores = CoreProbe(server_cores) if server_cores and server else None
+        return _Probes(server, LoadSideProbe(load_pids, ncores), cores)
 
     async def _step(self, target: str, scenario, step: Step, label: str) -> dict:
         t = Target.parse(self.urls[target], scenario.endpoint)
@@ -283,18 +318,19 @@ class Bench:
         total = int(self.quick.get("soak_requests", sk["requests"]))
         checkpoints = [int(c) for c in self.quick.get("soak_checkpoints", sk["checkpoints"])]
         return await soak(self.urls[name], scenario, pid, total, checkpoints, int(sk.get("concurrency", 32)),
-                          self.opts.progress, self.opts.engine)
+                          self.opts.progress, self.opts.engine, float(sk.get("max_s", 240)))
 
 
 async def soak(url: str, scenario, pid: int, total: int, checkpoints: list[int], concurrency: int,
-               progress: bool = True, engine: str = "raw") -> dict:
-    """Closed loop until ``total`` requests; RSS of ``pid``'s tree sampled every 0.5 s and at
-    each checkpoint (the first sample at or past it)."""
+               progress: bool = True, engine: str = "raw", max_s: float = 240.0) -> dict:
+    """Closed loop until ``total`` requests (or ``max_s`` seconds); RSS of ``pid``'s tree sampled
+    every 0.5 s and at each checkpoint (the first sample at or past it; checkpoints not reached
+    in time are left out)."""
     proc = psutil.Process(pid)
     samples: list[tuple[int, float, float]] = []   # (completed, seconds, rss MiB)
     at: dict[int, float] = {}
     target = Target.parse(url, scenario.endpoint)
-    step = Step("closed", 3600.0, 0.0, concurrency=concurrency, max_requests=total)
+    step = Step("closed", max_s, 0.0, concurrency=concurrency, max_requests=total)
     from loadtest.generator import Recorder, _closed
     from loadtest.httpclient import make_engine
 
@@ -357,7 +393,7 @@ def aggregate(runs: list[dict], reference: str) -> dict[str, dict[str, dict]]:
         res = run["result"]
         cell = cells.setdefault(run["phase"], {}).setdefault(run["target"], {
             "ok": 0, "window_s": 0.0, "errors": {}, "lat": [], "ttfb": [], "cpu_s": 0.0, "cpu_known": True,
-            "rss_mib": 0.0, "load_util": [], "per_round_rps": [], "mode": res["mode"],
+            "rss_mib": 0.0, "load_util": [], "noise": [], "per_round_rps": [], "mode": res["mode"],
             "offered_rps": res.get("offered_rps")})
         cell["ok"] += res["ok"]
         cell["window_s"] += res["duration_s"]
@@ -375,6 +411,8 @@ def aggregate(runs: list[dict], reference: str) -> dict[str, dict[str, dict]]:
             cell["rss_mib"] = max(cell["rss_mib"], server.get("rss_mib", 0.0))
         if "load_util" in server:
             cell["load_util"].append(server["load_util"])
+        if "core_noise" in server:
+            cell["noise"].append(server["core_noise"])
     table: dict[str, dict[str, dict]] = {}
     for phase, targets in cells.items():
         table[phase] = {}
@@ -385,7 +423,8 @@ def aggregate(runs: list[dict], reference: str) -> dict[str, dict[str, dict]]:
                    "per_round_rps": c["per_round_rps"], "latency_ms": lat,
                    "cpu_ms_per_req": (round(c["cpu_s"] * 1000 / c["ok"], 4) if c["cpu_known"] and c["ok"] else None),
                    "rss_mib": c["rss_mib"] or None,
-                   "load_util": round(sum(c["load_util"]) / len(c["load_util"]), 3) if c["load_util"] else None}
+                   "load_util": round(sum(c["load_util"]) / len(c["load_util"]), 3) if c["load_util"] else None,
+                   "core_noise": round(sum(c["noise"]) / len(c["noise"]), 3) if c["noise"] else None}
             if c["ttfb"]:
                 row["ttfb_ms"] = stats.summary(stats.merge(c["ttfb"]))
             table[phase][name] = row
@@ -397,11 +436,22 @@ def aggregate(runs: list[dict], reference: str) -> dict[str, dict[str, dict]]:
     return table
 
 
+def _git_revision() -> str | None:
+    """The commit the gateway was measured at (``+dirty`` when the tree had changes)."""
+    try:
+        rev = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=HERE.parent,
+                             capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def run_bench(opts: BenchOptions) -> int:
     bench = Bench(opts)
     pin_self(parse_cpus(bench.load_cpus))
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     host = {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "python": sys.version.split()[0],
+            "git": _git_revision(),
             "pinned": {"servers": bench.gw_cpus, "load": bench.load_cpus} if opts.pin else None}
     print(f"bench: {len(bench.targets)} targets, {bench.rounds} rounds, load average {os.getloadavg()[0]:.2f}",
           file=sys.stderr, flush=True)
@@ -417,6 +467,7 @@ def run_bench(opts: BenchOptions) -> int:
             return runs, sweep, soak_result
 
         runs, sweep, soak_result = run_async(main())
+        telemetry = bench.telemetry_stats()
     finally:
         bench.stop()
     host["loadavg_end"] = os.getloadavg()
@@ -427,7 +478,8 @@ def run_bench(opts: BenchOptions) -> int:
     result = {"tool": "llm-gateway-bench", "started": started, "wall_s": round(perf_counter() - t0, 1),
               "host": host, "plan": {k: v for k, v in bench.plan.items() if not k.startswith("_")},
               "rounds": bench.rounds, "quick": opts.quick, "engine": opts.engine, "urls": bench.urls,
-              "table": table, "verdicts": checks, "soak": soak_result, "runs": runs, "sweep": sweep}
+              "table": table, "verdicts": checks, "soak": soak_result, "telemetry": telemetry,
+              "runs": runs, "sweep": sweep}
     bench.out.mkdir(parents=True, exist_ok=True)
     (bench.out / "bench.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     md = bench_table(table, baseline=baseline, soak=soak_result, checks=checks, host=host, rounds=bench.rounds)

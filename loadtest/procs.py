@@ -180,3 +180,42 @@ class ManagedProcess:
 def python_argv(*args: str) -> list[str]:
     """``[sys.executable, *args]``: run with this interpreter (no PATH assumptions)."""
     return [sys.executable, *args]
+
+
+def cpu_seconds_by_core(cpus: set[int]) -> tuple[float, float]:
+    """(busy, steal) CPU seconds so far on ``cpus``, from ``/proc/stat`` (Linux; zeros elsewhere)."""
+    busy = steal = 0.0
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if not line.startswith("cpu") or not line[3].isdigit():
+                    continue
+                name, *values = line.split()
+                if int(name[3:]) in cpus:
+                    v = [int(x) for x in values[:8]]
+                    busy += v[0] + v[1] + v[2] + v[5] + v[6]   # user nice system irq softirq
+                    steal += v[7]
+    except OSError:
+        return 0.0, 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    return busy / hz, steal / hz
+
+
+class CoreProbe:
+    """Busy and stolen time on the server's cores over a window. Minus the server's own CPU
+    time, busy time is other work on those cores (noise: other processes of the machine)."""
+
+    def __init__(self, cpus: set[int]):
+        self.cpus = cpus
+        self._t0 = 0.0
+        self._b0 = self._s0 = 0.0
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._b0, self._s0 = cpu_seconds_by_core(self.cpus)
+
+    def stop(self) -> dict[str, float]:
+        wall = (time.perf_counter() - self._t0) * len(self.cpus)
+        busy, steal = cpu_seconds_by_core(self.cpus)
+        return {"core_busy_s": round(busy - self._b0, 3), "core_steal_s": round(steal - self._s0, 3),
+                "core_wall_s": round(wall, 3)}

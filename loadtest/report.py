@@ -82,8 +82,8 @@ def bench_table(table: dict, *, baseline: str = "bare-proxy", soak: dict | None 
                 checks: list[dict] | None = None, host: dict | None = None, rounds: int = 1) -> str:
     """The Markdown results: one row per phase and target, then the soak and the verdicts."""
     lines = ["| phase | target | req/s | × bare | p50 ms | p99 ms | added p50 ms | added p99 ms | "
-             "CPU ms/req | CPU × bare | RSS MiB | load-core use | errors |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "CPU ms/req | CPU × bare | RSS MiB | load-core use | server-core noise | errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for phase, cells in table.items():
         base = cells.get(baseline) or {}
         for name, row in cells.items():
@@ -99,7 +99,7 @@ def bench_table(table: dict, *, baseline: str = "bare-proxy", soak: dict | None 
                 f"| {load} | {name} | {row['throughput_rps']:,.0f} | {_f(x_rps, '{:.2f}')} | "
                 f"{_f(lat.get('p50'))} | {_f(lat.get('p99'))} | {_f(added.get('p50'))} | {_f(added.get('p99'))} | "
                 f"{_f(row.get('cpu_ms_per_req'))} | {_f(x_cpu, '{:.2f}')} | {_f(row.get('rss_mib'), '{:.0f}')} | "
-                f"{_f(row.get('load_util'), '{:.0%}')} | {errors} |")
+                f"{_f(row.get('load_util'), '{:.0%}')} | {_f(row.get('core_noise'), '{:.0%}')} | {errors} |")
     out = ["\n".join(lines)]
     if soak:
         out.append(f"Soak ({soak['scenario']}, {soak['requests']:,} requests in {soak['wall_s']:.0f} s, "
@@ -111,5 +111,5 @@ def bench_table(table: dict, *, baseline: str = "bare-proxy", soak: dict | None 
     if host:
         out.append(f"{rounds} round(s); host: {host.get('cpus')} CPUs, load average "
                    f"{host['loadavg_start'][0]:.2f} at start, {host.get('loadavg_end', (0,))[0]:.2f} at end; "
-                   f"pinning: {host.get('pinned') or 'none'}.")
+                   f"pinning: {host.get('pinned') or 'none'}; gateway at {host.get('git') or '?'}.")
     return "\n\n".join(out) + "\n"

@@ -345,3 +345,14 @@ def test_profile_folding():
     assert self_t["run (asyncio/events.py)"] == 1
     md = hotspots_markdown(collapsed)
     assert "gateway/handlers.py" in md and "75.0%" in md
+
+
+def test_shipped_gateway_configs_validate(monkeypatch, tmp_path):
+    from gateway.config import load_config
+
+    monkeypatch.setenv("LOADTEST_UPSTREAM_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("LOADTEST_DATA_DIR", str(tmp_path))
+    off = load_config(str(REPO / "loadtest" / "configs" / "features-off.yaml")).config
+    on = load_config(str(REPO / "loadtest" / "configs" / "features-on.yaml")).config
+    assert not off.telemetry.enabled and on.telemetry.enabled
+    assert set(off.models) <= set(on.models)  # the scenarios' models exist in both
