@@ -72,7 +72,7 @@ def test_rows_reach_a_server_over_http(standin, tdb, tmp_path):
         assert rows == [{"client_request_id": "http-1", "stream": False, "completion_tokens": 4, "attempts": 1},
                         {"client_request_id": "", "stream": True, "completion_tokens": 4, "attempts": 1}]
         inserts = [e for e in standin.log if e["sql"].endswith(b"FORMAT JSONCompactEachRow")]
-        assert len(inserts) == 2 and all(e["content_encoding"] == "lz4" and e["user"] == "writer" for e in inserts)
+        assert len(inserts) >= 2 and all(e["content_encoding"] == "lz4" and e["user"] == "writer" for e in inserts)
         assert all(e["settings"]["insert_deduplication_token"] for e in inserts)
         # ops queries through the gateway go over HTTP too, with readonly=1
         resp = httpx.post(f"{srv.url}/admin/query", json={"saved": "latency-by-model", "format": "jsonl"})

@@ -308,7 +308,10 @@ class TelemetrySink:
         while True:
             now = time.monotonic()
             if len(self._queue) < self._batch_rows and not self._stop.is_set() and not self._flush_requested:
-                self._wake.wait(max(0.0, next_flush - now))
+                timeout = next_flush - now
+                if self.spool.files:  # replay as soon as the store may be tried, not at the next flush
+                    timeout = min(timeout, 0.0 if self._up else self._retry_at - now)
+                self._wake.wait(max(0.0, timeout))
             self._wake.clear()
             now = time.monotonic()
             stopping = self._stop.is_set()
@@ -338,7 +341,7 @@ class TelemetrySink:
             self._write(self._make_batch(items))
 
     def _replay(self) -> None:
-        if not self.spool.files and not self.spool.pending():
+        if not self.spool.files:
             return
         if not self._store_allowed(time.monotonic()):
             return
