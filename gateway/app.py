@@ -20,6 +20,7 @@ from gateway.context import RequestContext
 from gateway.telemetry import install_telemetry
 from gateway.handlers import ProxyHandlers
 from gateway.pipeline import Stage
+from gateway.prompts import install_prompts
 from gateway.routing.health import HealthRegistry
 from gateway.routing.shared_circuit import SharedCircuits
 from gateway.runtime import Runtime
@@ -43,6 +44,7 @@ HEALTH = web.AppKey("health", HealthRegistry)
 TOKENS = web.AppKey("tokens", TokenCounter)
 WATCHER = web.AppKey("watcher", ConfigWatcher)
 STAGES = web.AppKey("stages", list)
+INSTALL_HOOKS = web.AppKey("install_hooks", list)  # called with every Runtime made current
 
 
 def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.Application:
@@ -60,6 +62,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
     app[FINISHERS] = finishers
     app[HEALTH] = health = HealthRegistry()
     app[TOKENS] = tokens = TokenCounter()
+    install_hooks: list[Callable[[Runtime], None]] = []
+    app[INSTALL_HOOKS] = install_hooks
 
     async def install(new: ConfigSnapshot) -> None:
         """Compile ``new`` and make it current in one assignment (in-flight requests keep theirs)."""
@@ -69,6 +73,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
             await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4")
         health.retain(runtime.router.target_keys)
         holder.current = runtime
+        for hook in install_hooks:
+            hook(runtime)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         app[SESSION] = session = create_session()
@@ -102,6 +108,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
     # once when the app starts, after every feature has registered.
     stages: list[Stage] = []
     app[STAGES] = stages
+    # Prompt injection: after auth, before the cache (which joins last, at start-up).
+    install_prompts(app, snapshot, stages, lambda: holder.current, install_hooks, data_dir=data_dir)
 
     async def compose_stages(app: web.Application) -> None:
         handlers.set_stages(stages)

@@ -1,5 +1,5 @@
 """The ``llm-gateway`` command line (click): ``serve``, ``demo``, ``check-config``, ``mock-server``,
-``query``, ``db migrate``."""
+``query``, ``db migrate``, ``prompts …``."""
 
 from __future__ import annotations
 
@@ -116,3 +116,12 @@ def _register_telemetry_commands() -> None:
 
 
 _register_telemetry_commands()
+
+
+def _register_prompt_commands() -> None:
+    from gateway.prompts.cli import prompts
+
+    main.add_command(prompts)
+
+
+_register_prompt_commands()

@@ -100,6 +100,7 @@ class RequestContext:
     prompt_id: str = ""
     prompt_version: int | None = None
     prompt_label: str = ""
+    experiment_arm: str = ""  # "<label>:<version>" when a weighted prompt label chose the version
     route_rule: str = ""
     cache_status: str = "miss"
     attempt_log: list[Attempt] | None = None  # one entry per upstream attempt (routing fills it)

@@ -3,6 +3,10 @@
 A ``ConfigSnapshot`` is immutable and carries a short content hash of the file as written
 (before environment substitution, so no secret feeds the hash), which later stamps every log
 row. Every problem is reported as ``path: message`` lines in one ``ConfigError``.
+
+Prompt files (``prompts.dir``, default ``prompts/`` beside the config file) are loaded into
+``ConfigSnapshot.prompts`` in the same step; their bytes feed the content hash, and a version
+whose content changed since it was recorded is a config error (``gateway/prompts/lock.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.config.models import GatewayConfig
+from gateway.prompts.errors import PromptConfigError
+from gateway.prompts.registry import PromptRegistry, load_registry, prompt_files, with_models
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -33,11 +39,13 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ConfigSnapshot:
-    """A validated config plus where it came from and its content hash (12 hex chars)."""
+    """A validated config plus where it came from and its content hash (12 hex chars).
+    ``prompts``: the compiled prompt registry (``None``: no prompt directory)."""
 
     config: GatewayConfig
     source: str
     content_hash: str
+    prompts: PromptRegistry | None = None
 
 
 def _substitute_env(node: Any, path: str, problems: list[str]) -> Any:
@@ -72,11 +80,15 @@ def _format_loc(loc: tuple) -> str:
     return out
 
 
-def parse_config(text: str, source: str = "<string>") -> ConfigSnapshot:
+def parse_config(text: str, source: str = "<string>", *, base_dir: str | os.PathLike | None = None,
+                 previous: ConfigSnapshot | None = None) -> ConfigSnapshot:
     """Validate YAML text and return a snapshot.
 
-    Raises ``ConfigError`` with path-qualified problems for YAML syntax errors, unset
-    environment variables, schema violations and dangling references.
+    ``base_dir``: the config file's folder (relative prompt paths and the default prompt
+    folder resolve against it). ``previous``: the snapshot in force, whose prompt versions
+    count as recorded (a hot reload may not change them). Raises ``ConfigError`` with
+    path-qualified problems for YAML syntax errors, unset environment variables, schema
+    violations, dangling references and invalid or changed prompt versions.
     """
     try:
         raw = yaml.safe_load(text) or {}
@@ -96,18 +108,59 @@ def parse_config(text: str, source: str = "<string>") -> ConfigSnapshot:
             where = _format_loc(err["loc"])
             problems.extend(f"{where}: {line}" if where else line for line in msg.splitlines())
         raise ConfigError(source, problems) from None
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return ConfigSnapshot(config=config, source=source, content_hash=digest)
+    prompts = _load_prompts(config, source, base_dir, previous)
+    hashed = text.encode()
+    if prompts is not None and prompts.digest:
+        hashed += b"\0prompts\0" + prompts.digest.encode()
+    digest = hashlib.sha256(hashed).hexdigest()[:12]
+    return ConfigSnapshot(config=config, source=source, content_hash=digest, prompts=prompts)
 
 
-def load_config(path: str | os.PathLike) -> ConfigSnapshot:
-    """Read and validate a config file. Raises ``ConfigError`` (also for an unreadable file)."""
+def prompts_dir(config: GatewayConfig, base_dir: str | os.PathLike | None) -> Path | None:
+    """The prompt folder of ``config``: ``prompts.dir`` (relative to ``base_dir``, else the
+    working directory), else ``<base_dir>/prompts``, else ``None``."""
+    if config.prompts.dir:
+        p = Path(config.prompts.dir)
+        return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+    return Path(base_dir) / "prompts" if base_dir is not None else None
+
+
+def _load_prompts(config: GatewayConfig, source: str, base_dir, previous: ConfigSnapshot | None):
+    directory = prompts_dir(config, base_dir)
+    refs = {name: m.prompt for name, m in config.models.items() if m.prompt}
+    if directory is None and not refs:
+        return None
+    lock = config.prompts.lock_file
+    if lock and base_dir is not None and not Path(lock).is_absolute():
+        lock = Path(base_dir) / lock
+    try:
+        registry = load_registry(directory, lock, previous.prompts if previous is not None else None)
+    except PromptConfigError as exc:
+        raise ConfigError(source, exc.problems) from None
+    registry, problems = with_models(registry, refs)
+    if problems:
+        raise ConfigError(source, problems)
+    return registry
+
+
+def watched_files(snapshot: ConfigSnapshot) -> list[Path]:
+    """The prompt files a watcher must check besides the config file (the folder is listed
+    again on every call, so new files are seen)."""
+    prompts = snapshot.prompts
+    if prompts is None or prompts.directory is None:
+        return []
+    return prompt_files(Path(prompts.directory))
+
+
+def load_config(path: str | os.PathLike, *, previous: ConfigSnapshot | None = None) -> ConfigSnapshot:
+    """Read and validate a config file (and its prompt files). ``previous``: see
+    ``parse_config``. Raises ``ConfigError`` (also for an unreadable file)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(p), [f"cannot read: {exc.strerror}"]) from None
-    return parse_config(text, str(p))
+    return parse_config(text, str(p), base_dir=p.parent, previous=previous)
 
 
 DEFAULT_CONFIG_YAML = """\

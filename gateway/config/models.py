@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.config.prompts import PromptSettings
 from gateway.config.telemetry import PricingSettings, TelemetrySettings
 
 
@@ -145,6 +146,7 @@ class PublicModel(_Strict):
     retry: RetryPolicy | None = None
     fallback_on: list[FailureClass] | None = None
     owned_by: str = "llm-gateway"
+    prompt: str | None = Field(None, description="prompt injected into every chat request: name[@label|@version]")
 
 
 class RouteMatch(_Strict):
@@ -231,6 +233,7 @@ class GatewayConfig(_Strict):
     routing: RoutingSettings = RoutingSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     pricing: PricingSettings = PricingSettings()
+    prompts: PromptSettings = PromptSettings()
 
     @model_validator(mode="after")
     def _cross_links(self) -> "GatewayConfig":

@@ -1,9 +1,10 @@
 """Hot reload: watch the config file, validate a change, swap it in atomically.
 
-The watcher polls the file's content (every ``server.reload_interval_s``) and reloads at once on
-SIGHUP. A valid change builds a new runtime and replaces the holder's reference in one
-assignment: requests already running keep the runtime they started with. An invalid change
-keeps the running config and logs the path-qualified error (also shown at ``/admin/config``).
+The watcher polls the file's content, and that of the prompt files beside it (every
+``server.reload_interval_s``), and reloads at once on SIGHUP. A valid change builds a new
+runtime and replaces the holder's reference in one assignment: requests already running keep
+the runtime they started with. An invalid change keeps the running config and logs the
+path-qualified error (also shown at ``/admin/config``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from gateway.config.loader import ConfigError, ConfigSnapshot, load_config
+from gateway.config.loader import ConfigError, ConfigSnapshot, load_config, watched_files
 
 log = logging.getLogger("gateway.config")
 
@@ -43,9 +44,15 @@ class ConfigWatcher:
 
     def _read_digest(self) -> str | None:
         try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+            h = hashlib.sha256(self.path.read_bytes())
         except OSError:
             return None
+        for extra in watched_files(self.current):  # prompt files
+            try:
+                h.update(extra.name.encode() + b"\0" + extra.read_bytes())
+            except OSError:
+                h.update(extra.name.encode() + b"\0?")
+        return h.hexdigest()
 
     async def reload(self, force: bool = False) -> bool:
         """Reload if the file changed (or ``force``). Returns True when a new config was applied."""
@@ -55,7 +62,7 @@ class ConfigWatcher:
                 return False
             self._digest = digest
             try:
-                snapshot = load_config(self.path)
+                snapshot = load_config(self.path, previous=self.current)
             except ConfigError as exc:
                 self.last_error = str(exc)
                 log.error("config change rejected; keeping hash %s\n%s", self.current.content_hash, exc)

@@ -56,6 +56,7 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("prompt_id", "LowCardinality(String)"),
     ("prompt_version", "Nullable(UInt32)"),
     ("prompt_label", "LowCardinality(String)"),
+    ("experiment_arm", "LowCardinality(String)"),
     # route
     ("backend", "LowCardinality(String)"),
     ("provider", "LowCardinality(String)"),
@@ -385,7 +386,7 @@ class RowBuilder:
             ctx.tenant, ctx.api_key_id or key_fingerprint(headers), user if isinstance(user, str) else "",
             self._metadata(ctx), ctx.client_ip, ctx.user_agent, client_rid,
             ctx.endpoint, ctx.model_requested, ctx.stream, self._params(body),
-            ctx.prompt_id, ctx.prompt_version, ctx.prompt_label,
+            ctx.prompt_id, ctx.prompt_version, ctx.prompt_label, ctx.experiment_arm,
             ctx.backend, ctx.provider, ctx.model_served, ctx.route_rule, min(ctx.attempts, 255), ctx.cache_status,
             status, error_type, message, ctx.finish_reason, truncated,
             prompt, completion, total, cached, reasoning, estimated,

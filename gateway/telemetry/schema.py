@@ -9,6 +9,10 @@ Tables (in the configured database):
   AggregatingMergeTree fed by the materialized view ``llm_requests_1m_mv``:
   ``countState``, ``sumState`` (errors, tokens, cost), ``quantilesTDigestState`` (latency,
   TTFT). Read with ``countMerge``/``sumMerge``/``quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)``.
+- ``prompt_versions`` (ReplacingMergeTree by ``(name, version)``): the exact text of every
+  prompt version, joinable to ``llm_requests.(prompt_id, prompt_version)``; ``llm_feedback``:
+  scores posted to ``/v1/feedback``, joinable on ``request_id`` (columns in
+  ``gateway/prompts/columns.py``).
 - ``schema_migrations``: which migration versions were applied.
 
 Every write is a batch with an insert deduplication token; the tables keep a deduplication
@@ -26,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.prompts.columns import FEEDBACK, FEEDBACK_COLUMNS, PROMPT_VERSION_COLUMNS, PROMPT_VERSIONS
 from gateway.telemetry.record import ATTEMPT_COLUMNS, REQUEST_COLUMNS
 
 DEDUP_WINDOW = 10_000
@@ -78,7 +83,7 @@ class _Renderer:
         return f"\nTTL toDateTime(ts_start) + INTERVAL {self.o.ttl_days} DAY" if self.o.ttl_days else ""
 
     def table(self, name: str, columns, order_by: str, partition_by: str | None, kind: str = "MergeTree",
-              ttl: bool = True) -> list[str]:
+              ttl: bool = True, sharding_key: str | None = None) -> list[str]:
         cols = ",\n".join(f"    {_q(c)} {t}" for c, t in columns)
         settings = self.dedup_setting()
         parts = [f"CREATE TABLE IF NOT EXISTS {self.db}.{_q(self.storage(name))}{self.on_cluster}\n(\n{cols}\n)",
@@ -92,8 +97,14 @@ class _Renderer:
         out = [text]
         if self.o.cluster:
             has_id = any(c == "request_id" for c, _ in columns)
-            out.append(self.distributed(name, "cityHash64(request_id)" if has_id else "rand()"))
+            out.append(self.distributed(name, sharding_key or ("cityHash64(request_id)" if has_id else "rand()")))
         return out
+
+    def add_column(self, name: str, column: str, ctype: str, after: str) -> list[str]:
+        """``ALTER TABLE … ADD COLUMN IF NOT EXISTS`` on ``name`` (and its local table on a cluster)."""
+        tables = [self.storage(name), name] if self.o.cluster else [name]
+        return [f"ALTER TABLE {self.db}.{_q(t)}{self.on_cluster} ADD COLUMN IF NOT EXISTS {_q(column)} {ctype} "
+                f"AFTER {_q(after)}" for t in tables]
 
     def distributed(self, name: str, sharding_key: str) -> str:
         return (f"CREATE TABLE IF NOT EXISTS {self.db}.{_q(name)}{self.on_cluster} "
@@ -139,6 +150,11 @@ def _migrations(r: _Renderer) -> list[Migration]:
             r.table("llm_requests_1m", ROLLUP_COLUMNS, "(tenant, model, backend, minute)", "toYYYYMM(minute)",
                     kind="AggregatingMergeTree", ttl=False)
             + [rollup_mv])),
+        Migration(3, "prompt versions, feedback, experiment arm", tuple(
+            r.table(PROMPT_VERSIONS, PROMPT_VERSION_COLUMNS, "(name, version)", None, kind="ReplacingMergeTree",
+                    ttl=False, sharding_key="cityHash64(name, version)")
+            + r.table(FEEDBACK, FEEDBACK_COLUMNS, "(request_id, ts)", "toYYYYMM(ts)", ttl=False)
+            + r.add_column("llm_requests", "experiment_arm", "LowCardinality(String)", "prompt_label"))),
     ]
 
 

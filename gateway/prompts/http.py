@@ -1,0 +1,133 @@
+"""HTTP endpoints of the prompt registry.
+
+- ``POST /v1/feedback`` ``{"request_id", "score", "label"?, "comment"?}``: a score for one
+  answered request (its ``x-request-id``), stored in ``llm_feedback`` with the caller's key id
+  and tenant; compare versions with the saved query ``prompt-versions``. Answers
+  ``{"object": "feedback", "id", "request_id"}``; 400 for a malformed body, 503 when
+  telemetry is off (nowhere to store it).
+- ``GET /admin/prompts``: every prompt with its versions (hash, first seen, variables,
+  params, templates), labels, the models that name a prompt, and the prompt-table sink's
+  counters. Access as for the other ``/admin/*`` endpoints: ``Authorization: Bearer
+  <server.admin_key>``, or loopback clients when no admin key is configured.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import math
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import error_body
+from gateway.prompts.tables import feedback_row
+from gateway.telemetry.record import key_fingerprint, to_uuid
+
+_JSON = "application/json"
+_FEEDBACK_KEYS = frozenset({"request_id", "score", "label", "comment"})
+COMMENT_MAX = 8192
+LABEL_MAX = 128
+
+
+def _error(status: int, message: str, code: str | None, param: str | None = None,
+           type_: str = "invalid_request_error") -> web.Response:
+    return web.Response(status=status, body=error_body(message, type_, param, code), content_type=_JSON)
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return bool(remote) and ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_feedback(data: bytes) -> tuple[str, float, str, str]:
+    """``(request_id, score, label, comment)`` of a feedback body; ``ValueError((message, param))``."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ValueError(("the body must be JSON: {\"request_id\": ..., \"score\": ...}", None)) from None
+    if not isinstance(body, dict):
+        raise ValueError(("the body must be a JSON object", None))
+    unknown = sorted(set(body) - _FEEDBACK_KEYS)
+    if unknown:
+        raise ValueError((f"unknown field {unknown[0]!r} (allowed: request_id, score, label, comment)", unknown[0]))
+    rid = body.get("request_id")
+    if not isinstance(rid, str) or not rid.strip() or len(rid) > 128:
+        raise ValueError(("request_id must be the x-request-id of a request (a string of 1-128 characters)",
+                          "request_id"))
+    score = body.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        raise ValueError(("score must be a finite number", "score"))
+    label = body.get("label") or ""
+    if not isinstance(label, str) or len(label) > LABEL_MAX:
+        raise ValueError((f"label must be a string of at most {LABEL_MAX} characters", "label"))
+    comment = body.get("comment") or ""
+    if not isinstance(comment, str) or len(comment) > COMMENT_MAX:
+        raise ValueError((f"comment must be a string of at most {COMMENT_MAX} characters", "comment"))
+    return rid.strip(), float(score), label, comment
+
+
+class PromptEndpoints:
+    """The handlers. ``runtime()``: the current ``Runtime``; ``sink()``: the ``TableSink`` or
+    ``None`` (telemetry off); ``admin_key``: the configured admin key or ``None``."""
+
+    def __init__(self, runtime: Callable[[], Any], sink: Callable[[], Any], admin_key: str | None):
+        self._runtime = runtime
+        self._sink = sink
+        self._key = admin_key.encode() if admin_key else None
+
+    def routes(self, app: web.Application) -> None:
+        """Register the routes on ``app`` (before the ``/v1/{endpoint}`` catch-all)."""
+        app.router.add_post("/v1/feedback", self.feedback)
+        app.router.add_get("/admin/prompts", self.admin_prompts)
+
+    async def feedback(self, request: web.Request) -> web.Response:
+        sink = self._sink()
+        try:
+            rid, score, label, comment = parse_feedback(await request.read())
+        except ValueError as exc:
+            message, param = exc.args[0]
+            return _error(400, message, "invalid_feedback", param)
+        if sink is None:
+            return _error(503, "feedback needs telemetry (telemetry.enabled is off)", "telemetry_disabled",
+                          type_="server_error")
+        request_uuid, client_rid = to_uuid(rid)
+        fid = str(uuid.uuid4())
+        # The tenant stays empty until virtual keys map a key to one (the key id identifies the caller).
+        sink.emit(feedback_row(fid, time.time(), request_uuid, client_rid, score, label, comment, "",
+                               key_fingerprint(request.headers)))
+        return web.json_response({"object": "feedback", "id": fid, "request_id": rid, "score": score})
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        if self._key is None:
+            if _is_loopback(request.remote):
+                return None
+            return _error(403, "admin endpoints answer loopback clients only when no server.admin_key is "
+                               "configured", "admin_forbidden")
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
+        if token and hmac.compare_digest(token, self._key):
+            return None
+        return _error(401, "a valid admin key is required (Authorization: Bearer <server.admin_key>)",
+                      "invalid_admin_key", type_="authentication_error")
+
+    async def admin_prompts(self, request: web.Request) -> web.Response:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        runtime = self._runtime()
+        if runtime is None:
+            return _error(503, "the gateway is starting", "starting", type_="server_error")
+        from gateway.prompts.describe import describe_registry
+
+        snapshot = runtime.snapshot
+        out = describe_registry(snapshot.prompts, snapshot.config)
+        out["config_hash"] = snapshot.content_hash
+        sink = self._sink()
+        out["telemetry"] = sink.stats() if sink is not None else None
+        return web.Response(body=orjson.dumps(out, option=orjson.OPT_NON_STR_KEYS), content_type=_JSON)
