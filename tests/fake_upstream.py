@@ -150,3 +150,8 @@ def chat_chunk(content: str | None = None, finish: str | None = None, role: bool
 def sse_event(payload) -> bytes:
     data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return b"data: " + data + b"\n\n"
+
+
+def named_sse_event(payload: dict) -> bytes:
+    """One SSE event as Anthropic sends it: ``event: <payload type>`` then its ``data:`` line."""
+    return b"event: " + payload["type"].encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
