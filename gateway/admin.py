@@ -12,20 +12,20 @@
 
 Access: ``Authorization: Bearer <server.admin_key>``. With no admin key configured the
 endpoints answer loopback clients only (127.0.0.0/8, ::1) — behind a reverse proxy on the
-same host every client looks local, so set a key there.
+same host every client looks local, so set a key there. The check is ``gateway.auth``'s
+``check_admin``, shared by every ``/admin`` path (its middleware runs it before any handler).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
 from collections.abc import Callable
 
 import orjson
 from aiohttp import web
 
+from gateway.auth import check_admin
 from gateway.errors import error_body
 from gateway.telemetry.queries import QueryRejected, clickhouse_format, resolve, saved_queries
 
@@ -35,15 +35,6 @@ _JSON = "application/json"
 
 def _error(status: int, message: str, code: str, type_: str = "invalid_request_error") -> web.Response:
     return web.Response(status=status, body=error_body(message, type_, None, code), content_type=_JSON)
-
-
-def _is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class AdminAPI:
@@ -56,7 +47,7 @@ class AdminAPI:
 
     def __init__(self, admin_key: str | None, sink: Callable[[], object | None],
                  query_client: Callable[[], object | None], queries_dir: str | None = None):
-        self._key = admin_key.encode() if admin_key else None
+        self._key = admin_key or None
         self._sink = sink
         self._query_client = query_client
         self._queries_dir = queries_dir
@@ -70,17 +61,9 @@ class AdminAPI:
         r.add_post("/admin/query", self.query)
 
     def _denied(self, request: web.Request) -> web.Response | None:
-        if self._key is None:
-            if _is_loopback(request.remote):
-                return None
-            return _error(403, "admin endpoints answer loopback clients only when no server.admin_key is "
-                               "configured", "admin_forbidden")
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
-        if token and hmac.compare_digest(token, self._key):
-            return None
-        return _error(401, "a valid admin key is required (Authorization: Bearer <server.admin_key>)",
-                      "invalid_admin_key", "authentication_error")
+        # The shared admin check (the admin key in force after reloads; ``self._key`` only
+        # on an application without the access layer).
+        return check_admin(request, self._key)
 
     async def telemetry(self, request: web.Request) -> web.Response:
         if (denied := self._denied(request)) is not None:

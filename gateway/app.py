@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from gateway.auth import install_access
 from gateway.config import ConfigSnapshot
 from gateway.config.watcher import ConfigWatcher
 from gateway.context import RequestContext
@@ -72,6 +73,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
             await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4o")
             await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4")
         health.retain(runtime.router.target_keys)
+        access.update(new)  # keys, limits, plugins; raises (config refused) before anything is swapped
         holder.current = runtime
         for hook in install_hooks:
             hook(runtime)
@@ -108,6 +110,9 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
     # once when the app starts, after every feature has registered.
     stages: list[Stage] = []
     app[STAGES] = stages
+    # Access control (keys, limits) and plugins: their stages go first, inserted when a config
+    # needs them (never registered otherwise); also the one check guarding every /admin path.
+    access = install_access(app, snapshot, stages, lambda: handlers.set_stages(stages), tokens)
     # Prompt injection: after auth, before the cache (which joins last, at start-up).
     install_prompts(app, snapshot, stages, lambda: holder.current, install_hooks, data_dir=data_dir)
 

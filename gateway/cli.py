@@ -47,6 +47,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
     click.echo(f"config {snapshot.source} (hash {snapshot.content_hash}): "
                f"{len(snapshot.config.backends)} backends, {len(snapshot.config.models)} models")
     _check_embedded_store(snapshot, workers, data_dir)
+    _check_access(snapshot, host or server.host, workers)
     run_workers(lambda: build_app(snapshot, data_dir=data_dir), host or server.host,
                 port if port is not None else server.port, workers)
 
@@ -60,6 +61,19 @@ def _check_embedded_store(snapshot: ConfigSnapshot, workers: int, data_dir: str 
         click.echo("--workers > 1 needs a ClickHouse server for telemetry (telemetry.clickhouse.dsn: http://…): "
                    "the embedded chDB store can be opened by one process only", err=True)
         sys.exit(2)
+
+
+def _check_access(snapshot: ConfigSnapshot, host: str, workers: int) -> None:
+    """Warn loudly about an open gateway on a public address, and per-worker limits."""
+    from gateway.auth import warn_if_open
+    from gateway.config.access import all_keys
+
+    warn_if_open(snapshot, host)
+    cfg = snapshot.config
+    if workers > 1 and cfg.limits.redis_url is None and any(
+            k.rpm or k.tpm or k.max_concurrent or k.budget_usd for k in all_keys(cfg)):
+        click.echo(f"warning: limits are counted per worker without limits.redis_url: with --workers {workers} "
+                   "each key gets up to that many times its limits", err=True)
 
 
 @main.command("check-config")
@@ -79,6 +93,11 @@ def check_config(path: str) -> None:
     for name, m in cfg.models.items():
         targets = ", ".join(f"{t.backend}/{t.model or name}" for t in m.targets)
         click.echo(f"    {name} -> {targets}")
+    from gateway.config.access import all_keys, auth_mode
+
+    keys = all_keys(cfg)
+    click.echo(f"  auth: {auth_mode(cfg)}, {len(keys)} keys, limits in "
+               f"{'redis' if cfg.limits.redis_url else 'memory'}, {len(cfg.plugins)} plugins")
 
 
 @main.command()
@@ -125,3 +144,60 @@ def _register_prompt_commands() -> None:
 
 
 _register_prompt_commands()
+
+
+@main.group()
+def keys() -> None:
+    """Virtual keys: create one, or hash an existing one."""
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="Tenant (team) the key belongs to.")
+@click.option("--id", "key_id", default=None, help="Key id for rows, headers and rules (default key-<hash prefix>).")
+@click.option("--models", default=None, help="Comma-separated globs of allowed public models (default all).")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=None, help="Requests in flight at once.")
+@click.option("--budget-day", type=click.FloatRange(min=0, min_open=True), default=None, help="USD per UTC day.")
+@click.option("--budget-month", type=click.FloatRange(min=0, min_open=True), default=None, help="USD per UTC month.")
+def keys_create(tenant: str, key_id: str | None, models: str | None, rpm: int | None, tpm: int | None,
+                max_concurrent: int | None, budget_day: float | None, budget_month: float | None) -> None:
+    """Print a new random key (shown once: hand it to the tenant) and the config entry to paste
+    under ``keys:`` (it holds only the key's SHA-256)."""
+    import yaml
+
+    from gateway.auth import hash_key, new_key
+    from gateway.config.access import VirtualKey
+
+    key = new_key()
+    entry: dict = {"tenant": tenant, "sha256": hash_key(key)}
+    if key_id:
+        entry["id"] = key_id
+    if models:
+        entry["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    for name, value in (("rpm", rpm), ("tpm", tpm), ("max_concurrent", max_concurrent)):
+        if value is not None:
+            entry[name] = value
+    budget = {k: v for k, v in (("day", budget_day), ("month", budget_month)) if v is not None}
+    if budget:
+        entry["budget_usd"] = budget
+    try:
+        VirtualKey.model_validate(entry)
+    except Exception as exc:  # e.g. a malformed --id
+        click.echo(f"invalid key settings: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"key (shown once, store it now): {key}", err=False)
+    click.echo("config entry (under keys:):")
+    click.echo("- " + yaml.safe_dump(entry, default_flow_style=True, sort_keys=False, width=10_000).strip())
+
+
+@keys.command("hash")
+def keys_hash() -> None:
+    """Read a key on stdin and print the SHA-256 the config stores for it."""
+    from gateway.auth import hash_key
+
+    key = sys.stdin.readline().strip()
+    if not key:
+        click.echo("no key on stdin", err=True)
+        sys.exit(2)
+    click.echo(hash_key(key))

@@ -114,3 +114,6 @@ class RequestContext:
     # to ``capture`` and passed to ``on_bytes`` (coalesced followers) as it is sent.
     capture: list[bytes] | None = None
     on_bytes: Any = None
+    # --- set by the access stage (gateway.auth) ---
+    response_headers: dict[str, str] | None = None  # merged into every response (x-ratelimit-*)
+    access: Any = None  # auth.Grant of the request's virtual key (policy, limit reservation)

@@ -7,6 +7,11 @@
     │   ├── ModelNotFoundError         404    invalid_request_error  (code model_not_found)
     │   ├── NotFoundError              404    invalid_request_error  (code not_found)
     │   └── PayloadTooLargeError       413    invalid_request_error  (code payload_too_large)
+    ├── AuthenticationError            401    invalid_request_error  (code invalid_api_key)
+    ├── PermissionDeniedError          403    invalid_request_error  (code model_not_allowed)
+    ├── RateLimitError                 429    requests | tokens | insufficient_quota  (Retry-After)
+    ├── PolicyRejectedError            4xx    invalid_request_error  (a plugin's reject verdict)
+    ├── ServiceUnavailableError        503    server_error           (limits_unavailable, plugin_failed)
     ├── NoHealthyTargetError           503    upstream_error         (code no_healthy_target)
     └── UpstreamError                  502    upstream_error
         ├── UpstreamUnreachableError   502    upstream_error         (code upstream_unreachable)
@@ -79,6 +84,61 @@ class PayloadTooLargeError(InvalidRequestError):
 
     status = 413
     code = "payload_too_large"
+
+
+class AuthenticationError(GatewayError):
+    """No key, or not a known virtual key (401). The message never repeats the key."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(GatewayError):
+    """The key may not use the requested model (403)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"
+
+
+class RateLimitError(GatewayError):
+    """Over a rate, token, concurrency or budget limit (429).
+
+    ``type_`` follows OpenAI (``requests``, ``tokens``, ``insufficient_quota``); ``headers``
+    carry ``Retry-After`` and the ``x-ratelimit-*`` headers.
+    """
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, type_: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message, code=code, headers=headers)
+        if type_ is not None:
+            self.type = type_
+
+
+class PolicyRejectedError(GatewayError):
+    """A plugin rejected the request (its verdict's status, 400 by default)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "request_rejected"
+
+    def __init__(self, message: str, *, status: int = 400, code: str | None = None):
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class ServiceUnavailableError(GatewayError):
+    """A policy component that must answer could not (limits store down with fail-closed, a
+    failing plugin with ``on_error: reject``) (503)."""
+
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
 
 
 class NoHealthyTargetError(GatewayError):

@@ -103,7 +103,7 @@ class ProxyHandlers:
             ctx.status_code = exc.status
             ctx.error_type = exc.code or exc.type
             ctx.error_message = exc.message
-            return self._error_response(exc, ctx.request_id, ctx.backend)
+            return self._error_response(exc, ctx.request_id, ctx.backend, ctx.response_headers)
         except asyncio.CancelledError:  # the client went away (handler_cancellation)
             if not ctx.error_type:
                 ctx.status_code, ctx.error_type, ctx.truncated = CLIENT_CLOSED, "client_closed", ctx.stream
@@ -121,8 +121,10 @@ class ProxyHandlers:
                     attempt.t_first_byte = attempt.t_first_byte or ctx.t_first_token
             self._finish(ctx)
 
-    def _error_response(self, exc: GatewayError, request_id: str, backend: str = "") -> web.Response:
-        headers = {"x-request-id": request_id, **exc.headers}
+    def _error_response(self, exc: GatewayError, request_id: str, backend: str = "",
+                        extra: dict[str, str] | None = None) -> web.Response:
+        headers = {"x-request-id": request_id, **extra, **exc.headers} if extra else \
+            {"x-request-id": request_id, **exc.headers}
         if backend:
             headers["x-gateway-backend"] = backend
         return web.Response(status=exc.status, body=exc.body(), content_type=_JSON, headers=headers)
@@ -220,6 +222,11 @@ class ProxyHandlers:
             headers["x-request-id"] = ctx.request_id
             headers["x-gateway-backend"] = client.name
             headers["x-gateway-attempts"] = str(ctx.attempts)
+            if ctx.response_headers:  # set by stages (the access stage's x-ratelimit-*): they win
+                extra = ctx.response_headers
+                for name in [n for n in headers if n.lower() in extra]:
+                    del headers[name]
+                headers.update(extra)
             if outcome.chunks is not None:
                 return await self._relay_stream(request, ctx, upstream, headers, outcome,
                                                 StreamTee(ctx, strip_usage) if teed else None)

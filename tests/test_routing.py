@@ -430,3 +430,31 @@ def test_circuit_state_is_shared_through_redis(make_gateway, two_upstreams):
     a.json(OK)
     assert post(gw2).headers["x-gateway-backend"] == "up-b" and not a.received
     redis_sync.Redis().delete("llm-gateway:circuit:up-a/model-a")
+
+
+def test_a_target_that_cannot_serve_the_request_is_skipped_not_failed(make_gateway, two_upstreams):
+    """An adapter's 400 refusal (Anthropic has no n > 1) moves on without hurting the circuit."""
+    a, b = two_upstreams
+    config = f"""
+backends:
+  claude: {{type: anthropic, base_url: "{a.url}", api_key: sk-ant}}
+  gpt: {{type: openai, base_url: "{b.url}", api_key: sk-b}}
+models:
+  both: {{targets: [{{backend: claude, model: claude-x}}, {{backend: gpt, model: gpt-x}}]}}
+  only-claude: {{targets: [{{backend: claude, model: claude-x}}]}}
+routing:
+  circuit_breaker: {{consecutive_failures: 2}}
+telemetry: {{enabled: false}}
+"""
+    gw = make_gateway(config)
+    b.json(OK)
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "both", "messages": MSG, "n": 2})
+    assert r.status_code == 200 and r.headers["x-gateway-backend"] == "gpt" and not a.received
+    for _ in range(4):
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "only-claude", "messages": MSG, "n": 2})
+        assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    a.json({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 1, "output_tokens": 1}})
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "only-claude", "messages": MSG})
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "hi"  # circuit still closed

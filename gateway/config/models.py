@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.config.prompts import PromptSettings
+from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
 from gateway.config.telemetry import PricingSettings, TelemetrySettings
 
 
@@ -233,6 +234,10 @@ class GatewayConfig(_Strict):
     routing: RoutingSettings = RoutingSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     pricing: PricingSettings = PricingSettings()
+    auth: AuthSettings = AuthSettings()
+    keys: list[VirtualKey] = Field(default_factory=list)
+    limits: LimitSettings = LimitSettings()
+    plugins: list[PluginSpec] = Field(default_factory=list)
     prompts: PromptSettings = PromptSettings()
 
     @model_validator(mode="after")
@@ -257,6 +262,7 @@ class GatewayConfig(_Strict):
         for i, name in enumerate(names):
             if name in names[:i]:
                 problems.append(f'routes[{i}].name: duplicate rule name "{name}"')
+        problems.extend(access_problems(self))
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -21,7 +21,9 @@ from typing import Any
 import aiohttp
 
 from gateway.context import Attempt, RequestContext
-from gateway.errors import GatewayError, NoHealthyTargetError, UpstreamError, UpstreamTimeoutError
+from gateway.errors import (
+    GatewayError, InvalidRequestError, NoHealthyTargetError, UpstreamError, UpstreamTimeoutError,
+)
 from gateway.routing.plan import Candidate, RoutePlan
 
 _BREAKER_FAILURES = frozenset({"connect", "timeout", "5xx", "429"})
@@ -129,6 +131,16 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
                     body = await resp.read()
                     failure = classify_status(resp.status, body)
                     outcome = AttemptOutcome(cand, resp, body=body)
+            except InvalidRequestError as exc:
+                # This backend cannot serve the request (an adapter refused it): not the
+                # target's failure. Try the next target; if none can, the 400 stands.
+                state.inflight -= 1
+                state.requests -= 1
+                log.pop()
+                ctx.attempts = len(log)
+                cand.skipped = "unsupported"
+                last_outcome, last_error = None, exc
+                break
             except asyncio.TimeoutError:
                 failure, last_error = "timeout", UpstreamTimeoutError(
                     f"backend {cand.client.name!r} sent no stream data within {cand.client.first_byte_s:g} s")
