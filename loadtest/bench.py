@@ -298,7 +298,7 @@ class Bench:
         out = []
         for rate in rates:
             step = Step("open", self._dur(sw.get("duration_s", 3)), self._dur(sw.get("warmup_s", 0.5)),
-                        rate=float(rate))
+                        rate=float(rate), drain_s=float(sw.get("drain_s", 5)))
             for name in self.targets:
                 if sw.get("targets") and name not in sw["targets"]:
                     continue
@@ -373,6 +373,11 @@ async def soak(url: str, scenario, pid: int, total: int, checkpoints: list[int],
     if bar is not None:
         bar.close()
     wall = perf_counter() - t0
+    if len(at) < 2 and samples:
+        # The checkpoints did not fit in max_s: compare the sample nearest a third of the run
+        # (past start-up growth) with the last one, and say so by their request counts.
+        third = next((smp for smp in samples if smp[0] >= rec.completed / 3), samples[0])
+        at = {third[0]: third[2], samples[-1][0]: samples[-1][2]}
     first, last = min(at, default=None), max(at, default=None)
     growth = (round((at[last] - at[first]) / at[first] * 100, 2) if first is not None and last != first
               else None)

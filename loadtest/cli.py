@@ -104,7 +104,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     return run_profile(ProfileOptions(config=args.config, seconds=args.seconds, stream=args.stream,
                                       out_dir=Path(args.out), gateway_cpus=args.gateway_cpus,
-                                      load_cpus=args.load_cpus, top=args.top, concurrency=args.concurrency))
+                                      load_cpus=args.load_cpus, top=args.top, concurrency=args.concurrency,
+                                      all_threads=args.all_threads))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--gateway-cpus", default="0")
     pr.add_argument("--load-cpus", default="1")
     pr.add_argument("--top", type=int, default=25)
+    pr.add_argument("--all-threads", action="store_true",
+                    help="sample every running thread (e.g. the telemetry writer), not only the GIL holder")
     pr.set_defaults(func=_cmd_profile)
     return p
 

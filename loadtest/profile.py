@@ -43,6 +43,7 @@ class ProfileOptions:
     top: int = 25
     concurrency: int = 32
     rate_hz: int = 250
+    all_threads: bool = False   # sample every non-idle thread, not only the GIL holder
 
 
 def _short(path: str) -> str:
@@ -133,7 +134,7 @@ def run_profile(opts: ProfileOptions) -> int:
         raw = out / "pyspy.txt"
         spy_argv = ["py-spy", "record", "--pid", str(gateway.pid), "--duration", str(int(opts.seconds)),
                     "--rate", str(opts.rate_hz), "--format", "raw", "--output", str(raw),
-                    "--gil", "--nonblocking", "--full-filenames"]
+                    "--nonblocking", "--full-filenames", *([] if opts.all_threads else ["--gil"])]
         if opts.load_cpus:
             spy_argv = ["taskset", "-c", opts.load_cpus, *spy_argv]
 
@@ -157,6 +158,7 @@ def run_profile(opts: ProfileOptions) -> int:
     print(f"load while profiling: {step_line(result)}", file=sys.stderr)
     collapsed = raw.read_text() if raw.exists() else ""
     md = (f"# py-spy profile of the gateway ({'streamed' if opts.stream else 'JSON'} chat, closed loop "
+          f"{'all threads, ' if opts.all_threads else 'GIL holder only, '}"
           f"c={opts.concurrency}, {opts.seconds:g} s, config {Path(config).name})\n\n"
           f"Load while profiling: {step_line(result)}\n\n" + hotspots_markdown(collapsed, opts.top))
     (out / "hotspots.md").write_text(md)
