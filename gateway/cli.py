@@ -92,7 +92,13 @@ def check_config(path: str) -> None:
     click.echo(f"  models ({len(cfg.models)}):")
     for name, m in cfg.models.items():
         targets = ", ".join(f"{t.backend}/{t.model or name}" for t in m.targets)
-        click.echo(f"    {name} -> {targets}")
+        click.echo(f"    {name} -> {targets}" + (f" (prompt {m.prompt})" if m.prompt else ""))
+    prompts = snapshot.prompts
+    if prompts is not None and prompts.directory is not None:
+        click.echo(f"  prompts ({len(prompts.prompts)}) in {prompts.directory}:")
+        for name, p in sorted(prompts.prompts.items()):
+            labels = ", ".join(f"{lb}={p.labels[lb].describe()}" for lb in sorted(p.labels)) or "no labels"
+            click.echo(f"    {name}: versions {', '.join(map(str, sorted(p.versions)))}; {labels}")
     from gateway.config.access import all_keys, auth_mode
 
     keys = all_keys(cfg)

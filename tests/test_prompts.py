@@ -508,3 +508,35 @@ def test_cli_list_show_diff_render_lock(prompt_dir):
     assert run("lock").output.endswith("up to date (5 versions)\n")
     out = run("show", "nope")
     assert out.exit_code == 2 and "unknown prompt 'nope'" in out.output
+
+
+def test_auth_runs_before_prompts_and_check_config_lists_prompts(upstream, make_gateway, prompt_dir, tmp_path):
+    import hashlib
+
+    from gateway.cli import main
+
+    upstream.json(OK)
+    key = "sk-gw-order-test"
+    gw = make_gateway(prompt_config(upstream.url, prompt_dir, extra=(
+        f"keys: [{{tenant: t, id: k1, sha256: {hashlib.sha256(key.encode()).hexdigest()}}}]\n")))
+    r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"x-gateway-prompt": "nope"},
+                   json={"model": "gpt-test", "messages": MSG})
+    assert r.status_code == 401  # rejected by auth before the prompt stage looks at the header
+    r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"x-gateway-prompt": "greet@canary",
+                                                             "Authorization": f"Bearer {key}"},
+                   json={"model": "gpt-test", "messages": MSG, "prompt": {"variables": {"name": "x"}}})
+    assert r.status_code == 200
+    # Without a user or header key, the tenant is the sticky key: every request of it gets one arm.
+    arms = {httpx.post(f"{gw.url}/v1/chat/completions", headers={"x-gateway-prompt": "greet@canary",
+                                                                 "Authorization": f"Bearer {key}"},
+                       json={"model": "gpt-test", "messages": MSG, "prompt": {"variables": {"name": "x"}}}
+                       ).headers["x-gateway-prompt-version"] for _ in range(8)}
+    assert len(arms) == 1
+
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(prompt_config(upstream.url, prompt_dir))
+    out = CliRunner().invoke(main, ["check-config", str(cfg)])
+    assert out.exit_code == 0, out.output
+    assert "greeter -> fake/up-model (prompt greet@staging)" in out.output
+    assert f"prompts (3) in {prompt_dir}:" in out.output
+    assert "greet: versions 1, 2, 3; canary=1:70% / 2:30%, production=1, staging=2" in out.output

@@ -205,3 +205,50 @@ def test_saved_comparison_query_returns_correct_figures_on_known_data(tdb):
     # Every prompt when `prompt` is empty (the default).
     sql, params = resolve(None, "prompt-versions", {"hours": "24"})
     assert [(r["prompt"], r["version"]) for r in select(tdb, sql, params)] == [("bot", 1), ("bot", 2), ("other", 1)]
+
+
+def test_demo_shows_a_prompt_injected_and_its_row(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.telemetry_support import REPO, gateway_env
+
+    out = subprocess.run([sys.executable, "-m", "gateway", "demo", "--data-dir", str(tmp_path / "data")],
+                         cwd=REPO, env=gateway_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "prompt greeter version 2 (label production) injected" in text
+    assert "POST /v1/feedback -> HTTP 200" in text
+    row = next(line for line in text.splitlines() if "│ greeter" in line)
+    assert "│              2 │ production" in row
+    assert os.path.isdir(tmp_path / "data" / "clickhouse")
+
+
+def test_feedback_with_virtual_keys_records_tenant_and_key_id(tmp_path, tdb, upstream):
+    """In ``auth.mode: keys`` feedback needs the caller's key, and its row carries the same
+    tenant and key id as the request row it scores."""
+    import hashlib
+
+    from gateway.config import parse_config
+
+    upstream.json(OK)
+    key = "sk-gw-prompt-test-key"
+    keys = f"keys:\n  - {{tenant: team-a, id: app-1, sha256: {hashlib.sha256(key.encode()).hexdigest()}}}\n"
+    d = write_prompts(tmp_path / "prompts", greet=GREET)
+    text = (gateway_config(upstream.url) + f'prompts: {{dir: "{d}"}}\n' + keys
+            + telemetry_yaml(chdb_dsn(), tdb, tmp_path / "spool", flush_interval_ms=50))
+    with BackgroundServer(build_app(parse_config(text))) as gw:
+        auth = {"Authorization": f"Bearer {key}"}
+        r = ask(gw, **auth)
+        rid = r.headers["x-request-id"]
+        assert httpx.post(f"{gw.url}/v1/feedback", json={"request_id": rid, "score": 2}).status_code == 401
+        bad = httpx.post(f"{gw.url}/v1/feedback", json={"request_id": rid, "score": 2},
+                         headers={"Authorization": "Bearer sk-wrong"})
+        assert bad.status_code == 401
+        assert httpx.post(f"{gw.url}/v1/feedback", json={"request_id": rid, "score": 2},
+                          headers=auth).status_code == 200
+        flush_all(gw)
+    rows = select(tdb, "SELECT r.tenant AS rt, r.api_key_id AS rk, f.tenant AS ft, f.api_key_id AS fk, f.score AS s "
+                       "FROM llm_feedback AS f JOIN llm_requests AS r ON r.request_id = f.request_id")
+    assert rows == [{"rt": "team-a", "rk": "app-1", "ft": "team-a", "fk": "app-1", "s": 2}]

@@ -4,17 +4,17 @@
   answered request (its ``x-request-id``), stored in ``llm_feedback`` with the caller's key id
   and tenant; compare versions with the saved query ``prompt-versions``. Answers
   ``{"object": "feedback", "id", "request_id"}``; 400 for a malformed body, 503 when
-  telemetry is off (nowhere to store it).
+  telemetry is off (nowhere to store it). In ``auth.mode: keys`` the access middleware admits
+  only a valid virtual key (401 otherwise); the row records its tenant and key id, the same
+  ``api_key_id`` its request rows carry. Without auth the key id is a fingerprint of the
+  bearer key, as in request rows.
 - ``GET /admin/prompts``: every prompt with its versions (hash, first seen, variables,
   params, templates), labels, the models that name a prompt, and the prompt-table sink's
-  counters. Access as for the other ``/admin/*`` endpoints: ``Authorization: Bearer
-  <server.admin_key>``, or loopback clients when no admin key is configured.
+  counters. Guarded by the one admin check (``gateway.auth.check_admin``).
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import math
 import time
 import uuid
@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.auth import authenticated_key, check_admin
 from gateway.errors import error_body
 from gateway.prompts.tables import feedback_row
 from gateway.telemetry.record import key_fingerprint, to_uuid
@@ -37,13 +38,6 @@ LABEL_MAX = 128
 def _error(status: int, message: str, code: str | None, param: str | None = None,
            type_: str = "invalid_request_error") -> web.Response:
     return web.Response(status=status, body=error_body(message, type_, param, code), content_type=_JSON)
-
-
-def _is_loopback(remote: str | None) -> bool:
-    try:
-        return bool(remote) and ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_feedback(data: bytes) -> tuple[str, float, str, str]:
@@ -75,12 +69,13 @@ def parse_feedback(data: bytes) -> tuple[str, float, str, str]:
 
 class PromptEndpoints:
     """The handlers. ``runtime()``: the current ``Runtime``; ``sink()``: the ``TableSink`` or
-    ``None`` (telemetry off); ``admin_key``: the configured admin key or ``None``."""
+    ``None`` (telemetry off); ``admin_key``: the configured admin key or ``None`` (used only on
+    an application without the access layer)."""
 
     def __init__(self, runtime: Callable[[], Any], sink: Callable[[], Any], admin_key: str | None):
         self._runtime = runtime
         self._sink = sink
-        self._key = admin_key.encode() if admin_key else None
+        self._admin_key = admin_key
 
     def routes(self, app: web.Application) -> None:
         """Register the routes on ``app`` (before the ``/v1/{endpoint}`` catch-all)."""
@@ -99,26 +94,13 @@ class PromptEndpoints:
                           type_="server_error")
         request_uuid, client_rid = to_uuid(rid)
         fid = str(uuid.uuid4())
-        # The tenant stays empty until virtual keys map a key to one (the key id identifies the caller).
-        sink.emit(feedback_row(fid, time.time(), request_uuid, client_rid, score, label, comment, "",
-                               key_fingerprint(request.headers)))
+        key = authenticated_key(request)  # the virtual key in auth.mode keys, else None
+        tenant, key_id = (key.tenant, key.key_id) if key is not None else ("", key_fingerprint(request.headers))
+        sink.emit(feedback_row(fid, time.time(), request_uuid, client_rid, score, label, comment, tenant, key_id))
         return web.json_response({"object": "feedback", "id": fid, "request_id": rid, "score": score})
 
-    def _denied(self, request: web.Request) -> web.Response | None:
-        if self._key is None:
-            if _is_loopback(request.remote):
-                return None
-            return _error(403, "admin endpoints answer loopback clients only when no server.admin_key is "
-                               "configured", "admin_forbidden")
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
-        if token and hmac.compare_digest(token, self._key):
-            return None
-        return _error(401, "a valid admin key is required (Authorization: Bearer <server.admin_key>)",
-                      "invalid_admin_key", type_="authentication_error")
-
     async def admin_prompts(self, request: web.Request) -> web.Response:
-        if (denied := self._denied(request)) is not None:
+        if (denied := check_admin(request, self._admin_key)) is not None:
             return denied
         runtime = self._runtime()
         if runtime is None:
