@@ -157,8 +157,6 @@ class ProxyHandlers:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequestError("you must provide a model parameter", param="model")
-        if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
-            raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")
         ctx.body = body
         ctx.model_requested = model
         ctx.stream = body.get("stream") is True
@@ -175,6 +173,9 @@ class ProxyHandlers:
         endpoint = ctx.endpoint
         model = body["model"]
         stream = ctx.stream
+        # Checked here, after the stages: a selected prompt may supply the messages.
+        if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
+            raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")
         plan = rt.router.plan(model, body, stream, request.headers, ctx.metadata, ctx.tenant, ctx.api_key_id,
                               ctx.prompt_id)
         ctx.route_rule = plan.rule
