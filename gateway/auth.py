@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel
 
 from gateway.config import ConfigSnapshot
 from gateway.config.access import VirtualKey, all_keys, auth_mode
@@ -257,6 +259,11 @@ class AccessLayer:
         swapped, so a reload is refused as a whole."""
         cfg = snapshot.config
         policy = AccessPolicy(snapshot)
+        if self.policy.mode == "keys" and policy.mode == "none" and cfg.auth.mode is None:
+            # An emptied or half-written file must not open the gateway: only an explicit
+            # ``auth.mode: none`` turns keys off in a running gateway.
+            raise ValueError("config reload refused: it has no keys, which would turn authentication off; "
+                             "set auth.mode: none to do that on purpose")
         specs = tuple(cfg.plugins)
         chain = self.plugins
         if specs != self._plugin_specs:
@@ -346,8 +353,8 @@ class AccessLayer:
             response = await call_next(ctx)
         finally:
             self._settle(ctx, grant, limiter, policy)
-        if headers and not response.prepared:  # answered by a later stage (a cache hit) or _forward
-            response.headers.update(headers)
+        if headers and not response.prepared and next(iter(headers)) not in response.headers:
+            response.headers.update(headers)  # an answer made by a later stage (a cache hit)
         return response
 
     def _settle(self, ctx: RequestContext, grant: Grant, limiter: Limiter, policy: AccessPolicy) -> None:
@@ -475,6 +482,31 @@ def install_access(app: web.Application, snapshot: ConfigSnapshot, stages: list,
     return layer
 
 
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+(@)")
+
+
+def public_config(model: Any) -> Any:
+    """A JSON-ready dump of a config model for admin output: every field declared with
+    ``repr=False`` (provider keys, backend headers, the admin key, DSNs, Redis URLs, key hashes)
+    is masked as ``"***"``, and passwords inside any URL are masked too."""
+    if isinstance(model, BaseModel):
+        out = {}
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            if not field.repr and value:
+                out[name] = {k: "***" for k in value} if isinstance(value, dict) else "***"
+            else:
+                out[name] = public_config(value)
+        return out
+    if isinstance(model, dict):
+        return {str(k): public_config(v) for k, v in model.items()}
+    if isinstance(model, (list, tuple)):
+        return [public_config(v) for v in model]
+    if isinstance(model, str):
+        return _URL_PASSWORD.sub(r"\1***\2", model) if "@" in model else model
+    return model
+
+
 def warn_if_open(snapshot: ConfigSnapshot, host: str) -> bool:
     """Log a loud warning when ``auth.mode`` is ``none`` and ``host`` is not loopback.
 
@@ -494,5 +526,5 @@ def warn_if_open(snapshot: ConfigSnapshot, host: str) -> bool:
     return True
 
 
-__all__ = ["ACCESS", "AccessLayer", "AccessPolicy", "Grant", "KeyPolicy", "admin_denied", "check_admin",
-           "hash_key", "install_access", "new_key", "presented_key", "warn_if_open"]
+__all__ = ["ACCESS", "AccessLayer", "AccessPolicy", "Grant", "KeyPolicy", "admin_denied", "authenticated_key",
+           "check_admin", "hash_key", "install_access", "new_key", "presented_key", "public_config", "warn_if_open"]

@@ -86,6 +86,23 @@ def periods(now: float) -> tuple[str, str, float, float]:
             day_start + 86400 - now, month_end - now)
 
 
+class PeriodClock:
+    """``periods(now)`` memoised until the next UTC midnight (budgets ask on every request)."""
+
+    __slots__ = ("_until", "_day", "_month", "_day_end", "_month_end")
+
+    def __init__(self):
+        self._until = 0.0
+
+    def __call__(self, now: float) -> tuple[str, str, float, float]:
+        if now >= self._until or now < self._until - 86400:
+            day, month, to_day, to_month = periods(now)
+            self._day, self._month = day, month
+            self._day_end, self._month_end = now + to_day, now + to_month
+            self._until = self._day_end
+        return self._day, self._month, self._day_end - now, self._month_end - now
+
+
 def _bucket_level(state: list[float] | None, cap: int, now: float) -> float:
     """Level of a bucket stored as ``[level, t]`` refilled at ``cap`` per minute up to ``cap``."""
     if state is None:
@@ -142,63 +159,80 @@ def estimate_tokens(endpoint: str, body: dict, default_max_tokens: int | None, c
 
 
 # --- in-process store ---------------------------------------------------------------------
+class _KeyState:
+    """One key's counters: bucket levels at their last update (``*_t``, monotonic s), in-flight
+    request ids → lease end, spend per period id."""
+
+    __slots__ = ("r_level", "r_t", "t_level", "t_t", "inflight", "spend")
+
+    def __init__(self):
+        self.r_level = self.t_level = None  # None: full
+        self.r_t = self.t_t = 0.0
+        self.inflight: dict[str, float] = {}
+        self.spend: dict[str, float] = {}
+
+
 class MemoryLimits:
     """Counters in this process (``redis_url`` unset). Safe without locks on one event loop."""
 
     def __init__(self, lease_s: float = 900.0):
-        self._buckets: dict[tuple[str, str], list[float]] = {}
-        self._inflight: dict[str, dict[str, float]] = {}
-        self._spend: dict[str, dict[str, float]] = {}
+        self._keys: dict[str, _KeyState] = {}
         self._lease_s = lease_s
+        self._periods = PeriodClock()
+
+    def _state(self, key_id: str) -> _KeyState:
+        st = self._keys.get(key_id)
+        if st is None:
+            st = self._keys[key_id] = _KeyState()
+        return st
 
     async def admit(self, spec: LimitSpec, request_id: str, tokens: int) -> Decision:
         return self.admit_now(spec, request_id, tokens)
 
     def admit_now(self, spec: LimitSpec, request_id: str, tokens: int, now: float | None = None) -> Decision:
         now = time.monotonic() if now is None else now
-        key = spec.key_id
-        if spec.max_concurrent is not None:
-            slots = self._inflight.get(key)
-            if slots:
-                if len(slots) >= spec.max_concurrent:  # drop slots of requests that never settled
-                    for rid in [r for r, until in slots.items() if until < now]:
-                        del slots[rid]
-                if len(slots) >= spec.max_concurrent:
-                    return Decision(False, "concurrency", 1.0)
-        if spec.budgeted:
-            refusal = self._budget_refusal(spec, time.time())
+        st = self._state(spec.key_id)
+        maxc = spec.max_concurrent
+        if maxc is not None and len(st.inflight) >= maxc:
+            for rid in [r for r, until in st.inflight.items() if until < now]:  # slots never settled
+                del st.inflight[rid]
+            if len(st.inflight) >= maxc:
+                return Decision(False, "concurrency", 1.0)
+        if spec.budget_day is not None or spec.budget_month is not None:
+            refusal = self._budget_refusal(spec, st, self._periods(time.time()))
             if refusal is not None:
                 return refusal
+        rpm, tpm = spec.rpm, spec.tpm
         rl = tl = None
-        if spec.rpm is not None:
-            rl = _bucket_level(self._buckets.get((key, "r")), spec.rpm, now)
+        if rpm is not None:
+            rl = rpm if st.r_level is None else min(rpm, st.r_level + (now - st.r_t) * rpm / 60.0)
             if rl < 1:
-                return Decision(False, "rpm", (1 - rl) * 60 / spec.rpm, rl, (spec.rpm - rl) * 60 / spec.rpm)
-        if spec.tpm is not None:
-            tl = _bucket_level(self._buckets.get((key, "t")), spec.tpm, now)
-            if tokens > spec.tpm:
-                return Decision(False, TOO_LARGE, 0.0, rl, 0.0, tl, (spec.tpm - tl) * 60 / spec.tpm)
+                return Decision(False, "rpm", (1 - rl) * 60 / rpm, rl, (rpm - rl) * 60 / rpm)
+        if tpm is not None:
+            tl = tpm if st.t_level is None else min(tpm, st.t_level + (now - st.t_t) * tpm / 60.0)
+            if tokens > tpm:
+                return Decision(False, TOO_LARGE, 0.0, rl, 0.0, tl, (tpm - tl) * 60 / tpm)
             if tl < tokens:
-                return Decision(False, "tpm", (tokens - tl) * 60 / spec.tpm, rl, 0.0, tl,
-                                (spec.tpm - tl) * 60 / spec.tpm)
-        decision = Decision(True)
+                return Decision(False, "tpm", (tokens - tl) * 60 / tpm, rl, 0.0, tl, (tpm - tl) * 60 / tpm)
+        req_reset = tok_reset = 0.0
         if rl is not None:
             rl -= 1
-            self._buckets[(key, "r")] = [rl, now]
-            decision.req_remaining, decision.req_reset_s = rl, (spec.rpm - rl) * 60 / spec.rpm
+            st.r_level, st.r_t = rl, now
+            req_reset = (rpm - rl) * 60 / rpm
         if tl is not None:
             tl -= tokens
-            self._buckets[(key, "t")] = [tl, now]
-            decision.tok_remaining, decision.tok_reset_s = tl, (spec.tpm - tl) * 60 / spec.tpm
-        if spec.max_concurrent is not None:
-            self._inflight.setdefault(key, {})[request_id] = now + self._lease_s
-        return decision
+            st.t_level, st.t_t = tl, now
+            tok_reset = (tpm - tl) * 60 / tpm
+        if maxc is not None:
+            st.inflight[request_id] = now + self._lease_s
+        return Decision(True, "", 0.0, rl, req_reset, tl, tok_reset)
 
-    def _budget_refusal(self, spec: LimitSpec, now_epoch: float) -> Decision | None:
-        day, month, to_day, to_month = periods(now_epoch)
-        spent = self._spend.get(spec.key_id)
-        if not spent:
+    @staticmethod
+    def _budget_refusal(spec: LimitSpec, st: _KeyState, period: tuple) -> Decision | None:
+        if not st.spend:
             return None
+        day, month, to_day, to_month = period
+        spent = st.spend
         if spec.budget_day is not None and spent.get(day, 0.0) >= spec.budget_day:
             return Decision(False, "budget_day", to_day, spent=spent[day])
         if spec.budget_month is not None and spent.get(month, 0.0) >= spec.budget_month:
@@ -211,18 +245,18 @@ class MemoryLimits:
     def settle_now(self, spec: LimitSpec, request_id: str, token_delta: int, cost: float, reserved: bool,
                    now: float | None = None) -> None:
         """``token_delta``: real tokens minus the estimate taken (negative: a refund)."""
-        key = spec.key_id
-        if reserved and spec.max_concurrent is not None:
-            slots = self._inflight.get(key)
-            if slots is not None:
-                slots.pop(request_id, None)
-        if reserved and spec.tpm is not None and token_delta:
-            now = time.monotonic() if now is None else now
-            level = _bucket_level(self._buckets.get((key, "t")), spec.tpm, now)
-            self._buckets[(key, "t")] = [level - token_delta, now]
+        st = self._state(spec.key_id)
+        if reserved:
+            if spec.max_concurrent is not None:
+                st.inflight.pop(request_id, None)
+            tpm = spec.tpm
+            if tpm is not None and token_delta:
+                now = time.monotonic() if now is None else now
+                level = tpm if st.t_level is None else min(tpm, st.t_level + (now - st.t_t) * tpm / 60.0)
+                st.t_level, st.t_t = level - token_delta, now
         if cost > 0 and spec.budgeted:
-            day, month, _, _ = periods(time.time())
-            spent = self._spend.setdefault(key, {})
+            day, month, _, _ = self._periods(time.time())
+            spent = st.spend
             if len(spent) > 2 and (day not in spent or month not in spent):
                 for old in [p for p in spent if p not in (day, month)]:
                     del spent[old]
@@ -232,18 +266,20 @@ class MemoryLimits:
     async def usage(self, spec: LimitSpec) -> dict:
         """Current counters of a key (for ``/admin/access``)."""
         now = time.monotonic()
+        st = self._state(spec.key_id)
         day, month, _, _ = periods(time.time())
         out: dict = {}
         if spec.rpm is not None:
-            out["requests_remaining"] = math.floor(_bucket_level(self._buckets.get((spec.key_id, "r")), spec.rpm, now))
+            state = None if st.r_level is None else [st.r_level, st.r_t]
+            out["requests_remaining"] = math.floor(_bucket_level(state, spec.rpm, now))
         if spec.tpm is not None:
-            out["tokens_remaining"] = math.floor(_bucket_level(self._buckets.get((spec.key_id, "t")), spec.tpm, now))
+            state = None if st.t_level is None else [st.t_level, st.t_t]
+            out["tokens_remaining"] = math.floor(_bucket_level(state, spec.tpm, now))
         if spec.max_concurrent is not None:
-            out["in_flight"] = len(self._inflight.get(spec.key_id) or ())
+            out["in_flight"] = len(st.inflight)
         if spec.budgeted:
-            spent = self._spend.get(spec.key_id) or {}
-            out["spent_usd_day"] = round(spent.get(day, 0.0), 6)
-            out["spent_usd_month"] = round(spent.get(month, 0.0), 6)
+            out["spent_usd_day"] = round(st.spend.get(day, 0.0), 6)
+            out["spent_usd_month"] = round(st.spend.get(month, 0.0), 6)
         return out
 
     async def close(self) -> None:
@@ -364,9 +400,10 @@ class RedisLimits:
         self._settle = self._redis.register_script(SETTLE_LUA)
         self._prefix = settings.key_prefix
         self._lease_s = settings.concurrency_lease_s
+        self._periods = PeriodClock()
 
     def _keys(self, key_id: str) -> tuple[str, str, str, str, str]:
-        day, month, _, _ = periods(time.time())
+        day, month, _, _ = self._periods(time.time())
         base = f"{self._prefix}:{{{key_id}}}:"
         return base + "rpm", base + "tpm", base + "inflight", base + "spend:" + day, base + "spend:" + month
 
@@ -379,7 +416,7 @@ class RedisLimits:
         reason = res[1].decode() if isinstance(res[1], bytes) else str(res[1])
         retry = float(res[2])
         if reason in ("budget_day", "budget_month"):
-            _, _, to_day, to_month = periods(time.time())
+            _, _, to_day, to_month = self._periods(time.time())
             return Decision(False, reason, to_day if reason == "budget_day" else to_month, spent=float(res[7]))
         if reason == "concurrency":
             return Decision(False, reason, retry)
@@ -525,14 +562,13 @@ class Limiter:
 
 # --- response headers ---------------------------------------------------------------------
 def duration(seconds: float) -> str:
-    """OpenAI's reset format: ``20ms``, ``1.5s``, ``6m0s``."""
+    """OpenAI's reset format: ``20ms``, ``1.5s``, ``17.3s``, ``6m0s``."""
     if seconds <= 0:
         return "0s"
     if seconds < 1:
-        return f"{max(1, round(seconds * 1000))}ms"
+        return f"{int(seconds * 1000) or 1}ms"
     if seconds < 60:
-        text = f"{seconds:.3f}".rstrip("0").rstrip(".")
-        return f"{text}s"
+        return f"{seconds:.3g}s"
     minutes, secs = divmod(int(math.ceil(seconds)), 60)
     if minutes >= 60:
         hours, minutes = divmod(minutes, 60)
@@ -545,12 +581,14 @@ def rate_headers(spec: LimitSpec, d: Decision) -> dict[str, str]:
     out: dict[str, str] = {}
     if d.degraded:
         return out
-    if spec.rpm is not None and d.req_remaining is not None:
+    left = d.req_remaining
+    if spec.rpm is not None and left is not None:
         out["x-ratelimit-limit-requests"] = str(spec.rpm)
-        out["x-ratelimit-remaining-requests"] = str(max(0, math.floor(d.req_remaining)))
+        out["x-ratelimit-remaining-requests"] = str(int(left)) if left > 0 else "0"
         out["x-ratelimit-reset-requests"] = duration(d.req_reset_s)
-    if spec.tpm is not None and d.tok_remaining is not None:
+    left = d.tok_remaining
+    if spec.tpm is not None and left is not None:
         out["x-ratelimit-limit-tokens"] = str(spec.tpm)
-        out["x-ratelimit-remaining-tokens"] = str(max(0, math.floor(d.tok_remaining)))
+        out["x-ratelimit-remaining-tokens"] = str(int(left)) if left > 0 else "0"
         out["x-ratelimit-reset-tokens"] = duration(d.tok_reset_s)
     return out

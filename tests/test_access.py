@@ -57,6 +57,13 @@ def post(gw, key: str | None = KEY_A, body: dict | None = None, **headers) -> ht
                       headers=h, timeout=30)
 
 
+def write_atomically(path, text: str) -> None:
+    """Replace a watched config file in one step (the watcher never sees it half written)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 # --- default: no keys, no stage --------------------------------------------------------------
 def test_without_keys_auth_is_off_and_no_stage_is_registered(gateway, upstream):
     from gateway.app import STAGES
@@ -355,21 +362,31 @@ def test_hot_reload_turns_keys_on_and_changes_limits_keeping_counters(upstream, 
     upstream.json(CHAT)
     path = tmp_path / "gateway.yaml"
     base = gateway_config(upstream.url, extra="telemetry: {enabled: false}\nserver: {reload_interval_s: 0.05}\n")
-    path.write_text(base)
+    write_atomically(path, base)
     with BackgroundServer(build_app(load_config(path))) as gw:
         assert post(gw, key=None).status_code == 200
-        path.write_text(base + f"keys:\n  - {{tenant: t, sha256: {sha(KEY_A)}, rpm: 5}}\n")
+        write_atomically(path, base + f"keys:\n  - {{tenant: t, sha256: {sha(KEY_A)}, rpm: 5}}\n")
         deadline = time.monotonic() + 10
         while post(gw, key=None).status_code != 401:
             assert time.monotonic() < deadline, "reload never turned keys on"
             time.sleep(0.05)
         assert post(gw).headers["x-ratelimit-remaining-requests"] == "4"
-        path.write_text(base + f"keys:\n  - {{tenant: t, sha256: {sha(KEY_A)}, rpm: 50}}\n")
+        write_atomically(path, base + f"keys:\n  - {{tenant: t, sha256: {sha(KEY_A)}, rpm: 50}}\n")
         while post(gw).headers["x-ratelimit-limit-requests"] != "50":
             assert time.monotonic() < deadline
             time.sleep(0.05)
         # counters survived the reload: the bucket was not refilled to 50
         assert int(post(gw).headers["x-ratelimit-remaining-requests"]) < 45
+        # a file without keys (emptied, half written) does not turn auth off; an explicit mode does
+        write_atomically(path, "")
+        time.sleep(0.3)
+        write_atomically(path, base)
+        time.sleep(0.3)
+        assert post(gw, key=None).status_code == 401 and post(gw).status_code == 200
+        write_atomically(path, base + "auth: {mode: none}\n")
+        while post(gw, key=None).status_code != 200:
+            assert time.monotonic() < deadline + 10
+            time.sleep(0.05)
 
 
 # --- admin ---------------------------------------------------------------------------------

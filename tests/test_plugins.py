@@ -17,6 +17,13 @@ from tests.conftest import gateway_config
 from tests.test_access import CHAT, KEY_A, KEY_B, MSG, access_config, post
 
 
+def write_atomically(path, text: str) -> None:
+    """Replace a watched config file in one step (the watcher never sees it half written)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 # --- test plugins (loaded by import path "tests.test_plugins:…") ---------------------------------
 class Tagger:
     """Adds a system message (modify in place) and records after_response calls."""
@@ -200,10 +207,10 @@ def test_a_reload_with_a_broken_plugin_keeps_the_running_config(upstream, tmp_pa
     path = tmp_path / "gateway.yaml"
     good = plugin_config(upstream.url, '  - {path: "tests.test_plugins:Gate"}\n') + \
         "server: {reload_interval_s: 0.05}\n"
-    path.write_text(good)
+    write_atomically(path, good)
     with BackgroundServer(build_app(load_config(path))) as gw:
         first = httpx.get(f"{gw.url}/readyz").json()["config_hash"]
-        path.write_text(good.replace("tests.test_plugins:Gate", "tests.test_plugins:Gate, settings: {bogus: 1}"))
+        write_atomically(path, good.replace("tests.test_plugins:Gate", "tests.test_plugins:Gate, settings: {bogus: 1}"))
         time.sleep(0.5)
         assert httpx.get(f"{gw.url}/readyz").json()["config_hash"] == first
         assert post(gw, key=None, body={"model": "gpt-test", "messages": [
