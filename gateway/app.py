@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.auth import install_access
+from gateway.cache import setup_cache
 from gateway.config import ConfigSnapshot
 from gateway.config.watcher import ConfigWatcher
 from gateway.context import RequestContext
@@ -120,6 +121,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
         handlers.set_stages(stages)
 
     app.on_startup.append(compose_stages)
+    # The cache joins the stages last, at start-up (its key covers the request as stages left it).
+    setup_cache(app, snapshot, stages)
 
     async def readyz(request: web.Request) -> web.Response:
         session = request.app.get(SESSION)

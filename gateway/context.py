@@ -103,6 +103,7 @@ class RequestContext:
     experiment_arm: str = ""  # "<label>:<version>" when a weighted prompt label chose the version
     route_rule: str = ""
     cache_status: str = "miss"
+    cache_saved_ms: float | None = None  # a cache hit: the original answer's latency (ms)
     attempt_log: list[Attempt] | None = None  # one entry per upstream attempt (routing fills it)
     strategy: str = ""  # routing strategy that ordered the targets
     route_candidates: list[dict] | None = None  # provenance: [{"target", "score", "skipped"}]

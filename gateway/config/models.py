@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.prompts import PromptSettings
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
 from gateway.config.telemetry import PricingSettings, TelemetrySettings
@@ -147,6 +148,7 @@ class PublicModel(_Strict):
     retry: RetryPolicy | None = None
     fallback_on: list[FailureClass] | None = None
     owned_by: str = "llm-gateway"
+    cache: CacheOverride | None = None  # per-model cache settings (docs/cache.md)
     prompt: str | None = Field(None, description="prompt injected into every chat request: name[@label|@version]")
 
 
@@ -239,6 +241,7 @@ class GatewayConfig(_Strict):
     limits: LimitSettings = LimitSettings()
     plugins: list[PluginSpec] = Field(default_factory=list)
     prompts: PromptSettings = PromptSettings()
+    cache: CacheSettings = CacheSettings()
 
     @model_validator(mode="after")
     def _cross_links(self) -> "GatewayConfig":

@@ -1,0 +1,414 @@
+"""The cache stage: look up, coalesce, relay, store.
+
+``CacheStage`` is one pipeline stage (``async (ctx, call_next)``). Per request:
+
+1. The policy of the config in force (compiled once per snapshot) says whether the cache
+   applies: the model's ``cache.enabled``, a cached endpoint, ``mode`` (deterministic:
+   ``temperature: 0`` or a ``seed``), and the request's ``Cache-Control``. If not, the request
+   goes on untouched (``bypass``); a request for a model without caching pays one dict lookup.
+2. Lookup (unless ``no-cache``/``no-store``): a live entry younger than ``max-age`` answers at
+   once (``hit``, with ``age``), converted to the request's shape if needed.
+3. Otherwise, if an identical request is in flight, follow it (``coalesced``): a stream
+   follower of a stream leader gets the leader's chunks as they are relayed; any other pairing
+   waits for the leader's complete answer.
+4. Otherwise lead (``miss``): capture what the relay sends, and store it when it is a complete
+   success (status 200, not cut, a finish reason, not too large, not ``no-store``).
+
+Leader failures: a complete error answer or a raised ``GatewayError`` is shared — followers
+fail the same way (the upstream already had its retries and fallbacks). A leader that
+vanishes without an answer (its client left before the upstream answered, or the stream broke
+before ``[DONE]``) sends its followers that have received nothing back to step 2 once; a
+follower that is mid-stream gets an in-band error event, as for an upstream cut. A follower
+that leaves never affects the leader.
+
+Every response of a request the cache looked at carries ``x-gateway-cache``
+(``hit|miss|bypass|coalesced``): on responses the handler builds (relayed answers, errors) it
+goes through ``ctx.response_headers``; responses built here also carry ``ctx.response_headers``
+(e.g. the access stage's ``x-ratelimit-*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from gateway.cache.convert import UsageView, usage_dict
+from gateway.cache.entry import JSON, SSE, CacheEntry
+from gateway.cache.flight import Flight
+from gateway.cache.policy import CachePolicy, ModelPolicy, RequestControl
+from gateway.cache.stores import CacheStats, MemoryStore, RedisStore
+from gateway.context import RequestContext, Usage
+from gateway.errors import GatewayError, StreamTruncatedError
+
+log = logging.getLogger("gateway.cache")
+
+HIT, MISS, BYPASS, COALESCED = "hit", "miss", "bypass", "coalesced"
+HEADER = "x-gateway-cache"
+_STREAMED = frozenset({"chat/completions", "completions"})
+_JSON_CT = "application/json"
+_SSE_CT = "text/event-stream"
+CLIENT_CLOSED = 499
+
+Handler = Callable[[RequestContext], Awaitable[web.StreamResponse]]
+
+
+def _wants_usage(body: dict) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _looks_sse(data: bytes) -> bool:
+    head = data.lstrip()[:1]
+    return bool(head) and head not in (b"{", b"[")
+
+
+def _store_signature(policy: CachePolicy) -> tuple:
+    s = policy.settings
+    if s.store == "redis":
+        return ("redis", s.redis_url, s.redis_timeout_s, s.redis_max_connections, s.redis_retry_s)
+    return ("memory", s.max_bytes)
+
+
+class CacheStage:
+    """The cache as a pipeline stage; one per application (``app[CACHE]``).
+
+    ``stats``: ``CacheStats`` counters. ``store``: the store in use (None until a config
+    enables caching). ``flights``: in-flight leaders by key. Start/stop with ``start()`` /
+    ``close()`` on the event loop. A hot reload that changes the store settings swaps the store
+    (the old one is closed; a memory store's entries are dropped).
+    """
+
+    def __init__(self) -> None:
+        self.stats = CacheStats()
+        self.store: MemoryStore | RedisStore | None = None
+        self.flights: dict[str, Flight] = {}
+        self._store_sig: tuple | None = None
+        self._rt = None
+        self._policy: CachePolicy | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def start(self, policy: CachePolicy | None = None) -> None:
+        """Open the store a starting config needs (none when caching is off everywhere)."""
+        if policy is not None:
+            self._policy = policy
+            if policy.any_enabled:
+                self._swap_store(policy)
+                await self.store.start()
+
+    async def close(self) -> None:
+        """Wait for pending Redis writes, then close the store."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.store is not None:
+            await self.store.close()
+
+    def _swap_store(self, policy: CachePolicy) -> None:
+        sig = _store_signature(policy)
+        if sig == self._store_sig:
+            return
+        s = policy.settings
+        old = self.store
+        if s.store == "redis":
+            self.store = RedisStore(s.redis_url, self.stats, timeout_s=s.redis_timeout_s,
+                                    max_connections=s.redis_max_connections, retry_s=s.redis_retry_s)
+        else:
+            self.store = MemoryStore(s.max_bytes, self.stats)
+        self._store_sig = sig
+        if old is not None:
+            log.info("cache: store settings changed; now using the %s store", s.store)
+            self._spawn(old.close())
+
+    def describe(self) -> dict:
+        """State for ``GET /admin/cache``: store kind, size or availability, flights, counters."""
+        store = self.store
+        out: dict = {"store": store.kind if store is not None else None, "in_flight": len(self.flights),
+                     "stats": self.stats.as_dict()}
+        if self._policy is not None:
+            out["namespace"] = self._policy.settings.namespace
+            out["enabled"] = self._policy.any_enabled
+        if isinstance(store, MemoryStore):
+            out.update(entries=len(store), bytes=store.bytes, max_bytes=store.max_bytes)
+        elif isinstance(store, RedisStore):
+            out["redis_available"] = store.available
+        return out
+
+    def _compile(self, runtime) -> CachePolicy:
+        policy = CachePolicy(runtime.snapshot.config)
+        if policy.any_enabled:
+            self._swap_store(policy)
+        self._rt, self._policy = runtime, policy
+        return policy
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- the stage ------------------------------------------------------------------
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> web.StreamResponse:
+        rt = ctx.runtime
+        policy = self._policy if rt is self._rt and rt is not None else self._compile(rt)
+        if not policy.any_enabled:
+            ctx.cache_status = BYPASS
+            return await call_next(ctx)
+        model_policy = policy.for_model(ctx.model_requested)
+        if not model_policy.enabled:
+            ctx.cache_status = BYPASS
+            return await call_next(ctx)
+        if self.store is None or not policy.eligible(ctx.endpoint, ctx.body, model_policy):
+            return await self._bypass(ctx, call_next)
+        ctl = RequestControl.parse(ctx.request.headers if ctx.request is not None else None)
+        if not ctl.lookup and not ctl.store:
+            return await self._bypass(ctx, call_next)
+        try:
+            key = policy.key(ctx.endpoint, ctx.body, ctx.tenant, ctx.request.headers if ctx.request is not None else None,
+                             ctx.metadata, ctx.api_key_id, ctx.stream)
+        except TypeError:
+            return await self._bypass(ctx, call_next)
+        return await self._serve(ctx, call_next, policy, model_policy, ctl, key, 0)
+
+    @staticmethod
+    def _mark(ctx: RequestContext, status: str) -> None:
+        """Record ``status`` and have the handler put it on whatever response it builds."""
+        ctx.cache_status = status
+        extra = ctx.response_headers
+        ctx.response_headers = {**extra, HEADER: status} if extra else {HEADER: status}
+
+    async def _bypass(self, ctx: RequestContext, call_next: Handler) -> web.StreamResponse:
+        self.stats.bypasses += 1
+        self._mark(ctx, BYPASS)
+        return await call_next(ctx)
+
+    async def _serve(self, ctx: RequestContext, call_next: Handler, policy: CachePolicy, mp: ModelPolicy,
+                     ctl: RequestControl, key: str, rounds: int) -> web.StreamResponse:
+        store = self.store
+        looked_up = False
+        if ctl.lookup and store.available:
+            entry = store.get_nowait(key) if store.kind == "memory" else await store.get(key)
+            looked_up = store.available
+            if entry is not None and (ctl.max_age is None or entry.age() <= ctl.max_age):
+                response = self._answer(ctx, entry, HIT)
+                if response is not None:
+                    self.stats.hits += 1
+                    return response
+        if policy.coalesce:
+            flight = self.flights.get(key)
+            if flight is not None:
+                if rounds < 2:
+                    return await self._follow(ctx, call_next, flight, policy, mp, ctl, key, rounds)
+                return await self._lead(ctx, call_next, policy, mp, ctl, key, None, looked_up)
+            flight = Flight(key, ctx)
+            self.flights[key] = flight
+            return await self._lead(ctx, call_next, policy, mp, ctl, key, flight, looked_up)
+        return await self._lead(ctx, call_next, policy, mp, ctl, key, None, looked_up)
+
+    # --- answering from an entry ----------------------------------------------------
+    def _answer(self, ctx: RequestContext, entry: CacheEntry, status: str,
+                backend: str = "") -> web.Response | None:
+        """A response carrying ``entry`` in the request's shape; None if it cannot be converted."""
+        try:
+            if ctx.stream and ctx.endpoint in _STREAMED:
+                want = _wants_usage(ctx.body)
+                ctx.client_wants_usage = want
+                body = entry.sse_body(want)
+                headers = {"Content-Type": _SSE_CT, "Cache-Control": "no-cache"}
+            else:
+                body = entry.json_body()
+                headers = {"Content-Type": _JSON_CT}
+                ctx.response_body = body
+        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            log.warning("cache: entry not servable as %s (%s)", "a stream" if ctx.stream else "JSON", exc)
+            return None
+        if ctx.response_headers:
+            headers.update(ctx.response_headers)
+        headers["x-request-id"] = ctx.request_id
+        headers[HEADER] = status
+        if status == HIT:
+            headers["Age"] = str(int(entry.age()))
+            ctx.cache_saved_ms = entry.latency_ms
+        elif backend:
+            headers["x-gateway-backend"] = backend
+        ctx.cache_status = status
+        ctx.status_code = 200
+        ctx.t_first_token = time.perf_counter()
+        if entry.usage:
+            ctx.usage = Usage.from_openai(entry.usage)
+        ctx.finish_reason = entry.finish_reason
+        ctx.model_served = entry.model
+        return web.Response(status=200, body=body, headers=headers)
+
+    # --- leading --------------------------------------------------------------------
+    async def _lead(self, ctx: RequestContext, call_next: Handler, policy: CachePolicy, mp: ModelPolicy,
+                    ctl: RequestControl, key: str, flight: Flight | None, looked_up: bool) -> web.StreamResponse:
+        if looked_up:
+            self.stats.misses += 1
+            self._mark(ctx, MISS)
+        else:
+            self.stats.bypasses += 1
+            self._mark(ctx, BYPASS)
+        capture: list[bytes] = flight.pieces if flight is not None else []
+        ctx.capture = capture
+        if flight is not None:
+            ctx.on_bytes = flight.notify
+        try:
+            response = await call_next(ctx)
+        except GatewayError as exc:
+            if flight is not None:
+                self._end(flight, error=exc)
+            raise
+        except BaseException:
+            if flight is not None:
+                self._end(flight, vanished=True)
+            raise
+        finally:
+            ctx.on_bytes = None
+        entry = self._entry(ctx, capture)
+        pending = None
+        if entry is not None and ctl.store and (entry.finish_reason or ctx.endpoint == "embeddings") \
+                and entry.size <= policy.max_entry_bytes:
+            ttl = ctl.ttl_s or mp.ttl_s
+            if policy.max_ttl_s is not None:
+                ttl = min(ttl, policy.max_ttl_s)
+            store = self.store
+            if store.kind == "memory":
+                if store.set_nowait(key, entry, ttl):
+                    self.stats.stores += 1
+            else:
+                pending = self._spawn(self._store_later(store, key, entry, ttl))
+        else:
+            self.stats.not_stored += 1
+        if flight is not None:
+            if entry is not None:
+                flight.finish(entry=entry)
+            elif ctx.status_code != 200 and not ctx.truncated and ctx.status_code != CLIENT_CLOSED \
+                    and len(capture) == 1 and not _looks_sse(capture[0]):
+                flight.finish(response=(ctx.status_code, capture[0]))
+            else:
+                flight.finish(vanished=True)
+            if pending is None:
+                self._forget(flight)
+            else:  # late arrivals are served from the flight until the entry is in Redis
+                pending.add_done_callback(lambda _t, f=flight: self._forget(f))
+        return response
+
+    def _end(self, flight: Flight, **outcome) -> None:
+        flight.finish(**outcome)
+        self._forget(flight)
+
+    def _forget(self, flight: Flight) -> None:
+        if self.flights.get(flight.key) is flight:
+            del self.flights[flight.key]
+
+    async def _store_later(self, store: RedisStore, key: str, entry: CacheEntry, ttl: float) -> None:
+        if await store.set(key, entry, ttl):
+            self.stats.stores += 1
+
+    @staticmethod
+    def _entry(ctx: RequestContext, capture: list[bytes]) -> CacheEntry | None:
+        """The leader's answer as an entry, if it is a complete success."""
+        if ctx.status_code != 200 or ctx.truncated or ctx.error_type or not capture:
+            return None
+        data = capture[0] if len(capture) == 1 else b"".join(capture)
+        latency_ms = (time.perf_counter() - ctx.t_start) * 1000
+        usage = usage_dict(ctx.usage)
+        if ctx.stream and _looks_sse(data):
+            if not data.rstrip().endswith(b"[DONE]"):
+                return None
+            return CacheEntry(SSE, ctx.endpoint, data, has_usage=ctx.client_wants_usage, usage=usage,
+                              finish_reason=ctx.finish_reason, model=ctx.model_served, latency_ms=latency_ms)
+        return CacheEntry(JSON, ctx.endpoint, data, usage=usage, finish_reason=ctx.finish_reason,
+                          model=ctx.model_served, latency_ms=latency_ms)
+
+    # --- following ------------------------------------------------------------------
+    async def _follow(self, ctx: RequestContext, call_next: Handler, flight: Flight, policy: CachePolicy,
+                      mp: ModelPolicy, ctl: RequestControl, key: str, rounds: int) -> web.StreamResponse:
+        leader = flight.leader
+        if ctx.stream and leader.stream and ctx.endpoint in _STREAMED:
+            while not flight.pieces and not flight.done:
+                await flight.wait()
+            if flight.pieces and leader.status_code == 200 and _looks_sse(flight.pieces[0]):
+                return await self._relay_live(ctx, flight)
+        while not flight.done:
+            await flight.wait()
+        if flight.entry is not None:
+            response = self._answer(ctx, flight.entry, COALESCED, leader.backend)
+            if response is not None:
+                self.stats.coalesced += 1
+                return response
+        elif flight.response is not None:
+            status, body = flight.response
+            self.stats.coalesced += 1
+            ctx.cache_status = COALESCED
+            ctx.status_code = status
+            ctx.error_type = leader.error_type
+            ctx.error_message = leader.error_message
+            headers = {**ctx.response_headers} if ctx.response_headers else {}
+            headers.update({"Content-Type": _JSON_CT, "x-request-id": ctx.request_id, HEADER: COALESCED})
+            return web.Response(status=status, body=body, headers=headers)
+        elif flight.error is not None:
+            self.stats.coalesced += 1
+            self._mark(ctx, COALESCED)  # the handler answers the error, with this header
+            raise flight.error
+        # The leader left without an answer: try again (once as a follower, then on our own).
+        return await self._serve(ctx, call_next, policy, mp, ctl, key, rounds + 1)
+
+    async def _relay_live(self, ctx: RequestContext, flight: Flight) -> web.StreamResponse:
+        """Send a stream leader's events to this follower as the leader relays them."""
+        leader = flight.leader
+        self.stats.coalesced += 1
+        ctx.cache_status = COALESCED
+        want = _wants_usage(ctx.body)
+        ctx.client_wants_usage = want
+        headers = {**ctx.response_headers} if ctx.response_headers else {}
+        headers.update({"Content-Type": _SSE_CT, "Cache-Control": "no-cache", "x-request-id": ctx.request_id,
+                        HEADER: COALESCED})
+        if leader.backend:
+            headers["x-gateway-backend"] = leader.backend
+        response = web.StreamResponse(status=200, headers=headers)
+        await response.prepare(ctx.request)
+        ctx.status_code = 200
+        view = UsageView(leader.client_wants_usage, want, lambda: usage_dict(leader.usage))
+        sent = 0
+        try:
+            while True:
+                pieces = flight.pieces
+                while sent < len(pieces):
+                    out = view.piece(pieces[sent])
+                    sent += 1
+                    if out:
+                        if ctx.t_first_token is None:
+                            ctx.t_first_token = time.perf_counter()
+                        await response.write(out)
+                if flight.done and sent >= len(flight.pieces):
+                    break
+                await flight.wait()
+            rest = view.finish()
+            if rest:
+                await response.write(rest)
+            ctx.usage = leader.usage
+            ctx.finish_reason = leader.finish_reason
+            ctx.model_served = leader.model_served
+            if flight.entry is None:
+                ctx.truncated = True
+                ctx.status_code = leader.status_code if leader.status_code >= 500 else 502
+                ctx.error_type = leader.error_type if leader.error_type != "client_closed" else ""
+                if flight.vanished and (not leader.error_type or leader.error_type == "client_closed"):
+                    failure = StreamTruncatedError("the stream this request shared with an identical one "
+                                                   "ended before it completed; retry the request")
+                    ctx.error_type = failure.code
+                    ctx.error_message = failure.message
+                    await response.write(b"data: " + failure.body() + b"\n\n")
+            await response.write_eof()
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            ctx.status_code = CLIENT_CLOSED
+            ctx.error_type = "client_closed"
+            ctx.truncated = True
+        return response
