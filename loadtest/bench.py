@@ -58,6 +58,7 @@ class BenchOptions:
     targets: list[str] | None = None
     progress: bool = True
     engine: str = "raw"
+    nice: int = 0
 
 
 class LoadSideProbe:
@@ -181,7 +182,7 @@ class Bench:
                         "--ttft-ms", str(up.get("ttft_ms", 0)), "--itl-ms", str(up.get("itl_ms", 0)),
                         "--tokens", str(up.get("tokens", 20)), "--chunk-tokens", str(up.get("chunk_tokens", 1))),
             url=f"http://127.0.0.1:{port}", ready_url=f"http://127.0.0.1:{port}/health", cpus=self.load_cpus,
-            log_path=self.logs / "fake-upstream.log").start()
+            log_path=self.logs / "fake-upstream.log", nice=self.opts.nice).start()
         self.upstream.wait_ready()
         upstream_url = self.upstream.url
         for name, spec in self.targets.items():
@@ -211,7 +212,7 @@ class Bench:
             else:
                 raise ValueError(f"target {name}: unknown kind {kind!r}")
             proc = ManagedProcess(name, argv, url=f"http://127.0.0.1:{port}", ready_url=ready, cpus=cpus, env=env,
-                                  log_path=self.logs / f"{name}.log", cwd=str(HERE.parent))
+                                  log_path=self.logs / f"{name}.log", cwd=str(HERE.parent), nice=self.opts.nice)
             self.procs[name] = proc.start()
         for name, proc in self.procs.items():
             proc.wait_ready()
@@ -453,11 +454,12 @@ def _git_revision() -> str | None:
 
 def run_bench(opts: BenchOptions) -> int:
     bench = Bench(opts)
-    pin_self(parse_cpus(bench.load_cpus))
+    pin_self(parse_cpus(bench.load_cpus), opts.nice)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     host = {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "python": sys.version.split()[0],
             "git": _git_revision(),
-            "pinned": {"servers": bench.gw_cpus, "load": bench.load_cpus} if opts.pin else None}
+            "pinned": {"servers": bench.gw_cpus, "load": bench.load_cpus} if opts.pin else None,
+            "nice": opts.nice}
     print(f"bench: {len(bench.targets)} targets, {bench.rounds} rounds, load average {os.getloadavg()[0]:.2f}",
           file=sys.stderr, flush=True)
     t0 = perf_counter()

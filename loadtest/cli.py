@@ -83,7 +83,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                         load_cpus=args.load_cpus, compare_url=args.compare_url, compare_pid=args.compare_pid,
                         quick=args.quick, rounds=args.rounds, skip=set(args.skip or ()),
                         targets=args.targets.split(",") if args.targets else None,
-                        progress=not args.no_progress, engine=args.engine)
+                        progress=not args.no_progress, engine=args.engine, nice=args.nice)
     return run_bench(opts)
 
 
@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, help="override the plan's rounds")
     b.add_argument("--quick", action="store_true", help="seconds-long phases, small soak (a smoke test)")
     b.add_argument("--engine", choices=("raw", "aiohttp"), default="raw")
+    b.add_argument("--nice", type=int, default=0,
+                   help="nice value for every benchmark process (e.g. -10 on a shared machine; needs root)")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=_cmd_bench)
 

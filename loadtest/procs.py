@@ -50,10 +50,13 @@ def parse_cpus(text: str | None) -> set[int] | None:
     return cpus
 
 
-def pin_self(cpus: set[int] | None) -> None:
-    """Pin this process (the load generator) to ``cpus`` (same effect as ``taskset -c``)."""
+def pin_self(cpus: set[int] | None, nice: int = 0) -> None:
+    """Pin this process (the load generator) to ``cpus`` (same effect as ``taskset -c``) and
+    set its nice value (negative values need root)."""
     if cpus:
         os.sched_setaffinity(0, cpus)
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
 
 
 def _tree(proc: psutil.Process) -> list[psutil.Process]:
@@ -108,8 +111,10 @@ class ManagedProcess:
     """
 
     def __init__(self, name: str, argv: list[str], *, url: str, ready_url: str, cpus: str | None = None,
-                 env: dict[str, str] | None = None, log_path: Path | None = None, cwd: str | None = None):
+                 env: dict[str, str] | None = None, log_path: Path | None = None, cwd: str | None = None,
+                 nice: int = 0):
         self.name = name
+        self.nice = nice
         self.argv = argv
         self.url = url
         self.ready_url = ready_url
@@ -133,6 +138,8 @@ class ManagedProcess:
             else:  # pragma: no cover - util-linux is everywhere we run
                 cpus = parse_cpus(self.cpus)
                 self._preexec = lambda: os.sched_setaffinity(0, cpus)
+        if self.nice:
+            argv = ["nice", "-n", str(self.nice), *argv]
         env = {**os.environ, **(self.env or {})}
         self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd,

@@ -111,5 +111,6 @@ def bench_table(table: dict, *, baseline: str = "bare-proxy", soak: dict | None 
     if host:
         out.append(f"{rounds} round(s); host: {host.get('cpus')} CPUs, load average "
                    f"{host['loadavg_start'][0]:.2f} at start, {host.get('loadavg_end', (0,))[0]:.2f} at end; "
-                   f"pinning: {host.get('pinned') or 'none'}; gateway at {host.get('git') or '?'}.")
+                   f"pinning: {host.get('pinned') or 'none'}; nice {host.get('nice', 0)}; "
+                   f"gateway at {host.get('git') or '?'}.")
     return "\n\n".join(out) + "\n"
