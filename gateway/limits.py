@@ -394,8 +394,9 @@ class RedisLimits:
 
         timeout = settings.redis_timeout_ms / 1000
         self._redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_max_connections, timeout=timeout,
-            socket_timeout=timeout, socket_connect_timeout=timeout))
+            settings.redis_url, max_connections=settings.redis_max_connections,
+            timeout=settings.redis_pool_timeout_ms / 1000, socket_timeout=timeout,
+            socket_connect_timeout=max(timeout, settings.redis_connect_timeout_ms / 1000)))
         self._admit = self._redis.register_script(ADMIT_LUA)
         self._settle = self._redis.register_script(SETTLE_LUA)
         self._prefix = settings.key_prefix
@@ -464,6 +465,18 @@ class RedisLimits:
 
 
 # --- the wrapper the access stage uses -------------------------------------------------------
+def _refused(exc: BaseException) -> bool:
+    """Whether a store error comes from the network refusing or dropping the connection
+    (an outage), as opposed to a slow call or a busy pool (load)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, (ConnectionRefusedError, ConnectionResetError, BrokenPipeError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
 class Limiter:
     """A store plus the Redis-failure policy, and counters for ``/admin/access``.
 
@@ -480,14 +493,16 @@ class Limiter:
         self._fail_open = settings.on_redis_error == "allow"
         self._skip_until = 0.0
         self._down = False
+        self._consecutive = 0
         self._pending: set[asyncio.Task] = set()
         self.stats = {"admitted": 0, "rejected": 0, "store_errors": 0, "failed_open": 0, "failed_closed": 0}
 
     def adopt(self, settings: LimitSettings) -> bool:
         """Take new settings in place when they keep the same store (counters survive a reload)."""
         old = self.settings
-        if (settings.redis_url, settings.redis_timeout_ms, settings.redis_max_connections, settings.key_prefix) != \
-                (old.redis_url, old.redis_timeout_ms, old.redis_max_connections, old.key_prefix):
+        store = ("redis_url", "redis_timeout_ms", "redis_connect_timeout_ms", "redis_pool_timeout_ms",
+                 "redis_max_connections", "key_prefix")
+        if any(getattr(settings, name) != getattr(old, name) for name in store):
             return False
         self.settings = settings
         self._fail_open = settings.on_redis_error == "allow"
@@ -495,7 +510,14 @@ class Limiter:
         return True
 
     def _failed(self, exc: BaseException, what: str) -> None:
+        """Count a store failure. A refused/reset connection, or three failures in a row, mean an
+        outage: Redis is then skipped for ``redis_retry_s`` (no request waits on a dead store) and
+        it is logged once. A lone timeout only fails the request at hand."""
         self.stats["store_errors"] += 1
+        self._consecutive += 1
+        if self._consecutive < 3 and not _refused(exc):
+            log.debug("rate-limit store failed during %s (%s)", what, type(exc).__name__)
+            return
         self._skip_until = time.monotonic() + self.settings.redis_retry_s
         if not self._down:
             self._down = True
@@ -521,6 +543,7 @@ class Limiter:
             except Exception as exc:  # redis errors, timeouts, pool exhaustion
                 self._failed(exc, "admission")
                 return self._unavailable()
+            self._consecutive = 0
             if self._down:
                 self._down = False
                 self._skip_until = 0.0

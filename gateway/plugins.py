@@ -26,7 +26,6 @@ import importlib.util
 import inspect
 import logging
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

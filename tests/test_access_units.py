@@ -148,3 +148,46 @@ keys: [{{tenant: t, sha256: {key_hash}}}]
     dumped = public_config(cfg)
     assert dumped["backends"]["a"]["headers"] == {"X-Org": "***"} and dumped["keys"][0]["tenant"] == "t"
     assert dumped["routing"]["redis_url"] == "redis://user:***@h:6379/0"
+
+
+def test_store_failures_lone_timeouts_fail_one_request_refusals_open_an_outage():
+    import asyncio
+
+    from gateway.config.access import LimitSettings
+    from gateway.errors import ServiceUnavailableError
+    from gateway.limits import Limiter
+
+    class FlakyStore:
+        def __init__(self):
+            self.errors: list[BaseException] = []
+            self.calls = 0
+
+        async def admit(self, spec, rid, tokens):
+            self.calls += 1
+            if self.errors:
+                raise self.errors.pop(0)
+            return Decision(True, "", 0.0, 1.0, 1.0)
+
+    async def run():
+        limiter = Limiter(LimitSettings(redis_url="redis://127.0.0.1:1/0", redis_retry_s=60))
+        store = limiter.store = FlakyStore()
+        spec = LimitSpec("k", rpm=5)
+        store.errors = [TimeoutError()]
+        assert (await limiter.admit(spec, "a", 0)).degraded  # this request fails open ...
+        assert not (await limiter.admit(spec, "b", 0)).degraded  # ... the next one uses the store
+        refused = ConnectionError("Error 111")
+        refused.__cause__ = ConnectionRefusedError(111, "refused")
+        store.errors = [refused]
+        assert (await limiter.admit(spec, "c", 0)).degraded
+        calls = store.calls
+        assert (await limiter.admit(spec, "d", 0)).degraded and store.calls == calls  # skipped: an outage
+        assert limiter.stats["failed_open"] == 3 and limiter.stats["store_errors"] == 2
+        strict = Limiter(LimitSettings(redis_url="redis://127.0.0.1:1/0", on_redis_error="reject"))
+        strict.store = FlakyStore()
+        strict.store.errors = [TimeoutError()] * 3
+        for _ in range(3):
+            with pytest.raises(ServiceUnavailableError):
+                await strict.admit(spec, "e", 0)
+        assert strict._skip_until > 0  # three in a row: an outage
+
+    asyncio.run(run())

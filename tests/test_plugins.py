@@ -14,7 +14,7 @@ from gateway.config import ConfigError, parse_config
 from gateway.plugins import PluginLoadError, Verdict, build_plugin
 from gateway.config.access import PluginSpec
 from tests.conftest import gateway_config
-from tests.test_access import CHAT, KEY_A, KEY_B, MSG, access_config, post
+from tests.test_access import CHAT, KEY_B, MSG, access_config, post
 
 
 def write_atomically(path, text: str) -> None:

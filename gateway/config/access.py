@@ -145,8 +145,10 @@ class LimitSettings(_Strict):
     ``redis_url``: share counters between gateway instances (``redis://host:6379/0``; may hold a
     password, never shown); unset: in-process counters. ``on_redis_error``: ``allow`` (fail
     open: serve unlimited while Redis is unreachable, counted and logged) or ``reject`` (503).
-    ``redis_timeout_ms``: per-call timeout; after a failure Redis is skipped for
-    ``redis_retry_s``. ``default_max_tokens``: completion tokens assumed when a request sets no
+    ``redis_timeout_ms``: per-call timeout; ``redis_connect_timeout_ms``: for opening a
+    connection; ``redis_pool_timeout_ms``: the longest wait for a free pooled connection (of
+    ``redis_max_connections``) in a burst. A refused connection, or three failures in a row,
+    make the gateway skip Redis for ``redis_retry_s``. ``default_max_tokens``: completion tokens assumed when a request sets no
     ``max_tokens`` (the estimate is corrected with the real usage afterwards).
     ``token_estimate``: ``chars`` (~4 characters per token, cheapest) or ``tiktoken``.
     ``concurrency_lease_s``: how long an in-flight slot survives an instance that died.
@@ -154,7 +156,9 @@ class LimitSettings(_Strict):
 
     redis_url: str | None = Field(None, repr=False)
     on_redis_error: Literal["allow", "reject"] = "allow"
-    redis_timeout_ms: float = Field(100.0, gt=0)
+    redis_timeout_ms: float = Field(250.0, gt=0)
+    redis_connect_timeout_ms: float = Field(1000.0, gt=0)
+    redis_pool_timeout_ms: float = Field(1000.0, gt=0)
     redis_retry_s: float = Field(1.0, ge=0)
     redis_max_connections: int = Field(64, ge=1)
     key_prefix: str = Field("llmgw", min_length=1, max_length=64)
