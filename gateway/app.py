@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
-from gateway.auth import install_access
 from gateway.cache import setup_cache
+from gateway.auth import install_access
 from gateway.config import ConfigSnapshot
 from gateway.config.watcher import ConfigWatcher
 from gateway.context import RequestContext
@@ -105,6 +105,9 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
     def finish(ctx: RequestContext) -> None:
         for hook in finishers:
             hook(ctx)
+        # Done: drop what only the request path needs, so a queued context (telemetry keeps it
+        # until its row is built) does not keep the request's object graph alive for the GC.
+        ctx.request = ctx.runtime = ctx.target_state = ctx.capture = ctx.on_bytes = None
 
     handlers = ProxyHandlers(lambda: holder.current, finish)
     # Request stages, in order (auth, prompts, cache … append here as they land); composed

@@ -53,14 +53,12 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
 
 
 def _check_embedded_store(snapshot: ConfigSnapshot, workers: int, data_dir: str | None) -> None:
-    """Embedded chDB is one process per directory: refuse ``--workers > 1`` with it."""
-    from gateway.telemetry import telemetry_enabled
+    """Embedded chDB is one process per directory: warn about ``--workers > 1`` with it."""
+    from gateway.telemetry import embedded_store_warning
 
-    t = snapshot.config.telemetry
-    if workers > 1 and telemetry_enabled(snapshot) and t.resolved_dsn(t.resolved_data_dir(data_dir)).startswith("chdb://"):
-        click.echo("--workers > 1 needs a ClickHouse server for telemetry (telemetry.clickhouse.dsn: http://…): "
-                   "the embedded chDB store can be opened by one process only", err=True)
-        sys.exit(2)
+    warning = embedded_store_warning(snapshot, workers, data_dir)
+    if warning:
+        click.secho(f"warning: {warning}", err=True, fg="yellow")
 
 
 def _check_access(snapshot: ConfigSnapshot, host: str, workers: int) -> None:

@@ -12,6 +12,7 @@ import click
 import openai
 
 from gateway.app import build_app
+from gateway.cache.demo import cache_step, with_demo_cache
 from gateway.prompts.demo import demo_snapshot, prompt_step
 from gateway.server import BackgroundServer
 
@@ -96,7 +97,8 @@ def telemetry_query(client: openai.OpenAI) -> None:
 
 
 _DEMO_START_MS = [0]
-STEPS = [show_models, plain_chat, streamed_chat, embeddings, error_case, prompt_step, telemetry_query]
+STEPS = [show_models, plain_chat, streamed_chat, embeddings, error_case, prompt_step, cache_step,
+         telemetry_query]
 
 
 def run_demo(data_dir: str | None = None) -> None:
@@ -105,7 +107,7 @@ def run_demo(data_dir: str | None = None) -> None:
     ``data_dir``: where the embedded telemetry store lives (default ``$LLM_GATEWAY_DATA_DIR``
     or ``./.llm-gateway``).
     """
-    snapshot = demo_snapshot()  # the embedded defaults plus a demo prompt
+    snapshot = with_demo_cache(demo_snapshot())  # the embedded defaults plus a demo prompt, cache on
     _DEMO_START_MS[0] = int(time.time() * 1000)
     with BackgroundServer(build_app(snapshot, data_dir=data_dir)) as server:
         click.secho(f"llm-gateway running at {server.url} (embedded defaults, config hash "

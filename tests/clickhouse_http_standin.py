@@ -264,3 +264,28 @@ class ClickHouseHTTPStandIn:
                     raise ClickHouseError("Code: 209. DB::Exception: Timeout exceeded while writing to socket "
                                           "(stand-in: the insert was committed). (SOCKET_TIMEOUT)", 500)
         return result.bytes(), fmt if not is_insert else "", summary
+
+
+def main() -> None:
+    """``python -m tests.clickhouse_http_standin --dir DIR --port PORT``: serve until interrupted
+    (a ClickHouse-compatible store in its own process, e.g. for benchmarks)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="ClickHouse HTTP-interface stand-in over chDB")
+    parser.add_argument("--dir", required=True, help="chDB data directory")
+    parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--user", default="default")
+    parser.add_argument("--password", default="")
+    args = parser.parse_args()
+    standin = ClickHouseHTTPStandIn(args.dir, args.user, args.password, args.port).start()
+    print(f"ClickHouse stand-in on {standin.url} over chDB {standin.chdb_dir}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    standin.stop()
+
+
+if __name__ == "__main__":
+    main()

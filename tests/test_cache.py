@@ -198,7 +198,9 @@ def test_json_miss_then_hit(start_gateway, upstream, store_yaml):
     assert (miss.cache_status, hit.cache_status) == ("miss", "hit")
     assert miss.cache_saved_ms is None
     assert hit.cache_saved_ms is not None and hit.cache_saved_ms >= 50  # the original latency
-    assert hit.status_code == 200 and hit.usage.total_tokens == 7 and hit.finish_reason == "stop"
+    assert hit.status_code == 200 and hit.finish_reason == "stop" and hit.model_served == "up-model"
+    assert hit.usage.total_tokens is None  # no model processed it: 0 tokens, 0 cost in its row
+    assert miss.usage.total_tokens == 7
     assert hit.t_upstream_start is None  # no upstream call
     assert gw.cache.stats.hits == 1 and gw.cache.stats.misses == 1 and gw.cache.stats.stores == 1
     state = httpx.get(f"{gw.url}/admin/cache").json()  # loopback, no admin key configured
@@ -578,12 +580,32 @@ def test_text_completions_stream_and_json(start_gateway, upstream):
     assert resp.usage.total_tokens == 3
 
 
-def test_hit_is_logged_with_usage_and_saved_time(start_gateway, upstream):
+def test_hit_is_logged_with_saved_time_and_no_tokens(start_gateway, upstream):
     gw = start_gateway(cache_config(upstream.url, "enabled: true"))
     upstream.sse(stream_events(), chunk_delay_s=0.01)
     gw.stream(DET)
     gw.stream(DET)
     miss, hit = gw.wait_records(2)[:2]
     assert miss.cache_status == "miss" and hit.cache_status == "hit"
-    assert hit.cache_saved_ms >= 50 and hit.usage.completion_tokens == 7 and hit.finish_reason == "tool_calls"
+    assert hit.cache_saved_ms >= 50 and hit.usage.completion_tokens is None and hit.finish_reason == "tool_calls"
     assert hit.stream and hit.status_code == 200 and not hit.truncated
+
+
+def test_telemetry_rows_of_a_miss_and_a_hit(start_gateway, upstream):
+    from gateway.config.telemetry import PricingSettings
+    from gateway.pricing import PriceTable
+    from gateway.telemetry.record import REQUEST_COLUMN_NAMES, RowBuilder
+    from gateway.tokens import TokenCounter
+
+    gw = start_gateway(cache_config(upstream.url, "enabled: true"))
+    upstream.json(CHAT, delay_s=0.05)
+    gw.post(DET)
+    gw.post(DET)
+    builder = RowBuilder(config_hash="x", instance="test", tokens=TokenCounter(),
+                         prices=PriceTable(PricingSettings(models={"up-model": {"input": 1.0, "output": 2.0}})))
+    miss, hit = (dict(zip(REQUEST_COLUMN_NAMES, builder.request_row(c))) for c in gw.wait_records(2)[:2])
+    assert (miss["cache_status"], hit["cache_status"]) == ("miss", "hit")
+    assert miss["total_tokens"] == 7 and miss["cost_usd"] > 0
+    assert hit["total_tokens"] == 0 and hit["cost_usd"] == 0 and hit["upstream_latency_ms"] is None
+    assert hit["status_code"] == 200 and hit["finish_reason"] == "stop" and not hit["error_type"]
+    assert hit["latency_ms"] < miss["latency_ms"]

@@ -55,7 +55,7 @@ def test_100_identical_concurrent_requests_make_one_upstream_call(start_gateway,
     records = gw.wait_records(100)
     assert collections.Counter(r.cache_status for r in records) == statuses
     follower = next(r for r in records if r.cache_status == "coalesced")
-    assert follower.status_code == 200 and follower.usage.total_tokens == 7 and follower.t_upstream_start is None
+    assert follower.status_code == 200 and follower.usage.total_tokens is None and follower.t_upstream_start is None
     until_stored(gw)
     assert gw.post(DET).headers["x-gateway-cache"] == "hit"
 

@@ -190,4 +190,6 @@ def test_hot_reload_enables_the_cache_and_a_new_namespace_invalidates(upstream, 
         rewrite(f"enabled: true\nstore: redis\nredis_url: {REDIS_URL}\nnamespace: {redis_namespace}")
         assert [status(), status()] == ["miss", "hit"]
         assert app[CACHE].store.kind == "redis"
-    assert len(upstream.received) == 4
+        rewrite("enabled: false")
+        assert status() is None and app[CACHE].store is None  # off again: the store is closed
+    assert len(upstream.received) == 5

@@ -128,9 +128,15 @@ def test_db_migrate_and_print_ddl(tmp_path):
     assert listed.returncode == 0 and "latency-by-model" in listed.stdout
 
 
-def test_workers_refuse_the_embedded_store(tmp_path):
-    out = cli("serve", "--workers", "2", "--port", str(free_port()), "--data-dir", str(tmp_path))
-    assert out.returncode == 2 and "ClickHouse server" in out.stderr
+def test_workers_with_the_embedded_store_warn():
+    from gateway.config import parse_config
+    from gateway.telemetry import embedded_store_warning
+
+    embedded = parse_config("backends: {}\n")
+    assert "ClickHouse server" in embedded_store_warning(embedded, 2)
+    assert embedded_store_warning(embedded, 1) is None
+    server = parse_config("telemetry: {clickhouse: {dsn: 'http://ch:8123/db'}}\n")
+    assert embedded_store_warning(server, 4) is None
 
 
 @pytest.mark.parametrize("rejected", ["DROP TABLE llm_requests", "SELECT 1 INTO OUTFILE '/tmp/x'"])

@@ -43,7 +43,7 @@ from gateway.cache.entry import JSON, SSE, CacheEntry
 from gateway.cache.flight import Flight
 from gateway.cache.policy import CachePolicy, ModelPolicy, RequestControl
 from gateway.cache.stores import CacheStats, MemoryStore, RedisStore
-from gateway.context import RequestContext, Usage
+from gateway.context import RequestContext
 from gateway.errors import GatewayError, StreamTruncatedError
 
 log = logging.getLogger("gateway.cache")
@@ -143,6 +143,10 @@ class CacheStage:
         policy = CachePolicy(runtime.snapshot.config)
         if policy.any_enabled:
             self._swap_store(policy)
+        elif self.store is not None:  # turned off by a reload: free the store
+            log.info("cache: turned off; closing the %s store", self.store.kind)
+            self._spawn(self.store.close())
+            self.store, self._store_sig = None, None
         self._rt, self._policy = runtime, policy
         return policy
 
@@ -191,7 +195,7 @@ class CacheStage:
                      ctl: RequestControl, key: str, rounds: int) -> web.StreamResponse:
         store = self.store
         looked_up = False
-        if ctl.lookup and store.available:
+        if ctl.lookup and store is not None and store.available:
             entry = store.get_nowait(key) if store.kind == "memory" else await store.get(key)
             looked_up = store.available
             if entry is not None and (ctl.max_age is None or entry.age() <= ctl.max_age):
@@ -239,8 +243,7 @@ class CacheStage:
         ctx.cache_status = status
         ctx.status_code = 200
         ctx.t_first_token = time.perf_counter()
-        if entry.usage:
-            ctx.usage = Usage.from_openai(entry.usage)
+        # ctx.usage stays empty: no model processed this request (its row logs 0 tokens, cost 0).
         ctx.finish_reason = entry.finish_reason
         ctx.model_served = entry.model
         return web.Response(status=200, body=body, headers=headers)
@@ -270,7 +273,7 @@ class CacheStage:
             raise
         finally:
             ctx.on_bytes = None
-        entry = self._entry(ctx, capture)
+        entry = self._entry(ctx, capture) if ctl.store or flight is not None else None
         pending = None
         if entry is not None and ctl.store and (entry.finish_reason or ctx.endpoint == "embeddings") \
                 and entry.size <= policy.max_entry_bytes:
@@ -278,7 +281,9 @@ class CacheStage:
             if policy.max_ttl_s is not None:
                 ttl = min(ttl, policy.max_ttl_s)
             store = self.store
-            if store.kind == "memory":
+            if store is None:  # the cache was turned off meanwhile
+                pass
+            elif store.kind == "memory":
                 if store.set_nowait(key, entry, ttl):
                     self.stats.stores += 1
             else:
@@ -393,7 +398,6 @@ class CacheStage:
             rest = view.finish()
             if rest:
                 await response.write(rest)
-            ctx.usage = leader.usage
             ctx.finish_reason = leader.finish_reason
             ctx.model_served = leader.model_served
             if flight.entry is None:

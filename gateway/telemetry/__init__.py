@@ -39,13 +39,30 @@ QUERY_CLIENT = web.AppKey("telemetry_query_client", ReadOnlyClient)
 TELEMETRY_ENV = "LLM_GATEWAY_TELEMETRY"
 STARTUP_WAIT_S = 3.0
 
-__all__ = ["SINK", "QUERY_CLIENT", "TelemetrySink", "build_sink", "install_telemetry", "telemetry_enabled"]
+__all__ = ["SINK", "QUERY_CLIENT", "TelemetrySink", "build_sink", "embedded_store_warning", "install_telemetry",
+           "telemetry_enabled"]
 
 
 def telemetry_enabled(snapshot: ConfigSnapshot) -> bool:
     """``telemetry.enabled`` unless ``LLM_GATEWAY_TELEMETRY`` is ``off``/``0``/``false``/``no``."""
     env = os.environ.get(TELEMETRY_ENV, "").strip().lower()
     return snapshot.config.telemetry.enabled and env not in ("off", "0", "false", "no")
+
+
+def embedded_store_warning(snapshot: ConfigSnapshot, workers: int, data_dir: str | None = None) -> str | None:
+    """The warning for ``--workers > 1`` with the embedded store, or ``None``.
+
+    chDB lets one process open a directory: one worker writes, the others keep their rows in
+    their spools (nothing is lost), which a later start adopts and replays.
+    """
+    t = snapshot.config.telemetry
+    if workers <= 1 or not telemetry_enabled(snapshot):
+        return None
+    if not t.resolved_dsn(t.resolved_data_dir(data_dir)).startswith("chdb://"):
+        return None
+    return (f"--workers {workers} with the embedded chDB store: only one process can open it, so the other "
+            "workers spool their rows to disk until the gateway restarts. Use a ClickHouse server "
+            "(telemetry.clickhouse.dsn: http://…) with several workers.")
 
 
 def build_sink(snapshot: ConfigSnapshot, *, data_dir: str | os.PathLike | None = None,

@@ -147,16 +147,29 @@ def scrub_secrets(text: str) -> str:
     return _SECRET_RE.sub(repl, text)
 
 
+_SECOND_TEXT: dict[int, str] = {}
+
+
 def format_ts(epoch: float) -> str:
     """Unix seconds → ``'YYYY-MM-DD hh:mm:ss.fff'`` in UTC (``DateTime64(3, 'UTC')`` text)."""
     ms = int(round(epoch * 1000))
     secs, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs)) + f".{millis:03d}"
+    text = _SECOND_TEXT.get(secs)
+    if text is None:  # rows of a batch share their seconds: format each second once
+        if len(_SECOND_TEXT) > 4096:
+            _SECOND_TEXT.clear()
+        text = _SECOND_TEXT[secs] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs))
+    return f"{text}.{millis:03d}"
+
+
+_CANONICAL_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def to_uuid(request_id: str) -> tuple[str, str]:
     """``(uuid, client_request_id)``: a UUID request id is used as is; any other string maps to a
     stable UUIDv5 and is kept verbatim in ``client_request_id``."""
+    if len(request_id) == 36 and _CANONICAL_UUID_RE.match(request_id):
+        return request_id, ""  # the gateway's own ids: already canonical
     if len(request_id) in (32, 36) and _UUID_RE.match(request_id):
         return str(uuid.UUID(request_id)), ""
     return str(uuid.uuid5(_REQUEST_ID_NS, request_id)), request_id
@@ -198,15 +211,24 @@ def _clip_metadata(meta: dict[str, str]) -> dict[str, str]:
     return {k[:_META_KEY_MAX]: v[:_META_VALUE_MAX] for k, v in list(meta.items())[:_META_KEYS_MAX]}
 
 
+_FINGERPRINTS: dict[str, str] = {}
+
+
 def key_fingerprint(headers: Any) -> str:
     """An id for the client's bearer key: ``key-`` + 12 hex of its SHA-256 (never the key)."""
     if headers is None:
         return ""
     auth = headers.get("Authorization") or headers.get("api-key") or headers.get("x-api-key") or ""
-    token = auth[7:].strip() if auth[:7].lower() == "bearer " else auth.strip()
-    if not token:
+    if not auth:
         return ""
-    return "key-" + hashlib.sha256(token.encode()).hexdigest()[:12]
+    found = _FINGERPRINTS.get(auth)
+    if found is None:
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else auth.strip()
+        found = "key-" + hashlib.sha256(token.encode()).hexdigest()[:12] if token else ""
+        if len(_FINGERPRINTS) > 10_000:
+            _FINGERPRINTS.clear()
+        _FINGERPRINTS[auth] = found
+    return found
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -367,10 +389,11 @@ class RowBuilder:
         itl_p50 = itl_p95 = itl_max = None
         times = ctx.chunk_times
         if len(times) >= 2:
-            gaps = sorted((b - a) * 1000 for a, b in zip(times, times[1:]))
-            itl_p50 = _percentile(gaps, 0.5)
-            itl_p95 = _percentile(gaps, 0.95)
-            itl_max = gaps[-1]
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            gaps.sort()
+            itl_p50 = _percentile(gaps, 0.5) * 1000
+            itl_p95 = _percentile(gaps, 0.95) * 1000
+            itl_max = gaps[-1] * 1000
         tps = None
         if completion and upstream_ms:
             tps = completion / (upstream_ms / 1000)

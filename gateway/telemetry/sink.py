@@ -34,6 +34,33 @@ REQUESTS = "llm_requests"
 ATTEMPTS = "llm_attempts"
 _ADOPT_EVERY_S = 30.0
 _REPLAY_BUDGET_S = 2.0
+_PREPARE_EVERY_S = 0.05
+
+
+class _Pending:
+    """Encoded rows waiting for their batch: parts merged by (table, columns)."""
+
+    __slots__ = ("parts", "rows", "since", "kind")
+
+    def __init__(self):
+        self.parts: dict[tuple[str, tuple[str, ...]], list] = {}
+        self.rows = 0
+        self.since = 0.0
+        self.kind: type[Batch] = Batch
+
+    def add(self, batch: Batch) -> None:
+        if not self.rows:
+            self.since = time.monotonic()
+            self.kind = type(batch)
+        for p in batch.parts:
+            slot = self.parts.setdefault((p.table, p.columns), [[], 0])
+            slot[0].append(p.payload)
+            slot[1] += p.rows
+        self.rows += batch.rows
+
+    def seal(self) -> Batch:
+        return self.kind.new([Part(table, columns, b"".join(chunks), rows)
+                              for (table, columns), (chunks, rows) in self.parts.items()])
 
 
 class TelemetrySink:
@@ -68,6 +95,7 @@ class TelemetrySink:
         self._closed = False
         self._deadline: float | None = None
         self._inflight: Batch | None = None
+        self._pending = _Pending()  # prepared (encoded) rows not yet sealed into a batch
         self._flush_requested = False
         # store state
         self._up = False
@@ -148,8 +176,11 @@ class TelemetrySink:
             log.warning("telemetry: store did not take the last rows within %.1f s; spooling them", timeout)
             with self._lock:
                 inflight = self._inflight
+                pending, self._pending = self._pending, _Pending()
             if inflight is not None:
-                self._spool_batch(inflight, already_taken=True)
+                self._spool_batch(inflight)
+            if pending.rows:
+                self._spool_batch(pending.seal())
         self._spool_queue()
         if writer_done:
             try:
@@ -230,7 +261,7 @@ class TelemetrySink:
                 self._inflight = None
             return first
 
-    def _spool_batch(self, batch: Batch, already_taken: bool = False) -> None:
+    def _spool_batch(self, batch: Batch) -> None:
         if batch.settled:
             return
         try:
@@ -303,25 +334,28 @@ class TelemetrySink:
         except Exception as exc:
             self._failed(exc, "connecting to the store")
         self.ready.set()
-        next_flush = time.monotonic() + self._interval
         next_adopt = time.monotonic() + _ADOPT_EVERY_S
         while True:
             now = time.monotonic()
             if len(self._queue) < self._batch_rows and not self._stop.is_set() and not self._flush_requested:
-                timeout = next_flush - now
-                if self.spool.files:  # replay as soon as the store may be tried, not at the next flush
+                # Wake to prepare rows soon after they arrive (finished requests are freed quickly,
+                # which keeps the garbage collector's work on the event loop small), to seal a
+                # batch when it is due, and to replay as soon as the store may be tried.
+                timeout = _PREPARE_EVERY_S if self._queue else self._interval
+                if self._pending.rows:
+                    timeout = min(timeout, self._pending.since + self._interval - now)
+                if self.spool.files:
                     timeout = min(timeout, 0.0 if self._up else self._retry_at - now)
                 self._wake.wait(max(0.0, timeout))
             self._wake.clear()
-            now = time.monotonic()
             stopping = self._stop.is_set()
             with self._lock:
                 flush_now, self._flush_requested = self._flush_requested, False
-            full = flush_now or stopping or now >= next_flush
             try:
-                self._drain(full)
-                if full and now >= next_flush:
-                    next_flush = now + self._interval
+                self._prepare()
+                now = time.monotonic()
+                if self._pending.rows and (flush_now or stopping or now >= self._pending.since + self._interval):
+                    self._write(self._seal())
                 if not stopping:
                     self._replay()
                     if now >= next_adopt:
@@ -330,15 +364,28 @@ class TelemetrySink:
             except Exception:  # never let the writer die
                 log.exception("telemetry: writer loop error")
                 time.sleep(0.1)
-            if stopping and not self._queue:
+            if stopping and not self._queue and not self._pending.rows:
                 return
 
-    def _drain(self, full: bool) -> None:
-        while len(self._queue) >= self._batch_rows or (full and self._queue):
-            items = self._take(self._batch_rows)
+    def _prepare(self) -> None:
+        """Turn queued requests into encoded rows (``_pending``); write each full batch."""
+        while self._queue:
+            items = self._take(self._batch_rows - self._pending.rows)
             if not items:
                 return
-            self._write(self._make_batch(items))
+            part = self._make_batch(items)
+            with self._lock:
+                self._pending.add(part)
+            if self._pending.rows >= self._batch_rows:
+                self._write(self._seal())
+
+    def _seal(self) -> Batch:
+        """The pending rows as one batch with a fresh deduplication token."""
+        with self._lock:
+            pending, self._pending = self._pending, _Pending()
+            batch = pending.seal()
+            self._inflight = batch
+        return batch
 
     def _replay(self) -> None:
         if not self.spool.files:
