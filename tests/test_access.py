@@ -466,3 +466,18 @@ def test_cli_keys_create_prints_the_key_once_and_a_pasteable_entry(upstream, mak
     assert post(gw, key=key).headers["x-ratelimit-limit-requests"] == "7"
     hashed = CliRunner().invoke(main, ["keys", "hash"], input=key + "\n")
     assert hashed.output.strip() == hash_key(key)
+
+
+def test_cache_hits_carry_the_headers_and_cost_no_tokens_or_budget(upstream, make_gateway):
+    extra = ("cache: {enabled: true, mode: always}\n"
+             "pricing:\n  models:\n    up-model: {input: 100000.0, output: 100000.0}\n")  # 7 tokens = $0.70
+    gw = make_gateway(access_config(upstream.url, key_a="rpm: 10, tpm: 5000, budget_usd: {day: 1.0}", extra=extra))
+    upstream.json(CHAT)
+    first = post(gw)
+    assert first.status_code == 200 and first.headers.get("x-gateway-cache") != "hit"
+    hits = [post(gw) for _ in range(3)]
+    assert all(h.headers["x-gateway-cache"] == "hit" for h in hits) and len(upstream.received) == 1
+    assert [h.headers["x-ratelimit-remaining-requests"] for h in hits] == ["8", "7", "6"]  # requests still count
+    usage = httpx.get(f"{gw.url}/admin/access").json()["keys"][0]["usage"]
+    assert usage["spent_usd_day"] == pytest.approx(0.7)  # only the answer that reached the model was paid
+    assert usage["tokens_remaining"] > 5000 - 20
