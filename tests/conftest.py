@@ -65,3 +65,7 @@ def make_gateway():
 def gateway(upstream, make_gateway):
     """A gateway in front of the fake upstream (model ``gpt-test`` → upstream ``up-model``)."""
     return make_gateway(gateway_config(upstream.url))
+
+# Telemetry: gateways built by tests keep their embedded store (chDB) and spool in a per-session
+# temp folder, never in the working directory's ./.llm-gateway (see tests/telemetry_support.py).
+from tests.telemetry_support import isolate_telemetry_data  # noqa: E402,F401

@@ -40,7 +40,7 @@ atexit.register(shutil.rmtree, SESSION_DIR, True)
 def isolate_telemetry_data():
     """Embedded telemetry of every gateway built in this session lives under a temp folder."""
     old = os.environ.get("LLM_GATEWAY_DATA_DIR")
-    os.environ["LLM_GATEWAY_DATA_DIR"] = str(SESSION_DIR / "default-data")
+    os.environ["LLM_GATEWAY_DATA_DIR"] = str(SESSION_DIR)  # its clickhouse/ is CHDB_DIR: one engine dir
     yield
     if old is None:
         os.environ.pop("LLM_GATEWAY_DATA_DIR", None)
