@@ -21,7 +21,7 @@ from gateway.config.watcher import ConfigWatcher
 from gateway.context import RequestContext
 from gateway.telemetry import install_telemetry
 from gateway.handlers import ProxyHandlers
-from gateway.pipeline import Stage
+from gateway.pipeline import StageList
 from gateway.prompts import install_prompts
 from gateway.routing.health import HealthRegistry
 from gateway.routing.shared_circuit import SharedCircuits
@@ -110,21 +110,20 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
         ctx.request = ctx.runtime = ctx.target_state = ctx.capture = ctx.on_bytes = None
 
     handlers = ProxyHandlers(lambda: holder.current, finish)
-    # Request stages, in order (auth, prompts, cache … append here as they land); composed
-    # once when the app starts, after every feature has registered.
-    stages: list[Stage] = []
+    # Request stages, kept in STAGE_ORDER (access → prompts → plugins → cache) whenever each
+    # registers; composed when the app starts and again when a reload adds one.
+    stages = StageList()
     app[STAGES] = stages
-    # Access control (keys, limits) and plugins: their stages go first, inserted when a config
-    # needs them (never registered otherwise); also the one check guarding every /admin path.
+    # Access control (keys, limits) and plugins: registered only when a config needs them;
+    # also the one check guarding every /admin path.
     access = install_access(app, snapshot, stages, lambda: handlers.set_stages(stages), tokens)
-    # Prompt injection: after auth, before the cache (which joins last, at start-up).
     install_prompts(app, snapshot, stages, lambda: holder.current, install_hooks, data_dir=data_dir)
 
     async def compose_stages(app: web.Application) -> None:
         handlers.set_stages(stages)
 
     app.on_startup.append(compose_stages)
-    # The cache joins the stages last, at start-up (its key covers the request as stages left it).
+    # The cache joins at start-up (its key covers the request as the other stages left it).
     setup_cache(app, snapshot, stages)
 
     async def readyz(request: web.Request) -> web.Response:

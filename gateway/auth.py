@@ -39,6 +39,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from gateway.config import ConfigSnapshot
+from gateway.pipeline import StageList
 from gateway.config.access import VirtualKey, all_keys, auth_mode
 from gateway.context import RequestContext
 from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitError, error_body
@@ -234,7 +235,7 @@ def authenticated_key(request: web.Request) -> "KeyPolicy | None":
 class AccessLayer:
     """Access state of one application across config reloads (limits counters survive them)."""
 
-    def __init__(self, snapshot: ConfigSnapshot, stages: list, recompose: Callable[[], None], tokens=None):
+    def __init__(self, snapshot: ConfigSnapshot, stages: StageList, recompose: Callable[[], None], tokens=None):
         self._stages = stages
         self._recompose = recompose
         self._tokens = tokens
@@ -281,11 +282,10 @@ class AccessLayer:
         self._snapshot = snapshot
         changed = False
         if policy.mode == "keys" and not self._access_registered:
-            self._stages.insert(0, self.access_stage)
+            self._stages.place(self.access_stage, "access")
             self._access_registered = changed = True
         if chain is not None and not self._plugins_registered:
-            self._stages.insert(self._stages.index(self.access_stage) + 1 if self._access_registered else 0,
-                                self.plugin_stage)
+            self._stages.place(self.plugin_stage, "plugins")
             self._plugins_registered = changed = True
         if changed:
             self._recompose()
@@ -436,7 +436,7 @@ class AccessLayer:
         }
 
 
-def install_access(app: web.Application, snapshot: ConfigSnapshot, stages: list,
+def install_access(app: web.Application, snapshot: ConfigSnapshot, stages: StageList,
                    recompose: Callable[[], None], tokens=None) -> AccessLayer:
     """Create the ``AccessLayer`` (``app[ACCESS]``), the admin/models middleware, ``GET
     /admin/access`` and the close-on-shutdown hook. The caller runs ``layer.update(snapshot)``

@@ -162,7 +162,7 @@ def test_plugins_run_after_auth(upstream, make_gateway):
                                     keys=True))
     layer = gw.app[ACCESS]
     stages = gw.app[STAGES]
-    assert stages.index(layer.access_stage) == 0 and stages.index(layer.plugin_stage) == 1
+    assert stages.index(layer.access_stage) == 0 < stages.index(layer.plugin_stage)
     assert post(gw, key=None).status_code == 401  # auth first: the plugin never saw it
     assert stats(gw)["Broken"]["calls"] == 0
 
@@ -283,6 +283,16 @@ def test_plugins_work_without_keys(upstream, make_gateway):
 
     gw = make_gateway(plugin_config(upstream.url, "  - {path: max_tokens_cap, settings: {default: 7}}\n"))
     stages = gw.app[STAGES]
-    assert gw.app[ACCESS].access_stage not in stages and stages.index(gw.app[ACCESS].plugin_stage) == 0
+    assert gw.app[ACCESS].access_stage not in stages and gw.app[ACCESS].plugin_stage in stages
     upstream.json(CHAT)
     assert post(gw, key=None).status_code == 200 and upstream.last.json()["max_tokens"] == 7
+
+
+def test_stage_order_access_prompts_plugins_cache():
+    """Plugins see the request after prompt injection (PII in prompt variables is redacted too)."""
+    from gateway.pipeline import StageList
+
+    stages = StageList()
+    for name, kind in (("cache", "cache"), ("prompts", "prompts"), ("plugins", "plugins"), ("access", "access")):
+        stages.place(name, kind)
+    assert list(stages) == ["access", "prompts", "plugins", "cache"]

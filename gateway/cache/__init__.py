@@ -23,6 +23,7 @@ from gateway.cache.policy import CachePolicy, RequestControl
 from gateway.cache.stage import CacheStage
 from gateway.cache.stores import CacheStats, MemoryStore, RedisStore
 from gateway.config import ConfigSnapshot
+from gateway.pipeline import StageList
 
 CACHE = web.AppKey("cache", CacheStage)
 
@@ -30,7 +31,7 @@ __all__ = ["CACHE", "CacheEntry", "CachePolicy", "CacheStage", "CacheStats", "Me
            "RequestControl", "setup_cache"]
 
 
-def setup_cache(app: web.Application, snapshot: ConfigSnapshot, stages: list) -> CacheStage:
+def setup_cache(app: web.Application, snapshot: ConfigSnapshot, stages: StageList) -> CacheStage:
     """Install the cache on ``app``; ``stages`` is the app's stage list (``app[STAGES]``).
 
     The stage is appended to ``stages`` when the app starts (before they are composed), so it
@@ -40,7 +41,7 @@ def setup_cache(app: web.Application, snapshot: ConfigSnapshot, stages: list) ->
     app[CACHE] = stage
 
     async def join_stages(app: web.Application) -> None:
-        stages.append(stage)
+        stages.place(stage, "cache")
 
     app.on_startup.insert(0, join_stages)
 

@@ -8,13 +8,14 @@ ignored setting. Cross-references (a model target naming a backend) are checked 
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.config.cache import CacheOverride, CacheSettings
-from gateway.config.prompts import PromptSettings
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
+from gateway.config.prompts import PromptSettings
 from gateway.config.telemetry import PricingSettings, TelemetrySettings
 
 
@@ -74,6 +75,12 @@ class Backend(_Strict):
         "azure: the api-version query parameter (default 2024-10-21); "
         "anthropic: the anthropic-version header (default 2023-06-01)"))
     default_max_tokens: int = Field(4096, ge=1, description="anthropic: max_tokens when the caller sends none")
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value):
+        # YAML reads an unquoted 2024-10-21 as a date; the API wants the text.
+        return value.isoformat() if isinstance(value, (date, datetime)) else value
 
     @model_validator(mode="after")
     def _needs_url(self) -> "Backend":
@@ -148,8 +155,8 @@ class PublicModel(_Strict):
     retry: RetryPolicy | None = None
     fallback_on: list[FailureClass] | None = None
     owned_by: str = "llm-gateway"
-    cache: CacheOverride | None = None  # per-model cache settings (docs/cache.md)
     prompt: str | None = Field(None, description="prompt injected into every chat request: name[@label|@version]")
+    cache: CacheOverride | None = None  # per-model cache settings (docs/cache.md)
 
 
 class RouteMatch(_Strict):
@@ -236,12 +243,12 @@ class GatewayConfig(_Strict):
     routing: RoutingSettings = RoutingSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     pricing: PricingSettings = PricingSettings()
+    prompts: PromptSettings = PromptSettings()
+    cache: CacheSettings = CacheSettings()
     auth: AuthSettings = AuthSettings()
     keys: list[VirtualKey] = Field(default_factory=list)
     limits: LimitSettings = LimitSettings()
     plugins: list[PluginSpec] = Field(default_factory=list)
-    prompts: PromptSettings = PromptSettings()
-    cache: CacheSettings = CacheSettings()
 
     @model_validator(mode="after")
     def _cross_links(self) -> "GatewayConfig":

@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.pipeline import StageList
+
 log = logging.getLogger("gateway.prompts")
 
 # The prompt-table sink (``tables.TableSink``), when telemetry is on; tests flush it.
@@ -29,7 +31,7 @@ PROMPT_SINK = web.AppKey("prompt_table_sink", object)
 __all__ = ["PROMPT_SINK", "install_prompts"]
 
 
-def install_prompts(app: web.Application, snapshot, stages: list, runtime: Callable[[], Any],
+def install_prompts(app: web.Application, snapshot, stages: StageList, runtime: Callable[[], Any],
                     install_hooks: list, *, data_dir: str | os.PathLike | None = None) -> None:
     """Register the prompt stage (appended to ``stages``: put this call after auth's and before
     the cache's), the response-header hook, the version recorder (``install_hooks`` are called
@@ -40,7 +42,7 @@ def install_prompts(app: web.Application, snapshot, stages: list, runtime: Calla
     from gateway.prompts.tables import build_table_sink, version_row
     from gateway.telemetry import telemetry_enabled
 
-    stages.append(prompt_stage)
+    stages.place(prompt_stage, "prompts")
     app.on_response_prepare.append(add_headers)
     sink = build_table_sink(snapshot, data_dir) if telemetry_enabled(snapshot) else None
     if sink is not None:
