@@ -127,7 +127,6 @@ class ClickHouseStore:
         self.schema = SchemaOptions(database=self.target.database, cluster=settings.cluster,
                                     ttl_days=settings.ttl_days)
         self._client = None
-        self._lock = threading.Lock()
         self.migrated: list[int] = []
 
     @property

@@ -278,9 +278,12 @@ class TelemetrySink:
             self._spool_batch(self._make_batch(self._take(self._batch_rows)))
 
     def _late(self, ctx: Any) -> None:
-        """A row emitted after close: straight to the spool (shutdown edge only)."""
+        """A row emitted after close: straight to the spool (shutdown edge only); a later start
+        adopts the file."""
         self.emitted += 1
         try:
+            if self.spool.dir is None:
+                self.spool.open()
             self._spool_batch(self._make_batch([ctx]))
         except Exception:
             log.exception("telemetry: could not spool a late row")
