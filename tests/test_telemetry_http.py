@@ -172,3 +172,40 @@ def test_against_a_real_server(tmp_path):
             store.ensure().command(f"DROP DATABASE IF EXISTS `{database}`")
         finally:
             store.close()
+
+
+def test_standin_speaks_the_clickhouse_http_interface(standin, tdb):
+    """The stand-in is only useful if clickhouse-connect's HTTP client cannot tell it from a
+    server: handshake, parameters, Native and RowBinary inserts, headers, error bodies."""
+    import datetime
+    import struct
+
+    import clickhouse_connect
+
+    assert httpx.get(f"{standin.url}/ping").text == "Ok.\n"
+    client = clickhouse_connect.get_client(host="127.0.0.1", port=standin.port, username="writer",
+                                           password="s3cret-pw", compress="lz4")
+    try:
+        assert client.query("SELECT {a:UInt8} + {b:UInt8} AS s", parameters={"a": 2, "b": 3}).result_rows == [(5,)]
+        client.command(f"CREATE DATABASE IF NOT EXISTS {tdb}")
+        client.command(f"CREATE TABLE {tdb}.t (id UInt32, name String, ts DateTime64(3, 'UTC'), "
+                       "m Map(String, String), f Nullable(Float64)) ENGINE = MergeTree ORDER BY id")
+        ts = datetime.datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=datetime.timezone.utc)
+        client.insert(f"{tdb}.t", [[1, "native", ts, {"k": "v"}, None]], column_names=["id", "name", "ts", "m", "f"])
+        row_binary = struct.pack("<I", 2) + bytes([7]) + b"rowbin!"
+        client.raw_insert(f"{tdb}.t", ["id", "name"], row_binary, fmt="RowBinary")
+        rows = client.query(f"SELECT id, name, toUnixTimestamp64Milli(ts), m, f FROM {tdb}.t ORDER BY id").result_rows
+        assert rows == [(1, "native", 1714564800123, {"k": "v"}, None), (2, "rowbin!", 0, {}, None)]
+    finally:
+        client.close()
+    auth = ("writer", "s3cret-pw")
+    ok = httpx.get(standin.url, params={"query": f"SELECT count() FROM {tdb}.t", "default_format": "JSONEachRow"},
+                   auth=auth)
+    assert ok.json() == {"count()": 2} and ok.headers["X-ClickHouse-Format"] == "JSONEachRow"
+    assert "read_rows" in orjson.loads(ok.headers["X-ClickHouse-Summary"]) and ok.headers["X-ClickHouse-Query-Id"]
+    assert ok.headers["X-ClickHouse-Timezone"] == "UTC"
+    bad = httpx.post(standin.url, content=b"SELEKT 1", auth=auth)
+    assert bad.status_code >= 400 and bad.headers["X-ClickHouse-Exception-Code"] == "62"
+    assert bad.text.startswith("Code: 62. DB::Exception:") and "(SYNTAX_ERROR)" in bad.text
+    denied = httpx.post(standin.url, content=b"SELECT 1", auth=("writer", "nope"))
+    assert denied.status_code == 401 and denied.headers["X-ClickHouse-Exception-Code"] == "516"
