@@ -56,9 +56,9 @@ def test_content_hash_tracks_the_file_not_the_secret(monkeypatch):
     assert parse_config(text + "# edit\n").content_hash != h1
 
 
-def run_cli(*args, **kw) -> subprocess.CompletedProcess:
+def run_cli(*args, cwd=REPO, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True,
-                          timeout=120, cwd=REPO, **kw)
+                          timeout=120, cwd=cwd, **kw)
 
 
 def test_check_config_on_the_shipped_example():
@@ -78,10 +78,14 @@ def test_bad_config_refuses_to_start_with_the_same_message(tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_serve_answers_and_stops_on_sigterm(workers):
+def test_serve_answers_and_stops_on_sigterm(workers, tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port),
-                             "--workers", str(workers)], cwd=REPO,
+    config = tmp_path / "gateway.yaml"
+    # Several workers need a ClickHouse server for telemetry (embedded chDB is one process only).
+    config.write_text("backends:\n  mock: {type: mock}\nmodels:\n  mock-gpt: {targets: [{backend: mock}]}\n"
+                      + ("telemetry: {enabled: false}\n" if workers > 1 else ""))
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
+                             "--workers", str(workers)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 30
