@@ -8,6 +8,7 @@ handlers read (a later hot reload swaps it atomically).
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from collections.abc import AsyncIterator, Callable
 
@@ -15,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.cache import setup_cache
-from gateway.auth import install_access
+from gateway.auth import install_access, public_config
 from gateway.config import ConfigSnapshot
 from gateway.config.watcher import ConfigWatcher
 from gateway.context import RequestContext
@@ -23,6 +24,7 @@ from gateway.telemetry import install_telemetry
 from gateway.handlers import ProxyHandlers
 from gateway.pipeline import StageList
 from gateway.prompts import install_prompts
+from gateway.routing.admin import backends_handler
 from gateway.routing.health import HealthRegistry
 from gateway.routing.shared_circuit import SharedCircuits
 from gateway.runtime import Runtime
@@ -58,6 +60,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
     telemetry data lives (``telemetry.data_dir``; see ``gateway.telemetry``).
     """
     app = web.Application(client_max_size=snapshot.config.server.body_limit_bytes, handler_args={})
+    started_at = time.time()
     holder = RuntimeHolder()
     app[RUNTIME] = holder
     finishers: list[Callable[[RequestContext], None]] = []
@@ -123,7 +126,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
         handlers.set_stages(stages)
 
     app.on_startup.append(compose_stages)
-    # The cache joins at start-up (its key covers the request as the other stages left it).
+    # The cache: kind "cache", last in STAGE_ORDER (its key covers the request as the other stages left it).
     setup_cache(app, snapshot, stages)
 
     async def readyz(request: web.Request) -> web.Response:
@@ -136,7 +139,19 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
     # Telemetry sink (a finisher) and /admin/* routes, registered before the catch-all route.
     install_telemetry(app, snapshot, finishers, data_dir=data_dir, tokens=tokens)
 
+    async def admin_config(request: web.Request) -> web.Response:
+        """The config in force (secrets masked), its hash, load time and the last reload error."""
+        watcher = request.app.get(WATCHER)
+        rt = holder.current
+        status = watcher.status() if watcher is not None else {
+            "config_hash": snapshot.content_hash, "source": snapshot.source, "loaded_at": started_at,
+            "reloads": 0, "last_error": None}
+        status["config"] = public_config(rt.snapshot.config) if rt is not None else None
+        return web.json_response(status)
+
     r = app.router
+    r.add_get("/admin/config", admin_config)
+    r.add_get("/admin/backends", backends_handler(lambda: holder.current, health))
     r.add_get("/healthz", handlers.healthz)
     r.add_get("/readyz", readyz)
     r.add_get("/v1/models", handlers.list_models)

@@ -458,3 +458,30 @@ telemetry: {{enabled: false}}
             "usage": {"input_tokens": 1, "output_tokens": 1}})
     r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "only-claude", "messages": MSG})
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "hi"  # circuit still closed
+
+
+def test_admin_backends_and_config(make_gateway, two_upstreams, tmp_path):
+    from gateway.app import build_app
+    from gateway.config import load_config
+    from gateway.server import BackgroundServer
+
+    a, b = two_upstreams
+    a.json({"error": {"message": "down"}}, status=500)
+    b.json(OK)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(two_target_config(a.url, b.url, extra="  redis_url: redis://:hunter2@127.0.0.1:6379/0\n"
+                                                         "  circuit_breaker: {consecutive_failures: 2}\n"
+                                                         "server: {admin_key: adm-secret-1}\n"))
+    with BackgroundServer(build_app(load_config(path))) as gw:
+        post(gw)
+        assert httpx.get(f"{gw.url}/admin/backends").status_code == 401  # admin key required
+        auth = {"Authorization": "Bearer adm-secret-1"}
+        body = httpx.get(f"{gw.url}/admin/backends", headers=auth).json()
+        targets = {t["target"]: t for t in body["targets"]}
+        assert targets["up-a/model-a"]["circuit"] == "open" and targets["up-a/model-a"]["failures"] == 2
+        assert targets["up-b/model-b"]["circuit"] == "closed" and targets["up-b/model-b"]["ewma_latency_ms"] > 0
+        cfg = httpx.get(f"{gw.url}/admin/config", headers=auth)
+        status = cfg.json()
+        assert status["config_hash"] == body["config_hash"] and status["last_error"] is None
+        assert "hunter2" not in cfg.text and "sk-a" not in cfg.text and "adm-secret-1" not in cfg.text
+        assert status["config"]["models"]["m"]["strategy"] == "priority"

@@ -213,7 +213,7 @@ class RoutingSettings(_Strict):
     exploration: float = Field(0.05, ge=0, le=1)
     ewma_alpha: float = Field(0.3, gt=0, le=1)
     seed: int | None = None
-    redis_url: str | None = Field(None, description="share circuit state between instances")
+    redis_url: str | None = Field(None, repr=False, description="share circuit state between instances")
 
 
 class ServerSettings(_Strict):

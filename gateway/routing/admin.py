@@ -1,0 +1,31 @@
+"""Admin views of routing: ``GET /admin/backends`` (targets, circuit state, EWMAs, in-flight).
+
+Access is checked by the admin middleware (``gateway.auth``) like every ``/admin`` path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from gateway.routing.health import HealthRegistry
+
+
+def backends_handler(runtime: Callable[[], object], health: HealthRegistry):
+    """Build the handler: each configured backend with its type, and every target's live state
+    (``circuit``: closed/open/half_open, ``inflight``, ``ewma_ttft_ms``/``ewma_latency_ms`` in
+    ms, ``requests``/``failures`` counted by this process)."""
+
+    async def backends(request: web.Request) -> web.Response:
+        rt = runtime()
+        cfg = rt.snapshot.config if rt is not None else None
+        body = {
+            "config_hash": rt.snapshot.content_hash if rt is not None else None,
+            "backends": [{"name": name, "type": b.type, "base_url": b.base_url}
+                         for name, b in (cfg.backends.items() if cfg else ())],
+            "targets": [state.snapshot() for state in health.all()],
+        }
+        return web.json_response(body)
+
+    return backends
