@@ -245,6 +245,9 @@ class ProxyHandlers:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"backend {ctx.backend!r} failed sending its response: {type(exc).__name__}") from None
         if upstream.status >= 400:
+            for secret in ctx.runtime.secrets:
+                if secret in body:
+                    body = body.replace(secret, b"***")
             body = _upstream_error_body(upstream.status, body)
             headers["Content-Type"] = _JSON
             ctx.error_type = "upstream_http_error"

@@ -59,6 +59,11 @@ class Runtime:
         patterns = [p.lower() for p in cfg.server.forward_headers]
         self._forward_re = (re.compile("|".join(fnmatch.translate(p) for p in patterns))
                             if patterns else None)
+        # Exact secrets this config holds, scrubbed from upstream error bodies before they reach
+        # a client or a log row (a provider may echo the key it was sent).
+        self.secrets = tuple(sorted({v.encode() for b in cfg.backends.values()
+                                     for v in (b.api_key, *b.headers.values()) if v and len(v) >= 8},
+                                    key=len, reverse=True))
         self.unknown_model = lambda name: ModelNotFoundError(
             f"The model `{name}` does not exist. Available models: {', '.join(sorted(cfg.models)) or '(none)'}.",
             param="model")

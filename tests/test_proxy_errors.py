@@ -204,3 +204,10 @@ def test_client_disconnect_cancels_nonstreaming_upstream(gateway, upstream):
     while not upstream.disconnects and time.perf_counter() < deadline:
         time.sleep(0.005)
     assert upstream.disconnects and upstream.disconnects[0] - t_close < 0.1
+
+
+def test_upstream_error_echoing_the_backend_key_is_scrubbed(gateway, upstream):
+    upstream.json({"error": {"message": "Incorrect API key provided: sk-backend-secret", "type": "invalid_request_error",
+                             "param": None, "code": "invalid_api_key"}}, status=401)
+    r = httpx.post(f"{gateway.url}/v1/chat/completions", json={"model": "gpt-test", "messages": MSG})
+    assert r.status_code == 401 and "sk-backend-secret" not in r.text and "***" in r.json()["error"]["message"]

@@ -485,3 +485,21 @@ def test_admin_backends_and_config(make_gateway, two_upstreams, tmp_path):
         assert status["config_hash"] == body["config_hash"] and status["last_error"] is None
         assert "hunter2" not in cfg.text and "sk-a" not in cfg.text and "adm-secret-1" not in cfg.text
         assert status["config"]["models"]["m"]["strategy"] == "priority"
+
+
+def test_an_emptied_config_file_keeps_the_running_config(two_upstreams, tmp_path):
+    from gateway.app import build_app
+    from gateway.config import load_config
+    from gateway.server import BackgroundServer
+
+    a, b = two_upstreams
+    a.json(OK)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(two_target_config(a.url, b.url) + "server: {reload_interval_s: 0.05}\n")
+    with BackgroundServer(build_app(load_config(path))) as gw:
+        before = httpx.get(f"{gw.url}/readyz").json()["config_hash"]
+        path.write_text("")
+        time.sleep(0.3)
+        assert httpx.get(f"{gw.url}/readyz").json()["config_hash"] == before
+        assert "empty" in httpx.get(f"{gw.url}/admin/config").json()["last_error"]
+        assert post(gw).status_code == 200

@@ -61,21 +61,31 @@ class ConfigWatcher:
             if digest is None or (digest == self._digest and not force):
                 return False
             self._digest = digest
+            if not self.path.read_bytes().strip():
+                # An empty file is a half-written save far more often than an intent to serve
+                # nothing: keep the running config.
+                return self._reject(f"{self.path}: the file is empty")
             try:
                 snapshot = load_config(self.path, previous=self.current)
             except ConfigError as exc:
-                self.last_error = str(exc)
-                log.error("config change rejected; keeping hash %s\n%s", self.current.content_hash, exc)
-                return False
+                return self._reject(str(exc))
             if snapshot.content_hash == self.current.content_hash and not force:
                 return False
-            await self._apply(snapshot)
+            try:
+                await self._apply(snapshot)
+            except Exception as exc:  # e.g. a plugin that cannot be built: refused as a whole
+                return self._reject(f"{self.path}: {type(exc).__name__}: {exc}")
             self.current = snapshot
             self.loaded_at = time.time()
             self.last_error = None
             self.reloads += 1
             log.info("config reloaded from %s: hash %s", self.path, snapshot.content_hash)
             return True
+
+    def _reject(self, why: str) -> bool:
+        self.last_error = why
+        log.error("config change rejected; keeping hash %s\n%s", self.current.content_hash, why)
+        return False
 
     async def _poll(self) -> None:
         while True:
