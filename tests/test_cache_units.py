@@ -245,3 +245,12 @@ def test_config_errors_name_their_path(yaml, problem):
     with pytest.raises(ConfigError) as info:
         parse_config(f"backends: {{fake: {{type: mock}}}}\n{yaml}\n")
     assert problem in str(info.value)
+
+
+def test_redis_url_is_masked_in_the_public_config():
+    from gateway.auth import public_config
+
+    cfg = parse_config("backends: {fake: {type: mock}}\n"
+                       "cache: {enabled: true, store: redis, redis_url: 'redis://u:hunter2@h:6379/0'}\n").config
+    assert "hunter2" not in repr(cfg.cache)
+    assert "hunter2" not in str(public_config(cfg)) and public_config(cfg)["cache"]["store"] == "redis"

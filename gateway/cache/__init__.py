@@ -1,9 +1,9 @@
 """Exact-match response cache: memory or Redis, stream replay, single flight, per-request control.
 
 ``setup_cache(app, snapshot, stages)`` wires it into the application: a ``CacheStage`` (kept
-as ``app[CACHE]``) that joins the request stages last at start-up, after every stage
-registered while the app was built (auth, prompt injection…), so the key is computed on the
-request as it will be sent; its store opened and closed through ``cleanup_ctx``; and
+as ``app[CACHE]``) placed in the stage list as kind ``cache``, which ``StageList`` keeps after
+access, prompts and plugins, so the key is computed on the request as it will be sent; its
+store opened and closed through ``cleanup_ctx``; and
 ``GET /admin/cache`` (counters, store state; behind the admin check like every ``/admin`` path).
 
 Modules: ``policy`` (what is cached, keys, ``Cache-Control``), ``entry`` (a cached answer and
@@ -34,16 +34,12 @@ __all__ = ["CACHE", "CacheEntry", "CachePolicy", "CacheStage", "CacheStats", "Me
 def setup_cache(app: web.Application, snapshot: ConfigSnapshot, stages: StageList) -> CacheStage:
     """Install the cache on ``app``; ``stages`` is the app's stage list (``app[STAGES]``).
 
-    The stage is appended to ``stages`` when the app starts (before they are composed), so it
-    runs after every stage registered while the app was built. Returns the stage.
+    The stage goes in as kind ``cache`` (last in ``STAGE_ORDER``: after every stage that may
+    change the request, whenever those register). Returns the stage.
     """
     stage = CacheStage()
     app[CACHE] = stage
-
-    async def join_stages(app: web.Application) -> None:
-        stages.place(stage, "cache")
-
-    app.on_startup.insert(0, join_stages)
+    stages.place(stage, "cache")
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await stage.start(CachePolicy(snapshot.config))

@@ -52,7 +52,7 @@ class CacheSettings(_Strict):
 
     enabled: bool = False
     store: Literal["memory", "redis"] = "memory"
-    redis_url: str | None = None
+    redis_url: str | None = Field(None, repr=False)  # may hold a password: masked in /admin/config
     namespace: str = Field("v1", min_length=1, max_length=64)
     ttl_s: float = Field(3600.0, gt=0)
     max_ttl_s: float | None = Field(None, gt=0)
