@@ -20,12 +20,17 @@ def _load(path: str | None) -> ConfigSnapshot:
 
 
 @click.group()
-@click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
-def main(log_level: str) -> None:
+@click.option("--log-level", default=None, help="Python logging level (default: observability.logging.level "
+              "of serve's config, else INFO).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="Log line format (default: observability.logging.format of serve's config, else text).")
+@click.pass_context
+def main(ctx: click.Context, log_level: str | None, log_format: str | None) -> None:
     """llm-gateway: an OpenAI-compatible LLM gateway."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpx2", "openai"):  # the demo's SDK client logs every request at INFO
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from gateway.observability.logs import configure_logging
+
+    ctx.obj = {"log_level": log_level, "log_format": log_format}
+    configure_logging(log_level or "INFO", log_format or "text")
 
 
 @main.command()
@@ -48,17 +53,47 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
                f"{len(snapshot.config.backends)} backends, {len(snapshot.config.models)} models")
     _check_embedded_store(snapshot, workers, data_dir)
     _check_access(snapshot, host or server.host, workers)
-    run_workers(lambda: build_app(snapshot, data_dir=data_dir), host or server.host,
-                port if port is not None else server.port, workers)
+    metrics_dir = _setup_observability(snapshot, workers)
+    try:
+        run_workers(lambda: build_app(snapshot, data_dir=data_dir), host or server.host,
+                    port if port is not None else server.port, workers)
+    finally:
+        if metrics_dir is not None:
+            import shutil
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _setup_observability(snapshot: ConfigSnapshot, workers: int) -> str | None:
+    """Logging from ``observability.logging`` (unless ``--log-level/--log-format`` said
+    otherwise); with ``--workers > 1`` and metrics on, prometheus-client's multiprocess mode
+    in a fresh folder (returned when made here, to be removed after the workers stop)."""
+    import os
+    import tempfile
+
+    from gateway.observability.logs import configure_logging
+    from gateway.observability.metrics import MULTIPROC_ENV, prepare_multiprocess
+
+    o = snapshot.config.observability
+    cli = (click.get_current_context().find_root().obj or {})
+    configure_logging(cli.get("log_level") or o.logging.level, cli.get("log_format") or o.logging.format)
+    if workers <= 1 or not o.metrics.enabled:
+        return None
+    made = None
+    path = o.metrics.multiprocess_dir or os.environ.get(MULTIPROC_ENV)
+    if not path:
+        path = made = tempfile.mkdtemp(prefix="llm-gateway-metrics-")
+    prepare_multiprocess(path)
+    return made
 
 
 def _check_embedded_store(snapshot: ConfigSnapshot, workers: int, data_dir: str | None) -> None:
-    """Embedded chDB is one process per directory: warn about ``--workers > 1`` with it."""
-    from gateway.telemetry import embedded_store_warning
+    """Embedded chDB is one process per directory: refuse ``--workers > 1`` with it (exit 2)."""
+    from gateway.telemetry import embedded_store_conflict
 
-    warning = embedded_store_warning(snapshot, workers, data_dir)
-    if warning:
-        click.secho(f"warning: {warning}", err=True, fg="yellow")
+    conflict = embedded_store_conflict(snapshot, workers, data_dir)
+    if conflict:
+        click.echo(conflict, err=True)
+        sys.exit(2)
 
 
 def _check_access(snapshot: ConfigSnapshot, host: str, workers: int) -> None:

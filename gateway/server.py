@@ -43,12 +43,12 @@ def run_forever(app: web.Application, host: str, port: int, *, reuse_port: bool 
         runner_factory = None
 
     async def main() -> None:
-        runner, bound = await start_site(app, host, port, reuse_port=reuse_port)
-        print(f"llm-gateway listening on http://{host}:{bound}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT):  # before start-up: a stop while starting is clean too
             loop.add_signal_handler(sig, stop.set)
+        runner, bound = await start_site(app, host, port, reuse_port=reuse_port)
+        print(f"llm-gateway listening on http://{host}:{bound}", flush=True)
         await stop.wait()
         print("llm-gateway shutting down", flush=True)
         await runner.cleanup()

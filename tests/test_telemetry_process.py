@@ -130,13 +130,13 @@ def test_db_migrate_and_print_ddl(tmp_path):
 
 def test_workers_with_the_embedded_store_warn():
     from gateway.config import parse_config
-    from gateway.telemetry import embedded_store_warning
+    from gateway.telemetry import embedded_store_conflict
 
     embedded = parse_config("backends: {}\n")
-    assert "ClickHouse server" in embedded_store_warning(embedded, 2)
-    assert embedded_store_warning(embedded, 1) is None
+    assert "ClickHouse server" in embedded_store_conflict(embedded, 2)
+    assert embedded_store_conflict(embedded, 1) is None
     server = parse_config("telemetry: {clickhouse: {dsn: 'http://ch:8123/db'}}\n")
-    assert embedded_store_warning(server, 4) is None
+    assert embedded_store_conflict(server, 4) is None
 
 
 @pytest.mark.parametrize("rejected", ["DROP TABLE llm_requests", "SELECT 1 INTO OUTFILE '/tmp/x'"])

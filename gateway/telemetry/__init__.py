@@ -39,7 +39,7 @@ QUERY_CLIENT = web.AppKey("telemetry_query_client", ReadOnlyClient)
 TELEMETRY_ENV = "LLM_GATEWAY_TELEMETRY"
 STARTUP_WAIT_S = 3.0
 
-__all__ = ["SINK", "QUERY_CLIENT", "TelemetrySink", "build_sink", "embedded_store_warning", "install_telemetry",
+__all__ = ["SINK", "QUERY_CLIENT", "TelemetrySink", "build_sink", "embedded_store_conflict", "install_telemetry",
            "telemetry_enabled"]
 
 
@@ -49,20 +49,19 @@ def telemetry_enabled(snapshot: ConfigSnapshot) -> bool:
     return snapshot.config.telemetry.enabled and env not in ("off", "0", "false", "no")
 
 
-def embedded_store_warning(snapshot: ConfigSnapshot, workers: int, data_dir: str | None = None) -> str | None:
-    """The warning for ``--workers > 1`` with the embedded store, or ``None``.
+def embedded_store_conflict(snapshot: ConfigSnapshot, workers: int, data_dir: str | None = None) -> str | None:
+    """Why ``--workers > 1`` cannot run with this telemetry store, or ``None`` when it can.
 
-    chDB lets one process open a directory: one worker writes, the others keep their rows in
-    their spools (nothing is lost), which a later start adopts and replays.
+    chDB lets one process open a directory, so several workers need a ClickHouse server (each
+    worker then writes its own batches) or telemetry off.
     """
     t = snapshot.config.telemetry
     if workers <= 1 or not telemetry_enabled(snapshot):
         return None
     if not t.resolved_dsn(t.resolved_data_dir(data_dir)).startswith("chdb://"):
         return None
-    return (f"--workers {workers} with the embedded chDB store: only one process can open it, so the other "
-            "workers spool their rows to disk until the gateway restarts. Use a ClickHouse server "
-            "(telemetry.clickhouse.dsn: http://…) with several workers.")
+    return (f"--workers {workers} needs a ClickHouse server for telemetry: the embedded chDB store can be "
+            "opened by one process only. Set telemetry.clickhouse.dsn (http://…), or run one worker.")
 
 
 def build_sink(snapshot: ConfigSnapshot, *, data_dir: str | os.PathLike | None = None,
