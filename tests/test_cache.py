@@ -118,7 +118,22 @@ class Gateway:
 
 
 @pytest.fixture
-def start_gateway():
+def _redis_cleanup():
+    """Namespaces to delete from the shared Redis at the end, after every gateway has stopped
+    (a gateway's last writes land when it shuts down)."""
+    namespaces: list[str] = []
+    yield namespaces
+    if namespaces:
+        client = redis.Redis.from_url(REDIS_URL)
+        for ns in namespaces:
+            keys = list(client.scan_iter(f"llm-gateway:cache:{ns}:*"))
+            if keys:
+                client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture
+def start_gateway(_redis_cleanup):
     """``start_gateway(yaml, stages=()) -> Gateway``; ``stages`` run before the cache."""
     servers = []
 
@@ -147,15 +162,12 @@ def redis_or_skip() -> redis.Redis:
 
 
 @pytest.fixture
-def redis_namespace():
+def redis_namespace(_redis_cleanup):
     """A fresh namespace on the shared Redis; its keys are deleted at the end."""
-    client = redis_or_skip()
+    redis_or_skip().close()
     ns = f"test-{uuid.uuid4().hex[:12]}"
-    yield ns
-    keys = list(client.scan_iter(f"llm-gateway:cache:{ns}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    _redis_cleanup.append(ns)
+    return ns
 
 
 @pytest.fixture(params=["memory", "redis"])

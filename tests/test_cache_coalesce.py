@@ -13,7 +13,7 @@ import pytest
 from tests.test_cache import CHAT, DET, _strip_usage, cache_config, stream_events, until_stored
 
 # Fixtures shared with test_cache.py (pytest finds them through this import).
-from tests.test_cache import redis_namespace, start_gateway, store_yaml  # noqa: F401
+from tests.test_cache import _redis_cleanup, redis_namespace, start_gateway, store_yaml  # noqa: F401
 
 
 def run(coro):

@@ -21,7 +21,7 @@ from gateway.server import BackgroundServer, free_port
 from tests.test_cache import CHAT, DET, REDIS_URL, cache_config, until_stored
 
 # Fixtures shared with test_cache.py (pytest finds them through this import).
-from tests.test_cache import redis_namespace, start_gateway  # noqa: F401
+from tests.test_cache import _redis_cleanup, redis_namespace, start_gateway  # noqa: F401
 
 
 class OwnRedis:
