@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
 from gateway.config.prompts import PromptSettings
+from gateway.config.observability import ObservabilitySettings
 from gateway.config.telemetry import PricingSettings, TelemetrySettings
+from gateway.config.vllm import VllmLaunch, VllmLoadSettings, VllmScrape, vllm_problems
 
 
 class _Strict(BaseModel):
@@ -75,6 +77,8 @@ class Backend(_Strict):
         "azure: the api-version query parameter (default 2024-10-21); "
         "anthropic: the anthropic-version header (default 2023-06-01)"))
     default_max_tokens: int = Field(4096, ge=1, description="anthropic: max_tokens when the caller sends none")
+    vllm: VllmScrape | None = Field(None, description="vllm: metrics scraping (on by default; docs/vllm.md)")
+    launch: VllmLaunch | None = Field(None, description="vllm: a server the gateway starts (docs/vllm.md)")
 
     @field_validator("api_version", mode="before")
     @classmethod
@@ -105,7 +109,7 @@ class Target(_Strict):
     context_window: int | None = Field(None, gt=0)
 
 
-Strategy = Literal["weighted", "priority", "least-latency", "least-busy"]
+Strategy = Literal["weighted", "priority", "least-latency", "least-busy", "vllm-load"]
 FailureClass = Literal["connect", "timeout", "5xx", "429", "context_length_exceeded"]
 
 
@@ -213,7 +217,8 @@ class RoutingSettings(_Strict):
     exploration: float = Field(0.05, ge=0, le=1)
     ewma_alpha: float = Field(0.3, gt=0, le=1)
     seed: int | None = None
-    redis_url: str | None = Field(None, repr=False, description="share circuit state between instances")
+    redis_url: str | None = Field(None, description="share circuit state between instances")
+    vllm_load: VllmLoadSettings = VllmLoadSettings()  # the vllm-load strategy (docs/vllm.md)
 
 
 class ServerSettings(_Strict):
@@ -243,6 +248,7 @@ class GatewayConfig(_Strict):
     routing: RoutingSettings = RoutingSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     pricing: PricingSettings = PricingSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     prompts: PromptSettings = PromptSettings()
     cache: CacheSettings = CacheSettings()
     auth: AuthSettings = AuthSettings()
@@ -273,6 +279,7 @@ class GatewayConfig(_Strict):
             if name in names[:i]:
                 problems.append(f'routes[{i}].name: duplicate rule name "{name}"')
         problems.extend(access_problems(self))
+        problems.extend(vllm_problems(self))
         if problems:
             raise ValueError("\n".join(problems))
         return self
