@@ -62,8 +62,11 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("provider", "LowCardinality(String)"),
     ("model_served", "LowCardinality(String)"),
     ("route_rule", "LowCardinality(String)"),
+    ("strategy", "LowCardinality(String)"),
+    ("route_candidates", "String"),  # JSON: [{"target", "score", "skipped"}] at decision time
     ("attempts", "UInt8"),
     ("cache_status", "LowCardinality(String)"),
+    ("cache_saved_ms", "Nullable(Float64)"),  # a hit's original latency
     # outcome
     ("status_code", "UInt16"),
     ("error_type", "LowCardinality(String)"),
@@ -410,7 +413,9 @@ class RowBuilder:
             self._metadata(ctx), ctx.client_ip, ctx.user_agent, client_rid,
             ctx.endpoint, ctx.model_requested, ctx.stream, self._params(body),
             ctx.prompt_id, ctx.prompt_version, ctx.prompt_label, ctx.experiment_arm,
-            ctx.backend, ctx.provider, ctx.model_served, ctx.route_rule, min(ctx.attempts, 255), ctx.cache_status,
+            ctx.backend, ctx.provider, ctx.model_served, ctx.route_rule, ctx.strategy,
+            orjson.dumps(ctx.route_candidates).decode() if ctx.route_candidates else "",
+            min(ctx.attempts, 255), ctx.cache_status, ctx.cache_saved_ms,
             status, error_type, message, ctx.finish_reason, truncated,
             prompt, completion, total, cached, reasoning, estimated,
             ttft, latency, upstream_ms, overhead, itl_p50, itl_p95, itl_max, tps,

@@ -155,6 +155,10 @@ def _migrations(r: _Renderer) -> list[Migration]:
                     ttl=False, sharding_key="cityHash64(name, version)")
             + r.table(FEEDBACK, FEEDBACK_COLUMNS, "(request_id, ts)", "toYYYYMM(ts)", ttl=False)
             + r.add_column("llm_requests", "experiment_arm", "LowCardinality(String)", "prompt_label"))),
+        Migration(4, "routing provenance, cache time saved", tuple(
+            r.add_column("llm_requests", "strategy", "LowCardinality(String)", "route_rule")
+            + r.add_column("llm_requests", "route_candidates", "String", "strategy")
+            + r.add_column("llm_requests", "cache_saved_ms", "Nullable(Float64)", "cache_status"))),
     ]
 
 
