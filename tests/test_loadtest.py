@@ -355,4 +355,5 @@ def test_shipped_gateway_configs_validate(monkeypatch, tmp_path):
     off = load_config(str(REPO / "loadtest" / "configs" / "features-off.yaml")).config
     on = load_config(str(REPO / "loadtest" / "configs" / "features-on.yaml")).config
     assert not off.telemetry.enabled and on.telemetry.enabled
+    assert not off.cache.enabled and on.cache.enabled
     assert set(off.models) <= set(on.models)  # the scenarios' models exist in both
