@@ -20,6 +20,7 @@ from gateway.auth import install_access, public_config
 from gateway.config import ConfigSnapshot
 from gateway.config.watcher import ConfigWatcher
 from gateway.context import RequestContext
+from gateway.observability import install_observability
 from gateway.telemetry import install_telemetry
 from gateway.handlers import ProxyHandlers
 from gateway.pipeline import StageList
@@ -138,6 +139,9 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
 
     # Telemetry sink (a finisher) and /admin/* routes, registered before the catch-all route.
     install_telemetry(app, snapshot, finishers, data_dir=data_dir, tokens=tokens)
+    # Traces, GET /metrics, the access log: a request hook and a finisher (docs/observability.md).
+    install_observability(app, snapshot, handlers, finishers, install_hooks, lambda: holder.current, health,
+                          lambda: app.get(WATCHER))
 
     async def admin_config(request: web.Request) -> web.Response:
         """The config in force (secrets masked), its hash, load time and the last reload error."""

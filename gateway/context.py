@@ -51,6 +51,7 @@ class Attempt:
     status_code: int = 0
     error_type: str = ""
     backoff_ms: float = 0.0  # waited before this attempt (retry backoff / Retry-After)
+    span_id: int = 0  # its CLIENT span's id, sent upstream in ``traceparent`` (tracing on; else 0)
 
 
 @dataclass(slots=True)
@@ -118,3 +119,7 @@ class RequestContext:
     # --- set by the access stage (gateway.auth) ---
     response_headers: dict[str, str] | None = None  # merged into every response (x-ratelimit-*)
     access: Any = None  # auth.Grant of the request's virtual key (policy, limit reservation)
+    # --- set by observability (gateway.observability) when tracing is on ---
+    trace: Any = None  # tracing.TraceIds: trace id, SERVER span id, sampled; adds traceparent upstream
+    trace_id: str = ""  # 32 hex digits: the trace of this request (the row's trace_id)
+    response_id: str = ""  # the upstream answer's ``id`` (chatcmpl-…), for gen_ai.response.id

@@ -66,6 +66,9 @@ class ProxyHandlers:
         self._runtime = runtime
         self._finish = finish
         self._pipeline = compose(stages, self._forward)
+        # Called as ``on_request(ctx, request)`` for each proxied request before anything else
+        # (observability: trace ids, in-flight gauge); None when nothing needs it.
+        self.on_request: Callable[[RequestContext, web.Request], None] | None = None
 
     def set_stages(self, stages: Sequence[Stage]) -> None:
         """Compose the request stages in front of the proxy (called once at start-up)."""
@@ -97,6 +100,8 @@ class ProxyHandlers:
         """``/v1/{endpoint}``: chat/completions, completions, embeddings and pass-through paths."""
         endpoint = request.match_info["endpoint"]
         ctx = _new_context(request, endpoint)
+        if self.on_request is not None:
+            self.on_request(ctx, request)
         try:
             return await self._proxy(request, ctx)
         except GatewayError as exc:
@@ -271,6 +276,7 @@ class ProxyHandlers:
         if not isinstance(parsed, dict):
             return
         ctx.model_served = parsed.get("model") or ""
+        ctx.response_id = parsed.get("id") or ""
         usage = parsed.get("usage")
         if isinstance(usage, dict):
             ctx.usage = Usage.from_openai(usage)

@@ -79,6 +79,7 @@ class StreamTee:
         model = chunk.get("model")
         if model and not ctx.model_served:
             ctx.model_served = model
+            ctx.response_id = chunk.get("id") or ""
         usage = chunk.get("usage")
         choices = chunk.get("choices")
         if usage:

@@ -111,8 +111,9 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
             failure: str | None = None
             outcome: AttemptOutcome | None = None
             try:
-                resp = await cand.client.forward("POST", ctx.endpoint, raw, parsed, cand.upstream_model,
-                                                 headers, query)
+                resp = await cand.client.forward(
+                    "POST", ctx.endpoint, raw, parsed, cand.upstream_model,
+                    headers if ctx.trace is None else ctx.trace.outbound(record, headers), query)
                 record.status_code = resp.status
                 is_sse = resp.headers.get("Content-Type", "").startswith("text/event-stream")
                 if resp.status < 400:

@@ -369,8 +369,8 @@ class RowBuilder:
             status, error_type, truncated = CLIENT_CLOSED, "client_closed", ctx.stream
         rid, client_rid = to_uuid(ctx.request_id)
         headers = ctx.headers
-        trace_id = ""
-        if headers is not None:
+        trace_id = ctx.trace_id  # set when tracing is on (the client's trace, or one started here)
+        if not trace_id and headers is not None:
             tp = headers.get("traceparent")
             if tp:
                 m = _TRACEPARENT_RE.match(tp.strip().lower())
