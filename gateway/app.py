@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.cache import setup_cache
+from gateway.chains import install_chains
 from gateway.auth import install_access, public_config
 from gateway.config import ConfigSnapshot
 from gateway.config.watcher import ConfigWatcher
@@ -114,6 +115,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
         ctx.request = ctx.runtime = ctx.target_state = ctx.capture = ctx.on_bytes = None
 
     handlers = ProxyHandlers(lambda: holder.current, finish)
+    install_chains(handlers)  # chain models: steps run in-process through the handlers (gateway.chains)
     # Request stages, kept in STAGE_ORDER (access → prompts → plugins → cache) whenever each
     # registers; composed when the app starts and again when a reload adds one.
     stages = StageList()

@@ -124,7 +124,7 @@ def check_config(path: str) -> None:
         click.echo(f"    {name}: {b.type} {where} ({key})")
     click.echo(f"  models ({len(cfg.models)}):")
     for name, m in cfg.models.items():
-        targets = ", ".join(f"{t.backend}/{t.model or name}" for t in m.targets)
+        targets = ", ".join(f"{t.backend}/{t.model or name}" for t in m.targets) or f"chain {m.chain}"
         click.echo(f"    {name} -> {targets}" + (f" (prompt {m.prompt})" if m.prompt else ""))
     prompts = snapshot.prompts
     if prompts is not None and prompts.directory is not None:
@@ -183,6 +183,20 @@ def _register_prompt_commands() -> None:
 
 
 _register_prompt_commands()
+
+
+def _register_llmops_commands() -> None:
+    from gateway.chains.cli import chains
+    from gateway.datasets.cli import dataset, export
+    from gateway.sessions import sessions
+
+    main.add_command(sessions)
+    main.add_command(chains)
+    main.add_command(dataset)
+    main.add_command(export, name="export-dataset")
+
+
+_register_llmops_commands()
 
 
 @main.group()

@@ -123,3 +123,7 @@ class RequestContext:
     trace: Any = None  # tracing.TraceIds: trace id, SERVER span id, sampled; adds traceparent upstream
     trace_id: str = ""  # 32 hex digits: the trace of this request (the row's trace_id)
     response_id: str = ""  # the upstream answer's ``id`` (chatcmpl-…), for gen_ai.response.id
+    # --- sessions and chains (gateway.sessions, gateway.chains) ---
+    session_id: str = ""  # set by a chain for its steps; else the row reads x-gateway-session-id
+    parent_request_id: str = ""  # the parent's request id (a chain step: the chain request's)
+    chain_steps: list | None = None  # a chain request: its steps' contexts (the row sums them)

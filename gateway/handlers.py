@@ -66,6 +66,9 @@ class ProxyHandlers:
         self._runtime = runtime
         self._finish = finish
         self._pipeline = compose(stages, self._forward)
+        # Called as ``run_chain(ctx, chain)`` for a request to a chain model (gateway.chains);
+        # None when no chain runner is installed.
+        self.run_chain: Callable[[RequestContext, object], object] | None = None
         # Called as ``on_request(ctx, request)`` for each proxied request before anything else
         # (observability: trace ids, in-flight gauge); None when nothing needs it.
         self.on_request: Callable[[RequestContext, web.Request], None] | None = None
@@ -114,17 +117,44 @@ class ProxyHandlers:
                 ctx.status_code, ctx.error_type, ctx.truncated = CLIENT_CLOSED, "client_closed", ctx.stream
             raise
         finally:
-            ctx.t_end = time.perf_counter()
-            state = ctx.target_state
-            if state is not None:  # the answering target: release it and learn its latency
-                state.inflight -= 1
-                if ctx.status_code == 200 and ctx.t_upstream_start is not None:
-                    attempt = ctx.attempt_log[-1]
-                    ttft = None if ctx.t_first_token is None else (ctx.t_first_token - attempt.t_start) * 1000
-                    state.observe_latency(state.ewma_alpha, (ctx.t_end - attempt.t_start) * 1000, ttft)
-                    attempt.t_end = ctx.t_end  # the answering attempt lasted until the response ended
-                    attempt.t_first_byte = attempt.t_first_byte or ctx.t_first_token
-            self._finish(ctx)
+            self._settle(ctx)
+
+    def _settle(self, ctx: RequestContext) -> None:
+        """The end of a request: release the answering target, learn its latency, finish."""
+        ctx.t_end = time.perf_counter()
+        state = ctx.target_state
+        if state is not None:  # the answering target: release it and learn its latency
+            state.inflight -= 1
+            if ctx.status_code == 200 and ctx.t_upstream_start is not None:
+                attempt = ctx.attempt_log[-1]
+                ttft = None if ctx.t_first_token is None else (ctx.t_first_token - attempt.t_start) * 1000
+                state.observe_latency(state.ewma_alpha, (ctx.t_end - attempt.t_start) * 1000, ttft)
+                attempt.t_end = ctx.t_end  # the answering attempt lasted until the response ended
+                attempt.t_first_byte = attempt.t_first_byte or ctx.t_first_token
+        self._finish(ctx)
+
+    async def call_internal(self, ctx: RequestContext) -> web.StreamResponse:
+        """Run a request made in-process (a chain step) as if a client had sent it: the stages
+        (access, prompts, plugins, cache), routing, the attempt loop, telemetry. ``ctx`` is
+        ready as ``_proxy`` leaves it (body, model, stream, request, runtime). Returns the
+        response: a non-streamed one unsent, a streamed one already relayed to
+        ``ctx.request``'s client. A ``GatewayError`` is recorded on ``ctx`` and raised. Either
+        way the context is finished (its row emitted) before this returns."""
+        if self.on_request is not None:
+            self.on_request(ctx, ctx.request)
+        try:
+            return await self._pipeline(ctx)
+        except GatewayError as exc:
+            ctx.status_code = exc.status
+            ctx.error_type = exc.code or exc.type
+            ctx.error_message = exc.message
+            raise
+        except asyncio.CancelledError:
+            if not ctx.error_type:
+                ctx.status_code, ctx.error_type, ctx.truncated = CLIENT_CLOSED, "client_closed", ctx.stream
+            raise
+        finally:
+            self._settle(ctx)
 
     def _error_response(self, exc: GatewayError, request_id: str, backend: str = "",
                         extra: dict[str, str] | None = None) -> web.Response:
@@ -178,6 +208,10 @@ class ProxyHandlers:
         endpoint = ctx.endpoint
         model = body["model"]
         stream = ctx.stream
+        if self.run_chain is not None:  # a chain model: its steps run as requests of their own
+            chains = rt.snapshot.chains
+            if chains is not None and model in chains.by_model:
+                return await self.run_chain(ctx, chains.by_model[model])
         # Checked here, after the stages: a selected prompt may supply the messages.
         if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
             raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")

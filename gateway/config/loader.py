@@ -7,6 +7,9 @@ row. Every problem is reported as ``path: message`` lines in one ``ConfigError``
 Prompt files (``prompts.dir``, default ``prompts/`` beside the config file) are loaded into
 ``ConfigSnapshot.prompts`` in the same step; their bytes feed the content hash, and a version
 whose content changed since it was recorded is a config error (``gateway/prompts/lock.py``).
+Chain files (``chains.dir``, default ``chains/`` beside the config file) are loaded into
+``ConfigSnapshot.chains`` after the prompts (their steps name prompts and models); their bytes
+feed the hash too (``gateway/chains/registry.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class ConfigSnapshot:
     source: str
     content_hash: str
     prompts: PromptRegistry | None = None
+    chains: Any = None  # gateway.chains.registry.ChainRegistry (None: no chain folder, no chain model)
 
 
 def _substitute_env(node: Any, path: str, problems: list[str]) -> Any:
@@ -109,11 +113,32 @@ def parse_config(text: str, source: str = "<string>", *, base_dir: str | os.Path
             problems.extend(f"{where}: {line}" if where else line for line in msg.splitlines())
         raise ConfigError(source, problems) from None
     prompts = _load_prompts(config, source, base_dir, previous)
+    chains = _load_chains(config, source, base_dir, prompts)
     hashed = text.encode()
     if prompts is not None and prompts.digest:
         hashed += b"\0prompts\0" + prompts.digest.encode()
+    if chains is not None and chains.digest:
+        hashed += b"\0chains\0" + chains.digest.encode()
     digest = hashlib.sha256(hashed).hexdigest()[:12]
-    return ConfigSnapshot(config=config, source=source, content_hash=digest, prompts=prompts)
+    return ConfigSnapshot(config=config, source=source, content_hash=digest, prompts=prompts, chains=chains)
+
+
+def chains_dir(config: GatewayConfig, base_dir: str | os.PathLike | None) -> Path | None:
+    """The chain folder of ``config``: ``chains.dir`` (relative to ``base_dir``, else the
+    working directory), else ``<base_dir>/chains``, else ``None``."""
+    if config.chains.dir:
+        p = Path(config.chains.dir)
+        return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+    return Path(base_dir) / "chains" if base_dir is not None else None
+
+
+def _load_chains(config: GatewayConfig, source: str, base_dir, prompts):
+    from gateway.chains.registry import load_chains
+
+    registry, problems = load_chains(chains_dir(config, base_dir), config, prompts)
+    if problems:
+        raise ConfigError(source, problems)
+    return registry
 
 
 def prompts_dir(config: GatewayConfig, base_dir: str | os.PathLike | None) -> Path | None:
@@ -144,12 +169,16 @@ def _load_prompts(config: GatewayConfig, source: str, base_dir, previous: Config
 
 
 def watched_files(snapshot: ConfigSnapshot) -> list[Path]:
-    """The prompt files a watcher must check besides the config file (the folder is listed
-    again on every call, so new files are seen)."""
+    """The prompt and chain files a watcher must check besides the config file (the folders
+    are listed again on every call, so new files are seen)."""
     prompts = snapshot.prompts
-    if prompts is None or prompts.directory is None:
-        return []
-    return prompt_files(Path(prompts.directory))
+    files = [] if prompts is None or prompts.directory is None else prompt_files(Path(prompts.directory))
+    chains = snapshot.chains
+    if chains is not None and chains.directory is not None:
+        from gateway.chains.registry import chain_files
+
+        files += chain_files(Path(chains.directory))
+    return files
 
 
 def load_config(path: str | os.PathLike, *, previous: ConfigSnapshot | None = None) -> ConfigSnapshot:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
 from gateway.config.prompts import PromptSettings
+from gateway.config.chains import ChainSettings
 from gateway.config.observability import ObservabilitySettings
 from gateway.config.telemetry import PricingSettings, TelemetrySettings
 from gateway.config.vllm import VllmLaunch, VllmLoadSettings, VllmScrape, vllm_problems
@@ -154,13 +155,23 @@ class PublicModel(_Strict):
     moving on for the failure classes in ``fallback_on``.
     """
 
-    targets: list[Target] = Field(min_length=1)
+    targets: list[Target] = Field(default_factory=list)
     strategy: Strategy = "priority"
     retry: RetryPolicy | None = None
     fallback_on: list[FailureClass] | None = None
     owned_by: str = "llm-gateway"
     prompt: str | None = Field(None, description="prompt injected into every chat request: name[@label|@version]")
     cache: CacheOverride | None = None  # per-model cache settings (docs/cache.md)
+    chain: str | None = Field(None, description="serve this chain (chains/<name>.yaml) instead of targets")
+
+    @model_validator(mode="after")
+    def _targets_or_chain(self) -> "PublicModel":
+        if self.chain is not None:
+            if self.targets or self.prompt:
+                raise ValueError("a chain model has no `targets` or `prompt` (its steps name models and prompts)")
+        elif not self.targets:
+            raise ValueError("targets: a model needs at least one target (or `chain: NAME`)")
+        return self
 
 
 class RouteMatch(_Strict):
@@ -250,6 +261,7 @@ class GatewayConfig(_Strict):
     pricing: PricingSettings = PricingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     prompts: PromptSettings = PromptSettings()
+    chains: ChainSettings = ChainSettings()
     cache: CacheSettings = CacheSettings()
     auth: AuthSettings = AuthSettings()
     keys: list[VirtualKey] = Field(default_factory=list)

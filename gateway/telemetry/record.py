@@ -48,6 +48,8 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("client_ip", "String"),
     ("user_agent", "String"),
     ("client_request_id", "String"),
+    ("session_id", "String"),  # x-gateway-session-id (a chain: its steps share the chain's)
+    ("parent_request_id", "String"),  # x-gateway-parent-request-id as a UUID (a chain step: the chain's)
     # request
     ("endpoint", "LowCardinality(String)"),
     ("model_requested", "LowCardinality(String)"),
@@ -133,6 +135,9 @@ _SECRET_RE = re.compile(
     r"|((?:api[_-]?key|password|passwd|secret|token|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{3,}"
     r"|(://[^:/@\s]+:)[^@/\s]+(@)")
 CLIENT_CLOSED = 499
+SESSION_HEADER = "x-gateway-session-id"
+PARENT_HEADER = "x-gateway-parent-request-id"
+_SESSION_MAX = 256
 
 
 def scrub_secrets(text: str) -> str:
@@ -332,6 +337,34 @@ class RowBuilder:
         completion = self.tokens.count_text("".join(ctx.completion_text), model) if produced else 0
         return prompt, completion, prompt + completion, None, None, 1
 
+    @staticmethod
+    def _session(ctx: RequestContext, headers: Any) -> tuple[str, str]:
+        """``(session_id, parent_request_id)``: set on the context (chain steps), else the
+        caller's ``x-gateway-session-id`` / ``x-gateway-parent-request-id`` headers; the parent
+        id is mapped like request ids (``to_uuid``) so it joins to the parent row's ``request_id``."""
+        session, parent = ctx.session_id, ctx.parent_request_id
+        if headers is not None:
+            if not session:
+                session = (headers.get(SESSION_HEADER) or "")[:_SESSION_MAX]
+            if not parent:
+                parent = headers.get(PARENT_HEADER) or ""
+        return session, (to_uuid(parent.strip()[:128])[0] if parent.strip() else "")
+
+    def _chain_totals(self, ctx: RequestContext) -> tuple[int, int, int, int | None, float | None]:
+        """A chain request's ``(prompt, completion, total, cached, cost)``: the sums of its steps."""
+        prompt = completion = total = 0
+        cached: int | None = None
+        cost: float | None = None
+        for step in ctx.chain_steps:
+            p, c, t, ca, _, _ = self._tokens(step)
+            prompt, completion, total = prompt + p, completion + c, total + t
+            if ca is not None:
+                cached = (cached or 0) + ca
+            sc = self.prices.cost((step.model_served, step.upstream_model, step.model_requested), p, c, ca)
+            if sc is not None:
+                cost = (cost or 0.0) + sc
+        return prompt, completion, total, cached, cost
+
     def _bodies(self, ctx: RequestContext) -> tuple[str, str]:
         b = self.bodies
         request = response = ""
@@ -400,8 +433,11 @@ class RowBuilder:
         tps = None
         if completion and upstream_ms:
             tps = completion / (upstream_ms / 1000)
-        cost = self.prices.cost((ctx.model_served, ctx.upstream_model, ctx.model_requested),
-                                prompt, completion, cached)
+        if ctx.chain_steps:  # a chain: its steps' sums (each step has a row of its own too)
+            prompt, completion, total, cached, cost = self._chain_totals(ctx)
+        else:
+            cost = self.prices.cost((ctx.model_served, ctx.upstream_model, ctx.model_requested),
+                                    prompt, completion, cached)
         message = ctx.error_message
         if message:
             message = scrub_secrets(message[: self.error_message_max])
@@ -410,7 +446,7 @@ class RowBuilder:
             rid, format_ts(ctx.ts_start), format_ts(ctx.ts_start + (t_end - t0)), trace_id,
             ctx.config_hash or self.config_hash, self.instance,
             ctx.tenant, ctx.api_key_id or key_fingerprint(headers), user if isinstance(user, str) else "",
-            self._metadata(ctx), ctx.client_ip, ctx.user_agent, client_rid,
+            self._metadata(ctx), ctx.client_ip, ctx.user_agent, client_rid, *self._session(ctx, headers),
             ctx.endpoint, ctx.model_requested, ctx.stream, self._params(body),
             ctx.prompt_id, ctx.prompt_version, ctx.prompt_label, ctx.experiment_arm,
             ctx.backend, ctx.provider, ctx.model_served, ctx.route_rule, ctx.strategy,

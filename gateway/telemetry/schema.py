@@ -159,6 +159,9 @@ def _migrations(r: _Renderer) -> list[Migration]:
             r.add_column("llm_requests", "strategy", "LowCardinality(String)", "route_rule")
             + r.add_column("llm_requests", "route_candidates", "String", "strategy")
             + r.add_column("llm_requests", "cache_saved_ms", "Nullable(Float64)", "cache_status"))),
+        Migration(5, "sessions: session id, parent request id", tuple(
+            r.add_column("llm_requests", "session_id", "String", "client_request_id")
+            + r.add_column("llm_requests", "parent_request_id", "String", "session_id"))),
     ]
 
 

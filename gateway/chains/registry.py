@@ -1,0 +1,162 @@
+"""The chain registry: chain files loaded, validated and cross-checked into one immutable object.
+
+``load_chains(directory, config, prompts)`` reads every ``*.yaml`` in ``directory`` (one chain
+per file, named by the file), validates it, and checks every step against the config in the
+same snapshot: the step's model exists and is not a chain, its prompt resolves in the prompt
+registry, the chain fits ``chains.max_steps``. ``models.<name>.chain`` references are checked
+too. Problems are ``path: message`` strings (the loader reports them as a ``ConfigError``,
+so a bad edit keeps the running config). Each chain carries its ``version`` and the hash of
+its file, stamped on the rows of its runs; the files' digest feeds the config hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from gateway.chains.models import ChainFile, Step
+from gateway.prompts.errors import PromptError
+from gateway.prompts.models import NAME_RE
+from gateway.prompts.registry import files_digest
+from gateway.prompts.select import Ref, parse_ref
+
+CHAIN_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """One compiled chain. ``refs``: each step's parsed prompt reference (or ``None``)."""
+
+    name: str
+    spec: ChainFile
+    content_hash: str
+    source: str
+    deadline_s: float
+    max_steps: int
+    refs: tuple[Ref | None, ...]
+
+    @property
+    def steps(self) -> list[Step]:
+        return self.spec.steps
+
+    @property
+    def version(self) -> int:
+        return self.spec.version
+
+
+@dataclass(frozen=True, eq=False)
+class ChainRegistry:
+    """Every chain of a config snapshot. ``by_model``: public model name → its ``Chain``."""
+
+    chains: dict[str, Chain] = field(default_factory=dict)
+    directory: str | None = None
+    digest: str = ""
+    by_model: dict[str, Chain] = field(default_factory=dict)
+
+
+def chain_files(directory: Path) -> list[Path]:
+    """The chain files of ``directory`` (sorted; hidden files skipped)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir()
+                  if p.suffix in CHAIN_SUFFIXES and not p.name.startswith(".") and p.is_file())
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _parse(path: Path, data: bytes, problems: list[str]) -> ChainFile | None:
+    try:
+        raw = yaml.safe_load(data.decode("utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: YAML syntax: {exc}")
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: top level must be a mapping")
+        return None
+    try:
+        return ChainFile.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            where = _loc(err["loc"])
+            problems.append(f"{path}: {where}: {msg}" if where else f"{path}: {msg}")
+        return None
+
+
+def load_chains(directory: Path | None, config, prompts) -> tuple[ChainRegistry | None, list[str]]:
+    """``(registry, problems)`` for ``directory`` and ``config`` (a ``GatewayConfig``);
+    ``prompts``: the snapshot's ``PromptRegistry`` or ``None``. ``None`` registry when there is
+    neither a chain folder nor a chain model."""
+    refs = {name: m.chain for name, m in config.models.items() if m.chain}
+    files = chain_files(directory) if directory is not None else []
+    if not files and not refs and (directory is None or not directory.is_dir()):
+        return None, []
+    problems: list[str] = []
+    settings = config.chains
+    chains: dict[str, Chain] = {}
+    raw_files: list[tuple[str, bytes]] = []
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            problems.append(f"{path}: cannot read: {exc.strerror}")
+            continue
+        raw_files.append((path.name, data))
+        if not NAME_RE.match(path.stem):
+            problems.append(f"{path}: {path.stem!r} is not a valid chain name (letters, digits, _ . -)")
+            continue
+        if path.stem in chains:
+            problems.append(f"{path}: chain {path.stem!r} is defined twice (.yaml and .yml)")
+            continue
+        spec = _parse(path, data, problems)
+        if spec is None:
+            continue
+        step_refs: list[Ref | None] = []
+        limit = min(spec.max_steps or settings.max_steps, settings.max_steps)
+        if len(spec.steps) > limit:
+            problems.append(f"{path}: steps: {len(spec.steps)} steps exceed the limit of {limit} "
+                            "(chains.max_steps)")
+        for i, step in enumerate(spec.steps):
+            where = f"{path}: steps[{i}] ({step.name})"
+            target = config.models.get(step.model)
+            if target is None:
+                problems.append(f'{where}.model: unknown model "{step.model}"')
+            elif target.chain is not None:
+                problems.append(f'{where}.model: "{step.model}" is a chain; a step calls a model, not a chain')
+            ref = None
+            if step.prompt is not None:
+                try:
+                    ref = parse_ref(step.prompt)
+                    if prompts is None:
+                        raise PromptError("no prompt folder is configured")
+                    prompts.resolve(ref, key="")
+                except PromptError as exc:
+                    problems.append(f"{where}.prompt: {exc.message}")
+            step_refs.append(ref)
+        chains[path.stem] = Chain(
+            name=path.stem, spec=spec, content_hash=hashlib.sha256(data).hexdigest(), source=str(path),
+            deadline_s=spec.deadline_s or settings.deadline_s, max_steps=limit, refs=tuple(step_refs))
+    by_model = {}
+    for model, name in refs.items():
+        chain = chains.get(name)
+        if chain is None:
+            known = ", ".join(sorted(chains)) or "none"
+            where = f" in {directory}" if directory is not None else " (no chain folder)"
+            problems.append(f'models.{model}.chain: unknown chain "{name}"{where} (known: {known})')
+            continue
+        by_model[model] = chain
+    registry = ChainRegistry(chains=chains, directory=str(directory) if directory is not None else None,
+                             digest=files_digest(raw_files) if raw_files else "", by_model=by_model)
+    return registry, problems
+
+
+__all__ = ["Chain", "ChainRegistry", "chain_files", "load_chains"]
