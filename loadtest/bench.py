@@ -322,11 +322,23 @@ class Bench:
                           self.opts.progress, self.opts.engine, float(sk.get("max_s", 240)))
 
 
+def checkpoint_medians(samples: list[tuple[int, float, float]], checkpoints: list[int],
+                       window: float = 0.05) -> dict[int, float]:
+    """RSS at each checkpoint as the median of the samples within ±``window`` of its request
+    count (one sample can catch a transient peak); checkpoints without such samples are left out."""
+    out = {}
+    for c in checkpoints:
+        near = sorted(rss for n, _, rss in samples if abs(n - c) <= c * window)
+        if near:
+            out[c] = near[len(near) // 2]
+    return out
+
+
 async def soak(url: str, scenario, pid: int, total: int, checkpoints: list[int], concurrency: int,
                progress: bool = True, engine: str = "raw", max_s: float = 240.0) -> dict:
     """Closed loop until ``total`` requests (or ``max_s`` seconds); RSS of ``pid``'s tree sampled
-    every 0.5 s and at each checkpoint (the first sample at or past it; checkpoints not reached
-    in time are left out)."""
+    every 0.5 s; at each checkpoint, the median of the samples within ±5% of it (checkpoints not
+    reached in time are left out)."""
     proc = psutil.Process(pid)
     samples: list[tuple[int, float, float]] = []   # (completed, seconds, rss MiB)
     at: dict[int, float] = {}
@@ -370,6 +382,7 @@ async def soak(url: str, scenario, pid: int, total: int, checkpoints: list[int],
     for c in checkpoints:  # the last checkpoint is usually reached between samples
         if c not in at and rec.completed >= c:
             at[c] = rss
+    at.update(checkpoint_medians(samples, [c for c in at]))
     await eng.close()
     if bar is not None:
         bar.close()
