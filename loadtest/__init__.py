@@ -15,6 +15,7 @@ Modules, one job each:
 - ``procs``: starting servers pinned to cores, readiness, CPU time and RSS of a process tree.
 - ``bench``: the interleaved benchmark (direct, bare proxy, gateway features off/on,
   an optional comparison URL) and its table.
+- ``report``: one-line step summaries, the Markdown table and the met/missed checks.
 - ``plot``: latency percentiles against offered load as a PNG.
 - ``profile``: py-spy sampling of the gateway under load, folded into hot spots.
 - ``cli``: ``python -m loadtest`` / ``llm-gateway-bench``.
