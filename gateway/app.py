@@ -32,6 +32,7 @@ from gateway.routing.shared_circuit import SharedCircuits
 from gateway.runtime import Runtime
 from gateway.tokens import TokenCounter
 from gateway.upstream import create_session
+from gateway.vllm import install_vllm
 
 
 class RuntimeHolder:
@@ -53,13 +54,16 @@ STAGES = web.AppKey("stages", list)
 INSTALL_HOOKS = web.AppKey("install_hooks", list)  # called with every Runtime made current
 
 
-def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.Application:
+def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
+              launch_servers: bool = True) -> web.Application:
     """Build the gateway application for a validated config snapshot.
 
     The upstream session and the compiled runtime are created on start-up and closed on
     shutdown (``cleanup_ctx``). Callables appended to ``app[FINISHERS]`` receive every
     finished ``RequestContext`` (telemetry hooks in here). ``data_dir`` overrides where embedded
     telemetry data lives (``telemetry.data_dir``; see ``gateway.telemetry``).
+    ``launch_servers``: start the vLLM servers of ``launch:`` blocks (False in ``--workers``
+    processes; see ``gateway.vllm``).
     """
     app = web.Application(client_max_size=snapshot.config.server.body_limit_bytes, handler_args={})
     started_at = time.time()
@@ -105,6 +109,9 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None) -> web.A
             await shared.stop()
         await session.close()
 
+    # vLLM fleets: scrapers and managed servers, synced on every install; registered first so
+    # they stop after the config watcher.
+    install_vllm(app, snapshot, health, install_hooks, data_dir=data_dir, launch_servers=launch_servers)
     app.cleanup_ctx.append(upstream_session)
 
     def finish(ctx: RequestContext) -> None:

@@ -54,8 +54,9 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
     _check_embedded_store(snapshot, workers, data_dir)
     _check_access(snapshot, host or server.host, workers)
     metrics_dir = _setup_observability(snapshot, workers)
+    _check_managed_vllm(snapshot, workers)
     try:
-        run_workers(lambda: build_app(snapshot, data_dir=data_dir), host or server.host,
+        run_workers(lambda: build_app(snapshot, data_dir=data_dir, launch_servers=workers == 1), host or server.host,
                     port if port is not None else server.port, workers)
     finally:
         if metrics_dir is not None:
@@ -96,6 +97,15 @@ def _check_embedded_store(snapshot: ConfigSnapshot, workers: int, data_dir: str 
         sys.exit(2)
 
 
+def _check_managed_vllm(snapshot: ConfigSnapshot, workers: int) -> None:
+    """Workers never start vLLM servers (each would start its own): say how to run them."""
+    managed = [n for n, b in snapshot.config.backends.items() if b.type == "vllm" and b.launch is not None]
+    if workers > 1 and managed:
+        click.echo(f"warning: with --workers {workers} the gateway does not start managed vLLM servers "
+                   f"({', '.join(managed)}); run `llm-gateway vllm launch --config {snapshot.source}` beside it",
+                   err=True)
+
+
 def _check_access(snapshot: ConfigSnapshot, host: str, workers: int) -> None:
     """Warn loudly about an open gateway on a public address, and per-worker limits."""
     from gateway.auth import warn_if_open
@@ -122,6 +132,10 @@ def check_config(path: str) -> None:
         where = b.base_url or "in-process"
         key = "key set" if b.api_key else "no key"
         click.echo(f"    {name}: {b.type} {where} ({key})")
+        if b.type == "vllm":
+            from gateway.vllm.fleet import describe_backend
+
+            click.echo(f"      {describe_backend(b)}")
     click.echo(f"  models ({len(cfg.models)}):")
     for name, m in cfg.models.items():
         targets = ", ".join(f"{t.backend}/{t.model or name}" for t in m.targets) or f"chain {m.chain}"
@@ -183,6 +197,15 @@ def _register_prompt_commands() -> None:
 
 
 _register_prompt_commands()
+
+
+def _register_vllm_commands() -> None:
+    from gateway.vllm.cli import vllm
+
+    main.add_command(vllm)
+
+
+_register_vllm_commands()
 
 
 def _register_llmops_commands() -> None:

@@ -155,3 +155,62 @@ def sse_event(payload) -> bytes:
 def named_sse_event(payload: dict) -> bytes:
     """One SSE event as Anthropic sends it: ``event: <payload type>`` then its ``data:`` line."""
     return b"event: " + payload["type"].encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class FakeVllm(FakeUpstream):
+    """A fake vLLM server: ``/metrics`` in vLLM's Prometheus format from the attributes
+    ``running``, ``waiting``, ``kv_cache`` (0..1), ``prefix_hits`` / ``prefix_queries``;
+    ``/health`` answers ``health_status`` (set ``metrics_status`` too to fail scrapes). Other
+    paths are scripted as in ``FakeUpstream`` (default: a chat completion naming ``name``).
+    ``scrapes`` counts ``/metrics`` requests."""
+
+    def __init__(self, name: str = "fake-vllm"):
+        super().__init__()
+        self.name = name
+        self.running = 0
+        self.waiting = 0
+        self.kv_cache = 0.0
+        self.prefix_hits = 0
+        self.prefix_queries = 0
+        self.health_status = 200
+        self.metrics_status = 200
+        self.scrapes = 0
+        self.json({"id": "c", "object": "chat.completion", "created": 1, "model": name,
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": name},
+                                "finish_reason": "stop"}],
+                   "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+    def metrics_text(self) -> str:
+        labels = f'{{engine="0",model_name="{self.name}"}}'
+        return (
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+            "# TYPE vllm:num_requests_running gauge\n"
+            f"vllm:num_requests_running{labels} {float(self.running)}\n"
+            "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f"vllm:num_requests_waiting{labels} {float(self.waiting)}\n"
+            "# HELP vllm:num_requests_waiting_by_reason Number of waiting requests by reason.\n"
+            "# TYPE vllm:num_requests_waiting_by_reason gauge\n"
+            f'vllm:num_requests_waiting_by_reason{{engine="0",reason="capacity"}} {float(self.waiting)}\n'
+            "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
+            "# TYPE vllm:kv_cache_usage_perc gauge\n"
+            f"vllm:kv_cache_usage_perc{labels} {float(self.kv_cache)}\n"
+            "# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of number of queried tokens.\n"
+            "# TYPE vllm:prefix_cache_queries_total counter\n"
+            f"vllm:prefix_cache_queries_total{labels} {float(self.prefix_queries)}\n"
+            "# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.\n"
+            "# TYPE vllm:prefix_cache_hits_total counter\n"
+            f"vllm:prefix_cache_hits_total{labels} {float(self.prefix_hits)}\n"
+            "# HELP vllm:prefix_cache_hits_created Prefix cache hits, in terms of number of cached tokens.\n"
+            "# TYPE vllm:prefix_cache_hits_created gauge\n"
+            f"vllm:prefix_cache_hits_created{labels} 1.7e+09\n"
+        )
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/metrics":
+            self.scrapes += 1
+            return web.Response(status=self.metrics_status, text=self.metrics_text(),
+                                content_type="text/plain", charset="utf-8")
+        if request.path == "/health":
+            return web.Response(status=self.health_status)
+        return await super()._handle(request)

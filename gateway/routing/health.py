@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from gateway.config.models import CircuitBreakerSettings
 
@@ -100,6 +101,11 @@ class CircuitBreaker:
         if self.on_open is not None and until is None:
             self.on_open(self.opened_until)
 
+    def reset(self) -> None:
+        """Close now: a health check saw the target recover (``gateway.vllm`` scrapers)."""
+        self._probe_out = False
+        self._close()
+
     def _close(self) -> None:
         self.state = CLOSED
         self._consecutive = 0
@@ -150,6 +156,9 @@ class HealthRegistry:
         self.clock = clock
         self._states: dict[str, TargetState] = {}
         self.on_new: Callable[[TargetState], None] | None = None  # e.g. share its breaker via Redis
+        # Load the backends report themselves, by backend name (``gateway.vllm`` scrapers fill it
+        # with ``LoadSnapshot``s; the ``vllm-load`` strategy reads it).
+        self.loads: dict[str, Any] = {}
 
     def state(self, backend: str, model: str, settings: CircuitBreakerSettings) -> TargetState:
         """The state for a target, created on first use; a reload's new breaker settings apply."""

@@ -13,7 +13,8 @@ from gateway.upstream import BackendClient
 @dataclass(slots=True)
 class Candidate:
     """One target considered for a request: ``score`` is what the strategy ranked by;
-    ``skipped`` says why it was not usable (``circuit_open``, ``context_window``)."""
+    ``skipped`` says why it was not usable (``circuit_open``, ``context_window``); ``detail``:
+    more of what the strategy saw (``vllm-load``: the server's load snapshot, affinity)."""
 
     target: Target
     client: BackendClient
@@ -21,9 +22,13 @@ class Candidate:
     state: TargetState
     score: Any = None
     skipped: str | None = None
+    detail: dict[str, Any] | None = None
 
     def provenance(self) -> dict[str, Any]:
-        return {"target": self.state.key, "score": self.score, "skipped": self.skipped}
+        out = {"target": self.state.key, "score": self.score, "skipped": self.skipped}
+        if self.detail:
+            out.update(self.detail)
+        return out
 
 
 @dataclass(slots=True)

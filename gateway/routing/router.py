@@ -35,7 +35,7 @@ class Router:
         self._count_tokens = count_tokens
         settings = config.routing
         self.rng = rng or random.Random(settings.seed)
-        self.strategies = build_strategies(settings.exploration)
+        self.strategies = build_strategies(settings.exploration, settings.vllm_load, health)
         self.rules = RuleSet(config.routes)
         self._known = ", ".join(sorted(config.models)) or "(none configured)"
         self._breaker_settings = settings.circuit_breaker
@@ -87,7 +87,13 @@ class Router:
                     c.skipped = "context_window"
                     continue
             usable.append(c)
-        ordered = self.strategies[strategy_name].rank(usable, stream, self.rng) if usable else []
+        strategy = self.strategies[strategy_name]
+        if not usable:
+            ordered = []
+        elif getattr(strategy, "wants_body", False):  # vllm-load: prefix affinity reads the prompt
+            ordered = strategy.rank(usable, stream, self.rng, body=body)
+        else:
+            ordered = strategy.rank(usable, stream, self.rng)
         plan = RoutePlan(public, rule.name if rule is not None else DEFAULT_RULE, strategy_name, ordered,
                          ordered + [c for c in candidates if c.skipped], retry, frozenset(fallback))
         if not ordered:

@@ -3,7 +3,8 @@
 A strategy is any object with a ``name`` and ``rank(candidates, stream, rng) -> list``
 that returns the usable candidates in the order to try them, setting each one's ``score``
 (what the decision was based on, logged as provenance). Register new ones in ``STRATEGIES``
-(the vLLM fleet issue adds ``vllm-load`` the same way).
+(``vllm-load`` lives in ``gateway.routing.vllm_load``; a strategy with ``wants_body = True``
+also gets the request body as ``rank(..., body=)``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ class LeastBusy:
         return sorted(candidates, key=lambda c: c.state.inflight)
 
 
-def build_strategies(exploration: float) -> dict[str, Strategy]:
-    """The strategy table for one config snapshot."""
-    return {s.name: s for s in (Weighted(), Priority(), LeastLatency(exploration), LeastBusy())}
+def build_strategies(exploration: float, vllm_load=None, health=None) -> dict[str, Strategy]:
+    """The strategy table for one config snapshot. ``vllm_load``: ``routing.vllm_load``
+    settings; ``health``: the ``HealthRegistry`` (its vLLM load snapshots and in-flight counts)."""
+    from gateway.routing.vllm_load import VllmLoad
+
+    return {s.name: s for s in (Weighted(), Priority(), LeastLatency(exploration), LeastBusy(),
+                                VllmLoad(vllm_load, health))}
