@@ -21,6 +21,7 @@ from gateway.auth import install_access, public_config
 from gateway.config import ConfigSnapshot
 from gateway.config.watcher import ConfigWatcher
 from gateway.context import RequestContext
+from gateway.dashboard import install_dashboard
 from gateway.observability import install_observability
 from gateway.telemetry import install_telemetry
 from gateway.handlers import ProxyHandlers
@@ -148,6 +149,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
 
     # Telemetry sink (a finisher) and /admin/* routes, registered before the catch-all route.
     install_telemetry(app, snapshot, finishers, data_dir=data_dir, tokens=tokens)
+    # GET /dashboard and /admin/dashboard/* (ops page, drift), reading the telemetry store.
+    install_dashboard(app, snapshot)
     # Traces, GET /metrics, the access log: a request hook and a finisher (docs/observability.md).
     install_observability(app, snapshot, handlers, finishers, install_hooks, lambda: holder.current, health,
                           lambda: app.get(WATCHER))

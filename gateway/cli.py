@@ -199,6 +199,15 @@ def _register_prompt_commands() -> None:
 _register_prompt_commands()
 
 
+def _register_dashboard_commands() -> None:
+    from gateway.dashboard.cli import drift
+
+    main.add_command(drift)
+
+
+_register_dashboard_commands()
+
+
 def _register_vllm_commands() -> None:
     from gateway.vllm.cli import vllm
 

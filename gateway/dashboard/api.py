@@ -1,0 +1,238 @@
+"""HTTP side of the dashboard: the page, its login/logout, and the JSON endpoints.
+
+- ``GET /dashboard``: the page (one self-contained HTML document: styles, the vendored uPlot
+  charting library and the page's script inlined; nothing is fetched from elsewhere). Without
+  admin access it answers a login form (401); ``?key=…`` is exchanged for the session cookie
+  and redirected away (``session.py``).
+- ``POST /dashboard/login`` (form field ``key``), ``POST /dashboard/logout``.
+- ``GET /admin/dashboard/{options,summary,timeseries,usage,cache,backends,prompts}``,
+  ``GET /admin/dashboard/requests?kind=slowest|failed&limit=N``,
+  ``GET /admin/dashboard/request/{id}[?ts=ms]``, ``GET /admin/dashboard/drift``: JSON; range
+  and filters from the query string (``filters.py``), figures from ``panels.py`` /
+  ``drift.py``. Errors are OpenAI-shaped: 400 ``bad_filter``, 404 ``not_found``, 503
+  ``no_store`` / ``query_failed``.
+
+The queries run on one dedicated thread through the telemetry's ``ReadOnlyClient`` (the one
+``/admin/query`` uses; it serialises calls anyway), so the page's parallel requests never
+occupy the event loop's default executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import html
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from gateway.auth import admin_denied, check_admin
+from gateway.dashboard import drift, panels, session
+from gateway.dashboard.filters import FilterError, parse_filters
+from gateway.dashboard.sql import client_fetch
+from gateway.errors import error_body
+
+log = logging.getLogger("gateway.dashboard")
+STATIC = Path(__file__).resolve().parent / "static"
+_JSON = "application/json"
+_NO_STORE = {"Cache-Control": "no-store"}
+LOGIN_FAIL_DELAY_S = 0.5
+
+
+def _error(status: int, message: str, code: str, type_: str = "invalid_request_error") -> web.Response:
+    return web.Response(status=status, body=error_body(message, type_, None, code), content_type=_JSON,
+                        headers=_NO_STORE)
+
+
+def build_page() -> tuple[str, str]:
+    """``(html, content-security-policy)``: the page with its styles and scripts inlined, and a
+    CSP that allows exactly those scripts (by hash) and requests to this origin only."""
+    template = (STATIC / "dashboard.html").read_text(encoding="utf-8")
+    styles = "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("uPlot.min.css", "dashboard.css"))
+    scripts = [(STATIC / name).read_text(encoding="utf-8") for name in ("uPlot.iife.min.js", "dashboard.js")]
+    hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+                      for s in scripts)
+    page = template.replace("/*STYLES*/", styles).replace(
+        "<!--SCRIPTS-->", "".join(f"<script>{s}</script>" for s in scripts))
+    csp = (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; connect-src 'self'; "
+           "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+    return page, csp
+
+
+_LOGIN = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>llm-gateway · dashboard</title>
+<style>body{{font:15px system-ui,sans-serif;background:#0f1419;color:#e6e6e6;display:grid;place-items:center;
+height:100vh;margin:0}}form{{background:#182028;padding:28px 32px;border-radius:8px;min-width:300px}}
+h1{{font-size:18px;margin:0 0 16px}}input{{width:100%;box-sizing:border-box;padding:8px;margin:6px 0 14px;
+background:#0f1419;color:#e6e6e6;border:1px solid #34414d;border-radius:4px}}button{{padding:8px 16px;
+background:#3b82f6;color:#fff;border:0;border-radius:4px;cursor:pointer}}.err{{color:#f87171;margin:0 0 10px}}
+p.hint{{color:#8b98a5;font-size:13px;max-width:320px}}</style></head><body>
+<form method="post" action="/dashboard/login"><h1>llm-gateway dashboard</h1>{message}
+<label for="key">Admin key (<code>server.admin_key</code>)</label>
+<input id="key" name="key" type="password" autocomplete="current-password" autofocus required>
+<button type="submit">Sign in</button>
+<p class="hint">The key is exchanged for an HttpOnly session cookie (12 h); it is not stored in the page.</p>
+</form></body></html>"""
+
+_FORBIDDEN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>llm-gateway · dashboard</title>
+</head><body style="font:15px system-ui,sans-serif;padding:40px"><h1>Dashboard unavailable</h1>
+<p>No <code>server.admin_key</code> is configured, so the admin pages answer loopback clients only.
+Set an admin key to open the dashboard from another machine.</p></body></html>"""
+
+
+class DashboardAPI:
+    """The dashboard's handlers. ``query_client()``: the telemetry ``ReadOnlyClient`` (or
+    ``None``); ``admin_key()``: the admin key in force (``None``: loopback only)."""
+
+    def __init__(self, query_client: Callable[[], object | None], admin_key: Callable[[], str | None]):
+        self._client = query_client
+        self._admin_key = admin_key
+        self._page: tuple[str, str] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    # --- set-up ---------------------------------------------------------------------------
+    def routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/dashboard", self.page)
+        r.add_post("/dashboard/login", self.login)
+        r.add_post("/dashboard/logout", self.logout)
+        for name, fn in (("options", panels.options), ("summary", panels.summary),
+                         ("timeseries", panels.timeseries), ("usage", panels.usage), ("cache", panels.cache),
+                         ("backends", panels.backends), ("prompts", panels.prompts)):
+            r.add_get(f"/admin/dashboard/{name}", partial(self._panel, fn))
+        r.add_get("/admin/dashboard/requests", self.requests)
+        r.add_get("/admin/dashboard/request/{id}", self.request_detail)
+        r.add_get("/admin/dashboard/drift", self.drift)
+        app.cleanup_ctx.append(self._lifecycle)
+
+    async def _lifecycle(self, app: web.Application):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-query")
+        yield
+        executor, self._executor = self._executor, None
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- the page --------------------------------------------------------------------------
+    def _access(self, request: web.Request) -> str | None:
+        """How ``request`` may see the page: ``"header"`` (admin key sent, or loopback without a
+        key), ``"cookie"`` (a valid session), or ``None``."""
+        key = self._admin_key()
+        if admin_denied(request, key) is None:
+            return "open" if not key else "header"
+        if key and session.has_session(request, key):
+            return "cookie"
+        return None
+
+    def _login_page(self, message: str = "", status: int = 401) -> web.Response:
+        body = _LOGIN.format(message=f'<p class="err">{html.escape(message)}</p>' if message else "")
+        return web.Response(status=status, text=body, content_type="text/html", charset="utf-8",
+                            headers={**_NO_STORE, "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
+
+    def _denied_page(self, request: web.Request) -> web.Response:
+        if not self._admin_key():
+            return web.Response(status=403, text=_FORBIDDEN, content_type="text/html", charset="utf-8",
+                                headers=_NO_STORE)
+        return self._login_page()
+
+    def _redirect(self) -> web.Response:
+        return web.Response(status=303, headers={"Location": "/dashboard", **_NO_STORE,
+                                                 "Referrer-Policy": "no-referrer"})
+
+    async def page(self, request: web.Request) -> web.Response:
+        key = self._admin_key()
+        given = request.query.get("key")
+        if given is not None:  # exchange ?key= for the cookie, and drop it from the address bar
+            if key and session.key_matches(given, key):
+                response = self._redirect()
+                session.set_cookie(response, request, key)
+                return response
+            await asyncio.sleep(LOGIN_FAIL_DELAY_S)
+            return self._login_page("That key is not the admin key.") if key else self._denied_page(request)
+        mode = self._access(request)
+        if mode is None:
+            return self._denied_page(request)
+        if self._page is None:
+            self._page = await asyncio.to_thread(build_page)
+        page, csp = self._page
+        return web.Response(text=page.replace("{{AUTH}}", mode), content_type="text/html", charset="utf-8",
+                            headers={**_NO_STORE, "Content-Security-Policy": csp, "Referrer-Policy": "no-referrer",
+                                     "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"})
+
+    async def login(self, request: web.Request) -> web.Response:
+        key = self._admin_key()
+        if not key:
+            return self._redirect()  # loopback-only mode: nothing to log into
+        form = await request.post()
+        given = form.get("key")
+        if isinstance(given, str) and session.key_matches(given.strip(), key):
+            response = self._redirect()
+            session.set_cookie(response, request, key)
+            return response
+        await asyncio.sleep(LOGIN_FAIL_DELAY_S)
+        return self._login_page("That key is not the admin key.")
+
+    async def logout(self, request: web.Request) -> web.Response:
+        response = self._redirect()
+        session.clear_cookie(response)
+        return response
+
+    # --- JSON --------------------------------------------------------------------------------
+    async def _run(self, request: web.Request, fn, *args) -> web.Response:
+        if (denied := check_admin(request, self._admin_key())) is not None:
+            return denied
+        client = self._client()
+        if client is None:
+            return _error(503, "no telemetry store is configured", "no_store", "server_error")
+        try:
+            filters = parse_filters(request.query)
+        except FilterError as exc:
+            return _error(400, str(exc), "bad_filter")
+        loop = asyncio.get_running_loop()
+        try:
+            data = await loop.run_in_executor(self._executor, partial(fn, client_fetch(client), filters, *args))
+        except (FilterError, ValueError) as exc:
+            return _error(400, str(exc), "bad_filter")
+        except Exception as exc:  # ClickHouse errors (store down, tables not created yet, …)
+            from gateway.telemetry.record import scrub_secrets
+            message = scrub_secrets(str(exc))[:1000] or type(exc).__name__
+            log.info("dashboard query failed: %s", message.splitlines()[0])
+            return _error(503, message, "query_failed", "server_error")
+        if data is None:
+            return _error(404, "no such request", "not_found")
+        return web.Response(body=orjson.dumps(data), content_type=_JSON, headers=_NO_STORE)
+
+    async def _panel(self, fn, request: web.Request) -> web.Response:
+        return await self._run(request, fn)
+
+    async def requests(self, request: web.Request) -> web.Response:
+        kind = request.query.get("kind", "slowest")
+        try:
+            limit = int(request.query.get("limit", "20"))
+        except ValueError:
+            return _error(400, "limit must be an integer", "bad_filter")
+        return await self._run(request, panels.request_list, kind, limit)
+
+    async def request_detail(self, request: web.Request) -> web.Response:
+        rid = request.match_info["id"]
+        ts = request.query.get("ts")
+        try:
+            ts_ms = int(ts) if ts else None
+        except ValueError:
+            return _error(400, "ts must be epoch milliseconds", "bad_filter")
+        if len(rid) > 200:
+            return _error(400, "request id too long", "bad_filter")
+        return await self._run(request, lambda fetch, _filters: panels.request_detail(fetch, rid, ts_ms))
+
+    async def drift(self, request: web.Request) -> web.Response:
+        try:
+            opts = drift.DriftOptions.from_query(request.query)
+            at = request.query.get("at")
+            now = int(at) / 1000 if at else None
+        except (FilterError, ValueError) as exc:
+            return _error(400, str(exc), "bad_filter")
+        return await self._run(request, lambda fetch, filters: drift.run_drift(fetch, filters, opts, now))
