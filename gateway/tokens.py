@@ -39,6 +39,25 @@ def encoding_name_for(model: str) -> str:
     return O200K if name.startswith(_O200K_PREFIXES) else CL100K
 
 
+def prompt_tokens_upper_bound(body: dict[str, Any]) -> int:
+    """A cheap upper bound (tokens) on a request's prompt tokens, without tokenising.
+
+    Every BPE token covers at least one byte, so a prompt has no more tokens than the bytes of
+    its JSON text (which includes every string, escaped); chat adds 3 tokens per message plus
+    3, and an image part counts ``_IMAGE_TOKENS`` whatever its URL's length. Routing uses it to
+    settle ``min_prompt_tokens`` rules and context-window checks without tiktoken when the bound
+    already decides (the common case: short prompts).
+    """
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        text = orjson.dumps(messages)
+        total = len(text) + 3 * len(messages) + 3 + text.count(b'"image_url"') * _IMAGE_TOKENS
+        tools = body.get("tools")
+        return total + (len(orjson.dumps(tools)) if tools else 0)
+    value = body.get("prompt", body.get("input"))
+    return len(orjson.dumps(value)) if value is not None else 0
+
+
 class TokenCounter:
     """Counts tokens of prompts and completions.
 

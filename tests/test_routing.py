@@ -503,3 +503,29 @@ def test_an_emptied_config_file_keeps_the_running_config(two_upstreams, tmp_path
         assert httpx.get(f"{gw.url}/readyz").json()["config_hash"] == before
         assert "empty" in httpx.get(f"{gw.url}/admin/config").json()["last_error"]
         assert post(gw).status_code == 200
+
+
+def test_token_rules_skip_tiktoken_when_the_cheap_bound_decides():
+    """Short prompts cannot reach min_prompt_tokens: settled without tokenising."""
+    counted = []
+    cfg = parse_config(BACKENDS + """
+models:
+  small: {targets: [{backend: a, context_window: 100000}]}
+  large: {targets: [{backend: b}]}
+routes:
+  - {name: long, match: {min_prompt_tokens: 500}, model: large}
+""").config
+    clients = {name: BackendClient(name, b, None) for name, b in cfg.backends.items()}
+    counter = TokenCounter()
+
+    def count(body):
+        counted.append(1)
+        return counter.count_prompt("chat/completions", body, "gpt-4")
+
+    router = Router(cfg, clients, HealthRegistry(), count, random.Random(1))
+    assert router.plan("small", {"messages": MSG}, False, {}).rule == "default"
+    assert not counted  # neither the rule nor the context window needed tiktoken
+    long_body = {"messages": [{"role": "user", "content": "word " * 600}]}
+    assert router.plan("small", long_body, False, {}).rule == "long" and counted
+    from gateway.tokens import prompt_tokens_upper_bound
+    assert prompt_tokens_upper_bound(long_body) >= counter.count_prompt("chat/completions", long_body, "gpt-4")

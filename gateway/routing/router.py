@@ -17,6 +17,7 @@ from gateway.routing.health import OPEN, HealthRegistry
 from gateway.routing.plan import Candidate, RoutePlan
 from gateway.routing.rules import RuleInput, RuleSet, lazy
 from gateway.routing.strategies import build_strategies
+from gateway.tokens import prompt_tokens_upper_bound
 from gateway.upstream import BackendClient
 
 TokenCounter = Callable[[dict[str, Any]], int]
@@ -57,10 +58,11 @@ class Router:
              prompt_id: str = "") -> RoutePlan:
         """Decide where a request goes. ``body``: the request dict (for token estimates)."""
         tokens = lazy(lambda: self._count_tokens(body))
+        at_most = lazy(lambda: prompt_tokens_upper_bound(body))
         rule = None
         if self.rules:
             rule = self.rules.first_match(RuleInput(model, headers, metadata or {}, tenant, api_key_id,
-                                                    prompt_id, stream, tokens))
+                                                    prompt_id, stream, tokens, at_most))
         public = rule.model if rule is not None and rule.model else model
         pm: PublicModel | None = self._config.models.get(public)
         if pm is None and not (rule is not None and rule.targets):
@@ -80,9 +82,13 @@ class Router:
                 c.skipped = "circuit_open"
                 continue
             if c.target.context_window is not None:
+                limit = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+                limit = limit if isinstance(limit, int) else 0
+                if at_most() + limit <= c.target.context_window:
+                    usable.append(c)  # fits even by the cheap upper bound: no tokenising
+                    continue
                 if needed is None:
-                    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-                    needed = tokens() + (limit if isinstance(limit, int) else 0)
+                    needed = tokens() + limit
                 if needed > c.target.context_window:
                     c.skipped = "context_window"
                     continue

@@ -17,7 +17,8 @@ from gateway.config.models import RouteRule
 
 @dataclass(slots=True)
 class RuleInput:
-    """What rules may look at. ``prompt_tokens`` is a zero-argument callable (lazy, cached)."""
+    """What rules may look at. ``prompt_tokens`` is a zero-argument callable (lazy, cached);
+    ``prompt_tokens_at_most`` a cheap upper bound of it (no tokenising), tried first."""
 
     model: str
     headers: Mapping[str, str]
@@ -27,6 +28,7 @@ class RuleInput:
     prompt_id: str
     stream: bool
     prompt_tokens: Callable[[], int]
+    prompt_tokens_at_most: Callable[[], int] | None = None
 
 
 Predicate = Callable[[RuleInput], bool]
@@ -60,7 +62,10 @@ def compile_rule(rule: RouteRule) -> list[Predicate]:
     if m.stream is not None:
         preds.append(lambda r, s=m.stream: r.stream is s)
     if m.min_prompt_tokens is not None:
-        preds.append(lambda r, lo=m.min_prompt_tokens: r.prompt_tokens() >= lo)
+        # The cheap bound settles most prompts (too short to reach ``lo``) without tiktoken.
+        preds.append(lambda r, lo=m.min_prompt_tokens: (r.prompt_tokens_at_most is None
+                                                       or r.prompt_tokens_at_most() >= lo)
+                     and r.prompt_tokens() >= lo)
     if m.max_prompt_tokens is not None:
         preds.append(lambda r, hi=m.max_prompt_tokens: r.prompt_tokens() <= hi)
     return preds
