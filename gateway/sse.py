@@ -52,6 +52,11 @@ class SSESplitter:
         self._buf = buf[start:] if start < len(buf) else b""
         return events
 
+    @property
+    def pending(self) -> bool:
+        """Whether bytes of an incomplete event are held."""
+        return bool(self._buf)
+
     def tail(self) -> bytes:
         out, self._buf = self._buf, b""
         return out

@@ -39,6 +39,10 @@ class StreamTee:
         self.upstream_error: dict | None = None
 
     def feed(self, data: bytes, now: float) -> bytes:
+        # The common read: exactly one single-line ``data:`` event, nothing held back.
+        if (data.endswith(b"\n\n") and data.startswith(b"data: ") and data.find(b"\n") == len(data) - 2
+                and not self._split.pending and b"\r" not in data):
+            return self._observe(data, now, data[6:-2])
         events = self._split.feed(data)
         if not events:
             return b""
@@ -58,9 +62,11 @@ class StreamTee:
         """Bytes of an unterminated final event, forwarded as they are when the stream ends."""
         return self._split.tail()
 
-    def _observe(self, raw: bytes, now: float) -> bytes:
-        """Record what ``raw`` says; return the bytes to forward (``b""`` to drop it)."""
-        data = event_data(raw)
+    def _observe(self, raw: bytes, now: float, data: bytes | None = None) -> bytes:
+        """Record what ``raw`` says; return the bytes to forward (``b""`` to drop it).
+        ``data``: the event's data when the caller already has it."""
+        if data is None:
+            data = event_data(raw)
         if data is None:
             return raw  # comment / keep-alive
         if data == b"[DONE]":
