@@ -249,3 +249,48 @@ def test_metrics_aggregate_across_workers(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
+
+
+def test_vllm_scrape_state_from_refresh():
+    clock = [100.0]
+    health = SimpleNamespace(clock=lambda: clock[0], all=lambda: [])
+    scrapers = {"vllm-a": SimpleNamespace(last_ok_at=97.5, up=True, failures=0),
+                "vllm-b": SimpleNamespace(last_ok_at=None, up=False, failures=3)}
+    fleet = SimpleNamespace(scrapers=scrapers)
+    metrics = GatewayMetrics(MetricsSettings(), models=lambda: {}, health=health, fleet=lambda: fleet)
+    metrics.refresh()
+    clock[0] = 101.0
+    scrapers["vllm-b"].failures = 4
+    metrics.refresh()
+    from prometheus_client import generate_latest
+    text = generate_latest(metrics.registry).decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    assert total(samples, "llm_gateway_vllm_scrape_age_seconds", backend="vllm-a") == pytest.approx(3.5)
+    assert total(samples, "llm_gateway_vllm_scrape_age_seconds", backend="vllm-b") == -1
+    assert total(samples, "llm_gateway_vllm_up", backend="vllm-a") == 1
+    assert total(samples, "llm_gateway_vllm_up", backend="vllm-b") == 0
+    assert total(samples, "llm_gateway_vllm_scrape_failures_total", backend="vllm-b") == 4
+    # No fleet: no vLLM series at all.
+    plain = GatewayMetrics(MetricsSettings(), models=lambda: {})
+    plain.refresh()
+    assert "llm_gateway_vllm" not in generate_latest(plain.registry).decode()
+
+
+def test_vllm_scrapes_show_in_metrics(make_gateway):
+    from tests.fake_upstream import FakeVllm
+
+    with FakeVllm("vllm-a") as a:
+        srv = make_gateway(f"""
+telemetry: {{enabled: false}}
+backends:
+  va: {{type: vllm, base_url: "{a.url}", vllm: {{scrape_interval_ms: 40, timeout_ms: 500}}}}
+models:
+  tiny: {{targets: [{{backend: va, model: tiny-llama}}]}}
+""")
+        m = wait_for(lambda: (lambda m: m if total(m, "llm_gateway_vllm_scrape_age_seconds", backend="va") >= 0
+                              else None)(scrape(srv.url)), timeout=10, what="a good scrape")
+        assert total(m, "llm_gateway_vllm_scrape_age_seconds", backend="va") < 5
+        assert total(m, "llm_gateway_vllm_up", backend="va") == 1

@@ -43,7 +43,8 @@ class Observability:
     (``Tracing`` or ``None``), ``metrics`` (``GatewayMetrics`` or ``None``), ``access``."""
 
     def __init__(self, snapshot: ConfigSnapshot, runtime: Callable[[], Any], health, watcher: Callable[[], Any],
-                 sink: Callable[[], Any], admin_key: Callable[[], str | None]):
+                 sink: Callable[[], Any], admin_key: Callable[[], str | None],
+                 fleet: Callable[[], Any] = lambda: None):
         o = snapshot.config.observability
         self.settings = o
         self.tracing = None
@@ -59,7 +60,8 @@ class Observability:
                 rt = runtime()
                 return rt.snapshot.config.models if rt is not None else snapshot.config.models
             self.metrics = GatewayMetrics(o.metrics, models=models, health=health, sink=sink, watcher=watcher,
-                                          admin_key=admin_key, prices=PriceTable(snapshot.config.pricing))
+                                          admin_key=admin_key, prices=PriceTable(snapshot.config.pricing),
+                                          fleet=fleet)
             self.metrics.set_config_hash(snapshot.content_hash)
         self.access = AccessLog(o.logging.access_log)
         self._failed: set[str] = set()
@@ -124,7 +126,13 @@ def install_observability(app: web.Application, snapshot: ConfigSnapshot, handle
         rt = runtime()
         return (rt.snapshot if rt is not None else snapshot).config.server.admin_key
 
-    obs = Observability(snapshot, runtime, health, watcher, lambda: app.get(SINK), admin_key)
+    try:
+        from gateway.vllm import FLEET
+    except ImportError:  # pragma: no cover - a build without the vLLM fleet module
+        FLEET = None
+
+    obs = Observability(snapshot, runtime, health, watcher, lambda: app.get(SINK), admin_key,
+                        (lambda: app.get(FLEET)) if FLEET is not None else (lambda: None))
     app[OBSERVABILITY] = obs
     o = snapshot.config.observability
     if obs.tracing is not None or obs.metrics is not None or o.logging.format == "json" or o.logging.access_log:

@@ -90,7 +90,8 @@ class GatewayMetrics:
 
     def __init__(self, settings: MetricsSettings, *, models: Callable[[], Any], health=None,
                  sink: Callable[[], Any] = lambda: None, watcher: Callable[[], Any] = lambda: None,
-                 admin_key: Callable[[], str | None] = lambda: None, prices: PriceTable | None = None):
+                 admin_key: Callable[[], str | None] = lambda: None, prices: PriceTable | None = None,
+                 fleet: Callable[[], Any] = lambda: None):
         self.settings = settings
         self.multiprocess = multiprocess_active()
         self.registry = CollectorRegistry(auto_describe=True)
@@ -100,6 +101,7 @@ class GatewayMetrics:
         self._sink = sink
         self._watcher = watcher
         self._admin_key = admin_key
+        self._fleet = fleet
         self.prices = prices or PriceTable()
         self._allow = _networks(settings.allow_from)
         token = settings.bearer_token
@@ -135,6 +137,8 @@ class GatewayMetrics:
                                       ["target", "backend"], registry=reg, multiprocess_mode="livesum")
         self._reg = reg
         self._sink_metrics: tuple | None = None  # created when a telemetry sink exists
+        self._vllm_metrics: tuple | None = None  # created when vLLM backends are scraped
+        self._vllm_failures_seen: dict[str, int] = {}
         self.reloads = Counter("llm_gateway_config_reloads", "Config reloads applied.", registry=reg)
         self.reload_error = Gauge("llm_gateway_config_reload_error",
                                   "1 while the last config change was rejected (the old config serves).",
@@ -241,6 +245,9 @@ class GatewayMetrics:
         sink = self._sink()
         if sink is not None:
             self._refresh_sink(sink.stats())
+        fleet = self._fleet()
+        if fleet is not None and fleet.scrapers:
+            self._refresh_vllm(fleet.scrapers)
         watcher = self._watcher()
         if watcher is not None:
             delta = watcher.reloads - self._reloads_seen
@@ -284,6 +291,31 @@ class GatewayMetrics:
         spool_rows.set(stats["spool_rows"])
         spool_files.set(stats["spool_files"])
         up.set(1 if stats["store"] == "up" else 0)
+
+    def _refresh_vllm(self, scrapers: dict) -> None:
+        """vLLM ``/metrics`` scrapers (``gateway.vllm``): age of the last good scrape, up/down,
+        failures."""
+        if self._vllm_metrics is None:
+            reg = self._reg
+            self._vllm_metrics = (
+                Gauge("llm_gateway_vllm_scrape_age_seconds", "Seconds since the last good scrape of a vLLM "
+                      "backend's /metrics (-1: none yet).", ["backend"], registry=reg, multiprocess_mode="livemin"),
+                Gauge("llm_gateway_vllm_up", "1 while a scraped vLLM backend is in rotation, 0 when held out.",
+                      ["backend"], registry=reg, multiprocess_mode="livemax"),
+                Counter("llm_gateway_vllm_scrape_failures", "Failed scrapes of a vLLM backend.", ["backend"],
+                        registry=reg),
+            )
+        age, up, failures = self._vllm_metrics
+        now = self._health.clock() if self._health is not None else None
+        for name, scraper in list(scrapers.items()):
+            last = getattr(scraper, "last_ok_at", None)
+            age.labels(name).set(-1 if last is None or now is None else max(0.0, now - last))
+            up.labels(name).set(0 if getattr(scraper, "up", None) is False else 1)
+            count = getattr(scraper, "failures", 0) or 0
+            delta = count - self._vllm_failures_seen.get(name, 0)
+            if delta > 0:
+                failures.labels(name).inc(delta)
+            self._vllm_failures_seen[name] = count
 
     def set_config_hash(self, content_hash: str) -> None:
         if not content_hash or content_hash == self._config_hash:
