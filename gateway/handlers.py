@@ -46,6 +46,14 @@ def _new_context(request: web.Request, endpoint: str) -> RequestContext:
                           user_agent=request.headers.get("User-Agent", ""), headers=request.headers)
 
 
+def _mark_client_closed(ctx: RequestContext) -> None:
+    """Record a request whose client went away. A stream that already relayed ``[DONE]`` is
+    complete: SDKs close the connection as soon as they read it, often before our last write
+    returns."""
+    if not ctx.error_type and not ctx.stream_done:
+        ctx.status_code, ctx.error_type, ctx.truncated = CLIENT_CLOSED, "client_closed", ctx.stream
+
+
 def _upstream_error_body(status: int, body: bytes) -> bytes:
     """Keep an upstream error body that is already OpenAI-shaped; wrap anything else."""
     try:
@@ -113,8 +121,7 @@ class ProxyHandlers:
             ctx.error_message = exc.message
             return self._error_response(exc, ctx.request_id, ctx.backend, ctx.response_headers)
         except asyncio.CancelledError:  # the client went away (handler_cancellation)
-            if not ctx.error_type:
-                ctx.status_code, ctx.error_type, ctx.truncated = CLIENT_CLOSED, "client_closed", ctx.stream
+            _mark_client_closed(ctx)
             raise
         finally:
             self._settle(ctx)
@@ -150,8 +157,7 @@ class ProxyHandlers:
             ctx.error_message = exc.message
             raise
         except asyncio.CancelledError:
-            if not ctx.error_type:
-                ctx.status_code, ctx.error_type, ctx.truncated = CLIENT_CLOSED, "client_closed", ctx.stream
+            _mark_client_closed(ctx)
             raise
         finally:
             self._settle(ctx)

@@ -70,7 +70,7 @@ class StreamTee:
         if data is None:
             return raw  # comment / keep-alive
         if data == b"[DONE]":
-            self.done = True
+            self.done = self._ctx.stream_done = True
             return raw
         try:
             chunk = orjson.loads(data)

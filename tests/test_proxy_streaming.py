@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import orjson
@@ -138,3 +140,35 @@ def test_upstream_error_before_first_byte_of_a_stream(gateway, upstream):
     assert r.status_code == 503
     assert r.json()["error"]["message"] == "overloaded"
     assert r.headers["content-type"].startswith("application/json")
+
+
+def test_client_closing_right_after_done_is_a_complete_stream(make_gateway, upstream):
+    """SDKs hang up as soon as they read [DONE]; if the upstream lingers after it (here a
+    keep-alive comment 0.3 s later), the handler is cancelled — yet the request succeeded."""
+    import asyncio
+
+    import aiohttp
+
+    from gateway.app import FINISHERS
+    from tests.conftest import gateway_config
+
+    gw = make_gateway(gateway_config(upstream.url, extra="telemetry: {enabled: false}\n"))
+    finished = []
+    gw.app[FINISHERS].append(lambda ctx: finished.append((ctx.status_code, ctx.error_type)))
+    upstream.sse(events_of("a|b") + [b": lingering\n\n"], chunk_delay_s=0.05)
+
+    async def read_until_done() -> bytes:
+        async with aiohttp.ClientSession() as session:
+            resp = await session.post(f"{gw.url}/v1/chat/completions", json={
+                "model": "gpt-test", "messages": [{"role": "user", "content": "x"}], "stream": True})
+            got = b""
+            while b"data: [DONE]" not in got:
+                got += await resp.content.readany()
+            resp.close()  # hang up at once, as the SDK does
+            return got
+
+    assert b"data: [DONE]" in asyncio.run(read_until_done())
+    deadline = time.time() + 5
+    while not finished and time.time() < deadline:
+        time.sleep(0.01)
+    assert finished == [(200, "")]
