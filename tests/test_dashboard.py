@@ -61,9 +61,9 @@ def make_ctx(now: float, *, minutes_ago: float, tenant: str = "acme", model: str
         error_type=error_type or ("upstream_http_error" if status >= 400 else ""), error_message=error_message)
 
 
-def start_gateway(database: str, tmp_path, admin_key: str | None = ADMIN) -> BackgroundServer:
+def start_gateway(database: str, tmp_path, admin_key: str | None = ADMIN, config: str = CONFIG) -> BackgroundServer:
     server = f"server: {{admin_key: {admin_key}}}\n" if admin_key else ""
-    text = CONFIG + server + telemetry_yaml(chdb_dsn(), database, tmp_path / "spool", flush_interval_ms=50)
+    text = config + server + telemetry_yaml(chdb_dsn(), database, tmp_path / "spool", flush_interval_ms=50)
     srv = BackgroundServer(build_app(parse_config(text)))
     srv.__enter__()
     return srv
@@ -452,3 +452,22 @@ def test_grafana_dashboard_queries_run_on_real_rows(seeded):
     prompts = {(r["prompt"], r["version"]): r for r in results[("Prompt versions side by side", False)]}
     assert prompts[("support", 1)]["mean_score"] == 0.5
     assert [r["status_code"] for r in results[("Most recent failed requests", False)]] == [429, 500]
+
+
+def test_store_down_answers_503_with_the_reason(tmp_path):
+    """A ClickHouse server that does not answer: every panel says so (503 ``query_failed``), the
+    page itself still loads."""
+    from tests.telemetry_support import free_port
+
+    dsn = f"http://default:pw-not-shown@127.0.0.1:{free_port()}/logs"
+    text = CONFIG + f"server: {{admin_key: {ADMIN}}}\n" + telemetry_yaml(dsn, "logs", tmp_path / "spool")
+    srv = BackgroundServer(build_app(parse_config(text)))
+    srv.__enter__()
+    try:
+        for name in ("summary", "timeseries", "drift", "request/abc"):
+            r = httpx.get(f"{srv.url}/admin/dashboard/{name}", headers=AUTH, timeout=60)
+            assert r.status_code == 503 and r.json()["error"]["code"] == "query_failed", r.text
+            assert "pw-not-shown" not in r.text
+        assert httpx.get(f"{srv.url}/dashboard", headers=AUTH).status_code == 200
+    finally:
+        srv.__exit__(None, None, None)

@@ -21,10 +21,12 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+import httpx
 import pytest
 
-from tests.telemetry_support import REPO, isolate_telemetry_data  # noqa: F401
-from tests.test_dashboard import ADMIN, emit, known_rows, start_gateway
+from tests.fake_upstream import FakeVllm
+from tests.telemetry_support import REPO, isolate_telemetry_data, wait_for  # noqa: F401
+from tests.test_dashboard import ADMIN, AUTH, CONFIG, emit, known_rows, start_gateway
 from tests.test_drift import drift_rows
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"),
@@ -130,6 +132,8 @@ async def _browse(url: str, profile: Path) -> dict:
                     return {panels, auth: document.body.dataset.auth, tiles: document.querySelectorAll('.tile').length,
                             drift: document.getElementById('drift-level').textContent,
                             hists: document.querySelectorAll('#drift-hists canvas').length,
+                            backends: [...document.querySelectorAll('#p-backends tbody tr')]
+                                        .map(tr => [...tr.children].map(td => td.textContent)),
                             hash: location.hash, cookieVisible: document.cookie.includes('llm_gateway_dashboard'),
                             title: document.title,
                             filters: [...document.querySelectorAll('#controls select[name=model] option')]
@@ -171,10 +175,27 @@ async def _browse(url: str, profile: Path) -> dict:
             proc.kill()
 
 
+def _with_vllm(url: str) -> str:
+    """The test config plus a vLLM backend (a fake server whose /metrics the gateway scrapes)."""
+    return CONFIG.replace("models:\n", f"""  vl: {{type: vllm, base_url: "{url}", vllm: {{scrape_interval_ms: 50, timeout_ms: 500}}}}
+models:
+  tiny: {{targets: [{{backend: vl, model: tiny-llama}}]}}
+""", 1)
+
+
 def test_page_renders_every_panel_in_headless_chromium(tmp_path):
     database = "t_" + uuid.uuid4().hex[:12]
-    srv = start_gateway(database, tmp_path)
+    vllm = FakeVllm("tiny-llama").__enter__()
+    vllm.running, vllm.waiting, vllm.kv_cache = 3, 5, 0.42
+    srv = start_gateway(database, tmp_path, config=_with_vllm(vllm.url))
     try:
+        # live state: a real request to each kind of backend, and a scrape of the vLLM server
+        for model in ("tiny", "mock-gpt"):
+            r = httpx.post(f"{srv.url}/v1/chat/completions", json={"model": model, "messages": [
+                {"role": "user", "content": "hi"}]}, timeout=30)
+            assert r.status_code == 200, r.text
+        wait_for(lambda: (httpx.get(f"{srv.url}/admin/vllm", headers=AUTH).json()["backends"][0].get("snapshot")
+                          or {}).get("waiting") == 5, what="a scrape of the fake vLLM server")
         now = time.time()
         rows, feedback = known_rows(now)
         steady, steady_fb = drift_rows(now, "steady", drifted=False, seed=21)
@@ -183,6 +204,7 @@ def test_page_renders_every_panel_in_headless_chromium(tmp_path):
         out = asyncio.run(_browse(f"{srv.url}/dashboard?key={ADMIN}#range=24h", tmp_path / "profile"))
     finally:
         srv.__exit__(None, None, None)
+        vllm.__exit__(None, None, None)
     SHOTS.mkdir(parents=True, exist_ok=True)
     (SHOTS / "dashboard.png").write_bytes(out["screenshot"])
     (SHOTS / "dashboard-request.png").write_bytes(out["detail_screenshot"])
@@ -202,6 +224,11 @@ def test_page_renders_every_panel_in_headless_chromium(tmp_path):
                        ("p-failed", 2), ("p-prompts", 3), ("p-drift", 6)):
         assert panels[tbl]["rows"] >= least, (tbl, panels[tbl])
     assert out["tiles"] >= 12 and out["drift"] == "DRIFT" and out["hists"] == 3
+    backends = {row[0]: row for row in out["backends"]}
+    assert set(backends) == {"mock", "openai", "vl"}
+    assert backends["vl"][1] == "vllm" and "tiny-llama: closed" in backends["vl"][2] and "metrics up" in backends["vl"][2]
+    assert backends["vl"][5] == "3 / 5" and backends["vl"][6] == "42.0%"  # vLLM running / waiting, KV cache
+    assert "closed" in backends["mock"][2] and backends["openai"][2] == "no traffic yet"
     assert {"steady", "shifty", "mock-gpt", "gpt-4o"} <= set(out["filters"])
     assert out["detail"]["open"] and "latency_ms" in out["detail"]["text"] and "req=" in out["detail"]["hash"]
     assert out["filtered"]["model"] == ["shifty"] and out["filtered"]["drift"] == "DRIFT"
