@@ -8,7 +8,7 @@ COPY gateway ./gateway
 COPY loadtest ./loadtest
 COPY config ./config
 COPY plugins ./plugins
-RUN pip install . && useradd --create-home --uid 10001 gateway && mkdir -p /data && chown gateway /data
+RUN pip install '.[otel]' && useradd --create-home --uid 10001 gateway && mkdir -p /data && chown gateway /data
 
 USER gateway
 ENV LLM_GATEWAY_DATA_DIR=/data
