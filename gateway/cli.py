@@ -219,13 +219,12 @@ _register_vllm_commands()
 
 def _register_llmops_commands() -> None:
     from gateway.chains.cli import chains
-    from gateway.datasets.cli import dataset, export
+    from gateway.datasets.cli import dataset
     from gateway.sessions import sessions
 
     main.add_command(sessions)
     main.add_command(chains)
     main.add_command(dataset)
-    main.add_command(export, name="export-dataset")
 
 
 _register_llmops_commands()

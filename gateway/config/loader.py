@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gateway.config.locations import format_loc
 from gateway.config.models import GatewayConfig
 from gateway.prompts.errors import PromptConfigError
 from gateway.prompts.registry import PromptRegistry, load_registry, prompt_files, with_models
@@ -74,16 +75,6 @@ def _substitute_env(node: Any, path: str, problems: list[str]) -> Any:
     return node
 
 
-def _format_loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 def parse_config(text: str, source: str = "<string>", *, base_dir: str | os.PathLike | None = None,
                  previous: ConfigSnapshot | None = None) -> ConfigSnapshot:
     """Validate YAML text and return a snapshot.
@@ -109,7 +100,7 @@ def parse_config(text: str, source: str = "<string>", *, base_dir: str | os.Path
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             msg = err["msg"].removeprefix("Value error, ")
-            where = _format_loc(err["loc"])
+            where = format_loc(err["loc"])
             problems.extend(f"{where}: {line}" if where else line for line in msg.splitlines())
         raise ConfigError(source, problems) from None
     prompts = _load_prompts(config, source, base_dir, previous)

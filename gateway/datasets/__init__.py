@@ -4,6 +4,6 @@
 each request) and turns every usable row into one OpenAI chat fine-tuning example
 (``{"messages": [...], "tools"?: [...]}``, the assistant's answer last, tool calls kept),
 with filters, deduplication, PII redaction and a held-out split; ``cli.py`` is
-``llm-gateway dataset export`` (also ``llm-gateway export-dataset``). It needs the bodies in
+``llm-gateway dataset export``. It needs the bodies in
 the rows: ``telemetry.bodies.request`` and ``.response`` must be on while the traffic is logged.
 """

@@ -1,4 +1,4 @@
-"""``llm-gateway dataset export`` (alias ``llm-gateway export-dataset``): logged traffic →
+"""``llm-gateway dataset export``: logged traffic →
 OpenAI chat fine-tuning JSONL. Rows come through a running gateway's ``/admin/query`` (the
 embedded store) or straight from the store, like ``llm-gateway query``."""
 

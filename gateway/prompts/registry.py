@@ -23,6 +23,7 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
+from gateway.config.locations import format_loc
 from gateway.prompts.errors import PromptConfigError, PromptError
 from gateway.prompts.lock import LockFile
 from gateway.prompts.models import NAME_RE, PromptFile, Version
@@ -216,16 +217,6 @@ def files_digest(files: list[tuple[str, bytes]]) -> str:
     return h.hexdigest()
 
 
-def _format_loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 def _compile_version(env, name: str, spec: Version, where: str, problems: list[str], first_seen: float,
                      source: str) -> CompiledVersion | None:
     declared = {v.name for v in spec.variables}
@@ -268,7 +259,7 @@ def _parse_file(path: Path, data: bytes, rel: str, problems: list[str]) -> Promp
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             msg = err["msg"].removeprefix("Value error, ")
-            loc = _format_loc(err["loc"])
+            loc = format_loc(err["loc"])
             problems.append(f"{rel}: {loc}: {msg}" if loc else f"{rel}: {msg}")
         return None
     if parsed.name is not None and parsed.name != path.stem:
