@@ -19,9 +19,9 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.chains.models import ChainFile, Step
+from gateway.config.locations import format_loc
 from gateway.prompts.errors import PromptError
-from gateway.prompts.models import NAME_RE
-from gateway.prompts.registry import files_digest
+from gateway.prompts.registry import files_digest, read_named_files
 from gateway.prompts.select import Ref, parse_ref
 
 CHAIN_SUFFIXES = (".yaml", ".yml")
@@ -66,13 +66,6 @@ def chain_files(directory: Path) -> list[Path]:
                   if p.suffix in CHAIN_SUFFIXES and not p.name.startswith(".") and p.is_file())
 
 
-def _loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _parse(path: Path, data: bytes, problems: list[str]) -> ChainFile | None:
     try:
         raw = yaml.safe_load(data.decode("utf-8")) or {}
@@ -87,7 +80,7 @@ def _parse(path: Path, data: bytes, problems: list[str]) -> ChainFile | None:
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             msg = err["msg"].removeprefix("Value error, ")
-            where = _loc(err["loc"])
+            where = format_loc(err["loc"])
             problems.append(f"{path}: {where}: {msg}" if where else f"{path}: {msg}")
         return None
 
@@ -104,19 +97,7 @@ def load_chains(directory: Path | None, config, prompts) -> tuple[ChainRegistry 
     settings = config.chains
     chains: dict[str, Chain] = {}
     raw_files: list[tuple[str, bytes]] = []
-    for path in files:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            problems.append(f"{path}: cannot read: {exc.strerror}")
-            continue
-        raw_files.append((path.name, data))
-        if not NAME_RE.match(path.stem):
-            problems.append(f"{path}: {path.stem!r} is not a valid chain name (letters, digits, _ . -)")
-            continue
-        if path.stem in chains:
-            problems.append(f"{path}: chain {path.stem!r} is defined twice (.yaml and .yml)")
-            continue
+    for path, data in read_named_files(files, "chain", problems, raw_files):
         spec = _parse(path, data, problems)
         if spec is None:
             continue

@@ -209,6 +209,33 @@ def prompt_files(directory: Path) -> list[Path]:
                   if p.suffix in PROMPT_SUFFIXES and not p.name.startswith(".") and p.is_file())
 
 
+def read_named_files(paths: list[Path], kind: str, problems: list[str], raw_files: list[tuple[str, bytes]],
+                     label=str):
+    """Yield ``(path, data)`` for each readable file whose stem is a valid, not yet seen name.
+
+    Every file read is appended to ``raw_files`` (it feeds the config hash, invalid or not);
+    unreadable files, bad names and a name defined twice (``.yaml`` and ``.yml``) are reported
+    in ``problems`` as ``<label(path)>: …``. ``kind``: ``prompt`` or ``chain``, for messages.
+    """
+    seen: set[str] = set()
+    for path in paths:
+        where = label(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            problems.append(f"{where}: cannot read: {exc.strerror}")
+            continue
+        raw_files.append((path.name, data))
+        if not NAME_RE.match(path.stem):
+            problems.append(f"{where}: {path.stem!r} is not a valid {kind} name (letters, digits, _ . -)")
+            continue
+        if path.stem in seen:
+            problems.append(f"{where}: {kind} {path.stem!r} is defined twice (.yaml and .yml)")
+            continue
+        seen.add(path.stem)
+        yield path, data
+
+
 def files_digest(files: list[tuple[str, bytes]]) -> str:
     """Hash of ``(name, bytes)`` pairs in order (the prompt part of the config hash)."""
     h = hashlib.sha256()
@@ -298,20 +325,8 @@ def load_registry(directory: str | Path | None, lock_path: str | Path | None = N
     now = time.time()
     prompts: dict[str, Prompt] = {}
     raw_files: list[tuple[str, bytes]] = []
-    for path in prompt_files(d):
+    for path, data in read_named_files(prompt_files(d), "prompt", problems, raw_files, rel):
         rp = rel(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            problems.append(f"{rp}: cannot read: {exc.strerror}")
-            continue
-        raw_files.append((path.name, data))
-        if not NAME_RE.match(path.stem):
-            problems.append(f"{rp}: {path.stem!r} is not a valid prompt name (letters, digits, _ . -)")
-            continue
-        if path.stem in prompts:
-            problems.append(f"{rp}: prompt {path.stem!r} is defined twice (.yaml and .yml)")
-            continue
         parsed = _parse_file(path, data, rp, problems)
         if parsed is None:
             continue
