@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from pathlib import Path
 from collections.abc import AsyncIterator, Callable
 
@@ -165,10 +166,19 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
         status["config"] = public_config(rt.snapshot.config) if rt is not None else None
         return web.json_response(status)
 
+    async def request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+        """Every answer carries ``x-request-id`` (the caller's, else a new one): the proxy sets
+        its own; this covers the rest (model lookups, health, 404s, admin, aiohttp's errors)."""
+        if "x-request-id" not in response.headers:
+            response.headers["x-request-id"] = (request.headers.get("x-request-id") or str(uuid.uuid4()))[:128]
+
+    app.on_response_prepare.append(request_id_header)
+
     r = app.router
     r.add_get("/admin/config", admin_config)
     r.add_get("/admin/backends", backends_handler(lambda: holder.current, health))
     r.add_get("/healthz", handlers.healthz)
+    r.add_get("/health", handlers.healthz)  # the path LiteLLM and Portkey users probe
     r.add_get("/readyz", readyz)
     r.add_get("/v1/models", handlers.list_models)
     r.add_get("/v1/models/{model:.+}", handlers.get_model)

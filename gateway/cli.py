@@ -1,5 +1,10 @@
 """The ``llm-gateway`` command line (click): ``serve``, ``demo``, ``check-config``, ``mock-server``,
-``query``, ``db migrate``, ``prompts …``."""
+``keys``, and the commands of other modules (``query``, ``db``, ``prompts``, ``drift``, ``vllm``,
+``sessions``, ``chains``, ``dataset``, ``config``), imported only when they run
+(``gateway.cli_lazy``) so that ``--help`` stays quick.
+
+Every command that reads a config resolves it the same way (``gateway.config.resolve``).
+"""
 
 from __future__ import annotations
 
@@ -8,34 +13,48 @@ import sys
 
 import click
 
-from gateway.config import ConfigError, ConfigSnapshot, default_config, load_config
+from gateway.cli_lazy import LazyCommand, LazyGroup
+from gateway.cli_support import config_option, fail, load_cli_config, say
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+LAZY_COMMANDS = {
+    "query": LazyCommand("gateway.telemetry.commands:query",
+                         "Run read-only SQL (SELECT/WITH/SHOW/DESCRIBE/EXPLAIN) or a saved query."),
+    "db": LazyCommand("gateway.telemetry.commands:db", "The telemetry store's schema."),
+    "prompts": LazyCommand("gateway.prompts.cli:prompts", "Versioned prompts: list, show, diff, render, lock."),
+    "drift": LazyCommand("gateway.dashboard.cli:drift",
+                         "Compare the last 24 h with the 7 days before (PSI of prompt and completion tokens, "
+                         "error and refusal rates, mean feedback)."),
+    "vllm": LazyCommand("gateway.vllm.cli:vllm", "vLLM fleets: scrape a server, run managed servers."),
+    "sessions": LazyCommand("gateway.sessions:sessions",
+                            "Sessions: requests grouped by x-gateway-session-id (and chain runs)."),
+    "chains": LazyCommand("gateway.chains.cli:chains", "Chains: multi-step workflows served as public models."),
+    "dataset": LazyCommand("gateway.datasets.cli:dataset", "Fine-tuning datasets from the logged traffic."),
+    "config": LazyCommand("gateway.config_cli:config",
+                          "The config format: its JSON Schema and its generated reference."),
+}
 
 
-def _load(path: str | None) -> ConfigSnapshot:
-    try:
-        return load_config(path) if path else default_config()
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-
-
-@click.group()
-@click.option("--log-level", default=None, help="Python logging level (default: observability.logging.level "
-              "of serve's config, else INFO).")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
-              help="Log line format (default: observability.logging.format of serve's config, else text).")
+@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
+              help="Logging level (default: observability.logging.level of serve's config, else INFO).")
+@click.option("--log-format", type=click.Choice(["text", "json"], case_sensitive=False), default=None,
+              help="Log line format; json makes every line on stderr a JSON object (default: "
+                   "observability.logging.format of serve's config, else text).")
 @click.pass_context
 def main(ctx: click.Context, log_level: str | None, log_format: str | None) -> None:
     """llm-gateway: an OpenAI-compatible LLM gateway."""
     from gateway.observability.logs import configure_logging
 
+    log_level = log_level.upper() if log_level else None
+    log_format = log_format.lower() if log_format else None
     ctx.obj = {"log_level": log_level, "log_format": log_format}
     configure_logging(log_level or "INFO", log_format or "text")
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="Path to gateway.yaml (default: embedded defaults with the mock backend).")
+@config_option
 @click.option("--host", default=None, help="Bind address (default: server.host from the config).")
 @click.option("--port", type=int, default=None, help="Port (default: server.port from the config, 8080).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -44,39 +63,53 @@ def main(ctx: click.Context, log_level: str | None, log_format: str | None) -> N
               "default telemetry.data_dir, $LLM_GATEWAY_DATA_DIR or ./.llm-gateway.")
 def serve(config_path: str | None, host: str | None, port: int | None, workers: int, data_dir: str | None) -> None:
     """Run the gateway in the foreground until SIGTERM/SIGINT."""
+    from gateway.config.resolve import resolve_config
+    from gateway.preflight import port_in_use
+
+    snapshot = load_cli_config(config_path, announce=False)
+    server = snapshot.config.server
+    host = host or server.host
+    port = port if port is not None else server.port
+    _configure_logging(snapshot)
+    # Checked before anything is built: a refusal leaves no data folder, store or server behind.
+    if port_in_use(host, port):
+        fail(f"port {port} is already in use")
+    _check_embedded_store(snapshot, workers, data_dir)
+    _claim_data_dir(snapshot, data_dir)
+    say(f"config: {resolve_config(config_path).describe()}, hash {snapshot.content_hash}: "
+        f"{len(snapshot.config.backends)} backends, {len(snapshot.config.models)} models")
+    _check_access(snapshot, host, workers)
+    metrics_dir = _prepare_metrics(snapshot, workers)
+    _check_managed_vllm(snapshot, workers)
     from gateway.app import build_app
     from gateway.server import run_workers
 
-    snapshot = _load(config_path)
-    server = snapshot.config.server
-    click.echo(f"config {snapshot.source} (hash {snapshot.content_hash}): "
-               f"{len(snapshot.config.backends)} backends, {len(snapshot.config.models)} models")
-    _check_embedded_store(snapshot, workers, data_dir)
-    _check_access(snapshot, host or server.host, workers)
-    metrics_dir = _setup_observability(snapshot, workers)
-    _check_managed_vllm(snapshot, workers)
     try:
-        run_workers(lambda: build_app(snapshot, data_dir=data_dir, launch_servers=workers == 1), host or server.host,
-                    port if port is not None else server.port, workers)
+        run_workers(lambda: build_app(snapshot, data_dir=data_dir, launch_servers=workers == 1), host, port, workers)
     finally:
         if metrics_dir is not None:
             import shutil
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _setup_observability(snapshot: ConfigSnapshot, workers: int) -> str | None:
-    """Logging from ``observability.logging`` (unless ``--log-level/--log-format`` said
-    otherwise); with ``--workers > 1`` and metrics on, prometheus-client's multiprocess mode
-    in a fresh folder (returned when made here, to be removed after the workers stop)."""
-    import os
-    import tempfile
-
+def _configure_logging(snapshot) -> None:
+    """Logging from ``observability.logging`` unless ``--log-level/--log-format`` said otherwise."""
     from gateway.observability.logs import configure_logging
-    from gateway.observability.metrics import MULTIPROC_ENV, prepare_multiprocess
 
     o = snapshot.config.observability
     cli = (click.get_current_context().find_root().obj or {})
     configure_logging(cli.get("log_level") or o.logging.level, cli.get("log_format") or o.logging.format)
+
+
+def _prepare_metrics(snapshot, workers: int) -> str | None:
+    """With ``--workers > 1`` and metrics on, prometheus-client's multiprocess mode in a fresh
+    folder (returned when made here, to be removed after the workers stop)."""
+    import os
+    import tempfile
+
+    from gateway.observability.metrics import MULTIPROC_ENV, prepare_multiprocess
+
+    o = snapshot.config.observability
     if workers <= 1 or not o.metrics.enabled:
         return None
     made = None
@@ -87,26 +120,40 @@ def _setup_observability(snapshot: ConfigSnapshot, workers: int) -> str | None:
     return made
 
 
-def _check_embedded_store(snapshot: ConfigSnapshot, workers: int, data_dir: str | None) -> None:
+def _check_embedded_store(snapshot, workers: int, data_dir: str | None) -> None:
     """Embedded chDB is one process per directory: refuse ``--workers > 1`` with it (exit 2)."""
     from gateway.telemetry import embedded_store_conflict
 
     conflict = embedded_store_conflict(snapshot, workers, data_dir)
     if conflict:
-        click.echo(conflict, err=True)
-        sys.exit(2)
+        fail(conflict)
 
 
-def _check_managed_vllm(snapshot: ConfigSnapshot, workers: int) -> None:
+def _claim_data_dir(snapshot, data_dir: str | None) -> None:
+    """One gateway per telemetry data folder: refuse (exit 2) when another holds it."""
+    from gateway.preflight import claim_data_dir
+    from gateway.telemetry import telemetry_enabled
+
+    if not telemetry_enabled(snapshot):
+        return
+    t = snapshot.config.telemetry
+    ddir = t.resolved_data_dir(data_dir)
+    dsn = t.resolved_dsn(ddir)
+    refused = claim_data_dir(ddir, dsn[len("chdb://"):] if dsn.startswith("chdb://") else None)
+    if refused:
+        fail(refused)
+
+
+def _check_managed_vllm(snapshot, workers: int) -> None:
     """Workers never start vLLM servers (each would start its own): say how to run them."""
     managed = [n for n, b in snapshot.config.backends.items() if b.type == "vllm" and b.launch is not None]
     if workers > 1 and managed:
-        click.echo(f"warning: with --workers {workers} the gateway does not start managed vLLM servers "
-                   f"({', '.join(managed)}); run `llm-gateway vllm launch --config {snapshot.source}` beside it",
-                   err=True)
+        say(f"warning: with --workers {workers} the gateway does not start managed vLLM servers "
+            f"({', '.join(managed)}); run `llm-gateway vllm launch --config {snapshot.source}` beside it",
+            logging.WARNING)
 
 
-def _check_access(snapshot: ConfigSnapshot, host: str, workers: int) -> None:
+def _check_access(snapshot, host: str, workers: int) -> None:
     """Warn loudly about an open gateway on a public address, and per-worker limits."""
     from gateway.auth import warn_if_open
     from gateway.config.access import all_keys
@@ -115,17 +162,20 @@ def _check_access(snapshot: ConfigSnapshot, host: str, workers: int) -> None:
     cfg = snapshot.config
     if workers > 1 and cfg.limits.redis_url is None and any(
             k.rpm or k.tpm or k.max_concurrent or k.budget_usd for k in all_keys(cfg)):
-        click.echo(f"warning: limits are counted per worker without limits.redis_url: with --workers {workers} "
-                   "each key gets up to that many times its limits", err=True)
+        say(f"warning: limits are counted per worker without limits.redis_url: with --workers {workers} "
+            "each key gets up to that many times its limits", logging.WARNING)
 
 
 @main.command("check-config")
-@click.argument("path", type=click.Path(dir_okay=False))
-def check_config(path: str) -> None:
-    """Validate a config file and print a summary; exit 2 with path-qualified errors if invalid."""
-    snapshot = _load(path)
+@click.argument("path", type=click.Path(dir_okay=False), required=False)
+@config_option
+def check_config(path: str | None, config_path: str | None) -> None:
+    """Validate a config file and print a summary; exit 2 with path-qualified errors if invalid.
+
+    PATH (or --config) defaults to the file every command would use."""
+    snapshot = load_cli_config(path or config_path, announce=False)
     cfg = snapshot.config
-    click.echo(f"{path}: OK (hash {snapshot.content_hash})")
+    click.echo(f"{snapshot.source}: OK (hash {snapshot.content_hash})")
     click.echo(f"  server: {cfg.server.host}:{cfg.server.port}, body limit {cfg.server.body_limit_bytes} bytes")
     click.echo(f"  backends ({len(cfg.backends)}):")
     for name, b in cfg.backends.items():
@@ -178,56 +228,6 @@ def mock_server(host: str, port: int, ttft_ms: float, itl_ms: float, tokens: int
 
     settings = MockSettings(ttft_ms=ttft_ms, itl_ms=itl_ms, tokens=tokens, chunk_tokens=chunk_tokens)
     run_forever(build_mock_app(settings), host, port)
-
-
-def _register_telemetry_commands() -> None:
-    from gateway.telemetry.commands import db, query
-
-    main.add_command(query)
-    main.add_command(db)
-
-
-_register_telemetry_commands()
-
-
-def _register_prompt_commands() -> None:
-    from gateway.prompts.cli import prompts
-
-    main.add_command(prompts)
-
-
-_register_prompt_commands()
-
-
-def _register_dashboard_commands() -> None:
-    from gateway.dashboard.cli import drift
-
-    main.add_command(drift)
-
-
-_register_dashboard_commands()
-
-
-def _register_vllm_commands() -> None:
-    from gateway.vllm.cli import vllm
-
-    main.add_command(vllm)
-
-
-_register_vllm_commands()
-
-
-def _register_llmops_commands() -> None:
-    from gateway.chains.cli import chains
-    from gateway.datasets.cli import dataset
-    from gateway.sessions import sessions
-
-    main.add_command(sessions)
-    main.add_command(chains)
-    main.add_command(dataset)
-
-
-_register_llmops_commands()
 
 
 @main.group()

@@ -119,7 +119,11 @@ class ProxyHandlers:
             ctx.status_code = exc.status
             ctx.error_type = exc.code or exc.type
             ctx.error_message = exc.message
-            return self._error_response(exc, ctx.request_id, ctx.backend, ctx.response_headers)
+            # After an attempt failed with no response to pass through (a timeout, a refused
+            # connection) the answer still says which backend failed and after how many tries.
+            log = ctx.attempt_log
+            backend = ctx.backend or (log[-1].backend if log else "")
+            return self._error_response(exc, ctx.request_id, backend, ctx.response_headers, ctx.attempts)
         except asyncio.CancelledError:  # the client went away (handler_cancellation)
             _mark_client_closed(ctx)
             raise
@@ -163,11 +167,13 @@ class ProxyHandlers:
             self._settle(ctx)
 
     def _error_response(self, exc: GatewayError, request_id: str, backend: str = "",
-                        extra: dict[str, str] | None = None) -> web.Response:
+                        extra: dict[str, str] | None = None, attempts: int = 0) -> web.Response:
         headers = {"x-request-id": request_id, **extra, **exc.headers} if extra else \
             {"x-request-id": request_id, **exc.headers}
         if backend:
             headers["x-gateway-backend"] = backend
+        if attempts:
+            headers["x-gateway-attempts"] = str(attempts)
         return web.Response(status=exc.status, body=exc.body(), content_type=_JSON, headers=headers)
 
     async def _read_body(self, request: web.Request, limit: int) -> bytes:

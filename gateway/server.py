@@ -10,6 +10,7 @@ the cleanup hooks).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -17,6 +18,8 @@ import threading
 
 from aiohttp import web
 
+# Start-up and shutdown lines go through logging, so ``--log-format json`` covers them too.
+log = logging.getLogger("gateway.server")
 
 
 async def start_site(app: web.Application, host: str, port: int, *, reuse_port: bool = False,
@@ -48,9 +51,9 @@ def run_forever(app: web.Application, host: str, port: int, *, reuse_port: bool 
         for sig in (signal.SIGTERM, signal.SIGINT):  # before start-up: a stop while starting is clean too
             loop.add_signal_handler(sig, stop.set)
         runner, bound = await start_site(app, host, port, reuse_port=reuse_port)
-        print(f"llm-gateway listening on http://{host}:{bound}", flush=True)
+        log.info("llm-gateway listening on http://%s:%s", host, bound)
         await stop.wait()
-        print("llm-gateway shutting down", flush=True)
+        log.info("llm-gateway shutting down")
         await runner.cleanup()
 
     with asyncio.Runner(loop_factory=runner_factory) as r:

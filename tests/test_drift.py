@@ -159,7 +159,7 @@ def test_cli_through_a_running_gateway(drift_gateway):
     assert "no drift" in ok.output
     js = runner.invoke(main, ["drift", "--url", srv.url, "--admin-key", ADMIN, "--prompt", "triage",
                               "--format", "json"])
-    assert js.exit_code == 1 and orjson.loads(js.output)["flagged"] is True
+    assert js.exit_code == 1 and orjson.loads(js.stdout)["flagged"] is True
     denied = runner.invoke(main, ["drift", "--url", srv.url, "--admin-key", "wrong", "--model", "steady"])
     assert denied.exit_code == 2 and "401" in denied.output
     gone = runner.invoke(main, ["drift", "--url", f"http://127.0.0.1:{free_port()}", "--model", "steady"])

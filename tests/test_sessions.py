@@ -84,7 +84,7 @@ def test_session_headers_rows_and_tree(srv, tdb):
 
     result = CliRunner().invoke(main, ["sessions", "show", session, "--url", srv.url])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0] == f"session {session}: 3 requests"
     assert lines[1].startswith("mock-gpt  200") and root_id in lines[1]
     assert lines[2].startswith("  └─ mock-gpt  200") and child_id in lines[2]
@@ -94,7 +94,7 @@ def test_session_headers_rows_and_tree(srv, tdb):
     assert lines[4].startswith("total: 3 requests, 0 errors, tokens ") and "+18=" in lines[4]
 
     as_json = CliRunner().invoke(main, ["sessions", "show", session, "--url", srv.url, "--json"])
-    data = orjson.loads(as_json.output)
+    data = orjson.loads(as_json.stdout)
     assert [r["depth"] for r in data["requests"]] == [0, 1, 2]
     t = data["totals"]
     assert t["requests"] == 3 and t["completion_tokens"] == 18

@@ -1,7 +1,7 @@
 """``llm-gateway chains …``: list, show and run the chains of a config.
 
-``list`` and ``show`` read the chain files the way the gateway does (``--config``, default
-``config/gateway.yaml``: its ``chains.dir``, models and prompts apply). ``run NAME`` calls the
+``list`` and ``show`` read the chain files the way the gateway does (``--config``, resolved
+like every command's: its ``chains.dir``, models and prompts apply). ``run NAME`` calls the
 public model that serves the chain on a running gateway (``--url``, default the config's
 ``server.host:port``); when nothing answers there (and no ``--url`` was given) it starts the
 gateway in-process for the one call.
@@ -10,15 +10,13 @@ gateway in-process for the one call.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 import yaml
 
-DEFAULT_CONFIG = Path("config/gateway.yaml")
-
+from gateway.cli_support import config_option
 
 def _fail(message: str) -> None:
     click.echo(message, err=True)
@@ -26,15 +24,9 @@ def _fail(message: str) -> None:
 
 
 def _snapshot(config_path: str | None):
-    from gateway.config import ConfigError, load_config
+    from gateway.cli_support import load_cli_config
 
-    path = Path(config_path) if config_path else DEFAULT_CONFIG
-    if not path.is_file():
-        _fail(f"no config at {path}: give --config PATH")
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        _fail(str(exc))
+    return load_cli_config(config_path)
 
 
 def _chain(snapshot, name: str):
@@ -50,8 +42,7 @@ def serving_models(snapshot, name: str) -> list[str]:
     return [m for m, c in (snapshot.chains.by_model.items() if snapshot.chains else ()) if c.name == name]
 
 
-_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                       help="Gateway config (default config/gateway.yaml).")
+_CONFIG = config_option
 
 
 @click.group("chains")

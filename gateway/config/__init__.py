@@ -1,9 +1,28 @@
-"""Config files: pydantic models, loading with path-qualified errors, immutable snapshots."""
+"""Config files: pydantic models, loading with path-qualified errors, immutable snapshots.
 
-from gateway.config.loader import ConfigError, ConfigSnapshot, default_config, load_config, parse_config
-from gateway.config.models import Backend, GatewayConfig, MockSettings, PublicModel, Target, Timeouts
+The names below load on first use (PEP 562), so importing a light submodule
+(``gateway.config.locations``, ``.environment``, ``.resolve``) does not pull in the models and
+the prompt registry; that also keeps ``gateway.prompts`` ↔ ``gateway.config`` imports acyclic.
+"""
 
-__all__ = [
-    "Backend", "ConfigError", "ConfigSnapshot", "GatewayConfig", "MockSettings", "PublicModel",
-    "Target", "Timeouts", "default_config", "load_config", "parse_config",
-]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "ConfigError": "loader", "ConfigSnapshot": "loader", "default_config": "loader", "load_config": "loader",
+    "parse_config": "loader",
+    "Backend": "models", "GatewayConfig": "models", "MockSettings": "models", "PublicModel": "models",
+    "Target": "models", "Timeouts": "models",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gateway.config' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gateway.config.{module}"), name)
+    globals()[name] = value
+    return value

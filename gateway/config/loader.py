@@ -22,10 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
-
-from gateway.config.locations import format_loc
 from gateway.config.models import GatewayConfig
+from gateway.config.problems import validate
 from gateway.prompts.errors import PromptConfigError
 from gateway.prompts.registry import PromptRegistry, load_registry, prompt_files, with_models
 
@@ -91,18 +89,13 @@ def parse_config(text: str, source: str = "<string>", *, base_dir: str | os.Path
         raise ConfigError(source, [f"YAML syntax: {exc}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(source, ["top level must be a mapping"])
-    problems: list[str] = []
-    raw = _substitute_env(raw, "", problems)
-    if problems:
-        raise ConfigError(source, problems)
-    try:
-        config = GatewayConfig.model_validate(raw)
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            msg = err["msg"].removeprefix("Value error, ")
-            where = format_loc(err["loc"])
-            problems.extend(f"{where}: {line}" if where else line for line in msg.splitlines())
-        raise ConfigError(source, problems) from None
+    unset: list[str] = []
+    raw = _substitute_env(raw, "", unset)
+    config, problems = validate(GatewayConfig, raw)
+    if unset or problems:
+        # An unset variable reads as "": leave out what that alone explains.
+        paths = [u.split(": ", 1)[0] for u in unset]
+        raise ConfigError(source, unset + [p for p in problems if not _near(p.split(": ", 1)[0], paths)])
     prompts = _load_prompts(config, source, base_dir, previous)
     chains = _load_chains(config, source, base_dir, prompts)
     hashed = text.encode()
@@ -112,6 +105,12 @@ def parse_config(text: str, source: str = "<string>", *, base_dir: str | os.Path
         hashed += b"\0chains\0" + chains.digest.encode()
     digest = hashlib.sha256(hashed).hexdigest()[:12]
     return ConfigSnapshot(config=config, source=source, content_hash=digest, prompts=prompts, chains=chains)
+
+
+def _near(path: str, others: list[str]) -> bool:
+    """Whether ``path`` is one of ``others``, or an ancestor or descendant of one."""
+    return any(path == o or o.startswith((path + ".", path + "[")) or path.startswith((o + ".", o + "["))
+               for o in others)
 
 
 def chains_dir(config: GatewayConfig, base_dir: str | os.PathLike | None) -> Path | None:

@@ -9,9 +9,9 @@ ignored setting. Cross-references (a model target naming a backend) are checked 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
@@ -87,6 +87,13 @@ class Backend(_Strict):
         # YAML reads an unquoted 2024-10-21 as a date; the API wants the text.
         return value.isoformat() if isinstance(value, (date, datetime)) else value
 
+    @field_validator("base_url")
+    @classmethod
+    def _url_scheme(cls, value: str | None) -> str | None:
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (e.g. http://{value}), not {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _needs_url(self) -> "Backend":
         if self.type != "mock" and not self.base_url:
@@ -111,7 +118,11 @@ class Target(_Strict):
 
 
 Strategy = Literal["weighted", "priority", "least-latency", "least-busy", "vllm-load"]
-FailureClass = Literal["connect", "timeout", "5xx", "429", "context_length_exceeded"]
+_FailureName = Literal["connect", "timeout", "5xx", "429", "context_length_exceeded"]
+# YAML reads an unquoted 429 as a number: accept it as the class "429" (and say so in the schema).
+FailureClass = Annotated[_FailureName, BeforeValidator(
+    lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v,
+    json_schema_input_type=_FailureName | Literal[429])]
 
 
 class RetryPolicy(_Strict):

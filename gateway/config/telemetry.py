@@ -6,13 +6,14 @@ Kept apart from ``models.py`` so telemetry settings evolve without touching the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.config import environment
+
 # Process-wide default for where embedded data lives (chDB directory, spool), when the config
 # does not say. ``llm-gateway serve/demo --data-dir`` sets it too.
-DATA_DIR_ENV = "LLM_GATEWAY_DATA_DIR"
+DATA_DIR_ENV = environment.DATA_DIR
 DEFAULT_DATA_DIR = "./.llm-gateway"
 
 
@@ -105,7 +106,7 @@ class TelemetrySettings(_Strict):
 
     def resolved_data_dir(self, override: str | None = None) -> Path:
         """``override`` (CLI), else ``data_dir``, else ``$LLM_GATEWAY_DATA_DIR``, else ``./.llm-gateway``."""
-        return Path(override or self.data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).absolute()
+        return Path(override or self.data_dir or environment.read(DATA_DIR_ENV) or DEFAULT_DATA_DIR).absolute()
 
     def resolved_dsn(self, data_dir: Path) -> str:
         """The configured DSN, or the embedded default ``chdb://<data_dir>/clickhouse``."""

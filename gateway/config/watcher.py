@@ -70,6 +70,11 @@ class ConfigWatcher:
             except ConfigError as exc:
                 return self._reject(str(exc))
             if snapshot.content_hash == self.current.content_hash and not force:
+                # Back to the config in force (an invalid edit undone): nothing to apply, and
+                # the earlier error no longer describes the file.
+                if self.last_error is not None:
+                    log.info("config file %s is valid again (hash %s, unchanged)", self.path, snapshot.content_hash)
+                self.last_error = None
                 return False
             try:
                 await self._apply(snapshot)

@@ -99,6 +99,16 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     for noisy in _QUIET:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Python warnings and a crash's traceback are lines on stderr too: through the handler.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught if fmt == "json" else sys.__excepthook__
+
+
+def _log_uncaught(kind, value, tb) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    logging.getLogger("gateway").critical("uncaught %s: %s", kind.__name__, value, exc_info=(kind, value, tb))
 
 
 def access_fields(ctx: RequestContext) -> dict[str, Any]:

@@ -1,8 +1,7 @@
 """``llm-gateway prompts …``: list, show, diff, render and lock prompt versions.
 
-Every command reads the prompt files the way the gateway does: through ``--config`` (the
-gateway config, whose ``prompts.dir`` and model references apply; default
-``config/gateway.yaml``) or straight from a folder with ``--dir``. Selection uses the
+Every command reads the prompt files the way the gateway does: through the gateway config
+(``--config``, resolved like every command's; its ``prompts.dir`` and model references apply) or straight from a folder with ``--dir``. Selection uses the
 request syntax: ``NAME`` (label ``production``), ``NAME@label``, ``NAME@4``, ``NAME@latest``.
 """
 
@@ -17,14 +16,12 @@ import click
 import orjson
 import yaml
 
+from gateway.cli_support import config_option
 from gateway.prompts.describe import describe_version
 from gateway.prompts.errors import PromptConfigError, PromptError
 from gateway.prompts.models import type_matches
 from gateway.prompts.registry import CompiledVersion, PromptRegistry, load_registry
 from gateway.prompts.select import DEFAULT_LABEL, Ref, parse_ref
-
-DEFAULT_CONFIG = Path("config/gateway.yaml")
-
 
 def _fail(message: str) -> None:
     click.echo(message, err=True)
@@ -39,25 +36,19 @@ def load_for_cli(config_path: str | None, directory: str | None) -> PromptRegist
             return load_registry(Path(directory))
         except PromptConfigError as exc:
             _fail(f"{directory}: invalid prompts\n" + "\n".join(f"  {p}" for p in exc.problems))
-    from gateway.config import ConfigError, load_config
+    from gateway.cli_support import load_cli_config
 
-    path = Path(config_path) if config_path else DEFAULT_CONFIG
-    if not path.is_file():
-        _fail(f"no config at {path}: give --config PATH or --dir PROMPTS_DIR")
-    try:
-        snapshot = load_config(path)
-    except ConfigError as exc:
-        _fail(str(exc))
+    snapshot = load_cli_config(config_path)
     if snapshot.prompts is None or snapshot.prompts.directory is None:
-        _fail(f"{path}: no prompt folder (set prompts.dir, or add prompts/ beside the config)")
+        _fail(f"{snapshot.source}: no prompt folder (set prompts.dir, or add prompts/ beside the config; "
+              "or give --dir PROMPTS_DIR)")
     return snapshot.prompts
 
 
 def _source_options(fn):
     fn = click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
                       help="Prompt folder to read directly (instead of --config).")(fn)
-    fn = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                      help="Gateway config whose prompts to read (default config/gateway.yaml).")(fn)
+    fn = config_option(fn)
     return fn
 
 

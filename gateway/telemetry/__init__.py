@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.admin import AdminAPI
-from gateway.config import ConfigSnapshot
+from gateway.config import ConfigSnapshot, environment
 from gateway.pricing import PriceTable
 from gateway.telemetry.clickhouse import ClickHouseStore, ReadOnlyClient, parse_dsn
 from gateway.telemetry.record import RowBuilder
@@ -36,7 +36,7 @@ log = logging.getLogger("gateway.telemetry")
 
 SINK = web.AppKey("telemetry_sink", TelemetrySink)
 QUERY_CLIENT = web.AppKey("telemetry_query_client", ReadOnlyClient)
-TELEMETRY_ENV = "LLM_GATEWAY_TELEMETRY"
+TELEMETRY_ENV = environment.TELEMETRY
 STARTUP_WAIT_S = 3.0
 
 __all__ = ["SINK", "QUERY_CLIENT", "TelemetrySink", "build_sink", "embedded_store_conflict", "install_telemetry",
@@ -45,7 +45,7 @@ __all__ = ["SINK", "QUERY_CLIENT", "TelemetrySink", "build_sink", "embedded_stor
 
 def telemetry_enabled(snapshot: ConfigSnapshot) -> bool:
     """``telemetry.enabled`` unless ``LLM_GATEWAY_TELEMETRY`` is ``off``/``0``/``false``/``no``."""
-    env = os.environ.get(TELEMETRY_ENV, "").strip().lower()
+    env = (environment.read(TELEMETRY_ENV) or "").strip().lower()
     return snapshot.config.telemetry.enabled and env not in ("off", "0", "false", "no")
 
 

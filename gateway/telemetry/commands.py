@@ -18,18 +18,17 @@ from pathlib import Path
 
 import click
 
+from gateway.cli_support import config_option, load_cli_config
 from gateway.telemetry.queries import FORMATS, QueryRejected, clickhouse_format, resolve, saved_queries
 
-_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                       help="Path to gateway.yaml (default: embedded defaults).")
+_CONFIG = config_option
 _DATA_DIR = click.option("--data-dir", default=None, help="Embedded data folder (default: telemetry.data_dir, "
                          "$LLM_GATEWAY_DATA_DIR or ./.llm-gateway).")
 _DSN = click.option("--dsn", default=None, help="Store to use instead of the config's (http(s)://… or chdb://DIR).")
 
 
 def _snapshot(config_path: str | None):
-    from gateway.cli import _load
-    return _load(config_path)
+    return load_cli_config(config_path)
 
 
 def _store_settings(snapshot, dsn: str | None, data_dir: str | None):

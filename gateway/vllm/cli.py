@@ -10,6 +10,8 @@ import sys
 
 import click
 
+from gateway.cli_support import config_option
+
 
 @click.group()
 def vllm() -> None:
@@ -44,24 +46,20 @@ def scrape(url: str, timeout: float) -> None:
 
 
 @vllm.command("launch")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True), required=True)
+@config_option
 @click.option("--data-dir", default=None, help="Where server logs go (<data-dir>/vllm/<backend>.log).")
-def launch(config_path: str, data_dir: str | None) -> None:
+def launch(config_path: str | None, data_dir: str | None) -> None:
     """Start the config's managed vLLM servers (``launch:`` blocks), keep them running
     (restarts with backoff) and stop them on SIGTERM/SIGINT. No gateway is served."""
-    from gateway.config import ConfigError, load_config
+    from gateway.cli_support import load_cli_config
     from gateway.routing.health import HealthRegistry
     from gateway.vllm.fleet import Fleet
 
-    try:
-        snapshot = load_config(config_path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+    snapshot = load_cli_config(config_path)
     cfg = snapshot.config
     names = [n for n, b in cfg.backends.items() if b.type == "vllm" and b.launch is not None]
     if not names:
-        click.echo(f"{config_path}: no backend has a launch: block", err=True)
+        click.echo(f"{snapshot.source}: no backend has a launch: block", err=True)
         sys.exit(2)
 
     async def run() -> None:
