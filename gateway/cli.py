@@ -20,15 +20,14 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 LAZY_COMMANDS = {
     "query": LazyCommand("gateway.telemetry.commands:query",
-                         "Run read-only SQL (SELECT/WITH/SHOW/DESCRIBE/EXPLAIN) or a saved query."),
+                         "Run read-only SQL (SELECT/WITH/SHOW/DESCRIBE/EXPLAIN) or a saved query "
+                         "over the telemetry."),
     "db": LazyCommand("gateway.telemetry.commands:db", "The telemetry store's schema."),
     "prompts": LazyCommand("gateway.prompts.cli:prompts", "Versioned prompts: list, show, diff, render, lock."),
-    "drift": LazyCommand("gateway.dashboard.cli:drift",
-                         "Compare the last 24 h with the 7 days before (PSI of prompt and completion tokens, "
-                         "error and refusal rates, mean feedback)."),
+    "drift": LazyCommand("gateway.dashboard.cli:drift", "Compare the last 24 h with the 7 days before"),
     "vllm": LazyCommand("gateway.vllm.cli:vllm", "vLLM fleets: scrape a server, run managed servers."),
     "sessions": LazyCommand("gateway.sessions:sessions",
-                            "Sessions: requests grouped by x-gateway-session-id (and chain runs)."),
+                            "Sessions: requests grouped by x-gateway-session-id (and chains' steps)."),
     "chains": LazyCommand("gateway.chains.cli:chains", "Chains: multi-step workflows served as public models."),
     "dataset": LazyCommand("gateway.datasets.cli:dataset", "Fine-tuning datasets from the logged traffic."),
     "config": LazyCommand("gateway.config_cli:config",

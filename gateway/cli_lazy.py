@@ -17,7 +17,8 @@ from click.utils import make_default_short_help
 
 @dataclass(frozen=True, slots=True)
 class LazyCommand:
-    """``target``: ``module:attribute`` of the click command; ``summary``: its first sentence."""
+    """``target``: ``module:attribute`` of the click command; ``summary``: the start of its
+    short help (shown in ``--help`` in its place)."""
 
     target: str
     summary: str
