@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import subprocess
 
 import httpx
 import pytest
@@ -19,37 +18,10 @@ from gateway.limits import LimitSpec, RedisLimits
 from gateway.config.access import LimitSettings
 from gateway.server import free_port
 from tests.polling import async_wait_for, wait_for
+from tests.redis_server import RedisServer
 from tests.test_access import CHAT, KEY_A, KEY_B, MSG, access_config, post
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-
-
-class RedisServer:
-    """A throw-away ``redis-server`` (no persistence) on ``port``."""
-
-    def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "RedisServer":
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        def answers() -> bool:
-            try:
-                return bool(redis_sync.Redis(port=self.port, socket_timeout=0.2).ping())
-            except redis_sync.RedisError:
-                return False
-
-        wait_for(answers, what="redis-server to start")
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import shutil
 import socket
-import subprocess
 import time
 
 import aiohttp
@@ -18,48 +16,13 @@ import redis
 from gateway.app import FINISHERS, WATCHER, build_app
 from gateway.cache import CACHE
 from gateway.config import load_config
-from gateway.server import BackgroundServer, free_port
+from gateway.server import BackgroundServer
 from tests.polling import wait_for
+from tests.redis_server import RedisServer
 from tests.test_cache import CHAT, DET, REDIS_URL, cache_config, until_stored
 
 # Fixtures shared with test_cache.py (pytest finds them through this import).
 from tests.test_cache import _redis_cleanup, redis_namespace, start_gateway  # noqa: F401
-
-
-class OwnRedis:
-    """A ``redis-server`` of the test's own on a free port, to stop and start at will."""
-
-    def __init__(self, tmp_path):
-        if shutil.which("redis-server") is None:
-            pytest.skip("redis-server is not installed")
-        self.port = free_port()
-        self.dir = tmp_path
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        wait_for(answers, what="redis-server to start")
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
 
 
 @pytest.fixture
@@ -73,8 +36,7 @@ def closed_port():
 
 @pytest.fixture
 def own_redis(tmp_path):
-    server = OwnRedis(tmp_path)
-    server.start()
+    server = RedisServer(data_dir=str(tmp_path)).start()
     yield server
     server.stop()
 
