@@ -20,8 +20,8 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 20.0
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT_S, interval: float = 0.02,
-             what: str = "condition") -> T:
+def wait_for(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT_S, what: str = "condition", *,
+             interval: float = 0.02) -> T:
     """Poll ``predicate()`` until it returns something truthy; return that value, or fail the
     test once ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
@@ -35,7 +35,7 @@ def wait_for(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT_S, int
 
 
 async def async_wait_for(predicate: Callable[[], T | Awaitable[T]], timeout: float = DEFAULT_TIMEOUT_S,
-                         interval: float = 0.02, what: str = "condition") -> T:
+                         what: str = "condition", *, interval: float = 0.02) -> T:
     """``wait_for`` for coroutines: ``predicate`` may be sync or async."""
     deadline = time.monotonic() + timeout
     while True:
@@ -59,3 +59,10 @@ def stays(predicate: Callable[[], object], duration: float, interval: float = 0.
             return False
         time.sleep(interval)
     return bool(predicate())
+
+
+def stops_growing(counter: Callable[[], int], quiet_s: float) -> bool:
+    """True when ``counter()`` does not change for ``quiet_s`` seconds: with ``wait_for``, "this
+    periodic activity has stopped" (a quiet spell longer than its period proves it)."""
+    value = counter()
+    return stays(lambda: counter() == value, quiet_s)

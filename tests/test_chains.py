@@ -227,12 +227,12 @@ def test_the_last_step_streams(start, upstream):
 
 def test_the_deadline_holds(start, upstream):
     srv = start(deadline=0.5)
-    upstream.json(completion('{"points": []}'), delay_s=3, times=1)
+    upstream.json(completion('{"points": []}'), delay_s=30, times=1)
     t0 = time.perf_counter()
     with pytest.raises(openai.APIStatusError) as info:
         sdk(srv).chat.completions.create(model="research", messages=[], extra_body={"variables": {"question": "q"}})
     elapsed = time.perf_counter() - t0
-    assert info.value.status_code == 504 and elapsed < 2.5
+    assert info.value.status_code == 504 and elapsed < 10  # the 0.5 s deadline, not the 30 s step
     err = info.value.body
     assert err["code"] == "chain_deadline_exceeded" and 'step 1 "outline"' in err["message"]
 

@@ -60,7 +60,7 @@ class Gate:
 
 
 class Slow:
-    def __init__(self, seconds: float = 1.0):
+    def __init__(self, seconds: float = 30.0):
         self.seconds = seconds
 
     async def before_request(self, ctx):
@@ -138,7 +138,7 @@ def test_failing_plugins_follow_on_error(upstream, make_gateway, plugin, kind, c
     upstream.json(CHAT)
     t0 = time.perf_counter()
     assert post(gw, key=None).status_code == 200
-    assert time.perf_counter() - t0 < 0.8  # the slow hook was cut off at its timeout
+    assert time.perf_counter() - t0 < 10  # the 30 s hook was cut off at its 50 ms timeout
     r = post(strict, key=None)
     assert r.status_code == 503 and r.json()["error"]["code"] == "plugin_failed"
     assert "plugin bug" not in r.text  # the exception text stays in the gateway

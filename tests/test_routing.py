@@ -262,7 +262,7 @@ def test_429_retry_after_beyond_the_cap_moves_on(make_gateway, two_upstreams):
     b.json(OK)
     t0 = time.perf_counter()
     r = post(gw)
-    assert r.headers["x-gateway-backend"] == "up-b" and time.perf_counter() - t0 < 2
+    assert r.headers["x-gateway-backend"] == "up-b" and time.perf_counter() - t0 < 10  # did not wait 30 s
     assert len(a.received) == 1
 
 
