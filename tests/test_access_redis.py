@@ -66,7 +66,7 @@ def test_rpm_tpm_and_budget_are_shared_by_two_instances(upstream, make_gateway, 
     assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded"
     r = post(gw1)
     assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded"
-    assert "$2.1000 spent" in r.json()["error"]["message"]
+    assert "$2.10 of $1.50 spent" in r.json()["error"]["message"]
     keys = redis_sync.Redis(port=redis_server.port).keys("*")
     assert keys and all(k.startswith(b"llmgw:{team-a-main}:") for k in keys)
     info = httpx.get(f"{gw2.url}/admin/access").json()
