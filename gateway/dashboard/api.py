@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
+from importlib.resources import files
 
 import orjson
 from aiohttp import web
@@ -39,7 +39,7 @@ from gateway.dashboard.sql import client_fetch
 from gateway.errors import error_body
 
 log = logging.getLogger("gateway.dashboard")
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = files("gateway.dashboard") / "static"  # package data
 _JSON = "application/json"
 _NO_STORE = {"Cache-Control": "no-store"}
 LOGIN_FAIL_DELAY_S = 0.5
