@@ -86,7 +86,7 @@ class TelemetrySettings(_Strict):
     ``retry_initial_ms`` / ``retry_max_ms``: exponential backoff between store retries.
     ``shutdown_timeout_s``: how long shutdown may spend flushing before it spools the rest.
     ``error_message_max``: characters of ``error_message`` kept. ``queries_dir``: extra folder
-    of saved ``*.sql`` queries (besides ``config/queries``).
+    of saved ``*.sql`` queries, searched before ``./config/queries`` and the shipped ones.
     """
 
     enabled: bool = True
