@@ -52,7 +52,7 @@ def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dic
     return resp.json()
 
 
-def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions) -> dict:
+def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, limits=None) -> dict:
     from gateway.dashboard.sql import client_fetch
     from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
     from gateway.telemetry.record import scrub_secrets
@@ -65,7 +65,7 @@ def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions) -> dict:
             raise DriftCheckError(
                 f"the embedded store {target.path} is held by a running process; check through it with "
                 "--url http://HOST:PORT (its /admin/dashboard/drift endpoint)")
-    client = ReadOnlyClient(settings, dsn)
+    client = ReadOnlyClient(settings, dsn, limits)
     try:
         return run_drift(client_fetch(client), filters, opts)
     except Exception as exc:
@@ -122,7 +122,7 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
         if result is None and url:
             raise DriftCheckError(f"no gateway answers at {url}")
     if result is None:
-        result = _direct(settings, store_dsn, filters, opts)
+        result = _direct(settings, store_dsn, filters, opts, snapshot.config.telemetry.queries)
     if fmt == "json":
         sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     else:
