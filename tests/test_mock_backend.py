@@ -169,6 +169,12 @@ def test_json_schema_and_json_object_answers_are_valid(gw):
         model="mock-gpt", messages=MSG, response_format=fmt, stream=True) if c.choices)
     assert streamed == resp.choices[0].message.content
 
+    cut = client.chat.completions.create(model="mock-gpt", messages=MSG, response_format=fmt, max_tokens=3)
+    assert cut.choices[0].finish_reason == "length" and len(cut.choices[0].message.content) == 12  # 3 tokens
+    assert resp.choices[0].message.content.startswith(cut.choices[0].message.content)
+    call = client.chat.completions.create(model="mock-gpt", messages=MSG, tools=TOOLS, max_completion_tokens=2)
+    assert call.choices[0].finish_reason == "length" and len(call.choices[0].message.tool_calls[0].function.arguments) == 8
+
     obj = client.chat.completions.create(model="mock-gpt", response_format={"type": "json_object"},
                                          messages=[{"role": "user", "content": "Answer in JSON."}])
     assert isinstance(json.loads(obj.choices[0].message.content), dict)
@@ -243,7 +249,9 @@ def test_base64_embeddings_are_little_endian_float32(gw):
     ({"messages": []}, "messages", "empty_array"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "invalid_value"),
     ({"messages": MSG, "n": 0}, "n", "integer_below_minimum"),
+    ({"messages": MSG, "n": 129}, "n", "integer_above_maximum"),
     ({"messages": MSG, "logprobs": True, "top_logprobs": 21}, "top_logprobs", "invalid_value"),
+    ({"messages": MSG, "top_logprobs": 2}, "top_logprobs", "invalid_value"),
     ({"messages": MSG, "tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
      "tool_choice", None),
     ({"messages": MSG, "tool_choice": "auto"}, "tool_choice", None),
@@ -256,6 +264,14 @@ def test_malformed_requests_get_openais_400(gw, body, param, code):
     assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code)
     with pytest.raises(openai.BadRequestError):
         sdk(gw).chat.completions.create(model="mock-gpt", stream=True, **body)
+
+
+def test_embedding_requests_the_api_refuses(gw):
+    for body, param in (({}, "input"), ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+                        ({"input": "x", "dimensions": 0}, "dimensions")):
+        with pytest.raises(openai.BadRequestError) as info:
+            sdk(gw).embeddings.create(model="mock-gpt", **{"input": None, **body})
+        assert info.value.body["param"] == param and info.value.body["type"] == "invalid_request_error"
 
 
 def test_role_error_names_the_role_and_stream_requests_get_json(gw):
