@@ -43,7 +43,9 @@ from gateway.pipeline import StageList
 from gateway.config.access import VirtualKey, all_keys, auth_mode
 from gateway.context import RequestContext
 from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitError, error_body
-from gateway.limits import TOO_LARGE, Limiter, LimitSpec, duration, estimate_tokens, rate_headers
+from gateway.limits import (
+    TOO_LARGE, Limiter, LimitSpec, budget_headers, duration, estimate_tokens, rate_headers, usd,
+)
 from gateway.plugins import PluginChain, load_plugins
 from gateway.pricing import PriceTable
 
@@ -124,6 +126,15 @@ class AccessPolicy:
         self.any_limits = any(p.limited for p in self.keys)
         self.prices = PriceTable(cfg.pricing)
         self.model_names = list(cfg.models)
+        self._models = frozenset(cfg.models)
+        # Rules with targets of their own serve the names their ``match.model`` glob accepts.
+        self._routed = tuple(r.match.model or "*" for r in cfg.routes if r.targets)
+
+    def model_exists(self, model: str) -> bool:
+        """Whether ``model`` names something this config serves (a public model, or a name a
+        routing rule with its own targets accepts): a key refused for a model that does not
+        exist is told so (404), not that it may not use it (403)."""
+        return model in self._models or any(fnmatch.fnmatchcase(model, p) for p in self._routed)
 
     def authenticate(self, headers) -> KeyPolicy:
         token = presented_key(headers)
@@ -162,8 +173,9 @@ def _limit_error(spec: LimitSpec, d, model: str) -> RateLimitError:
                               "Please retry when one has finished.", code="concurrency_limit_exceeded",
                               headers=headers)
     period, limit = ("day", spec.budget_day) if reason == "budget_day" else ("month", spec.budget_month)
+    headers.update(budget_headers(limit, d.spent, d.retry_after_s))
     return RateLimitError(
-        f"This key has used its budget of ${limit:.2f} per {period} (UTC; ${d.spent:.4f} spent). "
+        f"This key has used its budget per {period} (UTC): ${usd(d.spent)} of ${usd(limit)} spent. "
         f"It resets in {duration(d.retry_after_s)}.", type_="insufficient_quota", code="budget_exceeded",
         headers=headers)
 
@@ -326,13 +338,16 @@ class AccessLayer:
         if policy.mode != "keys":
             return await call_next(ctx)
         key = policy.authenticate(ctx.headers)
-        model = ctx.model_requested
-        if not key.allows(model):
-            raise PermissionDeniedError(f"This key may not use the model `{model}`.", param="model")
+        # The caller is known from here on: its row carries them whatever happens next (403, 429).
         ctx.tenant = key.tenant
         ctx.api_key_id = key.key_id
         if key.metadata is not None:
             ctx.metadata = {**ctx.metadata, **key.metadata} if ctx.metadata else dict(key.metadata)
+        model = ctx.model_requested
+        if not key.allows(model):
+            if not policy.model_exists(model):
+                raise ctx.runtime.unknown_model(model)
+            raise PermissionDeniedError(f"This key may not use the model `{model}`.", param="model")
         if not key.limited:
             ctx.access = Grant(key)
             return await call_next(ctx)

@@ -280,7 +280,7 @@ def test_budget_per_day_429_until_the_period_resets(upstream, make_gateway):
         sdk(gw).chat.completions.create(model="gpt-test", messages=MSG)
     body = info.value.body
     assert body["code"] == "budget_exceeded" and body["type"] == "insufficient_quota"
-    assert "$1.00 per day" in body["message"] and "$1.4000 spent" in body["message"]
+    assert "per day" in body["message"] and "$1.40 of $1.00 spent" in body["message"]
     retry = int(info.value.response.headers["retry-after"])
     now = time.gmtime()
     assert abs(retry - (86400 - (now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec))) < 5
@@ -302,7 +302,7 @@ def test_budget_counts_streamed_usage(upstream, make_gateway):
     assert chunks
     with pytest.raises(openai.RateLimitError) as info:
         sdk(gw).chat.completions.create(model="gpt-test", messages=MSG)
-    assert "per month" in info.value.body["message"] and "$1.1000 spent" in info.value.body["message"]
+    assert "per month" in info.value.body["message"] and "$1.10 of $1.00 spent" in info.value.body["message"]
 
 
 def test_rejected_and_failed_requests_do_not_spend_tokens(upstream, make_gateway):

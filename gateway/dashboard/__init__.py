@@ -16,6 +16,9 @@ queries, decoding answers), ``panels`` (each panel's figures), ``psi`` (drift st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 
 from gateway.config import ConfigSnapshot
@@ -23,9 +26,11 @@ from gateway.config import ConfigSnapshot
 __all__ = ["install_dashboard"]
 
 
-def install_dashboard(app: web.Application, snapshot: ConfigSnapshot) -> None:
+def install_dashboard(app: web.Application, snapshot: ConfigSnapshot,
+                      runtime: Callable[[], Any] = lambda: None) -> None:
     """Register the page, the JSON endpoints and the session middleware on ``app`` (after
-    ``install_access`` and ``install_telemetry``, before any catch-all route)."""
+    ``install_access`` and ``install_telemetry``, before any catch-all route). ``runtime()``:
+    the ``Runtime`` in force (models for drift, current prompt labels)."""
     from gateway.auth import ACCESS
     from gateway.dashboard.api import DashboardAPI
     from gateway.dashboard.session import session_middleware
@@ -37,6 +42,6 @@ def install_dashboard(app: web.Application, snapshot: ConfigSnapshot) -> None:
         layer = app.get(ACCESS)
         return layer.admin_key() if layer is not None else configured
 
-    DashboardAPI(lambda: app.get(QUERY_CLIENT), admin_key).routes(app)
+    DashboardAPI(lambda: app.get(QUERY_CLIENT), admin_key, runtime).routes(app)
     # Ahead of the access middleware, whose admin check honours a request marked admin-checked.
     app.middlewares.insert(0, session_middleware(admin_key))

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -88,11 +89,14 @@ Set an admin key to open the dashboard from another machine.</p></body></html>""
 
 class DashboardAPI:
     """The dashboard's handlers. ``query_client()``: the telemetry ``ReadOnlyClient`` (or
-    ``None``); ``admin_key()``: the admin key in force (``None``: loopback only)."""
+    ``None``); ``admin_key()``: the admin key in force (``None``: loopback only); ``runtime()``:
+    the ``Runtime`` in force (its models and prompt labels), or ``None``."""
 
-    def __init__(self, query_client: Callable[[], object | None], admin_key: Callable[[], str | None]):
+    def __init__(self, query_client: Callable[[], object | None], admin_key: Callable[[], str | None],
+                 runtime: Callable[[], Any] = lambda: None):
         self._client = query_client
         self._admin_key = admin_key
+        self._runtime = runtime
         self._page: tuple[str, str] | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -197,6 +201,8 @@ class DashboardAPI:
             data = await loop.run_in_executor(self._executor, partial(fn, client_fetch(client), filters, *args))
         except (FilterError, ValueError) as exc:
             return _error(400, str(exc), "bad_filter")
+        except drift.UnknownModelError as exc:
+            return _error(404, str(exc), exc.code)
         except Exception as exc:  # ClickHouse errors (store down, tables not created yet, …)
             from gateway.telemetry.record import scrub_secrets
             message = scrub_secrets(str(exc))[:1000] or type(exc).__name__
@@ -235,4 +241,6 @@ class DashboardAPI:
             now = int(at) / 1000 if at else None
         except (FilterError, ValueError) as exc:
             return _error(400, str(exc), "bad_filter")
-        return await self._run(request, lambda fetch, filters: drift.run_drift(fetch, filters, opts, now))
+        rt = self._runtime()
+        models = set(rt.snapshot.config.models) if rt is not None else None
+        return await self._run(request, lambda fetch, filters: drift.run_drift(fetch, filters, opts, now, models))
