@@ -10,11 +10,12 @@
   ``GET /admin/dashboard/request/{id}[?ts=ms]``, ``GET /admin/dashboard/drift``: JSON; range
   and filters from the query string (``filters.py``), figures from ``panels.py`` /
   ``drift.py``. Errors are OpenAI-shaped: 400 ``bad_filter``, 404 ``not_found``, 503
-  ``no_store`` / ``query_failed``.
+  ``no_store`` / ``query_failed`` / ``busy``.
 
-The queries run on one dedicated thread through the telemetry's ``ReadOnlyClient`` (the one
-``/admin/query`` uses; it serialises calls anyway), so the page's parallel requests never
-occupy the event loop's default executor.
+The queries run in the telemetry's ``dashboard`` query lane (``gateway.telemetry.lanes``): its
+own threads and connections, with the limits of ``telemetry.queries``, so panels never wait
+behind an ad-hoc ``/admin/query``; when the lane stays full for its ``queue_wait_s`` a panel
+gets 503 ``busy``, and a panel whose page went away has its query killed.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import hashlib
 import html
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 import orjson
@@ -38,9 +38,10 @@ from gateway.dashboard import drift, panels, session
 from gateway.dashboard.filters import FilterError, parse_filters
 from gateway.dashboard.sql import client_fetch
 from gateway.errors import error_body
+from gateway.telemetry.lanes import DASHBOARD, QueryBusy
 
 log = logging.getLogger("gateway.dashboard")
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = files("gateway.dashboard") / "static"  # package data
 _JSON = "application/json"
 _NO_STORE = {"Cache-Control": "no-store"}
 LOGIN_FAIL_DELAY_S = 0.5
@@ -109,7 +110,7 @@ def current_labels(runtime) -> dict[tuple[str, int], list[str]] | None:
 
 
 class DashboardAPI:
-    """The dashboard's handlers. ``query_client()``: the telemetry ``ReadOnlyClient`` (or
+    """The dashboard's handlers. ``query_client()``: the telemetry ``QueryLanes`` (or
     ``None``); ``admin_key()``: the admin key in force (``None``: loopback only); ``runtime()``:
     the ``Runtime`` in force (its models and prompt labels), or ``None``."""
 
@@ -119,7 +120,6 @@ class DashboardAPI:
         self._admin_key = admin_key
         self._runtime = runtime
         self._page: tuple[str, str] | None = None
-        self._executor: ThreadPoolExecutor | None = None
 
     # --- set-up ---------------------------------------------------------------------------
     def routes(self, app: web.Application) -> None:
@@ -135,13 +135,6 @@ class DashboardAPI:
         r.add_get("/admin/dashboard/requests", self.requests)
         r.add_get("/admin/dashboard/request/{id}", self.request_detail)
         r.add_get("/admin/dashboard/drift", self.drift)
-        app.cleanup_ctx.append(self._lifecycle)
-
-    async def _lifecycle(self, app: web.Application):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-query")
-        yield
-        executor, self._executor = self._executor, None
-        executor.shutdown(wait=False, cancel_futures=True)
 
     # --- the page --------------------------------------------------------------------------
     def _access(self, request: web.Request) -> str | None:
@@ -211,16 +204,17 @@ class DashboardAPI:
     async def _run(self, request: web.Request, fn, *args) -> web.Response:
         if (denied := check_admin(request, self._admin_key())) is not None:
             return denied
-        client = self._client()
-        if client is None:
+        lanes = self._client()
+        if lanes is None:
             return _error(503, "no telemetry store is configured", "no_store", "server_error")
         try:
             filters = parse_filters(request.query)
         except FilterError as exc:
             return _error(400, str(exc), "bad_filter")
-        loop = asyncio.get_running_loop()
         try:
-            data = await loop.run_in_executor(self._executor, partial(fn, client_fetch(client), filters, *args))
+            data = await lanes.lane(DASHBOARD).run(lambda client: fn(client_fetch(client), filters, *args))
+        except QueryBusy as exc:
+            return _error(503, str(exc), "busy", "server_error")
         except (FilterError, ValueError) as exc:
             return _error(400, str(exc), "bad_filter")
         except drift.UnknownModelError as exc:
