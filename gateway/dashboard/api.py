@@ -27,7 +27,7 @@ import html
 import logging
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 import orjson
@@ -41,7 +41,7 @@ from gateway.errors import error_body
 from gateway.telemetry.lanes import DASHBOARD, QueryBusy
 
 log = logging.getLogger("gateway.dashboard")
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = files("gateway.dashboard") / "static"  # package data
 _JSON = "application/json"
 _NO_STORE = {"Cache-Control": "no-store"}
 LOGIN_FAIL_DELAY_S = 0.5
