@@ -3,7 +3,7 @@
 ``GET /dashboard`` serves one self-contained page (no CDN: styles, the vendored uPlot 1.6.32
 charting library — MIT, ``static/uPlot.LICENSE`` — and the page's own script are inlined) whose
 panels read JSON from ``/admin/dashboard/…``. Those run fixed, parameterised, read-only SQL
-through the telemetry's ``ReadOnlyClient`` (the one behind ``/admin/query``), from the per-minute
+in the telemetry's ``dashboard`` query lane (``gateway.telemetry.lanes``), from the per-minute
 rollup where it suffices and from raw rows otherwise. Drift checks (PSI over quantile bins,
 finish-reason mix, error rate, feedback score) are also ``llm-gateway drift``. docs/dashboard.md
 describes the whole.
@@ -34,7 +34,7 @@ def install_dashboard(app: web.Application, snapshot: ConfigSnapshot,
     from gateway.auth import ACCESS
     from gateway.dashboard.api import DashboardAPI
     from gateway.dashboard.session import session_middleware
-    from gateway.telemetry import QUERY_CLIENT
+    from gateway.telemetry import QUERY_LANES
 
     configured = snapshot.config.server.admin_key or None
 
@@ -42,6 +42,6 @@ def install_dashboard(app: web.Application, snapshot: ConfigSnapshot,
         layer = app.get(ACCESS)
         return layer.admin_key() if layer is not None else configured
 
-    DashboardAPI(lambda: app.get(QUERY_CLIENT), admin_key, runtime).routes(app)
+    DashboardAPI(lambda: app.get(QUERY_LANES), admin_key, runtime).routes(app)
     # Ahead of the access middleware, whose admin check honours a request marked admin-checked.
     app.middlewares.insert(0, session_middleware(admin_key))

@@ -10,11 +10,12 @@
   ``GET /admin/dashboard/request/{id}[?ts=ms]``, ``GET /admin/dashboard/drift``: JSON; range
   and filters from the query string (``filters.py``), figures from ``panels.py`` /
   ``drift.py``. Errors are OpenAI-shaped: 400 ``bad_filter``, 404 ``not_found``, 503
-  ``no_store`` / ``query_failed``.
+  ``no_store`` / ``query_failed`` / ``busy``.
 
-The queries run on one dedicated thread through the telemetry's ``ReadOnlyClient`` (the one
-``/admin/query`` uses; it serialises calls anyway), so the page's parallel requests never
-occupy the event loop's default executor.
+The queries run in the telemetry's ``dashboard`` query lane (``gateway.telemetry.lanes``): its
+own threads and connections, with the limits of ``telemetry.queries``, so panels never wait
+behind an ad-hoc ``/admin/query``; when the lane stays full for its ``queue_wait_s`` a panel
+gets 503 ``busy``, and a panel whose page went away has its query killed.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import hashlib
 import html
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 import orjson
@@ -38,9 +38,10 @@ from gateway.dashboard import drift, panels, session
 from gateway.dashboard.filters import FilterError, parse_filters
 from gateway.dashboard.sql import client_fetch
 from gateway.errors import error_body
+from gateway.telemetry.lanes import DASHBOARD, QueryBusy
 
 log = logging.getLogger("gateway.dashboard")
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = files("gateway.dashboard") / "static"  # package data
 _JSON = "application/json"
 _NO_STORE = {"Cache-Control": "no-store"}
 LOGIN_FAIL_DELAY_S = 0.5
@@ -87,8 +88,29 @@ _FORBIDDEN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><titl
 Set an admin key to open the dashboard from another machine.</p></body></html>"""
 
 
+def current_labels(runtime) -> dict[tuple[str, int], list[str]] | None:
+    """The labels each prompt version has in the config in force: ``{(prompt, version):
+    ["production", "canary 10%", "latest"]}`` (an experiment label with its share of that
+    version; ``latest`` on the newest version). ``None`` without a runtime."""
+    registry = getattr(getattr(runtime, "snapshot", None), "prompts", None)
+    if registry is None:
+        return None
+    out: dict[tuple[str, int], list[str]] = {}
+    for prompt in registry.prompts.values():
+        for label in sorted(prompt.labels.values(), key=lambda x: x.name):
+            if label.version is not None:
+                out.setdefault((prompt.name, label.version), []).append(label.name)
+                continue
+            total = sum(w for _, w in label.arms) or 1
+            for version, weight in label.arms:
+                out.setdefault((prompt.name, version), []).append(f"{label.name} {weight / total * 100:g}%")
+        if prompt.versions:
+            out.setdefault((prompt.name, prompt.latest), []).append("latest")
+    return out
+
+
 class DashboardAPI:
-    """The dashboard's handlers. ``query_client()``: the telemetry ``ReadOnlyClient`` (or
+    """The dashboard's handlers. ``query_client()``: the telemetry ``QueryLanes`` (or
     ``None``); ``admin_key()``: the admin key in force (``None``: loopback only); ``runtime()``:
     the ``Runtime`` in force (its models and prompt labels), or ``None``."""
 
@@ -98,7 +120,6 @@ class DashboardAPI:
         self._admin_key = admin_key
         self._runtime = runtime
         self._page: tuple[str, str] | None = None
-        self._executor: ThreadPoolExecutor | None = None
 
     # --- set-up ---------------------------------------------------------------------------
     def routes(self, app: web.Application) -> None:
@@ -108,18 +129,12 @@ class DashboardAPI:
         r.add_post("/dashboard/logout", self.logout)
         for name, fn in (("options", panels.options), ("summary", panels.summary),
                          ("timeseries", panels.timeseries), ("usage", panels.usage), ("cache", panels.cache),
-                         ("backends", panels.backends), ("prompts", panels.prompts)):
+                         ("backends", panels.backends)):
             r.add_get(f"/admin/dashboard/{name}", partial(self._panel, fn))
+        r.add_get("/admin/dashboard/prompts", self.prompts)
         r.add_get("/admin/dashboard/requests", self.requests)
         r.add_get("/admin/dashboard/request/{id}", self.request_detail)
         r.add_get("/admin/dashboard/drift", self.drift)
-        app.cleanup_ctx.append(self._lifecycle)
-
-    async def _lifecycle(self, app: web.Application):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-query")
-        yield
-        executor, self._executor = self._executor, None
-        executor.shutdown(wait=False, cancel_futures=True)
 
     # --- the page --------------------------------------------------------------------------
     def _access(self, request: web.Request) -> str | None:
@@ -189,16 +204,17 @@ class DashboardAPI:
     async def _run(self, request: web.Request, fn, *args) -> web.Response:
         if (denied := check_admin(request, self._admin_key())) is not None:
             return denied
-        client = self._client()
-        if client is None:
+        lanes = self._client()
+        if lanes is None:
             return _error(503, "no telemetry store is configured", "no_store", "server_error")
         try:
             filters = parse_filters(request.query)
         except FilterError as exc:
             return _error(400, str(exc), "bad_filter")
-        loop = asyncio.get_running_loop()
         try:
-            data = await loop.run_in_executor(self._executor, partial(fn, client_fetch(client), filters, *args))
+            data = await lanes.lane(DASHBOARD).run(lambda client: fn(client_fetch(client), filters, *args))
+        except QueryBusy as exc:
+            return _error(503, str(exc), "busy", "server_error")
         except (FilterError, ValueError) as exc:
             return _error(400, str(exc), "bad_filter")
         except drift.UnknownModelError as exc:
@@ -214,6 +230,10 @@ class DashboardAPI:
 
     async def _panel(self, fn, request: web.Request) -> web.Response:
         return await self._run(request, fn)
+
+    async def prompts(self, request: web.Request) -> web.Response:
+        labels = current_labels(self._runtime())
+        return await self._run(request, lambda fetch, filters: panels.prompts(fetch, filters, labels))
 
     async def requests(self, request: web.Request) -> web.Response:
         kind = request.query.get("kind", "slowest")

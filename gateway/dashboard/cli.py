@@ -70,7 +70,7 @@ def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dic
     return resp.json()
 
 
-def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models) -> dict:
+def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models, limits=None) -> dict:
     from gateway.dashboard.sql import client_fetch
     from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
     from gateway.telemetry.record import scrub_secrets
@@ -83,7 +83,7 @@ def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models) ->
             raise DriftCheckError(
                 f"the embedded store {target.path} is held by a running process; check through it with "
                 "--url http://HOST:PORT (its /admin/dashboard/drift endpoint)")
-    client = ReadOnlyClient(settings, dsn)
+    client = ReadOnlyClient(settings, dsn, limits)
     try:
         return run_drift(client_fetch(client), filters, opts, models=models)
     except UnknownModelError as exc:
@@ -145,7 +145,8 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
         if result is None and url:
             raise DriftCheckError(f"no gateway answers at {url}")
     if result is None:
-        result = _direct(settings, store_dsn, filters, opts, set(snapshot.config.models))
+        result = _direct(settings, store_dsn, filters, opts, set(snapshot.config.models),
+                         snapshot.config.telemetry.queries)
     if fmt == "json":
         sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     else:
