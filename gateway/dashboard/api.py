@@ -88,6 +88,27 @@ _FORBIDDEN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><titl
 Set an admin key to open the dashboard from another machine.</p></body></html>"""
 
 
+def current_labels(runtime) -> dict[tuple[str, int], list[str]] | None:
+    """The labels each prompt version has in the config in force: ``{(prompt, version):
+    ["production", "canary 10%", "latest"]}`` (an experiment label with its share of that
+    version; ``latest`` on the newest version). ``None`` without a runtime."""
+    registry = getattr(getattr(runtime, "snapshot", None), "prompts", None)
+    if registry is None:
+        return None
+    out: dict[tuple[str, int], list[str]] = {}
+    for prompt in registry.prompts.values():
+        for label in sorted(prompt.labels.values(), key=lambda x: x.name):
+            if label.version is not None:
+                out.setdefault((prompt.name, label.version), []).append(label.name)
+                continue
+            total = sum(w for _, w in label.arms) or 1
+            for version, weight in label.arms:
+                out.setdefault((prompt.name, version), []).append(f"{label.name} {weight / total * 100:g}%")
+        if prompt.versions:
+            out.setdefault((prompt.name, prompt.latest), []).append("latest")
+    return out
+
+
 class DashboardAPI:
     """The dashboard's handlers. ``query_client()``: the telemetry ``QueryLanes`` (or
     ``None``); ``admin_key()``: the admin key in force (``None``: loopback only); ``runtime()``:
@@ -108,8 +129,9 @@ class DashboardAPI:
         r.add_post("/dashboard/logout", self.logout)
         for name, fn in (("options", panels.options), ("summary", panels.summary),
                          ("timeseries", panels.timeseries), ("usage", panels.usage), ("cache", panels.cache),
-                         ("backends", panels.backends), ("prompts", panels.prompts)):
+                         ("backends", panels.backends)):
             r.add_get(f"/admin/dashboard/{name}", partial(self._panel, fn))
+        r.add_get("/admin/dashboard/prompts", self.prompts)
         r.add_get("/admin/dashboard/requests", self.requests)
         r.add_get("/admin/dashboard/request/{id}", self.request_detail)
         r.add_get("/admin/dashboard/drift", self.drift)
@@ -208,6 +230,10 @@ class DashboardAPI:
 
     async def _panel(self, fn, request: web.Request) -> web.Response:
         return await self._run(request, fn)
+
+    async def prompts(self, request: web.Request) -> web.Response:
+        labels = current_labels(self._runtime())
+        return await self._run(request, lambda fetch, filters: panels.prompts(fetch, filters, labels))
 
     async def requests(self, request: web.Request) -> web.Response:
         kind = request.query.get("kind", "slowest")
