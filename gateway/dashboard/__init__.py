@@ -11,7 +11,7 @@ describes the whole.
 Modules: ``filters`` (range and filters → SQL conditions with parameters), ``sql`` (running
 queries, decoding answers), ``panels`` (each panel's figures), ``psi`` (drift statistics, pure),
 ``drift`` (the drift checks), ``session`` (the admin key as an HttpOnly session cookie),
-``api`` (handlers), ``cli`` (``llm-gateway drift``).
+``revocations`` (signed-out sessions), ``api`` (handlers), ``cli`` (``llm-gateway drift``).
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from gateway.config import ConfigSnapshot
 __all__ = ["install_dashboard"]
 
 
-def install_dashboard(app: web.Application, snapshot: ConfigSnapshot) -> None:
+def install_dashboard(app: web.Application, snapshot: ConfigSnapshot, data_dir: str | None = None) -> None:
     """Register the page, the JSON endpoints and the session middleware on ``app`` (after
-    ``install_access`` and ``install_telemetry``, before any catch-all route)."""
+    ``install_access`` and ``install_telemetry``, before any catch-all route). Sign-outs are
+    recorded under the telemetry data folder (``data_dir`` overrides it), shared by workers."""
     from gateway.auth import ACCESS
     from gateway.dashboard.api import DashboardAPI
-    from gateway.dashboard.session import session_middleware
+    from gateway.dashboard.revocations import Revocations
+    from gateway.dashboard.session import Sessions, session_middleware
     from gateway.telemetry import QUERY_CLIENT
 
     configured = snapshot.config.server.admin_key or None
@@ -37,6 +39,8 @@ def install_dashboard(app: web.Application, snapshot: ConfigSnapshot) -> None:
         layer = app.get(ACCESS)
         return layer.admin_key() if layer is not None else configured
 
-    DashboardAPI(lambda: app.get(QUERY_CLIENT), admin_key).routes(app)
+    folder = snapshot.config.telemetry.resolved_data_dir(data_dir)
+    sessions = Sessions(admin_key, Revocations(folder / "dashboard" / "revoked-sessions"))
+    DashboardAPI(lambda: app.get(QUERY_CLIENT), admin_key, sessions).routes(app)
     # Ahead of the access middleware, whose admin check honours a request marked admin-checked.
-    app.middlewares.insert(0, session_middleware(admin_key))
+    app.middlewares.insert(0, session_middleware(sessions))
