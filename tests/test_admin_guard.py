@@ -214,11 +214,15 @@ def test_cors_origins_get_preflights_and_allow_origin(upstream, make_gateway):
 def test_bad_cors_and_proxy_settings_are_config_errors(upstream):
     from gateway.config import ConfigError
 
-    for server, where in (('cors_origins: ["*"]', "cors_origins"), ('cors_origins: ["https://a.example/x"]', "cors_origins"),
-                          ('trusted_proxies: ["10.0.0.300/8"]', "trusted_proxies")):
+    for server, expected in (('cors_origins: ["*"]', "server.cors_origins: '*' is not an origin"),
+                             ('cors_origins: ["https://a.example/x"]', "is not an origin: scheme://host[:port]"),
+                             ('trusted_proxies: ["10.0.0.300/8"]',
+                              "server.trusted_proxies: '10.0.0.300/8' is not an IP address or CIDR")):
         with pytest.raises(ConfigError) as info:
             parse_config(config(upstream.url, server))
-        assert f"server.{where}" in str(info.value)
+        assert expected in str(info.value)
+    assert parse_config(config(upstream.url, 'cors_origins: ["HTTPS://App.Example.com/"]')).config.server.cors_origins \
+        == ["https://app.example.com"]
 
 
 # --- the dashboard session -------------------------------------------------------------------------

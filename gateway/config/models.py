@@ -272,7 +272,7 @@ class ServerSettings(_Strict):
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
         for item in value:
-            if not re.fullmatch(r"https?://[^/?#\s*]+/?", item):
+            if not re.fullmatch(r"https?://[^/?#\s*]+/?", item, re.IGNORECASE):
                 raise ValueError(f"{item!r} is not an origin: scheme://host[:port], no path, no wildcard "
                                  "(e.g. https://app.example.com)")
         return [item.rstrip("/").lower() for item in value]
