@@ -150,7 +150,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     # Telemetry sink (a finisher) and /admin/* routes, registered before the catch-all route.
     install_telemetry(app, snapshot, finishers, data_dir=data_dir, tokens=tokens)
     # GET /dashboard and /admin/dashboard/* (ops page, drift), reading the telemetry store.
-    install_dashboard(app, snapshot, data_dir=data_dir)
+    install_dashboard(app, snapshot, lambda: holder.current, data_dir=data_dir)
     # Traces, GET /metrics, the access log: a request hook and a finisher (docs/observability.md).
     install_observability(app, snapshot, handlers, finishers, install_hooks, lambda: holder.current, health,
                           lambda: app.get(WATCHER))
@@ -172,6 +172,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     r.add_get("/readyz", readyz)
     r.add_get("/v1/models", handlers.list_models)
     r.add_get("/v1/models/{model:.+}", handlers.get_model)
-    r.add_route("*", "/v1/{endpoint:.+}", handlers.proxy)
-    r.add_route("*", "/{tail:.*}", handlers.not_found)
+    # [\s\S], not ".": a path with an encoded line break must still reach these handlers (and
+    # get their 404 in OpenAI's shape), not aiohttp's plain-text one.
+    r.add_route("*", r"/v1/{endpoint:[\s\S]+}", handlers.proxy)
+    r.add_route("*", r"/{tail:[\s\S]*}", handlers.not_found)
     return app

@@ -7,7 +7,8 @@ needs them, so a gateway without keys and plugins pays nothing:
 
 - the **access stage** (first of all stages) when ``auth.mode`` is ``keys``: looks the client's
   key up by its SHA-256 (``Authorization: Bearer``, ``api-key`` or ``x-api-key``), answers 401
-  for a missing/unknown/disabled key and 403 for a model outside the key's globs, sets
+  for a missing/unknown/disabled key, 403 for a path outside the key's ``endpoints`` globs
+  (``endpoint_not_allowed``) or a model outside its ``models`` globs, sets
   ``ctx.tenant``, ``ctx.api_key_id`` (the key's id, never the key) and the key's metadata,
   then admits the request against its limits (429 with ``Retry-After`` and OpenAI's
   ``x-ratelimit-*`` headers, which also go on every answer through ``ctx.response_headers``)
@@ -45,7 +46,9 @@ from gateway.pipeline import StageList
 from gateway.config.access import VirtualKey, all_keys, auth_mode
 from gateway.context import RequestContext
 from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitError
-from gateway.limits import TOO_LARGE, Limiter, LimitSpec, duration, estimate_tokens, rate_headers
+from gateway.limits import (
+    TOO_LARGE, Limiter, LimitSpec, budget_headers, duration, estimate_tokens, rate_headers, usd,
+)
 from gateway.plugins import PluginChain, load_plugins
 from gateway.pricing import PriceTable
 
@@ -78,7 +81,8 @@ def presented_key(headers) -> str:
 class KeyPolicy:
     """A ``VirtualKey`` compiled for the request path."""
 
-    __slots__ = ("key_id", "tenant", "metadata", "spec", "limited", "_patterns", "_allowed", "disabled")
+    __slots__ = ("key_id", "tenant", "metadata", "spec", "limited", "_patterns", "_allowed", "disabled",
+                 "endpoints", "_endpoint_ok")
 
     def __init__(self, key: VirtualKey):
         self.key_id = key.key_id
@@ -91,6 +95,8 @@ class KeyPolicy:
         self._patterns = tuple(key.models)
         self._allowed: dict[str, bool] = {}
         self.disabled = key.disabled
+        self.endpoints = key.endpoint_patterns
+        self._endpoint_ok: dict[str, bool] = {}
 
     def allows(self, model: str) -> bool:
         ok = self._allowed.get(model)
@@ -98,6 +104,15 @@ class KeyPolicy:
             ok = any(fnmatch.fnmatchcase(model, p) for p in self._patterns)
             if len(self._allowed) < 4096:
                 self._allowed[model] = ok
+        return ok
+
+    def allows_endpoint(self, endpoint: str) -> bool:
+        """Whether the path below ``/v1/`` matches one of the key's ``endpoints`` globs."""
+        ok = self._endpoint_ok.get(endpoint)
+        if ok is None:
+            ok = any(fnmatch.fnmatchcase(endpoint, p) for p in self.endpoints)
+            if len(self._endpoint_ok) < 1024:
+                self._endpoint_ok[endpoint] = ok
         return ok
 
 
@@ -126,6 +141,15 @@ class AccessPolicy:
         self.any_limits = any(p.limited for p in self.keys)
         self.prices = PriceTable(cfg.pricing)
         self.model_names = list(cfg.models)
+        self._models = frozenset(cfg.models)
+        # Rules with targets of their own serve the names their ``match.model`` glob accepts.
+        self._routed = tuple(r.match.model or "*" for r in cfg.routes if r.targets)
+
+    def model_exists(self, model: str) -> bool:
+        """Whether ``model`` names something this config serves (a public model, or a name a
+        routing rule with its own targets accepts): a key refused for a model that does not
+        exist is told so (404), not that it may not use it (403)."""
+        return model in self._models or any(fnmatch.fnmatchcase(model, p) for p in self._routed)
 
     def authenticate(self, headers) -> KeyPolicy:
         token = presented_key(headers)
@@ -164,8 +188,9 @@ def _limit_error(spec: LimitSpec, d, model: str) -> RateLimitError:
                               "Please retry when one has finished.", code="concurrency_limit_exceeded",
                               headers=headers)
     period, limit = ("day", spec.budget_day) if reason == "budget_day" else ("month", spec.budget_month)
+    headers.update(budget_headers(limit, d.spent, d.retry_after_s))
     return RateLimitError(
-        f"This key has used its budget of ${limit:.2f} per {period} (UTC; ${d.spent:.4f} spent). "
+        f"This key has used its budget per {period} (UTC): ${usd(d.spent)} of ${usd(limit)} spent. "
         f"It resets in {duration(d.retry_after_s)}.", type_="insufficient_quota", code="budget_exceeded",
         headers=headers)
 
@@ -307,13 +332,21 @@ class AccessLayer:
         if policy.mode != "keys":
             return await call_next(ctx)
         key = policy.authenticate(ctx.headers)
-        model = ctx.model_requested
-        if not key.allows(model):
-            raise PermissionDeniedError(f"This key may not use the model `{model}`.", param="model")
+        # The caller is known from here on: its row carries them whatever happens next (403, 429).
         ctx.tenant = key.tenant
         ctx.api_key_id = key.key_id
         if key.metadata is not None:
             ctx.metadata = {**ctx.metadata, **key.metadata} if ctx.metadata else dict(key.metadata)
+        if not key.allows_endpoint(ctx.endpoint):
+            # Before the model and the limits: the backend's key must not reach account or
+            # server-admin paths for a key that was not given them.
+            raise PermissionDeniedError(f"This key may not use the endpoint /v1/{ctx.endpoint}. Ask your gateway "
+                                        "admin to add it to the key's `endpoints`.", code="endpoint_not_allowed")
+        model = ctx.model_requested
+        if not key.allows(model):
+            if not policy.model_exists(model):
+                raise ctx.runtime.unknown_model(model)
+            raise PermissionDeniedError(f"This key may not use the model `{model}`.", param="model")
         if not key.limited:
             ctx.access = Grant(key)
             return await call_next(ctx)
@@ -395,7 +428,7 @@ class AccessLayer:
         keys = []
         for k, p in zip(all_keys(policy.snapshot.config), policy.keys):
             entry: dict[str, Any] = {"id": p.key_id, "tenant": p.tenant, "models": list(k.models),
-                                     "disabled": k.disabled}
+                                     "endpoints": list(p.endpoints), "disabled": k.disabled}
             for name in ("rpm", "tpm", "max_concurrent"):
                 if getattr(k, name) is not None:
                     entry[name] = getattr(k, name)

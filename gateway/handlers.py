@@ -23,6 +23,7 @@ from gateway.errors import (
     GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError, StreamTruncatedError,
     UpstreamError, UpstreamTimeoutError, error_body,
 )
+from gateway.paths import clean_endpoint, unknown_url
 from gateway.pipeline import Stage, compose
 from gateway.routing.attempts import run_attempts
 from gateway.sse import encode_data_event
@@ -109,6 +110,9 @@ class ProxyHandlers:
     # --- the proxy -------------------------------------------------------------------
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         """``/v1/{endpoint}``: chat/completions, completions, embeddings and pass-through paths."""
+        if not clean_endpoint(request.raw_path):  # checked on the bytes as sent, before any decoding
+            return self._error_response(unknown_url(request.method, request.raw_path),
+                                        request.headers.get("x-request-id") or str(uuid.uuid4()))
         endpoint = request.match_info["endpoint"]
         ctx = _new_context(request, endpoint)
         if self.on_request is not None:
@@ -253,7 +257,7 @@ class ProxyHandlers:
         ctx.t_upstream_start = time.perf_counter()
         try:
             outcome = await run_attempts(plan, ctx, body_for, rt.forwarded_headers(request.headers),
-                                         request.query_string, stream, rt.router.rng)
+                                         request.rel_url.raw_query_string, stream, rt.router.rng)
         finally:
             ctx.route_candidates = plan.provenance()
         client = outcome.candidate.client

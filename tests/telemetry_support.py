@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.polling import wait_for  # noqa: F401 - the suite's one poll helper, used with these
+
 REPO = Path(__file__).resolve().parent.parent
 os.environ["TZ"] = "UTC"
 time.tzset()
@@ -83,18 +85,6 @@ telemetry:
   retry_max_ms: {retry_max_ms}
   queue_max: {queue_max}
 {extra}"""
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
-    """Poll ``predicate()`` until truthy; returns its value or fails the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def free_port() -> int:

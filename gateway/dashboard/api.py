@@ -11,11 +11,12 @@
   ``GET /admin/dashboard/request/{id}[?ts=ms]``, ``GET /admin/dashboard/drift``: JSON; range
   and filters from the query string (``filters.py``), figures from ``panels.py`` /
   ``drift.py``. Errors are OpenAI-shaped: 400 ``bad_filter``, 404 ``not_found``, 503
-  ``no_store`` / ``query_failed``.
+  ``no_store`` / ``query_failed`` / ``busy``.
 
-The queries run on one dedicated thread through the telemetry's ``ReadOnlyClient`` (the one
-``/admin/query`` uses; it serialises calls anyway), so the page's parallel requests never
-occupy the event loop's default executor.
+The queries run in the telemetry's ``dashboard`` query lane (``gateway.telemetry.lanes``): its
+own threads and connections, with the limits of ``telemetry.queries``, so panels never wait
+behind an ad-hoc ``/admin/query``; when the lane stays full for its ``queue_wait_s`` a panel
+gets 503 ``busy``, and a panel whose page went away has its query killed.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import hashlib
 import html
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -40,6 +41,7 @@ from gateway.dashboard.filters import FilterError, parse_filters
 from gateway.dashboard.session import Sessions
 from gateway.dashboard.sql import client_fetch
 from gateway.errors import error_body
+from gateway.telemetry.lanes import DASHBOARD, QueryBusy
 
 log = logging.getLogger("gateway.dashboard")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -90,17 +92,18 @@ Set <code>server.admin_key</code> to open the dashboard from elsewhere.</p></bod
 
 
 class DashboardAPI:
-    """The dashboard's handlers. ``query_client()``: the telemetry ``ReadOnlyClient`` (or
+    """The dashboard's handlers. ``query_client()``: the telemetry ``QueryLanes`` (or
     ``None``); ``admin_key()``: the admin key in force (``None``: local requests only);
-    ``sessions``: the session cookies (``session.Sessions``)."""
+    ``sessions``: the session cookies (``session.Sessions``); ``runtime()``: the ``Runtime`` in
+    force (its models and prompt labels), or ``None``."""
 
     def __init__(self, query_client: Callable[[], object | None], admin_key: Callable[[], str | None],
-                 sessions: Sessions):
+                 sessions: Sessions, runtime: Callable[[], Any] = lambda: None):
         self._client = query_client
         self._admin_key = admin_key
         self._sessions = sessions
+        self._runtime = runtime
         self._page: tuple[str, str] | None = None
-        self._executor: ThreadPoolExecutor | None = None
 
     # --- set-up ---------------------------------------------------------------------------
     def routes(self, app: web.Application) -> None:
@@ -115,13 +118,6 @@ class DashboardAPI:
         r.add_get("/admin/dashboard/requests", self.requests)
         r.add_get("/admin/dashboard/request/{id}", self.request_detail)
         r.add_get("/admin/dashboard/drift", self.drift)
-        app.cleanup_ctx.append(self._lifecycle)
-
-    async def _lifecycle(self, app: web.Application):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-query")
-        yield
-        executor, self._executor = self._executor, None
-        executor.shutdown(wait=False, cancel_futures=True)
 
     # --- the page --------------------------------------------------------------------------
     async def _access(self, request: web.Request) -> str | web.Response | None:
@@ -203,18 +199,21 @@ class DashboardAPI:
     async def _run(self, request: web.Request, fn, *args) -> web.Response:
         if (denied := check_admin(request, self._admin_key())) is not None:
             return denied
-        client = self._client()
-        if client is None:
+        lanes = self._client()
+        if lanes is None:
             return _error(503, "no telemetry store is configured", "no_store", "server_error")
         try:
             filters = parse_filters(request.query)
         except FilterError as exc:
             return _error(400, str(exc), "bad_filter")
-        loop = asyncio.get_running_loop()
         try:
-            data = await loop.run_in_executor(self._executor, partial(fn, client_fetch(client), filters, *args))
+            data = await lanes.lane(DASHBOARD).run(lambda client: fn(client_fetch(client), filters, *args))
+        except QueryBusy as exc:
+            return _error(503, str(exc), "busy", "server_error")
         except (FilterError, ValueError) as exc:
             return _error(400, str(exc), "bad_filter")
+        except drift.UnknownModelError as exc:
+            return _error(404, str(exc), exc.code)
         except Exception as exc:  # ClickHouse errors (store down, tables not created yet, …)
             from gateway.telemetry.record import scrub_secrets
             message = scrub_secrets(str(exc))[:1000] or type(exc).__name__
@@ -253,4 +252,6 @@ class DashboardAPI:
             now = int(at) / 1000 if at else None
         except (FilterError, ValueError) as exc:
             return _error(400, str(exc), "bad_filter")
-        return await self._run(request, lambda fetch, filters: drift.run_drift(fetch, filters, opts, now))
+        rt = self._runtime()
+        models = set(rt.snapshot.config.models) if rt is not None else None
+        return await self._run(request, lambda fetch, filters: drift.run_drift(fetch, filters, opts, now, models))

@@ -6,7 +6,8 @@
 
 Modules: ``record`` (the row), ``sink`` (queue, writer thread, spool/replay), ``spool``
 (batch files), ``clickhouse`` (connections, inserts, read-only queries), ``schema``
-(migrations), ``queries`` (saved queries, read-only checks).
+(migrations), ``queries`` (saved queries, read-only checks), ``lanes`` (ops queries: limits,
+concurrency, cancellation).
 
 Set ``telemetry.enabled: false`` or the environment variable ``LLM_GATEWAY_TELEMETRY=off`` to
 run without a sink.
@@ -26,7 +27,8 @@ from aiohttp import web
 from gateway.admin import AdminAPI
 from gateway.config import ConfigSnapshot
 from gateway.pricing import PriceTable
-from gateway.telemetry.clickhouse import ClickHouseStore, ReadOnlyClient, parse_dsn
+from gateway.telemetry.clickhouse import ClickHouseStore, parse_dsn
+from gateway.telemetry.lanes import QueryLanes
 from gateway.telemetry.record import RowBuilder
 from gateway.telemetry.sink import TelemetrySink
 from gateway.telemetry.spool import Spool
@@ -35,11 +37,11 @@ from gateway.tokens import TokenCounter
 log = logging.getLogger("gateway.telemetry")
 
 SINK = web.AppKey("telemetry_sink", TelemetrySink)
-QUERY_CLIENT = web.AppKey("telemetry_query_client", ReadOnlyClient)
+QUERY_LANES = web.AppKey("telemetry_query_lanes", QueryLanes)
 TELEMETRY_ENV = "LLM_GATEWAY_TELEMETRY"
 STARTUP_WAIT_S = 3.0
 
-__all__ = ["SINK", "QUERY_CLIENT", "TelemetrySink", "build_sink", "embedded_store_conflict", "install_telemetry",
+__all__ = ["SINK", "QUERY_LANES", "TelemetrySink", "build_sink", "embedded_store_conflict", "install_telemetry",
            "telemetry_enabled"]
 
 
@@ -91,8 +93,8 @@ def install_telemetry(app: web.Application, snapshot: ConfigSnapshot, finishers:
     ddir = t.resolved_data_dir(str(data_dir) if data_dir else None)
     dsn = t.resolved_dsn(ddir)
     parse_dsn(dsn, t.clickhouse.database)  # fail at build time on a malformed DSN
-    query_client = ReadOnlyClient(t.clickhouse, dsn)
-    app[QUERY_CLIENT] = query_client
+    lanes = QueryLanes(t.clickhouse, dsn, t.queries)
+    app[QUERY_LANES] = lanes
     sink: TelemetrySink | None = None
     if telemetry_enabled(snapshot):
         sink = build_sink(snapshot, data_dir=ddir, tokens=tokens)
@@ -110,7 +112,7 @@ def install_telemetry(app: web.Application, snapshot: ConfigSnapshot, finishers:
         yield
         if sink is not None:
             await asyncio.to_thread(sink.close)
-        await asyncio.to_thread(query_client.close)
+        await asyncio.to_thread(lanes.close)
 
     app.cleanup_ctx.append(lifecycle)
-    AdminAPI(cfg.server.admin_key, lambda: sink, lambda: query_client, t.queries_dir).routes(app)
+    AdminAPI(cfg.server.admin_key, lambda: sink, lambda: lanes, t.queries_dir).routes(app)
