@@ -20,6 +20,7 @@ def _load(path: str | None) -> ConfigSnapshot:
 
 
 @click.group()
+@click.version_option(package_name="llm-gateway", prog_name="llm-gateway")
 @click.option("--log-level", default=None, help="Python logging level (default: observability.logging.level "
               "of serve's config, else INFO).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None,

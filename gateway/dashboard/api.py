@@ -28,7 +28,7 @@ import html
 import logging
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 import orjson
@@ -44,7 +44,7 @@ from gateway.errors import error_body
 from gateway.telemetry.lanes import DASHBOARD, QueryBusy
 
 log = logging.getLogger("gateway.dashboard")
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = files("gateway.dashboard") / "static"  # package data
 _JSON = "application/json"
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -91,6 +91,27 @@ machine to <code>http://localhost</code>, <code>127.0.0.1</code> or <code>[::1]<
 Set <code>server.admin_key</code> to open the dashboard from elsewhere.</p></body></html>"""
 
 
+def current_labels(runtime) -> dict[tuple[str, int], list[str]] | None:
+    """The labels each prompt version has in the config in force: ``{(prompt, version):
+    ["production", "canary 10%", "latest"]}`` (an experiment label with its share of that
+    version; ``latest`` on the newest version). ``None`` without a runtime."""
+    registry = getattr(getattr(runtime, "snapshot", None), "prompts", None)
+    if registry is None:
+        return None
+    out: dict[tuple[str, int], list[str]] = {}
+    for prompt in registry.prompts.values():
+        for label in sorted(prompt.labels.values(), key=lambda x: x.name):
+            if label.version is not None:
+                out.setdefault((prompt.name, label.version), []).append(label.name)
+                continue
+            total = sum(w for _, w in label.arms) or 1
+            for version, weight in label.arms:
+                out.setdefault((prompt.name, version), []).append(f"{label.name} {weight / total * 100:g}%")
+        if prompt.versions:
+            out.setdefault((prompt.name, prompt.latest), []).append("latest")
+    return out
+
+
 class DashboardAPI:
     """The dashboard's handlers. ``query_client()``: the telemetry ``QueryLanes`` (or
     ``None``); ``admin_key()``: the admin key in force (``None``: local requests only);
@@ -113,8 +134,9 @@ class DashboardAPI:
         r.add_post("/dashboard/logout", self.logout)
         for name, fn in (("options", panels.options), ("summary", panels.summary),
                          ("timeseries", panels.timeseries), ("usage", panels.usage), ("cache", panels.cache),
-                         ("backends", panels.backends), ("prompts", panels.prompts)):
+                         ("backends", panels.backends)):
             r.add_get(f"/admin/dashboard/{name}", partial(self._panel, fn))
+        r.add_get("/admin/dashboard/prompts", self.prompts)
         r.add_get("/admin/dashboard/requests", self.requests)
         r.add_get("/admin/dashboard/request/{id}", self.request_detail)
         r.add_get("/admin/dashboard/drift", self.drift)
@@ -225,6 +247,10 @@ class DashboardAPI:
 
     async def _panel(self, fn, request: web.Request) -> web.Response:
         return await self._run(request, fn)
+
+    async def prompts(self, request: web.Request) -> web.Response:
+        labels = current_labels(self._runtime())
+        return await self._run(request, lambda fetch, filters: panels.prompts(fetch, filters, labels))
 
     async def requests(self, request: web.Request) -> web.Response:
         kind = request.query.get("kind", "slowest")
