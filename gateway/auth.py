@@ -400,11 +400,12 @@ class AccessLayer:
     # --- /v1/models and /admin/access ------------------------------------------------------
     def route_key(self, request: web.Request) -> tuple[KeyPolicy | None, web.Response | None]:
         """A ``/v1`` route outside the pipeline in ``keys`` mode: ``(key, None)``, or ``(None,
-        401/403 answer)`` (``/v1/models/{id}`` of a model the key may not use: 403)."""
+        401/403 answer)`` (``/v1/models/{id}`` of a model the key may not use: 403; of one that
+        does not exist: the handler's 404, as for any caller)."""
         try:
             key = self.policy.authenticate(request.headers)
             name = request.match_info.get("model")
-            if name is not None and not key.allows(name):
+            if name is not None and not key.allows(name) and self.policy.model_exists(name):
                 raise PermissionDeniedError(f"This key may not use the model `{name}`.", param="model")
         except (AuthenticationError, PermissionDeniedError) as exc:
             rid = request.headers.get("x-request-id") or str(uuid.uuid4())
