@@ -152,7 +152,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     # Telemetry sink (a finisher) and /admin/* routes, registered before the catch-all route.
     install_telemetry(app, snapshot, finishers, data_dir=data_dir, tokens=tokens, install_hooks=install_hooks)
     # GET /dashboard and /admin/dashboard/* (ops page, drift), reading the telemetry store.
-    install_dashboard(app, snapshot, lambda: holder.current)
+    install_dashboard(app, snapshot, lambda: holder.current, data_dir=data_dir)
     # Traces, GET /metrics, the access log: a request hook and a finisher (docs/observability.md).
     install_observability(app, snapshot, handlers, finishers, install_hooks, lambda: holder.current, health,
                           lambda: app.get(WATCHER))
