@@ -8,7 +8,9 @@
 - ``POST /admin/query``: ``{"sql": "..."}`` or ``{"saved": "latency-by-model"}``, optional
   ``"params": {...}`` and ``"format"`` (``table``, ``json``, ``jsonl``, ``csv``, ``tsv``);
   answers the result as ClickHouse renders it. Read-only: one ``SELECT``/``WITH``/``SHOW``/
-  ``DESCRIBE``/``EXPLAIN``/``EXISTS`` statement, run with ``readonly=1``.
+  ``DESCRIBE``/``EXPLAIN``/``EXISTS`` statement, run with ``readonly=1`` and the limits of
+  ``telemetry.queries`` in the ``adhoc`` lane (503 ``busy`` when it stays full; a query whose
+  client disconnects is killed).
 
 Access: ``Authorization: Bearer <server.admin_key>``. With no admin key configured the
 endpoints answer loopback clients only (127.0.0.0/8, ::1) — behind a reverse proxy on the
@@ -27,6 +29,7 @@ from aiohttp import web
 
 from gateway.auth import check_admin
 from gateway.errors import error_body
+from gateway.telemetry.lanes import ADHOC, QueryBusy
 from gateway.telemetry.queries import QueryRejected, clickhouse_format, resolve, saved_queries
 
 log = logging.getLogger("gateway.admin")
@@ -41,8 +44,8 @@ class AdminAPI:
     """The admin handlers.
 
     ``admin_key``: the configured key (``None``: loopback only). ``sink``: returns the
-    ``TelemetrySink`` or ``None`` when telemetry is off. ``query_client``: returns a
-    ``ReadOnlyClient`` (or ``None``). ``queries_dir``: extra saved-query folder.
+    ``TelemetrySink`` or ``None`` when telemetry is off. ``query_client``: returns the
+    ``QueryLanes`` (or ``None``). ``queries_dir``: extra saved-query folder.
     """
 
     def __init__(self, admin_key: str | None, sink: Callable[[], object | None],
@@ -71,7 +74,9 @@ class AdminAPI:
         sink = self._sink()
         if sink is None:
             return web.json_response({"enabled": False})
-        return web.json_response({"enabled": True, **sink.stats()})
+        lanes = self._query_client()
+        queries = {"queries": lanes.stats()} if lanes is not None else {}
+        return web.json_response({"enabled": True, **sink.stats(), **queries})
 
     async def flush(self, request: web.Request) -> web.Response:
         if (denied := self._denied(request)) is not None:
@@ -114,7 +119,9 @@ class AdminAPI:
         if client is None:
             return _error(503, "no telemetry store is configured", "no_store", "server_error")
         try:
-            data = await asyncio.to_thread(client.query, sql, fmt, params)
+            data = await client.query(ADHOC, sql, fmt, params)
+        except QueryBusy as exc:
+            return _error(503, str(exc), "busy", "server_error")
         except Exception as exc:  # ClickHouse errors: the client gets ClickHouse's message
             from gateway.telemetry.record import scrub_secrets
             message = scrub_secrets(str(exc))[:2000]

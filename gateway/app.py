@@ -26,6 +26,7 @@ from gateway.dashboard import install_dashboard
 from gateway.observability import install_observability
 from gateway.telemetry import install_telemetry
 from gateway.handlers import ProxyHandlers
+from gateway.http_hygiene import secure_headers
 from gateway.pipeline import StageList
 from gateway.prompts import install_prompts
 from gateway.routing.admin import backends_handler
@@ -68,6 +69,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     processes; see ``gateway.vllm``).
     """
     app = web.Application(client_max_size=snapshot.config.server.body_limit_bytes, handler_args={})
+    app.on_response_prepare.append(secure_headers)  # no Server header, nosniff everywhere
     started_at = time.time()
     holder = RuntimeHolder()
     app[RUNTIME] = holder
@@ -149,9 +151,9 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
                                  status=200 if ready else 503)
 
     # Telemetry sink (a finisher) and /admin/* routes, registered before the catch-all route.
-    install_telemetry(app, snapshot, finishers, data_dir=data_dir, tokens=tokens)
+    install_telemetry(app, snapshot, finishers, data_dir=data_dir, tokens=tokens, install_hooks=install_hooks)
     # GET /dashboard and /admin/dashboard/* (ops page, drift), reading the telemetry store.
-    install_dashboard(app, snapshot)
+    install_dashboard(app, snapshot, lambda: holder.current, data_dir=data_dir)
     # Traces, GET /metrics, the access log: a request hook and a finisher (docs/observability.md).
     install_observability(app, snapshot, handlers, finishers, install_hooks, lambda: holder.current, health,
                           lambda: app.get(WATCHER))
@@ -182,6 +184,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     r.add_get("/readyz", readyz)
     r.add_get("/v1/models", handlers.list_models)
     r.add_get("/v1/models/{model:.+}", handlers.get_model)
-    r.add_route("*", "/v1/{endpoint:.+}", handlers.proxy)
-    r.add_route("*", "/{tail:.*}", handlers.not_found)
+    # [\s\S], not ".": a path with an encoded line break must still reach these handlers (and
+    # get their 404 in OpenAI's shape), not aiohttp's plain-text one.
+    r.add_route("*", r"/v1/{endpoint:[\s\S]+}", handlers.proxy)
+    r.add_route("*", r"/{tail:[\s\S]*}", handlers.not_found)
     return app

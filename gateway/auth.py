@@ -7,17 +7,20 @@ needs them, so a gateway without keys and plugins pays nothing:
 
 - the **access stage** (first of all stages) when ``auth.mode`` is ``keys``: looks the client's
   key up by its SHA-256 (``Authorization: Bearer``, ``api-key`` or ``x-api-key``), answers 401
-  for a missing/unknown/disabled key and 403 for a model outside the key's globs, sets
+  for a missing/unknown/disabled key, 403 for a path outside the key's ``endpoints`` globs
+  (``endpoint_not_allowed``) or a model outside its ``models`` globs, sets
   ``ctx.tenant``, ``ctx.api_key_id`` (the key's id, never the key) and the key's metadata,
   then admits the request against its limits (429 with ``Retry-After`` and OpenAI's
   ``x-ratelimit-*`` headers, which also go on every answer through ``ctx.response_headers``)
   and settles real usage and cost when the response has ended;
 - the **plugin stage** (right after it) when ``plugins`` lists any enabled plugin.
 
-A reload that turns either on inserts the stage then. ``admin_middleware`` guards every
-``/admin`` path with one check (``admin_denied``): ``Authorization: Bearer <server.admin_key>``
-(compared in constant time), or loopback clients only while no admin key is set. It also
-requires a key for ``GET /v1/models`` in ``keys`` mode and lists only the key's models.
+A reload that turns either on inserts the stage then. ``access_middleware`` guards every
+``/admin`` path with one check (``admin_guard``): ``Authorization: Bearer <server.admin_key>``
+(compared in constant time, wrong keys slowed per client address), or local requests only while
+no admin key is set. In ``none`` mode it refuses ``/v1`` requests a web page could have forged
+(``browser_guard``); in ``keys`` mode it requires a key for ``GET /v1/models`` and lists only the
+key's models. It also answers CORS preflights of ``server.cors_origins``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
-import hmac
 import ipaddress
 import logging
 import re
@@ -38,12 +40,15 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
+from gateway.admin_guard import GUARD, AdminGuard, guard_of
 from gateway.config import ConfigSnapshot
 from gateway.pipeline import StageList
 from gateway.config.access import VirtualKey, all_keys, auth_mode
 from gateway.context import RequestContext
-from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitError, error_body
-from gateway.limits import TOO_LARGE, Limiter, LimitSpec, duration, estimate_tokens, rate_headers
+from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitError
+from gateway.limits import (
+    TOO_LARGE, Limiter, LimitSpec, budget_headers, duration, estimate_tokens, rate_headers, usd,
+)
 from gateway.plugins import PluginChain, load_plugins
 from gateway.pricing import PriceTable
 
@@ -76,7 +81,8 @@ def presented_key(headers) -> str:
 class KeyPolicy:
     """A ``VirtualKey`` compiled for the request path."""
 
-    __slots__ = ("key_id", "tenant", "metadata", "spec", "limited", "_patterns", "_allowed", "disabled")
+    __slots__ = ("key_id", "tenant", "metadata", "spec", "limited", "_patterns", "_allowed", "disabled",
+                 "endpoints", "_endpoint_ok")
 
     def __init__(self, key: VirtualKey):
         self.key_id = key.key_id
@@ -89,6 +95,8 @@ class KeyPolicy:
         self._patterns = tuple(key.models)
         self._allowed: dict[str, bool] = {}
         self.disabled = key.disabled
+        self.endpoints = key.endpoint_patterns
+        self._endpoint_ok: dict[str, bool] = {}
 
     def allows(self, model: str) -> bool:
         ok = self._allowed.get(model)
@@ -96,6 +104,15 @@ class KeyPolicy:
             ok = any(fnmatch.fnmatchcase(model, p) for p in self._patterns)
             if len(self._allowed) < 4096:
                 self._allowed[model] = ok
+        return ok
+
+    def allows_endpoint(self, endpoint: str) -> bool:
+        """Whether the path below ``/v1/`` matches one of the key's ``endpoints`` globs."""
+        ok = self._endpoint_ok.get(endpoint)
+        if ok is None:
+            ok = any(fnmatch.fnmatchcase(endpoint, p) for p in self.endpoints)
+            if len(self._endpoint_ok) < 1024:
+                self._endpoint_ok[endpoint] = ok
         return ok
 
 
@@ -124,6 +141,15 @@ class AccessPolicy:
         self.any_limits = any(p.limited for p in self.keys)
         self.prices = PriceTable(cfg.pricing)
         self.model_names = list(cfg.models)
+        self._models = frozenset(cfg.models)
+        # Rules with targets of their own serve the names their ``match.model`` glob accepts.
+        self._routed = tuple(r.match.model or "*" for r in cfg.routes if r.targets)
+
+    def model_exists(self, model: str) -> bool:
+        """Whether ``model`` names something this config serves (a public model, or a name a
+        routing rule with its own targets accepts): a key refused for a model that does not
+        exist is told so (404), not that it may not use it (403)."""
+        return model in self._models or any(fnmatch.fnmatchcase(model, p) for p in self._routed)
 
     def authenticate(self, headers) -> KeyPolicy:
         token = presented_key(headers)
@@ -162,44 +188,22 @@ def _limit_error(spec: LimitSpec, d, model: str) -> RateLimitError:
                               "Please retry when one has finished.", code="concurrency_limit_exceeded",
                               headers=headers)
     period, limit = ("day", spec.budget_day) if reason == "budget_day" else ("month", spec.budget_month)
+    headers.update(budget_headers(limit, d.spent, d.retry_after_s))
     return RateLimitError(
-        f"This key has used its budget of ${limit:.2f} per {period} (UTC; ${d.spent:.4f} spent). "
+        f"This key has used its budget per {period} (UTC): ${usd(d.spent)} of ${usd(limit)} spent. "
         f"It resets in {duration(d.retry_after_s)}.", type_="insufficient_quota", code="budget_exceeded",
         headers=headers)
 
 
 # --- admin check -------------------------------------------------------------------------------
-def _is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def _admin_error(status: int, message: str, code: str, type_: str) -> web.Response:
-    return web.Response(status=status, body=error_body(message, type_, None, code), content_type=_JSON)
-
-
 def admin_denied(request: web.Request, admin_key: str | None) -> web.Response | None:
-    """The one admin check: ``None`` when ``request`` may use ``/admin/*``, else the 401/403 answer.
+    """The one admin check: ``None`` when ``request`` may use ``/admin/*``, else the 401/403/415 answer.
 
     With ``admin_key`` set the request needs ``Authorization: Bearer <admin_key>`` (virtual keys
-    never pass); without it only loopback clients are let in.
+    never pass); without it only local requests are let in (``admin_guard``). The middleware runs
+    ``AdminGuard.check`` instead, which also slows wrong keys down.
     """
-    if not admin_key:
-        if _is_loopback(request.remote):
-            return None
-        return _admin_error(403, "admin endpoints answer loopback clients only when no server.admin_key is "
-                                 "configured", "admin_forbidden", "invalid_request_error")
-    auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-    if token and hmac.compare_digest(hashlib.sha256(token.encode()).digest(),
-                                     hashlib.sha256(admin_key.encode()).digest()):
-        return None
-    return _admin_error(401, "a valid admin key is required (Authorization: Bearer <server.admin_key>)",
-                        "invalid_admin_key", "authentication_error")
+    return guard_of(request).denied(request, admin_key)
 
 
 ACCESS = web.AppKey("access", object)  # the AccessLayer
@@ -249,6 +253,7 @@ class AccessLayer:
         self._snapshot = snapshot
         self._warned_locked = False
         self._closing: set[asyncio.Task] = set()
+        self.guard = AdminGuard(snapshot.config.server)  # admin check, trusted proxies, CORS origins
 
     # --- config ---------------------------------------------------------------------------
     def admin_key(self) -> str | None:
@@ -280,6 +285,7 @@ class AccessLayer:
             self._retired.append(self.plugins)
         self.policy, self.limiter, self.plugins, self._plugin_specs = policy, limiter, chain, specs
         self._snapshot = snapshot
+        self.guard.update(cfg.server)
         changed = False
         if policy.mode == "keys" and not self._access_registered:
             self._stages.place(self.access_stage, "access")
@@ -326,13 +332,21 @@ class AccessLayer:
         if policy.mode != "keys":
             return await call_next(ctx)
         key = policy.authenticate(ctx.headers)
-        model = ctx.model_requested
-        if not key.allows(model):
-            raise PermissionDeniedError(f"This key may not use the model `{model}`.", param="model")
+        # The caller is known from here on: its row carries them whatever happens next (403, 429).
         ctx.tenant = key.tenant
         ctx.api_key_id = key.key_id
         if key.metadata is not None:
             ctx.metadata = {**ctx.metadata, **key.metadata} if ctx.metadata else dict(key.metadata)
+        if not key.allows_endpoint(ctx.endpoint):
+            # Before the model and the limits: the backend's key must not reach account or
+            # server-admin paths for a key that was not given them.
+            raise PermissionDeniedError(f"This key may not use the endpoint /v1/{ctx.endpoint}. Ask your gateway "
+                                        "admin to add it to the key's `endpoints`.", code="endpoint_not_allowed")
+        model = ctx.model_requested
+        if not key.allows(model):
+            if not policy.model_exists(model):
+                raise ctx.runtime.unknown_model(model)
+            raise PermissionDeniedError(f"This key may not use the model `{model}`.", param="model")
         if not key.limited:
             ctx.access = Grant(key)
             return await call_next(ctx)
@@ -386,11 +400,12 @@ class AccessLayer:
     # --- /v1/models and /admin/access ------------------------------------------------------
     def route_key(self, request: web.Request) -> tuple[KeyPolicy | None, web.Response | None]:
         """A ``/v1`` route outside the pipeline in ``keys`` mode: ``(key, None)``, or ``(None,
-        401/403 answer)`` (``/v1/models/{id}`` of a model the key may not use: 403)."""
+        401/403 answer)`` (``/v1/models/{id}`` of a model the key may not use: 403; of one that
+        does not exist: the handler's 404, as for any caller)."""
         try:
             key = self.policy.authenticate(request.headers)
             name = request.match_info.get("model")
-            if name is not None and not key.allows(name):
+            if name is not None and not key.allows(name) and self.policy.model_exists(name):
                 raise PermissionDeniedError(f"This key may not use the model `{name}`.", param="model")
         except (AuthenticationError, PermissionDeniedError) as exc:
             rid = request.headers.get("x-request-id") or str(uuid.uuid4())
@@ -414,7 +429,7 @@ class AccessLayer:
         keys = []
         for k, p in zip(all_keys(policy.snapshot.config), policy.keys):
             entry: dict[str, Any] = {"id": p.key_id, "tenant": p.tenant, "models": list(k.models),
-                                     "disabled": k.disabled}
+                                     "endpoints": list(p.endpoints), "disabled": k.disabled}
             for name in ("rpm", "tpm", "max_concurrent"):
                 if getattr(k, name) is not None:
                     entry[name] = getattr(k, name)
@@ -443,12 +458,25 @@ def install_access(app: web.Application, snapshot: ConfigSnapshot, stages: Stage
     for each config it installs, the first one included."""
     layer = AccessLayer(snapshot, stages, recompose, tokens)
     app[ACCESS] = layer
+    guard = app[GUARD] = layer.guard
+    app.on_response_prepare.append(guard.browser.add_cors_headers)
 
     @web.middleware
     async def access_middleware(request: web.Request, handler):
         path = request.path
+        if request.method == "OPTIONS" and guard.browser.origins:
+            preflight = guard.browser.preflight(request)
+            if preflight is not None:
+                return preflight
         if path.startswith("/admin") and (len(path) == 6 or path[6] == "/"):
-            denied = check_admin(request)
+            if not request.get(ADMIN_OK):  # not already admitted by the dashboard's session cookie
+                denied = await guard.check(request, layer.admin_key())
+                if denied is not None:
+                    return denied
+                request[ADMIN_OK] = True
+        elif path.startswith("/v1/") and layer.policy.mode != "keys":
+            # No key to check: refuse what a web page on another site could have sent.
+            denied = guard.unauthenticated_denied(request)
             if denied is not None:
                 return denied
         elif path.startswith("/v1/") and layer.policy.mode == "keys" and "endpoint" not in request.match_info:

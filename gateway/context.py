@@ -104,7 +104,9 @@ class RequestContext:
     prompt_label: str = ""
     experiment_arm: str = ""  # "<label>:<version>" when a weighted prompt label chose the version
     route_rule: str = ""
-    cache_status: str = "miss"
+    # "none" until the cache stage runs: a request refused before it never reached the cache
+    # and must not count as a miss in any hit ratio.
+    cache_status: str = "none"
     cache_saved_ms: float | None = None  # a cache hit: the original answer's latency (ms)
     attempt_log: list[Attempt] | None = None  # one entry per upstream attempt (routing fills it)
     strategy: str = ""  # routing strategy that ordered the targets

@@ -19,10 +19,12 @@ import orjson
 from aiohttp import web
 
 from gateway.context import RequestContext, Usage
+from gateway.duplicate_keys import duplicated_model
 from gateway.errors import (
     GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError, StreamTruncatedError,
     UpstreamError, UpstreamTimeoutError, error_body,
 )
+from gateway.paths import clean_endpoint, unknown_url
 from gateway.pipeline import Stage, compose
 from gateway.routing.attempts import run_attempts
 from gateway.sse import encode_data_event
@@ -109,6 +111,9 @@ class ProxyHandlers:
     # --- the proxy -------------------------------------------------------------------
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         """``/v1/{endpoint}``: chat/completions, completions, embeddings and pass-through paths."""
+        if not clean_endpoint(request.raw_path):  # checked on the bytes as sent, before any decoding
+            return self._error_response(unknown_url(request.method, request.raw_path),
+                                        request.headers.get("x-request-id") or str(uuid.uuid4()))
         endpoint = request.match_info["endpoint"]
         ctx = _new_context(request, endpoint)
         if self.on_request is not None:
@@ -201,6 +206,9 @@ class ProxyHandlers:
                 "your HTTP library correctly. The OpenAI API expects a JSON payload.)") from None
         if not isinstance(body, dict):
             raise InvalidRequestError("The request body must be a JSON object.")
+        if duplicated_model(raw):
+            raise InvalidRequestError("The request body names `model` more than once.", param="model",
+                                      code="duplicate_key")
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequestError("you must provide a model parameter", param="model")
@@ -259,7 +267,7 @@ class ProxyHandlers:
         ctx.t_upstream_start = time.perf_counter()
         try:
             outcome = await run_attempts(plan, ctx, body_for, rt.forwarded_headers(request.headers),
-                                         request.query_string, stream, rt.router.rng)
+                                         request.rel_url.raw_query_string, stream, rt.router.rng)
         finally:
             ctx.route_candidates = plan.provenance()
         client = outcome.candidate.client
@@ -296,9 +304,7 @@ class ProxyHandlers:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"backend {ctx.backend!r} failed sending its response: {type(exc).__name__}") from None
         if upstream.status >= 400:
-            for secret in ctx.runtime.secrets:
-                if secret in body:
-                    body = body.replace(secret, b"***")
+            body = ctx.runtime.secrets.mask_runs(body)  # an echoed key, whole or in part
             body = _upstream_error_body(upstream.status, body)
             headers["Content-Type"] = _JSON
             ctx.error_type = "upstream_http_error"

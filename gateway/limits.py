@@ -615,3 +615,20 @@ def rate_headers(spec: LimitSpec, d: Decision) -> dict[str, str]:
         out["x-ratelimit-remaining-tokens"] = str(int(left)) if left > 0 else "0"
         out["x-ratelimit-reset-tokens"] = duration(d.tok_reset_s)
     return out
+
+
+def usd(amount: float) -> str:
+    """A dollar amount readable at any size: cents from $1 up (``12.50``), else three
+    significant digits (``0.0005``, ``0.000412``), never a misleading ``0.00``."""
+    if amount >= 1 or amount <= 0:
+        return f"{max(amount, 0.0):.2f}"
+    digits = min(10, max(2, 2 - math.floor(math.log10(amount))))
+    text = f"{amount:.{digits}f}".rstrip("0")
+    return text + "0" * max(0, 2 - len(text.split(".")[1]))
+
+
+def budget_headers(limit: float, spent: float, reset_s: float) -> dict[str, str]:
+    """``x-ratelimit-*-budget`` headers of a budget refusal: the period's budget and what is
+    left of it in USD, and the time until the period resets (OpenAI's reset format)."""
+    return {"x-ratelimit-limit-budget": usd(limit), "x-ratelimit-remaining-budget": usd(max(0.0, limit - spent)),
+            "x-ratelimit-reset-budget": duration(reset_s)}

@@ -60,7 +60,8 @@ class RowSource:
                     raise click.ClickException(f"no gateway answers at {self.url}")
                 self.via_gateway = False  # nothing listens: open the store ourselves
         if data is None:
-            data = _direct(self.settings, self.store_dsn, resolved_sql, resolved_params, "JSONEachRow")
+            data = _direct(self.settings, self.store_dsn, resolved_sql, resolved_params, "JSONEachRow",
+                           self.snapshot.config.telemetry.queries)
         return [orjson.loads(line) for line in data.splitlines() if line.strip()]
 
 

@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from gateway.config.models import Backend
 from gateway.errors import UpstreamTimeoutError, UpstreamUnreachableError
 from gateway.mock_backend import MockResponse
+from gateway.paths import BaseURL
 from gateway.providers import adapter_for
 
 # Response headers worth passing back to the client; the rest (Content-Length,
@@ -123,7 +124,7 @@ class BackendClient:
     ``ClientSession`` (unused for ``mock``). ``forward`` below is the one entry point.
     """
 
-    __slots__ = ("name", "backend", "type", "_session", "_prefix", "_headers", "_timeout", "first_byte_s",
+    __slots__ = ("name", "backend", "type", "_session", "_base", "_headers", "_timeout", "first_byte_s",
                  "adapter", "needs_raw")
 
     def __init__(self, name: str, backend: Backend, session: aiohttp.ClientSession | None):
@@ -131,7 +132,7 @@ class BackendClient:
         self.backend = backend
         self.type = backend.type
         self._session = session
-        self._prefix = (backend.base_url or "").rstrip("/")
+        self._base = BaseURL(backend.base_url) if backend.base_url else None
         self.adapter = adapter_for(backend.type)
         # Whether ``forward`` needs the encoded body: identity and address-only adapters send
         # bytes; the mock and translating adapters work from the parsed dict.
@@ -154,7 +155,8 @@ class BackendClient:
         ``parsed``: the same body as a dict (the mock backend answers from it).
         Returns an object with ``status``, ``headers``, ``read()``, ``iter_chunks()``,
         ``close()``. Raises ``UpstreamUnreachableError`` or ``UpstreamTimeoutError``, and
-        ``InvalidRequestError`` (400) when the backend cannot serve the request.
+        ``InvalidRequestError`` (400) when the backend cannot serve the request, and
+        ``NotFoundError`` (404) for a path that would leave the backend's ``base_url``.
         """
         path_in = path
         adapter = self.adapter
@@ -171,7 +173,8 @@ class BackendClient:
             headers = CIMultiDict(headers)
             for k, v in extra_headers.items():
                 headers[k] = v
-        url = f"{self._prefix}/{path}{'?' + query if query else ''}"
+        # Never outside base_url, whatever the path (raises NotFoundError before anything is sent).
+        url = self._base.join(path, query)
         try:
             async with asyncio.timeout(self.first_byte_s):
                 resp = await self._session.request(method, url, data=body, headers=headers,

@@ -8,37 +8,81 @@
 - ``message``: the error message (default names the rule number, never the matched text);
 - ``status`` (default 400) and ``code`` (default ``content_blocked``).
 
-Every prompt string is checked: chat message content (text parts and tool-call arguments
-included), ``prompt``, ``input``.
+Every text field of the request is checked (``plugins._text``: message content and names, tool
+calls, tool definitions, ``prompt``, ``input``, ``instructions``, ``system``), and on a
+normalised copy (``plugins._fold``), so invisible, decorated or look-alike characters do not
+hide a match. A keyword is folded the same way and matches with any run of whitespace,
+punctuation or underscores between its words (``project nightingale`` matches
+``Project_Nightingale`` and ``project\\nnightingale``). A pattern is tried on the text as sent,
+on the folded text with whitespace runs squeezed to one space, and on the folded text with
+only its words left (separators squeezed to one space).
 """
 
 from __future__ import annotations
 
 import re
 
+from plugins._fold import fold, squeeze_spaces, words_only
 from plugins._text import iter_texts
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def keyword_rule(keyword: str, casefold: bool) -> str:
+    """The regular expression a keyword becomes, for the folded text: its words in order, any
+    separator run between them, whole words at its ends."""
+    folded = fold(keyword.strip(), casefold)
+    words = list(_WORD.finditer(folded))
+    if not words:
+        return re.escape(folded)
+    parts = [re.escape(folded[: words[0].start()])]
+    for i, m in enumerate(words):
+        if i:
+            parts.append(r"[\W_]+")
+        parts.append(re.escape(m.group(0)))
+    parts.append(re.escape(folded[words[-1].end():]))
+    head = r"(?<![^\W_])" if words[0].start() == 0 else ""
+    tail = r"(?![^\W_])" if words[-1].end() == len(folded) else ""
+    return head + "".join(parts) + tail
 
 
 class BlockList:
-    """Before each request: reject it when any prompt text matches a rule."""
+    """Before each request: reject it when any text of it matches a rule."""
 
     def __init__(self, keywords: list[str] | None = None, patterns: list[str] | None = None,
                  case_sensitive: bool = False, message: str | None = None, status: int = 400,
                  code: str = "content_blocked"):
         flags = 0 if case_sensitive else re.IGNORECASE
-        rules = [r"(?<!\w)" + re.escape(k) + r"(?!\w)" for k in (keywords or ())]
-        rules += list(patterns or ())
-        if not rules:
+        self.casefold = not case_sensitive
+        keywords = [k for k in (keywords or ()) if k.strip()]
+        # (rule, matched on the folded text only?) in config order: keywords first, then patterns
+        self.rules = [(re.compile(keyword_rule(k, self.casefold), flags), True) for k in keywords]
+        self.rules += [(re.compile(p, flags), False) for p in (patterns or ())]
+        if not self.rules:
             raise ValueError("blocklist needs keywords or patterns")
-        self.rules = [re.compile(r, flags) for r in rules]
         self.message = message
         self.status = status
         self.code = code
 
     def match(self, text: str) -> int | None:
         """Index of the first rule ``text`` matches, or ``None``."""
-        for i, rule in enumerate(self.rules):
-            if rule.search(text):
+        folded = squeeze_spaces(fold(text, self.casefold))
+        # The text as sent and its words-only form are tried only where they differ from the
+        # folded one (for plain ASCII prose they mostly do not).
+        as_sent = text.lower() if self.casefold and text.isascii() else text
+        as_sent = None if as_sent == folded else text
+        words = ""
+        for i, (rule, folded_only) in enumerate(self.rules):
+            if rule.search(folded):
+                return i
+            if folded_only:
+                continue
+            if as_sent is not None and rule.search(as_sent):
+                return i
+            if words == "":
+                words = words_only(folded)
+                words = None if words == folded else words
+            if words is not None and rule.search(words):
                 return i
         return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ class Script:
     gzip: bool = False
     abort_after: int | None = None  # close the connection after this many chunks
     hang: bool = False
+    pause_after: int | None = None  # stop after this many chunks until ``resume()``
 
 
 class FakeUpstream:
@@ -54,6 +56,12 @@ class FakeUpstream:
         self.completed: list[float] = []
         self._script = Script(body=b'{"ok":true}', headers={"Content-Type": "application/json"})
         self._queue: list[Script] = []  # one-shot scripts, used before the standing one
+        # ``hold()``: requests wait here (after being recorded) until ``release()``, so a test can
+        # keep N requests in flight for as long as it needs, however slow the machine is.
+        self._gate = threading.Event()
+        self._gate.set()
+        # ``sse(pause_after=N)``: the stream stops after N chunks until ``resume()``.
+        self._resume = threading.Event()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._server = BackgroundServer(app)
@@ -67,6 +75,8 @@ class FakeUpstream:
         return self
 
     def __exit__(self, *exc):
+        self._gate.set()  # never leave a held request or a paused stream behind
+        self._resume.set()
         self._server.__exit__(*exc)
 
     # --- scripting -----------------------------------------------------------------
@@ -84,13 +94,30 @@ class FakeUpstream:
                          headers={"Content-Type": "application/json", **(headers or {})}), times)
 
     def sse(self, chunks: list[bytes], chunk_delay_s: float = 0.0, abort_after: int | None = None,
-            delay_s: float = 0.0, headers: dict | None = None, times: int | None = None) -> None:
-        """Answer with an SSE body cut into exactly ``chunks``; ``times`` as for ``json``."""
+            delay_s: float = 0.0, headers: dict | None = None, times: int | None = None,
+            pause_after: int | None = None) -> None:
+        """Answer with an SSE body cut into exactly ``chunks``; ``times`` as for ``json``;
+        ``pause_after=N``: send N chunks, then wait for ``resume()`` before the rest."""
+        if pause_after is not None:
+            self._resume.clear()
         self._set(Script(chunks=chunks, chunk_delay_s=chunk_delay_s, abort_after=abort_after, delay_s=delay_s,
-                         headers={"Content-Type": "text/event-stream", **(headers or {})}), times)
+                         headers={"Content-Type": "text/event-stream", **(headers or {})},
+                         pause_after=pause_after), times)
 
     def hang(self) -> None:
         self._script = Script(hang=True)
+
+    def hold(self) -> None:
+        """Keep every request from now on waiting (recorded in ``received``) until ``release()``."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        """Let held requests (and later ones) be answered."""
+        self._gate.set()
+
+    def resume(self) -> None:
+        """Let a stream paused by ``sse(pause_after=N)`` go on."""
+        self._resume.set()
 
     @property
     def last(self) -> Received:
@@ -102,6 +129,8 @@ class FakeUpstream:
                                       dict(request.headers), await request.read()))
         s = self._queue.pop(0) if self._queue else self._script
         try:
+            if not self._gate.is_set():
+                await asyncio.to_thread(self._gate.wait)
             if s.delay_s:
                 await asyncio.sleep(s.delay_s)
             if s.hang:
@@ -119,6 +148,8 @@ class FakeUpstream:
                 if s.abort_after is not None and i >= s.abort_after:
                     request.transport.close()  # abrupt end: no terminating chunk
                     return resp
+                if i == s.pause_after and not self._resume.is_set():
+                    await asyncio.to_thread(self._resume.wait)
                 if i and s.chunk_delay_s:
                     await asyncio.sleep(s.chunk_delay_s)
                 await resp.write(chunk)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import subprocess
-import time
 
 import httpx
 import pytest
@@ -19,38 +17,11 @@ import redis as redis_sync
 from gateway.limits import LimitSpec, RedisLimits
 from gateway.config.access import LimitSettings
 from gateway.server import free_port
+from tests.polling import async_wait_for, wait_for
+from tests.redis_server import RedisServer
 from tests.test_access import CHAT, KEY_A, KEY_B, MSG, access_config, post
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-
-
-class RedisServer:
-    """A throw-away ``redis-server`` (no persistence) on ``port``."""
-
-    def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "RedisServer":
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if redis_sync.Redis(port=self.port, socket_timeout=0.2).ping():
-                    return self
-            except redis_sync.RedisError:
-                pass
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
 
 
 @pytest.fixture
@@ -74,6 +45,11 @@ def remaining(r: httpx.Response) -> int:
     return int(r.headers["x-ratelimit-remaining-requests"])
 
 
+def usage(gw) -> dict:
+    """The first key's usage as ``GET /admin/access`` reports it."""
+    return httpx.get(f"{gw.url}/admin/access").json()["keys"][0]["usage"]
+
+
 def test_rpm_tpm_and_budget_are_shared_by_two_instances(upstream, make_gateway, redis_server):
     extra = "pricing:\n  models:\n    up-model: {input: 100000.0, output: 100000.0}\n"  # 7 tokens = $0.70
     config = shared_config(upstream.url, redis_server.url, "rpm: 5, tpm: 100000, budget_usd: {day: 1.5}",
@@ -84,12 +60,13 @@ def test_rpm_tpm_and_budget_are_shared_by_two_instances(upstream, make_gateway, 
     assert seen == [4, 3]  # one bucket: the second instance sees the first one's request
     # the spend of both ($1.40) is one budget; the next request on either crosses it ...
     assert post(gw1).status_code == 200  # $2.10 after this one
-    time.sleep(0.3)  # settlements are written in the background
+    # settlements are written in the background
+    wait_for(lambda: usage(gw2)["spent_usd_day"] == pytest.approx(2.1), what="the spend to be settled")
     r = post(gw2)
     assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded"
     r = post(gw1)
     assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded"
-    assert "$2.1000 spent" in r.json()["error"]["message"]
+    assert "$2.10 of $1.50 spent" in r.json()["error"]["message"]
     keys = redis_sync.Redis(port=redis_server.port).keys("*")
     assert keys and all(k.startswith(b"llmgw:{team-a-main}:") for k in keys)
     info = httpx.get(f"{gw2.url}/admin/access").json()
@@ -123,25 +100,45 @@ def test_rpm_shared_with_a_gateway_subprocess(upstream, make_gateway, redis_serv
         proc.wait(timeout=30)
 
 
+def test_denied_endpoints_take_nothing_from_shared_limits(upstream, make_gateway, redis_server):
+    """A path outside the key's endpoints is refused before admission: two instances sharing an
+    rpm of 2 through Redis still serve two chat requests after a run of refused ones."""
+    config = shared_config(upstream.url, redis_server.url, "rpm: 2")
+    gw1, gw2 = make_gateway(config), make_gateway(config)
+    upstream.json(CHAT)
+    for gw in (gw1, gw2, gw1, gw2):
+        r = httpx.post(f"{gw.url}/v1/fine_tuning/jobs", json={"model": "gpt-test", "training_file": "file-1"},
+                       headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "endpoint_not_allowed"
+    assert not upstream.received
+    assert post(gw1).status_code == 200 and post(gw2).status_code == 200
+    r = post(gw1)
+    assert r.status_code == 429 and r.headers["x-ratelimit-remaining-requests"] == "0"
+    assert [x.path for x in upstream.received] == ["/v1/chat/completions"] * 2
+
+
 def test_concurrency_and_tpm_correction_through_redis(upstream, make_gateway, redis_server):
     config = shared_config(upstream.url, redis_server.url, "max_concurrent: 1, tpm: 3000")
     gw1, gw2 = make_gateway(config), make_gateway(config)
-    upstream.json(CHAT, delay_s=0.6, times=1)
+    upstream.json(CHAT)
+    upstream.hold()  # the first request keeps its slot until the second has been refused
 
     async def both():
         async with httpx.AsyncClient(timeout=30) as c:
             body = {"model": "gpt-test", "messages": MSG, "max_tokens": 1000}
             h = {"Authorization": f"Bearer {KEY_A}"}
             first = asyncio.create_task(c.post(f"{gw1.url}/v1/chat/completions", json=body, headers=h))
-            await asyncio.sleep(0.25)
+            await async_wait_for(lambda: upstream.received, what="the first request upstream")
             second = await c.post(f"{gw2.url}/v1/chat/completions", json=body, headers=h)
+            upstream.release()
             return await first, second
 
-    upstream.json(CHAT)
     first, second = asyncio.run(both())
     assert first.status_code == 200
     assert second.status_code == 429 and second.json()["error"]["code"] == "concurrency_limit_exceeded"
-    time.sleep(0.3)
+    # settled in the background: the slot freed and the reservation replaced by the real tokens
+    wait_for(lambda: usage(gw2)["in_flight"] == 0 and usage(gw2)["tokens_remaining"] > 2900,
+             what="the first request to be settled")
     # the 1000-token reservation was replaced by the 7 real tokens, and the slot freed
     r = post(gw2, body={"model": "gpt-test", "messages": MSG, "max_tokens": 1000})
     assert r.status_code == 200 and 3000 - int(r.headers["x-ratelimit-remaining-tokens"]) < 1100
@@ -163,9 +160,9 @@ def test_fail_open_when_redis_stops_then_limits_return(upstream, make_gateway, r
     assert stats["failed_open"] == 5 and stats["store_errors"] >= 1
     # Redis back (empty): limits are enforced again once the retry interval has passed
     redis_server.start()
-    time.sleep(0.4)
-    codes = [post(gw).status_code for _ in range(4)]
-    assert codes == [200, 200, 200, 429]
+    wait_for(lambda: "x-ratelimit-limit-requests" in post(gw).headers, what="limits to be enforced again")
+    codes = [post(gw).status_code for _ in range(3)]  # the request above was the first of three
+    assert codes == [200, 200, 429]
 
 
 def test_fail_closed_answers_503(upstream, make_gateway, redis_server):

@@ -9,7 +9,6 @@ other ``test_cache_*`` modules.
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -23,7 +22,9 @@ from gateway.app import FINISHERS, STAGES, build_app
 from gateway.cache import CACHE, CacheStage
 from gateway.config import parse_config
 from gateway.server import BackgroundServer
+from tests.fake_clock import FakeClock
 from tests.fake_upstream import FakeUpstream, sse_event
+from tests.polling import wait_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 USAGE = {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16,
@@ -110,10 +111,9 @@ class Gateway:
                           headers=headers or {}, timeout=30) as r:
             return r, b"".join(r.iter_bytes())
 
-    def wait_records(self, n: int, timeout: float = 5.0) -> list:
-        deadline = time.monotonic() + timeout
-        while len(self.records) < n and time.monotonic() < deadline:
-            time.sleep(0.005)
+    def wait_records(self, n: int) -> list:
+        """The finished requests' contexts, once there are at least ``n``."""
+        wait_for(lambda: len(self.records) >= n, interval=0.005, what=f"{n} finished requests")
         return self.records
 
 
@@ -185,11 +185,9 @@ def upstream2():
         yield fake
 
 
-def until_stored(gw: Gateway, timeout: float = 2.0) -> None:
+def until_stored(gw: Gateway) -> None:
     """Redis writes happen after the response: wait until no write is pending."""
-    deadline = time.monotonic() + timeout
-    while (gw.cache.flights or gw.cache._tasks) and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_for(lambda: not (gw.cache.flights or gw.cache._tasks), interval=0.005, what="pending cache writes")
 
 
 # --- hits and misses -----------------------------------------------------------------
@@ -378,20 +376,35 @@ labels: {production: 1, staging: 2}
     assert gw.post(DET).headers["x-gateway-cache"] == "miss"  # no prompt: yet another request
 
 
+def redis_ttls_ms(store_yaml: str) -> list[int]:
+    """The remaining TTLs (ms, ascending) of every entry in the test's Redis namespace."""
+    ns = store_yaml.split("namespace: ")[1].split()[0]
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return sorted(client.pttl(k) for k in client.scan_iter(f"llm-gateway:cache:{ns}:*"))
+    finally:
+        client.close()
+
+
 def test_ttl_expiry_and_ttl_header(start_gateway, upstream, store_yaml):
-    gw = start_gateway(cache_config(upstream.url, f"enabled: true\nttl_s: 0.4\n{store_yaml}"))
+    gw = start_gateway(cache_config(upstream.url, f"enabled: true\nttl_s: 5\n{store_yaml}"))
+    clock = FakeClock()
+    gw.cache.use_clock(clock)
     upstream.json(CHAT)
     assert gw.post(DET).headers["x-gateway-cache"] == "miss"
     until_stored(gw)
     assert gw.post(DET).headers["x-gateway-cache"] == "hit"
-    time.sleep(0.6)
-    assert gw.post(DET).headers["x-gateway-cache"] == "miss"  # expired
     # A per-request TTL outlives the default one.
     other = {**DET, "max_tokens": 3}
     assert gw.post(other, {"x-gateway-cache-ttl": "30"}).headers["x-gateway-cache"] == "miss"
     until_stored(gw)
-    time.sleep(0.6)
-    assert gw.post(other).headers["x-gateway-cache"] == "hit"
+    if gw.cache.store.kind == "redis":  # Redis expires keys on its own clock: check the TTLs it holds
+        default, longer = redis_ttls_ms(store_yaml)
+        assert 0 < default <= 5000 < longer <= 30000
+    else:
+        clock.advance(6)
+        assert gw.post(DET).headers["x-gateway-cache"] == "miss"  # expired
+        assert gw.post(other).headers["x-gateway-cache"] == "hit"
     # TTL 0: not stored at all.
     third = {**DET, "max_tokens": 4}
     assert gw.post(third, {"x-gateway-cache-ttl": "0"}).headers["x-gateway-cache"] == "miss"
@@ -400,16 +413,22 @@ def test_ttl_expiry_and_ttl_header(start_gateway, upstream, store_yaml):
 
 
 def test_max_ttl_caps_the_ttl_header(start_gateway, upstream):
-    gw = start_gateway(cache_config(upstream.url, "enabled: true\nttl_s: 60\nmax_ttl_s: 0.3"))
+    gw = start_gateway(cache_config(upstream.url, "enabled: true\nttl_s: 60\nmax_ttl_s: 5"))
+    clock = FakeClock()
+    gw.cache.use_clock(clock)
     upstream.json(CHAT)
     gw.post(DET, {"x-gateway-cache-ttl": "3600"})
     assert gw.post(DET).headers["x-gateway-cache"] == "hit"
-    time.sleep(0.5)
+    clock.advance(4)
+    assert gw.post(DET).headers["x-gateway-cache"] == "hit"
+    clock.advance(2)
     assert gw.post(DET).headers["x-gateway-cache"] == "miss"
 
 
 def test_cache_control_no_cache_no_store_max_age(start_gateway, upstream, store_yaml):
     gw = start_gateway(cache_config(upstream.url, f"enabled: true\n{store_yaml}"))
+    clock = FakeClock()
+    gw.cache.use_clock(clock)
     upstream.json(CHAT)
 
     def status(body, cc=None):
@@ -427,7 +446,7 @@ def test_cache_control_no_cache_no_store_max_age(start_gateway, upstream, store_
     assert status(DET, "no-cache") == ("bypass", "chatcmpl-fresh")
     assert status(DET) == ("hit", "chatcmpl-fresh")
     # max-age: only entries at most that old.
-    time.sleep(1.1)
+    clock.advance(1.1)
     assert status(DET, "max-age=30") == ("hit", "chatcmpl-fresh")
     upstream.json({**CHAT, "id": "chatcmpl-newer"})
     assert status(DET, "max-age=0") == ("miss", "chatcmpl-newer")

@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.polling import async_wait_for
 from tests.test_cache import CHAT, DET, _strip_usage, cache_config, stream_events, until_stored
 
 # Fixtures shared with test_cache.py (pytest finds them through this import).
@@ -20,36 +21,48 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def _post(client: httpx.AsyncClient, url: str, body: dict, delay: float = 0.0, **kw):
-    if delay:
-        await asyncio.sleep(delay)
+def live_followers(gw) -> int:
+    """Followers now waiting on an in-flight leader (read from the gateway's cache stage).
+
+    The tests hold the upstream (``hold()`` / ``sse(pause_after=N)``) until the followers they
+    start have joined, so that what coalesces does not depend on how fast the machine is."""
+    return sum(1 for flight in list(gw.cache.flights.values()) for fut in list(flight._waiters) if not fut.done())
+
+
+def leader_pieces(gw) -> int:
+    """Byte pieces the in-flight leaders have relayed so far."""
+    return sum(len(flight.pieces) for flight in list(gw.cache.flights.values()))
+
+
+async def _post(client: httpx.AsyncClient, url: str, body: dict, **kw):
     return await client.post(url, json=body, **kw)
 
 
-async def _stream(client: httpx.AsyncClient, url: str, body: dict, delay: float = 0.0):
-    if delay:
-        await asyncio.sleep(delay)
+async def _stream(client: httpx.AsyncClient, url: str, body: dict):
     async with client.stream("POST", url, json={**body, "stream": True}) as r:
         return r.status_code, r.headers.get("x-gateway-cache"), b"".join([b async for b in r.aiter_bytes()])
 
 
 def test_100_identical_concurrent_requests_make_one_upstream_call(start_gateway, upstream, store_yaml):
     gw = start_gateway(cache_config(upstream.url, f"enabled: true\n{store_yaml}"))
-    upstream.json(CHAT, delay_s=0.5)
+    upstream.json(CHAT)
+    upstream.hold()
 
     async def burst():
         client = gw.async_sdk()
         try:
-            return await asyncio.gather(*[client.chat.completions.with_raw_response.create(**DET)
-                                          for _ in range(100)])
+            calls = [asyncio.ensure_future(client.chat.completions.with_raw_response.create(**DET))
+                     for _ in range(100)]
+            await async_wait_for(lambda: live_followers(gw) == 99, what="99 followers")
+            upstream.release()
+            return await asyncio.gather(*calls)
         finally:
             await client.close()
 
     results = run(burst())
     assert len(upstream.received) == 1
     statuses = collections.Counter(r.headers["x-gateway-cache"] for r in results)
-    assert statuses["miss"] == 1 and statuses["miss"] + statuses["coalesced"] + statuses["hit"] == 100
-    assert statuses["coalesced"] >= 90
+    assert statuses == {"miss": 1, "coalesced": 99}
     assert all(r.http_response.content == orjson.dumps(CHAT) for r in results)
     assert all(r.parse().choices[0].message.content == "Cached words" for r in results)
     records = gw.wait_records(100)
@@ -63,14 +76,19 @@ def test_100_identical_concurrent_requests_make_one_upstream_call(start_gateway,
 def test_concurrent_streams_share_one_upstream_stream(start_gateway, upstream):
     gw = start_gateway(cache_config(upstream.url, "enabled: true"))
     events = stream_events()
-    upstream.sse(events, chunk_delay_s=0.05)
+    upstream.sse(events, pause_after=3)  # followers join a stream already under way
     url = f"{gw.url}/v1/chat/completions"
     with_usage = {**DET, "stream_options": {"include_usage": True}}
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(_stream(client, url, DET), *[
-                _stream(client, url, with_usage if i % 2 else DET, delay=0.05 + i * 0.01) for i in range(20)])
+            leader = asyncio.ensure_future(_stream(client, url, DET))
+            await async_wait_for(lambda: leader_pieces(gw) > 0, what="the leader's first bytes")
+            followers = [asyncio.ensure_future(_stream(client, url, with_usage if i % 2 else DET))
+                         for i in range(20)]
+            await async_wait_for(lambda: live_followers(gw) == 20, what="20 followers")
+            upstream.resume()
+            return await asyncio.gather(leader, *followers)
 
     (status, cache, body), *followers = run(burst())
     assert len(upstream.received) == 1
@@ -85,39 +103,40 @@ def test_concurrent_streams_share_one_upstream_stream(start_gateway, upstream):
 
 def test_followers_receive_chunks_as_the_leader_does(start_gateway, upstream):
     gw = start_gateway(cache_config(upstream.url, "enabled: true"))
-    events = stream_events()
-    upstream.sse(events, chunk_delay_s=0.1)
+    upstream.sse(stream_events(), pause_after=3)
     url = f"{gw.url}/v1/chat/completions"
-
-    async def first_chunk_time(client, delay):
-        await asyncio.sleep(delay)
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        first = None
-        async with client.stream("POST", url, json={**DET, "stream": True}) as r:
-            async for _ in r.aiter_bytes():
-                first = first or loop.time() - t0
-        return r.headers["x-gateway-cache"], first
 
     async def both():
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(first_chunk_time(client, 0), first_chunk_time(client, 0.05))
+            leader = asyncio.ensure_future(_stream(client, url, DET))
+            await async_wait_for(lambda: leader_pieces(gw) > 0, what="the leader's first bytes")
+            async with client.stream("POST", url, json={**DET, "stream": True}) as r:
+                chunks = r.aiter_bytes()
+                # The upstream is paused mid-stream: these bytes can only be the leader's so far.
+                first = await asyncio.wait_for(chunks.__anext__(), 20)
+                upstream.resume()
+                rest = b"".join([b async for b in chunks])
+                follow = r.headers["x-gateway-cache"]
+            return (await leader)[1], follow, first + rest
 
-    (lead, _), (follow, ttfb) = run(both())
+    lead, follow, body = run(both())
     assert (lead, follow) == ("miss", "coalesced")
-    assert ttfb < 0.5  # the whole stream takes > 1 s: the follower did not wait for its end
+    assert body.endswith(b"data: [DONE]\n\n")
 
 
 def test_mixed_stream_and_json_requests_coalesce(start_gateway, upstream):
     gw = start_gateway(cache_config(upstream.url, "enabled: true"))
-    upstream.sse(stream_events(), chunk_delay_s=0.03)
+    upstream.sse(stream_events(), pause_after=2)
     url = f"{gw.url}/v1/chat/completions"
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as client:
             leader = asyncio.ensure_future(_stream(client, url, DET))
-            followers = await asyncio.gather(*[_post(client, url, DET, delay=0.05) for _ in range(5)])
-            return await leader, followers
+            await async_wait_for(lambda: leader_pieces(gw) > 0, what="the leader's first bytes")
+            followers = [asyncio.ensure_future(_post(client, url, DET)) for _ in range(5)]
+            await async_wait_for(lambda: live_followers(gw) == 5, what="5 followers")
+            upstream.resume()
+            return await leader, await asyncio.gather(*followers)
 
     (_, cache, _), followers = run(burst())
     assert cache == "miss" and len(upstream.received) == 1
@@ -130,14 +149,18 @@ def test_mixed_stream_and_json_requests_coalesce(start_gateway, upstream):
 
 def test_json_leader_serves_stream_followers(start_gateway, upstream):
     gw = start_gateway(cache_config(upstream.url, "enabled: true"))
-    upstream.json(CHAT, delay_s=0.3)
+    upstream.json(CHAT)
+    upstream.hold()
     url = f"{gw.url}/v1/chat/completions"
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as client:
             leader = asyncio.ensure_future(_post(client, url, DET))
-            followers = await asyncio.gather(*[_stream(client, url, DET, delay=0.05) for _ in range(3)])
-            return await leader, followers
+            await async_wait_for(lambda: upstream.received, what="the leader upstream")
+            followers = [asyncio.ensure_future(_stream(client, url, DET)) for _ in range(3)]
+            await async_wait_for(lambda: live_followers(gw) == 3, what="3 followers")
+            upstream.release()
+            return await leader, await asyncio.gather(*followers)
 
     leader, followers = run(burst())
     assert leader.headers["x-gateway-cache"] == "miss" and len(upstream.received) == 1
@@ -149,12 +172,16 @@ def test_json_leader_serves_stream_followers(start_gateway, upstream):
 def test_leader_error_answer_is_shared(start_gateway, upstream):
     gw = start_gateway(cache_config(upstream.url, "enabled: true"))
     bad = {"error": {"message": "bad parameter", "type": "invalid_request_error", "param": "x", "code": None}}
-    upstream.json(bad, status=400, delay_s=0.3)
+    upstream.json(bad, status=400)
+    upstream.hold()
     url = f"{gw.url}/v1/chat/completions"
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(*[_post(client, url, DET, delay=0.02 * bool(i)) for i in range(10)])
+            calls = [asyncio.ensure_future(_post(client, url, DET)) for _ in range(10)]
+            await async_wait_for(lambda: live_followers(gw) == 9, what="9 followers")
+            upstream.release()
+            return await asyncio.gather(*calls)
 
     results = run(burst())
     assert len(upstream.received) == 1
@@ -164,15 +191,19 @@ def test_leader_error_answer_is_shared(start_gateway, upstream):
 
 
 def test_leader_gateway_error_is_shared(start_gateway, upstream):
+    # The followers join within milliseconds; the first-byte timeout only has to outlast that.
     yaml = cache_config(upstream.url, "enabled: true", extra="routing: {retry: {attempts: 1}}").replace(
-        "api_key: sk-backend}", "api_key: sk-backend, timeouts: {first_byte: 0.3}}")
+        "api_key: sk-backend}", "api_key: sk-backend, timeouts: {first_byte: 2}}")
     gw = start_gateway(yaml)
     upstream.hang()
     url = f"{gw.url}/v1/chat/completions"
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(*[_post(client, url, DET, delay=0.02 * bool(i)) for i in range(5)])
+            leader = asyncio.ensure_future(_post(client, url, DET))
+            await async_wait_for(lambda: upstream.received, what="the leader upstream")
+            followers = [asyncio.ensure_future(_post(client, url, DET)) for _ in range(4)]
+            return await asyncio.gather(leader, *followers)
 
     results = run(burst())
     assert len(upstream.received) == 1
@@ -183,23 +214,25 @@ def test_leader_gateway_error_is_shared(start_gateway, upstream):
 
 def test_followers_retry_once_when_the_leader_leaves(start_gateway, upstream):
     gw = start_gateway(cache_config(upstream.url, "enabled: true"))
-    upstream.json(CHAT, delay_s=0.4)
+    upstream.json(CHAT)
+    upstream.hold()
     url = f"{gw.url}/v1/chat/completions"
 
     async def burst():
-        async with httpx.AsyncClient(timeout=30) as client:
-            async def impatient():
-                try:
-                    await _post(client, url, DET, timeout=0.15)
-                except httpx.TimeoutException:
-                    return "left"
+        async with httpx.AsyncClient(timeout=30) as impatient_client, httpx.AsyncClient(timeout=30) as client:
+            leader = asyncio.ensure_future(_post(impatient_client, url, DET))
+            await async_wait_for(lambda: upstream.received, what="the leader upstream")
+            followers = [asyncio.ensure_future(_post(client, url, DET)) for _ in range(8)]
+            await async_wait_for(lambda: live_followers(gw) == 8, what="8 followers")
+            leader.cancel()  # the leader's client hangs up
+            await impatient_client.aclose()
+            # one follower leads the retry (held upstream too), the others follow it
+            await async_wait_for(lambda: len(upstream.received) == 2 and live_followers(gw) == 7,
+                                 what="the retry and its 7 followers")
+            upstream.release()
+            return await asyncio.gather(*followers)
 
-            leader = asyncio.ensure_future(impatient())
-            followers = await asyncio.gather(*[_post(client, url, DET, delay=0.05) for _ in range(8)])
-            return await leader, followers
-
-    leader, followers = run(burst())
-    assert leader == "left"
+    followers = run(burst())
     assert all(r.status_code == 200 and r.json() == CHAT for r in followers)
     # the leader's call was cancelled; one follower led the retry, the others followed it
     assert len(upstream.received) == 2
@@ -209,21 +242,23 @@ def test_followers_retry_once_when_the_leader_leaves(start_gateway, upstream):
 def test_a_follower_that_leaves_does_not_affect_the_leader(start_gateway, upstream):
     gw = start_gateway(cache_config(upstream.url, "enabled: true"))
     events = stream_events()
-    upstream.sse(events, chunk_delay_s=0.05)
+    upstream.sse(events, pause_after=2)
     url = f"{gw.url}/v1/chat/completions"
 
     async def scenario():
         async with httpx.AsyncClient(timeout=30) as client:
             leader = asyncio.ensure_future(_stream(client, url, DET))
-            impatient_json = asyncio.ensure_future(_post(client, url, DET, delay=0.05, timeout=0.1))
-            await asyncio.sleep(0.05)
+            await async_wait_for(lambda: leader_pieces(gw) > 0, what="the leader's first bytes")
+            with pytest.raises(httpx.TimeoutException):  # a JSON follower whose client gives up
+                await _post(client, url, DET, timeout=0.3)
             async with client.stream("POST", url, json={**DET, "stream": True}) as r:  # a stream follower
                 async for _ in r.aiter_bytes():
                     break  # … that leaves after its first bytes
-            with pytest.raises(httpx.TimeoutException):
-                await impatient_json
-            other = await _stream(client, url, DET, delay=0.05)
-            return await leader, other
+            await async_wait_for(lambda: live_followers(gw) == 0, what="both followers to be gone")
+            other = asyncio.ensure_future(_stream(client, url, DET))
+            await async_wait_for(lambda: live_followers(gw) == 1, what="a third follower")
+            upstream.resume()
+            return await leader, await other
 
     (status, cache, body), other = run(scenario())
     assert (status, cache) == (200, "miss") and body == _strip_usage(events)
@@ -236,21 +271,20 @@ def test_a_follower_that_leaves_does_not_affect_the_leader(start_gateway, upstre
 
 def test_stream_followers_get_an_error_when_the_leader_leaves_mid_stream(start_gateway, upstream):
     gw = start_gateway(cache_config(upstream.url, "enabled: true"))
-    upstream.sse(stream_events(), chunk_delay_s=0.1)
+    upstream.sse(stream_events(), pause_after=3)
     url = f"{gw.url}/v1/chat/completions"
 
     async def scenario():
         async with httpx.AsyncClient(timeout=30) as client:
             async def leader():
-                loop = asyncio.get_running_loop()
-                t0 = loop.time()
                 async with client.stream("POST", url, json={**DET, "stream": True}) as r:
                     async for _ in r.aiter_bytes():
-                        if loop.time() - t0 > 0.3:
-                            break  # leaves mid-stream
+                        await async_wait_for(lambda: live_followers(gw) == 1, what="the follower")
+                        break  # leaves mid-stream, once the follower has joined
 
             lead = asyncio.ensure_future(leader())
-            follower = await _stream(client, url, DET, delay=0.05)
+            await async_wait_for(lambda: leader_pieces(gw) > 0, what="the leader's first bytes")
+            follower = await _stream(client, url, DET)
             await lead
             return follower
 
@@ -267,12 +301,16 @@ def test_stream_followers_get_an_error_when_the_leader_leaves_mid_stream(start_g
 
 def test_coalescing_can_be_turned_off(start_gateway, upstream):
     gw = start_gateway(cache_config(upstream.url, "enabled: true\ncoalesce: false"))
-    upstream.json(CHAT, delay_s=0.2)
+    upstream.json(CHAT)
+    upstream.hold()
     url = f"{gw.url}/v1/chat/completions"
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(*[_post(client, url, DET) for _ in range(5)])
+            calls = [asyncio.ensure_future(_post(client, url, DET)) for _ in range(5)]
+            await async_wait_for(lambda: len(upstream.received) == 5, what="5 concurrent upstream calls")
+            upstream.release()
+            return await asyncio.gather(*calls)
 
     results = run(burst())
     assert len(upstream.received) == 5 and all(r.headers["x-gateway-cache"] == "miss" for r in results)

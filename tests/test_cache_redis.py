@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import shutil
-import subprocess
+import socket
 import time
 
 import aiohttp
@@ -14,63 +13,36 @@ import httpx
 import pytest
 import redis
 
-from gateway.app import FINISHERS, build_app
+from gateway.app import FINISHERS, WATCHER, build_app
 from gateway.cache import CACHE
 from gateway.config import load_config
-from gateway.server import BackgroundServer, free_port
+from gateway.server import BackgroundServer
+from tests.polling import wait_for
+from tests.redis_server import RedisServer
 from tests.test_cache import CHAT, DET, REDIS_URL, cache_config, until_stored
 
 # Fixtures shared with test_cache.py (pytest finds them through this import).
 from tests.test_cache import _redis_cleanup, redis_namespace, start_gateway  # noqa: F401
 
 
-class OwnRedis:
-    """A ``redis-server`` of the test's own on a free port, to stop and start at will."""
-
-    def __init__(self, tmp_path):
-        if shutil.which("redis-server") is None:
-            pytest.skip("redis-server is not installed")
-        self.port = free_port()
-        self.dir = tmp_path
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+@pytest.fixture
+def closed_port():
+    """A loopback port that refuses connections for the whole test: bound by us, never listening
+    (a port that is merely free now could be taken by another process meanwhile)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture
 def own_redis(tmp_path):
-    server = OwnRedis(tmp_path)
-    server.start()
+    server = RedisServer(data_dir=str(tmp_path)).start()
     yield server
     server.stop()
 
 
-def test_redis_down_from_the_start_means_uncached_not_errors(start_gateway, upstream):
-    closed = free_port()
+def test_redis_down_from_the_start_means_uncached_not_errors(start_gateway, upstream, closed_port):
+    closed = closed_port
     gw = start_gateway(cache_config(upstream.url, f"enabled: true\nstore: redis\n"
                                                   f"redis_url: redis://127.0.0.1:{closed}/0"))
     upstream.json(CHAT)
@@ -102,17 +74,17 @@ def test_redis_going_down_mid_run_and_coming_back(start_gateway, upstream, own_r
     t0 = time.perf_counter()
     results = asyncio.run(burst())
     results += [gw.post(DET) for _ in range(5)]
-    assert time.perf_counter() - t0 < 5
+    # Not stalled on Redis per request (a connect timeout each would take far longer); the bound
+    # is loose so that a busy machine passes.
+    assert time.perf_counter() - t0 < 20
     assert all(r.status_code == 200 and r.json() == CHAT for r in results)
     assert {r.headers["x-gateway-cache"] for r in results} <= {"bypass", "coalesced"}
     assert gw.cache.stats.errors >= 1
     own_redis.start()  # empty again: a fresh server
-    time.sleep(0.4)
-    statuses = []
-    for _ in range(3):
-        statuses.append(gw.post(DET).headers["x-gateway-cache"])
-        until_stored(gw)
-    assert statuses[-2:] == ["miss", "hit"] or statuses == ["miss", "hit", "hit"]
+    # Once its retry interval has passed, the store is used again: a miss (stored), then a hit.
+    wait_for(lambda: gw.post(DET).headers["x-gateway-cache"] == "miss", what="Redis to be used again")
+    until_stored(gw)
+    assert gw.post(DET).headers["x-gateway-cache"] == "hit"
 
 
 def test_blocking_pool_serves_many_concurrent_hits(start_gateway, upstream, redis_namespace):
@@ -174,13 +146,13 @@ def test_hot_reload_enables_the_cache_and_a_new_namespace_invalidates(upstream, 
             return r.headers.get("x-gateway-cache")
 
         def until_stored_app():
-            deadline = time.monotonic() + 2
-            while (app[CACHE].flights or app[CACHE]._tasks) and time.monotonic() < deadline:
-                time.sleep(0.005)
+            wait_for(lambda: not (app[CACHE].flights or app[CACHE]._tasks), interval=0.005,
+                     what="pending cache writes")
 
         def rewrite(cache: str):
+            reloads = app[WATCHER].reloads
             path.write_text(cache_config(upstream.url, cache) + "server: {reload_interval_s: 0.05}\n")
-            time.sleep(0.4)
+            wait_for(lambda: app[WATCHER].reloads > reloads, what="the reload")
 
         assert status() is None and app[CACHE].store is None
         rewrite("enabled: true")

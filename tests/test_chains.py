@@ -15,6 +15,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from tests.polling import wait_for
 from tests.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.telemetry_support import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 
@@ -226,12 +227,12 @@ def test_the_last_step_streams(start, upstream):
 
 def test_the_deadline_holds(start, upstream):
     srv = start(deadline=0.5)
-    upstream.json(completion('{"points": []}'), delay_s=3, times=1)
+    upstream.json(completion('{"points": []}'), delay_s=30, times=1)
     t0 = time.perf_counter()
     with pytest.raises(openai.APIStatusError) as info:
         sdk(srv).chat.completions.create(model="research", messages=[], extra_body={"variables": {"question": "q"}})
     elapsed = time.perf_counter() - t0
-    assert info.value.status_code == 504 and elapsed < 2.5
+    assert info.value.status_code == 504 and elapsed < 10  # the 0.5 s deadline, not the 30 s step
     err = info.value.body
     assert err["code"] == "chain_deadline_exceeded" and 'step 1 "outline"' in err["message"]
 
@@ -269,10 +270,8 @@ def test_hot_reload_of_a_chain_file(start, upstream, tmp_path):
     before = httpx.get(f"{srv.url}/readyz").json()["config_hash"]
     text = (tmp_path / "chains" / "research.yaml").read_text().replace("version: 3", "version: 4")
     (tmp_path / "chains" / "research.yaml").write_text(text)
-    deadline = time.monotonic() + 10
-    while httpx.get(f"{srv.url}/readyz").json()["config_hash"] == before:
-        assert time.monotonic() < deadline, "the chain edit was not reloaded"
-        time.sleep(0.05)
+    wait_for(lambda: httpx.get(f"{srv.url}/readyz").json()["config_hash"] != before,
+             what="the chain edit to be reloaded")
     upstream.json(completion('{"points": ["x"]}'), times=1)
     upstream.json(completion("ok"), times=1)
     raw = sdk(srv).chat.completions.with_raw_response.create(model="research", messages=[],

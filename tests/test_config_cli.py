@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from gateway.config import ConfigError, parse_config
 from gateway.server import free_port
+from tests.polling import wait_for
 from tests.conftest import REPO
 
 
@@ -88,13 +88,14 @@ def test_serve_answers_and_stops_on_sigterm(workers, tmp_path):
                              "--workers", str(workers)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
+        def ready() -> bool:
+            assert proc.poll() is None, "serve exited"
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
+                return httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
             except httpx.TransportError:
-                time.sleep(0.1)
+                return False
+
+        wait_for(ready, timeout=60, what="serve to be ready")
         r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
                        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]

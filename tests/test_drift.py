@@ -184,6 +184,37 @@ def test_cli_against_a_server_dsn(drift_gateway):
         assert warn.exit_code == 0, warn.output  # every check of the steady model is ok, not even warn
 
 
+def test_insufficient_data_and_unknown_models_are_not_no_drift(drift_gateway):
+    """A model of the config without enough rows: "insufficient data" (exit 3), never "no drift";
+    a model neither in the config nor in any row: 404 ``model_not_found`` (exit 4)."""
+    from tests.clickhouse_http_standin import ClickHouseHTTPStandIn
+
+    srv, database = drift_gateway
+    quiet = drift(srv, model="gpt-4o")  # configured, no rows in the windows
+    assert quiet["insufficient_data"] and quiet["level"] == "n/a" and not quiet["flagged"]
+    assert not drift(srv, model="steady")["insufficient_data"]  # not configured, but it has rows
+    assert drift(srv, prompt="triage@9")["insufficient_data"]
+    unknown = httpx.get(f"{srv.url}/admin/dashboard/drift", params={"model": "stedy"}, headers=AUTH, timeout=120)
+    assert unknown.status_code == 404, unknown.text
+    err = unknown.json()["error"]
+    assert err["code"] == "model_not_found" and "stedy" in err["message"] and "gpt-4o" in err["message"]
+
+    runner = CliRunner()
+    via = ["drift", "--url", srv.url, "--admin-key", ADMIN]
+    for args in (["--model", "gpt-4o"], ["--prompt", "triage@9"]):
+        out = runner.invoke(main, via + args)
+        assert out.exit_code == 3, out.output
+        assert "insufficient data" in out.output and "no drift" not in out.output
+    js = runner.invoke(main, via + ["--model", "gpt-4o", "--format", "json"])
+    assert js.exit_code == 3 and orjson.loads(js.output)["insufficient_data"] is True
+    typo = runner.invoke(main, via + ["--model", "stedy"])
+    assert typo.exit_code == 4 and "unknown model 'stedy'" in typo.output
+    with ClickHouseHTTPStandIn(str(CHDB_DIR)) as ch:  # checked directly: the config resolved here
+        direct = runner.invoke(main, ["drift", "--dsn", ch.dsn(database), "--model", "stedy"])
+        assert direct.exit_code == 4 and "unknown model 'stedy'" in direct.output, direct.output
+        assert runner.invoke(main, ["drift", "--dsn", ch.dsn(database), "--model", "steady"]).exit_code == 0
+
+
 _SEED_SCRIPT = """
 import sys, time
 sys.path.insert(0, {repo!r})

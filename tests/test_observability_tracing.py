@@ -4,9 +4,7 @@ export over real OTLP/HTTP to a receiver on loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-import threading
 import time
 
 import httpx
@@ -29,6 +27,7 @@ from gateway.server import BackgroundServer, free_port
 from gateway.telemetry.record import REQUEST_COLUMN_NAMES, RowBuilder
 from gateway.config.telemetry import TelemetrySettings
 from gateway.tokens import TokenCounter
+from tests.polling import wait_for
 from tests.conftest import gateway_config
 from tests.fake_upstream import chat_chunk, sse_event
 
@@ -52,18 +51,15 @@ class Traced:
         self.url = server.url
         self.client = OpenAI(base_url=f"{server.url}/v1", api_key="sk-client-key", max_retries=0)
 
-    def spans(self, n: int, timeout: float = 5.0):
-        deadline = time.monotonic() + timeout
-        while len(self.exporter.get_finished_spans()) < n and time.monotonic() < deadline:
-            time.sleep(0.01)
+    def spans(self, n: int):
+        """The finished spans, once there are ``n`` (and exactly ``n``)."""
+        wait_for(lambda: len(self.exporter.get_finished_spans()) >= n, what=f"{n} spans")
         spans = list(self.exporter.get_finished_spans())
         assert len(spans) == n, [s.name for s in spans]
         return spans
 
     def record(self, i: int = -1):
-        deadline = time.monotonic() + 5
-        while not self.records and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: self.records, what="a finished request")
         return self.records[i]
 
 
@@ -249,9 +245,11 @@ def test_sampling_ratio_and_parent_decision(traced, upstream):
     spans = gw.spans(2)
     assert {f"{s.context.trace_id:032x}" for s in spans} == {CLIENT_TRACE}
     # A client that did not sample: neither do we.
+    finished = len(gw.records)
     gw.client.chat.completions.create(model="gpt-test", messages=MESSAGES,
                                       extra_headers={"traceparent": TRACEPARENT[:-2] + "00"})
-    time.sleep(0.1)
+    # the request has finished (the records finisher runs after tracing's): still no new span
+    wait_for(lambda: len(gw.records) > finished, what="the unsampled request to finish")
     assert len(gw.exporter.get_finished_spans()) == 2
 
 
@@ -297,9 +295,7 @@ def test_tracing_off_sends_no_traceparent_and_keeps_the_clients_trace_id_in_the_
     assert r.status_code == 200 and "traceresponse" not in r.headers
     assert "traceparent" not in {k.lower() for k in upstream.last.headers}
     assert srv.app[OBSERVABILITY].tracing is None
-    deadline = time.monotonic() + 5
-    while not records and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: records, what="a finished request")
     assert records[0].trace is None and records[0].attempt_log[0].span_id == 0
     assert row_trace_id(records[0]) == CLIENT_TRACE
 
@@ -364,9 +360,8 @@ observability:
             client = OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
             client.chat.completions.create(model="gpt-test", messages=MESSAGES,
                                            extra_headers={"traceparent": TRACEPARENT})
-            deadline = time.monotonic() + 10
-            while len(receiver.spans()) < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)  # exported by the batch processor's thread, not at shutdown
+            # exported by the batch processor's thread, not at shutdown
+            wait_for(lambda: len(receiver.spans()) >= 2, what="2 spans at the OTLP receiver")
         spans = receiver.spans()
     assert len(spans) == 2
     assert receiver.headers[0]["x-otlp-key"] == "otlp-secret" and receiver.encodings[0] == "gzip"

@@ -13,6 +13,7 @@ import pytest
 from gateway.config import ConfigError, parse_config
 from gateway.plugins import PluginLoadError, Verdict, build_plugin
 from gateway.config.access import PluginSpec
+from tests.polling import wait_for
 from tests.conftest import gateway_config
 from tests.test_access import CHAT, KEY_B, MSG, access_config, post
 
@@ -59,7 +60,7 @@ class Gate:
 
 
 class Slow:
-    def __init__(self, seconds: float = 1.0):
+    def __init__(self, seconds: float = 30.0):
         self.seconds = seconds
 
     async def before_request(self, ctx):
@@ -137,7 +138,7 @@ def test_failing_plugins_follow_on_error(upstream, make_gateway, plugin, kind, c
     upstream.json(CHAT)
     t0 = time.perf_counter()
     assert post(gw, key=None).status_code == 200
-    assert time.perf_counter() - t0 < 0.8  # the slow hook was cut off at its timeout
+    assert time.perf_counter() - t0 < 10  # the 30 s hook was cut off at its 50 ms timeout
     r = post(strict, key=None)
     assert r.status_code == 503 and r.json()["error"]["code"] == "plugin_failed"
     assert "plugin bug" not in r.text  # the exception text stays in the gateway
@@ -199,7 +200,7 @@ def test_bad_plugin_paths_are_config_errors_and_bad_settings_fail_the_build(upst
 
 
 def test_a_reload_with_a_broken_plugin_keeps_the_running_config(upstream, tmp_path):
-    from gateway.app import build_app
+    from gateway.app import WATCHER, build_app
     from gateway.config import load_config
     from gateway.server import BackgroundServer
 
@@ -211,7 +212,7 @@ def test_a_reload_with_a_broken_plugin_keeps_the_running_config(upstream, tmp_pa
     with BackgroundServer(build_app(load_config(path))) as gw:
         first = httpx.get(f"{gw.url}/readyz").json()["config_hash"]
         write_atomically(path, good.replace("tests.test_plugins:Gate", "tests.test_plugins:Gate, settings: {bogus: 1}"))
-        time.sleep(0.5)
+        wait_for(lambda: gw.app[WATCHER].status()["last_error"], what="the broken plugin to be refused")
         assert httpx.get(f"{gw.url}/readyz").json()["config_hash"] == first
         assert post(gw, key=None, body={"model": "gpt-test", "messages": [
             {"role": "user", "content": "forbidden"}]}).status_code == 403  # the old plugin still runs

@@ -8,7 +8,6 @@ official OpenAI SDK, and assert what the upstream received.
 from __future__ import annotations
 
 import collections
-import time
 from pathlib import Path
 
 import httpx
@@ -23,6 +22,7 @@ from gateway.prompts.errors import PromptConfigError, PromptError
 from gateway.prompts.registry import load_registry
 from gateway.prompts.select import Ref, bucket, parse_ref, pick_arm
 from gateway.server import BackgroundServer
+from tests.polling import wait_for
 from tests.conftest import gateway_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -424,28 +424,22 @@ def test_promotion_by_editing_a_label_hot_reloads(tmp_path, upstream):
         assert (d / "versions.lock").is_file()  # the serving gateway recorded the versions
         hash1 = httpx.get(f"{gw.url}/readyz").json()["config_hash"]
         (d / "greet.yaml").write_text(GREET.replace("production: 1", "production: 2"))
-        deadline = time.monotonic() + 10
-        while httpx.get(f"{gw.url}/readyz").json()["config_hash"] == hash1:
-            assert time.monotonic() < deadline, "reload did not happen"
-            time.sleep(0.05)
+        wait_for(lambda: httpx.get(f"{gw.url}/readyz").json()["config_hash"] != hash1, what="the reload")
         assert version() == "2"
         assert upstream.last.json()["messages"][0]["content"] == "v2: greet Ann 2 times"
         # Editing a version's content is rejected: the running config (production → 2) stays.
         hash2 = httpx.get(f"{gw.url}/readyz").json()["config_hash"]
-        (d / "greet.yaml").write_text(GREET.replace("production: 1", "production: 1").replace("v1: greet", "v1: yo"))
-        time.sleep(0.4)
-        assert httpx.get(f"{gw.url}/readyz").json()["config_hash"] == hash2
-        assert version() == "2"
         from gateway.app import WATCHER
 
+        (d / "greet.yaml").write_text(GREET.replace("production: 1", "production: 1").replace("v1: greet", "v1: yo"))
+        wait_for(lambda: gw.app[WATCHER].status()["last_error"], what="the edit to be refused")
+        assert httpx.get(f"{gw.url}/readyz").json()["config_hash"] == hash2
+        assert version() == "2"
         status = gw.app[WATCHER].status()
         assert "versions[0] (version 1): content changed" in status["last_error"]
         # Rollback is the same one-line edit.
         (d / "greet.yaml").write_text(GREET)
-        deadline = time.monotonic() + 10
-        while version() != "1":
-            assert time.monotonic() < deadline, "rollback did not happen"
-            time.sleep(0.05)
+        wait_for(lambda: version() == "1", what="the rollback")
 
 
 # --- admin, feedback without telemetry, CLI ----------------------------------------------------------
@@ -469,7 +463,7 @@ def test_feedback_validation_and_telemetry_off(gw):
                         (b'{"request_id": "r", "score": 1e999}', None), (b'{"request_id": "r", "score": true}', "score"),
                         (b'{"request_id": "r", "score": 1, "x": 1}', "x"), (b'[1]', None), (b'nope', None),
                         (b'{"request_id": "r", "score": 1, "comment": 5}', "comment")):
-        r = httpx.post(url, content=body)
+        r = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 400, (body, r.text)
         assert r.json()["error"]["param"] == param
     r = httpx.post(url, json={"request_id": "r", "score": 1})

@@ -12,6 +12,7 @@ import openai
 import orjson
 import pytest
 
+from tests.polling import async_wait_for, wait_for
 from tests.conftest import gateway_config
 from tests.fake_upstream import chat_chunk, sse_event
 
@@ -108,7 +109,7 @@ def test_first_byte_timeout_504(make_gateway, upstream):
     t0 = time.perf_counter()
     r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "gpt-test", "messages": MSG})
     assert_openai_error(r, 504, code="upstream_timeout")
-    assert time.perf_counter() - t0 < 2
+    assert time.perf_counter() - t0 < 10  # the upstream never answers: only the timeout ends it
 
 
 def test_read_timeout_midstream_is_an_error_event(make_gateway, upstream):
@@ -162,12 +163,11 @@ def test_request_id_echoed_or_generated(gateway, upstream):
     assert httpx.get(f"{gateway.url}/nowhere").headers["x-request-id"]
 
 
-async def _disconnect_after(url: str, body: dict, seconds: float) -> float:
+async def _disconnect_midstream(url: str, body: dict) -> float:
+    """Read the first bytes of a stream, then hang up; returns when (``perf_counter``)."""
     async with aiohttp.ClientSession() as session:
-        resp = await session.post(url, json=body)  # returns once headers arrive (stream) …
-        if body.get("stream"):
-            await resp.content.readany()
-        await asyncio.sleep(seconds)
+        resp = await session.post(url, json=body)  # returns once headers arrive …
+        await resp.content.readany()  # … and the stream is under way
         t = time.perf_counter()
         resp.close()
         return t
@@ -175,13 +175,11 @@ async def _disconnect_after(url: str, body: dict, seconds: float) -> float:
 
 def test_client_disconnect_cancels_streaming_upstream(gateway, upstream):
     upstream.sse([sse_event(chat_chunk(str(i))) for i in range(200)], chunk_delay_s=0.05)
-    t_close = asyncio.run(_disconnect_after(f"{gateway.url}/v1/chat/completions",
-                                            {"model": "gpt-test", "messages": MSG, "stream": True}, 0.2))
-    deadline = time.perf_counter() + 2
-    while not upstream.disconnects and time.perf_counter() < deadline:
-        time.sleep(0.005)
-    assert upstream.disconnects, "upstream never saw the disconnect"
-    assert upstream.disconnects[0] - t_close < 0.1
+    t_close = asyncio.run(_disconnect_midstream(f"{gateway.url}/v1/chat/completions",
+                                                {"model": "gpt-test", "messages": MSG, "stream": True}))
+    wait_for(lambda: upstream.disconnects, what="the upstream to see the disconnect")
+    # At once, not when the 10 s stream ends; the bound only has to tell those apart on a busy machine.
+    assert upstream.disconnects[0] - t_close < 5
     assert not upstream.completed
 
 
@@ -192,18 +190,14 @@ def test_client_disconnect_cancels_nonstreaming_upstream(gateway, upstream):
         async with aiohttp.ClientSession() as session:
             task = asyncio. create_task(session.post(f"{gateway.url}/v1/chat/completions",
                                                      json={"model": "gpt-test", "messages": MSG}))
-            while not upstream.received:
-                await asyncio.sleep(0.005)
-            await asyncio.sleep(0.05)
+            await async_wait_for(lambda: upstream.received, what="the request upstream")
             t = time.perf_counter()
             task.cancel()  # closes the client connection
             return t
 
     t_close = asyncio.run(run())
-    deadline = time.perf_counter() + 2
-    while not upstream.disconnects and time.perf_counter() < deadline:
-        time.sleep(0.005)
-    assert upstream.disconnects and upstream.disconnects[0] - t_close < 0.1
+    wait_for(lambda: upstream.disconnects, what="the upstream to see the disconnect")
+    assert upstream.disconnects[0] - t_close < 5  # at once; the upstream itself never answers
 
 
 def test_upstream_error_echoing_the_backend_key_is_scrubbed(gateway, upstream):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 
 import httpx
 import openai
 import orjson
 import pytest
 
+from tests.polling import wait_for
 from tests.fake_upstream import chat_chunk, sse_event
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
@@ -168,7 +168,5 @@ def test_client_closing_right_after_done_is_a_complete_stream(make_gateway, upst
             return got
 
     assert b"data: [DONE]" in asyncio.run(read_until_done())
-    deadline = time.time() + 5
-    while not finished and time.time() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: finished, what="the request to finish")
     assert finished == [(200, "")]

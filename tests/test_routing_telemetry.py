@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 
 import httpx
 import orjson
 
+from tests.polling import wait_for
 from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 from tests.test_routing import OK, MSG, two_target_config, two_upstreams  # noqa: F401
 from tests.test_telemetry_chdb import flush, select
@@ -31,9 +31,7 @@ def test_rows_and_attempts_carry_provenance_and_both_config_hashes(two_upstreams
                        headers={"x-request-id": "fallback-1"})
         assert r.status_code == 200 and r.headers["x-gateway-attempts"] == "3"
         path.write_text(base.replace("strategy: priority}", "strategy: least-busy}"))
-        deadline = time.time() + 10
-        while httpx.get(f"{gw.url}/readyz").json()["config_hash"] == first_hash and time.time() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: httpx.get(f"{gw.url}/readyz").json()["config_hash"] != first_hash, what="the reload")
         second_hash = httpx.get(f"{gw.url}/readyz").json()["config_hash"]
         assert second_hash != first_hash
         httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "m", "messages": MSG},

@@ -13,16 +13,16 @@ import os
 import signal
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway.app import FINISHERS, build_app
+from gateway.app import FINISHERS, WATCHER, build_app
 from gateway.config import load_config
 from gateway.server import BackgroundServer
 from gateway.vllm import FLEET
+from tests.polling import stays, stops_growing, wait_for
 from tests.fake_upstream import FakeVllm
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -49,16 +49,6 @@ routing:
   retry: {{attempts: 1}}
   circuit_breaker: {{consecutive_failures: 3, cooldown_s: 30}}
 {extra}"""
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def admin(gw, path: str = "/admin/vllm") -> dict:
@@ -192,10 +182,8 @@ def test_reload_starts_and_stops_scrapers(fakes, tmp_path):
                                      'timeout_ms: 500}}\n', "").replace(", {backend: vb, model: tiny-llama}", ""))
         wait_for(lambda: set(fleet.scrapers) == {"va"}, what="vb and vc scrapers stopped")
         assert fleet.scrapers["va"] is va_scraper  # unchanged backends keep their scraper
-        time.sleep(0.2)
-        count = b.scrapes
-        time.sleep(0.3)
-        assert b.scrapes == count
+        # vb was scraped every 40 ms: quiet for 0.3 s means its scraper stopped
+        wait_for(lambda: stops_growing(lambda: b.scrapes, 0.3), what="vb's scrapes to stop")
         assert "vb" not in gw.app[FLEET]._health.loads
 
 
@@ -203,8 +191,8 @@ def test_scraping_can_be_turned_off(make_gateway, fakes):
     a, b = fakes
     cfg = fleet_config(a, b).replace("vllm: {scrape_interval_ms: 40, timeout_ms: 500}", "vllm: {enabled: false}")
     gw = make_gateway(cfg)
-    time.sleep(0.3)
-    assert a.scrapes == b.scrapes == 0 and admin(gw)["backends"] == []
+    assert stays(lambda: a.scrapes == b.scrapes == 0, 0.3)  # scraping would start at once, every 40 ms
+    assert admin(gw)["backends"] == []
     assert sum(send(gw, 6).values()) == 6  # ranked by in-flight alone
 
 
@@ -319,20 +307,21 @@ def test_managed_server_is_health_gated_restarted_and_stopped(fake_vllm_package,
         status = backend_status(gw, "local")
         assert status["state"] == "down" and status["managed"]["state"] == "starting"
         assert chat_status(gw) == 503  # not healthy yet: no traffic
-        wait_for(lambda: backend_status(gw, "local")["state"] == "up", 20, "managed server healthy")
+        wait_for(lambda: backend_status(gw, "local")["state"] == "up", 60, "managed server healthy")
         managed = backend_status(gw, "local")["managed"]
         assert managed["state"] == "running" and managed["restarts"] == 0
         pid = managed["pid"]
         assert chat_status(gw) == 200
         # A reload that leaves the launch block alone leaves the server running.
+        reloads = gw.app[WATCHER].reloads
         path.write_text(text + "\nrouting: {retry: {attempts: 1}}\n")
-        time.sleep(0.4)
+        wait_for(lambda: gw.app[WATCHER].reloads > reloads, what="the reload")
         assert backend_status(gw, "local")["managed"]["pid"] == pid
         # Killed: out of rotation at once, restarted with backoff, back after /health.
         os.killpg(pid, signal.SIGKILL)
-        wait_for(lambda: backend_status(gw, "local")["state"] == "down", 5, "down after the kill")
-        wait_for(lambda: backend_status(gw, "local")["managed"]["restarts"] == 1, 10, "restart")
-        wait_for(lambda: backend_status(gw, "local")["state"] == "up", 20, "healthy again")
+        wait_for(lambda: backend_status(gw, "local")["state"] == "down", 20, "down after the kill")
+        wait_for(lambda: backend_status(gw, "local")["managed"]["restarts"] == 1, 30, "restart")
+        wait_for(lambda: backend_status(gw, "local")["state"] == "up", 60, "healthy again")
         managed = backend_status(gw, "local")["managed"]
         assert managed["pid"] != pid and managed["last_exit"] == -signal.SIGKILL
         assert chat_status(gw) == 200
@@ -348,7 +337,7 @@ def test_managed_server_that_misses_its_startup_deadline_is_restarted(fake_vllm_
     path = tmp_path / "gateway.yaml"
     path.write_text(managed_config(fake_vllm_package, free_port(), tmp_path / "l.log", delay=60, startup_timeout_s=0.5))
     with BackgroundServer(build_app(load_config(path))) as gw:
-        wait_for(lambda: backend_status(gw, "local")["managed"]["restarts"] >= 1, 15, "a restart")
+        wait_for(lambda: backend_status(gw, "local")["managed"]["restarts"] >= 1, 30, "a restart")
         status = backend_status(gw, "local")
         assert status["state"] == "down"
         pid = status["managed"]["pid"]
@@ -361,7 +350,7 @@ def test_workers_do_not_launch_servers(fake_vllm_package, tmp_path):
     path = tmp_path / "gateway.yaml"
     path.write_text(managed_config(fake_vllm_package, free_port(), tmp_path / "l.log"))
     with BackgroundServer(build_app(load_config(path), launch_servers=False)) as gw:
-        time.sleep(0.3)
+        assert stays(lambda: admin(gw)["backends"][0]["managed"] is None, 0.3)
         status = admin(gw)
         assert status["launch_servers"] is False
         assert status["backends"][0]["managed"] is None and status["backends"][0]["state"] == "down"

@@ -31,7 +31,8 @@ from gateway.config import load_config
 from gateway.server import BackgroundServer
 from tests.fake_upstream import FakeVllm
 from tests.test_vllm import _unavailable, vs
-from tests.test_vllm_fleet import alive, backend_status, wait_for
+from tests.polling import wait_for
+from tests.test_vllm_fleet import alive, backend_status
 
 pytestmark = pytest.mark.vllm
 
@@ -126,7 +127,7 @@ routing:
                 # 2. Real metrics, scraped. The other server looks busy: the idle real one wins, and
                 # shared-prefix requests stay on it and hit its prefix cache.
                 fake.waiting = 5
-                wait_for(lambda: (snapshot(gw, "fake") or {}).get("waiting") == 5.0, 10, "fake scraped")
+                wait_for(lambda: (snapshot(gw, "fake") or {}).get("waiting") == 5.0, 30, "fake scraped")
                 before = wait_for(lambda: snapshot(gw, "real"), 30, "real server scraped")
                 assert before["running"] == 0 and before["waiting"] == 0 and 0 <= before["kv_cache"] <= 1
                 assert before["prefix_hits"] is not None and before["prefix_queries"] is not None
@@ -189,7 +190,7 @@ routing:
                 # 4. Killed mid-run: out of rotation at once; every request still succeeds (those in
                 # flight to it fail over before their first byte).
                 fake.waiting = 3  # the idle real server is preferred until it dies
-                wait_for(lambda: (snapshot(gw, "fake") or {}).get("waiting") == 3.0, 10, "fake scraped")
+                wait_for(lambda: (snapshot(gw, "fake") or {}).get("waiting") == 3.0, 30, "fake scraped")
                 results: list[tuple[int, str]] = []
 
                 def traffic():
@@ -200,26 +201,26 @@ routing:
 
                 sender = threading.Thread(target=traffic)
                 sender.start()
-                time.sleep(0.5)
+                wait_for(lambda: results, 60, "traffic under way")
                 os.killpg(pid, signal.SIGKILL)
-                wait_for(lambda: backend_status(gw, "real")["state"] == "down", 10, "down after the kill")
+                wait_for(lambda: backend_status(gw, "real")["state"] == "down", 30, "down after the kill")
                 sender.join(120)
                 assert [s for s, _ in results] == [200] * 40
                 served = [b for _, b in results]
                 assert served[0] == "real" and served[-1] == "fake", served
                 # 5. Restarted with backoff, back in rotation after /health.
-                wait_for(lambda: backend_status(gw, "real")["managed"]["restarts"] == 1, 10, "restart")
+                wait_for(lambda: backend_status(gw, "real")["managed"]["restarts"] == 1, 30, "restart")
                 wait_for(lambda: backend_status(gw, "real")["state"] == "up", vs.startup_timeout(), "healthy again")
                 restarted_s = time.monotonic() - t_start
                 new_pid = backend_status(gw, "real")["managed"]["pid"]
                 assert new_pid != pid
                 fake.waiting = 5
-                wait_for(lambda: (snapshot(gw, "fake") or {}).get("waiting") == 5.0, 10, "fake scraped")
+                wait_for(lambda: (snapshot(gw, "fake") or {}).get("waiting") == 5.0, 30, "fake scraped")
                 r = chat(client, gw.url, "after the restart")
                 assert r.status_code == 200 and r.headers["x-gateway-backend"] == "real"
             # 6. The gateway's shutdown stopped the server (and its process group).
             assert not alive(new_pid)
-            wait_for(lambda: not group_members(new_pid), 10, "the server's process group gone")
+            wait_for(lambda: not group_members(new_pid), 30, "the server's process group gone")
             print(f"\n[vllm-fleet] ready after {ready_s:.0f}s, restarted and healthy at {restarted_s:.0f}s, "
                   f"total {time.monotonic() - t_start:.0f}s")
         except BaseException:

@@ -13,7 +13,8 @@ from gateway.server import BackgroundServer
 from tests.fake_upstream import FakeVllm
 from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 from tests.test_telemetry_chdb import flush, select
-from tests.test_vllm_fleet import MSG, fleet_config, scraped, wait_for
+from tests.polling import wait_for
+from tests.test_vllm_fleet import MSG, fleet_config, scraped
 
 
 def test_rows_carry_the_snapshots_and_scores(tdb, tmp_path):

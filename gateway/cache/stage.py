@@ -85,6 +85,10 @@ class CacheStage:
     """
 
     def __init__(self) -> None:
+        # Seconds since the epoch: when entries are stored, how old they are (``max-age``,
+        # ``Age``) and, for the memory store, when they expire. Tests move it with ``use_clock``.
+        self.clock: Callable[[], float] = time.time
+        self._store_clock: Callable[[], float] = time.monotonic
         self.stats = CacheStats()
         self.store: MemoryStore | RedisStore | None = None
         self.flights: dict[str, Flight] = {}
@@ -119,11 +123,18 @@ class CacheStage:
             self.store = RedisStore(s.redis_url, self.stats, timeout_s=s.redis_timeout_s,
                                     max_connections=s.redis_max_connections, retry_s=s.redis_retry_s)
         else:
-            self.store = MemoryStore(s.max_bytes, self.stats)
+            self.store = MemoryStore(s.max_bytes, self.stats, clock=self._store_clock)
         self._store_sig = sig
         if old is not None:
             log.info("cache: store settings changed; now using the %s store", s.store)
             self._spawn(old.close())
+
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Read time from ``clock`` from now on (entry ages, and memory-store expiry), so that a
+        test can move time instead of sleeping. Redis expires entries on its own clock."""
+        self.clock = self._store_clock = clock
+        if isinstance(self.store, MemoryStore):
+            self.store._clock = clock
 
     def describe(self) -> dict:
         """State for ``GET /admin/cache``: store kind, size or availability, flights, counters."""
@@ -198,7 +209,7 @@ class CacheStage:
         if ctl.lookup and store is not None and store.available:
             entry = store.get_nowait(key) if store.kind == "memory" else await store.get(key)
             looked_up = store.available
-            if entry is not None and (ctl.max_age is None or entry.age() <= ctl.max_age):
+            if entry is not None and (ctl.max_age is None or entry.age(self.clock()) <= ctl.max_age):
                 response = self._answer(ctx, entry, HIT)
                 if response is not None:
                     self.stats.hits += 1
@@ -236,7 +247,7 @@ class CacheStage:
         headers["x-request-id"] = ctx.request_id
         headers[HEADER] = status
         if status == HIT:
-            headers["Age"] = str(int(entry.age()))
+            headers["Age"] = str(int(entry.age(self.clock())))
             ctx.cache_saved_ms = entry.latency_ms
         elif backend:
             headers["x-gateway-backend"] = backend
@@ -273,7 +284,7 @@ class CacheStage:
             raise
         finally:
             ctx.on_bytes = None
-        entry = self._entry(ctx, capture) if ctl.store or flight is not None else None
+        entry = self._entry(ctx, capture, self.clock()) if ctl.store or flight is not None else None
         pending = None
         if entry is not None and ctl.store and (entry.finish_reason or ctx.endpoint == "embeddings") \
                 and entry.size <= policy.max_entry_bytes:
@@ -317,8 +328,8 @@ class CacheStage:
             self.stats.stores += 1
 
     @staticmethod
-    def _entry(ctx: RequestContext, capture: list[bytes]) -> CacheEntry | None:
-        """The leader's answer as an entry, if it is a complete success."""
+    def _entry(ctx: RequestContext, capture: list[bytes], now: float) -> CacheEntry | None:
+        """The leader's answer as an entry stored at ``now``, if it is a complete success."""
         if ctx.status_code != 200 or ctx.truncated or ctx.error_type or not capture:
             return None
         data = capture[0] if len(capture) == 1 else b"".join(capture)
@@ -328,9 +339,10 @@ class CacheStage:
             if not data.rstrip().endswith(b"[DONE]"):
                 return None
             return CacheEntry(SSE, ctx.endpoint, data, has_usage=ctx.client_wants_usage, usage=usage,
-                              finish_reason=ctx.finish_reason, model=ctx.model_served, latency_ms=latency_ms)
+                              finish_reason=ctx.finish_reason, model=ctx.model_served, latency_ms=latency_ms,
+                              created=now)
         return CacheEntry(JSON, ctx.endpoint, data, usage=usage, finish_reason=ctx.finish_reason,
-                          model=ctx.model_served, latency_ms=latency_ms)
+                          model=ctx.model_served, latency_ms=latency_ms, created=now)
 
     # --- following ------------------------------------------------------------------
     async def _follow(self, ctx: RequestContext, call_next: Handler, flight: Flight, policy: CachePolicy,

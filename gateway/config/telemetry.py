@@ -7,6 +7,8 @@ Kept apart from ``models.py`` so telemetry settings evolve without touching the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.config import environment
@@ -76,6 +78,65 @@ class BodyLogging(_Strict):
     redact: str | None = None
 
 
+class QueryLane(_Strict):
+    """One lane of ops queries: at most ``concurrency`` of its queries run at once; a query
+    waits at most ``queue_wait_s`` seconds for a free slot, then is answered 503 ``busy``."""
+
+    concurrency: int = Field(2, ge=1, le=64)
+    queue_wait_s: float = Field(2.0, ge=0, le=600)
+
+
+class QuerySettings(_Strict):
+    """Limits on ops queries (``/admin/query``, the dashboard, feedback look-ups, and the CLI's
+    ``query``/``sessions``/``dataset``/``drift`` commands), applied as ClickHouse settings that
+    the read-only session cannot change.
+
+    ``max_execution_time_s``: seconds a query may run. ``max_memory_usage``: bytes one query may
+    allocate (0: no limit). ``max_rows_to_read`` / ``max_bytes_to_read``: what one query may
+    scan (0: no limit). ``max_threads``: threads one query may use. ``max_result_rows`` /
+    ``result_overflow_mode``: rows in an answer; ``break`` cuts the answer (at a block
+    boundary), ``throw`` fails the query. ``settings``: any further ClickHouse settings.
+    ``adhoc`` / ``dashboard`` / ``lookups``: the lanes of ad-hoc SQL (``/admin/query``), of the
+    dashboard's panels, and of ``/v1/feedback``'s request look-ups: each has its own slots, so a
+    long ad-hoc query never holds up a panel.
+    """
+
+    max_execution_time_s: float = Field(60.0, gt=0)
+    max_memory_usage: int = Field(1 << 30, ge=0)
+    max_rows_to_read: int = Field(1_000_000_000, ge=0)
+    max_bytes_to_read: int = Field(100 << 30, ge=0)
+    max_threads: int = Field(2, ge=1, le=256)
+    max_result_rows: int = Field(100_000, ge=0)
+    result_overflow_mode: Literal["break", "throw"] = "break"
+    settings: dict[str, str | int | float] = Field(default_factory=dict)
+    adhoc: QueryLane = QueryLane(concurrency=2, queue_wait_s=2.0)
+    dashboard: QueryLane = QueryLane(concurrency=2, queue_wait_s=15.0)
+    lookups: QueryLane = QueryLane(concurrency=2, queue_wait_s=2.0)
+
+    @field_validator("settings")
+    @classmethod
+    def _setting_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not name.replace("_", "a").isalnum() or name.lower() == "readonly":
+                raise ValueError(f"{name!r} is not a ClickHouse setting name this section may set")
+        return value
+
+    def clickhouse_settings(self) -> dict[str, Any]:
+        """The limits as ClickHouse settings (``readonly`` is added by the client, last)."""
+        t = self.max_execution_time_s
+        out: dict[str, Any] = {
+            "max_execution_time": int(t) if float(t).is_integer() else t,
+            "max_memory_usage": self.max_memory_usage,
+            "max_rows_to_read": self.max_rows_to_read,
+            "max_bytes_to_read": self.max_bytes_to_read,
+            "max_threads": self.max_threads,
+            "max_result_rows": self.max_result_rows,
+            "result_overflow_mode": self.result_overflow_mode,
+        }
+        out.update(self.settings)
+        return out
+
+
 class TelemetrySettings(_Strict):
     """One row per request into ClickHouse, through a non-blocking queue, a writer thread and a
     disk spool for when the store is down.
@@ -87,7 +148,8 @@ class TelemetrySettings(_Strict):
     ``retry_initial_ms`` / ``retry_max_ms``: exponential backoff between store retries.
     ``shutdown_timeout_s``: how long shutdown may spend flushing before it spools the rest.
     ``error_message_max``: characters of ``error_message`` kept. ``queries_dir``: extra folder
-    of saved ``*.sql`` queries (besides ``config/queries``).
+    of saved ``*.sql`` queries, searched before ``./config/queries`` and the shipped ones.
+    ``queries``: limits and lanes of ops queries (``QuerySettings``).
     """
 
     enabled: bool = True
@@ -103,6 +165,7 @@ class TelemetrySettings(_Strict):
     error_message_max: int = Field(1000, ge=0)
     bodies: BodyLogging = BodyLogging()
     queries_dir: str | None = None
+    queries: QuerySettings = QuerySettings()
 
     def resolved_data_dir(self, override: str | None = None) -> Path:
         """``override`` (CLI), else ``data_dir``, else ``$LLM_GATEWAY_DATA_DIR``, else ``./.llm-gateway``."""
@@ -140,4 +203,4 @@ class PricingSettings(_Strict):
 
 
 __all__ = ["BodyLogging", "ClickHouseSettings", "DATA_DIR_ENV", "DEFAULT_DATA_DIR", "PriceEntry",
-           "PricingSettings", "TelemetrySettings"]
+           "PricingSettings", "QueryLane", "QuerySettings", "TelemetrySettings"]

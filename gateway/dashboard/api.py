@@ -2,19 +2,21 @@
 
 - ``GET /dashboard``: the page (one self-contained HTML document: styles, the vendored uPlot
   charting library and the page's script inlined; nothing is fetched from elsewhere). Without
-  admin access it answers a login form (401); ``?key=…`` is exchanged for the session cookie
-  and redirected away (``session.py``).
-- ``POST /dashboard/login`` (form field ``key``), ``POST /dashboard/logout``.
+  admin access it answers a login form (401). The admin key is never taken from the URL:
+  ``?key=…`` answers 400 and the form.
+- ``POST /dashboard/login`` (form field ``key``; wrong keys slowed per client address like
+  bearer keys, ``admin_guard``), ``POST /dashboard/logout`` (ends the session server-side).
 - ``GET /admin/dashboard/{options,summary,timeseries,usage,cache,backends,prompts}``,
   ``GET /admin/dashboard/requests?kind=slowest|failed&limit=N``,
   ``GET /admin/dashboard/request/{id}[?ts=ms]``, ``GET /admin/dashboard/drift``: JSON; range
   and filters from the query string (``filters.py``), figures from ``panels.py`` /
   ``drift.py``. Errors are OpenAI-shaped: 400 ``bad_filter``, 404 ``not_found``, 503
-  ``no_store`` / ``query_failed``.
+  ``no_store`` / ``query_failed`` / ``busy``.
 
-The queries run on one dedicated thread through the telemetry's ``ReadOnlyClient`` (the one
-``/admin/query`` uses; it serialises calls anyway), so the page's parallel requests never
-occupy the event loop's default executor.
+The queries run in the telemetry's ``dashboard`` query lane (``gateway.telemetry.lanes``): its
+own threads and connections, with the limits of ``telemetry.queries``, so panels never wait
+behind an ad-hoc ``/admin/query``; when the lane stays full for its ``queue_wait_s`` a panel
+gets 503 ``busy``, and a panel whose page went away has its query killed.
 """
 
 from __future__ import annotations
@@ -25,24 +27,26 @@ import hashlib
 import html
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
+from importlib.resources import files
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.auth import admin_denied, check_admin
-from gateway.dashboard import drift, panels, session
+from gateway.admin_guard import bearer, guard_of
+from gateway.auth import check_admin
+from gateway.dashboard import drift, panels
 from gateway.dashboard.filters import FilterError, parse_filters
+from gateway.dashboard.session import Sessions
 from gateway.dashboard.sql import client_fetch
 from gateway.errors import error_body
+from gateway.telemetry.lanes import DASHBOARD, QueryBusy
 
 log = logging.getLogger("gateway.dashboard")
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = files("gateway.dashboard") / "static"  # package data
 _JSON = "application/json"
 _NO_STORE = {"Cache-Control": "no-store"}
-LOGIN_FAIL_DELAY_S = 0.5
 
 
 def _error(status: int, message: str, code: str, type_: str = "invalid_request_error") -> web.Response:
@@ -82,19 +86,45 @@ p.hint{{color:#8b98a5;font-size:13px;max-width:320px}}</style></head><body>
 
 _FORBIDDEN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>llm-gateway · dashboard</title>
 </head><body style="font:15px system-ui,sans-serif;padding:40px"><h1>Dashboard unavailable</h1>
-<p>No <code>server.admin_key</code> is configured, so the admin pages answer loopback clients only.
-Set an admin key to open the dashboard from another machine.</p></body></html>"""
+<p>No <code>server.admin_key</code> is configured, so the admin pages answer only requests made on this
+machine to <code>http://localhost</code>, <code>127.0.0.1</code> or <code>[::1]</code>, not relayed by a proxy.
+Set <code>server.admin_key</code> to open the dashboard from elsewhere.</p></body></html>"""
+
+
+def current_labels(runtime) -> dict[tuple[str, int], list[str]] | None:
+    """The labels each prompt version has in the config in force: ``{(prompt, version):
+    ["production", "canary 10%", "latest"]}`` (an experiment label with its share of that
+    version; ``latest`` on the newest version). ``None`` without a runtime."""
+    registry = getattr(getattr(runtime, "snapshot", None), "prompts", None)
+    if registry is None:
+        return None
+    out: dict[tuple[str, int], list[str]] = {}
+    for prompt in registry.prompts.values():
+        for label in sorted(prompt.labels.values(), key=lambda x: x.name):
+            if label.version is not None:
+                out.setdefault((prompt.name, label.version), []).append(label.name)
+                continue
+            total = sum(w for _, w in label.arms) or 1
+            for version, weight in label.arms:
+                out.setdefault((prompt.name, version), []).append(f"{label.name} {weight / total * 100:g}%")
+        if prompt.versions:
+            out.setdefault((prompt.name, prompt.latest), []).append("latest")
+    return out
 
 
 class DashboardAPI:
-    """The dashboard's handlers. ``query_client()``: the telemetry ``ReadOnlyClient`` (or
-    ``None``); ``admin_key()``: the admin key in force (``None``: loopback only)."""
+    """The dashboard's handlers. ``query_client()``: the telemetry ``QueryLanes`` (or
+    ``None``); ``admin_key()``: the admin key in force (``None``: local requests only);
+    ``sessions``: the session cookies (``session.Sessions``); ``runtime()``: the ``Runtime`` in
+    force (its models and prompt labels), or ``None``."""
 
-    def __init__(self, query_client: Callable[[], object | None], admin_key: Callable[[], str | None]):
+    def __init__(self, query_client: Callable[[], object | None], admin_key: Callable[[], str | None],
+                 sessions: Sessions, runtime: Callable[[], Any] = lambda: None):
         self._client = query_client
         self._admin_key = admin_key
+        self._sessions = sessions
+        self._runtime = runtime
         self._page: tuple[str, str] | None = None
-        self._executor: ThreadPoolExecutor | None = None
 
     # --- set-up ---------------------------------------------------------------------------
     def routes(self, app: web.Application) -> None:
@@ -104,28 +134,31 @@ class DashboardAPI:
         r.add_post("/dashboard/logout", self.logout)
         for name, fn in (("options", panels.options), ("summary", panels.summary),
                          ("timeseries", panels.timeseries), ("usage", panels.usage), ("cache", panels.cache),
-                         ("backends", panels.backends), ("prompts", panels.prompts)):
+                         ("backends", panels.backends)):
             r.add_get(f"/admin/dashboard/{name}", partial(self._panel, fn))
+        r.add_get("/admin/dashboard/prompts", self.prompts)
         r.add_get("/admin/dashboard/requests", self.requests)
         r.add_get("/admin/dashboard/request/{id}", self.request_detail)
         r.add_get("/admin/dashboard/drift", self.drift)
-        app.cleanup_ctx.append(self._lifecycle)
-
-    async def _lifecycle(self, app: web.Application):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-query")
-        yield
-        executor, self._executor = self._executor, None
-        executor.shutdown(wait=False, cancel_futures=True)
 
     # --- the page --------------------------------------------------------------------------
-    def _access(self, request: web.Request) -> str | None:
-        """How ``request`` may see the page: ``"header"`` (admin key sent, or loopback without a
-        key), ``"cookie"`` (a valid session), or ``None``."""
+    async def _access(self, request: web.Request) -> str | web.Response | None:
+        """How ``request`` may see the page: ``"open"`` (a local request without an admin key),
+        ``"cookie"`` (a valid session), ``"header"`` (the admin key sent), ``None``; or a 429
+        answer while its address has too many wrong keys."""
         key = self._admin_key()
-        if admin_denied(request, key) is None:
-            return "open" if not key else "header"
-        if key and session.has_session(request, key):
+        guard = guard_of(request)
+        if not key:
+            return "open" if guard.denied(request, None) is None else None
+        if self._sessions.valid(request):
             return "cookie"
+        token = bearer(request.headers)
+        if token:
+            ok = await guard.admit_key(request, token, key)
+            if ok is True:
+                return "header"
+            if isinstance(ok, web.Response):
+                return ok
         return None
 
     def _login_page(self, message: str = "", status: int = 401) -> web.Response:
@@ -144,16 +177,12 @@ class DashboardAPI:
                                                  "Referrer-Policy": "no-referrer"})
 
     async def page(self, request: web.Request) -> web.Response:
-        key = self._admin_key()
-        given = request.query.get("key")
-        if given is not None:  # exchange ?key= for the cookie, and drop it from the address bar
-            if key and session.key_matches(given, key):
-                response = self._redirect()
-                session.set_cookie(response, request, key)
-                return response
-            await asyncio.sleep(LOGIN_FAIL_DELAY_S)
-            return self._login_page("That key is not the admin key.") if key else self._denied_page(request)
-        mode = self._access(request)
+        if "key" in request.query:  # never from a URL: history, logs and Referer keep it
+            return self._login_page("The admin key is not accepted in the address (browser history and logs would "
+                                    "keep it): sign in with this form.", status=400)
+        mode = await self._access(request)
+        if isinstance(mode, web.Response):
+            return mode
         if mode is None:
             return self._denied_page(request)
         if self._page is None:
@@ -166,37 +195,47 @@ class DashboardAPI:
     async def login(self, request: web.Request) -> web.Response:
         key = self._admin_key()
         if not key:
-            return self._redirect()  # loopback-only mode: nothing to log into
+            return self._redirect()  # local-only mode: nothing to log into
         form = await request.post()
         given = form.get("key")
-        if isinstance(given, str) and session.key_matches(given.strip(), key):
+        given = given.strip() if isinstance(given, str) else ""
+        if not given:
+            return self._login_page("Enter the admin key.")
+        ok = await guard_of(request).admit_key(request, given, key)
+        if ok is True:
             response = self._redirect()
-            session.set_cookie(response, request, key)
+            self._sessions.issue(response, request, key)
             return response
-        await asyncio.sleep(LOGIN_FAIL_DELAY_S)
+        if isinstance(ok, web.Response):
+            page = self._login_page("Too many wrong keys from your address: try again in a few seconds.", status=429)
+            page.headers["Retry-After"] = ok.headers["Retry-After"]
+            return page
         return self._login_page("That key is not the admin key.")
 
     async def logout(self, request: web.Request) -> web.Response:
         response = self._redirect()
-        session.clear_cookie(response)
+        self._sessions.end(request, response)
         return response
 
     # --- JSON --------------------------------------------------------------------------------
     async def _run(self, request: web.Request, fn, *args) -> web.Response:
         if (denied := check_admin(request, self._admin_key())) is not None:
             return denied
-        client = self._client()
-        if client is None:
+        lanes = self._client()
+        if lanes is None:
             return _error(503, "no telemetry store is configured", "no_store", "server_error")
         try:
             filters = parse_filters(request.query)
         except FilterError as exc:
             return _error(400, str(exc), "bad_filter")
-        loop = asyncio.get_running_loop()
         try:
-            data = await loop.run_in_executor(self._executor, partial(fn, client_fetch(client), filters, *args))
+            data = await lanes.lane(DASHBOARD).run(lambda client: fn(client_fetch(client), filters, *args))
+        except QueryBusy as exc:
+            return _error(503, str(exc), "busy", "server_error")
         except (FilterError, ValueError) as exc:
             return _error(400, str(exc), "bad_filter")
+        except drift.UnknownModelError as exc:
+            return _error(404, str(exc), exc.code)
         except Exception as exc:  # ClickHouse errors (store down, tables not created yet, …)
             from gateway.telemetry.record import scrub_secrets
             message = scrub_secrets(str(exc))[:1000] or type(exc).__name__
@@ -208,6 +247,10 @@ class DashboardAPI:
 
     async def _panel(self, fn, request: web.Request) -> web.Response:
         return await self._run(request, fn)
+
+    async def prompts(self, request: web.Request) -> web.Response:
+        labels = current_labels(self._runtime())
+        return await self._run(request, lambda fetch, filters: panels.prompts(fetch, filters, labels))
 
     async def requests(self, request: web.Request) -> web.Response:
         kind = request.query.get("kind", "slowest")
@@ -235,4 +278,6 @@ class DashboardAPI:
             now = int(at) / 1000 if at else None
         except (FilterError, ValueError) as exc:
             return _error(400, str(exc), "bad_filter")
-        return await self._run(request, lambda fetch, filters: drift.run_drift(fetch, filters, opts, now))
+        rt = self._runtime()
+        models = set(rt.snapshot.config.models) if rt is not None else None
+        return await self._run(request, lambda fetch, filters: drift.run_drift(fetch, filters, opts, now, models))

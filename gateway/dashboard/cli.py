@@ -1,8 +1,14 @@
 """``llm-gateway drift``: the dashboard's drift checks from the command line, for cron and CI.
 
-Prints a table (or ``--format json``) and exits **0** when nothing drifted, **1** when a check
-is at ``drift`` (or at ``warn`` too with ``--fail-on warn``), **2** when the checks could not
-run (store unreachable, bad options).
+Prints a table (or ``--format json``) and exits with:
+
+- **0**: the checks ran and nothing drifted;
+- **1**: a check is at ``drift`` (or at ``warn`` too with ``--fail-on warn``);
+- **2**: the checks could not run (store unreachable, bad options, access refused);
+- **3**: insufficient data: every check is ``n/a`` (too few rows to compare), so nothing was
+  checked — a cron job must not read that as "no drift";
+- **4**: unknown model: ``--model`` is not a model of the config and no row of the windows
+  names it (a typo, or a model that never served).
 
 Where the checks run follows ``llm-gateway query``:
 
@@ -21,15 +27,24 @@ from pathlib import Path
 import click
 import orjson
 
-from gateway.dashboard.drift import DriftOptions, render_table, run_drift
+from gateway.dashboard.drift import DriftOptions, UnknownModelError, render_table, run_drift
 from gateway.dashboard.filters import Filters, FilterError, parse_prompt
 from gateway.telemetry.commands import _CONFIG, _DATA_DIR, _DSN, _snapshot, _store_settings
+
+
+EXIT_DRIFT, EXIT_INSUFFICIENT = 1, 3
 
 
 class DriftCheckError(click.ClickException):
     """The checks could not run: exit status 2 (1 means drift)."""
 
     exit_code = 2
+
+
+class UnknownModelExit(click.ClickException):
+    """``--model`` names no model of the config and no row: exit status 4."""
+
+    exit_code = 4
 
 
 def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dict | None:
@@ -45,14 +60,17 @@ def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dic
         raise DriftCheckError(f"{url}: {type(exc).__name__}: {exc}") from None
     if resp.status_code != 200:
         try:
-            message = resp.json()["error"]["message"]
+            error = resp.json()["error"]
+            message, code = error["message"], error.get("code")
         except Exception:
-            message = resp.text[:2000]
+            message, code = resp.text[:2000], None
+        if resp.status_code == 404 and code == UnknownModelError.code:
+            raise UnknownModelExit(message)
         raise DriftCheckError(f"{url} answered HTTP {resp.status_code}: {message}")
     return resp.json()
 
 
-def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions) -> dict:
+def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models, limits=None) -> dict:
     from gateway.dashboard.sql import client_fetch
     from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
     from gateway.telemetry.record import scrub_secrets
@@ -65,9 +83,11 @@ def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions) -> dict:
             raise DriftCheckError(
                 f"the embedded store {target.path} is held by a running process; check through it with "
                 "--url http://HOST:PORT (its /admin/dashboard/drift endpoint)")
-    client = ReadOnlyClient(settings, dsn)
+    client = ReadOnlyClient(settings, dsn, limits)
     try:
-        return run_drift(client_fetch(client), filters, opts)
+        return run_drift(client_fetch(client), filters, opts, models=models)
+    except UnknownModelError as exc:
+        raise UnknownModelExit(str(exc)) from None
     except Exception as exc:
         raise DriftCheckError(scrub_secrets(str(exc))[:2000] or type(exc).__name__) from None
     finally:
@@ -100,7 +120,10 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
           bins: int, min_samples: int, fail_on: str, fmt: str, url: str | None, admin_key: str | None,
           timeout: float, config_path: str | None, data_dir: str | None, dsn: str | None) -> None:
     """Compare the last 24 h with the 7 days before (PSI of prompt/completion tokens and latency,
-    finish-reason mix, error rate, feedback score); exit 1 when drift is flagged."""
+    finish-reason mix, error rate, feedback score).
+
+    Exit status: 0 no drift, 1 drift flagged, 2 the checks could not run, 3 insufficient data
+    (every check n/a), 4 unknown model."""
     try:
         prompt_name, version = parse_prompt(prompt.strip())
     except FilterError as exc:
@@ -122,11 +145,14 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
         if result is None and url:
             raise DriftCheckError(f"no gateway answers at {url}")
     if result is None:
-        result = _direct(settings, store_dsn, filters, opts)
+        result = _direct(settings, store_dsn, filters, opts, set(snapshot.config.models),
+                         snapshot.config.telemetry.queries)
     if fmt == "json":
         sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         click.echo(render_table(result), nl=False)
     failing = {"drift"} if fail_on == "drift" else {"drift", "warn"}
     if any(c["level"] in failing for c in result["checks"]):
-        sys.exit(1)
+        sys.exit(EXIT_DRIFT)
+    if result.get("insufficient_data"):
+        sys.exit(EXIT_INSUFFICIENT)

@@ -15,7 +15,10 @@ Checks (statistics in ``psi.py``):
   z ≤ −3. A rise is ok.
 
 A check needs ``min_samples`` rows (200) in both windows (``min_feedback`` scores, 20, for the
-feedback check); with fewer it is ``n/a``, never flagged. Two samples of one distribution have a
+feedback check); with fewer it is ``n/a``, never flagged. When every check is ``n/a`` the result
+says ``insufficient_data`` (nothing was compared: not the same as "no drift"). A ``model`` filter
+naming a model that is neither in the config (``models``) nor in any row of the windows raises
+``UnknownModelError``: a typo must not read as a quiet model. Two samples of one distribution have a
 PSI of about ``(bins − 1)·(1/n_ref + 1/n_cur)`` by chance alone (reported as ``noise``): with 50
 current rows and deciles that is ~0.2, and a chance "drift" in one check of five; with 200 it is
 ~0.05. The result is ``flagged`` when any check is at
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +46,12 @@ METRICS = {  # check name -> SQL expression (constants, never user input)
     "completion_tokens": "toFloat64(completion_tokens)",
     "latency_ms": "latency_ms",
 }
+
+
+class UnknownModelError(Exception):
+    """The ``model`` to check is not in the config and has no rows in the windows."""
+
+    code = "model_not_found"
 
 
 @dataclass(frozen=True)
@@ -99,9 +109,11 @@ def _json_z(z: float) -> float | str:
     return round(z, 3)
 
 
-def run_drift(fetch: Fetch, f: Filters, opts: DriftOptions = DriftOptions(), now: float | None = None) -> dict:
+def run_drift(fetch: Fetch, f: Filters, opts: DriftOptions = DriftOptions(), now: float | None = None,
+              models: Collection[str] | None = None) -> dict:
     """All checks for the rows matching ``f``'s filters (its time range is ignored: the windows
-    end at ``now``, epoch seconds, default the current time)."""
+    end at ``now``, epoch seconds, default the current time). ``models``: the config's public
+    model names (``None``: do not check ``f.model``)."""
     end_ms = int((time.time() if now is None else now) * 1000)
     cur_from = end_ms - int(opts.current_h * 3600_000)
     ref_from = cur_from - int(opts.reference_h * 3600_000)
@@ -111,6 +123,13 @@ def run_drift(fetch: Fetch, f: Filters, opts: DriftOptions = DriftOptions(), now
               "AND ts_start < fromUnixTimestamp64Milli({end:Int64}, 'UTC')")
     is_cur = "toUInt8(ts_start >= fromUnixTimestamp64Milli({cur_from:Int64}, 'UTC'))"
     where = f"{window} AND {dims}"
+    if f.model and models is not None and f.model not in models:
+        seen = fetch(f"SELECT count() AS n FROM llm_requests WHERE {window} AND model_requested = {{model:String}}",
+                     params)
+        if not (seen and seen[0].get("n")):
+            hours = opts.current_h + opts.reference_h
+            raise UnknownModelError(f"unknown model {f.model!r}: not a model of the config and no request for it "
+                                    f"in the last {hours:g} h (known: {', '.join(sorted(models)) or 'none'})")
 
     counts = fetch(f"""SELECT {is_cur} AS cur, count() AS requests, countIf(status_code >= 400) AS errors,
     countIf(status_code < 400) AS ok,
@@ -231,7 +250,9 @@ GROUP BY cur""", params)
     return {"filters": {k: v for k, v in f.describe().items() if k not in ("from", "to", "step_s")},
             "windows": {"reference": {"from": ref_from, "to": cur_from, "requests": n_ref},
                         "current": {"from": cur_from, "to": end_ms, "requests": n_cur}},
-            "level": level, "flagged": level == stats.DRIFT, "thresholds": opts.thresholds(), "checks": checks}
+            "level": level, "flagged": level == stats.DRIFT,
+            "insufficient_data": all(c["level"] == stats.NA for c in checks),
+            "thresholds": opts.thresholds(), "checks": checks}
 
 
 def _fmt(x: float | None) -> str:
@@ -283,6 +304,11 @@ def render_table(result: dict) -> str:
         lines.append(f"DRIFT: {', '.join(flagged)}")
     elif warned:
         lines.append(f"warn (below the drift threshold): {', '.join(warned)}")
+    elif result.get("insufficient_data"):
+        t = result.get("thresholds") or {}
+        lines.append(f"insufficient data: no check could compare the windows (each needs "
+                     f"{t.get('min_samples', '?')} requests in both, the feedback check "
+                     f"{t.get('min_feedback', '?')} scores)")
     else:
         lines.append("no drift")
     for c in result["checks"]:

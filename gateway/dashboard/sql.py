@@ -1,5 +1,5 @@
-"""Running the dashboard's SQL: read-only, parameterised, through the same ``ReadOnlyClient`` as
-``POST /admin/query`` (``readonly=1``, time and row limits), answers decoded from ClickHouse's
+"""Running the dashboard's SQL: read-only, parameterised, through a ``ReadOnlyClient`` like
+``POST /admin/query`` (``readonly=1``, the ``telemetry.queries`` limits), answers decoded from ClickHouse's
 ``JSON`` format into plain Python values.
 
 64-bit integers may come back quoted (``output_format_json_quote_64bit_integers``, on in older
@@ -54,7 +54,8 @@ def decode_json(data: bytes) -> Rows:
 
 
 def client_fetch(client) -> Fetch:
-    """A ``fetch(sql, params)`` over a ``ReadOnlyClient`` (blocking; run it off the event loop)."""
+    """A ``fetch(sql, params)`` over a ``ReadOnlyClient`` or a lane's ``TaggedClient``
+    (blocking; run it off the event loop)."""
 
     def fetch(sql: str, params: dict) -> Rows:
         return decode_json(client.query(check_read_only(sql), "JSON", params))

@@ -160,6 +160,12 @@ class HealthRegistry:
         # with ``LoadSnapshot``s; the ``vllm-load`` strategy reads it).
         self.loads: dict[str, Any] = {}
 
+    def use_clock(self, clock: Clock) -> None:
+        """Read time from ``clock`` from now on, in every breaker (tests move time by hand)."""
+        self.clock = clock
+        for st in self._states.values():
+            st.breaker._clock = clock
+
     def state(self, backend: str, model: str, settings: CircuitBreakerSettings) -> TargetState:
         """The state for a target, created on first use; a reload's new breaker settings apply."""
         key = f"{backend}/{model}"

@@ -6,7 +6,8 @@
 
 Modules: ``record`` (the row), ``sink`` (queue, writer thread, spool/replay), ``spool``
 (batch files), ``clickhouse`` (connections, inserts, read-only queries), ``schema``
-(migrations), ``queries`` (saved queries, read-only checks).
+(migrations), ``queries`` (saved queries, read-only checks), ``lanes`` (ops queries: limits,
+concurrency, cancellation).
 
 Set ``telemetry.enabled: false`` or the environment variable ``LLM_GATEWAY_TELEMETRY=off`` to
 run without a sink.
@@ -26,7 +27,8 @@ from aiohttp import web
 from gateway.admin import AdminAPI
 from gateway.config import ConfigSnapshot, environment
 from gateway.pricing import PriceTable
-from gateway.telemetry.clickhouse import ClickHouseStore, ReadOnlyClient, parse_dsn
+from gateway.telemetry.clickhouse import ClickHouseStore, parse_dsn
+from gateway.telemetry.lanes import QueryLanes
 from gateway.telemetry.record import RowBuilder
 from gateway.telemetry.sink import TelemetrySink
 from gateway.telemetry.spool import Spool
@@ -35,11 +37,11 @@ from gateway.tokens import TokenCounter
 log = logging.getLogger("gateway.telemetry")
 
 SINK = web.AppKey("telemetry_sink", TelemetrySink)
-QUERY_CLIENT = web.AppKey("telemetry_query_client", ReadOnlyClient)
+QUERY_LANES = web.AppKey("telemetry_query_lanes", QueryLanes)
 TELEMETRY_ENV = environment.TELEMETRY
 STARTUP_WAIT_S = 3.0
 
-__all__ = ["SINK", "QUERY_CLIENT", "TelemetrySink", "build_sink", "embedded_store_conflict", "install_telemetry",
+__all__ = ["SINK", "QUERY_LANES", "TelemetrySink", "build_sink", "embedded_store_conflict", "install_telemetry",
            "telemetry_enabled"]
 
 
@@ -83,21 +85,27 @@ def build_sink(snapshot: ConfigSnapshot, *, data_dir: str | os.PathLike | None =
 
 
 def install_telemetry(app: web.Application, snapshot: ConfigSnapshot, finishers: list, *,
-                      data_dir: str | os.PathLike | None = None, tokens: TokenCounter | None = None) -> None:
+                      data_dir: str | os.PathLike | None = None, tokens: TokenCounter | None = None,
+                      install_hooks: list | None = None) -> None:
     """Register the sink (``finishers`` gets ``sink.emit``), its start/stop, and the admin
-    routes on ``app``. Call before any catch-all route is added."""
+    routes on ``app``. Call before any catch-all route is added. ``install_hooks`` (called with
+    each ``Runtime`` made current) gets the hook that hands the config's secrets to the rows."""
     cfg = snapshot.config
     t = cfg.telemetry
     ddir = t.resolved_data_dir(str(data_dir) if data_dir else None)
     dsn = t.resolved_dsn(ddir)
     parse_dsn(dsn, t.clickhouse.database)  # fail at build time on a malformed DSN
-    query_client = ReadOnlyClient(t.clickhouse, dsn)
-    app[QUERY_CLIENT] = query_client
+    lanes = QueryLanes(t.clickhouse, dsn, t.queries)
+    app[QUERY_LANES] = lanes
     sink: TelemetrySink | None = None
     if telemetry_enabled(snapshot):
         sink = build_sink(snapshot, data_dir=ddir, tokens=tokens)
         app[SINK] = sink
         finishers.append(sink.emit)
+        if install_hooks is not None:
+            def use_secrets(runtime, builder=sink.builder) -> None:
+                builder.secrets = runtime.secrets
+            install_hooks.append(use_secrets)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if sink is not None:
@@ -110,7 +118,7 @@ def install_telemetry(app: web.Application, snapshot: ConfigSnapshot, finishers:
         yield
         if sink is not None:
             await asyncio.to_thread(sink.close)
-        await asyncio.to_thread(query_client.close)
+        await asyncio.to_thread(lanes.close)
 
     app.cleanup_ctx.append(lifecycle)
-    AdminAPI(cfg.server.admin_key, lambda: sink, lambda: query_client, t.queries_dir).routes(app)
+    AdminAPI(cfg.server.admin_key, lambda: sink, lambda: lanes, t.queries_dir).routes(app)

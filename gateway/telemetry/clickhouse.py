@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from gateway.config.telemetry import ClickHouseSettings
+from gateway.config.telemetry import ClickHouseSettings, QuerySettings
 from gateway.telemetry.schema import SchemaOptions, apply_migrations
 
 log = logging.getLogger("gateway.telemetry")
@@ -202,48 +203,67 @@ def migrate(client, opts: SchemaOptions) -> list[int]:
 
 
 class ReadOnlyClient:
-    """Runs ops queries with ``readonly=1`` on its own connection (created on first use).
+    """Runs ops queries with ``readonly=1`` and the ``telemetry.queries`` limits on its own
+    connection (created on first use).
 
-    ``query(sql, fmt, params) -> bytes`` returns the server-rendered result in ClickHouse
-    format ``fmt`` (``PrettyCompactMonoBlock``, ``JSON``, ``CSVWithNames`` …). Thread-safe
-    (calls are serialised). Raises the driver's exception on a ClickHouse error.
+    ``query(sql, fmt, params, tag) -> bytes`` returns the server-rendered result in ClickHouse
+    format ``fmt`` (``PrettyCompactMonoBlock``, ``JSON``, ``CSVWithNames`` …). ``tag``: a
+    marker put in a leading comment of the statement, by which ``kill(tag)`` cancels it
+    (``KILL QUERY``, which chDB supports too). Thread-safe (calls are serialised). Raises the
+    driver's exception on a ClickHouse error. ``limits``: ``QuerySettings`` (defaults when
+    ``None``); with ``readonly=1`` a query cannot change them.
     """
 
-    SETTINGS = {
-        "max_execution_time": 60,
-        "max_result_rows": 100_000,
-        "result_overflow_mode": "break",
+    FORMAT_SETTINGS = {
         "output_format_pretty_color": 0,
         "output_format_pretty_row_numbers": 0,
         "output_format_pretty_fallback_to_vertical": 0,
         "output_format_pretty_max_value_width": 200,
     }
 
-    def __init__(self, settings: ClickHouseSettings, dsn: str):
+    def __init__(self, settings: ClickHouseSettings, dsn: str, limits: QuerySettings | None = None):
         self.settings = settings
         self.target = parse_dsn(dsn, settings.database)
+        # readonly last: once set, no other setting may change (chDB sets them on the connection).
+        self.session_settings = {**(limits or QuerySettings()).clickhouse_settings(), **self.FORMAT_SETTINGS,
+                                 "readonly": 1}
         self._client = None
         self._lock = threading.Lock()
 
     def _ensure(self):
         if self._client is None:
-            session = dict(self.SETTINGS)
             if self.target.kind == "chdb":
-                # chDB settings are per connection: readonly last, so the others can still be set.
-                session["readonly"] = 1
+                # chDB settings are per connection: set once, readonly last.
                 self._client = connect(self.target, self.settings, database=self.target.database,
-                                       client_settings=session)
+                                       client_settings=self.session_settings)
             else:
                 self._client = connect(self.target, self.settings, database=self.target.database)
         return self._client
 
-    def query(self, sql: str, fmt: str, params: dict[str, Any] | None = None) -> bytes:
+    def query(self, sql: str, fmt: str, params: dict[str, Any] | None = None, tag: str | None = None) -> bytes:
         """Run one read-only statement and return its output bytes in format ``fmt``."""
+        if tag:
+            sql = f"{tag_comment(tag)}\n{sql}"
         with self._lock:
             client = self._ensure()
-            settings = None if self.target.kind == "chdb" else {**self.SETTINGS, "readonly": 1}
+            settings = None if self.target.kind == "chdb" else self.session_settings
             try:
                 return client.raw_query(sql, parameters=params or None, settings=settings, fmt=fmt)
+            except Exception:
+                if self.target.kind == "http":
+                    self._drop()
+                raise
+
+    def kill(self, tag: str) -> None:
+        """Cancel the running statements carrying ``tag`` (``KILL QUERY … ASYNC``: it returns at
+        once; the statement ends at its next cancellation check)."""
+        if not _TAG_RE.match(tag):
+            raise ValueError(f"bad query tag {tag!r}")
+        sql = f"KILL QUERY WHERE startsWith(query, '{tag_comment(tag)}') ASYNC"
+        with self._lock:
+            client = self._ensure()
+            try:
+                client.raw_query(sql, fmt="TabSeparated")
             except Exception:
                 if self.target.kind == "http":
                     self._drop()
@@ -258,6 +278,14 @@ class ReadOnlyClient:
         """Close the connection."""
         with self._lock:
             self._drop()
+
+
+_TAG_RE = re.compile(r"^[A-Za-z0-9_:-]{1,80}$")
+
+
+def tag_comment(tag: str) -> str:
+    """The leading comment that marks a statement as ``tag``'s."""
+    return f"/* {tag} */"
 
 
 def chdb_dir_in_use(path: str) -> bool:

@@ -47,7 +47,8 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _direct(settings, dsn: str, sql: str, params: dict, fmt: str) -> bytes:
+def _direct(settings, dsn: str, sql: str, params: dict, fmt: str, limits=None) -> bytes:
+    """Run ``sql`` against the store itself (``limits``: ``telemetry.queries``)."""
     from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
 
     target = parse_dsn(dsn, settings.database)
@@ -58,7 +59,7 @@ def _direct(settings, dsn: str, sql: str, params: dict, fmt: str) -> bytes:
             raise click.ClickException(
                 f"the embedded store {target.path} is held by a running process; query through it with "
                 "--url http://HOST:PORT (its /admin/query endpoint)")
-    client = ReadOnlyClient(settings, dsn)
+    client = ReadOnlyClient(settings, dsn, limits)
     try:
         return client.query(sql, fmt, params)
     except Exception as exc:
@@ -128,7 +129,7 @@ def query(sql: str | None, saved: str | None, params: tuple[str, ...], fmt: str,
         if data is None and url:
             raise click.ClickException(f"no gateway answers at {url}")
     if data is None:
-        data = _direct(settings, store_dsn, resolved_sql, resolved_params, ch_format)
+        data = _direct(settings, store_dsn, resolved_sql, resolved_params, ch_format, t.queries)
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
 
