@@ -10,12 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from gateway.server import free_port
+from tests.polling import wait_for
 
 MINIMAL = "backends:\n  m: {type: mock}\nmodels:\n  x: {targets: [{backend: m}]}\n"
 BAD = "models:\n  m:\n    targets: [{backend: nope}]\n"
@@ -31,15 +31,6 @@ def cli_env(**extra: str) -> dict[str, str]:
 def cli(*args: str, cwd, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=cli_env(**env))
-
-
-def until(condition, timeout: float = 60.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def ready(port: int) -> bool:
@@ -119,7 +110,7 @@ def test_a_second_gateway_on_a_held_data_dir_is_refused_in_one_line(tmp_path):
     first = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port), "--data-dir", str(data)],
                              cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert until(lambda: ready(port)), "the first gateway did not start"
+        wait_for(lambda: ready(port), 60, "the first gateway to be ready")
         second = cli("serve", "--port", str(free_port()), "--data-dir", str(data), cwd=tmp_path)
         assert second.returncode == 2 and second.stdout == ""
         [line] = second.stderr.splitlines()
@@ -150,7 +141,7 @@ def test_json_log_format_makes_every_line_json(tmp_path):
                              "--data-dir", str(tmp_path / "data")], cwd=tmp_path, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert until(lambda: ready(port))
+        wait_for(lambda: ready(port), 60, "the gateway to be ready")
         r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
                        json={"model": "x", "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200

@@ -4,24 +4,14 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import httpx
 import openai
 
 from tests.conftest import gateway_config
+from tests.polling import wait_for
 
 MSG = [{"role": "user", "content": "hi"}]
-
-
-def until(condition, timeout: float = 15.0, step: float = 0.05):
-    """Poll ``condition`` until it returns something truthy (returned) or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 PATHS = [("GET", "/v1/models"), ("GET", "/v1/models/gpt-test"), ("GET", "/v1/models/no-such-model"),
@@ -82,8 +72,8 @@ def test_admin_config_forgets_an_error_once_the_file_is_fixed(upstream, tmp_path
 
         before = status()["config_hash"]
         path.write_text(good.replace("targets: [{backend: fake, model: up-model}]", "targets: [{backend: nope}]"))
-        broken = until(lambda: status()["last_error"])
-        assert broken and 'unknown backend "nope"' in broken
+        broken = wait_for(lambda: status()["last_error"], what="the reload error")
+        assert 'unknown backend "nope"' in broken
         path.write_text(good)  # the edit undone: the file is the config in force again
-        assert until(lambda: status()["last_error"] is None)
+        wait_for(lambda: status()["last_error"] is None, what="the error to clear")
         assert status()["config_hash"] == before
