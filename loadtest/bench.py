@@ -217,7 +217,7 @@ class Bench:
             if self.targets[name].get("kind") != "gateway":
                 continue
             try:
-                req = urllib.request.Request(proc.url + "/admin/telemetry/flush", data=b"", method="POST")
+                req = urllib.request.Request(proc.url + "/admin/telemetry/flush", method="POST")  # no body: no form type
                 urllib.request.urlopen(req, timeout=30).read()
                 with urllib.request.urlopen(proc.url + "/admin/telemetry", timeout=10) as resp:
                     data = orjson.loads(resp.read())
