@@ -8,8 +8,9 @@ needs them, so a gateway without keys and plugins pays nothing:
 - the **access stage** (first of all stages) when ``auth.mode`` is ``keys``: looks the client's
   key up by its SHA-256 (``Authorization: Bearer``, ``api-key`` or ``x-api-key``), answers 401
   for a missing/unknown/disabled key, 403 for a path outside the key's ``endpoints`` globs
-  (``endpoint_not_allowed``) or a model outside its ``models`` globs, sets
-  ``ctx.tenant``, ``ctx.api_key_id`` (the key's id, never the key) and the key's metadata,
+  (``endpoint_not_allowed``) or a model outside its ``models`` globs (404 when no such model
+  exists), sets ``ctx.tenant``, ``ctx.api_key_id`` (the key's id, never the key) and the key's
+  metadata as soon as the key is known (refusals' rows carry them too),
   then admits the request against its limits (429 with ``Retry-After`` and OpenAI's
   ``x-ratelimit-*`` headers, which also go on every answer through ``ctx.response_headers``)
   and settles real usage and cost when the response has ended;

@@ -189,6 +189,7 @@ def test_cors_origins_get_preflights_and_allow_origin(upstream, make_gateway):
     assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == app
     assert "POST" in pre.headers["access-control-allow-methods"]
     assert pre.headers["access-control-allow-headers"] == "content-type, authorization"
+    assert pre.headers["access-control-max-age"] == "600" and pre.headers["vary"] == "Origin"
     r = httpx.post(url, content=CHAT_BODY, headers={"Origin": app, "Content-Type": "application/json"})
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == app and "Origin" in r.headers["vary"]
     # streamed answers carry it too

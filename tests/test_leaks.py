@@ -165,7 +165,8 @@ def test_no_server_header_and_nosniff_on_every_response(upstream, make_gateway):
         httpx.get(f"{gw.url}/nowhere"), httpx.get(f"{gw.url}/admin/config"),
         httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "gpt-test", "messages": MSG}),
         httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "nope", "messages": MSG}),
-        httpx.post(f"{gw.url}/v1/chat/completions", content=b"{not json"),
+        httpx.post(f"{gw.url}/v1/chat/completions", content=b"{not json",
+                   headers={"Content-Type": "application/json"}),
     ]
     upstream.sse([sse_event(chat_chunk("hi")), b"data: [DONE]\n\n"], times=1)
     with httpx.stream("POST", f"{gw.url}/v1/chat/completions",
