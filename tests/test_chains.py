@@ -175,7 +175,7 @@ def test_two_step_chain_outputs_flow_and_rows_sum(start, upstream, tmp_path, tdb
     # the session tree shows the chain with its two steps under it
     out = CliRunner().invoke(main, ["sessions", "show", "s-1", "--url", srv.url])
     assert out.exit_code == 0, out.output
-    lines = out.output.splitlines()
+    lines = out.stdout.splitlines()
     assert lines[1].startswith("chain research  200") and lines[2].startswith("  └─ [outline] gpt-test")
     assert lines[3].startswith("  └─ [answer] gpt-test") and "tokens 30+12=42" in lines[4]
 

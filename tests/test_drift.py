@@ -206,7 +206,7 @@ def test_insufficient_data_and_unknown_models_are_not_no_drift(drift_gateway):
         assert out.exit_code == 3, out.output
         assert "insufficient data" in out.output and "no drift" not in out.output
     js = runner.invoke(main, via + ["--model", "gpt-4o", "--format", "json"])
-    assert js.exit_code == 3 and orjson.loads(js.output)["insufficient_data"] is True
+    assert js.exit_code == 3 and orjson.loads(js.stdout)["insufficient_data"] is True
     typo = runner.invoke(main, via + ["--model", "stedy"])
     assert typo.exit_code == 4 and "unknown model 'stedy'" in typo.output
     with ClickHouseHTTPStandIn(str(CHDB_DIR)) as ch:  # checked directly: the config resolved here

@@ -17,10 +17,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from gateway.config import environment
 from gateway.config.models import GatewayConfig
@@ -148,14 +146,13 @@ def _md(text: str) -> str:
     return re.sub(r"``([^`]+)``", r"`\1`", text).replace("|", "\\|")
 
 
-_BOUNDS = ((annotated_types.Ge, "ge", "≥"), (annotated_types.Gt, "gt", ">"), (annotated_types.Le, "le", "≤"),
-           (annotated_types.Lt, "lt", "<"), (annotated_types.MinLen, "min_length", "length ≥"),
-           (annotated_types.MaxLen, "max_length", "length ≤"))
+# The constraint objects pydantic keeps in ``FieldInfo.metadata`` (annotated-types' Ge, Gt, …).
+_BOUNDS = (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"), ("min_length", "length ≥"), ("max_length", "length ≤"))
 
 
 def _type(field: FieldInfo) -> str:
-    bounds = [f"{sign} {getattr(m, attr)}" for m in field.metadata for cls, attr, sign in _BOUNDS
-              if isinstance(m, cls)]
+    bounds = [f"{sign} {getattr(m, attr)}" for m in field.metadata for attr, sign in _BOUNDS
+              if getattr(m, attr, None) is not None]
     return _type_name(field.annotation) + (f" ({', '.join(bounds)})" if bounds else "")
 
 
@@ -187,7 +184,7 @@ def _default(field: FieldInfo) -> str:
         value = field.default_factory()
     else:
         value = field.default
-    if value is None or value is PydanticUndefined:
+    if value is None:
         return "unset"
     if isinstance(value, BaseModel):
         return "(below)"
