@@ -7,7 +7,8 @@ needs them, so a gateway without keys and plugins pays nothing:
 
 - the **access stage** (first of all stages) when ``auth.mode`` is ``keys``: looks the client's
   key up by its SHA-256 (``Authorization: Bearer``, ``api-key`` or ``x-api-key``), answers 401
-  for a missing/unknown/disabled key and 403 for a model outside the key's globs, sets
+  for a missing/unknown/disabled key, 403 for a path outside the key's ``endpoints`` globs
+  (``endpoint_not_allowed``) or a model outside its ``models`` globs, sets
   ``ctx.tenant``, ``ctx.api_key_id`` (the key's id, never the key) and the key's metadata,
   then admits the request against its limits (429 with ``Retry-After`` and OpenAI's
   ``x-ratelimit-*`` headers, which also go on every answer through ``ctx.response_headers``)
@@ -78,7 +79,8 @@ def presented_key(headers) -> str:
 class KeyPolicy:
     """A ``VirtualKey`` compiled for the request path."""
 
-    __slots__ = ("key_id", "tenant", "metadata", "spec", "limited", "_patterns", "_allowed", "disabled")
+    __slots__ = ("key_id", "tenant", "metadata", "spec", "limited", "_patterns", "_allowed", "disabled",
+                 "endpoints", "_endpoint_ok")
 
     def __init__(self, key: VirtualKey):
         self.key_id = key.key_id
@@ -91,6 +93,8 @@ class KeyPolicy:
         self._patterns = tuple(key.models)
         self._allowed: dict[str, bool] = {}
         self.disabled = key.disabled
+        self.endpoints = key.endpoint_patterns
+        self._endpoint_ok: dict[str, bool] = {}
 
     def allows(self, model: str) -> bool:
         ok = self._allowed.get(model)
@@ -98,6 +102,15 @@ class KeyPolicy:
             ok = any(fnmatch.fnmatchcase(model, p) for p in self._patterns)
             if len(self._allowed) < 4096:
                 self._allowed[model] = ok
+        return ok
+
+    def allows_endpoint(self, endpoint: str) -> bool:
+        """Whether the path below ``/v1/`` matches one of the key's ``endpoints`` globs."""
+        ok = self._endpoint_ok.get(endpoint)
+        if ok is None:
+            ok = any(fnmatch.fnmatchcase(endpoint, p) for p in self.endpoints)
+            if len(self._endpoint_ok) < 1024:
+                self._endpoint_ok[endpoint] = ok
         return ok
 
 
@@ -343,6 +356,11 @@ class AccessLayer:
         ctx.api_key_id = key.key_id
         if key.metadata is not None:
             ctx.metadata = {**ctx.metadata, **key.metadata} if ctx.metadata else dict(key.metadata)
+        if not key.allows_endpoint(ctx.endpoint):
+            # Before the model and the limits: the backend's key must not reach account or
+            # server-admin paths for a key that was not given them.
+            raise PermissionDeniedError(f"This key may not use the endpoint /v1/{ctx.endpoint}. Ask your gateway "
+                                        "admin to add it to the key's `endpoints`.", code="endpoint_not_allowed")
         model = ctx.model_requested
         if not key.allows(model):
             if not policy.model_exists(model):
@@ -429,7 +447,7 @@ class AccessLayer:
         keys = []
         for k, p in zip(all_keys(policy.snapshot.config), policy.keys):
             entry: dict[str, Any] = {"id": p.key_id, "tenant": p.tenant, "models": list(k.models),
-                                     "disabled": k.disabled}
+                                     "endpoints": list(p.endpoints), "disabled": k.disabled}
             for name in ("rpm", "tpm", "max_concurrent"):
                 if getattr(k, name) is not None:
                     entry[name] = getattr(k, name)

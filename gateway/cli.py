@@ -239,13 +239,17 @@ def keys() -> None:
 @click.option("--tenant", required=True, help="Tenant (team) the key belongs to.")
 @click.option("--id", "key_id", default=None, help="Key id for rows, headers and rules (default key-<hash prefix>).")
 @click.option("--models", default=None, help="Comma-separated globs of allowed public models (default all).")
+@click.option("--endpoints", default=None,
+              help="Comma-separated globs of allowed paths below /v1/ ('default' = the inference endpoints; "
+                   "default: those only), e.g. 'default,files*,batches*'.")
 @click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
 @click.option("--max-concurrent", type=click.IntRange(min=1), default=None, help="Requests in flight at once.")
 @click.option("--budget-day", type=click.FloatRange(min=0, min_open=True), default=None, help="USD per UTC day.")
 @click.option("--budget-month", type=click.FloatRange(min=0, min_open=True), default=None, help="USD per UTC month.")
-def keys_create(tenant: str, key_id: str | None, models: str | None, rpm: int | None, tpm: int | None,
-                max_concurrent: int | None, budget_day: float | None, budget_month: float | None) -> None:
+def keys_create(tenant: str, key_id: str | None, models: str | None, endpoints: str | None, rpm: int | None,
+                tpm: int | None, max_concurrent: int | None, budget_day: float | None,
+                budget_month: float | None) -> None:
     """Print a new random key (shown once: hand it to the tenant) and the config entry to paste
     under ``keys:`` (it holds only the key's SHA-256)."""
     import yaml
@@ -259,6 +263,8 @@ def keys_create(tenant: str, key_id: str | None, models: str | None, rpm: int | 
         entry["id"] = key_id
     if models:
         entry["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    if endpoints:
+        entry["endpoints"] = [e.strip() for e in endpoints.split(",") if e.strip()]
     for name, value in (("rpm", rpm), ("tpm", tpm), ("max_concurrent", max_concurrent)):
         if value is not None:
             entry[name] = value

@@ -5,10 +5,10 @@
     GatewayError                      status  type
     ├── InvalidRequestError            400    invalid_request_error
     │   ├── ModelNotFoundError         404    invalid_request_error  (code model_not_found)
-    │   ├── NotFoundError              404    invalid_request_error  (code not_found)
+    │   ├── NotFoundError              404    invalid_request_error  (code not_found, unknown_url)
     │   └── PayloadTooLargeError       413    invalid_request_error  (code payload_too_large)
     ├── AuthenticationError            401    invalid_request_error  (code invalid_api_key)
-    ├── PermissionDeniedError          403    invalid_request_error  (code model_not_allowed)
+    ├── PermissionDeniedError          403    invalid_request_error  (code model_not_allowed, endpoint_not_allowed)
     ├── RateLimitError                 429    requests | tokens | insufficient_quota  (Retry-After)
     ├── PolicyRejectedError            4xx    invalid_request_error  (a plugin's reject verdict)
     ├── ServiceUnavailableError        503    server_error           (limits_unavailable, plugin_failed)

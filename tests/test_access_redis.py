@@ -100,6 +100,23 @@ def test_rpm_shared_with_a_gateway_subprocess(upstream, make_gateway, redis_serv
         proc.wait(timeout=30)
 
 
+def test_denied_endpoints_take_nothing_from_shared_limits(upstream, make_gateway, redis_server):
+    """A path outside the key's endpoints is refused before admission: two instances sharing an
+    rpm of 2 through Redis still serve two chat requests after a run of refused ones."""
+    config = shared_config(upstream.url, redis_server.url, "rpm: 2")
+    gw1, gw2 = make_gateway(config), make_gateway(config)
+    upstream.json(CHAT)
+    for gw in (gw1, gw2, gw1, gw2):
+        r = httpx.post(f"{gw.url}/v1/fine_tuning/jobs", json={"model": "gpt-test", "training_file": "file-1"},
+                       headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "endpoint_not_allowed"
+    assert not upstream.received
+    assert post(gw1).status_code == 200 and post(gw2).status_code == 200
+    r = post(gw1)
+    assert r.status_code == 429 and r.headers["x-ratelimit-remaining-requests"] == "0"
+    assert [x.path for x in upstream.received] == ["/v1/chat/completions"] * 2
+
+
 def test_concurrency_and_tpm_correction_through_redis(upstream, make_gateway, redis_server):
     config = shared_config(upstream.url, redis_server.url, "max_concurrent: 1, tpm: 3000")
     gw1, gw2 = make_gateway(config), make_gateway(config)

@@ -146,7 +146,8 @@ def test_serve_writes_json_logs_from_the_config(tmp_path):
             except httpx.HTTPError:
                 return False
         wait_for(ready, timeout=60, what="the gateway")
-        r = httpx.post(f"{url}/v1/chat/completions", json={"model": "mock-gpt", "messages": []},
+        r = httpx.post(f"{url}/v1/chat/completions", json={"model": "mock-gpt",
+                                                         "messages": [{"role": "user", "content": "hi"}]},
                        headers={"x-request-id": "cli-req-1"})
         assert r.status_code == 200
     finally:

@@ -60,7 +60,7 @@ def _keys_config(upstream_url: str) -> str:
     return gateway_config(upstream_url, extra=f"""
 telemetry: {{enabled: false}}
 keys:
-  - {{tenant: t, sha256: {hashlib.sha256(KEY.encode()).hexdigest()}}}
+  - {{tenant: t, sha256: {hashlib.sha256(KEY.encode()).hexdigest()}, endpoints: ["*"]}}
 """)
 
 

@@ -18,6 +18,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# What a key may reach below /v1/ unless it lists its own ``endpoints``: inference only. Account
+# and server-admin paths (files, batches, fine_tuning, vLLM's LoRA loading, anything else) are
+# forwarded with the backend's own key, so a key gets them only by naming them.
+DEFAULT_ENDPOINTS = ("chat/completions", "completions", "embeddings", "responses", "messages", "moderations",
+                     "audio/*", "images/*")
+# The name that stands for DEFAULT_ENDPOINTS inside a key's ``endpoints``.
+DEFAULT_ALIAS = "default"
 _ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
 
@@ -40,6 +47,9 @@ class VirtualKey(_Strict):
     same fingerprint telemetry uses). ``models``: globs of public model names the key may use.
     ``rpm`` / ``tpm``: requests and tokens per minute (token buckets refilled continuously).
     ``max_concurrent``: requests in flight at once. ``budget_usd``: spend per UTC day / month.
+    ``endpoints``: globs over the paths below ``/v1/`` the key may use (``files*``, with or
+    without the leading ``/v1/``; ``default`` stands for ``DEFAULT_ENDPOINTS``); unset: the
+    inference endpoints of ``DEFAULT_ENDPOINTS`` only.
     ``metadata``: added to every row of the key (wins over caller metadata). ``disabled``: the
     key answers 401 as if unknown.
     """
@@ -52,6 +62,7 @@ class VirtualKey(_Strict):
     tpm: int | None = Field(None, ge=1)
     max_concurrent: int | None = Field(None, ge=1)
     budget_usd: Budget | None = None
+    endpoints: list[str] | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     disabled: bool = False
 
@@ -73,6 +84,34 @@ class VirtualKey(_Strict):
         if value is not None and not _ID.match(value):
             raise ValueError("id: 1-128 characters of letters, digits and . _ : @ -")
         return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        out = []
+        for pattern in value:
+            text = pattern.strip()
+            text = text.removeprefix("/v1/") if text.startswith("/v1/") else text.lstrip("/")
+            if not text or any(c.isspace() for c in text):
+                # The value is not repeated: it may be something pasted into the wrong field.
+                raise ValueError(f"entry {len(out)} is not a path glob below /v1/ (e.g. \"files*\", \"audio/*\", "
+                                 "\"default\")")
+            out.append(text)
+        return out
+
+    @property
+    def endpoint_patterns(self) -> tuple[str, ...]:
+        """The globs in force for paths below ``/v1/`` (``default`` expanded)."""
+        if self.endpoints is None:
+            return DEFAULT_ENDPOINTS
+        out: list[str] = []
+        for pattern in self.endpoints:
+            for p in DEFAULT_ENDPOINTS if pattern == DEFAULT_ALIAS else (pattern,):
+                if p not in out:
+                    out.append(p)
+        return tuple(out)
 
     @property
     def key_id(self) -> str:
@@ -241,5 +280,5 @@ def access_problems(config: Any) -> list[str]:
     return problems
 
 
-__all__ = ["AuthSettings", "Budget", "LimitSettings", "PluginSpec", "VirtualKey", "access_problems", "all_keys",
+__all__ = ["DEFAULT_ENDPOINTS", "AuthSettings", "Budget", "LimitSettings", "PluginSpec", "VirtualKey", "access_problems", "all_keys",
            "auth_mode", "read_keys_file"]

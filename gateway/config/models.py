@@ -43,15 +43,16 @@ class Timeouts(_Strict):
 class MockSettings(_Strict):
     """Behaviour of the built-in deterministic ``mock`` backend.
 
-    ``ttft_ms``: delay before the first token (ms). ``itl_ms``: delay between chunks (ms).
-    ``tokens``: completion tokens generated (capped by the request's ``max_tokens``).
+    ``ttft_ms``: delay before the first chunk (ms). ``itl_ms``: delay before each later chunk
+    (ms); a non-streamed answer takes as long as the whole stream would. ``tokens``: words in a
+    text answer (capped by the request's ``max_tokens``).
     ``chunk_tokens``: tokens per streamed chunk. ``usage``: whether responses report usage
     (off simulates a backend that never does). ``embedding_dims``: vector size for embeddings.
     """
 
     ttft_ms: float = Field(0.0, ge=0)
     itl_ms: float = Field(0.0, ge=0)
-    latency_ms: float = Field(0.0, ge=0, description="extra delay before a non-streamed answer")
+    latency_ms: float = Field(0.0, ge=0, description="extra delay before every answer, embeddings included")
     tokens: int = Field(16, ge=0)
     chunk_tokens: int = Field(1, ge=1)
     usage: bool = True

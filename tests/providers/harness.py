@@ -21,7 +21,8 @@ beside them holds the type's defaults (``target_model``, ``base_path`` where the
 
 An SSE ``event`` is a raw string (sent as is) or ``{"event": name, "data": object or string}``
 (``event`` optional). ``"created": "<now>"`` in an expected chunk or body accepts any integer
-(the translator stamps the time). A case with ``response.error`` and no
+(the translator stamps the time); a string ending in ``<unique>`` accepts any string with
+that prefix (ids made up per response). A case with ``response.error`` and no
 ``upstream_request`` is refused by the gateway: the backend must receive nothing.
 
 The body the adapter sees is the one the gateway builds: the client's, with the target's
@@ -51,6 +52,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "sk-test-key"
 PUBLIC_MODEL = "chat"
 NOW = "<now>"
+UNIQUE = "<unique>"
 
 # Every backend type answers (or explicitly skips, with a reason) each of these.
 REQUIRED_CASES = ("plain_chat", "plain_chat_stream", "system_prompt", "multi_turn", "tools_parallel",
@@ -171,10 +173,24 @@ def parse_events(body: bytes) -> list[Any]:
 
 
 def _match_now(expected: Any, actual: Any) -> Any:
-    """Copy ``actual``'s ``created`` into ``expected`` where expected says ``<now>``."""
-    if isinstance(expected, dict) and expected.get("created") == NOW and isinstance(actual, dict):
-        assert isinstance(actual.get("created"), int), actual
-        return {**expected, "created": actual["created"]}
+    """Fill ``expected``'s placeholders from ``actual``: ``"created": "<now>"`` takes any
+    integer, a string ending in ``<unique>`` any string with the same prefix (an id the backend
+    makes up per response); nested objects and lists too."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        out = {}
+        for key, value in expected.items():
+            got = actual.get(key)
+            if key == "created" and value == NOW:
+                assert isinstance(got, int), actual
+                out[key] = got
+            else:
+                out[key] = _match_now(value, got)
+        return out
+    if isinstance(expected, list) and isinstance(actual, list):
+        return [_match_now(e, a) for e, a in zip(expected, actual)] + expected[len(actual):]
+    if isinstance(expected, str) and expected.endswith(UNIQUE) and isinstance(actual, str):
+        prefix = expected[:-len(UNIQUE)]
+        return actual if actual.startswith(prefix) and len(actual) > len(prefix) else expected
     return expected
 
 
