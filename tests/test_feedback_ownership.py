@@ -162,3 +162,18 @@ def test_two_tenants_sending_the_same_x_request_id_get_rows_of_their_own(start, 
     last = select(tdb, "SELECT r.tenant AS owner FROM llm_feedback AS f "
                        "INNER JOIN llm_requests AS r ON r.request_id = f.request_id WHERE f.score = 0.5")
     assert last == [{"owner": "team-b"}]
+
+
+def test_lookups_by_either_id_use_the_skip_indexes(start, tdb):
+    srv = start()
+    ask(srv, KEY_A, **{"x-request-id": "indexed-1"})
+    flush(srv)
+    client = chdb_client(tdb)
+    try:
+        for cond, index in (("request_id = toUUIDOrZero('00000000-0000-4000-8000-000000000000')", "idx_request_id"),
+                            ("client_request_id = 'indexed-1'", "idx_client_request_id")):
+            plan = client.raw_query(f"EXPLAIN indexes = 1 SELECT tenant FROM llm_requests WHERE {cond}",
+                                    fmt="TSV").decode()
+            assert f"Name: {index}" in plan, plan
+    finally:
+        client.close()
