@@ -13,9 +13,9 @@
   client disconnects is killed).
 
 Access: ``Authorization: Bearer <server.admin_key>``. With no admin key configured the
-endpoints answer loopback clients only (127.0.0.0/8, ::1) — behind a reverse proxy on the
-same host every client looks local, so set a key there. The check is ``gateway.auth``'s
-``check_admin``, shared by every ``/admin`` path (its middleware runs it before any handler).
+endpoints answer local requests only (``gateway.admin_guard``: loopback client, loopback
+``Host``, no forwarding headers, JSON bodies). The check is shared by every ``/admin`` path
+(the access middleware runs it before any handler; ``gateway.auth.check_admin`` in handlers).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _error(status: int, message: str, code: str, type_: str = "invalid_request_e
 class AdminAPI:
     """The admin handlers.
 
-    ``admin_key``: the configured key (``None``: loopback only). ``sink``: returns the
+    ``admin_key``: the configured key (``None``: local requests only). ``sink``: returns the
     ``TelemetrySink`` or ``None`` when telemetry is off. ``query_client``: returns the
     ``QueryLanes`` (or ``None``). ``queries_dir``: extra saved-query folder.
     """

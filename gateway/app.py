@@ -25,6 +25,7 @@ from gateway.dashboard import install_dashboard
 from gateway.observability import install_observability
 from gateway.telemetry import install_telemetry
 from gateway.handlers import ProxyHandlers
+from gateway.http_hygiene import secure_headers
 from gateway.pipeline import StageList
 from gateway.prompts import install_prompts
 from gateway.routing.admin import backends_handler
@@ -67,6 +68,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     processes; see ``gateway.vllm``).
     """
     app = web.Application(client_max_size=snapshot.config.server.body_limit_bytes, handler_args={})
+    app.on_response_prepare.append(secure_headers)  # no Server header, nosniff everywhere
     started_at = time.time()
     holder = RuntimeHolder()
     app[RUNTIME] = holder
@@ -148,9 +150,9 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
                                  status=200 if ready else 503)
 
     # Telemetry sink (a finisher) and /admin/* routes, registered before the catch-all route.
-    install_telemetry(app, snapshot, finishers, data_dir=data_dir, tokens=tokens)
+    install_telemetry(app, snapshot, finishers, data_dir=data_dir, tokens=tokens, install_hooks=install_hooks)
     # GET /dashboard and /admin/dashboard/* (ops page, drift), reading the telemetry store.
-    install_dashboard(app, snapshot, lambda: holder.current)
+    install_dashboard(app, snapshot, lambda: holder.current, data_dir=data_dir)
     # Traces, GET /metrics, the access log: a request hook and a finisher (docs/observability.md).
     install_observability(app, snapshot, handlers, finishers, install_hooks, lambda: holder.current, health,
                           lambda: app.get(WATCHER))

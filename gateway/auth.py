@@ -8,17 +8,20 @@ needs them, so a gateway without keys and plugins pays nothing:
 - the **access stage** (first of all stages) when ``auth.mode`` is ``keys``: looks the client's
   key up by its SHA-256 (``Authorization: Bearer``, ``api-key`` or ``x-api-key``), answers 401
   for a missing/unknown/disabled key, 403 for a path outside the key's ``endpoints`` globs
-  (``endpoint_not_allowed``) or a model outside its ``models`` globs, sets
-  ``ctx.tenant``, ``ctx.api_key_id`` (the key's id, never the key) and the key's metadata,
+  (``endpoint_not_allowed``) or a model outside its ``models`` globs (404 when no such model
+  exists), sets ``ctx.tenant``, ``ctx.api_key_id`` (the key's id, never the key) and the key's
+  metadata as soon as the key is known (refusals' rows carry them too),
   then admits the request against its limits (429 with ``Retry-After`` and OpenAI's
   ``x-ratelimit-*`` headers, which also go on every answer through ``ctx.response_headers``)
   and settles real usage and cost when the response has ended;
 - the **plugin stage** (right after it) when ``plugins`` lists any enabled plugin.
 
-A reload that turns either on inserts the stage then. ``admin_middleware`` guards every
-``/admin`` path with one check (``admin_denied``): ``Authorization: Bearer <server.admin_key>``
-(compared in constant time), or loopback clients only while no admin key is set. It also
-requires a key for ``GET /v1/models`` in ``keys`` mode and lists only the key's models.
+A reload that turns either on inserts the stage then. ``access_middleware`` guards every
+``/admin`` path with one check (``admin_guard``): ``Authorization: Bearer <server.admin_key>``
+(compared in constant time, wrong keys slowed per client address), or local requests only while
+no admin key is set. In ``none`` mode it refuses ``/v1`` requests a web page could have forged
+(``browser_guard``); in ``keys`` mode it requires a key for ``GET /v1/models`` and lists only the
+key's models. It also answers CORS preflights of ``server.cors_origins``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
-import hmac
 import ipaddress
 import logging
 import re
@@ -39,11 +41,12 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
+from gateway.admin_guard import GUARD, AdminGuard, guard_of
 from gateway.config import ConfigSnapshot
 from gateway.pipeline import StageList
 from gateway.config.access import VirtualKey, all_keys, auth_mode
 from gateway.context import RequestContext
-from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitError, error_body
+from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitError
 from gateway.limits import (
     TOO_LARGE, Limiter, LimitSpec, budget_headers, duration, estimate_tokens, rate_headers, usd,
 )
@@ -194,37 +197,14 @@ def _limit_error(spec: LimitSpec, d, model: str) -> RateLimitError:
 
 
 # --- admin check -------------------------------------------------------------------------------
-def _is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def _admin_error(status: int, message: str, code: str, type_: str) -> web.Response:
-    return web.Response(status=status, body=error_body(message, type_, None, code), content_type=_JSON)
-
-
 def admin_denied(request: web.Request, admin_key: str | None) -> web.Response | None:
-    """The one admin check: ``None`` when ``request`` may use ``/admin/*``, else the 401/403 answer.
+    """The one admin check: ``None`` when ``request`` may use ``/admin/*``, else the 401/403/415 answer.
 
     With ``admin_key`` set the request needs ``Authorization: Bearer <admin_key>`` (virtual keys
-    never pass); without it only loopback clients are let in.
+    never pass); without it only local requests are let in (``admin_guard``). The middleware runs
+    ``AdminGuard.check`` instead, which also slows wrong keys down.
     """
-    if not admin_key:
-        if _is_loopback(request.remote):
-            return None
-        return _admin_error(403, "admin endpoints answer loopback clients only when no server.admin_key is "
-                                 "configured", "admin_forbidden", "invalid_request_error")
-    auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-    if token and hmac.compare_digest(hashlib.sha256(token.encode()).digest(),
-                                     hashlib.sha256(admin_key.encode()).digest()):
-        return None
-    return _admin_error(401, "a valid admin key is required (Authorization: Bearer <server.admin_key>)",
-                        "invalid_admin_key", "authentication_error")
+    return guard_of(request).denied(request, admin_key)
 
 
 ACCESS = web.AppKey("access", object)  # the AccessLayer
@@ -286,6 +266,7 @@ class AccessLayer:
         self._snapshot = snapshot
         self._warned_locked = False
         self._closing: set[asyncio.Task] = set()
+        self.guard = AdminGuard(snapshot.config.server)  # admin check, trusted proxies, CORS origins
 
     # --- config ---------------------------------------------------------------------------
     def admin_key(self) -> str | None:
@@ -317,6 +298,7 @@ class AccessLayer:
             self._retired.append(self.plugins)
         self.policy, self.limiter, self.plugins, self._plugin_specs = policy, limiter, chain, specs
         self._snapshot = snapshot
+        self.guard.update(cfg.server)
         changed = False
         if policy.mode == "keys" and not self._access_registered:
             self._stages.place(self.access_stage, "access")
@@ -431,11 +413,12 @@ class AccessLayer:
     # --- /v1/models and /admin/access ------------------------------------------------------
     def route_key(self, request: web.Request) -> tuple[KeyPolicy | None, web.Response | None]:
         """A ``/v1`` route outside the pipeline in ``keys`` mode: ``(key, None)``, or ``(None,
-        401/403 answer)`` (``/v1/models/{id}`` of a model the key may not use: 403)."""
+        401/403 answer)`` (``/v1/models/{id}`` of a model the key may not use: 403; of one that
+        does not exist: the handler's 404, as for any caller)."""
         try:
             key = self.policy.authenticate(request.headers)
             name = request.match_info.get("model")
-            if name is not None and not key.allows(name):
+            if name is not None and not key.allows(name) and self.policy.model_exists(name):
                 raise PermissionDeniedError(f"This key may not use the model `{name}`.", param="model")
         except (AuthenticationError, PermissionDeniedError) as exc:
             rid = request.headers.get("x-request-id") or str(uuid.uuid4())
@@ -488,12 +471,25 @@ def install_access(app: web.Application, snapshot: ConfigSnapshot, stages: Stage
     for each config it installs, the first one included."""
     layer = AccessLayer(snapshot, stages, recompose, tokens)
     app[ACCESS] = layer
+    guard = app[GUARD] = layer.guard
+    app.on_response_prepare.append(guard.browser.add_cors_headers)
 
     @web.middleware
     async def access_middleware(request: web.Request, handler):
         path = request.path
+        if request.method == "OPTIONS" and guard.browser.origins:
+            preflight = guard.browser.preflight(request)
+            if preflight is not None:
+                return preflight
         if path.startswith("/admin") and (len(path) == 6 or path[6] == "/"):
-            denied = check_admin(request)
+            if not request.get(ADMIN_OK):  # not already admitted by the dashboard's session cookie
+                denied = await guard.check(request, layer.admin_key())
+                if denied is not None:
+                    return denied
+                request[ADMIN_OK] = True
+        elif path.startswith("/v1/") and layer.policy.mode != "keys":
+            # No key to check: refuse what a web page on another site could have sent.
+            denied = guard.unauthenticated_denied(request)
             if denied is not None:
                 return denied
         elif path.startswith("/v1/") and layer.policy.mode == "keys" and "endpoint" not in request.match_info:

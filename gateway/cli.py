@@ -20,6 +20,7 @@ def _load(path: str | None) -> ConfigSnapshot:
 
 
 @click.group()
+@click.version_option(package_name="llm-gateway", prog_name="llm-gateway")
 @click.option("--log-level", default=None, help="Python logging level (default: observability.logging.level "
               "of serve's config, else INFO).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
@@ -107,11 +108,14 @@ def _check_managed_vllm(snapshot: ConfigSnapshot, workers: int) -> None:
 
 
 def _check_access(snapshot: ConfigSnapshot, host: str, workers: int) -> None:
-    """Warn loudly about an open gateway on a public address, and per-worker limits."""
+    """Warn loudly about an open gateway on a public address, an admin API without a key there,
+    and per-worker limits."""
+    from gateway.admin_guard import warn_if_admin_open
     from gateway.auth import warn_if_open
     from gateway.config.access import all_keys
 
     warn_if_open(snapshot, host)
+    warn_if_admin_open(snapshot.config.server.admin_key, host)
     cfg = snapshot.config
     if workers > 1 and cfg.limits.redis_url is None and any(
             k.rpm or k.tpm or k.max_concurrent or k.budget_usd for k in all_keys(cfg)):

@@ -75,7 +75,7 @@ def error_case(client: openai.OpenAI) -> None:
 
 
 def telemetry_query(client: openai.OpenAI) -> None:
-    """The rows this demo created, through a saved query (``config/queries/latency-by-model.sql``)."""
+    """The rows this demo created, through the saved query ``latency-by-model`` (shipped with the package)."""
     import httpx
 
     _step("telemetry: saved query latency-by-model over this demo's rows (llm_requests in ClickHouse)")

@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from gateway.context import RequestContext, Usage
+from gateway.duplicate_keys import duplicated_model
 from gateway.errors import (
     GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError, StreamTruncatedError,
     UpstreamError, UpstreamTimeoutError, error_body,
@@ -201,6 +202,9 @@ class ProxyHandlers:
                 "your HTTP library correctly. The OpenAI API expects a JSON payload.)") from None
         if not isinstance(body, dict):
             raise InvalidRequestError("The request body must be a JSON object.")
+        if duplicated_model(raw):
+            raise InvalidRequestError("The request body names `model` more than once.", param="model",
+                                      code="duplicate_key")
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequestError("you must provide a model parameter", param="model")
@@ -296,9 +300,7 @@ class ProxyHandlers:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"backend {ctx.backend!r} failed sending its response: {type(exc).__name__}") from None
         if upstream.status >= 400:
-            for secret in ctx.runtime.secrets:
-                if secret in body:
-                    body = body.replace(secret, b"***")
+            body = ctx.runtime.secrets.mask_runs(body)  # an echoed key, whole or in part
             body = _upstream_error_body(upstream.status, body)
             headers["Content-Type"] = _JSON
             ctx.error_type = "upstream_http_error"

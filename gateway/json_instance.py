@@ -40,6 +40,12 @@ _FORMATS = {
     "regex": "a",
 }
 _MAX_DEPTH = 32  # a recursive schema ($ref to itself with a required field) stops here
+_BUDGET = 20_000  # values built per instance: a request's schema cannot make the mock build forever
+_MAX_LENGTH = 100_000  # characters of one string
+
+
+class _TooLarge(Exception):
+    """The schema asks for more than ``_BUDGET`` values (``minItems: 1e9``, exponential ``$ref``s)."""
 
 
 def instance(schema: Any, words: Sequence[str] = ("value",), seed: int = 0) -> Any:
@@ -47,16 +53,20 @@ def instance(schema: Any, words: Sequence[str] = ("value",), seed: int = 0) -> A
 
     ``words``: the vocabulary strings are drawn from; ``seed`` picks among them.
     """
-    return _Builder(schema if isinstance(schema, dict) else {}, words or ("value",), seed).build(schema, 0)
+    try:
+        return _Builder(schema if isinstance(schema, dict) else {}, words or ("value",), seed).build(schema, 0)
+    except (_TooLarge, RecursionError):
+        return {}  # an instance that large is no use to a test; answer something small instead
 
 
 class _Builder:
-    __slots__ = ("_root", "_words", "_seed")
+    __slots__ = ("_root", "_words", "_seed", "_budget")
 
     def __init__(self, root: dict, words: Sequence[str], seed: int):
         self._root = root
         self._words = words
         self._seed = seed
+        self._budget = _BUDGET
 
     def _word(self) -> str:
         self._seed += 7
@@ -78,7 +88,7 @@ class _Builder:
 
     def _merge(self, schema: dict, depth: int) -> dict:
         """Fold ``$ref`` and ``allOf`` into one schema (later keywords refine earlier ones)."""
-        if "$ref" in schema and depth < _MAX_DEPTH:
+        if isinstance(schema.get("$ref"), str) and depth < _MAX_DEPTH:
             target = self._resolve(schema["$ref"])
             rest = {k: v for k, v in schema.items() if k != "$ref"}
             schema = {**self._merge(target, depth + 1), **rest} if isinstance(target, dict) else rest
@@ -98,6 +108,9 @@ class _Builder:
         return schema
 
     def build(self, schema: Any, depth: int) -> Any:
+        self._budget -= 1
+        if self._budget < 0:
+            raise _TooLarge
         if not isinstance(schema, dict):
             return None if schema is False else {}
         schema = self._merge(schema, depth)
@@ -165,6 +178,8 @@ class _Builder:
         least = schema.get("minItems") if isinstance(schema.get("minItems"), int) else 0
         most = schema.get("maxItems") if isinstance(schema.get("maxItems"), int) else None
         count = max(least, len(prefix), 1)
+        if count > _BUDGET:
+            raise _TooLarge
         if most is not None:
             count = min(count, most)
         out = [self.build(prefix[i] if i < len(prefix) else items, depth + 1) for i in range(count)]
@@ -190,6 +205,8 @@ class _Builder:
             return _FORMATS[fmt]
         text = self._word()
         least = schema.get("minLength") if isinstance(schema.get("minLength"), int) else 0
+        if least > _MAX_LENGTH:
+            raise _TooLarge
         while len(text) < least:
             text += " " + self._word()
         most = schema.get("maxLength")

@@ -16,6 +16,7 @@ whatever else the backend serves. Two checks close that, one at each edge:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from yarl import URL
 
@@ -30,6 +31,7 @@ _BAD_OUTBOUND = re.compile(r"%(?:2[5Ff]|5[Cc])|\\")
 _DOT_SEGMENT = re.compile(r"(?:^|/)\.\.?(?:/|$)")
 
 
+@lru_cache(maxsize=1024)  # a pure function of the path; clients repeat a handful of paths
 def clean_endpoint(raw_path: str) -> bool:
     """Whether the raw request target ``raw_path`` (path and query, as received) names a clean
     endpoint below ``/v1/``."""
@@ -59,7 +61,7 @@ def unknown_url(method: str, raw_path: str) -> NotFoundError:
 class BaseURL:
     """A backend's ``base_url``, parsed once, that upstream URLs are built under."""
 
-    __slots__ = ("text", "url", "_path", "_authority", "_scheme")
+    __slots__ = ("text", "url", "_path", "_authority", "_scheme", "_joined")
 
     def __init__(self, base_url: str):
         self.text = base_url.rstrip("/")
@@ -67,17 +69,23 @@ class BaseURL:
         self._path = self.url.raw_path.rstrip("/") + "/"
         self._authority = self.url.raw_authority
         self._scheme = self.url.scheme
+        self._joined: dict[tuple[str, str], URL] = {}  # checked URLs of the first paths seen (clients repeat a few)
 
     def join(self, path: str, query: str = "") -> URL:
         """``{base_url}/{path}?{query}`` as a ``URL``; raises ``NotFoundError`` (404,
         ``unknown_url``) when the result would leave ``base_url``: another host, a path outside
         its prefix, or an encoded separator a later hop could decode into one."""
+        url = self._joined.get((path, query))
+        if url is not None:
+            return url
         url = URL(f"{self.text}/{path}?{query}" if query else f"{self.text}/{path}")
         raw = url.raw_path
         if (not raw.startswith(self._path) or url.raw_authority != self._authority or url.scheme != self._scheme
                 or _BAD_OUTBOUND.search(raw, len(self._path)) is not None):
             raise NotFoundError(f"Invalid URL: the path {path!r} does not stay inside the backend's base_url.",
                                 code="unknown_url")
+        if len(self._joined) < 256:
+            self._joined[(path, query)] = url
         return url
 
 

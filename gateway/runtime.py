@@ -17,6 +17,7 @@ from gateway.config import ConfigSnapshot
 from gateway.errors import ModelNotFoundError
 from gateway.routing.health import HealthRegistry
 from gateway.routing.router import Router
+from gateway.secret_mask import SecretMasker
 from gateway.tokens import TokenCounter
 from gateway.upstream import BackendClient
 
@@ -59,11 +60,10 @@ class Runtime:
         patterns = [p.lower() for p in cfg.server.forward_headers]
         self._forward_re = (re.compile("|".join(fnmatch.translate(p) for p in patterns))
                             if patterns else None)
-        # Exact secrets this config holds, scrubbed from upstream error bodies before they reach
-        # a client or a log row (a provider may echo the key it was sent).
-        self.secrets = tuple(sorted({v.encode() for b in cfg.backends.values()
-                                     for v in (b.api_key, *b.headers.values()) if v and len(v) >= 8},
-                                    key=len, reverse=True))
+        # The secrets this config holds, masked in upstream error bodies (also partial echoes)
+        # before they reach a client or a row, and in stored success bodies and spans (a
+        # provider may echo the key it was sent).
+        self.secrets = SecretMasker(v for b in cfg.backends.values() for v in (b.api_key, *b.headers.values()) if v)
         self.unknown_model = lambda name: ModelNotFoundError(
             f"The model `{name}` does not exist. Available models: {', '.join(sorted(cfg.models)) or '(none)'}.",
             param="model")

@@ -2,7 +2,8 @@
 
 Both run aiohttp with ``handler_cancellation=True``: without it aiohttp does not cancel a
 handler when its client disconnects, and a non-streamed request would keep its upstream call
-running to the end. The foreground server uses uvloop and stops gracefully on SIGTERM/SIGINT
+running to the end. Malformed requests are counted and summarised in a rate-limited warning
+instead of a traceback each (``http_hygiene.ProtocolErrorLog``). The foreground server uses uvloop and stops gracefully on SIGTERM/SIGINT
 (stop accepting, let in-flight requests finish within ``shutdown_timeout`` seconds, then run
 the cleanup hooks).
 """
@@ -17,12 +18,14 @@ import threading
 
 from aiohttp import web
 
+from gateway.http_hygiene import ProtocolErrorLog
 
 
 async def start_site(app: web.Application, host: str, port: int, *, reuse_port: bool = False,
                      shutdown_timeout: float = 30.0) -> tuple[web.AppRunner, int]:
     """Start serving ``app``; returns the runner and the bound port (useful when ``port`` is 0)."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout,
+                           logger=ProtocolErrorLog())
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
     await site.start()

@@ -6,10 +6,11 @@ Rules (OpenAI's cookbook for chat): each message costs 3 tokens plus its encoded
 count a flat 85 tokens (a low-detail image); tool definitions and tool calls are counted as
 their JSON text.
 
-tiktoken downloads its BPE files on first use; offline machines point ``TIKTOKEN_CACHE_DIR``
-at a folder that holds them. Encodings load on a helper thread with a time limit; when they
-cannot be loaded, counting falls back to ~4 characters per token (still marked estimated) and
-retries the load later. Everything here is thread-safe and runs on the telemetry writer
+Both encodings ship with the package (``gateway.encodings``), so counts are exact offline
+without any setting; only if the packaged file cannot be used does tiktoken's own loader (its
+download and ``TIKTOKEN_CACHE_DIR``) get a try. Encodings load on a helper thread with a time
+limit; when they cannot be loaded, counting falls back to ~4 characters per token (still marked
+estimated) and retries the load later. Everything here is thread-safe and runs on the telemetry writer
 thread, never on the request path.
 """
 
@@ -96,8 +97,13 @@ class TokenCounter:
 
         def load() -> None:
             try:
-                import tiktoken
-                box.append(tiktoken.get_encoding(name))
+                from gateway.encodings import PackagedEncodingError, load as load_packaged
+                try:
+                    box.append(load_packaged(name))
+                except PackagedEncodingError as exc:
+                    log.warning("packaged tiktoken encoding %s unusable (%s); trying tiktoken's download", name, exc)
+                    import tiktoken
+                    box.append(tiktoken.get_encoding(name))
             except Exception as exc:  # network, missing cache, missing package
                 box.append(exc)
 
@@ -106,8 +112,7 @@ class TokenCounter:
         worker.join(self._load_timeout_s)
         result = box[0] if box else TimeoutError(f"loading took over {self._load_timeout_s:g} s")
         if isinstance(result, Exception):
-            log.warning("tiktoken encoding %s unavailable (%s: %s); estimating ~4 characters per token. "
-                        "Offline? Set TIKTOKEN_CACHE_DIR to a folder holding the BPE files.",
+            log.warning("tiktoken encoding %s unavailable (%s: %s); estimating ~4 characters per token",
                         name, type(result).__name__, result)
             return None
         return result

@@ -131,14 +131,6 @@ def _resolve(plan: dict, rel: str) -> str:
     return str(p if p.is_absolute() else Path(plan["_dir"]) / p)
 
 
-def _tiktoken_env() -> dict[str, str]:
-    """tiktoken loads its BPE files offline from the shared cache beside the repository."""
-    cache = HERE.parent.parent / "shared" / "tiktoken-cache"
-    if "TIKTOKEN_CACHE_DIR" not in os.environ and cache.is_dir():
-        return {"TIKTOKEN_CACHE_DIR": str(cache)}
-    return {}
-
-
 def _scenario(plan: dict, name: str):
     candidate = Path(plan["_dir"]) / name
     return load_scenario(candidate if candidate.exists() else name)
@@ -207,7 +199,6 @@ class Bench:
                                    "--port", str(port), *[str(a) for a in spec.get("args", [])])
                 ready = f"http://127.0.0.1:{port}/readyz"
                 env = {"LOADTEST_UPSTREAM_URL": upstream_url, "LOADTEST_DATA_DIR": str(data_dir),
-                       **_tiktoken_env(),
                        **{k: str(v) for k, v in (spec.get("env") or {}).items()}}
             else:
                 raise ValueError(f"target {name}: unknown kind {kind!r}")
@@ -226,7 +217,7 @@ class Bench:
             if self.targets[name].get("kind") != "gateway":
                 continue
             try:
-                req = urllib.request.Request(proc.url + "/admin/telemetry/flush", data=b"", method="POST")
+                req = urllib.request.Request(proc.url + "/admin/telemetry/flush", method="POST")  # no body: no form type
                 urllib.request.urlopen(req, timeout=30).read()
                 with urllib.request.urlopen(proc.url + "/admin/telemetry", timeout=10) as resp:
                     data = orjson.loads(resp.read())

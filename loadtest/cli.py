@@ -186,9 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Modules of the ``bench`` extra: a plain ``pip install llm-gateway`` lacks them.
+BENCH_EXTRA = {"hdrh", "psutil", "matplotlib", "tqdm"}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    sys.exit(args.func(args) or 0)
+    try:
+        code = args.func(args)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in BENCH_EXTRA:
+            raise
+        print(f"error: this command needs {exc.name} from the bench extra: pip install 'llm-gateway[bench]'",
+              file=sys.stderr)
+        code = 2
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.bench import HERE, _tiktoken_env
+from loadtest.bench import HERE
 from loadtest.generator import Step, run_async, run_step
 from loadtest.httpclient import Target
 from loadtest.procs import ManagedProcess, free_port, parse_cpus, pin_self, python_argv
@@ -124,7 +124,7 @@ def run_profile(opts: ProfileOptions) -> int:
     gateway = ManagedProcess("gateway", python_argv("-m", "gateway", "serve", "--config", config, "--port", str(gw_port)),
                              url=f"http://127.0.0.1:{gw_port}", ready_url=f"http://127.0.0.1:{gw_port}/readyz",
                              cpus=opts.gateway_cpus, log_path=out / "gateway.log", cwd=str(HERE.parent),
-                             env={**_tiktoken_env(), "LOADTEST_UPSTREAM_URL": f"http://127.0.0.1:{up_port}",
+                             env={"LOADTEST_UPSTREAM_URL": f"http://127.0.0.1:{up_port}",
                                   "LOADTEST_DATA_DIR": str(data_dir)})
     try:
         upstream.start().wait_ready()

@@ -160,7 +160,7 @@ def _serve(port: int, data_dir: str, telemetry: bool, gateway_cpu: int, dsn: str
 def _admin(url: str, path: str, post: bool = False) -> dict:
     import json
     import urllib.request
-    req = urllib.request.Request(url + path, data=b"" if post else None, method="POST" if post else "GET")
+    req = urllib.request.Request(url + path, method="POST" if post else "GET")  # no body: no form type
     with urllib.request.urlopen(req, timeout=120) as r:
         return json.loads(r.read())
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-# Token counting works offline: tiktoken reads its BPE files from the shared cache.
-os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(REPO.parent / "shared" / "tiktoken-cache"))
+from gateway.app import build_app
+from gateway.config import parse_config
+from gateway.server import BackgroundServer
+from tests.fake_upstream import FakeUpstream
 
-from gateway.app import build_app  # noqa: E402
-from gateway.config import parse_config  # noqa: E402
-from gateway.server import BackgroundServer  # noqa: E402
-from tests.fake_upstream import FakeUpstream  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture

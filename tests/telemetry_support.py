@@ -6,7 +6,7 @@ clients) shares ``CHDB_DIR``; tests isolate themselves with a database of their 
 Gateways started as subprocesses get directories of their own.
 
 Importing this module sets ``TZ=UTC`` (chDB returns ``DateTime64`` values naive in the host's
-zone) and ``TIKTOKEN_CACHE_DIR`` (offline BPE files in ``../shared/tiktoken-cache``) when unset.
+zone).
 ``isolate_telemetry_data`` (session, autouse where imported) points ``LLM_GATEWAY_DATA_DIR`` at
 a temporary folder so no test writes into the working directory's ``./.llm-gateway``.
 """
@@ -31,7 +31,6 @@ from tests.polling import wait_for  # noqa: F401 - the suite's one poll helper, 
 REPO = Path(__file__).resolve().parent.parent
 os.environ["TZ"] = "UTC"
 time.tzset()
-os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(REPO.parent / "shared" / "tiktoken-cache"))
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="llm-gateway-tests-"))
 CHDB_DIR = SESSION_DIR / "clickhouse"
@@ -94,7 +93,7 @@ def free_port() -> int:
 
 
 def gateway_env(**extra: str) -> dict[str, str]:
-    """Environment for a gateway subprocess (repo importable, UTC, offline tiktoken)."""
+    """Environment for a gateway subprocess (repo importable, UTC)."""
     env = dict(os.environ)
     env.pop("LLM_GATEWAY_TELEMETRY", None)
     env.update({"TZ": "UTC", "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),

@@ -412,16 +412,23 @@ def test_every_admin_route_needs_the_admin_key(upstream, make_gateway):
     assert post(gw, key="adm-0123456789-secret").status_code == 401
 
 
-def test_admin_without_key_is_loopback_only_and_check_is_shared():
+def test_admin_without_key_is_local_only_and_check_is_shared():
     from gateway.auth import admin_denied
 
     class Req:
-        def __init__(self, remote, auth=""):
-            self.remote = remote
-            self.headers = {"Authorization": auth} if auth else {}
+        method = "GET"
 
-    assert admin_denied(Req("127.0.0.1"), None) is None and admin_denied(Req("::1"), None) is None
+        def __init__(self, remote, auth="", host="127.0.0.1:8080", **headers):
+            self.remote = remote
+            self.headers = {"Host": host, **headers}
+            if auth:
+                self.headers["Authorization"] = auth
+
+    assert admin_denied(Req("127.0.0.1"), None) is None and admin_denied(Req("::1", host="[::1]:80"), None) is None
+    assert admin_denied(Req("127.0.0.1", host="localhost"), None) is None
     assert admin_denied(Req("10.0.0.7"), None).status == 403
+    assert admin_denied(Req("127.0.0.1", host="rebind.attacker.example"), None).status == 403
+    assert admin_denied(Req("127.0.0.1", **{"X-Forwarded-For": "203.0.113.9"}), None).status == 403
     assert admin_denied(Req("127.0.0.1"), "k").status == 401
     assert admin_denied(Req("10.0.0.7", "Bearer k"), "k") is None
     assert admin_denied(Req("10.0.0.7", "Bearer k2"), "k").status == 401

@@ -24,10 +24,12 @@ backends:
   mock: {type: mock, mock: {tokens: 5, chunk_tokens: 2}}
   timed: {type: mock, mock: {ttft_ms: 200, itl_ms: 150, tokens: 6, chunk_tokens: 2}}
   coarse: {type: mock, mock: {ttft_ms: 1500, itl_ms: 1500, tokens: 4, chunk_tokens: 4, embedding_dims: 16}}
+  late: {type: mock, mock: {latency_ms: 300, tokens: 2}}
 models:
   mock-gpt: {targets: [{backend: mock}]}
   timed-gpt: {targets: [{backend: timed}]}
   coarse-gpt: {targets: [{backend: coarse}]}
+  late-gpt: {targets: [{backend: late}]}
 telemetry: {enabled: false}
 """
 MSG = [{"role": "user", "content": "What is the weather in Paris?"}]
@@ -173,7 +175,8 @@ def test_json_schema_and_json_object_answers_are_valid(gw):
     assert cut.choices[0].finish_reason == "length" and len(cut.choices[0].message.content) == 12  # 3 tokens
     assert resp.choices[0].message.content.startswith(cut.choices[0].message.content)
     call = client.chat.completions.create(model="mock-gpt", messages=MSG, tools=TOOLS, max_completion_tokens=2)
-    assert call.choices[0].finish_reason == "length" and len(call.choices[0].message.tool_calls[0].function.arguments) == 8
+    assert call.choices[0].finish_reason == "length"
+    assert len(call.choices[0].message.tool_calls[0].function.arguments) == 8  # 2 tokens
 
     obj = client.chat.completions.create(model="mock-gpt", response_format={"type": "json_object"},
                                          messages=[{"role": "user", "content": "Answer in JSON."}])
@@ -198,6 +201,19 @@ def test_json_schema_and_json_object_answers_are_valid(gw):
 ])
 def test_schema_instances_are_valid(schema):
     valid(instance(schema, ["alpha", "beta"], 3), schema)
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "array", "minItems": 10**9}, {"type": "string", "minLength": 10**9},
+    {"$defs": {"n": {"type": "object", "properties": {"a": {"$ref": "#/$defs/n"}, "b": {"$ref": "#/$defs/n"}},
+                     "required": ["a", "b"]}}, "$ref": "#/$defs/n"},
+    {"$ref": 5}, {"$ref": "#/nope"}, {"allOf": [{"$ref": "#"}]}, {"anyOf": "x"}, {"type": 5}, {"items": [1, 2]},
+    {"properties": {"a": 5}, "required": ["a"]}, {"type": "number", "multipleOf": 0, "minimum": "x"},
+])
+def test_absurd_schemas_get_an_answer_quickly(gw, schema):
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    resp = sdk(gw).chat.completions.create(model="mock-gpt", messages=MSG, response_format=fmt)
+    json.loads(resp.choices[0].message.content)  # some JSON, at once: no schema makes the mock build forever
 
 
 # --- logprobs --------------------------------------------------------------------------------------
@@ -285,7 +301,8 @@ def test_every_response_has_its_own_id_but_the_same_content(gw):
     client = sdk(gw)
     a = client.chat.completions.create(model="mock-gpt", messages=MSG)
     b = client.chat.completions.create(model="mock-gpt", messages=MSG)
-    assert a.id != b.id and a.id.startswith("chatcmpl-") and a.choices[0].message.content == b.choices[0].message.content
+    assert a.id != b.id and a.id.startswith("chatcmpl-")
+    assert a.choices[0].message.content == b.choices[0].message.content
     streams = [list(client.chat.completions.create(model="mock-gpt", messages=MSG, stream=True)) for _ in range(2)]
     ids = [{c.id for c in s} for s in streams]
     assert all(len(i) == 1 for i in ids) and ids[0] != ids[1] and a.id not in ids[0] | ids[1]
@@ -318,3 +335,16 @@ def test_embeddings_do_not_wait_for_chat_delays(gw):
     t0 = time.perf_counter()
     sdk(gw).embeddings.create(model="coarse-gpt", input="fast")
     assert time.perf_counter() - t0 < 3.0  # chat delays would make it 6 s
+
+
+def test_latency_ms_delays_every_answer(gw):
+    client = sdk(gw)
+    for call in (lambda: client.embeddings.create(model="late-gpt", input="x"),
+                 lambda: client.chat.completions.create(model="late-gpt", messages=MSG)):
+        t0 = time.perf_counter()
+        call()
+        assert time.perf_counter() - t0 >= 0.3 - 0.01
+    t0 = time.perf_counter()
+    with client.chat.completions.create(model="late-gpt", messages=MSG, stream=True) as stream:
+        first = next(c for c in stream if c.choices and c.choices[0].delta.content)
+        assert first and time.perf_counter() - t0 >= 0.3 - 0.01  # before the first chunk

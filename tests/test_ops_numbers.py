@@ -173,6 +173,13 @@ telemetry: {enabled: false}
         with pytest.raises(openai.PermissionDeniedError):  # a name a routing rule serves exists too
             a.chat.completions.create(model="canary-1", messages=MSG)
         assert client(srv, KEY_B).chat.completions.create(model="canary-1", messages=MSG).choices
+        # the same for GET /v1/models/{id}
+        with pytest.raises(openai.NotFoundError) as info:
+            a.models.retrieve("claude-does-not-exist")
+        assert info.value.body["code"] == "model_not_found"
+        with pytest.raises(openai.PermissionDeniedError):
+            a.models.retrieve("other")
+        assert a.models.retrieve("gpt-test").id == "gpt-test"
 
 
 def test_budget_refusals_carry_rate_limit_headers_and_readable_amounts(tmp_path):

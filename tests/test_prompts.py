@@ -463,7 +463,7 @@ def test_feedback_validation_and_telemetry_off(gw):
                         (b'{"request_id": "r", "score": 1e999}', None), (b'{"request_id": "r", "score": true}', "score"),
                         (b'{"request_id": "r", "score": 1, "x": 1}', "x"), (b'[1]', None), (b'nope', None),
                         (b'{"request_id": "r", "score": 1, "comment": 5}', "comment")):
-        r = httpx.post(url, content=body)
+        r = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 400, (body, r.text)
         assert r.json()["error"]["param"] == param
     r = httpx.post(url, json={"request_id": "r", "score": 1})

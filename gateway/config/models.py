@@ -8,6 +8,8 @@ ignored setting. Cross-references (a model target naming a backend) are checked 
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from datetime import date, datetime
 from typing import Literal
 
@@ -239,6 +241,9 @@ class ServerSettings(_Strict):
     ``body_limit_bytes``: largest accepted request body (413 above it).
     ``forward_headers``: client request headers passed to the upstream (names or globs such
     as ``x-team-*``, case-insensitive). ``Authorization`` is never forwarded.
+    ``trusted_proxies``: the reverse proxies in front of the gateway; only their
+    ``X-Forwarded-*`` headers are believed. ``cors_origins``: the web origins whose pages may
+    call the gateway from a browser (docs/access.md).
     """
 
     host: str = "127.0.0.1"
@@ -247,7 +252,31 @@ class ServerSettings(_Strict):
     forward_headers: list[str] = Field(default_factory=list)
     reload_interval_s: float = Field(1.0, ge=0, description="how often the config file is checked; 0: only SIGHUP")
     admin_key: str | None = Field(None, repr=False, description=(
-        "bearer key for /admin/* (e.g. ${GATEWAY_ADMIN_KEY}); unset: admin endpoints answer loopback clients only"))
+        "bearer key for /admin/* (e.g. ${GATEWAY_ADMIN_KEY}); unset: admin endpoints answer local requests only "
+        "(docs/access.md)"))
+    trusted_proxies: list[str] = Field(default_factory=list, description=(
+        "addresses/CIDRs of reverse proxies whose X-Forwarded-For/-Proto/-Host headers are believed"))
+    cors_origins: list[str] = Field(default_factory=list, description=(
+        "browser origins (scheme://host[:port]) allowed to call the gateway; none: no CORS headers"))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR (e.g. 10.0.0.0/8, 127.0.0.1)") from None
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.fullmatch(r"https?://[^/?#\s*]+/?", item, re.IGNORECASE):
+                raise ValueError(f"{item!r} is not an origin: scheme://host[:port], no path, no wildcard "
+                                 "(e.g. https://app.example.com)")
+        return [item.rstrip("/").lower() for item in value]
 
 
 class GatewayConfig(_Strict):

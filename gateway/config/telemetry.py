@@ -147,8 +147,8 @@ class TelemetrySettings(_Strict):
     ``retry_initial_ms`` / ``retry_max_ms``: exponential backoff between store retries.
     ``shutdown_timeout_s``: how long shutdown may spend flushing before it spools the rest.
     ``error_message_max``: characters of ``error_message`` kept. ``queries_dir``: extra folder
-    of saved ``*.sql`` queries (besides ``config/queries``). ``queries``: limits and lanes of
-    ops queries (``QuerySettings``).
+    of saved ``*.sql`` queries, searched before ``./config/queries`` and the shipped ones.
+    ``queries``: limits and lanes of ops queries (``QuerySettings``).
     """
 
     enabled: bool = True

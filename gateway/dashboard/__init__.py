@@ -11,7 +11,7 @@ describes the whole.
 Modules: ``filters`` (range and filters → SQL conditions with parameters), ``sql`` (running
 queries, decoding answers), ``panels`` (each panel's figures), ``psi`` (drift statistics, pure),
 ``drift`` (the drift checks), ``session`` (the admin key as an HttpOnly session cookie),
-``api`` (handlers), ``cli`` (``llm-gateway drift``).
+``revocations`` (signed-out sessions), ``api`` (handlers), ``cli`` (``llm-gateway drift``).
 """
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ __all__ = ["install_dashboard"]
 
 
 def install_dashboard(app: web.Application, snapshot: ConfigSnapshot,
-                      runtime: Callable[[], Any] = lambda: None) -> None:
+                      runtime: Callable[[], Any] = lambda: None, data_dir: str | None = None) -> None:
     """Register the page, the JSON endpoints and the session middleware on ``app`` (after
     ``install_access`` and ``install_telemetry``, before any catch-all route). ``runtime()``:
-    the ``Runtime`` in force (models for drift, current prompt labels)."""
+    the ``Runtime`` in force (models for drift, current prompt labels). Sign-outs are recorded
+    under the telemetry data folder (``data_dir`` overrides it), shared by workers."""
     from gateway.auth import ACCESS
     from gateway.dashboard.api import DashboardAPI
-    from gateway.dashboard.session import session_middleware
+    from gateway.dashboard.revocations import Revocations
+    from gateway.dashboard.session import Sessions, session_middleware
     from gateway.telemetry import QUERY_LANES
 
     configured = snapshot.config.server.admin_key or None
@@ -42,6 +44,8 @@ def install_dashboard(app: web.Application, snapshot: ConfigSnapshot,
         layer = app.get(ACCESS)
         return layer.admin_key() if layer is not None else configured
 
-    DashboardAPI(lambda: app.get(QUERY_LANES), admin_key, runtime).routes(app)
+    folder = snapshot.config.telemetry.resolved_data_dir(data_dir)
+    sessions = Sessions(admin_key, Revocations(folder / "dashboard" / "revoked-sessions"))
+    DashboardAPI(lambda: app.get(QUERY_LANES), admin_key, sessions, runtime).routes(app)
     # Ahead of the access middleware, whose admin check honours a request marked admin-checked.
-    app.middlewares.insert(0, session_middleware(admin_key))
+    app.middlewares.insert(0, session_middleware(sessions))

@@ -2,9 +2,10 @@
 
 - ``GET /dashboard``: the page (one self-contained HTML document: styles, the vendored uPlot
   charting library and the page's script inlined; nothing is fetched from elsewhere). Without
-  admin access it answers a login form (401); ``?key=…`` is exchanged for the session cookie
-  and redirected away (``session.py``).
-- ``POST /dashboard/login`` (form field ``key``), ``POST /dashboard/logout``.
+  admin access it answers a login form (401). The admin key is never taken from the URL:
+  ``?key=…`` answers 400 and the form.
+- ``POST /dashboard/login`` (form field ``key``; wrong keys slowed per client address like
+  bearer keys, ``admin_guard``), ``POST /dashboard/logout`` (ends the session server-side).
 - ``GET /admin/dashboard/{options,summary,timeseries,usage,cache,backends,prompts}``,
   ``GET /admin/dashboard/requests?kind=slowest|failed&limit=N``,
   ``GET /admin/dashboard/request/{id}[?ts=ms]``, ``GET /admin/dashboard/drift``: JSON; range
@@ -27,24 +28,25 @@ import html
 import logging
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.auth import admin_denied, check_admin
-from gateway.dashboard import drift, panels, session
+from gateway.admin_guard import bearer, guard_of
+from gateway.auth import check_admin
+from gateway.dashboard import drift, panels
 from gateway.dashboard.filters import FilterError, parse_filters
+from gateway.dashboard.session import Sessions
 from gateway.dashboard.sql import client_fetch
 from gateway.errors import error_body
 from gateway.telemetry.lanes import DASHBOARD, QueryBusy
 
 log = logging.getLogger("gateway.dashboard")
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = files("gateway.dashboard") / "static"  # package data
 _JSON = "application/json"
 _NO_STORE = {"Cache-Control": "no-store"}
-LOGIN_FAIL_DELAY_S = 0.5
 
 
 def _error(status: int, message: str, code: str, type_: str = "invalid_request_error") -> web.Response:
@@ -84,19 +86,43 @@ p.hint{{color:#8b98a5;font-size:13px;max-width:320px}}</style></head><body>
 
 _FORBIDDEN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>llm-gateway · dashboard</title>
 </head><body style="font:15px system-ui,sans-serif;padding:40px"><h1>Dashboard unavailable</h1>
-<p>No <code>server.admin_key</code> is configured, so the admin pages answer loopback clients only.
-Set an admin key to open the dashboard from another machine.</p></body></html>"""
+<p>No <code>server.admin_key</code> is configured, so the admin pages answer only requests made on this
+machine to <code>http://localhost</code>, <code>127.0.0.1</code> or <code>[::1]</code>, not relayed by a proxy.
+Set <code>server.admin_key</code> to open the dashboard from elsewhere.</p></body></html>"""
+
+
+def current_labels(runtime) -> dict[tuple[str, int], list[str]] | None:
+    """The labels each prompt version has in the config in force: ``{(prompt, version):
+    ["production", "canary 10%", "latest"]}`` (an experiment label with its share of that
+    version; ``latest`` on the newest version). ``None`` without a runtime."""
+    registry = getattr(getattr(runtime, "snapshot", None), "prompts", None)
+    if registry is None:
+        return None
+    out: dict[tuple[str, int], list[str]] = {}
+    for prompt in registry.prompts.values():
+        for label in sorted(prompt.labels.values(), key=lambda x: x.name):
+            if label.version is not None:
+                out.setdefault((prompt.name, label.version), []).append(label.name)
+                continue
+            total = sum(w for _, w in label.arms) or 1
+            for version, weight in label.arms:
+                out.setdefault((prompt.name, version), []).append(f"{label.name} {weight / total * 100:g}%")
+        if prompt.versions:
+            out.setdefault((prompt.name, prompt.latest), []).append("latest")
+    return out
 
 
 class DashboardAPI:
     """The dashboard's handlers. ``query_client()``: the telemetry ``QueryLanes`` (or
-    ``None``); ``admin_key()``: the admin key in force (``None``: loopback only); ``runtime()``:
-    the ``Runtime`` in force (its models and prompt labels), or ``None``."""
+    ``None``); ``admin_key()``: the admin key in force (``None``: local requests only);
+    ``sessions``: the session cookies (``session.Sessions``); ``runtime()``: the ``Runtime`` in
+    force (its models and prompt labels), or ``None``."""
 
     def __init__(self, query_client: Callable[[], object | None], admin_key: Callable[[], str | None],
-                 runtime: Callable[[], Any] = lambda: None):
+                 sessions: Sessions, runtime: Callable[[], Any] = lambda: None):
         self._client = query_client
         self._admin_key = admin_key
+        self._sessions = sessions
         self._runtime = runtime
         self._page: tuple[str, str] | None = None
 
@@ -108,21 +134,31 @@ class DashboardAPI:
         r.add_post("/dashboard/logout", self.logout)
         for name, fn in (("options", panels.options), ("summary", panels.summary),
                          ("timeseries", panels.timeseries), ("usage", panels.usage), ("cache", panels.cache),
-                         ("backends", panels.backends), ("prompts", panels.prompts)):
+                         ("backends", panels.backends)):
             r.add_get(f"/admin/dashboard/{name}", partial(self._panel, fn))
+        r.add_get("/admin/dashboard/prompts", self.prompts)
         r.add_get("/admin/dashboard/requests", self.requests)
         r.add_get("/admin/dashboard/request/{id}", self.request_detail)
         r.add_get("/admin/dashboard/drift", self.drift)
 
     # --- the page --------------------------------------------------------------------------
-    def _access(self, request: web.Request) -> str | None:
-        """How ``request`` may see the page: ``"header"`` (admin key sent, or loopback without a
-        key), ``"cookie"`` (a valid session), or ``None``."""
+    async def _access(self, request: web.Request) -> str | web.Response | None:
+        """How ``request`` may see the page: ``"open"`` (a local request without an admin key),
+        ``"cookie"`` (a valid session), ``"header"`` (the admin key sent), ``None``; or a 429
+        answer while its address has too many wrong keys."""
         key = self._admin_key()
-        if admin_denied(request, key) is None:
-            return "open" if not key else "header"
-        if key and session.has_session(request, key):
+        guard = guard_of(request)
+        if not key:
+            return "open" if guard.denied(request, None) is None else None
+        if self._sessions.valid(request):
             return "cookie"
+        token = bearer(request.headers)
+        if token:
+            ok = await guard.admit_key(request, token, key)
+            if ok is True:
+                return "header"
+            if isinstance(ok, web.Response):
+                return ok
         return None
 
     def _login_page(self, message: str = "", status: int = 401) -> web.Response:
@@ -141,16 +177,12 @@ class DashboardAPI:
                                                  "Referrer-Policy": "no-referrer"})
 
     async def page(self, request: web.Request) -> web.Response:
-        key = self._admin_key()
-        given = request.query.get("key")
-        if given is not None:  # exchange ?key= for the cookie, and drop it from the address bar
-            if key and session.key_matches(given, key):
-                response = self._redirect()
-                session.set_cookie(response, request, key)
-                return response
-            await asyncio.sleep(LOGIN_FAIL_DELAY_S)
-            return self._login_page("That key is not the admin key.") if key else self._denied_page(request)
-        mode = self._access(request)
+        if "key" in request.query:  # never from a URL: history, logs and Referer keep it
+            return self._login_page("The admin key is not accepted in the address (browser history and logs would "
+                                    "keep it): sign in with this form.", status=400)
+        mode = await self._access(request)
+        if isinstance(mode, web.Response):
+            return mode
         if mode is None:
             return self._denied_page(request)
         if self._page is None:
@@ -163,19 +195,26 @@ class DashboardAPI:
     async def login(self, request: web.Request) -> web.Response:
         key = self._admin_key()
         if not key:
-            return self._redirect()  # loopback-only mode: nothing to log into
+            return self._redirect()  # local-only mode: nothing to log into
         form = await request.post()
         given = form.get("key")
-        if isinstance(given, str) and session.key_matches(given.strip(), key):
+        given = given.strip() if isinstance(given, str) else ""
+        if not given:
+            return self._login_page("Enter the admin key.")
+        ok = await guard_of(request).admit_key(request, given, key)
+        if ok is True:
             response = self._redirect()
-            session.set_cookie(response, request, key)
+            self._sessions.issue(response, request, key)
             return response
-        await asyncio.sleep(LOGIN_FAIL_DELAY_S)
+        if isinstance(ok, web.Response):
+            page = self._login_page("Too many wrong keys from your address: try again in a few seconds.", status=429)
+            page.headers["Retry-After"] = ok.headers["Retry-After"]
+            return page
         return self._login_page("That key is not the admin key.")
 
     async def logout(self, request: web.Request) -> web.Response:
         response = self._redirect()
-        session.clear_cookie(response)
+        self._sessions.end(request, response)
         return response
 
     # --- JSON --------------------------------------------------------------------------------
@@ -208,6 +247,10 @@ class DashboardAPI:
 
     async def _panel(self, fn, request: web.Request) -> web.Response:
         return await self._run(request, fn)
+
+    async def prompts(self, request: web.Request) -> web.Response:
+        labels = current_labels(self._runtime())
+        return await self._run(request, lambda fetch, filters: panels.prompts(fetch, filters, labels))
 
     async def requests(self, request: web.Request) -> web.Response:
         kind = request.query.get("kind", "slowest")

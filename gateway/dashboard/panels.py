@@ -6,6 +6,12 @@ Where the per-minute rollup ``llm_requests_1m`` can answer (no prompt filter: it
 columns) the traffic, latency and usage panels read it; otherwise, and for everything the rollup
 does not hold (cache, prompts, single requests, attempts), they read the raw rows.
 Latency percentiles are t-digest estimates in both cases (the rollup stores t-digest states).
+
+Latency and TTFT are over the same requests, the successful ones (status < 400): errors answer
+fast and have no first token, so mixing them in would make the two figures describe different
+traffic. Errors are split into client errors (4xx: refusals, bad requests, the client leaving)
+and backend errors (5xx: upstream failures, timeouts). A range that holds minutes rolled up
+before the rollup had those states (schema version 6) is read from the raw rows instead.
 """
 
 from __future__ import annotations
@@ -29,21 +35,36 @@ def _pcts(values: list | None) -> dict:
     return {"p50": _r(values[0]), "p90": _r(values[1]), "p95": _r(values[2]), "p99": _r(values[3])}
 
 
-def _rollup_or_raw(f: Filters) -> tuple[str, str, str]:
-    """``(FROM … WHERE …, aggregate select list, source)`` for the traffic figures."""
-    if f.rollup_ok:
+def _rollup_complete(fetch: Fetch, f: Filters) -> bool:
+    """Whether every request the rollup holds for the range was rolled up with the
+    success-only latency/TTFT and client-error states (``requests_v6 = requests``)."""
+    rows = fetch(f"""SELECT toUInt64(countMerge(requests)) AS n, toUInt64(countMerge(requests_v6)) AS v6
+FROM llm_requests_1m WHERE {f.rollup_where()}""", f.params())
+    return not rows or rows[0]["n"] == rows[0]["v6"]
+
+
+def _rollup_or_raw(f: Filters, fetch: Fetch | None = None) -> tuple[str, str, str]:
+    """``(FROM … WHERE …, aggregate select list, source)`` for the traffic figures. With
+    ``fetch`` the rollup is used only when it holds every state the select list reads."""
+    if f.rollup_ok and (fetch is None or _rollup_complete(fetch, f)):
         return (f"FROM llm_requests_1m WHERE {f.rollup_where()}",
                 f"""toUInt64(countMerge(requests)) AS requests, toUInt64(sumMerge(errors)) AS errors,
-    quantilesTDigestMerge({QUANTILES})(latency_ms) AS latency,
-    quantilesTDigestIfMerge({QUANTILES})(ttft_ms) AS ttft,
+    toUInt64(sumMerge(client_errors)) AS client_errors,
+    quantilesTDigestIfMerge({QUANTILES})(ok_latency_ms) AS latency,
+    quantilesTDigestIfMerge({QUANTILES})(ok_ttft_ms) AS ttft,
     toUInt64(sumMerge(prompt_tokens)) AS prompt_tokens, toUInt64(sumMerge(completion_tokens)) AS completion_tokens,
     sumMerge(cost_usd) AS cost_usd""", "rollup")
     return (f"FROM llm_requests WHERE {f.raw_where()}",
             f"""count() AS requests, countIf(status_code >= 400) AS errors,
-    quantilesTDigest({QUANTILES})(latency_ms) AS latency,
-    quantilesTDigestIf({QUANTILES})(ifNull(ttft_ms, 0), ttft_ms IS NOT NULL) AS ttft,
+    countIf(status_code >= 400 AND status_code < 500) AS client_errors,
+    quantilesTDigestIf({QUANTILES})(latency_ms, status_code < 400) AS latency,
+    quantilesTDigestIf({QUANTILES})(ifNull(ttft_ms, 0), ttft_ms IS NOT NULL AND status_code < 400) AS ttft,
     sum(toUInt64(prompt_tokens)) AS prompt_tokens, sum(toUInt64(completion_tokens)) AS completion_tokens,
     sum(ifNull(cost_usd, 0)) AS cost_usd""", "raw")
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
 
 
 def _bucket(f: Filters, col: str) -> str:
@@ -73,14 +94,18 @@ GROUP BY prompt ORDER BY prompt LIMIT 500""", bare.params())
 
 
 def summary(fetch: Fetch, f: Filters) -> dict:
-    """Totals over the range: requests, rate, errors, latency/TTFT percentiles, tokens, cost."""
-    source_sql, aggs, source = _rollup_or_raw(f)
+    """Totals over the range: requests, rate, errors (client / backend), latency and TTFT
+    percentiles of successful requests, tokens, cost."""
+    source_sql, aggs, source = _rollup_or_raw(f, fetch)
     rows = fetch(f"SELECT {aggs}\n{source_sql}", f.params())
     r = rows[0] if rows else {}
     requests = r.get("requests") or 0
     errors = r.get("errors") or 0
+    client = r.get("client_errors") or 0
     return {"range": f.describe(), "source": source, "requests": requests, "errors": errors,
-            "error_rate": round(errors / requests, 4) if requests else None,
+            "error_rate": _rate(errors, requests),
+            "client_errors": client, "client_error_rate": _rate(client, requests),
+            "backend_errors": errors - client, "backend_error_rate": _rate(errors - client, requests),
             "rps": round(requests / f.span_s, 4) if f.span_s > 0 else None,
             "latency_ms": _pcts(r.get("latency") if requests else None),
             "ttft_ms": _pcts(r.get("ttft") if requests else None),
@@ -89,9 +114,9 @@ def summary(fetch: Fetch, f: Filters) -> dict:
 
 
 def timeseries(fetch: Fetch, f: Filters) -> dict:
-    """Per bucket: requests, requests/s, errors, error rate; p50/p95/p99 latency and TTFT for
-    the busiest models (``TOP_MODELS``)."""
-    source_sql, aggs, source = _rollup_or_raw(f)
+    """Per bucket: requests, requests/s, errors (all, client, backend), error rate; p50/p95/p99
+    latency and TTFT of successful requests for the busiest models (``TOP_MODELS``)."""
+    source_sql, aggs, source = _rollup_or_raw(f, fetch)
     time_col, model_col = ("minute", "model") if source == "rollup" else ("ts_start", "model_requested")
     rows = fetch(f"""SELECT {_bucket(f, time_col)} AS t, {model_col} AS model, {aggs}
 {source_sql}
@@ -99,7 +124,7 @@ GROUP BY t, model ORDER BY t, model""", f.params())
     axis = bucket_starts(f)
     index = {t: i for i, t in enumerate(axis)}
     n = len(axis)
-    requests, errors = [0] * n, [0] * n
+    requests, errors, client = [0] * n, [0] * n, [0] * n
     totals: dict[str, int] = {}
     for row in rows:
         i = index.get(row["t"])
@@ -107,6 +132,7 @@ GROUP BY t, model ORDER BY t, model""", f.params())
             continue
         requests[i] += row["requests"]
         errors[i] += row["errors"]
+        client[i] += row["client_errors"]
         totals[row["model"]] = totals.get(row["model"], 0) + row["requests"]
     top = sorted(totals, key=lambda m: (-totals[m], m))[:TOP_MODELS]
     models = {m: {"requests": [0] * n, "latency": {k: [None] * n for k in ("p50", "p95", "p99")},
@@ -124,7 +150,8 @@ GROUP BY t, model ORDER BY t, model""", f.params())
     step = f.step_s
     return {"range": f.describe(), "source": source, "step_s": step, "t": axis, "requests": requests,
             "rps": [round(x / step, 4) for x in requests], "errors": errors,
-            "error_rate": [round(e / r, 4) if r else None for e, r in zip(errors, requests)],
+            "error_rate": [_rate(e, r) for e, r in zip(errors, requests)],
+            "client_errors": client, "backend_errors": [e - c for e, c in zip(errors, client)],
             "models": models, "model_order": top}
 
 
@@ -180,9 +207,10 @@ FROM llm_requests WHERE {f.raw_where()} GROUP BY t ORDER BY t""", p)
 
 
 def backends(fetch: Fetch, f: Filters) -> dict:
-    """Per backend: requests, errors, latency percentiles (rollup or raw rows), and upstream
-    attempts with their failures from ``llm_attempts`` (retries and fallbacks included)."""
-    source_sql, aggs, source = _rollup_or_raw(f)
+    """Per backend: requests, errors (client / backend), latency percentiles of successful
+    requests (rollup or raw rows), and upstream attempts with their failures from
+    ``llm_attempts`` (retries and fallbacks included)."""
+    source_sql, aggs, source = _rollup_or_raw(f, fetch)
     rows = fetch(f"SELECT backend, {aggs}\n{source_sql}\nGROUP BY backend ORDER BY requests DESC, backend", f.params())
     conds = ["a.ts_start >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC')",
              "a.ts_start < fromUnixTimestamp64Milli({to_ms:Int64}, 'UTC')"]
@@ -204,12 +232,14 @@ FROM llm_attempts AS a WHERE {' AND '.join(conds)} GROUP BY backend""", f.params
         lat = _pcts(r.get("latency"))
         a = by_attempts.pop(r["backend"], {})
         out.append({"backend": r["backend"], "requests": r["requests"], "errors": r["errors"],
-                    "error_rate": round(r["errors"] / r["requests"], 4) if r["requests"] else None,
+                    "error_rate": _rate(r["errors"], r["requests"]),
+                    "client_errors": r["client_errors"], "backend_errors": r["errors"] - r["client_errors"],
                     "p50_ms": lat["p50"], "p95_ms": lat["p95"], "ttft_p50_ms": _pcts(r.get("ttft"))["p50"],
                     "attempts": a.get("attempts", 0), "failed_attempts": a.get("failed_attempts", 0),
                     "attempt_p95_ms": _r(a.get("attempt_p95_ms"))})
     for name, a in sorted(by_attempts.items()):  # tried, never answered
-        out.append({"backend": name, "requests": 0, "errors": 0, "error_rate": None, "p50_ms": None,
+        out.append({"backend": name, "requests": 0, "errors": 0, "error_rate": None, "client_errors": 0,
+                    "backend_errors": 0, "p50_ms": None,
                     "p95_ms": None, "ttft_p50_ms": None, "attempts": a["attempts"],
                     "failed_attempts": a["failed_attempts"], "attempt_p95_ms": _r(a.get("attempt_p95_ms"))})
     return {"range": f.describe(), "source": source, "backends": out}
@@ -260,9 +290,11 @@ FROM llm_feedback WHERE request_id = toUUID({id:String}) ORDER BY ts""", {"id": 
     return {"request": row, "attempts": attempts, "feedback": feedback}
 
 
-def prompts(fetch: Fetch, f: Filters) -> dict:
+def prompts(fetch: Fetch, f: Filters, labels: dict[tuple[str, int], list[str]] | None = None) -> dict:
     """Prompt versions side by side: requests, error rate, latency, mean tokens, cost, and the
-    feedback posted for their requests (count, mean score)."""
+    feedback posted for their requests (count, mean score). ``labels``: each version's labels
+    in the config in force (a version keeps a label only while it has it); ``None``: the
+    labels its rows in the range were selected through."""
     rows = fetch(f"""WITH fb AS (
     SELECT request_id, sum(score) AS score_sum, count() AS scores FROM llm_feedback
     WHERE request_id IN (SELECT request_id FROM llm_requests WHERE {f.raw_where()} AND prompt_id != '')
@@ -280,7 +312,8 @@ GROUP BY prompt, version ORDER BY prompt, version""", f.params())
     for r in rows:
         lat = r.pop("latency") or [None, None]
         score_sum = r.pop("score_sum")
-        out.append({**r, "labels": [x for x in r["labels"] if x],
+        now = labels.get((r["prompt"], r["version"]), []) if labels is not None else [x for x in r["labels"] if x]
+        out.append({**r, "labels": now,
                     "error_rate": round(r["errors"] / r["requests"], 4) if r["requests"] else None,
                     "p50_ms": _r(lat[0]), "p95_ms": _r(lat[1]),
                     "mean_prompt_tokens": _r(r["mean_prompt_tokens"]),

@@ -52,7 +52,12 @@ class Observability:
         if o.tracing.enabled:
             from gateway.observability.tracing import Tracing, check_available
             check_available()
-            self.tracing = Tracing(o.tracing)
+            redact = None
+            spec = snapshot.config.telemetry.bodies.redact
+            if o.tracing.capture_content and spec:  # captured content is redacted as rows are
+                from gateway.telemetry.record import load_hook
+                redact = load_hook(spec)
+            self.tracing = Tracing(o.tracing, redact)
         if o.metrics.enabled:
             from gateway.observability.metrics import GatewayMetrics
 

@@ -7,6 +7,7 @@ content capture is on) the messages in the conventions' ``parts`` shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -142,7 +143,10 @@ def output_messages(text: list[str], finish_reason: str) -> list[dict] | None:
              "finish_reason": finish_reason or "stop"}]
 
 
-def as_json(value: Any, limit: int) -> str:
-    """Compact JSON text capped at ``limit`` characters (a capped value ends with ``…``)."""
+def as_json(value: Any, limit: int, scrub: Callable[[str], str] | None = None) -> str:
+    """Compact JSON text, passed through ``scrub`` (redaction), capped at ``limit`` characters
+    (a capped value ends with ``…``)."""
     text = orjson.dumps(value, default=str).decode()
+    if scrub is not None:
+        text = scrub(text)
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"

@@ -29,7 +29,7 @@ import os
 import random
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.config.observability import TracingSettings
@@ -126,8 +126,10 @@ class Tracing:
     app); ``add_processor(p)`` adds any SDK span processor (tests use an in-memory exporter).
     """
 
-    def __init__(self, settings: TracingSettings):
+    def __init__(self, settings: TracingSettings, redact: Callable[[str, str], str] | None = None):
         self.settings = settings
+        # The rows' ``telemetry.bodies.redact`` hook, applied to captured content as well.
+        self.redact = redact
         self._rng = random.Random(os.urandom(16))
         # TraceIdRatioBased's rule (the low 64 bits of the trace id against ratio * 2**64): the
         # decision every SDK-based service makes for the same trace id.
@@ -356,10 +358,32 @@ class Tracing:
         return attrs, error
 
     def _content(self, ctx: RequestContext, attrs: dict) -> None:
+        """Prompts and completions, redacted as rows are: the ``telemetry.bodies.redact`` hook,
+        then the config's secrets masked."""
         limit = self.settings.content_max_chars
+        redact = self.redact
+        secrets = ctx.runtime.secrets if ctx.runtime is not None else None
+
+        def scrubber(kind: str):
+            if redact is None and not secrets:
+                return None
+
+            def scrub(text: str) -> str:
+                if redact is not None:
+                    try:
+                        text = str(redact(kind, text))
+                    except Exception:  # as for rows: a failing hook means no content, never raw
+                        return ""
+                return secrets.mask_text(text) if secrets else text
+            return scrub
+
         inputs = genai.input_messages(ctx.endpoint, ctx.body)
         if inputs is not None:
-            attrs["gen_ai.input.messages"] = genai.as_json(inputs, limit)
+            text = genai.as_json(inputs, limit, scrubber("request"))
+            if text:
+                attrs["gen_ai.input.messages"] = text
         outputs = genai.output_messages(ctx.completion_text, ctx.finish_reason)
         if outputs is not None:
-            attrs["gen_ai.output.messages"] = genai.as_json(outputs, limit)
+            text = genai.as_json(outputs, limit, scrubber("response"))
+            if text:
+                attrs["gen_ai.output.messages"] = text

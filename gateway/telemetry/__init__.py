@@ -87,9 +87,11 @@ def build_sink(snapshot: ConfigSnapshot, *, data_dir: str | os.PathLike | None =
 
 
 def install_telemetry(app: web.Application, snapshot: ConfigSnapshot, finishers: list, *,
-                      data_dir: str | os.PathLike | None = None, tokens: TokenCounter | None = None) -> None:
+                      data_dir: str | os.PathLike | None = None, tokens: TokenCounter | None = None,
+                      install_hooks: list | None = None) -> None:
     """Register the sink (``finishers`` gets ``sink.emit``), its start/stop, and the admin
-    routes on ``app``. Call before any catch-all route is added."""
+    routes on ``app``. Call before any catch-all route is added. ``install_hooks`` (called with
+    each ``Runtime`` made current) gets the hook that hands the config's secrets to the rows."""
     cfg = snapshot.config
     t = cfg.telemetry
     ddir = t.resolved_data_dir(str(data_dir) if data_dir else None)
@@ -104,6 +106,10 @@ def install_telemetry(app: web.Application, snapshot: ConfigSnapshot, finishers:
         finishers.append(sink.emit)
         recent = app[RECENT] = RecentRequests()  # who may score which request (/v1/feedback)
         finishers.append(recent.record)
+        if install_hooks is not None:
+            def use_secrets(runtime, builder=sink.builder) -> None:
+                builder.secrets = runtime.secrets
+            install_hooks.append(use_secrets)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if sink is not None:

@@ -1,7 +1,9 @@
 """Ops queries: read-only SQL checks, saved queries, and running them against the store.
 
-Saved queries are ``*.sql`` files (``config/queries/`` in the repository or the working
-directory, plus ``telemetry.queries_dir``) whose leading comment lines describe them::
+Saved queries are ``*.sql`` files whose leading comment lines describe them: the ones shipped
+with the package (``gateway/telemetry/saved_queries/``, read through ``importlib.resources`` so
+a wheel install has them), overridden by same-named files in ``telemetry.queries_dir`` and
+``./config/queries``::
 
     -- Latency and TTFT percentiles by model over the last hours.
     -- params: hours=1
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +36,6 @@ FORMATS = {
 }
 _READ_ONLY = {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-REPO_QUERIES = Path(__file__).resolve().parents[2] / "config" / "queries"
 
 
 class QueryRejected(ValueError):
@@ -95,12 +98,12 @@ class SavedQuery:
     name: str
     description: str
     sql: str
-    path: Path
+    path: Path | Traversable
     defaults: dict[str, str] = field(default_factory=dict)
 
 
-def parse_saved(path: Path) -> SavedQuery:
-    """Read one ``.sql`` file with its leading ``--`` comment header."""
+def parse_saved(path: Path | Traversable) -> SavedQuery:
+    """Read one ``.sql`` file (a path or a package resource) with its leading ``--`` comment header."""
     text = path.read_text(encoding="utf-8")
     description, defaults = [], {}
     for line in text.splitlines():
@@ -117,30 +120,36 @@ def parse_saved(path: Path) -> SavedQuery:
                     defaults[key.strip()] = value.strip()
         elif s:
             description.append(s)
-    return SavedQuery(path.stem, " ".join(description), text, path, defaults)
+    return SavedQuery(path.name.removesuffix(".sql"), " ".join(description), text, path, defaults)
 
 
-def query_dirs(extra: str | None = None) -> list[Path]:
-    """Folders searched for saved queries, first match wins: ``extra``, ``./config/queries``,
-    the repository's ``config/queries``."""
+def builtin_queries() -> Traversable:
+    """The folder of saved queries shipped with the package."""
+    return files("gateway.telemetry") / "saved_queries"
+
+
+def query_dirs(extra: str | None = None) -> list[Path | Traversable]:
+    """Folders searched for saved queries, first match wins: ``extra`` (``telemetry.queries_dir``),
+    ``./config/queries``, then the package's own."""
     dirs = [Path(extra)] if extra else []
-    dirs += [Path.cwd() / "config" / "queries", REPO_QUERIES]
+    dirs.append(Path.cwd() / "config" / "queries")
     seen, out = set(), []
     for d in dirs:
         r = d.resolve()
         if r not in seen and r.is_dir():
             seen.add(r)
             out.append(r)
-    return out
+    return [*out, builtin_queries()]
 
 
 def saved_queries(extra: str | None = None) -> dict[str, SavedQuery]:
     """Every saved query by name."""
     found: dict[str, SavedQuery] = {}
     for d in query_dirs(extra):
-        for path in sorted(d.glob("*.sql")):
-            if path.stem not in found:
-                found[path.stem] = parse_saved(path)
+        for entry in sorted(d.iterdir(), key=lambda e: e.name):
+            name = entry.name.removesuffix(".sql")
+            if entry.name.endswith(".sql") and name not in found and entry.is_file():
+                found[name] = parse_saved(entry)
     return found
 
 

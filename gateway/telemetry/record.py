@@ -287,6 +287,9 @@ class RowBuilder:
         self.bodies = bodies or BodyLogging()
         self.error_message_max = error_message_max
         self._redact = load_hook(self.bodies.redact) if self.bodies.redact else None
+        # The config's secrets (``SecretMasker``), masked in stored bodies and error messages;
+        # set by the telemetry feature for each config made current.
+        self.secrets = None
 
     # --- pieces ----------------------------------------------------------------------
     def _metadata(self, ctx: RequestContext) -> dict[str, str]:
@@ -392,6 +395,8 @@ class RowBuilder:
             except Exception as exc:  # a broken hook must not lose the row; log nothing of the body
                 log.warning("body redaction hook failed (%s); %s body not logged", type(exc).__name__, kind)
                 return ""
+        if self.secrets:  # a backend may echo its key even in a successful answer
+            text = self.secrets.mask_text(text)
         return _cap_text(text, self.bodies.max_bytes)
 
     # --- rows ------------------------------------------------------------------------
@@ -448,6 +453,8 @@ class RowBuilder:
         message = ctx.error_message
         if message:
             message = scrub_secrets(message[: self.error_message_max])
+            if self.secrets:
+                message = self.secrets.mask_text(message)
         request_body, response_body = self._bodies(ctx) if (self.bodies.request or self.bodies.response) else ("", "")
         return [
             rid, format_ts(ctx.ts_start), format_ts(ctx.ts_start + (t_end - t0)), trace_id,

@@ -10,6 +10,10 @@ Tables (in the configured database):
   AggregatingMergeTree fed by the materialized view ``llm_requests_1m_mv``:
   ``countState``, ``sumState`` (errors, tokens, cost), ``quantilesTDigestState`` (latency,
   TTFT). Read with ``countMerge``/``sumMerge``/``quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)``.
+  Since version 6 also ``client_errors`` (4xx), latency and TTFT of successful requests only
+  (``ok_latency_ms``, ``ok_ttft_ms``: ``quantilesTDigestIfMerge``) and ``requests_v6``, the
+  requests the version-6 view counted: a minute where it is below ``requests`` holds rows from
+  before the upgrade, whose new states are empty (readers then use the raw rows).
 - ``prompt_versions`` (ReplacingMergeTree by ``(name, version)``): the exact text of every
   prompt version, joinable to ``llm_requests.(prompt_id, prompt_version)``; ``llm_feedback``:
   scores posted to ``/v1/feedback``, joinable on ``request_id`` (columns in
@@ -119,7 +123,7 @@ class _Renderer:
                 f"ENGINE = Distributed({_q(self.o.cluster)}, {self.db}, {_q(self.storage(name))}, {sharding_key})")
 
 
-ROLLUP_COLUMNS = (
+_ROLLUP_V2 = (
     ("minute", "DateTime('UTC')"),
     ("tenant", "LowCardinality(String)"),
     ("model", "LowCardinality(String)"),
@@ -132,29 +136,54 @@ ROLLUP_COLUMNS = (
     ("completion_tokens", "AggregateFunction(sum, UInt64)"),
     ("cost_usd", "AggregateFunction(sum, Float64)"),
 )
+# Added by migration 6: error classes and latency over the same population as TTFT.
+_ROLLUP_V6 = (
+    ("client_errors", "AggregateFunction(sum, UInt64)"),
+    ("ok_latency_ms", f"AggregateFunction(quantilesTDigestIf({QUANTILES}), Float64, UInt8)"),
+    ("ok_ttft_ms", f"AggregateFunction(quantilesTDigestIf({QUANTILES}), Float64, UInt8)"),
+    ("requests_v6", "AggregateFunction(count)"),
+)
+ROLLUP_COLUMNS = _ROLLUP_V2 + _ROLLUP_V6
+
+
+def _rollup_select(r: "_Renderer", v6: bool) -> str:
+    """The rollup view's query (``v6``: with the columns migration 6 added)."""
+    extra = ""
+    if v6:  # the source columns through the table alias: ``latency_ms`` alone is the state above
+        extra = ("    sumState(toUInt64(r.status_code >= 400 AND r.status_code < 500)) AS client_errors,\n"
+                 f"    quantilesTDigestIfState({QUANTILES})(r.latency_ms, r.status_code < 400) AS ok_latency_ms,\n"
+                 f"    quantilesTDigestIfState({QUANTILES})(ifNull(r.ttft_ms, 0), "
+                 "r.ttft_ms IS NOT NULL AND r.status_code < 400) AS ok_ttft_ms,\n"
+                 "    countState() AS requests_v6,\n")
+    return ("SELECT toStartOfMinute(ts_start) AS minute, tenant, model_requested AS model, backend,\n"
+            "    countState() AS requests,\n"
+            "    sumState(toUInt64(status_code >= 400)) AS errors,\n"
+            f"    quantilesTDigestState({QUANTILES})(latency_ms) AS latency_ms,\n"
+            f"    quantilesTDigestIfState({QUANTILES})(ifNull(ttft_ms, 0), ttft_ms IS NOT NULL) AS ttft_ms,\n"
+            "    sumState(toUInt64(prompt_tokens)) AS prompt_tokens,\n"
+            "    sumState(toUInt64(completion_tokens)) AS completion_tokens,\n"
+            "    sumState(ifNull(cost_usd, 0)) AS cost_usd"
+            + (",\n" + extra.rstrip(",\n") if extra else "") + "\n"
+            f"FROM {r.db}.{_q(r.storage('llm_requests'))}{' AS r' if v6 else ''}\n"
+            "GROUP BY minute, tenant, model, backend")
 
 
 def _migrations(r: _Renderer) -> list[Migration]:
     db, oc = r.db, r.on_cluster
     rollup_mv = (
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.`llm_requests_1m_mv`{oc} "
-        f"TO {db}.{_q(r.storage('llm_requests_1m'))} AS\n"
-        "SELECT toStartOfMinute(ts_start) AS minute, tenant, model_requested AS model, backend,\n"
-        "    countState() AS requests,\n"
-        "    sumState(toUInt64(status_code >= 400)) AS errors,\n"
-        f"    quantilesTDigestState({QUANTILES})(latency_ms) AS latency_ms,\n"
-        f"    quantilesTDigestIfState({QUANTILES})(ifNull(ttft_ms, 0), ttft_ms IS NOT NULL) AS ttft_ms,\n"
-        "    sumState(toUInt64(prompt_tokens)) AS prompt_tokens,\n"
-        "    sumState(toUInt64(completion_tokens)) AS completion_tokens,\n"
-        "    sumState(ifNull(cost_usd, 0)) AS cost_usd\n"
-        f"FROM {db}.{_q(r.storage('llm_requests'))}\n"
-        "GROUP BY minute, tenant, model, backend")
+        f"TO {db}.{_q(r.storage('llm_requests_1m'))} AS\n" + _rollup_select(r, v6=False))
+    rollup_v6 = [stmt for (name, ctype), (after, _) in zip(_ROLLUP_V6, (_ROLLUP_V2[-1], *_ROLLUP_V6))
+                 for stmt in r.add_column("llm_requests_1m", name, ctype, after)]
+    # MODIFY QUERY swaps the view's query in place: no insert goes unrolled, and re-running it
+    # is harmless.
+    rollup_v6.append(f"ALTER TABLE {db}.`llm_requests_1m_mv`{oc} MODIFY QUERY\n" + _rollup_select(r, v6=True))
     return [
         Migration(1, "requests and attempts", tuple(
             r.table("llm_requests", REQUEST_COLUMNS, "(tenant, model_requested, ts_start)", "toYYYYMM(ts_start)")
             + r.table("llm_attempts", ATTEMPT_COLUMNS, "(backend, ts_start)", "toYYYYMM(ts_start)"))),
         Migration(2, "per-minute rollups", tuple(
-            r.table("llm_requests_1m", ROLLUP_COLUMNS, "(tenant, model, backend, minute)", "toYYYYMM(minute)",
+            r.table("llm_requests_1m", _ROLLUP_V2, "(tenant, model, backend, minute)", "toYYYYMM(minute)",
                     kind="AggregatingMergeTree", ttl=False)
             + [rollup_mv])),
         Migration(3, "prompt versions, feedback, experiment arm", tuple(
@@ -169,8 +198,9 @@ def _migrations(r: _Renderer) -> list[Migration]:
         Migration(5, "sessions: session id, parent request id", tuple(
             r.add_column("llm_requests", "session_id", "String", "client_request_id")
             + r.add_column("llm_requests", "parent_request_id", "String", "session_id"))),
+        Migration(6, "rollup: client errors, latency and TTFT of successful requests", tuple(rollup_v6)),
         # /v1/feedback looks a request up by its id or the client's: without these it scans the table.
-        Migration(6, "request id look-ups", tuple(
+        Migration(7, "request id look-ups", tuple(
             r.add_index("llm_requests", "idx_request_id", "request_id", "bloom_filter(0.001)")
             + r.add_index("llm_requests", "idx_client_request_id", "client_request_id", "bloom_filter(0.001)"))),
     ]

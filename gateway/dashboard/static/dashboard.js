@@ -165,11 +165,14 @@
         box.append(
           tile("Requests", fmt.int(s.requests)),
           tile("Requests/s", fmt.rps(s.rps)),
-          tile("Error rate", fmt.pct(s.error_rate), s.error_rate > 0.05 ? "bad" : ""),
-          tile("Latency p50", fmt.ms(s.latency_ms.p50)),
-          tile("Latency p95", fmt.ms(s.latency_ms.p95)),
-          tile("Latency p99", fmt.ms(s.latency_ms.p99)),
-          tile("TTFT p50", fmt.ms(s.ttft_ms.p50)),
+          // clients' mistakes and refusals (4xx) apart from failures of the backends (5xx, timeouts)
+          tile("Client errors (4xx)", fmt.pct(s.client_error_rate), s.client_error_rate > 0.05 ? "bad" : ""),
+          tile("Backend errors (5xx)", fmt.pct(s.backend_error_rate), s.backend_error_rate > 0.01 ? "bad" : ""),
+          // latency and TTFT over the same requests: the successful ones
+          tile("Latency p50 (ok)", fmt.ms(s.latency_ms.p50)),
+          tile("Latency p95 (ok)", fmt.ms(s.latency_ms.p95)),
+          tile("Latency p99 (ok)", fmt.ms(s.latency_ms.p99)),
+          tile("TTFT p50 (ok)", fmt.ms(s.ttft_ms.p50)),
           tile("Tokens in", fmt.int(s.prompt_tokens)),
           tile("Tokens out", fmt.int(s.completion_tokens)),
           tile("Cost", fmt.usd(s.cost_usd)),
@@ -230,7 +233,8 @@
       var kv = $("#cache-kv");
       kv.textContent = "";
       [["hit ratio", fmt.pct(c.hit_ratio)], ["hits", fmt.int(c.hits)], ["misses", fmt.int(c.misses)],
-       ["coalesced", fmt.int(c.coalesced)], ["bypassed", fmt.int(c.bypassed)], ["time saved", fmt.dur(c.saved_ms)]]
+       ["coalesced", fmt.int(c.coalesced)], ["bypassed", fmt.int(c.bypassed)],
+       ["refused before the cache", fmt.int(c.not_reached)], ["time saved", fmt.dur(c.saved_ms)]]
         .forEach(function (p) { kv.append(el("span", null, p[0] + " ", el("b", { text: p[1] }))); });
       var any = c.hit_ratio_series.some(function (v) { return v !== null; });
       setPanel("p-cache", c.requests ? "ok" : "empty", c.requests ? (any ? "" : "No cache lookups in this range (cache off or bypassed).") : "No requests in this range.");
@@ -332,7 +336,8 @@
           { label: "type", key: "type" },
           { label: "circuit", render: function (r) {
               var span = el("span");
-              if (!r.targets.length) span.append(el("span", { cls: "muted", text: "no traffic yet" }));
+              // live state starts empty at each start: only a backend without rows has had no traffic
+              if (!r.targets.length) span.append(el("span", { cls: "muted", text: r.stats && r.stats.requests ? "idle since start" : "no traffic since start" }));
               r.targets.forEach(function (t) {
                 var model = (t.target || "").split("/").slice(1).join("/");
                 span.append(el("span", { cls: "badge " + t.circuit, title: t.target, text: (model ? model + ": " : "") + t.circuit }));
