@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
+import hmac
 import ipaddress
 import logging
 import re
