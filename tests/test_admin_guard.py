@@ -317,3 +317,24 @@ def test_wrong_admin_keys_are_slowed_per_client_address(upstream, make_gateway):
     assert all("set-cookie" not in r.headers for r in answers)
     # once the queue has drained the right key works from that address too
     assert httpx.get(url, headers={**attacker, "Authorization": f"Bearer {ADMIN}"}).status_code == 200
+
+
+def test_proxies_and_origins_follow_hot_reloads(upstream, tmp_path):
+    from gateway.config import load_config
+    from tests.test_access import write_atomically
+    from tests.telemetry_support import wait_for
+
+    path = tmp_path / "gateway.yaml"
+    base = gateway_config(upstream.url, extra="telemetry: {enabled: false}\n")
+    app = "https://app.example.com"
+    write_atomically(path, base + "server: {reload_interval_s: 0.05}\n")
+    with BackgroundServer(build_app(load_config(path))) as gw:
+        relayed = {"X-Forwarded-For": "127.0.0.1"}
+        assert httpx.get(f"{gw.url}/admin/config", headers=relayed).status_code == 403
+        assert httpx.get(f"{gw.url}/v1/models", headers={"Origin": app}).status_code == 403
+        write_atomically(path, base + f'server: {{reload_interval_s: 0.05, trusted_proxies: [127.0.0.1], '
+                                      f'cors_origins: ["{app}"]}}\n')
+        wait_for(lambda: httpx.get(f"{gw.url}/admin/config", headers=relayed).status_code == 200,
+                 what="the reload to trust the proxy")
+        r = httpx.get(f"{gw.url}/v1/models", headers={"Origin": app})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == app
