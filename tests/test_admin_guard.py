@@ -93,10 +93,10 @@ def test_serve_on_a_public_address_without_admin_key_warns_once(tmp_path, caplog
     port = free_port()
     cfg = tmp_path / "gateway.yaml"
     cfg.write_text("backends:\n  mock: {type: mock}\nmodels:\n  mock-gpt: {targets: [{backend: mock}]}\n"
-                   "telemetry: {enabled: false}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(cfg), "--host", "0.0.0.0",
-                             "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                   f"server: {{host: 0.0.0.0, port: {port}}}\n")
+    data = ["--config", str(cfg), "--data-dir", str(tmp_path / "data")]
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", *data], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -106,6 +106,10 @@ def test_serve_on_a_public_address_without_admin_key_warns_once(tmp_path, caplog
             except httpx.TransportError:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.1)
+        # the CLI on the same machine still reaches the admin API of a wildcard-bound gateway
+        queried = subprocess.run([sys.executable, "-m", "gateway", "query", *data, "SELECT 6 * 7 AS answer"],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert queried.returncode == 0 and "42" in queried.stdout, queried.stdout + queried.stderr
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
