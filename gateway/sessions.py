@@ -21,6 +21,7 @@ from typing import Any
 import click
 import orjson
 
+from gateway.proxies import local_url
 from gateway.telemetry.commands import _CONFIG, _DATA_DIR, _DSN, _direct, _snapshot, _store_settings, _via_gateway
 from gateway.telemetry.queries import QueryRejected, resolve
 
@@ -37,7 +38,7 @@ class RowSource:
         self.settings, self.store_dsn = _store_settings(snapshot, dsn, data_dir)
         server = snapshot.config.server
         self.via_gateway = bool(url) or (dsn is None and self.store_dsn.startswith("chdb://"))
-        self.url = url or f"http://{server.host}:{server.port}"
+        self.url = url or local_url(server.host, server.port)
         self.explicit_url = bool(url)
         self.admin_key = admin_key or server.admin_key
         self.timeout = timeout
