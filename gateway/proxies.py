@@ -44,6 +44,17 @@ def loopback_host(host: str | None) -> bool:
     return bool(host) and _LOOPBACK_HOST.fullmatch(host.strip().lower()) is not None
 
 
+def local_url(host: str, port: int) -> str:
+    """The base URL a client on this machine uses for a gateway bound to ``host``: a wildcard
+    bind (``0.0.0.0``, ``::``) is reached at ``127.0.0.1``, which the admin check counts as local."""
+    address = parse_ip(host)
+    if address is not None and address.is_unspecified:
+        host = "127.0.0.1"
+    elif address is not None and address.version == 6:
+        host = f"[{address}]"
+    return f"http://{host}:{port}"
+
+
 def _last(headers, name: str) -> str | None:
     """The value the nearest proxy appended: the last of a comma-separated header."""
     values = headers.getall(name, ()) if hasattr(headers, "getall") else [headers.get(name)]
@@ -107,4 +118,4 @@ class TrustedProxies:
         return proto is not None and proto.lower() == "https"
 
 
-__all__ = ["TrustedProxies", "is_loopback", "loopback_host", "parse_ip"]
+__all__ = ["TrustedProxies", "is_loopback", "local_url", "loopback_host", "parse_ip"]

@@ -93,10 +93,10 @@ def test_serve_on_a_public_address_without_admin_key_warns_once(tmp_path, caplog
     port = free_port()
     cfg = tmp_path / "gateway.yaml"
     cfg.write_text("backends:\n  mock: {type: mock}\nmodels:\n  mock-gpt: {targets: [{backend: mock}]}\n"
-                   "telemetry: {enabled: false}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(cfg), "--host", "0.0.0.0",
-                             "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                   f"server: {{host: 0.0.0.0, port: {port}}}\n")
+    data = ["--config", str(cfg), "--data-dir", str(tmp_path / "data")]
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", *data], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -106,6 +106,10 @@ def test_serve_on_a_public_address_without_admin_key_warns_once(tmp_path, caplog
             except httpx.TransportError:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.1)
+        # the CLI on the same machine still reaches the admin API of a wildcard-bound gateway
+        queried = subprocess.run([sys.executable, "-m", "gateway", "query", *data, "SELECT 6 * 7 AS answer"],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert queried.returncode == 0 and "42" in queried.stdout, queried.stdout + queried.stderr
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
@@ -317,3 +321,24 @@ def test_wrong_admin_keys_are_slowed_per_client_address(upstream, make_gateway):
     assert all("set-cookie" not in r.headers for r in answers)
     # once the queue has drained the right key works from that address too
     assert httpx.get(url, headers={**attacker, "Authorization": f"Bearer {ADMIN}"}).status_code == 200
+
+
+def test_proxies_and_origins_follow_hot_reloads(upstream, tmp_path):
+    from gateway.config import load_config
+    from tests.test_access import write_atomically
+    from tests.telemetry_support import wait_for
+
+    path = tmp_path / "gateway.yaml"
+    base = gateway_config(upstream.url, extra="telemetry: {enabled: false}\n")
+    app = "https://app.example.com"
+    write_atomically(path, base + "server: {reload_interval_s: 0.05}\n")
+    with BackgroundServer(build_app(load_config(path))) as gw:
+        relayed = {"X-Forwarded-For": "127.0.0.1"}
+        assert httpx.get(f"{gw.url}/admin/config", headers=relayed).status_code == 403
+        assert httpx.get(f"{gw.url}/v1/models", headers={"Origin": app}).status_code == 403
+        write_atomically(path, base + f'server: {{reload_interval_s: 0.05, trusted_proxies: [127.0.0.1], '
+                                      f'cors_origins: ["{app}"]}}\n')
+        wait_for(lambda: httpx.get(f"{gw.url}/admin/config", headers=relayed).status_code == 200,
+                 what="the reload to trust the proxy")
+        r = httpx.get(f"{gw.url}/v1/models", headers={"Origin": app})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == app

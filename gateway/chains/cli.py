@@ -17,6 +17,8 @@ import orjson
 import yaml
 
 from gateway.cli_support import config_option
+from gateway.proxies import local_url
+
 
 def _fail(message: str) -> None:
     click.echo(message, err=True)
@@ -130,7 +132,7 @@ def run_cmd(name: str, pairs: tuple[str, ...], json_pairs: tuple[str, ...], mess
         return httpx.post(base.rstrip("/") + "/v1/chat/completions", json=body, headers=headers, timeout=timeout)
 
     try:
-        resp = post(url or f"http://{server.host}:{server.port}")
+        resp = post(url or local_url(server.host, server.port))
     except httpx.ConnectError:
         if url:
             _fail(f"no gateway answers at {url}")

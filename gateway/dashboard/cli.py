@@ -29,6 +29,7 @@ import orjson
 
 from gateway.dashboard.drift import DriftOptions, UnknownModelError, render_table, run_drift
 from gateway.dashboard.filters import Filters, FilterError, parse_prompt
+from gateway.proxies import local_url
 from gateway.telemetry.commands import _CONFIG, _DATA_DIR, _DSN, _snapshot, _store_settings
 
 
@@ -136,7 +137,7 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
     result = None
     if url or (dsn is None and store_dsn.startswith("chdb://")):
         server = snapshot.config.server
-        target_url = url or f"http://{server.host}:{server.port}"
+        target_url = url or local_url(server.host, server.port)
         params = {k: v for k, v in (("model", model), ("prompt", prompt.strip()), ("tenant", tenant),
                                     ("backend", backend)) if v}
         params.update({"current_h": current_hours, "reference_h": reference_hours, "bins": bins,

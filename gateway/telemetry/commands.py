@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from gateway.cli_support import config_option, load_cli_config
+from gateway.proxies import local_url
 from gateway.telemetry.queries import FORMATS, QueryRejected, clickhouse_format, resolve, saved_queries
 
 _CONFIG = config_option
@@ -122,7 +123,7 @@ def query(sql: str | None, saved: str | None, params: tuple[str, ...], fmt: str,
     data = None
     if url or (dsn is None and store_dsn.startswith("chdb://")):
         server = snapshot.config.server
-        target_url = url or f"http://{server.host}:{server.port}"
+        target_url = url or local_url(server.host, server.port)
         payload = {"format": fmt, "params": given}
         payload.update({"saved": saved} if saved else {"sql": sql})
         data = _via_gateway(target_url, admin_key or server.admin_key, payload, timeout)
