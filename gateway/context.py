@@ -63,7 +63,7 @@ class RequestContext:
     filled as the request progresses and read by telemetry at the end.
     """
 
-    request_id: str
+    request_id: str  # the gateway's own id (a UUID), the row's request_id
     endpoint: str
     t_start: float
     ts_start: float
@@ -129,4 +129,10 @@ class RequestContext:
     # --- sessions and chains (gateway.sessions, gateway.chains) ---
     session_id: str = ""  # set by a chain for its steps; else the row reads x-gateway-session-id
     parent_request_id: str = ""  # the parent's request id (a chain step: the chain request's)
+    client_request_id: str = ""  # the client's own x-request-id (echoed back; never the row's id)
     chain_steps: list | None = None  # a chain request: its steps' contexts (the row sums them)
+
+    @property
+    def x_request_id(self) -> str:
+        """The ``x-request-id`` answered to the client: its own when it sent one, else ours."""
+        return self.client_request_id or self.request_id

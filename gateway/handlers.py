@@ -42,8 +42,10 @@ Finisher = Callable[[RequestContext], None]
 
 
 def _new_context(request: web.Request, endpoint: str) -> RequestContext:
-    rid = request.headers.get("x-request-id") or str(uuid.uuid4())
-    return RequestContext(request_id=rid[:128], endpoint=endpoint, t_start=time.perf_counter(),
+    # The row's id is always ours, so no client can choose (or collide with) another's; the
+    # client's own x-request-id is echoed back and kept as client_request_id.
+    return RequestContext(request_id=str(uuid.uuid4()), endpoint=endpoint, t_start=time.perf_counter(),
+                          client_request_id=request.headers.get("x-request-id", "")[:128],
                           ts_start=time.time(), client_ip=request.remote or "",
                           user_agent=request.headers.get("User-Agent", ""), headers=request.headers)
 
@@ -124,7 +126,7 @@ class ProxyHandlers:
             ctx.status_code = exc.status
             ctx.error_type = exc.code or exc.type
             ctx.error_message = exc.message
-            return self._error_response(exc, ctx.request_id, ctx.backend, ctx.response_headers)
+            return self._error_response(exc, ctx.x_request_id, ctx.backend, ctx.response_headers)
         except asyncio.CancelledError:  # the client went away (handler_cancellation)
             _mark_client_closed(ctx)
             raise
@@ -273,7 +275,7 @@ class ProxyHandlers:
             ctx.t_upstream_headers = time.perf_counter()
             ctx.status_code = upstream.status
             headers = pass_back_headers(upstream.headers)
-            headers["x-request-id"] = ctx.request_id
+            headers["x-request-id"] = ctx.x_request_id
             headers["x-gateway-backend"] = client.name
             headers["x-gateway-attempts"] = str(ctx.attempts)
             if ctx.response_headers:  # set by stages (the access stage's x-ratelimit-*): they win

@@ -2,8 +2,9 @@
 
 A caller groups requests with ``x-gateway-session-id`` (any string up to 256 characters) and
 links a request to the one that caused it with ``x-gateway-parent-request-id`` (that
-request's ``x-request-id``); the row gets ``session_id`` and ``parent_request_id`` (mapped to
-the parent row's ``request_id`` UUID). A chain (``gateway.chains``) does the same for its
+request's ``x-request-id``: the gateway's id, or the caller's own); the row gets ``session_id``
+and ``parent_request_id``, which the tree resolves within the session to the parent row's
+``request_id`` or ``client_request_id``. A chain (``gateway.chains``) does the same for its
 steps by itself.
 
 ``llm-gateway sessions show ID`` runs the saved query ``session-tree`` (through a running
@@ -69,12 +70,28 @@ class RowSource:
 # --- the tree ----------------------------------------------------------------------------
 def build_tree(rows: list[dict]) -> list[tuple[int, dict]]:
     """``(depth, row)`` in display order: roots (no parent in the session) in time order, each
-    followed by its children, depth first."""
+    followed by its children, depth first. A parent named by the caller's own id is the latest
+    row of the session with that ``client_request_id`` (the first one when none is earlier)."""
     ids = {r["request_id"] for r in rows}
+    by_client: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("client_request_id"):
+            by_client.setdefault(r["client_request_id"], []).append(r)
+
+    def parent_of(r: dict) -> str:
+        parent = r.get("parent_request_id") or ""
+        if not parent or parent in ids:
+            return parent
+        named = by_client.get(parent)
+        if not named:
+            return ""
+        earlier = [p for p in named if str(p.get("ts_start", "")) <= str(r.get("ts_start", ""))]
+        return (earlier[-1] if earlier else named[0])["request_id"]
+
     children: dict[str, list[dict]] = {}
     roots = []
     for r in rows:
-        parent = r.get("parent_request_id") or ""
+        parent = parent_of(r)
         if parent and parent in ids and parent != r["request_id"]:
             children.setdefault(parent, []).append(r)
         else:

@@ -73,7 +73,8 @@ observability:
     access = wait_for(lambda: (lambda a: a if len(a) >= 3 else None)(
         [line for line in captured() if line["logger"] == "gateway.access"]), timeout=5, what="access lines")
     ok, upstream_401, rejected = access[:3]
-    assert ok["request_id"] == "req-123" and ok["trace_id"] == TRACE and ok["level"] == "INFO"
+    assert ok["client_request_id"] == "req-123" and r.headers["x-request-id"] == "req-123"
+    assert len(ok["request_id"]) == 36 and ok["trace_id"] == TRACE and ok["level"] == "INFO"
     assert ok["status"] == 200 and ok["model"] == "gpt-test" and ok["backend"] == "fake"
     assert ok["model_served"] == "up-model" and ok["tenant"] == "acme" and ok["api_key_id"] == "team-a"
     assert ok["endpoint"] == "chat/completions" and ok["attempts"] == 1 and ok["stream"] is False
@@ -155,7 +156,7 @@ def test_serve_writes_json_logs_from_the_config(tmp_path):
         _, err = proc.communicate(timeout=30)
     lines = [orjson.loads(line) for line in err.splitlines() if line.startswith("{")]
     access = [line for line in lines if line["logger"] == "gateway.access"]
-    assert len(access) == 1 and access[0]["request_id"] == "cli-req-1" and access[0]["status"] == 200
+    assert len(access) == 1 and access[0]["client_request_id"] == "cli-req-1" and access[0]["status"] == 200
     assert all(not line.strip() or line.startswith("{") for line in err.splitlines()), err
 
 

@@ -118,15 +118,21 @@ def test_prompt_versions_and_feedback_join_to_request_rows(served, tdb):
 
 
 def test_feedback_survives_a_store_outage_through_the_spool(tmp_path, tdb, upstream):
-    """The prompt-table sink is a telemetry sink: rows it cannot insert are spooled, then replayed."""
+    """The prompt-table sink is a telemetry sink: rows it cannot insert are spooled, then replayed.
+    A request just answered can be scored while the store is down (the gateway remembers whose it
+    is); an id it does not know cannot be checked then (503)."""
     from gateway.config import parse_config
 
     upstream.json(OK)
     text = gateway_config(upstream.url) + telemetry_yaml("http://127.0.0.1:9/", tdb, tmp_path / "spool",
                                                          retry_initial_ms=50, retry_max_ms=100)
     with BackgroundServer(build_app(parse_config(text))) as gw:
-        r = httpx.post(f"{gw.url}/v1/feedback", json={"request_id": str(uuid.uuid4()), "score": 3})
-        assert r.status_code == 200
+        answered = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "gpt-test", "messages": MSG}, timeout=30)
+        assert answered.status_code == 200, answered.text
+        r = httpx.post(f"{gw.url}/v1/feedback", json={"request_id": answered.headers["x-request-id"], "score": 3})
+        assert r.status_code == 200, r.text
+        unknown = httpx.post(f"{gw.url}/v1/feedback", json={"request_id": str(uuid.uuid4()), "score": 3})
+        assert unknown.status_code == 503 and unknown.json()["error"]["code"] == "store_unavailable"
         sink = gw.app[PROMPT_SINK]
         assert sink.flush(10)
         stats = sink.stats()

@@ -69,35 +69,39 @@ def test_session_headers_rows_and_tree(srv, tdb):
         model="mock-gpt", messages=msgs, extra_headers={"x-gateway-session-id": session,
                                                         "x-gateway-parent-request-id": root_id})
     child_id = child.headers["x-request-id"]
-    # a grandchild whose caller-chosen id is not a UUID: it still links by the mapped id
+    # a grandchild with a caller-chosen id that is not a UUID, and its child naming it by that id
     list(client.chat.completions.create(model="mock-gpt", messages=msgs, stream=True,
                                         extra_headers={"x-gateway-session-id": session, "x-request-id": "step-3",
                                                        "x-gateway-parent-request-id": child_id}))
+    client.chat.completions.create(model="mock-gpt", messages=msgs, extra_headers={
+        "x-gateway-session-id": session, "x-gateway-parent-request-id": "step-3"})
     client.chat.completions.create(model="mock-gpt", messages=msgs)  # no session
     flush(srv)
 
     rows = select(tdb, "SELECT toString(request_id) AS id, session_id, parent_request_id, client_request_id "
                        "FROM llm_requests ORDER BY ts_start")
-    assert [r["session_id"] for r in rows] == [session, session, session, ""]
-    assert [r["parent_request_id"] for r in rows] == ["", root_id, child_id, ""]
-    assert rows[2]["id"] == to_uuid("step-3")[0] and rows[2]["client_request_id"] == "step-3"
+    assert [r["session_id"] for r in rows] == [session, session, session, session, ""]
+    assert [r["parent_request_id"] for r in rows] == ["", root_id, child_id, "step-3", ""]
+    assert rows[2]["client_request_id"] == "step-3" and rows[2]["id"] != to_uuid("step-3")[0]
+    step3 = rows[2]["id"]
 
     result = CliRunner().invoke(main, ["sessions", "show", session, "--url", srv.url])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == f"session {session}: 3 requests"
+    assert lines[0] == f"session {session}: 4 requests"
     assert lines[1].startswith("mock-gpt  200") and root_id in lines[1]
     assert lines[2].startswith("  └─ mock-gpt  200") and child_id in lines[2]
-    assert lines[3].startswith("    └─ mock-gpt  200") and to_uuid("step-3")[0] in lines[3]
+    assert lines[3].startswith("    └─ mock-gpt  200") and step3 in lines[3]
+    assert lines[4].startswith("      └─ mock-gpt  200") and rows[3]["id"] in lines[4]
     # mock usage: prompt tokens counted by the mock, 6 completion tokens per call
     assert "+6=" in lines[1] and "cost $" in lines[1]
-    assert lines[4].startswith("total: 3 requests, 0 errors, tokens ") and "+18=" in lines[4]
+    assert lines[5].startswith("total: 4 requests, 0 errors, tokens ") and "+24=" in lines[5]
 
     as_json = CliRunner().invoke(main, ["sessions", "show", session, "--url", srv.url, "--json"])
     data = orjson.loads(as_json.output)
-    assert [r["depth"] for r in data["requests"]] == [0, 1, 2]
+    assert [r["depth"] for r in data["requests"]] == [0, 1, 2, 3]
     t = data["totals"]
-    assert t["requests"] == 3 and t["completion_tokens"] == 18
+    assert t["requests"] == 4 and t["completion_tokens"] == 24
     per_call = data["requests"][0]["cost_usd"]
     assert t["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in data["requests"]))
     assert per_call > 0

@@ -142,7 +142,9 @@ def test_every_column_for_json_stream_error_aborted_and_no_usage(gateway, tdb):
     assert types == {name: ctype.split(" CODEC")[0] for name, ctype in REQUEST_COLUMNS}
 
     j = rows[uid]
-    assert j["request_id"] == uid and j["client_request_id"] == "" and j["trace_id"] == trace
+    # the client's own id (a UUID here) is kept as client_request_id; the row's id is the gateway's
+    assert j["client_request_id"] == uid and j["request_id"] != uid and uuid.UUID(j["request_id"]).version == 4
+    assert raw.headers["x-request-id"] == uid and j["trace_id"] == trace
     assert j["config_hash"] and j["instance"]
     assert time.time() - 60 < time.mktime(time.strptime(j["ts_start"][:19], "%Y-%m-%d %H:%M:%S")) <= time.time() + 1
     assert j["ts_end"] >= j["ts_start"]
@@ -171,7 +173,7 @@ def test_every_column_for_json_stream_error_aborted_and_no_usage(gateway, tdb):
     s = rows["stream-1"]
     assert s["stream"] is True and s["finish_reason"] == "length" and s["truncated"] is False
     assert s["status_code"] == 200 and s["tokens_estimated"] == 0 and s["completion_tokens"] == 12
-    assert s["request_id"] == str(uuid.uuid5(uuid.UUID("6f1c1a4e-2b1d-4f6c-9a55-0c3e1b8d9f00"), "stream-1"))
+    assert uuid.UUID(s["request_id"]).version == 4 and s["client_request_id"] == "stream-1"  # never derived from it
     assert 0 < s["ttft_ms"] < s["latency_ms"]
     assert 0 <= s["itl_p50_ms"] <= s["itl_p95_ms"] <= s["itl_max_ms"] < s["latency_ms"]
     assert s["output_tokens_per_s"] > 0 and s["cost_usd"] > 0 and streamed_text
@@ -201,7 +203,7 @@ def test_every_column_for_json_stream_error_aborted_and_no_usage(gateway, tdb):
     # -- one attempt row per upstream call
     attempts = select(tdb, "SELECT request_id, attempt, backend, status_code FROM llm_attempts")
     assert len(attempts) == 5 and all(r["attempt"] == 1 for r in attempts)
-    assert uid in {r["request_id"] for r in attempts}
+    assert j["request_id"] in {r["request_id"] for r in attempts}
 
 
 def test_bodies_logged_when_enabled(gateway, tdb):

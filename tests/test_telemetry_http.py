@@ -140,7 +140,7 @@ def test_outage_1000_requests_then_exactly_1000_rows(standin, tdb, tmp_path):
         assert stats["insert_failures"] >= 3  # the outage, plus the two ambiguous ones
         rows = count(standin, tdb, "SELECT count() AS n, uniqExact(request_id) AS u FROM llm_requests")
         assert rows == [{"n": 1000, "u": 1000}]
-        got = count(standin, tdb, "SELECT toString(request_id) AS id FROM llm_requests")
+        got = count(standin, tdb, "SELECT client_request_id AS id FROM llm_requests")
         assert {r["id"] for r in got} == set(ids)
         (roll,) = count(standin, tdb, "SELECT countMerge(requests) AS n FROM llm_requests_1m")
         assert roll["n"] == 1000  # the rollup saw each batch once too

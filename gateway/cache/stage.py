@@ -244,7 +244,7 @@ class CacheStage:
             return None
         if ctx.response_headers:
             headers.update(ctx.response_headers)
-        headers["x-request-id"] = ctx.request_id
+        headers["x-request-id"] = ctx.x_request_id
         headers[HEADER] = status
         if status == HIT:
             headers["Age"] = str(int(entry.age(self.clock())))
@@ -368,7 +368,7 @@ class CacheStage:
             ctx.error_type = leader.error_type
             ctx.error_message = leader.error_message
             headers = {**ctx.response_headers} if ctx.response_headers else {}
-            headers.update({"Content-Type": _JSON_CT, "x-request-id": ctx.request_id, HEADER: COALESCED})
+            headers.update({"Content-Type": _JSON_CT, "x-request-id": ctx.x_request_id, HEADER: COALESCED})
             return web.Response(status=status, body=body, headers=headers)
         elif flight.error is not None:
             self.stats.coalesced += 1
@@ -385,7 +385,7 @@ class CacheStage:
         want = _wants_usage(ctx.body)
         ctx.client_wants_usage = want
         headers = {**ctx.response_headers} if ctx.response_headers else {}
-        headers.update({"Content-Type": _SSE_CT, "Cache-Control": "no-cache", "x-request-id": ctx.request_id,
+        headers.update({"Content-Type": _SSE_CT, "Cache-Control": "no-cache", "x-request-id": ctx.x_request_id,
                         HEADER: COALESCED})
         if leader.backend:
             headers["x-gateway-backend"] = leader.backend

@@ -275,7 +275,7 @@ class ChainRunner:
             }
             raw = orjson.dumps(answer)
         ctx.response_body = raw
-        headers = {"x-request-id": ctx.request_id, "x-gateway-chain": chain.name,
+        headers = {"x-request-id": ctx.x_request_id, "x-gateway-chain": chain.name,
                    "x-gateway-chain-version": str(chain.version), "x-gateway-chain-steps": str(len(steps)),
                    "x-gateway-session-id": ctx.session_id, "x-gateway-backend": "chain"}
         if ctx.response_headers:
@@ -283,5 +283,5 @@ class ChainRunner:
         return web.Response(status=response.status, body=raw, content_type=_JSON, headers=headers)
 
     def stream_headers(self, ctx: RequestContext, chain: Chain) -> dict[str, str]:
-        return {"x-request-id": ctx.request_id, "x-gateway-chain": chain.name,
+        return {"x-request-id": ctx.x_request_id, "x-gateway-chain": chain.name,
                 "x-gateway-chain-version": str(chain.version), "x-gateway-session-id": ctx.session_id}

@@ -106,7 +106,8 @@ def access_fields(ctx: RequestContext) -> dict[str, Any]:
     t_end = ctx.t_end if ctx.t_end is not None else ctx.t_start
     usage = ctx.usage
     fields: dict[str, Any] = {
-        "request_id": ctx.request_id, "trace_id": ctx.trace_id or None, "endpoint": ctx.endpoint,
+        "request_id": ctx.request_id, "client_request_id": ctx.client_request_id or None,
+        "trace_id": ctx.trace_id or None, "endpoint": ctx.endpoint,
         "model": ctx.model_requested, "model_served": ctx.model_served or None, "backend": ctx.backend or None,
         "provider": ctx.provider or None, "status": ctx.status_code or 499, "error_type": ctx.error_type or None,
         "latency_ms": round((t_end - ctx.t_start) * 1000, 3),

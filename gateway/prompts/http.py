@@ -1,13 +1,16 @@
 """HTTP endpoints of the prompt registry.
 
 - ``POST /v1/feedback`` ``{"request_id", "score", "label"?, "comment"?}``: a score for one
-  answered request (its ``x-request-id``), stored in ``llm_feedback`` with the caller's key id
-  and tenant; compare versions with the saved query ``prompt-versions``. Answers
-  ``{"object": "feedback", "id", "request_id"}``; 400 for a malformed body, 503 when
-  telemetry is off (nowhere to store it). In ``auth.mode: keys`` the access middleware admits
-  only a valid virtual key (401 otherwise); the row records its tenant and key id, the same
-  ``api_key_id`` its request rows carry. Without auth the key id is a fingerprint of the
-  bearer key, as in request rows.
+  answered request (the ``x-request-id`` it was answered: the gateway's id, or the client's own
+  id when it sent one), stored in ``llm_feedback`` under the row's ``request_id`` with the
+  caller's key id and tenant; compare versions with the saved query ``prompt-versions``.
+  Answers ``{"object": "feedback", "id", "request_id"}``; 400 for a malformed body, 404
+  ``request_not_found`` unless the request exists and belongs to the caller's tenant
+  (``gateway.telemetry.recent``; the admin key may score any request), 503 when telemetry is
+  off (nowhere to store it) or the look-up cannot run. In ``auth.mode: keys`` the access
+  middleware admits only a valid virtual key or the admin key (401 otherwise); the row records
+  the key's tenant and id, the same ``api_key_id`` its request rows carry (``admin`` for the
+  admin key). Without auth the key id is a fingerprint of the bearer key, as in request rows.
 - ``GET /admin/prompts``: every prompt with its versions (hash, first seen, variables,
   params, templates), labels, the models that name a prompt, and the prompt-table sink's
   counters. Guarded by the one admin check (``gateway.auth.check_admin``).
@@ -15,6 +18,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
@@ -24,11 +28,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.auth import authenticated_key, check_admin
+from gateway.auth import authenticated_key, bears_admin_key, check_admin
 from gateway.errors import error_body
 from gateway.prompts.tables import feedback_row
-from gateway.telemetry.record import key_fingerprint, to_uuid
+from gateway.telemetry import QUERY_LANES, RECENT
+from gateway.telemetry.lanes import QueryBusy
+from gateway.telemetry.recent import find_request
+from gateway.telemetry.record import key_fingerprint, scrub_secrets
 
+log = logging.getLogger("gateway.prompts")
 _JSON = "application/json"
 _FEEDBACK_KEYS = frozenset({"request_id", "score", "label", "comment"})
 COMMENT_MAX = 8192
@@ -92,10 +100,26 @@ class PromptEndpoints:
         if sink is None:
             return _error(503, "feedback needs telemetry (telemetry.enabled is off)", "telemetry_disabled",
                           type_="server_error")
-        request_uuid, client_rid = to_uuid(rid)
-        fid = str(uuid.uuid4())
         key = authenticated_key(request)  # the virtual key in auth.mode keys, else None
-        tenant, key_id = (key.tenant, key.key_id) if key is not None else ("", key_fingerprint(request.headers))
+        if bears_admin_key(request, self._admin_key):
+            owner, tenant, key_id = None, "", "admin"
+        elif key is not None:
+            owner, tenant, key_id = key.tenant, key.tenant, key.key_id
+        else:  # no auth: every request is tenant ""
+            owner, tenant, key_id = "", "", key_fingerprint(request.headers)
+        try:
+            found = await find_request(request.app.get(RECENT), request.app.get(QUERY_LANES), rid, owner)
+        except QueryBusy as exc:
+            return _error(503, str(exc), "busy", type_="server_error")
+        except Exception as exc:  # the store is down: cannot tell whose request it is
+            log.info("feedback look-up failed: %s", (scrub_secrets(str(exc)) or type(exc).__name__)[:300])
+            return _error(503, "the telemetry store cannot be read to check the request; try again later",
+                          "store_unavailable", type_="server_error")
+        if found is None:
+            return _error(404, f"no request {rid!r} of yours was found (give the x-request-id it was answered)",
+                          "request_not_found", "request_id")
+        request_uuid, client_rid = found
+        fid = str(uuid.uuid4())
         sink.emit(feedback_row(fid, time.time(), request_uuid, client_rid, score, label, comment, tenant, key_id))
         return web.json_response({"object": "feedback", "id": fid, "request_id": rid, "score": score})
 

@@ -7,7 +7,7 @@
 Modules: ``record`` (the row), ``sink`` (queue, writer thread, spool/replay), ``spool``
 (batch files), ``clickhouse`` (connections, inserts, read-only queries), ``schema``
 (migrations), ``queries`` (saved queries, read-only checks), ``lanes`` (ops queries: limits,
-concurrency, cancellation).
+concurrency, cancellation), ``recent`` (which request belongs to whom, for feedback).
 
 Set ``telemetry.enabled: false`` or the environment variable ``LLM_GATEWAY_TELEMETRY=off`` to
 run without a sink.
@@ -29,6 +29,7 @@ from gateway.config import ConfigSnapshot
 from gateway.pricing import PriceTable
 from gateway.telemetry.clickhouse import ClickHouseStore, parse_dsn
 from gateway.telemetry.lanes import QueryLanes
+from gateway.telemetry.recent import RecentRequests
 from gateway.telemetry.record import RowBuilder
 from gateway.telemetry.sink import TelemetrySink
 from gateway.telemetry.spool import Spool
@@ -38,10 +39,11 @@ log = logging.getLogger("gateway.telemetry")
 
 SINK = web.AppKey("telemetry_sink", TelemetrySink)
 QUERY_LANES = web.AppKey("telemetry_query_lanes", QueryLanes)
+RECENT = web.AppKey("telemetry_recent_requests", RecentRequests)
 TELEMETRY_ENV = "LLM_GATEWAY_TELEMETRY"
 STARTUP_WAIT_S = 3.0
 
-__all__ = ["SINK", "QUERY_LANES", "TelemetrySink", "build_sink", "embedded_store_conflict", "install_telemetry",
+__all__ = ["SINK", "QUERY_LANES", "RECENT", "TelemetrySink", "build_sink", "embedded_store_conflict", "install_telemetry",
            "telemetry_enabled"]
 
 
@@ -102,6 +104,8 @@ def install_telemetry(app: web.Application, snapshot: ConfigSnapshot, finishers:
         sink = build_sink(snapshot, data_dir=ddir, tokens=tokens)
         app[SINK] = sink
         finishers.append(sink.emit)
+        recent = app[RECENT] = RecentRequests()  # who may score which request (/v1/feedback)
+        finishers.append(recent.record)
         if install_hooks is not None:
             def use_secrets(runtime, builder=sink.builder) -> None:
                 builder.secrets = runtime.secrets

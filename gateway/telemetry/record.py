@@ -174,8 +174,9 @@ _CANONICAL_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 
 def to_uuid(request_id: str) -> tuple[str, str]:
-    """``(uuid, client_request_id)``: a UUID request id is used as is; any other string maps to a
-    stable UUIDv5 and is kept verbatim in ``client_request_id``."""
+    """``(uuid, client_request_id)`` of a context's ``request_id``: the gateway's own ids are
+    UUIDs, used as is; any other string (a context built by hand) maps to a stable UUIDv5 and is
+    kept verbatim in ``client_request_id``."""
     if len(request_id) == 36 and _CANONICAL_UUID_RE.match(request_id):
         return request_id, ""  # the gateway's own ids: already canonical
     if len(request_id) in (32, 36) and _UUID_RE.match(request_id):
@@ -343,15 +344,20 @@ class RowBuilder:
     @staticmethod
     def _session(ctx: RequestContext, headers: Any) -> tuple[str, str]:
         """``(session_id, parent_request_id)``: set on the context (chain steps), else the
-        caller's ``x-gateway-session-id`` / ``x-gateway-parent-request-id`` headers; the parent
-        id is mapped like request ids (``to_uuid``) so it joins to the parent row's ``request_id``."""
+        caller's ``x-gateway-session-id`` / ``x-gateway-parent-request-id`` headers. The parent is
+        the ``x-request-id`` the caller saw: a UUID is kept in canonical form (the parent row's
+        ``request_id``, or a client's own UUID), any other string verbatim (the parent row's
+        ``client_request_id``); ``sessions`` resolves either within the session."""
         session, parent = ctx.session_id, ctx.parent_request_id
         if headers is not None:
             if not session:
                 session = (headers.get(SESSION_HEADER) or "")[:_SESSION_MAX]
             if not parent:
                 parent = headers.get(PARENT_HEADER) or ""
-        return session, (to_uuid(parent.strip()[:128])[0] if parent.strip() else "")
+        parent = parent.strip()[:128]
+        if parent and len(parent) in (32, 36) and _UUID_RE.match(parent):
+            parent = str(uuid.UUID(parent))
+        return session, parent
 
     def _chain_totals(self, ctx: RequestContext) -> tuple[int, int, int, int | None, float | None]:
         """A chain request's ``(prompt, completion, total, cached, cost)``: the sums of its steps."""
@@ -406,6 +412,7 @@ class RowBuilder:
             # The handler never completed (client went away, request cancelled).
             status, error_type, truncated = CLIENT_CLOSED, "client_closed", ctx.stream
         rid, client_rid = to_uuid(ctx.request_id)
+        client_rid = ctx.client_request_id or client_rid
         headers = ctx.headers
         trace_id = ctx.trace_id  # set when tracing is on (the client's trace, or one started here)
         if not trace_id and headers is not None:
@@ -492,6 +499,7 @@ class RowBuilder:
     def fallback_row(self, ctx: Any, exc: BaseException) -> list[Any]:
         """A minimal row for a context whose full row could not be built (never lose a request)."""
         rid, client_rid = to_uuid(str(getattr(ctx, "request_id", "") or uuid.uuid4()))
+        client_rid = str(getattr(ctx, "client_request_id", "") or client_rid)
         ts = float(getattr(ctx, "ts_start", 0.0) or time.time())
         row: list[Any] = [None] * len(REQUEST_COLUMNS)
         defaults = {"UUID": rid, "Bool": False, "UInt8": 0, "UInt16": 0, "UInt32": 0, "Float64": 0.0}

@@ -3,7 +3,8 @@
 Tables (in the configured database):
 
 - ``llm_requests``: one row per client request. MergeTree, ``PARTITION BY toYYYYMM(ts_start)``,
-  ``ORDER BY (tenant, model_requested, ts_start)``, optional TTL.
+  ``ORDER BY (tenant, model_requested, ts_start)``, optional TTL; bloom-filter skip indexes on
+  ``request_id`` and ``client_request_id`` (look-ups by id).
 - ``llm_attempts``: one row per upstream attempt, ``ORDER BY (backend, ts_start)``.
 - ``llm_requests_1m``: per-minute rollups by (tenant, model, backend, minute) in an
   AggregatingMergeTree fed by the materialized view ``llm_requests_1m_mv``:
@@ -110,6 +111,12 @@ class _Renderer:
         return [f"ALTER TABLE {self.db}.{_q(t)}{self.on_cluster} ADD COLUMN IF NOT EXISTS {_q(column)} {ctype} "
                 f"AFTER {_q(after)}" for t in tables]
 
+    def add_index(self, name: str, index: str, expr: str, kind: str, granularity: int = 1) -> list[str]:
+        """``ALTER TABLE … ADD INDEX IF NOT EXISTS`` on the table storing ``name`` (a data-skipping
+        index; parts written before it get it when they merge)."""
+        return [f"ALTER TABLE {self.db}.{_q(self.storage(name))}{self.on_cluster} ADD INDEX IF NOT EXISTS "
+                f"{_q(index)} {expr} TYPE {kind} GRANULARITY {granularity}"]
+
     def distributed(self, name: str, sharding_key: str) -> str:
         return (f"CREATE TABLE IF NOT EXISTS {self.db}.{_q(name)}{self.on_cluster} "
                 f"AS {self.db}.{_q(self.storage(name))}\n"
@@ -192,6 +199,10 @@ def _migrations(r: _Renderer) -> list[Migration]:
             r.add_column("llm_requests", "session_id", "String", "client_request_id")
             + r.add_column("llm_requests", "parent_request_id", "String", "session_id"))),
         Migration(6, "rollup: client errors, latency and TTFT of successful requests", tuple(rollup_v6)),
+        # /v1/feedback looks a request up by its id or the client's: without these it scans the table.
+        Migration(7, "request id look-ups", tuple(
+            r.add_index("llm_requests", "idx_request_id", "request_id", "bloom_filter(0.001)")
+            + r.add_index("llm_requests", "idx_client_request_id", "client_request_id", "bloom_filter(0.001)"))),
     ]
 
 

@@ -4,6 +4,7 @@
 -- params: session=
 SELECT
     toString(request_id) AS request_id,
+    client_request_id,
     parent_request_id,
     ts_start,
     model_requested AS model,
