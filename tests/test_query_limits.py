@@ -6,6 +6,7 @@ behind a real gateway over real HTTP (a raw socket where the test must hang up m
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
@@ -21,6 +22,7 @@ from gateway.app import build_app
 from gateway.config import parse_config
 from gateway.config.telemetry import ClickHouseSettings, QuerySettings
 from gateway.server import BackgroundServer
+from gateway.telemetry import QUERY_LANES
 from gateway.telemetry.clickhouse import ReadOnlyClient
 
 ADMIN = "adm-query-limits-1"
@@ -134,3 +136,22 @@ def test_a_long_adhoc_query_holds_up_no_panel_and_dies_with_its_client(gateway):
     left = admin_query(srv, "SELECT count() AS n FROM system.processes WHERE query LIKE '%sleep(2)%' "
                             "AND query NOT LIKE '%system.processes%'")
     assert left.status_code == 200 and orjson.loads(left.content) == {"n": 0}
+
+
+def test_a_full_dashboard_lane_answers_busy_and_frees_up_when_its_query_is_dropped(gateway):
+    srv = gateway("{settings: {max_block_size: 1}, dashboard: {concurrency: 1, queue_wait_s: 0.3}}")
+    lane = srv.app[QUERY_LANES].lane("dashboard")
+
+    async def occupy():  # a panel query that takes its time, as a slow store would
+        return asyncio.ensure_future(lane.run(lambda client: client.query(LONG_SQL, "TSV")))
+
+    task = srv.call(occupy())
+    wait_for(lambda: lanes(srv)["dashboard"]["running"] == 1, what="the lane to fill")
+    busy = httpx.get(f"{srv.url}/admin/dashboard/summary", headers=AUTH, timeout=30)
+    assert busy.status_code == 503 and busy.json()["error"]["code"] == "busy"
+    assert busy.json()["error"]["type"] == "server_error"
+    assert admin_query(srv, "SELECT 1 AS one").status_code == 200  # the ad-hoc lane is free meanwhile
+    srv.loop.call_soon_threadsafe(task.cancel)  # its caller goes away: the query is killed
+    wait_for(lambda: lanes(srv)["dashboard"]["running"] == 0 and lanes(srv)["dashboard"]["cancelled"] == 1,
+             timeout=20, what="the dropped panel query to end")
+    assert httpx.get(f"{srv.url}/admin/dashboard/summary", headers=AUTH, timeout=30).status_code == 200

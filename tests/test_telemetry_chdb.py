@@ -394,17 +394,20 @@ def test_admin_query_is_read_only_and_authenticated(gateway, tdb):
     assert any(q["name"] == "latency-by-model" and q["params"] == {"minutes": "60", "since_ms": "0"} for q in listed)
 
 
-def test_admin_without_key_answers_loopback_only():
+def test_admin_without_key_answers_local_requests_only():
     from gateway.admin import AdminAPI
 
     class Req:
-        def __init__(self, remote, auth=""):
+        method = "GET"
+
+        def __init__(self, remote, auth="", host="localhost:8080"):
             self.remote = remote
-            self.headers = {"Authorization": auth} if auth else {}
+            self.headers = {"Host": host, "Authorization": auth} if auth else {"Host": host}
 
     open_api = AdminAPI(None, lambda: None, lambda: None)
     assert open_api._denied(Req("127.0.0.1")) is None and open_api._denied(Req("::1")) is None
     assert open_api._denied(Req("10.1.2.3")).status == 403 and open_api._denied(Req(None)).status == 403
+    assert open_api._denied(Req("127.0.0.1", host="rebind.attacker.example")).status == 403
     keyed = AdminAPI("k1", lambda: None, lambda: None)
     assert keyed._denied(Req("127.0.0.1")).status == 401  # with a key, loopback needs it too
     assert keyed._denied(Req("10.1.2.3", "Bearer k1")) is None

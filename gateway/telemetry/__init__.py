@@ -43,8 +43,8 @@ RECENT = web.AppKey("telemetry_recent_requests", RecentRequests)
 TELEMETRY_ENV = environment.TELEMETRY
 STARTUP_WAIT_S = 3.0
 
-__all__ = ["SINK", "QUERY_LANES", "RECENT", "TelemetrySink", "build_sink", "embedded_store_conflict", "install_telemetry",
-           "telemetry_enabled"]
+__all__ = ["SINK", "QUERY_LANES", "RECENT", "TelemetrySink", "build_sink", "embedded_store_conflict",
+           "install_telemetry", "telemetry_enabled"]
 
 
 def telemetry_enabled(snapshot: ConfigSnapshot) -> bool:
