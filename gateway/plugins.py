@@ -29,9 +29,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config.access import PluginSpec
-from gateway.plugin_resolve import BUILTINS, ENTRY_POINT_GROUP, PluginLoadError, resolve
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, PermissionDeniedError, PolicyRejectedError, ServiceUnavailableError
+from gateway.plugin_resolve import BUILTINS, ENTRY_POINT_GROUP, PluginLoadError, resolve
 
 log = logging.getLogger("gateway.plugins")
 
