@@ -21,6 +21,7 @@ from typing import Any
 import click
 import orjson
 
+from gateway.config import environment
 from gateway.proxies import local_url
 from gateway.telemetry.commands import _CONFIG, _DATA_DIR, _DSN, _direct, _snapshot, _store_settings, _via_gateway
 from gateway.telemetry.queries import QueryRejected, resolve
@@ -175,7 +176,7 @@ def session_rows(source: RowSource, session: str) -> list[dict]:
 def _source_options(fn):
     for deco in reversed((
             click.option("--url", default=None, help="Gateway base URL to query through (embedded store)."),
-            click.option("--admin-key", envvar="GATEWAY_ADMIN_KEY", default=None,
+            click.option("--admin-key", envvar=environment.ADMIN_KEY, default=None,
                          help="Admin key ($GATEWAY_ADMIN_KEY)."),
             click.option("--timeout", type=float, default=120.0, show_default=True,
                          help="Seconds to wait for each query."),

@@ -17,6 +17,7 @@ import orjson
 import yaml
 
 from gateway.cli_support import config_option
+from gateway.config import environment
 from gateway.proxies import local_url
 
 
@@ -106,7 +107,7 @@ def _variables(pairs: tuple[str, ...], json_pairs: tuple[str, ...]) -> dict[str,
 @click.option("--message", "-m", default=None, help="A user message to send (the caller's messages).")
 @click.option("--session", default=None, help="x-gateway-session-id (default: the chain request's id).")
 @click.option("--url", default=None, help="Gateway base URL (default http://<server.host>:<server.port>).")
-@click.option("--api-key", envvar="LLM_GATEWAY_API_KEY", default=None, help="Bearer key ($LLM_GATEWAY_API_KEY).")
+@click.option("--api-key", envvar=environment.API_KEY, default=None, help="Bearer key ($LLM_GATEWAY_API_KEY).")
 @click.option("--timeout", type=float, default=300.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole response JSON.")
 @_CONFIG

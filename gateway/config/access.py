@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from gateway.plugin_resolve import PluginLoadError, resolve
+
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # What a key may reach below /v1/ unless it lists its own ``endpoints``: inference only. Account
 # and server-admin paths (files, batches, fine_tuning, vLLM's LoRA loading, anything else) are
@@ -33,38 +35,33 @@ class _Strict(BaseModel):
 
 
 class Budget(_Strict):
-    """Spend allowed per calendar period (UTC), in USD: ``day`` and/or ``month``."""
+    """Spend allowed per calendar period (UTC), in USD."""
 
-    day: float | None = Field(None, gt=0)
-    month: float | None = Field(None, gt=0)
+    day: float | None = Field(None, gt=0, description="USD per UTC day")
+    month: float | None = Field(None, gt=0, description="USD per UTC month")
 
 
 class VirtualKey(_Strict):
-    """One client key and the policy of its holder.
-
-    ``sha256``: hex SHA-256 of the key (``llm-gateway keys create`` prints it). ``id``: the
-    name rows, headers and rules use (default ``key-`` + the hash's first 12 hex digits, the
-    same fingerprint telemetry uses). ``models``: globs of public model names the key may use.
-    ``rpm`` / ``tpm``: requests and tokens per minute (token buckets refilled continuously).
-    ``max_concurrent``: requests in flight at once. ``budget_usd``: spend per UTC day / month.
-    ``endpoints``: globs over the paths below ``/v1/`` the key may use (``files*``, with or
-    without the leading ``/v1/``; ``default`` stands for ``DEFAULT_ENDPOINTS``); unset: the
-    inference endpoints of ``DEFAULT_ENDPOINTS`` only.
-    ``metadata``: added to every row of the key (wins over caller metadata). ``disabled``: the
-    key answers 401 as if unknown.
+    """One client key and the policy of its holder. Rate and token limits are token buckets
+    refilled continuously.
     """
 
-    tenant: str = Field(min_length=1, max_length=128)
-    sha256: str = Field(repr=False)
-    id: str | None = None
-    models: list[str] = Field(default_factory=lambda: ["*"])
-    rpm: int | None = Field(None, ge=1)
-    tpm: int | None = Field(None, ge=1)
-    max_concurrent: int | None = Field(None, ge=1)
-    budget_usd: Budget | None = None
-    endpoints: list[str] | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
-    disabled: bool = False
+    tenant: str = Field(min_length=1, max_length=128, description="the team the key belongs to (rows, limits, rules)")
+    sha256: str = Field(repr=False, description=(
+        "hex SHA-256 of the key (llm-gateway keys create prints it), never the key itself"))
+    id: str | None = Field(None, description=(
+        "the name rows, headers and rules use (default key- + the hash's first 12 hex digits)"))
+    models: list[str] = Field(default_factory=lambda: ["*"], description="globs of the public models the key may use")
+    rpm: int | None = Field(None, ge=1, description="requests per minute")
+    tpm: int | None = Field(None, ge=1, description="tokens per minute")
+    max_concurrent: int | None = Field(None, ge=1, description="requests in flight at once")
+    budget_usd: Budget | None = Field(None, description="spend allowed per UTC day / month")
+    endpoints: list[str] | None = Field(None, description=(
+        "globs over the paths below /v1/ the key may use (default stands for the inference endpoints; unset: those "
+        "only)"))
+    metadata: dict[str, str] = Field(default_factory=dict, description=(
+        "added to every row of the key (wins over caller metadata)"))
+    disabled: bool = Field(False, description="the key answers 401 as if unknown")
 
     @field_validator("sha256", mode="before")
     @classmethod
@@ -155,16 +152,12 @@ def read_keys_file(path: str) -> list[VirtualKey]:
 
 
 class AuthSettings(_Strict):
-    """Who may call ``/v1/*``.
+    """Who may call ``/v1/*``."""
 
-    ``mode``: ``keys`` (a known virtual key is required) or ``none`` (anyone; local
-    development). Unset: ``keys`` as soon as any key is configured, else ``none``.
-    ``keys_file``: more keys from a file (normally ``${GATEWAY_KEYS_FILE}``), same shape as
-    ``keys``; read when the config is (re)loaded.
-    """
-
-    mode: Literal["keys", "none"] | None = None
-    keys_file: str | None = None
+    mode: Literal["keys", "none"] | None = Field(None, description=(
+        "keys (a known key is required) or none (anyone); unset: keys as soon as any key is configured"))
+    keys_file: str | None = Field(None, description=(
+        "more keys from a YAML/JSON file (e.g. ${GATEWAY_KEYS_FILE}), same shape as keys; read on each (re)load"))
     _file_keys: list[VirtualKey] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
@@ -179,52 +172,43 @@ class AuthSettings(_Strict):
 
 
 class LimitSettings(_Strict):
-    """Where rate, token, concurrency and budget counters live and how tokens are estimated.
+    """Where rate, token, concurrency and budget counters live and how tokens are estimated."""
 
-    ``redis_url``: share counters between gateway instances (``redis://host:6379/0``; may hold a
-    password, never shown); unset: in-process counters. ``on_redis_error``: ``allow`` (fail
-    open: serve unlimited while Redis is unreachable, counted and logged) or ``reject`` (503).
-    ``redis_timeout_ms``: per-call timeout; ``redis_connect_timeout_ms``: for opening a
-    connection; ``redis_pool_timeout_ms``: the longest wait for a free pooled connection (of
-    ``redis_max_connections``) in a burst. A refused connection, or three failures in a row,
-    make the gateway skip Redis for ``redis_retry_s``. ``default_max_tokens``: completion tokens assumed when a request sets no
-    ``max_tokens`` (the estimate is corrected with the real usage afterwards).
-    ``token_estimate``: ``chars`` (~4 characters per token, cheapest) or ``tiktoken``.
-    ``concurrency_lease_s``: how long an in-flight slot survives an instance that died.
-    """
-
-    redis_url: str | None = Field(None, repr=False)
-    on_redis_error: Literal["allow", "reject"] = "allow"
-    redis_timeout_ms: float = Field(250.0, gt=0)
-    redis_connect_timeout_ms: float = Field(1000.0, gt=0)
-    redis_pool_timeout_ms: float = Field(1000.0, gt=0)
-    redis_retry_s: float = Field(1.0, ge=0)
-    redis_max_connections: int = Field(64, ge=1)
-    key_prefix: str = Field("llmgw", min_length=1, max_length=64)
-    default_max_tokens: int = Field(512, ge=0)
-    token_estimate: Literal["chars", "tiktoken"] = "chars"
-    concurrency_lease_s: float = Field(900.0, gt=0)
+    redis_url: str | None = Field(None, repr=False, description=(
+        "share counters between instances (redis://host:6379/0); unset: counters in this process"))
+    on_redis_error: Literal["allow", "reject"] = Field("allow", description=(
+        "while Redis is unreachable: allow (serve unlimited, counted and logged) or reject (503)"))
+    redis_timeout_ms: float = Field(250.0, gt=0, description="timeout of one Redis call (ms)")
+    redis_connect_timeout_ms: float = Field(1000.0, gt=0, description="timeout to open a Redis connection (ms)")
+    redis_pool_timeout_ms: float = Field(1000.0, gt=0, description=(
+        "longest wait for a free pooled connection in a burst (ms)"))
+    redis_retry_s: float = Field(1.0, ge=0, description=(
+        "after a refused connection or three failures in a row, skip Redis this long"))
+    redis_max_connections: int = Field(64, ge=1, description="size of the Redis connection pool")
+    key_prefix: str = Field("llmgw", min_length=1, max_length=64, description="prefix of the Redis keys")
+    default_max_tokens: int = Field(512, ge=0, description=(
+        "completion tokens assumed when a request sets no max_tokens (corrected with the real usage)"))
+    token_estimate: Literal["chars", "tiktoken"] = Field("chars", description=(
+        "chars (~4 characters a token, cheapest) or tiktoken"))
+    concurrency_lease_s: float = Field(900.0, gt=0, description=(
+        "how long an in-flight slot survives an instance that died"))
 
 
 class PluginSpec(_Strict):
-    """One plugin hook.
-
-    ``path``: ``package.module:attr`` (imported), ``path/to/file.py:attr`` (loaded by path,
-    relative to the working directory) or a built-in name (``pii``, ``blocklist``,
-    ``max_tokens_cap``). ``attr`` is a class or factory called with ``settings`` as keyword
-    arguments, or a ready object. ``name``: label in counters and logs (default from ``path``).
-    ``timeout_ms``: bound on each hook call. ``on_error``: when the hook raises or times out,
-    ``allow`` the request (counted and logged) or ``reject`` it (503). ``tenants``: run only for
-    these tenants (globs; default all). ``enabled``: false skips it.
+    """One plugin hook: ``path`` names a class or factory (called with ``settings`` as keyword
+    arguments) or a ready object.
     """
 
-    path: str = Field(min_length=1)
-    name: str | None = None
-    enabled: bool = True
-    timeout_ms: float = Field(200.0, gt=0)
-    on_error: Literal["allow", "reject"] = "allow"
-    tenants: list[str] | None = None
-    settings: dict[str, Any] = Field(default_factory=dict)
+    path: str = Field(min_length=1, description=(
+        "package.module:attr, path/to/file.py:attr, or a built-in name (pii, blocklist, max_tokens_cap)"))
+    name: str | None = Field(None, description="label in counters and logs (default from path)")
+    enabled: bool = Field(True, description="false skips it")
+    timeout_ms: float = Field(200.0, gt=0, description="bound on each hook call (ms)")
+    on_error: Literal["allow", "reject"] = Field("allow", description=(
+        "when the hook raises or times out: allow the request (counted and logged) or reject it (503)"))
+    tenants: list[str] | None = Field(None, description="run only for these tenants (globs; default all)")
+    settings: dict[str, Any] = Field(default_factory=dict, description=(
+        "keyword arguments for the plugin's class or factory"))
 
     @property
     def label(self) -> str:
@@ -264,8 +248,6 @@ def access_problems(config: Any) -> list[str]:
         else:
             seen_hashes[key.sha256] = where
     labels: dict[str, int] = {}
-    from gateway.plugins import PluginLoadError, resolve
-
     for i, spec in enumerate(config.plugins):
         if spec.enabled:
             try:

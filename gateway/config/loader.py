@@ -197,5 +197,6 @@ models:
 
 
 def default_config() -> ConfigSnapshot:
-    """The embedded defaults used by ``llm-gateway demo`` and ``serve`` without ``--config``."""
+    """The embedded defaults: ``llm-gateway demo``, and any command when no config file is found
+    (``gateway.config.resolve``)."""
     return parse_config(DEFAULT_CONFIG_YAML, "<embedded defaults>")

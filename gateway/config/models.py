@@ -29,36 +29,28 @@ class _Strict(BaseModel):
 
 
 class Timeouts(_Strict):
-    """Upstream timeouts in seconds.
+    """Upstream timeouts of a backend, in seconds."""
 
-    ``connect``: TCP/TLS connect. ``first_byte``: from sending the request until the response
-    headers (and, for streams, the first body bytes) arrive. ``read``: longest silence between
-    two reads of a body. ``total``: the whole exchange, stream included.
-    """
-
-    connect: float = Field(10.0, gt=0)
-    first_byte: float = Field(120.0, gt=0)
-    read: float = Field(120.0, gt=0)
-    total: float = Field(600.0, gt=0)
+    connect: float = Field(10.0, gt=0, description="seconds to open the TCP/TLS connection")
+    first_byte: float = Field(120.0, gt=0, description=(
+        "seconds from sending the request until the response headers (and, for a stream, its first bytes) arrive; "
+        "504 after"))
+    read: float = Field(120.0, gt=0, description=(
+        "longest silence in seconds between two reads of a body (mid-stream: an SSE error event)"))
+    total: float = Field(600.0, gt=0, description="seconds for the whole exchange, stream included")
 
 
 class MockSettings(_Strict):
-    """Behaviour of the built-in deterministic ``mock`` backend.
+    """Behaviour of the built-in deterministic ``mock`` backend (demos, tests, load tests)."""
 
-    ``ttft_ms``: delay before the first chunk (ms). ``itl_ms``: delay before each later chunk
-    (ms); a non-streamed answer takes as long as the whole stream would. ``tokens``: words in a
-    text answer (capped by the request's ``max_tokens``).
-    ``chunk_tokens``: tokens per streamed chunk. ``usage``: whether responses report usage
-    (off simulates a backend that never does). ``embedding_dims``: vector size for embeddings.
-    """
-
-    ttft_ms: float = Field(0.0, ge=0)
-    itl_ms: float = Field(0.0, ge=0)
+    ttft_ms: float = Field(0.0, ge=0, description="delay before the first chunk (ms)")
+    itl_ms: float = Field(0.0, ge=0, description=(
+        "delay before each later chunk (ms); a non-streamed answer takes as long as the whole stream would"))
     latency_ms: float = Field(0.0, ge=0, description="extra delay before every answer, embeddings included")
-    tokens: int = Field(16, ge=0)
-    chunk_tokens: int = Field(1, ge=1)
-    usage: bool = True
-    embedding_dims: int = Field(8, ge=1)
+    tokens: int = Field(16, ge=0, description="words in a text answer (capped by the request's max_tokens)")
+    chunk_tokens: int = Field(1, ge=1, description="tokens per streamed chunk")
+    usage: bool = Field(True, description="report usage; false behaves like a backend that never does")
+    embedding_dims: int = Field(8, ge=1, description="length of each embedding vector")
 
 
 class Backend(_Strict):
@@ -68,15 +60,21 @@ class Backend(_Strict):
     ``base_url`` includes the API prefix (``https://api.openai.com/v1``,
     ``https://api.anthropic.com/v1``); request paths are appended to it without their ``/v1``
     prefix. For ``azure`` it is the resource endpoint (``https://NAME.openai.azure.com``) and
-    the target's model is the deployment name. ``api_key`` is normally ``${ENV_VAR}``.
+    the target's model is the deployment name.
     """
 
-    type: Literal["openai", "vllm", "mock", "anthropic", "azure"]
-    base_url: str | None = None
-    api_key: str | None = Field(None, repr=False)
-    timeouts: Timeouts = Timeouts()
-    headers: dict[str, str] = Field(default_factory=dict, repr=False)
-    mock: MockSettings = MockSettings()
+    type: Literal["openai", "vllm", "mock", "anthropic", "azure"] = Field(description=(
+        "the protocol: openai (any OpenAI-compatible API), vllm, anthropic (Messages API), azure (Azure OpenAI) or "
+        "mock (built in)"))
+    base_url: str | None = Field(None, description=(
+        "API root with its prefix (https://api.openai.com/v1); for azure the resource endpoint; required except for "
+        "mock"))
+    api_key: str | None = Field(None, repr=False, description=(
+        "the backend's key, normally ${ENV_VAR}; never logged or shown"))
+    timeouts: Timeouts = Field(Timeouts(), description="upstream timeouts")
+    headers: dict[str, str] = Field(default_factory=dict, repr=False, description=(
+        "extra headers sent with every request to this backend"))
+    mock: MockSettings = Field(MockSettings(), description="behaviour of a mock backend")
     api_version: str | None = Field(None, description=(
         "azure: the api-version query parameter (default 2024-10-21); "
         "anthropic: the anthropic-version header (default 2023-06-01)"))
@@ -105,19 +103,16 @@ class Backend(_Strict):
 
 
 class Target(_Strict):
-    """A backend plus the model name that backend knows it by.
-
-    ``weight``: share for the ``weighted`` strategy (relative). ``priority``: order for the
-    ``priority`` strategy (lower first; ties keep list order). ``context_window``: the
-    model's context in tokens; a target too small for the estimated prompt + ``max_tokens``
-    is skipped, and a context-length error moves to a larger one.
+    """A backend plus the model name that backend knows it by. A context-length error
+    moves only to a target with a larger ``context_window``.
     """
 
-    backend: str
+    backend: str = Field(description="name of a backend under backends")
     model: str | None = Field(None, description="upstream model name; defaults to the public name")
-    weight: float = Field(1.0, ge=0)
-    priority: int = 0
-    context_window: int | None = Field(None, gt=0)
+    weight: float = Field(1.0, ge=0, description="relative share for the weighted strategy")
+    priority: int = Field(0, description="order for the priority strategy: lower first, ties in list order")
+    context_window: int | None = Field(None, gt=0, description=(
+        "the model's context in tokens: a smaller target than the estimated prompt + max_tokens is skipped"))
 
 
 Strategy = Literal["weighted", "priority", "least-latency", "least-busy", "vllm-load"]
@@ -129,53 +124,54 @@ FailureClass = Annotated[_FailureName, BeforeValidator(
 
 
 class RetryPolicy(_Strict):
-    """Retries of one target before moving on.
-
-    ``attempts``: tries per target (1 = no retry). Backoff before retry *n* is
-    ``min(max_backoff_ms, base_backoff_ms * 2**(n-1))`` with full jitter; a 429's
-    ``Retry-After`` is honoured up to ``max_retry_after_ms``. ``deadline_ms`` bounds the whole
-    attempt loop (all targets). ``retry_on``: failure classes worth retrying on the same target.
+    """Retries of one target before moving on: exponential backoff with full jitter,
+    within one deadline for all targets.
     """
 
-    attempts: int = Field(2, ge=1, le=10)
-    base_backoff_ms: float = Field(100.0, ge=0)
-    max_backoff_ms: float = Field(2000.0, ge=0)
-    max_retry_after_ms: float = Field(5000.0, ge=0)
-    deadline_ms: float = Field(60000.0, gt=0)
-    retry_on: list[FailureClass] = Field(default_factory=lambda: ["connect", "timeout", "5xx", "429"])
+    attempts: int = Field(2, ge=1, le=10, description="tries per target (1: no retry)")
+    base_backoff_ms: float = Field(100.0, ge=0, description=(
+        "backoff before retry n is up to min(max_backoff_ms, base_backoff_ms × 2^(n-1)), full jitter"))
+    max_backoff_ms: float = Field(2000.0, ge=0, description="cap on one backoff")
+    max_retry_after_ms: float = Field(5000.0, ge=0, description=(
+        "a 429's Retry-After is honoured up to this; a longer one moves to the next target"))
+    deadline_ms: float = Field(60000.0, gt=0, description="bound on the whole attempt loop, all targets together")
+    retry_on: list[FailureClass] = Field(default_factory=lambda: ["connect", "timeout", "5xx", "429"], description=(
+        "failure classes retried on the same target (connect, timeout, 5xx, 429, context_length_exceeded)"))
 
 
 class CircuitBreakerSettings(_Strict):
-    """Per-target circuit breaker.
-
-    Opens after ``consecutive_failures`` failures in a row, or when the failure rate over the
-    last ``window_s`` seconds exceeds ``error_rate`` with at least ``min_requests`` requests.
-    While open the target is skipped; after ``cooldown_s`` one probe request (half-open)
-    decides whether it closes again.
+    """Per-target circuit breaker: while open the target is skipped; after
+    ``cooldown_s`` one probe request (half-open) decides whether it closes again.
     """
 
-    enabled: bool = True
-    consecutive_failures: int = Field(5, ge=1)
-    error_rate: float = Field(0.5, gt=0, le=1)
-    min_requests: int = Field(20, ge=1)
-    window_s: float = Field(30.0, gt=0)
-    cooldown_s: float = Field(30.0, gt=0)
+    enabled: bool = Field(True, description="skip targets that keep failing")
+    consecutive_failures: int = Field(5, ge=1, description="failures in a row that open the circuit")
+    error_rate: float = Field(0.5, gt=0, le=1, description=(
+        "failure share over window_s that opens it (with at least min_requests)"))
+    min_requests: int = Field(20, ge=1, description="requests in the window before error_rate applies")
+    window_s: float = Field(30.0, gt=0, description="seconds of history error_rate looks at")
+    cooldown_s: float = Field(30.0, gt=0, description=(
+        "seconds an open circuit waits before one probe request decides whether it closes"))
 
 
 class PublicModel(_Strict):
-    """A public model name as clients see it, served by one or more targets.
+    """A public model name as clients see it, served by one or more targets (or by a chain).
 
     ``strategy`` orders the targets per request; the attempt loop tries them in that order,
     moving on for the failure classes in ``fallback_on``.
     """
 
-    targets: list[Target] = Field(default_factory=list)
-    strategy: Strategy = "priority"
-    retry: RetryPolicy | None = None
-    fallback_on: list[FailureClass] | None = None
-    owned_by: str = "llm-gateway"
+    targets: list[Target] = Field(default_factory=list, description=(
+        "where the model is served: a backend and the name it knows the model by, in order"))
+    strategy: Strategy = Field("priority", description=(
+        "how targets are ordered per request (the Routing section of the README)"))
+    retry: RetryPolicy | None = Field(None, description="retry policy for this model (default: routing.retry)")
+    fallback_on: list[FailureClass] | None = Field(None, description=(
+        "failure classes that move on to the next target (default: routing.fallback_on)"))
+    owned_by: str = Field("llm-gateway", description="owned_by in GET /v1/models")
     prompt: str | None = Field(None, description="prompt injected into every chat request: name[@label|@version]")
-    cache: CacheOverride | None = None  # per-model cache settings (docs/cache.md)
+    cache: CacheOverride | None = Field(None, description=(
+        "this model's cache settings; unset fields inherit cache.* (docs/cache.md)"))
     chain: str | None = Field(None, description="serve this chain (chains/<name>.yaml) instead of targets")
 
     @model_validator(mode="after")
@@ -189,36 +185,31 @@ class PublicModel(_Strict):
 
 
 class RouteMatch(_Strict):
-    """Conditions of a routing rule; all given conditions must hold.
+    """Conditions of a routing rule; all given conditions must hold."""
 
-    ``model``: glob on the requested model. ``headers``: header → exact value.
-    ``header_regex``: header → regular expression (``re.search``). ``metadata``: key → value
-    from the caller metadata. ``tenant`` / ``api_key_id`` / ``prompt_id``: exact (globs
-    allowed). ``stream``: true/false. ``min_prompt_tokens`` / ``max_prompt_tokens``: bounds on
-    the estimated prompt tokens (tiktoken).
-    """
-
-    model: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    header_regex: dict[str, str] = Field(default_factory=dict)
-    metadata: dict[str, str] = Field(default_factory=dict)
-    tenant: str | None = None
-    api_key_id: str | None = None
-    prompt_id: str | None = None
-    stream: bool | None = None
-    min_prompt_tokens: int | None = Field(None, ge=0)
-    max_prompt_tokens: int | None = Field(None, ge=0)
+    model: str | None = Field(None, description="glob on the requested model")
+    headers: dict[str, str] = Field(default_factory=dict, description="request header → exact value")
+    header_regex: dict[str, str] = Field(default_factory=dict, description=(
+        "request header → regular expression (searched)"))
+    metadata: dict[str, str] = Field(default_factory=dict, description="caller metadata key → value")
+    tenant: str | None = Field(None, description="the key's tenant (glob)")
+    api_key_id: str | None = Field(None, description="the key's id (glob)")
+    prompt_id: str | None = Field(None, description="the selected prompt's name (glob)")
+    stream: bool | None = Field(None, description="whether the request streams")
+    min_prompt_tokens: int | None = Field(None, ge=0, description=(
+        "the estimated prompt tokens are at least this (tiktoken)"))
+    max_prompt_tokens: int | None = Field(None, ge=0, description="the estimated prompt tokens are at most this")
 
 
 class RouteRule(_Strict):
     """One routing rule: when ``match`` holds, use public ``model`` instead, or override the
     model's ``targets`` / ``strategy``. Rules are tried in order; the first match wins."""
 
-    name: str
-    match: RouteMatch = RouteMatch()
-    model: str | None = None
-    targets: list[Target] | None = None
-    strategy: Strategy | None = None
+    name: str = Field(description="the rule's name, recorded as route_rule in each row (unique)")
+    match: RouteMatch = Field(RouteMatch(), description="conditions, all of which must hold")
+    model: str | None = Field(None, description="send the request to this public model instead")
+    targets: list[Target] | None = Field(None, description="serve it from these targets instead of the model's")
+    strategy: Strategy | None = Field(None, description="order the targets with this strategy instead")
 
     @model_validator(mode="after")
     def _has_action(self) -> "RouteRule":
@@ -228,39 +219,33 @@ class RouteRule(_Strict):
 
 
 class RoutingSettings(_Strict):
-    """Defaults for every public model: retry policy, fallback classes, circuit breaker.
+    """Defaults for every public model: retry policy, fallback classes, circuit breaker."""
 
-    ``seed``: fix the random source (weighted choice, exploration) for reproducible tests.
-    ``exploration``: share of ``least-latency`` decisions that try a random target.
-    ``ewma_alpha``: weight of the newest latency sample in the EWMA.
-    """
-
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = Field(RetryPolicy(), description="default retry policy of every model")
     fallback_on: list[FailureClass] = Field(
-        default_factory=lambda: ["connect", "timeout", "5xx", "429", "context_length_exceeded"])
-    circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
-    exploration: float = Field(0.05, ge=0, le=1)
-    ewma_alpha: float = Field(0.3, gt=0, le=1)
-    seed: int | None = None
+        default_factory=lambda: ["connect", "timeout", "5xx", "429", "context_length_exceeded"], description=(
+        "default failure classes that move on to the next target"))
+    circuit_breaker: CircuitBreakerSettings = Field(CircuitBreakerSettings(), description=(
+        "per-target circuit breaker"))
+    exploration: float = Field(0.05, ge=0, le=1, description=(
+        "share of least-latency decisions that try the targets in random order"))
+    ewma_alpha: float = Field(0.3, gt=0, le=1, description=(
+        "weight of the newest latency sample in the latency average"))
+    seed: int | None = Field(None, description=(
+        "fix the random source (weighted choice, exploration) for reproducible runs"))
     redis_url: str | None = Field(None, description="share circuit state between instances")
-    vllm_load: VllmLoadSettings = VllmLoadSettings()  # the vllm-load strategy (docs/vllm.md)
+    vllm_load: VllmLoadSettings = Field(VllmLoadSettings(), description=(
+        "the vllm-load strategy's weights and prefix affinity (docs/vllm.md)"))
 
 
 class ServerSettings(_Strict):
-    """HTTP front settings.
+    """The HTTP front: address, body limit, forwarded headers, reloads, admin access, proxies, CORS."""
 
-    ``body_limit_bytes``: largest accepted request body (413 above it).
-    ``forward_headers``: client request headers passed to the upstream (names or globs such
-    as ``x-team-*``, case-insensitive). ``Authorization`` is never forwarded.
-    ``trusted_proxies``: the reverse proxies in front of the gateway; only their
-    ``X-Forwarded-*`` headers are believed. ``cors_origins``: the web origins whose pages may
-    call the gateway from a browser (docs/access.md).
-    """
-
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    body_limit_bytes: int = Field(32 * 1024 * 1024, ge=1024)
-    forward_headers: list[str] = Field(default_factory=list)
+    host: str = Field("127.0.0.1", description="bind address (serve --host overrides)")
+    port: int = Field(8080, ge=0, le=65535, description="port (serve --port overrides)")
+    body_limit_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest accepted request body; 413 above it")
+    forward_headers: list[str] = Field(default_factory=list, description=(
+        "client headers passed to the backend (names or globs such as x-team-*, any case); never Authorization"))
     reload_interval_s: float = Field(1.0, ge=0, description="how often the config file is checked; 0: only SIGHUP")
     admin_key: str | None = Field(None, repr=False, description=(
         "bearer key for /admin/* (e.g. ${GATEWAY_ADMIN_KEY}); unset: admin endpoints answer local requests only "
@@ -293,21 +278,25 @@ class ServerSettings(_Strict):
 class GatewayConfig(_Strict):
     """The whole of ``gateway.yaml``."""
 
-    server: ServerSettings = ServerSettings()
-    backends: dict[str, Backend] = Field(default_factory=dict)
-    models: dict[str, PublicModel] = Field(default_factory=dict)
-    routes: list[RouteRule] = Field(default_factory=list)
-    routing: RoutingSettings = RoutingSettings()
-    telemetry: TelemetrySettings = TelemetrySettings()
-    pricing: PricingSettings = PricingSettings()
-    observability: ObservabilitySettings = ObservabilitySettings()
-    prompts: PromptSettings = PromptSettings()
-    chains: ChainSettings = ChainSettings()
-    cache: CacheSettings = CacheSettings()
-    auth: AuthSettings = AuthSettings()
-    keys: list[VirtualKey] = Field(default_factory=list)
-    limits: LimitSettings = LimitSettings()
-    plugins: list[PluginSpec] = Field(default_factory=list)
+    server: ServerSettings = Field(ServerSettings(), description="the HTTP front")
+    backends: dict[str, Backend] = Field(default_factory=dict, description="upstreams by name")
+    models: dict[str, PublicModel] = Field(default_factory=dict, description="public model names clients use, by name")
+    routes: list[RouteRule] = Field(default_factory=list, description=(
+        "routing rules, tried in order; the first that matches wins"))
+    routing: RoutingSettings = Field(RoutingSettings(), description=(
+        "retries, fallbacks and circuit breakers for every model"))
+    telemetry: TelemetrySettings = Field(TelemetrySettings(), description=(
+        "one row per request in ClickHouse (embedded chDB by default)"))
+    pricing: PricingSettings = Field(PricingSettings(), description="per-model prices for cost_usd")
+    observability: ObservabilitySettings = Field(ObservabilitySettings(), description="traces, metrics and logs")
+    prompts: PromptSettings = Field(PromptSettings(), description="where versioned prompt files live")
+    chains: ChainSettings = Field(ChainSettings(), description="where chain files live and their limits")
+    cache: CacheSettings = Field(CacheSettings(), description="the response cache")
+    auth: AuthSettings = Field(AuthSettings(), description="who may call /v1/*")
+    keys: list[VirtualKey] = Field(default_factory=list, description="virtual keys and the policy of each")
+    limits: LimitSettings = Field(LimitSettings(), description=(
+        "where rate, token, concurrency and budget counters live"))
+    plugins: list[PluginSpec] = Field(default_factory=list, description="policy hooks run on each request")
 
     @model_validator(mode="after")
     def _cross_links(self) -> "GatewayConfig":

@@ -27,39 +27,36 @@ class BatchSettings(_Strict):
     """The ``BatchSpanProcessor``: spans wait in a bounded queue (dropped when it is full,
     never blocking a request) and leave in batches from a background thread."""
 
-    max_queue_size: int = Field(2048, ge=1)
-    schedule_delay_ms: float = Field(1000.0, gt=0)
-    max_export_batch_size: int = Field(512, ge=1)
-    export_timeout_ms: float = Field(30000.0, gt=0)
+    max_queue_size: int = Field(2048, ge=1, description=(
+        "spans held for export; more are dropped, never blocking a request"))
+    schedule_delay_ms: float = Field(1000.0, gt=0, description="how often a batch leaves (ms)")
+    max_export_batch_size: int = Field(512, ge=1, description="spans per export request")
+    export_timeout_ms: float = Field(30000.0, gt=0, description="timeout of one export (ms)")
 
 
 class TracingSettings(_Strict):
-    """OpenTelemetry traces: a SERVER span per request, a CLIENT span per upstream attempt.
+    """OpenTelemetry traces: a SERVER span per request, a CLIENT span per upstream attempt."""
 
-    ``sample_ratio``: share of new traces recorded (by trace id, so every service samples the
-    same traces). ``parent_based``: follow the sampled flag of the client's ``traceparent``.
-    ``exporter``: ``otlp`` (OTLP over HTTP/protobuf to ``endpoint``), ``console`` (stdout, for
-    a quick look) or ``none`` (ids are still propagated and logged). ``endpoint``: the full
-    traces URL; unset: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``
-    or ``http://localhost:4318/v1/traces``. ``headers``: sent with every export (an API key:
-    use ``${ENV}``). ``capture_content``: put prompts and completions on the spans
-    (``gen_ai.input.messages`` / ``gen_ai.output.messages``), each capped at
-    ``content_max_chars``.
-    """
-
-    enabled: bool = False
-    sample_ratio: float = Field(1.0, ge=0, le=1)
-    parent_based: bool = True
-    exporter: Literal["otlp", "console", "none"] = "otlp"
-    endpoint: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict, repr=False)
-    timeout_s: float = Field(10.0, gt=0)
-    compression: Literal["none", "gzip"] = "none"
-    service_name: str = "llm-gateway"
-    resource_attributes: dict[str, str] = Field(default_factory=dict)
-    capture_content: bool = False
-    content_max_chars: int = Field(16384, ge=0)
-    batch: BatchSettings = BatchSettings()
+    enabled: bool = Field(False, description="record OpenTelemetry spans")
+    sample_ratio: float = Field(1.0, ge=0, le=1, description=(
+        "share of new traces recorded (by trace id, so every service samples the same traces)"))
+    parent_based: bool = Field(True, description="follow the sampled flag of the client's traceparent")
+    exporter: Literal["otlp", "console", "none"] = Field("otlp", description=(
+        "otlp (OTLP over HTTP/protobuf to endpoint), console (stdout) or none (ids still propagated and logged)"))
+    endpoint: str | None = Field(None, description=(
+        "the traces URL (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT or "
+        "http://localhost:4318/v1/traces)"))
+    headers: dict[str, str] = Field(default_factory=dict, repr=False, description=(
+        "headers sent with every export (an API key: use ${ENV})"))
+    timeout_s: float = Field(10.0, gt=0, description="timeout of one export request")
+    compression: Literal["none", "gzip"] = Field("none", description="compression of export requests")
+    service_name: str = Field("llm-gateway", description="service.name of the spans")
+    resource_attributes: dict[str, str] = Field(default_factory=dict, description=(
+        "more resource attributes of the spans"))
+    capture_content: bool = Field(False, description=(
+        "put prompts and completions on the spans (gen_ai.input.messages / gen_ai.output.messages)"))
+    content_max_chars: int = Field(16384, ge=0, description="cap on each captured message")
+    batch: BatchSettings = Field(BatchSettings(), description="the span batch processor")
 
     @field_validator("endpoint")
     @classmethod
@@ -70,22 +67,19 @@ class TracingSettings(_Strict):
 
 
 class MetricsSettings(_Strict):
-    """``GET /metrics`` in Prometheus' text format.
-
-    Access (its own rule, not the admin guard, so a scraper needs no admin key): with
-    ``bearer_token`` set a scrape needs ``Authorization: Bearer <token>`` (the admin key works
-    too); without it clients from ``allow_from`` (CIDRs; default loopback and private networks)
-    are let in. ``multiprocess_dir``: where ``serve --workers N`` keeps the workers' shared
-    metric files (default: a fresh folder under the system temp dir). ``refresh_interval_s``:
-    how often each worker publishes its state gauges (circuits, telemetry sink) with several
-    workers.
+    """``GET /metrics`` in Prometheus' text format, with its own access rule (not the admin
+    guard, so a scraper needs no admin key).
     """
 
-    enabled: bool = True
-    bearer_token: str | None = Field(None, repr=False)
-    allow_from: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS_NETWORKS))
-    multiprocess_dir: str | None = None
-    refresh_interval_s: float = Field(5.0, gt=0)
+    enabled: bool = Field(True, description="serve GET /metrics")
+    bearer_token: str | None = Field(None, repr=False, description=(
+        "scrapes need Authorization: Bearer <token> (the admin key works too)"))
+    allow_from: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS_NETWORKS), description=(
+        "without a bearer_token, the networks (CIDRs) allowed to scrape"))
+    multiprocess_dir: str | None = Field(None, description=(
+        "serve --workers N: where the workers' metric files live (default: a fresh temp folder)"))
+    refresh_interval_s: float = Field(5.0, gt=0, description=(
+        "with several workers, how often each publishes its state gauges"))
 
     @field_validator("allow_from")
     @classmethod
@@ -99,15 +93,16 @@ class MetricsSettings(_Strict):
 
 
 class LoggingSettings(_Strict):
-    """Process logs. ``format``: ``text`` or ``json`` (one object a line, with ``request_id`` and
-    ``trace_id`` while a request runs). ``level``: a ``logging`` level name. ``access_log``: one
-    line per proxied request (logger ``gateway.access``): ids, tenant, model, backend, status,
-    latency, tokens — never bodies, headers or keys. ``serve --log-level/--log-format``
-    override the file."""
+    """Process logs on stderr; with ``json`` every line is a JSON object carrying
+    ``request_id`` and ``trace_id`` while a request runs.
+    """
 
-    format: Literal["text", "json"] = "text"
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    access_log: bool = False
+    format: Literal["text", "json"] = Field("text", description=(
+        "text, or json (one object a line; llm-gateway --log-format overrides)"))
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO", description=(
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL, any case (llm-gateway --log-level overrides)"))
+    access_log: bool = Field(False, description=(
+        "one line per proxied request (logger gateway.access): never bodies, headers or keys"))
 
     @field_validator("level", mode="before")
     @classmethod
@@ -116,8 +111,9 @@ class LoggingSettings(_Strict):
 
 
 class ObservabilitySettings(_Strict):
-    """The ``observability:`` section."""
+    """Traces, metrics and logs, each independent (docs/observability.md)."""
 
-    tracing: TracingSettings = TracingSettings()
-    metrics: MetricsSettings = MetricsSettings()
-    logging: LoggingSettings = LoggingSettings()
+    tracing: TracingSettings = Field(TracingSettings(), description="OpenTelemetry traces (off by default)")
+    metrics: MetricsSettings = Field(MetricsSettings(), description=(
+        "GET /metrics for Prometheus (on by default)"))
+    logging: LoggingSettings = Field(LoggingSettings(), description="process logs")

@@ -3,22 +3,18 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PromptSettings(BaseModel):
-    """Where prompt files live.
-
-    ``dir``: folder of ``<name>.yaml`` prompt files, relative to the config file (default:
-    ``prompts`` beside it; for a config given as a string, relative to the working directory
-    and off unless set). ``lock_file``: the immutability record (default
-    ``<dir>/versions.lock``), relative to the config file too.
-    """
+    """Where versioned prompt files live (docs/prompts.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dir: str | None = None
-    lock_file: str | None = None
+    dir: str | None = Field(None, description=(
+        "folder of <name>.yaml prompt files, relative to the config file (default: prompts beside it)"))
+    lock_file: str | None = Field(None, description=(
+        "the record of each version's content (default <dir>/versions.lock), relative to the config file"))
 
 
 __all__ = ["PromptSettings"]

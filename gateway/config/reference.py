@@ -90,9 +90,19 @@ def markdown() -> str:
     """The reference as Markdown (``docs/configuration.md``)."""
     out = [_INTRO]
     out += [f"| `{name}` | {meaning} |\n" for name, meaning in environment.VARIABLES.items()]
+    first: dict[type, str] = {}
     for path, model in _sections(GatewayConfig, ""):
-        out.append(_section(path, model))
+        if model in first:  # the same model in a second place (a rule's targets, a model's retry)
+            out.append(f"\n## `{path}`\n\nThe same keys as [`{first[model]}`](#{_anchor(first[model])}).\n")
+        else:
+            first[model] = path
+            out.append(_section(path, model))
     return "".join(out)
+
+
+def _anchor(path: str) -> str:
+    """GitHub's anchor of a ``## `path` `` heading."""
+    return re.sub(r"[^a-z0-9_ -]", "", path.lower()).replace(" ", "-")
 
 
 def missing_descriptions() -> list[str]:
@@ -136,14 +146,26 @@ def _members(annotation: Any) -> tuple:
 def _section(path: str, model: type[BaseModel]) -> str:
     title = f"`{path}`" if path else "Top level"
     doc = _md(inspect.cleandoc(model.__doc__ or ""))
-    rows = "".join(f"| `{name}` | {_type(field)} | {_default(field)} | {_md(field.description or '')} |\n"
-                   for name, field in model.model_fields.items())
-    return f"\n## {title}\n\n{doc}\n\n| key | type | default | meaning |\n|---|---|---|---|\n{rows}"
+    rows = []
+    for name, field in model.model_fields.items():
+        kind = _type(field)
+        sub, suffix = _nested(field.annotation)
+        if sub is not None:  # a nested section: point at it
+            where = f"{path}.{name}{suffix}" if path else f"{name}{suffix}"
+            kind = kind.replace("mapping (below)", f"mapping ([`{where}`](#{_anchor(where)}))")
+        rows.append(f"| `{name}` | {kind} | {_default(field)} | {_cell(field.description or '')} |\n")
+    return f"\n## {title}\n\n{doc}\n\n| key | type | default | meaning |\n|---|---|---|---|\n{''.join(rows)}"
 
 
 def _md(text: str) -> str:
-    """Docstring markup to Markdown: ``code`` → `code`; one line per table cell."""
-    return re.sub(r"``([^`]+)``", r"`\1`", text).replace("|", "\\|")
+    """Docstring markup to Markdown: ``code`` → `code`."""
+    return re.sub(r"``([^`]+)``", r"`\1`", text)
+
+
+def _cell(text: str) -> str:
+    """A plain-text description as a table cell: no HTML, emphasis or column breaks."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*") \
+        .replace("|", "\\|")
 
 
 # The constraint objects pydantic keeps in ``FieldInfo.metadata`` (annotated-types' Ge, Gt, …).
@@ -187,7 +209,7 @@ def _default(field: FieldInfo) -> str:
     if value is None:
         return "unset"
     if isinstance(value, BaseModel):
-        return "(below)"
+        return "its defaults"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, (list, dict)) and not value:

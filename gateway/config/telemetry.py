@@ -24,29 +24,22 @@ class _Strict(BaseModel):
 
 
 class ClickHouseSettings(_Strict):
-    """Where rows go.
+    """Where rows go: a ClickHouse server or cluster (HTTP), or the embedded chDB engine."""
 
-    ``dsn``: ``http(s)://user:pass@host:8123/db`` for a ClickHouse server or cluster (through
-    clickhouse-connect's HTTP client), or ``chdb:///abs/dir`` / ``chdb://./rel/dir`` for the
-    embedded engine. Unset: embedded chDB at ``<data_dir>/clickhouse``. The DSN may hold a
-    password; it is never logged or shown unredacted.
-    ``database``: database of the tables (created when missing); unset: the DSN's path, else
-    ``default``. ``cluster``: emit ``ON CLUSTER`` DDL with ``Replicated*`` engines and a
-    ``Distributed`` front table per table. ``ttl_days``: drop rows older than this (none by
-    default). ``async_insert``: server-side async inserts (waits for the flush, deduplicated).
-    ``compression``: compress HTTP insert bodies (lz4). Timeouts are in seconds.
-    ``insert_settings``: extra ClickHouse settings sent with every insert.
-    """
-
-    dsn: str | None = Field(None, repr=False)
-    database: str | None = None
-    cluster: str | None = None
-    ttl_days: int | None = Field(None, ge=1)
-    async_insert: bool = False
-    compression: bool = True
-    connect_timeout_s: float = Field(5.0, gt=0)
-    send_receive_timeout_s: float = Field(30.0, gt=0)
-    insert_settings: dict[str, str | int | float] = Field(default_factory=dict)
+    dsn: str | None = Field(None, repr=False, description=(
+        "http(s)://user:pass@host:8123/db for a ClickHouse server, or chdb:///abs/dir for the embedded engine "
+        "(default: chDB in <data_dir>/clickhouse); never logged unredacted"))
+    database: str | None = Field(None, description=(
+        "database of the tables, created when missing (default: the DSN's path, else default)"))
+    cluster: str | None = Field(None, description=(
+        "emit ON CLUSTER DDL with Replicated engines and a Distributed table per table"))
+    ttl_days: int | None = Field(None, ge=1, description="drop rows older than this (default: keep them)")
+    async_insert: bool = Field(False, description="server-side async inserts (waits for the flush; deduplicated)")
+    compression: bool = Field(True, description="compress HTTP insert bodies (lz4)")
+    connect_timeout_s: float = Field(5.0, gt=0, description="seconds to connect to the server")
+    send_receive_timeout_s: float = Field(30.0, gt=0, description="seconds to send an insert or read an answer")
+    insert_settings: dict[str, str | int | float] = Field(default_factory=dict, description=(
+        "extra ClickHouse settings sent with every insert"))
 
     @field_validator("dsn")
     @classmethod
@@ -64,54 +57,47 @@ class ClickHouseSettings(_Strict):
 
 
 class BodyLogging(_Strict):
-    """Optional request/response bodies in the row (off by default).
+    """Optional request/response bodies in the row (off by default; columns use the ZSTD codec)."""
 
-    ``request`` / ``response``: log them. ``max_bytes``: cap per body (UTF-8 bytes; longer bodies
-    are cut). ``redact``: ``"module:function"`` called as ``function(kind, text) -> text`` with
-    ``kind`` ``"request"`` or ``"response"`` before the cap is applied (e.g. to mask e-mail
-    addresses). Columns use the ZSTD codec.
-    """
-
-    request: bool = False
-    response: bool = False
-    max_bytes: int = Field(64 * 1024, ge=0)
-    redact: str | None = None
+    request: bool = Field(False, description="log request bodies in the row")
+    response: bool = Field(False, description="log response bodies in the row")
+    max_bytes: int = Field(64 * 1024, ge=0, description="cap per body in UTF-8 bytes (longer bodies are cut)")
+    redact: str | None = Field(None, description=(
+        "module:function called as function(kind, text) -> text before the cap (kind: request or response)"))
 
 
 class QueryLane(_Strict):
     """One lane of ops queries: at most ``concurrency`` of its queries run at once; a query
-    waits at most ``queue_wait_s`` seconds for a free slot, then is answered 503 ``busy``."""
+    waits at most ``queue_wait_s`` seconds for a free slot, then is answered 503 ``busy``.
+    """
 
-    concurrency: int = Field(2, ge=1, le=64)
-    queue_wait_s: float = Field(2.0, ge=0, le=600)
+    concurrency: int = Field(2, ge=1, le=64, description="queries of this lane that run at once")
+    queue_wait_s: float = Field(2.0, ge=0, le=600, description="longest wait for a free slot; then 503 busy")
 
 
 class QuerySettings(_Strict):
     """Limits on ops queries (``/admin/query``, the dashboard, feedback look-ups, and the CLI's
     ``query``/``sessions``/``dataset``/``drift`` commands), applied as ClickHouse settings that
-    the read-only session cannot change.
-
-    ``max_execution_time_s``: seconds a query may run. ``max_memory_usage``: bytes one query may
-    allocate (0: no limit). ``max_rows_to_read`` / ``max_bytes_to_read``: what one query may
-    scan (0: no limit). ``max_threads``: threads one query may use. ``max_result_rows`` /
-    ``result_overflow_mode``: rows in an answer; ``break`` cuts the answer (at a block
-    boundary), ``throw`` fails the query. ``settings``: any further ClickHouse settings.
-    ``adhoc`` / ``dashboard`` / ``lookups``: the lanes of ad-hoc SQL (``/admin/query``), of the
-    dashboard's panels, and of ``/v1/feedback``'s request look-ups: each has its own slots, so a
-    long ad-hoc query never holds up a panel.
+    the read-only session cannot change. Each lane has its own slots, so a long ad-hoc query
+    never holds up a dashboard panel.
     """
 
-    max_execution_time_s: float = Field(60.0, gt=0)
-    max_memory_usage: int = Field(1 << 30, ge=0)
-    max_rows_to_read: int = Field(1_000_000_000, ge=0)
-    max_bytes_to_read: int = Field(100 << 30, ge=0)
-    max_threads: int = Field(2, ge=1, le=256)
-    max_result_rows: int = Field(100_000, ge=0)
-    result_overflow_mode: Literal["break", "throw"] = "break"
-    settings: dict[str, str | int | float] = Field(default_factory=dict)
-    adhoc: QueryLane = QueryLane(concurrency=2, queue_wait_s=2.0)
-    dashboard: QueryLane = QueryLane(concurrency=2, queue_wait_s=15.0)
-    lookups: QueryLane = QueryLane(concurrency=2, queue_wait_s=2.0)
+    max_execution_time_s: float = Field(60.0, gt=0, description="seconds a query may run")
+    max_memory_usage: int = Field(1 << 30, ge=0, description="bytes one query may allocate (0: no limit)")
+    max_rows_to_read: int = Field(1_000_000_000, ge=0, description="rows one query may scan (0: no limit)")
+    max_bytes_to_read: int = Field(100 << 30, ge=0, description="bytes one query may scan (0: no limit)")
+    max_threads: int = Field(2, ge=1, le=256, description="threads one query may use")
+    max_result_rows: int = Field(100_000, ge=0, description="rows in one answer (0: no limit)")
+    result_overflow_mode: Literal["break", "throw"] = Field("break", description=(
+        "past max_result_rows: break cuts the answer (at a block boundary), throw fails the query"))
+    settings: dict[str, str | int | float] = Field(default_factory=dict, description=(
+        "further ClickHouse settings for every ops query (readonly excepted)"))
+    adhoc: QueryLane = Field(QueryLane(concurrency=2, queue_wait_s=2.0), description=(
+        "the lane of ad-hoc SQL (/admin/query, llm-gateway query)"))
+    dashboard: QueryLane = Field(QueryLane(concurrency=2, queue_wait_s=15.0), description=(
+        "the lane of the dashboard's panels"))
+    lookups: QueryLane = Field(QueryLane(concurrency=2, queue_wait_s=2.0), description=(
+        "the lane of /v1/feedback's request look-ups"))
 
     @field_validator("settings")
     @classmethod
@@ -140,32 +126,29 @@ class QuerySettings(_Strict):
 class TelemetrySettings(_Strict):
     """One row per request into ClickHouse, through a non-blocking queue, a writer thread and a
     disk spool for when the store is down.
-
-    ``enabled``: off means no sink at all. ``data_dir``: where embedded data lives (default
-    ``$LLM_GATEWAY_DATA_DIR`` or ``./.llm-gateway``). ``batch_rows`` / ``flush_interval_ms``:
-    the writer inserts when either is reached. ``queue_max``: in-memory rows before new rows
-    spill straight to the spool. ``spool_dir``: default ``<data_dir>/spool``.
-    ``retry_initial_ms`` / ``retry_max_ms``: exponential backoff between store retries.
-    ``shutdown_timeout_s``: how long shutdown may spend flushing before it spools the rest.
-    ``error_message_max``: characters of ``error_message`` kept. ``queries_dir``: extra folder
-    of saved ``*.sql`` queries, searched before ``./config/queries`` and the shipped ones.
-    ``queries``: limits and lanes of ops queries (``QuerySettings``).
     """
 
-    enabled: bool = True
-    data_dir: str | None = None
-    clickhouse: ClickHouseSettings = ClickHouseSettings()
-    batch_rows: int = Field(1000, ge=1, le=1_000_000)
-    flush_interval_ms: int = Field(1000, ge=10)
-    queue_max: int = Field(20_000, ge=1)
-    spool_dir: str | None = None
-    retry_initial_ms: int = Field(500, ge=1)
-    retry_max_ms: int = Field(30_000, ge=1)
-    shutdown_timeout_s: float = Field(10.0, ge=0)
-    error_message_max: int = Field(1000, ge=0)
-    bodies: BodyLogging = BodyLogging()
-    queries_dir: str | None = None
-    queries: QuerySettings = QuerySettings()
+    enabled: bool = Field(True, description=(
+        "write a row per request (LLM_GATEWAY_TELEMETRY=off overrides); false: no sink at all"))
+    data_dir: str | None = Field(None, description=(
+        "where embedded data lives: chDB store, spool (default $LLM_GATEWAY_DATA_DIR or ./.llm-gateway)"))
+    clickhouse: ClickHouseSettings = Field(ClickHouseSettings(), description="where rows go")
+    batch_rows: int = Field(1000, ge=1, le=1_000_000, description="the writer inserts when this many rows wait…")
+    flush_interval_ms: int = Field(1000, ge=10, description="…or when the oldest has waited this long (ms)")
+    queue_max: int = Field(20_000, ge=1, description="rows held in memory before new rows spill straight to the spool")
+    spool_dir: str | None = Field(None, description=(
+        "the disk spool for rows the store could not take (default <data_dir>/spool)"))
+    retry_initial_ms: int = Field(500, ge=1, description=(
+        "first wait before retrying the store, doubled up to retry_max_ms"))
+    retry_max_ms: int = Field(30_000, ge=1, description="longest wait between store retries")
+    shutdown_timeout_s: float = Field(10.0, ge=0, description=(
+        "how long shutdown may spend flushing before it spools the rest"))
+    error_message_max: int = Field(1000, ge=0, description="characters of error_message kept in a row")
+    bodies: BodyLogging = Field(BodyLogging(), description=(
+        "request and response bodies in the row (off by default)"))
+    queries_dir: str | None = Field(None, description=(
+        "a folder of saved *.sql queries, searched before ./config/queries and the shipped ones"))
+    queries: QuerySettings = Field(QuerySettings(), description="limits and lanes of ops queries")
 
     def resolved_data_dir(self, override: str | None = None) -> Path:
         """``override`` (CLI), else ``data_dir``, else ``$LLM_GATEWAY_DATA_DIR``, else ``./.llm-gateway``."""
@@ -181,25 +164,22 @@ class TelemetrySettings(_Strict):
 
 
 class PriceEntry(_Strict):
-    """USD per 1M tokens: ``input`` (prompt), ``output`` (completion), ``cached_input``
-    (cached prompt tokens; defaults to ``input``)."""
+    """Prices in USD per 1M tokens."""
 
-    input: float = Field(ge=0)
-    output: float = Field(0.0, ge=0)
-    cached_input: float | None = Field(None, ge=0)
+    input: float = Field(ge=0, description="USD per 1M prompt tokens")
+    output: float = Field(0.0, ge=0, description="USD per 1M completion tokens")
+    cached_input: float | None = Field(None, ge=0, description="USD per 1M cached prompt tokens (default: input)")
 
 
 class PricingSettings(_Strict):
-    """Per-model prices for ``cost_usd``.
-
-    ``models``: name → prices; a name also matches dated variants (``gpt-4o`` prices
-    ``gpt-4o-2024-08-06``; the longest matching name wins). ``defaults``: start from the
-    shipped table of common OpenAI and Anthropic models (entries here override it).
+    """Per-model prices for ``cost_usd`` (``gpt-4o`` also prices ``gpt-4o-2024-08-06``).
     Unknown models get ``cost_usd = NULL``, never 0.
     """
 
-    defaults: bool = True
-    models: dict[str, PriceEntry] = Field(default_factory=dict)
+    defaults: bool = Field(True, description=(
+        "start from the shipped table of common OpenAI and Anthropic models (entries in models override it)"))
+    models: dict[str, PriceEntry] = Field(default_factory=dict, description=(
+        "model name → prices; a name also prices its dated variants (the longest matching name wins)"))
 
 
 __all__ = ["BodyLogging", "ClickHouseSettings", "DATA_DIR_ENV", "DEFAULT_DATA_DIR", "PriceEntry",

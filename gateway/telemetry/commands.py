@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from gateway.cli_support import config_option, load_cli_config
+from gateway.config import environment
 from gateway.proxies import local_url
 from gateway.telemetry.queries import FORMATS, QueryRejected, clickhouse_format, resolve, saved_queries
 
@@ -97,7 +98,7 @@ def _via_gateway(url: str, key: str | None, payload: dict, timeout: float) -> by
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="table", show_default=True)
 @click.option("--list", "list_saved", is_flag=True, help="List the saved queries and exit.")
 @click.option("--url", default=None, help="Gateway base URL to query through (embedded store).")
-@click.option("--admin-key", envvar="GATEWAY_ADMIN_KEY", default=None, help="Admin key ($GATEWAY_ADMIN_KEY).")
+@click.option("--admin-key", envvar=environment.ADMIN_KEY, default=None, help="Admin key ($GATEWAY_ADMIN_KEY).")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the answer.")
 @_CONFIG
 @_DATA_DIR
