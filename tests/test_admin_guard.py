@@ -325,8 +325,8 @@ def test_wrong_admin_keys_are_slowed_per_client_address(upstream, make_gateway):
 
 def test_proxies_and_origins_follow_hot_reloads(upstream, tmp_path):
     from gateway.config import load_config
-    from tests.test_access import write_atomically
     from tests.telemetry_support import wait_for
+    from tests.test_access import write_atomically
 
     path = tmp_path / "gateway.yaml"
     base = gateway_config(upstream.url, extra="telemetry: {enabled: false}\n")

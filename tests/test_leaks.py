@@ -26,10 +26,8 @@ from gateway.telemetry.record import REQUEST_COLUMN_NAMES, RowBuilder
 from gateway.tokens import TokenCounter
 from tests.conftest import gateway_config
 from tests.fake_upstream import chat_chunk, sse_event
+from tests.telemetry_support import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 from tests.test_access import CHAT, KEY_A, access_config
-from tests.telemetry_support import (  # noqa: F401
-    chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for,
-)
 
 SECRET = "sk-backend-secret"  # the fake backend's key in tests.conftest.gateway_config
 MSG = [{"role": "user", "content": "hello"}]

@@ -11,10 +11,10 @@ import openai
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from gateway.plugins import PluginLoadError, Verdict, build_plugin
 from gateway.config.access import PluginSpec
-from tests.polling import wait_for
+from gateway.plugins import PluginLoadError, Verdict, build_plugin
 from tests.conftest import gateway_config
+from tests.polling import wait_for
 from tests.test_access import CHAT, KEY_B, MSG, access_config, post
 
 

@@ -28,10 +28,9 @@ import click
 import orjson
 
 from gateway.dashboard.drift import DriftOptions, UnknownModelError, render_table, run_drift
-from gateway.dashboard.filters import Filters, FilterError, parse_prompt
+from gateway.dashboard.filters import FilterError, Filters, parse_prompt
 from gateway.proxies import local_url
 from gateway.telemetry.commands import _CONFIG, _DATA_DIR, _DSN, _snapshot, _store_settings
-
 
 EXIT_DRIFT, EXIT_INSUFFICIENT = 1, 3
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from gateway.datasets.export import ExportOptions, Exporter
+from gateway.datasets.export import Exporter, ExportOptions
 from gateway.sessions import RowSource, _source_options
 from gateway.telemetry.commands import _snapshot
 

@@ -41,7 +41,8 @@ class Router:
         self._known = ", ".join(sorted(config.models)) or "(none configured)"
         self._breaker_settings = settings.circuit_breaker
         self.target_keys = {f"{t.backend}/{t.model or name}" for name, m in config.models.items() for t in m.targets}
-        self.target_keys |= {f"{t.backend}/{t.model or r.model or ''}" for r in config.routes for t in (r.targets or ())}
+        self.target_keys |= {f"{t.backend}/{t.model or r.model or ''}"
+                             for r in config.routes for t in (r.targets or ())}
         self._ewma_alpha = ewma_alpha
         # Per public model, what a request without a matching rule needs, worked out once:
         # its targets, strategy, retry policy and fallback classes.

@@ -146,7 +146,7 @@ _ROLLUP_V6 = (
 ROLLUP_COLUMNS = _ROLLUP_V2 + _ROLLUP_V6
 
 
-def _rollup_select(r: "_Renderer", v6: bool) -> str:
+def _rollup_select(r: _Renderer, v6: bool) -> str:
     """The rollup view's query (``v6``: with the columns migration 6 added)."""
     extra = ""
     if v6:  # the source columns through the table alias: ``latency_ms`` alone is the state above
