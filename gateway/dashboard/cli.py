@@ -73,7 +73,7 @@ def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dic
 def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models, limits=None) -> dict:
     from gateway.dashboard.sql import client_fetch
     from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
-    from gateway.telemetry.record import scrub_secrets
+    from gateway.telemetry.scrub import scrub_secrets
 
     target = parse_dsn(dsn, settings.database)
     if target.kind == "chdb":
