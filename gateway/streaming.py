@@ -26,7 +26,8 @@ class StreamTee:
 
     ``feed(data, now) -> bytes`` returns the bytes to send to the client for one upstream read
     (``now``: ``perf_counter`` seconds at arrival). ``done`` turns true at ``data: [DONE]``;
-    ``upstream_error`` holds an in-band ``{"error": …}`` payload if the upstream sent one.
+    ``upstream_error`` holds an in-band ``{"error": …}`` payload if the upstream sent one (the
+    event is relayed with any run of a configured secret masked, ``SecretMasker.mask_runs``).
     """
 
     __slots__ = ("_ctx", "_split", "_strip_usage", "done", "upstream_error")
@@ -80,6 +81,15 @@ class StreamTee:
             return raw
         ctx = self._ctx
         if "error" in chunk:
+            secrets = ctx.runtime.secrets if ctx.runtime is not None else None
+            if secrets:  # an upstream may echo its key in an error event, whole or in part
+                masked = secrets.mask_runs(raw)
+                if masked is not raw:
+                    raw = masked
+                    try:
+                        chunk = orjson.loads(event_data(masked) or b"")
+                    except orjson.JSONDecodeError:  # the mask cut through the JSON
+                        chunk = {"error": {"message": masked.decode("utf-8", "replace")}}
             self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
             return raw
         model = chunk.get("model")

@@ -172,8 +172,9 @@ def _standin(cpu: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     data = tempfile.mkdtemp(prefix="tbench-store-")
     repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(["nice", "-n", "19", "taskset", "-c", str(cpu), sys.executable, "-m", "tests.clickhouse_http_standin",
-                             "--dir", data, "--port", str(port)], cwd=repo, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(["nice", "-n", "19", "taskset", "-c", str(cpu),
+                             sys.executable, "-m", "tests.clickhouse_http_standin", "--dir", data, "--port", str(port)],
+                            cwd=repo, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(repo)))
     import urllib.request
     for _ in range(300):

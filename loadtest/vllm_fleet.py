@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             row = summarize(results)
             row["a_waiting_at_start"] = before["waiting"]
             report["skewed"][strategy] = row
-            print(f"skewed load  {strategy:<11} TTFT p50 {row['ttft_p50_ms']:>7.1f} ms  p95 {row['ttft_p95_ms']:>7.1f} ms"
-                  f"  to A {row['to_a']:.0%}  errors {row['errors']}", flush=True)
+            print(f"skewed load  {strategy:<11} TTFT p50 {row['ttft_p50_ms']:>7.1f} ms"
+                  f"  p95 {row['ttft_p95_ms']:>7.1f} ms  to A {row['to_a']:.0%}  errors {row['errors']}", flush=True)
         stop.set()
         for t in threads:
             t.join(600)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 
+from gateway.plugin_api import PluginRequest, Verdict
 from plugins._fold import fold, squeeze_spaces, words_only
 from plugins._text import iter_texts
 
@@ -86,12 +87,10 @@ class BlockList:
                 return i
         return None
 
-    async def before_request(self, ctx):
-        from gateway.plugins import Verdict
-
-        if ctx.body is None:
+    async def before_request(self, request: PluginRequest) -> Verdict | None:
+        if request.body is None:
             return None
-        for text in iter_texts(ctx.endpoint, ctx.body):
+        for text in iter_texts(request.endpoint, request.body):
             hit = self.match(text)
             if hit is not None:
                 return Verdict.reject(self.message or f"The request was blocked by content policy (rule {hit + 1}).",

@@ -130,7 +130,7 @@ class ClickHouseHTTPStandIn:
         return f"http://{cred}127.0.0.1:{self.port}/{database}"
 
     # --- lifecycle -------------------------------------------------------------------
-    def start(self) -> "ClickHouseHTTPStandIn":
+    def start(self) -> ClickHouseHTTPStandIn:
         os.makedirs(self.chdb_dir, exist_ok=True)
         self._anchor = chdb.connect(self.chdb_dir)
         app = web.Application(client_max_size=256 * 1024 * 1024)
@@ -149,7 +149,7 @@ class ClickHouseHTTPStandIn:
             self._anchor.close()
             self._anchor = None
 
-    def __enter__(self) -> "ClickHouseHTTPStandIn":
+    def __enter__(self) -> ClickHouseHTTPStandIn:
         return self.start()
 
     def __exit__(self, *exc) -> None:

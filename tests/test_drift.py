@@ -17,12 +17,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from tests.telemetry_support import (  # noqa: F401
-    CHDB_DIR, free_port, gateway_env, isolate_telemetry_data,
-)
-from tests.test_dashboard import ADMIN, AUTH, emit, make_ctx, score, start_gateway
-
 from gateway.cli import main
+from tests.telemetry_support import CHDB_DIR, free_port, gateway_env, isolate_telemetry_data  # noqa: F401
+from tests.test_dashboard import ADMIN, AUTH, emit, make_ctx, score, start_gateway
 
 HOUR = 3600.0
 

@@ -70,7 +70,7 @@ class CacheSettings(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _redis_needs_url(self) -> "CacheSettings":
+    def _redis_needs_url(self) -> CacheSettings:
         if self.store == "redis" and not self.redis_url:
             raise ValueError('store "redis" needs a redis_url')
         return self

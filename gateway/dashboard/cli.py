@@ -28,11 +28,10 @@ import click
 import orjson
 
 from gateway.dashboard.drift import DriftOptions, UnknownModelError, render_table, run_drift
-from gateway.dashboard.filters import Filters, FilterError, parse_prompt
+from gateway.dashboard.filters import FilterError, Filters, parse_prompt
 from gateway.local_http import trust_env
 from gateway.proxies import local_url
 from gateway.telemetry.commands import _CONFIG, _DATA_DIR, _DSN, _snapshot, _store_settings
-
 
 EXIT_DRIFT, EXIT_INSUFFICIENT = 1, 3
 
@@ -76,7 +75,7 @@ def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dic
 def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models, limits=None) -> dict:
     from gateway.dashboard.sql import client_fetch
     from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
-    from gateway.telemetry.record import scrub_secrets
+    from gateway.telemetry.scrub import scrub_secrets
 
     target = parse_dsn(dsn, settings.database)
     if target.kind == "chdb":

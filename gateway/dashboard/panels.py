@@ -199,7 +199,7 @@ FROM llm_requests WHERE {f.raw_where()} GROUP BY t ORDER BY t""", p)
             ratio[i] = round(row["hits"] / row["looked_up"], 4)
     saved = (by.get("hit") or {}).get("saved_ms") or 0.0
     return {"range": f.describe(), "source": "raw", "requests": sum(r["requests"] for r in rows),
-            "by_status": {s: c for s, c in sorted(((r["status"], r["requests"]) for r in rows))},
+            "by_status": {s: c for s, c in sorted((r["status"], r["requests"]) for r in rows)},
             "hits": n["hit"], "misses": n["miss"], "coalesced": n["coalesced"], "bypassed": n["bypass"],
             "not_reached": n["none"],
             "hit_ratio": round(n["hit"] / looked_up, 4) if looked_up else None,

@@ -1,8 +1,9 @@
 """``llm-gateway prompts …``: list, show, diff, render and lock prompt versions.
 
 Every command reads the prompt files the way the gateway does: through the gateway config
-(``--config``, resolved like every command's; its ``prompts.dir`` and model references apply) or straight from a folder with ``--dir``. Selection uses the
-request syntax: ``NAME`` (label ``production``), ``NAME@label``, ``NAME@4``, ``NAME@latest``.
+(``--config``, resolved like every command's; its ``prompts.dir`` and model references apply)
+or straight from a folder with ``--dir``. Selection uses the request syntax: ``NAME`` (label
+``production``), ``NAME@label``, ``NAME@4``, ``NAME@latest``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import yaml
 from gateway.cli_support import config_option
 from gateway.prompts.describe import describe_version
 from gateway.prompts.errors import PromptConfigError, PromptError
+from gateway.prompts.loading import load_registry
 from gateway.prompts.models import type_matches
-from gateway.prompts.registry import CompiledVersion, PromptRegistry, load_registry
+from gateway.prompts.registry import CompiledVersion, PromptRegistry
 from gateway.prompts.select import DEFAULT_LABEL, Ref, parse_ref
+
 
 def _fail(message: str) -> None:
     click.echo(message, err=True)

@@ -66,7 +66,7 @@ def _direct(settings, dsn: str, sql: str, params: dict, fmt: str, limits=None) -
     try:
         return client.query(sql, fmt, params)
     except Exception as exc:
-        from gateway.telemetry.record import scrub_secrets
+        from gateway.telemetry.scrub import scrub_secrets
         raise click.ClickException(scrub_secrets(str(exc))) from None
     finally:
         client.close()
@@ -166,7 +166,7 @@ def migrate(print_ddl: bool, config_path: str | None, data_dir: str | None, dsn:
     try:
         store.ensure()
     except Exception as exc:
-        from gateway.telemetry.record import scrub_secrets
+        from gateway.telemetry.scrub import scrub_secrets
         raise click.ClickException(f"{target.display}: {scrub_secrets(str(exc))}") from None
     finally:
         store.close()
