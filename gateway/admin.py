@@ -127,7 +127,7 @@ class AdminAPI:
         except QueryBusy as exc:
             return _error(503, str(exc), "busy", "server_error")
         except Exception as exc:  # ClickHouse errors: the client gets ClickHouse's message
-            from gateway.telemetry.record import scrub_secrets
+            from gateway.telemetry.scrub import scrub_secrets
             message = scrub_secrets(str(exc))[:2000]
             log.info("admin query failed: %s", message.splitlines()[0] if message else type(exc).__name__)
             return _error(400, message or type(exc).__name__, "query_failed")

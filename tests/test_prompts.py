@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from gateway.app import build_app
 from gateway.config import ConfigError, load_config, parse_config
 from gateway.prompts.errors import PromptConfigError, PromptError
-from gateway.prompts.registry import load_registry
+from gateway.prompts.loading import load_registry
 from gateway.prompts.select import Ref, bucket, parse_ref, pick_arm
 from gateway.server import BackgroundServer
 from tests.conftest import gateway_config

@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from gateway.config.models import GatewayConfig
 from gateway.config.problems import validate
 from gateway.prompts.errors import PromptConfigError
-from gateway.prompts.registry import PromptRegistry, load_registry, prompt_files, with_models
+from gateway.prompts.files import prompt_files
+from gateway.prompts.loading import load_registry, with_models
+from gateway.prompts.registry import PromptRegistry
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

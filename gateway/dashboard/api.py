@@ -237,7 +237,7 @@ class DashboardAPI:
         except drift.UnknownModelError as exc:
             return _error(404, str(exc), exc.code)
         except Exception as exc:  # ClickHouse errors (store down, tables not created yet, …)
-            from gateway.telemetry.record import scrub_secrets
+            from gateway.telemetry.scrub import scrub_secrets
             message = scrub_secrets(str(exc))[:1000] or type(exc).__name__
             log.info("dashboard query failed: %s", message.splitlines()[0])
             return _error(503, message, "query_failed", "server_error")

@@ -23,7 +23,7 @@ def _redactor(spec: str | None, snapshot, enabled: bool):
     ``telemetry.bodies.redact``; ``None`` with ``--no-redact``."""
     if not enabled:
         return None
-    from gateway.telemetry.record import load_hook
+    from gateway.telemetry.values import load_hook
 
     spec = spec or snapshot.config.telemetry.bodies.redact
     if not spec:

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from gateway.context import RequestContext
-from gateway.telemetry.record import scrub_secrets
+from gateway.telemetry.scrub import scrub_secrets
 
 ACCESS_LOGGER = "gateway.access"
 CURRENT: ContextVar[RequestContext | None] = ContextVar("llm_gateway_request", default=None)

@@ -20,8 +20,9 @@ import yaml
 from gateway.cli_support import config_option
 from gateway.prompts.describe import describe_version
 from gateway.prompts.errors import PromptConfigError, PromptError
+from gateway.prompts.loading import load_registry
 from gateway.prompts.models import type_matches
-from gateway.prompts.registry import CompiledVersion, PromptRegistry, load_registry
+from gateway.prompts.registry import CompiledVersion, PromptRegistry
 from gateway.prompts.select import DEFAULT_LABEL, Ref, parse_ref
 
 

@@ -21,6 +21,7 @@ import click
 
 from gateway.cli_support import config_option, load_cli_config
 from gateway.config import environment
+from gateway.local_http import trust_env
 from gateway.proxies import local_url
 from gateway.telemetry.queries import FORMATS, QueryRejected, clickhouse_format, resolve, saved_queries
 
@@ -66,7 +67,7 @@ def _direct(settings, dsn: str, sql: str, params: dict, fmt: str, limits=None) -
     try:
         return client.query(sql, fmt, params)
     except Exception as exc:
-        from gateway.telemetry.record import scrub_secrets
+        from gateway.telemetry.scrub import scrub_secrets
         raise click.ClickException(scrub_secrets(str(exc))) from None
     finally:
         client.close()
@@ -78,7 +79,8 @@ def _via_gateway(url: str, key: str | None, payload: dict, timeout: float) -> by
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        resp = httpx.post(url.rstrip("/") + "/admin/query", json=payload, headers=headers, timeout=timeout)
+        resp = httpx.post(url.rstrip("/") + "/admin/query", json=payload, headers=headers, timeout=timeout,
+                          trust_env=trust_env(url))
     except httpx.ConnectError:
         return None
     except httpx.HTTPError as exc:
@@ -165,7 +167,7 @@ def migrate(print_ddl: bool, config_path: str | None, data_dir: str | None, dsn:
     try:
         store.ensure()
     except Exception as exc:
-        from gateway.telemetry.record import scrub_secrets
+        from gateway.telemetry.scrub import scrub_secrets
         raise click.ClickException(f"{target.display}: {scrub_secrets(str(exc))}") from None
     finally:
         store.close()

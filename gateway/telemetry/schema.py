@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.prompts.columns import FEEDBACK, FEEDBACK_COLUMNS, PROMPT_VERSION_COLUMNS, PROMPT_VERSIONS
-from gateway.telemetry.record import ATTEMPT_COLUMNS, REQUEST_COLUMNS
+from gateway.telemetry.columns import ATTEMPT_COLUMNS, REQUEST_COLUMNS
 
 DEDUP_WINDOW = 10_000
 QUANTILES = "0.5, 0.9, 0.95, 0.99"
