@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-M = TypeVar("M", bound=BaseModel)
-
 from gateway.config.locations import format_loc
+
+M = TypeVar("M", bound=BaseModel)
 
 # Top-level sections whose entries are checked one by one, and a valid stand-in for each.
 _NAMED = {
