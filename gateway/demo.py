@@ -80,7 +80,7 @@ def telemetry_query(client: openai.OpenAI) -> None:
 
     _step("telemetry: saved query latency-by-model over this demo's rows (llm_requests in ClickHouse)")
     root = str(client.base_url).rstrip("/").removesuffix("/v1")
-    with httpx.Client(base_url=root, timeout=60) as http:
+    with httpx.Client(base_url=root, timeout=60, trust_env=False) as http:
         stats = http.post("/admin/telemetry/flush").json()
         if not stats.get("enabled"):
             click.echo("  telemetry is off (telemetry.enabled: false or LLM_GATEWAY_TELEMETRY=off)")
@@ -112,7 +112,9 @@ def run_demo(data_dir: str | None = None) -> None:
     with BackgroundServer(build_app(snapshot, data_dir=data_dir)) as server:
         click.secho(f"llm-gateway running at {server.url} (embedded defaults, config hash "
                     f"{snapshot.content_hash}); clients use base_url={server.url}/v1", bold=True)
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-demo", max_retries=0)
+        # its own gateway on loopback: never through a proxy named in the environment
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-demo", max_retries=0,
+                               http_client=openai.DefaultHttpxClient(trust_env=False))
         for step in STEPS:
             step(client)
         client.close()

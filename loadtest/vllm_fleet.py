@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import random
@@ -40,23 +39,11 @@ from pathlib import Path
 
 import httpx
 
+from loadtest import vllm_server as vs
+
 REPO = Path(__file__).resolve().parent.parent
 WORDS = ("kettle toaster coffee machine warranty descale filter boil spout lid handle cord base steam "
          "temperature limescale grinder bean espresso milk froth carafe timer crumb tray slot browning").split()
-
-
-def _vllm_helpers():
-    name = "llm_gateway_tests_vllm_server"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "vllm" / "server.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-vs = _vllm_helpers()
 
 
 def gateway_config(a_url: str, b_url: str, strategy: str, affinity: bool) -> str:

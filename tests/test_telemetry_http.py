@@ -18,7 +18,7 @@ from gateway.config import parse_config
 from gateway.config.telemetry import ClickHouseSettings
 from gateway.server import BackgroundServer
 from gateway.telemetry.clickhouse import ClickHouseStore, ReadOnlyClient, redact_dsn
-from tests.clickhouse_http_standin import ClickHouseHTTPStandIn
+from loadtest.clickhouse_standin import ClickHouseHTTPStandIn
 from tests.telemetry_support import CHDB_DIR, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 
 MODELS = """

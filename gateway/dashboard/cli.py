@@ -29,6 +29,7 @@ import orjson
 
 from gateway.dashboard.drift import DriftOptions, UnknownModelError, render_table, run_drift
 from gateway.dashboard.filters import FilterError, Filters, parse_prompt
+from gateway.local_http import trust_env
 from gateway.proxies import local_url
 from gateway.telemetry.commands import _CONFIG, _DATA_DIR, _DSN, _snapshot, _store_settings
 
@@ -53,7 +54,8 @@ def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dic
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        resp = httpx.get(url.rstrip("/") + "/admin/dashboard/drift", params=params, headers=headers, timeout=timeout)
+        resp = httpx.get(url.rstrip("/") + "/admin/dashboard/drift", params=params, headers=headers, timeout=timeout,
+                         trust_env=trust_env(url))
     except httpx.ConnectError:
         return None
     except httpx.HTTPError as exc:

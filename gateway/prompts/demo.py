@@ -67,7 +67,7 @@ def prompt_step(client: openai.OpenAI) -> None:
                f"(label {raw.headers.get('x-gateway-prompt-label')}) injected: prompt tokens "
                f"{plain.usage.prompt_tokens} without it, {resp.usage.prompt_tokens} with it")
     root = str(client.base_url).rstrip("/").removesuffix("/v1")
-    with httpx.Client(base_url=root, timeout=60) as http:
+    with httpx.Client(base_url=root, timeout=60, trust_env=False) as http:
         fb = http.post("/v1/feedback", json={"request_id": rid, "score": 1.0, "label": "thumbs_up"})
         click.echo(f"  POST /v1/feedback -> HTTP {fb.status_code}")
         stats = http.post("/admin/telemetry/flush").json()

@@ -20,6 +20,7 @@ import click
 
 from gateway.cli_support import config_option, load_cli_config
 from gateway.config import environment
+from gateway.local_http import trust_env
 from gateway.proxies import local_url
 from gateway.telemetry.queries import FORMATS, QueryRejected, clickhouse_format, resolve, saved_queries
 
@@ -77,7 +78,8 @@ def _via_gateway(url: str, key: str | None, payload: dict, timeout: float) -> by
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        resp = httpx.post(url.rstrip("/") + "/admin/query", json=payload, headers=headers, timeout=timeout)
+        resp = httpx.post(url.rstrip("/") + "/admin/query", json=payload, headers=headers, timeout=timeout,
+                          trust_env=trust_env(url))
     except httpx.ConnectError:
         return None
     except httpx.HTTPError as exc:
