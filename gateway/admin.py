@@ -23,14 +23,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
 
 from gateway.auth import check_admin
 from gateway.errors import error_body
-from gateway.telemetry.lanes import ADHOC, QueryBusy
+from gateway.telemetry.lanes import ADHOC, QueryBusy, QueryLanes
 from gateway.telemetry.queries import QueryRejected, clickhouse_format, resolve, saved_queries
+
+if TYPE_CHECKING:
+    from gateway.telemetry.sink import TelemetrySink
 
 log = logging.getLogger("gateway.admin")
 _JSON = "application/json"
@@ -48,8 +52,8 @@ class AdminAPI:
     ``QueryLanes`` (or ``None``). ``queries_dir``: extra saved-query folder.
     """
 
-    def __init__(self, admin_key: str | None, sink: Callable[[], object | None],
-                 query_client: Callable[[], object | None], queries_dir: str | None = None):
+    def __init__(self, admin_key: str | None, sink: Callable[[], TelemetrySink | None],
+                 query_client: Callable[[], QueryLanes | None], queries_dir: str | None = None):
         self._key = admin_key or None
         self._sink = sink
         self._query_client = query_client

@@ -34,7 +34,9 @@ def plain_chat(client: openai.OpenAI) -> None:
         model="mock-gpt", messages=[{"role": "user", "content": "Say hello to the gateway."}])
     resp = raw.parse()
     click.echo(f"  answer: {resp.choices[0].message.content!r}")
-    click.echo(f"  usage: {resp.usage.prompt_tokens} prompt + {resp.usage.completion_tokens} completion tokens; "
+    usage = resp.usage
+    click.echo(f"  usage: {usage.prompt_tokens if usage else '?'} prompt + "
+               f"{usage.completion_tokens if usage else '?'} completion tokens; "
                f"backend {raw.headers.get('x-gateway-backend')}, request id {raw.headers.get('x-request-id')}, "
                f"{(time.perf_counter() - t0) * 1000:.1f} ms")
 
@@ -42,7 +44,7 @@ def plain_chat(client: openai.OpenAI) -> None:
 def streamed_chat(client: openai.OpenAI) -> None:
     _step("chat completion (streamed, SSE)")
     t0 = time.perf_counter()
-    ttft = None
+    ttft: float | None = None
     click.echo("  answer: ", nl=False)
     stream = client.chat.completions.create(
         model="mock-gpt", stream=True, stream_options={"include_usage": True},
@@ -56,7 +58,7 @@ def streamed_chat(client: openai.OpenAI) -> None:
                 ttft = ttft or time.perf_counter() - t0
                 click.echo(choice.delta.content, nl=False)
     click.echo()
-    click.echo(f"  TTFT {ttft * 1000:.1f} ms, total {(time.perf_counter() - t0) * 1000:.1f} ms, "
+    click.echo(f"  TTFT {(ttft or 0.0) * 1000:.1f} ms, total {(time.perf_counter() - t0) * 1000:.1f} ms, "
                f"usage {usage.completion_tokens if usage else '?'} completion tokens")
 
 

@@ -41,7 +41,7 @@ def is_loopback(text: str | None) -> bool:
 def loopback_host(host: str | None) -> bool:
     """Whether a ``Host`` header names this machine: ``localhost``, ``127.0.0.1`` or ``[::1]``,
     with any port. A page that reached a loopback address through DNS rebinding sends its own name."""
-    return bool(host) and _LOOPBACK_HOST.fullmatch(host.strip().lower()) is not None
+    return host is not None and _LOOPBACK_HOST.fullmatch(host.strip().lower()) is not None
 
 
 def local_url(host: str, port: int) -> str:

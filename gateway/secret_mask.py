@@ -15,7 +15,7 @@ offers three costs:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 MIN_RUN = 8
 MASK = b"***"
@@ -36,7 +36,7 @@ class SecretMasker:
     def __bool__(self) -> bool:
         return bool(self.secrets)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self.secrets)
 
     def mask(self, data: bytes) -> bytes:

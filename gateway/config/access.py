@@ -87,7 +87,7 @@ class VirtualKey(_Strict):
     def _endpoints(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
-        out = []
+        out: list[str] = []
         for pattern in value:
             text = pattern.strip()
             text = text.removeprefix("/v1/") if text.startswith("/v1/") else text.lstrip("/")

@@ -99,6 +99,7 @@ def parse_config(text: str, source: str = "<string>", *, base_dir: str | os.Path
         # An unset variable reads as "": leave out what that alone explains.
         paths = [u.split(": ", 1)[0] for u in unset]
         raise ConfigError(source, unset + [p for p in problems if not _near(p.split(": ", 1)[0], paths)])
+    assert config is not None  # no problems: a validated config
     prompts = _load_prompts(config, source, base_dir, previous)
     chains = _load_chains(config, source, base_dir, prompts)
     hashed = text.encode()
@@ -148,7 +149,7 @@ def _load_prompts(config: GatewayConfig, source: str, base_dir, previous: Config
     refs = {name: m.prompt for name, m in config.models.items() if m.prompt}
     if directory is None and not refs:
         return None
-    lock = config.prompts.lock_file
+    lock: str | Path | None = config.prompts.lock_file
     if lock and base_dir is not None and not Path(lock).is_absolute():
         lock = Path(base_dir) / lock
     try:

@@ -41,7 +41,7 @@ from gateway.dashboard.filters import FilterError, parse_filters
 from gateway.dashboard.session import Sessions
 from gateway.dashboard.sql import client_fetch
 from gateway.errors import error_body
-from gateway.telemetry.lanes import DASHBOARD, QueryBusy
+from gateway.telemetry.lanes import DASHBOARD, QueryBusy, QueryLanes
 
 log = logging.getLogger("gateway.dashboard")
 STATIC = files("gateway.dashboard") / "static"  # package data
@@ -118,7 +118,7 @@ class DashboardAPI:
     ``sessions``: the session cookies (``session.Sessions``); ``runtime()``: the ``Runtime`` in
     force (its models and prompt labels), or ``None``."""
 
-    def __init__(self, query_client: Callable[[], object | None], admin_key: Callable[[], str | None],
+    def __init__(self, query_client: Callable[[], QueryLanes | None], admin_key: Callable[[], str | None],
                  sessions: Sessions, runtime: Callable[[], Any] = lambda: None):
         self._client = query_client
         self._admin_key = admin_key

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
@@ -139,7 +140,7 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
     if url or (dsn is None and store_dsn.startswith("chdb://")):
         server = snapshot.config.server
         target_url = url or local_url(server.host, server.port)
-        params = {k: v for k, v in (("model", model), ("prompt", prompt.strip()), ("tenant", tenant),
+        params: dict[str, Any] = {k: v for k, v in (("model", model), ("prompt", prompt.strip()), ("tenant", tenant),
                                     ("backend", backend)) if v}
         params.update({"current_h": current_hours, "reference_h": reference_hours, "bins": bins,
                        "min_samples": min_samples})

@@ -235,6 +235,7 @@ GROUP BY cur""", params)
     fs: dict[str, Any] = {"name": "feedback_score", "kind": "mean", "reference_n": k_ref, "current_n": k_cur,
                           "reference": _num(m_ref, 4) if k_ref else None, "current": _num(m_cur, 4) if k_cur else None}
     if k_ref >= opts.min_feedback and k_cur >= opts.min_feedback:
+        assert m_ref is not None and m_cur is not None  # both windows have scores
         v_ref, v_cur = fr_ref.get("var") or 0.0, fr_cur.get("var") or 0.0
         z = stats.welch_z(m_ref, v_ref, k_ref, m_cur, v_cur, k_cur)
         d = stats.cohens_d(m_ref, v_ref, k_ref, m_cur, v_cur, k_cur)

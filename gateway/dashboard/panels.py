@@ -135,8 +135,9 @@ GROUP BY t, model ORDER BY t, model""", f.params())
         client[i] += row["client_errors"]
         totals[row["model"]] = totals.get(row["model"], 0) + row["requests"]
     top = sorted(totals, key=lambda m: (-totals[m], m))[:TOP_MODELS]
-    models = {m: {"requests": [0] * n, "latency": {k: [None] * n for k in ("p50", "p95", "p99")},
-                  "ttft": {k: [None] * n for k in ("p50", "p95", "p99")}} for m in top}
+    models: dict[str, dict[str, Any]] = {
+        m: {"requests": [0] * n, "latency": {k: [None] * n for k in ("p50", "p95", "p99")},
+            "ttft": {k: [None] * n for k in ("p50", "p95", "p99")}} for m in top}
     for row in rows:
         i = index.get(row["t"])
         m = models.get(row["model"])

@@ -36,7 +36,7 @@ from gateway.limits.spec import TOO_LARGE, Decision, LimitSpec
 log = logging.getLogger("gateway.limits")
 
 
-def _refused(exc: BaseException) -> bool:
+def _refused(exc: BaseException | None) -> bool:
     """Whether a store error comes from the network refusing or dropping the connection
     (an outage), as opposed to a slow call or a busy pool (load)."""
     seen = 0
@@ -60,7 +60,13 @@ class Limiter:
     def __init__(self, settings: LimitSettings):
         self.settings = settings
         self.shared = settings.redis_url is not None
-        self.store = RedisLimits(settings) if self.shared else MemoryLimits(settings.concurrency_lease_s)
+        self.store: RedisLimits | MemoryLimits
+        # the in-process store answers synchronously (no task, no await on the request path)
+        self._local: MemoryLimits | None = None
+        if settings.redis_url is not None:
+            self.store = RedisLimits(settings)
+        else:
+            self.store = self._local = MemoryLimits(settings.concurrency_lease_s)
         self._fail_open = settings.on_redis_error == "allow"
         self._skip_until = 0.0
         self._down = False
@@ -104,8 +110,8 @@ class Limiter:
                                       code="limits_unavailable", headers={"Retry-After": "1"})
 
     async def admit(self, spec: LimitSpec, request_id: str, tokens: int) -> Decision:
-        if not self.shared:
-            decision = self.store.admit_now(spec, request_id, tokens)
+        if self._local is not None:
+            decision = self._local.admit_now(spec, request_id, tokens)
         else:
             if self._skip_until and time.monotonic() < self._skip_until:
                 return self._unavailable()
@@ -123,8 +129,8 @@ class Limiter:
         return decision
 
     def settle(self, spec: LimitSpec, request_id: str, token_delta: int, cost: float, reserved: bool) -> None:
-        if not self.shared:
-            self.store.settle_now(spec, request_id, token_delta, cost, reserved)
+        if self._local is not None:
+            self._local.settle_now(spec, request_id, token_delta, cost, reserved)
             return
         if self._skip_until and time.monotonic() < self._skip_until:
             return

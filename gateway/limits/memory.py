@@ -66,11 +66,11 @@ class MemoryLimits:
             if tl < tokens:
                 return Decision(False, "tpm", (tokens - tl) * 60 / tpm, rl, 0.0, tl, (tpm - tl) * 60 / tpm)
         req_reset = tok_reset = 0.0
-        if rl is not None:
+        if rl is not None and rpm is not None:
             rl -= 1
             st.r_level, st.r_t = rl, now
             req_reset = (rpm - rl) * 60 / rpm
-        if tl is not None:
+        if tl is not None and tpm is not None:
             tl -= tokens
             st.t_level, st.t_t = tl, now
             tok_reset = (tpm - tl) * 60 / tpm

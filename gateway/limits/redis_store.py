@@ -28,6 +28,8 @@ class RedisLimits:
     def __init__(self, settings: LimitSettings):
         import redis.asyncio as aioredis
 
+        if settings.redis_url is None:
+            raise ValueError("the shared limit store needs limits.redis_url")
         timeout = settings.redis_timeout_ms / 1000
         self._redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
             settings.redis_url, max_connections=settings.redis_max_connections,

@@ -78,8 +78,8 @@ class TextFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None and v != "")
-        elif getattr(record, "request_id", None):
-            line += f" request_id={record.request_id}"
+        elif request_id := getattr(record, "request_id", None):
+            line += f" request_id={request_id}"
         return line
 
 

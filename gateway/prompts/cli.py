@@ -120,10 +120,12 @@ def show_cmd(ref: str, config_path: str | None, directory: str | None) -> None:
     prompt = registry.get(name) if name in registry.prompts else None
     resolved = _resolve(registry, ref, lenient=True)
     label = prompt.labels.get(resolved.label) if prompt is not None and resolved.label else None
-    experiment = label is not None and bool(label.arms)
-    if experiment:
+    versions = [resolved.version]
+    experiment = prompt is not None and label is not None and bool(label.arms)
+    if prompt is not None and label is not None and label.arms:
         click.echo(f"# {name}@{resolved.label} is an experiment: {label.describe()}")
-    for cv in ([prompt.versions[v] for v, _ in label.arms] if experiment else [resolved.version]):
+        versions = [prompt.versions[v] for v, _ in label.arms]
+    for cv in versions:
         via = f" (label {resolved.label})" if resolved.label and not experiment else ""
         click.echo(f"# {cv.prompt}@{cv.version}{via} from {cv.source}")
         click.echo(version_text(cv).rstrip())

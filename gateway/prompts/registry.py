@@ -185,7 +185,7 @@ class PromptRegistry:
 
     def versions(self) -> list[CompiledVersion]:
         """Every version of every prompt (sorted by name, then number)."""
-        out = []
+        out: list[CompiledVersion] = []
         for name in sorted(self.prompts):
             prompt = self.prompts[name]
             out.extend(prompt.versions[v] for v in sorted(prompt.versions))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -127,7 +128,7 @@ def query(sql: str | None, saved: str | None, params: tuple[str, ...], fmt: str,
     if url or (dsn is None and store_dsn.startswith("chdb://")):
         server = snapshot.config.server
         target_url = url or local_url(server.host, server.port)
-        payload = {"format": fmt, "params": given}
+        payload: dict[str, Any] = {"format": fmt, "params": given}
         payload.update({"saved": saved} if saved else {"sql": sql})
         data = _via_gateway(target_url, admin_key or server.admin_key, payload, timeout)
         if data is None and url:

@@ -118,6 +118,7 @@ class _Renderer:
                 f"{_q(index)} {expr} TYPE {kind} GRANULARITY {granularity}"]
 
     def distributed(self, name: str, sharding_key: str) -> str:
+        assert self.o.cluster is not None  # Distributed tables exist only on a cluster
         return (f"CREATE TABLE IF NOT EXISTS {self.db}.{_q(name)}{self.on_cluster} "
                 f"AS {self.db}.{_q(self.storage(name))}\n"
                 f"ENGINE = Distributed({_q(self.o.cluster)}, {self.db}, {_q(self.storage(name))}, {sharding_key})")

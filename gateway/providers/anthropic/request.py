@@ -76,7 +76,7 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _file_block(part: dict[str, Any], where: str) -> dict[str, Any]:
     """An OpenAI ``file`` part with inline ``file_data`` (a base64 PDF) → a ``document`` block."""
-    spec = part.get("file") if isinstance(part.get("file"), dict) else {}
+    spec = f if isinstance(f := part.get("file"), dict) else {}
     m = _DATA_URL.match(spec.get("file_data") or "")
     if not m or ";base64" not in m["params"]:
         raise _unsupported(f"{where}: files other than inline base64 data (file_id)", where)
@@ -188,16 +188,15 @@ def translate_messages(messages: list[Any]) -> tuple[str | list[dict[str, Any]] 
         if role in ("system", "developer"):
             system.extend(_content_blocks(content, f"{where}.content", allow_media=False))
         elif role == "user":
-            plain = isinstance(content, str) and content
-            _append_turn(turns, "user", content if plain else _content_blocks(content, f"{where}.content", True))
+            _append_turn(turns, "user", content if isinstance(content, str) and content
+                         else _content_blocks(content, f"{where}.content", True))
         elif role == "assistant":
             blocks = _content_blocks(content, f"{where}.content", allow_media=False)
             calls = message.get("tool_calls")
             if calls:
                 blocks += _tool_use_blocks(calls, f"{where}.tool_calls")
             if blocks:
-                plain = isinstance(content, str) and not calls
-                _append_turn(turns, "assistant", content if plain else blocks)
+                _append_turn(turns, "assistant", content if isinstance(content, str) and not calls else blocks)
         elif role == "tool":
             _append_turn(turns, "user", [_tool_result_block(message, where)])
         else:
@@ -231,6 +230,7 @@ def translate_tools(tools: Any) -> list[dict[str, Any]]:
 
 def translate_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     """``tool_choice`` + ``parallel_tool_calls`` → Anthropic ``tool_choice`` (None: leave unset)."""
+    out: dict[str, Any] | None
     if choice is None:
         out = {"type": "auto"} if parallel is False else None
     elif choice == "auto":

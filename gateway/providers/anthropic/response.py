@@ -8,13 +8,13 @@ from typing import Any
 
 import orjson
 
-FINISH_REASONS = {
+FINISH_REASONS: dict[str | None, str] = {  # looked up with whatever the backend sent
     "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
     "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter",
 }
 
 # Anthropic error type → OpenAI error type (status comes from the HTTP response).
-ERROR_TYPES = {
+ERROR_TYPES: dict[str | None, str] = {
     "invalid_request_error": "invalid_request_error", "request_too_large": "invalid_request_error",
     "not_found_error": "invalid_request_error", "authentication_error": "authentication_error",
     "permission_error": "permission_error", "billing_error": "insufficient_quota",

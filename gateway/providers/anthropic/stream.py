@@ -30,7 +30,7 @@ class AnthropicStreamDecoder:
         self._model = ""
         self._usage: dict[str, Any] = {}
         self._started = False
-        self._blocks: dict[int, list] = {}  # content block index → [kind, tool index, has arguments]
+        self._blocks: dict[int | None, list] = {}  # content block index → [kind, tool index, has arguments]
         self._tools = 0
         self._ended = False
 
