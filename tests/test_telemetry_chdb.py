@@ -156,7 +156,7 @@ def test_every_column_for_json_stream_error_aborted_and_no_usage(gateway, tdb):
     assert orjson.loads(j["params"]) == {"temperature": 0.5, "max_tokens": 12}
     assert (j["prompt_id"], j["prompt_version"], j["prompt_label"]) == ("", None, "")
     assert (j["backend"], j["provider"], j["model_served"], j["attempts"]) == ("mock", "mock", "mock-gpt", 1)
-    assert j["cache_status"] in ("miss", "bypass")  # the cache stage owns it; off by default
+    assert j["cache_status"] == "none"  # off by default: no cache stage looked at it
     assert j["route_rule"] == "" or isinstance(j["route_rule"], str)
     assert (j["status_code"], j["error_type"], j["error_message"], j["finish_reason"], j["truncated"]) == \
         (200, "", "", "length", False)
