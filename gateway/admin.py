@@ -23,13 +23,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
 
 from gateway.errors import error_body
-from gateway.telemetry.lanes import ADHOC, QueryBusy
+from gateway.telemetry.lanes import ADHOC, QueryBusy, QueryLanes
 from gateway.telemetry.queries import QueryRejected, clickhouse_format, resolve, saved_queries
+
+if TYPE_CHECKING:
+    from gateway.telemetry.sink import TelemetrySink
 
 log = logging.getLogger("gateway.admin")
 _JSON = "application/json"
@@ -46,7 +50,7 @@ class AdminAPI:
     returns the ``QueryLanes`` (or ``None``). ``queries_dir``: extra saved-query folder.
     """
 
-    def __init__(self, sink: Callable[[], object | None], query_client: Callable[[], object | None],
+    def __init__(self, sink: Callable[[], TelemetrySink | None], query_client: Callable[[], QueryLanes | None],
                  queries_dir: str | None = None):
         self._sink = sink
         self._query_client = query_client
@@ -106,7 +110,7 @@ class AdminAPI:
         except QueryBusy as exc:
             return _error(503, str(exc), "busy", "server_error")
         except Exception as exc:  # ClickHouse errors: the client gets ClickHouse's message
-            from gateway.telemetry.record import scrub_secrets
+            from gateway.telemetry.scrub import scrub_secrets
             message = scrub_secrets(str(exc))[:2000]
             log.info("admin query failed: %s", message.splitlines()[0] if message else type(exc).__name__)
             return _error(400, message or type(exc).__name__, "query_failed")

@@ -57,7 +57,7 @@ class BrowserGuard:
             return True
         # The gateway's own page (the dashboard) on a loopback name. Not any host: a DNS-rebinding
         # page is "same origin" with the gateway under the attacker's host name.
-        return bool(host) and loopback_host(host) and origin.partition("://")[2] == host.lower()
+        return host is not None and loopback_host(host) and origin.partition("://")[2] == host.lower()
 
     def denied(self, request: web.Request, host: str | None) -> web.Response | None:
         """``None`` when a request without a credential of its own may proceed, else the 403/415

@@ -27,4 +27,3 @@ def compose(stages: Sequence[Stage], terminal: Handler) -> Handler:
     for stage in reversed(stages):
         handler = (lambda s, nxt: (lambda ctx: s(ctx, nxt)))(stage, handler)
     return handler
-

@@ -22,8 +22,8 @@ from loadtest import stats
 from loadtest.bare_proxy import build_bare_proxy
 from loadtest.bench import BenchOptions, aggregate, run_bench
 from loadtest.fake_upstream import FakeSettings, FakeUpstreamThread
-from loadtest.generator import Step, run_async, run_scenario, run_step
-from loadtest.httpclient import RawConnection, Target
+from loadtest.generator import Step, run_async, run_scenario
+from loadtest.httpclient import RawConnection
 from loadtest.profile import fold, hotspots_markdown
 from loadtest.report import bench_table, verdicts
 from loadtest.scenario import RequestFactory, Scenario, ScenarioError, load_scenario

@@ -117,6 +117,7 @@ class Target(_Strict):
 
 Strategy = Literal["weighted", "priority", "least-latency", "least-busy", "vllm-load"]
 _FailureName = Literal["connect", "timeout", "5xx", "429", "context_length_exceeded"]
+_RETRY_ON: tuple[_FailureName, ...] = ("connect", "timeout", "5xx", "429")  # retried by default
 # YAML reads an unquoted 429 as a number: accept it as the class "429" (and say so in the schema).
 FailureClass = Annotated[_FailureName, BeforeValidator(
     lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v,
@@ -135,7 +136,7 @@ class RetryPolicy(_Strict):
     max_retry_after_ms: float = Field(5000.0, ge=0, description=(
         "a 429's Retry-After is honoured up to this; a longer one moves to the next target"))
     deadline_ms: float = Field(60000.0, gt=0, description="bound on the whole attempt loop, all targets together")
-    retry_on: list[FailureClass] = Field(default_factory=lambda: ["connect", "timeout", "5xx", "429"], description=(
+    retry_on: list[FailureClass] = Field(default_factory=lambda: list(_RETRY_ON), description=(
         "failure classes retried on the same target (connect, timeout, 5xx, 429, context_length_exceeded)"))
 
 
@@ -223,7 +224,7 @@ class RoutingSettings(_Strict):
 
     retry: RetryPolicy = Field(RetryPolicy(), description="default retry policy of every model")
     fallback_on: list[FailureClass] = Field(
-        default_factory=lambda: ["connect", "timeout", "5xx", "429", "context_length_exceeded"], description=(
+        default_factory=lambda: [*_RETRY_ON, "context_length_exceeded"], description=(
         "default failure classes that move on to the next target"))
     circuit_breaker: CircuitBreakerSettings = Field(CircuitBreakerSettings(), description=(
         "per-target circuit breaker"))

@@ -40,7 +40,7 @@ from gateway.dashboard.filters import FilterError, parse_filters
 from gateway.dashboard.session import Sessions
 from gateway.dashboard.sql import client_fetch
 from gateway.errors import error_body
-from gateway.telemetry.lanes import DASHBOARD, QueryBusy
+from gateway.telemetry.lanes import DASHBOARD, QueryBusy, QueryLanes
 
 log = logging.getLogger("gateway.dashboard")
 STATIC = files("gateway.dashboard") / "static"  # package data
@@ -117,7 +117,7 @@ class DashboardAPI:
     ``sessions``: the session cookies (``session.Sessions``); ``runtime()``: the ``Runtime`` in
     force (its models and prompt labels), or ``None``."""
 
-    def __init__(self, query_client: Callable[[], object | None], admin_key: Callable[[], str | None],
+    def __init__(self, query_client: Callable[[], QueryLanes | None], admin_key: Callable[[], str | None],
                  sessions: Sessions, runtime: Callable[[], Any] = lambda: None):
         self._client = query_client
         self._admin_key = admin_key
@@ -234,7 +234,7 @@ class DashboardAPI:
         except drift.UnknownModelError as exc:
             return _error(404, str(exc), exc.code)
         except Exception as exc:  # ClickHouse errors (store down, tables not created yet, …)
-            from gateway.telemetry.record import scrub_secrets
+            from gateway.telemetry.scrub import scrub_secrets
             message = scrub_secrets(str(exc))[:1000] or type(exc).__name__
             log.info("dashboard query failed: %s", message.splitlines()[0])
             return _error(503, message, "query_failed", "server_error")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from gateway.datasets.export import ExportOptions, Exporter
+from gateway.datasets.export import Exporter, ExportOptions
 from gateway.sessions import RowSource, _source_options
 from gateway.telemetry.commands import _snapshot
 
@@ -23,7 +23,7 @@ def _redactor(spec: str | None, snapshot, enabled: bool):
     ``telemetry.bodies.redact``; ``None`` with ``--no-redact``."""
     if not enabled:
         return None
-    from gateway.telemetry.record import load_hook
+    from gateway.telemetry.values import load_hook
 
     spec = spec or snapshot.config.telemetry.bodies.redact
     if not spec:

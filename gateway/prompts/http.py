@@ -34,7 +34,7 @@ from gateway.prompts.tables import feedback_row
 from gateway.telemetry import QUERY_LANES, RECENT
 from gateway.telemetry.lanes import QueryBusy
 from gateway.telemetry.recent import find_request
-from gateway.telemetry.record import key_fingerprint, scrub_secrets
+from gateway.telemetry.scrub import key_fingerprint, scrub_secrets
 
 log = logging.getLogger("gateway.prompts")
 _JSON = "application/json"

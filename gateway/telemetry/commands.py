@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from gateway.cli_support import config_option, load_cli_config
 from gateway.config import environment
+from gateway.local_http import trust_env
 from gateway.proxies import local_url
 from gateway.telemetry.queries import FORMATS, QueryRejected, clickhouse_format, resolve, saved_queries
 
@@ -65,7 +67,7 @@ def _direct(settings, dsn: str, sql: str, params: dict, fmt: str, limits=None) -
     try:
         return client.query(sql, fmt, params)
     except Exception as exc:
-        from gateway.telemetry.record import scrub_secrets
+        from gateway.telemetry.scrub import scrub_secrets
         raise click.ClickException(scrub_secrets(str(exc))) from None
     finally:
         client.close()
@@ -77,7 +79,8 @@ def _via_gateway(url: str, key: str | None, payload: dict, timeout: float) -> by
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        resp = httpx.post(url.rstrip("/") + "/admin/query", json=payload, headers=headers, timeout=timeout)
+        resp = httpx.post(url.rstrip("/") + "/admin/query", json=payload, headers=headers, timeout=timeout,
+                          trust_env=trust_env(url))
     except httpx.ConnectError:
         return None
     except httpx.HTTPError as exc:
@@ -125,7 +128,7 @@ def query(sql: str | None, saved: str | None, params: tuple[str, ...], fmt: str,
     if url or (dsn is None and store_dsn.startswith("chdb://")):
         server = snapshot.config.server
         target_url = url or local_url(server.host, server.port)
-        payload = {"format": fmt, "params": given}
+        payload: dict[str, Any] = {"format": fmt, "params": given}
         payload.update({"saved": saved} if saved else {"sql": sql})
         data = _via_gateway(target_url, admin_key or server.admin_key, payload, timeout)
         if data is None and url:
@@ -164,7 +167,7 @@ def migrate(print_ddl: bool, config_path: str | None, data_dir: str | None, dsn:
     try:
         store.ensure()
     except Exception as exc:
-        from gateway.telemetry.record import scrub_secrets
+        from gateway.telemetry.scrub import scrub_secrets
         raise click.ClickException(f"{target.display}: {scrub_secrets(str(exc))}") from None
     finally:
         store.close()
