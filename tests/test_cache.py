@@ -308,31 +308,6 @@ def test_cache_off_everywhere_adds_nothing(start_gateway, upstream):
     assert gw.wait_records(2)[0].cache_status == "none"
 
 
-class TenantFromHeader:
-    """A plugin standing in for the auth stage: the tenant comes from a header."""
-
-    async def before_request(self, ctx):
-        ctx.tenant = ctx.request.headers.get("x-test-tenant", "")
-
-
-def test_tenants_never_share_entries(start_gateway, upstream, store_yaml):
-    gw = start_gateway(cache_config(upstream.url, f"enabled: true\n{store_yaml}",
-                                    extra='plugins: [{path: "tests.test_cache:TenantFromHeader"}]'))
-    upstream.json(CHAT)
-
-    def status(tenant):
-        r = gw.post(DET, {"x-test-tenant": tenant})
-        until_stored(gw)
-        return r.headers["x-gateway-cache"]
-
-    assert status("acme") == "miss"
-    assert status("acme") == "hit"
-    assert status("globex") == "miss"
-    assert status("globex") == "hit"
-    assert status("") == "miss"
-    assert len(upstream.received) == 3
-
-
 def test_tenants_of_real_virtual_keys_never_share_entries(start_gateway, upstream, store_yaml):
     keys = {name: f"sk-gw-{name}-{uuid.uuid4().hex}" for name in ("acme1", "acme2", "globex")}
     entries = "\n".join(f"  - {{tenant: {name[:-1] if name.startswith('acme') else name}, id: {name}, "
