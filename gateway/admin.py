@@ -90,7 +90,7 @@ class AdminAPI:
     async def query(self, request: web.Request) -> web.Response:
         try:
             spec = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
+        except (orjson.JSONDecodeError, web.RequestPayloadError):
             return _error(400, "body must be JSON: {\"sql\": ...} or {\"saved\": ...}", "bad_query")
         if not isinstance(spec, dict):
             return _error(400, "body must be a JSON object", "bad_query")

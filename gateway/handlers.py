@@ -34,6 +34,8 @@ from gateway.upstream import pass_back_headers
 # Endpoints whose streams are OpenAI chunk streams the tee understands.
 _TEED_ENDPOINTS = frozenset({"chat/completions", "completions"})
 _JSON = "application/json"
+UNREADABLE_BODY = ("The request body could not be read: its Content-Encoding or chunked transfer encoding "
+                   "is malformed.")
 # Status logged when the client went away before the answer was complete (nginx's convention).
 CLIENT_CLOSED = 499
 
@@ -182,6 +184,8 @@ class ProxyHandlers:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.") from None
+        except web.RequestPayloadError:  # a broken Content-Encoding or chunked framing
+            raise InvalidRequestError(UNREADABLE_BODY, code="unreadable_body") from None
 
     async def read_request(self, ctx: RequestContext, call_next: Handler) -> web.StreamResponse:
         """The stage that reads and checks the client's request (``ctx.request``), then goes on."""

@@ -239,6 +239,32 @@ def test_malformed_http_is_counted_not_logged_per_request(gateway, caplog):
     assert "malformed HTTP request" in noisy[0].getMessage()
 
 
+def test_unreadable_bodies_get_400_without_a_traceback(upstream, make_gateway, caplog):
+    """A body whose Content-Encoding (or chunked framing) is broken fails only when a handler
+    reads it: an unauthenticated client must get a 400, not a 500 with a traceback in the log."""
+    admin = "adm-unreadable-12345"
+    gw = make_gateway(gateway_config(upstream.url, extra=f"server: {{admin_key: {admin}}}\n"))
+    caplog.set_level(logging.DEBUG)
+    garbage = b"this is not gzip"
+    for path, headers in [("/v1/chat/completions", {"Content-Type": "application/json"}),
+                          ("/v1/feedback", {"Content-Type": "application/json"}),
+                          ("/admin/query", {"Content-Type": "application/json", "Authorization": f"Bearer {admin}"}),
+                          ("/dashboard/login", {"Content-Type": "application/x-www-form-urlencoded"})]:
+        for _ in range(3):
+            r = httpx.post(f"{gw.url}{path}", content=garbage, headers={**headers, "Content-Encoding": "gzip"},
+                           timeout=30)
+            assert r.status_code == 400, (path, r.status_code, r.text)
+            if path != "/dashboard/login":
+                assert set(r.json()["error"]) == {"message", "type", "param", "code"}, r.text
+    for content_type, body in [("multipart/form-data", b"x"), ("multipart/form-data; boundary=b", b"--b\r\nbroken"),
+                               ("application/x-www-form-urlencoded; charset=no-such-charset", b"key=x")]:
+        r = httpx.post(f"{gw.url}/dashboard/login", content=body, headers={"Content-Type": content_type}, timeout=30)
+        assert r.status_code == 400, (content_type, r.status_code, r.text)
+    assert not upstream.received
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], \
+        [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 # --- duplicate keys ------------------------------------------------------------------------------
 @pytest.mark.parametrize("raw", [
     b'{"model": "mock-gpt", "model": "same-name", "messages": [{"role": "user", "content": "hi"}]}',

@@ -195,7 +195,10 @@ class DashboardAPI:
         key = self._admin_key()
         if not key:
             return self._redirect()  # local-only mode: nothing to log into
-        form = await request.post()
+        try:
+            form = await request.post()
+        except Exception:  # anyone may post here: a malformed form (encoding, charset, multipart) is a 400
+            return self._login_page("The form could not be read.", status=400)
         given = form.get("key")
         given = given.strip() if isinstance(given, str) else ""
         if not given:
