@@ -8,9 +8,9 @@ offers three costs:
 - ``mask(data)``: whole secrets in bytes (one C-level search per secret);
 - ``mask_text(text)``: the same for ``str`` (rows, spans);
 - ``mask_runs(data)``: any run of ``MIN_RUN`` or more characters of a secret — for upstream
-  error bodies and in-band error events of streams, which are small and rare. A run of 8 contains an aligned 4-character window at
-  a multiple of 4, so the body is probed every 4 bytes against the secrets' 4-grams and only
-  around a hit are its 8-grams checked.
+  error bodies and in-band error events of streams, which are small and rare. A run of 8
+  contains an aligned 4-character window at a multiple of 4, so the body is probed every 4
+  bytes against the secrets' 4-grams and only around a hit are its 8-grams checked.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from gateway.context import RequestContext, Usage
 from gateway.sse import SSESplitter, event_data
 
 _USAGE_NULL = b',"usage":null'
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
 
 
 class StreamTee:
@@ -30,17 +32,18 @@ class StreamTee:
     event is relayed with any run of a configured secret masked, ``SecretMasker.mask_runs``).
     """
 
-    __slots__ = ("_ctx", "_split", "_strip_usage", "done", "upstream_error")
+    __slots__ = ("_ctx", "_split", "_held", "_strip_usage", "done", "upstream_error")
 
     def __init__(self, ctx: RequestContext, strip_usage: bool):
         self._ctx = ctx
         self._split = SSESplitter()
+        self._held = False  # whether the splitter holds part of an event (then every read goes through it)
         self._strip_usage = strip_usage
         self.done = False
         self.upstream_error: dict | None = None
 
     def feed(self, data: bytes, now: float) -> bytes:
-        if not data.endswith(b"\n\n") or self._split.pending or b"\r" in data:
+        if self._held or not data.endswith(b"\n\n") or b"\r" in data:
             return self._feed_split(data, now)
         # The common reads: whole LF-terminated events, nothing held back. Split here, on the
         # blank lines, exactly where the splitter would; a one-line ``data:`` event is read
@@ -63,6 +66,7 @@ class StreamTee:
 
     def _feed_split(self, data: bytes, now: float) -> bytes:
         events = self._split.feed(data)
+        self._held = self._split.pending
         if not events:
             return b""
         kept = []
@@ -79,6 +83,7 @@ class StreamTee:
 
     def tail(self) -> bytes:
         """Bytes of an unterminated final event, forwarded as they are when the stream ends."""
+        self._held = False
         return self._split.tail()
 
     def _observe(self, raw: bytes, now: float, data: bytes | None = None) -> bytes:
@@ -92,8 +97,8 @@ class StreamTee:
             self.done = self._ctx.stream_done = True
             return raw
         try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            chunk = _loads(data)
+        except _JSONDecodeError:
             return raw  # not ours to judge; pass it on
         if type(chunk) is not dict:  # orjson makes plain dicts
             return raw

@@ -12,10 +12,11 @@ Every text field of the request is checked (``plugins._text``: message content a
 calls, tool definitions, ``prompt``, ``input``, ``instructions``, ``system``), and on a
 normalised copy (``plugins._fold``), so invisible, decorated or look-alike characters do not
 hide a match (an invisible character between two words also counts as a space). A keyword is
-folded the same way and matches with any run of whitespace, punctuation or underscores between its words (``project nightingale`` matches
-``Project_Nightingale`` and ``project\\nnightingale``). A pattern is tried on the text as sent,
-on the folded text with whitespace runs squeezed to one space, and on the folded text with
-only its words left (separators squeezed to one space).
+folded the same way and matches with any run of whitespace, punctuation or underscores between
+its words (``project nightingale`` matches ``Project_Nightingale`` and
+``project\\nnightingale``). A pattern is tried on the text as sent, on the folded text with
+whitespace runs squeezed to one space, and on the folded text with only its words left
+(separators squeezed to one space).
 """
 
 from __future__ import annotations

@@ -67,12 +67,13 @@ def write_atomically(path, text: str) -> None:
 
 # --- default: no keys, no stage --------------------------------------------------------------
 def test_without_keys_auth_is_off_and_no_stage_is_registered(gateway, upstream):
-    from gateway.app import STAGES
+    from gateway.app import RUNTIME
     from gateway.auth import ACCESS
 
     upstream.json(CHAT)
     layer = gateway.app[ACCESS]
-    assert layer.access_stage not in gateway.app[STAGES] and layer.plugin_stage not in gateway.app[STAGES]
+    stages = gateway.app[RUNTIME].current.stages  # the active stages of the config in force
+    assert layer.access_stage not in stages and layer.plugin_stage not in stages
     r = post(gateway, key=None)
     assert r.status_code == 200 and "x-ratelimit-limit-requests" not in r.headers
     assert httpx.get(f"{gateway.url}/admin/access").json()["mode"] == "none"

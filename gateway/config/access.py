@@ -161,7 +161,7 @@ class AuthSettings(_Strict):
     _file_keys: list[VirtualKey] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
-    def _load_file(self) -> "AuthSettings":
+    def _load_file(self) -> AuthSettings:
         if self.keys_file:
             self._file_keys = read_keys_file(self.keys_file)
         return self
@@ -257,10 +257,11 @@ def access_problems(config: Any) -> list[str]:
             except Exception as exc:  # the module itself failed to import
                 problems.append(f"plugins[{i}].path: cannot import {spec.path}: {type(exc).__name__}: {exc}")
         if spec.label in labels:
-            problems.append(f'plugins[{i}].name: duplicate plugin name "{spec.label}" (also plugins[{labels[spec.label]}])')
+            problems.append(f'plugins[{i}].name: duplicate plugin name "{spec.label}" '
+                            f"(also plugins[{labels[spec.label]}])")
         labels.setdefault(spec.label, i)
     return problems
 
 
-__all__ = ["DEFAULT_ENDPOINTS", "AuthSettings", "Budget", "LimitSettings", "PluginSpec", "VirtualKey", "access_problems", "all_keys",
-           "auth_mode", "read_keys_file"]
+__all__ = ["DEFAULT_ENDPOINTS", "AuthSettings", "Budget", "LimitSettings", "PluginSpec", "VirtualKey",
+           "access_problems", "all_keys", "auth_mode", "read_keys_file"]

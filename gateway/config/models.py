@@ -15,11 +15,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
-from gateway.config.prompts import PromptSettings
+from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.chains import ChainSettings
 from gateway.config.observability import ObservabilitySettings
+from gateway.config.prompts import PromptSettings
 from gateway.config.telemetry import PricingSettings, TelemetrySettings
 from gateway.config.vllm import VllmLaunch, VllmLoadSettings, VllmScrape, vllm_problems
 
@@ -96,7 +96,7 @@ class Backend(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _needs_url(self) -> "Backend":
+    def _needs_url(self) -> Backend:
         if self.type != "mock" and not self.base_url:
             raise ValueError(f'backend type "{self.type}" needs a base_url')
         return self
@@ -176,7 +176,7 @@ class PublicModel(_Strict):
     chain: str | None = Field(None, description="serve this chain (chains/<name>.yaml) instead of targets")
 
     @model_validator(mode="after")
-    def _targets_or_chain(self) -> "PublicModel":
+    def _targets_or_chain(self) -> PublicModel:
         if self.chain is not None:
             if self.targets or self.prompt:
                 raise ValueError("a chain model has no `targets` or `prompt` (its steps name models and prompts)")
@@ -213,7 +213,7 @@ class RouteRule(_Strict):
     strategy: Strategy | None = Field(None, description="order the targets with this strategy instead")
 
     @model_validator(mode="after")
-    def _has_action(self) -> "RouteRule":
+    def _has_action(self) -> RouteRule:
         if self.model is None and self.targets is None and self.strategy is None:
             raise ValueError("a rule needs `model`, `targets` or `strategy`")
         return self
@@ -300,7 +300,7 @@ class GatewayConfig(_Strict):
     plugins: list[PluginSpec] = Field(default_factory=list, description="policy hooks run on each request")
 
     @model_validator(mode="after")
-    def _cross_links(self) -> "GatewayConfig":
+    def _cross_links(self) -> GatewayConfig:
         problems = []
         known = ", ".join(sorted(self.backends)) or "none defined"
 

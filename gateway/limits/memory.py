@@ -16,8 +16,9 @@ class _KeyState:
 
     __slots__ = ("r_level", "r_t", "t_level", "t_t", "inflight", "spend")
 
-    def __init__(self):
-        self.r_level = self.t_level = None  # None: full
+    def __init__(self) -> None:
+        self.r_level: float | None = None  # None: full
+        self.t_level: float | None = None
         self.r_t = self.t_t = 0.0
         self.inflight: dict[str, float] = {}
         self.spend: dict[str, float] = {}

@@ -77,7 +77,8 @@ def load_registry(directory: str | Path | None, lock_path: str | Path | None = N
 
     ``lock_path``: the immutability record (default ``<directory>/versions.lock``).
     ``previous``: the registry in force, also treated as a record (loading never writes;
-    ``PromptRegistry.record()`` does). ``display_base``: paths in problems are shown relative to it. Raises ``PromptConfigError``.
+    ``PromptRegistry.record()`` does). ``display_base``: paths in problems are shown relative to
+    it. Raises ``PromptConfigError``.
     """
     if directory is None:
         return EMPTY

@@ -335,7 +335,7 @@ class RowBuilder:
         ts = float(getattr(ctx, "ts_start", 0.0) or time.time())
         row: list[Any] = [None] * len(REQUEST_COLUMNS)
         defaults = {"UUID": rid, "Bool": False, "UInt8": 0, "UInt16": 0, "UInt32": 0, "Float64": 0.0}
-        for i, (name, ctype) in enumerate(REQUEST_COLUMNS):
+        for i, (_name, ctype) in enumerate(REQUEST_COLUMNS):
             base = ctype.split(" CODEC")[0]
             if base.startswith("Nullable"):
                 row[i] = None

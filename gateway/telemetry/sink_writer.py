@@ -10,11 +10,13 @@ holds the code that runs on the writer and spill threads.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import Any
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 from gateway.telemetry.scrub import scrub_secrets
-from gateway.telemetry.spool import Batch, Part
+from gateway.telemetry.spool import Batch, Part, Spool
 
 log = logging.getLogger("gateway.telemetry")
 
@@ -28,7 +30,7 @@ class PendingRows:
 
     __slots__ = ("parts", "rows", "since", "kind")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.parts: dict[tuple[str, tuple[str, ...]], list] = {}
         self.rows = 0
         self.since = 0.0
@@ -56,6 +58,34 @@ class SinkWriter:
     store: Any
     settings: Any
     display: str
+    spool: Spool
+    ready: threading.Event
+    _queue: deque
+    _batch_rows: int
+    _queue_max: int
+    _interval: float
+    _wake: threading.Event
+    _spill: threading.Event
+    _stop: threading.Event
+    _lock: threading.Lock
+    _deadline: float | None
+    _inflight: Batch | None
+    _pending: PendingRows
+    _flush_requested: bool
+    _up: bool
+    _retry_at: float
+    _backoff: float
+    insert_failures: int
+    replayed: int
+    last_error: str
+    last_error_at: float
+
+    if TYPE_CHECKING:  # TelemetrySink's own methods, called from these threads
+        def _take(self, limit: int) -> list: ...
+        def _make_batch(self, items: list) -> Batch: ...
+        def _insert(self, batch: Batch) -> None: ...
+        def _settle(self, batch: Batch, how: str, rows: int | None = None) -> bool: ...
+        def _spool_batch(self, batch: Batch) -> None: ...
 
     # --- the store's health ------------------------------------------------------------
     def _failed(self, exc: BaseException, what: str) -> None:
