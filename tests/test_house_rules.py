@@ -1,8 +1,5 @@
-"""House rules the code base keeps: small modules with one job, and layers that import downwards.
+"""House rules the code base keeps: layers that import downwards.
 
-- No module of ``gateway/``, ``plugins/`` or ``loadtest/`` passes ``MAX_LINES`` lines: a file
-  that grows past it is split by job (see how ``gateway/limits/`` or ``gateway/providers/anthropic/``
-  are laid out) rather than left to grow.
 - No import cycle among the modules of ``gateway/`` at module level. The graph is read from the
   source (``ast``): imports at module level (class bodies included, ``if TYPE_CHECKING:`` blocks
   excluded) are edges; imports inside functions are not, since they run later — but moving an
@@ -16,14 +13,6 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CHECKED = ("gateway", "plugins", "loadtest")
-MAX_LINES = 400
-
-# Modules still being split up by work in progress. Each entry is a known debt, named so it
-# cannot grow unseen: the test fails if one of them passes its recorded size, and asks for the
-# entry to be removed once the module is under MAX_LINES.
-BEING_SPLIT: dict[str, int] = {
-}
 
 
 def _modules(root: Path, package: str) -> dict[str, Path]:
@@ -150,24 +139,6 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                     queue.append(child)
         cycles.append(cycle)
     return sorted(cycles)
-
-
-def test_no_module_over_max_lines():
-    too_long, grew, done = [], [], []
-    for package in CHECKED:
-        for path in sorted((REPO / package).rglob("*.py")):
-            rel = path.relative_to(REPO).as_posix()
-            lines = len(path.read_text(encoding="utf-8").splitlines())
-            if rel in BEING_SPLIT:
-                if lines <= MAX_LINES:
-                    done.append(f"{rel} ({lines} lines): remove it from BEING_SPLIT")
-                elif lines > BEING_SPLIT[rel]:
-                    grew.append(f"{rel}: {lines} lines, more than the {BEING_SPLIT[rel]} recorded")
-            elif lines > MAX_LINES:
-                too_long.append(f"{rel}: {lines} lines")
-    assert not too_long, f"modules over {MAX_LINES} lines (split them by job): {too_long}"
-    assert not grew, f"modules being split grew: {grew}"
-    assert not done, done
 
 
 def test_no_import_cycles_in_gateway():
