@@ -28,12 +28,28 @@ _PASS_BACK_PREFIXES = ("x-ratelimit-", "openai-", "anthropic-ratelimit-")
 _PASS_BACK_EXACT = frozenset({"retry-after", "retry-after-ms", "content-type"})
 
 
+# Verdicts by header name as received: upstreams send the same few dozen names on every
+# response, so each is lower-cased and matched once. Bounded, as names come from the network.
+_PASSED: dict[str, bool] = {}
+
+
+def _passes(name: str) -> bool:
+    low = name.lower()
+    verdict = low in _PASS_BACK_EXACT or low.startswith(_PASS_BACK_PREFIXES)
+    if len(_PASSED) < 512:
+        _PASSED[name] = verdict
+    return verdict
+
+
 def pass_back_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Select the upstream response headers the client should see (rate limits, retry hints)."""
+    passed = _PASSED
     out = {}
     for name, value in headers.items():
-        low = name.lower()
-        if low in _PASS_BACK_EXACT or low.startswith(_PASS_BACK_PREFIXES):
+        verdict = passed.get(name)
+        if verdict is None:
+            verdict = _passes(name)
+        if verdict:
             out[name] = value
     return out
 
