@@ -211,9 +211,11 @@ def check_config(path: str | None, config_path: str | None) -> None:
               "or ./.llm-gateway).")
 def demo(data_dir: str | None) -> None:
     """Start the gateway on embedded defaults (mock backend) and drive it with the OpenAI SDK."""
-    from gateway.demo import run_demo
+    from gateway.demo import demo_config, run_demo
 
-    run_demo(data_dir=data_dir)
+    snapshot = demo_config()
+    _claim_data_dir(snapshot, data_dir)  # like serve: a folder another gateway holds is refused in one line
+    run_demo(snapshot, data_dir=data_dir)
 
 
 @main.command("mock-server")
