@@ -261,7 +261,7 @@ def keys_create(tenant: str, key_id: str | None, models: str | None, endpoints: 
     under ``keys:`` (it holds only the key's SHA-256)."""
     import yaml
 
-    from gateway.auth import hash_key, new_key
+    from gateway.keys import hash_key, new_key
     from gateway.config.access import VirtualKey
 
     key = new_key()
@@ -291,7 +291,7 @@ def keys_create(tenant: str, key_id: str | None, models: str | None, endpoints: 
 @keys.command("hash")
 def keys_hash() -> None:
     """Read a key on stdin and print the SHA-256 the config stores for it."""
-    from gateway.auth import hash_key
+    from gateway.keys import hash_key
 
     key = sys.stdin.readline().strip()
     if not key:
