@@ -106,7 +106,7 @@ def _middleware(layer: AccessLayer):
                 return denied  # (the admin key may score any request)
             request[KEY] = key
             response = await handler(request)
-            if path == "/v1/models" and response.status == 200 and not response.prepared \
+            if path == "/v1/models" and key is not None and response.status == 200 and not response.prepared \
                     and isinstance(response.body, bytes):
                 return layer.filtered_models(key, response)
             return response

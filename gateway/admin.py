@@ -15,7 +15,7 @@
 Access: ``Authorization: Bearer <server.admin_key>``. With no admin key configured the
 endpoints answer local requests only (``gateway.admin_guard``: loopback client, loopback
 ``Host``, no forwarding headers, JSON bodies). The check is the one every ``/admin`` path gets
-(``gateway.auth``'s middleware, before any handler), so these handlers do not repeat it.
+(``gateway.access_feature``'s middleware, before any handler), so these handlers do not repeat it.
 """
 
 from __future__ import annotations

@@ -184,9 +184,10 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
 
     async def readyz(request: web.Request) -> web.Response:
         session = request.app.get(SESSION)
-        ready = holder.current is not None and session is not None and not session.closed
-        return web.json_response({"status": "ready" if ready else "starting",
-                                  "config_hash": holder.current.snapshot.content_hash if ready else None},
+        current = holder.current
+        ready = current is not None and session is not None and not session.closed
+        config_hash = current.snapshot.content_hash if ready and current is not None else None
+        return web.json_response({"status": "ready" if ready else "starting", "config_hash": config_hash},
                                  status=200 if ready else 503)
 
     r = app.router

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import public_config
+from gateway.public_config import public_config
 from gateway.config import ConfigSnapshot
 from gateway.feature import Feature, Routes
 

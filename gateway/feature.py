@@ -20,7 +20,7 @@ A feature contributes:
 - ``activate(runtime)``: the config is now current; put what ``compile`` prepared in force.
   Called right after the swap, with no ``await`` in between, so no request sees half of it.
 - ``routes(routes)``: its HTTP routes. ``routes.admin_get``/``admin_post`` take ``/admin/…``
-  paths only: every one of them is behind the one admin check (``gateway.auth``), applied once
+  paths only: every one of them is behind the one admin check (``gateway.access_feature``), applied once
   per request before any handler, so handlers never check again.
 - ``start(app)`` / ``stop(app)``: open and close what it holds (sinks, stores, servers).
 """

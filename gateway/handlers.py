@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from gateway.context import RequestContext, Usage
-from gateway.duplicate_keys import duplicated_model, other_model_key
+from gateway.duplicate_keys import case_variant_key, duplicated_model
 from gateway.errors import (
     GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError, StreamTruncatedError,
     UpstreamError, UpstreamTimeoutError, error_body,
@@ -205,9 +205,13 @@ class ProxyHandlers:
                 "your HTTP library correctly. The OpenAI API expects a JSON payload.)") from None
         if not isinstance(body, dict):
             raise InvalidRequestError("The request body must be a JSON object.")
-        if duplicated_model(raw) or other_model_key(body):
+        variant = case_variant_key(body)
+        if duplicated_model(raw) or variant is not None and variant.lower() == "model":
             raise InvalidRequestError("The request body names `model` more than once.", param="model",
                                       code="duplicate_key")
+        if variant is not None:  # backends that ignore case would read it instead of ours
+            raise InvalidRequestError(f"The request body names `{variant[:40]}`: send it as `{variant.lower()}` "
+                                      "(field names are lower case).", param=variant[:40], code="duplicate_key")
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequestError("you must provide a model parameter", param="model")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -20,6 +21,9 @@ from gateway.routing.router import Router
 from gateway.secret_mask import SecretMasker
 from gateway.tokens import TokenCounter
 from gateway.upstream import BackendClient
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Handler
 
 # Credentials of the client are for the gateway; they are never sent upstream.
 _NEVER_FORWARD = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie", "host",
@@ -67,7 +71,8 @@ class Runtime:
         # The request path composed for this config from the features' active stages
         # (``gateway.app``): ``request_path`` for a client's request, ``step_path`` for one made
         # in-process (a chain step). Set before the runtime is made current.
-        self.request_path = self.step_path = None
+        self.request_path: Handler
+        self.step_path: Handler
         self.stages: tuple = ()  # the active stages of those paths, outermost first
         # What each feature compiled for this config (``Feature.compile``), by feature name.
         self.compiled: dict[str, object] = {}

@@ -78,7 +78,7 @@ class HTTPUpstreamResponse:
     def __init__(self, resp: aiohttp.ClientResponse):
         self._resp = resp
         self.status = resp.status
-        self.headers = resp.headers
+        self.headers: Mapping[str, str] = resp.headers
 
     async def read(self) -> bytes:
         return await self._resp.read()
@@ -178,7 +178,7 @@ class BackendClient:
         adapter = self.adapter
         if adapter is None:
             return MockResponse(self.backend.mock, path, parsed or {}, upstream_model)
-        headers = self._headers
+        headers: Mapping[str, str] = self._headers
         if not adapter.identity:  # the provider decides address, body and extra headers
             req = adapter.build_request(path, parsed or {}, body if self.needs_raw else None, upstream_model,
                                         self.backend)
@@ -186,14 +186,17 @@ class BackendClient:
             if req.headers:
                 extra_headers = {**(extra_headers or {}), **req.headers}
         if extra_headers:
-            headers = CIMultiDict(headers)
+            merged = CIMultiDict(headers)
             for k, v in extra_headers.items():
-                headers[k] = v
+                merged[k] = v
+            headers = merged
+        base, session = self._base, self._session
+        assert base is not None and session is not None  # a backend with an adapter has both
         # Never outside base_url, whatever the path (raises NotFoundError before anything is sent).
-        url = self._base.join(path, query)
+        url = base.join(path, query)
         try:
             with deadline(self.first_byte_s):
-                resp = await self._session.request(method, url, data=body, headers=headers,
+                resp = await session.request(method, url, data=body, headers=headers,
                                                    timeout=self._timeout, allow_redirects=False)
         except TimeoutError:
             raise UpstreamTimeoutError(

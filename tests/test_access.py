@@ -17,8 +17,9 @@ import orjson
 import pytest
 import yaml
 
-from gateway.auth import hash_key, warn_if_open
+from gateway.auth import warn_if_open
 from gateway.config import ConfigError, parse_config
+from gateway.keys import hash_key
 from tests.conftest import gateway_config
 from tests.polling import async_wait_for, wait_for
 

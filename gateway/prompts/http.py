@@ -13,7 +13,7 @@
   admin key). Without auth the key id is a fingerprint of the bearer key, as in request rows.
 - ``GET /admin/prompts``: every prompt with its versions (hash, first seen, variables,
   params, templates), labels, the models that name a prompt, and the prompt-table sink's
-  counters. Behind the one admin check every ``/admin`` path gets (``gateway.auth``).
+  counters. Behind the one admin check every ``/admin`` path gets (``gateway.access_feature``).
 """
 
 from __future__ import annotations

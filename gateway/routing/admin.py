@@ -41,7 +41,7 @@ class RoutingAdmin(Feature):
 
     name = "routing-admin"
 
-    def __init__(self, runtime: Callable[[], object], health: HealthRegistry):
+    def __init__(self, runtime: Callable[[], Runtime | None], health: HealthRegistry):
         self._handler = backends_handler(runtime, health)
 
     def routes(self, routes: Routes) -> None:

@@ -111,7 +111,7 @@ class TelemetryFeature(Feature):
         return () if self.sink is None or self.recent is None else (self.sink.emit, self.recent.record)
 
     def activate(self, runtime) -> None:
-        if self.sink is not None:  # rows mask the secrets of the config in force
+        if self.sink is not None and self.sink.builder is not None:  # rows mask the config's secrets
             self.sink.builder.secrets = runtime.secrets
 
     def routes(self, routes: Routes) -> None:

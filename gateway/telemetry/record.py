@@ -359,6 +359,6 @@ class RowBuilder:
         return row
 
 
-__all__ = ["ATTEMPT_COLUMNS", "ATTEMPT_COLUMN_NAMES", "CLIENT_CLOSED", "PARENT_HEADER", "REQUEST_COLUMNS",
+__all__ = ["ATTEMPT_COLUMNS", "ATTEMPT_COLUMN_NAMES", "PARENT_HEADER", "REQUEST_COLUMNS",
            "REQUEST_COLUMN_NAMES", "SESSION_HEADER", "RowBuilder", "encode_rows", "format_ts", "key_fingerprint",
            "load_hook", "parse_metadata_header", "scrub_secrets", "to_uuid"]
