@@ -23,14 +23,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
 
 from gateway.auth import check_admin
 from gateway.errors import error_body
-from gateway.telemetry.lanes import ADHOC, QueryBusy
+from gateway.telemetry.lanes import ADHOC, QueryBusy, QueryLanes
 from gateway.telemetry.queries import QueryRejected, clickhouse_format, resolve, saved_queries
+
+if TYPE_CHECKING:
+    from gateway.telemetry.sink import TelemetrySink
 
 log = logging.getLogger("gateway.admin")
 _JSON = "application/json"
@@ -48,8 +52,8 @@ class AdminAPI:
     ``QueryLanes`` (or ``None``). ``queries_dir``: extra saved-query folder.
     """
 
-    def __init__(self, admin_key: str | None, sink: Callable[[], object | None],
-                 query_client: Callable[[], object | None], queries_dir: str | None = None):
+    def __init__(self, admin_key: str | None, sink: Callable[[], TelemetrySink | None],
+                 query_client: Callable[[], QueryLanes | None], queries_dir: str | None = None):
         self._key = admin_key or None
         self._sink = sink
         self._query_client = query_client
@@ -103,7 +107,7 @@ class AdminAPI:
             return denied
         try:
             spec = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
+        except (orjson.JSONDecodeError, web.RequestPayloadError):
             return _error(400, "body must be JSON: {\"sql\": ...} or {\"saved\": ...}", "bad_query")
         if not isinstance(spec, dict):
             return _error(400, "body must be a JSON object", "bad_query")
@@ -123,7 +127,7 @@ class AdminAPI:
         except QueryBusy as exc:
             return _error(503, str(exc), "busy", "server_error")
         except Exception as exc:  # ClickHouse errors: the client gets ClickHouse's message
-            from gateway.telemetry.record import scrub_secrets
+            from gateway.telemetry.scrub import scrub_secrets
             message = scrub_secrets(str(exc))[:2000]
             log.info("admin query failed: %s", message.splitlines()[0] if message else type(exc).__name__)
             return _error(400, message or type(exc).__name__, "query_failed")

@@ -6,9 +6,11 @@ when it was made on this machine, to this machine:
 
 - the client address is loopback (behind a trusted proxy: the ``X-Forwarded-For`` client);
 - its ``Host`` is ``localhost``, ``127.0.0.1`` or ``[::1]`` (any port): a page that reached the
-  gateway through DNS rebinding sends its own host name;
-- no proxy relayed it: no ``Forwarded``, ``X-Forwarded-*`` or ``X-Real-IP`` header, unless the
-  peer is one of ``server.trusted_proxies`` (then its headers decide, ``proxies.py``);
+  gateway through DNS rebinding sends its own host name; behind a trusted proxy every
+  ``X-Forwarded-Host`` value must be one of those too (a proxy that keeps the browser's ``Host``
+  may pass on an ``X-Forwarded-Host`` the page set itself);
+- no proxy relayed it: no ``Forwarded``, ``X-Forwarded-*``, ``X-Real-IP`` or ``Via`` header, unless
+  the peer is one of ``server.trusted_proxies`` (then its headers decide, ``proxies.py``);
 - and it passes the browser checks (``browser_guard.py``): JSON bodies only, no foreign ``Origin``.
 
 Wrong admin keys (a bearer header, the dashboard's login form) are slowed per client address
@@ -47,7 +49,7 @@ NO_KEY_MESSAGE = ("No server.admin_key is configured, so the admin API and the d
                   "made on this machine to http://localhost, 127.0.0.1 or [::1] and not relayed by a proxy. "
                   "To use them from elsewhere set server.admin_key (e.g. admin_key: ${GATEWAY_ADMIN_KEY}) "
                   "and send Authorization: Bearer <admin key>.")
-_RELAY_HEADERS = ("forwarded", "x-forwarded-", "x-real-ip")
+_RELAY_HEADERS = ("forwarded", "x-forwarded-", "x-real-ip", "via")
 
 
 def _error(status: int, message: str, code: str, type_: str, headers: dict | None = None) -> web.Response:
@@ -168,7 +170,7 @@ class AdminGuard:
             return False
         else:
             client = request.remote
-        return is_loopback(client) and loopback_host(self.proxies.host(request))
+        return is_loopback(client) and all(loopback_host(h) for h in self.proxies.hosts(request))
 
     def unauthenticated_denied(self, request) -> web.Response | None:
         """The browser checks for a request without a credential of its own (``browser_guard``)."""

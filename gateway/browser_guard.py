@@ -20,6 +20,8 @@ to them carry ``Access-Control-Allow-Origin``; otherwise no CORS header is ever 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiohttp import web
 
 from gateway.errors import error_body
@@ -44,11 +46,11 @@ class BrowserGuard:
 
     __slots__ = ("origins",)
 
-    def __init__(self, origins=()):
+    def __init__(self, origins: Iterable[str] = ()) -> None:
         self.origins: frozenset[str] = frozenset()
         self.update(origins)
 
-    def update(self, origins) -> None:
+    def update(self, origins: Iterable[str]) -> None:
         self.origins = frozenset(_normal(o) for o in origins)
 
     def origin_allowed(self, origin: str, host: str | None) -> bool:
@@ -57,7 +59,7 @@ class BrowserGuard:
             return True
         # The gateway's own page (the dashboard) on a loopback name. Not any host: a DNS-rebinding
         # page is "same origin" with the gateway under the attacker's host name.
-        return bool(host) and loopback_host(host) and origin.partition("://")[2] == host.lower()
+        return host is not None and loopback_host(host) and origin.partition("://")[2] == host.lower()
 
     def denied(self, request: web.Request, host: str | None) -> web.Response | None:
         """``None`` when a request without a credential of its own may proceed, else the 403/415

@@ -12,7 +12,6 @@ import importlib
 from dataclasses import dataclass
 
 import click
-from click.utils import make_default_short_help
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +55,7 @@ class LazyGroup(click.Group):
                     continue
                 rows.append((name, cmd.get_short_help_str(limit)))
             else:
-                rows.append((name, make_default_short_help(self.lazy[name].summary, limit)))
+                # shortened as click shortens a command's own help (its public API, stable across versions)
+                rows.append((name, click.Command(name, help=self.lazy[name].summary).get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)

@@ -113,7 +113,7 @@ class RequestContext:
     cache_saved_ms: float | None = None  # a cache hit: the original answer's latency (ms)
     attempt_log: list[Attempt] | None = None  # one entry per upstream attempt (routing fills it)
     strategy: str = ""  # routing strategy that ordered the targets
-    route_candidates: list[dict] | None = None  # provenance: [{"target", "score", "skipped"}]
+    route_candidates: list[dict[str, Any]] | None = None  # provenance: [{"target", "score", "skipped"}]
     target_state: Any = None  # routing.health.TargetState of the answering target, held in flight
     # --- set by the handler for stages ---
     request: Any = None  # the aiohttp web.Request
@@ -133,7 +133,7 @@ class RequestContext:
     session_id: str = ""  # set by a chain for its steps; else the row reads x-gateway-session-id
     parent_request_id: str = ""  # the parent's request id (a chain step: the chain request's)
     client_request_id: str = ""  # the client's own x-request-id (echoed back; never the row's id)
-    chain_steps: list | None = None  # a chain request: its steps' contexts (the row sums them)
+    chain_steps: list[RequestContext] | None = None  # a chain request: its steps' contexts (the row sums them)
 
     @property
     def x_request_id(self) -> str:

@@ -34,7 +34,9 @@ def plain_chat(client: openai.OpenAI) -> None:
         model="mock-gpt", messages=[{"role": "user", "content": "Say hello to the gateway."}])
     resp = raw.parse()
     click.echo(f"  answer: {resp.choices[0].message.content!r}")
-    click.echo(f"  usage: {resp.usage.prompt_tokens} prompt + {resp.usage.completion_tokens} completion tokens; "
+    usage = resp.usage
+    click.echo(f"  usage: {usage.prompt_tokens if usage else '?'} prompt + "
+               f"{usage.completion_tokens if usage else '?'} completion tokens; "
                f"backend {raw.headers.get('x-gateway-backend')}, request id {raw.headers.get('x-request-id')}, "
                f"{(time.perf_counter() - t0) * 1000:.1f} ms")
 
@@ -42,7 +44,7 @@ def plain_chat(client: openai.OpenAI) -> None:
 def streamed_chat(client: openai.OpenAI) -> None:
     _step("chat completion (streamed, SSE)")
     t0 = time.perf_counter()
-    ttft = None
+    ttft: float | None = None
     click.echo("  answer: ", nl=False)
     stream = client.chat.completions.create(
         model="mock-gpt", stream=True, stream_options={"include_usage": True},
@@ -56,7 +58,7 @@ def streamed_chat(client: openai.OpenAI) -> None:
                 ttft = ttft or time.perf_counter() - t0
                 click.echo(choice.delta.content, nl=False)
     click.echo()
-    click.echo(f"  TTFT {ttft * 1000:.1f} ms, total {(time.perf_counter() - t0) * 1000:.1f} ms, "
+    click.echo(f"  TTFT {(ttft or 0.0) * 1000:.1f} ms, total {(time.perf_counter() - t0) * 1000:.1f} ms, "
                f"usage {usage.completion_tokens if usage else '?'} completion tokens")
 
 
@@ -80,7 +82,7 @@ def telemetry_query(client: openai.OpenAI) -> None:
 
     _step("telemetry: saved query latency-by-model over this demo's rows (llm_requests in ClickHouse)")
     root = str(client.base_url).rstrip("/").removesuffix("/v1")
-    with httpx.Client(base_url=root, timeout=60) as http:
+    with httpx.Client(base_url=root, timeout=60, trust_env=False) as http:
         stats = http.post("/admin/telemetry/flush").json()
         if not stats.get("enabled"):
             click.echo("  telemetry is off (telemetry.enabled: false or LLM_GATEWAY_TELEMETRY=off)")
@@ -112,7 +114,9 @@ def run_demo(data_dir: str | None = None) -> None:
     with BackgroundServer(build_app(snapshot, data_dir=data_dir)) as server:
         click.secho(f"llm-gateway running at {server.url} (embedded defaults, config hash "
                     f"{snapshot.content_hash}); clients use base_url={server.url}/v1", bold=True)
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-demo", max_retries=0)
+        # its own gateway on loopback: never through a proxy named in the environment
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-demo", max_retries=0,
+                               http_client=openai.DefaultHttpxClient(trust_env=False))
         for step in STEPS:
             step(client)
         client.close()

@@ -6,6 +6,10 @@ while a backend that reads the client's forwarded bytes serves the other. Such b
 refused. The check is nearly free: only a body whose bytes hold ``"model"`` twice, or a
 ``\\u006…`` escape (how the letters of ``model`` could be spelled inside a key), is parsed again,
 with a parser that reports every key.
+
+Some parsers also match keys regardless of case (Go's ``encoding/json``, as in Ollama, LocalAI
+and many OpenAI-compatible proxies; ASP.NET's web defaults), so ``{"model": "allowed", "Model":
+"other"}`` is a duplicate too: ``other_model_key`` finds such a key among the parsed top-level keys.
 """
 
 from __future__ import annotations
@@ -30,3 +34,9 @@ def duplicated_model(raw: bytes) -> bool:
     except ValueError:
         return False
     return bool(counts) and counts[-1] > 1  # the outermost object is reported last
+
+
+def other_model_key(body: dict) -> bool:
+    """True when the top-level ``body`` has a key other than ``model`` that reads ``model``
+    regardless of case (``Model``, ``MODEL``, also spelled with escapes)."""
+    return any(len(key) == 5 and key != "model" and key.lower() == "model" for key in body)

@@ -25,7 +25,12 @@ names, never from headers or backend settings.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
+
+if TYPE_CHECKING:
+    from gateway.routing.plan import RoutePlan
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
@@ -151,7 +156,7 @@ class NoHealthyTargetError(GatewayError):
     type = "upstream_error"
     code = "no_healthy_target"
 
-    def __init__(self, message: str, *, plan=None):
+    def __init__(self, message: str, *, plan: RoutePlan | None = None):
         super().__init__(message)
         self.plan = plan
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from gateway import outcome
 from gateway.context import RequestContext, Usage
-from gateway.duplicate_keys import duplicated_model
+from gateway.duplicate_keys import duplicated_model, other_model_key
 from gateway.errors import (
     GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError, StreamTruncatedError,
     UpstreamError, UpstreamTimeoutError, error_body,
@@ -36,6 +36,8 @@ from gateway.upstream import pass_back_headers
 # Endpoints whose streams are OpenAI chunk streams the tee understands.
 _TEED_ENDPOINTS = frozenset({"chat/completions", "completions"})
 _JSON = "application/json"
+UNREADABLE_BODY = ("The request body could not be read: its Content-Encoding or chunked transfer encoding "
+                   "is malformed.")
 
 RuntimeGetter = Callable[[], "object"]
 Finisher = Callable[[RequestContext], None]
@@ -181,6 +183,8 @@ class ProxyHandlers:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.") from None
+        except web.RequestPayloadError:  # a broken Content-Encoding or chunked framing
+            raise InvalidRequestError(UNREADABLE_BODY, code="unreadable_body") from None
 
     async def _proxy(self, request: web.Request, ctx: RequestContext) -> web.StreamResponse:
         rt = self._runtime()
@@ -202,7 +206,7 @@ class ProxyHandlers:
             ctx.body = RequestBody({}, raw)
             raise InvalidRequestError("The request body must be a JSON object.")
         body = ctx.body = client_body(parsed, raw)
-        if duplicated_model(raw):
+        if duplicated_model(raw) or other_model_key(body):
             raise InvalidRequestError("The request body names `model` more than once.", param="model",
                                       code="duplicate_key")
         model = body.get("model")
@@ -288,7 +292,10 @@ class ProxyHandlers:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"backend {ctx.backend!r} failed sending its response: {type(exc).__name__}") from None
         if upstream.status >= 400:
-            body = ctx.runtime.secrets.mask_runs(body)  # an echoed key, whole or in part
+            secrets = ctx.runtime.secrets
+            body = secrets.mask_runs(body)  # an echoed key, whole or in part
+            for name, value in headers.items():  # ... or in a header passed back
+                headers[name] = secrets.mask_runs(value.encode()).decode("utf-8", "replace")
             body = _upstream_error_body(upstream.status, body)
             headers["Content-Type"] = _JSON
             outcome.error(ctx, upstream.status, "upstream_http_error", body[:500].decode("utf-8", "replace"))
@@ -331,10 +338,15 @@ class ProxyHandlers:
         failure: GatewayError | None = None
         perf = time.perf_counter
         send = response.write
-        if ctx.capture is not None or ctx.on_bytes is not None:
+        # An in-band error event may echo the backend's key: the tee masks the events it reads;
+        # a stream relayed without a tee has its reads that mention an error masked.
+        mask = ctx.runtime.secrets.mask_error_runs if tee is None and ctx.runtime.secrets else None
+        if ctx.capture is not None or ctx.on_bytes is not None or mask is not None:
             capture, on_bytes = ctx.capture, ctx.on_bytes
 
             async def send(data: bytes) -> None:  # noqa: F811 - the observed variant
+                if mask is not None:
+                    data = mask(data)
                 if capture is not None:
                     capture.append(data)
                 if on_bytes is not None:

@@ -7,8 +7,10 @@ never guesses a script or a page out of a JSON body or a relayed upstream error.
 
 ``ProtocolErrorLog`` is the logger aiohttp's connection handler reports to. An unparsable
 request (an unknown method, an oversized header, ``Content-Length`` with chunked encoding,
-TLS sent to the plain port) is answered 400 by aiohttp before any route runs; aiohttp would log
-an ERROR with a traceback for each, so any unauthenticated client could flood the log. Here
+TLS sent to the plain port) is answered 400 by aiohttp before any route runs; a body that
+cannot be decoded (a broken ``Content-Encoding`` or chunk) is answered 400 by the handler that
+reads it, and aiohttp reports it again when it drains the rest. aiohttp would log an ERROR with a
+traceback for each, so any unauthenticated client could flood the log. Here
 each is counted (``count``) and summarised in at most one WARNING per ``interval_s``; any other
 report (a real failure inside a handler) goes to the log as before.
 """
@@ -20,6 +22,7 @@ import time
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 _NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
@@ -47,7 +50,7 @@ class ProtocolErrorLog(logging.LoggerAdapter):
         exc = kwargs.get("exc_info")
         if isinstance(exc, tuple):
             exc = exc[1]
-        if not isinstance(exc, HttpProcessingError):
+        if not isinstance(exc, (HttpProcessingError, RequestPayloadError)):
             super().log(level, msg, *args, **kwargs)
             return
         self.count += 1

@@ -158,7 +158,7 @@ class _Builder:
         return None
 
     def _object(self, schema: dict, depth: int) -> dict:
-        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        props = p if isinstance(p := schema.get("properties"), dict) else {}
         out = {}
         for name in schema.get("required") or ():
             out[name] = self.build(props.get(name, schema.get("additionalProperties", {})), depth + 1)
@@ -171,12 +171,12 @@ class _Builder:
         return out
 
     def _array(self, schema: dict, depth: int) -> list:
-        prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
+        prefix = p if isinstance(p := schema.get("prefixItems"), list) else []
         items = schema.get("items", {})
         if isinstance(items, list):  # draft-04..2019 tuple form
             prefix, items = items, schema.get("additionalItems", {})
-        least = schema.get("minItems") if isinstance(schema.get("minItems"), int) else 0
-        most = schema.get("maxItems") if isinstance(schema.get("maxItems"), int) else None
+        least = n if isinstance(n := schema.get("minItems"), int) else 0
+        most = m if isinstance(m := schema.get("maxItems"), int) else None
         count = max(least, len(prefix), 1)
         if count > _BUDGET:
             raise _TooLarge
@@ -204,7 +204,7 @@ class _Builder:
         if fmt in _FORMATS:
             return _FORMATS[fmt]
         text = self._word()
-        least = schema.get("minLength") if isinstance(schema.get("minLength"), int) else 0
+        least = n if isinstance(n := schema.get("minLength"), int) else 0
         if least > _MAX_LENGTH:
             raise _TooLarge
         while len(text) < least:

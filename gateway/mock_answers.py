@@ -86,7 +86,8 @@ def plan(body: dict[str, Any], tokens: int, chat: bool) -> list[Answer]:
     count = min(tokens, limit) if limit is not None else tokens
     tools = function_tools(body) if chat and "tools" in body else ()
     fmt = body.get("response_format") if chat else None
-    fmt_type = fmt.get("type") if isinstance(fmt, dict) else None
+    fmt = fmt if isinstance(fmt, dict) else {}
+    fmt_type = fmt.get("type")
     function = _calls_tool(body, tools) if tools else None
     out = []
     for i in range(n):

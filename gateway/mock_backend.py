@@ -86,7 +86,7 @@ class MockResponse:
         check = _CHECKS.get(endpoint)
         if check is None:
             self.status = 404
-            self._error = error_body(f"mock backend has no /{endpoint}", None, "not_found")
+            self._error: bytes | None = error_body(f"mock backend has no /{endpoint}", None, "not_found")
         else:
             self._error = check(body)
             self.status = 400 if self._error is not None else 200

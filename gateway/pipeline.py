@@ -35,7 +35,7 @@ def compose(stages: Sequence[Stage], terminal: Handler) -> Handler:
 STAGE_ORDER = ("access", "prompts", "plugins", "cache")
 
 
-class StageList(list):
+class StageList(list[Stage]):
     """The app's stages, kept in ``STAGE_ORDER`` whenever features register at different times
     (at build, at start-up, on a reload). Add stages only through ``place``."""
 

@@ -2,33 +2,31 @@
 
 A plugin is any object with one or both of::
 
-    async def before_request(self, ctx) -> Verdict | None   # allow / modify / reject
-    async def after_response(self, ctx, response) -> None  # observe (or adjust an unsent body)
+    async def before_request(self, request) -> Verdict | None   # allow / modify / reject
+    async def after_response(self, request, response) -> None  # observe (or adjust an unsent body)
 
 listed under ``plugins:`` in the config by ``path`` (``package.module:attr``, ``file.py:attr``
 or a built-in name, see ``BUILTINS``) with its ``settings`` (keyword arguments for a class or
 factory). Each call is bounded by ``timeout_ms``; a hook that raises, times out or returns
 something that is not a ``Verdict`` follows its ``on_error`` (``allow``: go on, ``reject``: 503)
-and is counted. Hooks run in config order after authentication (``ctx.tenant`` and
-``ctx.api_key_id`` are set); ``tenants`` limits a plugin to some tenants.
+and is counted. Hooks run in config order after authentication (``request.tenant`` and
+``request.api_key_id`` are set); ``tenants`` limits a plugin to some tenants. Hooks see a
+``gateway.plugin_api.PluginRequest``, never the mutable ``RequestContext``: what a plugin may
+use is ``gateway.plugin_api``.
 
 A ``modify`` verdict replaces ``ctx.body`` (or keeps an in-place change) and marks the body
 changed, so upstreams, the cache and logged bodies all see the modified request, never the
-client's original bytes. A change made in place by a hook that then returns ``allow`` (or
-``None``) is not announced: the upstream receives the client's bytes. A changed ``model`` is checked against the key's allowed models again.
+client's original bytes; without one the upstream receives the client's bytes. A changed
+``model`` is checked against the key's allowed models again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
-import importlib
-import importlib.util
 import inspect
 import logging
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -36,87 +34,11 @@ from aiohttp import web
 from gateway.config.access import PluginSpec
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, PermissionDeniedError, PolicyRejectedError, ServiceUnavailableError
+from gateway.plugin_api import PluginRequest, Verdict
+from gateway.plugin_resolve import BUILTINS, ENTRY_POINT_GROUP, PluginLoadError, resolve
 from gateway.request_body import mark_mutated
 
 log = logging.getLogger("gateway.plugins")
-
-# Short names of the shipped plugins (the ``plugins`` package at the repository root).
-BUILTINS = {
-    "pii": "plugins.pii:PIIRedaction",
-    "blocklist": "plugins.blocklist:BlockList",
-    "max_tokens_cap": "plugins.max_tokens_cap:MaxTokensCap",
-}
-ENTRY_POINT_GROUP = "llm_gateway.plugins"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What ``before_request`` decided: ``Verdict.allow()``, ``Verdict.modify(body=None)``
-    (``None``: ``ctx.body`` was changed in place) or ``Verdict.reject(message, status=400,
-    code=None)``."""
-
-    action: str
-    body: dict | None = None
-    status: int = 400
-    message: str = ""
-    code: str | None = None
-
-    @classmethod
-    def allow(cls) -> "Verdict":
-        return _ALLOW
-
-    @classmethod
-    def modify(cls, body: dict | None = None) -> "Verdict":
-        return cls("modify", body=body)
-
-    @classmethod
-    def reject(cls, message: str, status: int = 400, code: str | None = None) -> "Verdict":
-        if not 400 <= status <= 499:
-            raise ValueError("a reject verdict needs a 4xx status")
-        return cls("reject", status=status, message=message, code=code)
-
-
-_ALLOW = Verdict("allow")
-
-
-class PluginLoadError(ValueError):
-    """A plugin could not be imported or built (the message names the config path)."""
-
-
-def resolve(path: str) -> Any:
-    """The object a plugin ``path`` names (imported, or loaded from a file); raises ``PluginLoadError``."""
-    target = BUILTINS.get(path, path)
-    if ":" not in target:
-        from importlib.metadata import entry_points
-
-        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == target]
-        if not found:
-            raise PluginLoadError(f'"{path}" is neither module:attr, file.py:attr, a built-in '
-                                  f'({", ".join(sorted(BUILTINS))}) nor an entry point in {ENTRY_POINT_GROUP}')
-        return found[0].load()
-    module_name, _, attr = target.rpartition(":")
-    if module_name.endswith(".py") or "/" in module_name:
-        file = Path(module_name).resolve()
-        name = "llm_gateway_plugin_" + "".join(c if c.isalnum() else "_" for c in str(file))
-        module = sys.modules.get(name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(name, file)
-            if spec is None or spec.loader is None or not file.is_file():
-                raise PluginLoadError(f"cannot load {file}: no such file")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(name, None)
-                raise
-    else:
-        module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise PluginLoadError(f"{module_name} has no attribute {attr!r}") from None
-
 
 def build_plugin(spec: PluginSpec) -> Any:
     """Import and construct the plugin object of ``spec`` (raises ``PluginLoadError``)."""
@@ -197,11 +119,11 @@ class PluginChain:
             raise ServiceUnavailableError(f"A policy check of this gateway ({p.name}) is unavailable; "
                                           "the request was not sent.", code="plugin_failed")
 
-    async def _run_before(self, p: LoadedPlugin, ctx: RequestContext) -> Verdict | None:
+    async def _run_before(self, p: LoadedPlugin, request: PluginRequest) -> Verdict | None:
         p.stats["calls"] += 1
         try:
             async with asyncio.timeout(p.timeout_s):
-                verdict = p.before(ctx)
+                verdict = p.before(request)
                 if inspect.isawaitable(verdict):
                     verdict = await verdict
         except TimeoutError:
@@ -219,10 +141,11 @@ class PluginChain:
 
     async def stage(self, ctx: RequestContext, call_next) -> web.StreamResponse:
         tenant = ctx.tenant
+        request = PluginRequest(ctx)
         for p in self.before:
             if p.tenants is not None and not p.applies(tenant):
                 continue
-            verdict = await self._run_before(p, ctx)
+            verdict = await self._run_before(p, request)
             if verdict is None or verdict.action == "allow":
                 p.stats["allowed"] += 1
             elif verdict.action == "reject":
@@ -231,17 +154,17 @@ class PluginChain:
                                           status=verdict.status, code=verdict.code)
             else:
                 p.stats["modified"] += 1
-                self._apply(ctx, verdict)
+                self._apply(ctx, request, verdict)
         response = await call_next(ctx)
         for p in self.after:
             if p.tenants is not None and not p.applies(tenant):
                 continue
-            await self._run_after(p, ctx, response)
+            await self._run_after(p, request, response)
         return response
 
     @staticmethod
-    def _apply(ctx: RequestContext, verdict: Verdict) -> None:
-        body = verdict.body if verdict.body is not None else ctx.body
+    def _apply(ctx: RequestContext, request: PluginRequest, verdict: Verdict) -> None:
+        body = verdict.body if verdict.body is not None else request.body
         if not isinstance(body, dict):
             raise ServiceUnavailableError("A policy plugin produced an invalid request.", code="plugin_failed")
         model = body.get("model")
@@ -255,14 +178,14 @@ class PluginChain:
         if body is ctx.body:
             mark_mutated(body)  # changed in place: re-encoded, never the client's bytes
         else:
-            ctx.body = body  # a new dict: read as changed by the forwarder and telemetry
+            ctx.body = request.body = body  # a new dict: read as changed by the forwarder and telemetry
         ctx.stream = body.get("stream") is True
 
-    async def _run_after(self, p: LoadedPlugin, ctx: RequestContext, response: web.StreamResponse) -> None:
+    async def _run_after(self, p: LoadedPlugin, request: PluginRequest, response: web.StreamResponse) -> None:
         p.stats["calls"] += 1
         try:
             async with asyncio.timeout(p.timeout_s):
-                result = p.after(ctx, response)
+                result = p.after(request, response)
                 if inspect.isawaitable(result):
                     await result
             p.stats["allowed"] += 1

@@ -78,9 +78,10 @@ class PriceTable:
         """The price entry for ``model`` (exact, then longest dated-prefix match), or ``None``."""
         if not model:
             return None
-        found = self._memo.get(model, False)
-        if found is not False:
-            return found
+        try:
+            return self._memo[model]
+        except KeyError:
+            pass
         name = model.lower()
         entry = self._table.get(name)
         if entry is None and "/" in name:

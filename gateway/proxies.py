@@ -41,15 +41,16 @@ def is_loopback(text: str | None) -> bool:
 def loopback_host(host: str | None) -> bool:
     """Whether a ``Host`` header names this machine: ``localhost``, ``127.0.0.1`` or ``[::1]``,
     with any port. A page that reached a loopback address through DNS rebinding sends its own name."""
-    return bool(host) and _LOOPBACK_HOST.fullmatch(host.strip().lower()) is not None
+    return host is not None and _LOOPBACK_HOST.fullmatch(host.strip().lower()) is not None
 
 
 def local_url(host: str, port: int) -> str:
     """The base URL a client on this machine uses for a gateway bound to ``host``: a wildcard
-    bind (``0.0.0.0``, ``::``) is reached at ``127.0.0.1``, which the admin check counts as local."""
+    bind is reached at loopback (``0.0.0.0`` at ``127.0.0.1``, ``::`` at ``[::1]``), which the
+    admin check counts as local."""
     address = parse_ip(host)
-    if address is not None and address.is_unspecified:
-        host = "127.0.0.1"
+    if address is not None and address.is_unspecified:  # "::" listens on IPv6 only
+        host = "127.0.0.1" if address.version == 4 else "[::1]"
     elif address is not None and address.version == 6:
         host = f"[{address}]"
     return f"http://{host}:{port}"
@@ -98,6 +99,15 @@ class TrustedProxies:
                 return str(address)
             peer = str(address)
         return peer
+
+    def hosts(self, request) -> list[str | None]:
+        """Every host name ``request`` carries: its ``Host`` and, from a trusted proxy, each
+        ``X-Forwarded-Host`` value (a proxy that keeps the client's ``Host`` passes on an
+        ``X-Forwarded-Host`` the client wrote itself)."""
+        names: list[str | None] = [request.headers.get("Host")]
+        if self.peer_trusted(request):
+            names += [h.strip() for v in request.headers.getall("X-Forwarded-Host", ()) for h in v.split(",")]
+        return names
 
     def host(self, request) -> str | None:
         """The ``Host`` the client asked for (a trusted proxy's ``X-Forwarded-Host``, else ``Host``)."""

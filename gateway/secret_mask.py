@@ -8,14 +8,14 @@ offers three costs:
 - ``mask(data)``: whole secrets in bytes (one C-level search per secret);
 - ``mask_text(text)``: the same for ``str`` (rows, spans);
 - ``mask_runs(data)``: any run of ``MIN_RUN`` or more characters of a secret — for upstream
-  error bodies, which are small and rare. A run of 8 contains an aligned 4-character window at
-  a multiple of 4, so the body is probed every 4 bytes against the secrets' 4-grams and only
-  around a hit are its 8-grams checked.
+  error bodies and in-band error events of streams, which are small and rare. A run of 8
+  contains an aligned 4-character window at a multiple of 4, so the body is probed every 4
+  bytes against the secrets' 4-grams and only around a hit are its 8-grams checked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 MIN_RUN = 8
 MASK = b"***"
@@ -36,7 +36,7 @@ class SecretMasker:
     def __bool__(self) -> bool:
         return bool(self.secrets)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self.secrets)
 
     def mask(self, data: bytes) -> bytes:
@@ -52,6 +52,11 @@ class SecretMasker:
             if secret in text:
                 text = text.replace(secret, "***")
         return text
+
+    def mask_error_runs(self, data: bytes) -> bytes:
+        """``mask_runs`` for a read of a relayed stream that mentions an error (an in-band error
+        event: ``{"error": …}``, ``event: error``); other reads are returned as they are."""
+        return self.mask_runs(data) if b"error" in data else data
 
     def mask_runs(self, data: bytes) -> bytes:
         """``data`` with every run of ``MIN_RUN``+ bytes that appears in a secret replaced by

@@ -3,9 +3,9 @@
 Both run aiohttp with ``handler_cancellation=True``: without it aiohttp does not cancel a
 handler when its client disconnects, and a non-streamed request would keep its upstream call
 running to the end. Malformed requests are counted and summarised in a rate-limited warning
-instead of a traceback each (``http_hygiene.ProtocolErrorLog``). The foreground server uses uvloop and stops gracefully on SIGTERM/SIGINT
-(stop accepting, let in-flight requests finish within ``shutdown_timeout`` seconds, then run
-the cleanup hooks).
+instead of a traceback each (``http_hygiene.ProtocolErrorLog``). The foreground server uses
+uvloop and stops gracefully on SIGTERM/SIGINT (stop accepting, let in-flight requests finish
+within ``shutdown_timeout`` seconds, then run the cleanup hooks).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class BackgroundServer:
         """Run ``coro`` on the server's loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         self._thread.start()
         self._runner, self.port = self.call(start_site(self.app, self.host, self.port, shutdown_timeout=2.0))
         return self

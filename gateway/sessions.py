@@ -21,10 +21,11 @@ from typing import Any
 import click
 import orjson
 
+from gateway.cli_support import config_option, load_cli_config
 from gateway.config import environment
 from gateway.proxies import local_url
-from gateway.telemetry.commands import _CONFIG, _DATA_DIR, _DSN, _direct, _snapshot, _store_settings, _via_gateway
 from gateway.telemetry.queries import QueryRejected, resolve
+from gateway.telemetry.store_client import DATA_DIR_OPTION, DSN_OPTION, query_store, query_via_gateway, store_settings
 
 SESSION_QUERY = "session-tree"
 
@@ -36,7 +37,7 @@ class RowSource:
     def __init__(self, snapshot, *, url: str | None = None, admin_key: str | None = None,
                  dsn: str | None = None, data_dir: str | None = None, timeout: float = 120.0):
         self.snapshot = snapshot
-        self.settings, self.store_dsn = _store_settings(snapshot, dsn, data_dir)
+        self.settings, self.store_dsn = store_settings(snapshot, dsn, data_dir)
         server = snapshot.config.server
         self.via_gateway = bool(url) or (dsn is None and self.store_dsn.startswith("chdb://"))
         self.url = url or local_url(server.host, server.port)
@@ -57,14 +58,14 @@ class RowSource:
         if self.via_gateway:
             payload: dict[str, Any] = {"format": "jsonl", "params": params}
             payload.update({"saved": saved} if saved else {"sql": sql})
-            data = _via_gateway(self.url, self.admin_key, payload, self.timeout)
+            data = query_via_gateway(self.url, self.admin_key, payload, self.timeout)
             if data is None:
                 if self.explicit_url:
                     raise click.ClickException(f"no gateway answers at {self.url}")
                 self.via_gateway = False  # nothing listens: open the store ourselves
         if data is None:
-            data = _direct(self.settings, self.store_dsn, resolved_sql, resolved_params, "JSONEachRow",
-                           self.snapshot.config.telemetry.queries)
+            data = query_store(self.settings, self.store_dsn, resolved_sql, resolved_params, "JSONEachRow",
+                               self.snapshot.config.telemetry.queries)
         return [orjson.loads(line) for line in data.splitlines() if line.strip()]
 
 
@@ -180,7 +181,7 @@ def _source_options(fn):
                          help="Admin key ($GATEWAY_ADMIN_KEY)."),
             click.option("--timeout", type=float, default=120.0, show_default=True,
                          help="Seconds to wait for each query."),
-            _CONFIG, _DATA_DIR, _DSN)):
+            config_option, DATA_DIR_OPTION, DSN_OPTION)):
         fn = deco(fn)
     return fn
 
@@ -197,7 +198,7 @@ def sessions() -> None:
 def show(session_id: str, as_json: bool, url: str | None, admin_key: str | None, timeout: float,
          config_path: str | None, data_dir: str | None, dsn: str | None) -> None:
     """The requests of session SESSION_ID as a tree, with tokens, cost and latency per step and in total."""
-    source = RowSource(_snapshot(config_path), url=url, admin_key=admin_key, dsn=dsn, data_dir=data_dir,
+    source = RowSource(load_cli_config(config_path), url=url, admin_key=admin_key, dsn=dsn, data_dir=data_dir,
                        timeout=timeout)
     rows = session_rows(source, session_id)
     if as_json:

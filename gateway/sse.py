@@ -10,6 +10,7 @@ multi-byte UTF-8 character) or carry several events; only the incomplete tail is
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 
@@ -88,7 +89,7 @@ def event_name(raw: bytes) -> bytes | None:
     return None
 
 
-def encode_data_event(payload: dict) -> bytes:
+def encode_data_event(payload: dict[str, Any]) -> bytes:
     """Encode a JSON payload as one ``data:`` event terminated by a blank line."""
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 

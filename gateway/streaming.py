@@ -19,6 +19,8 @@ from gateway.context import RequestContext, Usage
 from gateway.sse import SSESplitter, event_data
 
 _USAGE_NULL = b',"usage":null'
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
 
 
 class StreamTee:
@@ -26,24 +28,45 @@ class StreamTee:
 
     ``feed(data, now) -> bytes`` returns the bytes to send to the client for one upstream read
     (``now``: ``perf_counter`` seconds at arrival). ``done`` turns true at ``data: [DONE]``;
-    ``upstream_error`` holds an in-band ``{"error": …}`` payload if the upstream sent one.
+    ``upstream_error`` holds an in-band ``{"error": …}`` payload if the upstream sent one (the
+    event is relayed with any run of a configured secret masked, ``SecretMasker.mask_runs``).
     """
 
-    __slots__ = ("_ctx", "_split", "_strip_usage", "done", "upstream_error")
+    __slots__ = ("_ctx", "_split", "_held", "_strip_usage", "done", "upstream_error")
 
     def __init__(self, ctx: RequestContext, strip_usage: bool):
         self._ctx = ctx
         self._split = SSESplitter()
+        self._held = False  # whether the splitter holds part of an event (then every read goes through it)
         self._strip_usage = strip_usage
         self.done = False
         self.upstream_error: dict | None = None
 
     def feed(self, data: bytes, now: float) -> bytes:
-        # The common read: exactly one single-line ``data:`` event, nothing held back.
-        if (data.endswith(b"\n\n") and data.startswith(b"data: ") and data.find(b"\n") == len(data) - 2
-                and not self._split.pending and b"\r" not in data):
-            return self._observe(data, now, data[6:-2])
+        if self._held or not data.endswith(b"\n\n") or b"\r" in data:
+            return self._feed_split(data, now)
+        # The common reads: whole LF-terminated events, nothing held back. Split here, on the
+        # blank lines, exactly where the splitter would; a one-line ``data:`` event is read
+        # without the general field parser.
+        end = len(data) - 2
+        if data.find(b"\n") == end:  # one event of one line
+            return self._observe(data, now, data[6:-2] if data.startswith(b"data: ") else None)
+        parts = data.split(b"\n\n")
+        parts.pop()  # the empty remainder after the last terminator
+        kept = []
+        changed = False
+        for part in parts:
+            raw = part + b"\n\n"
+            keep = self._observe(raw, now, part[6:] if part.startswith(b"data: ") and b"\n" not in part else None)
+            if keep is not raw:
+                changed = True
+            if keep:
+                kept.append(keep)
+        return b"".join(kept) if changed else data
+
+    def _feed_split(self, data: bytes, now: float) -> bytes:
         events = self._split.feed(data)
+        self._held = self._split.pending
         if not events:
             return b""
         kept = []
@@ -60,6 +83,7 @@ class StreamTee:
 
     def tail(self) -> bytes:
         """Bytes of an unterminated final event, forwarded as they are when the stream ends."""
+        self._held = False
         return self._split.tail()
 
     def _observe(self, raw: bytes, now: float, data: bytes | None = None) -> bytes:
@@ -73,19 +97,29 @@ class StreamTee:
             self.done = self._ctx.stream_done = True
             return raw
         try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            chunk = _loads(data)
+        except _JSONDecodeError:
             return raw  # not ours to judge; pass it on
-        if not isinstance(chunk, dict):
+        if type(chunk) is not dict:  # orjson makes plain dicts
             return raw
         ctx = self._ctx
         if "error" in chunk:
+            secrets = ctx.runtime.secrets if ctx.runtime is not None else None
+            if secrets:  # an upstream may echo its key in an error event, whole or in part
+                masked = secrets.mask_runs(raw)
+                if masked is not raw:
+                    raw = masked
+                    try:
+                        chunk = orjson.loads(event_data(masked) or b"")
+                    except orjson.JSONDecodeError:  # the mask cut through the JSON
+                        chunk = {"error": {"message": masked.decode("utf-8", "replace")}}
             self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
             return raw
-        model = chunk.get("model")
-        if model and not ctx.model_served:
-            ctx.model_served = model
-            ctx.response_id = chunk.get("id") or ""
+        if not ctx.model_served:
+            model = chunk.get("model")
+            if model:
+                ctx.model_served = model
+                ctx.response_id = chunk.get("id") or ""
         usage = chunk.get("usage")
         choices = chunk.get("choices")
         if usage:
@@ -116,6 +150,6 @@ class StreamTee:
             if ctx.t_first_token is None:
                 ctx.t_first_token = now
             ctx.chunk_times.append(now)
-        if self._strip_usage and usage is None and _USAGE_NULL in raw:
-            return raw.replace(_USAGE_NULL, b"", 1)
+        if self._strip_usage and usage is None:
+            return raw.replace(_USAGE_NULL, b"", 1)  # ``raw`` itself when it has none
         return raw

@@ -97,7 +97,8 @@ class TokenCounter:
 
         def load() -> None:
             try:
-                from gateway.encodings import PackagedEncodingError, load as load_packaged
+                from gateway.encodings import PackagedEncodingError
+                from gateway.encodings import load as load_packaged
                 try:
                     box.append(load_packaged(name))
                 except PackagedEncodingError as exc:

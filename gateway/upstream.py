@@ -42,13 +42,12 @@ def create_session() -> aiohttp.ClientSession:
     """The process-wide upstream session: pooled keep-alive connections, no cookie jar.
 
     Bodies are decoded (``auto_decompress``) so what the client receives always matches the
-    headers we send with it.
+    headers we send with it. No ``skip_auto_headers``: every request carries the gateway's own
+    ``User-Agent`` (``BackendClient``), so aiohttp never adds its version-naming one, and a
+    skip list would cost a copy of the headers on every request.
     """
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
-    return aiohttp.ClientSession(
-        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True,
-        skip_auto_headers=("User-Agent",),
-    )
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True)
 
 
 class HTTPUpstreamResponse:
@@ -125,7 +124,7 @@ class BackendClient:
     """
 
     __slots__ = ("name", "backend", "type", "_session", "_base", "_headers", "_timeout", "first_byte_s",
-                 "adapter", "needs_raw")
+                 "adapter", "needs_raw", "_translates")
 
     def __init__(self, name: str, backend: Backend, session: aiohttp.ClientSession | None):
         self.name = name
@@ -136,7 +135,8 @@ class BackendClient:
         self.adapter = adapter_for(backend.type)
         # Whether ``forward`` needs the encoded body: identity and address-only adapters send
         # bytes; the mock and translating adapters work from the parsed dict.
-        self.needs_raw = self.adapter is not None and not getattr(self.adapter, "translates_responses", False)
+        self._translates = self.adapter is not None and getattr(self.adapter, "translates_responses", False)
+        self.needs_raw = self.adapter is not None and not self._translates
         headers = {"Content-Type": "application/json", "User-Agent": "llm-gateway"}
         headers.update(backend.headers)
         if self.adapter is not None:
@@ -188,6 +188,6 @@ class BackendClient:
             ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamUnreachableError(f"backend {self.name!r} failed: {type(exc).__name__}") from None
-        if getattr(adapter, "translates_responses", False):
+        if self._translates:
             return TranslatedResponse(resp, adapter, path_in, parsed or {})
         return HTTPUpstreamResponse(resp)

@@ -14,9 +14,9 @@ between request-count checkpoints). Results: ``OUT/bench.json``, ``OUT/results.m
 ``OUT/latency-vs-load.png``, ``OUT/logs/``.
 """
 
+
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -29,15 +29,16 @@ from time import perf_counter
 from typing import Any
 
 import orjson
-import psutil
 import yaml
 
-from loadtest import stats
+from loadtest.aggregate import aggregate
 from loadtest.generator import Step, run_async, run_step
 from loadtest.httpclient import Target
-from loadtest.procs import CoreProbe, ManagedProcess, ProcessProbe, free_port, parse_cpus, pin_self, python_argv, tree_rss_bytes
+from loadtest.probes import LoadSideProbe, Probes
+from loadtest.procs import CoreProbe, ManagedProcess, ProcessProbe, free_port, parse_cpus, pin_self, python_argv
 from loadtest.report import bench_table, step_line, verdicts
 from loadtest.scenario import RequestFactory, load_scenario
+from loadtest.soak import soak
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PLAN = HERE / "bench.yaml"
@@ -59,61 +60,6 @@ class BenchOptions:
     progress: bool = True
     engine: str = "raw"
     nice: int = 0
-
-
-class LoadSideProbe:
-    """CPU use of the load side (this process + the fake upstream) over a window, as a share
-    of the load cores: near 1.0 per core means the generator may have limited the result."""
-
-    def __init__(self, pids: list[int], ncores: int):
-        self._procs = [psutil.Process(p) for p in pids]
-        self._ncores = max(1, ncores)
-        self._t0 = 0.0
-        self._cpu0 = 0.0
-
-    def _cpu(self) -> float:
-        total = 0.0
-        for p in self._procs:
-            t = p.cpu_times()
-            total += t.user + t.system
-        return total
-
-    def start(self) -> None:
-        self._t0 = perf_counter()
-        self._cpu0 = self._cpu()
-
-    def stop(self) -> float:
-        wall = perf_counter() - self._t0
-        return round((self._cpu() - self._cpu0) / wall / self._ncores, 3) if wall > 0 else 0.0
-
-
-class _Probes:
-    """The probe handed to the generator: the server's (if any), the load side's, and the
-    server cores' (how much of them other work took: ``core_noise``)."""
-
-    def __init__(self, server: ProcessProbe | None, load: LoadSideProbe, cores: CoreProbe | None):
-        self.server = server
-        self.load = load
-        self.cores = cores
-
-    def start(self) -> None:
-        self.load.start()
-        if self.cores:
-            self.cores.start()
-        if self.server:
-            self.server.start()
-
-    def stop(self) -> dict[str, Any]:
-        out: dict[str, Any] = self.server.stop() if self.server else {}
-        out["load_util"] = self.load.stop()
-        if self.cores:
-            c = self.cores.stop()
-            if c["core_wall_s"] > 0:
-                own = out.get("cpu_s", 0.0) if self.server else 0.0
-                out["core_noise"] = round(max(0.0, c["core_busy_s"] - own) / c["core_wall_s"], 3)
-                out["core_steal"] = round(c["core_steal_s"] / c["core_wall_s"], 3)
-        out["loadavg_1m"] = round(os.getloadavg()[0], 2)
-        return out
 
 
 def load_plan(path: str | Path | None) -> dict[str, Any]:
@@ -217,7 +163,8 @@ class Bench:
             if self.targets[name].get("kind") != "gateway":
                 continue
             try:
-                req = urllib.request.Request(proc.url + "/admin/telemetry/flush", method="POST")  # no body: no form type
+                # no body: no form type
+                req = urllib.request.Request(proc.url + "/admin/telemetry/flush", method="POST")
                 urllib.request.urlopen(req, timeout=30).read()
                 with urllib.request.urlopen(proc.url + "/admin/telemetry", timeout=10) as resp:
                     data = orjson.loads(resp.read())
@@ -237,14 +184,14 @@ class Bench:
             self.upstream.stop()
 
     # --- running ----------------------------------------------------------------------------
-    def _probes(self, target: str) -> _Probes:
+    def _probes(self, target: str) -> Probes:
         pid = self.pids.get(target)
         server = ProcessProbe(pid) if pid else None
         load_pids = [os.getpid()] + ([self.upstream.pid] if self.upstream else [])
         ncores = len(parse_cpus(self.load_cpus) or range(os.cpu_count() or 1))
         server_cores = parse_cpus(self.targets[target].get("cpus", self.gw_cpus)) if self.opts.pin else None
         cores = CoreProbe(server_cores) if server_cores and server else None
-        return _Probes(server, LoadSideProbe(load_pids, ncores), cores)
+        return Probes(server, LoadSideProbe(load_pids, ncores), cores)
 
     async def _step(self, target: str, scenario, step: Step, label: str) -> dict:
         t = Target.parse(self.urls[target], scenario.endpoint)
@@ -311,139 +258,6 @@ class Bench:
         checkpoints = [int(c) for c in self.quick.get("soak_checkpoints", sk["checkpoints"])]
         return await soak(self.urls[name], scenario, pid, total, checkpoints, int(sk.get("concurrency", 32)),
                           self.opts.progress, self.opts.engine, float(sk.get("max_s", 240)))
-
-
-def checkpoint_medians(samples: list[tuple[int, float, float]], checkpoints: list[int],
-                       window: float = 0.05) -> dict[int, float]:
-    """RSS at each checkpoint as the median of the samples within ±``window`` of its request
-    count (one sample can catch a transient peak); checkpoints without such samples are left out."""
-    out = {}
-    for c in checkpoints:
-        near = sorted(rss for n, _, rss in samples if abs(n - c) <= c * window)
-        if near:
-            out[c] = near[len(near) // 2]
-    return out
-
-
-async def soak(url: str, scenario, pid: int, total: int, checkpoints: list[int], concurrency: int,
-               progress: bool = True, engine: str = "raw", max_s: float = 240.0) -> dict:
-    """Closed loop until ``total`` requests (or ``max_s`` seconds); RSS of ``pid``'s tree sampled
-    every 0.5 s; at each checkpoint, the median of the samples within ±5% of it (checkpoints not
-    reached in time are left out)."""
-    proc = psutil.Process(pid)
-    samples: list[tuple[int, float, float]] = []   # (completed, seconds, rss MiB)
-    at: dict[int, float] = {}
-    target = Target.parse(url, scenario.endpoint)
-    step = Step("closed", max_s, 0.0, concurrency=concurrency, max_requests=total)
-    from loadtest.generator import Recorder, _closed
-    from loadtest.httpclient import make_engine
-
-    rec = Recorder()
-    eng = make_engine(engine, target, concurrency)
-    factory = RequestFactory(scenario)
-    t0 = perf_counter()
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=total, desc=f"soak {url}", unit="req", leave=False, disable=None, file=sys.stderr)
-        except ImportError:
-            pass
-
-    async def sampler() -> None:
-        pending = sorted(checkpoints)
-        while True:
-            await asyncio.sleep(0.5)
-            n = rec.completed
-            rss = tree_rss_bytes(proc) / 2**20
-            samples.append((n, round(perf_counter() - t0, 2), round(rss, 1)))
-            if bar is not None:
-                bar.n = min(n, total)
-                bar.refresh()
-            while pending and n >= pending[0]:
-                at[pending.pop(0)] = round(rss, 1)
-
-    sampler_task = asyncio.ensure_future(sampler())
-    try:
-        await _closed(eng, factory, step, rec, None)
-    finally:
-        sampler_task.cancel()
-    rss = round(tree_rss_bytes(proc) / 2**20, 1)
-    samples.append((rec.completed, round(perf_counter() - t0, 2), rss))
-    for c in checkpoints:  # the last checkpoint is usually reached between samples
-        if c not in at and rec.completed >= c:
-            at[c] = rss
-    at.update(checkpoint_medians(samples, [c for c in at]))
-    await eng.close()
-    if bar is not None:
-        bar.close()
-    wall = perf_counter() - t0
-    if len(at) < 2 and samples:
-        # The checkpoints did not fit in max_s: compare the sample nearest a third of the run
-        # (past start-up growth) with the last one, and say so by their request counts.
-        third = next((smp for smp in samples if smp[0] >= rec.completed / 3), samples[0])
-        at = {third[0]: third[2], samples[-1][0]: samples[-1][2]}
-    first, last = min(at, default=None), max(at, default=None)
-    growth = (round((at[last] - at[first]) / at[first] * 100, 2) if first is not None and last != first
-              else None)
-    result = {"target_url": url, "scenario": scenario.name, "requests": rec.completed, "failed": rec.failed,
-              "wall_s": round(wall, 1), "throughput_rps": round(rec.completed / wall, 1),
-              "rss_mib_at": {str(k): v for k, v in sorted(at.items())}, "rss_growth_pct": growth,
-              "samples": samples}
-    print(f"  soak: {rec.completed} requests in {wall:.0f}s, RSS at {result['rss_mib_at']} MiB, "
-          f"growth {growth}%", file=sys.stderr, flush=True)
-    return result
-
-
-def aggregate(runs: list[dict], reference: str) -> dict[str, dict[str, dict]]:
-    """``{phase: {target: cell}}`` merging rounds: throughput = Σok/Σwindow, merged histograms,
-    CPU = Σcpu/Σok, RSS = max; then added latency against ``reference`` per percentile."""
-    cells: dict[str, dict[str, dict]] = {}
-    for run in runs:
-        res = run["result"]
-        cell = cells.setdefault(run["phase"], {}).setdefault(run["target"], {
-            "ok": 0, "window_s": 0.0, "errors": {}, "lat": [], "ttfb": [], "cpu_s": 0.0, "cpu_known": True,
-            "rss_mib": 0.0, "load_util": [], "noise": [], "per_round_rps": [], "mode": res["mode"],
-            "offered_rps": res.get("offered_rps")})
-        cell["ok"] += res["ok"]
-        cell["window_s"] += res["duration_s"]
-        for k, v in res["errors"].items():
-            cell["errors"][k] = cell["errors"].get(k, 0) + v
-        cell["lat"].append(res["histograms"]["latency"])
-        if "ttfb" in res["histograms"]:
-            cell["ttfb"].append(res["histograms"]["ttfb"])
-        cell["per_round_rps"].append(res["throughput_rps"])
-        server = res.get("server") or {}
-        if server.get("cpu_s") is None:
-            cell["cpu_known"] = False
-        else:
-            cell["cpu_s"] += server["cpu_s"]
-            cell["rss_mib"] = max(cell["rss_mib"], server.get("rss_mib", 0.0))
-        if "load_util" in server:
-            cell["load_util"].append(server["load_util"])
-        if "core_noise" in server:
-            cell["noise"].append(server["core_noise"])
-    table: dict[str, dict[str, dict]] = {}
-    for phase, targets in cells.items():
-        table[phase] = {}
-        for name, c in targets.items():
-            lat = stats.summary(stats.merge(c["lat"]))
-            row = {"mode": c["mode"], "offered_rps": c["offered_rps"], "ok": c["ok"], "errors": c["errors"],
-                   "throughput_rps": round(c["ok"] / c["window_s"], 1) if c["window_s"] else 0.0,
-                   "per_round_rps": c["per_round_rps"], "latency_ms": lat,
-                   "cpu_ms_per_req": (round(c["cpu_s"] * 1000 / c["ok"], 4) if c["cpu_known"] and c["ok"] else None),
-                   "rss_mib": c["rss_mib"] or None,
-                   "load_util": round(sum(c["load_util"]) / len(c["load_util"]), 3) if c["load_util"] else None,
-                   "core_noise": round(sum(c["noise"]) / len(c["noise"]), 3) if c["noise"] else None}
-            if c["ttfb"]:
-                row["ttfb_ms"] = stats.summary(stats.merge(c["ttfb"]))
-            table[phase][name] = row
-        ref = table[phase].get(reference)
-        for name, row in table[phase].items():
-            if ref and ref["latency_ms"].get("count") and row["latency_ms"].get("count"):
-                row["added_ms"] = {k: round(row["latency_ms"][k] - ref["latency_ms"][k], 4)
-                                   for k in ("p50", "p90", "p99", "p99.9")}
-    return table
 
 
 def _git_revision() -> str | None:

@@ -59,7 +59,7 @@ class UvloopServer:
         self._runner = None
         self._thread = threading.Thread(target=self.loop.run_forever, name="bench-gateway", daemon=True)
 
-    def __enter__(self) -> "UvloopServer":
+    def __enter__(self) -> UvloopServer:
         from gateway.server import start_site
 
         self._thread.start()
@@ -134,16 +134,16 @@ def bench(requests: int = 2000, tokens: int = 20, pin: bool = False, warmup: int
                 extra = {"stream": True} if stream else {}
                 base = {"model": "cached", "messages": messages, "temperature": 0, **extra}
                 same = orjson.dumps(base)
-                unique = lambda i, s=stream: orjson.dumps(  # noqa: E731
-                    {**base, "messages": [{"role": "user", "content": f"request {s} {i} {time.perf_counter_ns()}"}]})
+                unique = lambda i, s=stream, b=base: orjson.dumps(  # noqa: E731
+                    {**b, "messages": [{"role": "user", "content": f"request {s} {i} {time.perf_counter_ns()}"}]})
                 plain = orjson.dumps({**base, "model": "plain"})
                 run_case(conn, records, unique, warmup)  # warm up: connections, code paths
-                run_case(conn, records, lambda i: plain, warmup)
+                run_case(conn, records, lambda i, b=plain: b, warmup)
                 clock = server.cpu_clock
                 results[f"{kind} miss"] = run_case(conn, records, unique, requests, clock)
-                run_case(conn, records, lambda i: same, 1)  # store it
-                results[f"{kind} hit"] = run_case(conn, records, lambda i: same, requests, clock)
-                results[f"{kind} bypass"] = run_case(conn, records, lambda i: plain, requests, clock)
+                run_case(conn, records, lambda i, b=same: b, 1)  # store it
+                results[f"{kind} hit"] = run_case(conn, records, lambda i, b=same: b, requests, clock)
+                results[f"{kind} bypass"] = run_case(conn, records, lambda i, b=plain: b, requests, clock)
             conn.close()
     finally:
         upstream.stop()

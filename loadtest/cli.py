@@ -36,8 +36,8 @@ def _write_json(path: str | None, data) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from loadtest.generator import run_scenario
     from loadtest.procs import ProcessProbe, parse_cpus, pin_self
-    from loadtest.scenario import Scenario, ScenarioError, load_scenario
     from loadtest.report import step_line
+    from loadtest.scenario import Scenario, ScenarioError, load_scenario
 
     try:
         scenario = load_scenario(args.scenario) if args.scenario else Scenario(name="cli")

@@ -259,7 +259,7 @@ class FakeUpstreamThread:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def __enter__(self) -> "FakeUpstreamThread":
+    def __enter__(self) -> FakeUpstreamThread:
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(start_fake_upstream(self.host, 0, self.settings), self.loop)
         self._server, self.port = fut.result(10)

@@ -48,7 +48,7 @@ class Target(NamedTuple):
     api_key: str
 
     @classmethod
-    def parse(cls, base_url: str, endpoint: str, api_key: str = "sk-loadtest") -> "Target":
+    def parse(cls, base_url: str, endpoint: str, api_key: str = "sk-loadtest") -> Target:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"target {base_url!r}: only http://HOST:PORT[/prefix] URLs are supported")
@@ -293,7 +293,7 @@ class AiohttpConnection:
 
     __slots__ = ("_engine", "alive")
 
-    def __init__(self, engine: "AiohttpEngine"):
+    def __init__(self, engine: AiohttpEngine):
         self._engine = engine
         self.alive = True
 

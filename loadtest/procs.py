@@ -130,7 +130,7 @@ class ManagedProcess:
         assert self.popen is not None
         return self.popen.pid
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         argv = list(self.argv)
         if self.cpus is not None:
             if shutil.which("taskset"):

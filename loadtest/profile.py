@@ -121,7 +121,8 @@ def run_profile(opts: ProfileOptions) -> int:
     data_dir = (out / "data").resolve()
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
-    gateway = ManagedProcess("gateway", python_argv("-m", "gateway", "serve", "--config", config, "--port", str(gw_port)),
+    argv = python_argv("-m", "gateway", "serve", "--config", config, "--port", str(gw_port))
+    gateway = ManagedProcess("gateway", argv,
                              url=f"http://127.0.0.1:{gw_port}", ready_url=f"http://127.0.0.1:{gw_port}/readyz",
                              cpus=opts.gateway_cpus, log_path=out / "gateway.log", cwd=str(HERE.parent),
                              env={"LOADTEST_UPSTREAM_URL": f"http://127.0.0.1:{up_port}",

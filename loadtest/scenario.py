@@ -85,7 +85,7 @@ class Scenario:
         if problems:
             raise ScenarioError(f"scenario {self.name!r}: " + "; ".join(problems))
 
-    def with_overrides(self, **overrides: Any) -> "Scenario":
+    def with_overrides(self, **overrides: Any) -> Scenario:
         """A copy with the given fields replaced (``None`` values are ignored)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -166,14 +166,15 @@ def _admin(url: str, path: str, post: bool = False) -> dict:
 
 
 def _standin(cpu: int) -> tuple[subprocess.Popen, str]:
-    """The ClickHouse HTTP stand-in (tests/clickhouse_http_standin.py) in its own process."""
+    """The ClickHouse HTTP stand-in (``loadtest.clickhouse_standin``) in its own process."""
     from gateway.server import free_port
 
     port = free_port()
     data = tempfile.mkdtemp(prefix="tbench-store-")
     repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(["nice", "-n", "19", "taskset", "-c", str(cpu), sys.executable, "-m", "tests.clickhouse_http_standin",
-                             "--dir", data, "--port", str(port)], cwd=repo, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(["nice", "-n", "19", "taskset", "-c", str(cpu),
+                             sys.executable, "-m", "loadtest.clickhouse_standin", "--dir", data, "--port", str(port)],
+                            cwd=repo, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(repo)))
     import urllib.request
     for _ in range(300):

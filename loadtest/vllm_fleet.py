@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import random
@@ -40,23 +39,11 @@ from pathlib import Path
 
 import httpx
 
+from loadtest import vllm_server as vs
+
 REPO = Path(__file__).resolve().parent.parent
 WORDS = ("kettle toaster coffee machine warranty descale filter boil spout lid handle cord base steam "
          "temperature limescale grinder bean espresso milk froth carafe timer crumb tray slot browning").split()
-
-
-def _vllm_helpers():
-    name = "llm_gateway_tests_vllm_server"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "vllm" / "server.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-vs = _vllm_helpers()
 
 
 def gateway_config(a_url: str, b_url: str, strategy: str, affinity: bool) -> str:
@@ -212,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             row = summarize(results)
             row["a_waiting_at_start"] = before["waiting"]
             report["skewed"][strategy] = row
-            print(f"skewed load  {strategy:<11} TTFT p50 {row['ttft_p50_ms']:>7.1f} ms  p95 {row['ttft_p95_ms']:>7.1f} ms"
-                  f"  to A {row['to_a']:.0%}  errors {row['errors']}", flush=True)
+            print(f"skewed load  {strategy:<11} TTFT p50 {row['ttft_p50_ms']:>7.1f} ms"
+                  f"  p95 {row['ttft_p95_ms']:>7.1f} ms  to A {row['to_a']:.0%}  errors {row['errors']}", flush=True)
         stop.set()
         for t in threads:
             t.join(600)

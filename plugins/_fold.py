@@ -8,11 +8,16 @@ maps each character to what it stands for:
 - compatibility forms become their plain letters (Unicode NFKD: fullwidth ``Ｓ`` → ``S``,
   ligatures, superscripts, the no-break space → a space), and digits of any script become
   ASCII digits;
-- format characters (zero-width space/joiners, word joiner, soft hyphen, BOM, bidi controls)
-  and combining marks (accents included: ``é`` → ``e``) are dropped;
+- format characters (zero-width space/joiners, word joiner, soft hyphen, BOM, bidi controls),
+  combining marks (accents included: ``é`` → ``e``) and the Hangul fillers, letters that show
+  as nothing, are dropped;
 - Cyrillic and Greek letters that look like Latin ones, and dash-like characters, are mapped to
   their ASCII look-alikes (``CONFUSABLES``);
 - optionally the result is case-folded.
+
+An invisible character can also stand where a space should be (``project\u200bnightingale``
+reads as two words to a model): ``space_invisibles`` puts a space in place of each
+(``INVISIBLE``: Unicode's default-ignorable characters) for a second look.
 
 ``fold`` works character by character through ``str.translate`` with a table filled on first
 sight of each character, so a text costs one C-level pass; ASCII text skips it entirely.
@@ -43,6 +48,11 @@ CONFUSABLES = {
     "‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-", "―": "-", "−": "-", "﹣": "-", "－": "-",
 }
 _DROP = frozenset({"Cf", "Mn", "Me"})  # format characters and combining marks
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")  # Hangul fillers: letters (Lo) that show as nothing
+# Unicode's Default_Ignorable_Code_Point characters: shown as nothing, whatever their category.
+INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                       "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+                       "\U000e0000-\U000e0fff]+")
 _TABLE_MAX = 65536  # characters remembered per table; rarer ones are folded on each sight
 _SEPARATORS = re.compile(r"[\W_]+")
 _ASCII_SEPARATORS = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
@@ -51,7 +61,7 @@ _ASCII_SEPARATORS = str.maketrans({c: " " for c in map(chr, range(128)) if not c
 def _fold_char(ch: str, casefold: bool) -> str:
     out = []
     for c in unicodedata.normalize("NFKD", ch):
-        if unicodedata.category(c) in _DROP:
+        if unicodedata.category(c) in _DROP or c in _FILLERS:
             continue
         c = CONFUSABLES.get(c, c)
         if c > "\x7f" and c.isdecimal():
@@ -106,6 +116,14 @@ def original_span(text: str, starts: list[int], begin: int, end: int) -> tuple[i
     last = starts[end - 1] + 1
     stop = starts[end] if end < len(starts) else len(text)
     return starts[begin], max(last, stop)
+
+
+def space_invisibles(text: str) -> str | None:
+    """``text`` with a space in place of each run of invisible characters, or ``None`` when it
+    has none."""
+    if text.isascii() or INVISIBLE.search(text) is None:
+        return None
+    return INVISIBLE.sub(" ", text)
 
 
 def squeeze_spaces(folded: str) -> str:

@@ -12,8 +12,11 @@ whether anything changed, ``iter_texts(endpoint, body)`` lists them. Covered:
 - ``input`` (embeddings: strings; responses: strings and message / function-call items) and
   ``instructions`` (responses);
 - tool definitions in ``tools`` and the legacy ``functions`` (OpenAI, Responses and Anthropic
-  shapes): the tool's ``name`` and ``description``, and every ``description`` and ``title`` in
-  its parameter schema.
+  shapes): the tool's ``name`` and ``description``, and in its parameter schema every
+  ``description``, ``title``, ``const`` and ``default`` string and the strings of ``enum`` and
+  ``examples`` (a model reads them all); the same in a structured-output schema
+  (``response_format``, the Responses API's ``text.format``);
+- vLLM's ``chat_template`` (a template is prompt text) and every string of ``chat_template_kwargs``.
 
 Binary payloads (image URLs, base64 data, audio) are never visited.
 """
@@ -25,11 +28,14 @@ from typing import Any
 
 Fn = Callable[[str], str]
 
-_CONTENT_FIELDS = ("messages", "prompt", "suffix", "input", "instructions", "system")
+_CONTENT_FIELDS = ("messages", "prompt", "suffix", "input", "instructions", "system", "chat_template")
 _TOOL_FIELDS = ("tools", "functions")
 # Keys of a message, content part or input item whose value is text (or holds text).
 _TEXT_KEYS = ("content", "text", "input_text", "arguments", "output", "name", "refusal")
-_SCHEMA_TEXT_KEYS = ("description", "title")
+_SCHEMA_TEXT_KEYS = ("description", "title", "const", "default")
+_SCHEMA_VALUE_KEYS = ("enum", "examples")  # lists of values, strings among them
+_SCHEMA_FIELDS = ("response_format", "text")  # structured-output schemas (chat; Responses' text.format)
+_VALUE_FIELDS = ("chat_template_kwargs",)  # vLLM: values a chat template may render
 
 
 def _walk(node: Any, fn: Fn) -> tuple[Any, bool]:
@@ -89,7 +95,8 @@ def _walk_values(node: Any, fn: Fn) -> bool:
 
 
 def _schema(node: Any, fn: Fn) -> bool:
-    """The ``description`` and ``title`` strings of a JSON schema, at any depth."""
+    """The text of a JSON schema, at any depth: ``description``, ``title``, ``const`` and
+    ``default`` strings, and the strings of ``enum`` and ``examples``."""
     changed = False
     if isinstance(node, dict):
         for key, value in node.items():
@@ -99,6 +106,8 @@ def _schema(node: Any, fn: Fn) -> bool:
                     if new != value:
                         node[key] = new
                         changed = True
+            elif key in _SCHEMA_VALUE_KEYS and isinstance(value, list):
+                changed |= _walk_values(value, fn)
             elif isinstance(value, (dict, list)):
                 changed |= _schema(value, fn)
     elif isinstance(node, list):
@@ -138,6 +147,12 @@ def map_texts(endpoint: str, body: dict, fn: Fn) -> bool:
     for field in _TOOL_FIELDS:
         if field in body:
             changed |= _tools(body[field], fn)
+    for field in _SCHEMA_FIELDS:
+        if isinstance(body.get(field), dict):
+            changed |= _schema(body[field], fn)
+    for field in _VALUE_FIELDS:
+        if isinstance(body.get(field), (dict, list)):
+            changed |= _walk_values(body[field], fn)
     return changed
 
 

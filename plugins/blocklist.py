@@ -11,18 +11,20 @@
 Every text field of the request is checked (``plugins._text``: message content and names, tool
 calls, tool definitions, ``prompt``, ``input``, ``instructions``, ``system``), and on a
 normalised copy (``plugins._fold``), so invisible, decorated or look-alike characters do not
-hide a match. A keyword is folded the same way and matches with any run of whitespace,
-punctuation or underscores between its words (``project nightingale`` matches
-``Project_Nightingale`` and ``project\\nnightingale``). A pattern is tried on the text as sent,
-on the folded text with whitespace runs squeezed to one space, and on the folded text with
-only its words left (separators squeezed to one space).
+hide a match (an invisible character between two words also counts as a space). A keyword is
+folded the same way and matches with any run of whitespace, punctuation or underscores between
+its words (``project nightingale`` matches ``Project_Nightingale`` and
+``project\\nnightingale``). A pattern is tried on the text as sent, on the folded text with
+whitespace runs squeezed to one space, and on the folded text with only its words left
+(separators squeezed to one space).
 """
 
 from __future__ import annotations
 
 import re
 
-from plugins._fold import fold, squeeze_spaces, words_only
+from gateway.plugin_api import PluginRequest, Verdict
+from plugins._fold import fold, space_invisibles, squeeze_spaces, words_only
 from plugins._text import iter_texts
 
 _WORD = re.compile(r"[^\W_]+")
@@ -72,8 +74,14 @@ class BlockList:
         as_sent = text.lower() if self.casefold and text.isascii() else text
         as_sent = None if as_sent == folded else text
         words = ""
+        # Invisible characters dropped glue their neighbours together; read as spaces, they may
+        # separate the words of a keyword (``project\u200bnightingale``).
+        spaced = space_invisibles(text)
+        if spaced is not None:
+            spaced = squeeze_spaces(fold(spaced, self.casefold))
+            spaced = None if spaced == folded else spaced
         for i, (rule, folded_only) in enumerate(self.rules):
-            if rule.search(folded):
+            if rule.search(folded) or spaced is not None and rule.search(spaced):
                 return i
             if folded_only:
                 continue
@@ -86,12 +94,10 @@ class BlockList:
                 return i
         return None
 
-    async def before_request(self, ctx):
-        from gateway.plugins import Verdict
-
-        if ctx.body is None:
+    async def before_request(self, request: PluginRequest) -> Verdict | None:
+        if request.body is None:
             return None
-        for text in iter_texts(ctx.endpoint, ctx.body):
+        for text in iter_texts(request.endpoint, request.body):
             hit = self.match(text)
             if hit is not None:
                 return Verdict.reject(self.message or f"The request was blocked by content policy (rule {hit + 1}).",

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import fnmatch
 
+from gateway.plugin_api import PluginRequest, Verdict
+
 _FIELDS = {
     "chat/completions": ("max_completion_tokens", "max_tokens"),
     "completions": ("max_tokens",),
@@ -44,14 +46,12 @@ class MaxTokensCap:
                 return cap
         return self.default
 
-    async def before_request(self, ctx):
-        from gateway.plugins import Verdict
-
-        fields = _FIELDS.get(ctx.endpoint)
-        body = ctx.body
+    async def before_request(self, request: PluginRequest) -> Verdict | None:
+        fields = _FIELDS.get(request.endpoint)
+        body = request.body
         if fields is None or body is None:
             return None
-        cap = self.cap_for(ctx.tenant)
+        cap = self.cap_for(request.tenant)
         if cap is None:
             return None
         changed = present = False
@@ -67,7 +67,7 @@ class MaxTokensCap:
                 body[name] = cap
                 changed = True
         if not present and self.set_missing:
-            field = self.field if ctx.endpoint == "chat/completions" else fields[0]
+            field = self.field if request.endpoint == "chat/completions" else fields[0]
             body[field] = cap
             changed = True
         return Verdict.modify() if changed else None

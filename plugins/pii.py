@@ -29,6 +29,7 @@ import re
 
 import orjson
 
+from gateway.plugin_api import PluginRequest, Verdict
 from plugins._fold import fold, fold_offsets, original_span
 from plugins._text import map_texts
 
@@ -178,9 +179,7 @@ class PIIRedaction:
                  replacement: str = "[{kind}]"):
         self.redactor = Redactor(emails, phones, cards, replacement)
 
-    async def before_request(self, ctx):
-        from gateway.plugins import Verdict
-
-        if ctx.body is not None and map_texts(ctx.endpoint, ctx.body, self.redactor.redact):
+    async def before_request(self, request: PluginRequest) -> Verdict | None:
+        if request.body is not None and map_texts(request.endpoint, request.body, self.redactor.redact):
             return Verdict.modify()
         return None

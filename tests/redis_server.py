@@ -31,7 +31,7 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=2)
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         if self.data_dir:
             args += ["--dir", self.data_dir]

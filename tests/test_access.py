@@ -352,8 +352,8 @@ def test_config_errors_name_the_path_and_never_echo_a_key(upstream, tmp_path):
     bad_file.write_text(f"- {{tenant: a, sha256: {raw_key}}}\n")
     problems = parse_config_problems(gateway_config(upstream.url, extra=f"auth: {{keys_file: '{bad_file}'}}\n"))
     assert any("keys_file[0].sha256" in p for p in problems) and raw_key not in "\n".join(problems)
-    assert parse_config_problems(gateway_config(upstream.url, extra="keys:\n  - {tenant: a, sha256: "
-                                                "%s, rpm: 0}\n" % sha("y")))[0].startswith("keys[0].rpm:")
+    zero_rpm = f"keys:\n  - {{tenant: a, sha256: {sha('y')}, rpm: 0}}\n"
+    assert parse_config_problems(gateway_config(upstream.url, extra=zero_rpm))[0].startswith("keys[0].rpm:")
     missing = parse_config_problems(gateway_config(upstream.url, extra="auth: {keys_file: /nonexistent/k.yaml}\n"))
     assert any("cannot read /nonexistent/k.yaml" in p for p in missing)
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from gateway.limits import LimitSpec, RedisLimits
 from gateway.config.access import LimitSettings
+from gateway.limits import LimitSpec, RedisLimits
 from gateway.server import free_port
 from tests.polling import async_wait_for, wait_for
 from tests.redis_server import RedisServer

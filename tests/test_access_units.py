@@ -12,7 +12,14 @@ from multidict import CIMultiDict
 from gateway.auth import presented_key, public_config
 from gateway.config import parse_config
 from gateway.limits import (
-    Decision, LimitSpec, MemoryLimits, PeriodClock, duration, estimate_tokens, periods, rate_headers,
+    Decision,
+    LimitSpec,
+    MemoryLimits,
+    PeriodClock,
+    duration,
+    estimate_tokens,
+    periods,
+    rate_headers,
 )
 from gateway.plugins import Verdict
 

@@ -61,7 +61,8 @@ def test_admin_without_key_refuses_foreign_host_names(upstream, make_gateway):
 
 @pytest.mark.parametrize("header", [("X-Forwarded-For", "127.0.0.1"), ("X-Forwarded-For", "203.0.113.9"),
                                     ("Forwarded", "for=127.0.0.1"), ("X-Forwarded-Host", "localhost"),
-                                    ("X-Forwarded-Proto", "https"), ("X-Real-IP", "127.0.0.1")])
+                                    ("X-Forwarded-Proto", "https"), ("X-Real-IP", "127.0.0.1"),
+                                    ("Via", "1.1 squid")])
 def test_admin_without_key_refuses_relayed_requests(upstream, make_gateway, header):
     """A proxy on the same host makes every client look local: its headers give it away."""
     gw = make_gateway(config(upstream.url))
@@ -81,6 +82,37 @@ def test_trusted_proxy_forwarded_client_decides(upstream, make_gateway):
              403, "admin_forbidden")
     assert httpx.get(url, headers={"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Host": "localhost"}).status_code == 200
     assert httpx.get(url).status_code == 200  # the proxy host itself, no forwarding
+
+
+def test_rebinding_page_behind_a_trusted_proxy_cannot_name_itself_localhost(upstream, make_gateway):
+    """A proxy that keeps the browser's Host (nginx's ``proxy_set_header Host $host``) passes on
+    headers the page set itself: a rebinding page's own ``X-Forwarded-Host: localhost`` must not
+    make its request local."""
+    gw = make_gateway(config(upstream.url, "trusted_proxies: [127.0.0.1/32]"))
+    local_browser = {"X-Forwarded-For": "127.0.0.1"}
+    for forwarded_host in ("localhost", "rebind.attacker.example, localhost", "localhost, rebind.attacker.example"):
+        headers = {**local_browser, "Host": "rebind.attacker.example", "X-Forwarded-Host": forwarded_host}
+        error_of(httpx.get(f"{gw.url}/admin/config", headers=headers), 403, "admin_forbidden")
+        assert httpx.get(f"{gw.url}/dashboard", headers=headers).status_code == 403
+        headers["Host"] = "localhost"  # a page cannot forge Host; a proxy-added list must hold loopback only
+        if "rebind" in forwarded_host:
+            error_of(httpx.get(f"{gw.url}/admin/config", headers=headers), 403, "admin_forbidden")
+    # a proxy that rewrites Host to the gateway's address and names the browser's host in X-Forwarded-Host
+    assert httpx.get(f"{gw.url}/admin/config", headers={**local_browser, "X-Forwarded-Host": "localhost:8443"}
+                     ).status_code == 200
+    assert httpx.get(f"{gw.url}/admin/config", headers={**local_browser, "Host": "localhost"}).status_code == 200
+
+
+def test_local_clients_reach_a_gateway_bound_to_the_ipv6_wildcard(upstream):
+    """``serve --host ::`` listens on IPv6 only: the CLIs' local URL for it is [::1], which the
+    admin check counts as local."""
+    from gateway.proxies import local_url
+
+    with BackgroundServer(build_app(parse_config(config(upstream.url))), host="::") as gw:
+        url = local_url("::", gw.port)
+        assert url == f"http://[::1]:{gw.port}"
+        assert httpx.get(f"{url}/admin/config").status_code == 200
+    assert local_url("0.0.0.0", 8080) == "http://127.0.0.1:8080"
 
 
 def test_serve_on_a_public_address_without_admin_key_warns_once(tmp_path, caplog):
@@ -325,8 +357,8 @@ def test_wrong_admin_keys_are_slowed_per_client_address(upstream, make_gateway):
 
 def test_proxies_and_origins_follow_hot_reloads(upstream, tmp_path):
     from gateway.config import load_config
-    from tests.test_access import write_atomically
     from tests.telemetry_support import wait_for
+    from tests.test_access import write_atomically
 
     path = tmp_path / "gateway.yaml"
     base = gateway_config(upstream.url, extra="telemetry: {enabled: false}\n")

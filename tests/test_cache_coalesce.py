@@ -11,10 +11,20 @@ import orjson
 import pytest
 
 from tests.polling import async_wait_for
-from tests.test_cache import CHAT, DET, _strip_usage, cache_config, stream_events, until_stored
 
 # Fixtures shared with test_cache.py (pytest finds them through this import).
-from tests.test_cache import _redis_cleanup, redis_namespace, start_gateway, store_yaml  # noqa: F401
+from tests.test_cache import (  # noqa: F401
+    CHAT,
+    DET,
+    _redis_cleanup,
+    _strip_usage,
+    cache_config,
+    redis_namespace,
+    start_gateway,
+    store_yaml,
+    stream_events,
+    until_stored,
+)
 
 
 def run(coro):

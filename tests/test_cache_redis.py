@@ -19,10 +19,18 @@ from gateway.config import load_config
 from gateway.server import BackgroundServer
 from tests.polling import wait_for
 from tests.redis_server import RedisServer
-from tests.test_cache import CHAT, DET, REDIS_URL, cache_config, until_stored
 
 # Fixtures shared with test_cache.py (pytest finds them through this import).
-from tests.test_cache import _redis_cleanup, redis_namespace, start_gateway  # noqa: F401
+from tests.test_cache import (  # noqa: F401
+    CHAT,
+    DET,
+    REDIS_URL,
+    _redis_cleanup,
+    cache_config,
+    redis_namespace,
+    start_gateway,
+    until_stored,
+)
 
 
 @pytest.fixture

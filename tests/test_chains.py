@@ -15,15 +15,14 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from tests.polling import wait_for
-from tests.fake_upstream import FakeUpstream, chat_chunk, sse_event
-from tests.telemetry_support import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
-
 from gateway.app import build_app
 from gateway.cli import main
 from gateway.config import ConfigError, load_config
 from gateway.config.loader import watched_files
 from gateway.server import BackgroundServer
+from tests.fake_upstream import FakeUpstream, chat_chunk, sse_event
+from tests.polling import wait_for
+from tests.telemetry_support import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 
 OUTLINE = """
 versions:

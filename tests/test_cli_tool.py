@@ -173,6 +173,13 @@ def test_help_imports_none_of_the_heavy_modules(tmp_path):
     assert loaded == []
 
 
+def test_help_uses_no_deprecated_click_api(tmp_path):
+    out = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-m", "gateway", "--help"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path, env=cli_env())
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr and "serve" in out.stdout
+
+
 def test_the_help_summaries_are_the_commands_own():
     from gateway.cli import LAZY_COMMANDS
 

@@ -11,8 +11,8 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from gateway.server import free_port
-from tests.polling import wait_for
 from tests.conftest import REPO
+from tests.polling import wait_for
 
 
 def problems(text: str) -> list[str]:

@@ -15,8 +15,14 @@ import pytest
 import yaml
 
 from gateway.config.models import GatewayConfig
-from gateway.config.reference import REFERENCE_PATH, SCHEMA_PATH, json_schema, json_schema_text, markdown, \
-    missing_descriptions
+from gateway.config.reference import (
+    REFERENCE_PATH,
+    SCHEMA_PATH,
+    json_schema,
+    json_schema_text,
+    markdown,
+    missing_descriptions,
+)
 from tests.conftest import REPO
 
 REGENERATE = "stale: regenerate with `python -m gateway.config.reference` and commit the result"

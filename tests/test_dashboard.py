@@ -14,8 +14,6 @@ import uuid
 import httpx
 import pytest
 
-from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
-
 from gateway.app import build_app
 from gateway.config import parse_config
 from gateway.context import RequestContext, Usage
@@ -26,6 +24,7 @@ from gateway.prompts.tables import feedback_row
 from gateway.server import BackgroundServer
 from gateway.telemetry import SINK
 from gateway.telemetry.record import to_uuid
+from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 
 ADMIN = "adm-dash-key-1"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}

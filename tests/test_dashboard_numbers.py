@@ -10,10 +10,9 @@ import uuid
 
 import pytest
 
+from gateway.telemetry.schema import SchemaOptions, render
 from tests.telemetry_support import chdb_client, isolate_telemetry_data  # noqa: F401
 from tests.test_dashboard import CONFIG, emit, get, make_ctx, start_gateway
-
-from gateway.telemetry.schema import SchemaOptions, render
 
 # Successes at 100/200/300 ms (TTFT 10/20/30); a 401 answered in 1 ms, a 429 in 2 ms, and a 502
 # whose upstream error body arrived after 3 s (so it has a "first byte" time).

@@ -11,15 +11,14 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from tests.fake_upstream import FakeUpstream, chat_chunk, sse_event
-from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
-
 from gateway.app import build_app
 from gateway.cli import main
 from gateway.config import parse_config
-from gateway.datasets.export import ExportOptions, Exporter, assistant_message, validate_example
+from gateway.datasets.export import Exporter, ExportOptions, assistant_message, validate_example
 from gateway.prompts import PROMPT_SINK
 from gateway.server import BackgroundServer
+from tests.fake_upstream import FakeUpstream, chat_chunk, sse_event
+from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {
     "city": {"type": "string"}}}}}]
@@ -133,7 +132,7 @@ def test_export_redaction_and_split(logged, tmp_path):
     a = [orjson.loads(x) for x in train.read_text().splitlines()]
     b = [orjson.loads(x) for x in val.read_text().splitlines()]
     assert len(a) + len(b) == 7 and a and b  # every HTTP 200 answer (no --dedupe)
-    assert "(%d train, %d validation)" % (len(a), len(b)) in result.stderr
+    assert f"({len(a)} train, {len(b)} validation)" in result.stderr
     assert all(validate_example(x) == [] for x in a + b)
     # deterministic: the same export splits the same way
     again = CliRunner().invoke(main, ["dataset", "export", "--url", srv.url, "--split", "0.5", "-o",

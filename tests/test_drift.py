@@ -17,12 +17,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from tests.telemetry_support import (  # noqa: F401
-    CHDB_DIR, free_port, gateway_env, isolate_telemetry_data,
-)
-from tests.test_dashboard import ADMIN, AUTH, emit, make_ctx, score, start_gateway
-
 from gateway.cli import main
+from tests.telemetry_support import CHDB_DIR, free_port, gateway_env, isolate_telemetry_data  # noqa: F401
+from tests.test_dashboard import ADMIN, AUTH, emit, make_ctx, score, start_gateway
 
 HOUR = 3600.0
 
@@ -167,7 +164,7 @@ def test_cli_through_a_running_gateway(drift_gateway):
 
 
 def test_cli_against_a_server_dsn(drift_gateway):
-    from tests.clickhouse_http_standin import ClickHouseHTTPStandIn
+    from loadtest.clickhouse_standin import ClickHouseHTTPStandIn
 
     _, database = drift_gateway
     with ClickHouseHTTPStandIn(str(CHDB_DIR)) as ch:
@@ -187,7 +184,7 @@ def test_cli_against_a_server_dsn(drift_gateway):
 def test_insufficient_data_and_unknown_models_are_not_no_drift(drift_gateway):
     """A model of the config without enough rows: "insufficient data" (exit 3), never "no drift";
     a model neither in the config nor in any row: 404 ``model_not_found`` (exit 4)."""
-    from tests.clickhouse_http_standin import ClickHouseHTTPStandIn
+    from loadtest.clickhouse_standin import ClickHouseHTTPStandIn
 
     srv, database = drift_gateway
     quiet = drift(srv, model="gpt-4o")  # configured, no rows in the windows

@@ -14,14 +14,11 @@ import openai
 import orjson
 import pytest
 
-from tests.telemetry_support import (  # noqa: F401
-    chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml,
-)
-
 from gateway.app import build_app
 from gateway.config import parse_config
 from gateway.prompts import PROMPT_SINK
 from gateway.server import BackgroundServer
+from tests.telemetry_support import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 
 KEY_A, KEY_B, ADMIN = "sk-gw-tenant-a-key-1", "sk-gw-tenant-b-key-1", "adm-feedback-1"
 

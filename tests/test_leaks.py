@@ -26,10 +26,8 @@ from gateway.telemetry.record import REQUEST_COLUMN_NAMES, RowBuilder
 from gateway.tokens import TokenCounter
 from tests.conftest import gateway_config
 from tests.fake_upstream import chat_chunk, sse_event
+from tests.telemetry_support import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 from tests.test_access import CHAT, KEY_A, access_config
-from tests.telemetry_support import (  # noqa: F401
-    chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for,
-)
 
 SECRET = "sk-backend-secret"  # the fake backend's key in tests.conftest.gateway_config
 MSG = [{"role": "user", "content": "hello"}]
@@ -82,6 +80,34 @@ def test_error_bodies_mask_partial_echoes_of_a_secret(upstream, make_gateway, ec
     ctx = wait_for(lambda: records[0] if records else None, what="the finished request")
     for stretch in runs(SECRET):
         assert stretch not in r.text and stretch not in ctx.error_message, stretch
+
+
+@pytest.mark.parametrize("endpoint,body,event", [
+    ("chat/completions", {"model": "gpt-test", "messages": MSG, "stream": True},
+     sse_event({"error": {"message": "Incorrect API key provided: kend-secret", "type": "invalid_request_error"}})),
+    ("responses", {"model": "gpt-test", "input": "hello", "stream": True},
+     b"event: error\ndata: " + orjson.dumps({"type": "error", "message": "key backend-secr... revoked"}) + b"\n\n"),
+], ids=["chat stream", "responses stream"])
+def test_streamed_error_events_mask_partial_echoes_of_a_secret(upstream, make_gateway, endpoint, body, event):
+    gw = make_gateway(gateway_config(upstream.url, extra="telemetry: {enabled: false}\n"))
+    records: list = []
+    gw.app[FINISHERS].append(records.append)
+    upstream.sse([sse_event(chat_chunk(role=True)), event])
+    r = httpx.post(f"{gw.url}/v1/{endpoint}", json=body, timeout=30)
+    assert r.status_code == 200 and "***" in r.text, r.text
+    ctx = wait_for(lambda: records[0] if records else None, what="the finished request")
+    for stretch in runs(SECRET):
+        assert stretch not in r.text and stretch not in ctx.error_message, stretch
+    if endpoint == "chat/completions":  # the SDK still raises on the event, with the rest of its message
+        assert ctx.error_type == "upstream_stream_error" and "Incorrect API key provided" in ctx.error_message
+
+
+def test_error_headers_passed_back_mask_a_secret(upstream, make_gateway):
+    gw = make_gateway(gateway_config(upstream.url, extra="telemetry: {enabled: false}\n"))
+    upstream.json({"error": {"message": "bad key", "type": "invalid_request_error"}}, status=401,
+                  headers={"openai-debug": f"key={SECRET}", "x-ratelimit-note": "backend-secr"})
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "gpt-test", "messages": MSG}, timeout=30)
+    assert r.status_code == 401 and r.headers["openai-debug"] == "key=***" and r.headers["x-ratelimit-note"] == "***"
 
 
 def test_short_fragments_are_not_masked(upstream, make_gateway):
@@ -213,13 +239,44 @@ def test_malformed_http_is_counted_not_logged_per_request(gateway, caplog):
     assert "malformed HTTP request" in noisy[0].getMessage()
 
 
+def test_unreadable_bodies_get_400_without_a_traceback(upstream, make_gateway, caplog):
+    """A body whose Content-Encoding (or chunked framing) is broken fails only when a handler
+    reads it: an unauthenticated client must get a 400, not a 500 with a traceback in the log."""
+    admin = "adm-unreadable-12345"
+    gw = make_gateway(gateway_config(upstream.url, extra=f"server: {{admin_key: {admin}}}\n"))
+    caplog.set_level(logging.DEBUG)
+    garbage = b"this is not gzip"
+    for path, headers in [("/v1/chat/completions", {"Content-Type": "application/json"}),
+                          ("/v1/feedback", {"Content-Type": "application/json"}),
+                          ("/admin/query", {"Content-Type": "application/json", "Authorization": f"Bearer {admin}"}),
+                          ("/dashboard/login", {"Content-Type": "application/x-www-form-urlencoded"})]:
+        for _ in range(3):
+            r = httpx.post(f"{gw.url}{path}", content=garbage, headers={**headers, "Content-Encoding": "gzip"},
+                           timeout=30)
+            assert r.status_code == 400, (path, r.status_code, r.text)
+            if path != "/dashboard/login":
+                assert set(r.json()["error"]) == {"message", "type", "param", "code"}, r.text
+    for content_type, body in [("multipart/form-data", b"x"), ("multipart/form-data; boundary=b", b"--b\r\nbroken"),
+                               ("application/x-www-form-urlencoded; charset=no-such-charset", b"key=x")]:
+        r = httpx.post(f"{gw.url}/dashboard/login", content=body, headers={"Content-Type": content_type}, timeout=30)
+        assert r.status_code == 400, (content_type, r.status_code, r.text)
+    assert not upstream.received
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], \
+        [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 # --- duplicate keys ------------------------------------------------------------------------------
 @pytest.mark.parametrize("raw", [
     b'{"model": "mock-gpt", "model": "same-name", "messages": [{"role": "user", "content": "hi"}]}',
     b'{"model": "same-name", "messages": [{"role": "user", "content": "hi"}], "model": "same-name"}',
     b'{"model": "mock-gpt", "mo\\u0064el": "same-name", "messages": [{"role": "user", "content": "hi"}]}',
     b'{"\\u006dodel": "mock-gpt", "model": "same-name", "messages": [{"role": "user", "content": "hi"}]}',
-], ids=["two values", "same value twice", "escaped second key", "escaped first key"])
+    # parsers that match keys regardless of case (Go's encoding/json) read these as "model" too
+    b'{"model": "same-name", "messages": [{"role": "user", "content": "hi"}], "Model": "mock-gpt"}',
+    b'{"MODEL": "mock-gpt", "model": "same-name", "messages": [{"role": "user", "content": "hi"}]}',
+    b'{"model": "same-name", "\\u004dodel": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}',
+], ids=["two values", "same value twice", "escaped second key", "escaped first key", "capitalised",
+        "upper case first", "escaped capital"])
 def test_a_body_naming_model_twice_is_refused(upstream, make_gateway, raw):
     gw = make_gateway(access_config(upstream.url))  # team-a may use same-*, not mock-gpt
     upstream.json(CHAT)

@@ -19,11 +19,12 @@ from gateway.app import build_app
 from gateway.config import parse_config
 from gateway.server import BackgroundServer
 from loadtest import stats
+from loadtest.aggregate import aggregate
 from loadtest.bare_proxy import build_bare_proxy
-from loadtest.bench import BenchOptions, aggregate, run_bench
+from loadtest.bench import BenchOptions, run_bench
 from loadtest.fake_upstream import FakeSettings, FakeUpstreamThread
-from loadtest.generator import Step, run_async, run_scenario, run_step
-from loadtest.httpclient import RawConnection, Target
+from loadtest.generator import Step, run_async, run_scenario
+from loadtest.httpclient import RawConnection
 from loadtest.profile import fold, hotspots_markdown
 from loadtest.report import bench_table, verdicts
 from loadtest.scenario import RequestFactory, Scenario, ScenarioError, load_scenario
@@ -360,7 +361,7 @@ def test_shipped_gateway_configs_validate(monkeypatch, tmp_path):
 
 
 def test_soak_checkpoints_use_the_median_of_nearby_samples():
-    from loadtest.bench import checkpoint_medians
+    from loadtest.soak import checkpoint_medians
 
     samples = [(n, 0.0, 100.0) for n in range(0, 1000, 10)] + [(1000, 0.0, 500.0), (1010, 0.0, 100.0)]
     assert checkpoint_medians(samples, [1000, 5000]) == {1000: 100.0}  # one peak does not count

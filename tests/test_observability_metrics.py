@@ -7,16 +7,14 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import httpx
-import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import build_app
-from gateway.config import load_config, parse_config
+from gateway.config import load_config
 from gateway.config.observability import MetricsSettings
 from gateway.observability import OBSERVABILITY
 from gateway.observability.metrics import GatewayMetrics

@@ -20,16 +20,16 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.app import FINISHERS, build_app
 from gateway.config import parse_config
+from gateway.config.telemetry import TelemetrySettings
 from gateway.observability import OBSERVABILITY
 from gateway.observability.tracing import parse_traceparent
 from gateway.pricing import PriceTable
 from gateway.server import BackgroundServer, free_port
 from gateway.telemetry.record import REQUEST_COLUMN_NAMES, RowBuilder
-from gateway.config.telemetry import TelemetrySettings
 from gateway.tokens import TokenCounter
-from tests.polling import wait_for
 from tests.conftest import gateway_config
 from tests.fake_upstream import chat_chunk, sse_event
+from tests.polling import wait_for
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"

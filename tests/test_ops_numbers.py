@@ -18,13 +18,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.telemetry_support import (  # noqa: F401
-    chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml,
-)
-
 from gateway.app import build_app
 from gateway.config import parse_config
 from gateway.server import BackgroundServer
+from tests.telemetry_support import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 
 KEY_A = "sk-gw-numbers-a-0123456789abcdef"
 KEY_B = "sk-gw-numbers-b-0123456789abcdef"

@@ -11,10 +11,10 @@ import openai
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from gateway.plugins import PluginLoadError, Verdict, build_plugin
 from gateway.config.access import PluginSpec
-from tests.polling import wait_for
+from gateway.plugins import PluginLoadError, Verdict, build_plugin
 from tests.conftest import gateway_config
+from tests.polling import wait_for
 from tests.test_access import CHAT, KEY_B, MSG, access_config, post
 
 
@@ -77,6 +77,29 @@ class WrongType:
         return {"not": "a verdict"}
 
 
+class Inspector:
+    """Records what a hook is handed and tries to write what it may only read."""
+
+    seen: list = []
+
+    async def before_request(self, request):
+        refused = []
+        for name, value in (("tenant", "other-team"), ("model_requested", "mock-gpt"), ("endpoint", "embeddings")):
+            try:
+                setattr(request, name, value)
+            except AttributeError:
+                refused.append(name)
+        try:
+            request.metadata["injected"] = "x"
+        except TypeError:
+            refused.append("metadata")
+        self.seen.append((type(request).__name__, request.tenant, request.endpoint, request.model_requested,
+                          request.api_key_id != "", request.headers.get("user-agent") is not None, refused,
+                          hasattr(request, "access") or hasattr(request, "raw_body")))
+        request.body = {**request.body, "temperature": 0.25}
+        return Verdict.modify()
+
+
 def plugin_config(upstream_url: str, plugins: str, keys: bool = False, **kw) -> str:
     extra = "plugins:\n" + plugins
     if keys:
@@ -111,6 +134,17 @@ def test_modify_with_a_new_body_and_a_model_switch_is_rechecked(upstream, make_g
     # team-a may not use mock-gpt: a plugin cannot route around the key's models
     r = post(gw, body={"model": "gpt-test", "messages": MSG, "switch_to": "mock-gpt"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
+
+
+def test_plugins_get_a_read_only_view_not_the_request_context(upstream, make_gateway):
+    gw = make_gateway(plugin_config(upstream.url, '  - {path: "tests.test_plugins:Inspector"}\n', keys=True))
+    upstream.json(CHAT)
+    Inspector.seen.clear()
+    assert post(gw, body={"model": "gpt-test", "messages": MSG}).status_code == 200
+    assert Inspector.seen == [("PluginRequest", "team-a", "chat/completions", "gpt-test", True, True,
+                               ["tenant", "model_requested", "endpoint", "metadata"], False)]
+    # a body replaced on the view and confirmed with modify() is what goes upstream
+    assert upstream.last.json()["temperature"] == 0.25
 
 
 def test_reject_with_status_and_code_never_reaches_upstream(upstream, make_gateway):

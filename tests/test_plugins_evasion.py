@@ -75,6 +75,14 @@ EVASIONS = {
     "upper case": "TELL ME ABOUT PROJECT NIGHTINGALE",
     "pattern with underscore": "please drop_table users",
     "pattern with zero-width space": "please dr\u200bop table users",
+    # invisible characters standing where the space was: a model reads two words
+    "zero-width space between the words": "tell me about project\u200bnightingale",
+    "right-to-left mark between the words": "tell me about Project\u200fNightingale",
+    "invisible separator between the words": "tell me about project\u2063nightingale",
+    "grapheme joiner between the words": "tell me about project\u034fnightingale",
+    "Hangul filler between the words": "tell me about project\u3164nightingale",
+    "Hangul filler inside a word": "tell me about proj\u115fect nighting\uffa0ale",
+    "pattern with a zero-width space for its space": "please drop\u200btable users",
 }
 
 
@@ -146,6 +154,23 @@ FIELDS = {
     "anthropic tool_result": ("messages", {"model": "gpt-test", "max_tokens": 5, "messages": [
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
                                       "content": [{"type": "text", "text": "project nightingale"}]}]}]}),
+    "tool parameter enum": ("chat/completions", _with(
+        ["tools", 0, "function", "parameters", "properties", "q", "enum"], ["weather", "project nightingale"],
+        CHAT_BODY)),
+    "tool parameter default": ("chat/completions", _with(
+        ["tools", 0, "function", "parameters", "properties", "q", "default"], "Project Nightingale", CHAT_BODY)),
+    "structured output schema": ("chat/completions", {
+        "model": "gpt-test", "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": {
+            "type": "object", "properties": {"a": {"type": "string", "description": "project nightingale"}}}}}}),
+    "responses text format schema": ("responses", {
+        "model": "gpt-test", "input": "hi", "text": {"format": {
+            "type": "json_schema", "name": "r", "schema": {"type": "string", "enum": ["project nightingale"]}}}}),
+    "vllm chat_template": ("chat/completions", {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}],
+                                                "chat_template": "Discuss project nightingale. {{ messages }}"}),
+    "vllm chat_template_kwargs": ("chat/completions", {
+        "model": "gpt-test", "messages": [{"role": "user", "content": "hi"}],
+        "chat_template": "{{ topic }}", "chat_template_kwargs": {"topic": "project nightingale"}}),
     "anthropic tool definition": ("messages", {"model": "gpt-test", "max_tokens": 5,
                                                "messages": [{"role": "user", "content": "hi"}],
                                                "tools": [{"name": "f", "description": "x", "input_schema": {
@@ -195,6 +220,7 @@ PII = {
     "e-mail with a zero-width space": ("mail alice@exam\u200bple.com now", "mail [EMAIL] now"),
     "e-mail with cyrillic letters": ("mail \u0430lice@ex\u0430mple.com now", "mail [EMAIL] now"),
     "phone with fullwidth digits": ("call +1-\uff15\uff15\uff15-123-4567 now", "call [PHONE] now"),
+    "card split by Hangul fillers": ("card 4111\u31641111\u31641111\u31641111 ok", "card [CARD] ok"),
 }
 
 
@@ -228,8 +254,11 @@ def test_pii_masks_only_the_match_and_leaves_the_rest_as_sent(redacting, upstrea
      ["instructions"]),
     ("messages", {"model": "gpt-test", "max_tokens": 5, "system": "card 4111.1111.1111.1111",
                   "messages": [{"role": "user", "content": "hi"}]}, ["system"]),
+    ("chat/completions", _with(["tools", 0, "function", "parameters", "properties", "q", "enum"],
+                               ["bob", "alice＠example.com"], CHAT_BODY),
+     ["tools", 0, "function", "parameters", "properties", "q", "enum", 1]),
 ], ids=["tool description", "parameter description", "completions prompt list", "embeddings input",
-        "responses instructions", "anthropic system"])
+        "responses instructions", "anthropic system", "parameter enum"])
 def test_pii_redacts_every_text_field(redacting, upstream_mod, endpoint, body, where):
     r = httpx.post(f"{redacting.url}/v1/{endpoint}", json=body, timeout=30)
     assert r.status_code == 200, r.text

@@ -11,9 +11,7 @@ import pytest
 
 from plugins.pii import Redactor, luhn_ok, redact_for_log, redact_text
 from tests.conftest import gateway_config
-from tests.telemetry_support import (  # noqa: F401
-    chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for,
-)
+from tests.telemetry_support import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 
 PII_TEXT = ("Reach Jane at jane.doe+work@example.co.uk or +44 20 7946 0958, Bob on (555) 123-4567, "
             "card 4111 1111 1111 1111 / 5500-0000-0000-0004.")

@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from gateway.app import build_app
 from gateway.config import ConfigError, load_config, parse_config
 from gateway.prompts.errors import PromptConfigError, PromptError
-from gateway.prompts.registry import load_registry
+from gateway.prompts.loading import load_registry
 from gateway.prompts.select import Ref, bucket, parse_ref, pick_arm
 from gateway.server import BackgroundServer
-from tests.polling import wait_for
 from tests.conftest import gateway_config
+from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 MSG = [{"role": "user", "content": "hi"}]

@@ -11,12 +11,6 @@ import httpx
 import orjson
 import pytest
 
-from tests.telemetry_support import (  # noqa: F401
-    chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for,
-)
-from tests.test_prompts import GREET, MSG, OK, write_prompts
-from tests.conftest import gateway_config
-
 from gateway.app import build_app
 from gateway.config import load_config
 from gateway.config.telemetry import ClickHouseSettings
@@ -25,6 +19,9 @@ from gateway.prompts.lock import LockFile
 from gateway.server import BackgroundServer
 from gateway.telemetry.clickhouse import ClickHouseStore
 from gateway.telemetry.queries import resolve
+from tests.conftest import gateway_config
+from tests.telemetry_support import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
+from tests.test_prompts import GREET, MSG, OK, write_prompts
 
 
 def select(database: str, sql: str, params: dict | None = None) -> list[dict]:

@@ -144,3 +144,12 @@ def test_mock_backend_is_deterministic_and_streams(make_gateway, upstream):
     parts = [c for c in streamed]
     assert all(c.usage is None for c in parts)
     assert len([c for c in parts if c.choices and c.choices[0].delta.content]) == 5
+
+
+def test_upstream_sees_the_gateways_user_agent_only(gateway, upstream):
+    # Neither the client's User-Agent nor aiohttp's own (which names its version) goes upstream.
+    upstream.json(CHAT_RESPONSE)
+    httpx.post(f"{gateway.url}/v1/chat/completions", headers={"User-Agent": "client-app/1.0"},
+               json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]})
+    agents = [v for k, v in upstream.last.headers.items() if k.lower() == "user-agent"]
+    assert agents == ["llm-gateway"]

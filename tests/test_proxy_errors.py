@@ -12,9 +12,9 @@ import openai
 import orjson
 import pytest
 
-from tests.polling import async_wait_for, wait_for
 from tests.conftest import gateway_config
 from tests.fake_upstream import chat_chunk, sse_event
+from tests.polling import async_wait_for, wait_for
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -99,7 +99,7 @@ def test_unreachable_upstream_502(make_gateway):
         port = s.getsockname()[1]  # bound, never listening: connection refused
         gw = make_gateway(gateway_config(f"http://127.0.0.1:{port}/v1"))
         r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "gpt-test", "messages": MSG})
-    err = assert_openai_error(r, 502, code="upstream_unreachable")
+    assert_openai_error(r, 502, code="upstream_unreachable")
     assert "sk-backend-secret" not in r.text
 
 

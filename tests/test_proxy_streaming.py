@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import httpx
 import openai
 import orjson
 import pytest
 
-from tests.polling import wait_for
 from tests.fake_upstream import chat_chunk, sse_event
+from tests.polling import wait_for
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 

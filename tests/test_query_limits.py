@@ -14,16 +14,13 @@ import httpx
 import orjson
 import pytest
 
-from tests.telemetry_support import (  # noqa: F401
-    chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for,
-)
-
 from gateway.app import build_app
 from gateway.config import parse_config
 from gateway.config.telemetry import ClickHouseSettings, QuerySettings
 from gateway.server import BackgroundServer
 from gateway.telemetry import QUERY_LANES
 from gateway.telemetry.clickhouse import ReadOnlyClient
+from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 
 ADMIN = "adm-query-limits-1"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -33,7 +30,7 @@ backends:
   mock: {type: mock}
 models:
   mock-gpt: {targets: [{backend: mock}]}
-""" % ADMIN
+""" % ADMIN  # noqa: UP031 (YAML braces)
 # One block per row, two seconds per block: a minute-long query that checks for cancellation
 # between blocks and costs no CPU.
 LONG_SQL = "SELECT sleep(2) AS s FROM numbers(30)"

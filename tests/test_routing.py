@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from gateway.app import HEALTH, WATCHER
 from gateway.config import parse_config
 from gateway.config.models import CircuitBreakerSettings
 from gateway.errors import NoHealthyTargetError
@@ -17,7 +18,6 @@ from gateway.routing.health import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, Heal
 from gateway.routing.router import Router
 from gateway.tokens import TokenCounter
 from gateway.upstream import BackendClient
-from gateway.app import HEALTH, WATCHER
 from tests.fake_clock import FakeClock
 from tests.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.polling import async_wait_for, wait_for

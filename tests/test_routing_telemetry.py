@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-
 import httpx
 import orjson
-
-from tests.polling import wait_for
-from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
-from tests.test_routing import OK, MSG, two_target_config, two_upstreams  # noqa: F401
-from tests.test_telemetry_chdb import flush, select
 
 from gateway.app import build_app
 from gateway.config import load_config
 from gateway.server import BackgroundServer
+from tests.polling import wait_for
+from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
+from tests.test_routing import MSG, OK, two_target_config, two_upstreams  # noqa: F401
+from tests.test_telemetry_chdb import flush, select
 
 
 def test_rows_and_attempts_carry_provenance_and_both_config_hashes(two_upstreams, tdb, tmp_path):

@@ -16,9 +16,7 @@ import pytest
 
 from gateway.server import free_port
 from tests.fake_upstream import chat_chunk, sse_event
-from tests.telemetry_support import (  # noqa: F401
-    chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for,
-)
+from tests.telemetry_support import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 
 # Canaries that no key-shaped regular expression would catch: only exact hygiene keeps them out.
 PROVIDER = "canaryPROVIDER9f3b1c7e5d2a"

@@ -12,14 +12,13 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
-
 from gateway.app import build_app
 from gateway.cli import main
 from gateway.config import parse_config
 from gateway.server import BackgroundServer
 from gateway.sessions import build_tree, render_tree, totals
 from gateway.telemetry.record import to_uuid
+from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 
 MODELS = """
 backends:

@@ -12,22 +12,19 @@ import openai
 import orjson
 import pytest
 
-from tests.telemetry_support import (  # noqa: F401
-    chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for,
-)
-
 from gateway.app import build_app
 from gateway.config import parse_config
+from gateway.config.telemetry import ClickHouseSettings
 from gateway.context import RequestContext, Usage
 from gateway.pricing import PriceTable
 from gateway.server import BackgroundServer
 from gateway.telemetry import SINK
 from gateway.telemetry.clickhouse import ClickHouseStore
-from gateway.telemetry.schema import render
 from gateway.telemetry.record import REQUEST_COLUMN_NAMES, REQUEST_COLUMNS, RowBuilder, encode_rows
+from gateway.telemetry.schema import render
 from gateway.telemetry.spool import Batch, Part, Spool
 from gateway.tokens import TokenCounter
-from gateway.config.telemetry import ClickHouseSettings
+from tests.telemetry_support import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 
 TOKENS = TokenCounter()
 

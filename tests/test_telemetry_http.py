@@ -13,16 +13,13 @@ import openai
 import orjson
 import pytest
 
-from tests.clickhouse_http_standin import ClickHouseHTTPStandIn
-from tests.telemetry_support import (  # noqa: F401
-    CHDB_DIR, isolate_telemetry_data, tdb, telemetry_yaml, wait_for,
-)
-
 from gateway.app import build_app
 from gateway.config import parse_config
 from gateway.config.telemetry import ClickHouseSettings
 from gateway.server import BackgroundServer
 from gateway.telemetry.clickhouse import ClickHouseStore, ReadOnlyClient, redact_dsn
+from loadtest.clickhouse_standin import ClickHouseHTTPStandIn
+from tests.telemetry_support import CHDB_DIR, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 
 MODELS = """
 backends:
@@ -190,7 +187,7 @@ def test_standin_speaks_the_clickhouse_http_interface(standin, tdb):
         client.command(f"CREATE DATABASE IF NOT EXISTS {tdb}")
         client.command(f"CREATE TABLE {tdb}.t (id UInt32, name String, ts DateTime64(3, 'UTC'), "
                        "m Map(String, String), f Nullable(Float64)) ENGINE = MergeTree ORDER BY id")
-        ts = datetime.datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=datetime.timezone.utc)
+        ts = datetime.datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=datetime.UTC)
         client.insert(f"{tdb}.t", [[1, "native", ts, {"k": "v"}, None]], column_names=["id", "name", "ts", "m", "f"])
         row_binary = struct.pack("<I", 2) + bytes([7]) + b"rowbin!"
         client.raw_insert(f"{tdb}.t", ["id", "name"], row_binary, fmt="RowBinary")

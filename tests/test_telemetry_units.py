@@ -12,8 +12,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.telemetry_support import isolate_telemetry_data, wait_for  # noqa: F401
-
 from gateway import outcome
 from gateway.config import parse_config
 from gateway.config.telemetry import BodyLogging, PriceEntry, PricingSettings, TelemetrySettings
@@ -22,13 +20,21 @@ from gateway.pricing import PriceTable
 from gateway.request_body import RequestBody
 from gateway.telemetry.queries import QueryRejected, check_read_only, resolve, saved_queries
 from gateway.telemetry.record import (
-    ATTEMPT_COLUMN_NAMES, REQUEST_COLUMN_NAMES, RowBuilder, encode_rows, format_ts, key_fingerprint,
-    parse_metadata_header, scrub_secrets, to_uuid,
+    ATTEMPT_COLUMN_NAMES,
+    REQUEST_COLUMN_NAMES,
+    RowBuilder,
+    encode_rows,
+    format_ts,
+    key_fingerprint,
+    parse_metadata_header,
+    scrub_secrets,
+    to_uuid,
 )
 from gateway.telemetry.schema import SchemaOptions, ddl_script
 from gateway.telemetry.sink import TelemetrySink
 from gateway.telemetry.spool import Batch, Part, Spool, decode_batch, encode_batch
 from gateway.tokens import TokenCounter, encoding_name_for
+from tests.telemetry_support import isolate_telemetry_data, wait_for  # noqa: F401
 
 TOKENS = TokenCounter()
 

@@ -1,7 +1,7 @@
 """End-to-end tests against a real vLLM server (CPU build) through the gateway.
 
 vLLM runs from its own virtualenv (``bash tests/vllm/setup_venv.sh``) with a
-tiny random-weight Llama built offline by tests/vllm/build_tiny_model.py; the
+tiny random-weight Llama built offline by loadtest/vllm_tiny_model.py; the
 gateway runs as ``python -m gateway serve`` in a subprocess; the official
 ``openai`` SDK talks to both.
 
@@ -9,12 +9,11 @@ Without the vLLM venv these tests are skipped, except when ``CI`` is set: then
 they fail, so that a broken setup cannot pass unnoticed.
 
 Environment: VLLM_PYTHON / VLLM_VENV, VLLM_MODEL_DIR, VLLM_STARTUP_TIMEOUT
-(see tests/vllm/server.py).
+(see loadtest/vllm_server.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
@@ -23,26 +22,13 @@ from pathlib import Path
 import openai
 import pytest
 
+from loadtest import vllm_server as vs
+
 pytestmark = pytest.mark.vllm
 
 REPO = Path(__file__).resolve().parent.parent
 GATEWAY_MODEL = "tiny"
 MESSAGES = [{"role": "user", "content": "hello"}]
-
-
-def _load_helper():
-    # Loaded by path: a package named ``vllm`` under tests/ would shadow the real one.
-    name = "llm_gateway_tests_vllm_server"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "vllm" / "server.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-vs = _load_helper()
 
 
 def _unavailable(reason: str):

@@ -22,8 +22,8 @@ from gateway.app import FINISHERS, WATCHER, build_app
 from gateway.config import load_config
 from gateway.server import BackgroundServer
 from gateway.vllm import FLEET
-from tests.polling import stays, stops_growing, wait_for
 from tests.fake_upstream import FakeVllm
+from tests.polling import stays, stops_growing, wait_for
 
 MSG = [{"role": "user", "content": "hi"}]
 

@@ -30,8 +30,8 @@ from gateway.app import FINISHERS, build_app
 from gateway.config import load_config
 from gateway.server import BackgroundServer
 from tests.fake_upstream import FakeVllm
-from tests.test_vllm import _unavailable, vs
 from tests.polling import wait_for
+from tests.test_vllm import _unavailable, vs
 from tests.test_vllm_fleet import alive, backend_status
 
 pytestmark = pytest.mark.vllm
@@ -166,7 +166,7 @@ routing:
                     # (test_vllm_fleet.py), so here it is checked when a queue does build.
                     queued = False
                     warnings.warn("the real vLLM server never queued 4 requests: queue steering not checked "
-                                  "against it in this run")
+                                  "against it in this run", stacklevel=1)
                 if queued:
                     busy = wait_for(lambda: snapshot(gw, "real"), 30, "real server scraped")
                     assert busy["running"] == 2 and busy["kv_cache"] > 0

@@ -11,9 +11,9 @@ from gateway.app import build_app
 from gateway.config import load_config
 from gateway.server import BackgroundServer
 from tests.fake_upstream import FakeVllm
+from tests.polling import wait_for
 from tests.telemetry_support import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 from tests.test_telemetry_chdb import flush, select
-from tests.polling import wait_for
 from tests.test_vllm_fleet import MSG, fleet_config, scraped
 
 

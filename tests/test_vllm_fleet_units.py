@@ -17,9 +17,9 @@ from gateway.routing.router import Router
 from gateway.routing.vllm_load import HashRing, prefix_text
 from gateway.tokens import TokenCounter
 from gateway.upstream import BackendClient
+from gateway.vllm.fleet import targets_by_backend
 from gateway.vllm.launcher import launch_argv
 from gateway.vllm.metrics import LoadSnapshot, MetricsError, parse_metrics, relevant_lines
-from gateway.vllm.fleet import targets_by_backend
 
 # Trimmed from a real vLLM 0.32 (CPU) /metrics answer: the families routing reads among
 # lookalikes (waiting_by_reason, external_prefix_cache_*, *_created, histograms), two engines.

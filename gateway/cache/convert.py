@@ -30,8 +30,8 @@ def usage_dict(usage: Usage) -> dict[str, Any] | None:
         return None
     prompt = usage.prompt_tokens or 0
     completion = usage.completion_tokens or 0
-    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                           "total_tokens": usage.total_tokens if usage.total_tokens is not None else prompt + completion}
+    total = usage.total_tokens if usage.total_tokens is not None else prompt + completion
+    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
     if usage.cached_tokens is not None:
         out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
     if usage.reasoning_tokens is not None:

@@ -99,7 +99,7 @@ class CacheEntry:
         return _MAGIC + len(header).to_bytes(4, "big") + header + self.body
 
     @classmethod
-    def decode(cls, data: bytes) -> "CacheEntry":
+    def decode(cls, data: bytes) -> CacheEntry:
         """Inverse of ``encode``. Raises ``ValueError`` on anything else."""
         if not data.startswith(_MAGIC) or len(data) < 8:
             raise ValueError("not a cache entry")

@@ -136,7 +136,7 @@ class RequestControl:
     ttl_s: float | None = None
 
     @classmethod
-    def parse(cls, headers) -> "RequestControl":
+    def parse(cls, headers) -> RequestControl:
         """Read ``Cache-Control`` and ``x-gateway-cache-ttl`` (malformed values are ignored)."""
         ctl = cls()
         if headers is None:

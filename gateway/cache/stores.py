@@ -181,7 +181,7 @@ class RedisStore:
 
     async def get(self, key: str) -> CacheEntry | None:
         """The entry under ``key``; None when absent, undecodable or Redis unavailable."""
-        if not self.available:
+        if not self.available or self._redis is None:
             self.stats.skipped += 1
             return None
         try:
@@ -190,7 +190,7 @@ class RedisStore:
             self._failed("GET", exc)
             return None
         self._ok()
-        if data is None:
+        if not isinstance(data, bytes):  # absent (the pool never decodes replies to str)
             return None
         try:
             return CacheEntry.decode(data)
@@ -201,7 +201,7 @@ class RedisStore:
 
     async def set(self, key: str, entry: CacheEntry, ttl_s: float) -> bool:
         """``SET key value PX ttl``; False when Redis is unavailable or failed."""
-        if not self.available:
+        if not self.available or self._redis is None:
             self.stats.skipped += 1
             return False
         try:

@@ -18,6 +18,7 @@ import yaml
 
 from gateway.cli_support import config_option
 from gateway.config import environment
+from gateway.local_http import trust_env
 from gateway.proxies import local_url
 
 
@@ -130,7 +131,8 @@ def run_cmd(name: str, pairs: tuple[str, ...], json_pairs: tuple[str, ...], mess
     server = snapshot.config.server
 
     def post(base: str):
-        return httpx.post(base.rstrip("/") + "/v1/chat/completions", json=body, headers=headers, timeout=timeout)
+        return httpx.post(base.rstrip("/") + "/v1/chat/completions", json=body, headers=headers, timeout=timeout,
+                          trust_env=trust_env(base))
 
     try:
         resp = post(url or local_url(server.host, server.port))

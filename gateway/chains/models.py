@@ -60,7 +60,7 @@ class Step(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> "Step":
+    def _check(self) -> Step:
         if self.prompt is None and not self.include_messages:
             raise ValueError("a step needs a `prompt` or `include_messages: true` (something to send)")
         if not VAR_RE.match(self.output_name):
@@ -80,7 +80,7 @@ class ChainFile(_Strict):
     steps: list[Step] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique(self) -> "ChainFile":
+    def _unique(self) -> ChainFile:
         names = [s.name for s in self.steps]
         outputs = [s.output_name for s in self.steps]
         for i, name in enumerate(names):

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from gateway.chains.models import ChainFile, Step
 from gateway.config.locations import format_loc
 from gateway.prompts.errors import PromptError
-from gateway.prompts.registry import files_digest, read_named_files
+from gateway.prompts.files import files_digest, read_named_files
 from gateway.prompts.select import Ref, parse_ref
 
 CHAIN_SUFFIXES = (".yaml", ".yml")

@@ -119,6 +119,7 @@ class ChainRunner:
             body["prompt"] = prompt
         body.update(orjson.loads(orjson.dumps(step.params)) if step.params else {})
         caller = ctx.body
+        assert caller is not None  # a chain request is a JSON request
         if isinstance(caller.get("user"), str):
             body["user"] = caller["user"]
         if last:  # the caller's request parameters (max_tokens, temperature, tools …) shape the answer
@@ -155,6 +156,7 @@ class ChainRunner:
     async def run(self, ctx: RequestContext, chain: Chain) -> web.StreamResponse:
         """Run ``chain`` for the chain request ``ctx``; returns the client's response."""
         body = ctx.body
+        assert body is not None  # a chain request is a JSON request
         caller_messages = body.get("messages")
         if caller_messages is None:
             caller_messages = []
@@ -205,7 +207,8 @@ class ChainRunner:
             if response.prepared:  # the streamed last step: already relayed to the client
                 break
             status = response.status
-            raw = response.body if isinstance(response.body, (bytes, bytearray)) else b""
+            raw = bytes(response.body) if isinstance(response, web.Response) \
+                and isinstance(response.body, (bytes, bytearray)) else b""
             if status >= 400:
                 what, type_, code = f"HTTP {status}", "upstream_error", "chain_step_failed"
                 try:
@@ -218,9 +221,11 @@ class ChainRunner:
             if last:
                 break
             values[step.output_name] = self._output(chain, i, step, raw)
+        assert child is not None and response is not None  # a chain has at least one step
         self._finish_chain(ctx, child)
         if response.prepared:
             return response
+        assert isinstance(response, web.Response)  # an unsent step answer is a whole JSON response
         return self._answer(ctx, chain, response)
 
     def _output(self, chain: Chain, i: int, step, raw: bytes) -> Any:
@@ -252,17 +257,17 @@ class ChainRunner:
         ctx.chunk_times = last.chunk_times
         ctx.completion_text = last.completion_text
         ctx.response_id = last.response_id
-        ctx.attempts = sum(s.attempts for s in ctx.chain_steps)
+        ctx.attempts = sum(s.attempts for s in ctx.chain_steps or ())
 
     def _answer(self, ctx: RequestContext, chain: Chain, response: web.Response) -> web.Response:
         """The last step's answer as the chain's, with ``usage`` summed over the steps (when
         every step reported it) and the chain's headers."""
-        raw = response.body
+        raw = bytes(response.body) if isinstance(response.body, (bytes, bytearray)) else b""
         try:
             answer = orjson.loads(raw)
         except orjson.JSONDecodeError:
             answer = None
-        steps = ctx.chain_steps
+        steps = ctx.chain_steps or []
         if isinstance(answer, dict) and all(s.usage.prompt_tokens is not None for s in steps):
             answer["usage"] = {
                 "prompt_tokens": sum(s.usage.prompt_tokens or 0 for s in steps),

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from gateway.plugin_resolve import PluginLoadError, resolve
+
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # What a key may reach below /v1/ unless it lists its own ``endpoints``: inference only. Account
 # and server-admin paths (files, batches, fine_tuning, vLLM's LoRA loading, anything else) are
@@ -85,7 +87,7 @@ class VirtualKey(_Strict):
     def _endpoints(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
-        out = []
+        out: list[str] = []
         for pattern in value:
             text = pattern.strip()
             text = text.removeprefix("/v1/") if text.startswith("/v1/") else text.lstrip("/")
@@ -159,7 +161,7 @@ class AuthSettings(_Strict):
     _file_keys: list[VirtualKey] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
-    def _load_file(self) -> "AuthSettings":
+    def _load_file(self) -> AuthSettings:
         if self.keys_file:
             self._file_keys = read_keys_file(self.keys_file)
         return self
@@ -246,8 +248,6 @@ def access_problems(config: Any) -> list[str]:
         else:
             seen_hashes[key.sha256] = where
     labels: dict[str, int] = {}
-    from gateway.plugins import PluginLoadError, resolve
-
     for i, spec in enumerate(config.plugins):
         if spec.enabled:
             try:
@@ -257,10 +257,11 @@ def access_problems(config: Any) -> list[str]:
             except Exception as exc:  # the module itself failed to import
                 problems.append(f"plugins[{i}].path: cannot import {spec.path}: {type(exc).__name__}: {exc}")
         if spec.label in labels:
-            problems.append(f'plugins[{i}].name: duplicate plugin name "{spec.label}" (also plugins[{labels[spec.label]}])')
+            problems.append(f'plugins[{i}].name: duplicate plugin name "{spec.label}" '
+                            f"(also plugins[{labels[spec.label]}])")
         labels.setdefault(spec.label, i)
     return problems
 
 
-__all__ = ["DEFAULT_ENDPOINTS", "AuthSettings", "Budget", "LimitSettings", "PluginSpec", "VirtualKey", "access_problems", "all_keys",
-           "auth_mode", "read_keys_file"]
+__all__ = ["DEFAULT_ENDPOINTS", "AuthSettings", "Budget", "LimitSettings", "PluginSpec", "VirtualKey",
+           "access_problems", "all_keys", "auth_mode", "read_keys_file"]

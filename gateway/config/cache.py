@@ -7,7 +7,7 @@ Like every config model they forbid unknown keys. The behaviour is described in 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -46,7 +46,7 @@ class CacheSettings(_Strict):
     max_bytes: int = Field(256 * 1024 * 1024, ge=0, description="memory store bound (LRU eviction beyond it)")
     max_entry_bytes: int = Field(8 * 1024 * 1024, ge=1, description="larger answers are not stored")
     coalesce: bool = Field(True, description="identical concurrent requests share one upstream call")
-    endpoints: list[CacheEndpoint] = Field(default_factory=lambda: ["chat/completions", "completions", "embeddings"],
+    endpoints: list[CacheEndpoint] = Field(default_factory=lambda: list(get_args(CacheEndpoint)),
                                            description="the /v1 endpoints that are cached")
     vary_headers: list[str] = Field(default_factory=list, description=(
         "request headers whose values are part of the key (those routing rules match on are added)"))
@@ -70,7 +70,7 @@ class CacheSettings(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _redis_needs_url(self) -> "CacheSettings":
+    def _redis_needs_url(self) -> CacheSettings:
         if self.store == "redis" and not self.redis_url:
             raise ValueError('store "redis" needs a redis_url')
         return self

@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from gateway.config.models import GatewayConfig
 from gateway.config.problems import validate
 from gateway.prompts.errors import PromptConfigError
-from gateway.prompts.registry import PromptRegistry, load_registry, prompt_files, with_models
+from gateway.prompts.files import prompt_files
+from gateway.prompts.loading import load_registry, with_models
+from gateway.prompts.registry import PromptRegistry
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -96,6 +99,7 @@ def parse_config(text: str, source: str = "<string>", *, base_dir: str | os.Path
         # An unset variable reads as "": leave out what that alone explains.
         paths = [u.split(": ", 1)[0] for u in unset]
         raise ConfigError(source, unset + [p for p in problems if not _near(p.split(": ", 1)[0], paths)])
+    assert config is not None  # no problems: a validated config
     prompts = _load_prompts(config, source, base_dir, previous)
     chains = _load_chains(config, source, base_dir, prompts)
     hashed = text.encode()
@@ -145,7 +149,7 @@ def _load_prompts(config: GatewayConfig, source: str, base_dir, previous: Config
     refs = {name: m.prompt for name, m in config.models.items() if m.prompt}
     if directory is None and not refs:
         return None
-    lock = config.prompts.lock_file
+    lock: str | Path | None = config.prompts.lock_file
     if lock and base_dir is not None and not Path(lock).is_absolute():
         lock = Path(base_dir) / lock
     try:

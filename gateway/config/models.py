@@ -15,11 +15,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
-from gateway.config.prompts import PromptSettings
+from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.chains import ChainSettings
 from gateway.config.observability import ObservabilitySettings
+from gateway.config.prompts import PromptSettings
 from gateway.config.telemetry import PricingSettings, TelemetrySettings
 from gateway.config.vllm import VllmLaunch, VllmLoadSettings, VllmScrape, vllm_problems
 
@@ -96,7 +96,7 @@ class Backend(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _needs_url(self) -> "Backend":
+    def _needs_url(self) -> Backend:
         if self.type != "mock" and not self.base_url:
             raise ValueError(f'backend type "{self.type}" needs a base_url')
         return self
@@ -117,6 +117,7 @@ class Target(_Strict):
 
 Strategy = Literal["weighted", "priority", "least-latency", "least-busy", "vllm-load"]
 _FailureName = Literal["connect", "timeout", "5xx", "429", "context_length_exceeded"]
+_RETRY_ON: tuple[_FailureName, ...] = ("connect", "timeout", "5xx", "429")  # retried by default
 # YAML reads an unquoted 429 as a number: accept it as the class "429" (and say so in the schema).
 FailureClass = Annotated[_FailureName, BeforeValidator(
     lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v,
@@ -135,7 +136,7 @@ class RetryPolicy(_Strict):
     max_retry_after_ms: float = Field(5000.0, ge=0, description=(
         "a 429's Retry-After is honoured up to this; a longer one moves to the next target"))
     deadline_ms: float = Field(60000.0, gt=0, description="bound on the whole attempt loop, all targets together")
-    retry_on: list[FailureClass] = Field(default_factory=lambda: ["connect", "timeout", "5xx", "429"], description=(
+    retry_on: list[FailureClass] = Field(default_factory=lambda: list(_RETRY_ON), description=(
         "failure classes retried on the same target (connect, timeout, 5xx, 429, context_length_exceeded)"))
 
 
@@ -175,7 +176,7 @@ class PublicModel(_Strict):
     chain: str | None = Field(None, description="serve this chain (chains/<name>.yaml) instead of targets")
 
     @model_validator(mode="after")
-    def _targets_or_chain(self) -> "PublicModel":
+    def _targets_or_chain(self) -> PublicModel:
         if self.chain is not None:
             if self.targets or self.prompt:
                 raise ValueError("a chain model has no `targets` or `prompt` (its steps name models and prompts)")
@@ -212,7 +213,7 @@ class RouteRule(_Strict):
     strategy: Strategy | None = Field(None, description="order the targets with this strategy instead")
 
     @model_validator(mode="after")
-    def _has_action(self) -> "RouteRule":
+    def _has_action(self) -> RouteRule:
         if self.model is None and self.targets is None and self.strategy is None:
             raise ValueError("a rule needs `model`, `targets` or `strategy`")
         return self
@@ -223,7 +224,7 @@ class RoutingSettings(_Strict):
 
     retry: RetryPolicy = Field(RetryPolicy(), description="default retry policy of every model")
     fallback_on: list[FailureClass] = Field(
-        default_factory=lambda: ["connect", "timeout", "5xx", "429", "context_length_exceeded"], description=(
+        default_factory=lambda: [*_RETRY_ON, "context_length_exceeded"], description=(
         "default failure classes that move on to the next target"))
     circuit_breaker: CircuitBreakerSettings = Field(CircuitBreakerSettings(), description=(
         "per-target circuit breaker"))
@@ -299,7 +300,7 @@ class GatewayConfig(_Strict):
     plugins: list[PluginSpec] = Field(default_factory=list, description="policy hooks run on each request")
 
     @model_validator(mode="after")
-    def _cross_links(self) -> "GatewayConfig":
+    def _cross_links(self) -> GatewayConfig:
         problems = []
         known = ", ".join(sorted(self.backends)) or "none defined"
 

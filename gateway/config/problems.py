@@ -15,11 +15,14 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from gateway.config.locations import format_loc
+
+M = TypeVar("M", bound=BaseModel)
 
 # Top-level sections whose entries are checked one by one, and a valid stand-in for each.
 _NAMED = {
@@ -33,7 +36,7 @@ _LISTED = {
 }
 
 
-def validate(model: type[BaseModel], raw: dict) -> tuple[BaseModel | None, list[str]]:
+def validate(model: type[M], raw: dict) -> tuple[M | None, list[str]]:
     """``(config, [])`` when ``raw`` is valid, else ``(None, problems)``: field errors first,
     then the cross-checks of the rest."""
     try:
@@ -49,8 +52,8 @@ def validate(model: type[BaseModel], raw: dict) -> tuple[BaseModel | None, list[
     return None, problems
 
 
-def _lines(model: type[BaseModel], errors: list[dict]) -> list[str]:
-    out = []
+def _lines(model: type[BaseModel], errors: Sequence[Mapping[str, Any]]) -> list[str]:
+    out: list[str] = []
     for err in errors:
         loc = err["loc"]
         if err["type"] == "extra_forbidden" and loc:
@@ -116,7 +119,7 @@ def _container_in(annotation: Any) -> Any:
     return None
 
 
-def _stand_ins(raw: dict, errors: list[dict]) -> dict:
+def _stand_ins(raw: dict, errors: Sequence[Mapping[str, Any]]) -> dict:
     """``raw`` with each invalid entry replaced by a stand-in and each other invalid section
     (or unknown top-level key) dropped, so only cross-check problems remain."""
     fixed = dict(raw)

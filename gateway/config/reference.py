@@ -203,7 +203,7 @@ def _default(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
     if field.default_factory is not None:
-        value = field.default_factory()
+        value = field.default_factory()  # type: ignore[call-arg]  # no config default reads other fields
     else:
         value = field.default
     if value is None:

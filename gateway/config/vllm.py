@@ -111,7 +111,7 @@ def server_root(base_url: str) -> str:
     return root[:-3] if root.endswith("/v1") else root
 
 
-def vllm_problems(cfg: "GatewayConfig") -> list[str]:
+def vllm_problems(cfg: GatewayConfig) -> list[str]:
     """Path-qualified errors of the vLLM blocks (for ``GatewayConfig``'s validator)."""
     problems = []
     for name, b in cfg.backends.items():

@@ -41,7 +41,7 @@ from gateway.dashboard.filters import FilterError, parse_filters
 from gateway.dashboard.session import Sessions
 from gateway.dashboard.sql import client_fetch
 from gateway.errors import error_body
-from gateway.telemetry.lanes import DASHBOARD, QueryBusy
+from gateway.telemetry.lanes import DASHBOARD, QueryBusy, QueryLanes
 
 log = logging.getLogger("gateway.dashboard")
 STATIC = files("gateway.dashboard") / "static"  # package data
@@ -118,7 +118,7 @@ class DashboardAPI:
     ``sessions``: the session cookies (``session.Sessions``); ``runtime()``: the ``Runtime`` in
     force (its models and prompt labels), or ``None``."""
 
-    def __init__(self, query_client: Callable[[], object | None], admin_key: Callable[[], str | None],
+    def __init__(self, query_client: Callable[[], QueryLanes | None], admin_key: Callable[[], str | None],
                  sessions: Sessions, runtime: Callable[[], Any] = lambda: None):
         self._client = query_client
         self._admin_key = admin_key
@@ -196,7 +196,10 @@ class DashboardAPI:
         key = self._admin_key()
         if not key:
             return self._redirect()  # local-only mode: nothing to log into
-        form = await request.post()
+        try:
+            form = await request.post()
+        except Exception:  # anyone may post here: a malformed form (encoding, charset, multipart) is a 400
+            return self._login_page("The form could not be read.", status=400)
         given = form.get("key")
         given = given.strip() if isinstance(given, str) else ""
         if not given:
@@ -237,7 +240,7 @@ class DashboardAPI:
         except drift.UnknownModelError as exc:
             return _error(404, str(exc), exc.code)
         except Exception as exc:  # ClickHouse errors (store down, tables not created yet, …)
-            from gateway.telemetry.record import scrub_secrets
+            from gateway.telemetry.scrub import scrub_secrets
             message = scrub_secrets(str(exc))[:1000] or type(exc).__name__
             log.info("dashboard query failed: %s", message.splitlines()[0])
             return _error(503, message, "query_failed", "server_error")

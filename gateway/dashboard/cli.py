@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
 
+from gateway.cli_support import config_option, load_cli_config
 from gateway.dashboard.drift import DriftOptions, UnknownModelError, render_table, run_drift
-from gateway.dashboard.filters import Filters, FilterError, parse_prompt
+from gateway.dashboard.filters import FilterError, Filters, parse_prompt
+from gateway.local_http import trust_env
 from gateway.proxies import local_url
-from gateway.telemetry.commands import _CONFIG, _DATA_DIR, _DSN, _snapshot, _store_settings
-
+from gateway.telemetry.store_client import DATA_DIR_OPTION, DSN_OPTION, store_settings
 
 EXIT_DRIFT, EXIT_INSUFFICIENT = 1, 3
 
@@ -54,7 +56,8 @@ def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dic
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        resp = httpx.get(url.rstrip("/") + "/admin/dashboard/drift", params=params, headers=headers, timeout=timeout)
+        resp = httpx.get(url.rstrip("/") + "/admin/dashboard/drift", params=params, headers=headers, timeout=timeout,
+                         trust_env=trust_env(url))
     except httpx.ConnectError:
         return None
     except httpx.HTTPError as exc:
@@ -74,7 +77,7 @@ def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dic
 def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models, limits=None) -> dict:
     from gateway.dashboard.sql import client_fetch
     from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
-    from gateway.telemetry.record import scrub_secrets
+    from gateway.telemetry.scrub import scrub_secrets
 
     target = parse_dsn(dsn, settings.database)
     if target.kind == "chdb":
@@ -114,9 +117,9 @@ def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models, li
 @click.option("--url", default=None, help="Gateway base URL to check through (embedded store).")
 @click.option("--admin-key", envvar="GATEWAY_ADMIN_KEY", default=None, help="Admin key ($GATEWAY_ADMIN_KEY).")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the answer.")
-@_CONFIG
-@_DATA_DIR
-@_DSN
+@config_option
+@DATA_DIR_OPTION
+@DSN_OPTION
 def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: float, reference_hours: float,
           bins: int, min_samples: int, fail_on: str, fmt: str, url: str | None, admin_key: str | None,
           timeout: float, config_path: str | None, data_dir: str | None, dsn: str | None) -> None:
@@ -132,13 +135,13 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
     opts = DriftOptions(current_h=current_hours, reference_h=reference_hours, bins=bins, min_samples=min_samples)
     filters = Filters(from_ms=0, to_ms=1, tenant=tenant, model=model, backend=backend, prompt=prompt_name,
                       version=version)
-    snapshot = _snapshot(config_path)
-    settings, store_dsn = _store_settings(snapshot, dsn, data_dir)
+    snapshot = load_cli_config(config_path)
+    settings, store_dsn = store_settings(snapshot, dsn, data_dir)
     result = None
     if url or (dsn is None and store_dsn.startswith("chdb://")):
         server = snapshot.config.server
         target_url = url or local_url(server.host, server.port)
-        params = {k: v for k, v in (("model", model), ("prompt", prompt.strip()), ("tenant", tenant),
+        params: dict[str, Any] = {k: v for k, v in (("model", model), ("prompt", prompt.strip()), ("tenant", tenant),
                                     ("backend", backend)) if v}
         params.update({"current_h": current_hours, "reference_h": reference_hours, "bins": bins,
                        "min_samples": min_samples})

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.dashboard import psi as stats
-from gateway.dashboard.filters import Filters, FilterError
+from gateway.dashboard.filters import FilterError, Filters
 from gateway.dashboard.sql import Fetch
 
 METRICS = {  # check name -> SQL expression (constants, never user input)
@@ -71,7 +71,7 @@ class DriftOptions:
     min_effect: float = 0.2
 
     @classmethod
-    def from_query(cls, query) -> "DriftOptions":
+    def from_query(cls, query) -> DriftOptions:
         """From request query parameters (``current_h``, ``reference_h``, ``bins``, ``min_samples``)."""
         def num(name: str, default, kind=float, lo=None, hi=None):
             raw = (query.get(name) or "").strip()
@@ -176,7 +176,7 @@ FROM llm_requests WHERE {where} AND status_code < 400 GROUP BY cur, bin""", {**p
                       "detail": f"PSI {value:.3f} over {len(edges) + 1} bins; median "
                                 f"{_fmt(check['reference_p50'])} → {_fmt(check['current_p50'])}",
                       "histogram": {"edges": edges,
-                                    "labels": stats.bin_labels(edges, lambda v: f"{v:.{digits}f}"),
+                                    "labels": stats.bin_labels(edges, lambda v, d=digits: f"{v:.{d}f}"),
                                     "reference": [round(x, 4) for x in stats.shares(ref_counts)],
                                     "current": [round(x, 4) for x in stats.shares(cur_counts)],
                                     "reference_counts": ref_counts, "current_counts": cur_counts}})
@@ -235,6 +235,7 @@ GROUP BY cur""", params)
     fs: dict[str, Any] = {"name": "feedback_score", "kind": "mean", "reference_n": k_ref, "current_n": k_cur,
                           "reference": _num(m_ref, 4) if k_ref else None, "current": _num(m_cur, 4) if k_cur else None}
     if k_ref >= opts.min_feedback and k_cur >= opts.min_feedback:
+        assert m_ref is not None and m_cur is not None  # both windows have scores
         v_ref, v_cur = fr_ref.get("var") or 0.0, fr_cur.get("var") or 0.0
         z = stats.welch_z(m_ref, v_ref, k_ref, m_cur, v_cur, k_cur)
         d = stats.cohens_d(m_ref, v_ref, k_ref, m_cur, v_cur, k_cur)

@@ -135,8 +135,9 @@ GROUP BY t, model ORDER BY t, model""", f.params())
         client[i] += row["client_errors"]
         totals[row["model"]] = totals.get(row["model"], 0) + row["requests"]
     top = sorted(totals, key=lambda m: (-totals[m], m))[:TOP_MODELS]
-    models = {m: {"requests": [0] * n, "latency": {k: [None] * n for k in ("p50", "p95", "p99")},
-                  "ttft": {k: [None] * n for k in ("p50", "p95", "p99")}} for m in top}
+    models: dict[str, dict[str, Any]] = {
+        m: {"requests": [0] * n, "latency": {k: [None] * n for k in ("p50", "p95", "p99")},
+            "ttft": {k: [None] * n for k in ("p50", "p95", "p99")}} for m in top}
     for row in rows:
         i = index.get(row["t"])
         m = models.get(row["model"])
@@ -199,7 +200,7 @@ FROM llm_requests WHERE {f.raw_where()} GROUP BY t ORDER BY t""", p)
             ratio[i] = round(row["hits"] / row["looked_up"], 4)
     saved = (by.get("hit") or {}).get("saved_ms") or 0.0
     return {"range": f.describe(), "source": "raw", "requests": sum(r["requests"] for r in rows),
-            "by_status": {s: c for s, c in sorted(((r["status"], r["requests"]) for r in rows))},
+            "by_status": {s: c for s, c in sorted((r["status"], r["requests"]) for r in rows)},
             "hits": n["hit"], "misses": n["miss"], "coalesced": n["coalesced"], "bypassed": n["bypass"],
             "not_reached": n["none"],
             "hit_ratio": round(n["hit"] / looked_up, 4) if looked_up else None,

@@ -74,11 +74,13 @@ class Revocations:
 
     def _rewrite(self) -> None:
         """Replace the file by its live entries (atomically: other processes read it any time)."""
+        path = self._path
+        assert path is not None  # only a file-backed list is rewritten
         now = time.time()
         live = {sid: e for sid, e in self._ids.items() if e >= now}
-        tmp = self._path.with_name(f"{self._path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text("".join(f"{e} {sid}\n" for sid, e in live.items()), encoding="ascii")
-        os.replace(tmp, self._path)
+        os.replace(tmp, path)
         self._ids, self._lines, self._seen = live, len(live), None
 
 

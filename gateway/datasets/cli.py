@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from gateway.datasets.export import ExportOptions, Exporter
+from gateway.cli_support import load_cli_config
+from gateway.datasets.export import Exporter, ExportOptions
 from gateway.sessions import RowSource, _source_options
-from gateway.telemetry.commands import _snapshot
 
 BODIES_OFF = ("request/response bodies are not in the rows: body logging was off. Turn it on "
               "(telemetry.bodies: {request: true, response: true}) and export traffic logged after that.")
@@ -23,7 +23,7 @@ def _redactor(spec: str | None, snapshot, enabled: bool):
     ``telemetry.bodies.redact``; ``None`` with ``--no-redact``."""
     if not enabled:
         return None
-    from gateway.telemetry.record import load_hook
+    from gateway.telemetry.values import load_hook
 
     spec = spec or snapshot.config.telemetry.bodies.redact
     if not spec:
@@ -64,7 +64,7 @@ def export(model: str, prompt: str, since: str | None, until: str | None, min_fe
            admin_key: str | None, timeout: float, config_path: str | None, data_dir: str | None,
            dsn: str | None) -> None:
     """Write logged chat requests and their answers as OpenAI fine-tuning JSONL."""
-    snapshot = _snapshot(config_path)
+    snapshot = load_cli_config(config_path)
     bodies = snapshot.config.telemetry.bodies
     if not (bodies.request and bodies.response):
         click.echo("warning: this config does not log request/response bodies (telemetry.bodies); only rows "

@@ -152,7 +152,7 @@ def assistant_message(response_body: str, streamed: bool) -> dict | None:
                 return None if not streamed else {"role": "assistant", "content": response_body}
             if not isinstance(message, dict):
                 return None
-            out = {"role": "assistant"}
+            out: dict[str, Any] = {"role": "assistant"}
             if message.get("content") is not None:
                 out["content"] = message["content"]
             if message.get("tool_calls"):

@@ -55,7 +55,7 @@ class Observability:
             redact = None
             spec = snapshot.config.telemetry.bodies.redact
             if o.tracing.capture_content and spec:  # captured content is redacted as rows are
-                from gateway.telemetry.record import load_hook
+                from gateway.telemetry.values import load_hook
                 redact = load_hook(spec)
             self.tracing = Tracing(o.tracing, redact)
         if o.metrics.enabled:

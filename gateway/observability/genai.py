@@ -121,7 +121,9 @@ def input_messages(endpoint: str, body: dict | None) -> list[dict] | None:
             parts = _parts(m.get("content"))
             for call in m.get("tool_calls") or ():
                 if isinstance(call, dict):
-                    fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+                    fn = call.get("function")
+                    if not isinstance(fn, dict):
+                        fn = {}
                     parts.append({"type": "tool_call", "id": call.get("id"), "name": fn.get("name"),
                                   "arguments": fn.get("arguments")})
             if role == "tool":

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from gateway.context import RequestContext
-from gateway.telemetry.record import scrub_secrets
+from gateway.telemetry.scrub import scrub_secrets
 
 ACCESS_LOGGER = "gateway.access"
 CURRENT: ContextVar[RequestContext | None] = ContextVar("llm_gateway_request", default=None)
@@ -78,8 +78,8 @@ class TextFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None and v != "")
-        elif getattr(record, "request_id", None):
-            line += f" request_id={record.request_id}"
+        elif request_id := getattr(record, "request_id", None):
+            line += f" request_id={request_id}"
         return line
 
 

@@ -136,7 +136,7 @@ class Tracing:
         self._bound = round(settings.sample_ratio * (1 << 64))
         self._processors: list = []
         self._running = False
-        self._sdk = None
+        self._sdk: tuple[Any, ...] | None = None  # the optional SDK's classes, imported at start
         self._resource = None
         self._scope = None
 
@@ -219,7 +219,7 @@ class Tracing:
     # --- request end: the spans ----------------------------------------------------------
     def finish(self, ctx: RequestContext) -> None:
         ids = ctx.trace
-        if ids is None or not ids.sampled or not self._running:
+        if ids is None or not ids.sampled or not self._running or self._sdk is None:
             return
         api, _, Event, ReadableSpan, _ = self._sdk
         SpanKind, SpanContext = api.SpanKind, api.SpanContext
@@ -292,7 +292,7 @@ class Tracing:
                 if i == last and content_to is not None:  # prompts and completions on the inference span
                     self._content(ctx, c_attrs)
                     content_to = None
-                events = ()
+                events: tuple[Any, ...] = ()
                 if answering and ctx.stream and ctx.t_first_token is not None:
                     events = (Event("gen_ai.first_token", timestamp=ns(ctx.t_first_token)),)
                 # The answering attempt lasts until its response was relayed to the end.

@@ -1,8 +1,9 @@
 """``llm-gateway prompts …``: list, show, diff, render and lock prompt versions.
 
 Every command reads the prompt files the way the gateway does: through the gateway config
-(``--config``, resolved like every command's; its ``prompts.dir`` and model references apply) or straight from a folder with ``--dir``. Selection uses the
-request syntax: ``NAME`` (label ``production``), ``NAME@label``, ``NAME@4``, ``NAME@latest``.
+(``--config``, resolved like every command's; its ``prompts.dir`` and model references apply)
+or straight from a folder with ``--dir``. Selection uses the request syntax: ``NAME`` (label
+``production``), ``NAME@label``, ``NAME@4``, ``NAME@latest``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import yaml
 from gateway.cli_support import config_option
 from gateway.prompts.describe import describe_version
 from gateway.prompts.errors import PromptConfigError, PromptError
+from gateway.prompts.loading import load_registry
 from gateway.prompts.models import type_matches
-from gateway.prompts.registry import CompiledVersion, PromptRegistry, load_registry
+from gateway.prompts.registry import CompiledVersion, PromptRegistry
 from gateway.prompts.select import DEFAULT_LABEL, Ref, parse_ref
+
 
 def _fail(message: str) -> None:
     click.echo(message, err=True)
@@ -117,10 +120,12 @@ def show_cmd(ref: str, config_path: str | None, directory: str | None) -> None:
     prompt = registry.get(name) if name in registry.prompts else None
     resolved = _resolve(registry, ref, lenient=True)
     label = prompt.labels.get(resolved.label) if prompt is not None and resolved.label else None
-    experiment = label is not None and bool(label.arms)
-    if experiment:
+    versions = [resolved.version]
+    experiment = prompt is not None and label is not None and bool(label.arms)
+    if prompt is not None and label is not None and label.arms:
         click.echo(f"# {name}@{resolved.label} is an experiment: {label.describe()}")
-    for cv in ([prompt.versions[v] for v, _ in label.arms] if experiment else [resolved.version]):
+        versions = [prompt.versions[v] for v, _ in label.arms]
+    for cv in versions:
         via = f" (label {resolved.label})" if resolved.label and not experiment else ""
         click.echo(f"# {cv.prompt}@{cv.version}{via} from {cv.source}")
         click.echo(version_text(cv).rstrip())

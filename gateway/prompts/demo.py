@@ -11,9 +11,13 @@ import atexit
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import openai
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.config import ConfigSnapshot, parse_config
 from gateway.config.loader import DEFAULT_CONFIG_YAML
@@ -56,7 +60,7 @@ def prompt_step(client: openai.OpenAI) -> None:
 
     click.secho("\n== versioned prompt: x-gateway-prompt: greeter (label production), variables in extra_body",
                 fg="cyan", bold=True)
-    messages = [{"role": "user", "content": "Hi there!"}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi there!"}]
     plain = client.chat.completions.create(model="mock-gpt", messages=messages)
     raw = client.chat.completions.with_raw_response.create(
         model="mock-gpt", messages=messages, extra_headers={"x-gateway-prompt": "greeter"},
@@ -65,9 +69,10 @@ def prompt_step(client: openai.OpenAI) -> None:
     rid = raw.headers.get("x-request-id")
     click.echo(f"  prompt {raw.headers.get('x-gateway-prompt')} version {raw.headers.get('x-gateway-prompt-version')} "
                f"(label {raw.headers.get('x-gateway-prompt-label')}) injected: prompt tokens "
-               f"{plain.usage.prompt_tokens} without it, {resp.usage.prompt_tokens} with it")
+               f"{plain.usage.prompt_tokens if plain.usage else '?'} without it, "
+               f"{resp.usage.prompt_tokens if resp.usage else '?'} with it")
     root = str(client.base_url).rstrip("/").removesuffix("/v1")
-    with httpx.Client(base_url=root, timeout=60) as http:
+    with httpx.Client(base_url=root, timeout=60, trust_env=False) as http:
         fb = http.post("/v1/feedback", json={"request_id": rid, "score": 1.0, "label": "thumbs_up"})
         click.echo(f"  POST /v1/feedback -> HTTP {fb.status_code}")
         stats = http.post("/admin/telemetry/flush").json()

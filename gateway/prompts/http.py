@@ -34,7 +34,7 @@ from gateway.prompts.tables import feedback_row
 from gateway.telemetry import QUERY_LANES, RECENT
 from gateway.telemetry.lanes import QueryBusy
 from gateway.telemetry.recent import find_request
-from gateway.telemetry.record import key_fingerprint, scrub_secrets
+from gateway.telemetry.scrub import key_fingerprint, scrub_secrets
 
 log = logging.getLogger("gateway.prompts")
 _JSON = "application/json"
@@ -94,6 +94,8 @@ class PromptEndpoints:
         sink = self._sink()
         try:
             rid, score, label, comment = parse_feedback(await request.read())
+        except web.RequestPayloadError:  # a broken Content-Encoding or chunked framing
+            return _error(400, "the request body could not be read (malformed encoding)", "invalid_feedback")
         except ValueError as exc:
             message, param = exc.args[0]
             return _error(400, message, "invalid_feedback", param)

@@ -55,6 +55,7 @@ _TOKEN_LIMITS = frozenset({"max_tokens", "max_completion_tokens"})
 async def prompt_stage(ctx: RequestContext, call_next):
     """The pipeline stage (see the module docstring)."""
     body = ctx.body
+    assert body is not None  # the stage runs on JSON requests only
     chat = ctx.endpoint == CHAT
     header = ctx.headers.get(HEADER)
     if header is None and (not chat or "prompt" not in body):
@@ -92,6 +93,7 @@ def _json_object(text: str, param: str) -> dict[str, Any]:
 def _selection(ctx: RequestContext, header: str | None, registry) -> tuple[Ref | None, dict, str | None, str, str]:
     """``(ref, variables, mode, mode_param, param)`` of the request; raises ``PromptError``."""
     body = ctx.body
+    assert body is not None  # the stage runs on JSON requests only
     headers = ctx.headers
     field = body.pop("prompt", None)
     header_ref = parse_ref(header, HEADER) if header is not None else None
@@ -151,7 +153,7 @@ def experiment_key(ctx: RequestContext) -> str | None:
     key = ctx.headers.get(KEY_HEADER)
     if key:
         return "h:" + key
-    user = ctx.body.get("user")
+    user = ctx.body.get("user") if ctx.body is not None else None
     if isinstance(user, str) and user:
         return "u:" + user
     if ctx.tenant:
@@ -181,6 +183,7 @@ def apply_prompt(ctx: RequestContext, header: str | None) -> None:
     if mode is not None and mode not in MODES:
         raise PromptError(f"{mode_param} must be one of {', '.join(MODES)}", param=mode_param)
     body = ctx.body
+    assert body is not None  # the stage runs on JSON requests only
     resolved = registry.resolve(ref, experiment_key(ctx), param=param)
     cv = resolved.version
     mode = mode or cv.mode

@@ -69,7 +69,7 @@ class Variable(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _default_consistent(self) -> "Variable":
+    def _default_consistent(self) -> Variable:
         if self.default is not None and self.required:
             raise ValueError(f"variable {self.name!r} is required but has a default")
         if self.default is not None and not type_matches(self.type, self.default):
@@ -132,7 +132,7 @@ class Version(_Strict):
         return params
 
     @model_validator(mode="after")
-    def _unique_variables(self) -> "Version":
+    def _unique_variables(self) -> Version:
         names = [v.name for v in self.variables]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:

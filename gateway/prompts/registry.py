@@ -1,6 +1,6 @@
 """The prompt registry: prompt files loaded, validated and compiled into one immutable object.
 
-``load_registry(directory, lock_path, previous)`` reads every ``*.yaml`` in ``directory``
+``load_registry(directory, lock_path, previous)`` (in ``loading.py``) reads every ``*.yaml`` in ``directory``
 (one prompt per file, named by the file), validates it, compiles its templates, computes each
 version's content hash and enforces immutability: a version whose content differs from what
 was seen before under the same number is a config error naming the file and the version.
@@ -14,23 +14,17 @@ and the CLI; it never changes after it is built (a reload builds a new one).
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
-from pydantic import ValidationError
 
-from gateway.config.locations import format_loc
-from gateway.prompts.errors import PromptConfigError, PromptError
+from gateway.prompts.errors import PromptError
 from gateway.prompts.lock import LockFile
-from gateway.prompts.models import NAME_RE, PromptFile, Version
-from gateway.prompts.render import bind_variables, compile_template, make_environment, render_template
+from gateway.prompts.models import Version
+from gateway.prompts.render import bind_variables, render_template
 from gateway.prompts.select import DEFAULT_LABEL, LATEST, Ref, pick_arm
-
-PROMPT_SUFFIXES = (".yaml", ".yml")
 
 
 def content_hash(version: Version) -> str:
@@ -191,7 +185,7 @@ class PromptRegistry:
 
     def versions(self) -> list[CompiledVersion]:
         """Every version of every prompt (sorted by name, then number)."""
-        out = []
+        out: list[CompiledVersion] = []
         for name in sorted(self.prompts):
             prompt = self.prompts[name]
             out.extend(prompt.versions[v] for v in sorted(prompt.versions))
@@ -201,206 +195,4 @@ class PromptRegistry:
 EMPTY = PromptRegistry()
 
 
-def prompt_files(directory: Path) -> list[Path]:
-    """The prompt files of ``directory`` (sorted; hidden files and the lock are skipped)."""
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir()
-                  if p.suffix in PROMPT_SUFFIXES and not p.name.startswith(".") and p.is_file())
-
-
-def read_named_files(paths: list[Path], kind: str, problems: list[str], raw_files: list[tuple[str, bytes]],
-                     label=str):
-    """Yield ``(path, data)`` for each readable file whose stem is a valid, not yet seen name.
-
-    Every file read is appended to ``raw_files`` (it feeds the config hash, invalid or not);
-    unreadable files, bad names and a name defined twice (``.yaml`` and ``.yml``) are reported
-    in ``problems`` as ``<label(path)>: …``. ``kind``: ``prompt`` or ``chain``, for messages.
-    """
-    seen: set[str] = set()
-    for path in paths:
-        where = label(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            problems.append(f"{where}: cannot read: {exc.strerror}")
-            continue
-        raw_files.append((path.name, data))
-        if not NAME_RE.match(path.stem):
-            problems.append(f"{where}: {path.stem!r} is not a valid {kind} name (letters, digits, _ . -)")
-            continue
-        if path.stem in seen:
-            problems.append(f"{where}: {kind} {path.stem!r} is defined twice (.yaml and .yml)")
-            continue
-        seen.add(path.stem)
-        yield path, data
-
-
-def files_digest(files: list[tuple[str, bytes]]) -> str:
-    """Hash of ``(name, bytes)`` pairs in order (the prompt part of the config hash)."""
-    h = hashlib.sha256()
-    for name, data in files:
-        h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
-    return h.hexdigest()
-
-
-def _compile_version(env, name: str, spec: Version, where: str, problems: list[str], first_seen: float,
-                     source: str) -> CompiledVersion | None:
-    declared = {v.name for v in spec.variables}
-    templates = []
-    ok = True
-    for j, message in enumerate(spec.messages):
-        try:
-            template, used = compile_template(env, message.content, declared)
-        except ValueError as exc:
-            problems.append(f"{where}.messages[{j}].content: {exc}")
-            ok = False
-            continue
-        templates.append((message.role, message.name, template, frozenset(used)))
-    if not ok:
-        return None
-    cv = CompiledVersion(prompt=name, version=spec.version, spec=spec, content_hash=content_hash(spec),
-                         templates=tuple(templates), static=None, first_seen=first_seen, source=source)
-    if not spec.variables:
-        try:
-            static = tuple(cv.render({}))
-        except PromptError as exc:
-            problems.append(f"{where}: {exc.message}")
-            return None
-        cv = CompiledVersion(prompt=name, version=spec.version, spec=spec, content_hash=cv.content_hash,
-                             templates=cv.templates, static=static, first_seen=first_seen, source=source)
-    return cv
-
-
-def _parse_file(path: Path, data: bytes, rel: str, problems: list[str]) -> PromptFile | None:
-    try:
-        raw = yaml.safe_load(data.decode("utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        problems.append(f"{rel}: YAML syntax: {exc}")
-        return None
-    if not isinstance(raw, dict):
-        problems.append(f"{rel}: top level must be a mapping")
-        return None
-    try:
-        parsed = PromptFile.model_validate(raw)
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            msg = err["msg"].removeprefix("Value error, ")
-            loc = format_loc(err["loc"])
-            problems.append(f"{rel}: {loc}: {msg}" if loc else f"{rel}: {msg}")
-        return None
-    if parsed.name is not None and parsed.name != path.stem:
-        problems.append(f"{rel}: name: {parsed.name!r} differs from the file name {path.stem!r}")
-        return None
-    return parsed
-
-
-def load_registry(directory: str | Path | None, lock_path: str | Path | None = None,
-                  previous: PromptRegistry | None = None, *, display_base: Path | None = None) -> PromptRegistry:
-    """Load and compile every prompt in ``directory``.
-
-    ``lock_path``: the immutability record (default ``<directory>/versions.lock``).
-    ``previous``: the registry in force, also treated as a record (loading never writes;
-    ``PromptRegistry.record()`` does). ``display_base``: paths in problems are shown relative to it. Raises ``PromptConfigError``.
-    """
-    if directory is None:
-        return EMPTY
-    d = Path(directory)
-    lock = LockFile(Path(lock_path) if lock_path else d / "versions.lock")
-    problems: list[str] = []
-
-    def rel(p: Path) -> str:
-        if display_base is not None:
-            try:
-                return str(p.relative_to(display_base))
-            except ValueError:
-                pass
-        return str(p)
-
-    try:
-        recorded = lock.read()
-    except ValueError as exc:
-        raise PromptConfigError([f"{rel(lock.path)}: {exc}"]) from None
-    env = make_environment()
-    now = time.time()
-    prompts: dict[str, Prompt] = {}
-    raw_files: list[tuple[str, bytes]] = []
-    for path, data in read_named_files(prompt_files(d), "prompt", problems, raw_files, rel):
-        rp = rel(path)
-        parsed = _parse_file(path, data, rp, problems)
-        if parsed is None:
-            continue
-        name = path.stem
-        seen_numbers: set[int] = set()
-        versions: dict[int, CompiledVersion] = {}
-        old = previous.prompts.get(name) if previous is not None else None
-        for i, spec in enumerate(parsed.versions):
-            where = f"{rp}: versions[{i}] (version {spec.version})"
-            if spec.version in seen_numbers:
-                problems.append(f"{where}: version {spec.version} is defined twice")
-                continue
-            seen_numbers.add(spec.version)
-            digest = content_hash(spec)
-            entry = recorded.get(name, {}).get(spec.version)
-            before = old.versions.get(spec.version) if old is not None else None
-            known_hash = entry.hash if entry is not None else (before.content_hash if before is not None else None)
-            if known_hash is not None and known_hash != digest:
-                record_name = rel(lock.path) if entry is not None else "the configuration in force"
-                problems.append(
-                    f"{where}: content changed since it was first seen (hash {known_hash[:12]} → {digest[:12]}, "
-                    f"recorded in {record_name}); versions are immutable: add a new version "
-                    f"(e.g. version {max(seen_numbers | {v.version for v in parsed.versions}) + 1}) instead")
-                continue
-            first_seen = entry.first_seen if entry is not None else (before.first_seen if before else now)
-            cv = _compile_version(env, name, spec, where, problems, first_seen, rp)
-            if cv is not None:
-                versions[spec.version] = cv
-        labels: dict[str, Label] = {}
-        for label_name, target in parsed.labels.items():
-            where = f"{rp}: labels.{label_name}"
-            if isinstance(target, int):
-                if target not in seen_numbers:
-                    problems.append(f"{where}: unknown version {target} "
-                                    f"(versions: {', '.join(map(str, sorted(seen_numbers)))})")
-                    continue
-                labels[label_name] = Label(label_name, version=target)
-            else:
-                missing = sorted(set(target) - seen_numbers)
-                if missing:
-                    problems.append(f"{where}: unknown version(s) {', '.join(map(str, missing))} "
-                                    f"(versions: {', '.join(map(str, sorted(seen_numbers)))})")
-                    continue
-                arms = tuple(sorted((v, float(w)) for v, w in target.items() if w > 0))
-                labels[label_name] = Label(label_name, arms=arms)
-        prompts[name] = Prompt(name=name, description=parsed.description, versions=versions, labels=labels,
-                               source=rp)
-    if problems:
-        raise PromptConfigError(problems)
-    return PromptRegistry(prompts=prompts, directory=str(d), lock_path=str(lock.path),
-                          digest=files_digest(raw_files) if raw_files else "")
-
-
-def with_models(registry: PromptRegistry, model_refs: dict[str, str]) -> tuple[PromptRegistry, list[str]]:
-    """``registry`` with ``by_model`` filled from ``models.<name>.prompt`` references; returns
-    it and the problems (``models.X.prompt: …``) of references that do not resolve."""
-    from gateway.prompts.select import parse_ref
-
-    problems = []
-    by_model = {}
-    for model, text in model_refs.items():
-        where = f"models.{model}.prompt"
-        try:
-            ref = parse_ref(text)
-            registry.resolve(ref, key="")  # the prompt, label or version must exist
-        except PromptError as exc:
-            problems.append(f"{where}: {exc.message}")
-            continue
-        by_model[model] = ref
-    if not by_model:
-        return registry, problems
-    return PromptRegistry(prompts=registry.prompts, directory=registry.directory, lock_path=registry.lock_path,
-                          digest=registry.digest, by_model=by_model), problems
-
-
-__all__ = ["CompiledVersion", "EMPTY", "Label", "Prompt", "PromptRegistry", "Resolved", "content_hash",
-           "files_digest", "load_registry", "prompt_files", "with_models"]
+__all__ = ["CompiledVersion", "EMPTY", "Label", "Prompt", "PromptRegistry", "Resolved", "content_hash"]

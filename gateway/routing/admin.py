@@ -6,13 +6,17 @@ Access is checked by the admin middleware (``gateway.auth``) like every ``/admin
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.routing.health import HealthRegistry
 
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
-def backends_handler(runtime: Callable[[], object], health: HealthRegistry):
+
+def backends_handler(runtime: Callable[[], Runtime | None], health: HealthRegistry):
     """Build the handler: each configured backend with its type, and every target's live state
     (``circuit``: closed/open/half_open, ``inflight``, ``ewma_ttft_ms``/``ewma_latency_ms`` in
     ms, ``requests``/``failures`` counted by this process)."""

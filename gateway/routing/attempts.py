@@ -121,7 +121,9 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
                     if stream and is_sse:
                         chunks = resp.iter_chunks()
                         try:
-                            first = await asyncio.wait_for(chunks.__anext__(), cand.client.first_byte_s)
+                            # A timeout scope, not ``wait_for``: no extra task per stream.
+                            async with asyncio.timeout(cand.client.first_byte_s):
+                                first = await chunks.__anext__()
                         except StopAsyncIteration:
                             first = b""
                         record.t_first_byte = clock()

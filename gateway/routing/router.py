@@ -41,39 +41,65 @@ class Router:
         self._known = ", ".join(sorted(config.models)) or "(none configured)"
         self._breaker_settings = settings.circuit_breaker
         self.target_keys = {f"{t.backend}/{t.model or name}" for name, m in config.models.items() for t in m.targets}
-        self.target_keys |= {f"{t.backend}/{t.model or r.model or ''}" for r in config.routes for t in (r.targets or ())}
+        self.target_keys |= {f"{t.backend}/{t.model or r.model or ''}"
+                             for r in config.routes for t in (r.targets or ())}
         self._ewma_alpha = ewma_alpha
+        # Per public model, what a request without a matching rule needs, worked out once:
+        # its targets, strategy, retry policy and fallback classes.
+        self._defaults: dict[str, tuple[list[Target], str, Any, frozenset]] = {
+            name: (pm.targets, pm.strategy, pm.retry or settings.retry,
+                   frozenset(pm.fallback_on if pm.fallback_on is not None else settings.fallback_on))
+            for name, pm in config.models.items()}
+        # The (target, client, upstream model, health state) of each target list, looked up on
+        # first use and then reused: this router's config, hence its breaker settings, is fixed.
+        self._bound: dict[tuple[str, int], list[tuple[Target, BackendClient, str, Any]]] = {}
 
     def _candidates(self, public: str, targets: list[Target]) -> list[Candidate]:
-        out = []
-        for t in targets:
-            upstream_model = t.model or public
-            state = self._health.state(t.backend, upstream_model, self._breaker_settings)
-            state.ewma_alpha = self._ewma_alpha
-            out.append(Candidate(t, self._clients[t.backend], upstream_model, state))
-        return out
+        key = (public, id(targets))
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = []
+            for t in targets:
+                upstream_model = t.model or public
+                state = self._health.state(t.backend, upstream_model, self._breaker_settings)
+                state.ewma_alpha = self._ewma_alpha
+                bound.append((t, self._clients[t.backend], upstream_model, state))
+            if len(self._bound) < 1024:  # the config's target lists (rules may add a few)
+                self._bound[key] = bound
+        return [Candidate(t, client, upstream_model, state) for t, client, upstream_model, state in bound]
+
+    def _estimators(self, body: dict[str, Any]) -> tuple[Callable[[], int], Callable[[], int]]:
+        """Prompt-token estimates for rules and context windows, each computed at most once."""
+        return lazy(lambda: self._count_tokens(body)), lazy(lambda: prompt_tokens_upper_bound(body))
 
     def plan(self, model: str, body: dict[str, Any], stream: bool, headers: Mapping[str, str],
              metadata: Mapping[str, str] | None = None, tenant: str = "", api_key_id: str = "",
              prompt_id: str = "") -> RoutePlan:
         """Decide where a request goes. ``body``: the request dict (for token estimates)."""
-        tokens = lazy(lambda: self._count_tokens(body))
-        at_most = lazy(lambda: prompt_tokens_upper_bound(body))
+        tokens = at_most = None
         rule = None
         if self.rules:
+            tokens, at_most = self._estimators(body)
             rule = self.rules.first_match(RuleInput(model, headers, metadata or {}, tenant, api_key_id,
                                                     prompt_id, stream, tokens, at_most))
-        public = rule.model if rule is not None and rule.model else model
-        pm: PublicModel | None = self._config.models.get(public)
-        if pm is None and not (rule is not None and rule.targets):
-            raise ModelNotFoundError(f"The model `{model}` does not exist. Available models: {self._known}.",
-                                     param="model")
-        targets = rule.targets if rule is not None and rule.targets else pm.targets
-        strategy_name = (rule.strategy if rule is not None and rule.strategy else None) or \
-            (pm.strategy if pm is not None else "priority")
-        retry = (pm.retry if pm is not None and pm.retry else None) or self._config.routing.retry
-        fallback = (pm.fallback_on if pm is not None and pm.fallback_on is not None
-                    else self._config.routing.fallback_on)
+        if rule is None or not (rule.model or rule.targets or rule.strategy):
+            public = model
+            defaults = self._defaults.get(public)
+            if defaults is None:
+                raise ModelNotFoundError(f"The model `{model}` does not exist. Available models: {self._known}.",
+                                         param="model")
+            targets, strategy_name, retry, fallback = defaults
+        else:
+            public = rule.model or model
+            pm: PublicModel | None = self._config.models.get(public)
+            if pm is None and not rule.targets:
+                raise ModelNotFoundError(f"The model `{model}` does not exist. Available models: {self._known}.",
+                                         param="model")
+            targets = rule.targets or pm.targets
+            strategy_name = rule.strategy or (pm.strategy if pm is not None else "priority")
+            retry = (pm.retry if pm is not None and pm.retry else None) or self._config.routing.retry
+            fallback = frozenset(pm.fallback_on if pm is not None and pm.fallback_on is not None
+                                 else self._config.routing.fallback_on)
         candidates = self._candidates(public, targets)
         usable = []
         needed = None
@@ -82,6 +108,8 @@ class Router:
                 c.skipped = "circuit_open"
                 continue
             if c.target.context_window is not None:
+                if at_most is None:
+                    tokens, at_most = self._estimators(body)
                 limit = body.get("max_completion_tokens") or body.get("max_tokens") or 0
                 limit = limit if isinstance(limit, int) else 0
                 if at_most() + limit <= c.target.context_window:
@@ -101,7 +129,7 @@ class Router:
         else:
             ordered = strategy.rank(usable, stream, self.rng)
         plan = RoutePlan(public, rule.name if rule is not None else DEFAULT_RULE, strategy_name, ordered,
-                         ordered + [c for c in candidates if c.skipped], retry, frozenset(fallback))
+                         ordered + [c for c in candidates if c.skipped], retry, fallback)
         if not ordered:
             reasons = ", ".join(f"{c.state.key}: {c.skipped}" for c in candidates)
             raise NoHealthyTargetError(f"No healthy target for model `{public}` ({reasons}).", plan=plan)

@@ -31,7 +31,7 @@ class RuleInput:
     prompt_tokens_at_most: Callable[[], int] | None = None
 
 
-Predicate = Callable[[RuleInput], bool]
+Predicate = Callable[..., bool]  # called with one RuleInput; a compiled rule binds its values as defaults
 
 
 def _glob(pattern: str) -> Callable[[str], bool]:

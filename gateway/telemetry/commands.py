@@ -14,7 +14,7 @@ The admin key comes from ``--admin-key``, ``$GATEWAY_ADMIN_KEY`` or the config's
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,21 +22,7 @@ from gateway.cli_support import config_option, load_cli_config
 from gateway.config import environment
 from gateway.proxies import local_url
 from gateway.telemetry.queries import FORMATS, QueryRejected, clickhouse_format, resolve, saved_queries
-
-_CONFIG = config_option
-_DATA_DIR = click.option("--data-dir", default=None, help="Embedded data folder (default: telemetry.data_dir, "
-                         "$LLM_GATEWAY_DATA_DIR or ./.llm-gateway).")
-_DSN = click.option("--dsn", default=None, help="Store to use instead of the config's (http(s)://… or chdb://DIR).")
-
-
-def _snapshot(config_path: str | None):
-    return load_cli_config(config_path)
-
-
-def _store_settings(snapshot, dsn: str | None, data_dir: str | None):
-    t = snapshot.config.telemetry
-    ddir = t.resolved_data_dir(data_dir)
-    return t.clickhouse, dsn or t.resolved_dsn(ddir)
+from gateway.telemetry.store_client import DATA_DIR_OPTION, DSN_OPTION, query_store, query_via_gateway, store_settings
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -49,48 +35,6 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _direct(settings, dsn: str, sql: str, params: dict, fmt: str, limits=None) -> bytes:
-    """Run ``sql`` against the store itself (``limits``: ``telemetry.queries``)."""
-    from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
-
-    target = parse_dsn(dsn, settings.database)
-    if target.kind == "chdb":
-        if not Path(target.path).is_dir():
-            raise click.ClickException(f"no embedded store at {target.path} (nothing logged yet?)")
-        if chdb_dir_in_use(target.path):
-            raise click.ClickException(
-                f"the embedded store {target.path} is held by a running process; query through it with "
-                "--url http://HOST:PORT (its /admin/query endpoint)")
-    client = ReadOnlyClient(settings, dsn, limits)
-    try:
-        return client.query(sql, fmt, params)
-    except Exception as exc:
-        from gateway.telemetry.record import scrub_secrets
-        raise click.ClickException(scrub_secrets(str(exc))) from None
-    finally:
-        client.close()
-
-
-def _via_gateway(url: str, key: str | None, payload: dict, timeout: float) -> bytes | None:
-    """POST to ``url/admin/query``; ``None`` when nothing listens there."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        resp = httpx.post(url.rstrip("/") + "/admin/query", json=payload, headers=headers, timeout=timeout)
-    except httpx.ConnectError:
-        return None
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"{url}: {type(exc).__name__}: {exc}") from None
-    if resp.status_code != 200:
-        try:
-            message = resp.json()["error"]["message"]
-        except Exception:
-            message = resp.text[:2000]
-        raise click.ClickException(f"{url} answered HTTP {resp.status_code}: {message}")
-    return resp.content
-
-
 @click.command()
 @click.argument("sql", required=False)
 @click.option("--saved", default=None, help="Run a saved query by name (see --list).")
@@ -100,14 +44,14 @@ def _via_gateway(url: str, key: str | None, payload: dict, timeout: float) -> by
 @click.option("--url", default=None, help="Gateway base URL to query through (embedded store).")
 @click.option("--admin-key", envvar=environment.ADMIN_KEY, default=None, help="Admin key ($GATEWAY_ADMIN_KEY).")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the answer.")
-@_CONFIG
-@_DATA_DIR
-@_DSN
+@config_option
+@DATA_DIR_OPTION
+@DSN_OPTION
 def query(sql: str | None, saved: str | None, params: tuple[str, ...], fmt: str, list_saved: bool,
           url: str | None, admin_key: str | None, timeout: float, config_path: str | None,
           data_dir: str | None, dsn: str | None) -> None:
     """Run read-only SQL (SELECT/WITH/SHOW/DESCRIBE/EXPLAIN) or a saved query over the telemetry."""
-    snapshot = _snapshot(config_path)
+    snapshot = load_cli_config(config_path)
     t = snapshot.config.telemetry
     if list_saved:
         for q in saved_queries(t.queries_dir).values():
@@ -120,18 +64,18 @@ def query(sql: str | None, saved: str | None, params: tuple[str, ...], fmt: str,
         resolved_sql, resolved_params = resolve(sql, saved, given, t.queries_dir)
     except QueryRejected as exc:
         raise click.UsageError(str(exc)) from None
-    settings, store_dsn = _store_settings(snapshot, dsn, data_dir)
+    settings, store_dsn = store_settings(snapshot, dsn, data_dir)
     data = None
     if url or (dsn is None and store_dsn.startswith("chdb://")):
         server = snapshot.config.server
         target_url = url or local_url(server.host, server.port)
-        payload = {"format": fmt, "params": given}
+        payload: dict[str, Any] = {"format": fmt, "params": given}
         payload.update({"saved": saved} if saved else {"sql": sql})
-        data = _via_gateway(target_url, admin_key or server.admin_key, payload, timeout)
+        data = query_via_gateway(target_url, admin_key or server.admin_key, payload, timeout)
         if data is None and url:
             raise click.ClickException(f"no gateway answers at {url}")
     if data is None:
-        data = _direct(settings, store_dsn, resolved_sql, resolved_params, ch_format, t.queries)
+        data = query_store(settings, store_dsn, resolved_sql, resolved_params, ch_format, t.queries)
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
 
@@ -143,16 +87,16 @@ def db() -> None:
 
 @db.command("migrate")
 @click.option("--print-ddl", is_flag=True, help="Print the DDL for this config instead of applying it.")
-@_CONFIG
-@_DATA_DIR
-@_DSN
+@config_option
+@DATA_DIR_OPTION
+@DSN_OPTION
 def migrate(print_ddl: bool, config_path: str | None, data_dir: str | None, dsn: str | None) -> None:
     """Create or upgrade the telemetry tables (versioned, idempotent; also run at start-up)."""
     from gateway.telemetry.clickhouse import ClickHouseStore, chdb_dir_in_use
     from gateway.telemetry.schema import ddl_script
 
-    snapshot = _snapshot(config_path)
-    settings, store_dsn = _store_settings(snapshot, dsn, data_dir)
+    snapshot = load_cli_config(config_path)
+    settings, store_dsn = store_settings(snapshot, dsn, data_dir)
     store = ClickHouseStore(settings, store_dsn)
     if print_ddl:
         click.echo(ddl_script(store.schema))
@@ -164,7 +108,7 @@ def migrate(print_ddl: bool, config_path: str | None, data_dir: str | None, dsn:
     try:
         store.ensure()
     except Exception as exc:
-        from gateway.telemetry.record import scrub_secrets
+        from gateway.telemetry.scrub import scrub_secrets
         raise click.ClickException(f"{target.display}: {scrub_secrets(str(exc))}") from None
     finally:
         store.close()

@@ -87,7 +87,7 @@ async def find_request(recent: RecentRequests | None, lanes: Any, given: str,
     found = recent.find(given, tenant) if recent is not None else None
     if found is NOT_YOURS:
         return None
-    if found is not None:
+    if isinstance(found, tuple):
         return found
     if lanes is None:
         return None

@@ -12,15 +12,13 @@ path. Secrets never reach a row: ``api_key_id`` is a fingerprint of the client's
 messages are scrubbed of key-like strings, and headers are never copied whole.
 """
 
+
 from __future__ import annotations
 
-import hashlib
-import importlib
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -30,94 +28,12 @@ from gateway.config.telemetry import BodyLogging
 from gateway.context import RequestContext
 from gateway.pricing import PriceTable
 from gateway.request_body import logged_bytes
+from gateway.telemetry.columns import ATTEMPT_COLUMN_NAMES, ATTEMPT_COLUMNS, REQUEST_COLUMN_NAMES, REQUEST_COLUMNS
+from gateway.telemetry.scrub import key_fingerprint, scrub_secrets
+from gateway.telemetry.values import UUID_RE, encode_rows, format_ts, load_hook, to_uuid
 from gateway.tokens import TokenCounter
 
 log = logging.getLogger("gateway.telemetry")
-
-REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
-    # identity
-    ("request_id", "UUID"),
-    ("ts_start", "DateTime64(3, 'UTC')"),
-    ("ts_end", "DateTime64(3, 'UTC')"),
-    ("trace_id", "String"),
-    ("config_hash", "LowCardinality(String)"),
-    ("instance", "LowCardinality(String)"),
-    # caller
-    ("tenant", "LowCardinality(String)"),
-    ("api_key_id", "String"),
-    ("user", "String"),
-    ("metadata", "Map(LowCardinality(String), String)"),
-    ("client_ip", "String"),
-    ("user_agent", "String"),
-    ("client_request_id", "String"),
-    ("session_id", "String"),  # x-gateway-session-id (a chain: its steps share the chain's)
-    ("parent_request_id", "String"),  # x-gateway-parent-request-id as a UUID (a chain step: the chain's)
-    # request
-    ("endpoint", "LowCardinality(String)"),
-    ("model_requested", "LowCardinality(String)"),
-    ("stream", "Bool"),
-    ("params", "String"),
-    ("prompt_id", "LowCardinality(String)"),
-    ("prompt_version", "Nullable(UInt32)"),
-    ("prompt_label", "LowCardinality(String)"),
-    ("experiment_arm", "LowCardinality(String)"),
-    # route
-    ("backend", "LowCardinality(String)"),
-    ("provider", "LowCardinality(String)"),
-    ("model_served", "LowCardinality(String)"),
-    ("route_rule", "LowCardinality(String)"),
-    ("strategy", "LowCardinality(String)"),
-    ("route_candidates", "String"),  # JSON: [{"target", "score", "skipped"}] at decision time
-    ("attempts", "UInt8"),
-    ("cache_status", "LowCardinality(String)"),
-    ("cache_saved_ms", "Nullable(Float64)"),  # a hit's original latency
-    # outcome
-    ("status_code", "UInt16"),
-    ("error_type", "LowCardinality(String)"),
-    ("error_message", "String"),
-    ("finish_reason", "LowCardinality(String)"),
-    ("truncated", "Bool"),
-    # tokens
-    ("prompt_tokens", "UInt32"),
-    ("completion_tokens", "UInt32"),
-    ("total_tokens", "UInt32"),
-    ("cached_tokens", "Nullable(UInt32)"),
-    ("reasoning_tokens", "Nullable(UInt32)"),
-    ("tokens_estimated", "UInt8"),
-    # timing (ms)
-    ("ttft_ms", "Nullable(Float64)"),
-    ("latency_ms", "Float64"),
-    ("upstream_latency_ms", "Nullable(Float64)"),
-    ("gateway_overhead_ms", "Float64"),
-    ("itl_p50_ms", "Nullable(Float64)"),
-    ("itl_p95_ms", "Nullable(Float64)"),
-    ("itl_max_ms", "Nullable(Float64)"),
-    ("output_tokens_per_s", "Nullable(Float64)"),
-    # cost
-    ("cost_usd", "Nullable(Float64)"),
-    # optional bodies
-    ("request_body", "String CODEC(ZSTD(3))"),
-    ("response_body", "String CODEC(ZSTD(3))"),
-)
-
-ATTEMPT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("request_id", "UUID"),
-    ("attempt", "UInt8"),
-    ("ts_start", "DateTime64(3, 'UTC')"),
-    ("tenant", "LowCardinality(String)"),
-    ("model_requested", "LowCardinality(String)"),
-    ("backend", "LowCardinality(String)"),
-    ("provider", "LowCardinality(String)"),
-    ("model", "LowCardinality(String)"),
-    ("status_code", "UInt16"),
-    ("error_type", "LowCardinality(String)"),
-    ("latency_ms", "Float64"),
-    ("ttft_ms", "Nullable(Float64)"),
-    ("backoff_ms", "Float64"),
-)
-
-REQUEST_COLUMN_NAMES = tuple(name for name, _ in REQUEST_COLUMNS)
-ATTEMPT_COLUMN_NAMES = tuple(name for name, _ in ATTEMPT_COLUMNS)
 
 # Body fields that are the content itself or are logged in their own column; the rest of the
 # body (sampling parameters and the like) goes to ``params``.
@@ -127,62 +43,10 @@ _PARAMS_MAX = 4096
 _META_KEYS_MAX = 64
 _META_KEY_MAX = 128
 _META_VALUE_MAX = 1024
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 _TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
-_REQUEST_ID_NS = uuid.UUID("6f1c1a4e-2b1d-4f6c-9a55-0c3e1b8d9f00")
-# Key-looking strings (sk-..., Bearer ..., key=...) are masked in error messages.
-_SECRET_RE = re.compile(
-    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}"
-    r"|\b(sk|pk|rk|ak)-[A-Za-z0-9_-]{6,}"
-    r"|((?:api[_-]?key|password|passwd|secret|token|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{3,}"
-    r"|(://[^:/@\s]+:)[^@/\s]+(@)")
 SESSION_HEADER = "x-gateway-session-id"
 PARENT_HEADER = "x-gateway-parent-request-id"
 _SESSION_MAX = 256
-
-
-def scrub_secrets(text: str) -> str:
-    """Mask key-like substrings (``sk-…``, ``Bearer …``, ``api_key=…``, URL passwords)."""
-
-    def repl(m: re.Match) -> str:
-        if m.group(1):
-            return m.group(1) + "***"
-        if m.group(2):
-            return m.group(2) + "-***"
-        if m.group(3):
-            return m.group(3) + "***"
-        return m.group(4) + "***" + m.group(5)
-
-    return _SECRET_RE.sub(repl, text)
-
-
-_SECOND_TEXT: dict[int, str] = {}
-
-
-def format_ts(epoch: float) -> str:
-    """Unix seconds → ``'YYYY-MM-DD hh:mm:ss.fff'`` in UTC (``DateTime64(3, 'UTC')`` text)."""
-    ms = int(round(epoch * 1000))
-    secs, millis = divmod(ms, 1000)
-    text = _SECOND_TEXT.get(secs)
-    if text is None:  # rows of a batch share their seconds: format each second once
-        if len(_SECOND_TEXT) > 4096:
-            _SECOND_TEXT.clear()
-        text = _SECOND_TEXT[secs] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs))
-    return f"{text}.{millis:03d}"
-
-
-_CANONICAL_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def to_uuid(request_id: str) -> tuple[str, str]:
-    """``(uuid, client_request_id)`` of a context's ``request_id``: the gateway's own ids are
-    UUIDs, used as is; any other string (a context built by hand) maps to a stable UUIDv5 and is
-    kept verbatim in ``client_request_id``."""
-    if len(request_id) == 36 and _CANONICAL_UUID_RE.match(request_id):
-        return request_id, ""  # the gateway's own ids: already canonical
-    if len(request_id) in (32, 36) and _UUID_RE.match(request_id):
-        return str(uuid.UUID(request_id)), ""
-    return str(uuid.uuid5(_REQUEST_ID_NS, request_id)), request_id
 
 
 def parse_metadata_header(value: str) -> dict[str, str]:
@@ -221,26 +85,6 @@ def _clip_metadata(meta: dict[str, str]) -> dict[str, str]:
     return {k[:_META_KEY_MAX]: v[:_META_VALUE_MAX] for k, v in list(meta.items())[:_META_KEYS_MAX]}
 
 
-_FINGERPRINTS: dict[str, str] = {}
-
-
-def key_fingerprint(headers: Any) -> str:
-    """An id for the client's bearer key: ``key-`` + 12 hex of its SHA-256 (never the key)."""
-    if headers is None:
-        return ""
-    auth = headers.get("Authorization") or headers.get("api-key") or headers.get("x-api-key") or ""
-    if not auth:
-        return ""
-    found = _FINGERPRINTS.get(auth)
-    if found is None:
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else auth.strip()
-        found = "key-" + hashlib.sha256(token.encode()).hexdigest()[:12] if token else ""
-        if len(_FINGERPRINTS) > 10_000:
-            _FINGERPRINTS.clear()
-        _FINGERPRINTS[auth] = found
-    return found
-
-
 def _percentile(sorted_values: list[float], q: float) -> float:
     """Linear-interpolated percentile of an ascending list (``q`` in 0..1)."""
     if len(sorted_values) == 1:
@@ -256,18 +100,6 @@ def _cap_text(text: str, max_bytes: int) -> str:
     if len(data) <= max_bytes:
         return text
     return data[:max_bytes].decode("utf-8", "ignore")
-
-
-def load_hook(spec: str) -> Callable[[str, str], str]:
-    """Import ``"module:function"``; raises ``ValueError`` when it cannot be found."""
-    module, _, name = spec.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot load redaction hook {spec!r}: {exc}") from None
-    if not callable(fn):
-        raise ValueError(f"redaction hook {spec!r} is not callable")
-    return fn
 
 
 class RowBuilder:
@@ -354,7 +186,7 @@ class RowBuilder:
             if not parent:
                 parent = headers.get(PARENT_HEADER) or ""
         parent = parent.strip()[:128]
-        if parent and len(parent) in (32, 36) and _UUID_RE.match(parent):
+        if parent and len(parent) in (32, 36) and UUID_RE.match(parent):
             parent = str(uuid.UUID(parent))
         return session, parent
 
@@ -497,7 +329,7 @@ class RowBuilder:
         ts = float(getattr(ctx, "ts_start", 0.0) or time.time())
         row: list[Any] = [None] * len(REQUEST_COLUMNS)
         defaults = {"UUID": rid, "Bool": False, "UInt8": 0, "UInt16": 0, "UInt32": 0, "Float64": 0.0}
-        for i, (name, ctype) in enumerate(REQUEST_COLUMNS):
+        for i, (_name, ctype) in enumerate(REQUEST_COLUMNS):
             base = ctype.split(" CODEC")[0]
             if base.startswith("Nullable"):
                 row[i] = None
@@ -521,27 +353,6 @@ class RowBuilder:
         return row
 
 
-def _sanitize(value: Any) -> Any:
-    """Replace lone surrogates (unencodable in UTF-8) so the row still serialises."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, dict):
-        return {_sanitize(k): _sanitize(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_sanitize(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return None
-    return value
-
-
-def encode_rows(rows: list[list[Any]]) -> bytes:
-    """``JSONCompactEachRow`` bytes (one JSON array per line) for ``rows``."""
-    out = []
-    dumps = orjson.dumps
-    for row in rows:
-        try:
-            out.append(dumps(row))
-        except (TypeError, orjson.JSONEncodeError):
-            out.append(dumps(_sanitize(row)))
-    out.append(b"")
-    return b"\n".join(out)
+__all__ = ["ATTEMPT_COLUMNS", "ATTEMPT_COLUMN_NAMES", "PARENT_HEADER", "REQUEST_COLUMNS",
+           "REQUEST_COLUMN_NAMES", "SESSION_HEADER", "RowBuilder", "encode_rows", "format_ts", "key_fingerprint",
+           "load_hook", "parse_metadata_header", "scrub_secrets", "to_uuid"]

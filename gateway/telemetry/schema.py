@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.prompts.columns import FEEDBACK, FEEDBACK_COLUMNS, PROMPT_VERSION_COLUMNS, PROMPT_VERSIONS
-from gateway.telemetry.record import ATTEMPT_COLUMNS, REQUEST_COLUMNS
+from gateway.telemetry.columns import ATTEMPT_COLUMNS, REQUEST_COLUMNS
 
 DEDUP_WINDOW = 10_000
 QUANTILES = "0.5, 0.9, 0.95, 0.99"
@@ -118,6 +118,7 @@ class _Renderer:
                 f"{_q(index)} {expr} TYPE {kind} GRANULARITY {granularity}"]
 
     def distributed(self, name: str, sharding_key: str) -> str:
+        assert self.o.cluster is not None  # Distributed tables exist only on a cluster
         return (f"CREATE TABLE IF NOT EXISTS {self.db}.{_q(name)}{self.on_cluster} "
                 f"AS {self.db}.{_q(self.storage(name))}\n"
                 f"ENGINE = Distributed({_q(self.o.cluster)}, {self.db}, {_q(self.storage(name))}, {sharding_key})")
@@ -146,7 +147,7 @@ _ROLLUP_V6 = (
 ROLLUP_COLUMNS = _ROLLUP_V2 + _ROLLUP_V6
 
 
-def _rollup_select(r: "_Renderer", v6: bool) -> str:
+def _rollup_select(r: _Renderer, v6: bool) -> str:
     """The rollup view's query (``v6``: with the columns migration 6 added)."""
     extra = ""
     if v6:  # the source columns through the table alias: ``latency_ms`` alone is the state above

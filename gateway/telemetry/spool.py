@@ -62,7 +62,7 @@ class Batch:
         return self.parts[0].rows if self.parts else 0
 
     @classmethod
-    def new(cls, parts: list[Part]) -> "Batch":
+    def new(cls, parts: list[Part]) -> Batch:
         """A batch with a fresh random token."""
         return cls(token=uuid.uuid4().hex, parts=parts)
 

@@ -81,7 +81,7 @@ def launch(config_path: str | None, data_dir: str | None) -> None:
                         click.echo(f"{entry['backend']}: {state}")
                 try:
                     await asyncio.wait_for(stop.wait(), 1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             click.echo("stopping managed servers")

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from gateway.config.models import Backend, GatewayConfig
-from gateway.config.vllm import VllmScrape
+from gateway.config.vllm import VllmLaunch, VllmScrape
 from gateway.routing.health import HealthRegistry
 from gateway.vllm.launcher import ManagedServer
 from gateway.vllm.scraper import Scraper
@@ -32,8 +32,9 @@ def targets_by_backend(cfg: GatewayConfig) -> dict[str, tuple[str, ...]]:
             out.setdefault(t.backend, set()).add(t.model or public)
     for r in cfg.routes:
         for t in r.targets or ():
-            if t.model or r.model:
-                out.setdefault(t.backend, set()).add(t.model or r.model)
+            model = t.model or r.model
+            if model:
+                out.setdefault(t.backend, set()).add(model)
     return {name: tuple(sorted(models)) for name, models in out.items()}
 
 
@@ -49,7 +50,7 @@ class Fleet:
         self.scrapers: dict[str, Scraper] = {}
         self.servers: dict[str, ManagedServer] = {}
         self._scrape_specs: dict[str, tuple] = {}
-        self._launch_specs: dict[str, tuple] = {}
+        self._launch_specs: dict[str, tuple | None] = {}
         self._session: aiohttp.ClientSession | None = None
         self._pending: GatewayConfig | None = None
         self._started = False
@@ -88,7 +89,7 @@ class Fleet:
             return
         targets = targets_by_backend(cfg)
         breaker = cfg.routing.circuit_breaker
-        wanted: dict[str, tuple[Backend, VllmScrape, object]] = {}
+        wanted: dict[str, tuple[Backend, VllmScrape, VllmLaunch | None]] = {}
         for name, b in cfg.backends.items():
             if b.type != "vllm":
                 continue
@@ -124,7 +125,7 @@ class Fleet:
         return (b.base_url, b.api_key, tuple(sorted(b.headers.items())), settings, launch is not None)
 
     @staticmethod
-    def _launch_spec(b: Backend, settings: VllmScrape, launch) -> tuple | None:
+    def _launch_spec(b: Backend, settings: VllmScrape | None, launch: VllmLaunch | None) -> tuple | None:
         return None if launch is None else (b.base_url, launch)
 
     def _close_scraper(self, name: str) -> None:
@@ -135,7 +136,7 @@ class Fleet:
     def _start_server(self, name: str, b: Backend, launch, scraper: Scraper) -> None:
         log_path = Path(launch.log_file) if launch.log_file else self._log_dir / f"{name}.log"
         server = ManagedServer(name, b, launch, log_path, on_exit=scraper.mark_down,
-                               healthy=lambda s=scraper: s.up is True)
+                               healthy=lambda: scraper.up is True)
         self.servers[name] = server
         self._launch_specs[name] = self._launch_spec(b, None, launch)
         previous = [t for t in self._background if t.get_name() == f"vllm-stop-{name}"]

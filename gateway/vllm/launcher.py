@@ -139,7 +139,7 @@ class ManagedServer:
             _killpg(proc.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), self.launch.stop_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("vLLM backend %r: no exit %gs after SIGTERM; SIGKILL", self.name,
                             self.launch.stop_timeout_s)
         _killpg(proc.pid, signal.SIGKILL)  # leftovers of the group (engine core, workers)

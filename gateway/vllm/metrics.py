@@ -103,7 +103,8 @@ def parse_metrics(text: str, t: float, previous: LoadSnapshot | None = None, inf
         raise MetricsError(f"no {RUNNING} / {WAITING} in the metrics")
     hits, queries = values.get("prefix_hits"), values.get("prefix_queries")
     rate = None
-    if previous is not None and None not in (hits, queries, previous.prefix_hits, previous.prefix_queries):
+    if previous is not None and previous.prefix_hits is not None and previous.prefix_queries is not None \
+            and hits is not None and queries is not None:
         dq = queries - previous.prefix_queries
         if dq > 0:
             rate = max(0.0, min(1.0, (hits - previous.prefix_hits) / dq))

@@ -1,9 +1,9 @@
-"""Start and stop a real vLLM OpenAI-compatible server (CPU build) for tests.
+"""Start and stop a real vLLM OpenAI-compatible server (CPU build) for the real-vLLM tests and
+the vLLM fleet benchmark (``loadtest.vllm_fleet``).
 
-Used by tests/test_vllm.py (loaded by file path, since a package named `vllm`
-in tests/ would shadow the real one).  Standard library only, so it runs under
-the test interpreter, which does not have vLLM installed: vLLM runs in its own
-virtualenv (tests/vllm/setup_venv.sh) and is started as a subprocess.
+Standard library only, so it runs under the test interpreter, which does not have vLLM
+installed: vLLM runs in its own virtualenv (``bash tests/vllm/setup_venv.sh`` in a checkout)
+and is started as a subprocess.
 
 Environment:
   VLLM_PYTHON      python of the vLLM venv
@@ -15,7 +15,7 @@ Environment:
 
 Manual use, e.g. while developing against vLLM directly:
 
-  python tests/vllm/server.py --port 8000      # builds the model, serves until Ctrl-C
+  python -m loadtest.vllm_server --port 8000     # builds the model, serves until Ctrl-C
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BUILD_SCRIPT = HERE / "build_tiny_model.py"
-SETUP_SCRIPT = HERE / "setup_venv.sh"
+BUILD_SCRIPT = HERE / "vllm_tiny_model.py"
+SETUP_SCRIPT = "tests/vllm/setup_venv.sh"  # in a checkout of the repository
 SERVED_MODEL_NAME = "tiny-llama"
 
 # Flags found by running this vLLM CPU build against the tiny model:

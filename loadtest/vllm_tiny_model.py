@@ -2,7 +2,7 @@
 
 Run it with the vLLM venv's python (it needs torch, tokenizers, transformers):
 
-    $VLLM_PYTHON tests/vllm/build_tiny_model.py OUTPUT_DIR
+    $VLLM_PYTHON loadtest/vllm_tiny_model.py OUTPUT_DIR
 
 The model: 2 layers, hidden 256, 4 heads of size 64, a byte-level BPE
 vocabulary of 2048 trained with `tokenizers` on this interpreter's own standard
@@ -125,16 +125,16 @@ def iter_corpus():
             return
 
 
+NEEDS_VENV = ("this builder needs torch, tokenizers and transformers: run it with the vLLM venv's python "
+              "(bash tests/vllm/setup_venv.sh): {}")
+
+
 def build_tokenizer(workdir: Path):
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
-    from transformers import PreTrainedTokenizerFast
+    try:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+        from transformers import PreTrainedTokenizerFast
+    except ImportError as exc:  # run with the test interpreter instead of the vLLM venv's
+        raise SystemExit(NEEDS_VENV.format(exc)) from None
 
     tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -200,8 +200,11 @@ def unprintable_token_ids(tokenizer) -> list[int]:
 
 
 def build_model(workdir: Path, tokenizer) -> None:
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    try:
+        import torch
+        from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    except ImportError as exc:  # run with the test interpreter instead of the vLLM venv's
+        raise SystemExit(NEEDS_VENV.format(exc)) from None
 
     torch.manual_seed(SEED)
     vocab = len(tokenizer)
@@ -244,8 +247,11 @@ def build_model(workdir: Path, tokenizer) -> None:
 
 def smoke_test(workdir: Path) -> None:
     """Load what was written with transformers and run one forward pass."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:  # run with the test interpreter instead of the vLLM venv's
+        raise SystemExit(NEEDS_VENV.format(exc)) from None
 
     tok = AutoTokenizer.from_pretrained(workdir)
     prompt = tok.apply_chat_template(

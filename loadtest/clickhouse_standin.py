@@ -1,4 +1,4 @@
-"""A ClickHouse HTTP-interface stand-in over chDB, for tests.
+"""A ClickHouse HTTP-interface stand-in over chDB, for the tests and the telemetry benchmark.
 
 No modern ClickHouse server installs here (Debian's is 18.16, which clickhouse-connect cannot
 talk to), so this serves the parts of the HTTP interface that clickhouse-connect's HTTP client
@@ -130,7 +130,7 @@ class ClickHouseHTTPStandIn:
         return f"http://{cred}127.0.0.1:{self.port}/{database}"
 
     # --- lifecycle -------------------------------------------------------------------
-    def start(self) -> "ClickHouseHTTPStandIn":
+    def start(self) -> ClickHouseHTTPStandIn:
         os.makedirs(self.chdb_dir, exist_ok=True)
         self._anchor = chdb.connect(self.chdb_dir)
         app = web.Application(client_max_size=256 * 1024 * 1024)
@@ -149,7 +149,7 @@ class ClickHouseHTTPStandIn:
             self._anchor.close()
             self._anchor = None
 
-    def __enter__(self) -> "ClickHouseHTTPStandIn":
+    def __enter__(self) -> ClickHouseHTTPStandIn:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -237,7 +237,8 @@ class ClickHouseHTTPStandIn:
                 # readonly last: once set, no other setting may change
                 for key in sorted(settings, key=lambda k: k == "readonly"):
                     if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-                        raise ClickHouseError(f"Code: 115. DB::Exception: Unknown setting '{key}'. (UNKNOWN_SETTING)", 400)
+                        raise ClickHouseError(
+                            f"Code: 115. DB::Exception: Unknown setting '{key}'. (UNKNOWN_SETTING)", 400)
                     conn.query(f"SET {key} = {_quote(settings[key])}", "TabSeparated")
                 result = conn.query(sql.decode("utf-8", "surrogateescape"), fmt, params=qparams)
             finally:
@@ -267,7 +268,7 @@ class ClickHouseHTTPStandIn:
 
 
 def main() -> None:
-    """``python -m tests.clickhouse_http_standin --dir DIR --port PORT``: serve until interrupted
+    """``python -m loadtest.clickhouse_standin --dir DIR --port PORT``: serve until interrupted
     (a ClickHouse-compatible store in its own process, e.g. for benchmarks)."""
     import argparse
     import signal
