@@ -25,8 +25,8 @@ class RequestBody(dict):
     def __init__(self, data: dict[str, Any] | None = None, raw: bytes | None = None):
         """The client's body (``raw``: its bytes), or one the gateway built (``raw`` None)."""
         super().__init__(data or ())
-        self.raw = raw
-        self._encoded = None if raw is not None else {}
+        self.raw: bytes | None = raw
+        self._encoded: dict[str, tuple[bytes, dict]] | None = None if raw is not None else {}
 
     @property
     def changed(self) -> bool:
@@ -34,7 +34,7 @@ class RequestBody(dict):
         return self.raw is None
 
     @classmethod
-    def of(cls, body: dict[str, Any]) -> "RequestBody":
+    def of(cls, body: dict[str, Any] | None) -> RequestBody:
         """``body`` as a ``RequestBody``: itself, or a changed copy of a plain dict a stage or
         plugin put on the context."""
         return body if type(body) is cls else cls(body)
@@ -53,8 +53,9 @@ class RequestBody(dict):
     def for_target(self, cand: Any) -> tuple[bytes, dict]:
         """``encode_for`` a routing candidate (its upstream model name, its client's needs)."""
         model = cand.upstream_model
-        if self._encoded is None and model == self.get("model"):
-            return self.raw, self  # unchanged: forward the client's bytes
+        raw = self.raw
+        if self._encoded is None and raw is not None and model == self.get("model"):
+            return raw, self  # unchanged: forward the client's bytes
         return self.encode_for(model, cand.client.needs_raw)
 
     def encode_for(self, model: str, needs_raw: bool = True) -> tuple[bytes, dict]:
@@ -62,7 +63,7 @@ class RequestBody(dict):
         are ``b""`` when the target encodes the dict itself (``needs_raw`` false)."""
         encoded = self._encoded
         if encoded is None:
-            if model == self.get("model"):
+            if self.raw is not None and model == self.get("model"):
                 return self.raw, self
             encoded = self._encoded = {}
         hit = encoded.get(model)
