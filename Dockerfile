@@ -13,6 +13,7 @@ RUN pip install '.[otel]' && useradd --create-home --uid 10001 gateway && mkdir 
 USER gateway
 ENV LLM_GATEWAY_DATA_DIR=/data
 EXPOSE 8080
+# (directly, never through a proxy the container's environment may name)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
+  CMD python -c "import urllib.request as u,sys; o=u.build_opener(u.ProxyHandler({})); sys.exit(0 if o.open('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
 CMD ["llm-gateway", "serve", "--config", "/app/config/gateway.yaml", "--host", "0.0.0.0", "--port", "8080"]

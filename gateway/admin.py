@@ -14,8 +14,8 @@
 
 Access: ``Authorization: Bearer <server.admin_key>``. With no admin key configured the
 endpoints answer local requests only (``gateway.admin_guard``: loopback client, loopback
-``Host``, no forwarding headers, JSON bodies). The check is shared by every ``/admin`` path
-(the access middleware runs it before any handler; ``gateway.auth.check_admin`` in handlers).
+``Host``, no forwarding headers, JSON bodies). The check is the one every ``/admin`` path gets
+(``gateway.access_feature``'s middleware, before any handler), so these handlers do not repeat it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
-from gateway.auth import check_admin
 from gateway.errors import error_body
 from gateway.telemetry.lanes import ADHOC, QueryBusy, QueryLanes
 from gateway.telemetry.queries import QueryRejected, clickhouse_format, resolve, saved_queries
@@ -47,34 +46,24 @@ def _error(status: int, message: str, code: str, type_: str = "invalid_request_e
 class AdminAPI:
     """The admin handlers.
 
-    ``admin_key``: the configured key (``None``: local requests only). ``sink``: returns the
-    ``TelemetrySink`` or ``None`` when telemetry is off. ``query_client``: returns the
-    ``QueryLanes`` (or ``None``). ``queries_dir``: extra saved-query folder.
+    ``sink``: returns the ``TelemetrySink`` or ``None`` when telemetry is off. ``query_client``:
+    returns the ``QueryLanes`` (or ``None``). ``queries_dir``: extra saved-query folder.
     """
 
-    def __init__(self, admin_key: str | None, sink: Callable[[], TelemetrySink | None],
-                 query_client: Callable[[], QueryLanes | None], queries_dir: str | None = None):
-        self._key = admin_key or None
+    def __init__(self, sink: Callable[[], TelemetrySink | None], query_client: Callable[[], QueryLanes | None],
+                 queries_dir: str | None = None):
         self._sink = sink
         self._query_client = query_client
         self._queries_dir = queries_dir
 
-    def routes(self, app: web.Application) -> None:
-        """Register the routes on ``app`` (before any catch-all route)."""
-        r = app.router
-        r.add_get("/admin/telemetry", self.telemetry)
-        r.add_post("/admin/telemetry/flush", self.flush)
-        r.add_get("/admin/queries", self.list_queries)
-        r.add_post("/admin/query", self.query)
-
-    def _denied(self, request: web.Request) -> web.Response | None:
-        # The shared admin check (the admin key in force after reloads; ``self._key`` only
-        # on an application without the access layer).
-        return check_admin(request, self._key)
+    def routes(self, routes) -> None:
+        """Register the routes (``gateway.feature.Routes``)."""
+        routes.admin_get("/admin/telemetry", self.telemetry)
+        routes.admin_post("/admin/telemetry/flush", self.flush)
+        routes.admin_get("/admin/queries", self.list_queries)
+        routes.admin_post("/admin/query", self.query)
 
     async def telemetry(self, request: web.Request) -> web.Response:
-        if (denied := self._denied(request)) is not None:
-            return denied
         sink = self._sink()
         if sink is None:
             return web.json_response({"enabled": False})
@@ -83,8 +72,6 @@ class AdminAPI:
         return web.json_response({"enabled": True, **sink.stats(), **queries})
 
     async def flush(self, request: web.Request) -> web.Response:
-        if (denied := self._denied(request)) is not None:
-            return denied
         sink = self._sink()
         if sink is None:
             return web.json_response({"enabled": False})
@@ -96,15 +83,11 @@ class AdminAPI:
         return web.json_response({"enabled": True, "flushed": done, **sink.stats()})
 
     async def list_queries(self, request: web.Request) -> web.Response:
-        if (denied := self._denied(request)) is not None:
-            return denied
         out = [{"name": q.name, "description": q.description, "params": q.defaults}
                for q in saved_queries(self._queries_dir).values()]
         return web.json_response({"queries": out})
 
     async def query(self, request: web.Request) -> web.Response:
-        if (denied := self._denied(request)) is not None:
-            return denied
         try:
             spec = orjson.loads(await request.read())
         except (orjson.JSONDecodeError, web.RequestPayloadError):

@@ -10,7 +10,8 @@ when it was made on this machine, to this machine:
   ``X-Forwarded-Host`` value must be one of those too (a proxy that keeps the browser's ``Host``
   may pass on an ``X-Forwarded-Host`` the page set itself);
 - no proxy relayed it: no ``Forwarded``, ``X-Forwarded-*``, ``X-Real-IP`` or ``Via`` header, unless
-  the peer is one of ``server.trusted_proxies`` (then its headers decide, ``proxies.py``);
+  the peer is one of ``server.trusted_proxies`` and names the client in ``X-Forwarded-For``
+  (then its headers decide, ``proxies.py``; ``Forwarded`` alone is not read);
 - and it passes the browser checks (``browser_guard.py``): JSON bodies only, no foreign ``Origin``.
 
 Wrong admin keys (a bearer header, the dashboard's login form) are slowed per client address
@@ -165,6 +166,8 @@ class AdminGuard:
     def local(self, request) -> bool:
         """Made on this machine to a loopback name, and not relayed by an untrusted proxy."""
         if self.proxies.peer_trusted(request):
+            if "X-Forwarded-For" not in request.headers and relayed(request.headers):
+                return False  # relayed (Forwarded, X-Real-IP, Via, …) but the client is not named
             client = self.proxies.client_address(request)
         elif relayed(request.headers):
             return False

@@ -1,41 +1,50 @@
-"""``build_app``: routes, shared resources and their start/stop.
+"""``build_app``: the composition root. Every feature, and the order a request meets them, is here.
+
+A feature (``gateway.feature.Feature``) contributes a request stage, finishers, work on each new
+config, routes and a start/stop; nothing hooks into a request any other way. This module lists
+the features once and composes, for each compiled config, the path a request takes through
+their active stages (a feature that is off for that config is simply not in it).
 
 Shared objects live on the application under typed ``web.AppKey``s: the upstream
 ``ClientSession`` and the ``RuntimeHolder`` whose ``current`` is the compiled config the
-handlers read (a later hot reload swaps it atomically).
+handlers read. A config — the first one and every hot reload — is compiled in one step
+(``install``): the ``Runtime``, each feature's ``compile`` (any may refuse it), the composed
+paths; then it is made current in one assignment and each feature's ``activate`` runs.
+Requests already running keep the runtime (and path) they started with.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from pathlib import Path
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
-from gateway.cache import setup_cache
-from gateway.chains import install_chains
-from gateway.auth import install_access, public_config
+from gateway.access_feature import AccessFeature, PluginsFeature
+from gateway.cache import CacheFeature
+from gateway.chains import ChainsFeature
 from gateway.config import ConfigSnapshot
 from gateway.config.watcher import ConfigWatcher
+from gateway.config_admin import ConfigAdmin
 from gateway.context import RequestContext
-from gateway.dashboard import install_dashboard
-from gateway.observability import install_observability
-from gateway.telemetry import install_telemetry
+from gateway.dashboard import DashboardFeature
+from gateway.feature import Feature, Routes, active_stages
 from gateway.handlers import ProxyHandlers
 from gateway.http_hygiene import secure_headers
-from gateway.pipeline import StageList
-from gateway.prompts import install_prompts
-from gateway.routing.admin import backends_handler
+from gateway.observability import ObservabilityFeature
+from gateway.pipeline import compose
+from gateway.prompts import PromptsFeature
+from gateway.routing.admin import RoutingAdmin
 from gateway.routing.health import HealthRegistry
 from gateway.routing.shared_circuit import SharedCircuits
 from gateway.runtime import Runtime
+from gateway.telemetry import TelemetryFeature
 from gateway.tokens import TokenCounter
 from gateway.upstream import create_session
-from gateway.vllm import install_vllm
+from gateway.vllm import FleetFeature
 
 
 class RuntimeHolder:
@@ -53,8 +62,7 @@ FINISHERS = web.AppKey("finishers", list)
 HEALTH = web.AppKey("health", HealthRegistry)
 TOKENS = web.AppKey("tokens", TokenCounter)
 WATCHER = web.AppKey("watcher", ConfigWatcher)
-STAGES = web.AppKey("stages", list)
-INSTALL_HOOKS = web.AppKey("install_hooks", list)  # called with every Runtime made current
+FEATURES = web.AppKey("features", tuple)
 
 
 def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
@@ -62,35 +70,78 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     """Build the gateway application for a validated config snapshot.
 
     The upstream session and the compiled runtime are created on start-up and closed on
-    shutdown (``cleanup_ctx``). Callables appended to ``app[FINISHERS]`` receive every
-    finished ``RequestContext`` (telemetry hooks in here). ``data_dir`` overrides where embedded
+    shutdown. ``app[FINISHERS]`` lists the callables that receive every finished
+    ``RequestContext`` (the active features' finishers). ``data_dir`` overrides where embedded
     telemetry data lives (``telemetry.data_dir``; see ``gateway.telemetry``).
     ``launch_servers``: start the vLLM servers of ``launch:`` blocks (False in ``--workers``
     processes; see ``gateway.vllm``).
     """
     app = web.Application(client_max_size=snapshot.config.server.body_limit_bytes, handler_args={})
-    app.on_response_prepare.append(secure_headers)  # no Server header, nosniff everywhere
-    started_at = time.time()
     holder = RuntimeHolder()
     app[RUNTIME] = holder
-    finishers: list[Callable[[RequestContext], None]] = []
-    app[FINISHERS] = finishers
     app[HEALTH] = health = HealthRegistry()
     app[TOKENS] = tokens = TokenCounter()
-    install_hooks: list[Callable[[Runtime], None]] = []
-    app[INSTALL_HOOKS] = install_hooks
+
+    def runtime() -> Runtime | None:
+        return holder.current
+
+    def finish(ctx: RequestContext) -> None:
+        for hook in finishers:
+            hook(ctx)
+        # Done: drop what only the request path needs, so a queued context (telemetry keeps it
+        # until its row is built) does not keep the request's object graph alive for the GC.
+        ctx.request = ctx.runtime = ctx.target_state = ctx.capture = ctx.on_bytes = None
+
+    handlers = ProxyHandlers(runtime, finish)
+
+    # --- the features --------------------------------------------------------------------------
+    fleet = FleetFeature(app, snapshot, health, data_dir=data_dir, launch_servers=launch_servers)
+    access = AccessFeature(app, snapshot, tokens)
+    prompts = PromptsFeature(app, snapshot, runtime, data_dir=data_dir)
+    plugins = PluginsFeature(access)
+    cache = CacheFeature(app)
+    chains = ChainsFeature(handlers)
+    telemetry = TelemetryFeature(app, snapshot, data_dir=data_dir, tokens=tokens)
+    observability = ObservabilityFeature(app, snapshot, runtime, health, lambda: app.get(WATCHER))
+    dashboard = DashboardFeature(app, snapshot, access.layer.admin_key, runtime, data_dir=data_dir)
+    access.layer.admin_session = dashboard.admits  # the dashboard's cookie, where it may stand in for the key
+
+    # --- the request's path, outermost first ---------------------------------------------------
+    # observability (wraps everything, even a request refused while it is read)
+    #   → read the request (handlers.read_request: body, JSON, model)
+    #   → access (keys, limits) → prompts (render) → plugins (see the final request)
+    #   → cache (keys the request as it will be sent) → chains (a chain model runs its steps)
+    #   → handlers.forward: route, attempts, relay.
+    outer: tuple[Feature, ...] = (observability,)
+    inner: tuple[Feature, ...] = (access, prompts, plugins, cache, chains)
+
+    # Every feature, in the order they compile, activate and start (stopped in reverse). The
+    # fleet starts first and stops last, after the config watcher; access compiles first (it
+    # may refuse a config); telemetry's finishers run before observability's.
+    features: tuple[Feature, ...] = (fleet, access, prompts, plugins, cache, chains, telemetry, observability,
+                                     dashboard, ConfigAdmin(snapshot, runtime, lambda: app.get(WATCHER)),
+                                     RoutingAdmin(runtime, health))
+    app[FEATURES] = features
+    finishers: list[Callable[[RequestContext], None]] = [f for feature in features for f in feature.finishers()]
+    app[FINISHERS] = finishers
 
     async def install(new: ConfigSnapshot) -> None:
-        """Compile ``new`` and make it current in one assignment (in-flight requests keep theirs)."""
-        runtime = Runtime(new, app[SESSION], health, tokens)
-        if runtime.needs_tokens:  # routing counts prompt tokens: load the encodings before serving
+        """Compile ``new`` and make it current in one assignment. A feature that raises in
+        ``compile`` refuses it: nothing is swapped and the config in force stays."""
+        rt = Runtime(new, app[SESSION], health, tokens)
+        if rt.needs_tokens:  # routing counts prompt tokens: load the encodings before serving
             await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4o")
             await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4")
-        health.retain(runtime.router.target_keys)
-        access.update(new)  # keys, limits, plugins; raises (config refused) before anything is swapped
-        holder.current = runtime
-        for hook in install_hooks:
-            hook(runtime)
+        for feature in features:
+            feature.compile(rt)
+        front, stages = active_stages(outer, rt), active_stages(inner, rt)
+        rt.stages = (*front, *stages)
+        rt.request_path = compose([*front, handlers.read_request, *stages], handlers.forward)
+        rt.step_path = compose(rt.stages, handlers.forward)  # in-process requests: nothing to read
+        health.retain(rt.router.target_keys)
+        holder.current = rt
+        for feature in features:  # no await from the swap to the last activate
+            feature.activate(rt)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         app[SESSION] = session = create_session()
@@ -113,72 +164,33 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
             await shared.stop()
         await session.close()
 
-    # vLLM fleets: scrapers and managed servers, synced on every install; registered first so
-    # they stop after the config watcher.
-    install_vllm(app, snapshot, health, install_hooks, data_dir=data_dir, launch_servers=launch_servers)
+    # Start-up: the fleet, then the session and the first config, then the other features.
+    app.cleanup_ctx.append(_lifecycle(fleet))
     app.cleanup_ctx.append(upstream_session)
+    for feature in features:
+        if feature is not fleet:
+            app.cleanup_ctx.append(_lifecycle(feature))
 
-    def finish(ctx: RequestContext) -> None:
-        for hook in finishers:
-            hook(ctx)
-        # Done: drop what only the request path needs, so a queued context (telemetry keeps it
-        # until its row is built) does not keep the request's object graph alive for the GC.
-        ctx.request = ctx.runtime = ctx.target_state = ctx.capture = ctx.on_bytes = None
+    # --- HTTP: one middleware, the response hooks, the routes ----------------------------------
+    app.middlewares.append(access.middleware)  # CORS preflights, the one admin check, /v1 guards
+    app.on_response_prepare.append(secure_headers)  # no Server header, nosniff everywhere
+    app.on_response_prepare.append(access.layer.guard.browser.add_cors_headers)
+    app.on_response_prepare.append(prompts.add_headers)
+    app.on_response_prepare.append(_request_id_header)
 
-    handlers = ProxyHandlers(lambda: holder.current, finish)
-    install_chains(handlers)  # chain models: steps run in-process through the handlers (gateway.chains)
-    # Request stages, kept in STAGE_ORDER (access → prompts → plugins → cache) whenever each
-    # registers; composed when the app starts and again when a reload adds one.
-    stages = StageList()
-    app[STAGES] = stages
-    # Access control (keys, limits) and plugins: registered only when a config needs them;
-    # also the one check guarding every /admin path.
-    access = install_access(app, snapshot, stages, lambda: handlers.set_stages(stages), tokens)
-    install_prompts(app, snapshot, stages, lambda: holder.current, install_hooks, data_dir=data_dir)
-
-    async def compose_stages(app: web.Application) -> None:
-        handlers.set_stages(stages)
-
-    app.on_startup.append(compose_stages)
-    # The cache: kind "cache", last in STAGE_ORDER (its key covers the request as the other stages left it).
-    setup_cache(app, snapshot, stages)
+    routes = Routes(app.router)
+    for feature in features:
+        feature.routes(routes)
 
     async def readyz(request: web.Request) -> web.Response:
         session = request.app.get(SESSION)
-        ready = holder.current is not None and session is not None and not session.closed
-        return web.json_response({"status": "ready" if ready else "starting",
-                                  "config_hash": holder.current.snapshot.content_hash if ready else None},
+        current = holder.current
+        ready = current is not None and session is not None and not session.closed
+        config_hash = current.snapshot.content_hash if ready and current is not None else None
+        return web.json_response({"status": "ready" if ready else "starting", "config_hash": config_hash},
                                  status=200 if ready else 503)
 
-    # Telemetry sink (a finisher) and /admin/* routes, registered before the catch-all route.
-    install_telemetry(app, snapshot, finishers, data_dir=data_dir, tokens=tokens, install_hooks=install_hooks)
-    # GET /dashboard and /admin/dashboard/* (ops page, drift), reading the telemetry store.
-    install_dashboard(app, snapshot, lambda: holder.current, data_dir=data_dir)
-    # Traces, GET /metrics, the access log: a request hook and a finisher (docs/observability.md).
-    install_observability(app, snapshot, handlers, finishers, install_hooks, lambda: holder.current, health,
-                          lambda: app.get(WATCHER))
-
-    async def admin_config(request: web.Request) -> web.Response:
-        """The config in force (secrets masked), its hash, load time and the last reload error."""
-        watcher = request.app.get(WATCHER)
-        rt = holder.current
-        status = watcher.status() if watcher is not None else {
-            "config_hash": snapshot.content_hash, "source": snapshot.source, "loaded_at": started_at,
-            "reloads": 0, "last_error": None}
-        status["config"] = public_config(rt.snapshot.config) if rt is not None else None
-        return web.json_response(status)
-
-    async def request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-        """Every answer carries ``x-request-id`` (the caller's, else a new one): the proxy sets
-        its own; this covers the rest (model lookups, health, 404s, admin, aiohttp's errors)."""
-        if "x-request-id" not in response.headers:
-            response.headers["x-request-id"] = (request.headers.get("x-request-id") or str(uuid.uuid4()))[:128]
-
-    app.on_response_prepare.append(request_id_header)
-
     r = app.router
-    r.add_get("/admin/config", admin_config)
-    r.add_get("/admin/backends", backends_handler(lambda: holder.current, health))
     r.add_get("/healthz", handlers.healthz)
     r.add_get("/health", handlers.healthz)  # the path LiteLLM and Portkey users probe
     r.add_get("/readyz", readyz)
@@ -189,3 +201,19 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     r.add_route("*", r"/v1/{endpoint:[\s\S]+}", handlers.proxy)
     r.add_route("*", r"/{tail:[\s\S]*}", handlers.not_found)
     return app
+
+
+def _lifecycle(feature: Feature):
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await feature.start(app)
+        yield
+        await feature.stop(app)
+
+    return lifecycle
+
+
+async def _request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries ``x-request-id`` (the caller's, else a new one): the proxy sets
+    its own; this covers the rest (model lookups, health, 404s, admin, aiohttp's errors)."""
+    if "x-request-id" not in response.headers:
+        response.headers["x-request-id"] = (request.headers.get("x-request-id") or str(uuid.uuid4()))[:128]

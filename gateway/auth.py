@@ -1,9 +1,10 @@
 """Access control: virtual keys → tenant policy, limits, plugin hooks, and the admin check.
 
-``install_access(app, snapshot, stages, recompose)`` wires everything into the application and
-returns the ``AccessLayer``; ``app.py`` calls ``layer.update(snapshot)`` for every config it
-installs (start-up and each hot reload). Two request stages are registered only when the config
-needs them, so a gateway without keys and plugins pays nothing:
+``AccessLayer`` holds one application's access state across reloads; ``gateway.access_feature``
+plugs it into the gateway (stages, the middleware, ``GET /admin/access``). Each config is
+compiled (``compile``: may refuse it) before it is made current and put in force after
+(``activate``). Two request stages exist only for a config that needs them, so a gateway
+without keys and plugins pays nothing:
 
 - the **access stage** (first of all stages) when ``auth.mode`` is ``keys``: looks the client's
   key up by its SHA-256 (``Authorization: Bearer``, ``api-key`` or ``x-api-key``), answers 401
@@ -16,155 +17,37 @@ needs them, so a gateway without keys and plugins pays nothing:
   and settles real usage and cost when the response has ended;
 - the **plugin stage** (right after it) when ``plugins`` lists any enabled plugin.
 
-A reload that turns either on inserts the stage then. ``access_middleware`` guards every
-``/admin`` path with one check (``admin_guard``): ``Authorization: Bearer <server.admin_key>``
-(compared in constant time, wrong keys slowed per client address), or local requests only while
-no admin key is set. In ``none`` mode it refuses ``/v1`` requests a web page could have forged
-(``browser_guard``); in ``keys`` mode it requires a key for ``GET /v1/models`` and lists only the
-key's models. It also answers CORS preflights of ``server.cors_origins``.
+The admin check itself (``admin_denied``; ``admin_guard``): ``Authorization: Bearer
+<server.admin_key>`` (compared in constant time, wrong keys slowed per client address), or local
+requests only while no admin key is set.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import hashlib
 import hmac
 import ipaddress
 import logging
-import re
-import secrets
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel
 
 from gateway import outcome
-from gateway.admin_guard import GUARD, AdminGuard, guard_of
+from gateway.admin_guard import AdminGuard, guard_of
 from gateway.config import ConfigSnapshot
-from gateway.pipeline import StageList
-from gateway.config.access import VirtualKey, all_keys, auth_mode
+from gateway.config.access import all_keys, auth_mode
 from gateway.context import RequestContext
 from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitError
-from gateway.limits import (
-    TOO_LARGE, Limiter, LimitSpec, budget_headers, duration, estimate_tokens, rate_headers, usd,
-)
+from gateway.keys import AccessPolicy, Grant, KeyPolicy
+from gateway.limits import TOO_LARGE, Limiter, LimitSpec, budget_headers, duration, estimate_tokens, rate_headers, usd
 from gateway.plugins import PluginChain, load_plugins
-from gateway.pricing import PriceTable
 
 log = logging.getLogger("gateway.auth")
 _JSON = "application/json"
-KEY_PREFIX = "sk-gw-"
-
-
-# --- keys -----------------------------------------------------------------------------------
-def new_key() -> str:
-    """A new random virtual key (``sk-gw-`` + 43 URL-safe characters, 256 bits)."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    """The hex SHA-256 stored in the config for ``key``."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def presented_key(headers) -> str:
-    """The key a client sent: ``Authorization: Bearer …``, else ``api-key``, else ``x-api-key``."""
-    if headers is None:
-        return ""
-    auth = headers.get("Authorization")
-    if auth:
-        return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-    return (headers.get("api-key") or headers.get("x-api-key") or "").strip()
-
-
-class KeyPolicy:
-    """A ``VirtualKey`` compiled for the request path."""
-
-    __slots__ = ("key_id", "tenant", "metadata", "spec", "limited", "_patterns", "_allowed", "disabled",
-                 "endpoints", "_endpoint_ok")
-
-    def __init__(self, key: VirtualKey):
-        self.key_id = key.key_id
-        self.tenant = key.tenant
-        self.metadata = dict(key.metadata) if key.metadata else None
-        budget = key.budget_usd
-        self.spec = LimitSpec(key.key_id, key.rpm, key.tpm, key.max_concurrent,
-                              budget.day if budget else None, budget.month if budget else None)
-        self.limited = self.spec.any
-        self._patterns = tuple(key.models)
-        self._allowed: dict[str, bool] = {}
-        self.disabled = key.disabled
-        self.endpoints = key.endpoint_patterns
-        self._endpoint_ok: dict[str, bool] = {}
-
-    def allows(self, model: str) -> bool:
-        ok = self._allowed.get(model)
-        if ok is None:
-            ok = any(fnmatch.fnmatchcase(model, p) for p in self._patterns)
-            if len(self._allowed) < 4096:
-                self._allowed[model] = ok
-        return ok
-
-    def allows_endpoint(self, endpoint: str) -> bool:
-        """Whether the path below ``/v1/`` matches one of the key's ``endpoints`` globs."""
-        ok = self._endpoint_ok.get(endpoint)
-        if ok is None:
-            ok = any(fnmatch.fnmatchcase(endpoint, p) for p in self.endpoints)
-            if len(self._endpoint_ok) < 1024:
-                self._endpoint_ok[endpoint] = ok
-        return ok
-
-
-class Grant:
-    """What the access stage granted one request (``ctx.access``): the key and its reservation."""
-
-    __slots__ = ("key", "tokens", "reserved", "decision")
-
-    def __init__(self, key: KeyPolicy, tokens: int = 0, reserved: bool = False, decision=None):
-        self.key = key
-        self.tokens = tokens
-        self.reserved = reserved
-        self.decision = decision
-
-
-class AccessPolicy:
-    """One config's keys and settings, compiled."""
-
-    def __init__(self, snapshot: ConfigSnapshot):
-        cfg = snapshot.config
-        self.snapshot = snapshot
-        self.mode = auth_mode(cfg)
-        self.keys = [KeyPolicy(k) for k in all_keys(cfg)]
-        self.by_hash = {k.sha256: p for k, p in zip(all_keys(cfg), self.keys)}
-        self.limits = cfg.limits
-        self.any_limits = any(p.limited for p in self.keys)
-        self.prices = PriceTable(cfg.pricing)
-        self.model_names = list(cfg.models)
-        self._models = frozenset(cfg.models)
-        # Rules with targets of their own serve the names their ``match.model`` glob accepts.
-        self._routed = tuple(r.match.model or "*" for r in cfg.routes if r.targets)
-
-    def model_exists(self, model: str) -> bool:
-        """Whether ``model`` names something this config serves (a public model, or a name a
-        routing rule with its own targets accepts): a key refused for a model that does not
-        exist is told so (404), not that it may not use it (403)."""
-        return model in self._models or any(fnmatch.fnmatchcase(model, p) for p in self._routed)
-
-    def authenticate(self, headers) -> KeyPolicy:
-        token = presented_key(headers)
-        if not token:
-            raise AuthenticationError(
-                "You didn't provide an API key. Send your gateway key in an Authorization header "
-                "(Authorization: Bearer YOUR_KEY).", code="invalid_api_key")
-        key = self.by_hash.get(hashlib.sha256(token.encode()).hexdigest())
-        if key is None or key.disabled:
-            # Never repeat the key, not even masked: the message may end up in client logs.
-            raise AuthenticationError("Incorrect API key provided. Ask your gateway admin for a valid key.")
-        return key
 
 
 def _limit_error(spec: LimitSpec, d, model: str) -> RateLimitError:
@@ -210,25 +93,7 @@ def admin_denied(request: web.Request, admin_key: str | None) -> web.Response | 
 
 
 ACCESS = web.AppKey("access", object)  # the AccessLayer
-ADMIN_OK = web.RequestKey("admin_ok", bool)  # the admin check passed
 KEY = web.RequestKey("virtual_key", object)  # the KeyPolicy the middleware authenticated
-
-
-def check_admin(request: web.Request, default_key: str | None = None) -> web.Response | None:
-    """``admin_denied`` with the admin key in force (hot reloads included); for admin handlers.
-
-    Handlers may call it freely: the middleware already ran it, so it costs a dict lookup.
-    ``default_key``: the key to require on an application without the access layer.
-    """
-    if not isinstance(request, web.BaseRequest):  # a stand-in object (unit tests)
-        return admin_denied(request, default_key)
-    if request.get(ADMIN_OK):
-        return None
-    layer = request.app.get(ACCESS)
-    denied = admin_denied(request, layer.admin_key() if layer is not None else default_key)
-    if denied is None:
-        request[ADMIN_OK] = True
-    return denied
 
 
 def bears_admin_key(request: web.Request, default_key: str | None = None) -> bool:
@@ -243,7 +108,7 @@ def bears_admin_key(request: web.Request, default_key: str | None = None) -> boo
                                                              hashlib.sha256(admin_key.encode()).digest())
 
 
-def authenticated_key(request: web.Request) -> "KeyPolicy | None":
+def authenticated_key(request: web.Request) -> KeyPolicy | None:
     """The virtual key of a ``/v1`` request outside the proxy pipeline (``/v1/models``,
     ``/v1/feedback``): the middleware has checked it in ``keys`` mode (``.tenant``,
     ``.key_id``); ``None`` when auth is off."""
@@ -251,33 +116,39 @@ def authenticated_key(request: web.Request) -> "KeyPolicy | None":
 
 
 # --- the layer ---------------------------------------------------------------------------------
+class Compiled:
+    """What ``AccessLayer.compile`` made of one config, waiting to be put in force."""
+
+    __slots__ = ("snapshot", "policy", "plugins", "specs")
+
+    def __init__(self, snapshot: ConfigSnapshot, policy: AccessPolicy, plugins: PluginChain | None, specs: tuple):
+        self.snapshot, self.policy, self.plugins, self.specs = snapshot, policy, plugins, specs
+
+
 class AccessLayer:
     """Access state of one application across config reloads (limits counters survive them)."""
 
-    def __init__(self, snapshot: ConfigSnapshot, stages: StageList, recompose: Callable[[], None], tokens=None):
-        self._stages = stages
-        self._recompose = recompose
+    def __init__(self, snapshot: ConfigSnapshot, tokens=None):
         self._tokens = tokens
         self.policy = AccessPolicy(snapshot)
         self.limiter: Limiter | None = None
         self.plugins: PluginChain | None = None
         self._plugin_specs: tuple = ()
-        self._access_registered = False
-        self._plugins_registered = False
         self._retired: list = []
         self._snapshot = snapshot
         self._warned_locked = False
         self._closing: set[asyncio.Task] = set()
         self.guard = AdminGuard(snapshot.config.server)  # admin check, trusted proxies, CORS origins
+        # Another credential the admin check accepts (the dashboard's session cookie), or None.
+        self.admin_session: Callable[[web.Request], bool] | None = None
 
     # --- config ---------------------------------------------------------------------------
     def admin_key(self) -> str | None:
         return self._snapshot.config.server.admin_key
 
-    def update(self, snapshot: ConfigSnapshot) -> None:
-        """Compile ``snapshot`` and put it in force (``app.py`` calls it just before it swaps the
-        runtime). Raises ``PluginLoadError`` on a plugin that cannot be built, before anything is
-        swapped, so a reload is refused as a whole."""
+    def compile(self, snapshot: ConfigSnapshot) -> Compiled:
+        """Compile ``snapshot``'s keys, limits and plugins, changing nothing in force. Raises
+        (``PluginLoadError``, ``ValueError``) on a config that must be refused as a whole."""
         cfg = snapshot.config
         policy = AccessPolicy(snapshot)
         if self.policy.mode == "keys" and policy.mode == "none" and cfg.auth.mode is None:
@@ -290,26 +161,23 @@ class AccessLayer:
         if specs != self._plugin_specs:
             loaded = load_plugins(list(specs))
             chain = PluginChain(loaded) if loaded else None
+        return Compiled(snapshot, policy, chain, specs)
+
+    def activate(self, compiled: Compiled) -> None:
+        """Put ``compiled`` in force (its config was just made current); limits counters carry
+        over when the limits store is unchanged. Replaced plugins and limiters close later."""
+        cfg = compiled.snapshot.config
+        policy, chain = compiled.policy, compiled.plugins
         limiter = self.limiter
         if policy.any_limits and (limiter is None or not limiter.adopt(cfg.limits)):
             if limiter is not None:
                 self._retired.append(limiter)
             limiter = Limiter(cfg.limits)
-        # Swap in one go; then make sure the stages this config needs are in the pipeline.
         if chain is not self.plugins and self.plugins is not None:
             self._retired.append(self.plugins)
-        self.policy, self.limiter, self.plugins, self._plugin_specs = policy, limiter, chain, specs
-        self._snapshot = snapshot
+        self.policy, self.limiter, self.plugins, self._plugin_specs = policy, limiter, chain, compiled.specs
+        self._snapshot = compiled.snapshot
         self.guard.update(cfg.server)
-        changed = False
-        if policy.mode == "keys" and not self._access_registered:
-            self._stages.place(self.access_stage, "access")
-            self._access_registered = changed = True
-        if chain is not None and not self._plugins_registered:
-            self._stages.place(self.plugin_stage, "plugins")
-            self._plugins_registered = changed = True
-        if changed:
-            self._recompose()
         if policy.mode == "keys" and not policy.keys and not self._warned_locked:
             self._warned_locked = True
             log.warning("auth.mode is keys but no key is configured: every /v1 request answers 401")
@@ -466,90 +334,6 @@ class AccessLayer:
         }
 
 
-def install_access(app: web.Application, snapshot: ConfigSnapshot, stages: StageList,
-                   recompose: Callable[[], None], tokens=None) -> AccessLayer:
-    """Create the ``AccessLayer`` (``app[ACCESS]``), the admin/models middleware, ``GET
-    /admin/access`` and the close-on-shutdown hook. The caller runs ``layer.update(snapshot)``
-    for each config it installs, the first one included."""
-    layer = AccessLayer(snapshot, stages, recompose, tokens)
-    app[ACCESS] = layer
-    guard = app[GUARD] = layer.guard
-    app.on_response_prepare.append(guard.browser.add_cors_headers)
-
-    @web.middleware
-    async def access_middleware(request: web.Request, handler):
-        path = request.path
-        if request.method == "OPTIONS" and guard.browser.origins:
-            preflight = guard.browser.preflight(request)
-            if preflight is not None:
-                return preflight
-        if path.startswith("/admin") and (len(path) == 6 or path[6] == "/"):
-            if not request.get(ADMIN_OK):  # not already admitted by the dashboard's session cookie
-                denied = await guard.check(request, layer.admin_key())
-                if denied is not None:
-                    return denied
-                request[ADMIN_OK] = True
-        elif path.startswith("/v1/") and layer.policy.mode != "keys":
-            # No key to check: refuse what a web page on another site could have sent.
-            denied = guard.unauthenticated_denied(request)
-            if denied is not None:
-                return denied
-        elif path.startswith("/v1/") and layer.policy.mode == "keys" and "endpoint" not in request.match_info:
-            # /v1 routes outside the proxy pipeline (which authenticates in its stage, so the
-            # rejection gets a row): /v1/models, /v1/feedback, …
-            key, denied = layer.route_key(request)
-            if denied is not None and not (path == "/v1/feedback" and bears_admin_key(request)):
-                return denied  # (the admin key may score any request)
-            request[KEY] = key
-            response = await handler(request)
-            if path == "/v1/models" and response.status == 200 and not response.prepared \
-                    and isinstance(response.body, bytes):
-                return layer.filtered_models(key, response)
-            return response
-        return await handler(request)
-
-    app.middlewares.append(access_middleware)
-
-    async def access_info(request: web.Request) -> web.Response:
-        if (denied := check_admin(request)) is not None:
-            return denied
-        return web.json_response(await layer.describe())
-
-    app.router.add_get("/admin/access", access_info)
-
-    async def lifecycle(app: web.Application):
-        yield
-        await layer.close()
-
-    app.cleanup_ctx.append(lifecycle)
-    return layer
-
-
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+(@)")
-
-
-def public_config(model: Any) -> Any:
-    """A JSON-ready dump of a config model for admin output: every field declared with
-    ``repr=False`` (provider keys, backend headers, the admin key, DSNs, Redis URLs, key hashes)
-    is masked as ``"***"``, and passwords inside any URL are masked too."""
-    if isinstance(model, BaseModel):
-        out = {}
-        for name, field in type(model).model_fields.items():
-            value = getattr(model, name)
-            if not field.repr and value:
-                out[name] = {k: "***" for k in value} if isinstance(value, dict) else "***"
-            else:
-                out[name] = public_config(value)
-        return out
-    if isinstance(model, dict):
-        return {str(k): public_config(v) for k, v in model.items()}
-    if isinstance(model, (list, tuple)):
-        return [public_config(v) for v in model]
-    if isinstance(model, str):
-        return _URL_PASSWORD.sub(r"\1***\2", model) if "@" in model else model
-    return model
-
-
 def warn_if_open(snapshot: ConfigSnapshot, host: str) -> bool:
     """Log a loud warning when ``auth.mode`` is ``none`` and ``host`` is not loopback.
 
@@ -569,5 +353,5 @@ def warn_if_open(snapshot: ConfigSnapshot, host: str) -> bool:
     return True
 
 
-__all__ = ["ACCESS", "AccessLayer", "AccessPolicy", "Grant", "KeyPolicy", "admin_denied", "authenticated_key",
-           "check_admin", "hash_key", "install_access", "new_key", "presented_key", "public_config", "warn_if_open"]
+__all__ = ["ACCESS", "AccessLayer", "Compiled", "admin_denied", "authenticated_key", "bears_admin_key",
+           "warn_if_open"]

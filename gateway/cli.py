@@ -211,9 +211,11 @@ def check_config(path: str | None, config_path: str | None) -> None:
               "or ./.llm-gateway).")
 def demo(data_dir: str | None) -> None:
     """Start the gateway on embedded defaults (mock backend) and drive it with the OpenAI SDK."""
-    from gateway.demo import run_demo
+    from gateway.demo import demo_config, run_demo
 
-    run_demo(data_dir=data_dir)
+    snapshot = demo_config()
+    _claim_data_dir(snapshot, data_dir)  # like serve: a folder another gateway holds is refused in one line
+    run_demo(snapshot, data_dir=data_dir)
 
 
 @main.command("mock-server")
@@ -257,7 +259,7 @@ def keys_create(tenant: str, key_id: str | None, models: str | None, endpoints: 
     under ``keys:`` (it holds only the key's SHA-256)."""
     import yaml
 
-    from gateway.auth import hash_key, new_key
+    from gateway.keys import hash_key, new_key
     from gateway.config.access import VirtualKey
 
     key = new_key()
@@ -287,7 +289,7 @@ def keys_create(tenant: str, key_id: str | None, models: str | None, endpoints: 
 @keys.command("hash")
 def keys_hash() -> None:
     """Read a key on stdin and print the SHA-256 the config stores for it."""
-    from gateway.auth import hash_key
+    from gateway.keys import hash_key
 
     key = sys.stdin.readline().strip()
     if not key:

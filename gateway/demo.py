@@ -103,13 +103,18 @@ STEPS = [show_models, plain_chat, streamed_chat, embeddings, error_case, prompt_
          telemetry_query]
 
 
-def run_demo(data_dir: str | None = None) -> None:
+def demo_config():
+    """The demo's config: the embedded defaults plus a demo prompt, cache on."""
+    return with_demo_cache(demo_snapshot())
+
+
+def run_demo(snapshot=None, data_dir: str | None = None) -> None:
     """Run every demo step against a gateway started on a free loopback port.
 
-    ``data_dir``: where the embedded telemetry store lives (default ``$LLM_GATEWAY_DATA_DIR``
-    or ``./.llm-gateway``).
+    ``snapshot``: ``demo_config()`` unless given; ``data_dir``: where the embedded telemetry
+    store lives (default ``$LLM_GATEWAY_DATA_DIR`` or ``./.llm-gateway``).
     """
-    snapshot = with_demo_cache(demo_snapshot())  # the embedded defaults plus a demo prompt, cache on
+    snapshot = snapshot or demo_config()
     _DEMO_START_MS[0] = int(time.time() * 1000)
     with BackgroundServer(build_app(snapshot, data_dir=data_dir)) as server:
         click.secho(f"llm-gateway running at {server.url} (embedded defaults, config hash "

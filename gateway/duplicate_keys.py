@@ -8,8 +8,11 @@ refused. The check is nearly free: only a body whose bytes hold ``"model"`` twic
 with a parser that reports every key.
 
 Some parsers also match keys regardless of case (Go's ``encoding/json``, as in Ollama, LocalAI
-and many OpenAI-compatible proxies; ASP.NET's web defaults), so ``{"model": "allowed", "Model":
-"other"}`` is a duplicate too: ``other_model_key`` finds such a key among the parsed top-level keys.
+and many OpenAI-compatible proxies; ASP.NET's web defaults). To them ``{"model": "allowed",
+"Model": "other"}`` names ``model`` twice, and ``{"stream": false, "Stream": true}`` streams an
+answer the gateway meters as a JSON one, while ``"Messages"`` would carry text the policy plugins
+never read. ``case_variant_key`` finds a top-level key that is another case of a field the
+gateway or its plugins read.
 """
 
 from __future__ import annotations
@@ -36,7 +39,18 @@ def duplicated_model(raw: bytes) -> bool:
     return bool(counts) and counts[-1] > 1  # the outermost object is reported last
 
 
-def other_model_key(body: dict) -> bool:
-    """True when the top-level ``body`` has a key other than ``model`` that reads ``model``
-    regardless of case (``Model``, ``MODEL``, also spelled with escapes)."""
-    return any(len(key) == 5 and key != "model" and key.lower() == "model" for key in body)
+# Top-level request fields the gateway (routing, limits, usage) or its policy plugins read.
+READ_FIELDS = frozenset({
+    "model", "stream", "stream_options", "n", "max_tokens", "max_completion_tokens", "max_output_tokens",
+    "messages", "prompt", "suffix", "input", "instructions", "system", "tools", "functions",
+    "response_format", "text", "chat_template", "chat_template_kwargs", "metadata",
+})
+
+
+def case_variant_key(body: dict) -> str | None:
+    """The first top-level key of ``body`` that is another case of a field in ``READ_FIELDS``
+    (``Model``, ``STREAM``, ``Messages``; also spelled with escapes), or ``None``."""
+    for key in body:
+        if key not in READ_FIELDS and key.lower() in READ_FIELDS:
+            return key
+    return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import aiohttp
 import orjson
@@ -20,13 +20,13 @@ from aiohttp import web
 
 from gateway import outcome
 from gateway.context import RequestContext, Usage
-from gateway.duplicate_keys import duplicated_model, other_model_key
+from gateway.duplicate_keys import case_variant_key, duplicated_model
 from gateway.errors import (
     GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError, StreamTruncatedError,
     UpstreamError, UpstreamTimeoutError, error_body,
 )
 from gateway.paths import clean_endpoint, unknown_url
-from gateway.pipeline import Stage, compose
+from gateway.pipeline import Handler
 from gateway.request_body import RequestBody, client_body
 from gateway.routing.attempts import run_attempts
 from gateway.sse import encode_data_event
@@ -66,22 +66,15 @@ def _upstream_error_body(status: int, body: bytes) -> bytes:
 
 class ProxyHandlers:
     """The aiohttp handlers. ``runtime()`` returns the current compiled config (``Runtime``);
-    ``finish(ctx)`` is called once per proxied request after its response ended."""
+    ``finish(ctx)`` is called once per proxied request after its response ended.
 
-    def __init__(self, runtime: RuntimeGetter, finish: Finisher, stages: Sequence[Stage] = ()):
+    A request runs its runtime's composed path (``Runtime.request_path``, built by
+    ``gateway.app`` from the features' stages): ``read_request`` is one stage of it, ``forward``
+    its end; a request made in-process runs ``Runtime.step_path`` (the same without reading)."""
+
+    def __init__(self, runtime: RuntimeGetter, finish: Finisher):
         self._runtime = runtime
         self._finish = finish
-        self._pipeline = compose(stages, self._forward)
-        # Called as ``run_chain(ctx, chain)`` for a request to a chain model (gateway.chains);
-        # None when no chain runner is installed.
-        self.run_chain: Callable[[RequestContext, object], object] | None = None
-        # Called as ``on_request(ctx, request)`` for each proxied request before anything else
-        # (observability: trace ids, in-flight gauge); None when nothing needs it.
-        self.on_request: Callable[[RequestContext, web.Request], None] | None = None
-
-    def set_stages(self, stages: Sequence[Stage]) -> None:
-        """Compose the request stages in front of the proxy (called once at start-up)."""
-        self._pipeline = compose(stages, self._forward)
 
     # --- small endpoints -------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -112,10 +105,10 @@ class ProxyHandlers:
                                         request.headers.get("x-request-id") or str(uuid.uuid4()))
         endpoint = request.match_info["endpoint"]
         ctx = _new_context(request, endpoint)
-        if self.on_request is not None:
-            self.on_request(ctx, request)
+        rt = ctx.runtime = self._runtime()
+        ctx.request = request
         try:
-            return await self._proxy(request, ctx)
+            return await rt.request_path(ctx)
         except GatewayError as exc:
             outcome.failed(ctx, exc)
             # After an attempt failed with no response to pass through (a timeout, a refused
@@ -148,14 +141,12 @@ class ProxyHandlers:
     async def call_internal(self, ctx: RequestContext) -> web.StreamResponse:
         """Run a request made in-process (a chain step) as if a client had sent it: the stages
         (access, prompts, plugins, cache), routing, the attempt loop, telemetry. ``ctx`` is
-        ready as ``_proxy`` leaves it (body, model, stream, request, runtime). Returns the
+        ready as ``read_request`` leaves it (body, model, stream, request, runtime). Returns the
         response: a non-streamed one unsent, a streamed one already relayed to
         ``ctx.request``'s client. A ``GatewayError`` is recorded on ``ctx`` and raised. Either
         way the context is finished (its row emitted) before this returns."""
-        if self.on_request is not None:
-            self.on_request(ctx, ctx.request)
         try:
-            return await self._pipeline(ctx)
+            return await ctx.runtime.step_path(ctx)
         except GatewayError as exc:
             outcome.failed(ctx, exc)
             raise
@@ -186,8 +177,10 @@ class ProxyHandlers:
         except web.RequestPayloadError:  # a broken Content-Encoding or chunked framing
             raise InvalidRequestError(UNREADABLE_BODY, code="unreadable_body") from None
 
-    async def _proxy(self, request: web.Request, ctx: RequestContext) -> web.StreamResponse:
-        rt = self._runtime()
+    async def read_request(self, ctx: RequestContext, call_next: Handler) -> web.StreamResponse:
+        """The stage that reads and checks the client's request (``ctx.request``), then goes on."""
+        rt = ctx.runtime
+        request = ctx.request
         ctx.config_hash = rt.snapshot.content_hash
         raw = await self._read_body(request, rt.body_limit)
         endpoint = ctx.endpoint
@@ -206,19 +199,21 @@ class ProxyHandlers:
             ctx.body = RequestBody({}, raw)
             raise InvalidRequestError("The request body must be a JSON object.")
         body = ctx.body = client_body(parsed, raw)
-        if duplicated_model(raw) or other_model_key(body):
+        variant = case_variant_key(body)
+        if duplicated_model(raw) or variant is not None and variant.lower() == "model":
             raise InvalidRequestError("The request body names `model` more than once.", param="model",
                                       code="duplicate_key")
+        if variant is not None:  # backends that ignore case would read it instead of ours
+            raise InvalidRequestError(f"The request body names `{variant[:40]}`: send it as `{variant.lower()}` "
+                                      "(field names are lower case).", param=variant[:40], code="duplicate_key")
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequestError("you must provide a model parameter", param="model")
         ctx.model_requested = model
         ctx.stream = body.get("stream") is True
-        ctx.request = request
-        ctx.runtime = rt
-        return await self._pipeline(ctx)
+        return await call_next(ctx)
 
-    async def _forward(self, ctx: RequestContext) -> web.StreamResponse:
+    async def forward(self, ctx: RequestContext) -> web.StreamResponse:
         """The terminal stage: route, run the attempt loop, relay the answer."""
         rt = ctx.runtime
         request = ctx.request
@@ -228,10 +223,6 @@ class ProxyHandlers:
         endpoint = ctx.endpoint
         model = body["model"]
         stream = ctx.stream
-        if self.run_chain is not None:  # a chain model: its steps run as requests of their own
-            chains = rt.snapshot.chains
-            if chains is not None and model in chains.by_model:
-                return await self.run_chain(ctx, chains.by_model[model])
         # Checked here, after the stages: a selected prompt may supply the messages.
         if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
             raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")

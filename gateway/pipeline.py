@@ -6,7 +6,8 @@ or call ``call_next(ctx)`` and look at the outcome afterwards. A stage that edit
 in place calls ``ctx.body.mutated()`` (or ``request_body.mark_mutated``); one that puts a new
 dict there needs nothing more. Otherwise the client's original bytes are forwarded as they
 came (the fast path when nothing changed). ``compose`` nests the stages
-once at start-up, so a request pays one function call per stage and nothing else.
+once per compiled config (``gateway.app`` lists them, in order), so a request pays one function
+call per active stage and nothing else.
 """
 
 from __future__ import annotations
@@ -27,25 +28,3 @@ def compose(stages: Sequence[Stage], terminal: Handler) -> Handler:
     for stage in reversed(stages):
         handler = (lambda s, nxt: (lambda ctx: s(ctx, nxt)))(stage, handler)
     return handler
-
-
-# Where each kind of stage runs: auth before everything; prompts render the final request;
-# plugins (PII redaction, block lists) then see exactly what goes upstream; the cache keys on
-# the request as all of them left it.
-STAGE_ORDER = ("access", "prompts", "plugins", "cache")
-
-
-class StageList(list[Stage]):
-    """The app's stages, kept in ``STAGE_ORDER`` whenever features register at different times
-    (at build, at start-up, on a reload). Add stages only through ``place``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._kinds: list[str] = []
-
-    def place(self, stage: Stage, kind: str) -> None:
-        """Insert ``stage`` (``kind`` from ``STAGE_ORDER``) after every stage of an earlier kind."""
-        rank = STAGE_ORDER.index(kind)
-        at = sum(1 for k in self._kinds if STAGE_ORDER.index(k) <= rank)
-        self.insert(at, stage)
-        self._kinds.insert(at, kind)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -20,6 +21,9 @@ from gateway.routing.router import Router
 from gateway.secret_mask import SecretMasker
 from gateway.tokens import TokenCounter
 from gateway.upstream import BackendClient
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Handler
 
 # Credentials of the client are for the gateway; they are never sent upstream.
 _NEVER_FORWARD = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie", "host",
@@ -64,6 +68,14 @@ class Runtime:
         # before they reach a client or a row, and in stored success bodies and spans (a
         # provider may echo the key it was sent).
         self.secrets = SecretMasker(v for b in cfg.backends.values() for v in (b.api_key, *b.headers.values()) if v)
+        # The request path composed for this config from the features' active stages
+        # (``gateway.app``): ``request_path`` for a client's request, ``step_path`` for one made
+        # in-process (a chain step). Set before the runtime is made current.
+        self.request_path: Handler
+        self.step_path: Handler
+        self.stages: tuple = ()  # the active stages of those paths, outermost first
+        # What each feature compiled for this config (``Feature.compile``), by feature name.
+        self.compiled: dict[str, object] = {}
         self.unknown_model = lambda name: ModelNotFoundError(
             f"The model `{name}` does not exist. Available models: {', '.join(sorted(cfg.models)) or '(none)'}.",
             param="model")

@@ -113,7 +113,8 @@ class StreamTee:
                         chunk = orjson.loads(event_data(masked) or b"")
                     except orjson.JSONDecodeError:  # the mask cut through the JSON
                         chunk = {"error": {"message": masked.decode("utf-8", "replace")}}
-            self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+            error = chunk["error"]
+            self.upstream_error = error if isinstance(error, dict) else {"message": str(error)}
             return raw
         if not ctx.model_served:
             model = chunk.get("model")

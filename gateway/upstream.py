@@ -28,12 +28,28 @@ _PASS_BACK_PREFIXES = ("x-ratelimit-", "openai-", "anthropic-ratelimit-")
 _PASS_BACK_EXACT = frozenset({"retry-after", "retry-after-ms", "content-type"})
 
 
+# Verdicts by header name as received: upstreams send the same few dozen names on every
+# response, so each is lower-cased and matched once. Bounded, as names come from the network.
+_PASSED: dict[str, bool] = {}
+
+
+def _passes(name: str) -> bool:
+    low = name.lower()
+    verdict = low in _PASS_BACK_EXACT or low.startswith(_PASS_BACK_PREFIXES)
+    if len(_PASSED) < 512:
+        _PASSED[name] = verdict
+    return verdict
+
+
 def pass_back_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Select the upstream response headers the client should see (rate limits, retry hints)."""
+    passed = _PASSED
     out = {}
     for name, value in headers.items():
-        low = name.lower()
-        if low in _PASS_BACK_EXACT or low.startswith(_PASS_BACK_PREFIXES):
+        verdict = passed.get(name)
+        if verdict is None:
+            verdict = _passes(name)
+        if verdict:
             out[name] = value
     return out
 
@@ -62,7 +78,7 @@ class HTTPUpstreamResponse:
     def __init__(self, resp: aiohttp.ClientResponse):
         self._resp = resp
         self.status = resp.status
-        self.headers = resp.headers
+        self.headers: Mapping[str, str] = resp.headers
 
     async def read(self) -> bytes:
         return await self._resp.read()
@@ -162,7 +178,7 @@ class BackendClient:
         adapter = self.adapter
         if adapter is None:
             return MockResponse(self.backend.mock, path, parsed or {}, upstream_model)
-        headers = self._headers
+        headers: Mapping[str, str] = self._headers
         if not adapter.identity:  # the provider decides address, body and extra headers
             req = adapter.build_request(path, parsed or {}, body if self.needs_raw else None, upstream_model,
                                         self.backend)
@@ -170,14 +186,17 @@ class BackendClient:
             if req.headers:
                 extra_headers = {**(extra_headers or {}), **req.headers}
         if extra_headers:
-            headers = CIMultiDict(headers)
+            merged = CIMultiDict(headers)
             for k, v in extra_headers.items():
-                headers[k] = v
+                merged[k] = v
+            headers = merged
+        base, session = self._base, self._session
+        assert base is not None and session is not None  # a backend with an adapter has both
         # Never outside base_url, whatever the path (raises NotFoundError before anything is sent).
-        url = self._base.join(path, query)
+        url = base.join(path, query)
         try:
             async with asyncio.timeout(self.first_byte_s):
-                resp = await self._session.request(method, url, data=body, headers=headers,
+                resp = await session.request(method, url, data=body, headers=headers,
                                                    timeout=self._timeout, allow_redirects=False)
         except TimeoutError:
             raise UpstreamTimeoutError(

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Look-alikes of Latin letters (upper and lower case) and of the ASCII hyphen.
+# Look-alikes of Latin letters (upper and lower case), of the ASCII hyphen and of the dot.
 CONFUSABLES = {
     # Cyrillic
     "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T",
@@ -44,6 +44,8 @@ CONFUSABLES = {
     "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
     "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
     "α": "a", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
+    # the ideographic full stop, which IDNA (browsers, mail clients) reads as a dot in domain names
+    "\u3002": ".",
     # dashes and minus signs
     "‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-", "―": "-", "−": "-", "﹣": "-", "－": "-",
 }

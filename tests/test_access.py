@@ -17,8 +17,9 @@ import orjson
 import pytest
 import yaml
 
-from gateway.auth import hash_key, warn_if_open
+from gateway.auth import warn_if_open
 from gateway.config import ConfigError, parse_config
+from gateway.keys import hash_key
 from tests.conftest import gateway_config
 from tests.polling import async_wait_for, wait_for
 
@@ -67,12 +68,13 @@ def write_atomically(path, text: str) -> None:
 
 # --- default: no keys, no stage --------------------------------------------------------------
 def test_without_keys_auth_is_off_and_no_stage_is_registered(gateway, upstream):
-    from gateway.app import STAGES
+    from gateway.app import RUNTIME
     from gateway.auth import ACCESS
 
     upstream.json(CHAT)
     layer = gateway.app[ACCESS]
-    assert layer.access_stage not in gateway.app[STAGES] and layer.plugin_stage not in gateway.app[STAGES]
+    stages = gateway.app[RUNTIME].current.stages  # the active stages of the config in force
+    assert layer.access_stage not in stages and layer.plugin_stage not in stages
     r = post(gateway, key=None)
     assert r.status_code == 200 and "x-ratelimit-limit-requests" not in r.headers
     assert httpx.get(f"{gateway.url}/admin/access").json()["mode"] == "none"

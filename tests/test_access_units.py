@@ -9,8 +9,8 @@ import hashlib
 import pytest
 from multidict import CIMultiDict
 
-from gateway.auth import presented_key, public_config
 from gateway.config import parse_config
+from gateway.keys import presented_key
 from gateway.limits import (
     Decision,
     LimitSpec,
@@ -22,6 +22,7 @@ from gateway.limits import (
     rate_headers,
 )
 from gateway.plugins import Verdict
+from gateway.public_config import public_config
 
 
 def test_request_bucket_refills_continuously():

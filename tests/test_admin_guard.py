@@ -82,6 +82,10 @@ def test_trusted_proxy_forwarded_client_decides(upstream, make_gateway):
              403, "admin_forbidden")
     assert httpx.get(url, headers={"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Host": "localhost"}).status_code == 200
     assert httpx.get(url).status_code == 200  # the proxy host itself, no forwarding
+    # relayed, but the client is not named in X-Forwarded-For (RFC 7239 Forwarded is not read)
+    for header in ({"Forwarded": "for=203.0.113.7"}, {"X-Real-IP": "203.0.113.7"}, {"Via": "1.1 haproxy"},
+                   {"X-Forwarded-Proto": "https"}):
+        error_of(httpx.get(url, headers=header), 403, "admin_forbidden")
 
 
 def test_rebinding_page_behind_a_trusted_proxy_cannot_name_itself_localhost(upstream, make_gateway):

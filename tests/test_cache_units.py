@@ -248,7 +248,7 @@ def test_config_errors_name_their_path(yaml, problem):
 
 
 def test_redis_url_is_masked_in_the_public_config():
-    from gateway.auth import public_config
+    from gateway.public_config import public_config
 
     cfg = parse_config("backends: {fake: {type: mock}}\n"
                        "cache: {enabled: true, store: redis, redis_url: 'redis://u:hunter2@h:6379/0'}\n").config

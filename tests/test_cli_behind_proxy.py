@@ -6,9 +6,11 @@ fails. Every test runs the real ``python -m gateway`` in a subprocess."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -36,6 +38,13 @@ def proxied_env(proxy_port: int) -> dict[str, str]:
     return env
 
 
+def ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2, trust_env=False).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def cli(*args: str, cwd, env, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=env)
@@ -55,14 +64,8 @@ def test_commands_reach_the_local_gateway_not_the_proxy(tmp_path, closed_port):
     server = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2, trust_env=False).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for(ready, 60, "the gateway to be ready")
+        wait_for(lambda: ready(port), 60, "the gateway to be ready")
         query = cli("query", "SELECT 41 + 1 AS answer", "--format", "jsonl", cwd=tmp_path, env=env)
         assert query.returncode == 0, query.stderr
         assert '"answer":42' in query.stdout
@@ -71,6 +74,26 @@ def test_commands_reach_the_local_gateway_not_the_proxy(tmp_path, closed_port):
         session = cli("sessions", "show", "s-none", cwd=tmp_path, env=env)
         assert session.returncode == 0, session.stderr
         assert "no requests logged" in session.stdout
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_the_container_health_check_ignores_the_proxy(tmp_path, closed_port):
+    """The Dockerfile's HEALTHCHECK asks the gateway in the same container: a proxy named in the
+    container's environment must not make a healthy gateway look dead."""
+    dockerfile = (Path(__file__).resolve().parents[1] / "Dockerfile").read_text()
+    [check] = re.findall(r"^HEALTHCHECK .*\\\n\s*CMD (.+)$", dockerfile, re.M)
+    port = free_port()
+    assert ":8080/" in check
+    check = check.replace(":8080/", f":{port}/")
+    env = proxied_env(closed_port)
+    server = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port)], cwd=tmp_path,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: ready(port), 60, "the gateway to be ready")
+        out = subprocess.run(["sh", "-c", check], capture_output=True, text=True, timeout=30, env=env)
+        assert out.returncode == 0, out.stderr
     finally:
         server.terminate()
         server.wait(30)

@@ -288,6 +288,28 @@ def test_a_body_naming_model_twice_is_refused(upstream, make_gateway, raw):
     assert not upstream.received
 
 
+@pytest.mark.parametrize("raw,field", [
+    (b'{"model": "same-name", "stream": false, "Stream": true, "messages": [{"role": "user", "content": "hi"}]}',
+     "Stream"),
+    (b'{"model": "same-name", "messages": [{"role": "user", "content": "hi"}], '
+     b'"Messages": [{"role": "user", "content": "what a blocklist never read"}]}', "Messages"),
+    (b'{"model": "same-name", "messages": [{"role": "user", "content": "hi"}], "MAX_TOKENS": 100000}', "MAX_TOKENS"),
+], ids=["stream", "messages", "max_tokens"])
+def test_case_variants_of_fields_the_gateway_reads_are_refused(upstream, make_gateway, raw, field):
+    """Case-insensitive parsers (Go's) would read these instead of the fields the gateway
+    metered, routed and scanned."""
+    gw = make_gateway(access_config(upstream.url))
+    upstream.json(CHAT)
+    r = httpx.post(f"{gw.url}/v1/chat/completions", content=raw, timeout=30,
+                   headers={"Authorization": f"Bearer {KEY_A}", "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "duplicate_key", r.text
+    assert r.json()["error"]["param"] == field and f"`{field.lower()}`" in r.json()["error"]["message"]
+    assert not upstream.received
+    ok = raw.replace(f'"{field}"'.encode(), b'"x_extra"')  # unknown fields of any case still pass through
+    assert httpx.post(f"{gw.url}/v1/chat/completions", content=ok, timeout=30, headers={
+        "Authorization": f"Bearer {KEY_A}", "Content-Type": "application/json"}).status_code == 200
+
+
 def test_model_keys_below_the_top_level_are_fine(upstream, make_gateway):
     gw = make_gateway(access_config(upstream.url))
     upstream.json(CHAT)

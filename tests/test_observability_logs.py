@@ -13,11 +13,11 @@ import httpx
 import orjson
 import pytest
 
-from gateway.auth import public_config
 from gateway.config import ConfigError, parse_config
 from gateway.context import RequestContext
 from gateway.observability import OBSERVABILITY
 from gateway.observability.logs import CURRENT, JsonFormatter, TextFormatter, make_handler
+from gateway.public_config import public_config
 from tests.conftest import gateway_config
 from tests.telemetry_support import free_port, gateway_env, wait_for
 

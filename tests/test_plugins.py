@@ -190,14 +190,14 @@ def test_tenant_scoped_plugins(upstream, make_gateway):
 
 
 def test_plugins_run_after_auth(upstream, make_gateway):
-    from gateway.app import STAGES
+    from gateway.app import RUNTIME
     from gateway.auth import ACCESS
 
     gw = make_gateway(plugin_config(upstream.url, '  - {path: "tests.test_plugins:Broken", on_error: reject}\n',
                                     keys=True))
     layer = gw.app[ACCESS]
-    stages = gw.app[STAGES]
-    assert stages.index(layer.access_stage) == 0 < stages.index(layer.plugin_stage)
+    stages = gw.app[RUNTIME].current.stages
+    assert stages.index(layer.access_stage) < stages.index(layer.plugin_stage)
     assert post(gw, key=None).status_code == 401  # auth first: the plugin never saw it
     assert stats(gw)["Broken"]["calls"] == 0
 
@@ -313,21 +313,27 @@ def test_max_tokens_cap_per_tenant(upstream, make_gateway):
 
 
 def test_plugins_work_without_keys(upstream, make_gateway):
-    from gateway.app import STAGES
+    from gateway.app import RUNTIME
     from gateway.auth import ACCESS
 
     gw = make_gateway(plugin_config(upstream.url, "  - {path: max_tokens_cap, settings: {default: 7}}\n"))
-    stages = gw.app[STAGES]
+    stages = gw.app[RUNTIME].current.stages
     assert gw.app[ACCESS].access_stage not in stages and gw.app[ACCESS].plugin_stage in stages
     upstream.json(CHAT)
     assert post(gw, key=None).status_code == 200 and upstream.last.json()["max_tokens"] == 7
 
 
-def test_stage_order_access_prompts_plugins_cache():
-    """Plugins see the request after prompt injection (PII in prompt variables is redacted too)."""
-    from gateway.pipeline import StageList
+def test_stage_order_access_prompts_plugins_cache(upstream, make_gateway):
+    """Plugins see the request after prompt injection (PII in prompt variables is redacted too);
+    the cache keys the request as all of them left it."""
+    from gateway.app import FEATURES, RUNTIME
+    from gateway.auth import ACCESS
+    from gateway.cache import CACHE
+    from gateway.prompts.inject import prompt_stage
 
-    stages = StageList()
-    for name, kind in (("cache", "cache"), ("prompts", "prompts"), ("plugins", "plugins"), ("access", "access")):
-        stages.place(name, kind)
-    assert list(stages) == ["access", "prompts", "plugins", "cache"]
+    gw = make_gateway(plugin_config(upstream.url, "  - {path: max_tokens_cap, settings: {default: 7}}\n",
+                                    keys=True) + "cache: {enabled: true}\n")
+    layer = gw.app[ACCESS]
+    observe = next(f for f in gw.app[FEATURES] if f.name == "observability").observe  # metrics are on by default
+    assert list(gw.app[RUNTIME].current.stages) == [observe, layer.access_stage, prompt_stage, layer.plugin_stage,
+                                                    gw.app[CACHE]]

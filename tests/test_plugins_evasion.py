@@ -221,6 +221,8 @@ PII = {
     "e-mail with cyrillic letters": ("mail \u0430lice@ex\u0430mple.com now", "mail [EMAIL] now"),
     "phone with fullwidth digits": ("call +1-\uff15\uff15\uff15-123-4567 now", "call [PHONE] now"),
     "card split by Hangul fillers": ("card 4111\u31641111\u31641111\u31641111 ok", "card [CARD] ok"),
+    "e-mail with ideographic full stops": ("mail alice@example\u3002com now", "mail [EMAIL] now"),
+    "e-mail with halfwidth ideographic full stops": ("mail alice@mail\uff61example\uff61com now", "mail [EMAIL] now"),
 }
 
 

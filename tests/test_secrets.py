@@ -166,7 +166,7 @@ keys:
   - {{tenant: t, sha256: {hashlib.sha256(CLIENT.encode()).hexdigest()}}}
 limits: {{redis_url: "redis://:{PROVIDER}@127.0.0.1:1/0"}}
 """)
-    from gateway.auth import public_config
+    from gateway.public_config import public_config
 
     text = repr(snap.config) + str(snap.config) + orjson.dumps(public_config(snap.config)).decode()
     for canary in CANARIES:

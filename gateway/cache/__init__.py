@@ -1,10 +1,11 @@
 """Exact-match response cache: memory or Redis, stream replay, single flight, per-request control.
 
-``setup_cache(app, snapshot, stages)`` wires it into the application: a ``CacheStage`` (kept
-as ``app[CACHE]``) placed in the stage list as kind ``cache``, which ``StageList`` keeps after
-access, prompts and plugins, so the key is computed on the request as it will be sent; its
-store opened and closed through ``cleanup_ctx``; and
-``GET /admin/cache`` (counters, store state; behind the admin check like every ``/admin`` path).
+``CacheFeature`` (a ``gateway.feature.Feature``) plugs it into the gateway: its stage is the
+``CacheStage`` (kept as ``app[CACHE]``), listed in ``gateway.app`` after access, prompts and
+plugins so the key is computed on the request as it will be sent, and only for a config where
+some model caches (otherwise requests never meet it); each config's ``CachePolicy`` is compiled
+when the config is, and the store it needs opened or swapped then, never on the request path;
+``GET /admin/cache`` shows counters and store state.
 
 Modules: ``policy`` (what is cached, keys, ``Cache-Control``), ``entry`` (a cached answer and
 its wire format), ``convert`` (stream ⇄ JSON, usage chunk on/off), ``stores`` (memory LRU,
@@ -13,46 +14,47 @@ Redis), ``flight`` (single flight), ``stage`` (the stage). See docs/cache.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
-from gateway.auth import check_admin
 from gateway.cache.entry import CacheEntry
 from gateway.cache.policy import CachePolicy, RequestControl
 from gateway.cache.stage import CacheStage
 from gateway.cache.stores import CacheStats, MemoryStore, RedisStore
-from gateway.config import ConfigSnapshot
-from gateway.pipeline import StageList
+from gateway.feature import Feature, Routes
 
 CACHE = web.AppKey("cache", CacheStage)
 
-__all__ = ["CACHE", "CacheEntry", "CachePolicy", "CacheStage", "CacheStats", "MemoryStore", "RedisStore",
-           "RequestControl", "setup_cache"]
+__all__ = ["CACHE", "CacheEntry", "CacheFeature", "CachePolicy", "CacheStage", "CacheStats", "MemoryStore",
+           "RedisStore", "RequestControl"]
 
 
-def setup_cache(app: web.Application, snapshot: ConfigSnapshot, stages: StageList) -> CacheStage:
-    """Install the cache on ``app``; ``stages`` is the app's stage list (``app[STAGES]``).
+class CacheFeature(Feature):
+    """The cache's stage, per-config policy, store lifecycle and admin view."""
 
-    The stage goes in as kind ``cache`` (last in ``STAGE_ORDER``: after every stage that may
-    change the request, whenever those register). Returns the stage.
-    """
-    stage = CacheStage()
-    app[CACHE] = stage
-    stages.place(stage, "cache")
+    name = "cache"
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await stage.start(CachePolicy(snapshot.config))
-        yield
-        await stage.close()
+    def __init__(self, app: web.Application):
+        self.cache = app[CACHE] = CacheStage()
 
-    app.cleanup_ctx.append(lifecycle)
+    def compile(self, runtime) -> None:
+        runtime.compiled[self.name] = CachePolicy(runtime.snapshot.config)
 
-    async def admin_cache(request: web.Request) -> web.Response:
-        denied = check_admin(request, snapshot.config.server.admin_key)
-        if denied is not None:
-            return denied
-        return web.json_response(stage.describe())
+    def stage(self, runtime):
+        return self.cache if runtime.compiled[self.name].any_enabled else None
 
-    app.router.add_get("/admin/cache", admin_cache)
-    return stage
+    def activate(self, runtime) -> None:
+        self.cache.use(runtime.compiled[self.name])
+
+    def routes(self, routes: Routes) -> None:
+        cache = self.cache
+
+        async def admin_cache(request: web.Request) -> web.Response:
+            return web.json_response(cache.describe())
+
+        routes.admin_get("/admin/cache", admin_cache)
+
+    async def start(self, app: web.Application) -> None:
+        await self.cache.start()
+
+    async def stop(self, app: web.Application) -> None:
+        await self.cache.close()

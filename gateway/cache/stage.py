@@ -2,7 +2,7 @@
 
 ``CacheStage`` is one pipeline stage (``async (ctx, call_next)``). Per request:
 
-1. The policy of the config in force (compiled once per snapshot) says whether the cache
+1. The policy of the config in force (compiled once per config, on start-up or reload) says whether the cache
    applies: the model's ``cache.enabled``, a cached endpoint, ``mode`` (deterministic:
    ``temperature: 0`` or a ``seed``), and the request's ``Cache-Control``. If not, the request
    goes on untouched (``bypass``); a request for a model without caching pays one dict lookup.
@@ -93,18 +93,14 @@ class CacheStage:
         self.store: MemoryStore | RedisStore | None = None
         self.flights: dict[str, Flight] = {}
         self._store_sig: tuple | None = None
-        self._rt = None
         self._policy: CachePolicy | None = None
         self._tasks: set[asyncio.Task] = set()
 
     # --- lifecycle ------------------------------------------------------------------
-    async def start(self, policy: CachePolicy | None = None) -> None:
-        """Open the store a starting config needs (none when caching is off everywhere)."""
-        if policy is not None:
-            self._policy = policy
-            if policy.any_enabled:
-                self._swap_store(policy)
-                await self.store.start()
+    async def start(self) -> None:
+        """Open the store the starting config needs (``use`` chose it; none when caching is off)."""
+        if self.store is not None:
+            await self.store.start()
 
     async def close(self) -> None:
         """Wait for pending Redis writes, then close the store."""
@@ -150,16 +146,16 @@ class CacheStage:
             out["redis_available"] = store.available
         return out
 
-    def _compile(self, runtime) -> CachePolicy:
-        policy = CachePolicy(runtime.snapshot.config)
+    def use(self, policy: CachePolicy) -> None:
+        """Put ``policy`` (a config made current) in force: open, swap or close the store it
+        needs. Called on start-up and on each reload, never on the request path."""
         if policy.any_enabled:
             self._swap_store(policy)
         elif self.store is not None:  # turned off by a reload: free the store
             log.info("cache: turned off; closing the %s store", self.store.kind)
             self._spawn(self.store.close())
             self.store, self._store_sig = None, None
-        self._rt, self._policy = runtime, policy
-        return policy
+        self._policy = policy
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -169,9 +165,8 @@ class CacheStage:
 
     # --- the stage ------------------------------------------------------------------
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> web.StreamResponse:
-        rt = ctx.runtime
-        policy = self._policy if rt is self._rt and rt is not None else self._compile(rt)
-        if not policy.any_enabled:
+        policy = self._policy
+        if policy is None or not policy.any_enabled:  # a request begun just before a reload turned it off
             ctx.cache_status = BYPASS
             return await call_next(ctx)
         model_policy = policy.for_model(ctx.model_requested)

@@ -7,15 +7,40 @@ it: an app calls the public name like any model. Files are loaded into the confi
 config), run by ``runner.py`` through the gateway's own request path in-process (every step a
 request with its own row, linked to the chain's row by ``session_id`` / ``parent_request_id``),
 and listed, shown and run by ``llm-gateway chains …`` (``cli.py``).
+
+``ChainsFeature`` serves chain models: its stage, last before routing, answers a request for a
+chain model by running the chain and passes every other request on. A config without chain
+models has no such stage.
 """
 
 from __future__ import annotations
 
-__all__ = ["install_chains"]
+from gateway.feature import Feature
+
+__all__ = ["ChainsFeature"]
 
 
-def install_chains(handlers) -> None:
-    """Make ``handlers`` (``ProxyHandlers``) answer chain models with a ``ChainRunner``."""
-    from gateway.chains.runner import ChainRunner
+class ChainsFeature(Feature):
+    """Dispatches requests for chain models to a ``ChainRunner`` (steps run through
+    ``handlers.call_internal``, a ``ProxyHandlers``)."""
 
-    handlers.run_chain = ChainRunner(handlers).run
+    name = "chains"
+
+    def __init__(self, handlers):
+        from gateway.chains.runner import ChainRunner
+
+        self._run = ChainRunner(handlers).run
+
+    def stage(self, runtime):
+        chains = runtime.snapshot.chains
+        if chains is None or not chains.by_model:
+            return None
+        by_model, run = chains.by_model, self._run
+
+        async def chain_dispatch(ctx, call_next):
+            chain = by_model.get(ctx.body["model"])
+            if chain is not None:  # a chain model: its steps run as requests of their own
+                return await run(ctx, chain)
+            return await call_next(ctx)
+
+        return chain_dispatch

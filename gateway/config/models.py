@@ -322,7 +322,7 @@ class GatewayConfig(_Strict):
             if name in names[:i]:
                 problems.append(f'routes[{i}].name: duplicate rule name "{name}"')
         problems.extend(access_problems(self))
-        problems.extend(vllm_problems(self))
+        problems.extend(vllm_problems(self.backends))
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -8,13 +8,11 @@ Behaviour and the scoring formula: docs/vllm.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from gateway.config.models import GatewayConfig
 
 
 class _Strict(BaseModel):
@@ -111,10 +109,11 @@ def server_root(base_url: str) -> str:
     return root[:-3] if root.endswith("/v1") else root
 
 
-def vllm_problems(cfg: GatewayConfig) -> list[str]:
-    """Path-qualified errors of the vLLM blocks (for ``GatewayConfig``'s validator)."""
+def vllm_problems(backends: Mapping[str, Any]) -> list[str]:
+    """Path-qualified errors of the vLLM blocks of ``backends`` (``GatewayConfig.backends``, for
+    its validator; taking the mapping keeps this module below ``gateway.config.models``)."""
     problems = []
-    for name, b in cfg.backends.items():
+    for name, b in backends.items():
         vllm, launch = getattr(b, "vllm", None), getattr(b, "launch", None)
         if b.type != "vllm":
             if vllm is not None:

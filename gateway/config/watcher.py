@@ -1,10 +1,11 @@
 """Hot reload: watch the config file, validate a change, swap it in atomically.
 
 The watcher polls the file's content, and that of the prompt files beside it (every
-``server.reload_interval_s``), and reloads at once on SIGHUP. A valid change builds a new
-runtime and replaces the holder's reference in one assignment: requests already running keep
-the runtime they started with. An invalid change keeps the running config and logs the
-path-qualified error (also shown at ``/admin/config``).
+``server.reload_interval_s``), and reloads at once on SIGHUP. A valid change is handed to
+``apply`` — the gateway's one compile step (``gateway.app``): a new runtime, every feature's
+``compile`` (any may refuse the config), then one assignment that makes it current; requests
+already running keep the runtime they started with. An invalid or refused change keeps the
+running config and logs the path-qualified error (also shown at ``/admin/config``).
 """
 
 from __future__ import annotations

@@ -22,30 +22,30 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import ConfigSnapshot
+from gateway.feature import Feature, Routes
 
-__all__ = ["install_dashboard"]
+__all__ = ["DashboardFeature"]
 
 
-def install_dashboard(app: web.Application, snapshot: ConfigSnapshot,
-                      runtime: Callable[[], Any] = lambda: None, data_dir: str | None = None) -> None:
-    """Register the page, the JSON endpoints and the session middleware on ``app`` (after
-    ``install_access`` and ``install_telemetry``, before any catch-all route). ``runtime()``:
-    the ``Runtime`` in force (models for drift, current prompt labels). Sign-outs are recorded
-    under the telemetry data folder (``data_dir`` overrides it), shared by workers."""
-    from gateway.auth import ACCESS
-    from gateway.dashboard.api import DashboardAPI
-    from gateway.dashboard.revocations import Revocations
-    from gateway.dashboard.session import Sessions, session_middleware
-    from gateway.telemetry import QUERY_LANES
+class DashboardFeature(Feature):
+    """The page, its JSON endpoints and its session cookie. ``admin_key()``: the admin key in
+    force; ``runtime()``: the ``Runtime`` in force (models for drift, current prompt labels).
+    Sign-outs are recorded under the telemetry data folder (``data_dir`` overrides it), shared by
+    workers. ``admits`` is the cookie check the one admin check accepts in place of the key."""
 
-    configured = snapshot.config.server.admin_key or None
+    name = "dashboard"
 
-    def admin_key() -> str | None:
-        layer = app.get(ACCESS)
-        return layer.admin_key() if layer is not None else configured
+    def __init__(self, app: web.Application, snapshot: ConfigSnapshot, admin_key: Callable[[], str | None],
+                 runtime: Callable[[], Any] = lambda: None, data_dir: str | None = None):
+        from gateway.dashboard.api import DashboardAPI
+        from gateway.dashboard.revocations import Revocations
+        from gateway.dashboard.session import Sessions, session_admits
+        from gateway.telemetry import QUERY_LANES
 
-    folder = snapshot.config.telemetry.resolved_data_dir(data_dir)
-    sessions = Sessions(admin_key, Revocations(folder / "dashboard" / "revoked-sessions"))
-    DashboardAPI(lambda: app.get(QUERY_LANES), admin_key, sessions, runtime).routes(app)
-    # Ahead of the access middleware, whose admin check honours a request marked admin-checked.
-    app.middlewares.insert(0, session_middleware(sessions))
+        folder = snapshot.config.telemetry.resolved_data_dir(data_dir)
+        sessions = Sessions(admin_key, Revocations(folder / "dashboard" / "revoked-sessions"))
+        self.admits = session_admits(sessions)
+        self._api = DashboardAPI(lambda: app.get(QUERY_LANES), admin_key, sessions, runtime)
+
+    def routes(self, routes: Routes) -> None:
+        self._api.routes(routes)

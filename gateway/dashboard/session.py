@@ -34,7 +34,6 @@ from collections.abc import Callable
 from aiohttp import web
 
 from gateway.admin_guard import guard_of
-from gateway.auth import ADMIN_OK
 from gateway.dashboard.revocations import Revocations
 
 COOKIE = "llm_gateway_dashboard"
@@ -121,14 +120,11 @@ class Sessions:
         response.del_cookie(COOKIE, path="/")
 
 
-def session_middleware(sessions: Sessions):
-    """Middleware (installed ahead of the admin check): a valid session cookie on an allowed
-    request marks it admin-checked, so the shared check lets it through."""
+def session_admits(sessions: Sessions):
+    """The admin check's other credential (``AccessLayer.admin_session``): whether a valid
+    session cookie on an allowed request stands in for the admin key."""
 
-    @web.middleware
-    async def dashboard_session(request: web.Request, handler):
-        if request.path.startswith("/admin/") and cookie_allowed(request) and sessions.valid(request):
-            request[ADMIN_OK] = True
-        return await handler(request)
+    def admits(request: web.Request) -> bool:
+        return request.path.startswith("/admin/") and cookie_allowed(request) and sessions.valid(request)
 
-    return dashboard_session
+    return admits

@@ -1,16 +1,17 @@
 """Observability beyond ClickHouse: OpenTelemetry traces, Prometheus metrics, structured logs.
 
-``install_observability`` wires the ``observability:`` settings into an application:
+``ObservabilityFeature`` plugs the ``observability:`` settings into the gateway
+(``gateway.feature``):
 
-- a request hook (``ProxyHandlers.on_request``) that runs first for every proxied request:
-  the in-flight gauge, the trace ids (tracing on), the request's context for log lines;
-- one finisher (``app[FINISHERS]``) that runs when the response has ended: request metrics,
-  spans, the access line — built from the ``RequestContext``, never by wrapping the request;
+- the outermost request stage, before the request is even read: the in-flight gauge, the
+  trace ids (tracing on), the request's context for log lines;
+- one finisher that runs when the response has ended: request metrics, spans, the access
+  line — built from the ``RequestContext``, so the stage never waits for the response;
 - ``GET /metrics`` (its own access rule, see ``MetricsSettings``);
 - start/stop of the tracer provider (flushes queued spans on shutdown) and of the metrics
   refresher.
 
-With everything off the request path pays one ``None`` check. A failure in any of these
+With everything off the stage is not in the request path at all. A failure in any of these
 never fails a request: it is logged (once per kind) and dropped.
 
 Tracing and metrics settings take effect at start-up; a reload that changes them is applied
@@ -30,12 +31,13 @@ from aiohttp import web
 
 from gateway.config import ConfigSnapshot
 from gateway.context import RequestContext
+from gateway.feature import Feature, Routes
 from gateway.observability.logs import CURRENT, AccessLog, configure_logging
 from gateway.pricing import PriceTable
 
 log = logging.getLogger("gateway.observability")
 
-__all__ = ["OBSERVABILITY", "Observability", "configure_logging", "install_observability"]
+__all__ = ["OBSERVABILITY", "Observability", "ObservabilityFeature", "configure_logging"]
 
 
 class Observability:
@@ -120,43 +122,59 @@ class Observability:
 OBSERVABILITY = web.AppKey("observability", Observability)
 
 
-def install_observability(app: web.Application, snapshot: ConfigSnapshot, handlers, finishers: list,
-                          install_hooks: list, runtime: Callable[[], Any], health, watcher: Callable[[], Any]) -> Observability:
-    """Register the request hook, the finisher, ``GET /metrics`` and the start/stop hooks on
-    ``app`` (before its catch-all route). ``runtime()`` returns the ``Runtime`` in force,
-    ``health`` is the ``HealthRegistry``, ``watcher()`` the ``ConfigWatcher`` (or ``None``)."""
-    from gateway.telemetry import SINK
+class ObservabilityFeature(Feature):
+    """The outermost stage (request start: in-flight gauge, trace ids, log context), the
+    finisher (metrics, spans, the access line), ``GET /metrics`` and the tracer and metrics
+    start/stop. ``runtime()``: the ``Runtime`` in force; ``health``: the ``HealthRegistry``;
+    ``watcher()``: the ``ConfigWatcher`` (or ``None``)."""
 
-    def admin_key() -> str | None:
-        rt = runtime()
-        return (rt.snapshot if rt is not None else snapshot).config.server.admin_key
+    name = "observability"
 
-    try:
+    def __init__(self, app: web.Application, snapshot: ConfigSnapshot, runtime: Callable[[], Any], health,
+                 watcher: Callable[[], Any]):
+        from gateway.telemetry import SINK
         from gateway.vllm import FLEET
-    except ImportError:  # pragma: no cover - a build without the vLLM fleet module
-        FLEET = None
 
-    obs = Observability(snapshot, runtime, health, watcher, lambda: app.get(SINK), admin_key,
-                        (lambda: app.get(FLEET)) if FLEET is not None else (lambda: None))
-    app[OBSERVABILITY] = obs
-    o = snapshot.config.observability
-    if obs.tracing is not None or obs.metrics is not None or o.logging.format == "json" or o.logging.access_log:
-        handlers.on_request = obs.on_request
-    finishers.append(obs.finish)
-    install_hooks.append(obs.reloaded)
-    if obs.metrics is not None:
-        app.router.add_get("/metrics", obs.metrics.handle)
+        def admin_key() -> str | None:
+            rt = runtime()
+            return (rt.snapshot if rt is not None else snapshot).config.server.admin_key
 
-    async def lifecycle(app: web.Application):
-        if obs.tracing is not None:
-            obs.tracing.start()
-        if obs.metrics is not None:
-            obs.metrics.start()
-        yield
-        if obs.metrics is not None:
-            await obs.metrics.stop()
-        if obs.tracing is not None:
-            await asyncio.to_thread(obs.tracing.stop)
+        self.obs = app[OBSERVABILITY] = Observability(snapshot, runtime, health, watcher, lambda: app.get(SINK),
+                                                      admin_key, lambda: app.get(FLEET))
+        self._json_logs = snapshot.config.observability.logging.format == "json"
+        on_request = self.obs.on_request
 
-    app.cleanup_ctx.append(lifecycle)
-    return obs
+        async def observe(ctx: RequestContext, call_next):
+            on_request(ctx, ctx.request)
+            return await call_next(ctx)
+
+        self.observe = observe
+
+    def stage(self, runtime):
+        obs = self.obs
+        needed = (obs.tracing is not None or obs.metrics is not None or self._json_logs
+                  or runtime.snapshot.config.observability.logging.access_log)
+        return self.observe if needed else None
+
+    def finishers(self):
+        # Always: the access log can be switched on by a reload, and it is written here.
+        return (self.obs.finish,)
+
+    def activate(self, runtime) -> None:
+        self.obs.reloaded(runtime)
+
+    def routes(self, routes: Routes) -> None:
+        if self.obs.metrics is not None:
+            routes.get("/metrics", self.obs.metrics.handle)
+
+    async def start(self, app: web.Application) -> None:
+        if self.obs.tracing is not None:
+            self.obs.tracing.start()
+        if self.obs.metrics is not None:
+            self.obs.metrics.start()
+
+    async def stop(self, app: web.Application) -> None:
+        if self.obs.metrics is not None:
+            await self.obs.metrics.stop()
+        if self.obs.tracing is not None:
+            await asyncio.to_thread(self.obs.tracing.stop)

@@ -8,7 +8,7 @@ and injects the selected version into chat requests; ``tables.py`` writes ``prom
 and ``llm_feedback`` rows; ``http.py`` serves ``POST /v1/feedback`` and ``GET /admin/prompts``;
 ``cli.py`` adds ``llm-gateway prompts …``.
 
-``install_prompts`` wires it into the application (called from ``build_app``).
+``PromptsFeature`` plugs it into the gateway (``gateway.feature``; listed in ``gateway.app``).
 """
 
 from __future__ import annotations
@@ -16,61 +16,72 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from gateway.pipeline import StageList
+from gateway.feature import Feature, Routes
 
 log = logging.getLogger("gateway.prompts")
 
 # The prompt-table sink (``tables.TableSink``), when telemetry is on; tests flush it.
 PROMPT_SINK = web.AppKey("prompt_table_sink", object)
 
-__all__ = ["PROMPT_SINK", "install_prompts"]
+__all__ = ["PROMPT_SINK", "PromptsFeature"]
 
 
-def install_prompts(app: web.Application, snapshot, stages: StageList, runtime: Callable[[], Any],
-                    install_hooks: list, *, data_dir: str | os.PathLike | None = None) -> None:
-    """Register the prompt stage (appended to ``stages``: put this call after auth's and before
-    the cache's), the response-header hook, the version recorder (``install_hooks`` are called
-    with every ``Runtime`` made current), the prompt-table sink and the HTTP routes (call it
-    before the catch-all routes are added)."""
-    from gateway.prompts.http import PromptEndpoints
-    from gateway.prompts.inject import add_headers, prompt_stage
-    from gateway.prompts.tables import build_table_sink, version_row
-    from gateway.telemetry import telemetry_enabled
+class PromptsFeature(Feature):
+    """The prompt stage, the prompt response headers, the version recorder (each config made
+    current), the prompt-table sink and the prompt routes. ``runtime()``: the ``Runtime`` in
+    force. The stage is in every config's path: it also refuses a ``prompt`` field or header
+    that names no prompt, which must not reach a backend."""
 
-    stages.place(prompt_stage, "prompts")
-    app.on_response_prepare.append(add_headers)
-    sink = build_table_sink(snapshot, data_dir) if telemetry_enabled(snapshot) else None
-    if sink is not None:
-        app[PROMPT_SINK] = sink
-    emitted: set[tuple[str, int, str]] = set()
+    name = "prompts"
 
-    def record_versions(rt) -> None:
-        """Record the versions of a newly installed config: the lock file, and ``prompt_versions``."""
-        registry = rt.snapshot.prompts
+    def __init__(self, app: web.Application, snapshot, runtime: Callable[[], Any], *,
+                 data_dir: str | os.PathLike | None = None):
+        from gateway.prompts.http import PromptEndpoints
+        from gateway.prompts.inject import add_headers
+        from gateway.prompts.tables import build_table_sink
+        from gateway.telemetry import telemetry_enabled
+
+        # The stage leaves its headers on the request; this response hook sends them.
+        self.add_headers = add_headers
+        self.sink = build_table_sink(snapshot, data_dir) if telemetry_enabled(snapshot) else None
+        if self.sink is not None:
+            app[PROMPT_SINK] = self.sink
+        self._emitted: set[tuple[str, int, str]] = set()
+        self._endpoints = PromptEndpoints(runtime, lambda: self.sink, snapshot.config.server.admin_key)
+
+    def stage(self, runtime):
+        from gateway.prompts.inject import prompt_stage
+
+        return prompt_stage
+
+    def activate(self, runtime) -> None:
+        """Record the versions of a config made current: the lock file, and ``prompt_versions``."""
+        from gateway.prompts.tables import version_row
+
+        registry = runtime.snapshot.prompts
         if not registry:
             return
         registry.record()
-        if sink is None:
+        if self.sink is None:
             return
         for cv in registry.versions():
             key = (cv.prompt, cv.version, cv.content_hash)
-            if key not in emitted:
-                emitted.add(key)
-                sink.emit(version_row(cv))
+            if key not in self._emitted:
+                self._emitted.add(key)
+                self.sink.emit(version_row(cv))
 
-    install_hooks.append(record_versions)
+    def routes(self, routes: Routes) -> None:
+        self._endpoints.routes(routes)
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        if sink is not None:
-            await asyncio.to_thread(sink.start)
-        yield
-        if sink is not None:
-            await asyncio.to_thread(sink.close)
+    async def start(self, app: web.Application) -> None:
+        if self.sink is not None:
+            await asyncio.to_thread(self.sink.start)
 
-    app.cleanup_ctx.append(lifecycle)
-    PromptEndpoints(runtime, lambda: sink, snapshot.config.server.admin_key).routes(app)
+    async def stop(self, app: web.Application) -> None:
+        if self.sink is not None:
+            await asyncio.to_thread(self.sink.close)

@@ -13,7 +13,7 @@
   admin key). Without auth the key id is a fingerprint of the bearer key, as in request rows.
 - ``GET /admin/prompts``: every prompt with its versions (hash, first seen, variables,
   params, templates), labels, the models that name a prompt, and the prompt-table sink's
-  counters. Guarded by the one admin check (``gateway.auth.check_admin``).
+  counters. Behind the one admin check every ``/admin`` path gets (``gateway.access_feature``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.auth import authenticated_key, bears_admin_key, check_admin
+from gateway.auth import authenticated_key, bears_admin_key
 from gateway.errors import error_body
 from gateway.prompts.tables import feedback_row
 from gateway.telemetry import QUERY_LANES, RECENT
@@ -85,10 +85,10 @@ class PromptEndpoints:
         self._sink = sink
         self._admin_key = admin_key
 
-    def routes(self, app: web.Application) -> None:
-        """Register the routes on ``app`` (before the ``/v1/{endpoint}`` catch-all)."""
-        app.router.add_post("/v1/feedback", self.feedback)
-        app.router.add_get("/admin/prompts", self.admin_prompts)
+    def routes(self, routes) -> None:
+        """Register the routes (``gateway.feature.Routes``)."""
+        routes.post("/v1/feedback", self.feedback)
+        routes.admin_get("/admin/prompts", self.admin_prompts)
 
     async def feedback(self, request: web.Request) -> web.Response:
         sink = self._sink()
@@ -126,8 +126,6 @@ class PromptEndpoints:
         return web.json_response({"object": "feedback", "id": fid, "request_id": rid, "score": score})
 
     async def admin_prompts(self, request: web.Request) -> web.Response:
-        if (denied := check_admin(request, self._admin_key)) is not None:
-            return denied
         runtime = self._runtime()
         if runtime is None:
             return _error(503, "the gateway is starting", "starting", type_="server_error")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -115,7 +116,7 @@ class Version(_Strict):
         bad = sorted(set(params) & FORBIDDEN_PARAMS)
         if bad:
             raise ValueError(f"params may not set {', '.join(bad)}")
-        checks = {
+        checks: dict[str, Callable[[Any], bool]] = {
             "temperature": lambda v: _is_number(v) and 0 <= v <= 2,
             "top_p": lambda v: _is_number(v) and 0 <= v <= 1,
             "max_tokens": lambda v: _is_int(v) and v > 0,

@@ -1,6 +1,6 @@
 """Admin views of routing: ``GET /admin/backends`` (targets, circuit state, EWMAs, in-flight).
 
-Access is checked by the admin middleware (``gateway.auth``) like every ``/admin`` path.
+Behind the one admin check every ``/admin`` path gets (``gateway.access_feature``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from gateway.feature import Feature, Routes
 from gateway.routing.health import HealthRegistry
 
 if TYPE_CHECKING:
@@ -33,3 +34,15 @@ def backends_handler(runtime: Callable[[], Runtime | None], health: HealthRegist
         return web.json_response(body)
 
     return backends
+
+
+class RoutingAdmin(Feature):
+    """``GET /admin/backends`` as a gateway feature (``runtime()``: the ``Runtime`` in force)."""
+
+    name = "routing-admin"
+
+    def __init__(self, runtime: Callable[[], Runtime | None], health: HealthRegistry):
+        self._handler = backends_handler(runtime, health)
+
+    def routes(self, routes: Routes) -> None:
+        routes.admin_get("/admin/backends", self._handler)

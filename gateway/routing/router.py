@@ -76,7 +76,8 @@ class Router:
              metadata: Mapping[str, str] | None = None, tenant: str = "", api_key_id: str = "",
              prompt_id: str = "") -> RoutePlan:
         """Decide where a request goes. ``body``: the request dict (for token estimates)."""
-        tokens = at_most = None
+        tokens: Callable[[], int] | None = None
+        at_most: Callable[[], int] | None = None
         rule = None
         if self.rules:
             tokens, at_most = self._estimators(body)
@@ -95,7 +96,7 @@ class Router:
             if pm is None and not rule.targets:
                 raise ModelNotFoundError(f"The model `{model}` does not exist. Available models: {self._known}.",
                                          param="model")
-            targets = rule.targets or pm.targets
+            targets = rule.targets or (pm.targets if pm is not None else [])
             strategy_name = rule.strategy or (pm.strategy if pm is not None else "priority")
             retry = (pm.retry if pm is not None and pm.retry else None) or self._config.routing.retry
             fallback = frozenset(pm.fallback_on if pm is not None and pm.fallback_on is not None
@@ -108,7 +109,7 @@ class Router:
                 c.skipped = "circuit_open"
                 continue
             if c.target.context_window is not None:
-                if at_most is None:
+                if tokens is None or at_most is None:
                     tokens, at_most = self._estimators(body)
                 limit = body.get("max_completion_tokens") or body.get("max_tokens") or 0
                 limit = limit if isinstance(limit, int) else 0
@@ -125,7 +126,7 @@ class Router:
         if not usable:
             ordered = []
         elif getattr(strategy, "wants_body", False):  # vllm-load: prefix affinity reads the prompt
-            ordered = strategy.rank(usable, stream, self.rng, body=body)
+            ordered = strategy.rank(usable, stream, self.rng, body=body)  # type: ignore[call-arg]  # its rank takes it
         else:
             ordered = strategy.rank(usable, stream, self.rng)
         plan = RoutePlan(public, rule.name if rule is not None else DEFAULT_RULE, strategy_name, ordered,

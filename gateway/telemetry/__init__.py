@@ -1,8 +1,8 @@
 """Telemetry: every proxied request becomes a row in ClickHouse (a server, or embedded chDB).
 
-``install_telemetry(app, snapshot)`` wires it into the aiohttp application: a
-``TelemetrySink`` whose ``emit`` is registered in ``app[FINISHERS]`` (started and stopped via
-``cleanup_ctx``; shutdown flushes or spools), and the ``/admin/*`` endpoints.
+``TelemetryFeature`` plugs it into the gateway (``gateway.feature``): a ``TelemetrySink`` whose
+``emit`` is a finisher (started and stopped with the app; shutdown flushes or spools), and the
+telemetry ``/admin/*`` endpoints (``gateway.admin``).
 
 Modules: ``record`` (the row), ``sink`` (queue, writer thread, spool/replay), ``spool``
 (batch files), ``clickhouse`` (connections, inserts, read-only queries), ``schema``
@@ -19,13 +19,13 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
 from gateway.admin import AdminAPI
 from gateway.config import ConfigSnapshot, environment
+from gateway.feature import Feature, Routes
 from gateway.pricing import PriceTable
 from gateway.telemetry.clickhouse import ClickHouseStore, parse_dsn
 from gateway.telemetry.lanes import QueryLanes
@@ -44,7 +44,7 @@ TELEMETRY_ENV = environment.TELEMETRY
 STARTUP_WAIT_S = 3.0
 
 __all__ = ["SINK", "QUERY_LANES", "RECENT", "TelemetrySink", "build_sink", "embedded_store_conflict",
-           "install_telemetry", "telemetry_enabled"]
+           "TelemetryFeature", "telemetry_enabled"]
 
 
 def telemetry_enabled(snapshot: ConfigSnapshot) -> bool:
@@ -86,32 +86,39 @@ def build_sink(snapshot: ConfigSnapshot, *, data_dir: str | os.PathLike | None =
     return TelemetrySink(store, builder, Spool(t.resolved_spool_dir(ddir)), t, display=store.target.display)
 
 
-def install_telemetry(app: web.Application, snapshot: ConfigSnapshot, finishers: list, *,
-                      data_dir: str | os.PathLike | None = None, tokens: TokenCounter | None = None,
-                      install_hooks: list | None = None) -> None:
-    """Register the sink (``finishers`` gets ``sink.emit``), its start/stop, and the admin
-    routes on ``app``. Call before any catch-all route is added. ``install_hooks`` (called with
-    each ``Runtime`` made current) gets the hook that hands the config's secrets to the rows."""
-    cfg = snapshot.config
-    t = cfg.telemetry
-    ddir = t.resolved_data_dir(str(data_dir) if data_dir else None)
-    dsn = t.resolved_dsn(ddir)
-    parse_dsn(dsn, t.clickhouse.database)  # fail at build time on a malformed DSN
-    lanes = QueryLanes(t.clickhouse, dsn, t.queries)
-    app[QUERY_LANES] = lanes
-    sink: TelemetrySink | None = None
-    if telemetry_enabled(snapshot):
-        sink = build_sink(snapshot, data_dir=ddir, tokens=tokens)
-        app[SINK] = sink
-        finishers.append(sink.emit)
-        recent = app[RECENT] = RecentRequests()  # who may score which request (/v1/feedback)
-        finishers.append(recent.record)
-        if install_hooks is not None:
-            def use_secrets(runtime, builder=sink.builder) -> None:
-                builder.secrets = runtime.secrets
-            install_hooks.append(use_secrets)
+class TelemetryFeature(Feature):
+    """The sink (its ``emit`` and the recent-requests record are finishers; none with telemetry
+    off), the query lanes, their start/stop, and the telemetry admin routes. ``tokens``: the
+    shared ``TokenCounter``; ``data_dir`` overrides ``telemetry.data_dir``."""
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    name = "telemetry"
+
+    def __init__(self, app: web.Application, snapshot: ConfigSnapshot, *,
+                 data_dir: str | os.PathLike | None = None, tokens: TokenCounter | None = None):
+        t = snapshot.config.telemetry
+        ddir = t.resolved_data_dir(str(data_dir) if data_dir else None)
+        dsn = t.resolved_dsn(ddir)
+        parse_dsn(dsn, t.clickhouse.database)  # fail at build time on a malformed DSN
+        self.lanes = app[QUERY_LANES] = QueryLanes(t.clickhouse, dsn, t.queries)
+        self.sink: TelemetrySink | None = None
+        self.recent: RecentRequests | None = None
+        if telemetry_enabled(snapshot):
+            self.sink = app[SINK] = build_sink(snapshot, data_dir=ddir, tokens=tokens)
+            self.recent = app[RECENT] = RecentRequests()  # who may score which request (/v1/feedback)
+        self._api = AdminAPI(lambda: self.sink, lambda: self.lanes, t.queries_dir)
+
+    def finishers(self):
+        return () if self.sink is None or self.recent is None else (self.sink.emit, self.recent.record)
+
+    def activate(self, runtime) -> None:
+        if self.sink is not None and self.sink.builder is not None:  # rows mask the config's secrets
+            self.sink.builder.secrets = runtime.secrets
+
+    def routes(self, routes: Routes) -> None:
+        self._api.routes(routes)
+
+    async def start(self, app: web.Application) -> None:
+        sink = self.sink
         if sink is not None:
             await asyncio.to_thread(sink.start)
             # Give the store a moment to connect and migrate before serving (chDB's engine start
@@ -119,10 +126,8 @@ def install_telemetry(app: web.Application, snapshot: ConfigSnapshot, finishers:
             await asyncio.to_thread(sink.ready.wait, STARTUP_WAIT_S)
             log.info("telemetry: rows go to %s (database %s), spool %s", sink.display,
                      sink.store.database, Path(sink.spool.root))
-        yield
-        if sink is not None:
-            await asyncio.to_thread(sink.close)
-        await asyncio.to_thread(lanes.close)
 
-    app.cleanup_ctx.append(lifecycle)
-    AdminAPI(cfg.server.admin_key, lambda: sink, lambda: lanes, t.queries_dir).routes(app)
+    async def stop(self, app: web.Application) -> None:
+        if self.sink is not None:
+            await asyncio.to_thread(self.sink.close)
+        await asyncio.to_thread(self.lanes.close)

@@ -47,7 +47,7 @@ class TelemetrySink(SinkWriter):
     DSN without secrets, for ``stats()``.
     """
 
-    def __init__(self, store: Any, builder: RowBuilder, spool: Spool, settings: TelemetrySettings,
+    def __init__(self, store: Any, builder: RowBuilder | None, spool: Spool, settings: TelemetrySettings,
                  display: str = ""):
         self.store = store
         self.builder = builder
@@ -198,6 +198,7 @@ class TelemetrySink(SinkWriter):
 
     def _make_batch(self, items: list) -> Batch:
         builder = self.builder
+        assert builder is not None  # only a sink of other tables (no request rows) has none
         requests, attempts = [], []
         for ctx in items:
             try:

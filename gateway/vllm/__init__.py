@@ -2,43 +2,50 @@
 managed local servers, and ``GET /admin/vllm``. The ``vllm-load`` strategy that reads the
 snapshots lives in ``gateway.routing.vllm_load``; docs/vllm.md describes the whole.
 
-``install_vllm(app, ...)`` wires a ``Fleet`` into an application: started and stopped with it
-(``cleanup_ctx``, registered before the upstream session so it stops after the config watcher),
-synced with every config made current (``INSTALL_HOOKS``).
+``FleetFeature`` plugs a ``Fleet`` into the gateway (``gateway.feature``): started first and
+stopped last (after the config watcher), synced with every config made current, and its admin
+view. It adds nothing to the request path: routing reads the fleet's load snapshots.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-
 from aiohttp import web
 
 from gateway.config import ConfigSnapshot
+from gateway.feature import Feature, Routes
 from gateway.routing.health import HealthRegistry
 from gateway.vllm.fleet import Fleet
 
 FLEET = web.AppKey("vllm_fleet", Fleet)
 
+__all__ = ["FLEET", "FleetFeature"]
 
-def install_vllm(app: web.Application, snapshot: ConfigSnapshot, health: HealthRegistry, install_hooks: list,
-                 *, data_dir: str | None = None, launch_servers: bool = True) -> Fleet:
-    """Create the fleet, hook it into ``app`` and return it. ``data_dir``: the gateway's data
-    folder (managed servers log to ``<data_dir>/vllm/<backend>.log`` by default)."""
-    log_dir = snapshot.config.telemetry.resolved_data_dir(data_dir) / "vllm"
-    fleet = Fleet(health, log_dir, launch_servers=launch_servers)
-    app[FLEET] = fleet
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await fleet.start()
-        yield
-        await fleet.stop()
+class FleetFeature(Feature):
+    """The vLLM fleet. ``data_dir``: the gateway's data folder (managed servers log to
+    ``<data_dir>/vllm/<backend>.log`` by default); ``launch_servers``: start the servers of
+    ``launch:`` blocks (False in ``--workers`` processes)."""
 
-    app.cleanup_ctx.append(lifecycle)
-    hook: Callable = lambda runtime: fleet.sync(runtime.snapshot.config)  # noqa: E731
-    install_hooks.append(hook)
+    name = "vllm"
 
-    async def admin_vllm(request: web.Request) -> web.Response:
-        return web.json_response(fleet.status())
+    def __init__(self, app: web.Application, snapshot: ConfigSnapshot, health: HealthRegistry,
+                 *, data_dir: str | None = None, launch_servers: bool = True):
+        log_dir = snapshot.config.telemetry.resolved_data_dir(data_dir) / "vllm"
+        self.fleet = app[FLEET] = Fleet(health, log_dir, launch_servers=launch_servers)
 
-    app.router.add_get("/admin/vllm", admin_vllm)
-    return fleet
+    def activate(self, runtime) -> None:
+        self.fleet.sync(runtime.snapshot.config)
+
+    def routes(self, routes: Routes) -> None:
+        fleet = self.fleet
+
+        async def admin_vllm(request: web.Request) -> web.Response:
+            return web.json_response(fleet.status())
+
+        routes.admin_get("/admin/vllm", admin_vllm)
+
+    async def start(self, app: web.Application) -> None:
+        await self.fleet.start()
+
+    async def stop(self, app: web.Application) -> None:
+        await self.fleet.stop()

@@ -113,7 +113,7 @@ class Case:
         return isinstance(options, dict) and options.get("include_usage") is True
 
     def gateway_body(self) -> dict[str, Any]:
-        """The body the gateway hands the adapter (see ``ProxyHandlers._forward``)."""
+        """The body the gateway hands the adapter (see ``ProxyHandlers.forward``)."""
         body = {**self.client_body, "model": self.target_model}
         if self.stream and self.endpoint in ("chat/completions", "completions") and not self.client_wants_usage:
             options = body.get("stream_options")
