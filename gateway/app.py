@@ -70,8 +70,9 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     """Build the gateway application for a validated config snapshot.
 
     The upstream session and the compiled runtime are created on start-up and closed on
-    shutdown. ``app[FINISHERS]`` lists the callables that receive every finished
-    ``RequestContext`` (the active features' finishers). ``data_dir`` overrides where embedded
+    shutdown. Each finished ``RequestContext`` goes to the finishers of the features active in
+    its config, then to the callables in ``app[FINISHERS]`` (empty unless an embedder or a test
+    adds one). ``data_dir`` overrides where embedded
     telemetry data lives (``telemetry.data_dir``; see ``gateway.telemetry``).
     ``launch_servers``: start the vLLM servers of ``launch:`` blocks (False in ``--workers``
     processes; see ``gateway.vllm``).
@@ -86,7 +87,11 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
         return holder.current
 
     def finish(ctx: RequestContext) -> None:
-        for hook in finishers:
+        rt = ctx.runtime
+        if rt is not None:
+            for hook in rt.finishers:
+                hook(ctx)
+        for hook in extra_finishers:
             hook(ctx)
         # Done: drop what only the request path needs, so a queued context (telemetry keeps it
         # until its row is built) does not keep the request's object graph alive for the GC.
@@ -122,8 +127,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
                                      dashboard, ConfigAdmin(snapshot, runtime, lambda: app.get(WATCHER)),
                                      RoutingAdmin(runtime, health))
     app[FEATURES] = features
-    finishers: list[Callable[[RequestContext], None]] = [f for feature in features for f in feature.finishers()]
-    app[FINISHERS] = finishers
+    extra_finishers: list[Callable[[RequestContext], None]] = []
+    app[FINISHERS] = extra_finishers
 
     async def install(new: ConfigSnapshot) -> None:
         """Compile ``new`` and make it current in one assignment. A feature that raises in
@@ -138,6 +143,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
         rt.stages = (*front, *stages)
         rt.request_path = compose([*front, handlers.read_request, *stages], handlers.forward)
         rt.step_path = compose(rt.stages, handlers.forward)  # in-process requests: nothing to read
+        rt.finishers = tuple(f for feature in features for f in feature.finishers(rt))
         health.retain(rt.router.target_keys)
         holder.current = rt
         for feature in features:  # no await from the swap to the last activate

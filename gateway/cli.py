@@ -65,6 +65,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
     """Run the gateway in the foreground until SIGTERM/SIGINT."""
     from gateway.config.resolve import resolve_config
     from gateway.preflight import port_in_use
+    from gateway.proxies import local_url
 
     snapshot = load_cli_config(config_path, announce=False)
     server = snapshot.config.server
@@ -75,7 +76,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
     if port_in_use(host, port):
         fail(f"port {port} is already in use")
     _check_embedded_store(snapshot, workers, data_dir)
-    _claim_data_dir(snapshot, data_dir)
+    _claim_data_dir(snapshot, data_dir, url=local_url(host, port) if port else None)
     say(f"config: {resolve_config(config_path).describe()}, hash {snapshot.content_hash}: "
         f"{len(snapshot.config.backends)} backends, {len(snapshot.config.models)} models")
     _check_access(snapshot, host, workers)
@@ -129,8 +130,9 @@ def _check_embedded_store(snapshot, workers: int, data_dir: str | None) -> None:
         fail(conflict)
 
 
-def _claim_data_dir(snapshot, data_dir: str | None) -> None:
-    """One gateway per telemetry data folder: refuse (exit 2) when another holds it."""
+def _claim_data_dir(snapshot, data_dir: str | None, url: str | None = None) -> None:
+    """One gateway per telemetry data folder: refuse (exit 2) when another holds it. ``url``:
+    where this one serves, recorded in the folder so commands on this machine find it."""
     from gateway.preflight import claim_data_dir
     from gateway.telemetry import telemetry_enabled
 
@@ -139,7 +141,7 @@ def _claim_data_dir(snapshot, data_dir: str | None) -> None:
     t = snapshot.config.telemetry
     ddir = t.resolved_data_dir(data_dir)
     dsn = t.resolved_dsn(ddir)
-    refused = claim_data_dir(ddir, dsn[len("chdb://"):] if dsn.startswith("chdb://") else None)
+    refused = claim_data_dir(ddir, dsn[len("chdb://"):] if dsn.startswith("chdb://") else None, url)
     if refused:
         fail(refused)
 

@@ -12,8 +12,8 @@ A feature contributes:
 - ``stage(runtime)``: its request stage for that compiled config (``pipeline.Stage``), or
   ``None`` when the config leaves it off. The stages of a config are composed once, when the
   config is compiled; a feature that is off is not in the chain, so it costs a request nothing.
-- ``finishers()``: what runs once per request after its response ended (a row, metrics, a
-  span); empty when off.
+- ``finishers(runtime)``: what runs once per request of that config after its response ended
+  (a row, metrics, a span); empty when off, so a request of that config makes no call to it.
 - ``compile(runtime)``: work a new config needs, done before it is made current (build a
   policy, load plugins). Raising refuses the config: a reload is refused as a whole and the
   running config stays. It must not change what requests see; ``activate`` does that.
@@ -84,7 +84,7 @@ class Feature:
     def stage(self, runtime: Runtime) -> Stage | None:
         return None
 
-    def finishers(self) -> Sequence[Finisher]:
+    def finishers(self, runtime: Runtime) -> Sequence[Finisher]:
         return ()
 
     def compile(self, runtime: Runtime) -> None:

@@ -1,4 +1,10 @@
-"""Whether the command line's HTTP calls may use the environment's proxy settings.
+"""How the command line reaches a gateway on this machine: at which address, and not through
+the environment's proxy.
+
+A gateway records where it serves in the telemetry data folder it holds
+(``gateway.preflight.holder_url``), so ``serve --port 9000`` is found by ``query`` and the
+others although the config says 8080; without a running gateway there, the config's
+``server.host``/``server.port`` is the address.
 
 ``query``, ``drift``, ``sessions``, ``dataset``, ``chains run`` and ``demo`` call a gateway over
 HTTP. ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` name a proxy for reaching other machines, and
@@ -10,9 +16,20 @@ gateway elsewhere is still reached the way the environment says.
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.proxies import is_loopback
+from gateway.proxies import is_loopback, local_url
+
+
+def gateway_url(snapshot, data_dir: str | None = None) -> str:
+    """The base URL of the gateway serving ``snapshot``'s data folder (``--data-dir`` or the
+    config's), else of the config's ``server`` address."""
+    from gateway.preflight import holder_url
+
+    recorded = holder_url(Path(snapshot.config.telemetry.resolved_data_dir(data_dir)))
+    server = snapshot.config.server
+    return recorded or local_url(server.host, server.port)
 
 
 def trust_env(url: str) -> bool:
@@ -22,4 +39,4 @@ def trust_env(url: str) -> bool:
     return not (host == "localhost" or is_loopback(host))
 
 
-__all__ = ["trust_env"]
+__all__ = ["gateway_url", "trust_env"]

@@ -6,7 +6,8 @@ and managed vLLM servers would start up first and the bind error would come last
 in their output. A data directory is claimed with an advisory lock (``gateway.lock``, held
 for the life of the process, released by the kernel when it exits), so a second gateway on
 the same directory is refused with one line instead of chDB's "Cannot lock file …/status"
-and a spool shared by two writers.
+and a spool shared by two writers. The lock file also records the address the gateway serves
+(``holder_url``), so commands on this machine find it whatever port ``serve --port`` chose.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def claim_data_dir(path: Path, chdb_dir: str | None = None) -> str | None:
+def claim_data_dir(path: Path, chdb_dir: str | None = None, url: str | None = None) -> str | None:
     """Take ``path``'s lock for this process; ``None`` when it is ours, else why not.
 
     ``chdb_dir``: the embedded store inside it, also refused while another process (a
-    ``query`` or ``demo`` that took no lock) has it open."""
+    ``query`` or ``demo`` that took no lock) has it open. ``url``: where this process serves,
+    recorded for ``holder_url``."""
     import fcntl
 
     lock = path / LOCK_NAME
@@ -74,13 +76,39 @@ def claim_data_dir(path: Path, chdb_dir: str | None = None) -> str | None:
         os.close(fd)
         return f"the data directory {path} is in use by another gateway; stop it, or give this one --data-dir"
     os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    os.write(fd, f"{os.getpid()}\n{url or ''}\n".encode())
     _held.append(fd)
     return None
 
 
-def _read_pid(fd: int) -> str:
+def holder_url(path: Path) -> str | None:
+    """The address the gateway that holds ``path`` serves (as it recorded it); ``None`` when no
+    running process holds it or it recorded none."""
+    import fcntl
+
     try:
-        return os.pread(fd, 32, 0).decode().strip()
+        fd = os.open(path / LOCK_NAME, os.O_RDONLY)
     except OSError:
-        return ""
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # held: a gateway is running
+            lines = _read_lines(fd)
+            return lines[1] if len(lines) > 1 and lines[1] else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None  # a stale file: its gateway has exited
+    finally:
+        os.close(fd)
+
+
+def _read_lines(fd: int) -> list[str]:
+    try:
+        return [line.strip() for line in os.pread(fd, 4096, 0).decode(errors="replace").splitlines()]
+    except OSError:
+        return []
+
+
+def _read_pid(fd: int) -> str:
+    lines = _read_lines(fd)
+    return lines[0] if lines else ""

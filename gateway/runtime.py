@@ -74,6 +74,7 @@ class Runtime:
         self.request_path: Handler
         self.step_path: Handler
         self.stages: tuple = ()  # the active stages of those paths, outermost first
+        self.finishers: tuple = ()  # the active features' finishers, run when a request ends
         # What each feature compiled for this config (``Feature.compile``), by feature name.
         self.compiled: dict[str, object] = {}
         self.unknown_model = lambda name: ModelNotFoundError(

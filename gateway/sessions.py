@@ -23,7 +23,7 @@ import orjson
 
 from gateway.cli_support import config_option, load_cli_config
 from gateway.config import environment
-from gateway.proxies import local_url
+from gateway.local_http import gateway_url
 from gateway.telemetry.queries import QueryRejected, resolve
 from gateway.telemetry.store_client import DATA_DIR_OPTION, DSN_OPTION, query_store, query_via_gateway, store_settings
 
@@ -40,7 +40,7 @@ class RowSource:
         self.settings, self.store_dsn = store_settings(snapshot, dsn, data_dir)
         server = snapshot.config.server
         self.via_gateway = bool(url) or (dsn is None and self.store_dsn.startswith("chdb://"))
-        self.url = url or local_url(server.host, server.port)
+        self.url = url or gateway_url(snapshot, data_dir)
         self.explicit_url = bool(url)
         self.admin_key = admin_key or server.admin_key
         self.timeout = timeout

@@ -143,6 +143,27 @@ def test_the_demo_refuses_a_data_dir_a_running_gateway_holds(tmp_path):
         first.wait(30)
 
 
+def test_commands_find_a_gateway_served_on_another_port_than_the_configs(tmp_path):
+    """``serve --port`` overrides the config's port; ``query``, ``drift`` and ``sessions`` still
+    reach that gateway (it records its address in the data folder it holds)."""
+    (tmp_path / "gateway.yaml").write_text(f"server: {{port: {free_port()}}}\n" + MINIMAL)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+                              cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: ready(port), 60, "the gateway to be ready")
+        query = cli("query", "SELECT 41 + 1 AS answer", "--format", "jsonl", cwd=tmp_path)
+        assert query.returncode == 0 and '"answer":42' in query.stdout, query.stderr
+        drift = cli("drift", "--model", "x", cwd=tmp_path)
+        assert drift.returncode == 3, drift.stdout + drift.stderr  # answered by the gateway: too little data
+        session = cli("sessions", "show", "s-none", cwd=tmp_path)
+        assert session.returncode == 0 and "no requests logged" in session.stdout, session.stderr
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert server.returncode == 0
+
+
 # --- logging ---------------------------------------------------------------------------
 
 

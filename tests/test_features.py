@@ -29,13 +29,12 @@ def feature(app: web.Application, name: str):
 
 
 def test_features_that_are_off_are_not_in_the_request_path(upstream):
-    """No keys, plugins, cache, chains, telemetry or metrics: a request meets the prompt stage
-    (it interprets a ``prompt`` field) and nothing else; no feature's finisher but the access
-    log's, which a reload can switch on."""
+    """No keys, plugins, cache, chains, telemetry, metrics or access log: a request meets the
+    prompt stage (it interprets a ``prompt`` field) and nothing else, and no finisher."""
     app = build_app(parse_config(gateway_config(upstream.url, extra=QUIET)))
     with BackgroundServer(app) as gw:
         assert app[RUNTIME].current.stages == (prompt_stage,)
-        assert app[FINISHERS] == [feature(app, "observability").obs.finish]
+        assert app[RUNTIME].current.finishers == () and app[FINISHERS] == []
         upstream.json(CHAT)
         r = httpx.post(f"{gw.url}/v1/chat/completions", json=DET)
         assert r.status_code == 200 and "x-gateway-cache" not in r.headers

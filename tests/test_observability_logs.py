@@ -15,7 +15,6 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from gateway.context import RequestContext
-from gateway.observability import OBSERVABILITY
 from gateway.observability.logs import CURRENT, JsonFormatter, TextFormatter, make_handler
 from gateway.public_config import public_config
 from tests.conftest import gateway_config
@@ -89,16 +88,23 @@ observability:
         assert canary not in text
 
 
-def test_access_log_off_by_default_and_follows_reloads(make_gateway, upstream, captured):
-    srv = make_gateway(gateway_config(upstream.url, extra="telemetry: {enabled: false}\n"))
-    upstream.json(CHAT)
-    httpx.post(f"{srv.url}/v1/chat/completions", json={"model": "gpt-test", "messages": []})
-    assert not [line for line in captured() if line["logger"] == "gateway.access"]
-    obs = srv.app[OBSERVABILITY]
-    on = parse_config(gateway_config(upstream.url, extra="observability: {logging: {access_log: true}}\n"))
-    obs.reloaded(type("Runtime", (), {"snapshot": on})())
-    httpx.post(f"{srv.url}/v1/chat/completions", json={"model": "gpt-test", "messages": []})
-    assert len([line for line in captured() if line["logger"] == "gateway.access"]) == 1
+def test_access_log_off_by_default_and_follows_reloads(upstream, captured, tmp_path):
+    from gateway.app import WATCHER, build_app
+    from gateway.config import load_config
+    from gateway.server import BackgroundServer
+
+    path = tmp_path / "gateway.yaml"
+    base = gateway_config(upstream.url, extra="telemetry: {enabled: false}\nserver: {reload_interval_s: 0.05}\n")
+    path.write_text(base)
+    app = build_app(load_config(path))
+    with BackgroundServer(app) as srv:
+        upstream.json(CHAT)
+        httpx.post(f"{srv.url}/v1/chat/completions", json={"model": "gpt-test", "messages": []})
+        assert not [line for line in captured() if line["logger"] == "gateway.access"]
+        path.write_text(base + "observability: {logging: {access_log: true}}\n")
+        wait_for(lambda: app[WATCHER].reloads == 1, what="the reload")
+        httpx.post(f"{srv.url}/v1/chat/completions", json={"model": "gpt-test", "messages": []})
+        assert len([line for line in captured() if line["logger"] == "gateway.access"]) == 1
 
 
 def test_formatters_scrub_and_stamp_request_ids():

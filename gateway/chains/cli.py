@@ -18,8 +18,7 @@ import yaml
 
 from gateway.cli_support import config_option
 from gateway.config import environment
-from gateway.local_http import trust_env
-from gateway.proxies import local_url
+from gateway.local_http import gateway_url, trust_env
 
 
 def _fail(message: str) -> None:
@@ -128,14 +127,12 @@ def run_cmd(name: str, pairs: tuple[str, ...], json_pairs: tuple[str, ...], mess
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     if session:
         headers["x-gateway-session-id"] = session
-    server = snapshot.config.server
-
     def post(base: str):
         return httpx.post(base.rstrip("/") + "/v1/chat/completions", json=body, headers=headers, timeout=timeout,
                           trust_env=trust_env(base))
 
     try:
-        resp = post(url or local_url(server.host, server.port))
+        resp = post(url or gateway_url(snapshot))
     except httpx.ConnectError:
         if url:
             _fail(f"no gateway answers at {url}")

@@ -14,7 +14,8 @@ Where the checks run follows ``llm-gateway query``:
 
 - with a server DSN (``http(s)://``), against the server directly;
 - with the embedded store (chDB), through the running gateway's ``GET /admin/dashboard/drift``
-  (``--url``, default ``http://<server.host>:<server.port>``; admin key from ``--admin-key``,
+  (``--url``, default: the address the gateway holding the data folder recorded, else
+  ``http://<server.host>:<server.port>``; admin key from ``--admin-key``,
   ``$GATEWAY_ADMIN_KEY`` or the config), because the gateway owns the directory; when no
   gateway answers, by opening the directory itself (refused while another process holds it).
 """
@@ -31,8 +32,7 @@ import orjson
 from gateway.cli_support import config_option, load_cli_config
 from gateway.dashboard.drift import DriftOptions, UnknownModelError, render_table, run_drift
 from gateway.dashboard.filters import FilterError, Filters, parse_prompt
-from gateway.local_http import trust_env
-from gateway.proxies import local_url
+from gateway.local_http import gateway_url, trust_env
 from gateway.telemetry.store_client import DATA_DIR_OPTION, DSN_OPTION, store_settings
 
 EXIT_DRIFT, EXIT_INSUFFICIENT = 1, 3
@@ -140,7 +140,7 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
     result = None
     if url or (dsn is None and store_dsn.startswith("chdb://")):
         server = snapshot.config.server
-        target_url = url or local_url(server.host, server.port)
+        target_url = url or gateway_url(snapshot, data_dir)
         params: dict[str, Any] = {k: v for k, v in (("model", model), ("prompt", prompt.strip()), ("tenant", tenant),
                                     ("backend", backend)) if v}
         params.update({"current_h": current_hours, "reference_h": reference_hours, "bins": bins,

@@ -150,15 +150,18 @@ class ObservabilityFeature(Feature):
 
         self.observe = observe
 
-    def stage(self, runtime):
+    def _on(self, runtime) -> bool:
         obs = self.obs
-        needed = (obs.tracing is not None or obs.metrics is not None or self._json_logs
-                  or runtime.snapshot.config.observability.logging.access_log)
-        return self.observe if needed else None
+        return (obs.tracing is not None or obs.metrics is not None or self._json_logs
+                or runtime.snapshot.config.observability.logging.access_log)
 
-    def finishers(self):
-        # Always: the access log can be switched on by a reload, and it is written here.
-        return (self.obs.finish,)
+    def stage(self, runtime):
+        return self.observe if self._on(runtime) else None
+
+    def finishers(self, runtime):
+        # With the stage or without it: the in-flight gauge and the log context it sets are
+        # settled here, for the same config's requests.
+        return (self.obs.finish,) if self._on(runtime) else ()
 
     def activate(self, runtime) -> None:
         self.obs.reloaded(runtime)

@@ -107,7 +107,7 @@ class TelemetryFeature(Feature):
             self.recent = app[RECENT] = RecentRequests()  # who may score which request (/v1/feedback)
         self._api = AdminAPI(lambda: self.sink, lambda: self.lanes, t.queries_dir)
 
-    def finishers(self):
+    def finishers(self, runtime):
         return () if self.sink is None or self.recent is None else (self.sink.emit, self.recent.record)
 
     def activate(self, runtime) -> None:

@@ -4,7 +4,8 @@
 
 - with a server DSN (``http(s)://``), against the server directly;
 - with the embedded store (chDB), through the running gateway's ``POST /admin/query``
-  (``--url``, default ``http://<server.host>:<server.port>``), because the gateway owns the
+  (``--url``, default: the address the gateway holding the data folder recorded, else
+  ``http://<server.host>:<server.port>``), because the gateway owns the
   directory; when no gateway answers, by opening the directory itself.
 
 The admin key comes from ``--admin-key``, ``$GATEWAY_ADMIN_KEY`` or the config's
@@ -20,7 +21,7 @@ import click
 
 from gateway.cli_support import config_option, load_cli_config
 from gateway.config import environment
-from gateway.proxies import local_url
+from gateway.local_http import gateway_url
 from gateway.telemetry.queries import FORMATS, QueryRejected, clickhouse_format, resolve, saved_queries
 from gateway.telemetry.store_client import DATA_DIR_OPTION, DSN_OPTION, query_store, query_via_gateway, store_settings
 
@@ -68,7 +69,7 @@ def query(sql: str | None, saved: str | None, params: tuple[str, ...], fmt: str,
     data = None
     if url or (dsn is None and store_dsn.startswith("chdb://")):
         server = snapshot.config.server
-        target_url = url or local_url(server.host, server.port)
+        target_url = url or gateway_url(snapshot, data_dir)
         payload: dict[str, Any] = {"format": fmt, "params": given}
         payload.update({"saved": saved} if saved else {"sql": sql})
         data = query_via_gateway(target_url, admin_key or server.admin_key, payload, timeout)
