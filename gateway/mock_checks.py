@@ -1,8 +1,8 @@
 """The request checks the mock backend makes before answering, with OpenAI's 400 errors.
 
 An application tested against the mock should meet the same refusals it would meet from the
-API for the common mistakes: no or empty ``messages``, a message with an unknown ``role``, an
-``n`` or ``top_logprobs`` out of range, a ``tool_choice`` naming no offered tool, a
+API for the common mistakes: no or empty ``messages``, a message with an unknown ``role`` or
+without its ``content``, an ``n``, ``temperature`` or ``top_logprobs`` out of range, a ``tool_choice`` naming no offered tool, a
 ``json_object`` response format whose messages never say "JSON". Messages and codes follow
 OpenAI's (``invalid_request_error``, ``param`` naming the field). Checks are a few dict
 lookups: the mock also serves load tests.
@@ -16,6 +16,7 @@ import orjson
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _ROLE_LIST = "'system', 'assistant', 'user', 'function', 'tool', and 'developer'"
+_CONTENT_REQUIRED = frozenset({"system", "developer", "user", "tool"})  # an assistant's may be tool calls only
 
 
 def error_body(message: str, param: str | None, code: str | None) -> bytes:
@@ -51,6 +52,9 @@ def check_chat(body: dict[str, Any]) -> bytes | None:
             shown = f"'{role}'" if isinstance(role, str) else orjson.dumps(role).decode()
             return error_body(f"Invalid value: {shown}. Supported values are: {_ROLE_LIST}.",
                               f"messages[{i}].role", "invalid_value")
+        if role in _CONTENT_REQUIRED and "content" not in message:
+            return error_body(f"Missing required parameter: 'messages[{i}].content'.", f"messages[{i}].content",
+                              "missing_required_parameter")
     return _check_common(body) or _check_tools(body) or _check_format(body, messages)
 
 
@@ -73,6 +77,12 @@ def _check_common(body: dict[str, Any]) -> bytes | None:
         if n > 128:
             return error_body(f"Invalid 'n': integer above maximum value. Expected a value <= 128, but got {n} "
                               "instead.", "n", "integer_above_maximum")
+    temperature = body.get("temperature")
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and not 0 <= temperature <= 2:
+        above = temperature > 2
+        return error_body(f"Invalid 'temperature': decimal {'above maximum' if above else 'below minimum'} value. "
+                          f"Expected a value {'<= 2' if above else '>= 0'}, but got {temperature} instead.",
+                          "temperature", "decimal_above_maximum" if above else "decimal_below_minimum")
     top = body.get("top_logprobs")
     if top is not None:
         if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20:

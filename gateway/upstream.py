@@ -10,13 +10,13 @@ caller to pass through.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 from multidict import CIMultiDict
 
 from gateway.config.models import Backend
+from gateway.deadlines import deadline
 from gateway.errors import UpstreamTimeoutError, UpstreamUnreachableError
 from gateway.mock_backend import MockResponse
 from gateway.paths import BaseURL
@@ -195,7 +195,7 @@ class BackendClient:
         # Never outside base_url, whatever the path (raises NotFoundError before anything is sent).
         url = base.join(path, query)
         try:
-            async with asyncio.timeout(self.first_byte_s):
+            with deadline(self.first_byte_s):
                 resp = await session.request(method, url, data=body, headers=headers,
                                                    timeout=self._timeout, allow_redirects=False)
         except TimeoutError:

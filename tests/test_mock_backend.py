@@ -271,6 +271,9 @@ def test_base64_embeddings_are_little_endian_float32(gw):
     ({"messages": MSG, "tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
      "tool_choice", None),
     ({"messages": MSG, "tool_choice": "auto"}, "tool_choice", None),
+    ({"messages": [{"role": "user"}]}, "messages[0].content", "missing_required_parameter"),
+    ({"messages": MSG, "temperature": 5}, "temperature", "decimal_above_maximum"),
+    ({"messages": MSG, "temperature": -1}, "temperature", "decimal_below_minimum"),
 ])
 def test_malformed_requests_get_openais_400(gw, body, param, code):
     raw = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "mock-gpt", **body}, timeout=30)

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from gateway.context import Attempt, RequestContext
+from gateway.deadlines import deadline as first_byte_deadline
 from gateway.errors import (
     GatewayError, InvalidRequestError, NoHealthyTargetError, UpstreamError, UpstreamTimeoutError,
 )
@@ -121,8 +122,8 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
                     if stream and is_sse:
                         chunks = resp.iter_chunks()
                         try:
-                            # A timeout scope, not ``wait_for``: no extra task per stream.
-                            async with asyncio.timeout(cand.client.first_byte_s):
+                            # A deadline, not ``wait_for``: no extra task, no timer per stream.
+                            with first_byte_deadline(cand.client.first_byte_s):
                                 first = await chunks.__anext__()
                         except StopAsyncIteration:
                             first = b""
