@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway import outcome
 from gateway.admin_guard import AdminGuard, guard_of
 from gateway.config import ConfigSnapshot
 from gateway.config.access import all_keys, auth_mode
@@ -91,7 +92,6 @@ def admin_denied(request: web.Request, admin_key: str | None) -> web.Response | 
     return guard_of(request).denied(request, admin_key)
 
 
-ACCESS = web.AppKey("access", object)  # the AccessLayer
 KEY = web.RequestKey("virtual_key", object)  # the KeyPolicy the middleware authenticated
 
 
@@ -258,8 +258,8 @@ class AccessLayer:
         try:
             usage = ctx.usage
             reported = usage.prompt_tokens is not None or usage.completion_tokens is not None
-            if ctx.cache_status == "hit" or ctx.t_upstream_start is None or (
-                    not reported and ctx.status_code >= 400 and not ctx.completion_text):
+            if ctx.cache_status == "hit" or ctx.t_upstream_start is None or not (
+                    reported or outcome.model_worked(ctx)):
                 used, cost = 0, 0.0  # nothing reached a model, or it answered with an error
             else:
                 if reported:
@@ -331,6 +331,9 @@ class AccessLayer:
                 "on_redis_error": policy.limits.on_redis_error, **limiter.stats},
             "plugins": self.plugins.stats() if self.plugins is not None else [],
         }
+
+
+ACCESS = web.AppKey("access", AccessLayer)
 
 
 def warn_if_open(snapshot: ConfigSnapshot, host: str) -> bool:

@@ -58,7 +58,9 @@ class Attempt:
 class RequestContext:
     """State of one client request.
 
-    ``body`` is the decoded JSON request (a dict; unknown fields are kept untouched).
+    ``body`` is the decoded JSON request (a ``RequestBody`` dict; unknown fields are kept
+    untouched). The outcome fields (``status_code``, ``error_type``, ``error_message``,
+    ``truncated``) are written only through ``gateway.outcome``.
     ``endpoint`` is the path below ``/v1`` (``chat/completions``). The remaining fields are
     filled as the request progresses and read by telemetry at the end.
     """
@@ -67,8 +69,9 @@ class RequestContext:
     endpoint: str
     t_start: float
     ts_start: float
+    # The decoded request (a ``RequestBody``: a dict that keeps the client's bytes and knows
+    # whether a stage changed it); a stage may also put a plain dict here (read as changed).
     body: dict[str, Any] | None = None
-    raw_body: bytes = b""
     model_requested: str = ""
     stream: bool = False
     client_wants_usage: bool = False

@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from gateway import outcome
 from gateway.context import RequestContext, Usage
 from gateway.duplicate_keys import case_variant_key, duplicated_model
 from gateway.errors import (
@@ -26,6 +27,7 @@ from gateway.errors import (
 )
 from gateway.paths import clean_endpoint, unknown_url
 from gateway.pipeline import Handler
+from gateway.request_body import RequestBody, client_body
 from gateway.routing.attempts import run_attempts
 from gateway.sse import encode_data_event
 from gateway.streaming import StreamTee
@@ -36,8 +38,6 @@ _TEED_ENDPOINTS = frozenset({"chat/completions", "completions"})
 _JSON = "application/json"
 UNREADABLE_BODY = ("The request body could not be read: its Content-Encoding or chunked transfer encoding "
                    "is malformed.")
-# Status logged when the client went away before the answer was complete (nginx's convention).
-CLIENT_CLOSED = 499
 
 RuntimeGetter = Callable[[], "object"]
 Finisher = Callable[[RequestContext], None]
@@ -50,14 +50,6 @@ def _new_context(request: web.Request, endpoint: str) -> RequestContext:
                           client_request_id=request.headers.get("x-request-id", "")[:128],
                           ts_start=time.time(), client_ip=request.remote or "",
                           user_agent=request.headers.get("User-Agent", ""), headers=request.headers)
-
-
-def _mark_client_closed(ctx: RequestContext) -> None:
-    """Record a request whose client went away. A stream that already relayed ``[DONE]`` is
-    complete: SDKs close the connection as soon as they read it, often before our last write
-    returns."""
-    if not ctx.error_type and not ctx.stream_done:
-        ctx.status_code, ctx.error_type, ctx.truncated = CLIENT_CLOSED, "client_closed", ctx.stream
 
 
 def _upstream_error_body(status: int, body: bytes) -> bytes:
@@ -118,23 +110,23 @@ class ProxyHandlers:
         try:
             return await rt.request_path(ctx)
         except GatewayError as exc:
-            ctx.status_code = exc.status
-            ctx.error_type = exc.code or exc.type
-            ctx.error_message = exc.message
+            outcome.failed(ctx, exc)
             # After an attempt failed with no response to pass through (a timeout, a refused
             # connection) the answer still says which backend failed and after how many tries.
             log = ctx.attempt_log
             backend = ctx.backend or (log[-1].backend if log else "")
             return self._error_response(exc, ctx.x_request_id, backend, ctx.response_headers, ctx.attempts)
         except asyncio.CancelledError:  # the client went away (handler_cancellation)
-            _mark_client_closed(ctx)
+            outcome.client_closed(ctx)
             raise
         finally:
             self._settle(ctx)
 
     def _settle(self, ctx: RequestContext) -> None:
-        """The end of a request: release the answering target, learn its latency, finish."""
+        """The end of a request: conclude its outcome, release the answering target, learn its
+        latency, finish."""
         ctx.t_end = time.perf_counter()
+        outcome.conclude(ctx)
         state = ctx.target_state
         if state is not None:  # the answering target: release it and learn its latency
             state.inflight -= 1
@@ -156,12 +148,10 @@ class ProxyHandlers:
         try:
             return await ctx.runtime.step_path(ctx)
         except GatewayError as exc:
-            ctx.status_code = exc.status
-            ctx.error_type = exc.code or exc.type
-            ctx.error_message = exc.message
+            outcome.failed(ctx, exc)
             raise
         except asyncio.CancelledError:
-            _mark_client_closed(ctx)
+            outcome.client_closed(ctx)
             raise
         finally:
             self._settle(ctx)
@@ -192,19 +182,23 @@ class ProxyHandlers:
         rt = ctx.runtime
         request = ctx.request
         ctx.config_hash = rt.snapshot.content_hash
-        raw = ctx.raw_body = await self._read_body(request, rt.body_limit)
+        raw = await self._read_body(request, rt.body_limit)
         endpoint = ctx.endpoint
         if request.method != "POST":
+            ctx.body = RequestBody({}, raw)  # kept for a logged request body
             raise InvalidRequestError(f"{request.method} /v1/{endpoint} is not routed by this gateway: "
                                       "only requests with a JSON body naming a `model` are.")
         try:
-            body = orjson.loads(raw)
+            parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
+            ctx.body = RequestBody({}, raw)
             raise InvalidRequestError(
                 "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
                 "your HTTP library correctly. The OpenAI API expects a JSON payload.)") from None
-        if not isinstance(body, dict):
+        if not isinstance(parsed, dict):
+            ctx.body = RequestBody({}, raw)
             raise InvalidRequestError("The request body must be a JSON object.")
+        body = ctx.body = client_body(parsed, raw)
         variant = case_variant_key(body)
         if duplicated_model(raw) or variant is not None and variant.lower() == "model":
             raise InvalidRequestError("The request body names `model` more than once.", param="model",
@@ -215,7 +209,6 @@ class ProxyHandlers:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequestError("you must provide a model parameter", param="model")
-        ctx.body = body
         ctx.model_requested = model
         ctx.stream = body.get("stream") is True
         return await call_next(ctx)
@@ -225,7 +218,8 @@ class ProxyHandlers:
         rt = ctx.runtime
         request = ctx.request
         body = ctx.body
-        raw = ctx.raw_body
+        if type(body) is not RequestBody:  # replaced by a stage or plugin: a changed body
+            body = ctx.body = RequestBody.of(body)
         endpoint = ctx.endpoint
         model = body["model"]
         stream = ctx.stream
@@ -236,7 +230,6 @@ class ProxyHandlers:
                               ctx.prompt_id)
         ctx.route_rule = plan.rule
         ctx.strategy = plan.strategy
-        ctx.route_candidates = plan.provenance()
 
         teed = stream and endpoint in _TEED_ENDPOINTS
         strip_usage = False
@@ -247,34 +240,23 @@ class ProxyHandlers:
                 # Always ask for usage (telemetry needs it); hide it from a client that did not.
                 body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
                     else {"include_usage": True}
+                body.reencode()
                 strip_usage = True
-        encoded: dict[str, tuple[bytes, dict]] = {}
-
-        def body_for(cand) -> tuple[bytes, dict]:
-            """The request as this target must receive it (its own model name)."""
-            name = cand.upstream_model
-            if name not in encoded:
-                if name == model and not strip_usage and raw is not None:
-                    encoded[name] = (raw, body)  # unchanged: forward the client's bytes
-                else:
-                    per_target = {**body, "model": name}
-                    encoded[name] = (orjson.dumps(per_target) if cand.client.needs_raw else b"", per_target)
-            return encoded[name]
 
         ctx.t_upstream_start = time.perf_counter()
         try:
-            outcome = await run_attempts(plan, ctx, body_for, rt.forwarded_headers(request.headers),
-                                         request.rel_url.raw_query_string, stream, rt.router.rng)
-        finally:
+            result = await run_attempts(plan, ctx, body.for_target, rt.forwarded_headers(request.headers),
+                                        request.rel_url.raw_query_string, stream, rt.router.rng)
+        finally:  # the candidates as the attempts left them (skipped, failed)
             ctx.route_candidates = plan.provenance()
-        client = outcome.candidate.client
+        client = result.candidate.client
         ctx.backend = client.name
         ctx.provider = client.type
-        ctx.upstream_model = outcome.candidate.upstream_model
-        upstream = outcome.response
+        ctx.upstream_model = result.candidate.upstream_model
+        upstream = result.response
         try:
             ctx.t_upstream_headers = time.perf_counter()
-            ctx.status_code = upstream.status
+            outcome.answered(ctx, upstream.status)
             headers = pass_back_headers(upstream.headers)
             headers["x-request-id"] = ctx.x_request_id
             headers["x-gateway-backend"] = client.name
@@ -284,10 +266,10 @@ class ProxyHandlers:
                 for name in [n for n in headers if n.lower() in extra]:
                     del headers[name]
                 headers.update(extra)
-            if outcome.chunks is not None:
-                return await self._relay_stream(request, ctx, upstream, headers, outcome,
+            if result.chunks is not None:
+                return await self._relay_stream(request, ctx, upstream, headers, result,
                                                 StreamTee(ctx, strip_usage) if teed else None)
-            return await self._relay_body(ctx, upstream, headers, outcome.body)
+            return await self._relay_body(ctx, upstream, headers, result.body)
         except BaseException:
             upstream.close()  # cancelled or failed: drop the upstream connection now
             raise
@@ -307,8 +289,7 @@ class ProxyHandlers:
                 headers[name] = secrets.mask_runs(value.encode()).decode("utf-8", "replace")
             body = _upstream_error_body(upstream.status, body)
             headers["Content-Type"] = _JSON
-            ctx.error_type = "upstream_http_error"
-            ctx.error_message = body[:500].decode("utf-8", "replace")
+            outcome.error(ctx, upstream.status, "upstream_http_error", body[:500].decode("utf-8", "replace"))
         elif upstream.headers.get("Content-Type", "").startswith(_JSON):
             self._observe_json(ctx, body)
         ctx.t_first_token = ctx.t_first_token or time.perf_counter()
@@ -341,7 +322,7 @@ class ProxyHandlers:
                 ctx.completion_text.append(text)
 
     async def _relay_stream(self, request: web.Request, ctx: RequestContext, upstream, headers: dict,
-                            outcome, tee: StreamTee | None) -> web.StreamResponse:
+                            result, tee: StreamTee | None) -> web.StreamResponse:
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)
@@ -363,12 +344,12 @@ class ProxyHandlers:
                     on_bytes(data)
                 await response.write(data)
         try:
-            first = outcome.first_chunk
+            first = result.first_chunk
             if first:
                 out = tee.feed(first, perf()) if tee is not None else first
                 if out:
                     await send(out)
-            async for data in outcome.chunks:
+            async for data in result.chunks:
                 out = tee.feed(data, perf()) if tee is not None else data
                 if out:
                     await send(out)
@@ -377,17 +358,13 @@ class ProxyHandlers:
                 if rest:
                     await send(rest)
                 if tee.upstream_error is not None:
-                    ctx.status_code = 502
-                    ctx.error_type = "upstream_stream_error"
-                    ctx.error_message = str(tee.upstream_error.get("message", ""))[:500]
+                    outcome.error(ctx, 502, "upstream_stream_error", str(tee.upstream_error.get("message", ""))[:500])
                 elif not tee.done:
                     failure = StreamTruncatedError(
                         f"backend {ctx.backend!r} ended the stream before [DONE]; the response is incomplete")
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             # The client went away: stop reading the upstream (closed by the caller).
-            ctx.status_code = CLIENT_CLOSED
-            ctx.error_type = "client_closed"
-            ctx.truncated = True
+            outcome.client_closed(ctx, write_failed=True)
             upstream.close()
             return response
         except TimeoutError:
@@ -396,10 +373,7 @@ class ProxyHandlers:
             failure = UpstreamError(f"backend {ctx.backend!r} failed mid-stream: {type(exc).__name__}")
         if failure is not None:
             # Never a silent clean end: tell the client in-band, in OpenAI's error shape.
-            ctx.truncated = True
-            ctx.status_code = failure.status
-            ctx.error_type = failure.code or failure.type
-            ctx.error_message = failure.message
+            outcome.failed(ctx, failure, truncated=True)
             upstream.close()
             try:
                 await send(encode_data_event(orjson.loads(failure.body())))

@@ -2,9 +2,10 @@
 
 A stage is ``async def stage(ctx, call_next) -> web.StreamResponse``: it may change the
 request (``ctx.body``), answer by itself (a cache hit, a 401) without calling ``call_next``,
-or call ``call_next(ctx)`` and look at the outcome afterwards. A stage that changes
-``ctx.body`` must set ``ctx.raw_body = None``: otherwise the client's original bytes are
-forwarded as they came (the fast path when nothing changed). ``compose`` nests the stages
+or call ``call_next(ctx)`` and look at the outcome afterwards. A stage that edits ``ctx.body``
+in place calls ``ctx.body.mutated()`` (or ``request_body.mark_mutated``); one that puts a new
+dict there needs nothing more. Otherwise the client's original bytes are forwarded as they
+came (the fast path when nothing changed). ``compose`` nests the stages
 once per compiled config (``gateway.app`` lists them, in order), so a request pays one function
 call per active stage and nothing else.
 """

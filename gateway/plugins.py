@@ -14,10 +14,10 @@ and is counted. Hooks run in config order after authentication (``request.tenant
 ``gateway.plugin_api.PluginRequest``, never the mutable ``RequestContext``: what a plugin may
 use is ``gateway.plugin_api``.
 
-A ``modify`` verdict replaces ``ctx.body`` (or keeps an in-place change) and drops
-``ctx.raw_body`` (the pipeline's rule), so upstreams, the cache and logged bodies all see the
-modified request, never the client's original bytes. A changed ``model`` is checked against the
-key's allowed models again.
+A ``modify`` verdict replaces ``ctx.body`` (or keeps an in-place change) and marks the body
+changed, so upstreams, the cache and logged bodies all see the modified request, never the
+client's original bytes; without one the upstream receives the client's bytes. A changed
+``model`` is checked against the key's allowed models again.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from gateway.context import RequestContext
 from gateway.errors import GatewayError, PermissionDeniedError, PolicyRejectedError, ServiceUnavailableError
 from gateway.plugin_api import PluginRequest, Verdict
 from gateway.plugin_resolve import BUILTINS, ENTRY_POINT_GROUP, PluginLoadError, resolve
+from gateway.request_body import mark_mutated
 
 log = logging.getLogger("gateway.plugins")
 
@@ -174,9 +175,11 @@ class PluginChain:
             if grant is not None and not grant.key.allows(model):
                 raise PermissionDeniedError(f"This key may not use the model `{model}`.", param="model")
             ctx.model_requested = model
-        ctx.body = request.body = body
+        if body is ctx.body:
+            mark_mutated(body)  # changed in place: re-encoded, never the client's bytes
+        else:
+            ctx.body = request.body = body  # a new dict: read as changed by the forwarder and telemetry
         ctx.stream = body.get("stream") is True
-        ctx.raw_body = None  # the pipeline's rule: a changed body is re-encoded, never the client's bytes
 
     async def _run_after(self, p: LoadedPlugin, request: PluginRequest, response: web.StreamResponse) -> None:
         p.stats["calls"] += 1

@@ -12,10 +12,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from gateway import outcome
 from gateway.config import parse_config
 from gateway.config.telemetry import BodyLogging, PriceEntry, PricingSettings, TelemetrySettings
 from gateway.context import Attempt, RequestContext, Usage
 from gateway.pricing import PriceTable
+from gateway.request_body import RequestBody
 from gateway.telemetry.queries import QueryRejected, check_read_only, resolve, saved_queries
 from gateway.telemetry.record import (
     ATTEMPT_COLUMN_NAMES,
@@ -168,14 +170,17 @@ def test_estimated_tokens_when_no_usage_and_nothing_for_gateway_errors():
 
 
 def test_cancelled_request_is_logged_as_client_closed():
-    r = _row(_ctx(stream=False, status_code=0, t_end=100.5))
+    ctx = _ctx(stream=False, status_code=0, t_end=100.5)
+    outcome.conclude(ctx)  # the handler concludes every request before its row is built
+    r = _row(ctx)
     assert (r["status_code"], r["error_type"]) == (499, "client_closed")
 
 
 def test_bodies_capped_and_redacted():
     b = _builder(bodies=BodyLogging(request=True, response=True, max_bytes=20,
                                     redact="tests.test_telemetry_units:redact_digits"))
-    ctx = _ctx(raw_body=b'{"messages":"call 555-1234 now please"}', response_body=b"answer 42 " * 10, status_code=200)
+    raw = b'{"messages":"call 555-1234 now please"}'
+    ctx = _ctx(body=RequestBody(orjson.loads(raw), raw), response_body=b"answer 42 " * 10, status_code=200)
     r = _row(ctx, b)
     assert r["request_body"] == '{"messages":"call ##' and len(r["request_body"].encode()) <= 20
     assert r["response_body"] == "answer ## answer ## "

@@ -38,6 +38,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from gateway import outcome
 from gateway.cache.convert import UsageView, usage_dict
 from gateway.cache.entry import JSON, SSE, CacheEntry
 from gateway.cache.flight import Flight
@@ -53,7 +54,6 @@ HEADER = "x-gateway-cache"
 _STREAMED = frozenset({"chat/completions", "completions"})
 _JSON_CT = "application/json"
 _SSE_CT = "text/event-stream"
-CLIENT_CLOSED = 499
 
 Handler = Callable[[RequestContext], Awaitable[web.StreamResponse]]
 
@@ -247,7 +247,7 @@ class CacheStage:
         elif backend:
             headers["x-gateway-backend"] = backend
         ctx.cache_status = status
-        ctx.status_code = 200
+        outcome.answered(ctx, 200)
         ctx.t_first_token = time.perf_counter()
         # ctx.usage stays empty: no model processed this request (its row logs 0 tokens, cost 0).
         ctx.finish_reason = entry.finish_reason
@@ -299,7 +299,7 @@ class CacheStage:
         if flight is not None:
             if entry is not None:
                 flight.finish(entry=entry)
-            elif ctx.status_code != 200 and not ctx.truncated and ctx.status_code != CLIENT_CLOSED \
+            elif ctx.status_code != 200 and not ctx.truncated and not outcome.is_client_closed(ctx) \
                     and len(capture) == 1 and not _looks_sse(capture[0]):
                 flight.finish(response=(ctx.status_code, capture[0]))
             else:
@@ -325,7 +325,7 @@ class CacheStage:
     @staticmethod
     def _entry(ctx: RequestContext, capture: list[bytes], now: float) -> CacheEntry | None:
         """The leader's answer as an entry stored at ``now``, if it is a complete success."""
-        if ctx.status_code != 200 or ctx.truncated or ctx.error_type or not capture:
+        if not outcome.complete(ctx) or not capture:
             return None
         data = capture[0] if len(capture) == 1 else b"".join(capture)
         latency_ms = (time.perf_counter() - ctx.t_start) * 1000
@@ -359,9 +359,7 @@ class CacheStage:
             status, body = flight.response
             self.stats.coalesced += 1
             ctx.cache_status = COALESCED
-            ctx.status_code = status
-            ctx.error_type = leader.error_type
-            ctx.error_message = leader.error_message
+            outcome.error(ctx, status, leader.error_type, leader.error_message)
             headers = {**ctx.response_headers} if ctx.response_headers else {}
             headers.update({"Content-Type": _JSON_CT, "x-request-id": ctx.x_request_id, HEADER: COALESCED})
             return web.Response(status=status, body=body, headers=headers)
@@ -386,7 +384,7 @@ class CacheStage:
             headers["x-gateway-backend"] = leader.backend
         response = web.StreamResponse(status=200, headers=headers)
         await response.prepare(ctx.request)
-        ctx.status_code = 200
+        outcome.answered(ctx, 200)
         view = UsageView(leader.client_wants_usage, want, lambda: usage_dict(leader.usage))
         sent = 0
         try:
@@ -408,18 +406,17 @@ class CacheStage:
             ctx.finish_reason = leader.finish_reason
             ctx.model_served = leader.model_served
             if flight.entry is None:
-                ctx.truncated = True
-                ctx.status_code = leader.status_code if leader.status_code >= 500 else 502
-                ctx.error_type = leader.error_type if leader.error_type != "client_closed" else ""
-                if flight.vanished and (not leader.error_type or leader.error_type == "client_closed"):
+                status = leader.status_code if leader.status_code >= 500 else 502
+                left = not leader.error_type or outcome.is_client_closed(leader)
+                if flight.vanished and left:
                     failure = StreamTruncatedError("the stream this request shared with an identical one "
                                                    "ended before it completed; retry the request")
-                    ctx.error_type = failure.code
-                    ctx.error_message = failure.message
+                    outcome.error(ctx, status, failure.code, failure.message, truncated=True)
                     await response.write(b"data: " + failure.body() + b"\n\n")
+                else:  # the leader's own failure, not its client's leaving
+                    outcome.error(ctx, status, "" if outcome.is_client_closed(leader) else leader.error_type,
+                                  truncated=True)
             await response.write_eof()
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            ctx.status_code = CLIENT_CLOSED
-            ctx.error_type = "client_closed"
-            ctx.truncated = True
+            outcome.client_closed(ctx, write_failed=True)
         return response

@@ -33,9 +33,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway import outcome
 from gateway.chains.registry import Chain
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, InvalidRequestError
+from gateway.request_body import RequestBody
 
 _JSON = "application/json"
 # Caller fields that are the chain's business, not the last step's request parameters.
@@ -89,8 +91,7 @@ class ChainRunner:
         child = RequestContext(request_id=str(uuid.uuid4()), endpoint="chat/completions", t_start=now,
                                ts_start=time.time(), client_ip=ctx.client_ip, user_agent=ctx.user_agent,
                                headers=ctx.headers)
-        child.body = body
-        child.raw_body = None  # built here: encoded per target, never the client's bytes
+        child.body = RequestBody(body)  # built here: encoded per target, never the client's bytes
         child.model_requested = body["model"]
         child.stream = stream
         child.request = ctx.request
@@ -144,8 +145,7 @@ class ChainRunner:
             raise
         if task in done:
             return task.result()
-        child.status_code, child.error_type = 504, "chain_deadline_exceeded"
-        child.error_message = "the chain's deadline passed during this step"
+        outcome.error(child, 504, "chain_deadline_exceeded", "the chain's deadline passed during this step")
         task.cancel()
         try:
             await task
@@ -250,16 +250,13 @@ class ChainRunner:
     @staticmethod
     def _finish_chain(ctx: RequestContext, last: RequestContext) -> None:
         """The chain's context takes its outcome from the last step."""
-        ctx.status_code = last.status_code
+        outcome.copy(ctx, last)
         ctx.model_served = last.model_served
         ctx.finish_reason = last.finish_reason
-        ctx.truncated = last.truncated
         ctx.t_first_token = last.t_first_token
         ctx.chunk_times = last.chunk_times
         ctx.completion_text = last.completion_text
         ctx.response_id = last.response_id
-        if last.error_type:
-            ctx.error_type, ctx.error_message = last.error_type, last.error_message
         ctx.attempts = sum(s.attempts for s in ctx.chain_steps or ())
 
     def _answer(self, ctx: RequestContext, chain: Chain, response: web.Response) -> web.Response:

@@ -119,7 +119,7 @@ def access_fields(ctx: RequestContext) -> dict[str, Any]:
         "request_id": ctx.request_id, "client_request_id": ctx.client_request_id or None,
         "trace_id": ctx.trace_id or None, "endpoint": ctx.endpoint,
         "model": ctx.model_requested, "model_served": ctx.model_served or None, "backend": ctx.backend or None,
-        "provider": ctx.provider or None, "status": ctx.status_code or 499, "error_type": ctx.error_type or None,
+        "provider": ctx.provider or None, "status": ctx.status_code, "error_type": ctx.error_type or None,
         "latency_ms": round((t_end - ctx.t_start) * 1000, 3),
         "ttft_ms": round((ctx.t_first_token - ctx.t_start) * 1000, 3) if ctx.t_first_token is not None else None,
         "stream": ctx.stream, "attempts": ctx.attempts, "cache_status": ctx.cache_status,

@@ -162,7 +162,7 @@ class GatewayMetrics:
     def observe(self, ctx: RequestContext) -> None:
         """Record a finished request (a finisher)."""
         self.in_flight.dec()
-        status = ctx.status_code or 499
+        status = ctx.status_code  # concluded by gateway.outcome before any finisher runs
         model = ctx.model_requested
         if model and model not in self._models():
             model = "unknown"

@@ -240,7 +240,7 @@ class Tracing:
         server_ctx = SpanContext(trace_id, ids.span_id, is_remote=False, trace_flags=flags, trace_state=state)
         endpoint = ctx.endpoint
         operation = genai.operation_name(endpoint)
-        status = ctx.status_code or 499
+        status = ctx.status_code  # concluded by gateway.outcome before any finisher runs
         route = f"/v1/{endpoint}" if endpoint in _KNOWN_ROUTES else "/v1/{endpoint}"
         method = ids.method or "POST"
         attrs: dict[str, Any] = {

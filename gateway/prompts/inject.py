@@ -35,6 +35,7 @@ from gateway.prompts.errors import PromptError
 from gateway.prompts.models import LABEL_RE
 from gateway.prompts.registry import EMPTY
 from gateway.prompts.select import Ref, parse_ref
+from gateway.request_body import mark_mutated
 
 HEADER = "x-gateway-prompt"
 VARIABLES_HEADER = "x-gateway-prompt-variables"
@@ -206,7 +207,7 @@ def apply_prompt(ctx: RequestContext, header: str | None) -> None:
         for key, value in params.items():
             if key not in body and not (limit_set and key in _TOKEN_LIMITS):
                 body[key] = _fresh(value)
-    ctx.raw_body = None  # the body changed: the client's bytes must not be forwarded
+    mark_mutated(body)  # the body changed: the client's bytes must not be forwarded
     ctx.prompt_id = cv.prompt
     ctx.prompt_version = cv.version
     ctx.prompt_label = resolved.label

@@ -23,9 +23,11 @@ from typing import Any
 
 import orjson
 
+from gateway import outcome
 from gateway.config.telemetry import BodyLogging
 from gateway.context import RequestContext
 from gateway.pricing import PriceTable
+from gateway.request_body import logged_bytes
 from gateway.telemetry.columns import ATTEMPT_COLUMN_NAMES, ATTEMPT_COLUMNS, REQUEST_COLUMN_NAMES, REQUEST_COLUMNS
 from gateway.telemetry.scrub import key_fingerprint, scrub_secrets
 from gateway.telemetry.values import UUID_RE, encode_rows, format_ts, load_hook, to_uuid
@@ -42,7 +44,6 @@ _META_KEYS_MAX = 64
 _META_KEY_MAX = 128
 _META_VALUE_MAX = 1024
 _TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
-CLIENT_CLOSED = 499
 SESSION_HEADER = "x-gateway-session-id"
 PARENT_HEADER = "x-gateway-parent-request-id"
 _SESSION_MAX = 256
@@ -163,11 +164,9 @@ class RowBuilder:
             completion = usage.completion_tokens or 0
             total = usage.total_tokens if usage.total_tokens is not None else prompt + completion
             return prompt, completion, total, usage.cached_tokens, usage.reasoning_tokens, 0
-        reached = ctx.t_upstream_start is not None
-        produced = bool(ctx.completion_text)
-        ok = 200 <= ctx.status_code < 300
-        if not reached or not (ok or produced or ctx.truncated or ctx.status_code == CLIENT_CLOSED):
+        if not outcome.model_worked(ctx):
             return 0, 0, 0, None, None, 0  # nothing reached a model: nothing to bill
+        produced = bool(ctx.completion_text)
         model = ctx.model_served or ctx.upstream_model or ctx.model_requested
         prompt = self.tokens.count_prompt(ctx.endpoint, ctx.body, model)
         completion = self.tokens.count_text("".join(ctx.completion_text), model) if produced else 0
@@ -210,8 +209,7 @@ class RowBuilder:
         b = self.bodies
         request = response = ""
         if b.request:
-            raw = ctx.raw_body or (orjson.dumps(ctx.body) if ctx.body is not None else b"")
-            request = self._redacted("request", raw.decode("utf-8", "replace"))
+            request = self._redacted("request", logged_bytes(ctx.body).decode("utf-8", "replace"))
         if b.response:
             if ctx.response_body is not None:
                 text = ctx.response_body.decode("utf-8", "replace")
@@ -236,13 +234,9 @@ class RowBuilder:
         """The ``llm_requests`` values of ``ctx`` in ``REQUEST_COLUMNS`` order."""
         t0 = ctx.t_start
         t_end = ctx.t_end if ctx.t_end is not None else t0
-        status = ctx.status_code
+        status = ctx.status_code  # concluded by gateway.outcome before any finisher runs
         error_type = ctx.error_type
         truncated = ctx.truncated
-        if not error_type and (status == 0 or (not ctx.stream and ctx.t_upstream_start is not None
-                                                and ctx.t_first_token is None and status < 400)):
-            # The handler never completed (client went away, request cancelled).
-            status, error_type, truncated = CLIENT_CLOSED, "client_closed", ctx.stream
         rid, client_rid = to_uuid(ctx.request_id)
         client_rid = ctx.client_request_id or client_rid
         headers = ctx.headers
