@@ -1,5 +1,8 @@
-"""House rules the code base keeps: layers that import downwards.
+"""House rules the code base keeps: small modules with one job, and layers that import downwards.
 
+- No module of ``gateway/``, ``plugins/`` or ``loadtest/`` passes ``MAX_LINES`` lines: a file
+  that grows past it is split by job (see how ``gateway/limits/`` or ``gateway/providers/anthropic/``
+  are laid out) rather than left to grow.
 - No import cycle among the modules of ``gateway/`` at module level. The graph is read from the
   source (``ast``): imports at module level (class bodies included, ``if TYPE_CHECKING:`` blocks
   excluded) are edges; imports inside functions are not, since they run later — but moving an
@@ -13,6 +16,8 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+CHECKED = ("gateway", "plugins", "loadtest")
+MAX_LINES = 400
 
 
 def _modules(root: Path, package: str) -> dict[str, Path]:
@@ -139,6 +144,16 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                     queue.append(child)
         cycles.append(cycle)
     return sorted(cycles)
+
+
+def test_no_module_over_max_lines():
+    too_long = []
+    for package in CHECKED:
+        for path in sorted((REPO / package).rglob("*.py")):
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            if lines > MAX_LINES:
+                too_long.append(f"{path.relative_to(REPO).as_posix()}: {lines} lines")
+    assert not too_long, f"modules over {MAX_LINES} lines (split them by job): {too_long}"
 
 
 def test_no_import_cycles_in_gateway():
