@@ -75,5 +75,5 @@ def test_a_stream_cut_off_before_any_text_is_billed_as_its_row_bills_it(upstream
 
     # The model read the prompt (the row logs an estimate of it): the key pays for it too. The
     # key is settled once the stream has ended, which may be just after the client read its end.
+    # (The day's spend, unlike the token bucket, does not refill while we look.)
     wait_for(lambda: usage()["spent_usd_day"] > 0, timeout=5, what="the key to pay for the prompt")
-    assert usage()["tokens_remaining"] < 5000
