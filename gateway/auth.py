@@ -92,7 +92,6 @@ def admin_denied(request: web.Request, admin_key: str | None) -> web.Response | 
     return guard_of(request).denied(request, admin_key)
 
 
-ACCESS = web.AppKey("access", object)  # the AccessLayer
 KEY = web.RequestKey("virtual_key", object)  # the KeyPolicy the middleware authenticated
 
 
@@ -332,6 +331,9 @@ class AccessLayer:
                 "on_redis_error": policy.limits.on_redis_error, **limiter.stats},
             "plugins": self.plugins.stats() if self.plugins is not None else [],
         }
+
+
+ACCESS = web.AppKey("access", AccessLayer)
 
 
 def warn_if_open(snapshot: ConfigSnapshot, host: str) -> bool:

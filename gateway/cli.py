@@ -261,8 +261,8 @@ def keys_create(tenant: str, key_id: str | None, models: str | None, endpoints: 
     under ``keys:`` (it holds only the key's SHA-256)."""
     import yaml
 
-    from gateway.keys import hash_key, new_key
     from gateway.config.access import VirtualKey
+    from gateway.keys import hash_key, new_key
 
     key = new_key()
     entry: dict = {"tenant": tenant, "sha256": hash_key(key)}

@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.public_config import public_config
 from gateway.config import ConfigSnapshot
 from gateway.feature import Feature, Routes
+from gateway.public_config import public_config
 
 __all__ = ["ConfigAdmin"]
 

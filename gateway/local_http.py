@@ -17,12 +17,16 @@ gateway elsewhere is still reached the way the environment says.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gateway.proxies import is_loopback, local_url
 
+if TYPE_CHECKING:
+    from gateway.config import ConfigSnapshot
 
-def gateway_url(snapshot, data_dir: str | None = None) -> str:
+
+def gateway_url(snapshot: ConfigSnapshot, data_dir: str | None = None) -> str:
     """The base URL of the gateway serving ``snapshot``'s data folder (``--data-dir`` or the
     config's), else of the config's ``server`` address."""
     from gateway.preflight import holder_url

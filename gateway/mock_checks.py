@@ -2,8 +2,9 @@
 
 An application tested against the mock should meet the same refusals it would meet from the
 API for the common mistakes: no or empty ``messages``, a message with an unknown ``role`` or
-without its ``content``, an ``n``, ``temperature`` or ``top_logprobs`` out of range, a ``tool_choice`` naming no offered tool, a
-``json_object`` response format whose messages never say "JSON". Messages and codes follow
+without its ``content``, an ``n``, ``temperature`` or ``top_logprobs`` out of range, a
+``tool_choice`` naming no offered tool, a ``json_object`` response format whose messages never
+say "JSON". Messages and codes follow
 OpenAI's (``invalid_request_error``, ``param`` naming the field). Checks are a few dict
 lookups: the mock also serves load tests.
 """
