@@ -1,5 +1,11 @@
-"""House rules the code base keeps: layers that import downwards.
+"""House rules the code base keeps: small modules with one job, and layers that import downwards.
 
+- No module of ``gateway/``, ``plugins/`` or ``loadtest/`` passes ``MAX_LINES`` lines: a file
+  that grows past it is split by job (see how ``gateway/limits/`` or ``gateway/providers/anthropic/``
+  are laid out) rather than left to grow.
+- The shipped packages (``gateway/``, ``plugins/``, ``loadtest/``) use nothing from ``tests/``:
+  no import, no ``-m tests.…`` subprocess and no path into it, so they work from an installed
+  wheel. What both need lives in the package or in ``loadtest/``.
 - No import cycle among the modules of ``gateway/`` at module level. The graph is read from the
   source (``ast``): imports at module level (class bodies included, ``if TYPE_CHECKING:`` blocks
   excluded) are edges; imports inside functions are not, since they run later — but moving an
@@ -10,9 +16,12 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+CHECKED = ("gateway", "plugins", "loadtest")
+MAX_LINES = 400
 
 
 def _modules(root: Path, package: str) -> dict[str, Path]:
@@ -139,6 +148,37 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                     queue.append(child)
         cycles.append(cycle)
     return sorted(cycles)
+
+
+def test_no_module_over_max_lines():
+    too_long = []
+    for package in CHECKED:
+        for path in sorted((REPO / package).rglob("*.py")):
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            if lines > MAX_LINES:
+                too_long.append(f"{path.relative_to(REPO).as_posix()}: {lines} lines")
+    assert not too_long, f"modules over {MAX_LINES} lines (split them by job): {too_long}"
+
+
+_TESTS_NAME = re.compile(r"^tests(\.|$)")  # a module under tests/, or tests/ as a path component
+
+
+def test_shipped_packages_use_nothing_from_tests():
+    found = []
+    for package in CHECKED:
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = path.relative_to(REPO).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), rel)):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    names = [node.module or ""]
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    names = [node.value]
+                else:
+                    continue
+                found += [f"{rel}:{node.lineno}: {name}" for name in names if _TESTS_NAME.match(name)]
+    assert not found, found
 
 
 def test_no_import_cycles_in_gateway():

@@ -25,6 +25,9 @@ Every response of a request the cache looked at carries ``x-gateway-cache``
 (``hit|miss|bypass|coalesced``): on responses the handler builds (relayed answers, errors) it
 goes through ``ctx.response_headers``; responses built here also carry ``ctx.response_headers``
 (e.g. the access stage's ``x-ratelimit-*``).
+
+Responses built from an entry, and entries built from a leader's answer: ``answer.py``; a
+stream follower fed live from its leader: ``live.py``.
 """
 
 from __future__ import annotations
@@ -34,38 +37,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import aiohttp
-import orjson
 from aiohttp import web
 
 from gateway import outcome
-from gateway.cache.convert import UsageView, usage_dict
-from gateway.cache.entry import JSON, SSE, CacheEntry
+from gateway.cache.answer import BYPASS, COALESCED, HEADER, HIT, JSON_CT, MISS, STREAMED, answer, entry_of, looks_sse
+from gateway.cache.entry import CacheEntry
 from gateway.cache.flight import Flight
+from gateway.cache.live import relay_live
 from gateway.cache.policy import CachePolicy, ModelPolicy, RequestControl
 from gateway.cache.stores import CacheStats, MemoryStore, RedisStore
 from gateway.context import RequestContext
-from gateway.errors import GatewayError, StreamTruncatedError
+from gateway.errors import GatewayError
 
 log = logging.getLogger("gateway.cache")
 
-HIT, MISS, BYPASS, COALESCED = "hit", "miss", "bypass", "coalesced"
-HEADER = "x-gateway-cache"
-_STREAMED = frozenset({"chat/completions", "completions"})
-_JSON_CT = "application/json"
-_SSE_CT = "text/event-stream"
 
 Handler = Callable[[RequestContext], Awaitable[web.StreamResponse]]
-
-
-def _wants_usage(body: dict) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def _looks_sse(data: bytes) -> bool:
-    head = data.lstrip()[:1]
-    return bool(head) and head not in (b"{", b"[")
 
 
 def _store_signature(policy: CachePolicy) -> tuple:
@@ -179,8 +166,8 @@ class CacheStage:
         if not ctl.lookup and not ctl.store:
             return await self._bypass(ctx, call_next)
         try:
-            key = policy.key(ctx.endpoint, ctx.body, ctx.tenant, ctx.request.headers if ctx.request is not None else None,
-                             ctx.metadata, ctx.api_key_id, ctx.stream)
+            headers = ctx.request.headers if ctx.request is not None else None
+            key = policy.key(ctx.endpoint, ctx.body, ctx.tenant, headers, ctx.metadata, ctx.api_key_id, ctx.stream)
         except TypeError:
             return await self._bypass(ctx, call_next)
         return await self._serve(ctx, call_next, policy, model_policy, ctl, key, 0)
@@ -205,7 +192,7 @@ class CacheStage:
             entry = store.get_nowait(key) if store.kind == "memory" else await store.get(key)
             looked_up = store.available
             if entry is not None and (ctl.max_age is None or entry.age(self.clock()) <= ctl.max_age):
-                response = self._answer(ctx, entry, HIT)
+                response = answer(ctx, entry, HIT, self.clock)
                 if response is not None:
                     self.stats.hits += 1
                     return response
@@ -219,40 +206,6 @@ class CacheStage:
             self.flights[key] = flight
             return await self._lead(ctx, call_next, policy, mp, ctl, key, flight, looked_up)
         return await self._lead(ctx, call_next, policy, mp, ctl, key, None, looked_up)
-
-    # --- answering from an entry ----------------------------------------------------
-    def _answer(self, ctx: RequestContext, entry: CacheEntry, status: str,
-                backend: str = "") -> web.Response | None:
-        """A response carrying ``entry`` in the request's shape; None if it cannot be converted."""
-        try:
-            if ctx.stream and ctx.endpoint in _STREAMED:
-                want = _wants_usage(ctx.body)
-                ctx.client_wants_usage = want
-                body = entry.sse_body(want)
-                headers = {"Content-Type": _SSE_CT, "Cache-Control": "no-cache"}
-            else:
-                body = entry.json_body()
-                headers = {"Content-Type": _JSON_CT}
-                ctx.response_body = body
-        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-            log.warning("cache: entry not servable as %s (%s)", "a stream" if ctx.stream else "JSON", exc)
-            return None
-        if ctx.response_headers:
-            headers.update(ctx.response_headers)
-        headers["x-request-id"] = ctx.x_request_id
-        headers[HEADER] = status
-        if status == HIT:
-            headers["Age"] = str(int(entry.age(self.clock())))
-            ctx.cache_saved_ms = entry.latency_ms
-        elif backend:
-            headers["x-gateway-backend"] = backend
-        ctx.cache_status = status
-        outcome.answered(ctx, 200)
-        ctx.t_first_token = time.perf_counter()
-        # ctx.usage stays empty: no model processed this request (its row logs 0 tokens, cost 0).
-        ctx.finish_reason = entry.finish_reason
-        ctx.model_served = entry.model
-        return web.Response(status=200, body=body, headers=headers)
 
     # --- leading --------------------------------------------------------------------
     async def _lead(self, ctx: RequestContext, call_next: Handler, policy: CachePolicy, mp: ModelPolicy,
@@ -279,7 +232,7 @@ class CacheStage:
             raise
         finally:
             ctx.on_bytes = None
-        entry = self._entry(ctx, capture, self.clock()) if ctl.store or flight is not None else None
+        entry = entry_of(ctx, capture, self.clock()) if ctl.store or flight is not None else None
         pending = None
         if entry is not None and ctl.store and (entry.finish_reason or ctx.endpoint == "embeddings") \
                 and entry.size <= policy.max_entry_bytes:
@@ -300,7 +253,7 @@ class CacheStage:
             if entry is not None:
                 flight.finish(entry=entry)
             elif ctx.status_code != 200 and not ctx.truncated and not outcome.is_client_closed(ctx) \
-                    and len(capture) == 1 and not _looks_sse(capture[0]):
+                    and len(capture) == 1 and not looks_sse(capture[0]):
                 flight.finish(response=(ctx.status_code, capture[0]))
             else:
                 flight.finish(vanished=True)
@@ -322,36 +275,19 @@ class CacheStage:
         if await store.set(key, entry, ttl):
             self.stats.stores += 1
 
-    @staticmethod
-    def _entry(ctx: RequestContext, capture: list[bytes], now: float) -> CacheEntry | None:
-        """The leader's answer as an entry stored at ``now``, if it is a complete success."""
-        if not outcome.complete(ctx) or not capture:
-            return None
-        data = capture[0] if len(capture) == 1 else b"".join(capture)
-        latency_ms = (time.perf_counter() - ctx.t_start) * 1000
-        usage = usage_dict(ctx.usage)
-        if ctx.stream and _looks_sse(data):
-            if not data.rstrip().endswith(b"[DONE]"):
-                return None
-            return CacheEntry(SSE, ctx.endpoint, data, has_usage=ctx.client_wants_usage, usage=usage,
-                              finish_reason=ctx.finish_reason, model=ctx.model_served, latency_ms=latency_ms,
-                              created=now)
-        return CacheEntry(JSON, ctx.endpoint, data, usage=usage, finish_reason=ctx.finish_reason,
-                          model=ctx.model_served, latency_ms=latency_ms, created=now)
-
     # --- following ------------------------------------------------------------------
     async def _follow(self, ctx: RequestContext, call_next: Handler, flight: Flight, policy: CachePolicy,
                       mp: ModelPolicy, ctl: RequestControl, key: str, rounds: int) -> web.StreamResponse:
         leader = flight.leader
-        if ctx.stream and leader.stream and ctx.endpoint in _STREAMED:
+        if ctx.stream and leader.stream and ctx.endpoint in STREAMED:
             while not flight.pieces and not flight.done:
                 await flight.wait()
-            if flight.pieces and leader.status_code == 200 and _looks_sse(flight.pieces[0]):
-                return await self._relay_live(ctx, flight)
+            if flight.pieces and leader.status_code == 200 and looks_sse(flight.pieces[0]):
+                return await relay_live(ctx, flight, self.stats)
         while not flight.done:
             await flight.wait()
         if flight.entry is not None:
-            response = self._answer(ctx, flight.entry, COALESCED, leader.backend)
+            response = answer(ctx, flight.entry, COALESCED, self.clock, leader.backend)
             if response is not None:
                 self.stats.coalesced += 1
                 return response
@@ -361,7 +297,7 @@ class CacheStage:
             ctx.cache_status = COALESCED
             outcome.error(ctx, status, leader.error_type, leader.error_message)
             headers = {**ctx.response_headers} if ctx.response_headers else {}
-            headers.update({"Content-Type": _JSON_CT, "x-request-id": ctx.x_request_id, HEADER: COALESCED})
+            headers.update({"Content-Type": JSON_CT, "x-request-id": ctx.x_request_id, HEADER: COALESCED})
             return web.Response(status=status, body=body, headers=headers)
         elif flight.error is not None:
             self.stats.coalesced += 1
@@ -370,53 +306,3 @@ class CacheStage:
         # The leader left without an answer: try again (once as a follower, then on our own).
         return await self._serve(ctx, call_next, policy, mp, ctl, key, rounds + 1)
 
-    async def _relay_live(self, ctx: RequestContext, flight: Flight) -> web.StreamResponse:
-        """Send a stream leader's events to this follower as the leader relays them."""
-        leader = flight.leader
-        self.stats.coalesced += 1
-        ctx.cache_status = COALESCED
-        want = _wants_usage(ctx.body)
-        ctx.client_wants_usage = want
-        headers = {**ctx.response_headers} if ctx.response_headers else {}
-        headers.update({"Content-Type": _SSE_CT, "Cache-Control": "no-cache", "x-request-id": ctx.x_request_id,
-                        HEADER: COALESCED})
-        if leader.backend:
-            headers["x-gateway-backend"] = leader.backend
-        response = web.StreamResponse(status=200, headers=headers)
-        await response.prepare(ctx.request)
-        outcome.answered(ctx, 200)
-        view = UsageView(leader.client_wants_usage, want, lambda: usage_dict(leader.usage))
-        sent = 0
-        try:
-            while True:
-                pieces = flight.pieces
-                while sent < len(pieces):
-                    out = view.piece(pieces[sent])
-                    sent += 1
-                    if out:
-                        if ctx.t_first_token is None:
-                            ctx.t_first_token = time.perf_counter()
-                        await response.write(out)
-                if flight.done and sent >= len(flight.pieces):
-                    break
-                await flight.wait()
-            rest = view.finish()
-            if rest:
-                await response.write(rest)
-            ctx.finish_reason = leader.finish_reason
-            ctx.model_served = leader.model_served
-            if flight.entry is None:
-                status = leader.status_code if leader.status_code >= 500 else 502
-                left = not leader.error_type or outcome.is_client_closed(leader)
-                if flight.vanished and left:
-                    failure = StreamTruncatedError("the stream this request shared with an identical one "
-                                                   "ended before it completed; retry the request")
-                    outcome.error(ctx, status, failure.code, failure.message, truncated=True)
-                    await response.write(b"data: " + failure.body() + b"\n\n")
-                else:  # the leader's own failure, not its client's leaving
-                    outcome.error(ctx, status, "" if outcome.is_client_closed(leader) else leader.error_type,
-                                  truncated=True)
-            await response.write_eof()
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            outcome.client_closed(ctx, write_failed=True)
-        return response
