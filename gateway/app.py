@@ -86,6 +86,11 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     def runtime() -> Runtime | None:
         return holder.current
 
+    def serving_runtime() -> Runtime:
+        rt = holder.current
+        assert rt is not None  # requests are served only after start-up compiled a runtime
+        return rt
+
     def finish(ctx: RequestContext) -> None:
         rt = ctx.runtime
         if rt is not None:
@@ -97,7 +102,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
         # until its row is built) does not keep the request's object graph alive for the GC.
         ctx.request = ctx.runtime = ctx.target_state = ctx.capture = ctx.on_bytes = None
 
-    handlers = ProxyHandlers(runtime, finish)
+    handlers = ProxyHandlers(serving_runtime, finish)
 
     # --- the features --------------------------------------------------------------------------
     fleet = FleetFeature(app, snapshot, health, data_dir=data_dir, launch_servers=launch_servers)

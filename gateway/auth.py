@@ -74,6 +74,7 @@ def _limit_error(spec: LimitSpec, d, model: str) -> RateLimitError:
                               "Please retry when one has finished.", code="concurrency_limit_exceeded",
                               headers=headers)
     period, limit = ("day", spec.budget_day) if reason == "budget_day" else ("month", spec.budget_month)
+    assert limit is not None and d.spent is not None  # a budget refusal: the key has that budget
     headers.update(budget_headers(limit, d.spent, d.retry_after_s))
     return RateLimitError(
         f"This key has used its budget per {period} (UTC): ${usd(d.spent)} of ${usd(limit)} spent. "
@@ -103,8 +104,9 @@ def bears_admin_key(request: web.Request, default_key: str | None = None) -> boo
     admin_key = layer.admin_key() if layer is not None else default_key
     auth = request.headers.get("Authorization", "")
     token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-    return bool(admin_key and token) and hmac.compare_digest(hashlib.sha256(token.encode()).digest(),
-                                                             hashlib.sha256(admin_key.encode()).digest())
+    if not admin_key or not token:
+        return False
+    return hmac.compare_digest(hashlib.sha256(token.encode()).digest(), hashlib.sha256(admin_key.encode()).digest())
 
 
 def authenticated_key(request: web.Request) -> KeyPolicy | None:
@@ -233,9 +235,10 @@ class AccessLayer:
             ctx.access = Grant(key)
             return await call_next(ctx)
         limiter = self.limiter
+        assert limiter is not None  # a limited key exists only with a limiter
         spec = key.spec
         tokens = 0
-        if spec.tpm is not None:
+        if spec.tpm is not None and ctx.body is not None:
             counter = self._tokens if policy.limits.token_estimate == "tiktoken" else None
             tokens = estimate_tokens(ctx.endpoint, ctx.body, policy.limits.default_max_tokens, counter)
         decision = await limiter.admit(spec, ctx.request_id, tokens)
@@ -298,6 +301,7 @@ class AccessLayer:
     @staticmethod
     def filtered_models(key: KeyPolicy, response: web.Response) -> web.Response:
         """The ``/v1/models`` listing cut down to the models ``key`` may use."""
+        assert isinstance(response.body, bytes)  # the caller filters a whole JSON listing only
         listing = orjson.loads(response.body)
         listing["data"] = [m for m in listing.get("data", ()) if key.allows(m.get("id", ""))]
         out = web.Response(body=orjson.dumps(listing), content_type=_JSON)

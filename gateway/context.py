@@ -21,7 +21,7 @@ class Usage:
     reasoning_tokens: int | None = None
 
     @classmethod
-    def from_openai(cls, usage: dict[str, Any]) -> "Usage":
+    def from_openai(cls, usage: dict[str, Any]) -> Usage:
         """Build from an OpenAI ``usage`` dict (chat, completions or embeddings shape)."""
         prompt_details = usage.get("prompt_tokens_details") or {}
         completion_details = usage.get("completion_tokens_details") or {}

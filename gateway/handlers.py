@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -22,8 +23,14 @@ from gateway import outcome
 from gateway.context import RequestContext, Usage
 from gateway.duplicate_keys import case_variant_key, duplicated_model
 from gateway.errors import (
-    GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError, StreamTruncatedError,
-    UpstreamError, UpstreamTimeoutError, error_body,
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    StreamTruncatedError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    error_body,
 )
 from gateway.paths import clean_endpoint, unknown_url
 from gateway.pipeline import Handler
@@ -33,13 +40,16 @@ from gateway.sse import encode_data_event
 from gateway.streaming import StreamTee
 from gateway.upstream import pass_back_headers
 
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
 # Endpoints whose streams are OpenAI chunk streams the tee understands.
 _TEED_ENDPOINTS = frozenset({"chat/completions", "completions"})
 _JSON = "application/json"
 UNREADABLE_BODY = ("The request body could not be read: its Content-Encoding or chunked transfer encoding "
                    "is malformed.")
 
-RuntimeGetter = Callable[[], "object"]
+RuntimeGetter = Callable[[], "Runtime"]
 Finisher = Callable[[RequestContext], None]
 
 
@@ -130,7 +140,7 @@ class ProxyHandlers:
         state = ctx.target_state
         if state is not None:  # the answering target: release it and learn its latency
             state.inflight -= 1
-            if ctx.status_code == 200 and ctx.t_upstream_start is not None:
+            if ctx.status_code == 200 and ctx.t_upstream_start is not None and ctx.attempt_log:
                 attempt = ctx.attempt_log[-1]
                 ttft = None if ctx.t_first_token is None else (ctx.t_first_token - attempt.t_start) * 1000
                 state.observe_latency(state.ewma_alpha, (ctx.t_end - attempt.t_start) * 1000, ttft)
@@ -328,7 +338,7 @@ class ProxyHandlers:
         await response.prepare(request)
         failure: GatewayError | None = None
         perf = time.perf_counter
-        send = response.write
+        send: Callable[[bytes], Awaitable[None]] = response.write
         # An in-band error event may echo the backend's key: the tee masks the events it reads;
         # a stream relayed without a tee has its reads that mention an error masked.
         mask = ctx.runtime.secrets.mask_error_runs if tee is None and ctx.runtime.secrets else None

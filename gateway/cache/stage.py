@@ -103,6 +103,7 @@ class CacheStage:
         s = policy.settings
         old = self.store
         if s.store == "redis":
+            assert s.redis_url is not None  # the config refuses a redis store without one
             self.store = RedisStore(s.redis_url, self.stats, timeout_s=s.redis_timeout_s,
                                     max_connections=s.redis_max_connections, retry_s=s.redis_retry_s)
         else:
@@ -160,7 +161,7 @@ class CacheStage:
         if not model_policy.enabled:
             ctx.cache_status = BYPASS
             return await call_next(ctx)
-        if self.store is None or not policy.eligible(ctx.endpoint, ctx.body, model_policy):
+        if self.store is None or ctx.body is None or not policy.eligible(ctx.endpoint, ctx.body, model_policy):
             return await self._bypass(ctx, call_next)
         ctl = RequestControl.parse(ctx.request.headers if ctx.request is not None else None)
         if not ctl.lookup and not ctl.store:
@@ -260,7 +261,7 @@ class CacheStage:
             if pending is None:
                 self._forget(flight)
             else:  # late arrivals are served from the flight until the entry is in Redis
-                pending.add_done_callback(lambda _t, f=flight: self._forget(f))
+                pending.add_done_callback(lambda _t: self._forget(flight))
         return response
 
     def _end(self, flight: Flight, **outcome) -> None:

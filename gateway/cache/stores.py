@@ -18,6 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import redis.asyncio as aioredis
 
@@ -55,7 +56,7 @@ class CacheStats:
 class MemoryStore:
     """In-process LRU of ``CacheEntry`` objects bounded by ``max_bytes`` (entry ``size``)."""
 
-    kind = "memory"
+    kind: Literal["memory"] = "memory"
     available = True  # never down
 
     def __init__(self, max_bytes: int, stats: CacheStats, clock=time.monotonic):
@@ -128,7 +129,7 @@ class RedisStore:
     long to skip Redis after a failure.
     """
 
-    kind = "redis"
+    kind: Literal["redis"] = "redis"
 
     def __init__(self, url: str, stats: CacheStats, *, timeout_s: float = 0.25, max_connections: int = 32,
                  retry_s: float = 1.0):

@@ -22,9 +22,7 @@ import aiohttp
 
 from gateway.context import Attempt, RequestContext
 from gateway.deadlines import deadline as first_byte_deadline
-from gateway.errors import (
-    GatewayError, InvalidRequestError, NoHealthyTargetError, UpstreamError, UpstreamTimeoutError,
-)
+from gateway.errors import GatewayError, InvalidRequestError, NoHealthyTargetError, UpstreamError, UpstreamTimeoutError
 from gateway.routing.plan import Candidate, RoutePlan
 
 _BREAKER_FAILURES = frozenset({"connect", "timeout", "5xx", "429"})
@@ -145,7 +143,7 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
                 cand.skipped = "unsupported"
                 last_outcome, last_error = None, exc
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 failure, last_error = "timeout", UpstreamTimeoutError(
                     f"backend {cand.client.name!r} sent no stream data within {cand.client.first_byte_s:g} s")
             except GatewayError as exc:
@@ -160,6 +158,7 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
                 raise
             record.t_end = clock()
             if failure is None:  # success, or the caller's own error: final either way
+                assert outcome is not None  # no failure: an answer came
                 state.breaker.record(True)
                 if outcome.response.status >= 400:
                     state.inflight -= 1  # a caller error is not held in flight
@@ -182,6 +181,7 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
                 min_window = cand.target.context_window or 0
                 if failure in plan.fallback_on:
                     break
+                assert last_outcome is not None  # classified from the answer's body
                 return last_outcome
             if failure in retry.retry_on and n < retry.attempts:
                 wait = rng.uniform(0, min(retry.max_backoff_ms, retry.base_backoff_ms * 2 ** (n - 1))) / 1000

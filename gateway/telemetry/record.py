@@ -195,7 +195,7 @@ class RowBuilder:
         prompt = completion = total = 0
         cached: int | None = None
         cost: float | None = None
-        for step in ctx.chain_steps:
+        for step in ctx.chain_steps or ():
             p, c, t, ca, _, _ = self._tokens(step)
             prompt, completion, total = prompt + p, completion + c, total + t
             if ca is not None:
