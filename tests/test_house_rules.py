@@ -3,6 +3,9 @@
 - No module of ``gateway/``, ``plugins/`` or ``loadtest/`` passes ``MAX_LINES`` lines: a file
   that grows past it is split by job (see how ``gateway/limits/`` or ``gateway/providers/anthropic/``
   are laid out) rather than left to grow.
+- The shipped packages (``gateway/``, ``plugins/``, ``loadtest/``) use nothing from ``tests/``:
+  no import, no ``-m tests.…`` subprocess and no path into it, so they work from an installed
+  wheel. What both need lives in the package or in ``loadtest/``.
 - No import cycle among the modules of ``gateway/`` at module level. The graph is read from the
   source (``ast``): imports at module level (class bodies included, ``if TYPE_CHECKING:`` blocks
   excluded) are edges; imports inside functions are not, since they run later — but moving an
@@ -13,6 +16,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,6 +158,27 @@ def test_no_module_over_max_lines():
             if lines > MAX_LINES:
                 too_long.append(f"{path.relative_to(REPO).as_posix()}: {lines} lines")
     assert not too_long, f"modules over {MAX_LINES} lines (split them by job): {too_long}"
+
+
+_TESTS_NAME = re.compile(r"^tests(\.|$)")  # a module under tests/, or tests/ as a path component
+
+
+def test_shipped_packages_use_nothing_from_tests():
+    found = []
+    for package in CHECKED:
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = path.relative_to(REPO).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), rel)):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    names = [node.module or ""]
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    names = [node.value]
+                else:
+                    continue
+                found += [f"{rel}:{node.lineno}: {name}" for name in names if _TESTS_NAME.match(name)]
+    assert not found, found
 
 
 def test_no_import_cycles_in_gateway():
