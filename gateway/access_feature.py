@@ -51,6 +51,9 @@ class AccessFeature(Feature):
     def activate(self, runtime) -> None:
         self.layer.activate(runtime.compiled[self.name])
 
+    def discard(self, runtime) -> None:
+        self.layer.discard(runtime.compiled[self.name])
+
     def routes(self, routes: Routes) -> None:
         layer = self.layer
 

@@ -142,8 +142,15 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
         if rt.needs_tokens:  # routing counts prompt tokens: load the encodings before serving
             await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4o")
             await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4")
-        for feature in features:
-            feature.compile(rt)
+        compiled: list[Feature] = []
+        try:
+            for feature in features:
+                feature.compile(rt)
+                compiled.append(feature)
+        except BaseException:
+            for feature in compiled:
+                feature.discard(rt)
+            raise
         front, stages = active_stages(outer, rt), active_stages(inner, rt)
         rt.stages = (*front, *stages)
         rt.request_path = compose([*front, handlers.read_request, *stages], handlers.forward)

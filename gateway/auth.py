@@ -187,6 +187,14 @@ class AccessLayer:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
+    def discard(self, compiled: Compiled) -> None:
+        """``compiled`` will not be put in force (the config was refused): close its new plugins."""
+        if compiled.plugins is not None and compiled.plugins is not self.plugins:
+            self._retired.append(compiled.plugins)
+            task = asyncio.get_running_loop().create_task(self._close_retired())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
     async def _close_retired(self) -> None:
         retired, self._retired = self._retired, []
         for item in retired:

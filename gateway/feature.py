@@ -16,7 +16,8 @@ A feature contributes:
   (a row, metrics, a span); empty when off, so a request of that config makes no call to it.
 - ``compile(runtime)``: work a new config needs, done before it is made current (build a
   policy, load plugins). Raising refuses the config: a reload is refused as a whole and the
-  running config stays. It must not change what requests see; ``activate`` does that.
+  running config stays. It must not change what requests see; ``activate`` does that, and
+  ``discard(runtime)`` frees what it built when another feature refused the config.
 - ``activate(runtime)``: the config is now current; put what ``compile`` prepared in force.
   Called right after the swap, with no ``await`` in between, so no request sees half of it.
 - ``routes(routes)``: its HTTP routes. ``routes.admin_get``/``admin_post`` take ``/admin/…``
@@ -91,6 +92,9 @@ class Feature:
         pass
 
     def activate(self, runtime: Runtime) -> None:
+        pass
+
+    def discard(self, runtime: Runtime) -> None:
         pass
 
     def routes(self, routes: Routes) -> None:

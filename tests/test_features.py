@@ -104,3 +104,40 @@ def test_every_admin_route_is_behind_the_one_check(upstream):
             assert httpx.request(method, url, timeout=30).status_code == 401, path
             r = httpx.request(method, url, headers={"Authorization": "Bearer sk-admin-1"}, json={}, timeout=30)
             assert r.status_code != 401, path
+
+
+class Closable:
+    """A plugin that records being closed."""
+
+    closed: list[str] = []
+
+    def __init__(self, tag: str = ""):
+        self.tag = tag
+
+    async def before_request(self, request):
+        return None
+
+    def close(self):
+        Closable.closed.append(self.tag)
+
+
+def test_plugins_compiled_for_a_refused_config_are_closed(upstream):
+    """A config refused after access compiled it (by a later feature) leaves no plugin open."""
+    from gateway.auth import ACCESS
+
+    app = build_app(parse_config(gateway_config(upstream.url, extra=QUIET)))
+    with BackgroundServer(app) as gw:
+        layer = app[ACCESS]
+        snapshot = parse_config(gateway_config(upstream.url, extra=QUIET + 'plugins: [{path: '
+                                               '"tests.test_features:Closable", settings: {tag: refused}}]\n'))
+        compiled = layer.compile(snapshot)
+        assert compiled.plugins is not None and layer.plugins is None
+        Closable.closed.clear()
+        gw.call(_discard(layer, compiled))
+        assert Closable.closed == ["refused"] and layer.plugins is None
+
+
+async def _discard(layer, compiled) -> None:
+    layer.discard(compiled)
+    for task in list(layer._closing):
+        await task

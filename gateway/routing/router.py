@@ -38,6 +38,7 @@ class Router:
         self.rng = rng or random.Random(settings.seed)
         self.strategies = build_strategies(settings.exploration, settings.vllm_load, health)
         self.rules = RuleSet(config.routes)
+        self._has_rules = bool(self.rules)
         self._known = ", ".join(sorted(config.models)) or "(none configured)"
         self._breaker_settings = settings.circuit_breaker
         self.target_keys = {f"{t.backend}/{t.model or name}" for name, m in config.models.items() for t in m.targets}
@@ -52,10 +53,10 @@ class Router:
             for name, pm in config.models.items()}
         # The (target, client, upstream model, health state) of each target list, looked up on
         # first use and then reused: this router's config, hence its breaker settings, is fixed.
-        self._bound: dict[tuple[str, int], list[tuple[Target, BackendClient, str, Any]]] = {}
+        self._bound: dict[str | tuple[str, int], list[tuple[Target, BackendClient, str, Any]]] = {}
 
-    def _candidates(self, public: str, targets: list[Target]) -> list[Candidate]:
-        key = (public, id(targets))
+    def _candidates(self, public: str, targets: list[Target], key: str | tuple[str, int]) -> list[Candidate]:
+        """``key``: the public name for a model's own targets, (public, id) for a rule's."""
         bound = self._bound.get(key)
         if bound is None:
             bound = []
@@ -79,7 +80,7 @@ class Router:
         tokens: Callable[[], int] | None = None
         at_most: Callable[[], int] | None = None
         rule = None
-        if self.rules:
+        if self._has_rules:
             tokens, at_most = self._estimators(body)
             rule = self.rules.first_match(RuleInput(model, headers, metadata or {}, tenant, api_key_id,
                                                     prompt_id, stream, tokens, at_most))
@@ -90,6 +91,7 @@ class Router:
                 raise ModelNotFoundError(f"The model `{model}` does not exist. Available models: {self._known}.",
                                          param="model")
             targets, strategy_name, retry, fallback = defaults
+            key: str | tuple[str, int] = public
         else:
             public = rule.model or model
             pm: PublicModel | None = self._config.models.get(public)
@@ -101,7 +103,8 @@ class Router:
             retry = (pm.retry if pm is not None and pm.retry else None) or self._config.routing.retry
             fallback = frozenset(pm.fallback_on if pm is not None and pm.fallback_on is not None
                                  else self._config.routing.fallback_on)
-        candidates = self._candidates(public, targets)
+            key = (public, id(targets))
+        candidates = self._candidates(public, targets, key)
         usable = []
         needed = None
         for c in candidates:

@@ -47,6 +47,8 @@ class Priority:
     def rank(self, candidates, stream, rng):
         for c in candidates:
             c.score = c.target.priority
+        if len(candidates) == 1:  # a model with one target: nothing to order
+            return list(candidates)
         return sorted(candidates, key=lambda c: c.target.priority)
 
 
