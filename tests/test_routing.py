@@ -311,7 +311,8 @@ def test_least_latency_prefers_the_faster_upstream(make_gateway, two_upstreams):
     a, b = two_upstreams
     gw = make_gateway(two_target_config(a.url, b.url, strategy="least-latency",
                                         extra="  exploration: 0.0"))
-    a.json(OK, delay_s=0.06)
+    # a gap no stall of a busy machine closes: the latency average must tell them apart
+    a.json(OK, delay_s=0.5)
     b.json(OK, delay_s=0.0)
     for _ in range(4):  # warm-up: both get measured
         post(gw)
@@ -325,13 +326,19 @@ def test_least_latency_prefers_the_faster_upstream(make_gateway, two_upstreams):
 def test_least_busy_spreads_concurrent_load(make_gateway, two_upstreams):
     a, b = two_upstreams
     gw = make_gateway(two_target_config(a.url, b.url, strategy="least-busy"))
-    a.json(OK, delay_s=0.3)
-    b.json(OK, delay_s=0.3)
+    a.json(OK)
+    b.json(OK)
+    a.hold()  # every request stays in flight until all ten have been placed
+    b.hold()
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as client:
-            await asyncio.gather(*[client.post(f"{gw.url}/v1/chat/completions",
-                                               json={"model": "m", "messages": MSG}) for _ in range(10)])
+            calls = [asyncio.ensure_future(client.post(f"{gw.url}/v1/chat/completions",
+                                                       json={"model": "m", "messages": MSG})) for _ in range(10)]
+            await async_wait_for(lambda: len(a.received) + len(b.received) == 10, what="ten requests in flight")
+            a.release()
+            b.release()
+            await asyncio.gather(*calls)
 
     asyncio.run(burst())
     assert len(a.received) == 5 and len(b.received) == 5
