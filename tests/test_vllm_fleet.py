@@ -23,7 +23,7 @@ from gateway.config import load_config
 from gateway.server import BackgroundServer
 from gateway.vllm import FLEET
 from tests.fake_upstream import FakeVllm
-from tests.polling import stays, stops_growing, wait_for
+from tests.polling import async_wait_for, stays, stops_growing, wait_for
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -108,14 +108,20 @@ def test_a_burst_between_scrapes_spreads(make_gateway, fakes):
     for fake in fakes:
         fake.json({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
-                   "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}, delay_s=0.4)
+                   "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
     gw = make_gateway(fleet_config(a, b, interval_ms=60_000))  # one scrape at start, none during the burst
     wait_for(lambda: scraped(gw, "va") and scraped(gw, "vb"), what="first scrapes")
+    for fake in fakes:  # every request stays in flight until all ten have been placed
+        fake.hold()
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(*[client.post(f"{gw.url}/v1/chat/completions",
-                                                      json={"model": "tiny", "messages": MSG}) for _ in range(10)])
+            calls = [asyncio.ensure_future(client.post(f"{gw.url}/v1/chat/completions",
+                                                       json={"model": "tiny", "messages": MSG})) for _ in range(10)]
+            await async_wait_for(lambda: len(a.received) + len(b.received) == 10, what="ten requests in flight")
+            for fake in fakes:
+                fake.release()
+            return await asyncio.gather(*calls)
 
     seen = collections.Counter(r.headers["x-gateway-backend"] for r in asyncio.run(burst()))
     assert seen == {"va": 5, "vb": 5}
