@@ -3,7 +3,7 @@
 ``adapter_for(type)`` returns the adapter of a backend type. OpenAI-compatible backends
 (``openai``, ``vllm``) use the identity adapter and pay nothing; others translate requests,
 responses, streams and errors. Adding a provider is one module, one line in ``ADAPTERS`` and
-its conformance fixtures (``tests/providers/``).
+its conformance fixtures (``tests/contract/``).
 """
 
 from gateway.providers.azure import AzureAdapter
