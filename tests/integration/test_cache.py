@@ -1,9 +1,9 @@
 """Cache behaviour through real HTTP: keys, tenants, TTL, Cache-Control, stream replay, storing rules.
 
 Every behaviour test runs against both stores: the in-process memory LRU and the real Redis
-on 127.0.0.1:6379 (a namespace of its own per test, deleted afterwards). The helpers here
-(``cache_config``, ``cache_gateway``, ``store_yaml``, the scripted answers) are shared by the
-other ``test_cache_*`` modules.
+on 127.0.0.1:6379 (a namespace of its own per test, deleted afterwards). The helpers
+(``cache_config``, ``cache_gateway``, ``store_yaml``, the scripted answers) live in
+``tests/support/cache.py``, shared with the other ``test_cache_*`` modules.
 """
 
 from __future__ import annotations
