@@ -1,5 +1,5 @@
 """``python -m gateway`` runs the CLI (same as the ``llm-gateway`` console script)."""
 
-from gateway.cli import main
+from gateway.cli.commands import main
 
 main()

@@ -1,6 +1,6 @@
 """``build_app``: the composition root. Every feature, and the order a request meets them, is here.
 
-A feature (``gateway.feature.Feature``) contributes a request stage, finishers, work on each new
+A feature (``gateway.core.feature.Feature``) contributes a request stage, finishers, work on each new
 config, routes and a start/stop; nothing hooks into a request any other way. This module lists
 the features once and composes, for each compiled config, the path a request takes through
 their active stages (a feature that is off for that config is simply not in it).
@@ -23,27 +23,27 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from gateway.access_feature import AccessFeature, PluginsFeature
+from gateway.access.feature import AccessFeature, PluginsFeature
+from gateway.admin.config import ConfigAdmin
 from gateway.cache import CacheFeature
 from gateway.chains import ChainsFeature
 from gateway.config import ConfigSnapshot
 from gateway.config.watcher import ConfigWatcher
-from gateway.config_admin import ConfigAdmin
-from gateway.context import RequestContext
+from gateway.core.context import RequestContext
+from gateway.core.feature import Feature, Routes, active_stages
+from gateway.core.pipeline import compose
+from gateway.core.tokens import TokenCounter
 from gateway.dashboard import DashboardFeature
-from gateway.feature import Feature, Routes, active_stages
-from gateway.handlers import ProxyHandlers
-from gateway.http_hygiene import secure_headers
 from gateway.observability import ObservabilityFeature
-from gateway.pipeline import compose
 from gateway.prompts import PromptsFeature
+from gateway.proxy.handlers import ProxyHandlers
+from gateway.proxy.http_hygiene import secure_headers
+from gateway.proxy.runtime import Runtime
+from gateway.proxy.upstream import create_session
 from gateway.routing.admin import RoutingAdmin
 from gateway.routing.health import HealthRegistry
 from gateway.routing.shared_circuit import SharedCircuits
-from gateway.runtime import Runtime
 from gateway.telemetry import TelemetryFeature
-from gateway.tokens import TokenCounter
-from gateway.upstream import create_session
 from gateway.vllm import FleetFeature
 
 

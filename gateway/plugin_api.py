@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp.web import StreamResponse as PluginResponse
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 if TYPE_CHECKING:
-    from gateway.context import RequestContext
+    from gateway.core.context import RequestContext
 
 __all__ = ["GatewayError", "PluginRequest", "PluginResponse", "Verdict"]
 

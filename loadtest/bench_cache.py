@@ -60,7 +60,7 @@ class UvloopServer:
         self._thread = threading.Thread(target=self.loop.run_forever, name="bench-gateway", daemon=True)
 
     def __enter__(self) -> UvloopServer:
-        from gateway.server import start_site
+        from gateway.proxy.server import start_site
 
         self._thread.start()
         self.cpu_clock = time.pthread_getcpuclockid(self._thread.ident)

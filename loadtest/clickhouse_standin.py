@@ -42,7 +42,7 @@ import chdb
 import orjson
 from aiohttp import web
 
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 
 _TRANSPORT = frozenset({
     "query", "database", "default_format", "user", "password", "query_id", "session_id", "session_timeout",

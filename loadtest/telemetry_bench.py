@@ -55,12 +55,12 @@ def bench_emit(n: int = 200_000) -> dict:
     """µs per ``emit`` call (mean over ``n`` calls, and p50/p99 of 1,000-call slices), plus the
     writer's µs per row (build + encode) for a typical streamed request."""
     from gateway.config.telemetry import TelemetrySettings
-    from gateway.context import RequestContext, Usage
-    from gateway.pricing import PriceTable
+    from gateway.core.context import RequestContext, Usage
+    from gateway.core.pricing import PriceTable
+    from gateway.core.tokens import TokenCounter
     from gateway.telemetry.record import RowBuilder, encode_rows
     from gateway.telemetry.sink import TelemetrySink
     from gateway.telemetry.spool import Spool
-    from gateway.tokens import TokenCounter
 
     def ctx(i: int) -> RequestContext:
         return RequestContext(
@@ -167,7 +167,7 @@ def _admin(url: str, path: str, post: bool = False) -> dict:
 
 def _standin(cpu: int) -> tuple[subprocess.Popen, str]:
     """The ClickHouse HTTP stand-in (``loadtest.clickhouse_standin``) in its own process."""
-    from gateway.server import free_port
+    from gateway.proxy.server import free_port
 
     port = free_port()
     data = tempfile.mkdtemp(prefix="tbench-store-")
@@ -194,7 +194,7 @@ def bench_throughput(rounds: int = 3, seconds: float = 10.0, concurrency: int = 
     ``store``: ``chdb`` (embedded, its engine's CPU counts as the gateway's) or ``http`` (a
     ClickHouse HTTP stand-in process on the client's core, as a server would be elsewhere).
     """
-    from gateway.server import free_port
+    from gateway.proxy.server import free_port
 
     os.sched_setaffinity(0, {client_cpu})
     standin, dsn = _standin(client_cpu) if store == "http" else (None, None)

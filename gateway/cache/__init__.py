@@ -1,6 +1,6 @@
 """Exact-match response cache: memory or Redis, stream replay, single flight, per-request control.
 
-``CacheFeature`` (a ``gateway.feature.Feature``) plugs it into the gateway: its stage is the
+``CacheFeature`` (a ``gateway.core.feature.Feature``) plugs it into the gateway: its stage is the
 ``CacheStage`` (kept as ``app[CACHE]``), listed in ``gateway.app`` after access, prompts and
 plugins so the key is computed on the request as it will be sent, and only for a config where
 some model caches (otherwise requests never meet it); each config's ``CachePolicy`` is compiled
@@ -20,7 +20,7 @@ from gateway.cache.entry import CacheEntry
 from gateway.cache.policy import CachePolicy, RequestControl
 from gateway.cache.stage import CacheStage
 from gateway.cache.stores import CacheStats, MemoryStore, RedisStore
-from gateway.feature import Feature, Routes
+from gateway.core.feature import Feature, Routes
 
 CACHE = web.AppKey("cache", CacheStage)
 

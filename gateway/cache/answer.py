@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import outcome
 from gateway.cache.convert import usage_dict
 from gateway.cache.entry import JSON, SSE, CacheEntry
-from gateway.context import RequestContext
+from gateway.core import outcome
+from gateway.core.context import RequestContext
 
 log = logging.getLogger("gateway.cache")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from gateway.context import Usage
-from gateway.sse import DONE_EVENT, SSESplitter, encode_data_event, event_data
+from gateway.core.context import Usage
+from gateway.core.sse import DONE_EVENT, SSESplitter, encode_data_event, event_data
 
 _USAGE_NULL = b',"usage":null'
 CHAT = "chat/completions"

@@ -10,13 +10,13 @@ import time
 import aiohttp
 from aiohttp import web
 
-from gateway import outcome
 from gateway.cache.answer import COALESCED, HEADER, SSE_CT, wants_usage
 from gateway.cache.convert import UsageView, usage_dict
 from gateway.cache.flight import Flight
 from gateway.cache.stores import CacheStats
-from gateway.context import RequestContext
-from gateway.errors import StreamTruncatedError
+from gateway.core import outcome
+from gateway.core.context import RequestContext
+from gateway.core.errors import StreamTruncatedError
 
 
 async def relay_live(ctx: RequestContext, flight: Flight, stats: CacheStats) -> web.StreamResponse:

@@ -39,15 +39,15 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import outcome
 from gateway.cache.answer import BYPASS, COALESCED, HEADER, HIT, JSON_CT, MISS, STREAMED, answer, entry_of, looks_sse
 from gateway.cache.entry import CacheEntry
 from gateway.cache.flight import Flight
 from gateway.cache.live import relay_live
 from gateway.cache.policy import CachePolicy, ModelPolicy, RequestControl
 from gateway.cache.stores import CacheStats, MemoryStore, RedisStore
-from gateway.context import RequestContext
-from gateway.errors import GatewayError
+from gateway.core import outcome
+from gateway.core.context import RequestContext
+from gateway.core.errors import GatewayError
 
 log = logging.getLogger("gateway.cache")
 

@@ -6,7 +6,7 @@ it: an app calls the public name like any model. Files are loaded into the confi
 (``registry.py``; hashed, validated against the models and prompts, hot-reloaded with the
 config), run by ``runner.py`` through the gateway's own request path in-process (every step a
 request with its own row, linked to the chain's row by ``session_id`` / ``parent_request_id``),
-and listed, shown and run by ``llm-gateway chains …`` (``cli.py``).
+and listed, shown and run by ``llm-gateway chains …`` (``gateway/cli/chains.py``).
 
 ``ChainsFeature`` serves chain models: its stage, last before routing, answers a request for a
 chain model by running the chain and passes every other request on. A config without chain
@@ -15,7 +15,7 @@ models has no such stage.
 
 from __future__ import annotations
 
-from gateway.feature import Feature
+from gateway.core.feature import Feature
 
 __all__ = ["ChainsFeature"]
 

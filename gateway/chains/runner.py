@@ -33,11 +33,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import outcome
 from gateway.chains.registry import Chain
-from gateway.context import RequestContext
-from gateway.errors import GatewayError, InvalidRequestError
-from gateway.request_body import RequestBody
+from gateway.core import outcome
+from gateway.core.context import RequestContext
+from gateway.core.errors import GatewayError, InvalidRequestError
+from gateway.core.request_body import RequestBody
 
 _JSON = "application/json"
 # Caller fields that are the chain's business, not the last step's request parameters.

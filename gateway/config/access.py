@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from gateway.plugin_resolve import PluginLoadError, resolve
+from gateway.plugins.resolve import PluginLoadError, resolve
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # What a key may reach below /v1/ unless it lists its own ``endpoints``: inference only. Account

@@ -11,7 +11,7 @@ describes the whole.
 Modules: ``filters`` (range and filters → SQL conditions with parameters), ``sql`` (running
 queries, decoding answers), ``panels`` (each panel's figures), ``psi`` (drift statistics, pure),
 ``drift`` (the drift checks), ``session`` (the admin key as an HttpOnly session cookie),
-``revocations`` (signed-out sessions), ``api`` (handlers), ``cli`` (``llm-gateway drift``).
+``revocations`` (signed-out sessions), ``api`` (handlers); ``llm-gateway drift`` is ``gateway/cli/drift.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import ConfigSnapshot
-from gateway.feature import Feature, Routes
+from gateway.core.feature import Feature, Routes
 
 __all__ = ["DashboardFeature"]
 

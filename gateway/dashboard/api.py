@@ -34,12 +34,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.admin_guard import bearer, guard_of
+from gateway.access.admin_guard import bearer, guard_of
+from gateway.core.errors import error_body
 from gateway.dashboard import drift, panels
 from gateway.dashboard.filters import FilterError, parse_filters
 from gateway.dashboard.session import Sessions
 from gateway.dashboard.sql import client_fetch
-from gateway.errors import error_body
 from gateway.telemetry.lanes import DASHBOARD, QueryBusy, QueryLanes
 
 log = logging.getLogger("gateway.dashboard")
@@ -127,7 +127,7 @@ class DashboardAPI:
 
     # --- set-up ---------------------------------------------------------------------------
     def routes(self, routes) -> None:
-        """Register the routes (``gateway.feature.Routes``)."""
+        """Register the routes (``gateway.core.feature.Routes``)."""
         routes.get("/dashboard", self.page)
         routes.post("/dashboard/login", self.login)
         routes.post("/dashboard/logout", self.logout)

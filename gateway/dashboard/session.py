@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway.admin_guard import guard_of
+from gateway.access.admin_guard import guard_of
 from gateway.dashboard.revocations import Revocations
 
 COOKIE = "llm_gateway_dashboard"

@@ -4,7 +4,7 @@
 on ``(ts_start, request_id)``, ``options.page_size`` rows at a time, so memory stays flat
 whatever the table holds), filters, redacts and deduplicates them, and writes one JSON line
 per example to ``train`` (or to ``validation`` for the held-out share). ``fetch(sql, params)``
-returns rows as dicts (``gateway.sessions.RowSource.rows``). The returned ``Report`` counts
+returns rows as dicts (``gateway.cli.sessions.RowSource.rows``). The returned ``Report`` counts
 rows read, written and skipped by reason.
 
 Formats: ``openai-chat`` writes exactly what OpenAI's fine-tuning API takes

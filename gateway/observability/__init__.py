@@ -1,7 +1,7 @@
 """Observability beyond ClickHouse: OpenTelemetry traces, Prometheus metrics, structured logs.
 
 ``ObservabilityFeature`` plugs the ``observability:`` settings into the gateway
-(``gateway.feature``):
+(``gateway.core.feature``):
 
 - the outermost request stage, before the request is even read: the in-flight gauge, the
   trace ids (tracing on), the request's context for log lines;
@@ -30,10 +30,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import ConfigSnapshot
-from gateway.context import RequestContext
-from gateway.feature import Feature, Routes
+from gateway.core.context import RequestContext
+from gateway.core.feature import Feature, Routes
+from gateway.core.pricing import PriceTable
 from gateway.observability.logs import CURRENT, AccessLog, configure_logging
-from gateway.pricing import PriceTable
 
 log = logging.getLogger("gateway.observability")
 

@@ -48,7 +48,7 @@ class _Receiver:
     """An OTLP/HTTP endpoint that accepts and discards spans (counts the exports)."""
 
     def __init__(self):
-        from gateway.server import BackgroundServer
+        from gateway.proxy.server import BackgroundServer
 
         self.exports = 0
 
@@ -79,7 +79,7 @@ async def _drive(url: str, n: int, concurrency: int) -> float:
 
 
 def _serve(config: Path, port: int, log) -> subprocess.Popen:
-    from gateway.server import free_port  # noqa: F401 - imported for symmetry with callers
+    from gateway.proxy.server import free_port  # noqa: F401 - imported for symmetry with callers
 
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
                             stdout=log, stderr=log, env={**os.environ, "LLM_GATEWAY_TELEMETRY": "off"})
@@ -96,7 +96,7 @@ def _serve(config: Path, port: int, log) -> subprocess.Popen:
 
 
 def main() -> None:
-    from gateway.server import free_port
+    from gateway.proxy.server import free_port
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=4000)

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from gateway.context import RequestContext
+from gateway.core.context import RequestContext
 from gateway.telemetry.scrub import scrub_secrets
 
 ACCESS_LOGGER = "gateway.access"

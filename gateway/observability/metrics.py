@@ -34,9 +34,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import values as _values
 
 from gateway.config.observability import MetricsSettings
-from gateway.context import RequestContext
+from gateway.core.context import RequestContext
+from gateway.core.pricing import PriceTable
 from gateway.observability import genai
-from gateway.pricing import PriceTable
 
 log = logging.getLogger("gateway.observability")
 
@@ -162,7 +162,7 @@ class GatewayMetrics:
     def observe(self, ctx: RequestContext) -> None:
         """Record a finished request (a finisher)."""
         self.in_flight.dec()
-        status = ctx.status_code  # concluded by gateway.outcome before any finisher runs
+        status = ctx.status_code  # concluded by gateway.core.outcome before any finisher runs
         model = ctx.model_requested
         if model and model not in self._models():
             model = "unknown"

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.config.observability import TracingSettings
-from gateway.context import Attempt, RequestContext
+from gateway.core.context import Attempt, RequestContext
 from gateway.observability import genai
 
 log = logging.getLogger("gateway.observability")
@@ -240,7 +240,7 @@ class Tracing:
         server_ctx = SpanContext(trace_id, ids.span_id, is_remote=False, trace_flags=flags, trace_state=state)
         endpoint = ctx.endpoint
         operation = genai.operation_name(endpoint)
-        status = ctx.status_code  # concluded by gateway.outcome before any finisher runs
+        status = ctx.status_code  # concluded by gateway.core.outcome before any finisher runs
         route = f"/v1/{endpoint}" if endpoint in _KNOWN_ROUTES else "/v1/{endpoint}"
         method = ids.method or "POST"
         attrs: dict[str, Any] = {

@@ -6,9 +6,9 @@ traffic between versions. The config loader compiles them into the snapshot
 (``ConfigSnapshot.prompts``, a ``registry.PromptRegistry``); the stage in ``inject.py`` renders
 and injects the selected version into chat requests; ``tables.py`` writes ``prompt_versions``
 and ``llm_feedback`` rows; ``http.py`` serves ``POST /v1/feedback`` and ``GET /admin/prompts``;
-``cli.py`` adds ``llm-gateway prompts …``.
+``gateway/cli/prompts.py`` adds ``llm-gateway prompts …``.
 
-``PromptsFeature`` plugs it into the gateway (``gateway.feature``; listed in ``gateway.app``).
+``PromptsFeature`` plugs it into the gateway (``gateway.core.feature``; listed in ``gateway.app``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.feature import Feature, Routes
+from gateway.core.feature import Feature, Routes
 
 log = logging.getLogger("gateway.prompts")
 

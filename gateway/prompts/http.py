@@ -13,7 +13,7 @@
   admin key). Without auth the key id is a fingerprint of the bearer key, as in request rows.
 - ``GET /admin/prompts``: every prompt with its versions (hash, first seen, variables,
   params, templates), labels, the models that name a prompt, and the prompt-table sink's
-  counters. Behind the one admin check every ``/admin`` path gets (``gateway.access_feature``).
+  counters. Behind the one admin check every ``/admin`` path gets (``gateway.access.feature``).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.auth import authenticated_key, bears_admin_key
-from gateway.errors import error_body
+from gateway.access.auth import authenticated_key, bears_admin_key
+from gateway.core.errors import error_body
 from gateway.prompts.tables import feedback_row
 from gateway.telemetry import QUERY_LANES, RECENT
 from gateway.telemetry.lanes import QueryBusy
@@ -86,7 +86,7 @@ class PromptEndpoints:
         self._admin_key = admin_key
 
     def routes(self, routes) -> None:
-        """Register the routes (``gateway.feature.Routes``)."""
+        """Register the routes (``gateway.core.feature.Routes``)."""
         routes.post("/v1/feedback", self.feedback)
         routes.admin_get("/admin/prompts", self.admin_prompts)
 

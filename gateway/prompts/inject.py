@@ -29,13 +29,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.context import RequestContext
-from gateway.errors import InvalidRequestError
+from gateway.core.context import RequestContext
+from gateway.core.errors import InvalidRequestError
+from gateway.core.request_body import mark_mutated
 from gateway.prompts.errors import PromptError
 from gateway.prompts.models import LABEL_RE
 from gateway.prompts.registry import EMPTY
 from gateway.prompts.select import Ref, parse_ref
-from gateway.request_body import mark_mutated
 
 HEADER = "x-gateway-prompt"
 VARIABLES_HEADER = "x-gateway-prompt-variables"

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import orjson
 
 from gateway.config.models import Backend
-from gateway.errors import InvalidRequestError
+from gateway.core.errors import InvalidRequestError
 from gateway.providers.base import Capabilities, UpstreamRequest
 
 DEFAULT_API_VERSION = "2024-10-21"

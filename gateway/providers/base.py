@@ -4,7 +4,7 @@
 - ``static_headers(backend)``: headers sent on every request (auth, versions), computed once.
 - ``build_request(endpoint, body, raw, upstream_model, backend)`` → ``UpstreamRequest``: the
   path/query/body to send for an OpenAI-shaped request. Raises
-  ``gateway.errors.InvalidRequestError`` (400) for what the backend cannot do.
+  ``gateway.core.errors.InvalidRequestError`` (400) for what the backend cannot do.
 - ``parse_response(endpoint, body)`` → OpenAI-shaped JSON bytes of a successful response.
 - ``stream_decoder(endpoint, request_body)`` → a ``StreamDecoder`` turning the backend's stream
   into OpenAI SSE bytes.

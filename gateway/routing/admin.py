@@ -1,6 +1,6 @@
 """Admin views of routing: ``GET /admin/backends`` (targets, circuit state, EWMAs, in-flight).
 
-Behind the one admin check every ``/admin`` path gets (``gateway.access_feature``).
+Behind the one admin check every ``/admin`` path gets (``gateway.access.feature``).
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.feature import Feature, Routes
+from gateway.core.feature import Feature, Routes
 from gateway.routing.health import HealthRegistry
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.proxy.runtime import Runtime
 
 
 def backends_handler(runtime: Callable[[], Runtime | None], health: HealthRegistry):

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.models import FailureClass, RetryPolicy, Target
+from gateway.proxy.upstream import BackendClient
 from gateway.routing.health import TargetState
-from gateway.upstream import BackendClient
 
 
 @dataclass(slots=True)

@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.config.models import GatewayConfig, PublicModel, Target
-from gateway.errors import ModelNotFoundError, NoHealthyTargetError
+from gateway.core.errors import ModelNotFoundError, NoHealthyTargetError
+from gateway.core.tokens import prompt_tokens_upper_bound
+from gateway.proxy.upstream import BackendClient
 from gateway.routing.health import OPEN, HealthRegistry
 from gateway.routing.plan import Candidate, RoutePlan
 from gateway.routing.rules import RuleInput, RuleSet, lazy
 from gateway.routing.strategies import build_strategies
-from gateway.tokens import prompt_tokens_upper_bound
-from gateway.upstream import BackendClient
 
 TokenCounter = Callable[[dict[str, Any]], int]
 DEFAULT_RULE = "default"

@@ -1,8 +1,8 @@
 """Telemetry: every proxied request becomes a row in ClickHouse (a server, or embedded chDB).
 
-``TelemetryFeature`` plugs it into the gateway (``gateway.feature``): a ``TelemetrySink`` whose
+``TelemetryFeature`` plugs it into the gateway (``gateway.core.feature``): a ``TelemetrySink`` whose
 ``emit`` is a finisher (started and stopped with the app; shutdown flushes or spools), and the
-telemetry ``/admin/*`` endpoints (``gateway.admin``).
+telemetry ``/admin/*`` endpoints (``gateway.telemetry.admin``).
 
 Modules: ``record`` (the row), ``sink`` (queue, writer thread, spool/replay), ``spool``
 (batch files), ``clickhouse`` (connections, inserts, read-only queries), ``schema``
@@ -23,17 +23,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.admin import AdminAPI
 from gateway.config import ConfigSnapshot, environment
-from gateway.feature import Feature, Routes
-from gateway.pricing import PriceTable
+from gateway.core.feature import Feature, Routes
+from gateway.core.pricing import PriceTable
+from gateway.core.tokens import TokenCounter
+from gateway.telemetry.admin import AdminAPI
 from gateway.telemetry.clickhouse import ClickHouseStore, parse_dsn
 from gateway.telemetry.lanes import QueryLanes
 from gateway.telemetry.recent import RecentRequests
 from gateway.telemetry.record import RowBuilder
 from gateway.telemetry.sink import TelemetrySink
 from gateway.telemetry.spool import Spool
-from gateway.tokens import TokenCounter
 
 log = logging.getLogger("gateway.telemetry")
 

@@ -23,15 +23,15 @@ from typing import Any
 
 import orjson
 
-from gateway import outcome
 from gateway.config.telemetry import BodyLogging
-from gateway.context import RequestContext
-from gateway.pricing import PriceTable
-from gateway.request_body import logged_bytes
+from gateway.core import outcome
+from gateway.core.context import RequestContext
+from gateway.core.pricing import PriceTable
+from gateway.core.request_body import logged_bytes
+from gateway.core.tokens import TokenCounter
 from gateway.telemetry.columns import ATTEMPT_COLUMN_NAMES, ATTEMPT_COLUMNS, REQUEST_COLUMN_NAMES, REQUEST_COLUMNS
 from gateway.telemetry.scrub import key_fingerprint, scrub_secrets
 from gateway.telemetry.values import UUID_RE, encode_rows, format_ts, load_hook, to_uuid
-from gateway.tokens import TokenCounter
 
 log = logging.getLogger("gateway.telemetry")
 
@@ -234,7 +234,7 @@ class RowBuilder:
         """The ``llm_requests`` values of ``ctx`` in ``REQUEST_COLUMNS`` order."""
         t0 = ctx.t_start
         t_end = ctx.t_end if ctx.t_end is not None else t0
-        status = ctx.status_code  # concluded by gateway.outcome before any finisher runs
+        status = ctx.status_code  # concluded by gateway.core.outcome before any finisher runs
         error_type = ctx.error_type
         truncated = ctx.truncated
         rid, client_rid = to_uuid(ctx.request_id)

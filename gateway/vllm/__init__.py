@@ -2,7 +2,7 @@
 managed local servers, and ``GET /admin/vllm``. The ``vllm-load`` strategy that reads the
 snapshots lives in ``gateway.routing.vllm_load``; docs/vllm.md describes the whole.
 
-``FleetFeature`` plugs a ``Fleet`` into the gateway (``gateway.feature``): started first and
+``FleetFeature`` plugs a ``Fleet`` into the gateway (``gateway.core.feature``): started first and
 stopped last (after the config watcher), synced with every config made current, and its admin
 view. It adds nothing to the request path: routing reads the fleet's load snapshots.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import ConfigSnapshot
-from gateway.feature import Feature, Routes
+from gateway.core.feature import Feature, Routes
 from gateway.routing.health import HealthRegistry
 from gateway.vllm.fleet import Fleet
 

@@ -28,7 +28,7 @@ that prefix (ids made up per response). A case with ``response.error`` and no
 The body the adapter sees is the one the gateway builds: the client's, with the target's
 model name and, for streams, ``stream_options.include_usage`` forced on; what the client
 receives passes through ``StreamTee`` (which hides the usage chunk from clients that did not
-ask), exactly as in ``gateway/handlers.py``.
+ask), exactly as in ``gateway/proxy/handlers.py``.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ from typing import Any
 import orjson
 
 from gateway.config.models import Backend
-from gateway.context import RequestContext
-from gateway.handlers import _upstream_error_body
+from gateway.core.context import RequestContext
+from gateway.core.sse import SSESplitter, event_data
 from gateway.providers import ADAPTERS, adapter_for
-from gateway.sse import SSESplitter, event_data
-from gateway.streaming import StreamTee
+from gateway.proxy.handlers import _upstream_error_body
+from gateway.proxy.streaming import StreamTee
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "sk-test-key"

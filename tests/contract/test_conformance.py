@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.errors import InvalidRequestError
+from gateway.core.errors import InvalidRequestError
 from gateway.providers import adapter_for
 from gateway.providers.base import Capabilities
 from tests.contract import harness as h

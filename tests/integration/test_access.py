@@ -16,9 +16,9 @@ import orjson
 import pytest
 import yaml
 
-from gateway.auth import warn_if_open
+from gateway.access.auth import warn_if_open
+from gateway.access.keys import hash_key
 from gateway.config import ConfigError, parse_config
-from gateway.keys import hash_key
 from tests.support.access import CHAT, KEY_A, KEY_B, KEY_OFF, MSG, access_config, post, sdk, sha, write_atomically
 from tests.support.gateway import gateway_config, serve
 from tests.support.polling import async_wait_for, wait_for
@@ -26,8 +26,8 @@ from tests.support.polling import async_wait_for, wait_for
 
 # --- default: no keys, no stage --------------------------------------------------------------
 def test_without_keys_auth_is_off_and_no_stage_is_registered(gateway, upstream):
+    from gateway.access.auth import ACCESS
     from gateway.app import RUNTIME
-    from gateway.auth import ACCESS
 
     upstream.json(CHAT)
     layer = gateway.app[ACCESS]
@@ -371,7 +371,7 @@ def test_every_admin_route_needs_the_admin_key(upstream, make_gateway):
 
 
 def test_admin_without_key_is_local_only_and_check_is_shared():
-    from gateway.auth import admin_denied
+    from gateway.access.auth import admin_denied
 
     class Req:
         method = "GET"
@@ -419,7 +419,7 @@ def test_open_gateway_on_a_public_address_warns_loudly(upstream, caplog):
 def test_cli_keys_create_prints_the_key_once_and_a_pasteable_entry(upstream, make_gateway):
     from click.testing import CliRunner
 
-    from gateway.cli import main
+    from gateway.cli.commands import main
 
     out = CliRunner().invoke(main, ["keys", "create", "--tenant", "team-z", "--models", "gpt-*,same-*",
                                     "--rpm", "7", "--budget-day", "3"])

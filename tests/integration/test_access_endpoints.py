@@ -15,7 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from gateway.cli import main
+from gateway.cli.commands import main
 from gateway.config import ConfigError, parse_config
 from tests.support.gateway import gateway_config
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import redis as redis_sync
 
+from gateway.access.limits import LimitSpec, RedisLimits
 from gateway.config.access import LimitSettings
-from gateway.limits import LimitSpec, RedisLimits
-from gateway.server import free_port
+from gateway.proxy.server import free_port
 from tests.support.access import CHAT, KEY_A, KEY_B, MSG, access_config, post
 from tests.support.polling import async_wait_for, wait_for
 from tests.support.redis_server import RedisServer
@@ -180,7 +180,7 @@ def test_fail_closed_answers_503(upstream, make_gateway, redis_server):
 
 def test_redis_store_matches_memory_semantics(redis_server):
     """The Lua scripts against the in-process implementation, step by step."""
-    from gateway.limits import MemoryLimits
+    from gateway.access.limits import MemoryLimits
 
     spec = LimitSpec("k1", rpm=2, tpm=100, max_concurrent=3)
 

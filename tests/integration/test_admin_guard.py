@@ -19,7 +19,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.dashboard import session
-from gateway.server import free_port
+from gateway.proxy.server import free_port
 from tests.support.gateway import gateway_config, serve
 
 ADMIN = "adm-guard-0123456789"
@@ -109,7 +109,7 @@ def test_rebinding_page_behind_a_trusted_proxy_cannot_name_itself_localhost(upst
 def test_local_clients_reach_a_gateway_bound_to_the_ipv6_wildcard(upstream):
     """``serve --host ::`` listens on IPv6 only: the CLIs' local URL for it is [::1], which the
     admin check counts as local."""
-    from gateway.proxies import local_url
+    from gateway.access.proxies import local_url
 
     with serve(config(upstream.url), host="::") as gw:
         url = local_url("::", gw.port)
@@ -119,7 +119,7 @@ def test_local_clients_reach_a_gateway_bound_to_the_ipv6_wildcard(upstream):
 
 
 def test_serve_on_a_public_address_without_admin_key_warns_once(tmp_path, caplog):
-    from gateway.admin_guard import warn_if_admin_open
+    from gateway.access.admin_guard import warn_if_admin_open
 
     with caplog.at_level(logging.WARNING, logger="gateway.auth"):
         assert not warn_if_admin_open(None, "127.0.0.1") and not warn_if_admin_open(None, "::1")

@@ -449,9 +449,9 @@ def test_hit_is_logged_with_saved_time_and_no_tokens(cache_gateway, upstream):
 
 def test_telemetry_rows_of_a_miss_and_a_hit(cache_gateway, upstream):
     from gateway.config.telemetry import PricingSettings
-    from gateway.pricing import PriceTable
+    from gateway.core.pricing import PriceTable
+    from gateway.core.tokens import TokenCounter
     from gateway.telemetry.record import REQUEST_COLUMN_NAMES, RowBuilder
-    from gateway.tokens import TokenCounter
 
     gw = cache_gateway(cache_config(upstream.url, "enabled: true"))
     upstream.json(CHAT, delay_s=0.05)

@@ -16,7 +16,7 @@ import redis
 from gateway.app import FINISHERS, WATCHER, build_app
 from gateway.cache import CACHE
 from gateway.config import load_config
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 
 # Fixtures shared by the cache tests (pytest finds them through this import).
 from tests.support.cache import (  # noqa: F401

@@ -15,10 +15,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import main
+from gateway.cli.commands import main
 from gateway.config import ConfigError, load_config
 from gateway.config.loader import watched_files
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.gateway import serve
 from tests.support.polling import wait_for

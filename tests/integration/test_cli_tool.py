@@ -14,7 +14,7 @@ import sys
 import httpx
 import pytest
 
-from gateway.server import free_port
+from gateway.proxy.server import free_port
 from tests.support.polling import wait_for
 
 MINIMAL = "backends:\n  m: {type: mock}\nmodels:\n  x: {targets: [{backend: m}]}\n"
@@ -210,7 +210,7 @@ def test_help_imports_none_of_the_heavy_modules(tmp_path):
                          text=True, timeout=60, cwd=tmp_path, env=cli_env())
     assert out.returncode == 0 and "serve" in out.stdout and "query" in out.stdout and "config" in out.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
-    assert "gateway.cli" in imported
+    assert "gateway.cli.commands" in imported
     loaded = sorted(m for m in imported for heavy in HEAVY if m == heavy or m.startswith(heavy + "."))
     assert loaded == []
 
@@ -223,7 +223,7 @@ def test_help_uses_no_deprecated_click_api(tmp_path):
 
 
 def test_the_help_summaries_are_the_commands_own():
-    from gateway.cli import LAZY_COMMANDS
+    from gateway.cli.commands import LAZY_COMMANDS
 
     for name, lazy in LAZY_COMMANDS.items():
         command = lazy.load()

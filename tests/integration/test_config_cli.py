@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from gateway.server import free_port
+from gateway.proxy.server import free_port
 from tests.support.gateway import REPO
 from tests.support.polling import wait_for
 

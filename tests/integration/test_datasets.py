@@ -11,7 +11,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import main
+from gateway.cli.commands import main
 from gateway.datasets.export import Exporter, ExportOptions, assistant_message, validate_example
 from gateway.prompts import PROMPT_SINK
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event

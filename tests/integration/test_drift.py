@@ -16,7 +16,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import main
+from gateway.cli.commands import main
 from tests.support.dashboard import ADMIN, AUTH, dashboard_gateway, emit
 from tests.support.drift import drift_rows
 from tests.support.telemetry import CHDB_DIR, free_port, gateway_env, isolate_telemetry_data  # noqa: F401

@@ -11,9 +11,9 @@ from aiohttp import web
 from gateway.app import FEATURES, FINISHERS, RUNTIME, WATCHER, build_app
 from gateway.cache import CACHE
 from gateway.config import load_config, parse_config
-from gateway.feature import Routes
+from gateway.core.feature import Routes
 from gateway.prompts.inject import prompt_stage
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 from tests.support.gateway import gateway_config
 from tests.support.polling import wait_for
 
@@ -123,7 +123,7 @@ class Closable:
 
 def test_plugins_compiled_for_a_refused_config_are_closed(upstream):
     """A config refused after access compiled it (by a later feature) leaves no plugin open."""
-    from gateway.auth import ACCESS
+    from gateway.access.auth import ACCESS
 
     app = build_app(parse_config(gateway_config(upstream.url, extra=QUIET)))
     with BackgroundServer(app) as gw:

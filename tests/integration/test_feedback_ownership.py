@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from gateway.prompts import PROMPT_SINK
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 from tests.support.gateway import serve
 from tests.support.telemetry import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 

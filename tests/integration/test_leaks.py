@@ -18,12 +18,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.app import FINISHERS
-from gateway.cli import main
+from gateway.cli.commands import main
 from gateway.config.telemetry import BodyLogging
+from gateway.core.pricing import PriceTable
+from gateway.core.tokens import TokenCounter
 from gateway.observability import OBSERVABILITY
-from gateway.pricing import PriceTable
 from gateway.telemetry.record import REQUEST_COLUMN_NAMES, RowBuilder
-from gateway.tokens import TokenCounter
 from tests.support.access import CHAT, KEY_A, access_config
 from tests.support.fake_upstream import chat_chunk, sse_event
 from tests.support.gateway import gateway_config

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 from loadtest import stats
 from loadtest.aggregate import aggregate
 from loadtest.bare_proxy import build_bare_proxy
@@ -337,14 +337,14 @@ def test_aggregate_and_verdicts():
 
 
 def test_profile_folding():
-    collapsed = ("<module> (/x/gateway/cli.py:1);proxy (/x/gateway/handlers.py:10);loads (<built-in>) 3\n"
-                 "<module> (/x/gateway/cli.py:1);run (/usr/lib/python3.11/asyncio/events.py:80) 1\n")
+    collapsed = ("<module> (/x/gateway/cli/commands.py:1);proxy (/x/gateway/proxy/handlers.py:10);loads (<built-in>) 3\n"
+                 "<module> (/x/gateway/cli/commands.py:1);run (/usr/lib/python3.11/asyncio/events.py:80) 1\n")
     self_t, incl, by_module, total = fold(collapsed)
     assert total == 4
-    assert incl["proxy (gateway/handlers.py)"] == 3
+    assert incl["proxy (gateway/proxy/handlers.py)"] == 3
     assert self_t["run (asyncio/events.py)"] == 1
     md = hotspots_markdown(collapsed)
-    assert "gateway/handlers.py" in md and "75.0%" in md
+    assert "gateway/proxy/handlers.py" in md and "75.0%" in md
 
 
 def test_shipped_gateway_configs_validate(monkeypatch, tmp_path):

@@ -17,7 +17,7 @@ import jsonschema
 import openai
 import pytest
 
-from gateway.json_instance import instance
+from gateway.providers.mock.json_instance import instance
 
 CONFIG = """
 backends:

@@ -13,10 +13,10 @@ import httpx
 import orjson
 import pytest
 
+from gateway.admin.public_config import public_config
 from gateway.config import ConfigError, parse_config
-from gateway.context import RequestContext
+from gateway.core.context import RequestContext
 from gateway.observability.logs import CURRENT, JsonFormatter, TextFormatter, make_handler
-from gateway.public_config import public_config
 from tests.support.gateway import gateway_config
 from tests.support.telemetry import free_port, gateway_env, wait_for
 
@@ -91,7 +91,7 @@ observability:
 def test_access_log_off_by_default_and_follows_reloads(upstream, captured, tmp_path):
     from gateway.app import WATCHER, build_app
     from gateway.config import load_config
-    from gateway.server import BackgroundServer
+    from gateway.proxy.server import BackgroundServer
 
     path = tmp_path / "gateway.yaml"
     base = gateway_config(upstream.url, extra="telemetry: {enabled: false}\nserver: {reload_interval_s: 0.05}\n")

@@ -18,7 +18,7 @@ from gateway.config import load_config
 from gateway.config.observability import MetricsSettings
 from gateway.observability import OBSERVABILITY
 from gateway.observability.metrics import GatewayMetrics
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 from tests.support.fake_upstream import chat_chunk, sse_event
 from tests.support.gateway import gateway_config
 from tests.support.telemetry import free_port, gateway_env, wait_for

@@ -21,12 +21,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 from gateway.app import FINISHERS, build_app
 from gateway.config import parse_config
 from gateway.config.telemetry import TelemetrySettings
+from gateway.core.pricing import PriceTable
+from gateway.core.tokens import TokenCounter
 from gateway.observability import OBSERVABILITY
 from gateway.observability.tracing import parse_traceparent
-from gateway.pricing import PriceTable
-from gateway.server import BackgroundServer, free_port
+from gateway.proxy.server import BackgroundServer, free_port
 from gateway.telemetry.record import REQUEST_COLUMN_NAMES, RowBuilder
-from gateway.tokens import TokenCounter
 from tests.support.fake_upstream import chat_chunk, sse_event
 from tests.support.gateway import gateway_config
 from tests.support.polling import wait_for

@@ -1,4 +1,4 @@
-"""The request's outcome is concluded once (``gateway.outcome``) and every reader takes it as
+"""The request's outcome is concluded once (``gateway.core.outcome``) and every reader takes it as
 it stands: a request nobody answered is a client that left, a failed write is certain, a
 stream that relayed ``[DONE]`` is complete, and limits bill exactly the requests the row bills."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gateway import outcome
-from gateway.context import RequestContext
-from gateway.errors import UpstreamTimeoutError
+from gateway.core import outcome
+from gateway.core.context import RequestContext
+from gateway.core.errors import UpstreamTimeoutError
 from tests.support.access import KEY_A, MSG, access_config
 from tests.support.fake_upstream import chat_chunk, sse_event
 from tests.support.polling import wait_for

@@ -36,7 +36,7 @@ def _req_name(req: str) -> str:
 # --- tokens -----------------------------------------------------------------------------------
 COUNT_SCRIPT = """
 import sys
-from gateway.tokens import TokenCounter
+from gateway.core.tokens import TokenCounter
 counter = TokenCounter(load_timeout_s=120)
 text = "Tokenizers split 1234567 numbers, don't they?\\n\\n  H\\u00e9llo w\\u00f6rld \\u4e16\\u754c"
 print(counter.count_text(text, "gpt-4o"), counter.count_text(text, "gpt-4"))

@@ -14,8 +14,8 @@ import openai
 import orjson
 import pytest
 
-from gateway.errors import NotFoundError
-from gateway.paths import BaseURL
+from gateway.core.errors import NotFoundError
+from gateway.proxy.paths import BaseURL
 from tests.support.gateway import gateway_config
 from tests.support.raw_http import raw_request
 

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from gateway.config.access import PluginSpec
-from gateway.plugins import PluginLoadError, Verdict, build_plugin
+from gateway.plugins.stage import PluginLoadError, Verdict, build_plugin
 from tests.support.access import CHAT, KEY_B, MSG, access_config, post
 from tests.support.gateway import gateway_config, serve
 from tests.support.polling import wait_for
@@ -190,8 +190,8 @@ def test_tenant_scoped_plugins(upstream, make_gateway):
 
 
 def test_plugins_run_after_auth(upstream, make_gateway):
+    from gateway.access.auth import ACCESS
     from gateway.app import RUNTIME
-    from gateway.auth import ACCESS
 
     gw = make_gateway(plugin_config(upstream.url, '  - {path: "tests.integration.test_plugins:Broken", on_error: reject}\n',
                                     keys=True))
@@ -205,7 +205,7 @@ def test_plugins_run_after_auth(upstream, make_gateway):
 # --- loading ------------------------------------------------------------------------------------
 def test_plugin_loaded_from_a_file_path(upstream, make_gateway, tmp_path):
     hook = tmp_path / "my_hook.py"
-    hook.write_text("from gateway.plugins import Verdict\n\n"
+    hook.write_text("from gateway.plugins.stage import Verdict\n\n"
                     "class Hook:\n"
                     "    def __init__(self, limit):\n        self.limit = limit\n"
                     "    async def before_request(self, ctx):\n"
@@ -311,8 +311,8 @@ def test_max_tokens_cap_per_tenant(upstream, make_gateway):
 
 
 def test_plugins_work_without_keys(upstream, make_gateway):
+    from gateway.access.auth import ACCESS
     from gateway.app import RUNTIME
-    from gateway.auth import ACCESS
 
     gw = make_gateway(plugin_config(upstream.url, "  - {path: max_tokens_cap, settings: {default: 7}}\n"))
     stages = gw.app[RUNTIME].current.stages
@@ -324,8 +324,8 @@ def test_plugins_work_without_keys(upstream, make_gateway):
 def test_stage_order_access_prompts_plugins_cache(upstream, make_gateway):
     """Plugins see the request after prompt injection (PII in prompt variables is redacted too);
     the cache keys the request as all of them left it."""
+    from gateway.access.auth import ACCESS
     from gateway.app import FEATURES, RUNTIME
-    from gateway.auth import ACCESS
     from gateway.cache import CACHE
     from gateway.prompts.inject import prompt_stage
 

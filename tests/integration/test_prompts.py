@@ -436,7 +436,7 @@ def test_feedback_validation_and_telemetry_off(gw):
 
 
 def test_cli_list_show_diff_render_lock(prompt_dir):
-    from gateway.cli import main
+    from gateway.cli.commands import main
 
     runner = CliRunner()
 
@@ -472,7 +472,7 @@ def test_cli_list_show_diff_render_lock(prompt_dir):
 def test_auth_runs_before_prompts_and_check_config_lists_prompts(upstream, make_gateway, prompt_dir, tmp_path):
     import hashlib
 
-    from gateway.cli import main
+    from gateway.cli.commands import main
 
     upstream.json(OK)
     key = "sk-gw-order-test"

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from gateway.config.models import Backend
-from gateway.errors import InvalidRequestError, UpstreamError
+from gateway.core.errors import InvalidRequestError, UpstreamError
 from gateway.providers.anthropic import AnthropicAdapter, AnthropicStreamDecoder, translate_request
 from tests.contract.harness import parse_events
 from tests.support.fake_upstream import named_sse_event

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from gateway.config.telemetry import ClickHouseSettings, QuerySettings
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 from gateway.telemetry import QUERY_LANES
 from gateway.telemetry.clickhouse import ReadOnlyClient
 from tests.support.gateway import serve

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import httpx
 import orjson
 
-from gateway.request_body import RequestBody, client_body, logged_bytes, mark_mutated
+from gateway.core.request_body import RequestBody, client_body, logged_bytes, mark_mutated
 from tests.support.gateway import gateway_config
 
 # Spacing and key order no encoder would produce: only the client's own bytes look like this.

@@ -13,11 +13,11 @@ import pytest
 from gateway.app import HEALTH, WATCHER
 from gateway.config import parse_config
 from gateway.config.models import CircuitBreakerSettings
-from gateway.errors import NoHealthyTargetError
+from gateway.core.errors import NoHealthyTargetError
+from gateway.core.tokens import TokenCounter
+from gateway.proxy.upstream import BackendClient
 from gateway.routing.health import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, HealthRegistry
 from gateway.routing.router import Router
-from gateway.tokens import TokenCounter
-from gateway.upstream import BackendClient
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_upstream import chat_chunk, sse_event
 from tests.support.gateway import serve
@@ -514,5 +514,5 @@ routes:
     assert not counted  # neither the rule nor the context window needed tiktoken
     long_body = {"messages": [{"role": "user", "content": "word " * 600}]}
     assert router.plan("small", long_body, False, {}).rule == "long" and counted
-    from gateway.tokens import prompt_tokens_upper_bound
+    from gateway.core.tokens import prompt_tokens_upper_bound
     assert prompt_tokens_upper_bound(long_body) >= counter.count_prompt("chat/completions", long_body, "gpt-4")

@@ -14,7 +14,7 @@ import openai
 import orjson
 import pytest
 
-from gateway.server import free_port
+from gateway.proxy.server import free_port
 from tests.support.fake_upstream import chat_chunk, sse_event
 from tests.support.telemetry import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 
@@ -166,7 +166,7 @@ keys:
   - {{tenant: t, sha256: {hashlib.sha256(CLIENT.encode()).hexdigest()}}}
 limits: {{redis_url: "redis://:{PROVIDER}@127.0.0.1:1/0"}}
 """)
-    from gateway.public_config import public_config
+    from gateway.admin.public_config import public_config
 
     text = repr(snap.config) + str(snap.config) + orjson.dumps(public_config(snap.config)).decode()
     for canary in CANARIES:

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import main
-from gateway.server import BackgroundServer
-from gateway.sessions import build_tree, render_tree, totals
+from gateway.cli.commands import main
+from gateway.cli.sessions import build_tree, render_tree, totals
+from gateway.proxy.server import BackgroundServer
 from gateway.telemetry.record import to_uuid
 from tests.support.gateway import serve
 from tests.support.telemetry import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401

@@ -13,15 +13,15 @@ import orjson
 import pytest
 
 from gateway.config.telemetry import ClickHouseSettings
-from gateway.context import RequestContext, Usage
-from gateway.pricing import PriceTable
-from gateway.server import BackgroundServer
+from gateway.core.context import RequestContext, Usage
+from gateway.core.pricing import PriceTable
+from gateway.core.tokens import TokenCounter
+from gateway.proxy.server import BackgroundServer
 from gateway.telemetry import SINK
 from gateway.telemetry.clickhouse import ClickHouseStore
 from gateway.telemetry.record import REQUEST_COLUMN_NAMES, REQUEST_COLUMNS, RowBuilder, encode_rows
 from gateway.telemetry.schema import render
 from gateway.telemetry.spool import Batch, Part, Spool
-from gateway.tokens import TokenCounter
 from tests.support.gateway import serve
 from tests.support.telemetry import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 from tests.support.telemetry_rows import flush, select
@@ -374,7 +374,7 @@ def test_admin_query_is_read_only_and_authenticated(gateway, tdb):
 
 
 def test_admin_without_key_answers_local_requests_only():
-    from gateway.auth import admin_denied  # the one check in front of every /admin path
+    from gateway.access.auth import admin_denied  # the one check in front of every /admin path
 
     class Req:
         method = "GET"

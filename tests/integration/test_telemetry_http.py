@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from gateway.config.telemetry import ClickHouseSettings
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 from gateway.telemetry.clickhouse import ClickHouseStore, ReadOnlyClient, redact_dsn
 from loadtest.clickhouse_standin import ClickHouseHTTPStandIn
 from tests.support.gateway import serve

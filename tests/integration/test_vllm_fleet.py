@@ -257,7 +257,7 @@ def chat_status(gw) -> int:
 
 
 def test_managed_server_is_health_gated_restarted_and_stopped(fake_vllm_package, tmp_path):
-    from gateway.server import free_port
+    from gateway.proxy.server import free_port
 
     port = free_port()
     log = tmp_path / "logs" / "local.log"
@@ -293,7 +293,7 @@ def test_managed_server_is_health_gated_restarted_and_stopped(fake_vllm_package,
 
 
 def test_managed_server_that_misses_its_startup_deadline_is_restarted(fake_vllm_package, tmp_path):
-    from gateway.server import free_port
+    from gateway.proxy.server import free_port
 
     path = tmp_path / "gateway.yaml"
     path.write_text(managed_config(fake_vllm_package, free_port(), tmp_path / "l.log", delay=60, startup_timeout_s=0.5))
@@ -306,7 +306,7 @@ def test_managed_server_that_misses_its_startup_deadline_is_restarted(fake_vllm_
 
 
 def test_workers_do_not_launch_servers(fake_vllm_package, tmp_path):
-    from gateway.server import free_port
+    from gateway.proxy.server import free_port
 
     path = tmp_path / "gateway.yaml"
     path.write_text(managed_config(fake_vllm_package, free_port(), tmp_path / "l.log"))

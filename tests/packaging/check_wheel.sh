@@ -81,7 +81,7 @@ expect() {  # expect NAME PATTERN: the command's stdout contains PATTERN (a grep
 run version 0 llm-gateway --version
 expect version "^llm-gateway, version [0-9]"
 
-run tokens 0 python -c 'from gateway.tokens import TokenCounter
+run tokens 0 python -c 'from gateway.core.tokens import TokenCounter
 c = TokenCounter(load_timeout_s=120)
 text = "Tokenizers split 1234567 numbers, don'"'"'t they?\n\n  H\u00e9llo w\u00f6rld \u4e16\u754c"
 print(c.count_text(text, "gpt-4o"), c.count_text(text, "gpt-4"))'

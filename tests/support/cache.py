@@ -13,7 +13,7 @@ import redis
 from gateway.app import FINISHERS, build_app
 from gateway.cache import CACHE, CacheStage
 from gateway.config import parse_config
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 from tests.support.fake_upstream import sse_event
 from tests.support.polling import wait_for
 

@@ -6,10 +6,10 @@ import uuid
 
 import httpx
 
-from gateway.context import RequestContext, Usage
+from gateway.core.context import RequestContext, Usage
 from gateway.prompts import PROMPT_SINK
 from gateway.prompts.tables import feedback_row
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 from gateway.telemetry import SINK
 from gateway.telemetry.record import to_uuid
 from tests.support.gateway import serve

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import web
 
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.app import build_app
 from gateway.config import load_config, parse_config
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 from tests.support.fake_upstream import FakeUpstream
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import redis
 
-from gateway.server import free_port
+from gateway.proxy.server import free_port
 from tests.support.polling import wait_for
 
 

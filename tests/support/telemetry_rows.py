@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import orjson
 
-from gateway.server import BackgroundServer
+from gateway.proxy.server import BackgroundServer
 from tests.support.telemetry import chdb_client
 
 

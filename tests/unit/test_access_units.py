@@ -9,9 +9,8 @@ import hashlib
 import pytest
 from multidict import CIMultiDict
 
-from gateway.config import parse_config
-from gateway.keys import presented_key
-from gateway.limits import (
+from gateway.access.keys import presented_key
+from gateway.access.limits import (
     Decision,
     LimitSpec,
     MemoryLimits,
@@ -21,8 +20,9 @@ from gateway.limits import (
     periods,
     rate_headers,
 )
-from gateway.plugins import Verdict
-from gateway.public_config import public_config
+from gateway.admin.public_config import public_config
+from gateway.config import parse_config
+from gateway.plugins.stage import Verdict
 
 
 def test_request_bucket_refills_continuously():
@@ -69,7 +69,7 @@ def test_budget_periods(monkeypatch):
     m = MemoryLimits()
     spec = LimitSpec("k", budget_day=1.0, budget_month=2.5)
     clock = [calendar.timegm((2026, 1, 31, 23, 0, 0))]
-    monkeypatch.setattr("gateway.limits.time.time", lambda: clock[0])
+    monkeypatch.setattr("gateway.access.limits.time.time", lambda: clock[0])
     m.settle_now(spec, "a", 0, 1.2, False)
     d = m.admit_now(spec, "b", 0)
     assert d.reason == "budget_day" and d.retry_after_s == pytest.approx(3600) and d.spent == pytest.approx(1.2)
@@ -161,9 +161,9 @@ keys: [{{tenant: t, sha256: {key_hash}}}]
 def test_store_failures_lone_timeouts_fail_one_request_refusals_open_an_outage():
     import asyncio
 
+    from gateway.access.limits import Limiter
     from gateway.config.access import LimitSettings
-    from gateway.errors import ServiceUnavailableError
-    from gateway.limits import Limiter
+    from gateway.core.errors import ServiceUnavailableError
 
     class FlakyStore:
         def __init__(self):

@@ -13,8 +13,8 @@ from gateway.cache.entry import JSON, SSE, CacheEntry
 from gateway.cache.policy import CachePolicy, RequestControl
 from gateway.cache.stores import CacheStats, MemoryStore
 from gateway.config import ConfigError, parse_config
-from gateway.context import Usage
-from gateway.sse import DONE_EVENT, encode_data_event
+from gateway.core.context import Usage
+from gateway.core.sse import DONE_EVENT, encode_data_event
 from tests.support.cache import stream_events
 
 
@@ -248,7 +248,7 @@ def test_config_errors_name_their_path(yaml, problem):
 
 
 def test_redis_url_is_masked_in_the_public_config():
-    from gateway.public_config import public_config
+    from gateway.admin.public_config import public_config
 
     cfg = parse_config("backends: {fake: {type: mock}}\n"
                        "cache: {enabled: true, store: redis, redis_url: 'redis://u:hunter2@h:6379/0'}\n").config

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gateway.deadlines import _TICKERS, TICK_S, deadline
+from gateway.core.deadlines import _TICKERS, TICK_S, deadline
 
 
 def _run(coro):

@@ -1,7 +1,7 @@
 """House rules the code base keeps: small modules with one job, and layers that import downwards.
 
 - No module of ``gateway/``, ``plugins/`` or ``loadtest/`` passes ``MAX_LINES`` lines: a file
-  that grows past it is split by job (see how ``gateway/limits/`` or ``gateway/providers/anthropic/``
+  that grows past it is split by job (see how ``gateway/access/limits/`` or ``gateway/providers/anthropic/``
   are laid out) rather than left to grow.
 - The shipped packages (``gateway/``, ``plugins/``, ``loadtest/``) use nothing from ``tests/``:
   no import, no ``-m tests.…`` subprocess and no path into it, so they work from an installed

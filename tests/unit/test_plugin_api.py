@@ -49,7 +49,7 @@ def test_shipped_plugins_import_only_the_plugin_api():
 
 def test_the_guard_sees_imports_from_internal_modules(tmp_path):
     sample = tmp_path / "p.py"
-    sample.write_text("import gateway.context\n"
-                      "def hook():\n    from gateway.plugins import Verdict\n    from gateway import errors\n"
+    sample.write_text("import gateway.core.context\n"
+                      "def hook():\n    from gateway.plugins.stage import Verdict\n    from gateway import errors\n"
                       "from gateway.plugin_api import Verdict\n")
-    assert sorted(gateway_imports(sample)) == ["gateway", "gateway.context", "gateway.plugin_api", "gateway.plugins"]
+    assert sorted(gateway_imports(sample)) == ["gateway", "gateway.core.context", "gateway.plugin_api", "gateway.plugins.stage"]

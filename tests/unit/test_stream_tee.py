@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.context import RequestContext
-from gateway.streaming import StreamTee
+from gateway.core.context import RequestContext
+from gateway.proxy.streaming import StreamTee
 from tests.support.fake_upstream import chat_chunk, sse_event
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}

@@ -12,12 +12,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway import outcome
 from gateway.config import parse_config
 from gateway.config.telemetry import BodyLogging, PriceEntry, PricingSettings, TelemetrySettings
-from gateway.context import Attempt, RequestContext, Usage
-from gateway.pricing import PriceTable
-from gateway.request_body import RequestBody
+from gateway.core import outcome
+from gateway.core.context import Attempt, RequestContext, Usage
+from gateway.core.pricing import PriceTable
+from gateway.core.request_body import RequestBody
+from gateway.core.tokens import TokenCounter, encoding_name_for
 from gateway.telemetry.queries import QueryRejected, check_read_only, resolve, saved_queries
 from gateway.telemetry.record import (
     ATTEMPT_COLUMN_NAMES,
@@ -33,7 +34,6 @@ from gateway.telemetry.record import (
 from gateway.telemetry.schema import SchemaOptions, ddl_script
 from gateway.telemetry.sink import TelemetrySink
 from gateway.telemetry.spool import Batch, Part, Spool, decode_batch, encode_batch
-from gateway.tokens import TokenCounter, encoding_name_for
 from tests.support.telemetry import isolate_telemetry_data, wait_for  # noqa: F401
 
 TOKENS = TokenCounter()

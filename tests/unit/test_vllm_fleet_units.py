@@ -12,11 +12,11 @@ import pytest
 from gateway.config import parse_config
 from gateway.config.loader import ConfigError
 from gateway.config.vllm import server_root
+from gateway.core.tokens import TokenCounter
+from gateway.proxy.upstream import BackendClient
 from gateway.routing.health import OPEN, HealthRegistry
 from gateway.routing.router import Router
 from gateway.routing.vllm_load import HashRing, prefix_text
-from gateway.tokens import TokenCounter
-from gateway.upstream import BackendClient
 from gateway.vllm.fleet import targets_by_backend
 from gateway.vllm.launcher import launch_argv
 from gateway.vllm.metrics import LoadSnapshot, MetricsError, parse_metrics, relevant_lines

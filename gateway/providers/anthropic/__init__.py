@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from gateway.config.models import Backend
-from gateway.errors import InvalidRequestError, UpstreamError
+from gateway.core.errors import InvalidRequestError, UpstreamError
 from gateway.providers.anthropic.request import (
     translate_messages,
     translate_request,

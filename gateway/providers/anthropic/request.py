@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import InvalidRequestError
+from gateway.core.errors import InvalidRequestError
 
 # OpenAI request fields with no Anthropic counterpart that do not change the answer: dropped.
 _DROPPED = frozenset({"model", "stream_options", "seed", "store", "metadata", "service_tier", "prompt_cache_key",

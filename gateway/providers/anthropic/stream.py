@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
+from gateway.core.sse import DONE_EVENT, SSESplitter, encode_data_event, event_data
 from gateway.providers.anthropic.response import FINISH_REASONS, arguments_json, translate_error, translate_usage
-from gateway.sse import DONE_EVENT, SSESplitter, encode_data_event, event_data
 
 
 class AnthropicStreamDecoder:

@@ -1,0 +1,58 @@
+"""The token estimate an admission takes from the TPM bucket before the upstream answers.
+
+Cheaper than ``gateway.core.tokens`` on purpose: it runs on the request path for every limited
+request, so without a ``TokenCounter`` it counts ~4 characters per token over the prompt's
+text (``tokens.prompt_tokens_upper_bound`` is a bound on bytes, a different number) and adds
+the request's completion allowance. ``settle`` corrects the bucket with the real usage.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+def _text_chars(value) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        total = 0
+        for part in value:
+            if isinstance(part, str):
+                total += len(part)
+            elif isinstance(part, dict):
+                text = part.get("text")
+                total += len(text) if isinstance(text, str) else 340  # images and the like: ~85 tokens
+            elif isinstance(part, int):
+                total += 4  # a token id
+            elif isinstance(part, list):
+                total += _text_chars(part)
+        return total
+    return 0
+
+
+def estimate_tokens(endpoint: str, body: dict, default_max_tokens: int | None, counter=None) -> int:
+    """Tokens a request may use: its prompt (``counter``: a ``TokenCounter`` for tiktoken, else
+    ~4 characters per token) plus ``max_completion_tokens`` / ``max_tokens`` (or
+    ``default_max_tokens``) times ``n``; ``default_max_tokens=None``: the prompt alone."""
+    model = body.get("model") or ""
+    if counter is not None:
+        prompt = counter.count_prompt(endpoint, body, model)
+    elif endpoint == "chat/completions":
+        chars, messages = 0, body.get("messages") or ()
+        for m in messages:
+            if isinstance(m, dict):
+                chars += _text_chars(m.get("content"))
+                if m.get("tool_calls"):
+                    chars += len(orjson.dumps(m["tool_calls"]))
+        if body.get("tools"):
+            chars += len(orjson.dumps(body["tools"]))
+        prompt = chars // 4 + 3 * len(messages) + 3
+    else:
+        prompt = _text_chars(body.get("prompt") if endpoint == "completions" else body.get("input")) // 4 + 1
+    if default_max_tokens is not None and endpoint in ("chat/completions", "completions"):
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if not isinstance(limit, int) or limit <= 0:
+            limit = default_max_tokens
+        n = body.get("n")
+        return prompt + limit * (n if isinstance(n, int) and 0 < n <= 128 else 1)
+    return prompt

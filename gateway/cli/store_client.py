@@ -1,0 +1,68 @@
+"""How a command reads telemetry: through the running gateway's ``POST /admin/query`` (the
+gateway owns the embedded store's directory) or by opening the store itself, plus the
+``--data-dir`` / ``--dsn`` options every such command takes. Shared by ``query``, ``db``,
+``sessions`` and ``drift``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gateway.cli.local_http import trust_env
+
+DATA_DIR_OPTION = click.option("--data-dir", default=None, help="Embedded data folder (default: telemetry.data_dir, "
+                               "$LLM_GATEWAY_DATA_DIR or ./.llm-gateway).")
+DSN_OPTION = click.option("--dsn", default=None, help="Store to use instead of the config's (http(s)://… or chdb://DIR).")
+
+
+def store_settings(snapshot, dsn: str | None, data_dir: str | None):
+    """``(clickhouse settings, DSN)`` of the store a command reads: ``--dsn``, else the config's
+    (the embedded store under ``--data-dir`` or ``telemetry.data_dir``)."""
+    t = snapshot.config.telemetry
+    ddir = t.resolved_data_dir(data_dir)
+    return t.clickhouse, dsn or t.resolved_dsn(ddir)
+
+
+def query_store(settings, dsn: str, sql: str, params: dict, fmt: str, limits=None) -> bytes:
+    """Run ``sql`` against the store itself (``limits``: ``telemetry.queries``)."""
+    from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
+
+    target = parse_dsn(dsn, settings.database)
+    if target.kind == "chdb":
+        if not Path(target.path).is_dir():
+            raise click.ClickException(f"no embedded store at {target.path} (nothing logged yet?)")
+        if chdb_dir_in_use(target.path):
+            raise click.ClickException(
+                f"the embedded store {target.path} is held by a running process; query through it with "
+                "--url http://HOST:PORT (its /admin/query endpoint)")
+    client = ReadOnlyClient(settings, dsn, limits)
+    try:
+        return client.query(sql, fmt, params)
+    except Exception as exc:
+        from gateway.telemetry.scrub import scrub_secrets
+        raise click.ClickException(scrub_secrets(str(exc))) from None
+    finally:
+        client.close()
+
+
+def query_via_gateway(url: str, key: str | None, payload: dict, timeout: float) -> bytes | None:
+    """POST to ``url/admin/query``; ``None`` when nothing listens there."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        resp = httpx.post(url.rstrip("/") + "/admin/query", json=payload, headers=headers, timeout=timeout,
+                          trust_env=trust_env(url))
+    except httpx.ConnectError:
+        return None
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"{url}: {type(exc).__name__}: {exc}") from None
+    if resp.status_code != 200:
+        try:
+            message = resp.json()["error"]["message"]
+        except Exception:
+            message = resp.text[:2000]
+        raise click.ClickException(f"{url} answered HTTP {resp.status_code}: {message}")
+    return resp.content

@@ -1,0 +1,141 @@
+"""``RequestContext``: everything one client request accumulates on its way through.
+
+Times are ``time.perf_counter()`` seconds (monotonic) except ``ts_start``/``ts_end``, which are
+Unix epoch seconds for log rows. Token counts are integers; ``None`` means unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token usage as OpenAI reports it (``usage`` object), flattened."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    @classmethod
+    def from_openai(cls, usage: dict[str, Any]) -> Usage:
+        """Build from an OpenAI ``usage`` dict (chat, completions or embeddings shape)."""
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return cls(
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            total_tokens=usage.get("total_tokens"),
+            cached_tokens=prompt_details.get("cached_tokens"),
+            reasoning_tokens=completion_details.get("reasoning_tokens"),
+        )
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream attempt of a request (a row of ``llm_attempts``).
+
+    Times are ``perf_counter`` seconds; ``t_first_byte``: first token (streams) or response
+    body (non-streamed) arrived; ``None`` when it never did.
+    """
+
+    backend: str
+    provider: str = ""
+    model: str = ""
+    t_start: float = 0.0
+    t_end: float | None = None
+    t_first_byte: float | None = None
+    status_code: int = 0
+    error_type: str = ""
+    backoff_ms: float = 0.0  # waited before this attempt (retry backoff / Retry-After)
+    span_id: int = 0  # its CLIENT span's id, sent upstream in ``traceparent`` (tracing on; else 0)
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """State of one client request.
+
+    ``body`` is the decoded JSON request (a ``RequestBody`` dict; unknown fields are kept
+    untouched). The outcome fields (``status_code``, ``error_type``, ``error_message``,
+    ``truncated``) are written only through ``gateway.core.outcome``.
+    ``endpoint`` is the path below ``/v1`` (``chat/completions``). The remaining fields are
+    filled as the request progresses and read by telemetry at the end.
+    """
+
+    request_id: str  # the gateway's own id (a UUID), the row's request_id
+    endpoint: str
+    t_start: float
+    ts_start: float
+    # The decoded request (a ``RequestBody``: a dict that keeps the client's bytes and knows
+    # whether a stage changed it); a stage may also put a plain dict here (read as changed).
+    body: dict[str, Any] | None = None
+    model_requested: str = ""
+    stream: bool = False
+    client_wants_usage: bool = False
+    client_ip: str = ""
+    user_agent: str = ""
+    backend: str = ""
+    provider: str = ""
+    upstream_model: str = ""
+    model_served: str = ""
+    attempts: int = 0
+    status_code: int = 0
+    error_type: str = ""
+    error_message: str = ""
+    finish_reason: str = ""
+    truncated: bool = False
+    stream_done: bool = False  # the relay has passed the upstream's ``data: [DONE]`` on
+    usage: Usage = field(default_factory=Usage)
+    t_upstream_start: float | None = None
+    t_upstream_headers: float | None = None
+    t_first_token: float | None = None
+    t_end: float | None = None
+    chunk_times: list[float] = field(default_factory=list)
+    completion_text: list[str] = field(default_factory=list)
+    # --- read by telemetry (filled by later stages; parsed lazily off the request path) ---
+    headers: Any = None  # the client's request headers (read-only mapping) for metadata, traceparent
+    response_body: bytes | None = None  # a non-streamed answer as sent (bodies logging)
+    config_hash: str = ""  # hash of the config snapshot that served the request
+    tenant: str = ""
+    api_key_id: str = ""  # an id of the client's key, never the key
+    metadata: dict[str, str] | None = None  # caller metadata set by stages (merged with header/body)
+    prompt_id: str = ""
+    prompt_version: int | None = None
+    prompt_label: str = ""
+    experiment_arm: str = ""  # "<label>:<version>" when a weighted prompt label chose the version
+    route_rule: str = ""
+    # "none" until the cache stage runs: a request refused before it never reached the cache
+    # and must not count as a miss in any hit ratio.
+    cache_status: str = "none"
+    cache_saved_ms: float | None = None  # a cache hit: the original answer's latency (ms)
+    attempt_log: list[Attempt] | None = None  # one entry per upstream attempt (routing fills it)
+    strategy: str = ""  # routing strategy that ordered the targets
+    route_candidates: list[dict[str, Any]] | None = None  # provenance: [{"target", "score", "skipped"}]
+    target_state: Any = None  # routing.health.TargetState of the answering target, held in flight
+    # --- set by the handler for stages ---
+    request: Any = None  # the aiohttp web.Request
+    runtime: Any = None  # the runtime.Runtime (config snapshot) this request runs on, start to end
+    # Stages that need the answer (cache) set these: every byte sent to the client is appended
+    # to ``capture`` and passed to ``on_bytes`` (coalesced followers) as it is sent.
+    capture: list[bytes] | None = None
+    on_bytes: Any = None
+    # --- set by the access stage (gateway.access.auth) ---
+    response_headers: dict[str, str] | None = None  # merged into every response (x-ratelimit-*)
+    access: Any = None  # auth.Grant of the request's virtual key (policy, limit reservation)
+    # --- set by observability (gateway.observability) when tracing is on ---
+    trace: Any = None  # tracing.TraceIds: trace id, SERVER span id, sampled; adds traceparent upstream
+    trace_id: str = ""  # 32 hex digits: the trace of this request (the row's trace_id)
+    response_id: str = ""  # the upstream answer's ``id`` (chatcmpl-…), for gen_ai.response.id
+    # --- sessions and chains (gateway.cli.sessions, gateway.chains) ---
+    session_id: str = ""  # set by a chain for its steps; else the row reads x-gateway-session-id
+    parent_request_id: str = ""  # the parent's request id (a chain step: the chain request's)
+    client_request_id: str = ""  # the client's own x-request-id (echoed back; never the row's id)
+    chain_steps: list[RequestContext] | None = None  # a chain request: its steps' contexts (the row sums them)
+
+    @property
+    def x_request_id(self) -> str:
+        """The ``x-request-id`` answered to the client: its own when it sent one, else ours."""
+        return self.client_request_id or self.request_id

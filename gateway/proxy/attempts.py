@@ -1,0 +1,219 @@
+"""The attempt loop: try a ``RoutePlan``'s targets in order, with retries and fallbacks.
+
+Failure classes (``connect``, ``timeout``, ``5xx``, ``429``, ``context_length_exceeded``)
+decide what happens next: retry the same target (``retry.retry_on``, with exponential backoff
+and full jitter, a 429's ``Retry-After`` honoured up to a cap), move to the next target
+(``fallback_on``; a context-length error only to targets with a larger ``context_window``),
+or give up. Any other 4xx is the caller's error: returned at once, never retried. Nothing
+here has written to the client yet — for streams the first body bytes are read inside the
+loop, so a stream that dies before its first byte still fails over, and one that has sent a
+byte never does (the caller relays from there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from gateway.core.context import Attempt, RequestContext
+from gateway.core.deadlines import deadline as first_byte_deadline
+from gateway.core.errors import (
+    GatewayError,
+    InvalidRequestError,
+    NoHealthyTargetError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from gateway.routing.plan import Candidate, RoutePlan
+
+_BREAKER_FAILURES = frozenset({"connect", "timeout", "5xx", "429"})
+_CONTEXT_MARKERS = (b"context_length_exceeded", b"maximum context length", b"context window",
+                    b"prompt is too long")
+
+
+@dataclass(slots=True)
+class AttemptOutcome:
+    """The response the client gets: from ``candidate``; for streams, ``chunks`` is the body
+    iterator and ``first_chunk`` its first bytes, already read; ``body`` a body already read
+    (error responses)."""
+
+    candidate: Candidate
+    response: Any
+    first_chunk: bytes | None = None
+    chunks: Any = None
+    body: bytes | None = None
+
+
+def classify_status(status: int, body: bytes) -> str | None:
+    """Failure class of an HTTP status (None: success, or a caller error not to retry)."""
+    if status < 400:
+        return None
+    if status == 429:
+        return "429"
+    if status >= 500:
+        return "5xx"
+    if status in (400, 413, 422) and any(m in body.lower() for m in _CONTEXT_MARKERS):
+        return "context_length_exceeded"
+    return None
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or a numeric ``Retry-After`` (HTTP dates are ignored)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(float(value) / scale, 0.0)
+            except ValueError:
+                continue
+    return None
+
+
+def _error_class(exc: GatewayError) -> str:
+    return "timeout" if isinstance(exc, UpstreamTimeoutError) else "connect"
+
+
+async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[[Candidate], tuple[bytes, dict]],
+                       headers: Mapping[str, str] | None, query: str, stream: bool, rng,
+                       sleep=asyncio.sleep, clock=time.perf_counter) -> AttemptOutcome:
+    """Run the plan. Returns the outcome to relay (a success, a caller error, or the last
+    upstream error response when every target failed). Raises the last ``GatewayError``
+    when the final failure had no response (unreachable, timeout). Fills
+    ``ctx.attempt_log`` (one ``Attempt`` per try) and ``ctx.attempts``."""
+    retry = plan.retry
+    start = clock()
+    deadline = start + retry.deadline_ms / 1000
+    last_outcome: AttemptOutcome | None = None
+    last_error: GatewayError | None = None
+    min_window: int | None = None  # after a context-length error, only larger targets
+    log = ctx.attempt_log if ctx.attempt_log is not None else []
+    ctx.attempt_log = log
+    backoff_ms = 0.0
+    for cand in plan.ordered:
+        if min_window is not None and (cand.target.context_window or 0) <= min_window:
+            cand.skipped = "context_window"
+            continue
+        raw, parsed = body_for(cand)
+        for n in range(1, retry.attempts + 1):
+            state = cand.state
+            if not state.breaker.allow():
+                cand.skipped = cand.skipped or "circuit_open"
+                break
+            state.inflight += 1
+            state.requests += 1
+            t0 = clock()
+            record = Attempt(backend=cand.client.name, provider=cand.client.type, model=cand.upstream_model,
+                             t_start=t0, backoff_ms=backoff_ms)
+            backoff_ms = 0.0
+            log.append(record)
+            ctx.attempts = len(log)
+            resp = None
+            failure: str | None = None
+            outcome: AttemptOutcome | None = None
+            try:
+                resp = await cand.client.forward(
+                    "POST", ctx.endpoint, raw, parsed, cand.upstream_model,
+                    headers if ctx.trace is None else ctx.trace.outbound(record, headers), query)
+                record.status_code = resp.status
+                is_sse = resp.headers.get("Content-Type", "").startswith("text/event-stream")
+                if resp.status < 400:
+                    first = None
+                    if stream and is_sse:
+                        chunks = resp.iter_chunks()
+                        try:
+                            # A deadline, not ``wait_for``: no extra task, no timer per stream.
+                            with first_byte_deadline(cand.client.first_byte_s):
+                                first = await chunks.__anext__()
+                        except StopAsyncIteration:
+                            first = b""
+                        record.t_first_byte = clock()
+                        outcome = AttemptOutcome(cand, resp, first, chunks)
+                    else:
+                        outcome = AttemptOutcome(cand, resp)
+                else:
+                    body = await resp.read()
+                    failure = classify_status(resp.status, body)
+                    outcome = AttemptOutcome(cand, resp, body=body)
+            except InvalidRequestError as exc:
+                # This backend cannot serve the request (an adapter refused it): not the
+                # target's failure. Try the next target; if none can, the 400 stands.
+                state.inflight -= 1
+                state.requests -= 1
+                log.pop()
+                ctx.attempts = len(log)
+                cand.skipped = "unsupported"
+                last_outcome, last_error = None, exc
+                break
+            except TimeoutError:
+                failure, last_error = "timeout", UpstreamTimeoutError(
+                    f"backend {cand.client.name!r} sent no stream data within {cand.client.first_byte_s:g} s")
+            except GatewayError as exc:
+                failure, last_error = _error_class(exc), exc
+            except aiohttp.ClientError as exc:
+                failure, last_error = "connect", UpstreamError(
+                    f"backend {cand.client.name!r} failed: {type(exc).__name__}")
+            except BaseException:
+                state.inflight -= 1
+                if resp is not None:
+                    resp.close()
+                raise
+            record.t_end = clock()
+            if failure is None:  # success, or the caller's own error: final either way
+                assert outcome is not None  # no failure: an answer came
+                state.breaker.record(True)
+                if outcome.response.status >= 400:
+                    state.inflight -= 1  # a caller error is not held in flight
+                    record.error_type = "client_error"
+                else:
+                    ctx.target_state = state  # released (and timed) when the response ends
+                return outcome
+            record.error_type = failure
+            state.inflight -= 1
+            if failure in _BREAKER_FAILURES:
+                state.breaker.record(False)
+                state.failures += 1
+            else:
+                state.breaker.record(True)
+            if outcome is not None:
+                last_outcome, last_error = outcome, None
+            elif resp is not None:
+                resp.close()
+            if failure == "context_length_exceeded":
+                min_window = cand.target.context_window or 0
+                if failure in plan.fallback_on:
+                    break
+                assert last_outcome is not None  # classified from the answer's body
+                return last_outcome
+            if failure in retry.retry_on and n < retry.attempts:
+                wait = rng.uniform(0, min(retry.max_backoff_ms, retry.base_backoff_ms * 2 ** (n - 1))) / 1000
+                if failure == "429" and outcome is not None:
+                    hinted = retry_after_s(outcome.response.headers)
+                    if hinted is not None:
+                        if hinted * 1000 > retry.max_retry_after_ms:
+                            wait = None  # the target asks for longer than we may wait: move on
+                        else:
+                            wait = hinted
+                if wait is not None and clock() + wait < deadline:
+                    backoff_ms = wait * 1000
+                    await sleep(wait)
+                    continue
+            if failure in plan.fallback_on and clock() < deadline:
+                break
+            return _finish(plan, last_outcome, last_error)
+    return _finish(plan, last_outcome, last_error)
+
+
+def _finish(plan: RoutePlan, outcome: AttemptOutcome | None, error: GatewayError | None) -> AttemptOutcome:
+    """The last failure decides: raise it, or return its response for pass-through."""
+    if error is not None:
+        raise error
+    if outcome is None:  # every target was skipped while we went
+        raise NoHealthyTargetError(
+            f"No healthy target for model `{plan.public_model}` ("
+            + ", ".join(f"{c.state.key}: {c.skipped}" for c in plan.considered) + ").", plan=plan)
+    return outcome

@@ -1,0 +1,398 @@
+"""Thin HTTP handlers for the OpenAI-compatible API.
+
+``ProxyHandlers`` reads and checks the request, resolves the model, forwards to the backend
+and relays the answer: a JSON body whole, a stream event by event through ``StreamTee``.
+Errors the gateway raises itself are answered in OpenAI's error format; upstream error
+responses are passed through with their status (wrapped in OpenAI's shape when they are not
+already). Every response carries ``x-request-id``; proxied ones also ``x-gateway-backend``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from gateway.core import outcome
+from gateway.core.context import RequestContext, Usage
+from gateway.core.errors import (
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    StreamTruncatedError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    error_body,
+)
+from gateway.core.pipeline import Handler
+from gateway.core.request_body import RequestBody, client_body
+from gateway.core.sse import encode_data_event
+from gateway.proxy.attempts import run_attempts
+from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
+from gateway.proxy.paths import clean_endpoint, unknown_url
+from gateway.proxy.streaming import StreamTee
+from gateway.proxy.upstream import pass_back_headers
+
+if TYPE_CHECKING:
+    from gateway.proxy.runtime import Runtime
+
+# Endpoints whose streams are OpenAI chunk streams the tee understands.
+_TEED_ENDPOINTS = frozenset({"chat/completions", "completions"})
+_JSON = "application/json"
+UNREADABLE_BODY = ("The request body could not be read: its Content-Encoding or chunked transfer encoding "
+                   "is malformed.")
+
+RuntimeGetter = Callable[[], "Runtime"]
+Finisher = Callable[[RequestContext], None]
+
+
+def _new_context(request: web.Request, endpoint: str) -> RequestContext:
+    # The row's id is always ours, so no client can choose (or collide with) another's; the
+    # client's own x-request-id is echoed back and kept as client_request_id.
+    return RequestContext(request_id=str(uuid.uuid4()), endpoint=endpoint, t_start=time.perf_counter(),
+                          client_request_id=request.headers.get("x-request-id", "")[:128],
+                          ts_start=time.time(), client_ip=request.remote or "",
+                          user_agent=request.headers.get("User-Agent", ""), headers=request.headers)
+
+
+def _upstream_error_body(status: int, body: bytes) -> bytes:
+    """Keep an upstream error body that is already OpenAI-shaped; wrap anything else."""
+    try:
+        parsed = orjson.loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            return body
+    except orjson.JSONDecodeError:
+        pass
+    text = body[:2000].decode("utf-8", "replace").strip() or f"upstream answered HTTP {status}"
+    return error_body(text, "upstream_error", None, str(status))
+
+
+class ProxyHandlers:
+    """The aiohttp handlers. ``runtime()`` returns the current compiled config (``Runtime``);
+    ``finish(ctx)`` is called once per proxied request after its response ended.
+
+    A request runs its runtime's composed path (``Runtime.request_path``, built by
+    ``gateway.app`` from the features' stages): ``read_request`` is one stage of it, ``forward``
+    its end; a request made in-process runs ``Runtime.step_path`` (the same without reading)."""
+
+    def __init__(self, runtime: RuntimeGetter, finish: Finisher):
+        self._runtime = runtime
+        self._finish = finish
+
+    # --- small endpoints -------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._runtime().models_body, content_type=_JSON,
+                            headers={"x-request-id": request.headers.get("x-request-id") or str(uuid.uuid4())})
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        rt = self._runtime()
+        name = request.match_info["model"]
+        body = rt.model_bodies.get(name)
+        if body is None:
+            return self._error_response(rt.unknown_model(name),
+                                        request.headers.get("x-request-id") or str(uuid.uuid4()))
+        return web.Response(body=body, content_type=_JSON)
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        exc = NotFoundError(f"Unknown endpoint: {request.method} {request.path}")
+        return self._error_response(exc, request.headers.get("x-request-id") or str(uuid.uuid4()))
+
+    # --- the proxy -------------------------------------------------------------------
+    async def proxy(self, request: web.Request) -> web.StreamResponse:
+        """``/v1/{endpoint}``: chat/completions, completions, embeddings and pass-through paths."""
+        if not clean_endpoint(request.raw_path):  # checked on the bytes as sent, before any decoding
+            return self._error_response(unknown_url(request.method, request.raw_path),
+                                        request.headers.get("x-request-id") or str(uuid.uuid4()))
+        endpoint = request.match_info["endpoint"]
+        ctx = _new_context(request, endpoint)
+        rt = ctx.runtime = self._runtime()
+        ctx.request = request
+        try:
+            return await rt.request_path(ctx)
+        except GatewayError as exc:
+            outcome.failed(ctx, exc)
+            # After an attempt failed with no response to pass through (a timeout, a refused
+            # connection) the answer still says which backend failed and after how many tries.
+            log = ctx.attempt_log
+            backend = ctx.backend or (log[-1].backend if log else "")
+            return self._error_response(exc, ctx.x_request_id, backend, ctx.response_headers, ctx.attempts)
+        except asyncio.CancelledError:  # the client went away (handler_cancellation)
+            outcome.client_closed(ctx)
+            raise
+        finally:
+            self._settle(ctx)
+
+    def _settle(self, ctx: RequestContext) -> None:
+        """The end of a request: conclude its outcome, release the answering target, learn its
+        latency, finish."""
+        ctx.t_end = time.perf_counter()
+        outcome.conclude(ctx)
+        state = ctx.target_state
+        if state is not None:  # the answering target: release it and learn its latency
+            state.inflight -= 1
+            if ctx.status_code == 200 and ctx.t_upstream_start is not None and ctx.attempt_log:
+                attempt = ctx.attempt_log[-1]
+                ttft = None if ctx.t_first_token is None else (ctx.t_first_token - attempt.t_start) * 1000
+                state.observe_latency(state.ewma_alpha, (ctx.t_end - attempt.t_start) * 1000, ttft)
+                attempt.t_end = ctx.t_end  # the answering attempt lasted until the response ended
+                attempt.t_first_byte = attempt.t_first_byte or ctx.t_first_token
+        self._finish(ctx)
+
+    async def call_internal(self, ctx: RequestContext) -> web.StreamResponse:
+        """Run a request made in-process (a chain step) as if a client had sent it: the stages
+        (access, prompts, plugins, cache), routing, the attempt loop, telemetry. ``ctx`` is
+        ready as ``read_request`` leaves it (body, model, stream, request, runtime). Returns the
+        response: a non-streamed one unsent, a streamed one already relayed to
+        ``ctx.request``'s client. A ``GatewayError`` is recorded on ``ctx`` and raised. Either
+        way the context is finished (its row emitted) before this returns."""
+        try:
+            return await ctx.runtime.step_path(ctx)
+        except GatewayError as exc:
+            outcome.failed(ctx, exc)
+            raise
+        except asyncio.CancelledError:
+            outcome.client_closed(ctx)
+            raise
+        finally:
+            self._settle(ctx)
+
+    def _error_response(self, exc: GatewayError, request_id: str, backend: str = "",
+                        extra: dict[str, str] | None = None, attempts: int = 0) -> web.Response:
+        headers = {"x-request-id": request_id, **extra, **exc.headers} if extra else \
+            {"x-request-id": request_id, **exc.headers}
+        if backend:
+            headers["x-gateway-backend"] = backend
+        if attempts:
+            headers["x-gateway-attempts"] = str(attempts)
+        return web.Response(status=exc.status, body=exc.body(), content_type=_JSON, headers=headers)
+
+    async def _read_body(self, request: web.Request, limit: int) -> bytes:
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLargeError(
+                f"Request body of {request.content_length} bytes exceeds the limit of {limit} bytes.")
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.") from None
+        except web.RequestPayloadError:  # a broken Content-Encoding or chunked framing
+            raise InvalidRequestError(UNREADABLE_BODY, code="unreadable_body") from None
+
+    async def read_request(self, ctx: RequestContext, call_next: Handler) -> web.StreamResponse:
+        """The stage that reads and checks the client's request (``ctx.request``), then goes on."""
+        rt = ctx.runtime
+        request = ctx.request
+        ctx.config_hash = rt.snapshot.content_hash
+        raw = await self._read_body(request, rt.body_limit)
+        endpoint = ctx.endpoint
+        if request.method != "POST":
+            ctx.body = RequestBody({}, raw)  # kept for a logged request body
+            raise InvalidRequestError(f"{request.method} /v1/{endpoint} is not routed by this gateway: "
+                                      "only requests with a JSON body naming a `model` are.")
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            ctx.body = RequestBody({}, raw)
+            raise InvalidRequestError(
+                "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+                "your HTTP library correctly. The OpenAI API expects a JSON payload.)") from None
+        if not isinstance(parsed, dict):
+            ctx.body = RequestBody({}, raw)
+            raise InvalidRequestError("The request body must be a JSON object.")
+        body = ctx.body = client_body(parsed, raw)
+        variant = case_variant_key(body)
+        if duplicated_model(raw) or variant is not None and variant.lower() == "model":
+            raise InvalidRequestError("The request body names `model` more than once.", param="model",
+                                      code="duplicate_key")
+        if variant is not None:  # backends that ignore case would read it instead of ours
+            raise InvalidRequestError(f"The request body names `{variant[:40]}`: send it as `{variant.lower()}` "
+                                      "(field names are lower case).", param=variant[:40], code="duplicate_key")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequestError("you must provide a model parameter", param="model")
+        ctx.model_requested = model
+        ctx.stream = body.get("stream") is True
+        return await call_next(ctx)
+
+    async def forward(self, ctx: RequestContext) -> web.StreamResponse:
+        """The terminal stage: route, run the attempt loop, relay the answer."""
+        rt = ctx.runtime
+        request = ctx.request
+        body = ctx.body
+        if type(body) is not RequestBody:  # replaced by a stage or plugin: a changed body
+            body = ctx.body = RequestBody.of(body)
+        endpoint = ctx.endpoint
+        model = body["model"]
+        stream = ctx.stream
+        # Checked here, after the stages: a selected prompt may supply the messages.
+        if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
+            raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")
+        plan = rt.router.plan(model, body, stream, request.headers, ctx.metadata, ctx.tenant, ctx.api_key_id,
+                              ctx.prompt_id)
+        ctx.route_rule = plan.rule
+        ctx.strategy = plan.strategy
+
+        teed = stream and endpoint in _TEED_ENDPOINTS
+        strip_usage = False
+        if teed:
+            options = body.get("stream_options")
+            ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            if not ctx.client_wants_usage:
+                # Always ask for usage (telemetry needs it); hide it from a client that did not.
+                body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
+                    else {"include_usage": True}
+                body.reencode()
+                strip_usage = True
+
+        ctx.t_upstream_start = time.perf_counter()
+        try:
+            result = await run_attempts(plan, ctx, body.for_target, rt.forwarded_headers(request.headers),
+                                        request.rel_url.raw_query_string, stream, rt.router.rng)
+        finally:  # the candidates as the attempts left them (skipped, failed)
+            ctx.route_candidates = plan.provenance()
+        client = result.candidate.client
+        ctx.backend = client.name
+        ctx.provider = client.type
+        ctx.upstream_model = result.candidate.upstream_model
+        upstream = result.response
+        try:
+            ctx.t_upstream_headers = time.perf_counter()
+            outcome.answered(ctx, upstream.status)
+            headers = pass_back_headers(upstream.headers)
+            headers["x-request-id"] = ctx.x_request_id
+            headers["x-gateway-backend"] = client.name
+            headers["x-gateway-attempts"] = str(ctx.attempts)
+            if ctx.response_headers:  # set by stages (the access stage's x-ratelimit-*): they win
+                extra = ctx.response_headers
+                for name in [n for n in headers if n.lower() in extra]:
+                    del headers[name]
+                headers.update(extra)
+            if result.chunks is not None:
+                return await self._relay_stream(request, ctx, upstream, headers, result,
+                                                StreamTee(ctx, strip_usage) if teed else None)
+            return await self._relay_body(ctx, upstream, headers, result.body)
+        except BaseException:
+            upstream.close()  # cancelled or failed: drop the upstream connection now
+            raise
+
+    async def _relay_body(self, ctx: RequestContext, upstream, headers: dict, body: bytes | None) -> web.Response:
+        try:
+            if body is None:
+                body = await upstream.read()
+        except TimeoutError:
+            raise UpstreamTimeoutError(f"backend {ctx.backend!r} timed out sending its response") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"backend {ctx.backend!r} failed sending its response: {type(exc).__name__}") from None
+        if upstream.status >= 400:
+            secrets = ctx.runtime.secrets
+            body = secrets.mask_runs(body)  # an echoed key, whole or in part
+            for name, value in headers.items():  # ... or in a header passed back
+                headers[name] = secrets.mask_runs(value.encode()).decode("utf-8", "replace")
+            body = _upstream_error_body(upstream.status, body)
+            headers["Content-Type"] = _JSON
+            outcome.error(ctx, upstream.status, "upstream_http_error", body[:500].decode("utf-8", "replace"))
+        elif upstream.headers.get("Content-Type", "").startswith(_JSON):
+            self._observe_json(ctx, body)
+        ctx.t_first_token = ctx.t_first_token or time.perf_counter()
+        if ctx.capture is not None:
+            ctx.capture.append(body)
+        if ctx.on_bytes is not None:
+            ctx.on_bytes(body)
+        ctx.response_body = body
+        return web.Response(status=upstream.status, body=body, headers=headers)
+
+    @staticmethod
+    def _observe_json(ctx: RequestContext, body: bytes) -> None:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(parsed, dict):
+            return
+        ctx.model_served = parsed.get("model") or ""
+        ctx.response_id = parsed.get("id") or ""
+        usage = parsed.get("usage")
+        if isinstance(usage, dict):
+            ctx.usage = Usage.from_openai(usage)
+        for choice in parsed.get("choices") or ():
+            if choice.get("finish_reason"):
+                ctx.finish_reason = choice["finish_reason"]
+            message = choice.get("message")
+            text = message.get("content") if isinstance(message, dict) else choice.get("text")
+            if isinstance(text, str):
+                ctx.completion_text.append(text)
+
+    async def _relay_stream(self, request: web.Request, ctx: RequestContext, upstream, headers: dict,
+                            result, tee: StreamTee | None) -> web.StreamResponse:
+        headers["Cache-Control"] = "no-cache"
+        response = web.StreamResponse(status=upstream.status, headers=headers)
+        await response.prepare(request)
+        failure: GatewayError | None = None
+        perf = time.perf_counter
+        send: Callable[[bytes], Awaitable[None]] = response.write
+        # An in-band error event may echo the backend's key: the tee masks the events it reads;
+        # a stream relayed without a tee has its reads that mention an error masked.
+        mask = ctx.runtime.secrets.mask_error_runs if tee is None and ctx.runtime.secrets else None
+        if ctx.capture is not None or ctx.on_bytes is not None or mask is not None:
+            capture, on_bytes = ctx.capture, ctx.on_bytes
+
+            async def send(data: bytes) -> None:  # noqa: F811 - the observed variant
+                if mask is not None:
+                    data = mask(data)
+                if capture is not None:
+                    capture.append(data)
+                if on_bytes is not None:
+                    on_bytes(data)
+                await response.write(data)
+        try:
+            first = result.first_chunk
+            if first:
+                out = tee.feed(first, perf()) if tee is not None else first
+                if out:
+                    await send(out)
+            async for data in result.chunks:
+                out = tee.feed(data, perf()) if tee is not None else data
+                if out:
+                    await send(out)
+            if tee is not None:
+                rest = tee.tail()
+                if rest:
+                    await send(rest)
+                if tee.upstream_error is not None:
+                    outcome.error(ctx, 502, "upstream_stream_error", str(tee.upstream_error.get("message", ""))[:500])
+                elif not tee.done:
+                    failure = StreamTruncatedError(
+                        f"backend {ctx.backend!r} ended the stream before [DONE]; the response is incomplete")
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            # The client went away: stop reading the upstream (closed by the caller).
+            outcome.client_closed(ctx, write_failed=True)
+            upstream.close()
+            return response
+        except TimeoutError:
+            failure = UpstreamTimeoutError(f"backend {ctx.backend!r} stopped sending within its read timeout")
+        except aiohttp.ClientError as exc:
+            failure = UpstreamError(f"backend {ctx.backend!r} failed mid-stream: {type(exc).__name__}")
+        if failure is not None:
+            # Never a silent clean end: tell the client in-band, in OpenAI's error shape.
+            outcome.failed(ctx, failure, truncated=True)
+            upstream.close()
+            try:
+                await send(encode_data_event(orjson.loads(failure.body())))
+            except ConnectionResetError:
+                pass
+        else:
+            upstream.release()
+        try:
+            await response.write_eof()
+        except ConnectionResetError:
+            pass
+        return response

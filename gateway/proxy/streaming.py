@@ -1,0 +1,156 @@
+"""The stream tee: forward upstream SSE bytes while observing them.
+
+Bytes go to the client one whole event at a time, as soon as the event is complete; beside
+that, each event's JSON is read once to collect TTFT, chunk arrival times (for ITL), the
+finish reason, the served model, usage and the generated text. The tee holds back only the
+incomplete tail of an event, never a finished one.
+
+Usage: the gateway always asks OpenAI-compatible upstreams for
+``stream_options.include_usage``. When the client did not ask for it, ``strip_usage`` drops
+the usage-only chunk (``choices: []``) and the ``"usage":null`` member that the option adds to
+every other chunk, so the client receives what a direct call would have sent.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway.core.context import RequestContext, Usage
+from gateway.core.sse import SSESplitter, event_data
+
+_USAGE_NULL = b',"usage":null'
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+class StreamTee:
+    """Observe and filter one OpenAI-format SSE stream (chat or text completions).
+
+    ``feed(data, now) -> bytes`` returns the bytes to send to the client for one upstream read
+    (``now``: ``perf_counter`` seconds at arrival). ``done`` turns true at ``data: [DONE]``;
+    ``upstream_error`` holds an in-band ``{"error": …}`` payload if the upstream sent one (the
+    event is relayed with any run of a configured secret masked, ``SecretMasker.mask_runs``).
+    """
+
+    __slots__ = ("_ctx", "_split", "_held", "_strip_usage", "done", "upstream_error")
+
+    def __init__(self, ctx: RequestContext, strip_usage: bool):
+        self._ctx = ctx
+        self._split = SSESplitter()
+        self._held = False  # whether the splitter holds part of an event (then every read goes through it)
+        self._strip_usage = strip_usage
+        self.done = False
+        self.upstream_error: dict | None = None
+
+    def feed(self, data: bytes, now: float) -> bytes:
+        if self._held or not data.endswith(b"\n\n") or b"\r" in data:
+            return self._feed_split(data, now)
+        # The common reads: whole LF-terminated events, nothing held back. Split here, on the
+        # blank lines, exactly where the splitter would; a one-line ``data:`` event is read
+        # without the general field parser.
+        end = len(data) - 2
+        if data.find(b"\n") == end:  # one event of one line
+            return self._observe(data, now, data[6:-2] if data.startswith(b"data: ") else None)
+        parts = data.split(b"\n\n")
+        parts.pop()  # the empty remainder after the last terminator
+        kept = []
+        changed = False
+        for part in parts:
+            raw = part + b"\n\n"
+            keep = self._observe(raw, now, part[6:] if part.startswith(b"data: ") and b"\n" not in part else None)
+            if keep is not raw:
+                changed = True
+            if keep:
+                kept.append(keep)
+        return b"".join(kept) if changed else data
+
+    def _feed_split(self, data: bytes, now: float) -> bytes:
+        events = self._split.feed(data)
+        self._held = self._split.pending
+        if not events:
+            return b""
+        kept = []
+        changed = False
+        for raw in events:
+            keep = self._observe(raw, now)
+            if keep is not raw:
+                changed = True
+            if keep:
+                kept.append(keep)
+        if not changed and len(events) == 1:
+            return events[0]
+        return b"".join(kept)
+
+    def tail(self) -> bytes:
+        """Bytes of an unterminated final event, forwarded as they are when the stream ends."""
+        self._held = False
+        return self._split.tail()
+
+    def _observe(self, raw: bytes, now: float, data: bytes | None = None) -> bytes:
+        """Record what ``raw`` says; return the bytes to forward (``b""`` to drop it).
+        ``data``: the event's data when the caller already has it."""
+        if data is None:
+            data = event_data(raw)
+        if data is None:
+            return raw  # comment / keep-alive
+        if data == b"[DONE]":
+            self.done = self._ctx.stream_done = True
+            return raw
+        try:
+            chunk = _loads(data)
+        except _JSONDecodeError:
+            return raw  # not ours to judge; pass it on
+        if type(chunk) is not dict:  # orjson makes plain dicts
+            return raw
+        ctx = self._ctx
+        if "error" in chunk:
+            secrets = ctx.runtime.secrets if ctx.runtime is not None else None
+            if secrets:  # an upstream may echo its key in an error event, whole or in part
+                masked = secrets.mask_runs(raw)
+                if masked is not raw:
+                    raw = masked
+                    try:
+                        chunk = orjson.loads(event_data(masked) or b"")
+                    except orjson.JSONDecodeError:  # the mask cut through the JSON
+                        chunk = {"error": {"message": masked.decode("utf-8", "replace")}}
+            error = chunk["error"]
+            self.upstream_error = error if isinstance(error, dict) else {"message": str(error)}
+            return raw
+        if not ctx.model_served:
+            model = chunk.get("model")
+            if model:
+                ctx.model_served = model
+                ctx.response_id = chunk.get("id") or ""
+        usage = chunk.get("usage")
+        choices = chunk.get("choices")
+        if usage:
+            ctx.usage = Usage.from_openai(usage)
+        if not choices:
+            if usage and self._strip_usage:
+                return b""
+            return raw
+        produced = False
+        for choice in choices:
+            delta = choice.get("delta")
+            if delta is not None:  # chat.completion.chunk
+                content = delta.get("content")
+                if content:
+                    ctx.completion_text.append(content)
+                    produced = True
+                elif delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("refusal"):
+                    produced = True
+            else:  # text_completion
+                text = choice.get("text")
+                if text:
+                    ctx.completion_text.append(text)
+                    produced = True
+            finish = choice.get("finish_reason")
+            if finish:
+                ctx.finish_reason = finish
+        if produced:
+            if ctx.t_first_token is None:
+                ctx.t_first_token = now
+            ctx.chunk_times.append(now)
+        if self._strip_usage and usage is None:
+            return raw.replace(_USAGE_NULL, b"", 1)  # ``raw`` itself when it has none
+        return raw
