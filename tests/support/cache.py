@@ -166,7 +166,9 @@ def store_yaml(request) -> str:
     if request.param == "memory":
         return f"store: memory\nnamespace: test-{uuid.uuid4().hex[:8]}"
     ns = request.getfixturevalue("redis_namespace")
-    return f"store: redis\nredis_url: {REDIS_URL}\nnamespace: {ns}"
+    # A generous timeout: these tests are about what is stored and served, and a busy machine
+    # (a hundred concurrent lookups on the pool) must not turn lookups into bypasses.
+    return f"store: redis\nredis_url: {REDIS_URL}\nnamespace: {ns}\nredis_timeout_s: 10"
 
 
 def until_stored(gw: Gateway) -> None:
