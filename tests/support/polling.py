@@ -1,8 +1,10 @@
 """Waiting for a condition instead of sleeping and hoping.
 
-Tests must pass on a busy two-core machine (CI runs while other work competes for the CPU),
-so no test sleeps a fixed time and then asserts: it polls for the state it needs, with a
-deadline generous enough for a loaded machine, and fails with a message naming what it waited for.
+Tests must pass on a busy two-core machine (CI runs while other work competes for the CPU), so
+no test sleeps a fixed time and then asserts: it polls for the state it needs, with a deadline
+generous enough for a loaded machine, and fails with a message naming what it waited for. The
+timeout raises ``AssertionError``: a test failure that a caller may also catch, for a check that
+only applies when a condition comes about.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-
-import pytest
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ def wait_for(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT_S, wha
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
 
 
@@ -45,7 +45,7 @@ async def async_wait_for(predicate: Callable[[], T | Awaitable[T]], timeout: flo
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(interval)
 
 
