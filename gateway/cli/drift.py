@@ -29,8 +29,8 @@ from typing import Any
 import click
 import orjson
 
-from gateway.cli.local_http import gateway_url, trust_env
-from gateway.cli.store_client import DATA_DIR_OPTION, DSN_OPTION, store_settings
+from gateway.cli.local_http import gateway_url
+from gateway.cli.store_client import DATA_DIR_OPTION, DSN_OPTION, ask_gateway, error_of, store_settings
 from gateway.cli.support import config_option, load_cli_config
 from gateway.dashboard.drift import DriftOptions, UnknownModelError, render_table, run_drift
 from gateway.dashboard.filters import FilterError, Filters, parse_prompt
@@ -52,22 +52,11 @@ class UnknownModelExit(click.ClickException):
 
 def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dict | None:
     """The gateway's drift answer; ``None`` when nothing listens at ``url``."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        resp = httpx.get(url.rstrip("/") + "/admin/dashboard/drift", params=params, headers=headers, timeout=timeout,
-                         trust_env=trust_env(url))
-    except httpx.ConnectError:
+    resp = ask_gateway("GET", url, "/admin/dashboard/drift", key, timeout, error=DriftCheckError, params=params)
+    if resp is None:
         return None
-    except httpx.HTTPError as exc:
-        raise DriftCheckError(f"{url}: {type(exc).__name__}: {exc}") from None
     if resp.status_code != 200:
-        try:
-            error = resp.json()["error"]
-            message, code = error["message"], error.get("code")
-        except Exception:
-            message, code = resp.text[:2000], None
+        message, code = error_of(resp)
         if resp.status_code == 404 and code == UnknownModelError.code:
             raise UnknownModelExit(message)
         raise DriftCheckError(f"{url} answered HTTP {resp.status_code}: {message}")

@@ -47,22 +47,36 @@ def query_store(settings, dsn: str, sql: str, params: dict, fmt: str, limits=Non
         client.close()
 
 
-def query_via_gateway(url: str, key: str | None, payload: dict, timeout: float) -> bytes | None:
-    """POST to ``url/admin/query``; ``None`` when nothing listens there."""
+def ask_gateway(method: str, url: str, path: str, key: str | None, timeout: float,
+                error: type[click.ClickException] = click.ClickException, **request):
+    """``method url+path`` with the admin key; the response, or ``None`` when nothing listens at
+    ``url``. A transport failure raises ``error``; the caller judges the status."""
     import httpx
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        resp = httpx.post(url.rstrip("/") + "/admin/query", json=payload, headers=headers, timeout=timeout,
-                          trust_env=trust_env(url))
+        return httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=timeout,
+                             trust_env=trust_env(url), **request)
     except httpx.ConnectError:
         return None
     except httpx.HTTPError as exc:
-        raise click.ClickException(f"{url}: {type(exc).__name__}: {exc}") from None
+        raise error(f"{url}: {type(exc).__name__}: {exc}") from None
+
+
+def error_of(resp) -> tuple[str, str | None]:
+    """``(message, code)`` of an error answer (OpenAI's shape, else its text)."""
+    try:
+        err = resp.json()["error"]
+        return err["message"], err.get("code")
+    except Exception:
+        return resp.text[:2000], None
+
+
+def query_via_gateway(url: str, key: str | None, payload: dict, timeout: float) -> bytes | None:
+    """POST to ``url/admin/query``; ``None`` when nothing listens there."""
+    resp = ask_gateway("POST", url, "/admin/query", key, timeout, json=payload)
+    if resp is None:
+        return None
     if resp.status_code != 200:
-        try:
-            message = resp.json()["error"]["message"]
-        except Exception:
-            message = resp.text[:2000]
-        raise click.ClickException(f"{url} answered HTTP {resp.status_code}: {message}")
+        raise click.ClickException(f"{url} answered HTTP {resp.status_code}: {error_of(resp)[0]}")
     return resp.content
