@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.proxy.server import BackgroundServer
 from tests.support.gateway import serve
 from tests.support.telemetry import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
+from tests.support.telemetry_rows import select
 
 KEY_A = "sk-gw-numbers-a-0123456789abcdef"
 KEY_B = "sk-gw-numbers-b-0123456789abcdef"
@@ -54,15 +55,6 @@ keys:
 
 def client(srv: BackgroundServer, key: str | None) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{srv.url}/v1", api_key=key or "no-key", max_retries=0)
-
-
-def select(database: str, sql: str) -> list[dict]:
-    c = chdb_client(database)
-    try:
-        data = c.raw_query(sql, fmt="JSONEachRow", settings={"output_format_json_quote_64bit_integers": 0})
-    finally:
-        c.close()
-    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import openai
 import orjson
 import pytest
@@ -14,10 +13,10 @@ from click.testing import CliRunner
 
 from gateway.cli.commands import main
 from gateway.cli.sessions import build_tree, render_tree, totals
-from gateway.proxy.server import BackgroundServer
 from gateway.telemetry.record import to_uuid
 from tests.support.gateway import serve
 from tests.support.telemetry import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
+from tests.support.telemetry_rows import flush
 
 MODELS = """
 backends:
@@ -30,11 +29,6 @@ pricing:
   models:
     mock-gpt: {input: 1.0, output: 2.0}
 """
-
-
-def flush(srv: BackgroundServer) -> None:
-    resp = httpx.post(f"{srv.url}/admin/telemetry/flush", timeout=30)
-    assert resp.status_code == 200 and resp.json()["flushed"], resp.text
 
 
 def select(database: str, sql: str) -> list[dict]:
