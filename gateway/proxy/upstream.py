@@ -133,7 +133,8 @@ class TranslatedResponse(HTTPUpstreamResponse):
 
 
 class BackendClient:
-    """Sends requests to one configured backend.
+    """Sends requests to one configured backend (the ``gateway.core.upstream.Upstream`` that
+    routing hands the attempt loop).
 
     ``name``: the backend's config key. ``backend``: its settings. ``session``: the shared
     ``ClientSession`` (unused for ``mock``). ``forward`` below is the one entry point.
