@@ -13,8 +13,8 @@ import httpx
 import orjson
 import pytest
 
-from gateway.core.errors import InvalidRequestError
 from gateway.config.models import Backend
+from gateway.core.errors import InvalidRequestError
 from gateway.providers import InProcessProvider, adapter_for
 from gateway.providers.base import Capabilities
 from tests.contract import harness as h
