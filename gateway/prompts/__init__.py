@@ -3,9 +3,9 @@
 Prompt files (``config/prompts/<name>.yaml``) hold immutable versions (Jinja2 message
 templates, declared variables, default params) and labels pointing at a version or splitting
 traffic between versions. The config loader compiles them into the snapshot
-(``ConfigSnapshot.prompts``, a ``registry.PromptRegistry``); the stage in ``inject.py`` renders
-and injects the selected version into chat requests; ``tables.py`` writes ``prompt_versions``
-and ``llm_feedback`` rows; ``http.py`` serves ``POST /v1/feedback`` and ``GET /admin/prompts``;
+(``ConfigSnapshot.prompts``, a ``registry.PromptRegistry``); the stage (``stage.py``) has
+``inject.py`` render and inject the selected version into chat requests; ``tables.py`` writes
+``prompt_versions`` and ``llm_feedback`` rows; ``http.py`` serves ``POST /v1/feedback`` and ``GET /admin/prompts``;
 ``gateway/cli/prompts.py`` adds ``llm-gateway prompts …``.
 
 ``PromptsFeature`` plugs it into the gateway (``gateway.core.feature``; listed in ``gateway.app``).
@@ -55,7 +55,7 @@ class PromptsFeature(Feature):
         self._endpoints = PromptEndpoints(runtime, lambda: self.sink, snapshot.config.server.admin_key)
 
     def stage(self, runtime):
-        from gateway.prompts.inject import prompt_stage
+        from gateway.prompts.stage import prompt_stage
 
         return prompt_stage
 
