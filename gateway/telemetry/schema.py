@@ -204,6 +204,8 @@ def _migrations(r: _Renderer) -> list[Migration]:
         Migration(7, "request id look-ups", tuple(
             r.add_index("llm_requests", "idx_request_id", "request_id", "bloom_filter(0.001)")
             + r.add_index("llm_requests", "idx_client_request_id", "client_request_id", "bloom_filter(0.001)"))),
+        Migration(8, "row flags: repaired and stand-in rows", tuple(
+            r.add_column("llm_requests", "row_flags", "Array(LowCardinality(String))", "truncated"))),
     ]
 
 
