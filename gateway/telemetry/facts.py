@@ -22,12 +22,14 @@ import orjson
 from gateway.core.context import Attempt, RequestContext, Usage
 from gateway.core.request_body import RequestBody, client_body
 from gateway.telemetry.facts_encode import (
+    ATTEMPT_FIELDS,
     NO_RESPONSE,
     REQUEST,
     REQUEST_HEADER,
     STEP_LENGTH,
     TABLE_HEADER,
     TABLE_ROW,
+    USAGE_FIELDS,
     VERSION,
     encode_request,
     encode_table_row,
@@ -35,8 +37,6 @@ from gateway.telemetry.facts_encode import (
 
 __all__ = ["RequestFacts", "TableRow", "as_facts", "decode", "encode_request", "encode_table_row"]
 
-_USAGE_FIELDS = tuple(Usage.__dataclass_fields__)
-_ATTEMPT_FIELDS = tuple(Attempt.__dataclass_fields__)
 
 
 class TableRow(NamedTuple):
@@ -167,9 +167,9 @@ def _request(view: memoryview) -> RequestFacts:
     fields.update(_DEFAULTS)
     fields.update(doc)
     usage = doc.get("usage")
-    facts.usage = Usage(**dict(zip(_USAGE_FIELDS, usage))) if usage else Usage()
+    facts.usage = Usage(**dict(zip(USAGE_FIELDS, usage))) if usage else Usage()
     log = doc.get("attempt_log")
-    facts.attempt_log = [Attempt(**dict(zip(_ATTEMPT_FIELDS, a))) for a in log] if log else None
+    facts.attempt_log = [Attempt(**dict(zip(ATTEMPT_FIELDS, a))) for a in log] if log else None
     facts.flags = doc.get("flags") or []
     if facts.flags:  # a field dropped to fit (``null``) reads as its default
         for name, value in doc.items():

@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from gateway.core.context import Attempt, Usage
 from gateway.core.outcome import model_worked
 from gateway.core.request_body import logged_bytes
 from gateway.telemetry.facts_repair import LIMITS, Repair, cut_utf8, utf8
@@ -64,6 +65,15 @@ _CONTENT_KEYS = frozenset({"messages", "prompt", "input", "suffix"})
 _dumps = orjson.dumps
 _pack = REQUEST_HEADER.pack
 
+# ``usage`` and ``attempt_log`` entries are encoded as lists in these field orders (below, by
+# hand: cheaper than orjson's dataclass path); a field added to either must be added there too.
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens",
+                "cache_write_tokens")
+ATTEMPT_FIELDS = ("backend", "provider", "model", "t_start", "t_end", "t_first_byte", "status_code", "error_type",
+                  "backoff_ms", "span_id")
+if tuple(Usage.__dataclass_fields__) != USAGE_FIELDS or tuple(Attempt.__dataclass_fields__) != ATTEMPT_FIELDS:
+    raise RuntimeError("facts_encode: Usage or Attempt changed; update USAGE_FIELDS/ATTEMPT_FIELDS and the encoder")
+
 
 def encode_request(ctx: Any, *, keep_text: bool) -> bytes:
     """The facts record of a finished request (a ``RequestContext``, after
@@ -93,7 +103,7 @@ def encode_request(ctx: Any, *, keep_text: bool) -> bytes:
         "status_code": ctx.status_code, "error_type": ctx.error_type, "error_message": ctx.error_message,
         "finish_reason": ctx.finish_reason, "truncated": ctx.truncated,
         "usage": [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.cached_tokens,
-                  usage.reasoning_tokens],
+                  usage.reasoning_tokens, usage.cache_write_tokens],
         "billable": model_worked(ctx), "config_hash": ctx.config_hash, "tenant": ctx.tenant,
         "api_key_id": ctx.api_key_id or key_fingerprint(headers), "metadata": ctx.metadata,
         "prompt_id": ctx.prompt_id, "prompt_version": ctx.prompt_version, "prompt_label": ctx.prompt_label,

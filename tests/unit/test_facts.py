@@ -54,12 +54,12 @@ def _full_ctx() -> RequestContext:
     step_raw = b'{"model":"gpt-4o","messages":[{"role":"user","content":"step one"}]}'
     step = _ctx(body=client_body(orjson.loads(step_raw), step_raw), usage=Usage(), completion_text=["a step"],
                 upstream_model="gpt-4o", model_served="gpt-4o-2024-08-06")
-    step_with_usage = _ctx(usage=Usage(7, 3, 10, 2, 1), model_served="gpt-4o-mini")
+    step_with_usage = _ctx(usage=Usage(7, 3, 10, 2, 1, 3), model_served="gpt-4o-mini")
     return _ctx(
         client_request_id="client-7", stream=True, client_ip="10.0.0.9", user_agent="sdk/1", backend="openai",
         provider="openai", upstream_model="gpt-4o", model_served="gpt-4o-2024-08-06", attempts=2,
         status_code=502, error_type="upstream_http_error", error_message=f"boom: Incorrect key {KEY}",
-        finish_reason="length", truncated=True, usage=Usage(100, 40, 140, 20, 5), config_hash="h-1",
+        finish_reason="length", truncated=True, usage=Usage(100, 40, 140, 20, 5, 8), config_hash="h-1",
         tenant="acme", api_key_id="", metadata={"stage": "s", "team": "stage"}, prompt_id="outline",
         prompt_version=3, prompt_label="production", experiment_arm="production:3", route_rule="big",
         strategy="ordered", route_candidates=[{"target": "openai", "score": 0.5, "skipped": ""},
