@@ -56,7 +56,7 @@ def files_digest(files: list[tuple[str, bytes]]) -> str:
     return h.hexdigest()
 
 
-def read_folder(directory: str | os.PathLike | None) -> Folder:
+def read_folder(directory: str | os.PathLike[str] | None) -> Folder:
     """Read the YAML files of ``directory`` (none for ``None`` or a missing folder)."""
     if directory is None:
         return NO_FOLDER
@@ -71,7 +71,7 @@ def read_folder(directory: str | os.PathLike | None) -> Folder:
     return Folder(d, d.is_dir(), tuple(files), files_digest(readable) if readable else "")
 
 
-def folder_path(setting: str | None, default: str, base_dir: str | os.PathLike | None) -> Path | None:
+def folder_path(setting: str | None, default: str, base_dir: str | os.PathLike[str] | None) -> Path | None:
     """A folder a config names: ``setting`` (relative to ``base_dir``, else the working
     directory), else ``<base_dir>/<default>``, else ``None`` (a config given as text)."""
     if setting:
