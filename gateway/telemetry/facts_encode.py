@@ -56,6 +56,7 @@ RESPONSE_MAX = 1 << 20  # bytes of a non-streamed answer kept (logged response b
 TEXT_MAX = 1 << 20  # bytes of completion text kept
 TIMES_MAX = 1 << 17  # chunk times kept (a stream's inter-token gaps)
 JSON_MAX = 256 * 1024  # above it, the JSON part's long strings and lists are cut (then its largest fields dropped)
+STEPS_MAX = 16 << 20  # bytes of a chain's step records: the whole record stays far below the log's 64 MiB
 TABLE_ROW_MAX = 4 << 20  # a prompt-version or feedback row above it has its long strings cut
 
 # The body fields that hold the prompt itself: an oversized body keeps its other fields whole
@@ -133,13 +134,7 @@ def encode_request(ctx: Any, *, keep_text: bool) -> bytes:
         chunk_times = chunk_times[:TIMES_MAX]
         flags.append("truncated:chunk_times")
     times = array("d", chunk_times).tobytes() if chunk_times else b""
-    steps = b""
-    if ctx.chain_steps:
-        parts: list[bytes] = []
-        for step in ctx.chain_steps:
-            record = encode_request(step, keep_text=False)
-            parts += (STEP_LENGTH.pack(len(record)), record)
-        steps = b"".join(parts)
+    steps = _steps(ctx.chain_steps, flags) if ctx.chain_steps else b""
     if flags:
         doc["flags"] = flags
     try:
@@ -151,6 +146,21 @@ def encode_request(ctx: Any, *, keep_text: bool) -> bytes:
     response_len = NO_RESPONSE if response is None else len(response)
     head = _pack(REQUEST, VERSION, len(facts), len(body), response_len, len(text), len(times), len(steps))
     return b"".join((head, facts, body, response or b"", text, times, steps))
+
+
+def _steps(chain_steps: list[Any], flags: list[str]) -> bytes:
+    """A chain's steps, each as a record of its own (the chain's row sums their tokens and
+    cost), up to ``STEPS_MAX`` bytes in all."""
+    parts: list[bytes] = []
+    total = 0
+    for step in chain_steps:
+        record = encode_request(step, keep_text=False)
+        total += STEP_LENGTH.size + len(record)
+        if total > STEPS_MAX:
+            flags.append("truncated:chain_steps")
+            break
+        parts += (STEP_LENGTH.pack(len(record)), record)
+    return b"".join(parts)
 
 
 def _attempts(log: list[Any] | None) -> list[list[Any]] | None:

@@ -21,6 +21,7 @@ from gateway.telemetry.columns import REQUEST_COLUMN_NAMES
 from gateway.telemetry.facts import RequestFacts, TableRow, decode, encode_request, encode_table_row
 from gateway.telemetry.facts_encode import BODY_MAX, JSON_MAX
 from gateway.telemetry.facts_insert import insert_isolating, insert_rows
+from gateway.telemetry.log.framing import MAX_PAYLOAD
 from gateway.telemetry.record import RowBuilder
 from gateway.telemetry.scrub import key_fingerprint
 from gateway.telemetry.values import encode_rows
@@ -188,6 +189,15 @@ def test_a_record_always_fits_however_large_its_fields():
     assert row["route_candidates"] == "" and row["latency_ms"] == pytest.approx(200.0)
     assert {"truncated:route_candidates", "truncated:metadata", "truncated:error_message",
             "truncated:client_request_id"} <= set(row["row_flags"])
+
+
+def test_a_chains_steps_are_bounded():
+    raw = orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "s" * 900_000}]})
+    steps = [_ctx(body=client_body(orjson.loads(raw), raw), usage=Usage(10, 1, 11)) for _ in range(30)]
+    payload = encode_request(_ctx(chain_steps=steps, usage=Usage(300, 30, 330)), keep_text=False)
+    assert len(payload) < MAX_PAYLOAD and len(payload) <= (16 << 20) + len(raw)
+    facts = decode(payload)
+    assert 10 <= len(facts.chain_steps) < 30 and facts.flags == ["truncated:chain_steps"]
 
 
 def test_an_upstreams_invalid_utf8_is_replaced_and_flagged():
