@@ -152,7 +152,7 @@ def _fresh(value: Any) -> Any:
 def apply_prompt(ctx: RequestContext, header: str | None) -> None:
     """Resolve, render and inject the request's prompt into ``ctx.body``; fill the context's
     prompt fields and the response headers. Raises ``PromptError``."""
-    registry = ctx.runtime.snapshot.prompts or EMPTY
+    registry = ctx.runtime.compiled.get("prompts") or EMPTY
     if header is not None and header.strip() == "":
         raise PromptError(f"{HEADER} is empty", param=HEADER)
     ref, variables, mode, mode_param, param = _selection(ctx, header, registry)

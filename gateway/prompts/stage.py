@@ -29,7 +29,7 @@ def prompt_stage(ctx: RequestContext, call_next: Handler) -> Awaitable[web.Strea
     if header is None and (not chat or "prompt" not in body):
         if not chat:
             return call_next(ctx)
-        registry = ctx.runtime.snapshot.prompts
+        registry = ctx.runtime.compiled.get("prompts")  # PromptsFeature.compile
         if registry is None or ctx.model_requested not in registry.by_model:
             return call_next(ctx)
     elif not chat:
