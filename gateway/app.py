@@ -126,9 +126,10 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     inner: tuple[Feature, ...] = (access, prompts, plugins, cache, chains)
 
     # Every feature, in the order they compile, activate and start (stopped in reverse). The
-    # fleet starts first and stops last, after the config watcher; access compiles first (it
-    # may refuse a config); telemetry's finishers run before observability's.
-    features: tuple[Feature, ...] = (fleet, access, prompts, plugins, cache, chains, telemetry, observability,
+    # fleet starts first and stops last, after the config watcher; plugins (their paths) and
+    # access compile first (either may refuse a config), prompts before chains (a chain step
+    # names a prompt); telemetry's finishers run before observability's.
+    features: tuple[Feature, ...] = (fleet, plugins, access, prompts, cache, chains, telemetry, observability,
                                      dashboard, ConfigAdmin(snapshot, runtime, lambda: app.get(WATCHER)),
                                      RoutingAdmin(runtime, health))
     app[FEATURES] = features
