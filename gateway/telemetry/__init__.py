@@ -40,7 +40,8 @@ from gateway.telemetry.spool import Spool
 if TYPE_CHECKING:
     from gateway.store.http_interface import ClickHouseHTTPInterface
 
-log = logging.getLogger("gateway.telemetry")
+# (not ``log``: importing the ``gateway.telemetry.log`` package rebinds that name on this module)
+logger = logging.getLogger("gateway.telemetry")
 
 SINK = web.AppKey("telemetry_sink", TelemetrySink)
 QUERY_LANES = web.AppKey("telemetry_query_lanes", QueryLanes)
@@ -133,7 +134,7 @@ class TelemetryFeature(Feature):
             # Give the store a moment to connect and migrate before serving (chDB's engine start
             # holds the GIL for a while); never required: rows queue and spool meanwhile.
             await asyncio.to_thread(sink.ready.wait, STARTUP_WAIT_S)
-            log.info("telemetry: rows go to %s (database %s), spool %s", sink.display,
+            logger.info("telemetry: rows go to %s (database %s), spool %s", sink.display,
                      sink.store.database, Path(sink.spool.root))
             if self.locator is not None and sink.store.target.kind == "chdb" and self.locator.find() is None:
                 self._served = await asyncio.to_thread(self._serve_embedded, sink.store.target.path)
@@ -153,7 +154,7 @@ class TelemetryFeature(Feature):
         try:
             served = ClickHouseHTTPInterface(path, readonly=True).start()
         except Exception as exc:  # another process holds it: the sink says so, readers look for store.json
-            log.warning("telemetry: cannot serve the embedded store %s to this process's readers: %s", path, exc)
+            logger.warning("telemetry: cannot serve the embedded store %s to this process's readers: %s", path, exc)
             return None
         assert self.locator is not None
         self.locator.explicit = served.url
