@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -27,6 +28,7 @@ from gateway.config import ConfigSnapshot, environment
 from gateway.core.feature import Feature, Routes
 from gateway.core.pricing import PriceTable
 from gateway.core.tokens import TokenCounter
+from gateway.store.discovery import StoreLocator
 from gateway.telemetry.admin import AdminAPI
 from gateway.telemetry.clickhouse import ClickHouseStore, parse_dsn
 from gateway.telemetry.lanes import QueryLanes
@@ -35,7 +37,11 @@ from gateway.telemetry.record import RowBuilder
 from gateway.telemetry.sink import TelemetrySink
 from gateway.telemetry.spool import Spool
 
-log = logging.getLogger("gateway.telemetry")
+if TYPE_CHECKING:
+    from gateway.store.http_interface import ClickHouseHTTPInterface
+
+# (not ``log``: importing the ``gateway.telemetry.log`` package rebinds that name on this module)
+logger = logging.getLogger("gateway.telemetry")
 
 SINK = web.AppKey("telemetry_sink", TelemetrySink)
 QUERY_LANES = web.AppKey("telemetry_query_lanes", QueryLanes)
@@ -98,8 +104,12 @@ class TelemetryFeature(Feature):
         t = snapshot.config.telemetry
         ddir = t.resolved_data_dir(str(data_dir) if data_dir else None)
         dsn = t.resolved_dsn(ddir)
-        parse_dsn(dsn, t.clickhouse.database)  # fail at build time on a malformed DSN
-        self.lanes = app[QUERY_LANES] = QueryLanes(t.clickhouse, dsn, t.queries)
+        target = parse_dsn(dsn, t.clickhouse.database)  # fail at build time on a malformed DSN
+        # The embedded store is read over HTTP from the process that owns it (store.json names it).
+        self.locator = StoreLocator(ddir) if target.kind == "chdb" else None
+        self.lanes = app[QUERY_LANES] = QueryLanes(t.clickhouse, dsn, t.queries,
+                                                   locate=self.locator.url if self.locator else None)
+        self._served: ClickHouseHTTPInterface | None = None  # the embedded store served from here (``start``)
         self.sink: TelemetrySink | None = None
         self.recent: RecentRequests | None = None
         if telemetry_enabled(snapshot):
@@ -124,10 +134,28 @@ class TelemetryFeature(Feature):
             # Give the store a moment to connect and migrate before serving (chDB's engine start
             # holds the GIL for a while); never required: rows queue and spool meanwhile.
             await asyncio.to_thread(sink.ready.wait, STARTUP_WAIT_S)
-            log.info("telemetry: rows go to %s (database %s), spool %s", sink.display,
+            logger.info("telemetry: rows go to %s (database %s), spool %s", sink.display,
                      sink.store.database, Path(sink.spool.root))
+            if self.locator is not None and sink.store.target.kind == "chdb" and self.locator.find() is None:
+                self._served = await asyncio.to_thread(self._serve_embedded, sink.store.target.path)
 
     async def stop(self, app: web.Application) -> None:
         if self.sink is not None:
             await asyncio.to_thread(self.sink.close)
         await asyncio.to_thread(self.lanes.close)
+        if self._served is not None:
+            await asyncio.to_thread(self._served.stop)
+
+    def _serve_embedded(self, path: str) -> ClickHouseHTTPInterface | None:
+        """While the sink writes the embedded store from this process, this process owns chDB:
+        serve it to its own readers over HTTP (read-only), as the ingester will once it owns it."""
+        from gateway.store.http_interface import ClickHouseHTTPInterface
+
+        try:
+            served = ClickHouseHTTPInterface(path, readonly=True).start()
+        except Exception as exc:  # another process holds it: the sink says so, readers look for store.json
+            logger.warning("telemetry: cannot serve the embedded store %s to this process's readers: %s", path, exc)
+            return None
+        assert self.locator is not None
+        self.locator.explicit = served.url
+        return served
