@@ -28,6 +28,7 @@ from gateway.config import ConfigSnapshot, environment
 from gateway.core.feature import Feature, Routes
 from gateway.core.pricing import PriceTable
 from gateway.core.tokens import TokenCounter
+from gateway.store.availability import embedded_available
 from gateway.store.discovery import StoreLocator
 from gateway.telemetry.admin import AdminAPI
 from gateway.telemetry.clickhouse import ClickHouseStore, parse_dsn
@@ -135,8 +136,9 @@ class TelemetryFeature(Feature):
             # holds the GIL for a while); never required: rows queue and spool meanwhile.
             await asyncio.to_thread(sink.ready.wait, STARTUP_WAIT_S)
             logger.info("telemetry: rows go to %s (database %s), spool %s", sink.display,
-                     sink.store.database, Path(sink.spool.root))
-            if self.locator is not None and sink.store.target.kind == "chdb" and self.locator.find() is None:
+                        sink.store.database, Path(sink.spool.root))
+            if (self.locator is not None and sink.store.target.kind == "chdb" and self.locator.find() is None
+                    and embedded_available()):  # (without chDB the sink says how to get it)
                 self._served = await asyncio.to_thread(self._serve_embedded, sink.store.target.path)
 
     async def stop(self, app: web.Application) -> None:
