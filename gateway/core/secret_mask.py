@@ -88,3 +88,9 @@ class SecretMasker:
             pos = end
         out.append(data[pos:])
         return b"".join(out)
+
+
+def backend_secrets(backends) -> SecretMasker:
+    """The masker of a config's ``backends`` (their keys and header values): what the serving
+    process masks in relayed errors and the ingester in stored bodies and messages."""
+    return SecretMasker(v for b in backends.values() for v in (b.api_key, *b.headers.values()) if v)

@@ -1,0 +1,126 @@
+"""The serving process's side of telemetry: one durable record per request, nothing more.
+
+``emit(ctx)`` is the first finisher of every request: it encodes the request's facts
+(``facts.encode_request``) and appends them to this process's request log
+(``LogWriter.append``: one ``write()`` into the page cache, so the record survives a
+``kill -9`` of this process the moment ``emit`` returns). Rows are built and inserted by the
+ingester, in another process (``gateway.ingest``) or, for the demo and the tests, on a thread
+of this one. ``emit_row`` does the same for the prompt-version and feedback tables.
+
+``flush(timeout)`` waits until the ingester has committed everything this process wrote so
+far (it reads the ingester's checkpoint of this writer), which is what "the row is in the
+store" means to the admin flush endpoint and the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.config.telemetry import TelemetrySettings
+from gateway.telemetry import facts
+from gateway.telemetry.log import Checkpoint, LogWriter
+
+log = logging.getLogger("gateway.telemetry")
+
+CHECKPOINTS = ".ingest"  # the ingester keeps its checkpoints here, one file per writer
+
+
+class RequestLog:
+    """A ``LogWriter`` with the request encoder in front and the ingester's progress behind.
+
+    ``wake``: called after a flush request, so an ingester on a thread of this process starts
+    at once (``None`` for an ingester in another process, which polls).
+    """
+
+    def __init__(self, root: Path, settings: TelemetrySettings, *, wake: Callable[[], None] | None = None):
+        self.root = Path(root)
+        self.settings = settings
+        self.writer = LogWriter(self.root, settings.log)
+        self._wake = wake
+        self._keep_text = bool(settings.bodies.response)
+        self._checkpoint: Checkpoint | None = None
+        self._behind_since: float | None = None  # when a poll first saw records not yet ingested
+        # Records made before ``open`` (the prompt versions of the first config, recorded when it
+        # is compiled, before the features start), written when it opens.
+        self._early: list[bytes] | None = []
+
+    def open(self) -> None:
+        self.writer.open()
+        self._checkpoint = Checkpoint(self.root / CHECKPOINTS / f"{self.writer.writer_id}.json")
+        early, self._early = self._early, None
+        for payload in early or ():
+            self.writer.append(payload)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    @property
+    def accepting(self) -> bool:
+        """False when the log is full under ``when_full: reject`` (serve nothing unlogged)."""
+        return self.writer.accepting
+
+    # --- the request path (event loop) ---------------------------------------------------------
+    def emit(self, ctx: Any) -> None:
+        usage = ctx.usage
+        keep_text = self._keep_text or (usage.prompt_tokens is None and usage.completion_tokens is None)
+        self.writer.append(facts.encode_request(ctx, keep_text=keep_text))
+
+    def emit_row(self, table: str, columns: tuple[str, ...], row: list[Any]) -> None:
+        payload = facts.encode_table_row(table, columns, row)
+        if self._early is not None:
+            self._early.append(payload)
+        else:
+            self.writer.append(payload)
+
+    # --- progress ------------------------------------------------------------------------------
+    def ingested(self) -> bool:
+        """Whether the ingester has committed every record this process wrote."""
+        cp = self._checkpoint
+        if cp is None:
+            return True
+        cp.load()
+        end = self.writer.position()
+        return cp.pending is None and cp.position >= end
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait up to ``timeout`` s for the ingester to commit what was written so far."""
+        self.writer.sync()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.ingested():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            if self._wake is not None:
+                self._wake()
+            time.sleep(0.02)
+
+    def degraded(self) -> str | None:
+        """Why ``/readyz`` should say degraded, or ``None``."""
+        reason = self.writer.degraded_reason()
+        if reason:
+            return reason
+        lag = self.lag_s()
+        if lag is not None and lag > self.settings.log.lag_degraded_s:
+            return f"request log: the ingester is {lag:.0f} s behind"
+        return None
+
+    def lag_s(self) -> float | None:
+        """How long records have been waiting for the ingester, as seen by successive polls
+        (``/readyz``, ``/admin/telemetry``); ``None`` when everything written is ingested."""
+        if self.ingested():
+            self._behind_since = None
+            return None
+        now = time.monotonic()
+        if self._behind_since is None:
+            self._behind_since = now
+        return now - self._behind_since
+
+    def stats(self) -> dict[str, Any]:
+        out = dict(self.writer.stats())
+        out["ingested"] = self.ingested()
+        return out
