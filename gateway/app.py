@@ -99,8 +99,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
                 hook(ctx)
         for hook in extra_finishers:
             hook(ctx)
-        # Done: drop what only the request path needs, so a queued context (telemetry keeps it
-        # until its row is built) does not keep the request's object graph alive for the GC.
+        # Done: drop what only the request path needs, so whatever keeps the context a while
+        # (the recent-requests record) does not keep the request's object graph alive for the GC.
         ctx.request = ctx.runtime = ctx.target_state = ctx.capture = ctx.on_bytes = None
 
     handlers = ProxyHandlers(serving_runtime, finish)
@@ -129,9 +129,9 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
 
     # Every feature, in the order they compile, activate and start (stopped in reverse). The
     # fleet starts first and stops last, after the config watcher; telemetry's finisher (the
-    # request's durable record) runs before any other; access is the first to compile that may
-    # refuse a config.
-    features: tuple[Feature, ...] = (fleet, telemetry, access, prompts, plugins, cache, chains, observability,
+    # request's durable record) runs before any other; plugins (their paths) and access compile
+    # first of those that may refuse a config, prompts before chains (a chain step names a prompt).
+    features: tuple[Feature, ...] = (fleet, telemetry, plugins, access, prompts, cache, chains, observability,
                                      dashboard, ConfigAdmin(snapshot, runtime, lambda: app.get(WATCHER)),
                                      RoutingAdmin(runtime, health))
     app[FEATURES] = features

@@ -105,7 +105,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return run_profile(ProfileOptions(config=args.config, seconds=args.seconds, stream=args.stream,
                                       out_dir=Path(args.out), gateway_cpus=args.gateway_cpus,
                                       load_cpus=args.load_cpus, top=args.top, concurrency=args.concurrency,
-                                      all_threads=args.all_threads))
+                                      all_threads=args.all_threads, bare=args.bare))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top", type=int, default=25)
     pr.add_argument("--all-threads", action="store_true",
                     help="sample every running thread (e.g. the telemetry writer), not only the GIL holder")
+    pr.add_argument("--bare", action="store_true",
+                    help="profile the bare proxy (loadtest/bare_proxy.py) instead, to compare with the gateway")
     pr.set_defaults(func=_cmd_profile)
     return p
 

@@ -7,7 +7,8 @@ only the thread holding the GIL is sampled, i.e. where Python spends the core; i
 C code running without the GIL, such as chDB's insert, are left out; ``--nonblocking``: the
 process is not paused to sample, so it runs at full speed). The collapsed stacks are
 folded into two tables: self time by function (where the CPU is actually spent, any module)
-and inclusive time of the gateway's own functions (``gateway/…``). Files: ``OUT/pyspy.txt``
+and inclusive time of the gateway's own functions (``gateway/…``). ``--bare`` profiles the bare proxy
+instead (the yardstick), for the same tables. Files: ``OUT/pyspy.txt``
 (collapsed stacks: feed them to flamegraph.pl or speedscope), ``OUT/hotspots.md``.
 """
 
@@ -44,6 +45,7 @@ class ProfileOptions:
     concurrency: int = 32
     rate_hz: int = 250
     all_threads: bool = False   # sample every non-idle thread, not only the GIL holder
+    bare: bool = False          # profile the bare proxy instead of the gateway (the yardstick)
 
 
 def _short(path: str) -> str:
@@ -121,9 +123,14 @@ def run_profile(opts: ProfileOptions) -> int:
     data_dir = (out / "data").resolve()
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
-    argv = python_argv("-m", "gateway", "serve", "--config", config, "--port", str(gw_port))
-    gateway = ManagedProcess("gateway", argv,
-                             url=f"http://127.0.0.1:{gw_port}", ready_url=f"http://127.0.0.1:{gw_port}/readyz",
+    if opts.bare:
+        argv = python_argv("-m", "loadtest", "bare-proxy", "--port", str(gw_port),
+                           "--upstream", f"http://127.0.0.1:{up_port}")
+        ready, config = f"http://127.0.0.1:{gw_port}/health", "(bare proxy)"
+    else:
+        argv = python_argv("-m", "gateway", "serve", "--config", config, "--port", str(gw_port))
+        ready = f"http://127.0.0.1:{gw_port}/readyz"
+    gateway = ManagedProcess("gateway", argv, url=f"http://127.0.0.1:{gw_port}", ready_url=ready,
                              cpus=opts.gateway_cpus, log_path=out / "gateway.log", cwd=str(HERE.parent),
                              env={"LOADTEST_UPSTREAM_URL": f"http://127.0.0.1:{up_port}",
                                   "LOADTEST_DATA_DIR": str(data_dir)})

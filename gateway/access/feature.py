@@ -3,8 +3,9 @@
 ``AccessFeature`` contributes the access stage (keys, limits) for a config in ``keys`` mode,
 compiles each config's keys and plugins before it is made current (refusing it when a plugin
 cannot be built, or when a reload would silently turn authentication off), ``GET
-/admin/access``, and closes limiters and plugins on shutdown. ``PluginsFeature`` contributes
-the plugin stage for a config that lists enabled plugins. Both read the one ``AccessLayer``.
+/admin/access``, and closes limiters and plugins on shutdown. ``PluginsFeature`` checks the
+plugin paths of each config and contributes the plugin stage for a config that lists enabled
+plugins. Both read the one ``AccessLayer``.
 
 ``AccessFeature.middleware`` is the gateway's only aiohttp middleware; per request it:
 
@@ -27,6 +28,7 @@ from gateway.access.admin_guard import GUARD
 from gateway.access.auth import ACCESS, KEY, AccessLayer, bears_admin_key
 from gateway.config import ConfigSnapshot
 from gateway.core.feature import Feature, Routes
+from gateway.plugins.resolve import check_plugins
 
 __all__ = ["AccessFeature", "PluginsFeature"]
 
@@ -67,13 +69,17 @@ class AccessFeature(Feature):
 
 
 class PluginsFeature(Feature):
-    """The plugin stage, for a config with enabled plugins (loaded by ``AccessFeature.compile``,
-    which must come first in the feature list)."""
+    """The plugin stage, for a config with enabled plugins. ``compile`` checks every enabled
+    plugin's path (a ``ConfigError`` naming ``plugins[i].path`` refuses the config), so it comes
+    before ``AccessFeature`` in the compile order; ``AccessFeature.compile`` builds the plugins."""
 
     name = "plugins"
 
     def __init__(self, access: AccessFeature):
         self._access = access
+
+    def compile(self, runtime) -> None:
+        check_plugins(runtime.snapshot)
 
     def stage(self, runtime):
         compiled = runtime.compiled[self._access.name]

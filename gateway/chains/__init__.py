@@ -2,11 +2,12 @@
 
 A chain file (``config/chains/<name>.yaml``, see ``models.py``) lists steps; each renders a
 prompt from the registry and calls a public model. ``models.<public>.chain: <name>`` serves
-it: an app calls the public name like any model. Files are loaded into the config snapshot
-(``registry.py``; hashed, validated against the models and prompts, hot-reloaded with the
-config), run by ``runner.py`` through the gateway's own request path in-process (every step a
-request with its own row, linked to the chain's row by ``session_id`` / ``parent_request_id``),
-and listed, shown and run by ``llm-gateway chains …`` (``gateway/cli/chains.py``).
+it: an app calls the public name like any model. Files are read with the config (their bytes
+part of its hash, hot-reloaded with it), compiled by ``ChainsFeature.compile`` for each config
+(``registry.py``: validated against the models and prompts), run by ``runner.py`` through the
+gateway's own request path in-process (every step a request with its own row, linked to the
+chain's row by ``session_id`` / ``parent_request_id``), and listed, shown and run by
+``llm-gateway chains …`` (``gateway/cli/chains.py``).
 
 ``ChainsFeature`` serves chain models: its stage, last before routing, answers a request for a
 chain model by running the chain and passes every other request on. A config without chain
@@ -31,8 +32,15 @@ class ChainsFeature(Feature):
 
         self._run = ChainRunner(handlers).run
 
+    def compile(self, runtime) -> None:
+        """Compile the config's chain files against its models and compiled prompts (after
+        ``PromptsFeature.compile``); a ``ConfigError`` refuses the config."""
+        from gateway.chains.registry import compile_chains
+
+        runtime.compiled[self.name] = compile_chains(runtime.snapshot, runtime.compiled.get("prompts"))
+
     def stage(self, runtime):
-        chains = runtime.snapshot.chains
+        chains = runtime.compiled[self.name]
         if chains is None or not chains.by_model:
             return None
         by_model, run = chains.by_model, self._run

@@ -1,12 +1,14 @@
-"""The chain registry: chain files loaded, validated and cross-checked into one immutable object.
+"""The chain registry: chain files compiled, validated and cross-checked into one immutable object.
 
-``load_chains(directory, config, prompts)`` reads every ``*.yaml`` in ``directory`` (one chain
-per file, named by the file), validates it, and checks every step against the config in the
-same snapshot: the step's model exists and is not a chain, its prompt resolves in the prompt
+``compile_chains(snapshot, prompts)`` is the chains feature's part of compiling a config
+(``ChainsFeature.compile`` on start-up and reload, after the prompts; ``gateway.compiled`` for
+commands). It takes every ``*.yaml`` the snapshot read from the chain folder (one chain per
+file, named by the file), validates it, and checks every step against the config in the same
+snapshot: the step's model exists and is not a chain, its prompt resolves in the prompt
 registry, the chain fits ``chains.max_steps``. ``models.<name>.chain`` references are checked
-too. Problems are ``path: message`` strings (the loader reports them as a ``ConfigError``,
-so a bad edit keeps the running config). Each chain carries its ``version`` and the hash of
-its file, stamped on the rows of its runs; the files' digest feeds the config hash.
+too. Problems are ``path: message`` strings, raised as one ``ConfigError``, so a bad edit
+keeps the running config. Each chain carries its ``version`` and the hash of its file, stamped
+on the rows of its runs; the files' digest is part of the config hash (``gateway.config.files``).
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.chains.models import ChainFile, Step
+from gateway.config.files import Folder
+from gateway.config.loader import ConfigError, ConfigSnapshot
 from gateway.config.locations import format_loc
 from gateway.prompts.errors import PromptError
-from gateway.prompts.files import files_digest, read_named_files
+from gateway.prompts.files import read_named_files
 from gateway.prompts.select import Ref, parse_ref
-
-CHAIN_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +60,6 @@ class ChainRegistry:
     by_model: dict[str, Chain] = field(default_factory=dict)
 
 
-def chain_files(directory: Path) -> list[Path]:
-    """The chain files of ``directory`` (sorted; hidden files skipped)."""
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir()
-                  if p.suffix in CHAIN_SUFFIXES and not p.name.startswith(".") and p.is_file())
-
-
 def _parse(path: Path, data: bytes, problems: list[str]) -> ChainFile | None:
     try:
         raw = yaml.safe_load(data.decode("utf-8")) or {}
@@ -85,19 +79,27 @@ def _parse(path: Path, data: bytes, problems: list[str]) -> ChainFile | None:
         return None
 
 
-def load_chains(directory: Path | None, config, prompts) -> tuple[ChainRegistry | None, list[str]]:
-    """``(registry, problems)`` for ``directory`` and ``config`` (a ``GatewayConfig``);
-    ``prompts``: the snapshot's ``PromptRegistry`` or ``None``. ``None`` registry when there is
-    neither a chain folder nor a chain model."""
+def compile_chains(snapshot: ConfigSnapshot, prompts) -> ChainRegistry | None:
+    """The chain registry of ``snapshot`` (``None``: neither a chain folder nor a chain model).
+    ``prompts``: the snapshot's compiled ``PromptRegistry`` or ``None``. Raises ``ConfigError``."""
+    registry, problems = load_chains(snapshot.chain_files, snapshot.config, prompts)
+    if problems:
+        raise ConfigError(snapshot.source, problems)
+    return registry
+
+
+def load_chains(folder: Folder, config, prompts) -> tuple[ChainRegistry | None, list[str]]:
+    """``(registry, problems)`` for the chain files of ``folder`` and ``config`` (a
+    ``GatewayConfig``); ``prompts``: the snapshot's ``PromptRegistry`` or ``None``. ``None``
+    registry when there is neither a chain folder nor a chain model."""
+    directory = folder.directory
     refs = {name: m.chain for name, m in config.models.items() if m.chain}
-    files = chain_files(directory) if directory is not None else []
-    if not files and not refs and (directory is None or not directory.is_dir()):
+    if not folder.files and not refs and not folder.exists:
         return None, []
     problems: list[str] = []
     settings = config.chains
     chains: dict[str, Chain] = {}
-    raw_files: list[tuple[str, bytes]] = []
-    for path, data in read_named_files(files, "chain", problems, raw_files):
+    for path, data in read_named_files(folder.files, "chain", problems):
         spec = _parse(path, data, problems)
         if spec is None:
             continue
@@ -136,8 +138,8 @@ def load_chains(directory: Path | None, config, prompts) -> tuple[ChainRegistry 
             continue
         by_model[model] = chain
     registry = ChainRegistry(chains=chains, directory=str(directory) if directory is not None else None,
-                             digest=files_digest(raw_files) if raw_files else "", by_model=by_model)
+                             digest=folder.digest, by_model=by_model)
     return registry, problems
 
 
-__all__ = ["Chain", "ChainRegistry", "chain_files", "load_chains"]
+__all__ = ["Chain", "ChainRegistry", "compile_chains", "load_chains"]

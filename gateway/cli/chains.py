@@ -26,23 +26,23 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _snapshot(config_path: str | None):
-    from gateway.cli.support import load_cli_config
+def _compiled(config_path: str | None):
+    from gateway.cli.support import load_cli_compiled
 
-    return load_cli_config(config_path)
+    return load_cli_compiled(config_path)
 
 
-def _chain(snapshot, name: str):
-    chains = snapshot.chains
+def _chain(compiled, name: str):
+    chains = compiled.chains
     if chains is None or name not in chains.chains:
         known = ", ".join(sorted(chains.chains)) if chains is not None else ""
         _fail(f"unknown chain {name!r} (known: {known or 'none'})")
     return chains.chains[name]
 
 
-def serving_models(snapshot, name: str) -> list[str]:
-    """The public models that serve chain ``name``."""
-    return [m for m, c in (snapshot.chains.by_model.items() if snapshot.chains else ()) if c.name == name]
+def serving_models(compiled, name: str) -> list[str]:
+    """The public models that serve chain ``name`` (``compiled``: a ``gateway.compiled.CompiledConfig``)."""
+    return [m for m, c in (compiled.chains.by_model.items() if compiled.chains else ()) if c.name == name]
 
 
 _CONFIG = config_option
@@ -57,14 +57,14 @@ def chains() -> None:
 @_CONFIG
 def list_cmd(config_path: str | None) -> None:
     """Every chain with its version, steps and the models that serve it."""
-    snapshot = _snapshot(config_path)
-    registry = snapshot.chains
+    compiled = _compiled(config_path)
+    registry = compiled.chains
     if registry is None or not registry.chains:
         click.echo("no chains" + (f" in {registry.directory}" if registry is not None else ""))
         return
     for name in sorted(registry.chains):
         c = registry.chains[name]
-        served = ", ".join(serving_models(snapshot, name)) or "not served (add models.<name>.chain)"
+        served = ", ".join(serving_models(compiled, name)) or "not served (add models.<name>.chain)"
         steps = " → ".join(f"{s.name}({s.model})" for s in c.steps)
         click.echo(f"{name}  v{c.version}  {c.content_hash[:12]}  {steps}  [served as: {served}]"
                    + (f"  {c.spec.description}" if c.spec.description else ""))
@@ -75,10 +75,10 @@ def list_cmd(config_path: str | None) -> None:
 @_CONFIG
 def show_cmd(name: str, config_path: str | None) -> None:
     """A chain as loaded: its file, version, hash, limits and steps."""
-    snapshot = _snapshot(config_path)
-    c = _chain(snapshot, name)
+    compiled = _compiled(config_path)
+    c = _chain(compiled, name)
     click.echo(f"# {name} v{c.version} from {c.source} (hash {c.content_hash[:12]}); deadline {c.deadline_s:g} s, "
-               f"at most {c.max_steps} steps; served as: {', '.join(serving_models(snapshot, name)) or '-'}")
+               f"at most {c.max_steps} steps; served as: {', '.join(serving_models(compiled, name)) or '-'}")
     click.echo(yaml.safe_dump(c.spec.model_dump(exclude_defaults=True), sort_keys=False, allow_unicode=True).rstrip())
 
 
@@ -117,9 +117,10 @@ def run_cmd(name: str, pairs: tuple[str, ...], json_pairs: tuple[str, ...], mess
     """Run chain NAME once and print the answer (request and session ids on stderr)."""
     import httpx
 
-    snapshot = _snapshot(config_path)
-    _chain(snapshot, name)
-    models = serving_models(snapshot, name)
+    compiled = _compiled(config_path)
+    _chain(compiled, name)
+    models = serving_models(compiled, name)
+    snapshot = compiled.snapshot
     if not models:
         _fail(f"no model serves chain {name!r}: add `models.<public-name>.chain: {name}` to the config")
     body = {"model": models[0], "messages": [{"role": "user", "content": message}] if message else [],

@@ -14,7 +14,7 @@ import sys
 import click
 
 from gateway.cli.lazy import LazyCommand, LazyGroup
-from gateway.cli.support import config_option, fail, load_cli_config, say
+from gateway.cli.support import config_option, fail, load_cli_compiled, load_cli_config, say
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -189,7 +189,8 @@ def check_config(path: str | None, config_path: str | None) -> None:
     """Validate a config file and print a summary; exit 2 with path-qualified errors if invalid.
 
     PATH (or --config) defaults to the file every command would use."""
-    snapshot = load_cli_config(path or config_path, announce=False)
+    compiled = load_cli_compiled(path or config_path, announce=False)
+    snapshot = compiled.snapshot
     cfg = snapshot.config
     click.echo(f"{snapshot.source}: OK (hash {snapshot.content_hash})")
     click.echo(f"  server: {cfg.server.host}:{cfg.server.port}, body limit {cfg.server.body_limit_bytes} bytes")
@@ -206,7 +207,7 @@ def check_config(path: str | None, config_path: str | None) -> None:
     for name, m in cfg.models.items():
         targets = ", ".join(f"{t.backend}/{t.model or name}" for t in m.targets) or f"chain {m.chain}"
         click.echo(f"    {name} -> {targets}" + (f" (prompt {m.prompt})" if m.prompt else ""))
-    prompts = snapshot.prompts
+    prompts = compiled.prompts
     if prompts is not None and prompts.directory is not None:
         click.echo(f"  prompts ({len(prompts.prompts)}) in {prompts.directory}:")
         for name, p in sorted(prompts.prompts.items()):

@@ -39,13 +39,14 @@ def load_for_cli(config_path: str | None, directory: str | None) -> PromptRegist
             return load_registry(Path(directory))
         except PromptConfigError as exc:
             _fail(f"{directory}: invalid prompts\n" + "\n".join(f"  {p}" for p in exc.problems))
-    from gateway.cli.support import load_cli_config
+    from gateway.cli.support import load_cli_compiled
 
-    snapshot = load_cli_config(config_path)
-    if snapshot.prompts is None or snapshot.prompts.directory is None:
-        _fail(f"{snapshot.source}: no prompt folder (set prompts.dir, or add prompts/ beside the config; "
+    compiled = load_cli_compiled(config_path)
+    registry = compiled.prompts
+    if registry is None or registry.directory is None:
+        _fail(f"{compiled.snapshot.source}: no prompt folder (set prompts.dir, or add prompts/ beside the config; "
               "or give --dir PROMPTS_DIR)")
-    return snapshot.prompts
+    return registry
 
 
 def _source_options(fn):

@@ -47,10 +47,12 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def load_cli_config(config_path: str | None, *, announce: bool = True):
-    """The snapshot ``--config`` resolves to (``gateway.config.resolve``). Says which file on
+def load_cli_compiled(config_path: str | None, *, announce: bool = True):
+    """The config ``--config`` resolves to (``gateway.config.resolve``), compiled as the gateway
+    would compile it (``gateway.compiled``: prompts, chains, plugin paths). Says which file on
     stderr (``config: PATH (why)``) unless ``announce`` is false; an invalid config exits 2
     with its path-qualified problems."""
+    from gateway.compiled import compile_config
     from gateway.config import ConfigError
     from gateway.config.resolve import load_resolved, resolve_config
 
@@ -58,6 +60,12 @@ def load_cli_config(config_path: str | None, *, announce: bool = True):
     if announce:
         say(f"config: {resolved.describe()}")
     try:
-        return load_resolved(resolved)
+        return compile_config(load_resolved(resolved))
     except ConfigError as exc:
         fail(str(exc))
+
+
+def load_cli_config(config_path: str | None, *, announce: bool = True):
+    """The snapshot of ``load_cli_compiled`` (checked the same way: a config the gateway would
+    refuse exits 2)."""
+    return load_cli_compiled(config_path, announce=announce).snapshot

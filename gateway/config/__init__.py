@@ -1,8 +1,10 @@
 """Config files: pydantic models, loading with path-qualified errors, immutable snapshots.
 
-The names below load on first use (PEP 562), so importing a light submodule
-(``gateway.config.locations``, ``.environment``, ``.resolve``) does not pull in the models and
-the prompt registry; that also keeps ``gateway.prompts`` ↔ ``gateway.config`` imports acyclic.
+The lowest layer: it imports nothing of the gateway outside ``gateway.config`` (a house rule
+checks it). The prompt and chain files a config names are read here as bytes; the features
+compile them (``gateway.config.loader``). The names below load on first use (PEP 562), so
+importing a light submodule (``gateway.config.locations``, ``.environment``, ``.resolve``)
+does not pull in the models.
 """
 
 from __future__ import annotations

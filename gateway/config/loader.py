@@ -4,12 +4,13 @@ A ``ConfigSnapshot`` is immutable and carries a short content hash of the file a
 (before environment substitution, so no secret feeds the hash), which later stamps every log
 row. Every problem is reported as ``path: message`` lines in one ``ConfigError``.
 
-Prompt files (``prompts.dir``, default ``prompts/`` beside the config file) are loaded into
-``ConfigSnapshot.prompts`` in the same step; their bytes feed the content hash, and a version
-whose content changed since it was recorded is a config error (``gateway/prompts/lock.py``).
-Chain files (``chains.dir``, default ``chains/`` beside the config file) are loaded into
-``ConfigSnapshot.chains`` after the prompts (their steps name prompts and models); their bytes
-feed the hash too (``gateway/chains/registry.py``).
+The prompt and chain files the config names (``prompts.dir`` and ``chains.dir``, by default
+``prompts/`` and ``chains/`` beside the config file) are read in the same step, as bytes
+(``gateway.config.files``): their bytes feed the content hash, so an edit to one is a new
+config. What they mean is not this layer's business: the prompts and chains features compile
+them from the snapshot (``Feature.compile``, on start-up and on every reload), and refuse the
+config, with the same path-qualified ``ConfigError``, when one is invalid. This package imports
+nothing of the gateway outside ``gateway.config``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,9 @@ from typing import Any
 
 import yaml
 
+from gateway.config.files import NO_FOLDER, Folder, folder_path, read_folder, yaml_files
 from gateway.config.models import GatewayConfig
 from gateway.config.problems import validate
-from gateway.prompts.errors import PromptConfigError
-from gateway.prompts.files import prompt_files
-from gateway.prompts.loading import load_registry, with_models
-from gateway.prompts.registry import PromptRegistry
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -45,13 +43,17 @@ class ConfigError(Exception):
 @dataclass(frozen=True, slots=True)
 class ConfigSnapshot:
     """A validated config plus where it came from and its content hash (12 hex chars).
-    ``prompts``: the compiled prompt registry (``None``: no prompt directory)."""
+
+    ``base_dir``: the config file's folder (``None`` for a config given as text); relative paths
+    in the config resolve against it. ``prompt_files`` / ``chain_files``: the folders of prompt
+    and chain files as read with the config (compiled by the prompts and chains features)."""
 
     config: GatewayConfig
     source: str
     content_hash: str
-    prompts: PromptRegistry | None = None
-    chains: Any = None  # gateway.chains.registry.ChainRegistry (None: no chain folder, no chain model)
+    base_dir: Path | None = None
+    prompt_files: Folder = NO_FOLDER
+    chain_files: Folder = NO_FOLDER
 
 
 def _substitute_env(node: Any, path: str, problems: list[str]) -> Any:
@@ -76,15 +78,12 @@ def _substitute_env(node: Any, path: str, problems: list[str]) -> Any:
     return node
 
 
-def parse_config(text: str, source: str = "<string>", *, base_dir: str | os.PathLike | None = None,
-                 previous: ConfigSnapshot | None = None) -> ConfigSnapshot:
+def parse_config(text: str, source: str = "<string>", *, base_dir: str | os.PathLike | None = None) -> ConfigSnapshot:
     """Validate YAML text and return a snapshot.
 
-    ``base_dir``: the config file's folder (relative prompt paths and the default prompt
-    folder resolve against it). ``previous``: the snapshot in force, whose prompt versions
-    count as recorded (a hot reload may not change them). Raises ``ConfigError`` with
-    path-qualified problems for YAML syntax errors, unset environment variables, schema
-    violations, dangling references and invalid or changed prompt versions.
+    ``base_dir``: the config file's folder (relative paths and the default prompt and chain
+    folders resolve against it). Raises ``ConfigError`` with path-qualified problems for YAML
+    syntax errors, unset environment variables, schema violations and dangling references.
     """
     try:
         raw = yaml.safe_load(text) or {}
@@ -100,15 +99,17 @@ def parse_config(text: str, source: str = "<string>", *, base_dir: str | os.Path
         paths = [u.split(": ", 1)[0] for u in unset]
         raise ConfigError(source, unset + [p for p in problems if not _near(p.split(": ", 1)[0], paths)])
     assert config is not None  # no problems: a validated config
-    prompts = _load_prompts(config, source, base_dir, previous)
-    chains = _load_chains(config, source, base_dir, prompts)
+    base = Path(base_dir) if base_dir is not None else None
+    prompts = read_folder(folder_path(config.prompts.dir, "prompts", base))
+    chains = read_folder(folder_path(config.chains.dir, "chains", base))
     hashed = text.encode()
-    if prompts is not None and prompts.digest:
+    if prompts.digest:
         hashed += b"\0prompts\0" + prompts.digest.encode()
-    if chains is not None and chains.digest:
+    if chains.digest:
         hashed += b"\0chains\0" + chains.digest.encode()
     digest = hashlib.sha256(hashed).hexdigest()[:12]
-    return ConfigSnapshot(config=config, source=source, content_hash=digest, prompts=prompts, chains=chains)
+    return ConfigSnapshot(config=config, source=source, content_hash=digest, base_dir=base,
+                          prompt_files=prompts, chain_files=chains)
 
 
 def _near(path: str, others: list[str]) -> bool:
@@ -117,73 +118,22 @@ def _near(path: str, others: list[str]) -> bool:
                for o in others)
 
 
-def chains_dir(config: GatewayConfig, base_dir: str | os.PathLike | None) -> Path | None:
-    """The chain folder of ``config``: ``chains.dir`` (relative to ``base_dir``, else the
-    working directory), else ``<base_dir>/chains``, else ``None``."""
-    if config.chains.dir:
-        p = Path(config.chains.dir)
-        return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
-    return Path(base_dir) / "chains" if base_dir is not None else None
-
-
-def _load_chains(config: GatewayConfig, source: str, base_dir, prompts):
-    from gateway.chains.registry import load_chains
-
-    registry, problems = load_chains(chains_dir(config, base_dir), config, prompts)
-    if problems:
-        raise ConfigError(source, problems)
-    return registry
-
-
-def prompts_dir(config: GatewayConfig, base_dir: str | os.PathLike | None) -> Path | None:
-    """The prompt folder of ``config``: ``prompts.dir`` (relative to ``base_dir``, else the
-    working directory), else ``<base_dir>/prompts``, else ``None``."""
-    if config.prompts.dir:
-        p = Path(config.prompts.dir)
-        return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
-    return Path(base_dir) / "prompts" if base_dir is not None else None
-
-
-def _load_prompts(config: GatewayConfig, source: str, base_dir, previous: ConfigSnapshot | None):
-    directory = prompts_dir(config, base_dir)
-    refs = {name: m.prompt for name, m in config.models.items() if m.prompt}
-    if directory is None and not refs:
-        return None
-    lock: str | Path | None = config.prompts.lock_file
-    if lock and base_dir is not None and not Path(lock).is_absolute():
-        lock = Path(base_dir) / lock
-    try:
-        registry = load_registry(directory, lock, previous.prompts if previous is not None else None)
-    except PromptConfigError as exc:
-        raise ConfigError(source, exc.problems) from None
-    registry, problems = with_models(registry, refs)
-    if problems:
-        raise ConfigError(source, problems)
-    return registry
-
-
 def watched_files(snapshot: ConfigSnapshot) -> list[Path]:
     """The prompt and chain files a watcher must check besides the config file (the folders
     are listed again on every call, so new files are seen)."""
-    prompts = snapshot.prompts
-    files = [] if prompts is None or prompts.directory is None else prompt_files(Path(prompts.directory))
-    chains = snapshot.chains
-    if chains is not None and chains.directory is not None:
-        from gateway.chains.registry import chain_files
-
-        files += chain_files(Path(chains.directory))
-    return files
+    return [path for folder in (snapshot.prompt_files, snapshot.chain_files) if folder.directory is not None
+            for path in yaml_files(folder.directory)]
 
 
-def load_config(path: str | os.PathLike, *, previous: ConfigSnapshot | None = None) -> ConfigSnapshot:
-    """Read and validate a config file (and its prompt files). ``previous``: see
-    ``parse_config``. Raises ``ConfigError`` (also for an unreadable file)."""
+def load_config(path: str | os.PathLike) -> ConfigSnapshot:
+    """Read and validate a config file (and read its prompt and chain files). Raises
+    ``ConfigError`` (also for an unreadable file)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(p), [f"cannot read: {exc.strerror}"]) from None
-    return parse_config(text, str(p), base_dir=p.parent, previous=previous)
+    return parse_config(text, str(p), base_dir=p.parent)
 
 
 DEFAULT_CONFIG_YAML = """\

@@ -123,6 +123,35 @@ class QuerySettings(_Strict):
         return out
 
 
+class LogSettings(_Strict):
+    """The durable request log: the serving process appends one record per request to
+    append-only segment files under ``dir``; the ingester reads them into the store and
+    deletes what it has inserted. Bounded on disk; see docs/telemetry.md for what survives a
+    process kill or a power loss under each ``fsync`` policy.
+    """
+
+    dir: str | None = Field(None, description="the log's root folder, shared by every writer (default <data_dir>/log)")
+    fsync: Literal["never", "interval", "always"] = Field("interval", description=(
+        "never: the page cache only (survives a process kill); interval: fsync every fsync_interval_ms "
+        "from a background thread; always: fsync before append returns (slow)"))
+    fsync_interval_ms: int = Field(100, ge=1, le=60_000, description="how often the interval policy fsyncs (ms)")
+    segment_bytes: int = Field(16 << 20, ge=4096, description=(
+        "a segment is closed when the next record would take it past this size…"))
+    segment_age_s: float = Field(10.0, gt=0, description=(
+        "…or this many seconds after its first record, so the ingester can delete it soon"))
+    max_bytes: int = Field(1 << 30, ge=4096, description=(
+        "bound on the segments of all writers under dir together; past it, when_full applies"))
+    when_full: Literal["serve", "reject"] = Field("serve", description=(
+        "serve: keep serving, drop and count the records that do not fit; reject: answer 503 "
+        "while the log is full or cannot be written"))
+    lag_degraded_s: float = Field(30.0, gt=0, description=(
+        "/readyz reports degraded when the oldest record not yet ingested is older than this (s)"))
+
+    def resolved_dir(self, data_dir: Path) -> Path:
+        """The log root: ``dir`` or ``<data_dir>/log``."""
+        return Path(self.dir).absolute() if self.dir else data_dir / "log"
+
+
 class TelemetrySettings(_Strict):
     """One row per request into ClickHouse, through a non-blocking queue, a writer thread and a
     disk spool for when the store is down.
@@ -149,6 +178,7 @@ class TelemetrySettings(_Strict):
     queries_dir: str | None = Field(None, description=(
         "a folder of saved *.sql queries, searched before ./config/queries and the shipped ones"))
     queries: QuerySettings = Field(QuerySettings(), description="limits and lanes of ops queries")
+    log: LogSettings = Field(LogSettings(), description="the durable request log on local disk")
 
     def resolved_data_dir(self, override: str | None = None) -> Path:
         """``override`` (CLI), else ``data_dir``, else ``$LLM_GATEWAY_DATA_DIR``, else ``./.llm-gateway``."""
@@ -182,5 +212,5 @@ class PricingSettings(_Strict):
         "model name → prices; a name also prices its dated variants (the longest matching name wins)"))
 
 
-__all__ = ["BodyLogging", "ClickHouseSettings", "DATA_DIR_ENV", "DEFAULT_DATA_DIR", "PriceEntry",
+__all__ = ["BodyLogging", "ClickHouseSettings", "DATA_DIR_ENV", "DEFAULT_DATA_DIR", "LogSettings", "PriceEntry",
            "PricingSettings", "QueryLane", "QuerySettings", "TelemetrySettings"]

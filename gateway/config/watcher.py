@@ -1,11 +1,12 @@
 """Hot reload: watch the config file, validate a change, swap it in atomically.
 
-The watcher polls the file's content, and that of the prompt files beside it (every
+The watcher polls the file's content, and that of the prompt and chain files it names (every
 ``server.reload_interval_s``), and reloads at once on SIGHUP. A valid change is handed to
 ``apply`` — the gateway's one compile step (``gateway.app``): a new runtime, every feature's
-``compile`` (any may refuse the config), then one assignment that makes it current; requests
-already running keep the runtime they started with. An invalid or refused change keeps the
-running config and logs the path-qualified error (also shown at ``/admin/config``).
+``compile`` (any may refuse the config: a prompt, chain or plugin that does not compile is a
+``ConfigError`` there), then one assignment that makes it current; requests already running
+keep the runtime they started with. An invalid or refused change keeps the running config and
+logs the path-qualified error (also shown at ``/admin/config``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class ConfigWatcher:
             h = hashlib.sha256(self.path.read_bytes())
         except OSError:
             return None
-        for extra in watched_files(self.current):  # prompt files
+        for extra in watched_files(self.current):  # prompt and chain files
             try:
                 h.update(extra.name.encode() + b"\0" + extra.read_bytes())
             except OSError:
@@ -67,7 +68,7 @@ class ConfigWatcher:
                 # nothing: keep the running config.
                 return self._reject(f"{self.path}: the file is empty")
             try:
-                snapshot = load_config(self.path, previous=self.current)
+                snapshot = load_config(self.path)
             except ConfigError as exc:
                 return self._reject(str(exc))
             if snapshot.content_hash == self.current.content_hash and not force:
@@ -79,6 +80,8 @@ class ConfigWatcher:
                 return False
             try:
                 await self._apply(snapshot)
+            except ConfigError as exc:  # a prompt, chain or plugin path a feature could not compile
+                return self._reject(str(exc))
             except Exception as exc:  # e.g. a plugin that cannot be built: refused as a whole
                 return self._reject(f"{self.path}: {type(exc).__name__}: {exc}")
             self.current = snapshot

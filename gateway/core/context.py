@@ -12,13 +12,21 @@ from typing import Any
 
 @dataclass(slots=True)
 class Usage:
-    """Token usage as OpenAI reports it (``usage`` object), flattened."""
+    """Token usage as OpenAI reports it (``usage`` object), flattened.
+
+    ``cached_tokens``: prompt tokens read from the provider's prompt cache;
+    ``cache_write_tokens``: prompt tokens written to it (Anthropic's
+    ``cache_creation_input_tokens``, carried as ``prompt_tokens_details.cache_write_tokens``;
+    OpenAI reports none). Both are part of ``prompt_tokens``, as reasoning tokens are of
+    ``completion_tokens``.
+    """
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
     @classmethod
     def from_openai(cls, usage: dict[str, Any]) -> Usage:
@@ -31,6 +39,7 @@ class Usage:
             total_tokens=usage.get("total_tokens"),
             cached_tokens=prompt_details.get("cached_tokens"),
             reasoning_tokens=completion_details.get("reasoning_tokens"),
+            cache_write_tokens=prompt_details.get("cache_write_tokens"),
         )
 
 

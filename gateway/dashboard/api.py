@@ -94,7 +94,7 @@ def current_labels(runtime) -> dict[tuple[str, int], list[str]] | None:
     """The labels each prompt version has in the config in force: ``{(prompt, version):
     ["production", "canary 10%", "latest"]}`` (an experiment label with its share of that
     version; ``latest`` on the newest version). ``None`` without a runtime."""
-    registry = getattr(getattr(runtime, "snapshot", None), "prompts", None)
+    registry = getattr(runtime, "compiled", {}).get("prompts")  # PromptsFeature.compile
     if registry is None:
         return None
     out: dict[tuple[str, int], list[str]] = {}

@@ -29,15 +29,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.ingest.rows import TableRows, build_rows
-from gateway.telemetry.insert_isolating import insert_isolating
-from gateway.telemetry.log import Checkpoint, LogReader, Pending, Position
+from gateway.ingest.rows import REQUESTS, TableRows, build_rows
+from gateway.telemetry.facts_insert import insert_rows
+from gateway.telemetry.log import Checkpoint, LogReader, Pending, WriterState
+from gateway.telemetry.log.reader import Position
 from gateway.telemetry.record import RowBuilder
 from gateway.telemetry.values import encode_rows
 
 log = logging.getLogger("gateway.ingest")
 
-CHECKPOINTS = ".ingest"
+CHECKPOINT = Path(".ingest") / "checkpoint.json"  # under the log root, beside the writers' folders
+MAX_BATCH_BYTES = 8 << 20
 
 
 class Ingester:
@@ -59,11 +61,13 @@ class Ingester:
         self.interval_s = interval_s
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
-        self._checkpoints: dict[str, Checkpoint] = {}
+        self.checkpoint = Checkpoint(self.root / CHECKPOINT)
+        self.states: dict[str, WriterState] = self.checkpoint.load()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = retry_initial_s
+        self._full_batch = False
         self._retry_at = 0.0
         self.store_up = False
         self.last_error = ""
@@ -88,23 +92,23 @@ class Ingester:
         self._wake.set()
 
     def run(self) -> None:
-        """Ingest until ``stop()``; a pass that moved records is followed at once by another."""
+        """Ingest until ``stop()``. A pass that filled a batch is followed at once by another;
+        otherwise the next waits ``interval_s`` (or a ``wake()``), so inserts stay large and few."""
         while not self._stop.is_set():
             try:
-                moved = self.step()
+                self.step()
             except Exception:  # never let the loop die
                 log.exception("ingest: loop error")
-                moved = 0
-            if moved:
+            if self._full_batch:
                 continue
-            now = time.monotonic()
-            wait = self.interval_s if self.store_up else max(0.05, self._retry_at - now)
+            wait = self.interval_s if self.store_up else max(0.05, self._retry_at - time.monotonic())
             self._wake.wait(min(wait, self.interval_s))
             self._wake.clear()
 
     # --- one pass ------------------------------------------------------------------------------
     def step(self) -> int:
         """One pass over every writer: at most one batch each. Returns the records committed."""
+        self._full_batch = False
         if not self.store_up and time.monotonic() < self._retry_at:
             return 0
         moved = 0
@@ -115,55 +119,46 @@ class Ingester:
                 return moved
         return moved
 
-    def _checkpoint(self, writer: str) -> Checkpoint:
-        cp = self._checkpoints.get(writer)
-        if cp is None:
-            cp = self._checkpoints[writer] = Checkpoint(self.root / CHECKPOINTS / f"{writer}.json")
-            cp.load()
-        return cp
-
     def _ingest_writer(self, writer: str) -> int:
-        cp = self._checkpoint(writer)
-        pending = cp.pending
+        state = self.states.get(writer) or WriterState(Position.origin())
+        pending = state.pending
         if pending is not None:  # a batch that may or may not have landed: redo it exactly
-            records = self.reader.read(writer, pending.start, max_records=pending.count)
-            if len(records) != pending.count:
-                log.error("ingest: pending batch of %s shrank from %d to %d records on re-read", writer,
-                          pending.count, len(records))
-            token = pending.token
+            records = self.reader.read_range(writer, pending.start, pending.end)
+            next_position = pending.end
         else:
-            records = self.reader.read(writer, cp.position, max_records=self.batch_rows)
-            if not records:
-                self._tidy(writer, cp)
+            got = self.reader.read(writer, state.position, max_records=self.batch_rows, max_bytes=MAX_BATCH_BYTES)
+            if not got:
+                if got.next != state.position:  # past an empty closed segment or a torn tail
+                    self._commit(writer, WriterState(got.next))
+                self._tidy(writer, got.next)
                 return 0
-            start = records[0][0]
-            token = f"{writer}:{start.segment}:{start.offset}:{len(records)}"
-            cp.pending = Pending(start=start, end=records[-1][1], count=len(records), token=token)
-            cp.save()
+            records, next_position = list(got), got.next
+            pending = Pending.for_records(writer, records)
+            self._commit(writer, WriterState(state.position, pending))
         if records:
-            self._insert(build_rows(self.builder(), [payload for _s, _e, payload in records]), token)
-            end: Position = records[-1][1]
-        else:
-            end = cp.pending.end if cp.pending is not None else cp.position
-        cp.position = end
-        cp.pending = None
-        cp.save()
+            self._insert(build_rows(self.builder(), [r.payload for r in records]), pending.token)
+        self._commit(writer, WriterState(next_position))
         self.records += len(records)
         self.batches += 1
-        self._tidy(writer, cp)
-        return len(records)
+        self._full_batch = self._full_batch or len(records) >= self.batch_rows
+        self._tidy(writer, next_position)
+        return max(1, len(records))
+
+    def _commit(self, writer: str, state: WriterState) -> None:
+        self.states[writer] = state
+        self.checkpoint.save(self.states)
 
     def _insert(self, tables: dict[str, TableRows], token: str) -> None:
+        builder = self.builder()
         try:
             for table, tr in tables.items():
-                payload_rows = tr.rows
+                def insert(rows: list[list[Any]], tok: str, _table: str = table, _cols=tr.columns) -> None:
+                    self.store.insert(_table, _cols, encode_rows(rows), tok)
 
-                def insert(rows: list[list[Any]], suffix: str, _table: str = table, _tr: TableRows = tr) -> None:
-                    self.store.insert(_table, _tr.columns, encode_rows(rows), token + suffix)
-
-                rejected = insert_isolating(insert, payload_rows, self.builder(), table)
-                self.rejected += rejected
-                self.rows += len(payload_rows)
+                # The same token for each table: deduplication is per table.
+                done = insert_rows(insert, tr.rows, token, builder.rejected_row if table == REQUESTS else None)
+                self.rows += done.inserted + done.stand_ins
+                self.rejected += done.stand_ins + done.lost
         except Exception as exc:
             self._failed(exc)
             raise _StoreDown from exc
@@ -181,18 +176,23 @@ class Ingester:
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, self.retry_max_s)
 
-    def _tidy(self, writer: str, cp: Checkpoint) -> None:
-        """Delete the writer's closed segments the committed position has passed; forget a
-        dead writer whose log is fully ingested."""
-        for segment in self.reader.segments(writer):
-            if segment >= cp.position.segment:
+    def _tidy(self, writer: str, position: Position) -> None:
+        """Delete the writer's closed segments before ``position`` (all committed); forget a dead
+        writer whose log is fully ingested."""
+        segments = self.reader.segments(writer)
+        for segment in segments:
+            if segment >= position.segment:
                 break
-            if self.reader.closed(writer, segment):
-                self.reader.delete(writer, segment)
-        if not self.reader.alive(writer) and self.reader.drained(writer, cp.position):
-            self.reader.forget(writer)
-            cp.remove()
-            self._checkpoints.pop(writer, None)
+            self.reader.delete(writer, segment)
+        if self.reader.alive(writer):
+            return
+        last = segments[-1] if segments else None
+        if last is None or (last == position.segment and position.offset >= self.reader.size(writer, last)):
+            if last is not None:
+                self.reader.delete(writer, last)
+            if self.reader.remove_writer(writer):
+                self.states.pop(writer, None)
+                self.checkpoint.save(self.states)
 
     # --- for the serving side and /admin -------------------------------------------------------
     def stats(self) -> dict[str, Any]:

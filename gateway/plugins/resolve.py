@@ -1,8 +1,11 @@
-"""Turning a plugin ``path`` from the config into the object it names.
+"""Turning a plugin ``path`` from the config into the object it names, and checking that every
+enabled plugin's path does.
 
-Kept apart from ``gateway.plugins.stage`` (the request stage that runs plugins) so that checking a
-config (``gateway.config.access``) can tell whether a path resolves without importing the
-stage, its request context and errors: the config layer stays below the pipeline.
+``check_plugins`` is the plugins feature's part of compiling a config (``PluginsFeature.compile``
+on start-up and reload; ``gateway.compiled`` for commands): a path that does not resolve refuses
+the config with a ``ConfigError`` naming ``plugins[i].path``. Kept apart from
+``gateway.plugins.stage`` (the request stage that runs plugins), so checking a config imports
+neither the stage nor its request context.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
+
+from gateway.config.loader import ConfigError, ConfigSnapshot
 
 # Short names of the shipped plugins (the ``plugins`` package at the repository root).
 BUILTINS = {
@@ -59,3 +64,26 @@ def resolve(path: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise PluginLoadError(f"{module_name} has no attribute {attr!r}") from None
+
+
+def plugin_problems(snapshot: ConfigSnapshot) -> list[str]:
+    """``plugins[i].path: …`` for each enabled plugin whose path does not resolve (the plugin is
+    built, with its settings, when the access layer puts the config in force)."""
+    problems = []
+    for i, spec in enumerate(snapshot.config.plugins):
+        if not spec.enabled:
+            continue
+        try:
+            resolve(spec.path)
+        except PluginLoadError as exc:
+            problems.append(f"plugins[{i}].path: {exc}")
+        except Exception as exc:  # the module itself failed to import
+            problems.append(f"plugins[{i}].path: cannot import {spec.path}: {type(exc).__name__}: {exc}")
+    return problems
+
+
+def check_plugins(snapshot: ConfigSnapshot) -> None:
+    """Raise ``ConfigError`` when a plugin path of ``snapshot`` does not resolve."""
+    problems = plugin_problems(snapshot)
+    if problems:
+        raise ConfigError(snapshot.source, problems)

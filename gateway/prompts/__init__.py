@@ -2,9 +2,11 @@
 
 Prompt files (``config/prompts/<name>.yaml``) hold immutable versions (Jinja2 message
 templates, declared variables, default params) and labels pointing at a version or splitting
-traffic between versions. The config loader compiles them into the snapshot
-(``ConfigSnapshot.prompts``, a ``registry.PromptRegistry``); the stage in ``inject.py`` renders
-and injects the selected version into chat requests; ``tables.py`` writes ``prompt_versions``
+traffic between versions. The config loader reads the files with the config
+(``ConfigSnapshot.prompt_files``); ``PromptsFeature.compile`` compiles them for each config
+(``loading.compile_prompts``) into ``runtime.compiled["prompts"]``, a ``registry.PromptRegistry``
+(or ``None``); the stage in ``inject.py`` renders and injects the selected version into chat
+requests; ``tables.py`` writes ``prompt_versions``
 and ``llm_feedback`` rows; ``http.py`` serves ``POST /v1/feedback`` and ``GET /admin/prompts``;
 ``gateway/cli/prompts.py`` adds ``llm-gateway prompts …``.
 
@@ -46,6 +48,13 @@ class PromptsFeature(Feature):
         self.sink = sink  # the request log: prompt versions and feedback are records like requests
         self._emitted: set[tuple[str, int, str]] = set()
         self._endpoints = PromptEndpoints(runtime, lambda: self.sink, snapshot.config.server.admin_key)
+        self._in_force = None  # the registry of the config in force: its versions count as recorded
+
+    def compile(self, runtime) -> None:
+        """Compile the config's prompt files (a ``ConfigError`` refuses the config)."""
+        from gateway.prompts.loading import compile_prompts
+
+        runtime.compiled[self.name] = compile_prompts(runtime.snapshot, self._in_force)
 
     def stage(self, runtime):
         from gateway.prompts.inject import prompt_stage
@@ -56,7 +65,7 @@ class PromptsFeature(Feature):
         """Record the versions of a config made current: the lock file, and ``prompt_versions``."""
         from gateway.prompts.tables import version_row
 
-        registry = runtime.snapshot.prompts
+        registry = self._in_force = runtime.compiled[self.name]
         if not registry:
             return
         registry.record()

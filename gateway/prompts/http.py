@@ -132,7 +132,7 @@ class PromptEndpoints:
         from gateway.prompts.describe import describe_registry
 
         snapshot = runtime.snapshot
-        out = describe_registry(snapshot.prompts, snapshot.config)
+        out = describe_registry(runtime.compiled.get("prompts"), snapshot.config)
         out["config_hash"] = snapshot.content_hash
         sink = self._sink()
         out["telemetry"] = sink.stats() if sink is not None else None

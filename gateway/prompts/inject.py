@@ -61,7 +61,7 @@ async def prompt_stage(ctx: RequestContext, call_next):
     if header is None and (not chat or "prompt" not in body):
         if not chat:
             return await call_next(ctx)
-        registry = ctx.runtime.snapshot.prompts
+        registry = ctx.runtime.compiled.get("prompts")  # PromptsFeature.compile
         if registry is None or ctx.model_requested not in registry.by_model:
             return await call_next(ctx)
     elif not chat:
@@ -174,7 +174,7 @@ def _fresh(value: Any) -> Any:
 def apply_prompt(ctx: RequestContext, header: str | None) -> None:
     """Resolve, render and inject the request's prompt into ``ctx.body``; fill the context's
     prompt fields and the response headers. Raises ``PromptError``."""
-    registry = ctx.runtime.snapshot.prompts or EMPTY
+    registry = ctx.runtime.compiled.get("prompts") or EMPTY
     if header is not None and header.strip() == "":
         raise PromptError(f"{HEADER} is empty", param=HEADER)
     ref, variables, mode, mode_param, param = _selection(ctx, header, registry)

@@ -1,6 +1,10 @@
 """Building a ``PromptRegistry`` from a directory of prompt files: each file parsed and
 validated, its templates compiled, each version's content hash checked against the lock file
-and the registry in force (immutability), and ``models.<name>.prompt`` references resolved."""
+and the registry in force (immutability), and ``models.<name>.prompt`` references resolved.
+
+``compile_prompts(snapshot, previous)`` is the prompts feature's part of compiling a config
+(``PromptsFeature.compile`` on start-up and reload; ``gateway.compiled`` for commands): the
+prompt files the snapshot read, compiled, or a ``ConfigError`` with every problem."""
 
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from gateway.config.files import Folder, read_folder
+from gateway.config.loader import ConfigError, ConfigSnapshot
 from gateway.config.locations import format_loc
 from gateway.prompts.errors import PromptConfigError, PromptError
-from gateway.prompts.files import files_digest, prompt_files, read_named_files
+from gateway.prompts.files import read_named_files
 from gateway.prompts.lock import LockFile
 from gateway.prompts.models import PromptFile, Version
 from gateway.prompts.registry import EMPTY, CompiledVersion, Label, Prompt, PromptRegistry, content_hash
@@ -73,16 +79,24 @@ def _parse_file(path: Path, data: bytes, rel: str, problems: list[str]) -> Promp
 
 def load_registry(directory: str | Path | None, lock_path: str | Path | None = None,
                   previous: PromptRegistry | None = None, *, display_base: Path | None = None) -> PromptRegistry:
-    """Load and compile every prompt in ``directory``.
+    """Read, then compile, every prompt in ``directory`` (``compile_folder``). Raises
+    ``PromptConfigError``."""
+    if directory is None:
+        return EMPTY
+    return compile_folder(read_folder(directory), lock_path, previous, display_base=display_base)
+
+
+def compile_folder(folder: Folder, lock_path: str | Path | None = None, previous: PromptRegistry | None = None, *,
+                   display_base: Path | None = None) -> PromptRegistry:
+    """Compile every prompt file of ``folder`` (as read; ``folder.directory`` is set).
 
     ``lock_path``: the immutability record (default ``<directory>/versions.lock``).
-    ``previous``: the registry in force, also treated as a record (loading never writes;
+    ``previous``: the registry in force, also treated as a record (compiling never writes;
     ``PromptRegistry.record()`` does). ``display_base``: paths in problems are shown relative to
     it. Raises ``PromptConfigError``.
     """
-    if directory is None:
-        return EMPTY
-    d = Path(directory)
+    assert folder.directory is not None  # a folder that was configured
+    d = folder.directory
     lock = LockFile(Path(lock_path) if lock_path else d / "versions.lock")
     problems: list[str] = []
 
@@ -101,8 +115,7 @@ def load_registry(directory: str | Path | None, lock_path: str | Path | None = N
     env = make_environment()
     now = time.time()
     prompts: dict[str, Prompt] = {}
-    raw_files: list[tuple[str, bytes]] = []
-    for path, data in read_named_files(prompt_files(d), "prompt", problems, raw_files, rel):
+    for path, data in read_named_files(folder.files, "prompt", problems, rel):
         rp = rel(path)
         parsed = _parse_file(path, data, rp, problems)
         if parsed is None:
@@ -153,8 +166,7 @@ def load_registry(directory: str | Path | None, lock_path: str | Path | None = N
                                source=rp)
     if problems:
         raise PromptConfigError(problems)
-    return PromptRegistry(prompts=prompts, directory=str(d), lock_path=str(lock.path),
-                          digest=files_digest(raw_files) if raw_files else "")
+    return PromptRegistry(prompts=prompts, directory=str(d), lock_path=str(lock.path), digest=folder.digest)
 
 
 def with_models(registry: PromptRegistry, model_refs: dict[str, str]) -> tuple[PromptRegistry, list[str]]:
@@ -177,4 +189,26 @@ def with_models(registry: PromptRegistry, model_refs: dict[str, str]) -> tuple[P
                           digest=registry.digest, by_model=by_model), problems
 
 
-__all__ = ["load_registry", "with_models"]
+def compile_prompts(snapshot: ConfigSnapshot, previous: PromptRegistry | None = None) -> PromptRegistry | None:
+    """The prompt registry of ``snapshot`` (``None``: no prompt folder and no model names a
+    prompt). ``previous``: the registry in force, whose versions count as recorded (a reload
+    may not change them). Raises ``ConfigError`` with every problem, paths first."""
+    config = snapshot.config
+    folder = snapshot.prompt_files
+    refs = {name: m.prompt for name, m in config.models.items() if m.prompt}
+    if folder.directory is None and not refs:
+        return None
+    lock: str | Path | None = config.prompts.lock_file
+    if lock and snapshot.base_dir is not None and not Path(lock).is_absolute():
+        lock = snapshot.base_dir / lock
+    try:
+        registry = EMPTY if folder.directory is None else compile_folder(folder, lock, previous)
+    except PromptConfigError as exc:
+        raise ConfigError(snapshot.source, exc.problems) from None
+    registry, problems = with_models(registry, refs)
+    if problems:
+        raise ConfigError(snapshot.source, problems)
+    return registry
+
+
+__all__ = ["compile_folder", "compile_prompts", "load_registry", "with_models"]

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 
 from gateway.config import ConfigSnapshot
-from gateway.prompts.columns import FEEDBACK, FEEDBACK_COLUMN_NAMES, PROMPT_VERSION_COLUMN_NAMES, PROMPT_VERSIONS
 from gateway.prompts.registry import CompiledVersion
 from gateway.telemetry.clickhouse import ClickHouseStore
+from gateway.telemetry.columns import FEEDBACK, FEEDBACK_COLUMN_NAMES, PROMPT_VERSION_COLUMN_NAMES, PROMPT_VERSIONS
 from gateway.telemetry.sink import TelemetrySink
 from gateway.telemetry.spool import Batch, Part, Spool
 from gateway.telemetry.values import encode_rows, format_ts

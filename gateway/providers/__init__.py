@@ -1,33 +1,38 @@
-"""Provider adapters: pure translators between OpenAI's API and each backend's.
+"""Providers, one per backend type: pure translators between OpenAI's API and each backend's,
+and the in-process ``mock``.
 
-``adapter_for(type)`` returns the adapter of a backend type. OpenAI-compatible backends
+``adapter_for(type)`` returns the provider of a backend type. OpenAI-compatible backends
 (``openai``, ``vllm``) use the identity adapter and pay nothing; others translate requests,
-responses, streams and errors. Adding a provider is one module, one line in ``ADAPTERS`` and
-its conformance fixtures (``tests/contract/``).
+responses, streams and errors; ``mock`` answers in-process (``base.InProcessProvider``).
+Adding a provider is one module, one line in ``ADAPTERS`` and its conformance fixtures
+(``tests/contract/``).
 """
 
 from gateway.providers.azure import AzureAdapter
-from gateway.providers.base import Adapter, Capabilities, StreamDecoder, UpstreamRequest
+from gateway.providers.base import Adapter, Capabilities, InProcessProvider, Provider, StreamDecoder, UpstreamRequest
+from gateway.providers.mock.provider import MockProvider
 from gateway.providers.openai_compat import OpenAICompatAdapter
 
-ADAPTERS: dict[str, Adapter] = {
+ADAPTERS: dict[str, Provider] = {
     "openai": OpenAICompatAdapter("openai"),
     "vllm": OpenAICompatAdapter("vllm"),
     "azure": AzureAdapter(),
+    "mock": MockProvider(),
 }
 
 
-def register(backend_type: str, adapter: Adapter) -> None:
-    """Add (or replace) the adapter used for ``backend_type``."""
+def register(backend_type: str, adapter: Provider) -> None:
+    """Add (or replace) the provider used for ``backend_type``."""
     ADAPTERS[backend_type] = adapter
 
 
-def adapter_for(backend_type: str) -> Adapter | None:
-    """The adapter for a backend type (None for ``mock``, which answers in-process)."""
+def adapter_for(backend_type: str) -> Provider | None:
+    """The provider of a backend type (None for a type nothing is registered for)."""
     if backend_type == "anthropic" and "anthropic" not in ADAPTERS:
         from gateway.providers.anthropic import AnthropicAdapter
         ADAPTERS["anthropic"] = AnthropicAdapter()
     return ADAPTERS.get(backend_type)
 
 
-__all__ = ["ADAPTERS", "Adapter", "Capabilities", "StreamDecoder", "UpstreamRequest", "adapter_for", "register"]
+__all__ = ["ADAPTERS", "Adapter", "Capabilities", "InProcessProvider", "Provider", "StreamDecoder", "UpstreamRequest",
+           "adapter_for", "register"]

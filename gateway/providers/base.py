@@ -12,14 +12,19 @@
 
 ``identity`` adapters (OpenAI-compatible backends) are never called on the request path:
 bytes flow untouched.
+
+An ``InProcessProvider`` (the built-in ``mock``) is the other kind of provider: no HTTP at all,
+``answer(endpoint, body, upstream_model, backend)`` returns the response itself. Both kinds are
+found the same way, by the backend's type (``gateway.providers.adapter_for``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from gateway.config.models import Backend
+from gateway.core.upstream import UpstreamResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +74,18 @@ class Adapter(Protocol):
     def stream_decoder(self, endpoint: str, request_body: dict[str, Any]) -> StreamDecoder: ...
 
     def map_error(self, status: int, body: bytes) -> tuple[int, bytes]: ...
+
+
+@runtime_checkable
+class InProcessProvider(Protocol):
+    """A provider that answers in-process, with no network: ``answer`` is the whole round trip
+    (an OpenAI-shaped response; a request it refuses answers OpenAI's 400 in it)."""
+
+    name: str
+
+    def answer(self, endpoint: str, body: dict[str, Any], upstream_model: str,
+               backend: Backend) -> UpstreamResponse: ...
+
+
+# What the registry holds for a backend type.
+Provider = Adapter | InProcessProvider

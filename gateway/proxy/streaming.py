@@ -1,9 +1,16 @@
 """The stream tee: forward upstream SSE bytes while observing them.
 
 Bytes go to the client one whole event at a time, as soon as the event is complete; beside
-that, each event's JSON is read once to collect TTFT, chunk arrival times (for ITL), the
-finish reason, the served model, usage and the generated text. The tee holds back only the
+that, each event is read once to collect TTFT, chunk arrival times (for ITL), the finish
+reason, the served model, usage and the generated text. The tee holds back only the
 incomplete tail of an event, never a finished one.
+
+Reading without parsing: the content chunks of a stream differ from one another only in their
+text (same id, model, fingerprint, the same nulls). So once a chunk has been parsed, the tee
+keeps its bytes before and after the text as a template (``Template``); a later event made of
+exactly those bytes around one valid JSON string is that chunk with another text, and only the
+string is decoded. Whatever else comes — the first chunk, the finish-reason, usage and error
+chunks, tool calls, several choices, an event split across reads — is parsed whole, as before.
 
 Usage: the gateway always asks OpenAI-compatible upstreams for
 ``stream_options.include_usage``. When the client did not ask for it, ``strip_usage`` drops
@@ -17,10 +24,15 @@ import orjson
 
 from gateway.core.context import RequestContext, Usage
 from gateway.core.sse import SSESplitter, event_data
+from gateway.proxy.stream_template import Template, learn, learnable
 
 _USAGE_NULL = b',"usage":null'
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
+_QUOTE = b'"'
+# How many chunks of a stream may be taken apart to learn a template: the first content chunk,
+# and again if the shape changes (a provider that varies a field per chunk); then it stops.
+_LEARN_TRIES = 3
 
 
 class StreamTee:
@@ -32,7 +44,7 @@ class StreamTee:
     event is relayed with any run of a configured secret masked, ``SecretMasker.mask_runs``).
     """
 
-    __slots__ = ("_ctx", "_split", "_held", "_strip_usage", "done", "upstream_error")
+    __slots__ = ("_ctx", "_split", "_held", "_strip_usage", "done", "upstream_error", "_template", "_tries")
 
     def __init__(self, ctx: RequestContext, strip_usage: bool):
         self._ctx = ctx
@@ -41,9 +53,18 @@ class StreamTee:
         self._strip_usage = strip_usage
         self.done = False
         self.upstream_error: dict | None = None
+        self._template: Template | None = None
+        self._tries = _LEARN_TRIES
 
     def feed(self, data: bytes, now: float) -> bytes:
-        if self._held or not data.endswith(b"\n\n") or b"\r" in data:
+        if self._held:
+            return self._feed_split(data, now)
+        t = self._template
+        if t is not None and data.startswith(t.pre) and data.endswith(t.suf):  # one content chunk, most often
+            out = self._templated(t, data, now)
+            if out is not None:
+                return out
+        if not data.endswith(b"\n\n") or b"\r" in data:
             return self._feed_split(data, now)
         # The common reads: whole LF-terminated events, nothing held back. Split here, on the
         # blank lines, exactly where the splitter would; a one-line ``data:`` event is read
@@ -86,9 +107,39 @@ class StreamTee:
         self._held = False
         return self._split.tail()
 
+    def _templated(self, t: Template, raw: bytes, now: float) -> bytes | None:
+        """``raw`` is the template's bytes around something: when that is one valid JSON string,
+        record it as the chunk's text and return the bytes to forward; else None (parse it)."""
+        start = t.start
+        end = len(raw) - t.after
+        if end < start or raw.find(b"\n", start, end) >= 0:  # several events in one read
+            return None  # (told apart before ``orjson`` fails: its error is costly to build)
+        try:
+            text = _loads(_QUOTE + raw[start:end] + _QUOTE)
+        except _JSONDecodeError:
+            return None
+        if text:
+            ctx = self._ctx
+            ctx.completion_text.append(text)
+            if ctx.t_first_token is None:
+                ctx.t_first_token = now
+            ctx.chunk_times.append(now)
+        if not self._strip_usage:
+            return raw
+        if t.pre_stripped is not None:
+            return t.pre_stripped + raw[start:]
+        if t.suf_stripped is not None:
+            return raw[:end] + t.suf_stripped
+        return raw
+
     def _observe(self, raw: bytes, now: float, data: bytes | None = None) -> bytes:
         """Record what ``raw`` says; return the bytes to forward (``b""`` to drop it).
         ``data``: the event's data when the caller already has it."""
+        t = self._template
+        if t is not None and raw.startswith(t.pre) and raw.endswith(t.suf):
+            out = self._templated(t, raw, now)
+            if out is not None:
+                return out
         if data is None:
             data = event_data(raw)
         if data is None:
@@ -151,6 +202,11 @@ class StreamTee:
             if ctx.t_first_token is None:
                 ctx.t_first_token = now
             ctx.chunk_times.append(now)
+        if self._tries and learnable(chunk):
+            self._tries -= 1
+            template = learn(raw, data, chunk, _USAGE_NULL if self._strip_usage else None)
+            if template is not None:
+                self._template = template
         if self._strip_usage and usage is None:
             return raw.replace(_USAGE_NULL, b"", 1)  # ``raw`` itself when it has none
         return raw

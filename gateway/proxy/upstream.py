@@ -1,16 +1,17 @@
 """The only module that talks HTTP to backends.
 
 One shared ``aiohttp.ClientSession`` (keep-alive pool, no per-request setup) serves every
-backend. ``BackendClient`` precomputes, once per config snapshot, each backend's URL prefix,
-outgoing headers (its own key, never the client's) and timeouts, so a request only joins a
-path and sends. Transport failures become ``UpstreamUnreachableError`` (502) or
-``UpstreamTimeoutError`` (504); HTTP error statuses are returned as responses for the
-caller to pass through.
+backend. ``BackendClient`` precomputes, once per config snapshot, each backend's provider (found
+by its type in ``gateway.providers``), URL prefix, outgoing headers (its own key, never the
+client's) and timeouts, so a request only joins a path and sends. A provider that answers
+in-process (``mock``) is asked for the answer instead of sending anything. Transport failures
+become ``UpstreamUnreachableError`` (502) or ``UpstreamTimeoutError`` (504); HTTP error
+statuses are returned as responses for the caller to pass through.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
 from multidict import CIMultiDict
@@ -18,8 +19,8 @@ from multidict import CIMultiDict
 from gateway.config.models import Backend
 from gateway.core.deadlines import deadline
 from gateway.core.errors import UpstreamTimeoutError, UpstreamUnreachableError
-from gateway.providers import adapter_for
-from gateway.providers.mock.backend import MockResponse
+from gateway.core.upstream import UpstreamResponse
+from gateway.providers import InProcessProvider, adapter_for
 from gateway.proxy.paths import BaseURL
 
 # Response headers worth passing back to the client; the rest (Content-Length,
@@ -133,14 +134,16 @@ class TranslatedResponse(HTTPUpstreamResponse):
 
 
 class BackendClient:
-    """Sends requests to one configured backend.
+    """Sends requests to one configured backend (the ``gateway.core.upstream.Upstream`` that
+    routing hands the attempt loop).
 
     ``name``: the backend's config key. ``backend``: its settings. ``session``: the shared
-    ``ClientSession`` (unused for ``mock``). ``forward`` below is the one entry point.
+    ``ClientSession`` (unused by an in-process provider). ``forward`` below is the one entry point.
+    Raises ``ValueError`` for a backend type no provider is registered for.
     """
 
     __slots__ = ("name", "backend", "type", "_session", "_base", "_headers", "_timeout", "first_byte_s",
-                 "adapter", "needs_raw", "_translates")
+                 "adapter", "needs_raw", "_translates", "_answer")
 
     def __init__(self, name: str, backend: Backend, session: aiohttp.ClientSession | None):
         self.name = name
@@ -148,15 +151,23 @@ class BackendClient:
         self.type = backend.type
         self._session = session
         self._base = BaseURL(backend.base_url) if backend.base_url else None
-        self.adapter = adapter_for(backend.type)
-        # Whether ``forward`` needs the encoded body: identity and address-only adapters send
-        # bytes; the mock and translating adapters work from the parsed dict.
-        self._translates = self.adapter is not None and getattr(self.adapter, "translates_responses", False)
-        self.needs_raw = self.adapter is not None and not self._translates
+        provider = adapter_for(backend.type)
+        if provider is None:
+            raise ValueError(f"backend {name!r}: no provider is registered for type {backend.type!r}")
         headers = {"Content-Type": "application/json", "User-Agent": "llm-gateway"}
         headers.update(backend.headers)
-        if self.adapter is not None:
-            headers.update(self.adapter.static_headers(backend))
+        self._answer: Callable[[str, dict, str, Backend], UpstreamResponse] | None = None
+        if isinstance(provider, InProcessProvider):  # answers by itself: nothing goes over HTTP
+            self.adapter = None
+            self._answer = provider.answer
+            self._translates = False
+        else:
+            self.adapter = provider
+            self._translates = getattr(provider, "translates_responses", False)
+            headers.update(provider.static_headers(backend))
+        # Whether ``forward`` needs the encoded body: identity and address-only adapters send
+        # bytes; in-process providers and translating adapters work from the parsed dict.
+        self.needs_raw = self.adapter is not None and not self._translates
         self._headers = headers
         t = backend.timeouts
         self._timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read)
@@ -164,20 +175,22 @@ class BackendClient:
 
     async def forward(self, method: str, path: str, body: bytes | None, parsed: dict | None,
                       upstream_model: str, extra_headers: Mapping[str, str] | None = None,
-                      query: str = ""):
+                      query: str = "") -> UpstreamResponse:
         """Send one request and return its response once the headers are in.
 
         ``path``: the part after ``/v1/`` (``chat/completions``). ``body``: the bytes to send.
-        ``parsed``: the same body as a dict (the mock backend answers from it).
+        ``parsed``: the same body as a dict (what translating and in-process providers read).
         Returns an object with ``status``, ``headers``, ``read()``, ``iter_chunks()``,
         ``close()``. Raises ``UpstreamUnreachableError`` or ``UpstreamTimeoutError``, and
         ``InvalidRequestError`` (400) when the backend cannot serve the request, and
         ``NotFoundError`` (404) for a path that would leave the backend's ``base_url``.
         """
+        answer = self._answer
+        if answer is not None:
+            return answer(path, parsed or {}, upstream_model, self.backend)
         path_in = path
         adapter = self.adapter
-        if adapter is None:
-            return MockResponse(self.backend.mock, path, parsed or {}, upstream_model)
+        assert adapter is not None  # a provider either answers in-process or has an adapter
         headers: Mapping[str, str] = self._headers
         if not adapter.identity:  # the provider decides address, body and extra headers
             req = adapter.build_request(path, parsed or {}, body if self.needs_raw else None, upstream_model,
@@ -191,7 +204,7 @@ class BackendClient:
                 merged[k] = v
             headers = merged
         base, session = self._base, self._session
-        assert base is not None and session is not None  # a backend with an adapter has both
+        assert base is not None and session is not None  # a backend reached over HTTP has both
         # Never outside base_url, whatever the path (raises NotFoundError before anything is sent).
         url = base.join(path, query)
         try:

@@ -6,15 +6,21 @@ Behind the one admin check every ``/admin`` path gets (``gateway.access.feature`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
+from gateway.config import ConfigSnapshot
 from gateway.core.feature import Feature, Routes
 from gateway.routing.health import HealthRegistry
 
-if TYPE_CHECKING:
-    from gateway.proxy.runtime import Runtime
+
+class Runtime(Protocol):
+    """What these views read of the compiled config in force (``gateway.proxy.runtime.Runtime``):
+    routing does not import the proxy layer above it."""
+
+    @property
+    def snapshot(self) -> ConfigSnapshot: ...
 
 
 def backends_handler(runtime: Callable[[], Runtime | None], health: HealthRegistry):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.models import FailureClass, RetryPolicy, Target
-from gateway.proxy.upstream import BackendClient
+from gateway.core.upstream import Upstream
 from gateway.routing.health import TargetState
 
 
@@ -17,7 +17,7 @@ class Candidate:
     more of what the strategy saw (``vllm-load``: the server's load snapshot, affinity)."""
 
     target: Target
-    client: BackendClient
+    client: Upstream
     upstream_model: str
     state: TargetState
     score: Any = None

@@ -14,7 +14,7 @@ from typing import Any
 from gateway.config.models import GatewayConfig, PublicModel, Target
 from gateway.core.errors import ModelNotFoundError, NoHealthyTargetError
 from gateway.core.tokens import prompt_tokens_upper_bound
-from gateway.proxy.upstream import BackendClient
+from gateway.core.upstream import Upstream
 from gateway.routing.health import OPEN, HealthRegistry
 from gateway.routing.plan import Candidate, RoutePlan
 from gateway.routing.rules import RuleInput, RuleSet, lazy
@@ -28,7 +28,7 @@ class Router:
     """Routing for one config. ``plan(...)`` raises ``ModelNotFoundError`` (404) for an
     unknown model and ``NoHealthyTargetError`` (503) when every target is skipped."""
 
-    def __init__(self, config: GatewayConfig, clients: Mapping[str, BackendClient], health: HealthRegistry,
+    def __init__(self, config: GatewayConfig, clients: Mapping[str, Upstream], health: HealthRegistry,
                  count_tokens: TokenCounter, rng: random.Random | None = None, ewma_alpha: float = 0.3):
         self._config = config
         self._clients = clients
@@ -53,7 +53,7 @@ class Router:
             for name, pm in config.models.items()}
         # The (target, client, upstream model, health state) of each target list, looked up on
         # first use and then reused: this router's config, hence its breaker settings, is fixed.
-        self._bound: dict[str | tuple[str, int], list[tuple[Target, BackendClient, str, Any]]] = {}
+        self._bound: dict[str | tuple[str, int], list[tuple[Target, Upstream, str, Any]]] = {}
 
     def _candidates(self, public: str, targets: list[Target], key: str | tuple[str, int]) -> list[Candidate]:
         """``key``: the public name for a model's own targets, (public, id) for a rule's."""

@@ -35,7 +35,7 @@ from gateway.telemetry.lanes import QueryLanes
 from gateway.telemetry.recent import RecentRequests
 from gateway.telemetry.request_log import RequestLog
 
-log = logging.getLogger("gateway.telemetry")
+_log = logging.getLogger("gateway.telemetry")  # not "log": that is the subpackage gateway.telemetry.log
 
 SINK = web.AppKey("telemetry_sink", RequestLog)
 QUERY_LANES = web.AppKey("telemetry_query_lanes", QueryLanes)
@@ -115,7 +115,7 @@ class TelemetryFeature(Feature):
     async def start(self, app: web.Application) -> None:
         if self.sink is not None:
             await asyncio.to_thread(self.sink.open)
-            log.info("telemetry: request log %s", self.sink.root)
+            _log.info("telemetry: request log %s", self.sink.root)
         if self.ingester is not None:
             await asyncio.to_thread(self.ingester.start, STARTUP_WAIT_S)
 

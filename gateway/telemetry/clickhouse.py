@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from gateway.config.telemetry import ClickHouseSettings, QuerySettings
-from gateway.telemetry.schema import SchemaOptions, apply_migrations
+from gateway.telemetry.schema import SchemaOptions, apply_migrations, apply_ttl
 
 log = logging.getLogger("gateway.telemetry")
 # clickhouse-connect warns on every failed HTTP attempt; the sink reports store failures itself
@@ -190,7 +190,8 @@ def _close_quietly(client) -> None:
 
 
 def migrate(client, opts: SchemaOptions) -> list[int]:
-    """Apply pending migrations through ``client``; returns the versions applied now."""
+    """Apply pending migrations through ``client``, then bring the tables' TTL to
+    ``opts.ttl_days``; returns the versions applied now."""
 
     def command(sql: str) -> None:
         client.command(sql)
@@ -199,7 +200,10 @@ def migrate(client, opts: SchemaOptions) -> list[int]:
         rows = client.query(f"SELECT DISTINCT version FROM `{opts.database}`.`schema_migrations`").result_rows
         return {int(r[0]) for r in rows}
 
-    return apply_migrations(command, versions, opts)
+    applied = apply_migrations(command, versions, opts)
+    for stmt in apply_ttl(command, lambda sql: client.query(sql).result_rows, opts):
+        log.info("telemetry: ttl_days is %s: %s", opts.ttl_days, stmt)
+    return applied
 
 
 class ReadOnlyClient:

@@ -1,14 +1,27 @@
-"""The catalogue of telemetry columns: every ``llm_requests`` and ``llm_attempts`` column with its
-ClickHouse type, in row order. The DDL (``schema.py``) is generated from it and ``RowBuilder``
-fills rows in this order, so a column is added here once."""
+"""The catalogue of every ClickHouse table's columns with their types, in row order.
+
+Telemetry owns every table: ``llm_requests`` and ``llm_attempts`` (filled by ``RowBuilder`` in
+this order), ``prompt_versions`` and ``llm_feedback`` (rows built by ``gateway.prompts``). The
+DDL (``schema.py``) is generated from these, so a column is added here once.
+
+- ``prompt_versions`` (ReplacingMergeTree, ``ORDER BY (name, version)``): one row per prompt
+  version with its exact template source, so any request row's ``(prompt_id, prompt_version)``
+  joins to the text that produced it. Re-inserts (every start) carry the same values.
+- ``llm_feedback`` (MergeTree, ``ORDER BY (request_id, ts)``): one row per ``POST /v1/feedback``;
+  joins to ``llm_requests`` on ``request_id``.
+"""
 
 from __future__ import annotations
+
+# Timestamps arrive nearly in order within a part, so deltas are small and ZSTD packs them
+# (ClickHouse's own advice for time columns); the codec changes storage only, not values.
+TIMESTAMP = "DateTime64(3, 'UTC') CODEC(Delta, ZSTD)"
 
 REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     # identity
     ("request_id", "UUID"),
-    ("ts_start", "DateTime64(3, 'UTC')"),
-    ("ts_end", "DateTime64(3, 'UTC')"),
+    ("ts_start", TIMESTAMP),
+    ("ts_end", TIMESTAMP),
     ("trace_id", "String"),
     ("config_hash", "LowCardinality(String)"),
     ("instance", "LowCardinality(String)"),
@@ -51,7 +64,8 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("prompt_tokens", "UInt32"),
     ("completion_tokens", "UInt32"),
     ("total_tokens", "UInt32"),
-    ("cached_tokens", "Nullable(UInt32)"),
+    ("cached_tokens", "Nullable(UInt32)"),  # cache reads (inside prompt_tokens)
+    ("cache_write_tokens", "Nullable(UInt32)"),  # cache writes (Anthropic; inside prompt_tokens)
     ("reasoning_tokens", "Nullable(UInt32)"),
     ("tokens_estimated", "UInt8"),
     # timing (ms)
@@ -73,7 +87,7 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
 ATTEMPT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("request_id", "UUID"),
     ("attempt", "UInt8"),
-    ("ts_start", "DateTime64(3, 'UTC')"),
+    ("ts_start", TIMESTAMP),
     ("tenant", "LowCardinality(String)"),
     ("model_requested", "LowCardinality(String)"),
     ("backend", "LowCardinality(String)"),
@@ -86,5 +100,35 @@ ATTEMPT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("backoff_ms", "Float64"),
 )
 
+PROMPT_VERSIONS = "prompt_versions"
+FEEDBACK = "llm_feedback"
+
+PROMPT_VERSION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("name", "LowCardinality(String)"),
+    ("version", "UInt32"),
+    ("content_hash", "String"),
+    ("mode", "LowCardinality(String)"),
+    ("messages", "String"),  # JSON array of {role, content (the Jinja2 template), name?}
+    ("variables", "String"),  # JSON array of {name, type, required, default, description}
+    ("params", "String"),  # JSON object of default request parameters
+    ("note", "String"),
+    ("source", "String"),  # the prompt file
+    ("first_seen", TIMESTAMP),
+)
+
+FEEDBACK_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("feedback_id", "UUID"),
+    ("ts", TIMESTAMP),
+    ("request_id", "UUID"),
+    ("client_request_id", "String"),
+    ("score", "Float64"),
+    ("label", "LowCardinality(String)"),
+    ("comment", "String"),
+    ("tenant", "LowCardinality(String)"),
+    ("api_key_id", "String"),
+)
+
 REQUEST_COLUMN_NAMES = tuple(name for name, _ in REQUEST_COLUMNS)
 ATTEMPT_COLUMN_NAMES = tuple(name for name, _ in ATTEMPT_COLUMNS)
+PROMPT_VERSION_COLUMN_NAMES = tuple(name for name, _ in PROMPT_VERSION_COLUMNS)
+FEEDBACK_COLUMN_NAMES = tuple(name for name, _ in FEEDBACK_COLUMNS)

@@ -271,8 +271,11 @@ class RowBuilder:
         tps = None
         if completion and upstream_ms:
             tps = completion / (upstream_ms / 1000)
+        cache_write = ctx.usage.cache_write_tokens
         if ctx.chain_steps:  # a chain: its steps' sums (each step has a row of its own too)
             prompt, completion, total, cached, cost = self._chain_totals(ctx)
+            writes = [s.usage.cache_write_tokens for s in ctx.chain_steps if s.usage.cache_write_tokens is not None]
+            cache_write = sum(writes) if writes else None
         else:
             cost = self.prices.cost((ctx.model_served, ctx.upstream_model, ctx.model_requested),
                                     prompt, completion, cached)
@@ -293,7 +296,7 @@ class RowBuilder:
             orjson.dumps(ctx.route_candidates).decode() if ctx.route_candidates else "",
             min(ctx.attempts, 255), ctx.cache_status, ctx.cache_saved_ms,
             status, error_type, message, ctx.finish_reason, truncated,
-            prompt, completion, total, cached, reasoning, estimated,
+            prompt, completion, total, cached, cache_write, reasoning, estimated,
             ttft, latency, upstream_ms, overhead, itl_p50, itl_p95, itl_max, tps,
             cost,
             request_body, response_body,

@@ -26,7 +26,7 @@ from gateway.telemetry.log import Checkpoint, LogWriter
 
 log = logging.getLogger("gateway.telemetry")
 
-CHECKPOINTS = ".ingest"  # the ingester keeps its checkpoints here, one file per writer
+CHECKPOINT = Path(".ingest") / "checkpoint.json"  # the ingester's committed positions, under the log root
 
 
 class RequestLog:
@@ -50,7 +50,7 @@ class RequestLog:
 
     def open(self) -> None:
         self.writer.open()
-        self._checkpoint = Checkpoint(self.root / CHECKPOINTS / f"{self.writer.writer_id}.json")
+        self._checkpoint = Checkpoint(self.root / CHECKPOINT)
         early, self._early = self._early, None
         for payload in early or ():
             self.writer.append(payload)
@@ -79,16 +79,16 @@ class RequestLog:
     # --- progress ------------------------------------------------------------------------------
     def ingested(self) -> bool:
         """Whether the ingester has committed every record this process wrote."""
-        cp = self._checkpoint
-        if cp is None:
+        if self._checkpoint is None or not self.writer.written:
             return True
-        cp.load()
-        end = self.writer.position()
-        return cp.pending is None and cp.position >= end
+        try:
+            state = self._checkpoint.load().get(self.writer.writer_id)
+        except (OSError, ValueError):
+            return False
+        return state is not None and state.pending is None and state.position >= self.writer.position()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait up to ``timeout`` s for the ingester to commit what was written so far."""
-        self.writer.sync()
         deadline = time.monotonic() + timeout
         while True:
             if self.ingested():

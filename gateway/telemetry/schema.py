@@ -4,8 +4,9 @@ Tables (in the configured database):
 
 - ``llm_requests``: one row per client request. MergeTree, ``PARTITION BY toYYYYMM(ts_start)``,
   ``ORDER BY (tenant, model_requested, ts_start)``, optional TTL; bloom-filter skip indexes on
-  ``request_id`` and ``client_request_id`` (look-ups by id).
-- ``llm_attempts``: one row per upstream attempt, ``ORDER BY (backend, ts_start)``.
+  ``request_id``, ``client_request_id``, ``session_id`` and ``trace_id`` (look-ups by id).
+- ``llm_attempts``: one row per upstream attempt, ``ORDER BY (backend, ts_start)``, optional
+  TTL; a bloom-filter skip index on ``request_id`` (a request's attempts).
 - ``llm_requests_1m``: per-minute rollups by (tenant, model, backend, minute) in an
   AggregatingMergeTree fed by the materialized view ``llm_requests_1m_mv``:
   ``countState``, ``sumState`` (errors, tokens, cost), ``quantilesTDigestState`` (latency,
@@ -16,9 +17,12 @@ Tables (in the configured database):
   before the upgrade, whose new states are empty (readers then use the raw rows).
 - ``prompt_versions`` (ReplacingMergeTree by ``(name, version)``): the exact text of every
   prompt version, joinable to ``llm_requests.(prompt_id, prompt_version)``; ``llm_feedback``:
-  scores posted to ``/v1/feedback``, joinable on ``request_id`` (columns in
-  ``gateway/prompts/columns.py``).
+  scores posted to ``/v1/feedback``, joinable on ``request_id``.
 - ``schema_migrations``: which migration versions were applied.
+
+Every table's columns are in ``columns.py``; timestamps are stored ``CODEC(Delta, ZSTD)``.
+The TTL is not a migration: ``ttl_statements`` compares each table's TTL with ``ttl_days`` at
+every connect and changes it (``MODIFY TTL``, or ``REMOVE TTL`` when ``ttl_days`` is unset).
 
 Every write is a batch with an insert deduplication token; the tables keep a deduplication
 window (``non_replicated_deduplication_window`` on MergeTree; Replicated* engines deduplicate
@@ -31,12 +35,21 @@ queries read from; the view feeds the local rollup on each shard.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from gateway.prompts.columns import FEEDBACK, FEEDBACK_COLUMNS, PROMPT_VERSION_COLUMNS, PROMPT_VERSIONS
-from gateway.telemetry.columns import ATTEMPT_COLUMNS, REQUEST_COLUMNS
+from gateway.telemetry.columns import (
+    ATTEMPT_COLUMNS,
+    FEEDBACK,
+    FEEDBACK_COLUMNS,
+    PROMPT_VERSION_COLUMNS,
+    PROMPT_VERSIONS,
+    REQUEST_COLUMNS,
+    TIMESTAMP,
+)
 
 DEDUP_WINDOW = 10_000
 QUANTILES = "0.5, 0.9, 0.95, 0.99"
@@ -85,7 +98,10 @@ class _Renderer:
         return "" if self.o.cluster else f"non_replicated_deduplication_window = {DEDUP_WINDOW}"
 
     def ttl(self) -> str:
-        return f"\nTTL toDateTime(ts_start) + INTERVAL {self.o.ttl_days} DAY" if self.o.ttl_days else ""
+        return f"\nTTL {self.ttl_expr()}" if self.o.ttl_days else ""
+
+    def ttl_expr(self) -> str:
+        return f"toDateTime(ts_start) + INTERVAL {self.o.ttl_days} DAY"
 
     def table(self, name: str, columns, order_by: str, partition_by: str | None, kind: str = "MergeTree",
               ttl: bool = True, sharding_key: str | None = None) -> list[str]:
@@ -116,6 +132,16 @@ class _Renderer:
         index; parts written before it get it when they merge)."""
         return [f"ALTER TABLE {self.db}.{_q(self.storage(name))}{self.on_cluster} ADD INDEX IF NOT EXISTS "
                 f"{_q(index)} {expr} TYPE {kind} GRANULARITY {granularity}"]
+
+    def materialize_index(self, name: str, index: str) -> list[str]:
+        """``ALTER TABLE … MATERIALIZE INDEX``: build ``index`` for the parts written before it
+        (a mutation: it runs in the background, the statement returns at once)."""
+        return [f"ALTER TABLE {self.db}.{_q(self.storage(name))}{self.on_cluster} MATERIALIZE INDEX {_q(index)}"]
+
+    def modify_column(self, name: str, column: str, ctype: str) -> list[str]:
+        """``ALTER TABLE … MODIFY COLUMN`` on the table storing ``name`` (a codec change: new
+        parts are written with it, older ones as they merge; the values are not touched)."""
+        return [f"ALTER TABLE {self.db}.{_q(self.storage(name))}{self.on_cluster} MODIFY COLUMN {_q(column)} {ctype}"]
 
     def distributed(self, name: str, sharding_key: str) -> str:
         assert self.o.cluster is not None  # Distributed tables exist only on a cluster
@@ -204,7 +230,34 @@ def _migrations(r: _Renderer) -> list[Migration]:
         Migration(7, "request id look-ups", tuple(
             r.add_index("llm_requests", "idx_request_id", "request_id", "bloom_filter(0.001)")
             + r.add_index("llm_requests", "idx_client_request_id", "client_request_id", "bloom_filter(0.001)"))),
+        Migration(8, "cache-write tokens, session/trace/attempt look-ups, timestamp codecs", tuple(_v8(r))),
     ]
+
+
+# The look-up indexes, as (table, index, column): the dashboard's request detail (by request_id
+# or client_request_id, then the attempts by request_id), /v1/feedback, `sessions show`
+# (session_id) and a trace's rows (trace_id) each read a few granules instead of the table.
+_INDEXES = (("llm_requests", "idx_request_id", "request_id"),
+            ("llm_requests", "idx_client_request_id", "client_request_id"),
+            ("llm_requests", "idx_session_id", "session_id"),
+            ("llm_requests", "idx_trace_id", "trace_id"),
+            ("llm_attempts", "idx_request_id", "request_id"))
+_TIMESTAMP_TABLES = ((REQUEST_COLUMNS, "llm_requests"), (ATTEMPT_COLUMNS, "llm_attempts"),
+                     (PROMPT_VERSION_COLUMNS, PROMPT_VERSIONS), (FEEDBACK_COLUMNS, FEEDBACK))
+
+
+def _v8(r: _Renderer) -> list[str]:
+    out = r.add_column("llm_requests", "cache_write_tokens", "Nullable(UInt32)", "cached_tokens")
+    for table, index, column in _INDEXES[2:]:
+        out += r.add_index(table, index, column, "bloom_filter(0.001)")
+    # Version 7 left older parts to get its indexes as they merge (big old parts rarely do).
+    for table, index, _ in _INDEXES:
+        out += r.materialize_index(table, index)
+    # Tables created before version 8 store timestamps uncompressed by delta.
+    for columns, table in _TIMESTAMP_TABLES:
+        out += [stmt for column, ctype in columns if ctype == TIMESTAMP
+                for stmt in r.modify_column(table, column, ctype)]
+    return out
 
 
 def render(opts: SchemaOptions) -> tuple[list[str], list[Migration]]:
@@ -216,6 +269,56 @@ def render(opts: SchemaOptions) -> tuple[list[str], list[Migration]]:
                                                ("applied_at", "DateTime64(3, 'UTC')")),
                          "version", None, kind="ReplacingMergeTree", ttl=False)
     return bootstrap, _migrations(r)
+
+
+# Tables with a row TTL (``ttl_days``); the rollups and the prompt/feedback tables keep rows.
+TTL_TABLES = ("llm_requests", "llm_attempts")
+_TTL_CLAUSE = re.compile(r"\sTTL\s(.*?)(?:\sSETTINGS\s.*)?$", re.S)
+
+
+def ttl_query(opts: SchemaOptions) -> str:
+    """The statement that reads ``(name, engine_full)`` of the tables with a row TTL."""
+    names = ", ".join(_literal(_Renderer(opts).storage(t)) for t in TTL_TABLES)
+    return (f"SELECT name, engine_full FROM system.tables WHERE database = {_literal(opts.database)} "
+            f"AND name IN ({names})")
+
+
+def table_ttl(engine_full: str) -> str:
+    """The TTL expression in a table's ``engine_full`` as ClickHouse prints it ('' for none)."""
+    m = _TTL_CLAUSE.search(engine_full)
+    return m.group(1).strip() if m else ""
+
+
+def ttl_statements(opts: SchemaOptions, current: dict[str, str]) -> list[str]:
+    """The ``ALTER TABLE`` statements that give each table in ``current`` (its storage name →
+    its TTL as ``table_ttl`` reads it) the TTL of ``opts.ttl_days``: ``MODIFY TTL`` when it
+    differs (ClickHouse then drops the rows it expires in a background mutation), ``REMOVE
+    TTL`` when ``ttl_days`` is unset (keep rows forever) and the table has one. The config is
+    the authority: a TTL set by hand on these tables is replaced."""
+    r = _Renderer(opts)
+    want = f"toDateTime(ts_start) + toIntervalDay({opts.ttl_days})" if opts.ttl_days else ""
+    out = []
+    for name in TTL_TABLES:
+        table = r.storage(name)
+        if table not in current or current[table] == want:
+            continue
+        alter = f"ALTER TABLE {r.db}.{_q(table)}{r.on_cluster}"
+        out.append(f"{alter} MODIFY TTL {r.ttl_expr()}" if want else f"{alter} REMOVE TTL")
+    return out
+
+
+def apply_ttl(command: Callable[[str], object], query_rows: Callable[[str], Any], opts: SchemaOptions) -> list[str]:
+    """Bring the tables' TTL to ``opts.ttl_days`` (after the migrations); returns the statements
+    run. ``query_rows(sql)`` returns a statement's rows as tuples."""
+    current = {str(name): table_ttl(str(engine)) for name, engine in query_rows(ttl_query(opts))}
+    statements = ttl_statements(opts, current)
+    for stmt in statements:
+        command(stmt)
+    return statements
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def ddl_script(opts: SchemaOptions) -> str:
@@ -246,8 +349,7 @@ def apply_migrations(command: Callable[[str], object], query_versions: Callable[
         for stmt in m.statements:
             command(stmt)
         ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-        name = m.name.replace("\\", "\\\\").replace("'", "\\'")
         command(f"INSERT INTO {_q(opts.database)}.`schema_migrations` (version, name, applied_at) "
-                f"VALUES ({m.version}, '{name}', '{ts}')")
+                f"VALUES ({m.version}, {_literal(m.name)}, '{ts}')")
         applied.append(m.version)
     return applied

@@ -13,8 +13,9 @@ import httpx
 import orjson
 import pytest
 
+from gateway.config.models import Backend
 from gateway.core.errors import InvalidRequestError
-from gateway.providers import adapter_for
+from gateway.providers import InProcessProvider, adapter_for
 from gateway.providers.base import Capabilities
 from tests.contract import harness as h
 
@@ -60,6 +61,20 @@ def test_adapter_implements_the_interface(backend_type):
         assert not adapter.identity
         status, body = adapter.map_error(500, b"")  # the status alone, as TranslatedResponse asks
         assert status == 500 and body == b""
+
+
+def test_every_backend_type_has_a_provider_in_the_registry():
+    """``mock`` too: it is found like the others, by type, and answers in-process (no HTTP)."""
+    for backend_type in h.backend_types():
+        assert adapter_for(backend_type) is not None, backend_type
+    mock = adapter_for("mock")
+    assert isinstance(mock, InProcessProvider) and mock.name == "mock"
+    assert not any(isinstance(adapter_for(t), InProcessProvider) for t in h.backend_types() if t != "mock")
+    answer = mock.answer("chat/completions", {"messages": [{"role": "user", "content": "hi"}]}, "m",
+                         Backend(type="mock"))
+    assert answer.status == 200 and answer.headers["Content-Type"] == "application/json"
+    refused = mock.answer("chat/completions", {}, "m", Backend(type="mock"))
+    assert refused.status == 400
 
 
 # --- pure translation ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli.commands import main
+from gateway.compiled import compile_config
 from gateway.config import ConfigError, load_config
 from gateway.config.loader import watched_files
 from gateway.proxy.server import BackgroundServer
@@ -239,7 +240,7 @@ def test_the_deadline_holds(start, upstream):
 def test_config_checks(tmp_path, upstream):
     path = write_config(tmp_path, upstream.url)
     snap = load_config(path)
-    assert snap.chains.by_model["research"].name == "research"
+    assert compile_config(snap).chains.by_model["research"].name == "research"
     assert tmp_path / "chains" / "research.yaml" in watched_files(snap)
 
     def broken(chain_text: str, extra: str = "") -> str:
@@ -247,7 +248,7 @@ def test_config_checks(tmp_path, upstream):
         if extra:
             path.write_text(path.read_text() + extra)
         with pytest.raises(ConfigError) as info:
-            load_config(path)
+            compile_config(load_config(path))
         return "\n".join(info.value.problems)
 
     bad_model = CHAIN.format(deadline=5).replace("model: gpt-test\n    parse_json", "model: nope\n    parse_json")
@@ -260,7 +261,7 @@ def test_config_checks(tmp_path, upstream):
     path.write_text(path.read_text().replace("  research:\n    chain: research\n",
                                              "  research:\n    chain: research\n  other: {chain: missing}\n"))
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        compile_config(load_config(path))
     assert 'models.other.chain: unknown chain "missing"' in str(info.value)
 
 

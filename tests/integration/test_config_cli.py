@@ -67,13 +67,32 @@ def test_check_config_on_the_shipped_example():
     assert "OK (hash" in out.stdout and "models" in out.stdout
 
 
-def test_bad_config_refuses_to_start_with_the_same_message(tmp_path):
+_SERVED = "backends: {m: {type: mock}}\nmodels:\n  m: {targets: [{backend: m}]}\n"
+# A config the gateway refuses: in the file itself, or in a prompt, chain or plugin it names
+# (those its features compile: the same refusal, before anything is bound).
+BAD = {
+    "config": ("models:\n  m:\n    targets: [{backend: nope}]\n", {},
+               ['models.m.targets[0].backend: unknown backend "nope"']),
+    "prompt": (_SERVED, {"prompts/greet.yaml": "versions: [{version: 1, messages: [{role: system, content: '{{ who }}'}]}]\n"},
+               ["prompts/greet.yaml: versions[0] (version 1).messages[0].content: template uses undeclared variable(s) who"]),
+    "chain": (_SERVED, {"chains/c.yaml": "steps: [{name: s, model: nope, include_messages: true}]\n"},
+              ['chains/c.yaml: steps[0] (s).model: unknown model "nope"']),
+    "plugin": (_SERVED + 'plugins: [{path: "nope.module:X"}]\n', {}, ["plugins[0].path:", "No module named 'nope'"]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+def test_bad_config_refuses_to_start_with_the_same_message(tmp_path, kind):
+    text, files, expected = BAD[kind]
     bad = tmp_path / "bad.yaml"
-    bad.write_text("models:\n  m:\n    targets: [{backend: nope}]\n")
+    bad.write_text(text)
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(content)
     checked = run_cli("check-config", str(bad))
     served = run_cli("serve", "--config", str(bad), "--port", str(free_port()))
     assert checked.returncode == 2 and served.returncode == 2
-    assert 'models.m.targets[0].backend: unknown backend "nope"' in checked.stderr
+    assert all(e in checked.stderr for e in expected), checked.stderr
     assert checked.stderr == served.stderr
 
 

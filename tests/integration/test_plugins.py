@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from gateway.compiled import compile_config
 from gateway.config import ConfigError, parse_config
 from gateway.config.access import PluginSpec
 from gateway.plugins.stage import PluginLoadError, Verdict, build_plugin
@@ -222,7 +223,7 @@ def test_bad_plugin_paths_are_config_errors_and_bad_settings_fail_the_build(upst
     for path, needle in (("nope.module:X", "No module named 'nope'"), ("tests.integration.test_plugins:Missing", "no attribute"),
                          ("/no/such/file.py:X", "no such file"), ("unknown-name", "neither module:attr")):
         with pytest.raises(ConfigError) as info:
-            parse_config(plugin_config(upstream.url, f'  - {{path: "{path}"}}\n'))
+            compile_config(parse_config(plugin_config(upstream.url, f'  - {{path: "{path}"}}\n')))
         assert any(p.startswith("plugins[0].path:") and needle in p for p in info.value.problems), info.value.problems
     with pytest.raises(PluginLoadError, match="unexpected keyword"):
         build_plugin(PluginSpec(path="tests.integration.test_plugins:Slow", settings={"nope": 1}))
@@ -245,6 +246,25 @@ def test_a_reload_with_a_broken_plugin_keeps_the_running_config(upstream, tmp_pa
         first = httpx.get(f"{gw.url}/readyz").json()["config_hash"]
         write_atomically(path, good.replace("tests.integration.test_plugins:Gate", "tests.integration.test_plugins:Gate, settings: {bogus: 1}"))
         wait_for(lambda: gw.app[WATCHER].status()["last_error"], what="the broken plugin to be refused")
+        assert httpx.get(f"{gw.url}/readyz").json()["config_hash"] == first
+        assert post(gw, key=None, body={"model": "gpt-test", "messages": [
+            {"role": "user", "content": "forbidden"}]}).status_code == 403  # the old plugin still runs
+
+
+def test_a_reload_naming_a_plugin_that_does_not_import_is_refused_naming_its_path(upstream, tmp_path):
+    from gateway.app import WATCHER
+
+    upstream.json(CHAT)
+    path = tmp_path / "gateway.yaml"
+    good = plugin_config(upstream.url, '  - {path: "tests.integration.test_plugins:Gate"}\n') + \
+        "server: {reload_interval_s: 0.05}\n"
+    write_atomically(path, good)
+    with serve(path=path) as gw:
+        first = httpx.get(f"{gw.url}/readyz").json()["config_hash"]
+        write_atomically(path, good.replace("tests.integration.test_plugins:Gate", "nope.module:Gate"))
+        wait_for(lambda: gw.app[WATCHER].status()["last_error"], what="the plugin path to be refused")
+        error = gw.app[WATCHER].status()["last_error"]
+        assert "plugins[0].path: cannot import nope.module:Gate" in error and "No module named 'nope'" in error
         assert httpx.get(f"{gw.url}/readyz").json()["config_hash"] == first
         assert post(gw, key=None, body={"model": "gpt-test", "messages": [
             {"role": "user", "content": "forbidden"}]}).status_code == 403  # the old plugin still runs

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from gateway.compiled import compile_config
 from gateway.config import ConfigError, load_config, parse_config
 from gateway.prompts.errors import PromptConfigError, PromptError
 from gateway.prompts.loading import load_registry
@@ -113,11 +114,12 @@ def test_changing_an_existing_version_is_rejected_naming_file_and_version(tmp_pa
     [problem] = err.value.problems
     assert f"{d / 'greet.yaml'}: versions[1] (version 2): content changed since it was first seen" in problem
     assert "versions.lock" in problem and "add a new version" in problem
-    # The gateway config reports the same through ConfigError.
+    # The gateway config reports the same through ConfigError, when the prompts feature
+    # compiles it (start-up, reload, commands).
     cfg = tmp_path / "gateway.yaml"
     cfg.write_text("backends: {m: {type: mock}}\nmodels: {x: {targets: [{backend: m}]}}\n")
     with pytest.raises(ConfigError) as cerr:
-        load_config(cfg)
+        compile_config(load_config(cfg))
     assert "greet.yaml: versions[1] (version 2): content changed" in str(cerr.value)
     # Only the note changed: allowed (the note is not content); a new version: allowed.
     (d / "greet.yaml").write_text(GREET.replace("note: first", "note: the first one").replace(
@@ -130,14 +132,14 @@ def test_reload_guard_works_without_a_lock_file(tmp_path):
     lock file could not be written."""
     d = write_prompts(tmp_path / "p", greet=GREET)
     text = f'prompts: {{dir: "{d}", lock_file: "{tmp_path / "missing" / "x.lock"}"}}\n'
-    first = parse_config(text)
+    first = compile_config(parse_config(text))
     assert first.prompts.record() is False  # the lock's folder does not exist
     (d / "greet.yaml").write_text(GREET.replace("v1: greet", "v1: hello"))
     with pytest.raises(ConfigError) as err:
-        parse_config(text, previous=first)
+        compile_config(parse_config(text), previous=first)
     assert "versions[0] (version 1): content changed" in str(err.value)
     assert "the configuration in force" in str(err.value)
-    assert parse_config(text).prompts  # without a record the edit loads (nothing to compare with)
+    assert compile_config(parse_config(text)).prompts  # without a record the edit loads (nothing to compare with)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -168,12 +170,12 @@ def test_model_prompt_reference_is_checked(tmp_path):
     d = write_prompts(tmp_path / "p", greet=GREET)
     base = f'backends: {{m: {{type: mock}}}}\nprompts: {{dir: "{d}"}}\nmodels:\n  x:\n    targets: [{{backend: m}}]\n'
     with pytest.raises(ConfigError) as err:
-        parse_config(base + "    prompt: greet@nightly\n")
+        compile_config(parse_config(base + "    prompt: greet@nightly\n"))
     assert "models.x.prompt: prompt 'greet' has no label 'nightly'" in str(err.value)
     with pytest.raises(ConfigError) as err:
-        parse_config(base + "    prompt: nope\n")
+        compile_config(parse_config(base + "    prompt: nope\n"))
     assert "models.x.prompt: unknown prompt 'nope'" in str(err.value)
-    assert parse_config(base + "    prompt: greet@3\n").prompts.by_model["x"] == Ref("greet", version=3)
+    assert compile_config(parse_config(base + "    prompt: greet@3\n")).prompts.by_model["x"] == Ref("greet", version=3)
 
 
 def test_prompt_files_feed_the_config_hash(tmp_path):

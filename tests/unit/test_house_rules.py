@@ -11,6 +11,10 @@
   excluded) are edges; imports inside functions are not, since they run later — but moving an
   import into a function to get around a cycle hides the cycle rather than removing it, so a
   cycle is broken by moving the shared piece down into a module both sides import.
+- Layers import downwards (``LAYERS``): here every import counts, inside functions and under
+  ``TYPE_CHECKING`` too, since a lazy or type-only import is still a dependency on the layer
+  above. Routing depends on the small ``gateway.core.upstream`` interfaces, not on the proxy
+  layer that implements them.
 """
 
 from __future__ import annotations
@@ -55,8 +59,15 @@ def _module_level_imports(tree: ast.Module):
             todo.extend(ast.iter_child_nodes(node))
 
 
-def import_graph(root: Path, package: str) -> dict[str, set[str]]:
-    """Module → the modules of ``package`` it imports at module level."""
+def _all_imports(tree: ast.Module):
+    """Every import statement of the module, wherever it is."""
+    return (node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)))
+
+
+def import_graph(root: Path, package: str, *, everywhere: bool = False) -> dict[str, set[str]]:
+    """Module → the modules of ``package`` it imports at module level (``everywhere``: also
+    inside functions and under ``TYPE_CHECKING``)."""
+    find = _all_imports if everywhere else _module_level_imports
     modules = _modules(root, package)
 
     def known(name: str) -> str | None:
@@ -68,7 +79,7 @@ def import_graph(root: Path, package: str) -> dict[str, set[str]]:
     for name, path in modules.items():
         is_package = path.name == "__init__.py"
         edges = graph.setdefault(name, set())
-        for node in _module_level_imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        for node in find(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -186,6 +197,43 @@ def test_no_import_cycles_in_gateway():
     assert not cycles, "module-level import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
+def _gateway_packages_but(*allowed: str) -> tuple[str, ...]:
+    """Every top-level package and module of ``gateway`` except ``allowed``."""
+    names = {f"gateway.{p.stem}" for p in (REPO / "gateway").iterdir()
+             if (p.is_dir() and any(p.glob("*.py"))) or (p.suffix == ".py" and p.stem != "__init__")}
+    return tuple(sorted(names - set(allowed)))
+
+
+# Package → packages it may not import, anywhere in it.
+LAYERS = {
+    # The lowest layer: config parses and validates files into a snapshot; the features (prompts,
+    # chains, plugins, telemetry, cache, routing, access, proxy, …) compile their parts from it.
+    "gateway.config": _gateway_packages_but("gateway.config"),
+    "gateway.routing": ("gateway.proxy",),
+    # The proxy reaches every provider through the registry (gateway.providers.adapter_for), the
+    # in-process mock included: no provider is special-cased there.
+    "gateway.proxy": ("gateway.providers.mock", "gateway.providers.anthropic", "gateway.providers.azure",
+                      "gateway.providers.openai_compat"),
+}
+
+
+def layer_violations(graph: dict[str, set[str]], layers: dict[str, tuple[str, ...]]) -> list[str]:
+    """``module -> imported`` for each import ``layers`` forbids."""
+    def within(module: str, package: str) -> bool:
+        return module == package or module.startswith(package + ".")
+
+    return sorted(f"{module} -> {target}" for module, targets in graph.items() for target in targets
+                  for package, forbidden in layers.items() if within(module, package)
+                  and any(within(target, f) for f in forbidden))
+
+
+def test_layers_import_downwards():
+    assert {"gateway.prompts", "gateway.chains", "gateway.plugins", "gateway.telemetry", "gateway.cache",
+            "gateway.routing", "gateway.access", "gateway.proxy", "gateway.app"} <= set(LAYERS["gateway.config"])
+    found = layer_violations(import_graph(REPO, "gateway", everywhere=True), LAYERS)
+    assert not found, "imports against the layering (see LAYERS):\n" + "\n".join(found)
+
+
 def test_the_checks_see_what_they_guard(tmp_path):
     """The graph and the cycle finder on a small package: a module-level cycle through
     ``from pkg import sub`` and a relative import is found; imports inside functions and under
@@ -204,3 +252,8 @@ def test_the_checks_see_what_they_guard(tmp_path):
     assert graph["pkg.d"] == set()
     assert graph["pkg.e"] == {"pkg.d", "pkg.a"}
     assert find_cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]]
+    # The layering check counts every import, lazy and type-only ones included.
+    everywhere = import_graph(tmp_path, "pkg", everywhere=True)
+    assert everywhere["pkg.d"] == {"pkg.e"}
+    assert layer_violations(everywhere, {"pkg.d": ("pkg.e",), "pkg.sub": ("pkg.b",)}) == ["pkg.d -> pkg.e"]
+    assert layer_violations(everywhere, {"pkg.sub": ("pkg",)}) == ["pkg.sub.c -> pkg.a"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gateway.core.context import RequestContext
@@ -65,3 +67,115 @@ def test_crlf_stream_in_any_shape_is_forwarded_unchanged():
         out, seen = _run(reads, strip=False)
         assert out == whole, name
         assert seen[6] and "".join(seen[0]) == "Hello 世界!", name
+
+
+# --- chunks read through a template -------------------------------------------------------------
+TEXTS = ["Hel", "lo", "", " 世界", 'a "quoted" word', "line\nbreak\ttab", "emoji 😀 \u2028", "back\\slash\\",
+         '","finish_reason":"stop', "}]}", "\\u0041", "\x01"]
+
+
+def _chat(text: str, **extra) -> dict:
+    return {"id": "chatcmpl-9", "object": "chat.completion.chunk", "created": 7, "model": "up-model",
+            "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}], **extra}
+
+
+def _completion(text: str, **extra) -> dict:
+    return {"id": "cmpl-9", "object": "text_completion", "created": 7, "model": "up-model",
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": None}], **extra}
+
+
+def _spaced(payload: dict) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=True).encode() + b"\n\n"
+
+
+def _stream(make, encode, **extra) -> list[bytes]:
+    first = make("", **extra)
+    if make is _chat:
+        first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+    last = make("", **extra)
+    last["choices"][0]["finish_reason"] = "stop"
+    usage = {**make("", **extra), "choices": [], "usage": USAGE}
+    return [encode(first), *(encode(make(t, **extra)) for t in TEXTS), encode(last), encode(usage),
+            b"data: [DONE]\n\n"]
+
+
+def _observed(reads: list[bytes], strip: bool, endpoint: str, templates: bool) -> tuple[bytes, tuple, StreamTee]:
+    ctx = RequestContext(request_id="r", endpoint=endpoint, t_start=0.0, ts_start=0.0)
+    tee = StreamTee(ctx, strip)
+    if not templates:
+        tee._tries = 0  # read every event whole: the reference
+    out = b"".join(tee.feed(data, float(i)) for i, data in enumerate(reads)) + tee.tail()
+    seen = (ctx.completion_text, ctx.finish_reason, ctx.model_served, ctx.response_id, ctx.usage,
+            ctx.chunk_times, ctx.t_first_token, tee.done, tee.upstream_error)
+    return out, seen, tee
+
+
+STREAMS = {
+    "chat, compact": (_chat, sse_event, {"usage": None}, "chat/completions"),
+    "chat, no usage member": (_chat, sse_event, {}, "chat/completions"),
+    "chat, spaced and ASCII-escaped": (_chat, _spaced, {"usage": None}, "chat/completions"),
+    "chat, null refusal and usage first": (_chat, sse_event, {"usage": None, "system_fingerprint": "fp"},
+                                           "chat/completions"),
+    "completions": (_completion, sse_event, {"usage": None}, "completions"),
+    "completions, spaced": (_completion, _spaced, {"usage": None}, "completions"),
+}
+
+
+@pytest.mark.parametrize("strip", [False, True])
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_templated_chunks_are_read_as_parsing_them_would(name, strip):
+    make, encode, extra, endpoint = STREAMS[name]
+    events = _stream(make, encode, **extra)
+    whole = b"".join(events)
+    for shape, reads in _shapes(whole, events).items():
+        out, seen, tee = _observed(reads, strip, endpoint, templates=True)
+        ref_out, ref_seen, _ = _observed(reads, strip, endpoint, templates=False)
+        assert out == ref_out, (name, shape)
+        assert seen == ref_seen, (name, shape)
+        if shape == "one read per event":
+            assert tee._template is not None, name  # the comparison did exercise a template
+    assert "".join(seen[0]) == "".join(t for t in TEXTS)  # every text, escapes decoded
+    assert len(seen[5]) == len([t for t in TEXTS if t])  # an empty text is no output (TTFT, ITL)
+
+
+def test_a_chunk_that_only_looks_like_the_template_is_parsed_whole():
+    template = sse_event(_chat("x", usage=None))
+    before, after = template.split(b'"x"')
+    odd = [
+        before + b'"y","refusal":"no"' + after,  # two values where the text was: counts as output
+        before + b'"","refusal":"no"' + after,
+        before + b'"","tool_calls":[{"index":0}]' + after,
+        before + b'"a"} , "x": {"b"' + after,  # not one string: parsed whole (here: invalid JSON)
+        before + b'"bad \xff byte"' + after,  # invalid UTF-8: the upstream's problem, passed on
+        before + b'"raw \n newline"' + after,
+    ]
+    events = [sse_event(_chat("a", usage=None)), sse_event(_chat("b", usage=None)), *odd,
+              sse_event(_chat("c", usage=None)), b"data: [DONE]\n\n"]
+    for strip in (False, True):
+        out, seen, tee = _observed(events, strip, "chat/completions", templates=True)
+        assert (out, seen) == _observed(events, strip, "chat/completions", templates=False)[:2]
+        assert tee._template is not None
+        assert seen[0] == ["a", "b", "y", "c"] and len(seen[5]) == 6  # y, and the two refusals and tool call
+
+
+def test_a_field_that_changes_every_chunk_stops_the_learning():
+    # Like OpenAI's per-chunk "obfuscation" padding: no template fits the next chunk, so after a
+    # few tries the tee parses the rest without trying again; what it reads is unchanged.
+    events = [sse_event(_chat(t, usage=None, obfuscation="p" * n)) for n, t in enumerate(["a", "b", "c", "d", "e"])]
+    events.append(b"data: [DONE]\n\n")
+    out, seen, tee = _observed(events, True, "chat/completions", templates=True)
+    assert (out, seen) == _observed(events, True, "chat/completions", templates=False)[:2]
+    assert tee._tries == 0 and seen[0] == ["a", "b", "c", "d", "e"]
+
+
+def test_a_template_is_kept_only_when_its_text_is_the_chunk_text():
+    # The key spelled with an escape, and a look-alike "content" nested beside it: the bytes
+    # that vary are not the chunk's text, so no template may be made from them.
+    def event(decoy: str) -> bytes:
+        return (b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"\\u0063ontent":"same",'
+                b'"extra":{"content":"' + decoy.encode() + b'"}},"finish_reason":null}]}\n\n')
+
+    events = [event(d) for d in ("one", "two", "three")] + [b"data: [DONE]\n\n"]
+    out, seen, tee = _observed(events, False, "chat/completions", templates=True)
+    assert (out, seen) == _observed(events, False, "chat/completions", templates=False)[:2]
+    assert seen[0] == ["same", "same", "same"] and tee._template is None

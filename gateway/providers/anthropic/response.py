@@ -27,14 +27,20 @@ def translate_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """Anthropic usage → OpenAI usage.
 
     Anthropic's ``input_tokens`` excludes cached input; OpenAI's ``prompt_tokens`` includes it,
-    so ``prompt_tokens = input + cache_read + cache_creation`` and
-    ``prompt_tokens_details.cached_tokens = cache_read``.
+    so ``prompt_tokens = input + cache_read + cache_creation``,
+    ``prompt_tokens_details.cached_tokens = cache_read`` and, when Anthropic reported it,
+    ``prompt_tokens_details.cache_write_tokens = cache_creation`` (OpenAI's usage has no field
+    for cache writes; OpenRouter's name for it).
     """
     read = usage.get("cache_read_input_tokens") or 0
-    prompt = (usage.get("input_tokens") or 0) + read + (usage.get("cache_creation_input_tokens") or 0)
+    written = usage.get("cache_creation_input_tokens")
+    prompt = (usage.get("input_tokens") or 0) + read + (written or 0)
     completion = usage.get("output_tokens") or 0
+    details: dict[str, Any] = {"cached_tokens": read}
+    if isinstance(written, int):
+        details["cache_write_tokens"] = written
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": read}}
+            "prompt_tokens_details": details}
 
 
 def arguments_json(value: Any) -> str:
