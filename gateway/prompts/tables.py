@@ -18,6 +18,7 @@ from gateway.config import ConfigSnapshot
 from gateway.prompts.registry import CompiledVersion
 from gateway.telemetry.clickhouse import ClickHouseStore
 from gateway.telemetry.columns import FEEDBACK, FEEDBACK_COLUMN_NAMES, PROMPT_VERSION_COLUMN_NAMES, PROMPT_VERSIONS
+from gateway.telemetry.facts import TableRow, decode, encode_table_row
 from gateway.telemetry.sink import TelemetrySink
 from gateway.telemetry.spool import Batch, Part, Spool
 from gateway.telemetry.values import encode_rows, format_ts
@@ -36,8 +37,10 @@ class TableSink(TelemetrySink):
 
     def _make_batch(self, items: list) -> Batch:
         grouped: dict[tuple[str, tuple[str, ...]], list[list[Any]]] = {}
-        for table, columns, row in items:
-            grouped.setdefault((table, columns), []).append(row)
+        for item in items:  # through the facts record, as the log will carry it
+            record = decode(encode_table_row(*item))
+            assert isinstance(record, TableRow)
+            grouped.setdefault((record.table, record.columns), []).append(record.row)
         return _TableBatch.new([Part(table, columns, encode_rows(rows), len(rows))
                                 for (table, columns), rows in grouped.items()])
 

@@ -60,6 +60,9 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("error_message", "String"),
     ("finish_reason", "LowCardinality(String)"),
     ("truncated", "Bool"),
+    # what was repaired on the way to the row (sanitized:<field>, truncated:<field>), or that the
+    # row stands in for one that could not be built (fallback) or that the store refused (rejected)
+    ("row_flags", "Array(LowCardinality(String))"),
     # tokens
     ("prompt_tokens", "UInt32"),
     ("completion_tokens", "UInt32"),

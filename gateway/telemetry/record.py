@@ -1,15 +1,19 @@
-"""The row: one ``RequestContext`` → one ``llm_requests`` row (+ its ``llm_attempts`` rows).
+"""The row: one request's facts → one ``llm_requests`` row (+ its ``llm_attempts`` rows).
 
 ``REQUEST_COLUMNS`` / ``ATTEMPT_COLUMNS`` name every column with its ClickHouse type (the DDL
-in ``schema.py`` is generated from them). ``RowBuilder.request_row(ctx)`` returns the values
+in ``schema.py`` is generated from them). ``RowBuilder.request_row(facts)`` returns the values
 in column order as JSON-ready Python values (strings for UUID and ``DateTime64``, ``None``
 for NULL), which ``encode_rows`` turns into ``JSONCompactEachRow`` bytes: the exact payload
 that is inserted and, on failure, spooled, so a replay inserts the very same values.
 
-Everything here runs on the writer thread: metadata parsing, trace ids, tiktoken counting,
-inter-token percentiles and cost are computed after the response ended, never on the request
-path. Secrets never reach a row: ``api_key_id`` is a fingerprint of the client's key, error
-messages are scrubbed of key-like strings, and headers are never copied whole.
+Rows are built from ``RequestFacts`` (``gateway.telemetry.facts``): the record the serving
+process wrote at request end, decoded where rows are built. A ``RequestContext`` passed instead
+is first encoded and decoded, so every row goes through the record. Everything here runs off
+the request path: metadata parsing, trace ids, tiktoken counting, inter-token percentiles and
+cost. Secrets never reach a row: ``api_key_id`` is a fingerprint of the client's key, error
+messages are scrubbed of key-like strings, and headers are never copied whole. ``row_flags``
+says what was repaired on the way (``sanitized:<field>``, ``truncated:<field>``) or that the
+row is a stand-in (``fallback``: it could not be built; ``rejected``: the store refused it).
 """
 
 
@@ -17,19 +21,18 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
 from typing import Any
 
 import orjson
 
 from gateway.config.telemetry import BodyLogging
-from gateway.core import outcome
 from gateway.core.context import RequestContext
 from gateway.core.pricing import PriceTable
-from gateway.core.request_body import logged_bytes
 from gateway.core.tokens import TokenCounter
 from gateway.telemetry.columns import ATTEMPT_COLUMN_NAMES, ATTEMPT_COLUMNS, REQUEST_COLUMN_NAMES, REQUEST_COLUMNS
+from gateway.telemetry.facts import RequestFacts, as_facts
+from gateway.telemetry.record_fallback import fallback_row, rejected_row
 from gateway.telemetry.scrub import key_fingerprint, scrub_secrets
 from gateway.telemetry.values import UUID_RE, encode_rows, format_ts, load_hook, to_uuid
 
@@ -103,7 +106,7 @@ def _cap_text(text: str, max_bytes: int) -> str:
 
 
 class RowBuilder:
-    """Builds rows from finished contexts.
+    """Builds rows from finished requests' facts.
 
     ``config_hash``: default hash stamped when a context carries none. ``instance``: this
     gateway instance's name (host name). ``prices``: a ``PriceTable``. ``tokens``: a
@@ -125,7 +128,7 @@ class RowBuilder:
         self.secrets = None
 
     # --- pieces ----------------------------------------------------------------------
-    def _metadata(self, ctx: RequestContext) -> dict[str, str]:
+    def _metadata(self, ctx: RequestFacts) -> dict[str, str]:
         meta: dict[str, str] = {}
         body = ctx.body
         if body is not None:
@@ -156,24 +159,28 @@ class RowBuilder:
             return ""
         return text if len(text) <= _PARAMS_MAX else text[:_PARAMS_MAX]
 
-    def _tokens(self, ctx: RequestContext) -> tuple[int, int, int, int | None, int | None, int]:
-        """``(prompt, completion, total, cached, reasoning, estimated)``."""
+    def _tokens(self, ctx: RequestFacts) -> tuple[int, int, int, int | None, int | None, int]:
+        """``(prompt, completion, total, cached, reasoning, estimated)``: as reported, else
+        estimated (a request body kept only in part: ~4 bytes per token of its full size)."""
         usage = ctx.usage
         if usage.prompt_tokens is not None or usage.completion_tokens is not None:
             prompt = usage.prompt_tokens or 0
             completion = usage.completion_tokens or 0
             total = usage.total_tokens if usage.total_tokens is not None else prompt + completion
             return prompt, completion, total, usage.cached_tokens, usage.reasoning_tokens, 0
-        if not outcome.model_worked(ctx):
+        if not ctx.billable:
             return 0, 0, 0, None, None, 0  # nothing reached a model: nothing to bill
         produced = bool(ctx.completion_text)
         model = ctx.model_served or ctx.upstream_model or ctx.model_requested
-        prompt = self.tokens.count_prompt(ctx.endpoint, ctx.body, model)
+        if ctx.body_size is not None:
+            prompt = max(1, (ctx.body_size + 3) // 4)
+        else:
+            prompt = self.tokens.count_prompt(ctx.endpoint, ctx.body, model)
         completion = self.tokens.count_text("".join(ctx.completion_text), model) if produced else 0
         return prompt, completion, prompt + completion, None, None, 1
 
     @staticmethod
-    def _session(ctx: RequestContext, headers: Any) -> tuple[str, str]:
+    def _session(ctx: RequestFacts, headers: Any) -> tuple[str, str]:
         """``(session_id, parent_request_id)``: set on the context (chain steps), else the
         caller's ``x-gateway-session-id`` / ``x-gateway-parent-request-id`` headers. The parent is
         the ``x-request-id`` the caller saw: a UUID is kept in canonical form (the parent row's
@@ -190,7 +197,7 @@ class RowBuilder:
             parent = str(uuid.UUID(parent))
         return session, parent
 
-    def _chain_totals(self, ctx: RequestContext) -> tuple[int, int, int, int | None, float | None]:
+    def _chain_totals(self, ctx: RequestFacts) -> tuple[int, int, int, int | None, float | None]:
         """A chain request's ``(prompt, completion, total, cached, cost)``: the sums of its steps."""
         prompt = completion = total = 0
         cached: int | None = None
@@ -205,14 +212,18 @@ class RowBuilder:
                 cost = (cost or 0.0) + sc
         return prompt, completion, total, cached, cost
 
-    def _bodies(self, ctx: RequestContext) -> tuple[str, str]:
+    def _bodies(self, ctx: RequestFacts, flags: list[str]) -> tuple[str, str]:
         b = self.bodies
         request = response = ""
-        if b.request:
-            request = self._redacted("request", logged_bytes(ctx.body).decode("utf-8", "replace"))
+        if b.request and ctx.body is not None and ctx.body.raw:
+            request = self._redacted("request", ctx.body.raw.decode("utf-8", "replace"))
         if b.response:
             if ctx.response_body is not None:
-                text = ctx.response_body.decode("utf-8", "replace")
+                try:
+                    text = ctx.response_body.decode()
+                except UnicodeDecodeError:  # an upstream's bytes: stored, with U+FFFD for the invalid ones
+                    text = ctx.response_body.decode("utf-8", "replace")
+                    flags.append("sanitized:response_body")
             else:
                 text = "".join(ctx.completion_text)
             response = self._redacted("response", text)
@@ -230,8 +241,9 @@ class RowBuilder:
         return _cap_text(text, self.bodies.max_bytes)
 
     # --- rows ------------------------------------------------------------------------
-    def request_row(self, ctx: RequestContext) -> list[Any]:
-        """The ``llm_requests`` values of ``ctx`` in ``REQUEST_COLUMNS`` order."""
+    def request_row(self, facts: RequestFacts | RequestContext) -> list[Any]:
+        """The ``llm_requests`` values of ``facts`` in ``REQUEST_COLUMNS`` order."""
+        ctx = as_facts(facts)
         t0 = ctx.t_start
         t_end = ctx.t_end if ctx.t_end is not None else t0
         status = ctx.status_code  # concluded by gateway.core.outcome before any finisher runs
@@ -284,27 +296,30 @@ class RowBuilder:
             message = scrub_secrets(message[: self.error_message_max])
             if self.secrets:
                 message = self.secrets.mask_text(message)
-        request_body, response_body = self._bodies(ctx) if (self.bodies.request or self.bodies.response) else ("", "")
+        flags = list(ctx.flags)
+        request_body, response_body = self._bodies(ctx, flags) if (self.bodies.request or self.bodies.response) \
+            else ("", "")
         return [
             rid, format_ts(ctx.ts_start), format_ts(ctx.ts_start + (t_end - t0)), trace_id,
             ctx.config_hash or self.config_hash, self.instance,
-            ctx.tenant, ctx.api_key_id or key_fingerprint(headers), user if isinstance(user, str) else "",
+            ctx.tenant, ctx.api_key_id, user if isinstance(user, str) else "",
             self._metadata(ctx), ctx.client_ip, ctx.user_agent, client_rid, *self._session(ctx, headers),
             ctx.endpoint, ctx.model_requested, ctx.stream, self._params(body),
             ctx.prompt_id, ctx.prompt_version, ctx.prompt_label, ctx.experiment_arm,
             ctx.backend, ctx.provider, ctx.model_served, ctx.route_rule, ctx.strategy,
             orjson.dumps(ctx.route_candidates).decode() if ctx.route_candidates else "",
             min(ctx.attempts, 255), ctx.cache_status, ctx.cache_saved_ms,
-            status, error_type, message, ctx.finish_reason, truncated,
+            status, error_type, message, ctx.finish_reason, truncated, flags,
             prompt, completion, total, cached, cache_write, reasoning, estimated,
             ttft, latency, upstream_ms, overhead, itl_p50, itl_p95, itl_max, tps,
             cost,
             request_body, response_body,
         ]
 
-    def attempt_rows(self, ctx: RequestContext, request_uuid: str) -> list[list[Any]]:
-        """The ``llm_attempts`` rows of ``ctx`` (one synthesised from the context when the
+    def attempt_rows(self, facts: RequestFacts | RequestContext, request_uuid: str) -> list[list[Any]]:
+        """The ``llm_attempts`` rows of ``facts`` (one synthesised from the request when the
         router recorded none but an upstream was called)."""
+        ctx = as_facts(facts)
         attempts = ctx.attempt_log
         rows = []
         if attempts:
@@ -326,34 +341,12 @@ class RowBuilder:
                  (ctx.t_first_token - t_start) * 1000 if ctx.t_first_token is not None else None, 0.0]]
 
     def fallback_row(self, ctx: Any, exc: BaseException) -> list[Any]:
-        """A minimal row for a context whose full row could not be built (never lose a request)."""
-        rid, client_rid = to_uuid(str(getattr(ctx, "request_id", "") or uuid.uuid4()))
-        client_rid = str(getattr(ctx, "client_request_id", "") or client_rid)
-        ts = float(getattr(ctx, "ts_start", 0.0) or time.time())
-        row: list[Any] = [None] * len(REQUEST_COLUMNS)
-        defaults = {"UUID": rid, "Bool": False, "UInt8": 0, "UInt16": 0, "UInt32": 0, "Float64": 0.0}
-        for i, (_name, ctype) in enumerate(REQUEST_COLUMNS):
-            base = ctype.split(" CODEC")[0]
-            if base.startswith("Nullable"):
-                row[i] = None
-            elif base.startswith("Map"):
-                row[i] = {}
-            elif base.startswith("DateTime64"):
-                row[i] = format_ts(ts)
-            else:
-                row[i] = defaults.get(base, "")
-        names = REQUEST_COLUMN_NAMES
-        row[names.index("client_request_id")] = client_rid
-        row[names.index("config_hash")] = self.config_hash
-        row[names.index("instance")] = self.instance
-        for field in ("endpoint", "model_requested", "backend", "tenant"):
-            value = getattr(ctx, field, "")
-            row[names.index(field)] = value if isinstance(value, str) else ""
-        status = getattr(ctx, "status_code", 0)
-        row[names.index("status_code")] = status if isinstance(status, int) and 0 <= status < 65536 else 0
-        row[names.index("error_type")] = "telemetry_row_error"
-        row[names.index("error_message")] = f"row could not be built: {type(exc).__name__}"
-        return row
+        """A minimal row for a request whose full row could not be built (never lose a request)."""
+        return fallback_row(ctx, exc, config_hash=self.config_hash, instance=self.instance)
+
+    def rejected_row(self, row: list[Any], error: BaseException | str) -> list[Any]:
+        """A minimal row standing in for ``row``, which the store refused (flag ``rejected``)."""
+        return rejected_row(row, error, config_hash=self.config_hash, instance=self.instance)
 
 
 __all__ = ["ATTEMPT_COLUMNS", "ATTEMPT_COLUMN_NAMES", "PARENT_HEADER", "REQUEST_COLUMNS",

@@ -231,6 +231,8 @@ def _migrations(r: _Renderer) -> list[Migration]:
             r.add_index("llm_requests", "idx_request_id", "request_id", "bloom_filter(0.001)")
             + r.add_index("llm_requests", "idx_client_request_id", "client_request_id", "bloom_filter(0.001)"))),
         Migration(8, "cache-write tokens, session/trace/attempt look-ups, timestamp codecs", tuple(_v8(r))),
+        Migration(9, "row flags: repaired and stand-in rows", tuple(
+            r.add_column("llm_requests", "row_flags", "Array(LowCardinality(String))", "truncated"))),
     ]
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from gateway.config.telemetry import TelemetrySettings
 from gateway.telemetry.columns import ATTEMPT_COLUMN_NAMES, REQUEST_COLUMN_NAMES
+from gateway.telemetry.facts import as_facts
 from gateway.telemetry.record import RowBuilder
 from gateway.telemetry.sink_writer import PendingRows, SinkWriter
 from gateway.telemetry.spool import Batch, Part, Spool
@@ -200,10 +201,12 @@ class TelemetrySink(SinkWriter):
         builder = self.builder
         assert builder is not None  # only a sink of other tables (no request rows) has none
         requests, attempts = [], []
+        keep_text = builder.bodies.response
         for ctx in items:
-            try:
-                row = builder.request_row(ctx)
-                attempts.extend(builder.attempt_rows(ctx, row[0]))
+            try:  # through the facts record, as the log will carry it
+                facts = as_facts(ctx, keep_text=keep_text)
+                row = builder.request_row(facts)
+                attempts.extend(builder.attempt_rows(facts, row[0]))
             except Exception as exc:  # a bug must not lose the request: log a minimal row
                 log.exception("telemetry: could not build the row of request %s", getattr(ctx, "request_id", "?"))
                 row = builder.fallback_row(ctx, exc)

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from gateway.telemetry.facts_repair import clean_text
+
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 _REQUEST_ID_NS = uuid.UUID("6f1c1a4e-2b1d-4f6c-9a55-0c3e1b8d9f00")
 _CANONICAL_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -55,9 +57,10 @@ def load_hook(spec: str) -> Callable[[str, str], str]:
 
 
 def _sanitize(value: Any) -> Any:
-    """Replace lone surrogates (unencodable in UTF-8) so the row still serialises."""
+    """Replace lone surrogates (unencodable in UTF-8) by U+FFFD so the row still serialises (the
+    facts encoder already did; this is the last guard for rows built some other way)."""
     if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
+        return clean_text(value)
     if isinstance(value, dict):
         return {_sanitize(k): _sanitize(v) for k, v in value.items()}
     if isinstance(value, list):
