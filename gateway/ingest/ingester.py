@@ -23,22 +23,28 @@ The loop runs on a thread: in its own process (``llm-gateway ingest``, or superv
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from gateway.ingest.rows import REQUESTS, TableRows, build_rows
 from gateway.telemetry.facts_insert import insert_rows
 from gateway.telemetry.log import Checkpoint, LogReader, Pending, WriterState
 from gateway.telemetry.log.reader import Position
 from gateway.telemetry.record import RowBuilder
+from gateway.telemetry.scrub import scrub_secrets
 from gateway.telemetry.values import encode_rows
 
 log = logging.getLogger("gateway.ingest")
 
 CHECKPOINT = Path(".ingest") / "checkpoint.json"  # under the log root, beside the writers' folders
+STATUS = Path(".ingest") / "status.json"  # what /admin/telemetry of every serving process shows
+STATUS_EVERY_S = 0.5
 MAX_BATCH_BYTES = 8 << 20
 
 
@@ -52,7 +58,8 @@ class Ingester:
     """
 
     def __init__(self, root: Path, store: Any, builder: Callable[[], RowBuilder], *, batch_rows: int = 1000,
-                 interval_s: float = 1.0, retry_initial_s: float = 0.5, retry_max_s: float = 30.0):
+                 interval_s: float = 1.0, retry_initial_s: float = 0.5, retry_max_s: float = 30.0,
+                 target: str = ""):
         self.root = Path(root)
         self.reader = LogReader(self.root)
         self.store = store
@@ -71,11 +78,15 @@ class Ingester:
         self._retry_at = 0.0
         self.store_up = False
         self.last_error = ""
+        self.target = target  # the store, for people (no secrets)
+        self._status_path = self.root / STATUS
+        self._status_at = 0.0
         # counters
         self.records = 0
         self.rows = 0
         self.batches = 0
         self.rejected = 0  # rows the store refused even alone (written as minimal rows)
+        self.failures = 0  # failed connections and inserts
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -97,6 +108,7 @@ class Ingester:
         while not self._stop.is_set():
             try:
                 self.step()
+                self._publish()
             except Exception:  # never let the loop die
                 log.exception("ingest: loop error")
             if self._full_batch:
@@ -109,8 +121,15 @@ class Ingester:
     def step(self) -> int:
         """One pass over every writer: at most one batch each. Returns the records committed."""
         self._full_batch = False
-        if not self.store_up and time.monotonic() < self._retry_at:
-            return 0
+        if not self.store_up:
+            if time.monotonic() < self._retry_at:
+                return 0
+            try:
+                self.store.ensure()  # connect and migrate before the first batch, and after a failure
+            except Exception as exc:
+                self._failed(exc)
+                return 0
+            self._up()
         moved = 0
         for writer in self.reader.writers():
             try:
@@ -162,13 +181,17 @@ class Ingester:
         except Exception as exc:
             self._failed(exc)
             raise _StoreDown from exc
-        if not self.store_up:
-            log.info("ingest: store reachable; inserting")
+
+    def _up(self) -> None:
+        if self.last_error:
+            log.info("ingest: the store is reachable again; inserting")
         self.store_up = True
+        self.last_error = ""
         self._backoff = self.retry_initial_s
 
     def _failed(self, exc: BaseException) -> None:
-        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        self.failures += 1
+        self.last_error = scrub_secrets(f"{type(exc).__name__}: {exc}")[:300]
         if self.store_up or self._backoff == self.retry_initial_s:
             log.warning("ingest: store unavailable (%s); records stay in the log, retrying in %.1f s",
                         self.last_error, self._backoff)
@@ -196,8 +219,21 @@ class Ingester:
 
     # --- for the serving side and /admin -------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        return {"records": self.records, "rows": self.rows, "batches": self.batches, "rejected_rows": self.rejected,
-                "store_up": self.store_up, "last_error": self.last_error}
+        return {"store": "up" if self.store_up else "down", "target": self.target, "last_error": self.last_error,
+                "records": self.records, "rows": self.rows, "batches": self.batches, "rejected_rows": self.rejected,
+                "failures": self.failures, "skipped_bytes": self.reader.skipped_bytes, "pid": os.getpid(),
+                "at": time.time()}
+
+    def _publish(self) -> None:
+        """Write ``stats()`` where the serving processes read it (at most every STATUS_EVERY_S)."""
+        now = time.monotonic()
+        if now - self._status_at < STATUS_EVERY_S:
+            return
+        self._status_at = now
+        self._status_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._status_path.with_name(f".status.tmp-{os.getpid()}")
+        tmp.write_bytes(orjson.dumps(self.stats()))
+        os.replace(tmp, self._status_path)
 
 
 class _StoreDown(Exception):

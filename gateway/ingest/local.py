@@ -24,7 +24,8 @@ class LocalIngester:
         self.shutdown_timeout_s = t.shutdown_timeout_s
         self.ingester = Ingester(t.log.resolved_dir(data_dir), self.store, lambda: self.builder,
                                  batch_rows=t.batch_rows, interval_s=t.flush_interval_ms / 1000,
-                                 retry_initial_s=t.retry_initial_ms / 1000, retry_max_s=t.retry_max_ms / 1000)
+                                 retry_initial_s=t.retry_initial_ms / 1000, retry_max_s=t.retry_max_ms / 1000,
+                                 target=self.store.target.display)
 
     def use(self, snapshot: ConfigSnapshot) -> None:
         """Rows of records ingested from now on follow ``snapshot`` (prices, redaction, secrets)."""
@@ -33,13 +34,14 @@ class LocalIngester:
     def wake(self) -> None:
         self.ingester.wake()
 
-    def start(self, wait_s: float) -> None:
-        """Start ingesting; first give the store up to ``wait_s`` to connect and migrate (chDB's
-        engine start holds the GIL for a while) — never required: records wait in the log."""
-        try:
-            self.store.ensure()
-        except Exception:  # the ingester retries with backoff and says why
-            pass
+    def stats(self) -> dict:
+        return self.ingester.stats()
+
+    def start(self) -> None:
+        """Connect to the store (chDB's engine start holds the GIL for a while: better before
+        serving than during) and start ingesting. A store that is down is retried with backoff;
+        records wait in the log meanwhile."""
+        self.ingester.step()  # connects (or notes why not: then retried with backoff)
         self.ingester.start()
 
     def stop(self) -> None:

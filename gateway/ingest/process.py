@@ -91,9 +91,10 @@ def run(snapshot: ConfigSnapshot, data_dir: str | None = None, *, stop: threadin
         return 0
     builder = _Builder(snapshot)
     ingester = Ingester(root, store, builder, batch_rows=t.batch_rows, interval_s=t.flush_interval_ms / 1000,
-                        retry_initial_s=t.retry_initial_ms / 1000, retry_max_s=t.retry_max_ms / 1000)
+                        retry_initial_s=t.retry_initial_ms / 1000, retry_max_s=t.retry_max_ms / 1000,
+                        target=store.target.display)
     ingester.start()
-    log.info("ingest: reading %s into %s", root, getattr(store, "display", None) or t.resolved_dsn(ddir))
+    log.info("ingest: reading %s into %s", root, store.target.display)
     try:
         while not stop.wait(RELOAD_EVERY_S):
             builder.reload()

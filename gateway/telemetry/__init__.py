@@ -41,9 +41,12 @@ SINK = web.AppKey("telemetry_sink", RequestLog)
 QUERY_LANES = web.AppKey("telemetry_query_lanes", QueryLanes)
 RECENT = web.AppKey("telemetry_recent_requests", RecentRequests)
 TELEMETRY_ENV = environment.TELEMETRY
-STARTUP_WAIT_S = 3.0
 
 __all__ = ["SINK", "QUERY_LANES", "RECENT", "RequestLog", "TelemetryFeature", "telemetry_enabled"]
+
+
+def reader_dsn(dsn: str, data_dir) -> str:  # placeholder until gateway.store lands
+    return dsn
 
 
 def telemetry_enabled(snapshot: ConfigSnapshot) -> bool:
@@ -80,8 +83,7 @@ class TelemetryFeature(Feature):
                 from gateway.ingest.local import LocalIngester
 
                 self.ingester = LocalIngester(snapshot, ddir, dsn, tokens)
-            wake = self.ingester.wake if self.ingester is not None else None
-            self.sink = app[SINK] = RequestLog(t.log.resolved_dir(ddir), t, wake=wake)
+            self.sink = app[SINK] = RequestLog(t.log.resolved_dir(ddir), t, ingester=self.ingester)
             self.recent = app[RECENT] = RecentRequests()  # who may score which request (/v1/feedback)
         self._full_is_fatal = t.log.when_full == "reject"
         self._api = AdminAPI(lambda: self.sink, lambda: self.lanes, t.queries_dir)
@@ -117,7 +119,7 @@ class TelemetryFeature(Feature):
             await asyncio.to_thread(self.sink.open)
             _log.info("telemetry: request log %s", self.sink.root)
         if self.ingester is not None:
-            await asyncio.to_thread(self.ingester.start, STARTUP_WAIT_S)
+            await asyncio.to_thread(self.ingester.start)
 
     async def stop(self, app: web.Application) -> None:
         if self.ingester is not None and self.sink is not None:  # what this process served is in the store

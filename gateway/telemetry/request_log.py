@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from gateway.config.telemetry import TelemetrySettings
 from gateway.telemetry import facts
@@ -27,20 +28,21 @@ from gateway.telemetry.log import Checkpoint, LogWriter
 log = logging.getLogger("gateway.telemetry")
 
 CHECKPOINT = Path(".ingest") / "checkpoint.json"  # the ingester's committed positions, under the log root
+STATUS = Path(".ingest") / "status.json"  # the ingester's counters and store state
 
 
 class RequestLog:
     """A ``LogWriter`` with the request encoder in front and the ingester's progress behind.
 
-    ``wake``: called after a flush request, so an ingester on a thread of this process starts
-    at once (``None`` for an ingester in another process, which polls).
+    ``ingester``: the ingester when it runs on a thread of this process (a flush wakes it);
+    ``None`` when it runs in another process, which polls and publishes its counters in a file.
     """
 
-    def __init__(self, root: Path, settings: TelemetrySettings, *, wake: Callable[[], None] | None = None):
+    def __init__(self, root: Path, settings: TelemetrySettings, *, ingester: Any = None):
         self.root = Path(root)
         self.settings = settings
         self.writer = LogWriter(self.root, settings.log)
-        self._wake = wake
+        self._ingester = ingester
         self._keep_text = bool(settings.bodies.response)
         self._checkpoint: Checkpoint | None = None
         self._behind_since: float | None = None  # when a poll first saw records not yet ingested
@@ -95,8 +97,8 @@ class RequestLog:
                 return True
             if time.monotonic() >= deadline:
                 return False
-            if self._wake is not None:
-                self._wake()
+            if self._ingester is not None:
+                self._ingester.wake()
             time.sleep(0.02)
 
     def degraded(self) -> str | None:
@@ -121,6 +123,16 @@ class RequestLog:
         return now - self._behind_since
 
     def stats(self) -> dict[str, Any]:
+        """The log's counters (``LogWriter.stats``), whether everything is ingested, the lag, and
+        the ingester's counters when it runs in this process."""
         out = dict(self.writer.stats())
-        out["ingested"] = self.ingested()
+        out["lag_s"] = self.lag_s()
+        out["ingested"] = out["lag_s"] is None
+        if self._ingester is not None:
+            out["ingester"] = self._ingester.stats()
+        else:
+            try:
+                out["ingester"] = orjson.loads((self.root / STATUS).read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                out["ingester"] = None  # not started yet (or not here: an external ingester elsewhere)
         return out
