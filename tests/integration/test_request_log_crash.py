@@ -140,8 +140,8 @@ def test_kill_9_of_the_ingester_under_load_loses_and_duplicates_nothing(tmp_path
     gw = Gateway(write_config(tmp_path), tmp_path / "data", tmp_path / "gw.log")
     try:
         with Load([gw.url], threads=4) as load:
-            for round_ in range(3):  # kill it several times, each while it inserts
-                wait_for(lambda: load.count >= 150 * (round_ + 1), timeout=120, what="more answered requests")
+            for goal in (150, 300, 450):  # kill it several times, each while it inserts
+                wait_for(lambda: load.count >= goal, timeout=120, what=f"{goal} answered requests")  # noqa: B023
                 gw.ingester().kill()
                 wait_for(lambda: _ingester_alive(gw), timeout=60, what="the supervisor to restart the ingester")
         assert_exactly_once(gw, load)

@@ -12,18 +12,17 @@ import openai
 import orjson
 import pytest
 
-from gateway.config.telemetry import ClickHouseSettings
+from gateway.config.telemetry import ClickHouseSettings, LogSettings
 from gateway.core.context import RequestContext, Usage
 from gateway.core.pricing import PriceTable
 from gateway.core.tokens import TokenCounter
 from gateway.proxy.server import BackgroundServer
 from gateway.telemetry import SINK
 from gateway.telemetry.clickhouse import ClickHouseStore
-from gateway.telemetry.record import REQUEST_COLUMN_NAMES, REQUEST_COLUMNS, RowBuilder, encode_rows
-from gateway.telemetry.schema import render
-from gateway.config.telemetry import LogSettings
 from gateway.telemetry.facts import decode, encode_request
 from gateway.telemetry.log import LogReader, LogWriter, Position
+from gateway.telemetry.record import REQUEST_COLUMN_NAMES, REQUEST_COLUMNS, RowBuilder, encode_rows
+from gateway.telemetry.schema import render
 from tests.support.gateway import serve
 from tests.support.telemetry import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 from tests.support.telemetry_rows import flush, select
