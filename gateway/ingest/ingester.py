@@ -75,6 +75,7 @@ class Ingester:
         self._thread: threading.Thread | None = None
         self._backoff = retry_initial_s
         self._full_batch = False
+        self._drain_s = 0.0
         self._retry_at = 0.0
         self.store_up = False
         self.last_error = ""
@@ -94,10 +95,13 @@ class Ingester:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop after ingesting what the log holds now, for up to ``timeout`` s (what is left
+        waits in the log for the next start)."""
+        self._drain_s = timeout
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(timeout + 5)
 
     def wake(self) -> None:
         self._wake.set()
@@ -116,6 +120,15 @@ class Ingester:
             wait = self.interval_s if self.store_up else max(0.05, self._retry_at - time.monotonic())
             self._wake.wait(min(wait, self.interval_s))
             self._wake.clear()
+        deadline = time.monotonic() + self._drain_s
+        while time.monotonic() < deadline and self.store_up:
+            try:
+                if not self.step():
+                    break
+            except Exception:
+                log.exception("ingest: error while draining at stop")
+                break
+        self._publish(force=True)
 
     # --- one pass ------------------------------------------------------------------------------
     def step(self) -> int:
@@ -224,10 +237,10 @@ class Ingester:
                 "failures": self.failures, "skipped_bytes": self.reader.skipped_bytes, "pid": os.getpid(),
                 "at": time.time()}
 
-    def _publish(self) -> None:
+    def _publish(self, force: bool = False) -> None:
         """Write ``stats()`` where the serving processes read it (at most every STATUS_EVERY_S)."""
         now = time.monotonic()
-        if now - self._status_at < STATUS_EVERY_S:
+        if now - self._status_at < STATUS_EVERY_S and not force:
             return
         self._status_at = now
         self._status_path.parent.mkdir(parents=True, exist_ok=True)
