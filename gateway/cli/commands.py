@@ -1,5 +1,5 @@
 """The ``llm-gateway`` command line (click): ``serve``, ``demo``, ``check-config``, ``mock-server``,
-``keys``, and the commands of other modules (``query``, ``db``, ``prompts``, ``drift``, ``vllm``,
+``keys``, and the commands of other modules (``query``, ``db``, ``store``, ``prompts``, ``drift``, ``vllm``,
 ``sessions``, ``chains``, ``dataset``, ``config``), imported only when they run
 (``gateway.cli.lazy``) so that ``--help`` stays quick.
 
@@ -23,6 +23,8 @@ LAZY_COMMANDS = {
                          "Run read-only SQL (SELECT/WITH/SHOW/DESCRIBE/EXPLAIN) or a saved query "
                          "over the telemetry."),
     "db": LazyCommand("gateway.cli.telemetry:db", "The telemetry store's schema."),
+    "store": LazyCommand("gateway.cli.store:store",
+                         "Serve the embedded telemetry store over ClickHouse's HTTP interface"),
     "prompts": LazyCommand("gateway.cli.prompts:prompts", "Versioned prompts: list, show, diff, render, lock."),
     "drift": LazyCommand("gateway.cli.drift:drift", "Compare the last 24 h with the 7 days before"),
     "vllm": LazyCommand("gateway.cli.vllm:vllm", "vLLM fleets: scrape a server, run managed servers."),

@@ -30,7 +30,7 @@ import click
 import orjson
 
 from gateway.cli.local_http import gateway_url
-from gateway.cli.store_client import DATA_DIR_OPTION, DSN_OPTION, ask_gateway, error_of, store_settings
+from gateway.cli.store_client import DATA_DIR_OPTION, DSN_OPTION, ask_gateway, error_of, need_embedded, store_settings
 from gateway.cli.support import config_option, load_cli_config
 from gateway.dashboard.drift import DriftOptions, UnknownModelError, render_table, run_drift
 from gateway.dashboard.filters import FilterError, Filters, parse_prompt
@@ -70,6 +70,7 @@ def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models, li
 
     target = parse_dsn(dsn, settings.database)
     if target.kind == "chdb":
+        need_embedded(DriftCheckError)
         if not Path(target.path).is_dir():
             raise DriftCheckError(f"no embedded store at {target.path} (nothing logged yet?)")
         if chdb_dir_in_use(target.path):

@@ -31,6 +31,7 @@ def query_store(settings, dsn: str, sql: str, params: dict, fmt: str, limits=Non
 
     target = parse_dsn(dsn, settings.database)
     if target.kind == "chdb":
+        need_embedded(click.ClickException)
         if not Path(target.path).is_dir():
             raise click.ClickException(f"no embedded store at {target.path} (nothing logged yet?)")
         if chdb_dir_in_use(target.path):
@@ -45,6 +46,14 @@ def query_store(settings, dsn: str, sql: str, params: dict, fmt: str, limits=Non
         raise click.ClickException(scrub_secrets(str(exc))) from None
     finally:
         client.close()
+
+
+def need_embedded(error: type[click.ClickException]) -> None:
+    """Opening the embedded store needs chDB (the ``embedded`` extra): say so in one line."""
+    from gateway.store.availability import embedded_available, not_queryable_message
+
+    if not embedded_available():
+        raise error(not_queryable_message())
 
 
 def ask_gateway(method: str, url: str, path: str, key: str | None, timeout: float,

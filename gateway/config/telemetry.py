@@ -166,7 +166,8 @@ class TelemetrySettings(_Strict):
     ingester: Literal["supervised", "external"] = Field("supervised", description=(
         "supervised: serve starts and restarts the ingester process itself; external: you run "
         "`llm-gateway ingest` (same config and data folder) where you want it"))
-    batch_rows: int = Field(1000, ge=1, le=1_000_000, description="the ingester inserts at most this many records at once…")
+    batch_rows: int = Field(1000, ge=1, le=1_000_000, description=(
+        "the ingester inserts at most this many records at once…"))
     flush_interval_ms: int = Field(1000, ge=10, description=(
         "…and, when fewer wait, looks for more this often (ms): the delay before a row is queryable"))
     retry_initial_ms: int = Field(500, ge=1, description=(

@@ -24,7 +24,7 @@ from gateway.config.loader import ConfigError, load_config
 from gateway.core.tokens import TokenCounter
 from gateway.ingest.builder import row_builder
 from gateway.ingest.ingester import Ingester
-from gateway.store import embedded_missing_message, have_embedded
+from gateway.store.availability import embedded_available, not_queryable_message
 
 log = logging.getLogger("gateway.ingest")
 
@@ -47,7 +47,7 @@ class _Builder:
         if not source or not Path(source).is_file():
             return
         try:
-            new = load_config(source, previous=self.snapshot)
+            new = load_config(source)
         except (ConfigError, OSError) as exc:
             log.warning("ingest: config change not applied (%s)", str(exc).splitlines()[0])
             return
@@ -63,13 +63,11 @@ def open_store(snapshot: ConfigSnapshot, data_dir: Path):
     t = snapshot.config.telemetry
     dsn = t.resolved_dsn(data_dir)
     if dsn.startswith("chdb://"):
-        if not have_embedded():
+        if not embedded_available():
             return None
         from gateway.store.embedded import StoreServer
 
-        server = StoreServer(data_dir, settings=t.clickhouse)
-        server.start()
-        return server
+        return StoreServer(data_dir, settings=t.clickhouse, chdb_dir=dsn[len("chdb://"):]).start()
     from gateway.telemetry.clickhouse import ClickHouseStore
 
     return ClickHouseStore(t.clickhouse, dsn)
@@ -86,7 +84,7 @@ def run(snapshot: ConfigSnapshot, data_dir: str | None = None, *, stop: threadin
             signal.signal(sig, lambda *_: stop.set())
     store = open_store(snapshot, ddir)
     if store is None:
-        log.warning("ingest: %s", embedded_missing_message())
+        log.warning("ingest: %s", not_queryable_message())
         stop.wait()
         return 0
     builder = _Builder(snapshot)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from pathlib import Path
 
 from aiohttp import web
 
@@ -29,6 +28,7 @@ from gateway.config import ConfigSnapshot, environment
 from gateway.core.errors import ServiceUnavailableError
 from gateway.core.feature import Feature, Routes
 from gateway.core.tokens import TokenCounter
+from gateway.store.discovery import StoreLocator
 from gateway.telemetry.admin import AdminAPI
 from gateway.telemetry.clickhouse import parse_dsn
 from gateway.telemetry.lanes import QueryLanes
@@ -43,10 +43,6 @@ RECENT = web.AppKey("telemetry_recent_requests", RecentRequests)
 TELEMETRY_ENV = environment.TELEMETRY
 
 __all__ = ["SINK", "QUERY_LANES", "RECENT", "RequestLog", "TelemetryFeature", "telemetry_enabled"]
-
-
-def reader_dsn(dsn: str, data_dir) -> str:  # placeholder until gateway.store lands
-    return dsn
 
 
 def telemetry_enabled(snapshot: ConfigSnapshot) -> bool:
@@ -71,9 +67,12 @@ class TelemetryFeature(Feature):
         t = snapshot.config.telemetry
         ddir = t.resolved_data_dir(str(data_dir) if data_dir else None)
         dsn = t.resolved_dsn(ddir)
-        parse_dsn(dsn, t.clickhouse.database)  # fail at build time on a malformed DSN
-        read_dsn = dsn if ingest == "thread" else reader_dsn(dsn, ddir)
-        self.lanes = app[QUERY_LANES] = QueryLanes(t.clickhouse, read_dsn, t.queries)
+        target = parse_dsn(dsn, t.clickhouse.database)  # fail at build time on a malformed DSN
+        # With the ingester in another process, the embedded store is read over HTTP from it
+        # (its store.json names the port); with the ingester here, chDB is opened here anyway.
+        self.locator = StoreLocator(ddir) if target.kind == "chdb" and ingest != "thread" else None
+        self.lanes = app[QUERY_LANES] = QueryLanes(t.clickhouse, dsn, t.queries,
+                                                   locate=self.locator.url if self.locator else None)
         self.sink: RequestLog | None = None
         self.recent: RecentRequests | None = None
         self.ingester = None

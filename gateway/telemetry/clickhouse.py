@@ -15,16 +15,19 @@ of a process must use the same ``chdb://`` path, and a second process gets "Cann
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from gateway.config.telemetry import ClickHouseSettings, QuerySettings
+from gateway.store.availability import require_embedded
 from gateway.telemetry.schema import SchemaOptions, apply_migrations, apply_ttl
 
 log = logging.getLogger("gateway.telemetry")
@@ -89,16 +92,18 @@ def parse_dsn(dsn: str, database: str | None = None) -> Target:
 
 
 def connect(target: Target, settings: ClickHouseSettings | None = None, *, database: str | None = None,
-            client_settings: dict[str, Any] | None = None):
+            client_settings: dict[str, Any] | None = None, direct: bool = False):
     """A clickhouse-connect client for ``target`` (raises on connection failure).
 
     ``database``: the session database (``None``: the server default; the tables are always
     addressed fully qualified by the writer). ``client_settings``: session settings.
+    ``direct``: never through a proxy named in the environment (the local store's loopback port).
     """
     import clickhouse_connect
 
     s = settings or ClickHouseSettings()
     if target.kind == "chdb":
+        require_embedded()
         Path(target.path).mkdir(parents=True, exist_ok=True)
         return clickhouse_connect.get_client(dsn=f"chdb://{target.path}", database=database,
                                              settings=client_settings or {})
@@ -106,7 +111,17 @@ def connect(target: Target, settings: ClickHouseSettings | None = None, *, datab
         host=target.host, port=target.port, username=target.username, password=target.password,
         secure=target.secure, database=database, compress="lz4" if s.compression else False,
         connect_timeout=s.connect_timeout_s, send_receive_timeout=s.send_receive_timeout_s,
-        query_retries=0, settings=client_settings or {}, autogenerate_session_id=False)
+        query_retries=0, settings=client_settings or {}, autogenerate_session_id=False,
+        **({"pool_mgr": _direct_pool()} if direct else {}))
+
+
+@functools.cache
+def _direct_pool():
+    """One connection pool without proxies for every client of the local store (shared: a
+    client that is handed a pool does not close it)."""
+    from clickhouse_connect.driver.httputil import get_pool_manager
+
+    return get_pool_manager(maxsize=16, num_pools=2)
 
 
 def _compress_lz4(data: bytes) -> bytes:
@@ -216,6 +231,12 @@ class ReadOnlyClient:
     (``KILL QUERY``, which chDB supports too). Thread-safe (calls are serialised). Raises the
     driver's exception on a ClickHouse error. ``limits``: ``QuerySettings`` (defaults when
     ``None``); with ``readonly=1`` a query cannot change them.
+
+    ``locate``: for the embedded store (a ``chdb://`` DSN), where it is served (``() -> URL``,
+    e.g. ``gateway.store.discovery.StoreLocator.url``): the client then reads it over HTTP like
+    a server and never opens chDB; it asks again after each failure, so a store that restarted
+    on another port is found. Without ``locate`` a ``chdb://`` DSN opens the directory in this
+    process (the command line's offline reads).
     """
 
     FORMAT_SETTINGS = {
@@ -225,23 +246,35 @@ class ReadOnlyClient:
         "output_format_pretty_max_value_width": 200,
     }
 
-    def __init__(self, settings: ClickHouseSettings, dsn: str, limits: QuerySettings | None = None):
+    def __init__(self, settings: ClickHouseSettings, dsn: str, limits: QuerySettings | None = None, *,
+                 locate: Callable[[], str] | None = None):
         self.settings = settings
         self.target = parse_dsn(dsn, settings.database)
+        limits = limits or QuerySettings()
         # readonly last: once set, no other setting may change (chDB sets them on the connection).
-        self.session_settings = {**(limits or QuerySettings()).clickhouse_settings(), **self.FORMAT_SETTINGS,
-                                 "readonly": 1}
+        self.session_settings = {**limits.clickhouse_settings(), **self.FORMAT_SETTINGS, "readonly": 1}
+        # an answer may take as long as the query may run
+        self._http_settings = settings.model_copy(update={"send_receive_timeout_s": max(
+            settings.send_receive_timeout_s, limits.max_execution_time_s + 5)})
+        self._locate = locate if self.target.kind == "chdb" else None
+        self._via = self.target  # where the open connection goes (the located store's URL)
         self._client = None
         self._lock = threading.Lock()
 
     def _ensure(self):
         if self._client is None:
-            if self.target.kind == "chdb":
+            target, settings = self.target, self._http_settings
+            if self._locate is not None:
+                target = parse_dsn(self._locate(), self.target.database)
+                # loopback: compressing answers would only cost both processes CPU
+                settings = settings.model_copy(update={"compression": False})
+            if target.kind == "chdb":
                 # chDB settings are per connection: set once, readonly last.
-                self._client = connect(self.target, self.settings, database=self.target.database,
+                self._client = connect(target, settings, database=target.database,
                                        client_settings=self.session_settings)
             else:
-                self._client = connect(self.target, self.settings, database=self.target.database)
+                self._client = connect(target, settings, database=target.database, direct=self._locate is not None)
+            self._via = target
         return self._client
 
     def query(self, sql: str, fmt: str, params: dict[str, Any] | None = None, tag: str | None = None) -> bytes:
@@ -250,11 +283,11 @@ class ReadOnlyClient:
             sql = f"{tag_comment(tag)}\n{sql}"
         with self._lock:
             client = self._ensure()
-            settings = None if self.target.kind == "chdb" else self.session_settings
+            settings = None if self._via.kind == "chdb" else self.session_settings
             try:
                 return client.raw_query(sql, parameters=params or None, settings=settings, fmt=fmt)
             except Exception:
-                if self.target.kind == "http":
+                if self._via.kind == "http":
                     self._drop()
                 raise
 
@@ -269,7 +302,7 @@ class ReadOnlyClient:
             try:
                 client.raw_query(sql, fmt="TabSeparated")
             except Exception:
-                if self.target.kind == "http":
+                if self._via.kind == "http":
                     self._drop()
                 raise
 

@@ -156,13 +156,16 @@ class Lane:
 
 class QueryLanes:
     """The lanes of one application, over the telemetry store (``dsn``), with the limits of
-    ``telemetry.queries``; ``kill`` runs on a control connection and thread of its own."""
+    ``telemetry.queries``; ``kill`` runs on a control connection and thread of its own.
+    ``locate``: where the embedded store is served, for a ``chdb://`` DSN (``ReadOnlyClient``):
+    the lanes then read it over HTTP."""
 
-    def __init__(self, clickhouse: ClickHouseSettings, dsn: str, limits: QuerySettings):
+    def __init__(self, clickhouse: ClickHouseSettings, dsn: str, limits: QuerySettings, *,
+                 locate: Callable[[], str] | None = None):
         self.limits = limits
 
         def make_client() -> ReadOnlyClient:
-            return ReadOnlyClient(clickhouse, dsn, limits)
+            return ReadOnlyClient(clickhouse, dsn, limits, locate=locate)
 
         self._control = make_client()
         self._killer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-kill")

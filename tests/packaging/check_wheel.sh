@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Packaging check: build the wheel, install it (not editable) into a fresh virtualenv outside
-# the checkout, and run the commands a new user runs first from an empty folder, with no
+# Packaging check: build the wheel, check that chDB and what it pulls in (numpy, pandas,
+# pyarrow) come only with the `embedded` extra, install it with that extra (not editable) into a
+# fresh virtualenv outside the checkout, and run the commands a new user runs first from an
+# empty folder (`llm-gateway store` serving the embedded store included), with no
 # network for the gateway itself (proxies point at a closed port), no TIKTOKEN_CACHE_DIR and an
 # empty HOME. A missing dependency, a file the wheel lacks or a command that needs the
 # repository fails here. Installing the dependencies needs the package index (PyPI).
@@ -11,8 +13,10 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 python=${1:-python3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/llm-gateway-wheel.XXXXXX")
 server_pid=
+store_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  [ -n "$store_pid" ] && kill "$store_pid" 2>/dev/null || true
   if [ "${KEEP:-0}" = 1 ]; then echo "work folder kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -43,10 +47,20 @@ need = ["gateway/encodings/o200k_base.tiktoken", "gateway/encodings/cl100k_base.
 missing = [n for n in need if n not in names]
 sys.exit(f"missing: {missing}" if missing else 0)
 EOF
+"$python" - "$wheel" <<'EOF' || fail "chDB (numpy, pandas, pyarrow) must come only with the embedded extra"
+import re, sys, zipfile
+wheel = zipfile.ZipFile(sys.argv[1])
+meta = wheel.read(next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+requires = re.findall(r"^Requires-Dist: (.+)$", meta, re.M)
+heavy = re.compile(r"^(chdb|chdb-core|numpy|pandas|pyarrow)\b", re.I)
+core = [r for r in requires if "extra ==" not in r and heavy.match(r)]
+embedded = [r for r in requires if r.startswith("chdb-core") and 'extra == "embedded"' in r]
+sys.exit(f"core requires {core}" if core else 0 if embedded else "no chdb-core in the embedded extra")
+EOF
 
-step "fresh virtualenv, plain install of the wheel (no extras)"
+step "fresh virtualenv, install of the wheel with the embedded store (as the quickstart)"
 "$python" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install -q --disable-pip-version-check "$wheel"
+"$work/venv/bin/python" -m pip install -q --disable-pip-version-check "$wheel[embedded]"
 
 # From here on: the venv's commands only, nothing from the checkout or the caller's settings.
 mkdir "$work/run" "$work/home" "$work/tiktoken-cache"
@@ -149,6 +163,30 @@ expect dataset '"role": ?"assistant"'
 # Too few rows for drift statistics: "insufficient data" (exit status 3).
 run drift 3 llm-gateway drift --config cfg/gateway.yaml
 grep -q "insufficient data" "$work/logs/drift.out" "$work/logs/drift.err" || fail "drift does not say insufficient data"
+# The embedded store served alone: a reader over ClickHouse's HTTP interface finds it through
+# .llm-gateway/store.json and sees the row serve logged; SIGTERM removes the file.
+step "llm-gateway store"
+llm-gateway store --config cfg/gateway.yaml >"$work/logs/store.out" 2>&1 &
+store_pid=$!
+run store-read 0 python - <<'EOF'
+import json, pathlib, time
+import clickhouse_connect
+found = pathlib.Path(".llm-gateway/store.json")
+deadline = time.monotonic() + 120
+while not found.exists():
+    assert time.monotonic() < deadline, "the store did not write store.json"
+    time.sleep(0.2)
+url = json.loads(found.read_text())["url"]
+client = clickhouse_connect.get_client(host="127.0.0.1", port=int(url.rsplit(":", 1)[1]))
+rows = client.query("SELECT count() FROM llm_requests WHERE model_requested = 'wheel-chat'").result_rows
+assert rows == [(1,)], rows
+print("ok")
+EOF
+kill -TERM "$store_pid"
+rc=0; wait "$store_pid" || rc=$?
+store_pid=
+[ "$rc" = 0 ] || { tail -n 40 "$work/logs/store.out" >&2; fail "store exited $rc after SIGTERM"; }
+[ ! -e .llm-gateway/store.json ] || fail "store.json outlived the store"
 run bench-extra 2 llm-gateway-bench run --url "http://127.0.0.1:$port/v1"
 grep -q "llm-gateway\[bench\]" "$work/logs/bench-extra.err" || fail "llm-gateway-bench does not name its extra"
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from gateway.config.telemetry import LogSettings
 from gateway.telemetry.log import layout
-from gateway.telemetry.log.reader import Position
 from gateway.telemetry.log.framing import encode_frame
+from gateway.telemetry.log.reader import Position
 from gateway.telemetry.log.upkeep import Upkeep
 
 log = logging.getLogger("gateway.telemetry.log")
