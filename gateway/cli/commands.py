@@ -17,6 +17,7 @@ from gateway.cli.lazy import LazyCommand, LazyGroup
 from gateway.cli.support import config_option, fail, load_cli_compiled, load_cli_config, say
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+STORE_START_WAIT_S = 30.0
 
 LAZY_COMMANDS = {
     "query": LazyCommand("gateway.cli.telemetry:query",
@@ -32,7 +33,7 @@ LAZY_COMMANDS = {
                             "Sessions: requests grouped by x-gateway-session-id (and chains' steps)."),
     "chains": LazyCommand("gateway.cli.chains:chains", "Chains: multi-step workflows served as public models."),
     "dataset": LazyCommand("gateway.cli.dataset:dataset", "Fine-tuning datasets from the logged traffic."),
-    "ingest": LazyCommand("gateway.cli.ingest:ingest", "Read the request log into ClickHouse (serve runs one itself)."),
+    "ingest": LazyCommand("gateway.cli.ingest:ingest", "Read the request log into ClickHouse until SIGTERM/SIGINT"),
     "config": LazyCommand("gateway.cli.config:config",
                           "The config format: its JSON Schema and its generated reference."),
 }
@@ -140,6 +141,18 @@ def _start_ingester(snapshot, config_path: str | None, data_dir: str | None):
     supervisor = IngesterSupervisor(config_path, data_dir, log_level=cli.get("log_level"),
                                     log_format=cli.get("log_format"))
     supervisor.start()
+    t = snapshot.config.telemetry
+    ddir = t.resolved_data_dir(data_dir)
+    if t.resolved_dsn(ddir).startswith("chdb://"):
+        # Serve once the embedded store answers, so the first ops query finds it (never required:
+        # records wait in the log; readers find the store whenever it comes up).
+        from gateway.store.availability import embedded_available
+        from gateway.store.discovery import StoreLocator
+
+        if embedded_available() and not supervisor.wait_until(lambda: StoreLocator(ddir).find() is not None,
+                                                              STORE_START_WAIT_S):
+            say(f"the embedded telemetry store did not start within {STORE_START_WAIT_S:.0f} s; serving anyway "
+                "(records wait in the request log)", logging.WARNING)
     return supervisor
 
 

@@ -20,7 +20,8 @@ PARENT_CHECK_S = 1.0
 @click.option("--parent-pid", type=int, default=None, hidden=True,
               help="Exit when this process is gone (set by serve's supervisor).")
 def ingest(config_path: str | None, data_dir: str | None, parent_pid: int | None) -> None:
-    """Read the request log into ClickHouse until SIGTERM/SIGINT."""
+    """Read the request log into ClickHouse until SIGTERM/SIGINT (serve runs one itself unless
+    telemetry.ingester is external)."""
     from gateway.ingest.process import run
 
     snapshot = load_cli_config(config_path, announce=False)

@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 
 log = logging.getLogger("gateway.ingest")
 
@@ -64,6 +66,15 @@ class IngesterSupervisor:
             pause = min(pause * 2, RESTART_MAX_S)
             self.restarts += 1
             self._spawn()
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Poll ``ready()`` for up to ``timeout`` s (e.g. the embedded store's discovery file)."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if time.monotonic() >= deadline or self._stop.is_set():
+                return False
+            time.sleep(0.05)
+        return True
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the ingester and wait for it (it finishes or parks its current batch)."""

@@ -110,6 +110,8 @@ class AdminAPI:
             data = await client.query(ADHOC, sql, fmt, params)
         except QueryBusy as exc:
             return _error(503, str(exc), "busy", "server_error")
+        except ConnectionError as exc:  # the embedded store is not served (yet): its ingester is starting
+            return _error(503, str(exc), "store_unavailable", "server_error")
         except Exception as exc:  # ClickHouse errors: the client gets ClickHouse's message
             from gateway.telemetry.scrub import scrub_secrets
             message = scrub_secrets(str(exc))[:2000]
