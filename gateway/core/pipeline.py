@@ -5,7 +5,10 @@ request (``ctx.body``), answer by itself (a cache hit, a 401) without calling ``
 or call ``call_next(ctx)`` and look at the outcome afterwards. A stage that edits ``ctx.body``
 in place calls ``ctx.body.mutated()`` (or ``request_body.mark_mutated``); one that puts a new
 dict there needs nothing more. Otherwise the client's original bytes are forwarded as they
-came (the fast path when nothing changed). ``compose`` nests the stages
+came (the fast path when nothing changed). A stage with nothing to do after the answer may be
+a plain function that returns ``call_next(ctx)`` without awaiting it: it then leaves no
+coroutine frame on the request's stack, which every suspension of the request would pass
+through again (the prompt and observability stages do this). ``compose`` nests the stages
 once per compiled config (``gateway.app`` lists them, in order), so a request pays one function
 call per active stage and nothing else.
 """

@@ -144,9 +144,11 @@ class ObservabilityFeature(Feature):
         self._json_logs = snapshot.config.observability.logging.format == "json"
         on_request = self.obs.on_request
 
-        async def observe(ctx: RequestContext, call_next):
+        def observe(ctx: RequestContext, call_next):
+            # Nothing to do after the answer (the finisher is), so no coroutine: the request's
+            # stack keeps no frame of this stage (``gateway.core.pipeline``).
             on_request(ctx, ctx.request)
-            return await call_next(ctx)
+            return call_next(ctx)
 
         self.observe = observe
 

@@ -5,8 +5,8 @@ templates, declared variables, default params) and labels pointing at a version 
 traffic between versions. The config loader reads the files with the config
 (``ConfigSnapshot.prompt_files``); ``PromptsFeature.compile`` compiles them for each config
 (``loading.compile_prompts``) into ``runtime.compiled["prompts"]``, a ``registry.PromptRegistry``
-(or ``None``); the stage in ``inject.py`` renders and injects the selected version into chat
-requests; ``tables.py`` writes ``prompt_versions``
+(or ``None``); the stage (``stage.py``) has ``inject.py`` render and inject the selected version
+into chat requests; ``tables.py`` writes ``prompt_versions``
 and ``llm_feedback`` rows; ``http.py`` serves ``POST /v1/feedback`` and ``GET /admin/prompts``;
 ``gateway/cli/prompts.py`` adds ``llm-gateway prompts …``.
 
@@ -57,7 +57,7 @@ class PromptsFeature(Feature):
         runtime.compiled[self.name] = compile_prompts(runtime.snapshot, self._in_force)
 
     def stage(self, runtime):
-        from gateway.prompts.inject import prompt_stage
+        from gateway.prompts.stage import prompt_stage
 
         return prompt_stage
 

@@ -17,7 +17,7 @@ prompt's messages the whole conversation (the caller sends ``messages: []``). Th
 ``params`` fill request fields the caller did not set. The ``prompt`` field is removed before
 the request goes upstream.
 
-A request that names no prompt costs two dictionary look-ups. Only ``/v1/chat/completions``
+The stage that calls ``apply_prompt`` is ``gateway.prompts.stage``. Only ``/v1/chat/completions``
 takes prompts (``prompt`` in a ``/v1/completions`` body is OpenAI's text prompt, untouched).
 """
 
@@ -30,7 +30,6 @@ import orjson
 from aiohttp import web
 
 from gateway.core.context import RequestContext
-from gateway.core.errors import InvalidRequestError
 from gateway.core.request_body import mark_mutated
 from gateway.prompts.errors import PromptError
 from gateway.prompts.models import LABEL_RE
@@ -50,27 +49,6 @@ _SYSTEM_ROLES = frozenset({"system", "developer"})
 _SCALARS = (str, int, float, bool, type(None))
 # Caller setting either of these keeps the prompt's default of the other one out too.
 _TOKEN_LIMITS = frozenset({"max_tokens", "max_completion_tokens"})
-
-
-async def prompt_stage(ctx: RequestContext, call_next):
-    """The pipeline stage (see the module docstring)."""
-    body = ctx.body
-    assert body is not None  # the stage runs on JSON requests only
-    chat = ctx.endpoint == CHAT
-    header = ctx.headers.get(HEADER)
-    if header is None and (not chat or "prompt" not in body):
-        if not chat:
-            return await call_next(ctx)
-        registry = ctx.runtime.compiled.get("prompts")  # PromptsFeature.compile
-        if registry is None or ctx.model_requested not in registry.by_model:
-            return await call_next(ctx)
-    elif not chat:
-        raise InvalidRequestError(f"{HEADER} applies to /v1/chat/completions only", param=HEADER)
-    try:
-        apply_prompt(ctx, header)
-    except PromptError as exc:
-        raise InvalidRequestError(exc.message, param=exc.param) from None
-    return await call_next(ctx)
 
 
 async def add_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -37,6 +36,7 @@ from gateway.core.sse import encode_data_event
 from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
 from gateway.proxy.paths import clean_endpoint, unknown_url
+from gateway.proxy.request_ids import new_request_id
 from gateway.proxy.streaming import StreamTee
 from gateway.proxy.upstream import pass_back_headers
 
@@ -56,10 +56,11 @@ Finisher = Callable[[RequestContext], None]
 def _new_context(request: web.Request, endpoint: str) -> RequestContext:
     # The row's id is always ours, so no client can choose (or collide with) another's; the
     # client's own x-request-id is echoed back and kept as client_request_id.
-    return RequestContext(request_id=str(uuid.uuid4()), endpoint=endpoint, t_start=time.perf_counter(),
-                          client_request_id=request.headers.get("x-request-id", "")[:128],
+    headers = request.headers
+    return RequestContext(request_id=new_request_id(), endpoint=endpoint, t_start=time.perf_counter(),
+                          client_request_id=headers.get("x-request-id", "")[:128],
                           ts_start=time.time(), client_ip=request.remote or "",
-                          user_agent=request.headers.get("User-Agent", ""), headers=request.headers)
+                          user_agent=headers.get("User-Agent", ""), headers=headers)
 
 
 def _upstream_error_body(status: int, body: bytes) -> bytes:
@@ -92,7 +93,7 @@ class ProxyHandlers:
 
     async def list_models(self, request: web.Request) -> web.Response:
         return web.Response(body=self._runtime().models_body, content_type=_JSON,
-                            headers={"x-request-id": request.headers.get("x-request-id") or str(uuid.uuid4())})
+                            headers={"x-request-id": request.headers.get("x-request-id") or new_request_id()})
 
     async def get_model(self, request: web.Request) -> web.Response:
         rt = self._runtime()
@@ -100,19 +101,19 @@ class ProxyHandlers:
         body = rt.model_bodies.get(name)
         if body is None:
             return self._error_response(rt.unknown_model(name),
-                                        request.headers.get("x-request-id") or str(uuid.uuid4()))
+                                        request.headers.get("x-request-id") or new_request_id())
         return web.Response(body=body, content_type=_JSON)
 
     async def not_found(self, request: web.Request) -> web.Response:
         exc = NotFoundError(f"Unknown endpoint: {request.method} {request.path}")
-        return self._error_response(exc, request.headers.get("x-request-id") or str(uuid.uuid4()))
+        return self._error_response(exc, request.headers.get("x-request-id") or new_request_id())
 
     # --- the proxy -------------------------------------------------------------------
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         """``/v1/{endpoint}``: chat/completions, completions, embeddings and pass-through paths."""
         if not clean_endpoint(request.raw_path):  # checked on the bytes as sent, before any decoding
             return self._error_response(unknown_url(request.method, request.raw_path),
-                                        request.headers.get("x-request-id") or str(uuid.uuid4()))
+                                        request.headers.get("x-request-id") or new_request_id())
         endpoint = request.match_info["endpoint"]
         ctx = _new_context(request, endpoint)
         rt = ctx.runtime = self._runtime()

@@ -12,7 +12,7 @@ from gateway.app import FEATURES, FINISHERS, RUNTIME, WATCHER, build_app
 from gateway.cache import CACHE
 from gateway.config import load_config, parse_config
 from gateway.core.feature import Routes
-from gateway.prompts.inject import prompt_stage
+from gateway.prompts.stage import prompt_stage
 from gateway.proxy.server import BackgroundServer
 from tests.support.gateway import gateway_config
 from tests.support.polling import wait_for

@@ -347,7 +347,7 @@ def test_stage_order_access_prompts_plugins_cache(upstream, make_gateway):
     from gateway.access.auth import ACCESS
     from gateway.app import FEATURES, RUNTIME
     from gateway.cache import CACHE
-    from gateway.prompts.inject import prompt_stage
+    from gateway.prompts.stage import prompt_stage
 
     gw = make_gateway(plugin_config(upstream.url, "  - {path: max_tokens_cap, settings: {default: 7}}\n",
                                     keys=True) + "cache: {enabled: true}\n")
