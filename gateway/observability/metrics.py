@@ -51,6 +51,8 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 CIRCUIT_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 _METRIC_OPERATIONS = frozenset({"chat", "text_completion", "embeddings"})
+# Endpoint -> the operation label (the GenAI name, or "other" beyond the metric's operations).
+_OPERATION = {endpoint: op if op in _METRIC_OPERATIONS else "other" for endpoint, op in genai.OPERATIONS.items()}
 _SINK_COUNTERS = ("written", "lost")  # request log records (RequestLog.stats)
 _INF = float("inf")
 
@@ -163,11 +165,10 @@ class GatewayMetrics:
             self.in_flight.dec()
         status = ctx.status_code  # concluded by gateway.core.outcome before any finisher runs
         model = ctx.model_requested
-        if model and model not in self._models():
+        rt = ctx.runtime  # the config the request ran on: its model names are the label values
+        if model and model not in (rt.snapshot.config.models if rt is not None else self._models()):
             model = "unknown"
-        operation = genai.OPERATIONS.get(ctx.endpoint, "other")
-        if operation not in _METRIC_OPERATIONS:
-            operation = "other"
+        operation = _OPERATION.get(ctx.endpoint, "other")
         backend = ctx.backend or "none"
         key = (model, operation, ctx.provider, backend, status, ctx.cache_status, ctx.error_type)
         children = self._children.get(key)
