@@ -66,7 +66,7 @@ FEATURES = web.AppKey("features", tuple)
 
 
 def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
-              launch_servers: bool = True) -> web.Application:
+              launch_servers: bool = True, ingest: str = "thread") -> web.Application:
     """Build the gateway application for a validated config snapshot.
 
     The upstream session and the compiled runtime are created on start-up and closed on
@@ -75,7 +75,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     adds one). ``data_dir`` overrides where embedded
     telemetry data lives (``telemetry.data_dir``; see ``gateway.telemetry``).
     ``launch_servers``: start the vLLM servers of ``launch:`` blocks (False in ``--workers``
-    processes; see ``gateway.vllm``).
+    processes; see ``gateway.vllm``). ``ingest``: where the request log is read into the store
+    (``"thread"``: here; ``"process"``: ``serve``'s ingester process; see ``gateway.telemetry``).
     """
     app = web.Application(client_max_size=snapshot.config.server.body_limit_bytes, handler_args={})
     holder = RuntimeHolder()
@@ -98,8 +99,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
                 hook(ctx)
         for hook in extra_finishers:
             hook(ctx)
-        # Done: drop what only the request path needs, so a queued context (telemetry keeps it
-        # until its row is built) does not keep the request's object graph alive for the GC.
+        # Done: drop what only the request path needs, so whatever keeps the context a while
+        # (the recent-requests record) does not keep the request's object graph alive for the GC.
         ctx.request = ctx.runtime = ctx.target_state = ctx.capture = ctx.on_bytes = None
 
     handlers = ProxyHandlers(serving_runtime, finish)
@@ -107,11 +108,11 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     # --- the features --------------------------------------------------------------------------
     fleet = FleetFeature(app, snapshot, health, data_dir=data_dir, launch_servers=launch_servers)
     access = AccessFeature(app, snapshot, tokens)
-    prompts = PromptsFeature(app, snapshot, runtime, data_dir=data_dir)
+    telemetry = TelemetryFeature(app, snapshot, data_dir=data_dir, tokens=tokens, ingest=ingest)
+    prompts = PromptsFeature(app, snapshot, runtime, telemetry.sink)
     plugins = PluginsFeature(access)
     cache = CacheFeature(app)
     chains = ChainsFeature(handlers)
-    telemetry = TelemetryFeature(app, snapshot, data_dir=data_dir, tokens=tokens)
     observability = ObservabilityFeature(app, snapshot, runtime, health, lambda: app.get(WATCHER))
     dashboard = DashboardFeature(app, snapshot, access.layer.admin_key, runtime, data_dir=data_dir)
     access.layer.admin_session = dashboard.admits  # the dashboard's cookie, where it may stand in for the key
@@ -119,17 +120,18 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     # --- the request's path, outermost first ---------------------------------------------------
     # observability (wraps everything, even a request refused while it is read)
     #   → read the request (handlers.read_request: body, JSON, model)
-    #   → access (keys, limits) → prompts (render) → plugins (see the final request)
+    #   → access (keys, limits) → telemetry (refuses when the request log is full and
+    #     when_full is reject; otherwise not in the path) → prompts (render) → plugins (see the final request)
     #   → cache (keys the request as it will be sent) → chains (a chain model runs its steps)
     #   → handlers.forward: route, attempts, relay.
     outer: tuple[Feature, ...] = (observability,)
-    inner: tuple[Feature, ...] = (access, prompts, plugins, cache, chains)
+    inner: tuple[Feature, ...] = (access, telemetry, prompts, plugins, cache, chains)
 
     # Every feature, in the order they compile, activate and start (stopped in reverse). The
-    # fleet starts first and stops last, after the config watcher; plugins (their paths) and
-    # access compile first (either may refuse a config), prompts before chains (a chain step
-    # names a prompt); telemetry's finishers run before observability's.
-    features: tuple[Feature, ...] = (fleet, plugins, access, prompts, cache, chains, telemetry, observability,
+    # fleet starts first and stops last, after the config watcher; telemetry's finisher (the
+    # request's durable record) runs before any other; plugins (their paths) and access compile
+    # first of those that may refuse a config, prompts before chains (a chain step names a prompt).
+    features: tuple[Feature, ...] = (fleet, telemetry, plugins, access, prompts, cache, chains, observability,
                                      dashboard, ConfigAdmin(snapshot, runtime, lambda: app.get(WATCHER)),
                                      RoutingAdmin(runtime, health))
     app[FEATURES] = features
@@ -213,8 +215,15 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
         current = holder.current
         ready = current is not None and session is not None and not session.closed
         config_hash = current.snapshot.content_hash if ready and current is not None else None
-        return web.json_response({"status": "ready" if ready else "starting", "config_hash": config_hash},
-                                 status=200 if ready else 503)
+        if not ready:
+            return web.json_response({"status": "starting", "config_hash": config_hash}, status=503)
+        degraded = telemetry.degraded()  # e.g. the request log cannot be written, or is far behind
+        if degraded:
+            # Refusing traffic (when_full: reject) is not ready; still serving with a reason is.
+            refusing = telemetry.sink is not None and not telemetry.sink.accepting
+            return web.json_response({"status": "degraded", "reason": degraded, "config_hash": config_hash},
+                                     status=503 if refusing else 200)
+        return web.json_response({"status": "ready", "config_hash": config_hash})
 
     r = app.router
     r.add_get("/healthz", handlers.healthz)

@@ -17,6 +17,7 @@ from gateway.cli.lazy import LazyCommand, LazyGroup
 from gateway.cli.support import config_option, fail, load_cli_compiled, load_cli_config, say
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+STORE_START_WAIT_S = 30.0
 
 LAZY_COMMANDS = {
     "query": LazyCommand("gateway.cli.telemetry:query",
@@ -32,6 +33,7 @@ LAZY_COMMANDS = {
                             "Sessions: requests grouped by x-gateway-session-id (and chains' steps)."),
     "chains": LazyCommand("gateway.cli.chains:chains", "Chains: multi-step workflows served as public models."),
     "dataset": LazyCommand("gateway.cli.dataset:dataset", "Fine-tuning datasets from the logged traffic."),
+    "ingest": LazyCommand("gateway.cli.ingest:ingest", "Read the request log into ClickHouse until SIGTERM/SIGINT"),
     "config": LazyCommand("gateway.cli.config:config",
                           "The config format: its JSON Schema and its generated reference."),
 }
@@ -77,7 +79,6 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
     # Checked before anything is built: a refusal leaves no data folder, store or server behind.
     if port_in_use(host, port):
         fail(f"port {port} is already in use")
-    _check_embedded_store(snapshot, workers, data_dir)
     _claim_data_dir(snapshot, data_dir, url=local_url(host, port) if port else None)
     say(f"config: {resolve_config(config_path).describe()}, hash {snapshot.content_hash}: "
         f"{len(snapshot.config.backends)} backends, {len(snapshot.config.models)} models")
@@ -87,9 +88,13 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
     from gateway.app import build_app
     from gateway.proxy.server import run_workers
 
+    supervisor = _start_ingester(snapshot, config_path, data_dir)
     try:
-        run_workers(lambda: build_app(snapshot, data_dir=data_dir, launch_servers=workers == 1), host, port, workers)
+        run_workers(lambda: build_app(snapshot, data_dir=data_dir, launch_servers=workers == 1, ingest="process"),
+                    host, port, workers)
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         if metrics_dir is not None:
             import shutil
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -123,13 +128,32 @@ def _prepare_metrics(snapshot, workers: int) -> str | None:
     return made
 
 
-def _check_embedded_store(snapshot, workers: int, data_dir: str | None) -> None:
-    """Embedded chDB is one process per directory: refuse ``--workers > 1`` with it (exit 2)."""
-    from gateway.telemetry import embedded_store_conflict
+def _start_ingester(snapshot, config_path: str | None, data_dir: str | None):
+    """The ingester process beside the serving ones (``None`` with telemetry off, or when
+    ``telemetry.ingester`` is ``external``: then ``llm-gateway ingest`` runs elsewhere)."""
+    from gateway.ingest.supervisor import IngesterSupervisor
+    from gateway.telemetry import telemetry_enabled
 
-    conflict = embedded_store_conflict(snapshot, workers, data_dir)
-    if conflict:
-        fail(conflict)
+    if not telemetry_enabled(snapshot) or snapshot.config.telemetry.ingester == "external":
+        return None
+    cli = (click.get_current_context().find_root().obj or {})
+    # The same --config (or none: the child resolves it as this process did, same cwd and environment).
+    supervisor = IngesterSupervisor(config_path, data_dir, log_level=cli.get("log_level"),
+                                    log_format=cli.get("log_format"))
+    supervisor.start()
+    t = snapshot.config.telemetry
+    ddir = t.resolved_data_dir(data_dir)
+    if t.resolved_dsn(ddir).startswith("chdb://"):
+        # Serve once the embedded store answers, so the first ops query finds it (never required:
+        # records wait in the log; readers find the store whenever it comes up).
+        from gateway.store.availability import embedded_available
+        from gateway.store.discovery import StoreLocator
+
+        if embedded_available() and not supervisor.wait_until(lambda: StoreLocator(ddir).find() is not None,
+                                                              STORE_START_WAIT_S):
+            say(f"the embedded telemetry store did not start within {STORE_START_WAIT_S:.0f} s; serving anyway "
+                "(records wait in the request log)", logging.WARNING)
+    return supervisor
 
 
 def _claim_data_dir(snapshot, data_dir: str | None, url: str | None = None) -> None:

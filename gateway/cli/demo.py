@@ -87,7 +87,9 @@ def telemetry_query(client: openai.OpenAI) -> None:
         if not stats.get("enabled"):
             click.echo("  telemetry is off (telemetry.enabled: false or LLM_GATEWAY_TELEMETRY=off)")
             return
-        click.echo(f"  {stats['written']} rows written to {stats['target']}, {stats['spooled']} spooled")
+        ingester = stats.get("ingester") or {}
+        click.echo(f"  {stats['written']} requests logged, {ingester.get('rows', 0)} rows inserted into "
+                   f"{ingester.get('target', '?')} (flushed: {'yes' if stats.get('flushed') else 'not yet'})")
         resp = http.post("/admin/query", json={"saved": "latency-by-model", "format": "table",
                                                "params": {"since_ms": _DEMO_START_MS[0]}})
     if resp.status_code != 200:

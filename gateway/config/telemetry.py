@@ -153,25 +153,28 @@ class LogSettings(_Strict):
 
 
 class TelemetrySettings(_Strict):
-    """One row per request into ClickHouse, through a non-blocking queue, a writer thread and a
-    disk spool for when the store is down.
+    """One row per request into ClickHouse. The serving process appends each request's record
+    to a durable log on local disk; the ingester (a process of its own) builds the rows and
+    inserts them, retrying while the store is down.
     """
 
     enabled: bool = Field(True, description=(
-        "write a row per request (LLM_GATEWAY_TELEMETRY=off overrides); false: no sink at all"))
+        "write a row per request (LLM_GATEWAY_TELEMETRY=off overrides); false: no log, no ingester"))
     data_dir: str | None = Field(None, description=(
-        "where embedded data lives: chDB store, spool (default $LLM_GATEWAY_DATA_DIR or ./.llm-gateway)"))
+        "where local data lives: request log, embedded chDB store (default $LLM_GATEWAY_DATA_DIR or ./.llm-gateway)"))
     clickhouse: ClickHouseSettings = Field(ClickHouseSettings(), description="where rows go")
-    batch_rows: int = Field(1000, ge=1, le=1_000_000, description="the writer inserts when this many rows wait…")
-    flush_interval_ms: int = Field(1000, ge=10, description="…or when the oldest has waited this long (ms)")
-    queue_max: int = Field(20_000, ge=1, description="rows held in memory before new rows spill straight to the spool")
-    spool_dir: str | None = Field(None, description=(
-        "the disk spool for rows the store could not take (default <data_dir>/spool)"))
+    ingester: Literal["supervised", "external"] = Field("supervised", description=(
+        "supervised: serve starts and restarts the ingester process itself; external: you run "
+        "`llm-gateway ingest` (same config and data folder) where you want it"))
+    batch_rows: int = Field(1000, ge=1, le=1_000_000, description=(
+        "the ingester inserts at most this many records at once…"))
+    flush_interval_ms: int = Field(1000, ge=10, description=(
+        "…and, when fewer wait, looks for more this often (ms): the delay before a row is queryable"))
     retry_initial_ms: int = Field(500, ge=1, description=(
         "first wait before retrying the store, doubled up to retry_max_ms"))
     retry_max_ms: int = Field(30_000, ge=1, description="longest wait between store retries")
     shutdown_timeout_s: float = Field(10.0, ge=0, description=(
-        "how long shutdown may spend flushing before it spools the rest"))
+        "how long the ingester may spend on its last batch when stopped (the rest waits in the log)"))
     error_message_max: int = Field(1000, ge=0, description="characters of error_message kept in a row")
     bodies: BodyLogging = Field(BodyLogging(), description=(
         "request and response bodies in the row (off by default)"))
@@ -187,10 +190,6 @@ class TelemetrySettings(_Strict):
     def resolved_dsn(self, data_dir: Path) -> str:
         """The configured DSN, or the embedded default ``chdb://<data_dir>/clickhouse``."""
         return self.clickhouse.dsn or f"chdb://{data_dir / 'clickhouse'}"
-
-    def resolved_spool_dir(self, data_dir: Path) -> Path:
-        """The spool folder: ``spool_dir`` or ``<data_dir>/spool``."""
-        return Path(self.spool_dir).absolute() if self.spool_dir else data_dir / "spool"
 
 
 class PriceEntry(_Strict):

@@ -15,7 +15,8 @@ offers three costs:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 MIN_RUN = 8
 MASK = b"***"
@@ -88,3 +89,9 @@ class SecretMasker:
             pos = end
         out.append(data[pos:])
         return b"".join(out)
+
+
+def backend_secrets(backends: Mapping[str, Any]) -> SecretMasker:
+    """The masker of a config's ``backends`` (their keys and header values): what the serving
+    process masks in relayed errors and the ingester in stored bodies and messages."""
+    return SecretMasker(v for b in backends.values() for v in (b.api_key, *b.headers.values()) if v)

@@ -53,7 +53,7 @@ CIRCUIT_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 _METRIC_OPERATIONS = frozenset({"chat", "text_completion", "embeddings"})
 # Endpoint -> the operation label (the GenAI name, or "other" beyond the metric's operations).
 _OPERATION = {endpoint: op if op in _METRIC_OPERATIONS else "other" for endpoint, op in genai.OPERATIONS.items()}
-_SINK_COUNTERS = ("emitted", "written", "spooled", "replayed", "dropped")
+_SINK_COUNTERS = ("written", "lost")  # request log records (RequestLog.stats)
 _INF = float("inf")
 
 
@@ -137,7 +137,7 @@ class GatewayMetrics:
         self._attempt_children: dict[tuple, Any] = {}
         self._error_children: dict[tuple, Any] = {}
         self._cost_children: dict[tuple, Any] = {}
-        self._sink_seen = dict.fromkeys(_SINK_COUNTERS + ("insert_failures",), 0)
+        self._sink_seen = dict.fromkeys(_SINK_COUNTERS, 0)
         self._reloads_seen = 0
         self._config_hash = ""
         self._circuit_keys: set[tuple[str, str]] = set()
@@ -275,33 +275,25 @@ class GatewayMetrics:
         if self._sink_metrics is None:
             reg = self._reg
             self._sink_metrics = (
-                Counter("llm_gateway_telemetry_rows", "Telemetry rows by outcome (emitted, written, spooled, "
-                        "replayed, dropped).", ["outcome"], registry=reg),
-                Counter("llm_gateway_telemetry_insert_failures", "Failed ClickHouse inserts.", registry=reg),
-                Gauge("llm_gateway_telemetry_queue_depth", "Rows waiting for the telemetry writer.",
-                      registry=reg, multiprocess_mode="livesum"),
-                Gauge("llm_gateway_telemetry_spool_rows", "Rows in the telemetry spool (disk).",
+                Counter("llm_gateway_telemetry_records", "Request log records by outcome (written: on disk, "
+                        "lost: dropped for a full or failed log).", ["outcome"], registry=reg),
+                Gauge("llm_gateway_telemetry_log_bytes", "Bytes in the request log (all writers).",
                       registry=reg, multiprocess_mode="livemax"),
-                Gauge("llm_gateway_telemetry_spool_files", "Files in the telemetry spool.",
+                Gauge("llm_gateway_telemetry_log_full", "1 while the request log is full.",
                       registry=reg, multiprocess_mode="livemax"),
-                Gauge("llm_gateway_telemetry_store_up", "1 while the ClickHouse store accepts inserts.",
-                      registry=reg, multiprocess_mode="livemin"),
+                Gauge("llm_gateway_telemetry_ingest_lag_seconds", "How long records have waited for the "
+                      "ingester (0: all ingested).", registry=reg, multiprocess_mode="livemax"),
             )
-        rows, failures, queue, spool_rows, spool_files, up = self._sink_metrics
+        records, log_bytes, full, lag = self._sink_metrics
         seen = self._sink_seen
         for name in _SINK_COUNTERS:
             delta = stats[name] - seen[name]
             if delta > 0:
-                rows.labels(name).inc(delta)
+                records.labels(name).inc(delta)
                 seen[name] = stats[name]
-        delta = stats["insert_failures"] - seen["insert_failures"]
-        if delta > 0:
-            failures.inc(delta)
-            seen["insert_failures"] = stats["insert_failures"]
-        queue.set(stats["queue_depth"])
-        spool_rows.set(stats["spool_rows"])
-        spool_files.set(stats["spool_files"])
-        up.set(1 if stats["store"] == "up" else 0)
+        log_bytes.set(stats["log_bytes"])
+        full.set(1 if stats["full"] else 0)
+        lag.set(stats.get("lag_s") or 0.0)
 
     def _refresh_vllm(self, scrapers: dict) -> None:
         """vLLM ``/metrics`` scrapers (``gateway.vllm``): age of the last good scrape, up/down,

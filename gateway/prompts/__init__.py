@@ -15,22 +15,20 @@ and ``llm_feedback`` rows; ``http.py`` serves ``POST /v1/feedback`` and ``GET /a
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from gateway.core.feature import Feature, Routes
 
+if TYPE_CHECKING:
+    from gateway.telemetry.request_log import RequestLog
+
 log = logging.getLogger("gateway.prompts")
 
-# The prompt-table sink (``tables.TableSink``), when telemetry is on; tests flush it.
-PROMPT_SINK = web.AppKey("prompt_table_sink", object)
-
-__all__ = ["PROMPT_SINK", "PromptsFeature"]
+__all__ = ["PromptsFeature"]
 
 
 class PromptsFeature(Feature):
@@ -41,18 +39,13 @@ class PromptsFeature(Feature):
 
     name = "prompts"
 
-    def __init__(self, app: web.Application, snapshot, runtime: Callable[[], Any], *,
-                 data_dir: str | os.PathLike | None = None):
+    def __init__(self, app: web.Application, snapshot, runtime: Callable[[], Any], sink: RequestLog | None):
         from gateway.prompts.http import PromptEndpoints
         from gateway.prompts.inject import add_headers
-        from gateway.prompts.tables import build_table_sink
-        from gateway.telemetry import telemetry_enabled
 
         # The stage leaves its headers on the request; this response hook sends them.
         self.add_headers = add_headers
-        self.sink = build_table_sink(snapshot, data_dir) if telemetry_enabled(snapshot) else None
-        if self.sink is not None:
-            app[PROMPT_SINK] = self.sink
+        self.sink = sink  # the request log: prompt versions and feedback are records like requests
         self._emitted: set[tuple[str, int, str]] = set()
         self._endpoints = PromptEndpoints(runtime, lambda: self.sink, snapshot.config.server.admin_key)
         self._in_force = None  # the registry of the config in force: its versions count as recorded
@@ -82,15 +75,9 @@ class PromptsFeature(Feature):
             key = (cv.prompt, cv.version, cv.content_hash)
             if key not in self._emitted:
                 self._emitted.add(key)
-                self.sink.emit(version_row(cv))
+                self.sink.emit_row(*version_row(cv))
 
     def routes(self, routes: Routes) -> None:
         self._endpoints.routes(routes)
 
-    async def start(self, app: web.Application) -> None:
-        if self.sink is not None:
-            await asyncio.to_thread(self.sink.start)
 
-    async def stop(self, app: web.Application) -> None:
-        if self.sink is not None:
-            await asyncio.to_thread(self.sink.close)

@@ -12,7 +12,7 @@
   the key's tenant and id, the same ``api_key_id`` its request rows carry (``admin`` for the
   admin key). Without auth the key id is a fingerprint of the bearer key, as in request rows.
 - ``GET /admin/prompts``: every prompt with its versions (hash, first seen, variables,
-  params, templates), labels, the models that name a prompt, and the prompt-table sink's
+  params, templates), labels, the models that name a prompt, and the request log's
   counters. Behind the one admin check every ``/admin`` path gets (``gateway.access.feature``).
 """
 
@@ -76,7 +76,7 @@ def parse_feedback(data: bytes) -> tuple[str, float, str, str]:
 
 
 class PromptEndpoints:
-    """The handlers. ``runtime()``: the current ``Runtime``; ``sink()``: the ``TableSink`` or
+    """The handlers. ``runtime()``: the current ``Runtime``; ``sink()``: the request log (``RequestLog``) or
     ``None`` (telemetry off); ``admin_key``: the configured admin key or ``None`` (used only on
     an application without the access layer)."""
 
@@ -122,7 +122,7 @@ class PromptEndpoints:
                           "request_not_found", "request_id")
         request_uuid, client_rid = found
         fid = str(uuid.uuid4())
-        sink.emit(feedback_row(fid, time.time(), request_uuid, client_rid, score, label, comment, tenant, key_id))
+        sink.emit_row(*feedback_row(fid, time.time(), request_uuid, client_rid, score, label, comment, tenant, key_id))
         return web.json_response({"object": "feedback", "id": fid, "request_id": rid, "score": score})
 
     async def admin_prompts(self, request: web.Request) -> web.Response:

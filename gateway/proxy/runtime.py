@@ -16,7 +16,7 @@ import orjson
 
 from gateway.config import ConfigSnapshot
 from gateway.core.errors import ModelNotFoundError
-from gateway.core.secret_mask import SecretMasker
+from gateway.core.secret_mask import backend_secrets
 from gateway.core.tokens import TokenCounter
 from gateway.proxy.upstream import BackendClient
 from gateway.routing.health import HealthRegistry
@@ -67,7 +67,7 @@ class Runtime:
         # The secrets this config holds, masked in upstream error bodies (also partial echoes)
         # before they reach a client or a row, and in stored success bodies and spans (a
         # provider may echo the key it was sent).
-        self.secrets = SecretMasker(v for b in cfg.backends.values() for v in (b.api_key, *b.headers.values()) if v)
+        self.secrets = backend_secrets(cfg.backends)
         # The request path composed for this config from the features' active stages
         # (``gateway.app``): ``request_path`` for a client's request, ``step_path`` for one made
         # in-process (a chain step). Set before the runtime is made current.

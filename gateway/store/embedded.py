@@ -102,6 +102,21 @@ class StoreServer:
         log.info("store: %s served at %s (database %s)", self.chdb_dir, self.url, self.database)
         return self
 
+    # --- the writer's interface (``gateway.ingest.Ingester``), as ``ClickHouseStore`` has it ------
+    @property
+    def target(self):
+        return self._store.target
+
+    def ensure(self) -> StoreServer:
+        """Started (``start``) is connected: the engine is in this process."""
+        return self.start()
+
+    def reset(self) -> None:
+        """Nothing to reconnect: the engine is in this process."""
+
+    def close(self) -> None:
+        self.stop()
+
     def insert(self, table: str, columns: tuple[str, ...] | list[str], payload: bytes, token: str) -> None:
         """Insert ``payload`` (``JSONCompactEachRow``) into ``table``, deduplicated by ``token``
         (a batch inserted again under the same token lands once). Raises on failure."""

@@ -1,9 +1,10 @@
 """Admin endpoints for telemetry: counters, flush, and read-only ops queries.
 
-- ``GET /admin/telemetry``: sink counters (emitted, written, spooled, replayed, dropped,
-  queue_depth, spool_files, spool_rows, store state, last error).
-- ``POST /admin/telemetry/flush``: write out what is queued now (waits up to ``timeout`` s,
-  query parameter, default 10); answers the counters.
+- ``GET /admin/telemetry``: the request log's counters (records written and lost, log bytes,
+  full, accepting, error, ingest lag; the ingester's counters when it runs in this process).
+- ``POST /admin/telemetry/flush``: wait until the ingester has put everything this process
+  logged so far into the store (up to ``timeout`` s, query parameter, default 10); answers
+  ``flushed`` and the counters.
 - ``GET /admin/queries``: saved queries (name, description, parameter defaults).
 - ``POST /admin/query``: ``{"sql": "..."}`` or ``{"saved": "latency-by-model"}``, optional
   ``"params": {...}`` and ``"format"`` (``table``, ``json``, ``jsonl``, ``csv``, ``tsv``);
@@ -33,7 +34,7 @@ from gateway.telemetry.lanes import ADHOC, QueryBusy, QueryLanes
 from gateway.telemetry.queries import QueryRejected, clickhouse_format, resolve, saved_queries
 
 if TYPE_CHECKING:
-    from gateway.telemetry.sink import TelemetrySink
+    from gateway.telemetry.request_log import RequestLog
 
 log = logging.getLogger("gateway.admin")
 _JSON = "application/json"
@@ -46,11 +47,11 @@ def _error(status: int, message: str, code: str, type_: str = "invalid_request_e
 class AdminAPI:
     """The admin handlers.
 
-    ``sink``: returns the ``TelemetrySink`` or ``None`` when telemetry is off. ``query_client``:
+    ``sink``: returns the ``RequestLog`` or ``None`` when telemetry is off. ``query_client``:
     returns the ``QueryLanes`` (or ``None``). ``queries_dir``: extra saved-query folder.
     """
 
-    def __init__(self, sink: Callable[[], TelemetrySink | None], query_client: Callable[[], QueryLanes | None],
+    def __init__(self, sink: Callable[[], RequestLog | None], query_client: Callable[[], QueryLanes | None],
                  queries_dir: str | None = None):
         self._sink = sink
         self._query_client = query_client
@@ -109,6 +110,8 @@ class AdminAPI:
             data = await client.query(ADHOC, sql, fmt, params)
         except QueryBusy as exc:
             return _error(503, str(exc), "busy", "server_error")
+        except ConnectionError as exc:  # the embedded store is not served (yet): its ingester is starting
+            return _error(503, str(exc), "store_unavailable", "server_error")
         except Exception as exc:  # ClickHouse errors: the client gets ClickHouse's message
             from gateway.telemetry.scrub import scrub_secrets
             message = scrub_secrets(str(exc))[:2000]

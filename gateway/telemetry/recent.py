@@ -1,8 +1,8 @@
 """Which request belongs to whom: the check behind ``POST /v1/feedback``.
 
 A score may only name a request that exists and belongs to the caller's tenant (the admin key
-may score any). Rows reach ClickHouse asynchronously (batched by the telemetry sink, spooled
-while the store is down), so a request answered a moment ago may not be there yet. Every
+may score any). Rows reach ClickHouse asynchronously (through the request log and the ingester,
+which waits while the store is down), so a request answered a moment ago may not be there yet. Every
 finished request is therefore also recorded here, in memory: its id → (tenant, the client's own
 ``x-request-id``), the last ``max_entries`` of them. ``find_request`` looks there first and
 falls back to ClickHouse (the ``lookups`` query lane) for older requests or ones another

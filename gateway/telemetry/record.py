@@ -29,6 +29,7 @@ import orjson
 from gateway.config.telemetry import BodyLogging
 from gateway.core.context import RequestContext
 from gateway.core.pricing import PriceTable
+from gateway.core.secret_mask import SecretMasker
 from gateway.core.tokens import TokenCounter
 from gateway.telemetry.columns import ATTEMPT_COLUMN_NAMES, ATTEMPT_COLUMNS, REQUEST_COLUMN_NAMES, REQUEST_COLUMNS
 from gateway.telemetry.facts import RequestFacts, as_facts
@@ -124,8 +125,8 @@ class RowBuilder:
         self.error_message_max = error_message_max
         self._redact = load_hook(self.bodies.redact) if self.bodies.redact else None
         # The config's secrets (``SecretMasker``), masked in stored bodies and error messages;
-        # set by the telemetry feature for each config made current.
-        self.secrets = None
+        # set by whoever builds rows for that config (gateway.ingest.builder).
+        self.secrets: SecretMasker | None = None
 
     # --- pieces ----------------------------------------------------------------------
     def _metadata(self, ctx: RequestFacts) -> dict[str, str]:

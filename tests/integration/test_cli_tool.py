@@ -123,20 +123,20 @@ def test_a_second_gateway_on_a_held_data_dir_is_refused_in_one_line(tmp_path):
 
 
 def test_the_demo_refuses_a_data_dir_a_running_gateway_holds(tmp_path):
-    """Run in the folder of a serving gateway, the demo would write into that gateway's spool
-    (its rows later replayed into the real store) and fail to query: it is refused at once."""
+    """Run in the folder of a serving gateway, the demo would write into that gateway's request
+    log (its rows later ingested into the real store) and fail to query: it is refused at once."""
     (tmp_path / "gateway.yaml").write_text(MINIMAL)
     data, port = tmp_path / "data", free_port()
     first = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port), "--data-dir", str(data)],
                              cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: ready(port), 60, "the gateway to be ready")
-        spool_before = sorted(p.name for p in (data / "spool").rglob("*"))
+        log_before = sorted(p.name for p in (data / "log").rglob("*.seg"))
         demo = cli("demo", "--data-dir", str(data), cwd=tmp_path)
         assert demo.returncode == 2 and demo.stdout == "", demo.stdout[-2000:]
         [line] = demo.stderr.splitlines()
         assert f"the data directory {data} is in use by another gateway (pid {first.pid})" in line
-        assert sorted(p.name for p in (data / "spool").rglob("*")) == spool_before
+        assert sorted(p.name for p in (data / "log").rglob("*.seg")) == log_before
         assert ready(port)
     finally:
         first.terminate()

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from gateway.cli.commands import main
 from gateway.datasets.export import Exporter, ExportOptions, assistant_message, validate_example
-from gateway.prompts import PROMPT_SINK
+from gateway.telemetry import SINK
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.gateway import serve
 from tests.support.telemetry import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
@@ -77,7 +77,7 @@ routing: {{retry: {{attempts: 1}}}}
             list(raw.parse())
             httpx.post(f"{srv.url}/v1/feedback", json={"request_id": ids["stream"], "score": 0.7})
             assert httpx.post(f"{srv.url}/admin/telemetry/flush", timeout=30).json()["flushed"]
-            assert srv.app[PROMPT_SINK].flush(20)
+            assert srv.app[SINK].flush(20)
             yield srv, ids
 
 

@@ -1,5 +1,5 @@
 """Drift checks over real rows: two windows of synthetic traffic with controlled distributions
-(written through the gateway's sinks into chDB) — one model that stays put, one that drifts in
+(written through the gateway's request log and ingester into chDB) — one model that stays put, one that drifts in
 every way — checked through ``/admin/dashboard/drift`` and ``llm-gateway drift`` in each of its
 modes: through a running gateway, directly against a ClickHouse server (the HTTP stand-in), and
 by opening the embedded directory when no gateway runs (subprocesses)."""
@@ -175,11 +175,16 @@ _SEED_SCRIPT = """
 import sys, time
 sys.path.insert(0, {repo!r})
 from gateway.config import load_config
-from gateway.telemetry import build_sink
+from gateway.ingest.local import LocalIngester
+from gateway.telemetry.request_log import RequestLog
 from tests.support.drift import drift_rows
 snapshot = load_config({config!r})
-sink = build_sink(snapshot)
-sink.start()
+t = snapshot.config.telemetry
+data_dir = t.resolved_data_dir()
+ingester = LocalIngester(snapshot, data_dir, t.resolved_dsn(data_dir))
+sink = RequestLog(t.log.resolved_dir(data_dir), t, ingester=ingester)
+sink.open()
+ingester.start()
 now = time.time()
 rows, _ = drift_rows(now, "steady", drifted=False, n_ref=600, n_cur=250, seed=3, feedback=0)
 more, _ = drift_rows(now, "shifty", drifted=True, n_ref=600, n_cur=250, seed=4, feedback=0)
@@ -187,6 +192,7 @@ for ctx in rows + more:
     sink.emit(ctx)
 assert sink.flush(60)
 sink.close()
+ingester.stop()
 print("seeded", sink.stats()["written"])
 """
 

@@ -14,8 +14,8 @@ import openai
 import orjson
 import pytest
 
-from gateway.prompts import PROMPT_SINK
 from gateway.proxy.server import BackgroundServer
+from gateway.telemetry import SINK
 from tests.support.gateway import serve
 from tests.support.telemetry import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 
@@ -80,7 +80,7 @@ def score(srv, key: str, rid: str, value: float = 1.0) -> httpx.Response:
 def flush(srv) -> None:
     assert httpx.post(f"{srv.url}/admin/telemetry/flush", headers={"Authorization": f"Bearer {ADMIN}"},
                       timeout=30).json()["flushed"]
-    assert srv.app[PROMPT_SINK].flush(20)
+    assert srv.app[SINK].flush(20)
 
 
 def not_found(r: httpx.Response) -> bool:

@@ -168,11 +168,10 @@ def test_virtual_keys_are_not_needed_to_scrape(make_gateway, upstream):
 def test_sink_counters_and_config_state_from_refresh():
     sink = SimpleNamespace(stats=lambda: dict(stats))
     watcher = SimpleNamespace(reloads=0, last_error=None, current=SimpleNamespace(content_hash="aaa"))
-    stats = {"emitted": 10, "written": 7, "spooled": 2, "replayed": 0, "dropped": 1, "queue_depth": 3,
-             "spool_files": 1, "spool_rows": 2, "insert_failures": 1, "store": "down"}
+    stats = {"written": 10, "lost": 1, "log_bytes": 4096, "full": True, "lag_s": 3.5}
     metrics = GatewayMetrics(MetricsSettings(), models=lambda: {}, sink=lambda: sink, watcher=lambda: watcher)
     metrics.refresh()
-    stats.update(emitted=15, written=14, replayed=2, queue_depth=0, store="up")
+    stats.update(written=15, log_bytes=1024, full=False, lag_s=None)
     watcher.reloads, watcher.current = 2, SimpleNamespace(content_hash="bbb")
     watcher.last_error = "models.x: bad"
     metrics.refresh()
@@ -182,12 +181,11 @@ def test_sink_counters_and_config_state_from_refresh():
     for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
         for s in family.samples:
             samples[(s.name, frozenset(s.labels.items()))] = s.value
-    rows = "llm_gateway_telemetry_rows_total"
-    assert {o: total(samples, rows, outcome=o) for o in ("emitted", "written", "spooled", "replayed", "dropped")} \
-        == {"emitted": 15, "written": 14, "spooled": 2, "replayed": 2, "dropped": 1}
-    assert samples[("llm_gateway_telemetry_queue_depth", frozenset())] == 0
-    assert samples[("llm_gateway_telemetry_store_up", frozenset())] == 1
-    assert samples[("llm_gateway_telemetry_insert_failures_total", frozenset())] == 1
+    records = "llm_gateway_telemetry_records_total"
+    assert {o: total(samples, records, outcome=o) for o in ("written", "lost")} == {"written": 15, "lost": 1}
+    assert samples[("llm_gateway_telemetry_log_bytes", frozenset())] == 1024
+    assert samples[("llm_gateway_telemetry_log_full", frozenset())] == 0
+    assert samples[("llm_gateway_telemetry_ingest_lag_seconds", frozenset())] == 0
     assert samples[("llm_gateway_config_reloads_total", frozenset())] == 2
     assert samples[("llm_gateway_config_reload_error", frozenset())] == 1
     assert total(samples, "llm_gateway_config_info", config_hash="bbb") == 1

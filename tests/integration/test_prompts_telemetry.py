@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from gateway.config.telemetry import ClickHouseSettings
-from gateway.prompts import PROMPT_SINK
 from gateway.prompts.lock import LockFile
+from gateway.telemetry import SINK
 from gateway.telemetry.clickhouse import ClickHouseStore
 from gateway.telemetry.queries import resolve
 from tests.support.gateway import gateway_config, serve
@@ -34,7 +34,7 @@ def select(database: str, sql: str, params: dict | None = None) -> list[dict]:
 def flush_all(gw) -> None:
     r = httpx.post(f"{gw.url}/admin/telemetry/flush", timeout=30)
     assert r.status_code == 200 and r.json()["flushed"], r.text
-    assert gw.app[PROMPT_SINK].flush(20)
+    assert gw.app[SINK].flush(20)
 
 
 @pytest.fixture
@@ -111,26 +111,34 @@ def test_prompt_versions_and_feedback_join_to_request_rows(served, tdb):
     assert versions[2]["mode"] == "replace_system"
 
 
-def test_feedback_survives_a_store_outage_through_the_spool(tmp_path, tdb, upstream):
-    """The prompt-table sink is a telemetry sink: rows it cannot insert are spooled, then replayed.
-    A request just answered can be scored while the store is down (the gateway remembers whose it
-    is); an id it does not know cannot be checked then (503)."""
+def test_feedback_survives_a_store_outage_through_the_request_log(tmp_path, tdb, upstream):
+    """Feedback is a record of the request log like the request it scores: while the store is
+    down both wait in the log, and a gateway started later with the store back inserts them.
+    A request just answered can be scored while the store is down (the gateway remembers whose
+    it is); an id it does not know cannot be checked then (503)."""
 
     upstream.json(OK)
-    text = gateway_config(upstream.url) + telemetry_yaml("http://127.0.0.1:9/", tdb, tmp_path / "spool",
+    log_dir = tmp_path / "log"
+    text = gateway_config(upstream.url) + telemetry_yaml("http://127.0.0.1:9/", tdb, log_dir,
                                                          retry_initial_ms=50, retry_max_ms=100)
     with serve(text) as gw:
         answered = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "gpt-test", "messages": MSG}, timeout=30)
         assert answered.status_code == 200, answered.text
-        r = httpx.post(f"{gw.url}/v1/feedback", json={"request_id": answered.headers["x-request-id"], "score": 3})
+        rid = answered.headers["x-request-id"]
+        r = httpx.post(f"{gw.url}/v1/feedback", json={"request_id": rid, "score": 3})
         assert r.status_code == 200, r.text
         unknown = httpx.post(f"{gw.url}/v1/feedback", json={"request_id": str(uuid.uuid4()), "score": 3})
         assert unknown.status_code == 503 and unknown.json()["error"]["code"] == "store_unavailable"
-        sink = gw.app[PROMPT_SINK]
-        assert sink.flush(10)
+        sink = gw.app[SINK]
+        assert not sink.flush(0.5)
         stats = sink.stats()
-        assert stats["spooled"] == 1 and stats["written"] == 0 and stats["store"] == "down"
-    assert list((tmp_path / "spool-prompts").glob("*/*.batch"))
+        assert stats["written"] == 2 and stats["lost"] == 0 and stats["ingester"]["store"] == "down"
+    with serve(gateway_config(upstream.url) + telemetry_yaml(chdb_dsn(), tdb, log_dir)) as gw:
+        wait_for(lambda: select(tdb, "SELECT count() AS n FROM llm_feedback") == [{"n": 1}],
+                 what="the feedback logged during the outage")
+        (row,) = select(tdb, "SELECT client_request_id AS c, score FROM llm_feedback")
+        assert row["score"] == 3
+        assert select(tdb, "SELECT count() AS n FROM llm_requests") == [{"n": 1}]
 
 
 KNOWN_REQUESTS = [

@@ -1,6 +1,6 @@
 """Telemetry through the real gateway into embedded chDB (clickhouse-connect's chDB backend),
 driven with the official OpenAI SDK: every column of the row, the rollups, deduplication,
-type round-trips through the spool, saved queries over real rows, and the admin endpoints."""
+type round-trips through the request log, saved queries over real rows, and the admin endpoints."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ import openai
 import orjson
 import pytest
 
-from gateway.config.telemetry import ClickHouseSettings
+from gateway.config.telemetry import ClickHouseSettings, LogSettings
 from gateway.core.context import RequestContext, Usage
 from gateway.core.pricing import PriceTable
 from gateway.core.tokens import TokenCounter
 from gateway.proxy.server import BackgroundServer
 from gateway.telemetry import SINK
 from gateway.telemetry.clickhouse import ClickHouseStore
+from gateway.telemetry.facts import decode, encode_request
+from gateway.telemetry.log import LogReader, LogWriter, Position
 from gateway.telemetry.record import REQUEST_COLUMN_NAMES, REQUEST_COLUMNS, RowBuilder, encode_rows
 from gateway.telemetry.schema import render
-from gateway.telemetry.spool import Batch, Part, Spool
 from tests.support.gateway import serve
 from tests.support.telemetry import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 from tests.support.telemetry_rows import flush, select
@@ -111,7 +112,7 @@ def test_every_column_for_json_stream_error_aborted_and_no_usage(gateway, tdb):
                     seen += delta
                     if len(seen.split()) >= 3:
                         break
-    wait_for(lambda: httpx.get(f"{srv.url}/admin/telemetry").json()["emitted"] == 6, what="6 rows emitted")
+    wait_for(lambda: httpx.get(f"{srv.url}/admin/telemetry").json()["written"] == 6, what="6 records logged")
     flush(srv)
     rows = by_id(select(tdb, "SELECT * FROM llm_requests"))
     assert len(rows) == 6
@@ -199,32 +200,36 @@ def test_bodies_logged_when_enabled(gateway, tdb):
 
 
 def _tricky_row(builder: RowBuilder) -> list:
-    ctx = RequestContext(request_id=str(uuid.uuid4()), endpoint="chat/completions", t_start=10.0,
+    return builder.request_row(_tricky_context())
+
+
+def _tricky_context() -> RequestContext:
+    return RequestContext(request_id=str(uuid.uuid4()), endpoint="chat/completions", t_start=10.0,
                          ts_start=1_717_171_717.987, body={"user": "ü\"ser\n\\", "metadata": {"ключ": "値 😀", "q": "a'b"}},
                          model_requested="m\t1", stream=True, status_code=200, t_end=10.123456789,
                          usage=Usage(prompt_tokens=4_000_000_000, completion_tokens=1, total_tokens=4_000_000_001 % 2**32,
                                      cached_tokens=0, reasoning_tokens=7),
                          t_upstream_start=10.0000001, t_first_token=10.1, chunk_times=[10.1, 10.1 + 1e-9],
                          error_message="line1\nline2 \x00 nul", finish_reason="stop", prompt_version=3)
-    return builder.request_row(ctx)
 
 
-def test_every_type_round_trips_through_the_spool(tmp_path, tdb):
+def test_every_type_round_trips_through_the_request_log(tmp_path, tdb):
+    """A context's record, written to the log, read back and built into a row, inserted twice with
+    the same token (a replay after an ambiguous failure): one row, every value intact."""
     builder = RowBuilder(config_hash="h", instance="i", prices=PriceTable(), tokens=TOKENS)
-    row = _tricky_row(builder)
+    ctx = _tricky_context()
+    with LogWriter(tmp_path / "log", LogSettings(fsync="never")) as writer:
+        assert writer.append(encode_request(ctx, keep_text=True))
+        (record,) = LogReader(tmp_path / "log").read(writer.writer_id, Position.origin())
+    row = builder.request_row(decode(record.payload))
+    assert row == builder.request_row(ctx)
     row[REQUEST_COLUMN_NAMES.index("cost_usd")] = 0.1 + 0.2  # a float that needs all 17 digits
     store = ClickHouseStore(ClickHouseSettings(database=tdb), chdb_dsn())
-    spool = Spool(tmp_path / "spool")
-    spool.open()
     try:
-        batch = Batch.new([Part("llm_requests", REQUEST_COLUMN_NAMES, encode_rows([row]), 1)])
-        path = spool.write(batch)
-        again = spool.read(path)
-        store.insert("llm_requests", again.parts[0].columns, again.parts[0].payload, again.token)
-        store.insert("llm_requests", again.parts[0].columns, again.parts[0].payload, again.token)  # replay
+        store.insert("llm_requests", REQUEST_COLUMN_NAMES, encode_rows([row]), "token-1")
+        store.insert("llm_requests", REQUEST_COLUMN_NAMES, encode_rows([row]), "token-1")  # replay
     finally:
         store.close()
-        spool.close()
     (back,) = select(tdb, "SELECT * FROM llm_requests")
     expected = dict(zip(REQUEST_COLUMN_NAMES, row))
     for name in REQUEST_COLUMN_NAMES:
@@ -359,7 +364,7 @@ def test_admin_query_is_read_only_and_authenticated(gateway, tdb):
     assert httpx.get(f"{srv.url}/admin/telemetry").status_code == 401
     assert httpx.get(f"{srv.url}/admin/telemetry", headers={"Authorization": "Bearer nope"}).status_code == 401
     stats = httpx.get(f"{srv.url}/admin/telemetry", headers=good).json()
-    assert stats["enabled"] and stats["store"] == "up" and stats["target"] == chdb_dsn()
+    assert stats["enabled"] and stats["ingester"]["store"] == "up" and stats["ingester"]["target"] == chdb_dsn()
     assert admin_query(srv, {"sql": "SELECT 1"}).status_code == 401
     assert admin_query(srv, {"sql": "SELECT 1 AS one", "format": "jsonl"}, good).json() == {"one": 1}
     rejected = admin_query(srv, {"sql": "DROP TABLE llm_requests"}, good)

@@ -46,23 +46,24 @@ def count(ch: ClickHouseHTTPStandIn, database: str, sql: str) -> list[dict]:
     return [orjson.loads(line) for line in data.splitlines()]
 
 
-def gateway_for(dsn: str, database: str, spool, **kw) -> BackgroundServer:
-    srv = serve(MODELS + telemetry_yaml(dsn, database, spool, **kw))
+def gateway_for(dsn: str, database: str, log_dir, **kw) -> BackgroundServer:
+    srv = serve(MODELS + telemetry_yaml(dsn, database, log_dir, **kw))
     srv.__enter__()
     return srv
 
 
 def test_rows_reach_a_server_over_http(standin, tdb, tmp_path):
     dsn = standin.dsn(tdb)
-    srv = gateway_for(dsn, tdb, tmp_path / "spool")
+    srv = gateway_for(dsn, tdb, tmp_path / "log")
     try:
         client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="sk-x", max_retries=0)
         client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "hi"}],
                                        extra_headers={"x-request-id": "http-1"})
         list(client.chat.completions.create(model="mock-gpt", stream=True, messages=[{"role": "user", "content": "hi"}]))
         stats = httpx.post(f"{srv.url}/admin/telemetry/flush").json()
-        assert stats["written"] == 2 and stats["store"] == "up"
-        assert stats["target"] == redact_dsn(dsn) and "s3cret" not in httpx.get(f"{srv.url}/admin/telemetry").text
+        assert stats["flushed"] and stats["written"] == 2 and stats["ingester"]["store"] == "up"
+        assert stats["ingester"]["target"] == redact_dsn(dsn)
+        assert "s3cret" not in httpx.get(f"{srv.url}/admin/telemetry").text
         rows = count(standin, tdb, "SELECT client_request_id, stream, completion_tokens, attempts FROM llm_requests "
                                    "ORDER BY stream")
         assert rows == [{"client_request_id": "http-1", "stream": False, "completion_tokens": 4, "attempts": 1},
@@ -78,14 +79,16 @@ def test_rows_reach_a_server_over_http(standin, tdb, tmp_path):
         srv.__exit__(None, None, None)
 
 
-def test_wrong_password_spools_and_says_why(standin, tdb, tmp_path):
-    srv = gateway_for(standin.dsn(tdb, password="wrong-pw"), tdb, tmp_path / "spool")
+def test_wrong_password_keeps_the_record_and_says_why(standin, tdb, tmp_path):
+    srv = gateway_for(standin.dsn(tdb, password="wrong-pw"), tdb, tmp_path / "log")
     try:
         openai.OpenAI(base_url=f"{srv.url}/v1", api_key="sk-x", max_retries=0).chat.completions.create(
             model="mock-gpt", messages=[{"role": "user", "content": "hi"}])
-        stats = httpx.post(f"{srv.url}/admin/telemetry/flush").json()
-        assert stats["spooled"] == 1 and stats["store"] == "down" and "516" in stats["last_error"]
-        assert "wrong-pw" not in stats["last_error"] and "wrong-pw" not in stats["target"]
+        stats = httpx.post(f"{srv.url}/admin/telemetry/flush", params={"timeout": 1}).json()
+        ingester = stats["ingester"]
+        assert not stats["flushed"] and stats["written"] == 1 and stats["lost"] == 0
+        assert ingester["store"] == "down" and "516" in ingester["last_error"]
+        assert "wrong-pw" not in ingester["last_error"] and "wrong-pw" not in ingester["target"]
     finally:
         srv.__exit__(None, None, None)
 
@@ -116,24 +119,23 @@ async def _send(url: str, n: int, concurrency: int = 32) -> list[str]:
 
 def test_outage_1000_requests_then_exactly_1000_rows(standin, tdb, tmp_path):
     """Store unreachable → 1,000 requests → store back: exactly 1,000 rows, none duplicated,
-    even though the first replay's insert lands and is then reported as failed."""
+    even though two inserts land and are then reported as failed (the batch is re-sent with the
+    same deduplication token)."""
     dsn = standin.dsn(tdb)
     standin.stop()  # connection refused from now on
-    srv = gateway_for(dsn, tdb, tmp_path / "spool", batch_rows=100, flush_interval_ms=50,
+    srv = gateway_for(dsn, tdb, tmp_path / "log", batch_rows=100, flush_interval_ms=50,
                       retry_initial_ms=50, retry_max_ms=200)
     try:
         ids = asyncio.run(_send(srv.url, 1000))
         assert len(set(ids)) == 1000
-        stats = httpx.post(f"{srv.url}/admin/telemetry/flush", params={"timeout": 30}).json()
-        assert stats["flushed"] and stats["spooled"] == 1000 and stats["written"] == 0 and stats["dropped"] == 0
-        assert stats["store"] == "down" and stats["spool_files"] >= 10 and stats["spool_rows"] == 1000
+        stats = httpx.post(f"{srv.url}/admin/telemetry/flush", params={"timeout": 1}).json()
+        assert not stats["flushed"] and stats["written"] == 1000 and stats["lost"] == 0
+        assert stats["ingester"]["store"] == "down" and stats["ingester"]["rows"] == 0
         standin.commit_then_fail = 2  # ambiguous failures: committed, but the client hears an error
         standin.start()  # same port
-        wait_for(lambda: httpx.get(f"{srv.url}/admin/telemetry").json()["replayed"] == 1000, timeout=60,
-                 what="the spool to be replayed")
-        stats = httpx.get(f"{srv.url}/admin/telemetry").json()
-        assert stats["spool_files"] == 0 and stats["store"] == "up" and stats["dropped"] == 0
-        assert stats["insert_failures"] >= 3  # the outage, plus the two ambiguous ones
+        stats = httpx.post(f"{srv.url}/admin/telemetry/flush", params={"timeout": 60}).json()
+        assert stats["flushed"] and stats["ingester"]["store"] == "up", stats
+        assert stats["ingester"]["failures"] >= 3  # the outage, plus the two ambiguous ones
         rows = count(standin, tdb, "SELECT count() AS n, uniqExact(request_id) AS u FROM llm_requests")
         assert rows == [{"n": 1000, "u": 1000}]
         got = count(standin, tdb, "SELECT client_request_id AS id FROM llm_requests")
@@ -152,7 +154,7 @@ def test_against_a_real_server(tmp_path):
     base = os.environ["CLICKHOUSE_TEST_URL"].rstrip("/")
     database = "llm_gateway_test_" + uuid.uuid4().hex[:8]
     dsn = f"{base}/{database}"
-    srv = gateway_for(dsn, database, tmp_path / "spool")
+    srv = gateway_for(dsn, database, tmp_path / "log")
     try:
         client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="sk-x", max_retries=0)
         for _ in range(3):

@@ -250,7 +250,7 @@ models:
                       "completion_tokens_details": {"reasoning_tokens": 12}}}, times=1)
         client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}],
                                        extra_headers={"x-request-id": "openai"})
-        wait_for(lambda: httpx.get(f"{srv.url}/admin/telemetry").json()["emitted"] == 3, what="3 rows emitted")
+        wait_for(lambda: httpx.get(f"{srv.url}/admin/telemetry").json()["written"] == 3, what="3 records logged")
         flush(srv)
     rows = {r["client_request_id"]: r for r in select(
         tdb, "SELECT client_request_id, prompt_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_usd "

@@ -7,7 +7,6 @@ import uuid
 import httpx
 
 from gateway.core.context import RequestContext, Usage
-from gateway.prompts import PROMPT_SINK
 from gateway.prompts.tables import feedback_row
 from gateway.proxy.server import BackgroundServer
 from gateway.telemetry import SINK
@@ -63,12 +62,11 @@ def emit(srv: BackgroundServer, contexts: list, feedback: list | None = None) ->
         for ctx in contexts:
             srv.app[SINK].emit(ctx)
         for item in feedback or ():
-            srv.app[PROMPT_SINK].emit(item)
+            srv.app[SINK].emit_row(*item)
 
     srv.call(run())
     resp = httpx.post(f"{srv.url}/admin/telemetry/flush", headers=AUTH, timeout=60)
     assert resp.status_code == 200 and resp.json()["flushed"], resp.text
-    assert srv.app[PROMPT_SINK].flush(30)
 
 
 def score(rid: str, value: float, now: float) -> tuple:

@@ -68,21 +68,20 @@ def chdb_client(database: str | None = None):
     return clickhouse_connect.get_client(dsn=chdb_dsn(), database=database)
 
 
-def telemetry_yaml(dsn: str, database: str, spool_dir: Path | str, *, batch_rows: int = 1000,
+def telemetry_yaml(dsn: str, database: str, log_dir: Path | str, *, batch_rows: int = 1000,
                    flush_interval_ms: int = 100, retry_initial_ms: int = 100, retry_max_ms: int = 1000,
-                   queue_max: int = 20000, extra: str = "") -> str:
-    """A ``telemetry:`` YAML section."""
+                   extra: str = "") -> str:
+    """A ``telemetry:`` YAML section; ``log_dir``: the test's own request log folder."""
     return f"""
 telemetry:
   clickhouse:
     dsn: "{dsn}"
     database: {database}
-  spool_dir: "{spool_dir}"
+  log: {{dir: "{log_dir}"}}
   batch_rows: {batch_rows}
   flush_interval_ms: {flush_interval_ms}
   retry_initial_ms: {retry_initial_ms}
   retry_max_ms: {retry_max_ms}
-  queue_max: {queue_max}
 {extra}"""
 
 

@@ -1,12 +1,8 @@
-"""Telemetry pieces without a store: tokens, prices, the row, the spool, the sink's queue logic,
-read-only SQL checks, saved queries and generated DDL."""
+"""Telemetry pieces without a store: tokens, prices, the row, read-only SQL checks, saved queries
+and generated DDL."""
 
 from __future__ import annotations
 
-import fcntl
-import os
-import threading
-import time
 from pathlib import Path
 
 import orjson
@@ -32,8 +28,6 @@ from gateway.telemetry.record import (
     to_uuid,
 )
 from gateway.telemetry.schema import SchemaOptions, ddl_script
-from gateway.telemetry.sink import TelemetrySink
-from gateway.telemetry.spool import Batch, Part, Spool, decode_batch, encode_batch
 from tests.support.telemetry import isolate_telemetry_data, wait_for  # noqa: F401
 
 TOKENS = TokenCounter()
@@ -208,179 +202,6 @@ def test_rows_with_unencodable_text_still_serialise():
     assert format_ts(0.0006) == "1970-01-01 00:00:00.001"
 
 
-# --- spool ----------------------------------------------------------------------------------
-def _batch(n: int = 3) -> Batch:
-    rows = [[i, "x"] for i in range(n)]
-    return Batch.new([Part("llm_requests", ("a", "b"), encode_rows(rows), n), Part("llm_attempts", ("a",), b"[1]\n", 1)])
-
-
-def test_spool_round_trip_and_oldest_first(tmp_path):
-    spool = Spool(tmp_path / "spool")
-    spool.open()
-    b1, b2 = _batch(3), _batch(5)
-    p1 = spool.write(b1)
-    p2 = spool.write(b2)
-    assert spool.pending() == [p1, p2] and spool.files == 2 and spool.rows == 8
-    back = spool.read(p1)
-    assert (back.token, back.rows, [p.payload for p in back.parts]) == (b1.token, 3, [p.payload for p in b1.parts])
-    assert decode_batch(encode_batch(b2)).parts[1].columns == ("a",)
-    spool.remove(p1)
-    assert spool.pending() == [p2] and spool.rows == 5
-    spool.close()
-    assert p2.exists()  # a folder with pending files stays for a later start to adopt
-
-
-def test_spool_adopts_files_of_dead_processes_only(tmp_path):
-    root = tmp_path / "spool"
-    dead = Spool(root)
-    dead.open()
-    path = dead.write(_batch(2))
-    os.close(dead._lock_fd)  # the process "died": its flock is gone
-    alive_dir = root / "alive"
-    alive_dir.mkdir()
-    fd = os.open(alive_dir / ".lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    (alive_dir / "x.batch").write_bytes(encode_batch(_batch(1)))
-    try:
-        spool = Spool(root)
-        spool.open()
-        assert [p.name for p in spool.pending()] == [path.name] and spool.rows == 2
-        assert (alive_dir / "x.batch").exists()
-        spool.close()
-    finally:
-        os.close(fd)
-
-
-def test_corrupt_spool_file_is_quarantined(tmp_path):
-    spool = Spool(tmp_path / "spool")
-    spool.open()
-    bad = spool.dir / "00000000000000000001-000001-bad.batch"
-    bad.write_bytes(b"not a header")
-    with pytest.raises(ValueError):
-        spool.read(bad)
-    dest = spool.quarantine(bad)
-    assert dest.parent.name == "corrupt" and not bad.exists()
-
-
-# --- the sink with a scripted store ---------------------------------------------------------------
-class FakeStore:
-    """Records inserts; ``fail`` makes them raise; ``gate`` (an Event) makes them hang until set."""
-
-    def __init__(self):
-        self.fail = False
-        self.gate: threading.Event | None = None
-        self.inserted: dict[str, set[str]] = {}
-        self.rows = 0
-        self.closed = False
-
-    def ensure(self):
-        if self.fail:
-            raise ConnectionRefusedError("store down")
-
-    def insert(self, table, columns, payload, token):
-        if self.gate is not None:
-            self.gate.wait()
-        if self.fail:
-            raise ConnectionRefusedError("store down")
-        if token in self.inserted.setdefault(table, set()):
-            return  # deduplicated, as ClickHouse does with the token
-        self.inserted[table].add(token)
-        if table == "llm_requests":
-            self.rows += payload.count(b"\n")
-
-    def close(self):
-        self.closed = True
-
-
-def _sink(tmp_path, store, **settings) -> TelemetrySink:
-    t = TelemetrySettings(flush_interval_ms=20, retry_initial_ms=20, retry_max_ms=100, **settings)
-    return TelemetrySink(store, _builder(), Spool(tmp_path / "spool"), t, display="fake")
-
-
-def _ctxs(n):
-    return [_ctx(request_id=f"r{i}", status_code=200, t_end=100.1) for i in range(n)]
-
-
-def test_sink_batches_and_flushes(tmp_path):
-    store = FakeStore()
-    sink = _sink(tmp_path, store, batch_rows=10)
-    sink.start()
-    for c in _ctxs(35):
-        sink.emit(c)
-    assert sink.flush(10)
-    assert store.rows == 35 and sink.stats()["written"] == 35
-    assert len(store.inserted["llm_requests"]) == 4  # 10 + 10 + 10 + 5
-    sink.close(5)
-    assert store.closed
-
-
-def test_sink_spools_while_down_and_replays_once(tmp_path):
-    store = FakeStore()
-    store.fail = True
-    sink = _sink(tmp_path, store, batch_rows=10)
-    sink.start()
-    for c in _ctxs(25):
-        sink.emit(c)
-    assert sink.flush(10)
-    s = sink.stats()
-    assert s["spooled"] == 25 and s["written"] == 0 and s["store"] == "down" and s["spool_files"] >= 3
-    assert "store down" in s["last_error"]
-    store.fail = False
-    wait_for(lambda: sink.stats()["replayed"] == 25, what="replay")
-    assert store.rows == 25 and sink.stats()["spool_files"] == 0
-    sink.close(5)
-
-
-def test_sink_spills_to_disk_when_the_store_hangs_and_shutdown_spools_the_stuck_batch(tmp_path):
-    store = FakeStore()
-    store.gate = threading.Event()  # every insert hangs
-    sink = _sink(tmp_path, store, batch_rows=10, queue_max=50)
-    sink.start()
-    for c in _ctxs(300):
-        sink.emit(c)
-    # emit() never blocks: the spill thread brings the queue back under its bound behind it
-    wait_for(lambda: sink.stats()["spooled"] >= 200 and sink.stats()["queue_depth"] <= 50 + 10, what="spill")
-    t0 = time.monotonic()
-    sink.close(0.5)  # the writer is stuck in an insert: the deadline spools everything left
-    assert time.monotonic() - t0 < 10  # the stuck insert would hold it forever
-    s = sink.stats()
-    assert s["spooled"] + s["written"] >= 300 and s["dropped"] == 0 and s["queue_depth"] == 0
-    spool = Spool(tmp_path / "spool")
-    spool.open()  # a later start adopts the files
-    assert spool.rows == s["spooled"]
-    store.gate.set()
-    spool.close()
-
-
-def test_disk_failure_drops_loudly(tmp_path, caplog):
-    store = FakeStore()
-    store.fail = True
-    sink = _sink(tmp_path, store, batch_rows=5)
-
-    def broken(batch):
-        raise OSError(28, "No space left on device")
-
-    sink.start()
-    sink.spool.write = broken
-    for c in _ctxs(7):
-        sink.emit(c)
-    assert sink.flush(10)
-    assert sink.stats()["dropped"] == 7
-    assert any("DROPPED" in r.message and r.levelname == "ERROR" for r in caplog.records)
-    sink.close(2)
-
-
-def test_emit_after_close_goes_to_the_spool(tmp_path):
-    store = FakeStore()
-    sink = _sink(tmp_path, store)
-    sink.start()
-    spool_root = tmp_path / "spool"
-    sink.close(2)
-    sink.emit(_ctx(status_code=200, t_end=100.0))
-    assert sink.stats()["spooled"] == 1 and sink.stats()["dropped"] == 0
-    assert list(spool_root.glob("*/*.batch"))
-
-
 # --- queries --------------------------------------------------------------------------------
 @pytest.mark.parametrize("sql", [
     "SELECT 1", "  with x as (select 1) select * from x;", "SHOW TABLES", "DESCRIBE TABLE llm_requests",
@@ -450,4 +271,4 @@ def test_config_validation_paths():
     assert "admin_key" not in repr(cfg.server) or "k'" not in repr(cfg.server)
     t = TelemetrySettings()
     assert t.resolved_dsn(Path("/data")) == "chdb:///data/clickhouse"
-    assert t.resolved_spool_dir(Path("/data")) == Path("/data/spool")
+    assert t.log.resolved_dir(Path("/data")) == Path("/data/log")

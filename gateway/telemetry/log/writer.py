@@ -28,6 +28,7 @@ from typing import Any
 from gateway.config.telemetry import LogSettings
 from gateway.telemetry.log import layout
 from gateway.telemetry.log.framing import encode_frame
+from gateway.telemetry.log.reader import Position
 from gateway.telemetry.log.upkeep import Upkeep
 
 log = logging.getLogger("gateway.telemetry.log")
@@ -213,6 +214,11 @@ class LogWriter:
             action = "requests are refused" if self._reject else "records are dropped"
             return f"request log full (~{self._base + self._own} of {self._max} bytes): {action}"
         return None
+
+    def position(self) -> Position:
+        """Where the next record will start: the ingester has read everything written so far
+        once its committed position for this writer reaches it."""
+        return Position(self._segment or "", self._seg_bytes)
 
     def stats(self) -> dict[str, Any]:
         return {"writer_id": self.writer_id, "written": self.written, "lost": self.lost,
