@@ -194,10 +194,17 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
 
     # --- HTTP: one middleware, the response hooks, the routes ----------------------------------
     app.middlewares.append(access.middleware)  # CORS preflights, the one admin check, /v1 guards
-    app.on_response_prepare.append(secure_headers)  # no Server header, nosniff everywhere
-    app.on_response_prepare.append(access.layer.guard.browser.add_cors_headers)
-    app.on_response_prepare.append(prompts.add_headers)
-    app.on_response_prepare.append(_request_id_header)
+    # What every answer carries, in this order: no Server header and nosniff, CORS for a listed
+    # origin, a used prompt's headers, x-request-id. Plain functions run by one hook: aiohttp
+    # awaits each hook of its own, a coroutine per hook and response.
+    response_hooks = (secure_headers, access.layer.guard.browser.add_cors_headers, prompts.add_headers,
+                      _request_id_header)
+
+    async def prepare_response(request: web.Request, response: web.StreamResponse) -> None:
+        for hook in response_hooks:
+            hook(request, response)
+
+    app.on_response_prepare.append(prepare_response)
 
     routes = Routes(app.router)
     for feature in features:
@@ -240,7 +247,7 @@ def _lifecycle(feature: Feature):
     return lifecycle
 
 
-async def _request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+def _request_id_header(request: web.Request, response: web.StreamResponse) -> None:
     """Every answer carries ``x-request-id`` (the caller's, else a new one): the proxy sets
     its own; this covers the rest (model lookups, health, 404s, admin, aiohttp's errors)."""
     if "x-request-id" not in response.headers:

@@ -146,7 +146,9 @@ def build_model(python: Path | None = None, out: Path | None = None) -> Path:
     out = out or model_dir()
     env = dict(os.environ, **{k: VLLM_ENV[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")})
     proc = subprocess.run(
-        [str(python), str(BUILD_SCRIPT), str(out)],
+        # -P: not the script's folder first on sys.path, where loadtest/profile.py would shadow the
+        # standard library's profile module (torch imports cProfile, which imports profile).
+        [str(python), "-P", str(BUILD_SCRIPT), str(out)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -98,8 +98,9 @@ class BrowserGuard:
             out["Access-Control-Allow-Headers"] = wanted  # a listed origin may send what it asks for
         return web.Response(status=204, headers=out)
 
-    async def add_cors_headers(self, request: web.Request, response: web.StreamResponse) -> None:
-        """``on_response_prepare`` hook: ``Access-Control-Allow-Origin`` for a listed origin."""
+    def add_cors_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """A response hook (``gateway.app`` runs it on ``on_response_prepare``):
+        ``Access-Control-Allow-Origin`` for a listed origin."""
         if not self.origins:
             return
         origin = request.headers.get("Origin")

@@ -3,7 +3,8 @@
 Request metrics are recorded once per request, when it has ended (``observe(ctx)``, a
 finisher), from what the ``RequestContext`` holds; the in-flight gauge is the only thing
 touched when a request starts. Label children are cached per label combination, so a request
-costs a few dictionary lookups and increments. State that lives elsewhere (circuit breakers,
+costs a few dictionary lookups and additions: in a single process to plain numbers that are added
+to the series when the registry is read (``deferred``). State that lives elsewhere (circuit breakers,
 the telemetry sink, config reloads) is read when ``refresh()`` runs: on every scrape, and with
 several workers also every ``metrics.refresh_interval_s`` in each worker.
 
@@ -11,16 +12,13 @@ Labels take only values the config bounds (public model names, backends, targets
 configured keys, a fixed set of statuses and operations): a model name the config does not
 know is recorded as ``unknown``, so clients cannot mint series.
 
-``serve --workers N`` uses prometheus-client's multiprocess mode: ``prepare_multiprocess(dir)``
-(called before the workers fork) switches value storage to per-process files in ``dir`` and a
-scrape of any worker aggregates all of them (counters and histograms summed; gauges per their
-``multiprocess_mode``).
+``serve --workers N`` uses prometheus-client's multiprocess mode (``multiprocess``): values go
+to per-process files at once, and a scrape of any worker aggregates all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import glob
 import hashlib
 import hmac
 import ipaddress
@@ -31,49 +29,32 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import values as _values
 
 from gateway.config.observability import MetricsSettings
 from gateway.core.context import RequestContext
 from gateway.core.pricing import PriceTable
 from gateway.observability import genai
+from gateway.observability.deferred import DeferredCounter, DeferredHistogram, FlushFirst, deferrable
+from gateway.observability.multiprocess import (  # noqa: F401 - MULTIPROC_ENV, prepare_multiprocess: the CLI's
+    MULTIPROC_ENV,
+    collect_all,
+    mark_process_dead,
+    multiprocess_active,
+    prepare_multiprocess,
+)
 
 log = logging.getLogger("gateway.observability")
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Bucket boundaries from the OpenTelemetry GenAI metric conventions.
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 CIRCUIT_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 _METRIC_OPERATIONS = frozenset({"chat", "text_completion", "embeddings"})
+# Endpoint -> the operation label (the GenAI name, or "other" beyond the metric's operations).
+_OPERATION = {endpoint: op if op in _METRIC_OPERATIONS else "other" for endpoint, op in genai.OPERATIONS.items()}
 _SINK_COUNTERS = ("written", "lost")  # request log records (RequestLog.stats)
-
-
-def multiprocess_active() -> bool:
-    """Whether prometheus-client stores values in per-process files (multiprocess mode)."""
-    return bool(getattr(_values.ValueClass, "_multiprocess", False)) and bool(os.environ.get(MULTIPROC_ENV))
-
-
-def prepare_multiprocess(path: str) -> str:
-    """Switch this process (and the workers it forks) to multiprocess mode with files in
-    ``path`` (created; stale files from an earlier run removed). Call before any worker builds
-    its application."""
-    os.makedirs(path, exist_ok=True)
-    for stale in glob.glob(os.path.join(path, "*.db")):
-        os.remove(stale)
-    os.environ[MULTIPROC_ENV] = path
-    if not getattr(_values.ValueClass, "_multiprocess", False):
-        _values.ValueClass = _values.MultiProcessValue()
-    return path
-
-
-def mark_process_dead(pid: int) -> None:
-    """Drop a stopped worker's live gauges (in-flight, circuit state) from the aggregate."""
-    path = os.environ.get(MULTIPROC_ENV)
-    if path:
-        from prometheus_client import multiprocess
-        multiprocess.mark_process_dead(pid, path)
+_INF = float("inf")
 
 
 def _networks(cidrs: list[str]):
@@ -96,6 +77,13 @@ class GatewayMetrics:
         self.multiprocess = multiprocess_active()
         self.registry = CollectorRegistry(auto_describe=True)
         reg = None if self.multiprocess else self.registry
+        # One event loop writes them: request series are kept as plain numbers and added when
+        # the registry is read (``deferred``); in multiprocess mode other workers read the files.
+        self._defer = not self.multiprocess
+        self._deferred: list[DeferredHistogram | DeferredCounter] = []
+        self._live = 0  # requests in flight (deferred mode: published when collected)
+        if self._defer:
+            self.registry.register(FlushFirst(self.flush))  # first: it runs before any metric is read
         self._models = models
         self._health = health
         self._sink = sink
@@ -157,18 +145,30 @@ class GatewayMetrics:
 
     # --- per request ---------------------------------------------------------------------
     def request_started(self) -> None:
-        self.in_flight.inc()
+        if self._defer:
+            self._live += 1
+        else:
+            self.in_flight.inc()
+
+    def flush(self) -> None:
+        """Add the deferred request values to their series (a collection of the registry does)."""
+        for series in self._deferred:
+            series.flush()
+        if self._defer:
+            self.in_flight.set(self._live)
 
     def observe(self, ctx: RequestContext) -> None:
         """Record a finished request (a finisher)."""
-        self.in_flight.dec()
+        if self._defer:
+            self._live -= 1
+        else:
+            self.in_flight.dec()
         status = ctx.status_code  # concluded by gateway.core.outcome before any finisher runs
         model = ctx.model_requested
-        if model and model not in self._models():
+        rt = ctx.runtime  # the config the request ran on: its model names are the label values
+        if model and model not in (rt.snapshot.config.models if rt is not None else self._models()):
             model = "unknown"
-        operation = genai.OPERATIONS.get(ctx.endpoint, "other")
-        if operation not in _METRIC_OPERATIONS:
-            operation = "other"
+        operation = _OPERATION.get(ctx.endpoint, "other")
         backend = ctx.backend or "none"
         key = (model, operation, ctx.provider, backend, status, ctx.cache_status, ctx.error_type)
         children = self._children.get(key)
@@ -193,20 +193,20 @@ class GatewayMetrics:
                 ckey = (model or "none", backend, ctx.tenant)
                 child = self._cost_children.get(ckey)
                 if child is None:
-                    child = self._cost_children[ckey] = self.cost.labels(*ckey)
+                    child = self._cost_children[ckey] = self._counter(self.cost.labels(*ckey))
                 child.inc(cost)
         for a in ctx.attempt_log or ():
             akey = (a.backend, a.model, a.status_code)
             child = self._attempt_children.get(akey)
             if child is None:
-                child = self._attempt_children[akey] = self.attempts.labels(
-                    a.backend, a.model, str(a.status_code) if a.status_code else "none")
+                child = self._attempt_children[akey] = self._counter(self.attempts.labels(
+                    a.backend, a.model, str(a.status_code) if a.status_code else "none"))
             child.inc()
             if a.error_type and a.error_type != "client_error":
                 ekey = (a.backend, a.error_type)
                 child = self._error_children.get(ekey)
                 if child is None:
-                    child = self._error_children[ekey] = self.errors.labels(*ekey)
+                    child = self._error_children[ekey] = self._counter(self.errors.labels(*ekey))
                 child.inc()
 
     def _make_children(self, key: tuple) -> tuple:
@@ -221,8 +221,19 @@ class GatewayMetrics:
             self.requests.labels(model_label, operation, backend, str(status), cache_status or "none"),
         )
         if len(self._children) < 10_000:  # bounded labels; the cap only guards memory
+            bounds = (DURATION_BUCKETS, TTFT_BUCKETS, TOKEN_BUCKETS, TOKEN_BUCKETS)
+            if self._defer and all(deferrable(c, (*b, _INF)) for c, b in zip(children, bounds)):
+                children = (*(self._track(DeferredHistogram(c, (*b, _INF))) for c, b in zip(children, bounds)),
+                            self._counter(children[4]))
             self._children[key] = children
         return children
+
+    def _counter(self, child):
+        return self._track(DeferredCounter(child)) if self._defer else child
+
+    def _track(self, series):
+        self._deferred.append(series)
+        return series
 
     # --- state read at scrape time ------------------------------------------------------------
     def refresh(self) -> None:
@@ -348,17 +359,10 @@ class GatewayMetrics:
             return denied
         self.refresh()
         if self.multiprocess:
-            data = await asyncio.to_thread(self._collect_all)
+            data = await asyncio.to_thread(collect_all)
         else:
             data = generate_latest(self.registry)
         return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    @staticmethod
-    def _collect_all() -> bytes:
-        from prometheus_client import multiprocess
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, os.environ[MULTIPROC_ENV])
-        return generate_latest(registry)
 
     # --- lifecycle (multiprocess: keep this worker's state gauges fresh) --------------------
     async def _publish(self) -> None:

@@ -51,8 +51,9 @@ _SCALARS = (str, int, float, bool, type(None))
 _TOKEN_LIMITS = frozenset({"max_tokens", "max_completion_tokens"})
 
 
-async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare`` hook: the prompt headers of a request that used a prompt."""
+def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """A response hook (``gateway.app`` runs it on ``on_response_prepare``): the prompt headers of a
+    request that used a prompt."""
     headers = request.get(RESPONSE_HEADERS)
     if headers:
         response.headers.update(headers)

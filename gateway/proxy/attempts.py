@@ -120,10 +120,9 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
                     "POST", ctx.endpoint, raw, parsed, cand.upstream_model,
                     headers if ctx.trace is None else ctx.trace.outbound(record, headers), query)
                 record.status_code = resp.status
-                is_sse = resp.headers.get("Content-Type", "").startswith("text/event-stream")
                 if resp.status < 400:
                     first = None
-                    if stream and is_sse:
+                    if stream and resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                         chunks = resp.iter_chunks()
                         try:
                             # A deadline, not ``wait_for``: no extra task, no timer per stream.

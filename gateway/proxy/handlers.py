@@ -177,23 +177,21 @@ class ProxyHandlers:
             headers["x-gateway-attempts"] = str(attempts)
         return web.Response(status=exc.status, body=exc.body(), content_type=_JSON, headers=headers)
 
-    async def _read_body(self, request: web.Request, limit: int) -> bytes:
-        if request.content_length is not None and request.content_length > limit:
-            raise PayloadTooLargeError(
-                f"Request body of {request.content_length} bytes exceeds the limit of {limit} bytes.")
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.") from None
-        except web.RequestPayloadError:  # a broken Content-Encoding or chunked framing
-            raise InvalidRequestError(UNREADABLE_BODY, code="unreadable_body") from None
-
     async def read_request(self, ctx: RequestContext, call_next: Handler) -> web.StreamResponse:
         """The stage that reads and checks the client's request (``ctx.request``), then goes on."""
         rt = ctx.runtime
         request = ctx.request
         ctx.config_hash = rt.snapshot.content_hash
-        raw = await self._read_body(request, rt.body_limit)
+        limit = rt.body_limit
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLargeError(
+                f"Request body of {request.content_length} bytes exceeds the limit of {limit} bytes.")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.") from None
+        except web.RequestPayloadError:  # a broken Content-Encoding or chunked framing
+            raise InvalidRequestError(UNREADABLE_BODY, code="unreadable_body") from None
         endpoint = ctx.endpoint
         if request.method != "POST":
             ctx.body = RequestBody({}, raw)  # kept for a logged request body

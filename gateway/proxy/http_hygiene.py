@@ -1,6 +1,6 @@
 """What every response carries, and how malformed HTTP is logged.
 
-``secure_headers`` (an ``on_response_prepare`` hook, installed by ``build_app``) drops the
+``secure_headers`` (a response hook, run on ``on_response_prepare`` by ``build_app``) drops the
 ``Server`` header aiohttp adds (it names the Python and aiohttp versions, a gift to anyone
 matching versions to known bugs) and adds ``X-Content-Type-Options: nosniff`` so a browser
 never guesses a script or a page out of a JSON body or a relayed upstream error.
@@ -27,8 +27,9 @@ from aiohttp.web_protocol import RequestPayloadError
 _NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 
-async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: no ``Server`` header, ``nosniff`` on every response."""
+def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """A response hook (``gateway.app`` runs it on ``on_response_prepare``): no ``Server`` header,
+    ``nosniff`` on every response."""
     headers = response.headers
     headers.popall("Server", None)
     headers[_NOSNIFF[0]] = _NOSNIFF[1]

@@ -23,6 +23,7 @@ import orjson
 
 _CHAT_TEXT = re.compile(rb'"content"\s*:\s*"')
 _TEXT = re.compile(rb'"text"\s*:\s*"')
+_COMPACT = {True: b'"content":"', False: b'"text":"'}  # how most servers write them
 _PROBE = "\u2063probe\u2063"  # any text would do; one no model writes makes a mistake visible
 _PROBE_JSON = orjson.dumps(_PROBE)[1:-1]
 _BACKSLASH = 0x5C
@@ -67,25 +68,26 @@ def learn(raw: bytes, data: bytes, chunk: dict, usage_null: bytes | None) -> Tem
     if len(raw) != len(data) + 8 or not raw.startswith(b"data: ") or not raw.endswith(b"\n\n"):
         return None  # only a one-line ``data:`` event, LF-terminated
     chat = chunk["choices"][0].get("delta") is not None
-    found = list((_CHAT_TEXT if chat else _TEXT).finditer(raw))
-    if len(found) != 1:
+    start = _text_start(raw, chat)
+    if start < 0:
         return None
-    start = found[0].end()
     end = _string_end(raw, start)
     if end < 0:
         return None
     pre, suf = raw[:start], raw[end:]
+    # The probe: this text's place holding another text must parse as this very chunk with that
+    # text there, and nothing else changed (checked by putting the text back and comparing).
     try:
         probe = orjson.loads(pre[6:] + _PROBE_JSON + suf[:-2])
-    except orjson.JSONDecodeError:
+        choice = probe["choices"][0]
+        holder = choice["delta"] if chat else choice
+        key = "content" if chat else "text"
+        if holder[key] != _PROBE:
+            return None
+        holder[key] = (chunk["choices"][0]["delta"] if chat else chunk["choices"][0])[key]
+    except (orjson.JSONDecodeError, LookupError, TypeError):
         return None
-    expected = orjson.loads(data)
-    choice = expected["choices"][0]
-    if chat:
-        choice["delta"]["content"] = _PROBE
-    else:
-        choice["text"] = _PROBE
-    if probe != expected:
+    if probe != chunk:
         return None
     pre_stripped = suf_stripped = None
     if usage_null is not None and chunk.get("usage", None) is None:
@@ -99,6 +101,16 @@ def learn(raw: bytes, data: bytes, chunk: dict, usage_null: bytes | None) -> Tem
         elif at >= 0:
             return None
     return Template(pre, suf, len(pre), len(suf), pre_stripped, suf_stripped)
+
+
+def _text_start(raw: bytes, chat: bool) -> int:
+    """Where the one ``"content":"`` (``"text":"``) string of ``raw`` begins (-1: none, or several)."""
+    compact = _COMPACT[chat]
+    at = raw.find(compact)
+    if at >= 0:
+        return at + len(compact) if raw.find(compact, at + 1) < 0 else -1
+    found = list((_CHAT_TEXT if chat else _TEXT).finditer(raw))  # written with spaces
+    return found[0].end() if len(found) == 1 else -1
 
 
 def _string_end(raw: bytes, start: int) -> int:

@@ -78,7 +78,11 @@ class StreamTee:
         changed = False
         for part in parts:
             raw = part + b"\n\n"
-            keep = self._observe(raw, now, part[6:] if part.startswith(b"data: ") and b"\n" not in part else None)
+            t = self._template
+            keep = self._templated(t, raw, now) if t is not None and raw.startswith(t.pre) and raw.endswith(t.suf) \
+                else None
+            if keep is None:
+                keep = self._observe(raw, now, part[6:] if part.startswith(b"data: ") and b"\n" not in part else None)
             if keep is not raw:
                 changed = True
             if keep:
@@ -93,7 +97,11 @@ class StreamTee:
         kept = []
         changed = False
         for raw in events:
-            keep = self._observe(raw, now)
+            t = self._template
+            keep = self._templated(t, raw, now) if t is not None and raw.startswith(t.pre) and raw.endswith(t.suf) \
+                else None
+            if keep is None:
+                keep = self._observe(raw, now)
             if keep is not raw:
                 changed = True
             if keep:
@@ -134,12 +142,7 @@ class StreamTee:
 
     def _observe(self, raw: bytes, now: float, data: bytes | None = None) -> bytes:
         """Record what ``raw`` says; return the bytes to forward (``b""`` to drop it).
-        ``data``: the event's data when the caller already has it."""
-        t = self._template
-        if t is not None and raw.startswith(t.pre) and raw.endswith(t.suf):
-            out = self._templated(t, raw, now)
-            if out is not None:
-                return out
+        ``data``: the event's data when the caller already has it. (Callers try the template first.)"""
         if data is None:
             data = event_data(raw)
         if data is None:

@@ -125,11 +125,6 @@ def test_serve_answers_and_stops_on_sigterm(workers, tmp_path):
     assert out.count("listening on") == workers and out.count("shutting down") == workers
 
 
-def test_workers_refused_with_the_embedded_store(tmp_path):
-    out = run_cli("serve", "--workers", "2", "--port", str(free_port()), cwd=tmp_path)
-    assert out.returncode == 2 and "embedded chDB store can be opened by one process only" in out.stderr
-
-
 def test_demo_runs_end_to_end(tmp_path):
     out = run_cli("demo", env={**os.environ, "LLM_GATEWAY_DATA_DIR": str(tmp_path / "data")})
     assert out.returncode == 0, out.stdout + out.stderr

@@ -28,6 +28,7 @@ def _shapes(whole: bytes, events: list[bytes]) -> dict[str, list[bytes]]:
         "all in one read": [whole],
         "pairs": [b"".join(events[i:i + 2]) for i in range(0, len(events), 2)],
         "threes": [b"".join(events[i:i + 3]) for i in range(0, len(events), 3)],
+        "three, then the rest at once": [b"".join(events[:3]), b"".join(events[3:])],
         "7-byte cuts": [whole[i:i + 7] for i in range(0, len(whole), 7)],
         "byte by byte": [whole[i:i + 1] for i in range(len(whole))],
     }
