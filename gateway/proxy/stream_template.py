@@ -29,7 +29,7 @@ _PROBE_JSON = orjson.dumps(_PROBE)[1:-1]
 _BACKSLASH = 0x5C
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more
 class Template:
     """The bytes of a content chunk's event around its text (``pre`` ends with the opening
     quote, ``suf`` starts with the closing one); ``start``/``after``: their lengths. With
@@ -115,6 +115,9 @@ def _text_start(raw: bytes, chat: bool) -> int:
 
 def _string_end(raw: bytes, start: int) -> int:
     """Index of the quote that closes the JSON string whose text begins at ``start`` (-1: none)."""
+    end = raw.find(b'"', start)
+    if end > start and raw[end - 1] != _BACKSLASH:  # most texts: no escape before the quote
+        return end
     at = start
     while True:
         end = raw.find(b'"', at)

@@ -76,7 +76,6 @@ class TelemetryFeature(Feature):
         self.sink: RequestLog | None = None
         self.recent: RecentRequests | None = None
         self.ingester = None
-        self._tokens = tokens
         if telemetry_enabled(snapshot):
             if ingest == "thread":
                 from gateway.ingest.local import LocalIngester
