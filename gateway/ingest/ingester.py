@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from gateway.ingest.claim import claim_log
 from gateway.ingest.rows import REQUESTS, TableRows, build_rows
 from gateway.telemetry.facts_insert import insert_rows
 from gateway.telemetry.log import Checkpoint, LogReader, Pending, WriterState
@@ -68,6 +69,7 @@ class Ingester:
         self.interval_s = interval_s
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
+        self._lock_fd: int | None = claim_log(self.root)  # raises IngesterBusy: one ingester per log
         self.checkpoint = Checkpoint(self.root / CHECKPOINT)
         self.states: dict[str, WriterState] = self.checkpoint.load()
         self._reserve()  # room to commit even once the log has filled its disk
@@ -104,6 +106,13 @@ class Ingester:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout + 5)
+        self.close()
+
+    def close(self) -> None:
+        """Release the log (another ingester may take it)."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def wake(self) -> None:
         self._wake.set()

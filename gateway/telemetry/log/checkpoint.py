@@ -88,7 +88,7 @@ class Checkpoint:
         the reserve (if kept) gives the room."""
         doc = {"v": VERSION, "writers": {wid: _entry(state) for wid, state in sorted(states.items())}}
         data = json.dumps(doc, separators=(",", ":")).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             self._write(data)
         except OSError as exc:
@@ -115,7 +115,7 @@ class Checkpoint:
 
     def _write(self, data: bytes) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             view = memoryview(data)
             while view:

@@ -99,7 +99,7 @@ class LogWriter:
         makes the writer degraded (it retries)."""
         if self._opened:
             return self
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)  # records hold request bodies: owner only
         self._reserve_in_place()  # before any record: the ingester can commit on a full disk
         self._lock_fd = layout.lock_writer_dir(self.dir)
         existing = layout.list_segments(self.dir)
@@ -337,7 +337,7 @@ class LogWriter:
 
     def _start_segment(self) -> None:
         name = layout.segment_name(self._sequence)
-        fd = os.open(layout.segment_path(self.dir, name), _OPEN_FLAGS, 0o644)
+        fd = os.open(layout.segment_path(self.dir, name), _OPEN_FLAGS, 0o600)
         self._sequence += 1
         self.segments_opened += 1
         self._fd, self._segment = fd, name
