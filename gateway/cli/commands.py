@@ -170,6 +170,11 @@ def _claim_data_dir(snapshot, data_dir: str | None, url: str | None = None) -> N
     refused = claim_data_dir(ddir, dsn[len("chdb://"):] if dsn.startswith("chdb://") else None, url)
     if refused:
         fail(refused)
+    log_dir = t.log.resolved_dir(ddir)
+    try:  # the request log must be writable before anything is served (every request writes it)
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        fail(f"cannot use the request log folder {log_dir} (telemetry.log.dir): {exc.strerror or exc}")
 
 
 def _check_managed_vllm(snapshot, workers: int) -> None:
