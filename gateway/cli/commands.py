@@ -134,7 +134,11 @@ def _start_ingester(snapshot, config_path: str | None, data_dir: str | None):
     from gateway.ingest.supervisor import IngesterSupervisor
     from gateway.telemetry import telemetry_enabled
 
-    if not telemetry_enabled(snapshot) or snapshot.config.telemetry.ingester == "external":
+    if not telemetry_enabled(snapshot):
+        return None
+    if snapshot.config.telemetry.ingester == "external":
+        say("telemetry.ingester is external: records wait in the request log until `llm-gateway ingest` "
+            "(same config and data folder) reads them")
         return None
     cli = (click.get_current_context().find_root().obj or {})
     # The same --config (or none: the child resolves it as this process did, same cwd and environment).
