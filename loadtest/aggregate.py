@@ -14,6 +14,7 @@ def aggregate(runs: list[dict], reference: str) -> dict[str, dict[str, dict]]:
         res = run["result"]
         cell = cells.setdefault(run["phase"], {}).setdefault(run["target"], {
             "ok": 0, "window_s": 0.0, "errors": {}, "lat": [], "ttfb": [], "cpu_s": 0.0, "cpu_known": True,
+            "ingest_cpu_s": None, "ingest_rss_mib": 0.0,
             "rss_mib": 0.0, "load_util": [], "noise": [], "per_round_rps": [], "mode": res["mode"],
             "offered_rps": res.get("offered_rps")})
         cell["ok"] += res["ok"]
@@ -30,6 +31,9 @@ def aggregate(runs: list[dict], reference: str) -> dict[str, dict[str, dict]]:
         else:
             cell["cpu_s"] += server["cpu_s"]
             cell["rss_mib"] = max(cell["rss_mib"], server.get("rss_mib", 0.0))
+        if server.get("ingest_cpu_s") is not None:  # the supervised ingester, apart from serving
+            cell["ingest_cpu_s"] = (cell["ingest_cpu_s"] or 0.0) + server["ingest_cpu_s"]
+            cell["ingest_rss_mib"] = max(cell["ingest_rss_mib"], server.get("ingest_rss_mib", 0.0))
         if "load_util" in server:
             cell["load_util"].append(server["load_util"])
         if "core_noise" in server:
@@ -44,6 +48,9 @@ def aggregate(runs: list[dict], reference: str) -> dict[str, dict[str, dict]]:
                    "per_round_rps": c["per_round_rps"], "latency_ms": lat,
                    "cpu_ms_per_req": (round(c["cpu_s"] * 1000 / c["ok"], 4) if c["cpu_known"] and c["ok"] else None),
                    "rss_mib": c["rss_mib"] or None,
+                   "ingest_cpu_ms_per_req": (round(c["ingest_cpu_s"] * 1000 / c["ok"], 4)
+                                             if c["ingest_cpu_s"] is not None and c["ok"] else None),
+                   "ingest_rss_mib": c["ingest_rss_mib"] or None,
                    "load_util": round(sum(c["load_util"]) / len(c["load_util"]), 3) if c["load_util"] else None,
                    "core_noise": round(sum(c["noise"]) / len(c["noise"]), 3) if c["noise"] else None}
             if c["ttfb"]:

@@ -35,7 +35,16 @@ from loadtest.aggregate import aggregate
 from loadtest.generator import Step, run_async, run_step
 from loadtest.httpclient import Target
 from loadtest.probes import LoadSideProbe, Probes
-from loadtest.procs import CoreProbe, ManagedProcess, ProcessProbe, free_port, parse_cpus, pin_self, python_argv
+from loadtest.procs import (
+    CoreProbe,
+    ManagedProcess,
+    ProcessProbe,
+    free_port,
+    ingester_pids,
+    parse_cpus,
+    pin_self,
+    python_argv,
+)
 from loadtest.report import bench_table, step_line, verdicts
 from loadtest.scenario import RequestFactory, load_scenario
 from loadtest.soak import soak
@@ -92,6 +101,7 @@ class Bench:
         self.urls: dict[str, str] = {}
         self.pids: dict[str, int | None] = {}
         self.upstream: ManagedProcess | None = None
+        self.standins: list[ManagedProcess] = []
         self.gw_cpus = opts.gateway_cpus if opts.pin else None
         self.load_cpus = opts.load_cpus if opts.pin else None
         targets = dict(self.plan["targets"])
@@ -141,10 +151,12 @@ class Bench:
                 data_dir = (self.out / f"data-{name}").resolve()
                 shutil.rmtree(data_dir, ignore_errors=True)
                 data_dir.mkdir(parents=True)
+                dsn = self._clickhouse(name, spec, data_dir)
                 argv = python_argv("-m", "gateway", "serve", "--config", _resolve(self.plan, spec["config"]),
                                    "--port", str(port), *[str(a) for a in spec.get("args", [])])
                 ready = f"http://127.0.0.1:{port}/readyz"
                 env = {"LOADTEST_UPSTREAM_URL": upstream_url, "LOADTEST_DATA_DIR": str(data_dir),
+                       **({"LOADTEST_CLICKHOUSE_DSN": dsn} if dsn else {}),
                        **{k: str(v) for k, v in (spec.get("env") or {}).items()}}
             else:
                 raise ValueError(f"target {name}: unknown kind {kind!r}")
@@ -154,10 +166,40 @@ class Bench:
         for name, proc in self.procs.items():
             proc.wait_ready()
             self.urls[name], self.pids[name] = proc.url + "/v1", proc.pid
+            self._place_ingester(name, proc.pid)
+
+    def _clickhouse(self, name: str, spec: dict, data_dir: Path) -> str:
+        """The DSN a gateway target's config gets in ``LOADTEST_CLICKHOUSE_DSN`` when the target
+        says ``clickhouse: standin`` (e.g. configs/features-on-clickhouse.yaml): a ClickHouse HTTP
+        stand-in in its own process, on the load cores. Otherwise empty (not set)."""
+        if spec.get("clickhouse") != "standin":
+            return ""
+        port = free_port()
+        standin = ManagedProcess(
+            f"clickhouse-{name}", python_argv("-m", "loadtest.clickhouse_standin", "--dir", str(data_dir / "standin"),
+                                              "--port", str(port)),
+            url=f"http://127.0.0.1:{port}", ready_url=f"http://127.0.0.1:{port}/ping", cpus=self.load_cpus,
+            log_path=self.logs / f"clickhouse-{name}.log", cwd=str(HERE.parent), nice=self.opts.nice).start()
+        standin.wait_ready()
+        self.standins.append(standin)
+        return f"http://default:@127.0.0.1:{port}/bench"
+
+    def _place_ingester(self, name: str, pid: int) -> None:
+        """With --pin, ``serve``'s ingester process (which inherits the serving core) moves to
+        the plan's ``ingester_cpus`` (default: the load cores), so the pinned core serves only."""
+        if not self.opts.pin or self.targets.get(name, {}).get("kind") != "gateway":
+            return
+        cpus = parse_cpus(str(self.plan.get("ingester_cpus", self.load_cpus)))
+        for ipid in ingester_pids(pid):
+            try:
+                os.sched_setaffinity(ipid, cpus or set(range(os.cpu_count() or 1)))
+            except OSError:
+                pass
 
     def telemetry_stats(self) -> dict[str, Any]:
         """Each gateway's ``/admin/telemetry`` after a flush: proof that features-on logged every
-        request (emitted = written, nothing dropped). Targets without telemetry are left out."""
+        request (records written to the request log, none lost, the ingester's rows). With
+        ``--workers N`` the answer is one worker's. Targets without telemetry are left out."""
         out: dict[str, Any] = {}
         for name, proc in self.procs.items():
             if self.targets[name].get("kind") != "gateway":
@@ -172,13 +214,14 @@ class Bench:
                 continue
             if data.get("enabled"):
                 out[name] = data
-                print(f"  {name} telemetry: {data.get('emitted')} rows emitted, {data.get('written')} written, "
-                      f"{data.get('spooled')} spooled, {data.get('dropped')} dropped, store {data.get('store')}",
-                      file=sys.stderr, flush=True)
+                ingester = data.get("ingester") or {}
+                print(f"  {name} telemetry: {data.get('written')} records written, {data.get('lost')} lost, "
+                      f"ingested: {data.get('ingested')}; ingester: {ingester.get('records')} records, "
+                      f"store {ingester.get('store')}", file=sys.stderr, flush=True)
         return out
 
     def stop(self) -> None:
-        for proc in self.procs.values():
+        for proc in [*self.procs.values(), *self.standins]:  # gateways before their ClickHouse stand-ins
             proc.stop()
         if self.upstream:
             self.upstream.stop()

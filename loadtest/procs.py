@@ -3,7 +3,9 @@ ready, measure CPU time and RSS of the whole process tree, stop.
 
 CPU per request is read from the kernel's accounting of the server's process tree (user +
 system time of every thread and child, via psutil), before and after the measured window,
-so it includes the gateway's helper threads (e.g. a telemetry writer) and any workers.
+so it includes the gateway's helper threads and any workers. The ingester process that
+``serve`` supervises (``llm-gateway ingest``, and anything it starts) is counted apart: the
+serving processes' CPU and RSS are what the targets bound; the ingester's is reported beside.
 """
 
 from __future__ import annotations
@@ -66,6 +68,58 @@ def _tree(proc: psutil.Process) -> list[psutil.Process]:
         return []
 
 
+def _is_ingester(p: psutil.Process) -> bool:
+    try:
+        argv = p.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return "ingest" in argv[2:] and "gateway" in argv
+
+
+def split_tree(proc: psutil.Process) -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """(serving processes, ingester processes) of a gateway's tree: an ``llm-gateway ingest``
+    child and its descendants are the ingester's, everything else serves."""
+    tree = _tree(proc)
+    ingest: list[psutil.Process] = []
+    for p in tree[1:]:
+        if _is_ingester(p):
+            try:
+                ingest += [p, *p.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+    pids = {p.pid for p in ingest}
+    return [p for p in tree if p.pid not in pids], ingest
+
+
+def ingester_pids(pid: int) -> list[int]:
+    """The pids of the ingester part of ``pid``'s tree (empty when it has none)."""
+    try:
+        return [p.pid for p in split_tree(psutil.Process(pid))[1]]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def rss_bytes(procs: list[psutil.Process]) -> int:
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def tree_cpu_seconds(proc: psutil.Process) -> float:
     total = 0.0
     for p in _tree(proc):
@@ -89,18 +143,29 @@ def tree_rss_bytes(proc: psutil.Process) -> int:
 
 class ProcessProbe:
     """Measures a server process tree over a window: ``start()`` … ``stop()`` →
-    ``{"cpu_s", "rss_mib"}``. Used by the generator at the window's exact edges."""
+    ``{"cpu_s", "rss_mib"}`` of the serving processes, plus ``ingest_cpu_s`` and
+    ``ingest_rss_mib`` when the tree holds an ingester. Used by the generator at the window's
+    exact edges (an ingester restarted within the window counts from zero)."""
 
     def __init__(self, pid: int):
         self.proc = psutil.Process(pid)
         self._cpu0 = 0.0
+        self._ingest0: dict[int, float] = {}
 
     def start(self) -> None:
-        self._cpu0 = tree_cpu_seconds(self.proc)
+        serving, ingest = split_tree(self.proc)
+        self._cpu0 = cpu_seconds(serving)
+        self._ingest0 = {p.pid: cpu_seconds([p]) for p in ingest}
 
     def stop(self) -> dict[str, Any]:
-        return {"cpu_s": round(tree_cpu_seconds(self.proc) - self._cpu0, 4),
-                "rss_mib": round(tree_rss_bytes(self.proc) / 2**20, 1)}
+        serving, ingest = split_tree(self.proc)
+        out: dict[str, Any] = {"cpu_s": round(cpu_seconds(serving) - self._cpu0, 4),
+                               "rss_mib": round(rss_bytes(serving) / 2**20, 1)}
+        if ingest or self._ingest0:
+            used = sum(cpu_seconds([p]) - self._ingest0.get(p.pid, 0.0) for p in ingest)
+            out["ingest_cpu_s"] = round(used, 4)
+            out["ingest_rss_mib"] = round(rss_bytes(ingest) / 2**20, 1)
+        return out
 
 
 class ManagedProcess:

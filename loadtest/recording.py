@@ -115,5 +115,7 @@ def step_result(step: Step, rec: Recorder, meta: dict, engine: str) -> dict[str,
         if cpu is not None and rec.ok:
             server["cpu_ms_per_req"] = round(cpu * 1000 / rec.ok, 4)
             server["cpu_util"] = round(cpu / window, 3) if window > 0 else None
+        if server.get("ingest_cpu_s") is not None and rec.ok:
+            server["ingest_cpu_ms_per_req"] = round(server["ingest_cpu_s"] * 1000 / rec.ok, 4)
         out["server"] = server
     return out

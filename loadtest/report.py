@@ -26,6 +26,8 @@ def step_line(step: dict[str, Any]) -> str:
     server = step.get("server")
     if server and server.get("cpu_ms_per_req") is not None:
         parts.append(f"server {server['cpu_ms_per_req']:.3f} CPU ms/req, {server['rss_mib']} MiB")
+    if server and server.get("ingest_cpu_ms_per_req") is not None:
+        parts.append(f"ingester {server['ingest_cpu_ms_per_req']:.3f} CPU ms/req, {server.get('ingest_rss_mib')} MiB")
     return " | ".join(parts)
 
 
@@ -82,8 +84,9 @@ def bench_table(table: dict, *, baseline: str = "bare-proxy", soak: dict | None 
                 checks: list[dict] | None = None, host: dict | None = None, rounds: int = 1) -> str:
     """The Markdown results: one row per phase and target, then the soak and the verdicts."""
     lines = ["| phase | target | req/s | × bare | p50 ms | p99 ms | added p50 ms | added p99 ms | "
-             "CPU ms/req | CPU × bare | RSS MiB | load-core use | server-core noise | errors |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "CPU ms/req | CPU × bare | RSS MiB | ingester CPU ms/req | ingester RSS MiB | load-core use | "
+             "server-core noise | errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for phase, cells in table.items():
         base = cells.get(baseline) or {}
         for name, row in cells.items():
@@ -99,6 +102,7 @@ def bench_table(table: dict, *, baseline: str = "bare-proxy", soak: dict | None 
                 f"| {load} | {name} | {row['throughput_rps']:,.0f} | {_f(x_rps, '{:.2f}')} | "
                 f"{_f(lat.get('p50'))} | {_f(lat.get('p99'))} | {_f(added.get('p50'))} | {_f(added.get('p99'))} | "
                 f"{_f(row.get('cpu_ms_per_req'))} | {_f(x_cpu, '{:.2f}')} | {_f(row.get('rss_mib'), '{:.0f}')} | "
+                f"{_f(row.get('ingest_cpu_ms_per_req'))} | {_f(row.get('ingest_rss_mib'), '{:.0f}')} | "
                 f"{_f(row.get('load_util'), '{:.0%}')} | {_f(row.get('core_noise'), '{:.0%}')} | {errors} |")
     out = ["\n".join(lines)]
     if soak:

@@ -1,8 +1,8 @@
 """Telemetry cost: the ``emit`` micro-benchmark and gateway throughput with logging on vs off.
 
-``python -m loadtest.telemetry_bench emit`` times ``TelemetrySink.emit`` (the only telemetry
-work on the event loop) with the writer thread running against a store that discards rows,
-and the writer-side cost of turning a finished request into its row (off the loop).
+``python -m loadtest.telemetry_bench emit`` times ``RequestLog.emit`` (the only telemetry
+work of the serving process: encode the request's facts, append them to the request log) and
+the ingester's cost of turning a record into its row (decode, build, encode).
 
 ``python -m loadtest.telemetry_bench throughput`` starts ``llm-gateway serve`` with the
 in-process mock backend (TTFT 0) pinned to one core, drives it from another core with a
@@ -38,29 +38,17 @@ telemetry:
 
 
 # --- emit ------------------------------------------------------------------------------------
-class _NullStore:
-    database = "null"
-
-    def ensure(self):
-        return None
-
-    def insert(self, table, columns, payload, token):
-        return None
-
-    def close(self):
-        return None
-
-
 def bench_emit(n: int = 200_000) -> dict:
-    """µs per ``emit`` call (mean over ``n`` calls, and p50/p99 of 1,000-call slices), plus the
-    writer's µs per row (build + encode) for a typical streamed request."""
-    from gateway.config.telemetry import TelemetrySettings
+    """µs per ``emit`` call (mean over ``n`` calls, and p50/p99 of 1,000-call slices) into a real
+    request log (``fsync: interval``) in a temporary folder, plus the ingester's µs per record
+    (decode + build + encode) for a typical streamed request."""
+    from gateway.config.telemetry import LogSettings, TelemetrySettings
     from gateway.core.context import RequestContext, Usage
     from gateway.core.pricing import PriceTable
     from gateway.core.tokens import TokenCounter
+    from gateway.telemetry.facts import decode, encode_request
     from gateway.telemetry.record import RowBuilder, encode_rows
-    from gateway.telemetry.sink import TelemetrySink
-    from gateway.telemetry.spool import Spool
+    from gateway.telemetry.request_log import RequestLog
 
     def ctx(i: int) -> RequestContext:
         return RequestContext(
@@ -74,10 +62,9 @@ def bench_emit(n: int = 200_000) -> dict:
             headers={"User-Agent": "bench", "Authorization": "Bearer sk-bench"})
 
     tmp = tempfile.mkdtemp(prefix="emit-bench-")
-    settings = TelemetrySettings(batch_rows=1000, flush_interval_ms=1000, queue_max=10_000_000)
-    builder = RowBuilder(config_hash="bench", instance="bench", prices=PriceTable(), tokens=TokenCounter())
-    sink = TelemetrySink(_NullStore(), builder, Spool(Path(tmp) / "spool"), settings)
-    sink.start()
+    settings = TelemetrySettings(log=LogSettings(max_bytes=64 << 30))
+    sink = RequestLog(Path(tmp) / "log", settings)
+    sink.open()
     items = [ctx(i) for i in range(n)]
     emit = sink.emit
     slices = []
@@ -88,20 +75,19 @@ def bench_emit(n: int = 200_000) -> dict:
             emit(item)
         slices.append((time.perf_counter() - s0) / 1000 * 1e6)
     total = time.perf_counter() - t0
-    sink.flush(120)
-    sink.close(10)
+    sink.close()
     slices.sort()
-    rows = [builder.request_row(c) for c in items[:20_000]]
+    builder = RowBuilder(config_hash="bench", instance="bench", prices=PriceTable(), tokens=TokenCounter())
+    payloads = [encode_request(c, keep_text=False) for c in items[:20_000]]
     t1 = time.perf_counter()
-    for c in items[:20_000]:
-        builder.request_row(c)
+    rows = [builder.request_row(decode(p)) for p in payloads]
     build_us = (time.perf_counter() - t1) / 20_000 * 1e6
     t2 = time.perf_counter()
     for k in range(0, 20_000, 1000):
         encode_rows(rows[k:k + 1000])
     encode_us = (time.perf_counter() - t2) / 20_000 * 1e6
     return {"emit_mean_us": total / n * 1e6, "emit_p50_us": slices[len(slices) // 2],
-            "emit_p99_us": slices[int(len(slices) * 0.99)], "row_build_us": build_us, "row_encode_us": encode_us}
+            "emit_p99_us": slices[int(len(slices) * 0.99)], "row_decode_build_us": build_us, "row_encode_us": encode_us}
 
 
 # --- throughput ------------------------------------------------------------------------------
@@ -255,8 +241,8 @@ def main() -> None:
         res = bench_emit(args.n)
         print(f"emit: mean {res['emit_mean_us']:.3f} µs, p50 {res['emit_p50_us']:.3f} µs, "
               f"p99 {res['emit_p99_us']:.3f} µs (per call, 1,000-call slices)")
-        print(f"writer (off the loop): row build {res['row_build_us']:.1f} µs, JSON encode "
-              f"{res['row_encode_us']:.2f} µs per row")
+        print(f"ingester (another process): decode + row build {res['row_decode_build_us']:.1f} µs, "
+              f"JSON encode {res['row_encode_us']:.2f} µs per row")
     else:
         res = bench_throughput(args.rounds, args.seconds, args.concurrency, args.stream_every,
                                args.gateway_cpu, args.client_cpu, args.store)

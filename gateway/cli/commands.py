@@ -134,7 +134,11 @@ def _start_ingester(snapshot, config_path: str | None, data_dir: str | None):
     from gateway.ingest.supervisor import IngesterSupervisor
     from gateway.telemetry import telemetry_enabled
 
-    if not telemetry_enabled(snapshot) or snapshot.config.telemetry.ingester == "external":
+    if not telemetry_enabled(snapshot):
+        return None
+    if snapshot.config.telemetry.ingester == "external":
+        say("telemetry.ingester is external: records wait in the request log until `llm-gateway ingest` "
+            "(same config and data folder) reads them")
         return None
     cli = (click.get_current_context().find_root().obj or {})
     # The same --config (or none: the child resolves it as this process did, same cwd and environment).
@@ -170,6 +174,11 @@ def _claim_data_dir(snapshot, data_dir: str | None, url: str | None = None) -> N
     refused = claim_data_dir(ddir, dsn[len("chdb://"):] if dsn.startswith("chdb://") else None, url)
     if refused:
         fail(refused)
+    log_dir = t.log.resolved_dir(ddir)
+    try:  # the request log must be writable before anything is served (every request writes it)
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        fail(f"cannot use the request log folder {log_dir} (telemetry.log.dir): {exc.strerror or exc}")
 
 
 def _check_managed_vllm(snapshot, workers: int) -> None:

@@ -22,7 +22,10 @@ PARENT_CHECK_S = 1.0
 def ingest(config_path: str | None, data_dir: str | None, parent_pid: int | None) -> None:
     """Read the request log into ClickHouse until SIGTERM/SIGINT (serve runs one itself unless
     telemetry.ingester is external)."""
+    from gateway.cli.support import fail
+    from gateway.ingest.claim import IngesterBusy
     from gateway.ingest.process import run
+    from gateway.store.embedded import StoreBusy
 
     snapshot = load_cli_config(config_path, announce=False)
     stop = threading.Event()
@@ -33,4 +36,10 @@ def ingest(config_path: str | None, data_dir: str | None, parent_pid: int | None
                     stop.set()
 
         threading.Thread(target=watch_parent, name="gateway-ingest-parent", daemon=True).start()
-    raise SystemExit(run(snapshot, data_dir, stop=stop))
+    try:
+        code = run(snapshot, data_dir, stop=stop)
+    except (IngesterBusy, StoreBusy) as exc:
+        fail(str(exc))
+    except OSError as exc:  # a data or log folder that cannot be created or written
+        fail(f"cannot use the telemetry folders: {exc}")
+    raise SystemExit(code)

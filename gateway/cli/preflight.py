@@ -68,8 +68,11 @@ def claim_data_dir(path: Path, chdb_dir: str | None = None, url: str | None = No
             if chdb_dir_in_use(chdb_dir):
                 return (f"the embedded store {chdb_dir} is open in another process; stop it, "
                         "or give this gateway --data-dir")
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # under a file, unwritable, /proc …: one line, not a traceback
+        return f"cannot use the data directory {path}: {exc.strerror or exc}"
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:  # lost a race with another gateway starting at the same moment

@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from gateway.ingest.claim import claim_log
 from gateway.ingest.rows import REQUESTS, TableRows, build_rows
 from gateway.telemetry.facts_insert import insert_rows
 from gateway.telemetry.log import Checkpoint, LogReader, Pending, WriterState
@@ -68,8 +69,11 @@ class Ingester:
         self.interval_s = interval_s
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
+        self._lock_fd: int | None = claim_log(self.root)  # raises IngesterBusy: one ingester per log
         self.checkpoint = Checkpoint(self.root / CHECKPOINT)
         self.states: dict[str, WriterState] = self.checkpoint.load()
+        self._reserve()  # room to commit even once the log has filled its disk
+        self._status_failed = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,6 +106,13 @@ class Ingester:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout + 5)
+        self.close()
+
+    def close(self) -> None:
+        """Release the log (another ingester may take it)."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def wake(self) -> None:
         self._wake.set()
@@ -216,10 +227,13 @@ class Ingester:
         """Delete the writer's closed segments before ``position`` (all committed); forget a dead
         writer whose log is fully ingested."""
         segments = self.reader.segments(writer)
+        deleted = False
         for segment in segments:
             if segment >= position.segment:
                 break
-            self.reader.delete(writer, segment)
+            deleted = self.reader.delete(writer, segment) or deleted
+        if deleted:
+            self._reserve()  # taken back first, before the log's writers fill the room again
         if self.reader.alive(writer):
             return
         last = segments[-1] if segments else None
@@ -243,10 +257,24 @@ class Ingester:
         if now - self._status_at < STATUS_EVERY_S and not force:
             return
         self._status_at = now
-        self._status_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._status_path.with_name(f".status.tmp-{os.getpid()}")
-        tmp.write_bytes(orjson.dumps(self.stats()))
-        os.replace(tmp, self._status_path)
+        try:
+            self._status_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(orjson.dumps(self.stats()))
+            os.replace(tmp, self._status_path)
+        except OSError as exc:  # e.g. the log's disk is full: the counters wait, ingesting goes on
+            tmp.unlink(missing_ok=True)
+            if not self._status_failed:
+                log.warning("ingest: cannot publish the ingester's status (%s); retrying", exc)
+            self._status_failed = True
+            return
+        self._status_failed = False
+
+    def _reserve(self) -> None:
+        try:
+            self.checkpoint.keep_reserve()
+        except OSError as exc:
+            log.warning("ingest: cannot reserve room for the checkpoint (%s)", exc)
 
 
 class _StoreDown(Exception):

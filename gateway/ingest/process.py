@@ -87,10 +87,14 @@ def run(snapshot: ConfigSnapshot, data_dir: str | None = None, *, stop: threadin
         log.warning("ingest: %s", not_queryable_message())
         stop.wait()
         return 0
-    builder = _Builder(snapshot)
-    ingester = Ingester(root, store, builder, batch_rows=t.batch_rows, interval_s=t.flush_interval_ms / 1000,
-                        retry_initial_s=t.retry_initial_ms / 1000, retry_max_s=t.retry_max_ms / 1000,
-                        target=store.target.display)
+    try:
+        builder = _Builder(snapshot)
+        ingester = Ingester(root, store, builder, batch_rows=t.batch_rows, interval_s=t.flush_interval_ms / 1000,
+                            retry_initial_s=t.retry_initial_ms / 1000, retry_max_s=t.retry_max_ms / 1000,
+                            target=store.target.display)
+    except BaseException:
+        store.close()
+        raise
     ingester.start()
     log.info("ingest: reading %s into %s", root, store.target.display)
     try:

@@ -79,33 +79,65 @@ def run_workers(app_factory, host: str, port: int, workers: int) -> None:
     """Serve with ``workers`` processes sharing one port through ``SO_REUSEPORT``.
 
     ``app_factory()`` builds a fresh application in each worker (each has its own event loop,
-    upstream session and resources); the kernel spreads connections across them. The parent
-    forwards SIGTERM/SIGINT to the workers and exits when they have all stopped (with the
-    first non-zero exit code, if any).
+    upstream session and resources); the kernel spreads connections across them. A worker that
+    dies (a crash, ``kill -9``) is replaced; every worker dies with this process, so a
+    ``kill -9`` of ``serve`` leaves none serving unsupervised. The parent forwards
+    SIGTERM/SIGINT to the workers and exits when they have all stopped (with the first
+    non-zero exit code, if any).
     """
     import multiprocessing
+    from multiprocessing.connection import wait
 
     if workers <= 1:
         run_forever(app_factory(), host, port)
         return
     ctx = multiprocessing.get_context("fork")  # fork before any event loop exists
-    procs = [ctx.Process(target=lambda: run_forever(app_factory(), host, port, reuse_port=True),
-                         name=f"gateway-worker-{i}") for i in range(workers)]
-    for proc in procs:
+    parent = os.getpid()
+
+    def worker() -> None:
+        _die_with(parent)
+        run_forever(app_factory(), host, port, reuse_port=True)
+
+    def spawn(i: int):
+        proc = ctx.Process(target=worker, name=f"gateway-worker-{i}")
         proc.start()
+        return proc
+
+    procs = [spawn(i) for i in range(workers)]
+    stopping = False
 
     def forward(signum, _frame):
+        nonlocal stopping
+        stopping = True
         for proc in procs:
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    while not stopping:
+        wait([p.sentinel for p in procs], timeout=1.0)
+        for i, proc in enumerate(procs):
+            if not stopping and proc.exitcode is not None:
+                log.error("worker %d (pid %s) exited with %s; starting another", i, proc.pid, proc.exitcode)
+                procs[i] = spawn(i)
     for proc in procs:
         proc.join()
     codes = [p.exitcode for p in procs if p.exitcode]
     if codes:
         raise SystemExit(codes[0])
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel SIGTERM this process when its parent dies (Linux ``PR_SET_PDEATHSIG``)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nothing to ask for
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class BackgroundServer:

@@ -76,7 +76,6 @@ class TelemetryFeature(Feature):
         self.sink: RequestLog | None = None
         self.recent: RecentRequests | None = None
         self.ingester = None
-        self._tokens = tokens
         if telemetry_enabled(snapshot):
             if ingest == "thread":
                 from gateway.ingest.local import LocalIngester
@@ -95,7 +94,8 @@ class TelemetryFeature(Feature):
         async def refuse_unlogged(ctx, call_next):
             if not sink.accepting:  # when_full: reject — serve nothing that cannot be logged
                 raise ServiceUnavailableError("the gateway's request log is full: requests are refused until "
-                                              "it drains (telemetry.log.when_full: reject)", code="request_log_full")
+                                              "it drains (telemetry.log.when_full: reject)", code="request_log_full",
+                                              headers={"Retry-After": "1"})
             return await call_next(ctx)
 
         return refuse_unlogged

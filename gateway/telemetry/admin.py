@@ -113,8 +113,19 @@ class AdminAPI:
         except ConnectionError as exc:  # the embedded store is not served (yet): its ingester is starting
             return _error(503, str(exc), "store_unavailable", "server_error")
         except Exception as exc:  # ClickHouse errors: the client gets ClickHouse's message
+            if _unreachable(exc):
+                log.info("admin query: the store cannot be reached (%s)", type(exc).__name__)
+                return _error(503, "the telemetry store cannot be reached now (its ingester may be restarting); "
+                              "try again", "store_unavailable", "server_error")
             from gateway.telemetry.scrub import scrub_secrets
             message = scrub_secrets(str(exc))[:2000]
             log.info("admin query failed: %s", message.splitlines()[0] if message else type(exc).__name__)
             return _error(400, message or type(exc).__name__, "query_failed")
         return web.Response(body=data, headers={"Content-Type": content_type})
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A connection failure (refused, reset, timed out), not an error in the query."""
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    return isinstance(exc, OperationalError)

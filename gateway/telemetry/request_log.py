@@ -14,6 +14,7 @@ store" means to the admin flush endpoint and the tests.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from pathlib import Path
@@ -23,12 +24,13 @@ import orjson
 
 from gateway.config.telemetry import TelemetrySettings
 from gateway.telemetry import facts
-from gateway.telemetry.log import Checkpoint, LogWriter
+from gateway.telemetry.log import Checkpoint, LogWriter, Position
 
 log = logging.getLogger("gateway.telemetry")
 
 CHECKPOINT = Path(".ingest") / "checkpoint.json"  # the ingester's committed positions, under the log root
 STATUS = Path(".ingest") / "status.json"  # the ingester's counters and store state
+MAX_MARKS = 512  # lag marks kept while records wait; beyond, thinned (the oldest is always kept)
 
 
 class RequestLog:
@@ -41,11 +43,13 @@ class RequestLog:
     def __init__(self, root: Path, settings: TelemetrySettings, *, ingester: Any = None):
         self.root = Path(root)
         self.settings = settings
-        self.writer = LogWriter(self.root, settings.log)
+        self.writer = LogWriter(self.root, settings.log, reserve_dir=(self.root / CHECKPOINT).parent)
         self._ingester = ingester
         self._keep_text = bool(settings.bodies.response)
         self._checkpoint: Checkpoint | None = None
-        self._behind_since: float | None = None  # when a poll first saw records not yet ingested
+        # (writer position, when) as successive polls saw them while records wait for the
+        # ingester; the first mark past the committed position dates the oldest waiting record.
+        self._marks: collections.deque[tuple[Position, float]] = collections.deque()
         # Records made before ``open`` (the prompt versions of the first config, recorded when it
         # is compiled, before the features start), written when it opens.
         self._early: list[bytes] | None = []
@@ -81,13 +85,22 @@ class RequestLog:
     # --- progress ------------------------------------------------------------------------------
     def ingested(self) -> bool:
         """Whether the ingester has committed every record this process wrote."""
+        return self._committed() is None
+
+    def _committed(self) -> Position | None:
+        """``None`` when everything this process wrote is ingested; else the ingester's committed
+        position in this writer's log (the origin when it has none yet)."""
         if self._checkpoint is None or not self.writer.written:
-            return True
+            return None
         try:
             state = self._checkpoint.load().get(self.writer.writer_id)
         except (OSError, ValueError):
-            return False
-        return state is not None and state.pending is None and state.position >= self.writer.position()
+            return Position.origin()
+        if state is None:
+            return Position.origin()
+        if state.pending is None and state.position >= self.writer.position():
+            return None
+        return state.position
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait up to ``timeout`` s for the ingester to commit what was written so far."""
@@ -112,15 +125,29 @@ class RequestLog:
         return None
 
     def lag_s(self) -> float | None:
-        """How long records have been waiting for the ingester, as seen by successive polls
-        (``/readyz``, ``/admin/telemetry``); ``None`` when everything written is ingested."""
-        if self.ingested():
-            self._behind_since = None
+        """How long the oldest record not yet ingested has been waiting, as seen by successive
+        polls (``/readyz``, ``/admin/telemetry``); ``None`` when everything written is ingested.
+
+        Each poll notes where the log ends (a mark); the oldest waiting record was written before
+        the first mark past the ingester's committed position, so the lag is that mark's age (to
+        within one poll interval). Under steady load records are always waiting, but none for
+        long: the lag stays small as long as the ingester keeps passing the marks."""
+        committed = self._committed()
+        marks = self._marks
+        if committed is None:
+            marks.clear()
             return None
         now = time.monotonic()
-        if self._behind_since is None:
-            self._behind_since = now
-        return now - self._behind_since
+        while marks and marks[0][0] <= committed:
+            marks.popleft()
+        head = self.writer.position()
+        if not marks or marks[-1][0] != head:
+            marks.append((head, now))
+            if len(marks) > MAX_MARKS:  # a long outage: keep the oldest and every other one after it
+                kept = list(marks)
+                marks.clear()
+                marks.extend(kept[:1] + kept[1::2])
+        return now - marks[0][1]
 
     def stats(self) -> dict[str, Any]:
         """The log's counters (``LogWriter.stats``), whether everything is ingested, the lag, and

@@ -5,10 +5,13 @@ writer's fully ingested segments and folder are deleted."""
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.config.telemetry import ClickHouseSettings, LogSettings
 from gateway.core.context import RequestContext, Usage
 from gateway.core.pricing import PriceTable
 from gateway.core.tokens import TokenCounter
+from gateway.ingest.claim import IngesterBusy
 from gateway.ingest.ingester import CHECKPOINT, Ingester
 from gateway.ingest.rows import build_rows
 from gateway.telemetry.clickhouse import ClickHouseStore
@@ -89,9 +92,22 @@ def test_a_pending_batch_is_reinserted_with_its_token_after_a_crash(tmp_path, td
         first._insert(build_rows(BUILDER, [r.payload for r in records]), pending.token)
         Checkpoint(root / CHECKPOINT).save({writer: WriterState(Position.origin(), pending)})
         assert counts(tdb) == {"n": 5, "u": 5}
+        first.close()  # it "died": its lock on the log is gone
         again = Ingester(root, store, lambda: BUILDER, batch_rows=5)
         while again.step():
             pass
         assert counts(tdb) == {"n": 12, "u": 12}  # the pending 5 once, then the other 7
     finally:
         store.close()
+
+
+def test_a_second_ingester_on_the_same_log_is_refused(tmp_path):
+    """Two ingesters would cut different batches (different tokens): every row twice."""
+    root = tmp_path / "log"
+    first = Ingester(root, None, lambda: BUILDER)
+    try:
+        with pytest.raises(IngesterBusy, match="another ingester"):
+            Ingester(root, None, lambda: BUILDER)
+    finally:
+        first.close()
+    Ingester(root, None, lambda: BUILDER).close()  # released: the next one may take it

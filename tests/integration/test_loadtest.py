@@ -27,6 +27,7 @@ from loadtest.profile import fold, hotspots_markdown
 from loadtest.report import bench_table, verdicts
 from loadtest.scenario import RequestFactory, Scenario, ScenarioError, load_scenario
 from tests.support.gateway import serve
+from tests.support.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -357,6 +358,39 @@ def test_shipped_gateway_configs_validate(monkeypatch, tmp_path):
     assert not off.telemetry.enabled and on.telemetry.enabled
     assert not off.cache.enabled and on.cache.enabled
     assert set(off.models) <= set(on.models)  # the scenarios' models exist in both
+    assert [k.tenant for k in on.keys] == ["bench"] and not off.keys  # features on: the generator's key
+    monkeypatch.setenv("LOADTEST_CLICKHOUSE_DSN", "http://127.0.0.1:9/bench")
+    ch = load_config(str(REPO / "loadtest" / "configs" / "features-on-clickhouse.yaml")).config
+    assert ch.telemetry.clickhouse.dsn == "http://127.0.0.1:9/bench" and on.telemetry.clickhouse.dsn is None
+    # the two features-on files differ only in where the rows go
+    assert ch.model_dump(exclude={"telemetry"}) == on.model_dump(exclude={"telemetry"})
+
+
+def test_probe_counts_the_ingester_apart_from_the_serving_process():
+    """A tree like ``serve``'s (a server with an ``llm-gateway ingest`` child): the child's CPU
+    and RSS are reported as the ingester's, not the serving process's."""
+    import psutil
+
+    from loadtest.procs import ProcessProbe, ingester_pids
+
+    burn = "import time\ntime.sleep(1)\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\ntime.sleep(60)"
+    parent = ("import subprocess, sys, time\n"
+              f"subprocess.Popen([sys.executable, '-c', {burn!r}, 'gateway', 'ingest'])\ntime.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    try:
+        wait_for(lambda: ingester_pids(proc.pid), timeout=10)
+        probe = ProcessProbe(proc.pid)
+        probe.start()
+        child = psutil.Process(ingester_pids(proc.pid)[0])
+        wait_for(lambda: child.cpu_times().user + child.cpu_times().system >= 0.6, timeout=20)
+        out = probe.stop()
+        assert out["ingest_cpu_s"] > 0.3 and out["cpu_s"] < 0.2, out
+        assert out["ingest_rss_mib"] > 0 and out["rss_mib"] > 0
+    finally:
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            p.kill()
+        proc.kill()
+        proc.wait()
 
 
 def test_soak_checkpoints_use_the_median_of_nearby_samples():

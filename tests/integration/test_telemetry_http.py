@@ -18,6 +18,7 @@ from gateway.proxy.server import BackgroundServer
 from gateway.telemetry.clickhouse import ClickHouseStore, ReadOnlyClient, redact_dsn
 from loadtest.clickhouse_standin import ClickHouseHTTPStandIn
 from tests.support.gateway import serve
+from tests.support.standin import standin  # noqa: F401
 from tests.support.telemetry import CHDB_DIR, isolate_telemetry_data, tdb, telemetry_yaml, wait_for  # noqa: F401
 
 MODELS = """
@@ -28,13 +29,6 @@ backends:
 models:
   mock-gpt: {targets: [{backend: mock}]}
 """
-
-
-@pytest.fixture
-def standin():
-    CHDB_DIR.mkdir(parents=True, exist_ok=True)
-    with ClickHouseHTTPStandIn(str(CHDB_DIR), user="writer", password="s3cret-pw") as ch:
-        yield ch
 
 
 def count(ch: ClickHouseHTTPStandIn, database: str, sql: str) -> list[dict]:

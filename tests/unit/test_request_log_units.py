@@ -296,3 +296,13 @@ def test_resume_from_a_checkpoint_with_a_pending_batch(tmp_path):
     assert rest == [b"rec-%02d" % i for i in range(20, 25)]
     with pytest.raises(ValueError):
         reader.read_range("w", state.pending.start, Position(state.pending.end.segment, state.pending.end.offset - 1))
+
+
+def test_the_log_is_readable_by_its_owner_only(tmp_path):
+    """Records hold the client's request body (prompts), whatever ``bodies`` says for rows."""
+    root = tmp_path / "log"
+    with LogWriter(root, LogSettings(fsync="never")) as writer:
+        assert writer.append(b"a prompt")
+        (segment,) = writer.dir.glob("*.seg")
+        for path in (root, writer.dir, segment):
+            assert os.stat(path).st_mode & 0o077 == 0, path

@@ -9,10 +9,14 @@ it once — before it goes on.
 
 A save is atomic: the file is written beside the old one, fsynced, renamed over it, and the
 folder fsynced, so a crash or power loss leaves the old checkpoint or the new one, never a mix.
+
+The checkpoint shares its filesystem with the log, which may fill it: a save that fails for room
+uses the reserve (``gateway.telemetry.log.reserve``) once ``keep_reserve()`` asked for one.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -22,6 +26,7 @@ from typing import Any
 
 from gateway.telemetry.log.layout import fsync_dir
 from gateway.telemetry.log.reader import Position, Record
+from gateway.telemetry.log.reserve import keep_reserve, release_reserve
 
 VERSION = 1
 
@@ -61,6 +66,7 @@ class Checkpoint:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._reserve: bool | None = None  # None: no reserve wanted (readers); False: wanted, not held
 
     def load(self) -> dict[str, WriterState]:
         """Writer id → state ({} when there is no checkpoint yet). Raises ``ValueError`` for a
@@ -78,21 +84,57 @@ class Checkpoint:
             raise ValueError(f"checkpoint {self.path} is malformed: {exc}") from exc
 
     def save(self, states: Mapping[str, WriterState]) -> None:
-        """Replace the checkpoint with ``states``, atomically and durably."""
+        """Replace the checkpoint with ``states``, atomically and durably. On a full filesystem
+        the reserve (if kept) gives the room."""
         doc = {"v": VERSION, "writers": {wid: _entry(state) for wid, state in sorted(states.items())}}
         data = json.dumps(doc, separators=(",", ":")).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._write(data)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or not self._release_reserve():
+                raise
+            self._write(data)
+        if self._reserve is False:
+            self.keep_reserve()
+
+    def keep_reserve(self) -> bool:
+        """Hold the reserve beside the checkpoint from now on (the ingester calls it when it starts
+        and after deleting segments); False while the filesystem has no room for it (a later save
+        tries again)."""
+        if not self._reserve:
+            self._reserve = keep_reserve(self.path.parent)
+        return self._reserve
+
+    def _release_reserve(self) -> bool:
+        """Delete the reserve to make room; False when none was wanted or none was there."""
+        if self._reserve is None:
+            return False
+        self._reserve = False
+        return release_reserve(self.path.parent)
+
+    def _write(self, data: bytes) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
+        except BaseException:
+            _unlink(tmp)  # a failed save leaves no half-written file (nor its blocks) behind
+            raise
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
         fsync_dir(self.path.parent)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _pos(value: Sequence[Any]) -> Position:

@@ -81,9 +81,9 @@ def lock_writer_dir(writer_dir: Path, attempts: int = 50) -> int:
     raises ``RuntimeError`` when another live writer holds it."""
     lock_path = writer_dir / LOCK_NAME
     for _ in range(attempts):
-        writer_dir.mkdir(parents=True, exist_ok=True)
+        writer_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # records hold request bodies
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
             continue  # the folder was removed between the two calls
         try:

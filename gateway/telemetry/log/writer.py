@@ -29,6 +29,7 @@ from gateway.config.telemetry import LogSettings
 from gateway.telemetry.log import layout
 from gateway.telemetry.log.framing import encode_frame
 from gateway.telemetry.log.reader import Position
+from gateway.telemetry.log.reserve import RESUME_FREE_BYTES, free_bytes, keep_reserve
 from gateway.telemetry.log.upkeep import Upkeep
 
 log = logging.getLogger("gateway.telemetry.log")
@@ -43,10 +44,16 @@ _write = os.write
 
 class LogWriter:
     """Appends framed records to ``<root>/<writer_id>/*.seg``; see the module docstring. Create
-    and open it in the process that appends (after any fork): the lock and the thread are its."""
+    and open it in the process that appends (after any fork): the lock and the thread are its.
 
-    def __init__(self, root: Path, settings: LogSettings, writer_id: str | None = None):
+    ``reserve_dir``: the ingester's checkpoint folder, whose room reserve
+    (``gateway.telemetry.log.reserve``) the writer creates when it opens and leaves in place
+    when it resumes after a full disk."""
+
+    def __init__(self, root: Path, settings: LogSettings, writer_id: str | None = None,
+                 reserve_dir: Path | None = None):
         self.root = Path(root)
+        self.reserve_dir = reserve_dir
         self.settings = settings
         self.writer_id = layout.check_writer_id(writer_id or layout.default_writer_id())
         self.dir = self.root / self.writer_id
@@ -92,7 +99,8 @@ class LogWriter:
         makes the writer degraded (it retries)."""
         if self._opened:
             return self
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)  # records hold request bodies: owner only
+        self._reserve_in_place()  # before any record: the ingester can commit on a full disk
         self._lock_fd = layout.lock_writer_dir(self.dir)
         existing = layout.list_segments(self.dir)
         self._sequence = int(existing[-1]) + 1 if existing else 0
@@ -163,13 +171,19 @@ class LogWriter:
                 self.lost += 1
                 self.lost_error += 1
                 return False
+            done = 0
             try:
                 done = _write(fd, frame)
+                while 0 < done < n:  # short (the disk filling up): write the rest, or learn why not
+                    more = _write(fd, memoryview(frame)[done:])
+                    if not more:
+                        break
+                    done += more
             except OSError as exc:
-                self._write_failed(f"write failed: {_describe(exc)}", 0)
+                self._write_failed(f"write failed: {_describe(exc)}", done)
                 return False
             except Exception as exc:  # the request must never see it
-                self._write_failed(f"write failed: {exc!r}", 0)
+                self._write_failed(f"write failed: {exc!r}", done)
                 return False
             if done != n:
                 self._write_failed(f"short write ({done} of {n} bytes)", done)
@@ -288,13 +302,14 @@ class LogWriter:
         """After a failed write: open a fresh segment once ``RETRY_S`` passed and the disk has room."""
         if self._fd is not None or self._closed or not self._error or now < self._retry_at:
             return
-        try:
-            st = os.statvfs(self.dir)
-            if st.f_bavail * st.f_frsize < min(self._segment_max, 64 * 1024):
-                self._retry_at = now + RETRY_S
-                return
-        except OSError:
-            pass  # let the open itself say what is wrong
+        free = free_bytes(self.dir)  # None: let the open itself say what is wrong
+        if self.reserve_dir is None:
+            room = free is None or free >= min(self._segment_max, 64 * 1024)
+        else:  # leave the room the ingester freed to commit, and its reserve back in place first
+            room = free is None or (free >= RESUME_FREE_BYTES and self._reserve_in_place())
+        if not room:
+            self._retry_at = now + RETRY_S
+            return
         with self._lock:
             if self._fd is not None or self._closed:
                 return
@@ -306,11 +321,23 @@ class LogWriter:
             log.warning("request log writable again (segment %s)", self._segment)
             self._error = None
 
+    def _reserve_in_place(self) -> bool:
+        """The ingester's room reserve exists (created now if needed); False only for lack of
+        room. Another failure (permissions) is logged and does not hold the writer back."""
+        if self.reserve_dir is None:
+            return True
+        try:
+            return keep_reserve(self.reserve_dir)
+        except OSError as exc:
+            log.warning("request log: cannot keep the ingester's room reserve in %s: %s", self.reserve_dir,
+                        _describe(exc))
+            return True
+
     # ---- segments (called with self._lock held) ---------------------------------------------
 
     def _start_segment(self) -> None:
         name = layout.segment_name(self._sequence)
-        fd = os.open(layout.segment_path(self.dir, name), _OPEN_FLAGS, 0o644)
+        fd = os.open(layout.segment_path(self.dir, name), _OPEN_FLAGS, 0o600)
         self._sequence += 1
         self.segments_opened += 1
         self._fd, self._segment = fd, name
