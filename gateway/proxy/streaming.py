@@ -29,7 +29,6 @@ from gateway.proxy.stream_template import Template, learn, learnable
 _USAGE_NULL = b',"usage":null'
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
-_QUOTE = b'"'
 _BLANK = b"\n\n"
 # How many chunks of a stream may be taken apart to learn a template: the first content chunk,
 # and again if the shape changes (a provider that varies a field per chunk); then it stops.
@@ -79,22 +78,23 @@ class StreamTee:
         changed = False
         ctx = self._ctx
         strip = self._strip_usage
+        texts, times = ctx.completion_text, ctx.chunk_times
         for part in parts:
             t = self._template
             if t is not None and part.startswith(t.pre) and part.endswith(t.body_suf):
                 # A burst of content chunks (a fast upstream, a busy loop): ``_templated`` inline,
                 # on the part as split, since each costs a few calls on the hottest loop.
                 start, end = t.start, len(part) - t.body_after
-                try:
-                    text = _loads(_QUOTE + part[start:end] + _QUOTE) if end >= start else None
+                try:  # the text with the template's own quotes around it: one JSON string
+                    text = _loads(part[start - 1:end + 1]) if end >= start else None
                 except _JSONDecodeError:
                     text = None
                 if text is not None:
                     if text:
-                        ctx.completion_text.append(text)
+                        texts.append(text)
                         if ctx.t_first_token is None:
                             ctx.t_first_token = now
-                        ctx.chunk_times.append(now)
+                        times.append(now)
                     if strip and t.suf_stripped is not None:
                         kept += (part[:end], t.suf_stripped)
                         changed = True
@@ -146,7 +146,7 @@ class StreamTee:
         if end < start or raw.find(b"\n", start, end) >= 0:  # several events in one read
             return None  # (told apart before ``orjson`` fails: its error is costly to build)
         try:
-            text = _loads(_QUOTE + raw[start:end] + _QUOTE)
+            text = _loads(raw[start - 1:end + 1])  # the text in the template's own quotes
         except _JSONDecodeError:
             return None
         if text:
