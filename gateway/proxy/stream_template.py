@@ -42,6 +42,8 @@ class Template:
     after: int
     pre_stripped: bytes | None = None
     suf_stripped: bytes | None = None
+    body_suf: bytes = b""  # ``suf`` without its blank line: an event as ``split`` leaves it
+    body_after: int = 0
 
 
 def learnable(chunk: dict) -> bool:
@@ -100,7 +102,7 @@ def learn(raw: bytes, data: bytes, chunk: dict, usage_null: bytes | None) -> Tem
             suf_stripped = suf[:at] + suf[at + len(usage_null):]
         elif at >= 0:
             return None
-    return Template(pre, suf, len(pre), len(suf), pre_stripped, suf_stripped)
+    return Template(pre, suf, len(pre), len(suf), pre_stripped, suf_stripped, suf[:-2], len(suf) - 2)
 
 
 def _text_start(raw: bytes, chat: bool) -> int:
