@@ -34,6 +34,9 @@ def claim_log(root: Path) -> int:
             raise IngesterBusy(f"another ingester (pid {holder}) reads the request log {root}: "
                                "one ingester per log (two would insert every row twice)") from None
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:  # who holds it, for the refusal's message; never a reason to fail (the disk may be full)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError:
+        pass
     return fd

@@ -69,8 +69,9 @@ def test_admin_config_forgets_an_error_once_the_file_is_fixed(upstream, tmp_path
 
         before = status()["config_hash"]
         path.write_text(good.replace("targets: [{backend: fake, model: up-model}]", "targets: [{backend: nope}]"))
-        broken = wait_for(lambda: status()["last_error"], what="the reload error")
-        assert 'unknown backend "nope"' in broken
+        # (the watcher may first catch the file half-written, "the file is empty": wait for the
+        # error of the finished edit)
+        wait_for(lambda: 'unknown backend "nope"' in (status()["last_error"] or ""), what="the reload error")
         path.write_text(good)  # the edit undone: the file is the config in force again
         wait_for(lambda: status()["last_error"] is None, what="the error to clear")
         assert status()["config_hash"] == before
