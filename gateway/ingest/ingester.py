@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from gateway.ingest.claim import claim_log
+from gateway.ingest.claim import IngesterBusy, claim_log
 from gateway.ingest.rows import REQUESTS, TableRows, build_rows
 from gateway.telemetry.facts_insert import insert_rows
 from gateway.telemetry.log import Checkpoint, LogReader, Pending, WriterState
@@ -55,12 +55,15 @@ class Ingester:
     ``store``: ``ensure()``, ``insert(table, columns, payload, token)``, ``reset()``, ``close()``
     (``ClickHouseStore`` or the embedded ``StoreServer``). ``builder``: returns the current
     ``RowBuilder`` (the config may change while the ingester runs). ``batch_rows``: most records
-    per insert; ``interval_s``: the pause when there is nothing to read.
+    per insert; ``interval_s``: the pause when there is nothing to read. ``standby``: when another
+    ingester holds the log, wait for it to let go (checking every ``interval_s``) instead of
+    refusing: for gateways built in one process on one data folder, whose records the holder
+    ingests meanwhile (they share the log).
     """
 
     def __init__(self, root: Path, store: Any, builder: Callable[[], RowBuilder], *, batch_rows: int = 1000,
                  interval_s: float = 1.0, retry_initial_s: float = 0.5, retry_max_s: float = 30.0,
-                 target: str = ""):
+                 target: str = "", standby: bool = False):
         self.root = Path(root)
         self.reader = LogReader(self.root)
         self.store = store
@@ -69,10 +72,12 @@ class Ingester:
         self.interval_s = interval_s
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
-        self._lock_fd: int | None = claim_log(self.root)  # raises IngesterBusy: one ingester per log
+        self.standby = standby
         self.checkpoint = Checkpoint(self.root / CHECKPOINT)
-        self.states: dict[str, WriterState] = self.checkpoint.load()
-        self._reserve()  # room to commit even once the log has filled its disk
+        self.states: dict[str, WriterState] = {}
+        self._lock_fd: int | None = None
+        self._claim_at = 0.0
+        self._claim()  # raises IngesterBusy unless standby: one ingester per log
         self._status_failed = False
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -117,6 +122,19 @@ class Ingester:
     def wake(self) -> None:
         self._wake.set()
 
+    def _claim(self) -> bool:
+        """Take the log (then read where the last holder stopped); ``False`` while a standby waits."""
+        self._claim_at = time.monotonic()
+        try:
+            self._lock_fd = claim_log(self.root)
+        except IngesterBusy:
+            if not self.standby:
+                raise
+            return False
+        self.states = self.checkpoint.load()
+        self._reserve()  # room to commit even once the log has filled its disk
+        return True
+
     def run(self) -> None:
         """Ingest until ``stop()``. A pass that filled a batch is followed at once by another;
         otherwise the next waits ``interval_s`` (or a ``wake()``), so inserts stay large and few."""
@@ -128,7 +146,8 @@ class Ingester:
                 log.exception("ingest: loop error")
             if self._full_batch:
                 continue
-            wait = self.interval_s if self.store_up else max(0.05, self._retry_at - time.monotonic())
+            idle = self.store_up or self._lock_fd is None
+            wait = self.interval_s if idle else max(0.05, self._retry_at - time.monotonic())
             self._wake.wait(min(wait, self.interval_s))
             self._wake.clear()
         deadline = time.monotonic() + self._drain_s
@@ -145,6 +164,8 @@ class Ingester:
     def step(self) -> int:
         """One pass over every writer: at most one batch each. Returns the records committed."""
         self._full_batch = False
+        if self._lock_fd is None and (time.monotonic() - self._claim_at < self.interval_s or not self._claim()):
+            return 0  # a standby: the holder ingests this log
         if not self.store_up:
             if time.monotonic() < self._retry_at:
                 return 0
@@ -246,6 +267,11 @@ class Ingester:
 
     # --- for the serving side and /admin -------------------------------------------------------
     def stats(self) -> dict[str, Any]:
+        if self._lock_fd is None:  # a standby: the holder's counters
+            try:
+                return {**orjson.loads(self._status_path.read_bytes()), "standby": os.getpid()}
+            except (OSError, orjson.JSONDecodeError):
+                return {"store": "unknown", "standby": os.getpid()}
         return {"store": "up" if self.store_up else "down", "target": self.target, "last_error": self.last_error,
                 "records": self.records, "rows": self.rows, "batches": self.batches, "rejected_rows": self.rejected,
                 "failures": self.failures, "skipped_bytes": self.reader.skipped_bytes, "pid": os.getpid(),
@@ -254,7 +280,7 @@ class Ingester:
     def _publish(self, force: bool = False) -> None:
         """Write ``stats()`` where the serving processes read it (at most every STATUS_EVERY_S)."""
         now = time.monotonic()
-        if now - self._status_at < STATUS_EVERY_S and not force:
+        if self._lock_fd is None or (now - self._status_at < STATUS_EVERY_S and not force):
             return
         self._status_at = now
         tmp = self._status_path.with_name(f".status.tmp-{os.getpid()}")

@@ -1,6 +1,9 @@
 """The ingester on a thread of the serving process: for the demo, the tests and embedders of
 ``build_app`` (``serve`` runs it in a process of its own instead). The store is then opened in
-this process, as before the request log existed: embedded chDB or a server's client."""
+this process, as before the request log existed: embedded chDB or a server's client.
+
+Several gateways built in one process on one data folder share its log; the first one's
+ingester reads it and the others' wait as standbys, taking over when it stops."""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ class LocalIngester:
         self.ingester = Ingester(t.log.resolved_dir(data_dir), self.store, lambda: self.builder,
                                  batch_rows=t.batch_rows, interval_s=t.flush_interval_ms / 1000,
                                  retry_initial_s=t.retry_initial_ms / 1000, retry_max_s=t.retry_max_ms / 1000,
-                                 target=self.store.target.display)
+                                 target=self.store.target.display, standby=True)
 
     def use(self, snapshot: ConfigSnapshot) -> None:
         """Rows of records ingested from now on follow ``snapshot`` (prices, redaction, secrets)."""

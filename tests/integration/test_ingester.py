@@ -111,3 +111,29 @@ def test_a_second_ingester_on_the_same_log_is_refused(tmp_path):
     finally:
         first.close()
     Ingester(root, None, lambda: BUILDER).close()  # released: the next one may take it
+
+
+def test_a_standby_ingester_takes_the_log_over_when_the_holder_lets_go(tmp_path, tdb):
+    """Two gateways built in one process on one data folder (thread mode): the second waits,
+    the first ingests both's records, and once it stops the second takes over where it left."""
+    root = tmp_path / "log"
+    store = ClickHouseStore(ClickHouseSettings(database=tdb), chdb_dsn())
+    try:
+        holder = Ingester(root, store, lambda: BUILDER, interval_s=0.05)
+        standby = Ingester(root, store, lambda: BUILDER, interval_s=0.05, standby=True)
+        write_records(root, 7, "first")
+        assert standby.step() == 0 and standby.stats()["standby"]  # it does not read: two would duplicate
+        while holder.step():
+            pass
+        holder.close()
+        write_records(root, 5, "second")
+        wait_for(lambda: standby.step() or counts(tdb)["n"] == 12, what="the standby to take the log")
+        while standby.step():
+            pass
+        assert counts(tdb) == {"n": 12, "u": 12}  # each record once, across the hand-over
+        assert "standby" not in standby.stats()
+        with pytest.raises(IngesterBusy):  # now it holds the log
+            Ingester(root, None, lambda: BUILDER)
+        standby.close()
+    finally:
+        store.close()
