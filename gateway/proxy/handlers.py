@@ -368,9 +368,12 @@ class ProxyHandlers:
                     await send(rest)
                 if tee.upstream_error is not None:
                     outcome.error(ctx, 502, "upstream_stream_error", str(tee.upstream_error.get("message", ""))[:500])
-                elif not tee.done:
+                elif tee.complete(ctx.client_wants_usage):
+                    ctx.stream_done = True  # a clean end after every choice finished: whole, [DONE] or not
+                else:
                     failure = StreamTruncatedError(
-                        f"backend {ctx.backend!r} ended the stream before [DONE]; the response is incomplete")
+                        f"backend {ctx.backend!r} ended the stream before every choice finished; "
+                        "the response is incomplete")
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             # The client went away: stop reading the upstream (closed by the caller).
             outcome.client_closed(ctx, write_failed=True)

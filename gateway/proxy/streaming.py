@@ -40,11 +40,13 @@ class StreamTee:
 
     ``feed(data, now) -> bytes`` returns the bytes to send to the client for one upstream read
     (``now``: ``perf_counter`` seconds at arrival). ``done`` turns true at ``data: [DONE]``;
+    ``complete(need_usage)`` says whether the stream as read so far is a whole answer (see there);
     ``upstream_error`` holds an in-band ``{"error": …}`` payload if the upstream sent one (the
     event is relayed with any run of a configured secret masked, ``SecretMasker.mask_runs``).
     """
 
-    __slots__ = ("_ctx", "_split", "_held", "_strip_usage", "done", "upstream_error", "_template", "_tries")
+    __slots__ = ("_ctx", "_split", "_held", "_strip_usage", "done", "upstream_error", "_template", "_tries",
+                 "_choices", "_finished", "_usage_seen")
 
     def __init__(self, ctx: RequestContext, strip_usage: bool):
         self._ctx = ctx
@@ -55,6 +57,18 @@ class StreamTee:
         self.upstream_error: dict | None = None
         self._template: Template | None = None
         self._tries = _LEARN_TRIES
+        self._choices: set[int] = set()  # the choice indices seen (in parsed chunks: a template is
+        self._finished: set[int] = set()  # learned from one, so its index is among them) and finished
+        self._usage_seen = False
+
+    def complete(self, need_usage: bool) -> bool:
+        """Whether the stream read so far is a whole answer: ``[DONE]`` came, or every choice it
+        started has its finish reason (and the usage chunk came, when ``need_usage``). A backend
+        that closes the connection cleanly at that point without ``[DONE]`` sent the whole answer."""
+        if self.done:
+            return True
+        finished = self._finished
+        return bool(finished) and finished >= self._choices and (self._usage_seen or not need_usage)
 
     def feed(self, data: bytes, now: float) -> bytes:
         if self._held:
@@ -202,6 +216,7 @@ class StreamTee:
         choices = chunk.get("choices")
         if usage:
             ctx.usage = Usage.from_openai(usage)
+            self._usage_seen = True
         if not choices:
             if usage and self._strip_usage:
                 return b""
@@ -221,9 +236,14 @@ class StreamTee:
                 if text:
                     ctx.completion_text.append(text)
                     produced = True
+            index = choice.get("index", 0)
+            if type(index) is not int:  # a malformed index: counted as the first choice
+                index = 0
+            self._choices.add(index)
             finish = choice.get("finish_reason")
             if finish:
                 ctx.finish_reason = finish
+                self._finished.add(index)
         if produced:
             if ctx.t_first_token is None:
                 ctx.t_first_token = now
