@@ -23,7 +23,8 @@ from __future__ import annotations
 import orjson
 
 from gateway.core.context import RequestContext, Usage
-from gateway.core.sse import SSESplitter, event_data
+from gateway.core.errors import GatewayError
+from gateway.core.sse import SSESplitter, encode_data_event, event_data
 from gateway.proxy.stream_template import Template, learn, learnable
 
 _USAGE_NULL = b',"usage":null'
@@ -45,6 +46,7 @@ class StreamTee:
     """
 
     __slots__ = ("_ctx", "_split", "_held", "_strip_usage", "done", "upstream_error", "_template", "_tries")
+    END = "[DONE]"  # the event that ends a complete stream (named in the truncation error)
 
     def __init__(self, ctx: RequestContext, strip_usage: bool):
         self._ctx = ctx
@@ -132,6 +134,11 @@ class StreamTee:
         if not changed and len(events) == 1:
             return events[0]
         return b"".join(kept)
+
+    @staticmethod
+    def error_event(exc: GatewayError) -> bytes:
+        """The in-band event that tells the client of a failure the gateway saw: OpenAI's error shape."""
+        return encode_data_event(orjson.loads(exc.body()))
 
     def tail(self) -> bytes:
         """Bytes of an unterminated final event, forwarded as they are when the stream ends."""
