@@ -15,7 +15,6 @@ Requests already running keep the runtime (and path) they started with.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path

@@ -35,9 +35,8 @@ def count_threshold(cfg) -> int | None:
     """The smallest cheap bound at which routing may need a real token count: a rule's
     ``min_prompt_tokens`` (the bound reaching it), ``max_prompt_tokens`` or a target's
     ``context_window`` (the bound passing it). ``None``: no rule or target ever counts."""
-    points = [p for r in cfg.routes for p in (r.match.min_prompt_tokens,
-                                              None if r.match.max_prompt_tokens is None else r.match.max_prompt_tokens + 1)
-              if p is not None]
+    points = [r.match.min_prompt_tokens for r in cfg.routes if r.match.min_prompt_tokens is not None]
+    points += [r.match.max_prompt_tokens + 1 for r in cfg.routes if r.match.max_prompt_tokens is not None]
     points += [t.context_window + 1 for m in cfg.models.values() for t in m.targets if t.context_window is not None]
     points += [t.context_window + 1 for r in cfg.routes for t in (r.targets or ()) if t.context_window is not None]
     return min(points, default=None)
