@@ -235,6 +235,8 @@ class ProxyHandlers:
         # Checked here, after the stages: a selected prompt may supply the messages.
         if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
             raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")
+        if rt.count_from is not None:  # routing may count tokens: never load an encoding on the loop
+            await rt.load_tokenizer(body)
         plan = rt.router.plan(model, body, stream, request.headers, ctx.metadata, ctx.tenant, ctx.api_key_id,
                               ctx.prompt_id)
         ctx.route_rule = plan.rule
