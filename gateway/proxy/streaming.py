@@ -23,7 +23,8 @@ from __future__ import annotations
 import orjson
 
 from gateway.core.context import RequestContext, Usage
-from gateway.core.sse import SSESplitter, event_data
+from gateway.core.errors import GatewayError
+from gateway.core.sse import SSESplitter, encode_data_event, event_data
 from gateway.proxy.stream_template import Template, learn, learnable
 
 _USAGE_NULL = b',"usage":null'
@@ -39,14 +40,15 @@ class StreamTee:
     """Observe and filter one OpenAI-format SSE stream (chat or text completions).
 
     ``feed(data, now) -> bytes`` returns the bytes to send to the client for one upstream read
-    (``now``: ``perf_counter`` seconds at arrival). ``done`` turns true at ``data: [DONE]``;
-    ``complete(need_usage)`` says whether the stream as read so far is a whole answer (see there);
+    (``now``: ``perf_counter`` seconds at arrival). ``done`` turns true at ``data: [DONE]``,
+    or at ``tail()`` (a clean end) when every choice had finished (see there);
     ``upstream_error`` holds an in-band ``{"error": …}`` payload if the upstream sent one (the
     event is relayed with any run of a configured secret masked, ``SecretMasker.mask_runs``).
     """
 
     __slots__ = ("_ctx", "_split", "_held", "_strip_usage", "done", "upstream_error", "_template", "_tries",
                  "_choices", "_finished", "_usage_seen")
+    END = "every choice finished"  # what a complete stream reaches (named in the truncation error)
 
     def __init__(self, ctx: RequestContext, strip_usage: bool):
         self._ctx = ctx
@@ -60,15 +62,6 @@ class StreamTee:
         self._choices: set[int] = set()  # the choice indices seen (in parsed chunks: a template is
         self._finished: set[int] = set()  # learned from one, so its index is among them) and finished
         self._usage_seen = False
-
-    def complete(self, need_usage: bool) -> bool:
-        """Whether the stream read so far is a whole answer: ``[DONE]`` came, or every choice it
-        started has its finish reason (and the usage chunk came, when ``need_usage``). A backend
-        that closes the connection cleanly at that point without ``[DONE]`` sent the whole answer."""
-        if self.done:
-            return True
-        finished = self._finished
-        return bool(finished) and finished >= self._choices and (self._usage_seen or not need_usage)
 
     def feed(self, data: bytes, now: float) -> bytes:
         if self._held:
@@ -147,9 +140,22 @@ class StreamTee:
             return events[0]
         return b"".join(kept)
 
+    @staticmethod
+    def error_event(exc: GatewayError) -> bytes:
+        """The in-band event that tells the client of a failure the gateway saw: OpenAI's error shape."""
+        return encode_data_event(orjson.loads(exc.body()))
+
     def tail(self) -> bytes:
-        """Bytes of an unterminated final event, forwarded as they are when the stream ends."""
+        """Bytes of an unterminated final event, forwarded as they are when the stream ends.
+
+        The stream ended cleanly here. Without ``[DONE]`` it is still whole (``done``) when
+        every choice it started has its finish reason and, if the client asked for usage, the
+        usage chunk came: a backend that closes the connection then has sent the whole answer."""
         self._held = False
+        finished = self._finished
+        if not self.done and finished and finished >= self._choices and (
+                self._usage_seen or not self._ctx.client_wants_usage):
+            self.done = self._ctx.stream_done = True
         return self._split.tail()
 
     def _templated(self, t: Template, raw: bytes, now: float) -> bytes | None:

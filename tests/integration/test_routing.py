@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.app import HEALTH, WATCHER
+from gateway.app import HEALTH, TOKENS, WATCHER
 from gateway.config import parse_config
 from gateway.config.models import CircuitBreakerSettings
 from gateway.core.errors import NoHealthyTargetError
@@ -552,3 +552,32 @@ routes:
     assert router.plan("small", long_body, False, {}).rule == "long" and counted
     from gateway.core.tokens import prompt_tokens_upper_bound
     assert prompt_tokens_upper_bound(long_body) >= counter.count_prompt("chat/completions", long_body, "gpt-4")
+
+
+def test_a_serving_gateway_loads_an_encoding_only_for_a_prompt_the_bound_cannot_settle(make_gateway, two_upstreams):
+    """A token rule does not load tiktoken at start (~0.1 GB): short prompts are settled by the
+    cheap bound; the first prompt the bound cannot settle loads the encoding (off the event
+    loop) and is routed by its real count."""
+    a, b = two_upstreams
+    a.json(OK)
+    b.json(OK)
+    gw = make_gateway(f"""
+backends:
+  up-a: {{type: openai, base_url: "{a.url}", api_key: sk-a}}
+  up-b: {{type: openai, base_url: "{b.url}", api_key: sk-b}}
+models:
+  m: {{targets: [{{backend: up-a, model: model-a}}]}}
+  large: {{targets: [{{backend: up-b, model: model-b}}]}}
+routes:
+  - {{name: long, match: {{min_prompt_tokens: 500}}, model: large}}
+telemetry: {{enabled: false}}
+""")
+    tokens = gw.app[TOKENS]
+    assert not tokens.ready("m")  # nothing loaded at start
+    assert post(gw).headers["x-gateway-backend"] == "up-a"
+    assert not tokens.ready("m")  # "hi" cannot reach 500 tokens: no count, no encoding
+    spaced = [{"role": "user", "content": "word " * 120}]  # bound ~600 bytes, ~120 tokens: counted, too short
+    assert post(gw, messages=spaced).headers["x-gateway-backend"] == "up-a"
+    assert tokens.ready("m")
+    long = [{"role": "user", "content": "word " * 600}]
+    assert post(gw, messages=long).headers["x-gateway-backend"] == "up-b"

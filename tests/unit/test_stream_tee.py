@@ -188,23 +188,29 @@ def test_a_template_is_kept_only_when_its_text_is_the_chunk_text():
     (-2, True, False),    # ... but it did: cut before the end
     (-3, False, False),   # no finish reason: cut
 ])
-def test_a_stream_is_complete_once_every_choice_finished(cut, need_usage, complete):
+def test_a_stream_ending_cleanly_is_done_once_every_choice_finished(cut, need_usage, complete):
     events = _events()[:cut]
     whole = b"".join(events)
     for name, reads in _shapes(whole, events).items():
         ctx = RequestContext(request_id="r", endpoint="chat/completions", t_start=0.0, ts_start=0.0)
+        ctx.client_wants_usage = need_usage
         tee = StreamTee(ctx, True)
         for data in reads:
             tee.feed(data, 0.0)
-        assert (tee.complete(need_usage), tee.done) == (complete, False), name
+        assert not tee.done, name  # not before the stream ended
+        tee.tail()
+        assert (tee.done, ctx.stream_done) == (complete, complete), name
 
 
-def test_a_stream_with_an_unfinished_choice_is_not_complete():
-    ctx = RequestContext(request_id="r", endpoint="chat/completions", t_start=0.0, ts_start=0.0)
-    tee = StreamTee(ctx, False)
+def test_a_stream_with_an_unfinished_choice_is_not_done():
     both = {**chat_chunk(), "choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": None},
                                         {"index": 1, "delta": {"content": "b"}, "finish_reason": None}]}
-    tee.feed(sse_event(both) + sse_event(chat_chunk(finish="stop")), 0.0)
-    assert not tee.complete(False)
-    tee.feed(sse_event({**chat_chunk(), "choices": [{"index": 1, "delta": {}, "finish_reason": "length"}]}), 0.0)
-    assert tee.complete(False)
+    reads = [sse_event(both) + sse_event(chat_chunk(finish="stop")),
+             sse_event({**chat_chunk(), "choices": [{"index": 1, "delta": {}, "finish_reason": "length"}]})]
+    for upto, complete in ((1, False), (2, True)):
+        tee = StreamTee(RequestContext(request_id="r", endpoint="chat/completions", t_start=0.0, ts_start=0.0),
+                        False)
+        for data in reads[:upto]:
+            tee.feed(data, 0.0)
+        tee.tail()
+        assert tee.done is complete
