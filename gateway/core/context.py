@@ -108,7 +108,7 @@ class RequestContext:
     error_message: str = ""
     finish_reason: str = ""
     truncated: bool = False
-    stream_done: bool = False  # the relay has passed the upstream's ``data: [DONE]`` on
+    stream_done: bool = False  # the stream is whole ([DONE] passed on, or it ended after every choice finished)
     usage: Usage = field(default_factory=Usage)
     t_upstream_start: float | None = None
     t_upstream_headers: float | None = None

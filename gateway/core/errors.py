@@ -183,6 +183,7 @@ class UpstreamTimeoutError(UpstreamError):
 
 
 class StreamTruncatedError(UpstreamError):
-    """The backend's stream ended before ``data: [DONE]`` (reported in-band as an SSE event)."""
+    """The backend's stream ended before every choice finished, without ``data: [DONE]``
+    (reported in-band as an SSE event)."""
 
     code = "stream_truncated"

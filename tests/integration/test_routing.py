@@ -8,6 +8,7 @@ import random
 import time
 
 import httpx
+import openai
 import pytest
 
 from gateway.app import HEALTH, TOKENS, WATCHER
@@ -248,6 +249,41 @@ def test_plain_400_is_not_retried_or_failed_over(make_gateway, two_upstreams):
     r = post(gw)
     assert r.status_code == 400 and r.json()["error"]["param"] == "temperature"
     assert len(a.received) == 1 and not b.received
+
+
+MODEL_NOT_FOUND = {  # OpenAI's answer for a model that is not deployed there
+    "error": {"message": "The model `model-a` does not exist or you do not have access to it.",
+              "type": "invalid_request_error", "param": None, "code": "model_not_found"}}
+VLLM_NOT_FOUND = {"object": "error", "message": "The model `model-a` does not exist.", "type": "NotFoundError",
+                  "param": None, "code": 404}
+
+
+@pytest.mark.parametrize("missing", [MODEL_NOT_FOUND, VLLM_NOT_FOUND], ids=["openai", "vllm"])
+def test_model_not_found_moves_to_the_next_target(make_gateway, two_upstreams, missing):
+    a, b = two_upstreams
+    gw = make_gateway(two_target_config(a.url, b.url))
+    a.json(missing, status=404)
+    b.json(OK)
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="k", max_retries=0)
+    r = client.chat.completions.with_raw_response.create(model="m", messages=MSG)
+    assert r.parse().choices[0].message.content == "ok"
+    assert r.headers["x-gateway-backend"] == "up-b" and r.headers["x-gateway-attempts"] == "2"  # not retried
+    assert len(a.received) == 1 and b.last.json()["model"] == "model-b"
+
+
+def test_not_found_stays_the_callers_unless_fallback_on_names_it(make_gateway, two_upstreams):
+    a, b = two_upstreams
+    gw = make_gateway(two_target_config(a.url, b.url, extra="  fallback_on: [connect, timeout, 5xx]"))
+    a.json(MODEL_NOT_FOUND, status=404)
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="k", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="m", messages=MSG)
+    assert caught.value.code == "model_not_found" and not b.received
+    # Any other 404 (here a path the backend does not serve) is the caller's, whatever fallback_on says.
+    gw = make_gateway(two_target_config(a.url, b.url))
+    a.json({"detail": "Not Found"}, status=404)
+    r = post(gw)
+    assert r.status_code == 404 and r.headers["x-gateway-backend"] == "up-a" and not b.received
 
 
 def test_context_length_error_moves_to_a_larger_target(make_gateway, two_upstreams):
