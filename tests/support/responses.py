@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-USAGE = {"input_tokens": 20, "input_tokens_details": {"cached_tokens": 8}, "output_tokens": 12,
+USAGE = {"input_tokens": 20, "input_tokens_details": {"cached_tokens": 8, "cache_write_tokens": 0}, "output_tokens": 12,
          "output_tokens_details": {"reasoning_tokens": 5}, "total_tokens": 32}
 
 

@@ -28,7 +28,7 @@ def test_any_read_shape_relays_the_same_bytes_and_sees_the_same():
         out, ctx, tee = _run(reads)
         assert out == whole and tee.done and tee.upstream_error is None
         assert "".join(ctx.completion_text) == "Hel" + "lo" + " 世界" and len(ctx.chunk_times) == 3
-        assert ctx.usage == Usage(20, 12, 32, 8, 5, None) and ctx.finish_reason == "stop"
+        assert ctx.usage == Usage(20, 12, 32, 8, 5, 0) and ctx.finish_reason == "stop"
         assert ctx.model_served == "gpt-4o-2024-08-06" and ctx.response_id == "resp_abc"
 
 
