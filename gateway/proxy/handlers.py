@@ -28,6 +28,7 @@ from gateway.core.errors import (
     StreamTruncatedError,
     UpstreamError,
     UpstreamTimeoutError,
+    upstream_error_body,
 )
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
@@ -37,7 +38,7 @@ from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
 from gateway.proxy.paths import clean_endpoint, unknown_url
 from gateway.proxy.request_ids import new_request_id
 from gateway.proxy.streaming import StreamTee
-from gateway.proxy.upstream import pass_back_headers, upstream_error_body
+from gateway.proxy.upstream import pass_back_headers
 
 if TYPE_CHECKING:
     from gateway.proxy.runtime import Runtime

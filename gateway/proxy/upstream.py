@@ -14,12 +14,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
-import orjson
 from multidict import CIMultiDict
 
 from gateway.config.models import Backend
 from gateway.core.deadlines import deadline
-from gateway.core.errors import UpstreamTimeoutError, UpstreamUnreachableError, error_body
+from gateway.core.errors import UpstreamTimeoutError, UpstreamUnreachableError
 from gateway.core.upstream import UpstreamResponse
 from gateway.providers import InProcessProvider, adapter_for
 from gateway.proxy.paths import BaseURL
@@ -41,18 +40,6 @@ def _passes(name: str) -> bool:
     if len(_PASSED) < 512:
         _PASSED[name] = verdict
     return verdict
-
-
-def upstream_error_body(status: int, body: bytes) -> bytes:
-    """Keep an upstream error body that is already OpenAI-shaped; wrap anything else."""
-    try:
-        parsed = orjson.loads(body)
-        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-            return body
-    except orjson.JSONDecodeError:
-        pass
-    text = body[:2000].decode("utf-8", "replace").strip() or f"upstream answered HTTP {status}"
-    return error_body(text, "upstream_error", None, str(status))
 
 
 def pass_back_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -43,10 +43,10 @@ import orjson
 
 from gateway.config.models import Backend
 from gateway.core.context import RequestContext
+from gateway.core.errors import upstream_error_body
 from gateway.core.sse import SSESplitter, event_data
 from gateway.providers import ADAPTERS, adapter_for
 from gateway.proxy.streaming import StreamTee
-from gateway.proxy.upstream import upstream_error_body
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "sk-test-key"
