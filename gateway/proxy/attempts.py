@@ -91,7 +91,7 @@ def _error_class(exc: GatewayError) -> str:
 
 async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[[Candidate], tuple[bytes, dict]],
                        headers: Mapping[str, str] | None, query: str, stream: bool, rng,
-                       sleep=asyncio.sleep, clock=time.perf_counter) -> AttemptOutcome:
+                       sleep=asyncio.sleep, clock=time.perf_counter, method: str = "POST") -> AttemptOutcome:
     """Run the plan. Returns the outcome to relay (a success, a caller error, or the last
     upstream error response when every target failed). Raises the last ``GatewayError``
     when the final failure had no response (unreachable, timeout). Fills
@@ -128,7 +128,7 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
             outcome: AttemptOutcome | None = None
             try:
                 resp = await cand.client.forward(
-                    "POST", ctx.endpoint, raw, parsed, cand.upstream_model,
+                    method, ctx.endpoint, raw, parsed, cand.upstream_model,
                     headers if ctx.trace is None else ctx.trace.outbound(record, headers), query)
                 record.status_code = resp.status
                 if resp.status < 400:
