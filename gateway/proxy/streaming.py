@@ -23,7 +23,8 @@ from __future__ import annotations
 import orjson
 
 from gateway.core.context import RequestContext, Usage
-from gateway.core.sse import SSESplitter, event_data
+from gateway.core.errors import GatewayError
+from gateway.core.sse import SSESplitter, encode_data_event, event_data
 from gateway.proxy.stream_template import Template, learn, learnable
 
 _USAGE_NULL = b',"usage":null'
@@ -33,6 +34,11 @@ _BLANK = b"\n\n"
 # How many chunks of a stream may be taken apart to learn a template: the first content chunk,
 # and again if the shape changes (a provider that varies a field per chunk); then it stops.
 _LEARN_TRIES = 3
+
+
+def failure_event(exc: GatewayError) -> bytes:
+    """The in-band event telling the client a chat stream failed: OpenAI's error shape."""
+    return encode_data_event(_loads(exc.body()))
 
 
 class StreamTee:
@@ -137,6 +143,9 @@ class StreamTee:
         """Bytes of an unterminated final event, forwarded as they are when the stream ends."""
         self._held = False
         return self._split.tail()
+
+    def failure_event(self, exc: GatewayError) -> bytes:
+        return failure_event(exc)
 
     def _templated(self, t: Template, raw: bytes, now: float) -> bytes | None:
         """``raw`` is the template's bytes around something: when that is one valid JSON string,
