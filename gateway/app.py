@@ -15,7 +15,6 @@ Requests already running keep the runtime (and path) they started with.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -142,9 +141,6 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
         """Compile ``new`` and make it current in one assignment. A feature that raises in
         ``compile`` refuses it: nothing is swapped and the config in force stays."""
         rt = Runtime(new, app[SESSION], health, tokens)
-        if rt.needs_tokens:  # routing counts prompt tokens: load the encodings before serving
-            await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4o")
-            await asyncio.to_thread(tokens.count_text, "warm up", "gpt-4")
         compiled: list[Feature] = []
         try:
             for feature in features:

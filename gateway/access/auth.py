@@ -257,6 +257,8 @@ class AccessLayer:
         tokens = 0
         if spec.tpm is not None and ctx.body is not None:
             counter = self._tokens if policy.limits.token_estimate == "tiktoken" else None
+            if counter is not None and not counter.ready(model):  # loaded on first use, off the loop
+                await asyncio.to_thread(counter.load, model)
             tokens = estimate_tokens(ctx.endpoint, ctx.body, policy.limits.default_max_tokens, counter)
         decision = await limiter.admit(spec, ctx.request_id, tokens)
         if not decision.ok:

@@ -116,7 +116,7 @@ class Target(_Strict):
 
 
 Strategy = Literal["weighted", "priority", "least-latency", "least-busy", "vllm-load"]
-_FailureName = Literal["connect", "timeout", "5xx", "429", "context_length_exceeded"]
+_FailureName = Literal["connect", "timeout", "5xx", "429", "context_length_exceeded", "not_found"]
 _RETRY_ON: tuple[_FailureName, ...] = ("connect", "timeout", "5xx", "429")  # retried by default
 # YAML reads an unquoted 429 as a number: accept it as the class "429" (and say so in the schema).
 FailureClass = Annotated[_FailureName, BeforeValidator(
@@ -137,7 +137,8 @@ class RetryPolicy(_Strict):
         "a 429's Retry-After is honoured up to this; a longer one moves to the next target"))
     deadline_ms: float = Field(60000.0, gt=0, description="bound on the whole attempt loop, all targets together")
     retry_on: list[FailureClass] = Field(default_factory=lambda: list(_RETRY_ON), description=(
-        "failure classes retried on the same target (connect, timeout, 5xx, 429, context_length_exceeded)"))
+        "failure classes retried on the same target (connect, timeout, 5xx, 429, context_length_exceeded, "
+        "not_found)"))
 
 
 class CircuitBreakerSettings(_Strict):
@@ -224,7 +225,7 @@ class RoutingSettings(_Strict):
 
     retry: RetryPolicy = Field(RetryPolicy(), description="default retry policy of every model")
     fallback_on: list[FailureClass] = Field(
-        default_factory=lambda: [*_RETRY_ON, "context_length_exceeded"], description=(
+        default_factory=lambda: [*_RETRY_ON, "context_length_exceeded", "not_found"], description=(
         "default failure classes that move on to the next target"))
     circuit_breaker: CircuitBreakerSettings = Field(CircuitBreakerSettings(), description=(
         "per-target circuit breaker"))

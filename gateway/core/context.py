@@ -31,15 +31,27 @@ class Usage:
     @classmethod
     def from_openai(cls, usage: dict[str, Any]) -> Usage:
         """Build from an OpenAI ``usage`` dict (chat, completions or embeddings shape)."""
-        prompt_details = usage.get("prompt_tokens_details") or {}
-        completion_details = usage.get("completion_tokens_details") or {}
+        return cls._read(usage, "prompt_tokens", "completion_tokens", "prompt_tokens_details",
+                         "completion_tokens_details")
+
+    @classmethod
+    def from_responses(cls, usage: dict[str, Any]) -> Usage:
+        """Build from a Responses API ``usage`` dict (``input_tokens``/``output_tokens``; cached
+        and cache-write tokens inside the input, reasoning tokens inside the output, as above)."""
+        return cls._read(usage, "input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+
+    @classmethod
+    def _read(cls, usage: dict[str, Any], prompt: str, completion: str, prompt_details: str,
+              completion_details: str) -> Usage:
+        inputs = usage.get(prompt_details) or {}
+        outputs = usage.get(completion_details) or {}
         return cls(
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
+            prompt_tokens=usage.get(prompt),
+            completion_tokens=usage.get(completion),
             total_tokens=usage.get("total_tokens"),
-            cached_tokens=prompt_details.get("cached_tokens"),
-            reasoning_tokens=completion_details.get("reasoning_tokens"),
-            cache_write_tokens=prompt_details.get("cache_write_tokens"),
+            cached_tokens=inputs.get("cached_tokens"),
+            reasoning_tokens=outputs.get("reasoning_tokens"),
+            cache_write_tokens=inputs.get("cache_write_tokens"),
         )
 
 
@@ -96,7 +108,7 @@ class RequestContext:
     error_message: str = ""
     finish_reason: str = ""
     truncated: bool = False
-    stream_done: bool = False  # the relay has passed the upstream's ``data: [DONE]`` on
+    stream_done: bool = False  # the stream is whole ([DONE] passed on, or it ended after every choice finished)
     usage: Usage = field(default_factory=Usage)
     t_upstream_start: float | None = None
     t_upstream_headers: float | None = None

@@ -39,8 +39,7 @@ def error_body(message: str, type_: str, param: str | None = None, code: str | N
 
 
 def upstream_error_body(status: int, body: bytes) -> bytes:
-    """A backend's error response for the client: kept when it is already OpenAI-shaped, else
-    its text wrapped in OpenAI's shape."""
+    """Keep an upstream error body that is already OpenAI-shaped; wrap anything else."""
     try:
         parsed = orjson.loads(body)
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
@@ -196,6 +195,7 @@ class UpstreamTimeoutError(UpstreamError):
 
 
 class StreamTruncatedError(UpstreamError):
-    """The backend's stream ended before ``data: [DONE]`` (reported in-band as an SSE event)."""
+    """The backend's stream ended before every choice finished, without ``data: [DONE]``
+    (reported in-band as an SSE event)."""
 
     code = "stream_truncated"

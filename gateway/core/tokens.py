@@ -10,8 +10,12 @@ Both encodings ship with the package (``gateway.encodings``), so counts are exac
 without any setting; only if the packaged file cannot be used does tiktoken's own loader (its
 download and ``TIKTOKEN_CACHE_DIR``) get a try. Encodings load on a helper thread with a time
 limit; when they cannot be loaded, counting falls back to ~4 characters per token (still marked
-estimated) and retries the load later. Everything here is thread-safe and runs on the telemetry writer
-thread, never on the request path.
+estimated) and retries the load later. Everything here is thread-safe.
+
+On the request path (routing rules on prompt size, context windows, TPM limits estimated with
+tiktoken) an encoding is loaded only once a request needs a count the cheap bound
+(``prompt_tokens_upper_bound``) cannot settle, and then on a thread (``ready``/``load``): the
+two encodings hold ~0.1 GB, which a serving process whose traffic never needs them should not.
 """
 
 from __future__ import annotations
@@ -74,6 +78,20 @@ class TokenCounter:
         self._load_timeout_s = load_timeout_s
 
     # --- encodings -----------------------------------------------------------------
+    def ready(self, model: str) -> bool:
+        """Whether counting for ``model`` is instant: its encoding is loaded, or failed to load
+        lately (the heuristic then answers). Else a count would load it first (~0.1 GB, seconds):
+        the request path calls ``load`` on a thread before it counts."""
+        name = encoding_name_for(model)
+        if name in self._encodings:
+            return True
+        failed = self._failed_at.get(name)
+        return failed is not None and time.monotonic() - failed < _RETRY_AFTER_S
+
+    def load(self, model: str) -> None:
+        """Load ``model``'s encoding now (blocking: call it on a thread)."""
+        self._encoding(encoding_name_for(model))
+
     def _encoding(self, name: str):
         enc = self._encodings.get(name)
         if enc is not None:

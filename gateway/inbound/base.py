@@ -22,7 +22,7 @@ asks it four things:
   serves native and translated targets alike.
 - ``error_body(exc)`` / ``upstream_error(status, body)``: the gateway's own errors, and a
   backend's error response (OpenAI's shape, the protocol's own, or anything), in the protocol's
-  error shape; ``StreamObserver.failure_event(exc)`` says a stream's failure in-band.
+  error shape; ``StreamObserver.error_event(exc)`` says a stream's failure in-band.
 
 Upstream error responses stay untranslated until the relay (``TranslatedAnswer`` passes them
 through), so the attempt loop classifies them (context length, 5xx, 429) exactly as for chat.
@@ -54,9 +54,11 @@ class StreamObserver(Protocol):
     """The relay's view of a stream in the protocol (as ``gateway.proxy.streaming.StreamTee`` is
     for chat chunks): ``feed(data, now)`` → bytes to send (whole events), ``tail()`` → an
     unterminated last event, ``done`` once the stream ended as the protocol ends it,
-    ``upstream_error`` an in-band error event's payload, ``failure_event(exc)`` the in-band event
-    telling the client the stream failed."""
+    ``upstream_error`` an in-band error event's payload, ``error_event(exc)`` the in-band event
+    telling the client the stream failed, ``END`` what a complete stream reaches (named in the
+    truncation error)."""
 
+    END: str
     done: bool
     upstream_error: dict | None
 
@@ -64,7 +66,7 @@ class StreamObserver(Protocol):
 
     def tail(self) -> bytes: ...
 
-    def failure_event(self, exc: GatewayError) -> bytes: ...
+    def error_event(self, exc: GatewayError) -> bytes: ...
 
 
 @dataclass(slots=True)

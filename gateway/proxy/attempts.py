@@ -1,13 +1,14 @@
 """The attempt loop: try a ``RoutePlan``'s targets in order, with retries and fallbacks.
 
-Failure classes (``connect``, ``timeout``, ``5xx``, ``429``, ``context_length_exceeded``)
-decide what happens next: retry the same target (``retry.retry_on``, with exponential backoff
-and full jitter, a 429's ``Retry-After`` honoured up to a cap), move to the next target
-(``fallback_on``; a context-length error only to targets with a larger ``context_window``),
-or give up. Any other 4xx is the caller's error: returned at once, never retried. Nothing
-here has written to the client yet — for streams the first body bytes are read inside the
-loop, so a stream that dies before its first byte still fails over, and one that has sent a
-byte never does (the caller relays from there).
+Failure classes (``connect``, ``timeout``, ``5xx``, ``429``, ``context_length_exceeded``,
+``not_found``: a 404 saying the model is not deployed on that target) decide what happens
+next: retry the same target (``retry.retry_on``, with exponential backoff and full jitter, a
+429's ``Retry-After`` honoured up to a cap), move to the next target (``fallback_on``; a
+context-length error only to targets with a larger ``context_window``), or give up. Any other
+4xx is the caller's error: returned at once, never retried. Nothing here has written to the
+client yet — for streams the first body bytes are read inside the loop, so a stream that dies
+before its first byte still fails over, and one that has sent a byte never does (the caller
+relays from there).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ from gateway.routing.plan import Candidate, RoutePlan
 _BREAKER_FAILURES = frozenset({"connect", "timeout", "5xx", "429"})
 _CONTEXT_MARKERS = (b"context_length_exceeded", b"maximum context length", b"context window",
                     b"prompt is too long")
+# A 404 that says the model is not there: OpenAI's (and gateways') ``model_not_found``, Azure's
+# ``DeploymentNotFound``; vLLM's "The model `x` does not exist." and Anthropic's
+# ``not_found_error`` ("model: x") name the model. Any other 404 is the caller's.
+_MISSING_MODEL_CODES = (b"model_not_found", b"deploymentnotfound")
+_MISSING_MODEL_WORDS = (b"does not exist", b"not_found_error")
 
 
 @dataclass(slots=True)
@@ -60,6 +66,11 @@ def classify_status(status: int, body: bytes) -> str | None:
         return "5xx"
     if status in (400, 413, 422) and any(m in body.lower() for m in _CONTEXT_MARKERS):
         return "context_length_exceeded"
+    if status == 404:
+        lower = body.lower()
+        if any(m in lower for m in _MISSING_MODEL_CODES) or (
+                b"model" in lower and any(m in lower for m in _MISSING_MODEL_WORDS)):
+            return "not_found"
     return None
 
 

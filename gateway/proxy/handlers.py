@@ -33,11 +33,12 @@ from gateway.core.errors import (
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
 from gateway.inbound import INBOUND, Inbound, StreamObserver
+from gateway.inbound.responses.observe import ResponsesStreamTee, observe_json
 from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
 from gateway.proxy.paths import clean_endpoint, unknown_url
 from gateway.proxy.request_ids import new_request_id
-from gateway.proxy.streaming import StreamTee, failure_event
+from gateway.proxy.streaming import StreamTee
 from gateway.proxy.upstream import pass_back_headers
 
 if TYPE_CHECKING:
@@ -227,6 +228,8 @@ class ProxyHandlers:
         # Checked here, after the stages: a selected prompt may supply the messages.
         if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
             raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")
+        if rt.count_from is not None:  # routing may count tokens: never load an encoding on the loop
+            await rt.load_tokenizer(body)
         plan = rt.router.plan(model, body, stream, request.headers, ctx.metadata, ctx.tenant, ctx.api_key_id,
                               ctx.prompt_id)
         ctx.route_rule = plan.rule
@@ -270,8 +273,9 @@ class ProxyHandlers:
                     del headers[name]
                 headers.update(extra)
             if result.chunks is not None:
-                return await self._relay_stream(request, ctx, upstream, headers, result, StreamTee(ctx, strip_usage)
-                                                if teed else None if inbound is None else inbound.observer(ctx))
+                tee = StreamTee(ctx, strip_usage) if teed else ResponsesStreamTee(ctx) if endpoint == "responses" \
+                    else None if inbound is None else inbound.observer(ctx)
+                return await self._relay_stream(request, ctx, upstream, headers, result, tee)
             return await self._relay_body(ctx, upstream, headers, result.body)
         except BaseException:
             upstream.close()  # cancelled or failed: drop the upstream connection now
@@ -312,6 +316,8 @@ class ProxyHandlers:
             return
         if not isinstance(parsed, dict):
             return
+        if ctx.endpoint == "responses":  # a Responses API object, relayed as the backend sent it
+            return observe_json(ctx, parsed)
         ctx.model_served = parsed.get("model") or ""
         ctx.response_id = parsed.get("id") or ""
         usage = parsed.get("usage")
@@ -326,7 +332,7 @@ class ProxyHandlers:
                 ctx.completion_text.append(text)
 
     async def _relay_stream(self, request: web.Request, ctx: RequestContext, upstream, headers: dict,
-                            result, tee: StreamTee | StreamObserver | None) -> web.StreamResponse:
+                            result, tee: StreamTee | ResponsesStreamTee | StreamObserver | None) -> web.StreamResponse:
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)
@@ -365,7 +371,7 @@ class ProxyHandlers:
                     outcome.error(ctx, 502, "upstream_stream_error", str(tee.upstream_error.get("message", ""))[:500])
                 elif not tee.done:
                     failure = StreamTruncatedError(
-                        f"backend {ctx.backend!r} ended the stream before [DONE]; the response is incomplete")
+                        f"backend {ctx.backend!r} ended the stream before {tee.END}; the response is incomplete")
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             # The client went away: stop reading the upstream (closed by the caller).
             outcome.client_closed(ctx, write_failed=True)
@@ -380,7 +386,7 @@ class ProxyHandlers:
             outcome.failed(ctx, failure, truncated=True)
             upstream.close()
             try:
-                await send((failure_event if tee is None else tee.failure_event)(failure))
+                await send((tee or StreamTee).error_event(failure))
             except ConnectionResetError:
                 pass
         else:

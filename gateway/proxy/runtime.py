@@ -6,6 +6,7 @@ the ``/v1/models`` body, the header allow-list) is done here, so handlers only l
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import re
 import time
@@ -17,7 +18,7 @@ import orjson
 from gateway.config import ConfigSnapshot
 from gateway.core.errors import ModelNotFoundError
 from gateway.core.secret_mask import backend_secrets
-from gateway.core.tokens import TokenCounter
+from gateway.core.tokens import TokenCounter, prompt_tokens_upper_bound
 from gateway.proxy.upstream import BackendClient
 from gateway.routing.health import HealthRegistry
 from gateway.routing.router import Router
@@ -28,6 +29,17 @@ if TYPE_CHECKING:
 # Credentials of the client are for the gateway; they are never sent upstream.
 _NEVER_FORWARD = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie", "host",
                             "content-length", "content-type", "transfer-encoding", "connection"})
+
+
+def count_threshold(cfg) -> int | None:
+    """The smallest cheap bound at which routing may need a real token count: a rule's
+    ``min_prompt_tokens`` (the bound reaching it), ``max_prompt_tokens`` or a target's
+    ``context_window`` (the bound passing it). ``None``: no rule or target ever counts."""
+    points = [r.match.min_prompt_tokens for r in cfg.routes if r.match.min_prompt_tokens is not None]
+    points += [r.match.max_prompt_tokens + 1 for r in cfg.routes if r.match.max_prompt_tokens is not None]
+    points += [t.context_window + 1 for m in cfg.models.values() for t in m.targets if t.context_window is not None]
+    points += [t.context_window + 1 for r in cfg.routes for t in (r.targets or ()) if t.context_window is not None]
+    return min(points, default=None)
 
 
 class Runtime:
@@ -50,11 +62,9 @@ class Runtime:
                              lambda body: self.tokens.count_prompt("chat/completions" if "messages" in body
                                                                    else "completions", body, body.get("model", "")),
                              ewma_alpha=cfg.routing.ewma_alpha)
-        # Token estimates are needed on the request path only for these; load encodings early.
-        self.needs_tokens = any(r.match.min_prompt_tokens is not None or r.match.max_prompt_tokens is not None
-                                for r in cfg.routes) or any(
-            t.context_window is not None for m in cfg.models.values() for t in m.targets) or any(
-            t.context_window is not None for r in cfg.routes for t in (r.targets or ()))
+        # The smallest cheap bound (prompt bound + max_tokens) at which a rule or a context window
+        # may need a real count; None: routing never counts. Below it the bound settles everything.
+        self.count_from = count_threshold(cfg)
         created = int(time.time())
         self.models_body = orjson.dumps({"object": "list", "data": [
             {"id": name, "object": "model", "created": created, "owned_by": m.owned_by}
@@ -91,3 +101,13 @@ class Runtime:
             if low not in _NEVER_FORWARD and self._forward_re.match(low):
                 out[name] = value
         return out or None
+
+    async def load_tokenizer(self, body: dict) -> None:
+        """Load, on a thread, the encoding routing will count ``body`` with, when its cheap bound
+        says a count may be needed (so the count in ``Router.plan`` never loads on the event loop)."""
+        model = body.get("model") or ""
+        if self.count_from is None or self.tokens.ready(model):
+            return
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+        if prompt_tokens_upper_bound(body) + (limit if isinstance(limit, int) else 0) >= self.count_from:
+            await asyncio.to_thread(self.tokens.load, model)

@@ -36,21 +36,19 @@ _BLANK = b"\n\n"
 _LEARN_TRIES = 3
 
 
-def failure_event(exc: GatewayError) -> bytes:
-    """The in-band event telling the client a chat stream failed: OpenAI's error shape."""
-    return encode_data_event(_loads(exc.body()))
-
-
 class StreamTee:
     """Observe and filter one OpenAI-format SSE stream (chat or text completions).
 
     ``feed(data, now) -> bytes`` returns the bytes to send to the client for one upstream read
-    (``now``: ``perf_counter`` seconds at arrival). ``done`` turns true at ``data: [DONE]``;
+    (``now``: ``perf_counter`` seconds at arrival). ``done`` turns true at ``data: [DONE]``,
+    or at ``tail()`` (a clean end) when every choice had finished (see there);
     ``upstream_error`` holds an in-band ``{"error": …}`` payload if the upstream sent one (the
     event is relayed with any run of a configured secret masked, ``SecretMasker.mask_runs``).
     """
 
-    __slots__ = ("_ctx", "_split", "_held", "_strip_usage", "done", "upstream_error", "_template", "_tries")
+    __slots__ = ("_ctx", "_split", "_held", "_strip_usage", "done", "upstream_error", "_template", "_tries",
+                 "_choices", "_finished", "_usage_seen")
+    END = "every choice finished"  # what a complete stream reaches (named in the truncation error)
 
     def __init__(self, ctx: RequestContext, strip_usage: bool):
         self._ctx = ctx
@@ -61,6 +59,9 @@ class StreamTee:
         self.upstream_error: dict | None = None
         self._template: Template | None = None
         self._tries = _LEARN_TRIES
+        self._choices: set[int] = set()  # the choice indices seen (in parsed chunks: a template is
+        self._finished: set[int] = set()  # learned from one, so its index is among them) and finished
+        self._usage_seen = False
 
     def feed(self, data: bytes, now: float) -> bytes:
         if self._held:
@@ -139,13 +140,23 @@ class StreamTee:
             return events[0]
         return b"".join(kept)
 
-    def tail(self) -> bytes:
-        """Bytes of an unterminated final event, forwarded as they are when the stream ends."""
-        self._held = False
-        return self._split.tail()
+    @staticmethod
+    def error_event(exc: GatewayError) -> bytes:
+        """The in-band event that tells the client of a failure the gateway saw: OpenAI's error shape."""
+        return encode_data_event(orjson.loads(exc.body()))
 
-    def failure_event(self, exc: GatewayError) -> bytes:
-        return failure_event(exc)
+    def tail(self) -> bytes:
+        """Bytes of an unterminated final event, forwarded as they are when the stream ends.
+
+        The stream ended cleanly here. Without ``[DONE]`` it is still whole (``done``) when
+        every choice it started has its finish reason and, if the client asked for usage, the
+        usage chunk came: a backend that closes the connection then has sent the whole answer."""
+        self._held = False
+        finished = self._finished
+        if not self.done and finished and finished >= self._choices and (
+                self._usage_seen or not self._ctx.client_wants_usage):
+            self.done = self._ctx.stream_done = True
+        return self._split.tail()
 
     def _templated(self, t: Template, raw: bytes, now: float) -> bytes | None:
         """``raw`` is the template's bytes around something: when that is one valid JSON string,
@@ -211,6 +222,7 @@ class StreamTee:
         choices = chunk.get("choices")
         if usage:
             ctx.usage = Usage.from_openai(usage)
+            self._usage_seen = True
         if not choices:
             if usage and self._strip_usage:
                 return b""
@@ -230,9 +242,14 @@ class StreamTee:
                 if text:
                     ctx.completion_text.append(text)
                     produced = True
+            index = choice.get("index", 0)
+            if type(index) is not int:  # a malformed index: counted as the first choice
+                index = 0
+            self._choices.add(index)
             finish = choice.get("finish_reason")
             if finish:
                 ctx.finish_reason = finish
+                self._finished.add(index)
         if produced:
             if ctx.t_first_token is None:
                 ctx.t_first_token = now

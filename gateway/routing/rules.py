@@ -67,7 +67,9 @@ def compile_rule(rule: RouteRule) -> list[Predicate]:
                                                        or r.prompt_tokens_at_most() >= lo)
                      and r.prompt_tokens() >= lo)
     if m.max_prompt_tokens is not None:
-        preds.append(lambda r, hi=m.max_prompt_tokens: r.prompt_tokens() <= hi)
+        preds.append(lambda r, hi=m.max_prompt_tokens: (r.prompt_tokens_at_most is not None
+                                                       and r.prompt_tokens_at_most() <= hi)
+                     or r.prompt_tokens() <= hi)
     return preds
 
 

@@ -89,7 +89,7 @@ routing:
     assert cfg.routing.retry.retry_on == ["connect", "429"] and cfg.routing.fallback_on == ["429"]
     assert cfg.models["x"].fallback_on == ["429", "timeout"] and cfg.models["x"].retry.retry_on == ["429"]
     assert problems("routing: {fallback_on: [500]}\n") == [
-        "routing.fallback_on[0]: Input should be 'connect', 'timeout', '5xx', '429' or 'context_length_exceeded'"]
+        "routing.fallback_on[0]: Input should be 'connect', 'timeout', '5xx', '429', 'context_length_exceeded' or 'not_found'"]
     assert problems("routing: {fallback_on: [true]}\n")  # a boolean is not a status
 
 

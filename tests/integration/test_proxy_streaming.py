@@ -131,6 +131,52 @@ def test_stream_without_done_is_reported_as_truncated(gateway, upstream):
     assert b"data: [DONE]" not in got
 
 
+def _finished_outcomes(make_gateway, upstream):
+    """A gateway on ``upstream`` whose finished requests' outcomes land in the returned list."""
+    from gateway.app import FINISHERS
+    from tests.support.gateway import gateway_config
+
+    gw = make_gateway(gateway_config(upstream.url, extra="telemetry: {enabled: false}\n"))
+    finished: list = []
+    gw.app[FINISHERS].append(lambda ctx: finished.append((ctx.status_code, ctx.error_type, ctx.truncated)))
+    return gw, finished
+
+
+def test_stream_that_ends_cleanly_after_finishing_is_complete_without_done(make_gateway, upstream):
+    """Every choice has its finish reason and the usage came: the connection closing without
+    ``[DONE]`` is the end of a whole answer, relayed as sent, a success."""
+    gw, finished = _finished_outcomes(make_gateway, upstream)
+    upstream.sse(events_of("Hel|lo")[:-1])
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="k", max_retries=0)
+    stream = client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}],
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello"
+    assert chunks[-1].usage.total_tokens == 5
+    wait_for(lambda: finished, what="the request to finish")
+    assert finished == [(200, "", False)]
+
+    got = stream_raw(gw)  # the client did not ask for usage: it is stripped, nothing is added
+    assert got == b"".join(events_of("Hel|lo")[:-2])
+    wait_for(lambda: len(finished) == 2, what="the second request to finish")
+    assert finished[1] == (200, "", False)
+
+
+def test_stream_ending_before_every_choice_finished_is_truncated(make_gateway, upstream):
+    gw, finished = _finished_outcomes(make_gateway, upstream)
+    two = [{"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"},
+           {"index": 1, "delta": {"content": "b"}, "finish_reason": None}]
+    upstream.sse([sse_event(chat_chunk(role=True)), sse_event({**chat_chunk(), "choices": two})], times=1)
+    got = stream_raw(gw, n=2)
+    assert orjson.loads(got.rstrip().rsplit(b"\n\n", 1)[-1][6:])["error"]["code"] == "stream_truncated"
+    # Every choice finished, but the usage the client asked for never came: cut before the end.
+    upstream.sse(events_of("a")[:-2], times=1)
+    got = stream_raw(gw, stream_options={"include_usage": True})
+    assert orjson.loads(got.rstrip().rsplit(b"\n\n", 1)[-1][6:])["error"]["code"] == "stream_truncated"
+    wait_for(lambda: len(finished) == 2, what="both requests to finish")
+    assert finished == [(502, "stream_truncated", True)] * 2
+
+
 def test_upstream_error_before_first_byte_of_a_stream(gateway, upstream):
     upstream.json({"error": {"message": "overloaded", "type": "server_error", "param": None, "code": None}},
                   status=503)

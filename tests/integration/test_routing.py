@@ -8,9 +8,10 @@ import random
 import time
 
 import httpx
+import openai
 import pytest
 
-from gateway.app import HEALTH, WATCHER
+from gateway.app import HEALTH, TOKENS, WATCHER
 from gateway.config import parse_config
 from gateway.config.models import CircuitBreakerSettings
 from gateway.core.errors import NoHealthyTargetError
@@ -248,6 +249,41 @@ def test_plain_400_is_not_retried_or_failed_over(make_gateway, two_upstreams):
     r = post(gw)
     assert r.status_code == 400 and r.json()["error"]["param"] == "temperature"
     assert len(a.received) == 1 and not b.received
+
+
+MODEL_NOT_FOUND = {  # OpenAI's answer for a model that is not deployed there
+    "error": {"message": "The model `model-a` does not exist or you do not have access to it.",
+              "type": "invalid_request_error", "param": None, "code": "model_not_found"}}
+VLLM_NOT_FOUND = {"object": "error", "message": "The model `model-a` does not exist.", "type": "NotFoundError",
+                  "param": None, "code": 404}
+
+
+@pytest.mark.parametrize("missing", [MODEL_NOT_FOUND, VLLM_NOT_FOUND], ids=["openai", "vllm"])
+def test_model_not_found_moves_to_the_next_target(make_gateway, two_upstreams, missing):
+    a, b = two_upstreams
+    gw = make_gateway(two_target_config(a.url, b.url))
+    a.json(missing, status=404)
+    b.json(OK)
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="k", max_retries=0)
+    r = client.chat.completions.with_raw_response.create(model="m", messages=MSG)
+    assert r.parse().choices[0].message.content == "ok"
+    assert r.headers["x-gateway-backend"] == "up-b" and r.headers["x-gateway-attempts"] == "2"  # not retried
+    assert len(a.received) == 1 and b.last.json()["model"] == "model-b"
+
+
+def test_not_found_stays_the_callers_unless_fallback_on_names_it(make_gateway, two_upstreams):
+    a, b = two_upstreams
+    gw = make_gateway(two_target_config(a.url, b.url, extra="  fallback_on: [connect, timeout, 5xx]"))
+    a.json(MODEL_NOT_FOUND, status=404)
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="k", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="m", messages=MSG)
+    assert caught.value.code == "model_not_found" and not b.received
+    # Any other 404 (here a path the backend does not serve) is the caller's, whatever fallback_on says.
+    gw = make_gateway(two_target_config(a.url, b.url))
+    a.json({"detail": "Not Found"}, status=404)
+    r = post(gw)
+    assert r.status_code == 404 and r.headers["x-gateway-backend"] == "up-a" and not b.received
 
 
 def test_context_length_error_moves_to_a_larger_target(make_gateway, two_upstreams):
@@ -516,3 +552,32 @@ routes:
     assert router.plan("small", long_body, False, {}).rule == "long" and counted
     from gateway.core.tokens import prompt_tokens_upper_bound
     assert prompt_tokens_upper_bound(long_body) >= counter.count_prompt("chat/completions", long_body, "gpt-4")
+
+
+def test_a_serving_gateway_loads_an_encoding_only_for_a_prompt_the_bound_cannot_settle(make_gateway, two_upstreams):
+    """A token rule does not load tiktoken at start (~0.1 GB): short prompts are settled by the
+    cheap bound; the first prompt the bound cannot settle loads the encoding (off the event
+    loop) and is routed by its real count."""
+    a, b = two_upstreams
+    a.json(OK)
+    b.json(OK)
+    gw = make_gateway(f"""
+backends:
+  up-a: {{type: openai, base_url: "{a.url}", api_key: sk-a}}
+  up-b: {{type: openai, base_url: "{b.url}", api_key: sk-b}}
+models:
+  m: {{targets: [{{backend: up-a, model: model-a}}]}}
+  large: {{targets: [{{backend: up-b, model: model-b}}]}}
+routes:
+  - {{name: long, match: {{min_prompt_tokens: 500}}, model: large}}
+telemetry: {{enabled: false}}
+""")
+    tokens = gw.app[TOKENS]
+    assert not tokens.ready("m")  # nothing loaded at start
+    assert post(gw).headers["x-gateway-backend"] == "up-a"
+    assert not tokens.ready("m")  # "hi" cannot reach 500 tokens: no count, no encoding
+    spaced = [{"role": "user", "content": "word " * 120}]  # bound ~600 bytes, ~120 tokens: counted, too short
+    assert post(gw, messages=spaced).headers["x-gateway-backend"] == "up-a"
+    assert tokens.ready("m")
+    long = [{"role": "user", "content": "word " * 600}]
+    assert post(gw, messages=long).headers["x-gateway-backend"] == "up-b"

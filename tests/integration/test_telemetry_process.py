@@ -14,23 +14,9 @@ import httpx
 import openai
 import pytest
 
+from tests.support.gateway_process import write_config
 from tests.support.telemetry import free_port, gateway_env, isolate_telemetry_data, spawn_gateway, wait_for  # noqa: F401
 
-CONFIG = """
-server: {{admin_key: adm-key-123}}
-backends:
-  mock:
-    type: mock
-    mock: {{ttft_ms: 0, tokens: 5}}
-models:
-  mock-gpt: {{targets: [{{backend: mock}}]}}
-telemetry:
-  clickhouse: {{dsn: "{dsn}"}}
-  log: {{dir: "{log}"}}
-  flush_interval_ms: {flush}
-  retry_initial_ms: 100
-  retry_max_ms: 500
-"""
 ADMIN = {"Authorization": "Bearer adm-key-123"}
 
 
@@ -58,10 +44,9 @@ def send(port: int, n: int, prefix: str) -> list[str]:
 def test_kill_9_while_the_store_is_down_then_restart_ingests_and_sigterm_drains(tmp_path):
     log_dir = tmp_path / "log"
     store = tmp_path / "store"
-    down = tmp_path / "down.yaml"
-    down.write_text(CONFIG.format(dsn=f"http://127.0.0.1:{free_port()}/db", log=log_dir, flush=50))
-    up = tmp_path / "up.yaml"
-    up.write_text(CONFIG.format(dsn=f"chdb://{store}", log=log_dir, flush=60_000))
+    log = f'  log: {{dir: "{log_dir}"}}'
+    down = write_config(tmp_path, f"http://127.0.0.1:{free_port()}/db", "down.yaml", log, flush_ms=50)
+    up = write_config(tmp_path, f"chdb://{store}", "up.yaml", log, flush_ms=60_000)
 
     # 1. the store is unreachable: records wait in the log; then the gateway dies without any cleanup
     port = free_port()

@@ -36,18 +36,19 @@ models:
   mock-gpt: {{targets: [{{backend: mock}}]}}
 telemetry:
   {dsn}
-  flush_interval_ms: 100
+  flush_interval_ms: {flush_ms}
   retry_initial_ms: 100
   retry_max_ms: 500
 {telemetry}"""
 
 
-def write_config(tmp_path: Path, dsn: str | None = None, name: str = "gateway.yaml", telemetry: str = "") -> Path:
-    """A config with the mock model ``mock-gpt``; ``dsn``: a ClickHouse server (default: the
-    embedded store); ``telemetry``: more keys of the ``telemetry:`` section, indented by two."""
+def write_config(tmp_path: Path, dsn: str | None = None, name: str = "gateway.yaml", telemetry: str = "",
+                 flush_ms: int = 100) -> Path:
+    """A config with the mock model ``mock-gpt``; ``dsn``: a ClickHouse server (or ``chdb://DIR``;
+    default: the embedded store); ``telemetry``: more keys of the ``telemetry:`` section, indented by two."""
     path = tmp_path / name
     path.write_text(CONFIG.format(dsn=f'clickhouse: {{dsn: "{dsn}"}}' if dsn else "enabled: true",
-                                  telemetry=telemetry))
+                                  telemetry=telemetry, flush_ms=flush_ms))
     return path
 
 

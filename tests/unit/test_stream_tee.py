@@ -180,3 +180,37 @@ def test_a_template_is_kept_only_when_its_text_is_the_chunk_text():
     out, seen, tee = _observed(events, False, "chat/completions", templates=True)
     assert (out, seen) == _observed(events, False, "chat/completions", templates=False)[:2]
     assert seen[0] == ["same", "same", "same"] and tee._template is None
+
+
+@pytest.mark.parametrize("cut, need_usage, complete", [
+    (-1, True, True),     # finish reason and usage, no [DONE]: whole
+    (-2, False, True),    # finish reason, no usage, and the client did not ask for it: whole
+    (-2, True, False),    # ... but it did: cut before the end
+    (-3, False, False),   # no finish reason: cut
+])
+def test_a_stream_ending_cleanly_is_done_once_every_choice_finished(cut, need_usage, complete):
+    events = _events()[:cut]
+    whole = b"".join(events)
+    for name, reads in _shapes(whole, events).items():
+        ctx = RequestContext(request_id="r", endpoint="chat/completions", t_start=0.0, ts_start=0.0)
+        ctx.client_wants_usage = need_usage
+        tee = StreamTee(ctx, True)
+        for data in reads:
+            tee.feed(data, 0.0)
+        assert not tee.done, name  # not before the stream ended
+        tee.tail()
+        assert (tee.done, ctx.stream_done) == (complete, complete), name
+
+
+def test_a_stream_with_an_unfinished_choice_is_not_done():
+    both = {**chat_chunk(), "choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": None},
+                                        {"index": 1, "delta": {"content": "b"}, "finish_reason": None}]}
+    reads = [sse_event(both) + sse_event(chat_chunk(finish="stop")),
+             sse_event({**chat_chunk(), "choices": [{"index": 1, "delta": {}, "finish_reason": "length"}]})]
+    for upto, complete in ((1, False), (2, True)):
+        tee = StreamTee(RequestContext(request_id="r", endpoint="chat/completions", t_start=0.0, ts_start=0.0),
+                        False)
+        for data in reads[:upto]:
+            tee.feed(data, 0.0)
+        tee.tail()
+        assert tee.done is complete

@@ -19,7 +19,7 @@ from gateway.core.context import RequestContext, Usage
 from gateway.core.errors import GatewayError
 from gateway.core.sse import SSESplitter, event_data
 from gateway.inbound.anthropic.response import gateway_error
-from gateway.inbound.anthropic.stream import error_event
+from gateway.inbound.anthropic.stream import error_event as stream_error
 from gateway.providers.anthropic.response import FINISH_REASONS, translate_usage
 
 
@@ -52,6 +52,7 @@ class MessagesObserver:
     forwards whole events as they complete, reads each once."""
 
     __slots__ = ("_ctx", "_split", "_usage", "done", "upstream_error")
+    END = "message_stop"
 
     def __init__(self, ctx: RequestContext):
         self._ctx = ctx
@@ -69,8 +70,8 @@ class MessagesObserver:
     def tail(self) -> bytes:
         return self._split.tail()
 
-    def failure_event(self, exc: GatewayError) -> bytes:
-        return error_event(gateway_error(exc))
+    def error_event(self, exc: GatewayError) -> bytes:
+        return stream_error(gateway_error(exc))
 
     def _observe(self, raw: bytes, now: float) -> bytes:
         """Record what the event ``raw`` says; return the bytes to forward."""

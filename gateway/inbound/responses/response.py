@@ -1,0 +1,113 @@
+"""A Chat Completions answer as a Responses API ``response`` object.
+
+The object echoes the request's settings (``instructions``, ``tools``, ``tool_choice``,
+``temperature``, ``metadata`` …) as OpenAI does, and lists the output items the chat message
+carried, in the order a Responses model emits them: ``reasoning`` (when the backend exposes it
+as ``reasoning_content`` or ``reasoning``), the assistant ``message`` (``output_text`` or a
+``refusal``), then one ``function_call`` per tool call. ``finish_reason: length`` (or
+``content_filter``) makes the response ``incomplete`` with that reason. The stream encoder
+(``stream.py``) builds its final object with the same functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def item_id(response_id: str, kind: str, n: int = 0) -> str:
+    """A stable id for the ``n``-th output item of a kind (``msg``, ``fc``, ``rs``) of a response."""
+    suffix = response_id.removeprefix("resp_")
+    return f"{kind}_{suffix}" if n == 0 else f"{kind}_{suffix}_{n}"
+
+
+def shell(request: dict[str, Any], response_id: str, created_at: int, model: str, status: str) -> dict[str, Any]:
+    """The ``response`` object without output and usage: what ``response.created`` carries."""
+    text = request.get("text") if isinstance(request.get("text"), dict) else None
+    reasoning = request.get("reasoning") if isinstance(request.get("reasoning"), dict) else None
+    return {
+        "id": response_id, "object": "response", "created_at": created_at, "status": status,
+        "background": False, "error": None, "incomplete_details": None,
+        "instructions": request.get("instructions"), "max_output_tokens": request.get("max_output_tokens"),
+        "model": model, "output": [], "parallel_tool_calls": request.get("parallel_tool_calls", True),
+        "previous_response_id": request.get("previous_response_id"),
+        "reasoning": {"effort": (reasoning or {}).get("effort"), "summary": None},
+        "store": request.get("store", True), "temperature": request.get("temperature", 1.0),
+        "text": {"format": (text or {}).get("format") or {"type": "text"}},
+        "tool_choice": request.get("tool_choice", "auto"), "tools": request.get("tools") or [],
+        "top_p": request.get("top_p", 1.0), "truncation": "disabled", "usage": None,
+        "user": request.get("user"), "metadata": request.get("metadata") or {},
+    }
+
+
+def usage(chat_usage: Any) -> dict[str, Any] | None:
+    """Chat ``usage`` in the Responses shape (None when the backend reported none)."""
+    if not isinstance(chat_usage, dict):
+        return None
+    prompt_details = chat_usage.get("prompt_tokens_details") or {}
+    completion_details = chat_usage.get("completion_tokens_details") or {}
+    prompt, completion = chat_usage.get("prompt_tokens") or 0, chat_usage.get("completion_tokens") or 0
+    inputs = {"cached_tokens": prompt_details.get("cached_tokens") or 0,
+              "cache_write_tokens": prompt_details.get("cache_write_tokens") or 0}
+    return {"input_tokens": prompt, "input_tokens_details": inputs, "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": completion_details.get("reasoning_tokens") or 0},
+            "total_tokens": chat_usage.get("total_tokens") or prompt + completion}
+
+
+def reasoning_item(response_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    return {"id": item_id(response_id, "rs"), "type": "reasoning", "summary": [],
+            "content": [{"type": "reasoning_text", "text": text}], "status": status}
+
+
+def message_item(response_id: str, parts: list[dict[str, Any]], status: str = "completed") -> dict[str, Any]:
+    return {"id": item_id(response_id, "msg"), "type": "message", "role": "assistant", "status": status,
+            "content": parts}
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def call_item(response_id: str, n: int, call_id: str, name: str, arguments: str,
+              status: str = "completed") -> dict[str, Any]:
+    return {"id": item_id(response_id, "fc", n), "type": "function_call", "call_id": call_id, "name": name,
+            "arguments": arguments, "status": status}
+
+
+def finish(response: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    """Set ``status`` (and ``incomplete_details``) from the chat finish reason."""
+    reason = _INCOMPLETE.get(finish_reason or "")
+    response["status"] = "completed" if reason is None else "incomplete"
+    response["incomplete_details"] = None if reason is None else {"reason": reason}
+    return response
+
+
+def reasoning_of(message: dict[str, Any]) -> str | None:
+    """The reasoning a backend exposes beside the answer (vLLM, DeepSeek: ``reasoning_content``)."""
+    value = message.get("reasoning_content") or message.get("reasoning")
+    return value if isinstance(value, str) and value else None
+
+
+def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str) -> dict[str, Any]:
+    """The ``response`` object for a chat completion ``chat`` answering ``request``."""
+    out = shell(request, response_id, int(chat.get("created") or 0), chat.get("model") or request.get("model", ""),
+                "completed")
+    choices = chat.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message") or {}
+    items: list[dict[str, Any]] = []
+    reasoning = reasoning_of(message)
+    if reasoning:
+        items.append(reasoning_item(response_id, reasoning))
+    if message.get("refusal"):
+        items.append(message_item(response_id, [{"type": "refusal", "refusal": message["refusal"]}]))
+    elif message.get("content"):
+        items.append(message_item(response_id, [text_part(message["content"])]))
+    for n, call in enumerate(message.get("tool_calls") or ()):
+        function = call.get("function") or {}
+        items.append(call_item(response_id, n, call.get("id", ""), function.get("name", ""),
+                               function.get("arguments", "")))
+    out["output"] = items
+    out["usage"] = usage(chat.get("usage"))
+    return finish(out, choice.get("finish_reason"))

@@ -1,0 +1,253 @@
+"""A Chat Completions chunk stream re-told as a Responses API event stream.
+
+``ResponsesEncoder`` is fed the OpenAI ``chat.completion.chunk`` SSE a translated target's relay
+would send (usage included) and returns Responses events in the order OpenAI emits them:
+``response.created``, ``response.in_progress``, then per output item
+``response.output_item.added`` → ``response.content_part.added`` → deltas
+(``response.reasoning_text.delta``, ``response.output_text.delta``, ``response.refusal.delta``,
+or ``response.function_call_arguments.delta`` for a tool call) → their ``*.done`` →
+``response.content_part.done`` → ``response.output_item.done``, and last
+``response.completed`` (or ``response.incomplete`` after ``finish_reason: length``) carrying
+the whole ``output`` and ``usage``. Every event has the next ``sequence_number``; items are
+numbered by ``output_index`` in the order they open. A failure — an in-band error from the
+backend, or ``fail()`` from the relay — ends the stream with an ``error`` event and
+``response.failed``, never silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.core.sse import SSESplitter, event_data
+from gateway.inbound.responses import response as shapes
+
+
+@dataclass(slots=True)
+class _Item:
+    """An output item being streamed: ``kind`` is ``reasoning``, ``output_text``, ``refusal`` or
+    ``function_call`` (the content part, or the call)."""
+
+    kind: str
+    index: int
+    id: str
+    parts: list[str] = field(default_factory=list)
+    call_id: str = ""
+    name: str = ""
+
+    def final(self, response_id: str, status: str) -> dict[str, Any]:
+        """The item as ``response.output_item.done`` and the final ``output`` carry it."""
+        text = "".join(self.parts)
+        if self.kind == "function_call":
+            return {**shapes.call_item(response_id, 0, self.call_id, self.name, text, status), "id": self.id}
+        if self.kind == "reasoning":
+            return {**shapes.reasoning_item(response_id, text, status), "id": self.id}
+        return {**shapes.message_item(response_id, [self.part(text)], status), "id": self.id}
+
+    def part(self, text: str) -> dict[str, Any]:
+        if self.kind == "reasoning":
+            return {"type": "reasoning_text", "text": text}
+        if self.kind == "refusal":
+            return {"type": "refusal", "refusal": text}
+        return shapes.text_part(text)
+
+
+# Delta event and done event (with the field that carries the whole text) per content kind.
+_DELTA = {"output_text": "response.output_text.delta", "refusal": "response.refusal.delta",
+          "reasoning": "response.reasoning_text.delta"}
+_DONE = {"output_text": ("response.output_text.done", "text"), "refusal": ("response.refusal.done", "refusal"),
+         "reasoning": ("response.reasoning_text.done", "text")}
+_PREFIX = {"output_text": "msg", "refusal": "msg", "reasoning": "rs"}
+
+
+class ResponsesEncoder:
+    """Chat chunk SSE in, Responses events out: ``feed(bytes) -> bytes``, ``finish() -> bytes``
+    at the end of the upstream stream (completes a stream whose choice finished without
+    ``[DONE]``), ``fail(code, message) -> bytes``. ``done``: a terminal event was emitted."""
+
+    def __init__(self, request: dict[str, Any], response_id: str, created_at: int):
+        self._request = request
+        self._id = response_id
+        self._created = created_at
+        self._split = SSESplitter()
+        self._sequence = 0
+        self._out: list[bytes] = []
+        self._started = False
+        self._model = str(request.get("model") or "")
+        self._items: list[_Item] = []
+        self._done_items: dict[int, dict[str, Any]] = {}
+        self._open: _Item | None = None  # the reasoning or message item receiving deltas
+        self._calls: dict[int, _Item] = {}  # tool call index in the chunks -> its item
+        self._counts: dict[str, int] = {}
+        self._finish_reason: str | None = None
+        self._usage: dict[str, Any] | None = None
+        self.done = False
+
+    # --- the interface -----------------------------------------------------------------
+    def feed(self, data: bytes) -> bytes:
+        for raw in self._split.feed(data):
+            if not self.done:
+                self._event(raw)
+        return self._flush()
+
+    def finish(self) -> bytes:
+        """The upstream ended: a choice that finished is a complete response even without ``[DONE]``."""
+        rest = self._split.tail()
+        if rest and not self.done:
+            self._event(rest + b"\n\n")
+        if not self.done and self._finish_reason is not None:
+            self._complete()
+        return self._flush()
+
+    def fail(self, code: str | None, message: str) -> bytes:
+        """End the stream as failed: an ``error`` event, then ``response.failed``."""
+        self._fail(code, message)
+        return self._flush()
+
+    def _fail(self, code: str | None, message: str) -> None:
+        if not self.done:
+            self._start()
+            self._emit("error", code=code, message=message, param=None)
+            response = self._response("failed", "incomplete")
+            response["error"] = {"code": "server_error", "message": message}
+            self._emit("response.failed", response=response)
+            self.done = True
+
+    # --- reading chunks ----------------------------------------------------------------
+    def _event(self, raw: bytes) -> None:
+        data = event_data(raw)
+        if data is None:
+            return
+        if data == b"[DONE]":
+            self._complete()
+            return
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(chunk, dict):
+            return
+        if "error" in chunk:
+            error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+            self._fail(error.get("code") or error.get("type"), str(error.get("message") or "the backend failed"))
+            return
+        if chunk.get("model"):
+            self._model = chunk["model"]
+        self._start()
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue  # a Responses answer has one choice
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                self._text("reasoning", reasoning)
+            if isinstance(delta.get("content"), str) and delta["content"]:
+                self._text("output_text", delta["content"])
+            if isinstance(delta.get("refusal"), str) and delta["refusal"]:
+                self._text("refusal", delta["refusal"])
+            for call in delta.get("tool_calls") or ():
+                if isinstance(call, dict):
+                    self._call(call)
+            if choice.get("finish_reason"):
+                self._finish_reason = choice["finish_reason"]
+
+    def _text(self, kind: str, delta: str) -> None:
+        item = self._open
+        if item is None or item.kind != kind:
+            self._close_open()
+            item = self._open = self._add(kind, shapes.item_id(self._id, _PREFIX[kind], self._next(_PREFIX[kind])))
+            added = item.final(self._id, "in_progress")
+            if kind != "reasoning":
+                added["content"] = []
+            self._emit("response.output_item.added", output_index=item.index, item=added)
+            self._emit("response.content_part.added", item_id=item.id, output_index=item.index, content_index=0,
+                       part=item.part(""))
+        item.parts.append(delta)
+        extra: dict[str, Any] = {"logprobs": []} if kind == "output_text" else {}
+        self._emit(_DELTA[kind], item_id=item.id, output_index=item.index, content_index=0, delta=delta, **extra)
+
+    def _call(self, call: dict[str, Any]) -> None:
+        index = call.get("index", 0)
+        function = call.get("function") or {}
+        item = self._calls.get(index)
+        if item is None:
+            self._close_open()
+            n = self._next("fc")
+            item = self._calls[index] = self._add("function_call", shapes.item_id(self._id, "fc", n))
+            item.call_id, item.name = call.get("id") or f"call_{self._id}_{n}", function.get("name") or ""
+            self._emit("response.output_item.added", output_index=item.index,
+                       item=item.final(self._id, "in_progress"))
+        elif function.get("name"):
+            item.name += function["name"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            item.parts.append(arguments)
+            self._emit("response.function_call_arguments.delta", item_id=item.id, output_index=item.index,
+                       delta=arguments)
+
+    # --- items and the lifecycle -------------------------------------------------------
+    def _next(self, prefix: str) -> int:
+        n = self._counts.get(prefix, 0)
+        self._counts[prefix] = n + 1
+        return n
+
+    def _add(self, kind: str, item_id: str) -> _Item:
+        item = _Item(kind, len(self._items), item_id)
+        self._items.append(item)
+        return item
+
+    def _close_open(self) -> None:
+        item, self._open = self._open, None
+        if item is None:
+            return
+        text = "".join(item.parts)
+        event, name = _DONE[item.kind]
+        extra: dict[str, Any] = {"logprobs": []} if item.kind == "output_text" else {}
+        self._emit(event, item_id=item.id, output_index=item.index, content_index=0, **{name: text}, **extra)
+        self._emit("response.content_part.done", item_id=item.id, output_index=item.index, content_index=0,
+                   part=item.part(text))
+        self._close(item)
+
+    def _close(self, item: _Item) -> None:
+        final = self._done_items[item.index] = item.final(self._id, "completed")
+        self._emit("response.output_item.done", output_index=item.index, item=final)
+
+    def _complete(self) -> None:
+        self._start()
+        self._close_open()
+        for item in sorted(self._calls.values(), key=lambda c: c.index):
+            self._emit("response.function_call_arguments.done", item_id=item.id, output_index=item.index,
+                       arguments="".join(item.parts))
+            self._close(item)
+        self._calls.clear()
+        response = shapes.finish(self._response("completed", "completed"), self._finish_reason)
+        response["usage"] = shapes.usage(self._usage)
+        self._emit(f"response.{response['status']}", response=response)
+        self.done = True
+
+    def _response(self, status: str, open_status: str) -> dict[str, Any]:
+        response = shapes.shell(self._request, self._id, self._created, self._model, status)
+        response["output"] = [self._done_items.get(item.index) or item.final(self._id, open_status)
+                              for item in self._items]
+        return response
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            created = shapes.shell(self._request, self._id, self._created, self._model, "in_progress")
+            self._emit("response.created", response=created)
+            self._emit("response.in_progress", response=created)
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        payload = {"type": kind, **fields, "sequence_number": self._sequence}
+        self._sequence += 1
+        self._out.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n")
+
+    def _flush(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
