@@ -17,6 +17,7 @@ Converted forms are computed on demand and remembered on the entry (bounded: at 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,7 +27,9 @@ from gateway.cache.convert import assemble_json, convert_stream, synthesize_sse
 JSON = "json"
 SSE = "sse"
 _MAGIC = b"LGC1"
-_OVERHEAD = 256  # bytes counted per entry besides its body (object, key, bookkeeping)
+# Bytes an entry costs in memory besides its body, as tracemalloc measured them: the entry, its
+# usage dict, the store's key (a 64-character hex digest), its LRU node and expiry (~560 B).
+ENTRY_OVERHEAD = 600
 
 
 class CacheEntry:
@@ -40,7 +43,7 @@ class CacheEntry:
     """
 
     __slots__ = ("kind", "endpoint", "body", "has_usage", "usage", "finish_reason", "model", "created",
-                 "latency_ms", "_forms")
+                 "latency_ms", "_forms", "on_grow")
 
     def __init__(self, kind: str, endpoint: str, body: bytes, *, has_usage: bool = False,
                  usage: dict[str, Any] | None = None, finish_reason: str = "", model: str = "",
@@ -55,11 +58,15 @@ class CacheEntry:
         self.created = time.time() if created is None else created
         self.latency_ms = latency_ms
         self._forms: dict[Any, bytes] | None = None
+        # Called with (entry, bytes) when a served form (JSON from a stream, SSE from JSON) is
+        # kept beside the body: the in-memory store counts it against its bound.
+        self.on_grow: Callable[[CacheEntry, int], None] | None = None
 
     @property
     def size(self) -> int:
-        """Bytes this entry is counted for in a store's budget."""
-        return len(self.body) + _OVERHEAD
+        """Bytes this entry is counted for in a store's budget (the forms it keeps included)."""
+        forms = self._forms
+        return len(self.body) + ENTRY_OVERHEAD + (sum(map(len, forms.values())) if forms else 0)
 
     def age(self, now: float | None = None) -> float:
         """Seconds since the entry was stored (never negative)."""
@@ -89,6 +96,8 @@ class CacheEntry:
         out = forms.get(which)
         if out is None:
             out = forms[which] = build()
+            if self.on_grow is not None:
+                self.on_grow(self, len(out))
         return out
 
     # --- wire format (Redis) -------------------------------------------------------

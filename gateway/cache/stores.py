@@ -74,8 +74,7 @@ class MemoryStore:
 
     async def close(self) -> None:
         """Drop every entry."""
-        self._data.clear()
-        self.bytes = 0
+        self.clear()
 
     def get_nowait(self, key: str) -> CacheEntry | None:
         """The live entry under ``key`` (marked most recently used), or None."""
@@ -85,7 +84,7 @@ class MemoryStore:
         entry, expires = item
         if self._clock() >= expires:
             del self._data[key]
-            self.bytes -= entry.size
+            self._dropped(entry)
             return None
         self._data.move_to_end(key)
         return entry
@@ -102,14 +101,29 @@ class MemoryStore:
         data = self._data
         old = data.pop(key, None)
         if old is not None:
-            self.bytes -= old[0].size
-        while data and self.bytes + size > self.max_bytes:
-            _, (evicted, _) = data.popitem(last=False)
-            self.bytes -= evicted.size
-            self.stats.evictions += 1
+            self._dropped(old[0])
+        self._evict(size, keep=0)
         data[key] = (entry, self._clock() + ttl_s)
         self.bytes += size
+        entry.on_grow = self._grown
         return True
+
+    def _grown(self, entry: CacheEntry, n: int) -> None:
+        """``entry`` (in this store) keeps a new form of ``n`` bytes: count it, and make room by
+        evicting the least recently used others (the entry just served is the most recent)."""
+        self.bytes += n
+        self._evict(0, keep=1)
+
+    def _evict(self, size: int, keep: int) -> None:
+        data = self._data
+        while len(data) > keep and self.bytes + size > self.max_bytes:
+            _, (evicted, _) = data.popitem(last=False)
+            self._dropped(evicted)
+            self.stats.evictions += 1
+
+    def _dropped(self, entry: CacheEntry) -> None:
+        self.bytes -= entry.size
+        entry.on_grow = None  # still served by requests in flight: its forms no longer count here
 
     async def set(self, key: str, entry: CacheEntry, ttl_s: float) -> bool:
         """See ``set_nowait``."""
@@ -117,6 +131,8 @@ class MemoryStore:
 
     def clear(self) -> None:
         """Drop every entry."""
+        for entry, _ in self._data.values():
+            entry.on_grow = None
         self._data.clear()
         self.bytes = 0
 

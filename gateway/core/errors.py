@@ -38,6 +38,18 @@ def error_body(message: str, type_: str, param: str | None = None, code: str | N
     return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
 
 
+def upstream_error_body(status: int, body: bytes) -> bytes:
+    """Keep an upstream error body that is already OpenAI-shaped; wrap anything else."""
+    try:
+        parsed = orjson.loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            return body
+    except orjson.JSONDecodeError:
+        pass
+    text = body[:2000].decode("utf-8", "replace").strip() or f"upstream answered HTTP {status}"
+    return error_body(text, "upstream_error", None, str(status))
+
+
 class GatewayError(Exception):
     """Base of every error the gateway answers with itself.
 

@@ -26,7 +26,7 @@ from gateway.core.errors import (
     StreamTruncatedError,
     UpstreamError,
     UpstreamTimeoutError,
-    error_body,
+    upstream_error_body,
 )
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
@@ -59,18 +59,6 @@ def _new_context(request: web.Request, endpoint: str) -> RequestContext:
                           client_request_id=headers.get("x-request-id", "")[:128],
                           ts_start=time.time(), client_ip=request.remote or "",
                           user_agent=headers.get("User-Agent", ""), headers=headers)
-
-
-def _upstream_error_body(status: int, body: bytes) -> bytes:
-    """Keep an upstream error body that is already OpenAI-shaped; wrap anything else."""
-    try:
-        parsed = orjson.loads(body)
-        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-            return body
-    except orjson.JSONDecodeError:
-        pass
-    text = body[:2000].decode("utf-8", "replace").strip() or f"upstream answered HTTP {status}"
-    return error_body(text, "upstream_error", None, str(status))
 
 
 class ProxyHandlers:
@@ -296,7 +284,7 @@ class ProxyHandlers:
             body = secrets.mask_runs(body)  # an echoed key, whole or in part
             for name, value in headers.items():  # ... or in a header passed back
                 headers[name] = secrets.mask_runs(value.encode()).decode("utf-8", "replace")
-            body = _upstream_error_body(upstream.status, body)
+            body = upstream_error_body(upstream.status, body)
             headers["Content-Type"] = _JSON
             outcome.error(ctx, upstream.status, "upstream_http_error", body[:500].decode("utf-8", "replace"))
         elif upstream.headers.get("Content-Type", "").startswith(_JSON):

@@ -43,9 +43,9 @@ import orjson
 
 from gateway.config.models import Backend
 from gateway.core.context import RequestContext
+from gateway.core.errors import upstream_error_body
 from gateway.core.sse import SSESplitter, event_data
 from gateway.providers import ADAPTERS, adapter_for
-from gateway.proxy.handlers import _upstream_error_body
 from gateway.proxy.streaming import StreamTee
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -264,7 +264,7 @@ def pure_response(case: Case) -> tuple[int, bytes]:
         else:
             body = adapter.parse_response(case.endpoint, body)
     if status >= 400:
-        body = _upstream_error_body(status, body)
+        body = upstream_error_body(status, body)
     return status, body
 
 

@@ -9,7 +9,7 @@ import pytest
 from multidict import CIMultiDict
 
 from gateway.cache.convert import UsageView, assemble_json, convert_stream, synthesize_sse, usage_dict
-from gateway.cache.entry import JSON, SSE, CacheEntry
+from gateway.cache.entry import ENTRY_OVERHEAD, JSON, SSE, CacheEntry
 from gateway.cache.policy import CachePolicy, RequestControl
 from gateway.cache.stores import CacheStats, MemoryStore
 from gateway.config import ConfigError, parse_config
@@ -214,22 +214,78 @@ def test_entry_encode_decode():
 def test_memory_store_lru_by_bytes_and_ttl():
     now = [0.0]
     stats = CacheStats()
-    store = MemoryStore(3 * (100 + 256), stats, clock=lambda: now[0])
+    one = 100 + ENTRY_OVERHEAD
+    store = MemoryStore(3 * one, stats, clock=lambda: now[0])
     entry = lambda: CacheEntry(JSON, "chat/completions", b"x" * 100)  # noqa: E731
     for k in "abc":
         assert store.set_nowait(k, entry(), ttl_s=10)
     assert store.get_nowait("a") is not None  # a is now the most recently used
     store.set_nowait("d", entry(), ttl_s=10)  # evicts b, the least recently used
     assert store.get_nowait("b") is None and stats.evictions == 1 and len(store) == 3
-    assert store.bytes == 3 * 356
+    assert store.bytes == 3 * one
     store.set_nowait("a", entry(), ttl_s=1)  # replacing does not double count
-    assert store.bytes == 3 * 356
+    assert store.bytes == 3 * one
     now[0] = 5.0
     assert store.get_nowait("a") is None and store.get_nowait("c") is not None  # a expired, c not
-    assert store.bytes == 2 * 356
+    assert store.bytes == 2 * one
     assert not store.set_nowait("huge", CacheEntry(JSON, "x", b"y" * 5000), ttl_s=10)
     asyncio.run(store.close())
     assert len(store) == 0 and store.bytes == 0
+
+
+
+def completion(i: int) -> bytes:
+    return orjson.dumps({"id": f"chatcmpl-{i}", "object": "chat.completion", "created": 1, "model": "m",
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": f"answer {i} " * 20},
+                                      "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 9, "completion_tokens": 40, "total_tokens": 49}})
+
+
+def test_a_form_served_from_an_entry_counts_against_the_memory_bound():
+    """A JSON answer replayed to a streaming client keeps its SSE form beside it: the store
+    counts it, and makes room for it by evicting the least recently used others."""
+    stats = CacheStats()
+    first = CacheEntry(JSON, "chat/completions", completion(1))
+    store = MemoryStore(3 * first.size, stats)
+    for i, key in enumerate("abc", 1):
+        store.set_nowait(key, first if i == 1 else CacheEntry(JSON, "chat/completions", completion(i)), ttl_s=60)
+    counted = store.bytes
+    served = store.get_nowait("a")
+    assert served is first
+    sse = served.sse_body(False)
+    assert first.size == len(first.body) + ENTRY_OVERHEAD + len(sse)
+    assert stats.evictions == 1 and store.get_nowait("b") is None  # room made for the form
+    assert store.bytes <= store.max_bytes and store.bytes == counted - (len(completion(2)) + ENTRY_OVERHEAD) + len(sse)
+    store.clear()
+    served.sse_body(True)  # an entry no longer in the store: nothing counted
+    assert store.bytes == 0
+
+
+def test_the_memory_bound_counts_what_entries_really_hold():
+    """``max_bytes`` is what a full store holds in memory (measured by tracemalloc), within 15%,
+    with answers stored as the cache stage stores them (body bytes, usage dict, 64-hex key)."""
+    import gc
+    import hashlib
+    import tracemalloc
+
+    bound = 2 << 20
+    gc.collect()
+    tracemalloc.start()
+    try:
+        store = MemoryStore(bound, CacheStats())
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(10_000):
+            body = completion(i)
+            body = bytes(memoryview(body))  # exact-size bytes, as an upstream read gives
+            usage = orjson.loads(b'{"prompt_tokens": 9, "completion_tokens": 40, "total_tokens": 49}')
+            entry = CacheEntry(JSON, "chat/completions", body, usage=usage, finish_reason="stop", model="m")
+            store.set_nowait(hashlib.sha256(str(i).encode()).hexdigest(), entry, ttl_s=60)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert store.bytes <= bound and len(store) < 10_000  # full: it evicted
+    assert 0.85 * store.bytes <= held <= 1.15 * store.bytes, (held, store.bytes, len(store))
 
 
 # --- config ----------------------------------------------------------------------------
