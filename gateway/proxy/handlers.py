@@ -311,7 +311,7 @@ class ProxyHandlers:
         ctx.response_id = parsed.get("id") or ""
         usage = parsed.get("usage")
         if isinstance(usage, dict):
-            ctx.usage = Usage.from_openai(usage)
+            ctx.usage = Usage.from_any(usage)
         for choice in parsed.get("choices") or ():
             if choice.get("finish_reason"):
                 ctx.finish_reason = choice["finish_reason"]
