@@ -295,7 +295,8 @@ class AccessLayer:
                 cost = 0.0
                 if spec.budgeted:
                     cost = policy.prices.cost((ctx.model_served, ctx.upstream_model, ctx.model_requested),
-                                              prompt, completion, usage.cached_tokens) or 0.0
+                                              prompt, completion, usage.cached_tokens,
+                                              usage.cache_write_tokens) or 0.0
             delta = used - grant.tokens if spec.tpm is not None else 0
             limiter.settle(spec, ctx.request_id, delta, cost, grant.reserved)
         except Exception:  # never fail a finished request over bookkeeping

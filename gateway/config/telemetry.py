@@ -198,11 +198,15 @@ class PriceEntry(_Strict):
     input: float = Field(ge=0, description="USD per 1M prompt tokens")
     output: float = Field(0.0, ge=0, description="USD per 1M completion tokens")
     cached_input: float | None = Field(None, ge=0, description="USD per 1M cached prompt tokens (default: input)")
+    cache_write: float | None = Field(None, ge=0, description=(
+        "USD per 1M prompt tokens written to the provider's prompt cache (Anthropic's cache creation; "
+        "default: input)"))
 
 
 class PricingSettings(_Strict):
     """Per-model prices for ``cost_usd`` (``gpt-4o`` also prices ``gpt-4o-2024-08-06``).
-    Unknown models get ``cost_usd = NULL``, never 0.
+    A name priced here wins over the shipped table for every name a request goes by (served,
+    upstream, public). Unknown models get ``cost_usd = NULL``, never 0.
     """
 
     defaults: bool = Field(True, description=(

@@ -41,6 +41,14 @@ class Usage:
         return cls._read(usage, "input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
 
     @classmethod
+    def from_any(cls, usage: dict[str, Any]) -> Usage:
+        """Build from a ``usage`` dict of either shape: ``prompt_tokens``… (chat, completions,
+        embeddings) or ``input_tokens``/``output_tokens`` (Responses, image generation, audio)."""
+        if "prompt_tokens" not in usage and ("input_tokens" in usage or "output_tokens" in usage):
+            return cls.from_responses(usage)
+        return cls.from_openai(usage)
+
+    @classmethod
     def _read(cls, usage: dict[str, Any], prompt: str, completion: str, prompt_details: str,
               completion_details: str) -> Usage:
         inputs = usage.get(prompt_details) or {}

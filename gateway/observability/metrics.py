@@ -188,7 +188,7 @@ class GatewayMetrics:
             tok_out.observe(completion)
         if prompt is not None or completion is not None:
             cost = self.prices.cost((ctx.model_served, ctx.upstream_model, ctx.model_requested),
-                                    prompt or 0, completion or 0, usage.cached_tokens)
+                                    prompt or 0, completion or 0, usage.cached_tokens, usage.cache_write_tokens)
             if cost:
                 ckey = (model or "none", backend, ctx.tenant)
                 child = self._cost_children.get(ckey)

@@ -1,10 +1,8 @@
-"""Thin HTTP handlers for the OpenAI-compatible API.
-
-``ProxyHandlers`` reads and checks the request, resolves the model, forwards to the backend
-and relays the answer: a JSON body whole, a stream event by event through ``StreamTee``.
-Errors the gateway raises itself are answered in OpenAI's error format; upstream error
-responses are passed through with their status (wrapped in OpenAI's shape when they are not
-already). Every response carries ``x-request-id``; proxied ones also ``x-gateway-backend``.
+"""Thin HTTP handlers for the OpenAI-compatible API: ``ProxyHandlers`` reads and checks the request, resolves
+the model, forwards to the backend and relays the answer: a JSON body whole, a stream event by event through
+``StreamTee``. Errors the gateway raises itself are answered in OpenAI's error format; upstream error responses
+are passed through with their status (wrapped in OpenAI's shape when they are not already). Every response
+carries ``x-request-id``; proxied ones also ``x-gateway-backend``.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ from gateway.core.errors import (
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
 from gateway.inbound import INBOUND, Inbound, StreamObserver
-from gateway.inbound.responses.observe import ResponsesStreamTee, observe_json
+from gateway.inbound.responses.observe import ResponsesTee, observe_json
 from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
 from gateway.proxy.paths import clean_endpoint, unknown_url
@@ -273,7 +271,7 @@ class ProxyHandlers:
                     del headers[name]
                 headers.update(extra)
             if result.chunks is not None:
-                tee = StreamTee(ctx, strip_usage) if teed else ResponsesStreamTee(ctx) if endpoint == "responses" \
+                tee = StreamTee(ctx, strip_usage) if teed else ResponsesTee(ctx) if endpoint == "responses" \
                     else None if inbound is None else inbound.observer(ctx)
                 return await self._relay_stream(request, ctx, upstream, headers, result, tee)
             return await self._relay_body(ctx, upstream, headers, result.body)
@@ -322,7 +320,7 @@ class ProxyHandlers:
         ctx.response_id = parsed.get("id") or ""
         usage = parsed.get("usage")
         if isinstance(usage, dict):
-            ctx.usage = Usage.from_openai(usage)
+            ctx.usage = Usage.from_any(usage)
         for choice in parsed.get("choices") or ():
             if choice.get("finish_reason"):
                 ctx.finish_reason = choice["finish_reason"]
@@ -332,7 +330,7 @@ class ProxyHandlers:
                 ctx.completion_text.append(text)
 
     async def _relay_stream(self, request: web.Request, ctx: RequestContext, upstream, headers: dict,
-                            result, tee: StreamTee | ResponsesStreamTee | StreamObserver | None) -> web.StreamResponse:
+                            result, tee: StreamTee | ResponsesTee | StreamObserver | None) -> web.StreamResponse:
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)

@@ -208,7 +208,8 @@ class RowBuilder:
             prompt, completion, total = prompt + p, completion + c, total + t
             if ca is not None:
                 cached = (cached or 0) + ca
-            sc = self.prices.cost((step.model_served, step.upstream_model, step.model_requested), p, c, ca)
+            sc = self.prices.cost((step.model_served, step.upstream_model, step.model_requested), p, c, ca,
+                                  step.usage.cache_write_tokens)
             if sc is not None:
                 cost = (cost or 0.0) + sc
         return prompt, completion, total, cached, cost
@@ -291,7 +292,7 @@ class RowBuilder:
             cache_write = sum(writes) if writes else None
         else:
             cost = self.prices.cost((ctx.model_served, ctx.upstream_model, ctx.model_requested),
-                                    prompt, completion, cached)
+                                    prompt, completion, cached, cache_write)
         message = ctx.error_message
         if message:
             message = scrub_secrets(message[: self.error_message_max])

@@ -83,6 +83,19 @@ def test_prices_prefix_cached_unknown_and_overrides():
     assert custom.cost(("served-x", "mock-gpt"), 1_000_000, 500_000) == pytest.approx(2.0)
 
 
+def test_cache_writes_have_their_own_rate_and_the_config_wins():
+    table = PriceTable()
+    # Anthropic: 100 uncached + 1000 read + 2000 written = 3100 prompt tokens, 50 completion
+    assert table.cost(("claude-sonnet-4-20250514",), 3100, 50, 1000, 2000) == \
+        pytest.approx((100 * 3.0 + 1000 * 0.30 + 2000 * 3.75 + 50 * 15.0) / 1e6)
+    assert table.cost(("gpt-4o",), 100, 0, None, 100) == pytest.approx(100 * 2.5 / 1e6)  # no write rate: input
+    settings = PricingSettings(models={"gpt-4": PriceEntry(input=1.0), "house": PriceEntry(input=7.0)})
+    custom = PriceTable(settings)
+    assert custom.price("gpt-4-0613").input == 1.0  # the override prices dated variants
+    assert custom.price("gpt-4-turbo-2024-04-09").input == 10.0  # a closer shipped name keeps its price
+    assert custom.cost(("gpt-4o-mini-2024-07-18", "gpt-4o-mini", "house"), 1_000_000, 0) == pytest.approx(7.0)
+
+
 # --- the row ----------------------------------------------------------------------------------
 def _builder(**kw) -> RowBuilder:
     return RowBuilder(config_hash="cfg123", instance="host-a", prices=PriceTable(), tokens=TOKENS, **kw)

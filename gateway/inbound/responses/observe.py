@@ -67,7 +67,7 @@ def observe_json(ctx: RequestContext, parsed: dict[str, Any]) -> None:
     observe_response(ctx, parsed)
 
 
-class ResponsesStreamTee:
+class ResponsesTee:
     """Observe a native Responses event stream while relaying it byte for byte.
 
     The relay's tee interface (as ``gateway.proxy.streaming.StreamTee``): ``feed(data, now)``
