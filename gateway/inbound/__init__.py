@@ -3,12 +3,12 @@ registered by the endpoint (below ``/v1/``) they are served on. ``gateway.inboun
 how one plugs in."""
 
 from gateway.inbound.anthropic import MessagesInbound
+from gateway.inbound.anthropic.count import CountTokensInbound
 from gateway.inbound.base import CHAT, Encoder, Inbound, Leg, StreamObserver, TranslatedAnswer
 
-_MESSAGES = MessagesInbound()
-
 INBOUND: dict[str, Inbound] = {
-    "messages": _MESSAGES,
+    "messages": MessagesInbound(),
+    "messages/count_tokens": CountTokensInbound(),
 }
 
 __all__ = ["CHAT", "INBOUND", "Encoder", "Inbound", "Leg", "StreamObserver", "TranslatedAnswer"]

@@ -44,6 +44,7 @@ backends:
   oai: {{type: openai, base_url: "{openai_url}", api_key: sk-oai-backend}}
 models:
   claude: {{targets: [{{backend: claude, model: {MODEL}}}]}}
+  gpt: {{targets: [{{backend: oai, model: gpt-4o}}]}}
   mixed:
     targets: [{{backend: claude, model: {MODEL}}}, {{backend: oai, model: gpt-up}}]
     fallback_on: [connect, timeout, 5xx]
@@ -144,3 +145,24 @@ def test_rows_have_cache_tokens_ttft_and_cost(upstream, make_gateway, tmp_path, 
         assert (row["cached_tokens"], row["cache_write_tokens"]) == (100, 20)
         assert row["cost_usd"] is not None and row["cost_usd"] > 0
         assert row["finish_reason"] == "stop" and row["ttft_ms"] is not None
+
+
+
+def test_count_tokens_native_and_counted_for_chat_backends(make_gateway):
+    with FakeUpstream() as claude, FakeUpstream() as oai:
+        gw = make_gateway(config(claude.url, oai.url))
+        claude.json({"input_tokens": 42})
+        c = client(gw)
+        assert c.messages.count_tokens(model="claude", messages=USER, system="Be brief.").input_tokens == 42
+        assert claude.last.path == "/v1/messages/count_tokens"
+        assert claude.last.json() == {"model": MODEL, "messages": USER, "system": "Be brief."}
+        assert claude.last.headers["x-api-key"] == "sk-ant-backend"
+        # A chat backend is not asked: the gateway counts (tiktoken, the chat form of the request).
+        short = c.messages.count_tokens(model="gpt", messages=USER).input_tokens
+        longer = c.messages.count_tokens(model="gpt", messages=USER, system="Be brief and kind.",
+                                         tools=[{"name": "f", "input_schema": {"type": "object"}}]).input_tokens
+        assert short == 3 + 3 + 1 + 2  # the primed reply, one message, its role "user", "hello there"
+        assert longer > short
+        assert oai.received == []
+        with pytest.raises(anthropic.BadRequestError):
+            c.messages.count_tokens(model="gpt", messages=[{"role": "robot", "content": "x"}])  # type: ignore[typeddict-item]
