@@ -55,14 +55,15 @@ def test_json_request_and_answer_translated(upstream, gateway):
             {"role": "user", "content": [{"type": "text", "text": "What is in this image?"},
                                          {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                                                       "data": "iVBORw0KGgo="}}]}],
-        stop_sequences=["END"], metadata={"user_id": "u-1"},
-        extra_body={"temperature": 0.2, "top_p": 0.9, "top_k": 5})  # sampling fields: older API versions
+        stop_sequences=["END"], metadata={"user_id": "u-1"}, service_tier="auto",
+        extra_body={"temperature": 0.2, "top_p": 0.9, "top_k": 5,  # sampling fields: older API versions
+                    "seed": 7})  # not Anthropic's: passed on
     sent = upstream.last
     assert sent.path == "/v1/chat/completions"
     assert sent.headers["Authorization"] == "Bearer sk-backend-secret"
     assert sent.json() == {
         "model": "up-model", "max_completion_tokens": 64, "temperature": 0.2, "top_p": 0.9, "stop": ["END"],
-        "user": "u-1", "messages": [
+        "user": "u-1", "seed": 7, "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": [{"type": "text", "text": "What is in this image?"},
                                          {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]}
