@@ -30,6 +30,7 @@ from gateway.core.errors import (
 )
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
+from gateway.inbound import INBOUND, Inbound, StreamObserver
 from gateway.inbound.responses.observe import ResponsesTee, observe_json
 from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
@@ -112,7 +113,8 @@ class ProxyHandlers:
             # connection) the answer still says which backend failed and after how many tries.
             log = ctx.attempt_log
             backend = ctx.backend or (log[-1].backend if log else "")
-            return self._error_response(exc, ctx.x_request_id, backend, ctx.response_headers, ctx.attempts)
+            return self._error_response(exc, ctx.x_request_id, backend, ctx.response_headers, ctx.attempts,
+                                        ctx.inbound)
         except asyncio.CancelledError:  # the client went away (handler_cancellation)
             outcome.client_closed(ctx)
             raise
@@ -154,20 +156,23 @@ class ProxyHandlers:
             self._settle(ctx)
 
     def _error_response(self, exc: GatewayError, request_id: str, backend: str = "",
-                        extra: dict[str, str] | None = None, attempts: int = 0) -> web.Response:
+                        extra: dict[str, str] | None = None, attempts: int = 0,
+                        inbound: Inbound | None = None) -> web.Response:
         headers = {"x-request-id": request_id, **extra, **exc.headers} if extra else \
             {"x-request-id": request_id, **exc.headers}
         if backend:
             headers["x-gateway-backend"] = backend
         if attempts:
             headers["x-gateway-attempts"] = str(attempts)
-        return web.Response(status=exc.status, body=exc.body(), content_type=_JSON, headers=headers)
+        return web.Response(status=exc.status, body=exc.body() if inbound is None else inbound.error_body(exc),
+                            content_type=_JSON, headers=headers)
 
     async def read_request(self, ctx: RequestContext, call_next: Handler) -> web.StreamResponse:
         """The stage that reads and checks the client's request (``ctx.request``), then goes on."""
         rt = ctx.runtime
         request = ctx.request
         ctx.config_hash = rt.snapshot.content_hash
+        ctx.inbound = INBOUND.get(ctx.endpoint)  # another API than chat (/v1/messages): errors in its shape
         limit = rt.body_limit
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLargeError(
@@ -242,8 +247,10 @@ class ProxyHandlers:
 
         ctx.t_upstream_start = time.perf_counter()
         try:
+            inbound = ctx.inbound
             result = await run_attempts(plan, ctx, body.for_target, rt.forwarded_headers(request.headers),
-                                        request.rel_url.raw_query_string, stream, rt.router.rng)
+                                        request.rel_url.raw_query_string, stream, rt.router.rng,
+                                        legs=None if inbound is None else inbound.legs(ctx, body))
         finally:  # the candidates as the attempts left them (skipped, failed)
             ctx.route_candidates = plan.provenance()
         client = result.candidate.client
@@ -264,7 +271,8 @@ class ProxyHandlers:
                     del headers[name]
                 headers.update(extra)
             if result.chunks is not None:
-                tee = StreamTee(ctx, strip_usage) if teed else ResponsesTee(ctx) if endpoint == "responses" else None
+                tee = StreamTee(ctx, strip_usage) if teed else ResponsesTee(ctx) if endpoint == "responses" \
+                    else None if inbound is None else inbound.observer(ctx)
                 return await self._relay_stream(request, ctx, upstream, headers, result, tee)
             return await self._relay_body(ctx, upstream, headers, result.body)
         except BaseException:
@@ -284,11 +292,12 @@ class ProxyHandlers:
             body = secrets.mask_runs(body)  # an echoed key, whole or in part
             for name, value in headers.items():  # ... or in a header passed back
                 headers[name] = secrets.mask_runs(value.encode()).decode("utf-8", "replace")
-            body = upstream_error_body(upstream.status, body)
+            body = upstream_error_body(upstream.status, body) if ctx.inbound is None else \
+                ctx.inbound.upstream_error(upstream.status, body)
             headers["Content-Type"] = _JSON
             outcome.error(ctx, upstream.status, "upstream_http_error", body[:500].decode("utf-8", "replace"))
         elif upstream.headers.get("Content-Type", "").startswith(_JSON):
-            self._observe_json(ctx, body)
+            (self._observe_json if ctx.inbound is None else ctx.inbound.observe_json)(ctx, body)
         ctx.t_first_token = ctx.t_first_token or time.perf_counter()
         if ctx.capture is not None:
             ctx.capture.append(body)
@@ -321,7 +330,7 @@ class ProxyHandlers:
                 ctx.completion_text.append(text)
 
     async def _relay_stream(self, request: web.Request, ctx: RequestContext, upstream, headers: dict,
-                            result, tee: StreamTee | ResponsesTee | None) -> web.StreamResponse:
+                            result, tee: StreamTee | ResponsesTee | StreamObserver | None) -> web.StreamResponse:
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)

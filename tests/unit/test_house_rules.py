@@ -212,6 +212,9 @@ LAYERS = {
     "gateway.routing": ("gateway.proxy",),
     # The proxy reaches every provider through the registry (gateway.providers.adapter_for), the
     # in-process mock included: no provider is special-cased there.
+    # Inbound protocols are pure translators below the proxy, which asks them through ctx.inbound.
+    "gateway.inbound": ("gateway.proxy", "gateway.routing", "gateway.access", "gateway.telemetry", "gateway.cache",
+                        "gateway.app"),
     "gateway.proxy": ("gateway.providers.mock", "gateway.providers.anthropic", "gateway.providers.azure",
                       "gateway.providers.openai_compat"),
 }

@@ -1,0 +1,14 @@
+"""Inbound protocols: the APIs besides Chat Completions that clients speak to the gateway,
+registered by the endpoint (below ``/v1/``) they are served on. ``gateway.inbound.base`` says
+how one plugs in."""
+
+from gateway.inbound.anthropic import MessagesInbound
+from gateway.inbound.base import CHAT, Encoder, Inbound, Leg, StreamObserver, TranslatedAnswer
+
+_MESSAGES = MessagesInbound()
+
+INBOUND: dict[str, Inbound] = {
+    "messages": _MESSAGES,
+}
+
+__all__ = ["CHAT", "INBOUND", "Encoder", "Inbound", "Leg", "StreamObserver", "TranslatedAnswer"]
