@@ -4,11 +4,13 @@ how one plugs in."""
 
 from gateway.inbound.anthropic import MessagesInbound
 from gateway.inbound.base import CHAT, Encoder, Inbound, Leg, StreamObserver, TranslatedAnswer
+from gateway.inbound.responses import ResponsesInbound
 
 _MESSAGES = MessagesInbound()
 
 INBOUND: dict[str, Inbound] = {
     "messages": _MESSAGES,
+    "responses": ResponsesInbound(),
 }
 
 __all__ = ["CHAT", "INBOUND", "Encoder", "Inbound", "Leg", "StreamObserver", "TranslatedAnswer"]
