@@ -3,13 +3,13 @@ registered by the endpoint (below ``/v1/``) they are served on. ``gateway.inboun
 how one plugs in."""
 
 from gateway.inbound.anthropic import MessagesInbound
+from gateway.inbound.anthropic.count import CountTokensInbound
 from gateway.inbound.base import CHAT, Encoder, Inbound, Leg, StreamObserver, TranslatedAnswer
 from gateway.inbound.responses import ResponsesInbound
 
-_MESSAGES = MessagesInbound()
-
 INBOUND: dict[str, Inbound] = {
-    "messages": _MESSAGES,
+    "messages": MessagesInbound(),
+    "messages/count_tokens": CountTokensInbound(),
     "responses": ResponsesInbound(),
 }
 

@@ -73,13 +73,15 @@ class StreamObserver(Protocol):
 class Leg:
     """How one target is asked: ``path`` below ``/v1/``, ``raw`` (bytes; ``b""`` when the
     target encodes ``parsed`` itself), ``parsed``, extra ``headers`` (or None), and ``wrap``:
-    None for a native answer, else what turns the chat answer into the protocol's."""
+    None for a native answer, else what turns the chat answer into the protocol's. ``answer``:
+    the answer made in process, nothing sent (Anthropic's token count on a chat backend)."""
 
     path: str
     raw: bytes
     parsed: dict[str, Any]
     headers: Mapping[str, str] | None = None
     wrap: Callable[[UpstreamResponse], UpstreamResponse] | None = None
+    answer: UpstreamResponse | None = None
 
 
 class Inbound(Protocol):

@@ -114,12 +114,12 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
         if min_window is not None and (cand.target.context_window or 0) <= min_window:
             cand.skipped = "context_window"
             continue
-        path, send, wrap = ctx.endpoint, headers, None
+        path, send, wrap, answer = ctx.endpoint, headers, None, None
         if legs is None:
             raw, parsed = body_for(cand)
         else:
             leg = legs(cand)
-            path, raw, parsed, wrap = leg.path, leg.raw, leg.parsed, leg.wrap
+            path, raw, parsed, wrap, answer = leg.path, leg.raw, leg.parsed, leg.wrap, leg.answer
             if leg.headers:
                 send = {**(headers or {}), **leg.headers}
         for n in range(1, retry.attempts + 1):
@@ -139,7 +139,7 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
             failure: str | None = None
             outcome: AttemptOutcome | None = None
             try:
-                resp = await cand.client.forward(
+                resp = answer if answer is not None else await cand.client.forward(
                     "POST", path, raw, parsed, cand.upstream_model,
                     send if ctx.trace is None else ctx.trace.outbound(record, send), query)
                 if wrap is not None:

@@ -139,7 +139,7 @@ def test_listed_endpoints_are_forwarded_and_a_narrow_list_narrows(upstream, make
     # /admin/access shows each key's endpoints in force.
     keys = {k["tenant"]: k for k in httpx.get(f"{gw.url}/admin/access").json()["keys"]}
     assert keys["chat"]["endpoints"] == ["chat/completions", "completions", "embeddings", "responses", "messages",
-                                         "moderations", "audio/*", "images/*"]
+                                         "messages/count_tokens", "moderations", "audio/*", "images/*"]
     assert keys["ops"]["endpoints"][0] == "chat/completions" and "files*" in keys["ops"]["endpoints"]
     assert keys["emb"]["endpoints"] == ["embeddings"]
 

@@ -55,14 +55,15 @@ def test_json_request_and_answer_translated(upstream, gateway):
             {"role": "user", "content": [{"type": "text", "text": "What is in this image?"},
                                          {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                                                       "data": "iVBORw0KGgo="}}]}],
-        stop_sequences=["END"], metadata={"user_id": "u-1"},
-        extra_body={"temperature": 0.2, "top_p": 0.9, "top_k": 5})  # sampling fields: older API versions
+        stop_sequences=["END"], metadata={"user_id": "u-1"}, service_tier="auto",
+        extra_body={"temperature": 0.2, "top_p": 0.9, "top_k": 5,  # sampling fields: older API versions
+                    "seed": 7})  # not Anthropic's: passed on
     sent = upstream.last
     assert sent.path == "/v1/chat/completions"
     assert sent.headers["Authorization"] == "Bearer sk-backend-secret"
     assert sent.json() == {
         "model": "up-model", "max_completion_tokens": 64, "temperature": 0.2, "top_p": 0.9, "stop": ["END"],
-        "user": "u-1", "messages": [
+        "user": "u-1", "seed": 7, "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": [{"type": "text", "text": "What is in this image?"},
                                          {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]}
@@ -177,6 +178,35 @@ def test_stream_cut_short_ends_with_an_error_event(upstream, gateway):
     assert "ended the stream before" in str(info.value)
 
 
+def test_thinking_structured_output_and_history_translated(upstream, gateway):
+    upstream.json(CHAT)
+    c = client(gateway)
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    c.messages.create(model="gpt-test", max_tokens=64, thinking={"type": "enabled", "budget_tokens": 2048},
+                      output_config={"format": {"type": "json_schema", "schema": schema}}, messages=[
+                          *USER,
+                          {"role": "assistant", "content": [
+                              {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                              {"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+                          {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "is_error": True,
+                                                        "content": [{"type": "text", "text": "no such city"}]}]}])
+    sent = upstream.last.json()
+    assert sent["reasoning_effort"] == "low"
+    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    assert sent["messages"][1:] == [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "t1", "content": "Error: no such city"}]
+    c.messages.create(model="gpt-test", max_tokens=64, thinking={"type": "enabled", "budget_tokens": 20000},
+                      messages=USER)
+    assert upstream.last.json()["reasoning_effort"] == "high"
+    upstream.json({**CHAT, "choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "content": "42", "reasoning_content": "6 times 7"}}]})
+    answer = c.messages.create(model="gpt-test", max_tokens=64, messages=USER)
+    assert [(b.type, getattr(b, "thinking", None) or getattr(b, "text", None)) for b in answer.content] == [
+        ("thinking", "6 times 7"), ("text", "42")]
+
+
 # --- the built-in mock, sync and async ----------------------------------------------------------
 def test_mock_backend_sync_async_and_streams(gateway):
     c = client(gateway)
@@ -230,6 +260,17 @@ keys:
             c.messages.create(model="gpt-test", max_tokens=5, messages=USER)
     assert limited.value.body["error"]["type"] == "rate_limit_error"
     assert limited.value.response.headers["retry-after"]
+
+
+def test_unknown_model_and_unreachable_backend_in_anthropic_shape(make_gateway):
+    gw = make_gateway(gateway_config("http://127.0.0.1:9/v1"))  # nothing listens on port 9
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client(gw).messages.create(model="no-such-model", max_tokens=5, messages=USER)
+    assert missing.value.body["error"]["type"] == "not_found_error"
+    with pytest.raises(anthropic.InternalServerError) as down:
+        client(gw).messages.create(model="gpt-test", max_tokens=5, messages=USER)
+    assert down.value.status_code == 502
+    assert down.value.body["type"] == "error" and down.value.body["error"]["type"] == "api_error"
 
 
 def test_upstream_errors_in_anthropic_shape(upstream, gateway):

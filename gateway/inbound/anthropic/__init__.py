@@ -29,6 +29,19 @@ from gateway.inbound.base import CHAT, Leg, TranslatedAnswer
 _PASSED_ON = ("anthropic-version", "anthropic-beta")
 
 
+def passed_on(ctx: RequestContext) -> dict[str, str] | None:
+    """The client's Anthropic headers, for a native backend (None: it sent none)."""
+    headers = ctx.headers
+    passed = {name: headers[name] for name in _PASSED_ON if name in headers} if headers is not None else None
+    return passed or None
+
+
+def native_leg(endpoint: str, body: Any, candidate: Any, passed: dict[str, str] | None) -> Leg:
+    """The client's request as it is, under the target's model name (the client's bytes when unchanged)."""
+    raw, parsed = body.encode_for(candidate.upstream_model, True)
+    return Leg(endpoint, raw, parsed, passed)
+
+
 class MessagesInbound:
     """``/v1/messages`` (``gateway.inbound.base.Inbound``)."""
 
@@ -37,8 +50,7 @@ class MessagesInbound:
     def legs(self, ctx: RequestContext, body: Any) -> Callable[[Any], Leg]:
         """How each target is asked; the chat body is built once, when a translated target is first tried."""
         endpoint = ctx.endpoint
-        headers = ctx.headers
-        passed = {name: headers[name] for name in _PASSED_ON if name in headers} if headers is not None else {}
+        passed = passed_on(ctx)
         chat: dict[str, Any] | None = None
         stops = body.get("stop_sequences")
 
@@ -58,8 +70,7 @@ class MessagesInbound:
             nonlocal chat
             client = candidate.client
             if endpoint in client.native_paths:
-                raw, parsed = body.encode_for(candidate.upstream_model, True)
-                return Leg(endpoint, raw, parsed, passed or None)
+                return native_leg(endpoint, body, candidate, passed)
             if chat is None:
                 chat = to_chat(body)
             parsed = backend_body(chat, client.type, candidate.upstream_model)
@@ -80,4 +91,4 @@ class MessagesInbound:
         return upstream_error(status, body)
 
 
-__all__ = ["MessagesInbound"]
+__all__ = ["MessagesInbound", "native_leg", "passed_on"]

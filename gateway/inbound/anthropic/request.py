@@ -8,9 +8,11 @@ tools; ``stop_sequences`` → ``stop``; ``max_tokens``, ``temperature``, ``top_p
 (``backend_body`` keeps it only for backends that take it); ``metadata.user_id`` → ``user``;
 ``thinking`` → ``reasoning_effort`` (a budget in tokens → low/medium/high);
 ``output_config.format`` → a JSON-schema ``response_format``. What a chat backend cannot do
-(server tools, documents, a ``container``) is a 400; fields that do not change the answer
-(``service_tier``, ``cache_control`` …) are dropped. Assistant ``thinking`` blocks sent back are
-dropped (chat backends take no reasoning in the history).
+(server tools, documents, a ``container``) is a 400; Anthropic fields that do not change the
+answer (``service_tier``, ``cache_control`` …) are dropped; fields Anthropic does not define
+pass through for the backend to judge (vLLM's ``ignore_eos``, ``chat_template_kwargs`` …).
+Assistant ``thinking`` blocks sent back are dropped (chat backends take no reasoning in the
+history).
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ import orjson
 
 from gateway.core.errors import InvalidRequestError
 
+# Anthropic request fields translated below, or dropped as meaningless to a chat backend; any
+# other field is not Anthropic's and passes through.
+_TRANSLATED = frozenset({"model", "messages", "max_tokens", "system", "temperature", "top_p", "top_k",
+                         "stop_sequences", "tools", "tool_choice", "metadata", "thinking", "output_config", "stream",
+                         "container", "mcp_servers"})
+_DROPPED = frozenset({"cache_control", "diagnostics", "inference_geo", "service_tier", "speed", "user_profile_id",
+                      "workspace_id", "billing_policy", "compaction", "context_management", "fallback_credit_token",
+                      "fallbacks", "thread", "betas"})
 # Backend types that take ``top_k`` (OpenAI's API refuses unknown fields).
 _TOP_K = frozenset({"vllm", "mock"})
 # Backend types that read ``max_tokens`` rather than OpenAI's newer ``max_completion_tokens``.
@@ -227,6 +237,9 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("stream") is True:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}  # the answer's usage, for message_delta and the row
+    for name, value in body.items():  # not Anthropic's: the backend's own extensions
+        if name not in _TRANSLATED and name not in _DROPPED:
+            chat[name] = value
     return chat
 
 
