@@ -31,7 +31,6 @@ from gateway.core.errors import (
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
 from gateway.inbound import INBOUND, Inbound, StreamObserver
-from gateway.inbound.responses.observe import ResponsesTee, observe_json
 from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
 from gateway.proxy.paths import clean_endpoint, unknown_url
@@ -271,8 +270,7 @@ class ProxyHandlers:
                     del headers[name]
                 headers.update(extra)
             if result.chunks is not None:
-                tee = StreamTee(ctx, strip_usage) if teed else ResponsesTee(ctx) if endpoint == "responses" \
-                    else None if inbound is None else inbound.observer(ctx)
+                tee = StreamTee(ctx, strip_usage) if teed else None if inbound is None else inbound.observer(ctx)
                 return await self._relay_stream(request, ctx, upstream, headers, result, tee)
             return await self._relay_body(ctx, upstream, headers, result.body)
         except BaseException:
@@ -314,8 +312,6 @@ class ProxyHandlers:
             return
         if not isinstance(parsed, dict):
             return
-        if ctx.endpoint == "responses":  # a Responses API object, relayed as the backend sent it
-            return observe_json(ctx, parsed)
         ctx.model_served = parsed.get("model") or ""
         ctx.response_id = parsed.get("id") or ""
         usage = parsed.get("usage")
@@ -330,7 +326,7 @@ class ProxyHandlers:
                 ctx.completion_text.append(text)
 
     async def _relay_stream(self, request: web.Request, ctx: RequestContext, upstream, headers: dict,
-                            result, tee: StreamTee | ResponsesTee | StreamObserver | None) -> web.StreamResponse:
+                            result, tee: StreamTee | StreamObserver | None) -> web.StreamResponse:
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)

@@ -158,7 +158,10 @@ class BackendClient:
             headers.update(provider.static_headers(backend))
         # Paths of the backend's own API that an inbound protocol sends as they are (Anthropic's
         # ``messages``): no translation either way (``gateway.inbound``).
-        self.native_paths: frozenset[str] = getattr(provider, "native_paths", frozenset())
+        native: frozenset[str] = getattr(provider, "native_paths", frozenset())
+        if backend.responses is not None:  # the config says whether this backend serves /v1/responses
+            native = native | {"responses"} if backend.responses == "native" else native - {"responses"}
+        self.native_paths = native
         # Whether ``forward`` needs the encoded body: identity and address-only adapters send
         # bytes; in-process providers and translating adapters work from the parsed dict.
         self.needs_raw = self.adapter is not None and not self._translates
@@ -187,7 +190,7 @@ class BackendClient:
         assert adapter is not None  # a provider either answers in-process or has an adapter
         headers: Mapping[str, str] = self._headers
         translated = self._translates
-        if path in self.native_paths:  # the backend's own API, asked by an inbound protocol
+        if translated and path in self.native_paths:  # the backend's own API, asked by an inbound protocol
             translated = False
         elif not adapter.identity:  # the provider decides address, body and extra headers
             req = adapter.build_request(path, parsed or {}, body if self.needs_raw else None, upstream_model,
