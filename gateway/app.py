@@ -25,6 +25,7 @@ from aiohttp import web
 from gateway.access.feature import AccessFeature, PluginsFeature
 from gateway.admin.config import ConfigAdmin
 from gateway.cache import CacheFeature
+from gateway.cache.conversations import ConversationsFeature
 from gateway.chains import ChainsFeature
 from gateway.config import ConfigSnapshot
 from gateway.config.watcher import ConfigWatcher
@@ -111,6 +112,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     prompts = PromptsFeature(app, snapshot, runtime, telemetry.sink)
     plugins = PluginsFeature(access)
     cache = CacheFeature(app)
+    conversations = ConversationsFeature()
     chains = ChainsFeature(handlers)
     observability = ObservabilityFeature(app, snapshot, runtime, health, lambda: app.get(WATCHER))
     dashboard = DashboardFeature(app, snapshot, access.layer.admin_key, runtime, data_dir=data_dir)
@@ -121,17 +123,18 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     #   → read the request (handlers.read_request: body, JSON, model)
     #   → access (keys, limits) → telemetry (refuses when the request log is full and
     #     when_full is reject; otherwise not in the path) → prompts (render) → plugins (see the final request)
+    #   → conversations (a /v1/responses turn on a translating target: previous_response_id)
     #   → cache (keys the request as it will be sent) → chains (a chain model runs its steps)
     #   → handlers.forward: route, attempts, relay.
     outer: tuple[Feature, ...] = (observability,)
-    inner: tuple[Feature, ...] = (access, telemetry, prompts, plugins, cache, chains)
+    inner: tuple[Feature, ...] = (access, telemetry, prompts, plugins, conversations, cache, chains)
 
     # Every feature, in the order they compile, activate and start (stopped in reverse). The
     # fleet starts first and stops last, after the config watcher; telemetry's finisher (the
     # request's durable record) runs before any other; plugins (their paths) and access compile
     # first of those that may refuse a config, prompts before chains (a chain step names a prompt).
-    features: tuple[Feature, ...] = (fleet, telemetry, plugins, access, prompts, cache, chains, observability,
-                                     dashboard, ConfigAdmin(snapshot, runtime, lambda: app.get(WATCHER)),
+    features: tuple[Feature, ...] = (fleet, telemetry, plugins, access, prompts, cache, conversations, chains,
+                                     observability, dashboard, ConfigAdmin(snapshot, runtime, lambda: app.get(WATCHER)),
                                      RoutingAdmin(runtime, health))
     app[FEATURES] = features
     extra_finishers: list[Callable[[RequestContext], None]] = []

@@ -100,7 +100,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from loadtest.profile import ProfileOptions, run_profile
+    from loadtest.hotspots import ProfileOptions, run_profile
 
     return run_profile(ProfileOptions(config=args.config, seconds=args.seconds, stream=args.stream,
                                       out_dir=Path(args.out), gateway_cpus=args.gateway_cpus,

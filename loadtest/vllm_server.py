@@ -146,8 +146,8 @@ def build_model(python: Path | None = None, out: Path | None = None) -> Path:
     out = out or model_dir()
     env = dict(os.environ, **{k: VLLM_ENV[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")})
     proc = subprocess.run(
-        # -P: not the script's folder first on sys.path, where loadtest/profile.py would shadow the
-        # standard library's profile module (torch imports cProfile, which imports profile).
+        # -P: not the script's folder first on sys.path, where a module named like one of the
+        # standard library's would shadow it in the vLLM interpreter (torch imports a lot of them).
         [str(python), "-P", str(BUILD_SCRIPT), str(out)],
         env=env,
         stdout=subprocess.PIPE,

@@ -21,7 +21,8 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # What a key may reach below /v1/ unless it lists its own ``endpoints``: inference only. Account
 # and server-admin paths (files, batches, fine_tuning, vLLM's LoRA loading, anything else) are
 # forwarded with the backend's own key, so a key gets them only by naming them.
-DEFAULT_ENDPOINTS = ("chat/completions", "completions", "embeddings", "responses", "messages", "moderations",
+DEFAULT_ENDPOINTS = ("chat/completions", "completions", "embeddings", "responses", "messages",
+                     "messages/count_tokens", "moderations",
                      "audio/*", "images/*")
 # The name that stands for DEFAULT_ENDPOINTS inside a key's ``endpoints``.
 DEFAULT_ALIAS = "default"

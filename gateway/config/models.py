@@ -20,6 +20,7 @@ from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.chains import ChainSettings
 from gateway.config.observability import ObservabilitySettings
 from gateway.config.prompts import PromptSettings
+from gateway.config.responses import ResponsesSettings
 from gateway.config.telemetry import PricingSettings, TelemetrySettings
 from gateway.config.vllm import VllmLaunch, VllmLoadSettings, VllmScrape, vllm_problems
 
@@ -81,6 +82,9 @@ class Backend(_Strict):
     default_max_tokens: int = Field(4096, ge=1, description="anthropic: max_tokens when the caller sends none")
     vllm: VllmScrape | None = Field(None, description="vllm: metrics scraping (on by default; docs/vllm.md)")
     launch: VllmLaunch | None = Field(None, description="vllm: a server the gateway starts (docs/vllm.md)")
+    responses: Literal["native", "translate"] | None = Field(None, description=(
+        "/v1/responses: native (the backend serves the Responses API; the default for openai, azure, vllm) or "
+        "translate (to Chat Completions and back; always for mock and anthropic)"))
 
     @field_validator("api_version", mode="before")
     @classmethod
@@ -99,6 +103,9 @@ class Backend(_Strict):
     def _needs_url(self) -> Backend:
         if self.type != "mock" and not self.base_url:
             raise ValueError(f'backend type "{self.type}" needs a base_url')
+        if self.responses == "native" and self.type in ("mock", "anthropic"):
+            raise ValueError(f'backend type "{self.type}" does not serve the Responses API: responses must be '
+                             '"translate"')
         return self
 
 
@@ -312,6 +319,8 @@ class GatewayConfig(_Strict):
     prompts: PromptSettings = Field(PromptSettings(), description="where versioned prompt files live")
     chains: ChainSettings = Field(ChainSettings(), description="where chain files live and their limits")
     cache: CacheSettings = Field(CacheSettings(), description="the response cache")
+    responses: ResponsesSettings = Field(ResponsesSettings(), description=(
+        "/v1/responses state kept for translated targets (previous_response_id)"))
     auth: AuthSettings = Field(AuthSettings(), description="who may call /v1/*")
     keys: list[VirtualKey] = Field(default_factory=list, description="virtual keys and the policy of each")
     limits: LimitSettings = Field(LimitSettings(), description=(

@@ -149,6 +149,8 @@ class RequestContext:
     target_state: Any = None  # routing.health.TargetState of the answering target, held in flight
     # --- set by the handler for stages ---
     request: Any = None  # the aiohttp web.Request
+    inbound: Any = None  # gateway.inbound.base.Inbound: the protocol of an endpoint other than chat (/v1/messages)
+    conversation: Any = None  # a /v1/responses turn (gateway.inbound.responses.turn.Turn): previous_response_id
     runtime: Any = None  # the runtime.Runtime (config snapshot) this request runs on, start to end
     # Stages that need the answer (cache) set these: every byte sent to the client is appended
     # to ``capture`` and passed to ``on_bytes`` (coalesced followers) as it is sent.

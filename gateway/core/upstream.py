@@ -12,6 +12,25 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 
+class Translator(Protocol):
+    """Incremental stream translation: ``feed(bytes) -> bytes``, ``finish() -> bytes`` at the end."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+async def translated(chunks: AsyncIterator[bytes], translator: Translator) -> AsyncIterator[bytes]:
+    """``chunks`` as ``translator`` turns them into another stream (reads that give nothing are skipped)."""
+    async for data in chunks:
+        out = translator.feed(data)
+        if out:
+            yield out
+    out = translator.finish()
+    if out:
+        yield out
+
+
 class UpstreamResponse(Protocol):
     """A backend's answer once its headers are in: OpenAI-shaped, whatever the provider.
 
@@ -37,8 +56,9 @@ class UpstreamResponse(Protocol):
 
 class Upstream(Protocol):
     """One configured backend as a sender: ``name`` (its config key), ``type`` (its provider),
-    ``first_byte_s`` (seconds allowed until headers, and a stream's first bytes, arrive) and
-    ``needs_raw`` (whether ``forward`` wants the encoded body, or works from the dict)."""
+    ``first_byte_s`` (seconds allowed until headers, and a stream's first bytes, arrive),
+    ``needs_raw`` (whether ``forward`` wants the encoded body, or works from the dict) and
+    ``native_paths`` (paths of the backend's own API that inbound protocols send untranslated)."""
 
     @property
     def name(self) -> str: ...
@@ -51,6 +71,9 @@ class Upstream(Protocol):
 
     @property
     def needs_raw(self) -> bool: ...
+
+    @property
+    def native_paths(self) -> frozenset[str]: ...
 
     async def forward(self, method: str, path: str, body: bytes | None, parsed: dict[str, Any] | None,
                       upstream_model: str, extra_headers: Mapping[str, str] | None = None,

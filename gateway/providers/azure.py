@@ -1,8 +1,10 @@
 """Azure OpenAI: deployment-based URLs, ``api-version`` query parameter, ``api-key`` header.
 
 The target's model name is the deployment: ``/v1/chat/completions`` goes to
-``{base_url}/openai/deployments/{deployment}/chat/completions?api-version=…``. Bodies,
-responses, streams and errors are OpenAI's own, so only the request's address changes.
+``{base_url}/openai/deployments/{deployment}/chat/completions?api-version=…``, and the Responses
+API to ``{base_url}/openai/v1/responses`` (Azure's v1 route: the deployment is the body's
+``model``). Bodies, responses, streams and errors are OpenAI's own, so only the request's
+address changes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class AzureAdapter:
 
     name = "azure"
     identity = False
+    native_paths = frozenset({"responses"})
     capabilities = Capabilities(endpoints=_DEPLOYMENT_ENDPOINTS)
 
     def static_headers(self, backend: Backend) -> dict[str, str]:
@@ -33,6 +36,8 @@ class AzureAdapter:
 
     def build_request(self, endpoint: str, body: dict[str, Any], raw: bytes | None, upstream_model: str,
                       backend: Backend) -> UpstreamRequest:
+        if endpoint == "responses":
+            return UpstreamRequest("openai/v1/responses", "", raw if raw is not None else orjson.dumps(body))
         if endpoint not in _DEPLOYMENT_ENDPOINTS:
             raise InvalidRequestError(f"/v1/{endpoint} is not available on Azure OpenAI backends "
                                       f"(supported: {', '.join(sorted(_DEPLOYMENT_ENDPOINTS))}).")

@@ -16,6 +16,7 @@ class OpenAICompatAdapter:
     """Identity translation; ``name`` is the backend type (``openai`` or ``vllm``)."""
 
     identity = True
+    native_paths = frozenset({"responses"})  # the Responses API, where the server has it (docs/providers.md)
     capabilities = Capabilities(endpoints=frozenset({"*"}))
 
     def __init__(self, name: str):

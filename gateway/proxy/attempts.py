@@ -30,6 +30,7 @@ from gateway.core.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from gateway.inbound.base import Leg
 from gateway.routing.plan import Candidate, RoutePlan
 
 _BREAKER_FAILURES = frozenset({"connect", "timeout", "5xx", "429"})
@@ -91,11 +92,15 @@ def _error_class(exc: GatewayError) -> str:
 
 async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[[Candidate], tuple[bytes, dict]],
                        headers: Mapping[str, str] | None, query: str, stream: bool, rng,
-                       sleep=asyncio.sleep, clock=time.perf_counter, method: str = "POST") -> AttemptOutcome:
+                       sleep=asyncio.sleep, clock=time.perf_counter,
+                       legs: Callable[[Candidate], Leg] | None = None, method: str = "POST") -> AttemptOutcome:
     """Run the plan. Returns the outcome to relay (a success, a caller error, or the last
     upstream error response when every target failed). Raises the last ``GatewayError``
     when the final failure had no response (unreachable, timeout). Fills
-    ``ctx.attempt_log`` (one ``Attempt`` per try) and ``ctx.attempts``."""
+    ``ctx.attempt_log`` (one ``Attempt`` per try) and ``ctx.attempts``.
+
+    ``legs``: an inbound protocol's per-target path, body, headers and answer wrapper
+    (``gateway.inbound.base.Leg``); without it every target gets ``body_for`` on ``ctx.endpoint``."""
     retry = plan.retry
     start = clock()
     deadline = start + retry.deadline_ms / 1000
@@ -109,7 +114,14 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
         if min_window is not None and (cand.target.context_window or 0) <= min_window:
             cand.skipped = "context_window"
             continue
-        raw, parsed = body_for(cand)
+        path, send, wrap, answer = ctx.endpoint, headers, None, None
+        if legs is None:
+            raw, parsed = body_for(cand)
+        else:
+            leg = legs(cand)
+            path, raw, parsed, wrap, answer = leg.path, leg.raw, leg.parsed, leg.wrap, leg.answer
+            if leg.headers:
+                send = {**(headers or {}), **leg.headers}
         for n in range(1, retry.attempts + 1):
             state = cand.state
             if not state.breaker.allow():
@@ -127,9 +139,11 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
             failure: str | None = None
             outcome: AttemptOutcome | None = None
             try:
-                resp = await cand.client.forward(
-                    method, ctx.endpoint, raw, parsed, cand.upstream_model,
-                    headers if ctx.trace is None else ctx.trace.outbound(record, headers), query)
+                resp = answer if answer is not None else await cand.client.forward(
+                    method, path, raw, parsed, cand.upstream_model,
+                    send if ctx.trace is None else ctx.trace.outbound(record, send), query)
+                if wrap is not None:
+                    resp = wrap(resp)
                 record.status_code = resp.status
                 if resp.status < 400:
                     first = None

@@ -1,10 +1,8 @@
-"""Thin HTTP handlers for the OpenAI-compatible API.
-
-``ProxyHandlers`` reads and checks the request, resolves the model, forwards to the backend
-and relays the answer: a JSON body whole, a stream event by event through ``StreamTee``.
-Errors the gateway raises itself are answered in OpenAI's error format; upstream error
-responses are passed through with their status (wrapped in OpenAI's shape when they are not
-already). Every response carries ``x-request-id``; proxied ones also ``x-gateway-backend``.
+"""Thin HTTP handlers for the OpenAI-compatible API: ``ProxyHandlers`` reads and checks the request, resolves
+the model, forwards to the backend and relays the answer: a JSON body whole, a stream event by event through
+``StreamTee``. Errors the gateway raises itself are answered in OpenAI's error format; upstream error responses
+are passed through with their status (wrapped in OpenAI's shape when they are not already). Every response
+carries ``x-request-id``; proxied ones also ``x-gateway-backend``.
 """
 
 from __future__ import annotations
@@ -32,11 +30,10 @@ from gateway.core.errors import (
 )
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
-from gateway.inbound.responses.observe import ResponsesStreamTee, observe_json
+from gateway.inbound import INBOUND, Inbound, StreamObserver
 from gateway.proxy.attempts import AttemptOutcome, run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
-from gateway.proxy.passthrough import is_form, model_less, read_other
-from gateway.proxy.passthrough import send as send_passthrough
+from gateway.proxy.passthrough import is_form, model_less, read_other, send_passthrough
 from gateway.proxy.paths import clean_endpoint, unknown_url
 from gateway.proxy.request_ids import new_request_id
 from gateway.proxy.streaming import StreamTee
@@ -116,7 +113,8 @@ class ProxyHandlers:
             # connection) the answer still says which backend failed and after how many tries.
             log = ctx.attempt_log
             backend = ctx.backend or (log[-1].backend if log else "")
-            return self._error_response(exc, ctx.x_request_id, backend, ctx.response_headers, ctx.attempts)
+            return self._error_response(exc, ctx.x_request_id, backend, ctx.response_headers, ctx.attempts,
+                                        ctx.inbound)
         except asyncio.CancelledError:  # the client went away (handler_cancellation)
             outcome.client_closed(ctx)
             raise
@@ -158,20 +156,23 @@ class ProxyHandlers:
             self._settle(ctx)
 
     def _error_response(self, exc: GatewayError, request_id: str, backend: str = "",
-                        extra: dict[str, str] | None = None, attempts: int = 0) -> web.Response:
+                        extra: dict[str, str] | None = None, attempts: int = 0,
+                        inbound: Inbound | None = None) -> web.Response:
         headers = {"x-request-id": request_id, **extra, **exc.headers} if extra else \
             {"x-request-id": request_id, **exc.headers}
         if backend:
             headers["x-gateway-backend"] = backend
         if attempts:
             headers["x-gateway-attempts"] = str(attempts)
-        return web.Response(status=exc.status, body=exc.body(), content_type=_JSON, headers=headers)
+        return web.Response(status=exc.status, body=exc.body() if inbound is None else inbound.error_body(exc),
+                            content_type=_JSON, headers=headers)
 
     async def read_request(self, ctx: RequestContext, call_next: Handler) -> web.StreamResponse:
         """The stage that reads and checks the client's request (``ctx.request``), then goes on."""
         rt = ctx.runtime
         request = ctx.request
         ctx.config_hash = rt.snapshot.content_hash
+        ctx.inbound = INBOUND.get(ctx.endpoint)  # another API than chat (/v1/messages): errors in its shape
         limit = rt.body_limit
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLargeError(
@@ -214,7 +215,7 @@ class ProxyHandlers:
     async def forward(self, ctx: RequestContext) -> web.StreamResponse:
         """The terminal stage: route, run the attempt loop, relay the answer."""
         if ctx.passthrough is not None:  # no JSON body naming a model (gateway.proxy.passthrough)
-            return await self._answer(ctx, await send_passthrough(ctx), False, False)
+            return await self._answer(ctx, await send_passthrough(ctx), None)
         rt = ctx.runtime
         request = ctx.request
         body = ctx.body
@@ -247,21 +248,22 @@ class ProxyHandlers:
 
         ctx.t_upstream_start = time.perf_counter()
         try:
+            inbound = ctx.inbound
             result = await run_attempts(plan, ctx, body.for_target, rt.forwarded_headers(request.headers),
-                                        request.rel_url.raw_query_string, stream, rt.router.rng)
+                                        request.rel_url.raw_query_string, stream, rt.router.rng,
+                                        legs=None if inbound is None else inbound.legs(ctx, body))
         finally:  # the candidates as the attempts left them (skipped, failed)
             ctx.route_candidates = plan.provenance()
-        return await self._answer(ctx, result, teed, strip_usage)
+        return await self._answer(ctx, result, StreamTee(ctx, strip_usage) if teed else None)
 
-    async def _answer(self, ctx: RequestContext, result: AttemptOutcome, teed: bool,
-                      strip_usage: bool) -> web.StreamResponse:
+    async def _answer(self, ctx: RequestContext, got: AttemptOutcome, tee: StreamObserver | None) -> web.StreamResponse:
         """Relay the answer the attempt loop settled on."""
-        request = ctx.request
-        client = result.candidate.client
+        request, inbound = ctx.request, ctx.inbound
+        client = got.candidate.client
         ctx.backend = client.name
         ctx.provider = client.type
-        ctx.upstream_model = result.candidate.upstream_model
-        upstream = result.response
+        ctx.upstream_model = got.candidate.upstream_model
+        upstream = got.response
         try:
             ctx.t_upstream_headers = time.perf_counter()
             outcome.answered(ctx, upstream.status)
@@ -274,11 +276,10 @@ class ProxyHandlers:
                 for name in [n for n in headers if n.lower() in extra]:
                     del headers[name]
                 headers.update(extra)
-            if result.chunks is not None:
-                tee = StreamTee(ctx, strip_usage) if teed else \
-                    ResponsesStreamTee(ctx) if ctx.endpoint == "responses" else None
-                return await self._relay_stream(request, ctx, upstream, headers, result, tee)
-            return await self._relay_body(ctx, upstream, headers, result.body)
+            if got.chunks is not None:
+                tee = tee if tee is not None or inbound is None else inbound.observer(ctx)
+                return await self._relay_stream(request, ctx, upstream, headers, got, tee)
+            return await self._relay_body(ctx, upstream, headers, got.body)
         except BaseException:
             upstream.close()  # cancelled or failed: drop the upstream connection now
             raise
@@ -296,11 +297,12 @@ class ProxyHandlers:
             body = secrets.mask_runs(body)  # an echoed key, whole or in part
             for name, value in headers.items():  # ... or in a header passed back
                 headers[name] = secrets.mask_runs(value.encode()).decode("utf-8", "replace")
-            body = upstream_error_body(upstream.status, body)
+            body = upstream_error_body(upstream.status, body) if ctx.inbound is None else \
+                ctx.inbound.upstream_error(upstream.status, body)
             headers["Content-Type"] = _JSON
             outcome.error(ctx, upstream.status, "upstream_http_error", body[:500].decode("utf-8", "replace"))
         elif upstream.headers.get("Content-Type", "").startswith(_JSON):
-            self._observe_json(ctx, body)
+            (self._observe_json if ctx.inbound is None else ctx.inbound.observe_json)(ctx, body)
         ctx.t_first_token = ctx.t_first_token or time.perf_counter()
         if ctx.capture is not None:
             ctx.capture.append(body)
@@ -317,8 +319,6 @@ class ProxyHandlers:
             return
         if not isinstance(parsed, dict):
             return
-        if ctx.endpoint == "responses":  # a Responses API object, relayed as the backend sent it
-            return observe_json(ctx, parsed)
         ctx.model_served = parsed.get("model") or ""
         ctx.response_id = parsed.get("id") or ""
         usage = parsed.get("usage")
@@ -333,7 +333,7 @@ class ProxyHandlers:
                 ctx.completion_text.append(text)
 
     async def _relay_stream(self, request: web.Request, ctx: RequestContext, upstream, headers: dict,
-                            result, tee: StreamTee | ResponsesStreamTee | None) -> web.StreamResponse:
+                            result, tee: StreamTee | StreamObserver | None) -> web.StreamResponse:
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)

@@ -10,7 +10,8 @@
 - Anything else that nothing routes is a URL this gateway does not serve: 404 in OpenAI's
   ``Invalid URL`` shape (a POST to an inference endpoint without a model stays 400).
 
-``read_other`` is ``read_request``'s part for such requests, ``send`` the attempt loop's. The
+``read_other`` is ``read_request``'s part for such requests, ``send_passthrough`` the attempt
+loop's. The
 key's ``endpoints`` globs (the access stage) decide who may reach each path, as for any other.
 An answer that is not JSON (``response_format=text``, a file's content) is relayed as it
 arrives, with its own Content-Type.
@@ -97,7 +98,7 @@ async def read_other(ctx: RequestContext) -> None:
     ctx.passthrough = Passthrough(method, backend, None, content_type)
 
 
-async def send(ctx: RequestContext) -> AttemptOutcome:
+async def send_passthrough(ctx: RequestContext) -> AttemptOutcome:
     """Route and send a ``read_other``/``model_less`` request; the answer as the attempt loop
     leaves it (a non-JSON success is then relayed as it arrives)."""
     rt, request, how = ctx.runtime, ctx.request, ctx.passthrough
@@ -153,4 +154,4 @@ async def _timed(ctx: RequestContext, chunks: AsyncIterator[bytes]) -> AsyncIter
         ctx.t_first_token = time.perf_counter()
 
 
-__all__ = ["NO_MODEL", "Passthrough", "invalid_url", "is_form", "model_less", "read_other", "send"]
+__all__ = ["NO_MODEL", "Passthrough", "invalid_url", "is_form", "model_less", "read_other", "send_passthrough"]

@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 from gateway.config.models import Backend
 from gateway.core.deadlines import deadline
 from gateway.core.errors import UpstreamTimeoutError, UpstreamUnreachableError
-from gateway.core.upstream import UpstreamResponse
+from gateway.core.upstream import UpstreamResponse, translated
 from gateway.providers import InProcessProvider, adapter_for
 from gateway.proxy.paths import BaseURL
 
@@ -119,18 +119,9 @@ class TranslatedResponse(HTTPUpstreamResponse):
             return out
         return self._adapter.parse_response(self._endpoint, body)
 
-    async def _translate(self):
-        decoder = self._adapter.stream_decoder(self._endpoint, self._request_body)
-        async for data in self._resp.content.iter_any():
-            out = decoder.feed(data)
-            if out:
-                yield out
-        out = decoder.finish()
-        if out:
-            yield out
-
     def iter_chunks(self):
-        return self._translate()
+        return translated(self._resp.content.iter_any(), self._adapter.stream_decoder(self._endpoint,
+                                                                                      self._request_body))
 
 
 class BackendClient:
@@ -143,7 +134,7 @@ class BackendClient:
     """
 
     __slots__ = ("name", "backend", "type", "_session", "_base", "_headers", "_timeout", "first_byte_s",
-                 "adapter", "needs_raw", "_translates", "_answer")
+                 "adapter", "needs_raw", "native_paths", "_translates", "_answer")
 
     def __init__(self, name: str, backend: Backend, session: aiohttp.ClientSession | None):
         self.name = name
@@ -165,6 +156,12 @@ class BackendClient:
             self.adapter = provider
             self._translates = getattr(provider, "translates_responses", False)
             headers.update(provider.static_headers(backend))
+        # Paths of the backend's own API that an inbound protocol sends as they are (Anthropic's
+        # ``messages``): no translation either way (``gateway.inbound``).
+        native: frozenset[str] = getattr(provider, "native_paths", frozenset())
+        if backend.responses is not None:  # the config says whether this backend serves /v1/responses
+            native = native | {"responses"} if backend.responses == "native" else native - {"responses"}
+        self.native_paths = native
         # Whether ``forward`` needs the encoded body: identity and address-only adapters send
         # bytes; in-process providers and translating adapters work from the parsed dict.
         self.needs_raw = self.adapter is not None and not self._translates
@@ -192,7 +189,10 @@ class BackendClient:
         adapter = self.adapter
         assert adapter is not None  # a provider either answers in-process or has an adapter
         headers: Mapping[str, str] = self._headers
-        if not adapter.identity:  # the provider decides address, body and extra headers
+        translated = self._translates
+        if translated and path in self.native_paths:  # the backend's own API, asked by an inbound protocol
+            translated = False
+        elif not adapter.identity:  # the provider decides address, body and extra headers
             req = adapter.build_request(path, parsed or {}, body if self.needs_raw else None, upstream_model,
                                         self.backend)
             path, query, body = req.path, req.query, req.body
@@ -220,6 +220,6 @@ class BackendClient:
             ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamUnreachableError(f"backend {self.name!r} failed: {type(exc).__name__}") from None
-        if self._translates:
+        if translated:
             return TranslatedResponse(resp, adapter, path_in, parsed or {})
         return HTTPUpstreamResponse(resp)

@@ -82,12 +82,12 @@ def test_default_key_reaches_inference_endpoints_only(upstream, make_gateway):
     assert client.moderations.create(model="gpt-test", input="hi").id == "modr-1"
     upstream.json({"created": 1, "data": [{"url": "https://example.com/a.png"}]})
     assert client.images.generate(model="gpt-test", prompt="a cat").data[0].url
-    upstream.json({"id": "msg_1", "type": "message", "role": "assistant", "content": []})
+    upstream.json(CHAT)  # /v1/messages is translated to chat completions for an OpenAI-type backend
     assert post(gw, KEY_CHAT, "messages", {"model": "gpt-test", "max_tokens": 5, "messages": MSG}).status_code == 200
     assert post(gw, KEY_CHAT, "audio/speech", {"model": "gpt-test", "input": "hi", "voice": "alloy"}).status_code == 200
     assert [r.path for r in upstream.received] == [
         "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations",
-        "/v1/images/generations", "/v1/messages", "/v1/audio/speech"]
+        "/v1/images/generations", "/v1/chat/completions", "/v1/audio/speech"]
     # The gateway's own /v1 routes are not forwarded and stay available.
     assert [m.id for m in client.models.list()] == ["gpt-test"]
 
@@ -139,7 +139,7 @@ def test_listed_endpoints_are_forwarded_and_a_narrow_list_narrows(upstream, make
     # /admin/access shows each key's endpoints in force.
     keys = {k["tenant"]: k for k in httpx.get(f"{gw.url}/admin/access").json()["keys"]}
     assert keys["chat"]["endpoints"] == ["chat/completions", "completions", "embeddings", "responses", "messages",
-                                         "moderations", "audio/*", "images/*"]
+                                         "messages/count_tokens", "moderations", "audio/*", "images/*"]
     assert keys["ops"]["endpoints"][0] == "chat/completions" and "files*" in keys["ops"]["endpoints"]
     assert keys["emb"]["endpoints"] == ["embeddings"]
 

@@ -30,10 +30,12 @@ def feature(app: web.Application, name: str):
 
 def test_features_that_are_off_are_not_in_the_request_path(upstream):
     """No keys, plugins, cache, chains, telemetry, metrics or access log: a request meets the
-    prompt stage (it interprets a ``prompt`` field) and nothing else, and no finisher."""
+    prompt stage (it interprets a ``prompt`` field) and, as the config has a backend that
+    translates the Responses API (the mock), the conversations stage (``previous_response_id``;
+    other endpoints pass it after one comparison), and nothing else, and no finisher."""
     app = build_app(parse_config(gateway_config(upstream.url, extra=QUIET)))
     with BackgroundServer(app) as gw:
-        assert app[RUNTIME].current.stages == (prompt_stage,)
+        assert app[RUNTIME].current.stages == (prompt_stage, feature(app, "conversations").conversations)
         assert app[RUNTIME].current.finishers == () and app[FINISHERS] == []
         upstream.json(CHAT)
         r = httpx.post(f"{gw.url}/v1/chat/completions", json=DET)

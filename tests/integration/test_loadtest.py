@@ -22,8 +22,8 @@ from loadtest.bare_proxy import build_bare_proxy
 from loadtest.bench import BenchOptions, run_bench
 from loadtest.fake_upstream import FakeSettings, FakeUpstreamThread
 from loadtest.generator import Step, run_async, run_scenario
+from loadtest.hotspots import fold, hotspots_markdown
 from loadtest.httpclient import RawConnection
-from loadtest.profile import fold, hotspots_markdown
 from loadtest.report import bench_table, verdicts
 from loadtest.scenario import RequestFactory, Scenario, ScenarioError, load_scenario
 from tests.support.gateway import serve

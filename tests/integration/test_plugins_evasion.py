@@ -180,7 +180,11 @@ FIELDS = {
 def test_blocklist_scans_every_text_field(blocking, upstream_mod, endpoint, body):
     n = len(upstream_mod.received)
     r = httpx.post(f"{blocking.url}/v1/{endpoint}", json=body, timeout=30)
-    assert r.status_code == 400 and r.json()["error"]["code"] == "content_blocked", r.text
+    if endpoint == "messages":  # refused in Anthropic's error shape, which has no code
+        assert r.status_code == 400 and r.json()["type"] == "error", r.text
+        assert r.json()["error"]["type"] == "invalid_request_error" and "block" in r.json()["error"]["message"]
+    else:
+        assert r.status_code == 400 and r.json()["error"]["code"] == "content_blocked", r.text
     assert len(upstream_mod.received) == n
 
 
@@ -252,7 +256,7 @@ def test_pii_masks_only_the_match_and_leaves_the_rest_as_sent(redacting, upstrea
     ("responses", {"model": "gpt-test", "input": "hi", "instructions": "reply to alice＠example.com"},
      ["instructions"]),
     ("messages", {"model": "gpt-test", "max_tokens": 5, "system": "card 4111.1111.1111.1111",
-                  "messages": [{"role": "user", "content": "hi"}]}, ["system"]),
+                  "messages": [{"role": "user", "content": "hi"}]}, ["messages", 0, "content"]),  # the system message
     ("chat/completions", _with(["tools", 0, "function", "parameters", "properties", "q", "enum"],
                                ["bob", "alice＠example.com"], CHAT_BODY),
      ["tools", 0, "function", "parameters", "properties", "q", "enum", 1]),

@@ -81,9 +81,10 @@ def test_a_stream_cut_before_its_end_event_gets_an_error_event(setup, tdb):
     client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="sk-client", max_retries=0)
     got = list(client.responses.create(model="gpt-4o", input="Say hello", stream=True,
                                        extra_headers={"x-request-id": "cut"}))
-    last = got[-1]
-    assert last.type == "error" and last.code == "stream_truncated"
-    assert last.sequence_number == got[-2].sequence_number + 1
+    error, failed = got[-2:]  # the gateway tells the client in-band: an error, and the response failed
+    assert error.type == "error" and error.code == "stream_truncated" and failed.type == "response.failed"
+    assert error.sequence_number == got[-3].sequence_number + 1 == failed.sequence_number - 1
+    assert failed.response.id == "resp_abc" and failed.response.status == "failed"
     usage_free = dict(USAGE)
     del usage_free["input_tokens_details"]
     upstream.sse(response_events(["x"], usage=usage_free)[:2] + [

@@ -234,3 +234,37 @@ def test_same_output_direct_and_through_gateway(client, direct):
     stream = client.chat.completions.create(model=GATEWAY_MODEL, stream=True, **kwargs)
     streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert streamed == upstream.choices[0].message.content
+
+
+# -- Anthropic's Messages API, translated for vLLM ---------------------------------
+
+
+def test_messages_api_with_the_anthropic_sdk(vllm_gateway, direct):
+    """``/v1/messages`` to a vllm backend: max_tokens, usage, stop reason, the same text as chat
+    (greedy), JSON and streamed, sync and async."""
+    import asyncio
+
+    import anthropic
+
+    base = vllm_gateway.base_url.removesuffix("/v1")
+    kwargs = {"max_tokens": 8, "messages": MESSAGES, "extra_body": {"ignore_eos": True, "temperature": 0}}
+    with anthropic.Anthropic(base_url=base, api_key="sk-test", max_retries=0, timeout=60) as c:
+        message = c.messages.create(model=GATEWAY_MODEL, **kwargs)
+        assert message.type == "message" and message.stop_reason == "max_tokens"
+        assert message.usage.output_tokens == 8 and message.usage.input_tokens > 0
+        chat = direct.chat.completions.create(model=vs.SERVED_MODEL_NAME, messages=MESSAGES, max_tokens=8,
+                                              temperature=0, extra_body={"ignore_eos": True})
+        assert message.content[0].text == chat.choices[0].message.content
+        assert message.usage.input_tokens == chat.usage.prompt_tokens
+        with c.messages.stream(model=GATEWAY_MODEL, **kwargs) as stream:
+            streamed = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        assert streamed == message.content[0].text
+        assert final.usage.output_tokens == 8 and final.stop_reason == "max_tokens"
+        events = [e.type for e in c.messages.create(model=GATEWAY_MODEL, stream=True, **kwargs)]
+        assert events[0] == "message_start" and events[-2:] == ["message_delta", "message_stop"]
+
+    async def run():
+        async with anthropic.AsyncAnthropic(base_url=base, api_key="sk-test", max_retries=0, timeout=60) as ac:
+            return await ac.messages.create(model=GATEWAY_MODEL, **kwargs)
+    assert asyncio.run(run()).content[0].text == message.content[0].text

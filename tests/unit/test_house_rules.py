@@ -171,6 +171,18 @@ def test_no_module_over_max_lines():
     assert not too_long, f"modules over {MAX_LINES} lines (split them by job): {too_long}"
 
 
+def test_no_module_beside_a_script_is_named_like_a_standard_library_module():
+    """Running a script by path puts its folder first on ``sys.path``: a ``loadtest/profile.py``
+    once shadowed the standard library's ``profile`` for everything that script imported."""
+    import sys
+
+    modules = [path for package in CHECKED for path in sorted((REPO / package).rglob("*.py"))]
+    scripts = {path.parent for path in modules if '__name__ == "__main__"' in path.read_text(encoding="utf-8")}
+    clashes = [path.relative_to(REPO).as_posix() for path in modules
+               if path.parent in scripts and path.stem in sys.stdlib_module_names]
+    assert not clashes, clashes
+
+
 _TESTS_NAME = re.compile(r"^tests(\.|$)")  # a module under tests/, or tests/ as a path component
 
 
@@ -212,6 +224,9 @@ LAYERS = {
     "gateway.routing": ("gateway.proxy",),
     # The proxy reaches every provider through the registry (gateway.providers.adapter_for), the
     # in-process mock included: no provider is special-cased there.
+    # Inbound protocols are pure translators below the proxy, which asks them through ctx.inbound.
+    "gateway.inbound": ("gateway.proxy", "gateway.routing", "gateway.access", "gateway.telemetry", "gateway.cache",
+                        "gateway.app"),
     "gateway.proxy": ("gateway.providers.mock", "gateway.providers.anthropic", "gateway.providers.azure",
                       "gateway.providers.openai_compat"),
 }

@@ -7,13 +7,13 @@ import random
 
 from gateway.core.context import RequestContext, Usage
 from gateway.core.errors import StreamTruncatedError
-from gateway.inbound.responses.observe import ResponsesStreamTee, finish_reason
+from gateway.inbound.responses.observe import ResponsesTee, finish_reason
 from tests.support.responses import response_events, response_object
 
 
-def _run(reads: list[bytes]) -> tuple[bytes, RequestContext, ResponsesStreamTee]:
+def _run(reads: list[bytes]) -> tuple[bytes, RequestContext, ResponsesTee]:
     ctx = RequestContext(request_id="r", endpoint="responses", t_start=0.0, ts_start=0.0)
-    tee = ResponsesStreamTee(ctx)
+    tee = ResponsesTee(ctx)
     out = b"".join(tee.feed(data, float(i)) for i, data in enumerate(reads)) + tee.tail()
     return out, ctx, tee
 

@@ -76,6 +76,14 @@ def test_request_every_field_maps_to_chat():
     assert chat["parallel_tool_calls"] is False and chat["stream_options"] == {"include_usage": True}
     assert "metadata" not in chat and "store" not in chat and "input" not in chat
     assert to_chat({"model": "m", "input": "hi"}) == {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    pdf = {"type": "input_file", "file_data": "data:application/pdf;base64,AA", "filename": "a.pdf"}
+    chat = to_chat({"model": "m", "text": {"format": {"type": "json_object"}},
+                    "input": [{"role": "user", "content": [pdf, {"type": "input_text", "text": "As JSON."}]}]})
+    CHAT_REQUEST.validate_python(chat)
+    assert chat["response_format"] == {"type": "json_object"}
+    assert chat["messages"][0]["content"] == [{"type": "file", "file": {"file_data": pdf["file_data"],
+                                                                        "filename": "a.pdf"}},
+                                              {"type": "text", "text": "As JSON."}]
 
 
 @pytest.mark.parametrize(("body", "param"), [

@@ -62,22 +62,28 @@ def observe_response(ctx: RequestContext, response: dict[str, Any], text: bool =
                     ctx.completion_text.append(part["text"])
 
 
-def observe_json(ctx: RequestContext, parsed: dict[str, Any]) -> None:
+def observe_json(ctx: RequestContext, body: bytes) -> None:
     """A whole (non-streamed) Responses answer."""
-    observe_response(ctx, parsed)
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(parsed, dict):
+        observe_response(ctx, parsed)
 
 
-class ResponsesStreamTee:
+class ResponsesTee:
     """Observe a native Responses event stream while relaying it byte for byte.
 
     The relay's tee interface (as ``gateway.proxy.streaming.StreamTee``): ``feed(data, now)``
     returns the bytes to send (whole events; an incomplete one is held), ``tail()`` what is
     left at the end, ``done`` once a terminal event passed, ``upstream_error`` when the backend
-    reported a failure in-band, ``error_event(exc)`` the event that tells the client of a
-    failure the gateway saw (numbered after the backend's last event).
+    reported a failure in-band, ``error_event(exc)`` the events that tell the client of a
+    failure the gateway saw: ``error``, then ``response.failed`` once the stream had begun a
+    response (numbered after the backend's last event).
     """
 
-    __slots__ = ("_ctx", "_split", "done", "upstream_error", "_sequence")
+    __slots__ = ("_ctx", "_split", "done", "upstream_error", "_sequence", "_response")
     END = "response.completed"
 
     def __init__(self, ctx: RequestContext):
@@ -86,6 +92,7 @@ class ResponsesStreamTee:
         self.done = False
         self.upstream_error: dict | None = None
         self._sequence = -1
+        self._response: dict | None = None  # the response as response.created announced it
 
     def feed(self, data: bytes, now: float) -> bytes:
         events = self._split.feed(data)
@@ -98,10 +105,16 @@ class ResponsesStreamTee:
         return self._split.tail()
 
     def error_event(self, exc: GatewayError) -> bytes:
+        out = self._event({"type": "error", "code": exc.code, "message": exc.message, "param": None})
+        if self._response is not None:
+            failed = {**self._response, "status": "failed", "error": {"code": "server_error", "message": exc.message}}
+            out += self._event({"type": "response.failed", "response": failed})
+        return out
+
+    def _event(self, payload: dict) -> bytes:
         self._sequence += 1
-        payload = {"type": "error", "code": exc.code, "message": exc.message, "param": None,
-                   "sequence_number": self._sequence}
-        return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+        payload["sequence_number"] = self._sequence
+        return b"event: " + payload["type"].encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
     def _observe(self, raw: bytes, now: float) -> bytes:
         data = event_data(raw)
@@ -127,6 +140,7 @@ class ResponsesStreamTee:
         response = event.get("response")
         if kind in ("response.created", "response.in_progress") and isinstance(response, dict):
             observe_response(ctx, response, text=False)
+            self._response = response
         elif kind in _TERMINAL:
             self.done = True
             if kind == "error" or kind == "response.failed":

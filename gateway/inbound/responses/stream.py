@@ -67,7 +67,7 @@ class ResponsesEncoder:
     at the end of the upstream stream (completes a stream whose choice finished without
     ``[DONE]``), ``fail(code, message) -> bytes``. ``done``: a terminal event was emitted."""
 
-    def __init__(self, request: dict[str, Any], response_id: str, created_at: int):
+    def __init__(self, request: dict[str, Any], response_id: str, created_at: int, on_done: Any = None):
         self._request = request
         self._id = response_id
         self._created = created_at
@@ -83,6 +83,7 @@ class ResponsesEncoder:
         self._counts: dict[str, int] = {}
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
+        self._on_done = on_done  # a ``turn.Turn``: its ``response`` is set to the completed one
         self.done = False
 
     # --- the interface -----------------------------------------------------------------
@@ -228,6 +229,8 @@ class ResponsesEncoder:
         response["usage"] = shapes.usage(self._usage)
         self._emit(f"response.{response['status']}", response=response)
         self.done = True
+        if self._on_done is not None:
+            self._on_done.response = response
 
     def _response(self, status: str, open_status: str) -> dict[str, Any]:
         response = shapes.shell(self._request, self._id, self._created, self._model, status)

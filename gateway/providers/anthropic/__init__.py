@@ -63,6 +63,8 @@ class AnthropicAdapter:
     name = "anthropic"
     identity = False
     translates_responses = True
+    # Anthropic's own API, asked by the Messages inbound (``gateway.inbound.anthropic``) as it is.
+    native_paths = frozenset({"messages", "messages/count_tokens"})
     capabilities = Capabilities(endpoints=frozenset({"chat/completions"}), streaming=True, streaming_usage=True,
                                 tools=True, images=True, embeddings=False)
 

@@ -1,0 +1,94 @@
+"""Anthropic's Messages API inbound: ``POST /v1/messages`` for Anthropic SDKs and tools.
+
+A target on an Anthropic backend (whose adapter lists ``messages`` in ``native_paths``) gets the
+client's body as sent, under the target's model name, with the backend's own key and the
+client's ``anthropic-version``/``anthropic-beta``; its answer is relayed as it comes. Any other
+target (OpenAI, Azure, vLLM, the mock) gets the request translated to chat completions
+(``request``), and its answer translated back (``response``, ``stream``). Either way the relay
+sees Anthropic's shapes, which ``observe`` reads for the row; errors, the gateway's own
+included, are answered in Anthropic's error shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from gateway.core.context import RequestContext
+from gateway.core.errors import GatewayError, UpstreamError
+from gateway.core.upstream import UpstreamResponse
+from gateway.inbound.anthropic import observe
+from gateway.inbound.anthropic.request import backend_body, to_chat
+from gateway.inbound.anthropic.response import gateway_error, to_message, upstream_error
+from gateway.inbound.anthropic.stream import MessagesEncoder
+from gateway.inbound.base import CHAT, Leg, TranslatedAnswer
+
+# Client headers a native backend gets as the client sent them.
+_PASSED_ON = ("anthropic-version", "anthropic-beta")
+
+
+def passed_on(ctx: RequestContext) -> dict[str, str] | None:
+    """The client's Anthropic headers, for a native backend (None: it sent none)."""
+    headers = ctx.headers
+    passed = {name: headers[name] for name in _PASSED_ON if name in headers} if headers is not None else None
+    return passed or None
+
+
+def native_leg(endpoint: str, body: Any, candidate: Any, passed: dict[str, str] | None) -> Leg:
+    """The client's request as it is, under the target's model name (the client's bytes when unchanged)."""
+    raw, parsed = body.encode_for(candidate.upstream_model, True)
+    return Leg(endpoint, raw, parsed, passed)
+
+
+class MessagesInbound:
+    """``/v1/messages`` (``gateway.inbound.base.Inbound``)."""
+
+    name = "anthropic-messages"
+
+    def legs(self, ctx: RequestContext, body: Any) -> Callable[[Any], Leg]:
+        """How each target is asked; the chat body is built once, when a translated target is first tried."""
+        endpoint = ctx.endpoint
+        passed = passed_on(ctx)
+        chat: dict[str, Any] | None = None
+        stops = body.get("stop_sequences")
+
+        def json(data: bytes) -> bytes:
+            try:
+                answer = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamError(f"backend {ctx.backend!r} answered with a body that is not JSON") from None
+            if not isinstance(answer, dict):
+                raise UpstreamError(f"backend {ctx.backend!r} answered with something other than a completion")
+            return orjson.dumps(to_message(answer, stops))
+
+        def wrap(resp: UpstreamResponse) -> UpstreamResponse:
+            return TranslatedAnswer(resp, json, lambda: MessagesEncoder(stops))
+
+        def leg(candidate: Any) -> Leg:
+            nonlocal chat
+            client = candidate.client
+            if endpoint in client.native_paths:
+                return native_leg(endpoint, body, candidate, passed)
+            if chat is None:
+                chat = to_chat(body)
+            parsed = backend_body(chat, client.type, candidate.upstream_model)
+            return Leg(CHAT, orjson.dumps(parsed) if client.needs_raw else b"", parsed, None, wrap)
+
+        return leg
+
+    def observe_json(self, ctx: RequestContext, body: bytes) -> None:
+        observe.observe_json(ctx, body)
+
+    def observer(self, ctx: RequestContext) -> observe.MessagesObserver:
+        return observe.MessagesObserver(ctx)
+
+    def error_body(self, exc: GatewayError) -> bytes:
+        return gateway_error(exc)
+
+    def upstream_error(self, status: int, body: bytes) -> bytes:
+        return upstream_error(status, body)
+
+
+__all__ = ["MessagesInbound", "native_leg", "passed_on"]
