@@ -8,6 +8,7 @@ import asyncio
 import random
 
 import anthropic
+import httpx
 import orjson
 import pytest
 
@@ -255,6 +256,8 @@ keys:
                                        "message": "max_tokens: Input should be a valid integer"}
     assert not [r for r in upstream.received if r.path.endswith("chat/completions")]  # refused here
     upstream.json(CHAT)
+    bearer = anthropic.Anthropic(base_url=gw.url, auth_token=KEY_A, max_retries=0)  # Authorization: Bearer
+    assert bearer.messages.create(model="gpt-test", max_tokens=5, messages=USER).content[0].text == "Hi!"
     with pytest.raises(anthropic.RateLimitError) as limited:
         for _ in range(3):  # over the key's 3 requests a minute
             c.messages.create(model="gpt-test", max_tokens=5, messages=USER)
@@ -287,6 +290,22 @@ def test_upstream_errors_in_anthropic_shape(upstream, gateway):
         for _ in client(gateway).messages.create(model="gpt-test", max_tokens=5, messages=USER, stream=True):
             pass
     assert "boom" in str(mid.value)
+
+
+def test_unreadable_bodies_and_answers_in_anthropic_shape(upstream, make_gateway):
+    gw = make_gateway(gateway_config(upstream.url, extra="server: {body_limit_bytes: 4096}\n"))
+    for content, status in ((b"{not json", 400), (b"[1]", 400), (b'{"max_tokens": 5}', 400),
+                            (b'{"model": "gpt-test", "max_tokens": 5, "messages": [], "x": "' + b"a" * 5000 + b'"}',
+                             413)):
+        r = httpx.post(f"{gw.url}/v1/messages", content=content, timeout=30,
+                       headers={"content-type": "application/json", "x-api-key": "k"})
+        assert r.status_code == status, r.text
+        assert r.json()["type"] == "error" and set(r.json()["error"]) == {"type", "message"}
+        assert r.json()["error"]["type"] == ("request_too_large" if status == 413 else "invalid_request_error")
+    upstream.json({"ok": True})  # not a chat completion: the backend's fault, not an empty message
+    with pytest.raises(anthropic.InternalServerError) as info:
+        client(gw).messages.create(model="gpt-test", max_tokens=5, messages=USER)
+    assert info.value.status_code == 502 and "other than a chat completion" in info.value.body["error"]["message"]
 
 
 def test_unsupported_blocks_are_a_400(upstream, gateway):
