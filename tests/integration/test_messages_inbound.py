@@ -170,6 +170,13 @@ def test_stream_accumulated_tool_input(upstream, gateway):
     assert final.content[0].input == {"city": "Oslo"} and final.stop_reason == "tool_use"
 
 
+def test_stream_that_finished_without_done_is_complete(upstream, gateway):
+    upstream.sse(STREAM[:-1])  # every choice finished, usage sent, then a clean close without [DONE]
+    with client(gateway).messages.stream(model="gpt-test", max_tokens=64, messages=USER) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].text == "Hello ✓" and final.stop_reason == "end_turn" and final.usage.output_tokens == 2
+
+
 def test_stream_cut_short_ends_with_an_error_event(upstream, gateway):
     upstream.sse(STREAM[:3])
     with pytest.raises(anthropic.APIStatusError) as info:
