@@ -8,12 +8,13 @@ other endpoint: the Chat Completions path pays one dict lookup and nothing else)
 asks it four things:
 
 - ``legs(ctx, body)`` → a function ``candidate → Leg``, called once per routing target (a
-  model may mix backend kinds, so this is decided per attempt): a target whose provider lists the endpoint in its
-  ``native_paths`` gets the client's body as it is (under the target's model name, ``path`` the
-  client's endpoint, ``headers`` such as ``anthropic-beta``), and its answer is relayed as it
-  comes; any other target gets the request translated to ``chat/completions`` (``parsed`` the
-  chat body, built once per request and shared by such targets) and a ``wrap`` that turns the
-  chat answer — JSON or the chunk stream — into the protocol's (``TranslatedAnswer``). Raise
+  model may mix backend kinds, so this is decided per attempt): a target whose provider lists
+  the endpoint in its ``native_paths`` gets the client's body as it is (under the target's
+  model name, ``path`` the client's endpoint, ``headers`` such as ``anthropic-beta``), and its
+  answer is relayed as it comes; any other target gets the request translated to
+  ``chat/completions`` (``parsed`` the chat body, built once per request and shared by such
+  targets) and a ``wrap`` that turns the chat answer — JSON or the chunk stream — into the
+  protocol's (``TranslatedAnswer``), or an ``answer`` made in process with nothing sent. Raise
   ``InvalidRequestError`` for a request the protocol cannot translate (400 in its shape).
 - ``observe_json(ctx, body)`` / ``observer(ctx)``: read the protocol's own answer for the
   request's row — the JSON body, or a stream through a ``StreamObserver`` (the relay's tee for

@@ -8,6 +8,7 @@ import asyncio
 import random
 
 import anthropic
+import httpx
 import orjson
 import pytest
 
@@ -169,6 +170,13 @@ def test_stream_accumulated_tool_input(upstream, gateway):
     assert final.content[0].input == {"city": "Oslo"} and final.stop_reason == "tool_use"
 
 
+def test_stream_that_finished_without_done_is_complete(upstream, gateway):
+    upstream.sse(STREAM[:-1])  # every choice finished, usage sent, then a clean close without [DONE]
+    with client(gateway).messages.stream(model="gpt-test", max_tokens=64, messages=USER) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].text == "Hello ✓" and final.stop_reason == "end_turn" and final.usage.output_tokens == 2
+
+
 def test_stream_cut_short_ends_with_an_error_event(upstream, gateway):
     upstream.sse(STREAM[:3])
     with pytest.raises(anthropic.APIStatusError) as info:
@@ -255,6 +263,8 @@ keys:
                                        "message": "max_tokens: Input should be a valid integer"}
     assert not [r for r in upstream.received if r.path.endswith("chat/completions")]  # refused here
     upstream.json(CHAT)
+    bearer = anthropic.Anthropic(base_url=gw.url, auth_token=KEY_A, max_retries=0)  # Authorization: Bearer
+    assert bearer.messages.create(model="gpt-test", max_tokens=5, messages=USER).content[0].text == "Hi!"
     with pytest.raises(anthropic.RateLimitError) as limited:
         for _ in range(3):  # over the key's 3 requests a minute
             c.messages.create(model="gpt-test", max_tokens=5, messages=USER)
@@ -287,6 +297,22 @@ def test_upstream_errors_in_anthropic_shape(upstream, gateway):
         for _ in client(gateway).messages.create(model="gpt-test", max_tokens=5, messages=USER, stream=True):
             pass
     assert "boom" in str(mid.value)
+
+
+def test_unreadable_bodies_and_answers_in_anthropic_shape(upstream, make_gateway):
+    gw = make_gateway(gateway_config(upstream.url, extra="server: {body_limit_bytes: 4096}\n"))
+    for content, status in ((b"{not json", 400), (b"[1]", 400), (b'{"max_tokens": 5}', 400),
+                            (b'{"model": "gpt-test", "max_tokens": 5, "messages": [], "x": "' + b"a" * 5000 + b'"}',
+                             413)):
+        r = httpx.post(f"{gw.url}/v1/messages", content=content, timeout=30,
+                       headers={"content-type": "application/json", "x-api-key": "k"})
+        assert r.status_code == status, r.text
+        assert r.json()["type"] == "error" and set(r.json()["error"]) == {"type", "message"}
+        assert r.json()["error"]["type"] == ("request_too_large" if status == 413 else "invalid_request_error")
+    upstream.json({"ok": True})  # not a chat completion: the backend's fault, not an empty message
+    with pytest.raises(anthropic.InternalServerError) as info:
+        client(gw).messages.create(model="gpt-test", max_tokens=5, messages=USER)
+    assert info.value.status_code == 502 and "other than a chat completion" in info.value.body["error"]["message"]
 
 
 def test_unsupported_blocks_are_a_400(upstream, gateway):

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.vllm
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_MODEL = "tiny"
+TRANSLATED_MODEL = "tiny-chat-only"  # the same server, asked /v1/responses through Chat Completions
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
@@ -91,10 +92,18 @@ backends:
   local-vllm:
     type: vllm
     base_url: {vllm_server.base_url}
+  chat-only-vllm:
+    type: vllm
+    base_url: {vllm_server.base_url}
+    responses: translate
 models:
   {GATEWAY_MODEL}:
     targets:
       - backend: local-vllm
+        model: {vs.SERVED_MODEL_NAME}
+  {TRANSLATED_MODEL}:
+    targets:
+      - backend: chat-only-vllm
         model: {vs.SERVED_MODEL_NAME}
 """
     )
@@ -268,3 +277,25 @@ def test_messages_api_with_the_anthropic_sdk(vllm_gateway, direct):
         async with anthropic.AsyncAnthropic(base_url=base, api_key="sk-test", max_retries=0, timeout=60) as ac:
             return await ac.messages.create(model=GATEWAY_MODEL, **kwargs)
     assert asyncio.run(run()).content[0].text == message.content[0].text
+
+
+def test_responses_api_native_and_translated(client, direct):
+    """``/v1/responses`` served by vLLM itself (native) and through its Chat Completions (a backend
+    set to translate): both answer as the SDK expects, the translated one with chat's very text
+    (greedy) and usage, JSON and streamed."""
+    kwargs = {"input": "hello", "max_output_tokens": 8, "temperature": 0}
+    chat = direct.chat.completions.create(model=vs.SERVED_MODEL_NAME, messages=MESSAGES, max_tokens=8,
+                                          temperature=0)
+    translated = client.responses.create(model=TRANSLATED_MODEL, **kwargs)
+    assert translated.output_text == chat.choices[0].message.content
+    assert (translated.usage.input_tokens, translated.usage.output_tokens) == \
+        (chat.usage.prompt_tokens, chat.usage.completion_tokens)
+    assert translated.status == ("incomplete" if chat.choices[0].finish_reason == "length" else "completed")
+    with client.responses.stream(model=TRANSLATED_MODEL, **kwargs) as stream:
+        events = list(stream)
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == translated.output_text
+    native = client.responses.create(model=GATEWAY_MODEL, **kwargs)
+    assert native.object == "response" and native.usage.output_tokens > 0 and native.output_text
+    events = list(client.responses.create(model=GATEWAY_MODEL, stream=True, **kwargs))
+    assert events[0].type == "response.created" and events[-1].type in ("response.completed", "response.incomplete")

@@ -59,8 +59,8 @@ class MessagesInbound:
                 answer = orjson.loads(data)
             except orjson.JSONDecodeError:
                 raise UpstreamError(f"backend {ctx.backend!r} answered with a body that is not JSON") from None
-            if not isinstance(answer, dict):
-                raise UpstreamError(f"backend {ctx.backend!r} answered with something other than a completion")
+            if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list) or not answer["choices"]:
+                raise UpstreamError(f"backend {ctx.backend!r} answered with something other than a chat completion")
             return orjson.dumps(to_message(answer, stops))
 
         def wrap(resp: UpstreamResponse) -> UpstreamResponse:
