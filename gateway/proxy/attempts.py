@@ -93,7 +93,7 @@ def _error_class(exc: GatewayError) -> str:
 async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[[Candidate], tuple[bytes, dict]],
                        headers: Mapping[str, str] | None, query: str, stream: bool, rng,
                        sleep=asyncio.sleep, clock=time.perf_counter,
-                       legs: Callable[[Candidate], Leg] | None = None) -> AttemptOutcome:
+                       legs: Callable[[Candidate], Leg] | None = None, method: str = "POST") -> AttemptOutcome:
     """Run the plan. Returns the outcome to relay (a success, a caller error, or the last
     upstream error response when every target failed). Raises the last ``GatewayError``
     when the final failure had no response (unreachable, timeout). Fills
@@ -144,7 +144,7 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
             outcome: AttemptOutcome | None = None
             try:
                 resp = answer if answer is not None else await cand.client.forward(
-                    "POST", path, raw, parsed, cand.upstream_model,
+                    method, path, raw, parsed, cand.upstream_model,
                     send if ctx.trace is None else ctx.trace.outbound(record, send), query)
                 if wrap is not None:
                     resp = wrap(resp)
