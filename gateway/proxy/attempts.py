@@ -118,7 +118,11 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
         if legs is None:
             raw, parsed = body_for(cand)
         else:
-            leg = legs(cand)
+            try:
+                leg = legs(cand)
+            except InvalidRequestError as exc:  # the protocol cannot ask this target (a translation refused)
+                cand.skipped, last_outcome, last_error = "unsupported", None, exc
+                continue
             path, raw, parsed, wrap, answer = leg.path, leg.raw, leg.parsed, leg.wrap, leg.answer
             if leg.headers:
                 send = {**(headers or {}), **leg.headers}
