@@ -38,6 +38,7 @@ from gateway.proxy.paths import clean_endpoint, unknown_url
 from gateway.proxy.request_ids import new_request_id
 from gateway.proxy.streaming import StreamTee
 from gateway.proxy.upstream import pass_back_headers
+from gateway.proxy.usage_events import events_observer
 
 if TYPE_CHECKING:
     from gateway.proxy.runtime import Runtime
@@ -215,7 +216,7 @@ class ProxyHandlers:
     async def forward(self, ctx: RequestContext) -> web.StreamResponse:
         """The terminal stage: route, run the attempt loop, relay the answer."""
         if ctx.passthrough is not None:  # no JSON body naming a model (gateway.proxy.passthrough)
-            return await self._answer(ctx, await send_passthrough(ctx), None)
+            return await self._answer(ctx, await send_passthrough(ctx), events_observer(ctx) if ctx.stream else None)
         rt = ctx.runtime
         request = ctx.request
         body = ctx.body
@@ -254,15 +255,14 @@ class ProxyHandlers:
                                         legs=None if inbound is None else inbound.legs(ctx, body))
         finally:  # the candidates as the attempts left them (skipped, failed)
             ctx.route_candidates = plan.provenance()
-        return await self._answer(ctx, result, StreamTee(ctx, strip_usage) if teed else None)
+        return await self._answer(ctx, result, StreamTee(ctx, strip_usage) if teed else events_observer(ctx) if stream
+                                  else None)
 
     async def _answer(self, ctx: RequestContext, got: AttemptOutcome, tee: StreamObserver | None) -> web.StreamResponse:
         """Relay the answer the attempt loop settled on."""
         request, inbound = ctx.request, ctx.inbound
         client = got.candidate.client
-        ctx.backend = client.name
-        ctx.provider = client.type
-        ctx.upstream_model = got.candidate.upstream_model
+        ctx.backend, ctx.provider, ctx.upstream_model = client.name, client.type, got.candidate.upstream_model
         upstream = got.response
         try:
             ctx.t_upstream_headers = time.perf_counter()

@@ -168,3 +168,49 @@ def test_every_endpoint_gets_its_reported_tokens_and_cost(env, tdb):
     # Only the answered request of a model without a price is unpriced; the file has no model.
     resp = httpx.post(f"{srv.url}/admin/query", json={"saved": "cost-by-tenant-daily", "format": "jsonl"}, timeout=60)
     assert [orjson.loads(line)["unpriced"] for line in resp.content.splitlines()] == [1]
+
+
+def _event(payload: dict, named: bool = False) -> bytes:
+    name = b"event: " + payload["type"].encode() + b"\n" if named else b""
+    return name + b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def test_streamed_transcriptions_and_images_report_their_usage(env, tdb):
+    srv, up, _ = env
+    client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=KEY, max_retries=0)
+    usage = {"type": "tokens", "input_tokens": 120, "output_tokens": 15, "total_tokens": 135}
+    events = [_event({"type": "transcript.text.delta", "delta": "Hel"}),
+              _event({"type": "transcript.text.delta", "delta": "lo"}),
+              _event({"type": "transcript.text.done", "text": "Hello", "usage": usage})]
+    up.sse(events, times=1)
+    stream = client.audio.transcriptions.create(file=("a.wav", b"RIFF....", "audio/wav"), model="gpt-4o-transcribe",
+                                                stream=True, extra_headers={"x-request-id": "transcription"})
+    got = list(stream)
+    assert [e.type for e in got] == ["transcript.text.delta", "transcript.text.delta", "transcript.text.done"]
+    assert got[-1].usage.output_tokens == 15
+
+    image_usage = {"input_tokens": 50, "output_tokens": 272, "total_tokens": 322,
+                   "input_tokens_details": {"text_tokens": 50, "image_tokens": 0}}
+    up.sse([_event({"type": "image_generation.partial_image", "b64_json": "aGk=", "partial_image_index": 0,
+                    "created_at": 1, "size": "1024x1024", "quality": "low", "background": "opaque",
+                    "output_format": "png"}, named=True),
+            _event({"type": "image_generation.completed", "b64_json": "aGk=", "created_at": 1, "size": "1024x1024",
+                    "quality": "low", "background": "opaque", "output_format": "png", "usage": image_usage},
+                   named=True)], times=1)
+    images = list(client.images.generate(model="gpt-image-1", prompt="a cat", stream=True, partial_images=1,
+                                         extra_headers={"x-request-id": "image"}))
+    assert images[-1].type == "image_generation.completed"
+
+    up.sse(events[:2], times=1)  # cut before its final event: the client is told in-band
+    r = httpx.post(f"{srv.url}/v1/images/generations", json={"model": "gpt-image-1", "prompt": "x", "stream": True},
+                   headers={"Authorization": f"Bearer {KEY}", "x-request-id": "cut"}, timeout=30)
+    assert orjson.loads(r.content.rstrip().rsplit(b"\n\n", 1)[-1][6:])["error"]["code"] == "stream_truncated"
+
+    rows = _rows(srv, tdb, 3)
+    t = rows["transcription"]
+    assert (t["stream"], _tokens(t), t["status_code"]) == (True, (120, 15, 135, None, None, None, 0), 200)
+    assert t["cost_usd"] == pytest.approx((120 * 2.5 + 15 * 10.0) / 1e6) and t["ttft_ms"] is not None
+    i = rows["image"]
+    assert (i["stream"], _tokens(i)) == (True, (50, 272, 322, None, None, None, 0))
+    assert i["cost_usd"] == pytest.approx((50 * 5.0 + 272 * 40.0) / 1e6)
+    assert (rows["cut"]["status_code"], rows["cut"]["truncated"]) == (502, True)
