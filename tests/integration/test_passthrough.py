@@ -120,6 +120,9 @@ def test_files_and_batches_go_to_the_passthrough_backend(gw, upstream):
     upstream.json(BATCH, times=1)
     assert client.batches.retrieve("batch_1").status == "validating"
     assert (upstream.last.method, upstream.last.path) == ("GET", "/v1/batches/batch_1")
+    upstream.json({**BATCH, "status": "cancelling"}, times=1)
+    assert client.batches.cancel("batch_1").status == "cancelling"  # a POST without a body
+    assert (upstream.last.method, upstream.last.path, upstream.last.body) == ("POST", "/v1/batches/batch_1/cancel", b"")
 
     upstream.json({"id": "modr-1", "model": "omni-moderation-latest", "results": []}, times=1)
     assert client.moderations.create(input="hello").model == "omni-moderation-latest"
