@@ -191,6 +191,9 @@ class ProxyHandlers:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
             ctx.body = RequestBody({}, raw)
+            if not raw:  # a POST without a body (/v1/batches/{id}/cancel) names no model either
+                model_less(ctx, "")
+                return await call_next(ctx)
             raise InvalidRequestError(
                 "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
                 "your HTTP library correctly. The OpenAI API expects a JSON payload.)") from None
