@@ -118,3 +118,4 @@ def test_an_answer_without_usage_is_estimated_from_the_request_and_the_text(setu
     assert (row["tokens_estimated"], row["prompt_tokens"], row["completion_tokens"]) == \
         (1, prompt, tokens.count_text("Hello there", "gpt-4o"))
     assert row["cost_usd"] > 0
+    assert "Be brief" not in row["params"]  # the instructions are the prompt, not a setting
