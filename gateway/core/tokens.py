@@ -181,13 +181,14 @@ class TokenCounter:
         return 0
 
     def count_prompt(self, endpoint: str, body: dict[str, Any] | None, model: str) -> int:
-        """Prompt tokens of a request ``body`` for ``endpoint`` (``chat/completions``,
-        ``completions``, ``embeddings``; others: 0)."""
+        """Prompt tokens of a request ``body`` for ``endpoint`` (``chat/completions``, Anthropic's
+        ``messages`` with its ``system`` field, ``completions``, ``embeddings``; others: 0)."""
         if not isinstance(body, dict):
             return 0
-        if endpoint == "chat/completions":
+        if endpoint in ("chat/completions", "messages"):
             messages = body.get("messages")
-            return self.count_chat(messages if isinstance(messages, list) else (), model, body.get("tools"))
+            total = self.count_chat(messages if isinstance(messages, list) else (), model, body.get("tools"))
+            return total if endpoint == "chat/completions" else total + self._value_tokens(body.get("system"), model)
         key = "prompt" if endpoint == "completions" else "input" if endpoint == "embeddings" else None
         if key is None:
             return 0
