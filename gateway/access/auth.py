@@ -244,7 +244,7 @@ class AccessLayer:
             raise PermissionDeniedError(f"This key may not use the endpoint /v1/{ctx.endpoint}. Ask your gateway "
                                         "admin to add it to the key's `endpoints`.", code="endpoint_not_allowed")
         model = ctx.model_requested
-        if not key.allows(model):
+        if model and not key.allows(model):  # no model: a passthrough path, which ``endpoints`` governs
             if not policy.model_exists(model):
                 raise ctx.runtime.unknown_model(model)
             raise PermissionDeniedError(f"This key may not use the model `{model}`.", param="model")

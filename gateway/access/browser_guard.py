@@ -12,7 +12,8 @@ the server first (no CORS preflight). Such requests are therefore accepted only
   ``Origin`` on every cross-site post, uploads included (403 otherwise). The gateway's own page
   (the dashboard, served from a loopback host name) counts as listed.
 
-The gateway takes no multipart uploads (it routes JSON bodies), so no endpoint is exempt.
+No endpoint is exempt: multipart uploads (``/v1/audio/transcriptions``, ``/v1/files``) are
+taken only from callers that carry a key.
 
 CORS: with ``cors_origins`` configured, preflights from those origins are answered and responses
 to them carry ``Access-Control-Allow-Origin``; otherwise no CORS header is ever sent.

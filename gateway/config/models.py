@@ -284,6 +284,24 @@ class ServerSettings(_Strict):
         return [item.rstrip("/").lower() for item in value]
 
 
+class PassthroughRoute(_Strict):
+    """Paths served without a model: a request to a matching path below ``/v1/`` that names no
+    ``model`` (``GET``/``DELETE`` on files and batches, a batch created, a moderation or an upload
+    without one) goes to this backend, with its key. The key's ``endpoints`` still apply."""
+
+    path: str = Field(description="glob over the path below /v1/ (fnmatch; `*` also crosses `/`), e.g. files*")
+    backend: str = Field(description="name of the backend under backends that serves it")
+
+    @field_validator("path")
+    @classmethod
+    def _glob(cls, value: str) -> str:
+        text = value.strip()
+        text = text.removeprefix("/v1/") if text.startswith("/v1/") else text.lstrip("/")
+        if not text or any(c.isspace() for c in text):
+            raise ValueError(f"{value!r} is not a path glob below /v1/ (e.g. \"files*\", \"batches*\")")
+        return text
+
+
 class GatewayConfig(_Strict):
     """The whole of ``gateway.yaml``."""
 
@@ -308,6 +326,8 @@ class GatewayConfig(_Strict):
     limits: LimitSettings = Field(LimitSettings(), description=(
         "where rate, token, concurrency and budget counters live"))
     plugins: list[PluginSpec] = Field(default_factory=list, description="policy hooks run on each request")
+    passthrough: list[PassthroughRoute] = Field(default_factory=list, description=(
+        "where requests without a model go, by path (the first glob that matches wins)"))
 
     @model_validator(mode="after")
     def _cross_links(self) -> GatewayConfig:
@@ -327,6 +347,9 @@ class GatewayConfig(_Strict):
                 check_targets(f"routes[{i}]", rule.targets)
             if rule.model is not None and rule.model not in self.models:
                 problems.append(f'routes[{i}].model: unknown model "{rule.model}"')
+        for i, route in enumerate(self.passthrough):
+            if route.backend not in self.backends:
+                problems.append(f'passthrough[{i}].backend: unknown backend "{route.backend}" (known: {known})')
         names = [r.name for r in self.routes]
         for i, name in enumerate(names):
             if name in names[:i]:

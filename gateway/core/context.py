@@ -104,6 +104,9 @@ class RequestContext:
     model_requested: str = ""
     stream: bool = False
     client_wants_usage: bool = False
+    # Set for a request that is not a JSON body naming a model (an upload, a GET on a file, a
+    # model-less POST): how to send it (``gateway.proxy.passthrough.Passthrough``).
+    passthrough: Any = None
     client_ip: str = ""
     user_agent: str = ""
     backend: str = ""

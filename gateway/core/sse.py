@@ -79,6 +79,19 @@ def event_data(raw: bytes) -> bytes | None:
     return b"\n".join(parts) if parts else None
 
 
+def event_json(raw: bytes) -> dict[str, Any] | None:
+    """The JSON object a raw event's ``data`` holds, or None (no data, ``[DONE]``, not JSON, not
+    an object)."""
+    data = event_data(raw)
+    if not data or data == b"[DONE]":
+        return None
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
 def event_name(raw: bytes) -> bytes | None:
     """The ``event:`` field of a raw event, or None (which means ``message``)."""
     if not raw.startswith(b"event:") and b"\nevent:" not in raw and b"\revent:" not in raw:

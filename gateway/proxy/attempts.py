@@ -93,7 +93,7 @@ def _error_class(exc: GatewayError) -> str:
 async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[[Candidate], tuple[bytes, dict]],
                        headers: Mapping[str, str] | None, query: str, stream: bool, rng,
                        sleep=asyncio.sleep, clock=time.perf_counter,
-                       legs: Callable[[Candidate], Leg] | None = None) -> AttemptOutcome:
+                       legs: Callable[[Candidate], Leg] | None = None, method: str = "POST") -> AttemptOutcome:
     """Run the plan. Returns the outcome to relay (a success, a caller error, or the last
     upstream error response when every target failed). Raises the last ``GatewayError``
     when the final failure had no response (unreachable, timeout). Fills
@@ -118,7 +118,11 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
         if legs is None:
             raw, parsed = body_for(cand)
         else:
-            leg = legs(cand)
+            try:
+                leg = legs(cand)
+            except InvalidRequestError as exc:  # the protocol cannot ask this target (a translation refused)
+                cand.skipped, last_outcome, last_error = "unsupported", None, exc
+                continue
             path, raw, parsed, wrap, answer = leg.path, leg.raw, leg.parsed, leg.wrap, leg.answer
             if leg.headers:
                 send = {**(headers or {}), **leg.headers}
@@ -140,7 +144,7 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
             outcome: AttemptOutcome | None = None
             try:
                 resp = answer if answer is not None else await cand.client.forward(
-                    "POST", path, raw, parsed, cand.upstream_model,
+                    method, path, raw, parsed, cand.upstream_model,
                     send if ctx.trace is None else ctx.trace.outbound(record, send), query)
                 if wrap is not None:
                     resp = wrap(resp)

@@ -31,12 +31,14 @@ from gateway.core.errors import (
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
 from gateway.inbound import INBOUND, Inbound, StreamObserver
-from gateway.proxy.attempts import run_attempts
+from gateway.proxy.attempts import AttemptOutcome, run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
+from gateway.proxy.passthrough import is_form, model_less, read_other, send_passthrough
 from gateway.proxy.paths import clean_endpoint, unknown_url
 from gateway.proxy.request_ids import new_request_id
 from gateway.proxy.streaming import StreamTee
 from gateway.proxy.upstream import pass_back_headers
+from gateway.proxy.usage_events import events_observer
 
 if TYPE_CHECKING:
     from gateway.proxy.runtime import Runtime
@@ -176,17 +178,15 @@ class ProxyHandlers:
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLargeError(
                 f"Request body of {request.content_length} bytes exceeds the limit of {limit} bytes.")
+        if request.method != "POST" or is_form(request.headers.get("Content-Type")):
+            await read_other(ctx)  # uploads, files, batches… (gateway.proxy.passthrough)
+            return await call_next(ctx)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.") from None
         except web.RequestPayloadError:  # a broken Content-Encoding or chunked framing
             raise InvalidRequestError(UNREADABLE_BODY, code="unreadable_body") from None
-        endpoint = ctx.endpoint
-        if request.method != "POST":
-            ctx.body = RequestBody({}, raw)  # kept for a logged request body
-            raise InvalidRequestError(f"{request.method} /v1/{endpoint} is not routed by this gateway: "
-                                      "only requests with a JSON body naming a `model` are.")
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -207,13 +207,16 @@ class ProxyHandlers:
                                       "(field names are lower case).", param=variant[:40], code="duplicate_key")
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            raise InvalidRequestError("you must provide a model parameter", param="model")
+            model_less(ctx, request.headers.get("Content-Type", ""))  # to passthrough's backend, or refused
+            return await call_next(ctx)
         ctx.model_requested = model
         ctx.stream = body.get("stream") is True
         return await call_next(ctx)
 
     async def forward(self, ctx: RequestContext) -> web.StreamResponse:
         """The terminal stage: route, run the attempt loop, relay the answer."""
+        if ctx.passthrough is not None:  # no JSON body naming a model (gateway.proxy.passthrough)
+            return await self._answer(ctx, await send_passthrough(ctx), events_observer(ctx) if ctx.stream else None)
         rt = ctx.runtime
         request = ctx.request
         body = ctx.body
@@ -252,11 +255,15 @@ class ProxyHandlers:
                                         legs=None if inbound is None else inbound.legs(ctx, body))
         finally:  # the candidates as the attempts left them (skipped, failed)
             ctx.route_candidates = plan.provenance()
-        client = result.candidate.client
-        ctx.backend = client.name
-        ctx.provider = client.type
-        ctx.upstream_model = result.candidate.upstream_model
-        upstream = result.response
+        return await self._answer(ctx, result, StreamTee(ctx, strip_usage) if teed else events_observer(ctx) if stream
+                                  else None)
+
+    async def _answer(self, ctx: RequestContext, got: AttemptOutcome, tee: StreamObserver | None) -> web.StreamResponse:
+        """Relay the answer the attempt loop settled on."""
+        request, inbound = ctx.request, ctx.inbound
+        client = got.candidate.client
+        ctx.backend, ctx.provider, ctx.upstream_model = client.name, client.type, got.candidate.upstream_model
+        upstream = got.response
         try:
             ctx.t_upstream_headers = time.perf_counter()
             outcome.answered(ctx, upstream.status)
@@ -269,10 +276,10 @@ class ProxyHandlers:
                 for name in [n for n in headers if n.lower() in extra]:
                     del headers[name]
                 headers.update(extra)
-            if result.chunks is not None:
-                tee = StreamTee(ctx, strip_usage) if teed else None if inbound is None else inbound.observer(ctx)
-                return await self._relay_stream(request, ctx, upstream, headers, result, tee)
-            return await self._relay_body(ctx, upstream, headers, result.body)
+            if got.chunks is not None:
+                tee = tee if tee is not None or inbound is None else inbound.observer(ctx)
+                return await self._relay_stream(request, ctx, upstream, headers, got, tee)
+            return await self._relay_body(ctx, upstream, headers, got.body)
         except BaseException:
             upstream.close()  # cancelled or failed: drop the upstream connection now
             raise

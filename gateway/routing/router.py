@@ -2,11 +2,14 @@
 
 Built once per config snapshot. Target health lives in the shared ``HealthRegistry`` so it
 survives reloads. Targets whose circuit is open, or whose ``context_window`` cannot hold the
-estimated prompt plus ``max_tokens``, are skipped up front and logged as such.
+estimated prompt plus ``max_tokens``, are skipped up front and logged as such. A request
+without a model goes where the config's ``passthrough:`` globs send its path
+(``passthrough_backend``, ``passthrough_plan``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,6 +25,7 @@ from gateway.routing.strategies import build_strategies
 
 TokenCounter = Callable[[dict[str, Any]], int]
 DEFAULT_RULE = "default"
+PASSTHROUGH = "passthrough"  # the rule and strategy named in a model-less request's row
 
 
 class Router:
@@ -45,6 +49,9 @@ class Router:
         self.target_keys |= {f"{t.backend}/{t.model or r.model or ''}"
                              for r in config.routes for t in (r.targets or ())}
         self._ewma_alpha = ewma_alpha
+        self._passthrough = [(r.path, r.backend) for r in config.passthrough]
+        self._passthrough_seen: dict[str, str] = {}
+        self._passthrough_targets = {b: [Target(backend=b)] for _, b in self._passthrough}
         # Per public model, what a request without a matching rule needs, worked out once:
         # its targets, strategy, retry policy and fallback classes.
         self._defaults: dict[str, tuple[list[Target], str, Any, frozenset]] = {
@@ -138,3 +145,21 @@ class Router:
             reasons = ", ".join(f"{c.state.key}: {c.skipped}" for c in candidates)
             raise NoHealthyTargetError(f"No healthy target for model `{public}` ({reasons}).", plan=plan)
         return plan
+
+    def passthrough_backend(self, endpoint: str) -> str | None:
+        """The backend ``passthrough:`` names for ``endpoint`` (the path below ``/v1/``): the
+        first glob that matches, or None."""
+        backend = self._passthrough_seen.get(endpoint)  # "": looked up, none matches
+        if backend is None:
+            backend = next((b for glob, b in self._passthrough if fnmatch.fnmatchcase(endpoint, glob)), "")
+            if len(self._passthrough_seen) < 1024:  # paths carry ids (files/file-abc): bounded
+                self._passthrough_seen[endpoint] = backend
+        return backend or None
+
+    def passthrough_plan(self, backend: str) -> RoutePlan:
+        """The plan of a request without a model: ``backend`` alone (no model name to send), with
+        the default retry policy; nothing to fall back to."""
+        targets = self._passthrough_targets[backend]
+        candidates = self._candidates("", targets, ("", id(targets)))
+        return RoutePlan("", PASSTHROUGH, PASSTHROUGH, candidates, list(candidates), self._config.routing.retry,
+                         frozenset())

@@ -34,6 +34,7 @@ ask), exactly as in ``gateway/proxy/handlers.py``.
 from __future__ import annotations
 
 import json
+import random
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,3 +300,64 @@ def gateway_config(case: Case, upstream_root: str) -> str:
                                         "retry": {"attempts": 1}}},
               "telemetry": {"enabled": False}}  # not under test here; keeps each gateway light
     return json.dumps(config)
+
+
+# --- what a chat answer says (inbound protocols compare their answers with it) -------------------
+def chat_usage(usage: dict[str, Any] | None) -> tuple | None:
+    """``(prompt, cached, completion)`` tokens of a chat ``usage`` (None: none reported)."""
+    if not usage:
+        return None
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    return usage["prompt_tokens"], cached, usage["completion_tokens"]
+
+
+def chat_json_says(answer: dict[str, Any]) -> dict[str, Any]:
+    """A chat completion → its text, reasoning, tool calls ``(id, name, arguments)``, finish and usage."""
+    message = answer["choices"][0]["message"]
+    return {"text": message.get("content") or "", "reasoning": message.get("reasoning_content") or "",
+            "tools": [(c["id"], c["function"]["name"], orjson.loads(c["function"]["arguments"] or "{}"))
+                      for c in message.get("tool_calls") or ()],
+            "finish": answer["choices"][0]["finish_reason"], "usage": chat_usage(answer.get("usage"))}
+
+
+def chat_events_say(events: list[Any]) -> dict[str, Any]:
+    """A chat chunk stream (parsed events) → what ``chat_json_says`` reads, and an in-band ``error``."""
+    text, reasoning, calls, finish, usage, error = "", "", {}, None, None, None
+    for event in events:
+        if not isinstance(event, dict):
+            continue
+        if "error" in event:
+            error = event["error"]["message"]
+        usage = chat_usage(event.get("usage")) or usage
+        for choice in event.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text += delta.get("content") or ""
+            reasoning += delta.get("reasoning_content") or ""
+            for call in delta.get("tool_calls") or ():
+                got = calls.setdefault(call["index"], ["", "", ""])
+                fn = call.get("function") or {}
+                got[0] = call.get("id") or got[0]
+                got[1] = fn.get("name") or got[1]
+                got[2] += fn.get("arguments") or ""
+            finish = choice.get("finish_reason") or finish
+    return {"text": text, "reasoning": reasoning, "finish": finish, "usage": usage, "error": error,
+            "tools": [(i, n, orjson.loads(a or "{}")) for i, n, a in (calls[k] for k in sorted(calls))]}
+
+
+def script_upstream(upstream: Any, case: Case) -> dict[str, Any] | None:
+    """Have the fake ``upstream`` answer what ``case`` scripts (a stream re-cut at random, seeded
+    by the case); returns the case's ``upstream_response`` (None: the backend is not asked)."""
+    spec = case.data.get("upstream_response")
+    if spec is not None and "sse" in spec:
+        upstream.sse(recut_randomly(upstream_chunks(case), random.Random(case.id)), headers=spec.get("headers"))
+    elif spec is not None:
+        upstream.json(spec["json"] if not isinstance(spec["json"], str) else spec["json"].encode(),
+                      status=spec["status"], headers=spec.get("headers"))
+    return spec
+
+
+def recut_randomly(chunks: list[bytes], rng: Any) -> list[bytes]:
+    """The bytes of ``chunks`` cut again at up to 20 random places (``rng``: a ``random.Random``)."""
+    whole = b"".join(chunks)
+    cuts = sorted(rng.sample(range(1, len(whole)), min(len(whole) - 1, rng.randint(1, 20))))
+    return [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)]

@@ -11,7 +11,6 @@ the same text, reasoning, tool calls, finish, usage and errors (status and messa
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import httpx
@@ -44,42 +43,6 @@ CASES = [pytest.param(c, id=c.id) for c in h.load_cases() if _eligible(c)]
 
 
 # --- what an answer says, in either protocol ----------------------------------------------------
-def _chat_json(answer: dict[str, Any]) -> dict[str, Any]:
-    message = answer["choices"][0]["message"]
-    return {"text": message.get("content") or "", "thinking": message.get("reasoning_content") or "",
-            "tools": [(c["id"], c["function"]["name"], orjson.loads(c["function"]["arguments"] or "{}"))
-                      for c in message.get("tool_calls") or ()],
-            "finish": answer["choices"][0]["finish_reason"], "usage": _chat_usage(answer.get("usage"))}
-
-
-def _chat_usage(usage: dict[str, Any] | None) -> tuple | None:
-    if not usage:
-        return None
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    return usage["prompt_tokens"], cached, usage["completion_tokens"]
-
-
-def _chat_events(events: list[Any]) -> dict[str, Any]:
-    text, thinking, calls, finish, usage, error = "", "", {}, None, None, None
-    for event in events:
-        if not isinstance(event, dict):
-            continue
-        if "error" in event:
-            error = event["error"]["message"]
-        usage = _chat_usage(event.get("usage")) or usage
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta") or {}
-            text += delta.get("content") or ""
-            thinking += delta.get("reasoning_content") or ""
-            for call in delta.get("tool_calls") or ():
-                got = calls.setdefault(call["index"], ["", "", ""])
-                fn = call.get("function") or {}
-                got[0] = call.get("id") or got[0]
-                got[1] = fn.get("name") or got[1]
-                got[2] += fn.get("arguments") or ""
-            finish = choice.get("finish_reason") or finish
-    return {"text": text, "thinking": thinking, "finish": finish, "usage": usage, "error": error,
-            "tools": [(i, n, orjson.loads(a or "{}")) for i, n, a in (calls[k] for k in sorted(calls))]}
 
 
 def _message_usage(usage: dict[str, Any]) -> tuple:
@@ -92,7 +55,7 @@ def _message_json(message: dict[str, Any]) -> dict[str, Any]:
     assert message["type"] == "message" and message["role"] == "assistant", message
     blocks = message["content"]
     return {"text": "".join(b["text"] for b in blocks if b["type"] == "text"),
-            "thinking": "".join(b["thinking"] for b in blocks if b["type"] == "thinking"),
+            "reasoning": "".join(b["thinking"] for b in blocks if b["type"] == "thinking"),
             "tools": [(b["id"], b["name"], b["input"]) for b in blocks if b["type"] == "tool_use"],
             "finish": FINISH_REASONS[message["stop_reason"]], "usage": _message_usage(message["usage"])}
 
@@ -136,29 +99,18 @@ def _message_events(raw: bytes) -> dict[str, Any]:
             out["error"] = p["error"]["message"]
     ordered = [blocks[i] for i in sorted(blocks)]
     out.update(text="".join(b["text"] for b in ordered if b["type"] == "text"),
-               thinking="".join(b["thinking"] for b in ordered if b["type"] == "thinking"),
+               reasoning="".join(b["thinking"] for b in ordered if b["type"] == "thinking"),
                tools=[(b["id"], b["name"], orjson.loads(b["json"]) if b["json"] else b["input"])
                       for b in ordered if b["type"] == "tool_use"],
                usage=_message_usage(usage) if out["finish"] else None)
     return out
 
 
-def _recut(chunks: list[bytes], rng: random.Random) -> list[bytes]:
-    whole = b"".join(chunks)
-    cuts = sorted(rng.sample(range(1, len(whole)), min(len(whole) - 1, rng.randint(1, 20))))
-    return [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)]
-
-
 # --- the suite ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", CASES)
 def test_messages_inbound(case, upstream, make_gateway):
     root = upstream.url[: -len("/v1")]
-    spec = case.data.get("upstream_response")
-    if spec is not None and "sse" in spec:
-        upstream.sse(_recut(h.upstream_chunks(case), random.Random(case.id)), headers=spec.get("headers"))
-    elif spec is not None:
-        upstream.json(spec["json"] if not isinstance(spec["json"], str) else spec["json"].encode(),
-                      status=spec["status"], headers=spec.get("headers"))
+    spec = h.script_upstream(upstream, case)
     gateway = make_gateway(h.gateway_config(case, root))
     body = _messages_body(case)
     assert body is not None
@@ -190,19 +142,19 @@ def test_messages_inbound(case, upstream, make_gateway):
     assert status == response["status"]
     if "events" in response:
         assert content_type.startswith("text/event-stream")
-        expected = _chat_events(h.expected_events(case) if case.adapter != "mock" else response["events"])
+        expected = h.chat_events_say(h.expected_events(case) if case.adapter != "mock" else response["events"])
         said = _message_events(raw)
         assert said["complete"] == (expected["error"] is None)
         if case.adapter == "mock":
             _as_mock(said, expected)
-        for key in ("text", "thinking", "tools", "error"):
+        for key in ("text", "reasoning", "tools", "error"):
             assert said[key] == expected[key], key
         if expected["error"] is None:
             assert said["finish"] == expected["finish"]
             assert expected["usage"] is None or said["usage"] == expected["usage"]
     else:
         assert content_type.startswith("application/json")
-        expected = _chat_json(h.expected_json(case) if case.adapter != "mock" else response["json"])
+        expected = h.chat_json_says(h.expected_json(case) if case.adapter != "mock" else response["json"])
         said = _message_json(orjson.loads(raw))
         if case.adapter == "mock":
             _as_mock(said, expected)

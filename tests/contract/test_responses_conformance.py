@@ -102,42 +102,6 @@ CASES = [pytest.param(c, id=c.id) for c in h.load_cases() if _eligible(c)]
 
 
 # --- what an answer says, in either API -----------------------------------------------------------
-def _chat_usage(usage: dict[str, Any] | None) -> tuple | None:
-    if not usage:
-        return None
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    return usage["prompt_tokens"], cached, usage["completion_tokens"]
-
-
-def _chat_json(answer: dict[str, Any]) -> dict[str, Any]:
-    message = answer["choices"][0]["message"]
-    return {"text": message.get("content") or "", "reasoning": message.get("reasoning_content") or "",
-            "tools": [(c["id"], c["function"]["name"], orjson.loads(c["function"]["arguments"] or "{}"))
-                      for c in message.get("tool_calls") or ()],
-            "finish": answer["choices"][0]["finish_reason"], "usage": _chat_usage(answer.get("usage"))}
-
-
-def _chat_events(events: list[Any]) -> dict[str, Any]:
-    text, reasoning, calls, finish, usage, error = "", "", {}, None, None, None
-    for event in events:
-        if not isinstance(event, dict):
-            continue
-        if "error" in event:
-            error = event["error"]["message"]
-        usage = _chat_usage(event.get("usage")) or usage
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta") or {}
-            text += delta.get("content") or ""
-            reasoning += delta.get("reasoning_content") or ""
-            for call in delta.get("tool_calls") or ():
-                got = calls.setdefault(call["index"], ["", "", ""])
-                fn = call.get("function") or {}
-                got[0] = call.get("id") or got[0]
-                got[1] = fn.get("name") or got[1]
-                got[2] += fn.get("arguments") or ""
-            finish = choice.get("finish_reason") or finish
-    return {"text": text, "reasoning": reasoning, "finish": finish, "usage": usage, "error": error,
-            "tools": [(i, n, orjson.loads(a or "{}")) for i, n, a in (calls[k] for k in sorted(calls))]}
 
 
 def _response_json(response: Any) -> dict[str, Any]:
@@ -188,16 +152,7 @@ def _response_events(raw: bytes) -> dict[str, Any]:
 @pytest.mark.parametrize("case", CASES)
 def test_responses_inbound(case, upstream, make_gateway):
     root = upstream.url[: -len("/v1")]
-    spec = case.data.get("upstream_response")
-    if spec is not None and "sse" in spec:
-        whole = b"".join(h.upstream_chunks(case))
-        rng = random.Random(case.id)
-        cuts = sorted(rng.sample(range(1, len(whole)), min(len(whole) - 1, rng.randint(1, 20))))
-        upstream.sse([whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)],
-                     headers=spec.get("headers"))
-    elif spec is not None:
-        upstream.json(spec["json"] if not isinstance(spec["json"], str) else spec["json"].encode(),
-                      status=spec["status"], headers=spec.get("headers"))
+    h.script_upstream(upstream, case)
     config = orjson.loads(h.gateway_config(case, root))
     if case.adapter in ("openai", "vllm", "azure"):
         config["backends"]["up"]["responses"] = "translate"
@@ -221,13 +176,13 @@ def test_responses_inbound(case, upstream, make_gateway):
         return
     if "events" in response:
         assert content_type.startswith("text/event-stream")
-        expected = _chat_events(h.expected_events(case) if case.adapter != "mock" else response["events"])
+        expected = h.chat_events_say(h.expected_events(case) if case.adapter != "mock" else response["events"])
         said = _response_events(raw)
         assert said.pop("complete") == (expected["error"] is None)
         keys = ("text", "reasoning", "tools", "finish", "usage") if expected["error"] is None else ("text", "error")
     else:
         assert content_type.startswith("application/json")
-        expected = _chat_json(h.expected_json(case) if case.adapter != "mock" else response["json"])
+        expected = h.chat_json_says(h.expected_json(case) if case.adapter != "mock" else response["json"])
         said = _response_json(RESPONSE.validate_python(orjson.loads(raw)))
         keys = ("text", "reasoning", "tools", "finish", "usage")
     if case.adapter == "mock":  # ids and words made up per request form: compare names and lengths

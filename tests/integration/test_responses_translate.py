@@ -213,3 +213,21 @@ telemetry: {{enabled: false}}
 """) as srv:
             stage = next(f for f in srv.app[FEATURES] if f.name == "conversations").conversations
             assert (stage in srv.app[RUNTIME].current.stages) is present
+
+
+def test_a_target_that_cannot_continue_a_response_gives_way_to_one_that_can():
+    """``previous_response_id`` of a response the gateway never kept: a translated target cannot
+    continue it, so a native target of the same model gets the request as the client sent it."""
+    with FakeUpstream() as upstream, serve(f"""
+backends:
+  mock: {{type: mock}}
+  native: {{type: openai, base_url: "{upstream.url}"}}
+models:
+  mixed: {{targets: [{{backend: mock}}, {{backend: native}}]}}
+telemetry: {{enabled: false}}
+""") as srv:
+        upstream.json(orjson.dumps({"id": "resp_native_2", "object": "response", "output": []}))
+        r = httpx.post(f"{srv.url}/v1/responses", json={"model": "mixed", "input": "Go on.",
+                                                       "previous_response_id": "resp_native_1"})
+        assert r.status_code == 200 and r.json()["id"] == "resp_native_2" and r.headers["x-gateway-backend"] == "native"
+        assert upstream.last.json() == {"model": "mixed", "input": "Go on.", "previous_response_id": "resp_native_1"}

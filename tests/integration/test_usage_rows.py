@@ -8,6 +8,8 @@ cost at each kind of token's own rate, the config's prices winning over the ship
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx
 import openai
 import orjson
@@ -19,6 +21,7 @@ from tests.support.telemetry import chdb_dsn, isolate_telemetry_data, tdb, telem
 from tests.support.telemetry_rows import flush, select
 
 MSG = [{"role": "user", "content": "hi"}]
+KEY = "sk-gw-usage-rows-0123456789abcdef"  # a key: uploads are taken only from callers with one
 
 
 def _config(openai_url: str, anthropic_url: str) -> str:
@@ -34,11 +37,17 @@ models:
   text-embedding-3-small: {{targets: [{{backend: up}}]}}
   gpt-image-1: {{targets: [{{backend: up}}]}}
   sonnet: {{targets: [{{backend: claude, model: claude-sonnet-4-20250514}}]}}
+  gpt-4o-transcribe: {{targets: [{{backend: up}}]}}
+passthrough:
+  - {{path: "files*", backend: up}}
+keys:
+  - {{tenant: t, sha256: {hashlib.sha256(KEY.encode()).hexdigest()}, endpoints: ["*"]}}
 pricing:
   models:
     gpt-4o: {{input: 1.0, output: 2.0, cached_input: 0.5}}
     house-chat: {{input: 7.0, output: 9.0}}
     gpt-image-1: {{input: 5.0, output: 40.0}}
+    gpt-4o-transcribe: {{input: 2.5, output: 10.0}}
 """
 
 
@@ -70,7 +79,7 @@ def _tokens(row: dict) -> tuple:
 
 def test_every_endpoint_gets_its_reported_tokens_and_cost(env, tdb):
     srv, up, claude = env
-    client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="k", max_retries=0)
+    client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=KEY, max_retries=0)
 
     def rid(name: str) -> dict:
         return {"extra_headers": {"x-request-id": name}}
@@ -123,7 +132,16 @@ def test_every_endpoint_gets_its_reported_tokens_and_cost(env, tdb):
                            "cache_creation_input_tokens": 2000, "output_tokens": 50}}, times=1)
     client.chat.completions.create(model="sonnet", messages=MSG, **rid("anthropic"))
 
-    rows = _rows(srv, tdb, 7)
+    # An upload (a multipart form) reports usage too; a GET on a file has no model to price.
+    up.json({"text": "hi", "usage": {"type": "tokens", "input_tokens": 120, "output_tokens": 15, "total_tokens": 135,
+                                     "input_token_details": {"audio_tokens": 100, "text_tokens": 20}}}, times=1)
+    client.audio.transcriptions.create(file=("a.wav", b"RIFF....", "audio/wav"), model="gpt-4o-transcribe",
+                                       **rid("transcription"))
+    up.json({"id": "file-abc", "object": "file", "bytes": 3, "created_at": 1, "filename": "b.jsonl",
+             "purpose": "batch", "status": "processed"}, times=1)
+    client.files.retrieve("file-abc", **rid("file"))
+
+    rows = _rows(srv, tdb, 9)
     r = rows["reasoning"]
     assert _tokens(r) == (1000, 300, 1300, 400, None, 200, 0)
     assert r["cost_usd"] == pytest.approx((600 * 1.10 + 400 * 0.55 + 300 * 4.40) / 1e6)  # the shipped o3-mini
@@ -141,3 +159,58 @@ def test_every_endpoint_gets_its_reported_tokens_and_cost(env, tdb):
     a = rows["anthropic"]
     assert _tokens(a) == (3100, 50, 3150, 1000, 2000, None, 0)
     assert a["cost_usd"] == pytest.approx((100 * 3.0 + 1000 * 0.30 + 2000 * 3.75 + 50 * 15.0) / 1e6)
+    t = rows["transcription"]
+    assert (t["endpoint"], t["model_requested"], _tokens(t)) == \
+        ("audio/transcriptions", "gpt-4o-transcribe", (120, 15, 135, None, None, None, 0))
+    assert t["cost_usd"] == pytest.approx((120 * 2.5 + 15 * 10.0) / 1e6)
+    f = rows["file"]
+    assert (f["endpoint"], f["model_requested"], f["status_code"], f["cost_usd"]) == ("files/file-abc", "", 200, None)
+    # Only the answered request of a model without a price is unpriced; the file has no model.
+    resp = httpx.post(f"{srv.url}/admin/query", json={"saved": "cost-by-tenant-daily", "format": "jsonl"}, timeout=60)
+    assert [orjson.loads(line)["unpriced"] for line in resp.content.splitlines()] == [1]
+
+
+def _event(payload: dict, named: bool = False) -> bytes:
+    name = b"event: " + payload["type"].encode() + b"\n" if named else b""
+    return name + b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def test_streamed_transcriptions_and_images_report_their_usage(env, tdb):
+    srv, up, _ = env
+    client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=KEY, max_retries=0)
+    usage = {"type": "tokens", "input_tokens": 120, "output_tokens": 15, "total_tokens": 135}
+    events = [_event({"type": "transcript.text.delta", "delta": "Hel"}),
+              _event({"type": "transcript.text.delta", "delta": "lo"}),
+              _event({"type": "transcript.text.done", "text": "Hello", "usage": usage})]
+    up.sse(events, times=1)
+    stream = client.audio.transcriptions.create(file=("a.wav", b"RIFF....", "audio/wav"), model="gpt-4o-transcribe",
+                                                stream=True, extra_headers={"x-request-id": "transcription"})
+    got = list(stream)
+    assert [e.type for e in got] == ["transcript.text.delta", "transcript.text.delta", "transcript.text.done"]
+    assert got[-1].usage.output_tokens == 15
+
+    image_usage = {"input_tokens": 50, "output_tokens": 272, "total_tokens": 322,
+                   "input_tokens_details": {"text_tokens": 50, "image_tokens": 0}}
+    up.sse([_event({"type": "image_generation.partial_image", "b64_json": "aGk=", "partial_image_index": 0,
+                    "created_at": 1, "size": "1024x1024", "quality": "low", "background": "opaque",
+                    "output_format": "png"}, named=True),
+            _event({"type": "image_generation.completed", "b64_json": "aGk=", "created_at": 1, "size": "1024x1024",
+                    "quality": "low", "background": "opaque", "output_format": "png", "usage": image_usage},
+                   named=True)], times=1)
+    images = list(client.images.generate(model="gpt-image-1", prompt="a cat", stream=True, partial_images=1,
+                                         extra_headers={"x-request-id": "image"}))
+    assert images[-1].type == "image_generation.completed"
+
+    up.sse(events[:2], times=1)  # cut before its final event: the client is told in-band
+    r = httpx.post(f"{srv.url}/v1/images/generations", json={"model": "gpt-image-1", "prompt": "x", "stream": True},
+                   headers={"Authorization": f"Bearer {KEY}", "x-request-id": "cut"}, timeout=30)
+    assert orjson.loads(r.content.rstrip().rsplit(b"\n\n", 1)[-1][6:])["error"]["code"] == "stream_truncated"
+
+    rows = _rows(srv, tdb, 3)
+    t = rows["transcription"]
+    assert (t["stream"], _tokens(t), t["status_code"]) == (True, (120, 15, 135, None, None, None, 0), 200)
+    assert t["cost_usd"] == pytest.approx((120 * 2.5 + 15 * 10.0) / 1e6) and t["ttft_ms"] is not None
+    i = rows["image"]
+    assert (i["stream"], _tokens(i)) == (True, (50, 272, 322, None, None, None, 0))
+    assert i["cost_usd"] == pytest.approx((50 * 5.0 + 272 * 40.0) / 1e6)
+    assert (rows["cut"]["status_code"], rows["cut"]["truncated"]) == (502, True)

@@ -34,7 +34,7 @@ def test_any_read_shape_relays_the_same_bytes_and_sees_the_same():
 
 def test_a_cut_stream_is_not_done_and_its_error_event_follows_the_last_number():
     out, ctx, tee = _run(response_events(["a", "b"])[:5])
-    assert not tee.done and ctx.usage == Usage()
+    assert not tee.done and ctx.usage == Usage() and ctx.finish_reason == ""
     event = tee.error_event(StreamTruncatedError("cut"))
     assert event.startswith(b"event: error\ndata: ") and b'"sequence_number":5' in event
     assert b'"code":"stream_truncated"' in event
@@ -47,3 +47,4 @@ def test_finish_reasons_in_the_rows_vocabulary():
     cut = {**done, "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}
     assert finish_reason(cut) == "length"
     assert finish_reason({**done, "status": "failed"}) == "failed"
+    assert finish_reason({**done, "status": "in_progress"}) == ""

@@ -15,8 +15,10 @@ from openai.types.chat import CompletionCreateParams
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from gateway.core.errors import InvalidRequestError
+from gateway.core.context import RequestContext
+from gateway.core.errors import InvalidRequestError, StreamTruncatedError
 from gateway.core.sse import SSESplitter, event_data
+from gateway.inbound.responses.observe import ResponsesTee
 from gateway.inbound.responses.request import to_chat
 from gateway.inbound.responses.response import from_chat
 from gateway.inbound.responses.stream import ResponsesEncoder
@@ -138,9 +140,9 @@ def _chunks_for(message_chunks: list[dict], finish: str) -> list[bytes]:
     return out
 
 
-def _encode(reads: list[bytes], request: dict, end: bool = True) -> tuple[list, ResponsesEncoder]:
+def _encode(reads: list[bytes], request: dict) -> tuple[list, ResponsesEncoder]:
     encoder = ResponsesEncoder(request, "resp_1", 1700000000)
-    out = b"".join(encoder.feed(r) for r in reads) + (encoder.finish() if end else b"")
+    out = b"".join(encoder.feed(r) for r in reads) + encoder.finish()
     return _events(out), encoder
 
 
@@ -224,11 +226,13 @@ def test_an_error_in_band_or_a_cut_ends_in_response_failed():
     assert [e.type for e in events][-2:] == ["error", "response.failed"] and encoder.done
     assert events[-2].code == "overloaded" and events[-1].response.error.message == "overloaded"
     assert events[-1].response.output[0].status == "incomplete"
-    events, encoder = _encode([whole], {"model": "m"})  # the upstream ended with no finish_reason
-    assert not encoder.done and events[-1].type == "response.output_text.delta"
-    failed = _events(encoder.fail("stream_truncated", "cut"), first=events[-1].sequence_number + 1)
-    assert [e.type for e in failed] == ["error", "response.failed"] and failed[0].code == "stream_truncated"
-    assert encoder.fail("again", "x") == b""
-    before = _encode([], {"model": "m"}, end=False)[1]  # nothing came at all
-    assert [e.type for e in _events(before.fail("upstream_timeout", "late"))] == \
-        ["response.created", "response.in_progress", "error", "response.failed"]
+    # the upstream ended with no finish_reason: the encoder leaves it open, and the relay's
+    # observer of the encoded stream ends it
+    encoder = ResponsesEncoder({"model": "m"}, "resp_1", 1700000000)
+    encoded = encoder.feed(whole) + encoder.finish()
+    ctx = RequestContext(request_id="r", endpoint="responses", t_start=0.0, ts_start=0.0)
+    tee = ResponsesTee(ctx)
+    assert tee.feed(encoded, 0.0) == encoded and not encoder.done and not tee.done
+    events = _events(encoded + tee.error_event(StreamTruncatedError("cut")))
+    assert [e.type for e in events][-3:] == ["response.output_text.delta", "error", "response.failed"]
+    assert events[-2].code == "stream_truncated" and events[-1].response.id == "resp_1"

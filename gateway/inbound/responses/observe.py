@@ -2,7 +2,8 @@
 
 Backends that speak the Responses API (OpenAI, Azure, vLLM) answer ``/v1/responses`` in their
 own shapes: a ``response`` object (``usage.input_tokens`` …) or a stream of typed events that
-ends with ``response.completed`` (or ``response.incomplete`` / ``response.failed``). The relay
+ends with ``response.completed`` (or ``response.incomplete`` / ``response.failed``). Translated
+answers reach the relay already in these shapes, so the same reading serves both. The relay
 forwards the bytes unchanged; this module only reads them, so each row gets tokens, cost,
 TTFT and inter-token times like a chat completion's.
 """
@@ -29,7 +30,8 @@ _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"
 
 def finish_reason(response: dict[str, Any]) -> str:
     """A ``response`` object's ending in the rows' (chat) vocabulary: ``stop``, ``tool_calls``,
-    ``length``, ``content_filter``; its ``status`` when it says nothing more."""
+    ``length``, ``content_filter``; its ``status`` when it says nothing more, and nothing while
+    it is still running."""
     status = response.get("status")
     if status == "completed":
         output = response.get("output") or ()
@@ -39,7 +41,7 @@ def finish_reason(response: dict[str, Any]) -> str:
         details = response.get("incomplete_details") or {}
         reason = details.get("reason") if isinstance(details, dict) else None
         return _INCOMPLETE.get(reason or "", reason or "incomplete")
-    return status if isinstance(status, str) else ""
+    return status if isinstance(status, str) and status not in ("in_progress", "queued") else ""
 
 
 def observe_response(ctx: RequestContext, response: dict[str, Any], text: bool = True) -> None:

@@ -9,9 +9,9 @@ or ``response.function_call_arguments.delta`` for a tool call) → their ``*.don
 ``response.content_part.done`` → ``response.output_item.done``, and last
 ``response.completed`` (or ``response.incomplete`` after ``finish_reason: length``) carrying
 the whole ``output`` and ``usage``. Every event has the next ``sequence_number``; items are
-numbered by ``output_index`` in the order they open. A failure — an in-band error from the
-backend, or ``fail()`` from the relay — ends the stream with an ``error`` event and
-``response.failed``, never silently.
+numbered by ``output_index`` in the order they open. An in-band error from the backend ends the
+stream with an ``error`` event and ``response.failed``; a stream that breaks off is ended the
+same way by the relay's observer — never silently.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ _PREFIX = {"output_text": "msg", "refusal": "msg", "reasoning": "rs"}
 class ResponsesEncoder:
     """Chat chunk SSE in, Responses events out: ``feed(bytes) -> bytes``, ``finish() -> bytes``
     at the end of the upstream stream (completes a stream whose choice finished without
-    ``[DONE]``), ``fail(code, message) -> bytes``. ``done``: a terminal event was emitted."""
+    ``[DONE]``). ``done``: a terminal event was emitted; a stream cut before one is ended by the
+    relay's observer (``observe.ResponsesTee.error_event``)."""
 
     def __init__(self, request: dict[str, Any], response_id: str, created_at: int, on_done: Any = None):
         self._request = request
@@ -102,12 +103,8 @@ class ResponsesEncoder:
             self._complete()
         return self._flush()
 
-    def fail(self, code: str | None, message: str) -> bytes:
-        """End the stream as failed: an ``error`` event, then ``response.failed``."""
-        self._fail(code, message)
-        return self._flush()
-
     def _fail(self, code: str | None, message: str) -> None:
+        """End the stream as failed: an ``error`` event, then ``response.failed``."""
         if not self.done:
             self._start()
             self._emit("error", code=code, message=message, param=None)

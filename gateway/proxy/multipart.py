@@ -1,0 +1,161 @@
+"""Multipart uploads: read a form's text fields, not its files, then send the body on as it came.
+
+Audio transcriptions, image edits, file uploads name their ``model`` (and ``stream``) in a
+``multipart/form-data`` body next to files of up to hundreds of megabytes. ``read_form`` reads
+the body only as far as it must — until ``model`` is known and a file part begins, or the body
+ends — keeping those first bytes; the rest is never read here. ``Form.body(model)`` is then the
+whole body for the upstream: the bytes read (with the ``model`` value replaced by the target's
+name when it differs) followed by the rest, streamed from the client as the upstream reads it.
+A form that names its model only after a large file is read up to the body limit, never more.
+
+The parts are found by their boundary (RFC 7578): ``--boundary`` lines, each part's headers up
+to a blank line, its content up to the next ``\\r\\n--boundary``. Only ``Content-Disposition``'s
+``name`` and ``filename`` are read; a part with a ``filename`` is a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from email.message import Message
+
+from aiohttp import web
+
+from gateway.core.errors import InvalidRequestError, PayloadTooLargeError
+
+_FIELD_MAX = 64 * 1024  # a longer text field is passed on unread (a prompt, say), never kept
+_HEADERS_MAX = 16 * 1024  # a part's headers longer than this: not a form we understand
+
+
+def boundary_of(content_type: str) -> bytes | None:
+    """The ``boundary`` parameter of a ``multipart/form-data`` Content-Type, or None."""
+    message = Message()
+    message["content-type"] = content_type
+    boundary = message.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary or len(boundary) > 200:
+        return None
+    return boundary.encode("latin-1", "replace")
+
+
+def _disposition(headers: bytes) -> tuple[str | None, bool]:
+    """``(name, is_file)`` from a part's header block."""
+    for line in headers.split(b"\r\n"):
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-disposition":
+            message = Message()
+            message["content-disposition"] = value.decode("utf-8", "replace").strip()
+            name = message.get_param("name", header="content-disposition")
+            return (name if isinstance(name, str) else None), \
+                message.get_param("filename", header="content-disposition") is not None
+    return None, False
+
+
+class Form:
+    """What ``read_form`` learned: ``fields`` (the text fields read), ``head`` (the bytes
+    read), ``rest`` (the unread remainder, None when ``head`` is the whole body)."""
+
+    __slots__ = ("fields", "head", "rest", "_model_at", "_limit")
+
+    def __init__(self, fields: dict[str, str], head: bytes, rest: AsyncIterator[bytes] | None,
+                 model_at: tuple[int, int] | None, limit: int):
+        self.fields = fields
+        self.head = head
+        self.rest = rest
+        self._model_at = model_at
+        self._limit = limit
+
+    @property
+    def whole(self) -> bool:
+        """Whether the body was read to its end (then it may be sent more than once)."""
+        return self.rest is None
+
+    def body(self, model: str) -> tuple[bytes | AsyncIterable[bytes], int]:
+        """The body to send with ``model`` in the form, and how many bytes longer than the
+        client's it is (to correct its Content-Length)."""
+        head = self.head
+        at = self._model_at
+        if at is not None and model and head[at[0]:at[1]] != model.encode():
+            head = head[:at[0]] + model.encode() + head[at[1]:]
+        delta = len(head) - len(self.head)
+        rest = self.rest
+        if rest is None:
+            return head, delta
+        self.rest = None  # a body streamed from the client can be sent once
+        return _chain(head, rest, len(self.head), self._limit), delta
+
+
+async def _chain(head: bytes, rest: AsyncIterator[bytes], read: int, limit: int) -> AsyncIterator[bytes]:
+    yield head
+    async for chunk in rest:
+        read += len(chunk)
+        if read > limit:
+            raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.")
+        yield chunk
+
+
+async def read_form(request: web.Request, limit: int) -> Form:
+    """Read ``request``'s multipart body up to what ``Form`` needs (see the module's docstring).
+    Raises ``InvalidRequestError`` for a form without a boundary, ``PayloadTooLargeError`` past
+    ``limit``."""
+    boundary = boundary_of(request.headers.get("Content-Type", ""))
+    if boundary is None:
+        raise InvalidRequestError("A multipart/form-data body needs a `boundary` in its Content-Type.")
+    dash, next_part = b"--" + boundary, b"\r\n--" + boundary
+    chunks = request.content.iter_any()
+    buf = bytearray()
+    fields: dict[str, str] = {}
+    model_at: tuple[int, int] | None = None
+    pos = 0  # where the next delimiter (or the current part's end) is looked for
+    part: tuple[str | None, bool, int] | None = None  # the part being read: name, is_file, content start
+    ended = False
+    while True:
+        if part is None:  # looking for the next part's delimiter and headers
+            i = buf.find(dash, pos)
+            head_end = buf.find(b"\r\n\r\n", i) if i >= 0 else -1
+            if i >= 0 and buf[i + len(dash):i + len(dash) + 2] == b"--":
+                while (chunk := await _next(chunks)) is not None:  # the closing delimiter: an epilogue
+                    buf += chunk  # (a line break, usually) is all that may follow
+                    if len(buf) > limit:
+                        raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.")
+                ended = True
+                break
+            if head_end >= 0:
+                name, is_file = _disposition(bytes(buf[i + len(dash):head_end]))
+                part, pos = (name, is_file, head_end + 4), head_end + 4
+                if is_file and model_at is not None:
+                    break  # the model is known and a file begins: the rest streams through
+                continue
+            if i >= 0 and len(buf) - i > _HEADERS_MAX:
+                raise InvalidRequestError("A part of the multipart/form-data body has unreadable headers.")
+        else:
+            name, is_file, start = part
+            end = buf.find(next_part, pos)
+            if end >= 0:
+                if not is_file and name is not None and end - start <= _FIELD_MAX:
+                    fields.setdefault(name, buf[start:end].decode("utf-8", "replace"))
+                    if name == "model" and model_at is None:
+                        model_at = (start, end)
+                part, pos = None, end + 2
+                continue
+            pos = max(start, len(buf) - len(next_part))  # the delimiter may straddle two reads
+        if ended:
+            break
+        chunk = await _next(chunks)
+        if chunk is None:
+            ended = True
+            continue
+        buf += chunk
+        if len(buf) > limit:
+            raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.")
+    if not ended and request.content.at_eof():
+        ended = True
+    return Form(fields, bytes(buf), None if ended else chunks, model_at, limit)
+
+
+async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return None
+    except web.RequestPayloadError:  # a broken chunked framing
+        raise InvalidRequestError("The request body could not be read.", code="unreadable_body") from None
+

@@ -1,0 +1,157 @@
+"""Requests that are not a JSON body naming a model: uploads, stored objects, model-less POSTs.
+
+- A ``multipart/form-data`` upload (``/v1/audio/transcriptions``, ``/v1/images/edits``,
+  ``/v1/files``, ``/v1/uploads/{id}/parts``) is routed by its form's ``model`` like a JSON
+  request; its body is streamed through (``gateway.proxy.multipart``), so while the client's
+  bytes are still arriving it is sent once, to the first target (no retry, no fallback).
+- ``GET``/``DELETE`` (``/v1/files/{id}``, ``/v1/batches/{id}``, ``/v1/responses/{id}``) and a
+  POST without a model (``/v1/batches``, ``/v1/moderations``) go to the backend the config's
+  ``passthrough:`` names for the path, with its key and its retry policy.
+- Anything else that nothing routes is a URL this gateway does not serve: 404 in OpenAI's
+  ``Invalid URL`` shape (a POST to an inference endpoint without a model stays 400).
+
+``read_other`` is ``read_request``'s part for such requests, ``send_passthrough`` the attempt
+loop's. The
+key's ``endpoints`` globs (the access stage) decide who may reach each path, as for any other.
+An answer that is not JSON (``response_format=text``, a file's content) is relayed as it
+arrives, with its own Content-Type.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import orjson
+
+from gateway.config.access import DEFAULT_ENDPOINTS
+from gateway.core.context import RequestContext
+from gateway.core.errors import InvalidRequestError, NotFoundError
+from gateway.core.request_body import RequestBody
+from gateway.proxy.attempts import AttemptOutcome, run_attempts
+from gateway.proxy.multipart import Form, read_form
+
+NO_MODEL = "you must provide a model parameter"
+
+
+@dataclass(slots=True)
+class Passthrough:
+    """How to send a request that is not a JSON body naming a model (``ctx.passthrough``):
+    its ``method``, the ``backend`` the config names for its path (None: routed by the form's
+    model), the ``form`` of an upload, the client's ``content_type``."""
+
+    method: str
+    backend: str | None
+    form: Form | None = None
+    content_type: str = ""
+
+
+def is_form(content_type: str | None) -> bool:
+    return content_type is not None and content_type[:19].lower() == "multipart/form-data"
+
+
+def invalid_url(method: str, endpoint: str) -> NotFoundError:
+    """OpenAI's answer for a path it does not serve."""
+    return NotFoundError(f"Invalid URL ({method} /v1/{endpoint})", code="unknown_url")
+
+
+def _needs_model(endpoint: str) -> bool:
+    """An inference endpoint (the keys' default set): a request there without a model is a 400."""
+    return any(fnmatch.fnmatchcase(endpoint, glob) for glob in DEFAULT_ENDPOINTS)
+
+
+def model_less(ctx: RequestContext, content_type: str) -> None:
+    """A POST without a model (its body already on ``ctx``): to the path's ``passthrough:``
+    backend, or refused."""
+    endpoint = ctx.endpoint
+    backend = ctx.runtime.router.passthrough_backend(endpoint)
+    if backend is None:
+        if _needs_model(endpoint):
+            raise InvalidRequestError(NO_MODEL, param="model")
+        raise invalid_url("POST", endpoint)
+    ctx.passthrough = Passthrough("POST", backend, None, content_type)
+
+
+async def read_other(ctx: RequestContext) -> None:
+    """``read_request`` for a request without a JSON body: a form upload, or any method but POST."""
+    request = ctx.request
+    method = request.method
+    content_type = request.headers.get("Content-Type", "")
+    if method == "POST":  # a form (the only other body read_request leaves to this module)
+        form = await read_form(request, ctx.runtime.body_limit)
+        ctx.body = RequestBody(dict(form.fields), b"")  # the fields stages may read; no bytes are logged
+        ctx.stream = form.fields.get("stream") == "true"
+        model = form.fields.get("model")
+        if model:
+            ctx.model_requested = model
+            ctx.passthrough = Passthrough(method, None, form, content_type)
+            return
+        model_less(ctx, content_type)
+        ctx.passthrough.form = form
+        return
+    ctx.body = RequestBody({}, b"")
+    backend = ctx.runtime.router.passthrough_backend(ctx.endpoint)
+    if backend is None:
+        raise invalid_url(method, ctx.endpoint)
+    ctx.passthrough = Passthrough(method, backend, None, content_type)
+
+
+async def send_passthrough(ctx: RequestContext) -> AttemptOutcome:
+    """Route and send a ``read_other``/``model_less`` request; the answer as the attempt loop
+    leaves it (a non-JSON success is then relayed as it arrives)."""
+    rt, request, how = ctx.runtime, ctx.request, ctx.passthrough
+    assert how is not None  # set by read_other / model_less
+    router = rt.router
+    plan = router.passthrough_plan(how.backend) if how.backend is not None else \
+        router.plan(ctx.model_requested, ctx.body, ctx.stream, request.headers, ctx.metadata, ctx.tenant,
+                    ctx.api_key_id, ctx.prompt_id)
+    ctx.route_rule, ctx.strategy = plan.rule, plan.strategy
+    headers = dict(rt.forwarded_headers(request.headers) or {})
+    form = how.form
+    if form is not None:
+        headers["Content-Type"] = how.content_type
+        length = request.content_length
+        if not form.whole:  # the client's bytes are still arriving: they can be sent once
+            del plan.ordered[1:]
+            plan.retry = plan.retry.model_copy(update={"attempts": 1})
+
+        def body_for(cand):
+            body, delta = form.body(cand.upstream_model)
+            if length is not None:
+                headers["Content-Length"] = str(length + delta)
+            return body, None
+    else:
+        body = ctx.body
+        raw = None if how.method != "POST" else body.raw if isinstance(body, RequestBody) and not body.changed \
+            else orjson.dumps(body)
+        if raw is not None:
+            headers["Content-Type"] = how.content_type or "application/json"
+
+        def body_for(cand):
+            return raw, None
+    ctx.t_upstream_start = time.perf_counter()
+    try:
+        result = await run_attempts(plan, ctx, body_for, headers or None, request.rel_url.raw_query_string,
+                                    ctx.stream, router.rng, method=how.method)
+    finally:
+        ctx.route_candidates = plan.provenance()
+    response = result.response
+    if result.chunks is None and result.body is None and response.status < 400 and \
+            not response.headers.get("Content-Type", "").startswith("application/json"):
+        result.first_chunk, result.chunks = b"", _timed(ctx, response.iter_chunks())
+    return result
+
+
+async def _timed(ctx: RequestContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A non-JSON answer relayed as it arrives: its first bytes are its first token."""
+    async for data in chunks:
+        if ctx.t_first_token is None:
+            ctx.t_first_token = time.perf_counter()
+        yield data
+    if ctx.t_first_token is None:  # an empty body is still a whole answer
+        ctx.t_first_token = time.perf_counter()
+
+
+__all__ = ["NO_MODEL", "Passthrough", "invalid_url", "is_form", "model_less", "read_other", "send_passthrough"]

@@ -1,0 +1,216 @@
+"""Everything else passes through (issue 20 §3): multipart uploads routed by the form's model
+or by ``passthrough:``, GET/DELETE on stored objects, model-less POSTs, 404 for unknown paths.
+
+The client is the official OpenAI SDK; the backend is the recording fake upstream, which
+shows what arrived (the form intact, the backend's own key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import aiohttp
+import httpx
+import openai
+import pytest
+from aiohttp import web
+
+from gateway.proxy.multipart import read_form
+from gateway.proxy.server import BackgroundServer
+from tests.support.polling import wait_for
+
+AUDIO = os.urandom(300_000)  # bytes that are not text: any change to them shows
+KEY_ALL = "sk-gw-pt-all-0123456789abcdef"  # every path: uploads carry a key (the browser guard)
+KEY_DEFAULT = "sk-gw-pt-default-0123456789ab"
+KEY_FILES = "sk-gw-pt-files-0123456789abcd"
+AUTH = {"Authorization": f"Bearer {KEY_ALL}"}
+FILE = {"id": "file-abc", "object": "file", "bytes": 3, "created_at": 1, "filename": "b.jsonl",
+        "purpose": "batch", "status": "processed"}
+BATCH = {"id": "batch_1", "object": "batch", "endpoint": "/v1/chat/completions", "input_file_id": "file-abc",
+         "completion_window": "24h", "status": "validating", "created_at": 1}
+
+
+def _sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _config(url: str, extra: str = "") -> str:
+    return f"""
+telemetry: {{enabled: false}}
+backends:
+  openai: {{type: openai, base_url: "{url}", api_key: sk-backend-secret}}
+models:
+  whisper: {{targets: [{{backend: openai, model: whisper-1}}]}}
+passthrough:
+  - {{path: "files*", backend: openai}}
+  - {{path: "batches*", backend: openai}}
+  - {{path: moderations, backend: openai}}
+  - {{path: "responses/*", backend: openai}}
+keys:
+  - {{tenant: all, sha256: {_sha(KEY_ALL)}, endpoints: ["*"]}}
+{extra}"""
+
+
+@pytest.fixture
+def gw(make_gateway, upstream):
+    return make_gateway(_config(upstream.url))
+
+
+def sdk(gw, key: str = KEY_ALL) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
+
+
+def _form_fields(received) -> dict[str, bytes]:
+    """The parts of a multipart body as the upstream received it, by name."""
+    boundary = received.headers["Content-Type"].split("boundary=")[1].strip('"').encode()
+    parts = received.body.split(b"--" + boundary)[1:-1]
+    out = {}
+    for part in parts:
+        head, _, content = part[2:].partition(b"\r\n\r\n")
+        name = head.split(b'name="')[1].split(b'"')[0].decode()
+        out[name] = content[:-2]  # the CRLF before the next delimiter
+    return out
+
+
+def test_a_transcription_is_routed_by_its_form_model_with_the_form_intact(gw, upstream):
+    upstream.json({"text": "hello"}, times=1)
+    got = sdk(gw).audio.transcriptions.create(file=("speech.wav", AUDIO, "audio/wav"), model="whisper",
+                                              language="en")
+    assert got.text == "hello"
+    r = upstream.last
+    assert (r.method, r.path) == ("POST", "/v1/audio/transcriptions")
+    assert r.headers["Authorization"] == "Bearer sk-backend-secret"  # the backend's key, not the client's
+    assert r.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+    assert int(r.headers["Content-Length"]) == len(r.body)
+    fields = _form_fields(r)
+    assert fields == {"model": b"whisper-1", "language": b"en", "file": AUDIO}  # the target's model name
+
+    # response_format=text: the answer keeps its content type
+    upstream.json(b"hello\n", headers={"Content-Type": "text/plain; charset=utf-8"}, times=1)
+    raw = sdk(gw).audio.transcriptions.with_raw_response.create(
+        file=("speech.wav", AUDIO, "audio/wav"), model="whisper", response_format="text")
+    assert raw.headers["content-type"] == "text/plain; charset=utf-8" and raw.parse() == "hello\n"
+    assert raw.headers["x-gateway-backend"] == "openai"
+    assert _form_fields(upstream.last)["file"] == AUDIO
+
+
+def test_files_and_batches_go_to_the_passthrough_backend(gw, upstream):
+    client = sdk(gw)
+    upstream.json(FILE, times=1)
+    assert client.files.create(file=("b.jsonl", b'{"a":1}\n', "application/jsonl"), purpose="batch").id == "file-abc"
+    r = upstream.last
+    assert (r.method, r.path, r.headers["Authorization"]) == ("POST", "/v1/files", "Bearer sk-backend-secret")
+    assert _form_fields(r) == {"purpose": b"batch", "file": b'{"a":1}\n'}
+    upstream.json(FILE, times=1)
+    assert client.files.retrieve("file-abc").filename == "b.jsonl"
+    assert (upstream.last.method, upstream.last.path) == ("GET", "/v1/files/file-abc")
+    upstream.json(AUDIO, headers={"Content-Type": "application/octet-stream"}, times=1)
+    assert client.files.content("file-abc").content == AUDIO  # relayed as it arrived, unchanged
+    assert (upstream.last.method, upstream.last.path) == ("GET", "/v1/files/file-abc/content")
+    upstream.json({"id": "file-abc", "object": "file", "deleted": True}, times=1)
+    assert client.files.delete("file-abc").deleted is True
+    assert (upstream.last.method, upstream.last.path) == ("DELETE", "/v1/files/file-abc")
+
+    upstream.json(BATCH, times=1)
+    batch = client.batches.create(input_file_id="file-abc", endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    assert batch.id == "batch_1" and upstream.last.json()["input_file_id"] == "file-abc"
+    upstream.json(BATCH, times=1)
+    assert client.batches.retrieve("batch_1").status == "validating"
+    assert (upstream.last.method, upstream.last.path) == ("GET", "/v1/batches/batch_1")
+
+    upstream.json({"id": "modr-1", "model": "omni-moderation-latest", "results": []}, times=1)
+    assert client.moderations.create(input="hello").model == "omni-moderation-latest"
+    assert upstream.last.path == "/v1/moderations" and "model" not in upstream.last.json()
+
+    upstream.json({"id": "resp_1", "object": "response", "status": "completed"}, times=1)
+    r = httpx.get(f"{gw.url}/v1/responses/resp_1", headers=AUTH, timeout=30)
+    assert r.status_code == 200 and r.json()["id"] == "resp_1" and upstream.last.path == "/v1/responses/resp_1"
+
+
+def test_a_path_nothing_routes_is_404_invalid_url(gw, upstream):
+    for method, path, body in [("GET", "nothing/here", None), ("DELETE", "models-x", None),
+                               ("GET", "chat/completions", None), ("POST", "nothing", {"input": "x"})]:
+        r = httpx.request(method, f"{gw.url}/v1/{path}", json=body, headers=AUTH, timeout=30)
+        assert r.status_code == 404, (method, path, r.text)
+        assert r.json()["error"]["message"] == f"Invalid URL ({method} /v1/{path})"
+        assert r.json()["error"]["type"] == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError):  # an inference endpoint without a model stays a 400
+        sdk(gw).chat.completions.create(model="", messages=[{"role": "user", "content": "x"}])
+    assert not upstream.received
+
+
+def test_passthrough_paths_obey_the_keys_endpoints(make_gateway, upstream):
+    gw = make_gateway(_config(upstream.url, f"""
+  - {{tenant: a, sha256: {_sha(KEY_DEFAULT)}, models: ["whisper"]}}
+  - {{tenant: b, sha256: {_sha(KEY_FILES)}, models: ["whisper"], endpoints: [default, "files*"]}}
+"""))
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        sdk(gw, KEY_DEFAULT).files.retrieve("file-abc")
+    assert caught.value.code == "endpoint_not_allowed" and not upstream.received
+    upstream.json(FILE, times=1)
+    assert sdk(gw, KEY_FILES).files.retrieve("file-abc").id == "file-abc"  # no model: its globs don't apply
+    upstream.json({"text": "ok"}, times=1)
+    assert sdk(gw, KEY_DEFAULT).audio.transcriptions.create(file=("a.wav", b"RIFF", "audio/wav"),
+                                                            model="whisper").text == "ok"
+
+
+def test_a_form_is_read_only_up_to_its_first_file_and_streamed_on(make_gateway, upstream):
+    """The gateway reads the form's fields, not the upload: a large file after `model` is sent
+    on while the client is still sending it (the body is never whole in the gateway)."""
+    seen = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        form = await read_form(request, 64 * 1024 * 1024)
+        seen.update(fields=form.fields, head=len(form.head), whole=form.whole)
+        body, _ = form.body("whisper-1")
+        total = 0
+        async for chunk in body:  # type: ignore[union-attr]  # streamed: an async iterable
+            total += len(chunk)
+        seen["total"] = total
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/up", handler)
+    big = os.urandom(8 * 1024 * 1024)
+    with BackgroundServer(app) as server:
+        async def send() -> int:
+            data = aiohttp.FormData()
+            data.add_field("model", "whisper")
+            data.add_field("file", big, filename="a.wav", content_type="audio/wav")
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"{server.url}/up", data=data) as resp:
+                    return resp.status
+        assert asyncio.run(send()) == 200
+    wait_for(lambda: "total" in seen, what="the handler")
+    assert seen["fields"] == {"model": "whisper"} and seen["whole"] is False
+    assert seen["head"] < 1024 * 1024  # what was read before sending on: not the 8 MiB file
+    assert seen["total"] > len(big)  # the whole body went on, model renamed
+
+
+def test_the_model_after_the_file_and_a_body_over_the_limit(make_gateway, upstream):
+    gw = make_gateway(_config(upstream.url).replace("keys:", "server: {body_limit_bytes: 200000}\nkeys:"))
+    upstream.json({"text": "late"})
+    audio = AUDIO[:100_000]
+    body = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\n'
+            + audio + b'\r\n--B\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper\r\n--B--\r\n')
+    r = httpx.post(f"{gw.url}/v1/audio/transcriptions", content=body, timeout=30,
+                   headers={**AUTH, "Content-Type": "multipart/form-data; boundary=B"})
+    assert r.status_code == 200 and r.json() == {"text": "late"}
+    assert _form_fields(upstream.last) == {"file": audio, "model": b"whisper-1"}
+    big = {"file": ("a.wav", AUDIO, "audio/wav")}
+    r = httpx.post(f"{gw.url}/v1/audio/transcriptions", files=big, data={"model": "whisper"}, headers=AUTH,
+                   timeout=30)
+    assert r.status_code == 413 and len(upstream.received) == 1
+
+
+def test_a_broken_form_is_a_400_and_goes_nowhere(gw, upstream):
+    url = f"{gw.url}/v1/audio/transcriptions"
+    for content_type, body in [("multipart/form-data", b"x"), ("multipart/form-data; boundary=b", b"--b\r\nbroken"),
+                               ("multipart/form-data; boundary=b", b"--b\r\n" + b"x" * 40_000)]:
+        r = httpx.post(url, content=body, headers={**AUTH, "Content-Type": content_type}, timeout=30)
+        assert r.status_code == 400, (content_type, r.text)
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    assert not upstream.received
