@@ -86,8 +86,11 @@ class ConversationStage:
         previous = body.get("previous_response_id")
         if store is not None and isinstance(previous, str) and previous:
             entry = await store.get(key(ctx.tenant, previous))
-            if entry is not None:
-                turn.history = orjson.loads(entry.body)
+            try:
+                history = orjson.loads(entry.body) if entry is not None else None
+            except orjson.JSONDecodeError:  # a value that does not decode is not kept (as the cache's)
+                history = None
+            turn.history = history if isinstance(history, list) else None
         response = await call_next(ctx)
         if store is not None and ctx.status_code == 200 and not ctx.error_type:
             messages = conversation(body, turn)

@@ -83,8 +83,9 @@ def model_worked(ctx: RequestContext) -> bool:
     """Whether a model processed the request, so that it is billed (by estimate when no usage
     came back): it reached an upstream and succeeded, produced text, was cut off, or its client
     left (the model still read the prompt). Valid at the end of the relay and after
-    ``conclude`` alike (a status still 0 is a client that left)."""
-    if ctx.t_upstream_start is None:
+    ``conclude`` alike (a status still 0 is a client that left). A request that names no model
+    (a file fetched, a batch created: ``passthrough:``) has nothing to bill."""
+    if ctx.t_upstream_start is None or ctx.passthrough is not None and not ctx.model_requested:
         return False
     status = ctx.status_code
     return (200 <= status < 300 or bool(ctx.completion_text) or ctx.truncated or status == CLIENT_CLOSED

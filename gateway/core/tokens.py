@@ -34,6 +34,7 @@ O200K = "o200k_base"
 CL100K = "cl100k_base"
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", "o3", "o4", "gpt-oss")
 _IMAGE_TOKENS = 85
+_TEXT_PARTS = ("text", "input_text", "output_text")  # chat's text parts, and the Responses API's
 _LOAD_TIMEOUT_S = 15.0
 _RETRY_AFTER_S = 600.0
 
@@ -169,7 +170,7 @@ class TokenCounter:
         if isinstance(value, list):  # content parts, or tool_calls
             total = 0
             for part in value:
-                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                if isinstance(part, dict) and part.get("type") in _TEXT_PARTS and isinstance(part.get("text"), str):
                     total += self.count_text(part["text"], model)
                 elif isinstance(part, dict) and part.get("type") in ("image_url", "input_image", "image"):
                     total += _IMAGE_TOKENS
@@ -182,13 +183,21 @@ class TokenCounter:
 
     def count_prompt(self, endpoint: str, body: dict[str, Any] | None, model: str) -> int:
         """Prompt tokens of a request ``body`` for ``endpoint`` (``chat/completions``, Anthropic's
-        ``messages`` with its ``system`` field, ``completions``, ``embeddings``; others: 0)."""
+        ``messages`` with its ``system`` field, ``completions``, ``embeddings``, ``responses``; others: 0)."""
         if not isinstance(body, dict):
             return 0
         if endpoint in ("chat/completions", "messages"):
             messages = body.get("messages")
             total = self.count_chat(messages if isinstance(messages, list) else (), model, body.get("tools"))
             return total if endpoint == "chat/completions" else total + self._value_tokens(body.get("system"), model)
+        if endpoint == "responses":  # instructions, then input: a string, or items read as chat messages
+            items = body.get("input")
+            messages = [{"role": "user", "content": items}] if isinstance(items, str) else \
+                items if isinstance(items, list) else []
+            instructions = body.get("instructions")
+            if isinstance(instructions, str):
+                messages = [{"role": "system", "content": instructions}, *messages]
+            return self.count_chat(messages, model, body.get("tools"))
         key = "prompt" if endpoint == "completions" else "input" if endpoint == "embeddings" else None
         if key is None:
             return 0

@@ -31,7 +31,7 @@ from gateway.core.errors import (
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
 from gateway.inbound import INBOUND, Inbound, StreamObserver
-from gateway.proxy.attempts import AttemptOutcome, run_attempts
+from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
 from gateway.proxy.passthrough import is_form, model_less, read_other, send_passthrough
 from gateway.proxy.paths import clean_endpoint, unknown_url
@@ -191,6 +191,9 @@ class ProxyHandlers:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
             ctx.body = RequestBody({}, raw)
+            if not raw:  # a POST without a body (/v1/batches/{id}/cancel) names no model either
+                model_less(ctx, "")
+                return await call_next(ctx)
             raise InvalidRequestError(
                 "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
                 "your HTTP library correctly. The OpenAI API expects a JSON payload.)") from None
@@ -215,55 +218,52 @@ class ProxyHandlers:
 
     async def forward(self, ctx: RequestContext) -> web.StreamResponse:
         """The terminal stage: route, run the attempt loop, relay the answer."""
-        if ctx.passthrough is not None:  # no JSON body naming a model (gateway.proxy.passthrough)
-            return await self._answer(ctx, await send_passthrough(ctx), events_observer(ctx) if ctx.stream else None)
         rt = ctx.runtime
-        request = ctx.request
-        body = ctx.body
-        if type(body) is not RequestBody:  # replaced by a stage or plugin: a changed body
-            body = ctx.body = RequestBody.of(body)
-        endpoint = ctx.endpoint
-        model = body["model"]
-        stream = ctx.stream
-        # Checked here, after the stages: a selected prompt may supply the messages.
-        if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
-            raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")
-        if rt.count_from is not None:  # routing may count tokens: never load an encoding on the loop
-            await rt.load_tokenizer(body)
-        plan = rt.router.plan(model, body, stream, request.headers, ctx.metadata, ctx.tenant, ctx.api_key_id,
-                              ctx.prompt_id)
-        ctx.route_rule = plan.rule
-        ctx.strategy = plan.strategy
-
-        teed = stream and endpoint in _TEED_ENDPOINTS
-        strip_usage = False
-        if teed:
-            options = body.get("stream_options")
-            ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-            if not ctx.client_wants_usage:
-                # Always ask for usage (telemetry needs it); hide it from a client that did not.
-                body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
-                    else {"include_usage": True}
-                body.reencode()
-                strip_usage = True
-
-        ctx.t_upstream_start = time.perf_counter()
-        try:
-            inbound = ctx.inbound
-            result = await run_attempts(plan, ctx, body.for_target, rt.forwarded_headers(request.headers),
-                                        request.rel_url.raw_query_string, stream, rt.router.rng,
-                                        legs=None if inbound is None else inbound.legs(ctx, body))
-        finally:  # the candidates as the attempts left them (skipped, failed)
-            ctx.route_candidates = plan.provenance()
-        return await self._answer(ctx, result, StreamTee(ctx, strip_usage) if teed else events_observer(ctx) if stream
-                                  else None)
-
-    async def _answer(self, ctx: RequestContext, got: AttemptOutcome, tee: StreamObserver | None) -> web.StreamResponse:
-        """Relay the answer the attempt loop settled on."""
         request, inbound = ctx.request, ctx.inbound
-        client = got.candidate.client
-        ctx.backend, ctx.provider, ctx.upstream_model = client.name, client.type, got.candidate.upstream_model
-        upstream = got.response
+        tee: StreamObserver | None
+        if ctx.passthrough is not None:  # no JSON body naming a model (gateway.proxy.passthrough)
+            result = await send_passthrough(ctx)
+            tee = events_observer(ctx) if ctx.stream else None
+        else:
+            body = ctx.body
+            if type(body) is not RequestBody:  # replaced by a stage or plugin: a changed body
+                body = ctx.body = RequestBody.of(body)
+            endpoint = ctx.endpoint
+            model = body["model"]
+            stream = ctx.stream
+            # Checked here, after the stages: a selected prompt may supply the messages.
+            if endpoint == "chat/completions" and not isinstance(body.get("messages"), list):
+                raise InvalidRequestError("'messages' must be an array of message objects.", param="messages")
+            if rt.count_from is not None:  # routing may count tokens: never load an encoding on the loop
+                await rt.load_tokenizer(body)
+            plan = rt.router.plan(model, body, stream, request.headers, ctx.metadata, ctx.tenant, ctx.api_key_id,
+                                  ctx.prompt_id)
+            ctx.route_rule = plan.rule
+            ctx.strategy = plan.strategy
+
+            teed = stream and endpoint in _TEED_ENDPOINTS
+            strip_usage = False
+            if teed:
+                options = body.get("stream_options")
+                ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+                if not ctx.client_wants_usage:
+                    # Always ask for usage (telemetry needs it); hide it from a client that did not.
+                    body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
+                        else {"include_usage": True}
+                    body.reencode()
+                    strip_usage = True
+
+            ctx.t_upstream_start = time.perf_counter()
+            try:
+                result = await run_attempts(plan, ctx, body.for_target, rt.forwarded_headers(request.headers),
+                                            request.rel_url.raw_query_string, stream, rt.router.rng,
+                                            legs=None if inbound is None else inbound.legs(ctx, body))
+            finally:  # the candidates as the attempts left them (skipped, failed)
+                ctx.route_candidates = plan.provenance()
+            tee = StreamTee(ctx, strip_usage) if teed else events_observer(ctx) if stream else None
+        client = result.candidate.client
+        ctx.backend, ctx.provider, ctx.upstream_model = client.name, client.type, result.candidate.upstream_model
+        upstream = result.response
         try:
             ctx.t_upstream_headers = time.perf_counter()
             outcome.answered(ctx, upstream.status)
@@ -276,10 +276,10 @@ class ProxyHandlers:
                 for name in [n for n in headers if n.lower() in extra]:
                     del headers[name]
                 headers.update(extra)
-            if got.chunks is not None:
+            if result.chunks is not None:
                 tee = tee if tee is not None or inbound is None else inbound.observer(ctx)
-                return await self._relay_stream(request, ctx, upstream, headers, got, tee)
-            return await self._relay_body(ctx, upstream, headers, got.body)
+                return await self._relay_stream(request, ctx, upstream, headers, result, tee)
+            return await self._relay_body(ctx, upstream, headers, result.body)
         except BaseException:
             upstream.close()  # cancelled or failed: drop the upstream connection now
             raise

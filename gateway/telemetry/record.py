@@ -41,8 +41,10 @@ log = logging.getLogger("gateway.telemetry")
 
 # Body fields that are the content itself or are logged in their own column; the rest of the
 # body (sampling parameters and the like) goes to ``params``.
-_NOT_PARAMS = frozenset({"model", "messages", "prompt", "input", "stream", "stream_options", "metadata",
-                         "user", "tools", "functions", "suffix"})
+# Content, not settings (the Responses API's ``instructions`` is its system prompt): rows keep
+# request bodies only where bodies logging is on.
+_NOT_PARAMS = frozenset({"model", "messages", "prompt", "input", "instructions", "stream", "stream_options",
+                         "metadata", "user", "tools", "functions", "suffix"})
 _PARAMS_MAX = 4096
 _META_KEYS_MAX = 64
 _META_KEY_MAX = 128

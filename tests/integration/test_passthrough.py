@@ -120,6 +120,9 @@ def test_files_and_batches_go_to_the_passthrough_backend(gw, upstream):
     upstream.json(BATCH, times=1)
     assert client.batches.retrieve("batch_1").status == "validating"
     assert (upstream.last.method, upstream.last.path) == ("GET", "/v1/batches/batch_1")
+    upstream.json({**BATCH, "status": "cancelling"}, times=1)
+    assert client.batches.cancel("batch_1").status == "cancelling"  # a POST without a body
+    assert (upstream.last.method, upstream.last.path, upstream.last.body) == ("POST", "/v1/batches/batch_1/cancel", b"")
 
     upstream.json({"id": "modr-1", "model": "omni-moderation-latest", "results": []}, times=1)
     assert client.moderations.create(input="hello").model == "omni-moderation-latest"
@@ -214,3 +217,22 @@ def test_a_broken_form_is_a_400_and_goes_nowhere(gw, upstream):
         assert r.status_code == 400, (content_type, r.text)
         assert set(r.json()["error"]) == {"message", "type", "param", "code"}
     assert not upstream.received
+
+
+def test_a_form_cut_into_small_reads_arrives_intact(gw, upstream):
+    """Delimiters and part headers split across reads (a chunked upload without Content-Length)."""
+    upstream.json({"text": "ok"})
+    audio = AUDIO[:5000]
+    body = (b'preamble\r\n--x-7\r\nContent-Disposition: form-data; name="language"\r\n\r\nen\r\n'
+            b'--x-7\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\n'
+            + audio + b'\r\n--x-7\r\ncontent-disposition: form-data; name=model\r\n\r\nwhisper\r\n--x-7--\r\n')
+
+    def pieces():
+        for i in range(0, len(body), 7):
+            yield body[i:i + 7]
+
+    r = httpx.post(f"{gw.url}/v1/audio/transcriptions", content=pieces(), timeout=30,
+                   headers={**AUTH, "Content-Type": 'multipart/form-data; boundary="x-7"'})
+    assert r.status_code == 200, r.text
+    got = upstream.last.body
+    assert got == body.replace(b"\r\n\r\nwhisper\r\n", b"\r\n\r\nwhisper-1\r\n")

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import openai
 import orjson
+import pytest
 
+from gateway.cache.conversations import key
+from gateway.cache.entry import JSON, CacheEntry
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import serve
 from tests.support.redis_server import RedisServer
@@ -69,11 +72,17 @@ telemetry: {{enabled: false}}
         with serve(config) as one, serve(config) as two:
             first = openai.OpenAI(base_url=f"{one.url}/v1", api_key="x", max_retries=0).responses.create(
                 model="mock-gpt", input="Remember me.")
-            (key,) = redis.client().keys("responses:*")
-            assert key.decode().endswith(first.id) and 0 < redis.client().pttl(key) <= 120_000
+            (kept,) = redis.client().keys("responses:*")
+            assert kept.decode().endswith(first.id) and 0 < redis.client().pttl(kept) <= 120_000
             second = openai.OpenAI(base_url=f"{two.url}/v1", api_key="x", max_retries=0).responses.create(
                 model="mock-gpt", input="Again.", previous_response_id=first.id)
             assert second.previous_response_id == first.id and second.output_text
             assert len(redis.client().keys("responses:*")) == 2
+            # a kept value that does not decode is as good as none: not found, never a 500
+            redis.client().set(key("", "resp_spoilt"), CacheEntry(JSON, "responses", b"{not json").encode())
+            with pytest.raises(openai.BadRequestError) as caught:
+                openai.OpenAI(base_url=f"{two.url}/v1", api_key="x", max_retries=0).responses.create(
+                    model="mock-gpt", input="Again.", previous_response_id="resp_spoilt")
+            assert caught.value.body["code"] == "previous_response_not_found"
     finally:
         redis.stop()

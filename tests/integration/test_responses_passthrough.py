@@ -101,3 +101,21 @@ def test_a_stream_cut_before_its_end_event_gets_an_error_event(setup, tdb):
         (502, "stream_truncated", True)
     assert (rows["failed"]["status_code"], rows["failed"]["error_type"]) == (502, "upstream_stream_error")
     assert "sk-backend-secret" not in rows["failed"]["error_message"]
+
+
+def test_an_answer_without_usage_is_estimated_from_the_request_and_the_text(setup, tdb):
+    from gateway.core.tokens import TokenCounter
+
+    srv, upstream = setup
+    upstream.json(response_object("Hello there", usage=None), times=1)
+    client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="sk-client", max_retries=0)
+    client.responses.create(model="gpt-4o", instructions="Be brief.", extra_headers={"x-request-id": "no-usage"},
+                            input=[{"role": "user", "content": [{"type": "input_text", "text": "Say hello"}]}])
+    (row,) = _rows(srv, tdb, 1).values()
+    tokens = TokenCounter()
+    prompt = tokens.count_chat([{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": [{"type": "text", "text": "Say hello"}]}], "gpt-4o")
+    assert (row["tokens_estimated"], row["prompt_tokens"], row["completion_tokens"]) == \
+        (1, prompt, tokens.count_text("Hello there", "gpt-4o"))
+    assert row["cost_usd"] > 0
+    assert "Be brief" not in row["params"]  # the instructions are the prompt, not a setting

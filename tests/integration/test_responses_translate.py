@@ -231,3 +231,30 @@ telemetry: {{enabled: false}}
                                                        "previous_response_id": "resp_native_1"})
         assert r.status_code == 200 and r.json()["id"] == "resp_native_2" and r.headers["x-gateway-backend"] == "native"
         assert upstream.last.json() == {"model": "mixed", "input": "Go on.", "previous_response_id": "resp_native_1"}
+
+
+def test_a_codex_shaped_turn_is_answered(setup):
+    """What a coding agent such as Codex sends: developer messages, an earlier reasoning item with
+    encrypted content, ``include``, ``store: false``, ``prompt_cache_key``, a reasoning summary,
+    text verbosity — the chat backend gets what it can use, the agent a streamed tool call."""
+    srv, upstream = setup
+    upstream.sse(_stream([{"tool_calls": [{"index": 0, "id": "call_ls", "type": "function", "function": {
+        "name": "shell", "arguments": '{"command":["ls"]}'}}]}], "tool_calls"), times=1)
+    shell = {"type": "function", "name": "shell", "description": "Runs a command", "strict": False,
+             "parameters": {"type": "object", "properties": {"command": {"type": "array", "items": {"type": "string"}}},
+                            "required": ["command"]}}
+    with _client(srv).responses.stream(
+            model="gpt-4o", instructions="You are a coding agent.", store=False, tools=[shell], tool_choice="auto",
+            include=["reasoning.encrypted_content"], prompt_cache_key="session-1", parallel_tool_calls=False,
+            reasoning={"effort": "medium", "summary": "auto"}, text={"verbosity": "low"},
+            input=[{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "cwd: /repo"}]},
+                   {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "List files"}]},
+                   {"type": "reasoning", "id": "rs_0", "summary": [], "encrypted_content": "opaque"}]) as stream:
+        final = stream.get_final_response()
+    (call,) = final.output
+    assert (call.type, call.name, call.arguments) == ("function_call", "shell", '{"command":["ls"]}')
+    sent = upstream.last.json()
+    assert sent["messages"] == [{"role": "system", "content": "You are a coding agent."},
+                                {"role": "system", "content": "cwd: /repo"}, {"role": "user", "content": "List files"}]
+    assert (sent["reasoning_effort"], sent["parallel_tool_calls"], sent["tool_choice"]) == ("medium", False, "auto")
+    assert not {"include", "store", "prompt_cache_key", "text", "reasoning", "input"} & set(sent)

@@ -165,6 +165,7 @@ def test_every_endpoint_gets_its_reported_tokens_and_cost(env, tdb):
     assert t["cost_usd"] == pytest.approx((120 * 2.5 + 15 * 10.0) / 1e6)
     f = rows["file"]
     assert (f["endpoint"], f["model_requested"], f["status_code"], f["cost_usd"]) == ("files/file-abc", "", 200, None)
+    assert _tokens(f) == (0, 0, 0, None, None, None, 0)  # no model: nothing estimated, nothing to bill
     # Only the answered request of a model without a price is unpriced; the file has no model.
     resp = httpx.post(f"{srv.url}/admin/query", json={"saved": "cost-by-tenant-daily", "format": "jsonl"}, timeout=60)
     assert [orjson.loads(line)["unpriced"] for line in resp.content.splitlines()] == [1]
