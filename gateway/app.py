@@ -248,6 +248,11 @@ def _lifecycle(feature: Feature):
 
 def _request_id_header(request: web.Request, response: web.StreamResponse) -> None:
     """Every answer carries ``x-request-id`` (the caller's, else a new one): the proxy sets
-    its own; this covers the rest (model lookups, health, 404s, admin, aiohttp's errors)."""
-    if "x-request-id" not in response.headers:
-        response.headers["x-request-id"] = (request.headers.get("x-request-id") or str(uuid.uuid4()))[:128]
+    its own; this covers the rest (model lookups, health, 404s, admin, aiohttp's errors).
+    Anthropic's API names it ``request-id``, which its SDKs read (``message._request_id``):
+    answers on its paths carry both."""
+    headers = response.headers
+    if "x-request-id" not in headers:
+        headers["x-request-id"] = (request.headers.get("x-request-id") or str(uuid.uuid4()))[:128]
+    if request.path.startswith("/v1/messages"):
+        headers["request-id"] = headers["x-request-id"]

@@ -84,7 +84,7 @@ def entry_of(ctx: RequestContext, capture: list[bytes], now: float) -> CacheEntr
     latency_ms = (time.perf_counter() - ctx.t_start) * 1000
     usage = usage_dict(ctx.usage)
     if ctx.stream and looks_sse(data):
-        if not data.rstrip().endswith(b"[DONE]"):
+        if not ctx.stream_done:  # the relay's rule: [DONE], or a clean end after every choice finished
             return None
         return CacheEntry(SSE, ctx.endpoint, data, has_usage=ctx.client_wants_usage, usage=usage,
                           finish_reason=ctx.finish_reason, model=ctx.model_served, latency_ms=latency_ms,

@@ -69,12 +69,13 @@ class UsageView:
     """Convert one stream's events from ``source_has_usage`` to ``want_usage`` form.
 
     ``usage`` is a callable returning the OpenAI usage dict to put in an added usage chunk
-    (called once, when ``[DONE]`` is reached; it may return None: then no chunk is added).
+    (called once, when ``[DONE]`` is reached, or at ``finish`` for a stream that ended cleanly
+    without it; it may return None: then no chunk is added).
     Feed whole events (``event(raw) -> bytes``) or byte pieces that hold whole events
     (``piece(data) -> bytes``); the result is what to send, possibly ``b""``.
     """
 
-    __slots__ = ("_strip", "_add", "_usage", "_meta", "_split")
+    __slots__ = ("_strip", "_add", "_usage", "_meta", "_split", "_added")
 
     def __init__(self, source_has_usage: bool, want_usage: bool, usage):
         self._strip = source_has_usage and not want_usage
@@ -82,6 +83,7 @@ class UsageView:
         self._usage = usage
         self._meta: dict[str, Any] | None = None
         self._split = SSESplitter()
+        self._added = False  # the usage chunk was placed (before [DONE])
 
     @property
     def identity(self) -> bool:
@@ -94,8 +96,17 @@ class UsageView:
         return b"".join(self.event(raw) for raw in self._split.feed(data))
 
     def finish(self) -> bytes:
-        """Whatever incomplete event is left at the end (passed through as it is)."""
-        return self._split.tail()
+        """The end of the stream: whatever incomplete event is left, and the usage chunk still
+        to add when the stream ended cleanly without ``[DONE]`` (complete all the same)."""
+        tail = self._split.tail()
+        out = self.event(tail) if tail and not self.identity else tail
+        if not self._add or self._added:
+            return out
+        self._added = True
+        chunk = self._usage_chunk()
+        if out and not out.endswith(b"\n\n"):  # an unterminated last event: end it first
+            out = out.rstrip(b"\r\n") + b"\n\n"
+        return out + chunk
 
     def event(self, raw: bytes) -> bytes:
         data = event_data(raw)
@@ -106,10 +117,8 @@ class UsageView:
                 return b""
             return raw.replace(_USAGE_NULL, b"", 1) if _USAGE_NULL in raw else raw
         if data == b"[DONE]":
-            usage = self._usage() if self._usage is not None else None
-            if usage and self._meta is not None:
-                return encode_data_event({**self._meta, "choices": [], "usage": usage}) + raw
-            return raw
+            self._added = True
+            return self._usage_chunk() + raw
         if self._meta is None and data.startswith(b"{"):
             try:
                 chunk = orjson.loads(data)
@@ -120,13 +129,19 @@ class UsageView:
                               if chunk.get(k) is not None}
         return raw
 
+    def _usage_chunk(self) -> bytes:
+        usage = self._usage() if self._usage is not None else None
+        if usage and self._meta is not None:
+            return encode_data_event({**self._meta, "choices": [], "usage": usage})
+        return b""
+
 
 def convert_stream(body: bytes, source_has_usage: bool, want_usage: bool, usage: dict | None) -> bytes:
     """A whole stored stream in the form a client with ``want_usage`` gets."""
     view = UsageView(source_has_usage, want_usage, lambda: usage)
     if view.identity:
         return body
-    return b"".join(view.event(raw) for raw in split_events(body))
+    return view.piece(body) + view.finish()
 
 
 def _merge_logprobs(acc: dict, logprobs: Any) -> None:

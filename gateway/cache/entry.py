@@ -1,7 +1,8 @@
 """``CacheEntry``: one cached answer, its wire format for Redis, and how it is served.
 
 An entry is either a JSON body (``kind == "json"``) or a complete SSE stream as the client
-received it (``kind == "sse"``: every event up to and including ``data: [DONE]``).
+received it (``kind == "sse"``: every event up to and including ``data: [DONE]``, or up to its
+clean end when the backend closed a complete stream without ``[DONE]``).
 ``has_usage`` says whether that stream carries the usage chunk and ``"usage":null`` members
 (the original client asked for ``include_usage``); ``usage`` is the OpenAI usage object,
 kept either way so a later client that asks for usage gets it. Served as:

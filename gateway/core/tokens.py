@@ -182,13 +182,14 @@ class TokenCounter:
         return 0
 
     def count_prompt(self, endpoint: str, body: dict[str, Any] | None, model: str) -> int:
-        """Prompt tokens of a request ``body`` for ``endpoint`` (``chat/completions``,
-        ``completions``, ``embeddings``, ``responses``; others: 0)."""
+        """Prompt tokens of a request ``body`` for ``endpoint`` (``chat/completions``, Anthropic's
+        ``messages`` with its ``system`` field, ``completions``, ``embeddings``, ``responses``; others: 0)."""
         if not isinstance(body, dict):
             return 0
-        if endpoint == "chat/completions":
+        if endpoint in ("chat/completions", "messages"):
             messages = body.get("messages")
-            return self.count_chat(messages if isinstance(messages, list) else (), model, body.get("tools"))
+            total = self.count_chat(messages if isinstance(messages, list) else (), model, body.get("tools"))
+            return total if endpoint == "chat/completions" else total + self._value_tokens(body.get("system"), model)
         if endpoint == "responses":  # instructions, then input: a string, or items read as chat messages
             items = body.get("input")
             messages = [{"role": "user", "content": items}] if isinstance(items, str) else \

@@ -39,11 +39,14 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from gateway.core.context import RequestContext
-from gateway.core.errors import GatewayError
+from gateway.core.errors import GatewayError, UpstreamError
 from gateway.core.upstream import Translator, UpstreamResponse, translated
 
 CHAT = "chat/completions"
+SSE = "text/event-stream"
 
 
 # A stream encoder: ``feed(chat chunk SSE bytes)`` → the protocol's SSE bytes; ``finish()`` → what
@@ -104,23 +107,33 @@ class Inbound(Protocol):
 class TranslatedAnswer:
     """A chat completions answer seen as the protocol's: a successful JSON body through
     ``json``, a stream through a fresh ``encoder()``; error responses unchanged (the relay
-    renders them with ``Inbound.upstream_error``). Status and headers are the backend's."""
+    renders them with ``Inbound.upstream_error``). Status and headers are the backend's, but
+    for ``stream``: a backend that answered a stream request with JSON (it ignored ``stream``)
+    is sent as the events the client asked for, its answer re-cut into chat chunks
+    (``chat_chunks``) for the encoder."""
 
-    __slots__ = ("_resp", "_json", "_encoder", "status", "headers")
+    __slots__ = ("_resp", "_json", "_encoder", "_recut", "status", "headers")
 
-    def __init__(self, resp: UpstreamResponse, json: Callable[[bytes], bytes], encoder: Callable[[], Encoder]):
+    def __init__(self, resp: UpstreamResponse, json: Callable[[bytes], bytes], encoder: Callable[[], Encoder],
+                 stream: bool = False):
         self._resp = resp
         self._json = json
         self._encoder = encoder
         self.status = resp.status
-        self.headers = resp.headers
+        headers = resp.headers
+        self._recut = stream and resp.status < 400 and not headers.get("Content-Type", "").startswith(SSE)
+        self.headers = headers if not self._recut else \
+            {**{k: v for k, v in headers.items() if k.lower() != "content-type"}, "Content-Type": SSE}
 
     async def read(self) -> bytes:
         body = await self._resp.read()
         return body if self.status >= 400 else self._json(body)
 
     def iter_chunks(self) -> AsyncIterator[bytes]:
-        return translated(self._resp.iter_chunks(), self._encoder())
+        return translated(self._resp.iter_chunks() if not self._recut else self._chunks(), self._encoder())
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        yield chat_chunks(await self._resp.read())
 
     def close(self) -> None:
         self._resp.close()
@@ -129,4 +142,31 @@ class TranslatedAnswer:
         self._resp.release()
 
 
-__all__ = ["CHAT", "Encoder", "Inbound", "Leg", "StreamObserver", "TranslatedAnswer"]
+def chat_chunks(body: bytes) -> bytes:
+    """A chat completion (its first choice) as the chunk stream that would have said it: one
+    delta with its reasoning, text and tool calls, one with the finish reason, the usage, ``[DONE]``."""
+    try:
+        chat = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        chat = None
+    choices = chat.get("choices") if isinstance(chat, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise UpstreamError("the backend answered a stream request with something other than a chat completion")
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        message = {}
+    head = {"id": chat.get("id"), "object": "chat.completion.chunk", "model": chat.get("model")}
+    delta = {k: v for k, v in message.items() if k in ("role", "content", "reasoning_content", "reasoning")}
+    calls = [{**call, "index": i} for i, call in enumerate(message.get("tool_calls") or ()) if isinstance(call, dict)]
+    if calls:
+        delta["tool_calls"] = calls
+    ending = {k: v for k, v in choice.items() if k != "message"}  # finish_reason, vLLM's stop_reason
+    chunks = [{**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+              {**head, "choices": [{**ending, "index": 0, "delta": {}}]}]
+    if isinstance(chat.get("usage"), dict):
+        chunks.append({**head, "choices": [], "usage": chat["usage"]})
+    return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+__all__ = ["CHAT", "SSE", "Encoder", "Inbound", "Leg", "StreamObserver", "TranslatedAnswer", "chat_chunks"]

@@ -17,8 +17,11 @@ prompt's messages the whole conversation (the caller sends ``messages: []``). Th
 ``params`` fill request fields the caller did not set. The ``prompt`` field is removed before
 the request goes upstream.
 
-The stage that calls ``apply_prompt`` is ``gateway.prompts.stage``. Only ``/v1/chat/completions``
-takes prompts (``prompt`` in a ``/v1/completions`` body is OpenAI's text prompt, untouched).
+The stage that calls ``apply_prompt`` is ``gateway.prompts.stage``. ``/v1/chat/completions`` and
+Anthropic's ``/v1/messages`` take prompts (``prompt`` in a ``/v1/completions`` body is OpenAI's text
+prompt, untouched); on ``/v1/messages`` a prompt is injected in Anthropic's form, so native and
+translated targets alike take it: its system messages go into the ``system`` field, before the
+caller's (which ``replace_system`` drops), its other turns into ``messages``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ VARIABLES_HEADER = "x-gateway-prompt-variables"
 MODE_HEADER = "x-gateway-prompt-mode"
 KEY_HEADER = "x-gateway-experiment-key"
 CHAT = "chat/completions"
+MESSAGES = "messages"
+PROMPTED = frozenset({CHAT, MESSAGES})
 MODES = ("prepend", "replace_system", "template")
 # Response headers of a request that used a prompt, set by the stage, sent by ``add_headers``.
 RESPONSE_HEADERS = web.RequestKey("gateway_prompt_headers", dict)
@@ -150,6 +155,21 @@ def _fresh(value: Any) -> Any:
     return value if isinstance(value, _SCALARS) else orjson.loads(orjson.dumps(value))
 
 
+def _anthropic_system(body: Any, rendered: list[dict], mode: str) -> list[dict]:
+    """Put the prompt's system messages into an Anthropic body's ``system`` field (strings join
+    with a blank line; a caller's blocks, ``cache_control`` and all, stay after a new text block);
+    returns its other turns, as Anthropic takes them (no ``name``)."""
+    system = "\n\n".join(m["content"] for m in rendered if m["role"] in _SYSTEM_ROLES)
+    own = None if mode == "replace_system" else body.get("system")
+    if system and isinstance(own, list):
+        body["system"] = [{"type": "text", "text": system}, *own]
+    elif system:
+        body["system"] = f"{system}\n\n{own}" if isinstance(own, str) and own else system
+    elif own is None:
+        body.pop("system", None)
+    return [{"role": m["role"], "content": m["content"]} for m in rendered if m["role"] not in _SYSTEM_ROLES]
+
+
 def apply_prompt(ctx: RequestContext, header: str | None) -> None:
     """Resolve, render and inject the request's prompt into ``ctx.body``; fill the context's
     prompt fields and the response headers. Raises ``PromptError``."""
@@ -167,6 +187,8 @@ def apply_prompt(ctx: RequestContext, header: str | None) -> None:
     cv = resolved.version
     mode = mode or cv.mode
     rendered = cv.render(variables)
+    if ctx.endpoint == MESSAGES:
+        rendered = _anthropic_system(body, rendered, mode)
     caller = body.get("messages")
     if not isinstance(caller, list):
         caller = []

@@ -1,6 +1,6 @@
 """Thin HTTP handlers for the OpenAI-compatible API: ``ProxyHandlers`` reads and checks the request, resolves
-the model, forwards to the backend and relays the answer: a JSON body whole, a stream event by event through
-``StreamTee``. Errors the gateway raises itself are answered in OpenAI's error format; upstream error responses
+the model, forwards to the backend and relays the answer (``gateway.proxy.relay``: a JSON body whole, a stream
+event by event through ``StreamTee``). Errors the gateway raises itself are answered in OpenAI's error format; upstream error responses
 are passed through with their status (wrapped in OpenAI's shape when they are not already). Every response
 carries ``x-request-id``; proxied ones also ``x-gateway-backend``.
 """
@@ -9,25 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 from aiohttp import web
 
 from gateway.core import outcome
-from gateway.core.context import RequestContext, Usage
-from gateway.core.errors import (
-    GatewayError,
-    InvalidRequestError,
-    NotFoundError,
-    PayloadTooLargeError,
-    StreamTruncatedError,
-    UpstreamError,
-    UpstreamTimeoutError,
-    upstream_error_body,
-)
+from gateway.core.context import RequestContext
+from gateway.core.errors import GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
 from gateway.inbound import INBOUND, Inbound, StreamObserver
@@ -35,6 +25,7 @@ from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
 from gateway.proxy.passthrough import is_form, model_less, read_other, send_passthrough
 from gateway.proxy.paths import clean_endpoint, unknown_url
+from gateway.proxy.relay import relay_body, relay_stream
 from gateway.proxy.request_ids import new_request_id
 from gateway.proxy.streaming import StreamTee
 from gateway.proxy.upstream import pass_back_headers
@@ -278,122 +269,8 @@ class ProxyHandlers:
                 headers.update(extra)
             if result.chunks is not None:
                 tee = tee if tee is not None or inbound is None else inbound.observer(ctx)
-                return await self._relay_stream(request, ctx, upstream, headers, result, tee)
-            return await self._relay_body(ctx, upstream, headers, result.body)
+                return await relay_stream(request, ctx, upstream, headers, result, tee)
+            return await relay_body(ctx, upstream, headers, result.body)
         except BaseException:
             upstream.close()  # cancelled or failed: drop the upstream connection now
             raise
-
-    async def _relay_body(self, ctx: RequestContext, upstream, headers: dict, body: bytes | None) -> web.Response:
-        try:
-            if body is None:
-                body = await upstream.read()
-        except TimeoutError:
-            raise UpstreamTimeoutError(f"backend {ctx.backend!r} timed out sending its response") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"backend {ctx.backend!r} failed sending its response: {type(exc).__name__}") from None
-        if upstream.status >= 400:
-            secrets = ctx.runtime.secrets
-            body = secrets.mask_runs(body)  # an echoed key, whole or in part
-            for name, value in headers.items():  # ... or in a header passed back
-                headers[name] = secrets.mask_runs(value.encode()).decode("utf-8", "replace")
-            body = upstream_error_body(upstream.status, body) if ctx.inbound is None else \
-                ctx.inbound.upstream_error(upstream.status, body)
-            headers["Content-Type"] = _JSON
-            outcome.error(ctx, upstream.status, "upstream_http_error", body[:500].decode("utf-8", "replace"))
-        elif upstream.headers.get("Content-Type", "").startswith(_JSON):
-            (self._observe_json if ctx.inbound is None else ctx.inbound.observe_json)(ctx, body)
-        ctx.t_first_token = ctx.t_first_token or time.perf_counter()
-        if ctx.capture is not None:
-            ctx.capture.append(body)
-        if ctx.on_bytes is not None:
-            ctx.on_bytes(body)
-        ctx.response_body = body
-        return web.Response(status=upstream.status, body=body, headers=headers)
-
-    @staticmethod
-    def _observe_json(ctx: RequestContext, body: bytes) -> None:
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(parsed, dict):
-            return
-        ctx.model_served = parsed.get("model") or ""
-        ctx.response_id = parsed.get("id") or ""
-        usage = parsed.get("usage")
-        if isinstance(usage, dict):
-            ctx.usage = Usage.from_any(usage)
-        for choice in parsed.get("choices") or ():
-            if choice.get("finish_reason"):
-                ctx.finish_reason = choice["finish_reason"]
-            message = choice.get("message")
-            text = message.get("content") if isinstance(message, dict) else choice.get("text")
-            if isinstance(text, str):
-                ctx.completion_text.append(text)
-
-    async def _relay_stream(self, request: web.Request, ctx: RequestContext, upstream, headers: dict,
-                            result, tee: StreamTee | StreamObserver | None) -> web.StreamResponse:
-        headers["Cache-Control"] = "no-cache"
-        response = web.StreamResponse(status=upstream.status, headers=headers)
-        await response.prepare(request)
-        failure: GatewayError | None = None
-        perf = time.perf_counter
-        send: Callable[[bytes], Awaitable[None]] = response.write
-        # An in-band error event may echo the backend's key: the tee masks the events it reads;
-        # a stream relayed without a tee has its reads that mention an error masked.
-        mask = ctx.runtime.secrets.mask_error_runs if tee is None and ctx.runtime.secrets else None
-        if ctx.capture is not None or ctx.on_bytes is not None or mask is not None:
-            capture, on_bytes = ctx.capture, ctx.on_bytes
-
-            async def send(data: bytes) -> None:  # noqa: F811 - the observed variant
-                if mask is not None:
-                    data = mask(data)
-                if capture is not None:
-                    capture.append(data)
-                if on_bytes is not None:
-                    on_bytes(data)
-                await response.write(data)
-        try:
-            first = result.first_chunk
-            if first:
-                out = tee.feed(first, perf()) if tee is not None else first
-                if out:
-                    await send(out)
-            async for data in result.chunks:
-                out = tee.feed(data, perf()) if tee is not None else data
-                if out:
-                    await send(out)
-            if tee is not None:
-                rest = tee.tail()
-                if rest:
-                    await send(rest)
-                if tee.upstream_error is not None:
-                    outcome.error(ctx, 502, "upstream_stream_error", str(tee.upstream_error.get("message", ""))[:500])
-                elif not tee.done:
-                    failure = StreamTruncatedError(
-                        f"backend {ctx.backend!r} ended the stream before {tee.END}; the response is incomplete")
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            # The client went away: stop reading the upstream (closed by the caller).
-            outcome.client_closed(ctx, write_failed=True)
-            upstream.close()
-            return response
-        except TimeoutError:
-            failure = UpstreamTimeoutError(f"backend {ctx.backend!r} stopped sending within its read timeout")
-        except aiohttp.ClientError as exc:
-            failure = UpstreamError(f"backend {ctx.backend!r} failed mid-stream: {type(exc).__name__}")
-        if failure is not None:
-            # Never a silent clean end: tell the client in-band, in OpenAI's error shape.
-            outcome.failed(ctx, failure, truncated=True)
-            upstream.close()
-            try:
-                await send((tee or StreamTee).error_event(failure))
-            except ConnectionResetError:
-                pass
-        else:
-            upstream.release()
-        try:
-            await response.write_eof()
-        except ConnectionResetError:
-            pass
-        return response

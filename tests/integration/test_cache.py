@@ -465,3 +465,26 @@ def test_telemetry_rows_of_a_miss_and_a_hit(cache_gateway, upstream):
     assert hit["total_tokens"] == 0 and hit["cost_usd"] == 0 and hit["upstream_latency_ms"] is None
     assert hit["status_code"] == 200 and hit["finish_reason"] == "stop" and not hit["error_type"]
     assert hit["latency_ms"] < miss["latency_ms"]
+
+
+@pytest.mark.parametrize("first_wants_usage", [False, True])
+def test_stream_that_ends_cleanly_without_done_is_stored(cache_gateway, upstream, store_yaml, first_wants_usage):
+    # Complete by the tee's rule (every choice finished, usage came): stored and replayed as sent.
+    gw = cache_gateway(cache_config(upstream.url, f"enabled: true\n{store_yaml}"))
+    events = stream_events()[:-1]  # no data: [DONE]
+    upstream.sse(events, times=1)
+    with_usage = {**DET, "stream_options": {"include_usage": True}}
+    r, original = gw.stream(with_usage if first_wants_usage else DET)
+    assert r.headers["x-gateway-cache"] == "miss" and b"error" not in original
+    assert original == (b"".join(events) if first_wants_usage else _strip_usage(events))
+    until_stored(gw)
+    r, replay = gw.stream(with_usage if first_wants_usage else DET)
+    assert r.headers["x-gateway-cache"] == "hit" and replay == original
+    # The other include_usage choice: the SDK reads a whole answer, its usage included when asked.
+    stream = gw.sdk().chat.completions.create(**DET, stream=True,
+                                              stream_options={"include_usage": not first_wants_usage})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "The answer is 42 é"
+    assert (chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 16) is not first_wants_usage
+    assert gw.sdk().chat.completions.create(**DET).choices[0].finish_reason == "tool_calls"
+    assert len(upstream.received) == 1

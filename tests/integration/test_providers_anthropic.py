@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import openai
 import orjson
 import pytest
 
@@ -261,3 +262,30 @@ def test_rate_limit_headers_pass_back_and_the_body_is_openai_shaped(upstream, ma
     assert r.headers["retry-after"] == "30" and r.headers["anthropic-ratelimit-requests-remaining"] == "0"
     assert r.json() == {"error": {"message": "slow down", "type": "rate_limit_error", "param": None,
                                   "code": "rate_limit_error"}}
+
+
+@pytest.mark.parametrize("reported, details", [
+    ({}, None),  # Anthropic said nothing of its cache: neither does the OpenAI usage
+    ({"cache_read_input_tokens": 0}, {"cached_tokens": 0}),  # 0 stays 0
+    ({"cache_creation_input_tokens": 40}, {"cache_write_tokens": 40}),
+])
+def test_cache_fields_anthropic_omitted_stay_absent(reported, details, upstream, make_gateway):
+    gateway = make_gateway(_config(upstream.url))
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+    usage = {"input_tokens": 10, "output_tokens": 3, **reported}
+    upstream.json({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+                   "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "usage": usage}, times=1)
+    raw = client.chat.completions.with_raw_response.create(model="chat", messages=[USER])
+    got = orjson.loads(raw.content)["usage"]
+    assert got.get("prompt_tokens_details") == details
+    upstream.sse([named_sse_event({"type": "message_start", "message": {
+                      "id": "m", "type": "message", "role": "assistant", "model": "claude-x", "content": [],
+                      "usage": usage}}),
+                  named_sse_event({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                   "usage": {"output_tokens": 3}}),
+                  named_sse_event({"type": "message_stop"})], times=1)
+    with client.chat.completions.with_streaming_response.create(
+            model="chat", messages=[USER], stream=True, stream_options={"include_usage": True}) as r:
+        events = parse_events(b"".join(r.iter_bytes()))
+    assert events[-2]["usage"].get("prompt_tokens_details") == details
+    assert got["prompt_tokens"] == events[-2]["usage"]["prompt_tokens"] == 10 + sum(reported.values())

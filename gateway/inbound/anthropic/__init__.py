@@ -64,7 +64,7 @@ class MessagesInbound:
             return orjson.dumps(to_message(answer, stops))
 
         def wrap(resp: UpstreamResponse) -> UpstreamResponse:
-            return TranslatedAnswer(resp, json, lambda: MessagesEncoder(stops))
+            return TranslatedAnswer(resp, json, lambda: MessagesEncoder(stops), ctx.stream)
 
         def leg(candidate: Any) -> Leg:
             nonlocal chat

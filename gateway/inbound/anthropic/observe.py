@@ -22,9 +22,14 @@ from gateway.inbound.anthropic.response import gateway_error
 from gateway.inbound.anthropic.stream import error_event as stream_error
 from gateway.providers.anthropic.response import FINISH_REASONS, translate_usage
 
+_COUNTS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
 
 def record_usage(ctx: RequestContext, usage: dict[str, Any]) -> None:
-    ctx.usage = Usage.from_openai(translate_usage(usage))
+    """Record ``usage`` unless every count is 0: Anthropic always counts the prompt, so that is
+    a translated answer whose backend reported no usage (the row then estimates its tokens)."""
+    if any(usage.get(name) for name in _COUNTS):
+        ctx.usage = Usage.from_openai(translate_usage(usage))
 
 
 def observe_json(ctx: RequestContext, body: bytes) -> None:

@@ -2,7 +2,8 @@
 
 Anthropic's sequence: ``message_start``; per content block ``content_block_start``, its
 ``content_block_delta`` events (``thinking_delta``, ``text_delta``, ``input_json_delta``) and
-``content_block_stop``; ``message_delta`` (``stop_reason``, usage); ``message_stop``. Blocks
+``content_block_stop``; ``message_delta`` (``stop_reason``, usage); ``message_stop``; one ``ping``
+after the first ``content_block_start``, where Anthropic's own streams send it. Blocks
 come one at a time, so a block is stopped when the next kind of content starts: reasoning
 (``reasoning_content``) → a thinking block, text → a text block, each tool call → a
 ``tool_use`` block. The usage chunk follows the finish reason in a chat stream, so
@@ -24,6 +25,9 @@ from gateway.inbound.anthropic.response import error_json, message_id, reasoning
 def event(payload: dict[str, Any]) -> bytes:
     """One Anthropic SSE event: ``event: <type>`` then its ``data:`` line."""
     return b"event: " + payload["type"].encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+PING = event({"type": "ping"})
 
 
 def error_event(body: bytes) -> bytes:
@@ -113,27 +117,29 @@ class MessagesEncoder:
 
     def _delta(self, kind: Any, block: dict[str, Any], delta: dict[str, Any], out: list[bytes]) -> None:
         if self._open != kind:
-            self._close(out)
-            self._open = kind
-            self._index += 1
-            out.append(event({"type": "content_block_start", "index": self._index, "content_block": block}))
+            self._start(kind, block, out)
         out.append(event({"type": "content_block_delta", "index": self._index, "delta": delta}))
 
     def _tool(self, call: dict[str, Any], out: list[bytes]) -> None:
         key = call.get("index", 0)
         fn = call.get("function") or {}
         if key not in self._tools:  # a new call: its block starts with its id and name
-            self._close(out)
-            self._index += 1
+            self._start(("tool", key), {"type": "tool_use", "id": call.get("id") or f"toolu_{self._index + 1}",
+                                        "name": fn.get("name") or "", "input": {}}, out)
             self._tools[key] = self._index
-            self._open = ("tool", key)
-            out.append(event({"type": "content_block_start", "index": self._index, "content_block": {
-                "type": "tool_use", "id": call.get("id") or f"toolu_{self._index}", "name": fn.get("name") or "",
-                "input": {}}}))
         arguments = fn.get("arguments")
         if isinstance(arguments, str) and arguments and self._open == ("tool", key):
             out.append(event({"type": "content_block_delta", "index": self._index,
                               "delta": {"type": "input_json_delta", "partial_json": arguments}}))
+
+    def _start(self, kind: Any, block: dict[str, Any], out: list[bytes]) -> None:
+        """Stop the open block, start the next; Anthropic sends a ``ping`` after its first."""
+        self._close(out)
+        self._open = kind
+        self._index += 1
+        out.append(event({"type": "content_block_start", "index": self._index, "content_block": block}))
+        if self._index == 0:
+            out.append(PING)
 
     def _close(self, out: list[bytes]) -> None:
         if self._open is not None:

@@ -28,19 +28,27 @@ def translate_usage(usage: dict[str, Any]) -> dict[str, Any]:
 
     Anthropic's ``input_tokens`` excludes cached input; OpenAI's ``prompt_tokens`` includes it,
     so ``prompt_tokens = input + cache_read + cache_creation``,
-    ``prompt_tokens_details.cached_tokens = cache_read`` and, when Anthropic reported it,
+    ``prompt_tokens_details.cached_tokens = cache_read`` and
     ``prompt_tokens_details.cache_write_tokens = cache_creation`` (OpenAI's usage has no field
-    for cache writes; OpenRouter's name for it).
+    for cache writes; OpenRouter's name for it), each only when Anthropic reported it: a field
+    it left out stays out (no ``prompt_tokens_details`` at all when both are), a 0 stays 0.
     """
-    read = usage.get("cache_read_input_tokens") or 0
+    read = usage.get("cache_read_input_tokens")
     written = usage.get("cache_creation_input_tokens")
-    prompt = (usage.get("input_tokens") or 0) + read + (written or 0)
+    read_n = read if isinstance(read, int) else 0
+    written_n = written if isinstance(written, int) else 0
+    prompt = (usage.get("input_tokens") or 0) + read_n + written_n
     completion = usage.get("output_tokens") or 0
-    details: dict[str, Any] = {"cached_tokens": read}
+    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                           "total_tokens": prompt + completion}
+    details: dict[str, Any] = {}
+    if isinstance(read, int):
+        details["cached_tokens"] = read
     if isinstance(written, int):
         details["cache_write_tokens"] = written
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": details}
+    if details:
+        out["prompt_tokens_details"] = details
+    return out
 
 
 def arguments_json(value: Any) -> str:

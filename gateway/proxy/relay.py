@@ -1,0 +1,147 @@
+"""Relaying a backend's answer to the client: a body whole (``relay_body``, with the JSON
+observation that fills the row: model, id, usage, finish reason, text) or a stream as it
+arrives (``relay_stream``, through an observer: the SSE tee, or an inbound protocol's or typed
+events' observer). An upstream error body is masked of any run of a backend's key and put in
+the caller's error shape; a stream that fails or ends incomplete gets an in-band error event,
+never a silent end. Called by ``handlers.forward`` once the attempt loop has an answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from gateway.core import outcome
+from gateway.core.context import RequestContext, Usage
+from gateway.core.errors import (
+    GatewayError,
+    StreamTruncatedError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    upstream_error_body,
+)
+from gateway.inbound import StreamObserver
+from gateway.proxy.streaming import StreamTee
+
+_JSON = "application/json"
+
+
+async def relay_body(ctx: RequestContext, upstream, headers: dict, body: bytes | None) -> web.Response:
+    """Send the answer's body whole (``body``, or read now): an error in the caller's shape."""
+    try:
+        if body is None:
+            body = await upstream.read()
+    except TimeoutError:
+        raise UpstreamTimeoutError(f"backend {ctx.backend!r} timed out sending its response") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"backend {ctx.backend!r} failed sending its response: {type(exc).__name__}") from None
+    if upstream.status >= 400:
+        secrets = ctx.runtime.secrets
+        body = secrets.mask_runs(body)  # an echoed key, whole or in part
+        for name, value in headers.items():  # ... or in a header passed back
+            headers[name] = secrets.mask_runs(value.encode()).decode("utf-8", "replace")
+        body = upstream_error_body(upstream.status, body) if ctx.inbound is None else \
+            ctx.inbound.upstream_error(upstream.status, body)
+        headers["Content-Type"] = _JSON
+        outcome.error(ctx, upstream.status, "upstream_http_error", body[:500].decode("utf-8", "replace"))
+    elif upstream.headers.get("Content-Type", "").startswith(_JSON):
+        (observe_json if ctx.inbound is None else ctx.inbound.observe_json)(ctx, body)
+    ctx.t_first_token = ctx.t_first_token or time.perf_counter()
+    if ctx.capture is not None:
+        ctx.capture.append(body)
+    if ctx.on_bytes is not None:
+        ctx.on_bytes(body)
+    ctx.response_body = body
+    return web.Response(status=upstream.status, body=body, headers=headers)
+
+def observe_json(ctx: RequestContext, body: bytes) -> None:
+    """What a JSON answer tells the row: the served model, its id, usage, finish reason, text."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(parsed, dict):
+        return
+    ctx.model_served = parsed.get("model") or ""
+    ctx.response_id = parsed.get("id") or ""
+    usage = parsed.get("usage")
+    if isinstance(usage, dict):
+        ctx.usage = Usage.from_any(usage)
+    for choice in parsed.get("choices") or ():
+        if choice.get("finish_reason"):
+            ctx.finish_reason = choice["finish_reason"]
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else choice.get("text")
+        if isinstance(text, str):
+            ctx.completion_text.append(text)
+
+async def relay_stream(request: web.Request, ctx: RequestContext, upstream, headers: dict,
+                        result, tee: StreamTee | StreamObserver | None) -> web.StreamResponse:
+    """Relay a stream as it arrives, each read through ``tee`` when there is one."""
+    headers["Cache-Control"] = "no-cache"
+    response = web.StreamResponse(status=upstream.status, headers=headers)
+    await response.prepare(request)
+    failure: GatewayError | None = None
+    perf = time.perf_counter
+    send: Callable[[bytes], Awaitable[None]] = response.write
+    # An in-band error event may echo the backend's key: the tee masks the events it reads;
+    # a stream relayed without a tee has its reads that mention an error masked.
+    mask = ctx.runtime.secrets.mask_error_runs if tee is None and ctx.runtime.secrets else None
+    if ctx.capture is not None or ctx.on_bytes is not None or mask is not None:
+        capture, on_bytes = ctx.capture, ctx.on_bytes
+
+        async def send(data: bytes) -> None:  # noqa: F811 - the observed variant
+            if mask is not None:
+                data = mask(data)
+            if capture is not None:
+                capture.append(data)
+            if on_bytes is not None:
+                on_bytes(data)
+            await response.write(data)
+    try:
+        first = result.first_chunk
+        if first:
+            out = tee.feed(first, perf()) if tee is not None else first
+            if out:
+                await send(out)
+        async for data in result.chunks:
+            out = tee.feed(data, perf()) if tee is not None else data
+            if out:
+                await send(out)
+        if tee is not None:
+            rest = tee.tail()
+            if rest:
+                await send(rest)
+            if tee.upstream_error is not None:
+                outcome.error(ctx, 502, "upstream_stream_error", str(tee.upstream_error.get("message", ""))[:500])
+            elif not tee.done:
+                failure = StreamTruncatedError(
+                    f"backend {ctx.backend!r} ended the stream before {tee.END}; the response is incomplete")
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        # The client went away: stop reading the upstream (closed by the caller).
+        outcome.client_closed(ctx, write_failed=True)
+        upstream.close()
+        return response
+    except TimeoutError:
+        failure = UpstreamTimeoutError(f"backend {ctx.backend!r} stopped sending within its read timeout")
+    except aiohttp.ClientError as exc:
+        failure = UpstreamError(f"backend {ctx.backend!r} failed mid-stream: {type(exc).__name__}")
+    if failure is not None:
+        # Never a silent clean end: tell the client in-band, in OpenAI's error shape.
+        outcome.failed(ctx, failure, truncated=True)
+        upstream.close()
+        try:
+            await send((tee or StreamTee).error_event(failure))
+        except ConnectionResetError:
+            pass
+    else:
+        upstream.release()
+    try:
+        await response.write_eof()
+    except ConnectionResetError:
+        pass
+    return response

@@ -1,0 +1,174 @@
+"""``/v1/messages`` as the ``anthropic`` SDK and the tools built on it (Claude Code) use it, at the
+edges: the ``request-id`` header the SDK reads, Anthropic's ``ping`` event, a backend that answers
+JSON to a stream request, a backend that reports no usage, versioned prompts, every event checked
+against the SDK's own types."""
+
+from __future__ import annotations
+
+import anthropic
+import httpx
+import orjson
+import pytest
+from pydantic import TypeAdapter
+
+from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
+from tests.support.gateway import gateway_config
+from tests.support.prompts import GREET, write_prompts
+from tests.support.telemetry import chdb_dsn, tdb, telemetry_yaml  # noqa: F401
+from tests.support.telemetry_rows import flush, select
+
+USER = [{"role": "user", "content": "hello there"}]
+WEATHER = {"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+CHAT = {"id": "chatcmpl-9", "object": "chat.completion", "created": 1, "model": "up-model",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "Let me look.", "reasoning_content": "Weather needs a tool.",
+            "tool_calls": [{"id": "call_1", "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}}
+STREAM = [sse_event(chat_chunk(role=True)), sse_event(chat_chunk("Hel")), sse_event(chat_chunk("lo")),
+          sse_event(chat_chunk(finish="stop")),
+          sse_event(chat_chunk(choices=False, usage={"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11})),
+          b"data: [DONE]\n\n"]
+EVENT = TypeAdapter(anthropic.types.RawMessageStreamEvent)
+
+
+def client(gw) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+
+
+def raw_events(gw, body: dict) -> list[dict]:
+    """The answer's events as sent, each ``event:`` name checked against its payload and every
+    payload but ``ping`` validated with the SDK's own event types."""
+    r = httpx.post(f"{gw.url}/v1/messages", json={**body, "stream": True}, timeout=30,
+                   headers={"x-api-key": "k", "anthropic-version": "2023-06-01"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"), r.text
+    events = []
+    for block in r.text.split("\n\n"):
+        if not block.strip():
+            continue
+        name, data = block.split("\n")
+        payload = orjson.loads(data.removeprefix("data: "))
+        assert name == f"event: {payload['type']}"
+        if payload["type"] != "ping":
+            EVENT.validate_python(payload)
+        events.append(payload)
+    return events
+
+
+def kinds(events: list[dict]) -> list[str]:
+    return [e["delta"]["type"] if e["type"] == "content_block_delta" else e["type"] for e in events]
+
+
+# --- request-id -----------------------------------------------------------------------------------
+def test_answers_carry_request_id_for_the_sdk(upstream, gateway):
+    upstream.json(CHAT)
+    raw = client(gateway).messages.with_raw_response.create(model="gpt-test", max_tokens=64, messages=USER)
+    assert raw.headers["request-id"] == raw.headers["x-request-id"]
+    assert raw.parse()._request_id == raw.headers["x-request-id"]
+    upstream.sse(STREAM)
+    with client(gateway).messages.stream(model="gpt-test", max_tokens=64, messages=USER) as stream:
+        stream.get_final_message()
+        assert stream.request_id == stream.response.headers["x-request-id"]
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client(gateway).messages.create(model="no-such-model", max_tokens=5, messages=USER)
+    assert missing.value.request_id == missing.value.response.headers["x-request-id"]
+    assert "request-id" not in httpx.post(f"{gateway.url}/v1/chat/completions", json={
+        "model": "gpt-test", "messages": USER}, timeout=30).headers  # OpenAI's clients read x-request-id
+
+
+# --- the event sequence ---------------------------------------------------------------------------
+def test_translated_stream_pings_after_the_first_block_starts(upstream, gateway):
+    """Anthropic's own streams send one ``ping`` after the first ``content_block_start``."""
+    upstream.sse(STREAM)
+    events = raw_events(gateway, {"model": "gpt-test", "max_tokens": 64, "messages": USER})
+    assert kinds(events) == ["message_start", "content_block_start", "ping", "text_delta", "text_delta",
+                             "content_block_stop", "message_delta", "message_stop"]
+    upstream.sse([sse_event(chat_chunk(finish="stop")), b"data: [DONE]\n\n"])  # no content: no block, no ping
+    assert kinds(raw_events(gateway, {"model": "gpt-test", "max_tokens": 64, "messages": USER})) == [
+        "message_start", "message_delta", "message_stop"]
+
+
+def test_json_answer_to_a_stream_request_is_sent_as_events(upstream, gateway):
+    """A backend that ignores ``stream: true`` and answers JSON: the client asked for events and
+    gets them (the SDK's stream would otherwise see nothing)."""
+    upstream.json(CHAT)
+    events = raw_events(gateway, {"model": "gpt-test", "max_tokens": 64, "messages": USER, "tools": [WEATHER]})
+    assert kinds(events) == ["message_start", "content_block_start", "ping", "thinking_delta", "content_block_stop",
+                             "content_block_start", "text_delta", "content_block_stop",
+                             "content_block_start", "input_json_delta", "content_block_stop",
+                             "message_delta", "message_stop"]
+    assert [e["index"] for e in events if e["type"] == "content_block_start"] == [0, 1, 2]
+    with client(gateway).messages.stream(model="gpt-test", max_tokens=64, messages=USER, tools=[WEATHER]) as stream:
+        final = stream.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
+    assert final.content[2].input == {"city": "Oslo"} and final.stop_reason == "tool_use"
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (12, 7)
+
+
+# --- usage ------------------------------------------------------------------------------------------
+def test_a_backend_without_usage_gets_estimated_rows_not_zeros(upstream, make_gateway, tmp_path, tdb):  # noqa: F811
+    gw = make_gateway(gateway_config(upstream.url, extra=telemetry_yaml(chdb_dsn(), tdb, tmp_path / "log")))
+    upstream.json({**CHAT, "usage": None})
+    client(gw).messages.create(model="gpt-test", max_tokens=64, messages=USER)
+    upstream.sse([c for c in STREAM if b'"usage"' not in c])
+    with client(gw).messages.stream(model="gpt-test", max_tokens=64, messages=USER) as stream:
+        stream.get_final_message()
+    flush(gw)
+    rows = select(tdb, "SELECT stream, prompt_tokens, completion_tokens, tokens_estimated FROM llm_requests "
+                       "ORDER BY ts_start")
+    assert [(r["stream"], r["tokens_estimated"]) for r in rows] == [(0, 1), (1, 1)]
+    assert all(r["prompt_tokens"] > 0 and r["completion_tokens"] > 0 for r in rows)
+
+
+# --- versioned prompts -------------------------------------------------------------------------------
+def prompt_gateway(make_gateway, tmp_path, chat_url: str, claude_url: str):
+    prompts = write_prompts(tmp_path / "prompts", greet=GREET)
+    return make_gateway(f"""
+backends:
+  fake: {{type: openai, base_url: "{chat_url}", api_key: sk-backend-secret}}
+  claude: {{type: anthropic, base_url: "{claude_url}", api_key: sk-ant-backend}}
+models:
+  gpt-test: {{targets: [{{backend: fake, model: up-model}}]}}
+  claude: {{targets: [{{backend: claude, model: claude-x}}]}}
+  greeter: {{targets: [{{backend: fake, model: up-model}}], prompt: greet@staging}}
+prompts: {{dir: "{prompts}"}}
+""")
+
+
+def test_prompts_are_injected_in_anthropic_form(make_gateway, tmp_path):
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x", "stop_reason": "end_turn",
+               "stop_sequence": None, "content": [{"type": "text", "text": "hi"}],
+               "usage": {"input_tokens": 3, "output_tokens": 1}}
+    with FakeUpstream() as chat, FakeUpstream() as claude:
+        gw = prompt_gateway(make_gateway, tmp_path, chat.url, claude.url)
+        chat.json({**CHAT, "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": "hi"}}]})
+        claude.json(message)
+        c = client(gw)
+        greet = {"x-gateway-prompt": "greet", "x-gateway-prompt-variables": '{"name": "Ann"}'}
+        raw = c.messages.with_raw_response.create(model="gpt-test", max_tokens=9, messages=USER, system="caller system",
+                                                  extra_headers=greet)
+        assert raw.headers["x-gateway-prompt-version"] == "1"
+        sent = chat.last.json()
+        assert sent["messages"] == [{"role": "system", "content": "v1: greet Ann\n\ncaller system"}, *USER]
+        assert sent["temperature"] == 0.1 and sent["max_completion_tokens"] == 9  # the caller's limit wins
+        # Natively to Anthropic: the prompt goes into `system`, the caller's blocks kept after it.
+        c.messages.create(model="claude", max_tokens=9, messages=USER, extra_headers=greet,
+                          system=[{"type": "text", "text": "caller", "cache_control": {"type": "ephemeral"}}])
+        sent = claude.last.json()
+        assert sent["system"] == [{"type": "text", "text": "v1: greet Ann"},
+                                  {"type": "text", "text": "caller", "cache_control": {"type": "ephemeral"}}]
+        assert sent["messages"] == USER and sent["temperature"] == 0.1 and "prompt" not in sent
+        # replace_system: the caller's system goes; the prompt's user turn comes first.
+        c.messages.create(model="claude", max_tokens=9, messages=USER, system="caller system",
+                          extra_body={"prompt": {"id": "greet", "version": 3}})
+        sent = claude.last.json()
+        assert sent["system"] == "v3 static"
+        assert sent["messages"] == [{"role": "user", "content": "example question"}, *USER]
+        # The model's own prompt.
+        c.messages.create(model="greeter", max_tokens=9, messages=USER,
+                          extra_body={"prompt": {"variables": {"name": "Cy"}}})
+        assert chat.last.json()["messages"][0] == {"role": "system", "content": "v2: greet Cy 2 times"}
+        with pytest.raises(anthropic.BadRequestError) as bad:
+            c.messages.create(model="gpt-test", max_tokens=9, messages=USER, extra_headers={"x-gateway-prompt": "nope"})
+        assert bad.value.body["type"] == "error" and bad.value.body["error"]["type"] == "invalid_request_error"
