@@ -1,8 +1,8 @@
 """Thin HTTP handlers for the OpenAI-compatible API: ``ProxyHandlers`` reads and checks the request, resolves
 the model, forwards to the backend and relays the answer (``gateway.proxy.relay``: a JSON body whole, a stream
-event by event through ``StreamTee``). Errors the gateway raises itself are answered in OpenAI's error format; upstream error responses
-are passed through with their status (wrapped in OpenAI's shape when they are not already). Every response
-carries ``x-request-id``; proxied ones also ``x-gateway-backend``.
+event by event through ``StreamTee``). Errors the gateway raises itself are answered in OpenAI's error format;
+upstream error responses are passed through with their status (wrapped in OpenAI's shape when they are not
+already). Every response carries ``x-request-id``; proxied ones also ``x-gateway-backend``.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ log = logging.getLogger("gateway.telemetry")
 # Body fields that are the content itself or are logged in their own column; the rest of the
 # body (sampling parameters and the like) goes to ``params``.
 # Content, not settings (the Responses API's ``instructions`` is its system prompt): rows keep
-# request bodies only where bodies logging is on.
+# request bodies only where bodies logging is on. A request that names no model (files, vector
+# store searches, thread messages: ``passthrough:``) has no params: any of its fields may be content.
 _NOT_PARAMS = frozenset({"model", "messages", "prompt", "input", "instructions", "stream", "stream_options",
                          "metadata", "user", "tools", "functions", "suffix"})
 _PARAMS_MAX = 4096
@@ -308,7 +309,7 @@ class RowBuilder:
             ctx.config_hash or self.config_hash, self.instance,
             ctx.tenant, ctx.api_key_id, user if isinstance(user, str) else "",
             self._metadata(ctx), ctx.client_ip, ctx.user_agent, client_rid, *self._session(ctx, headers),
-            ctx.endpoint, ctx.model_requested, ctx.stream, self._params(body),
+            ctx.endpoint, ctx.model_requested, ctx.stream, self._params(body) if ctx.model_requested else "",
             ctx.prompt_id, ctx.prompt_version, ctx.prompt_label, ctx.experiment_arm,
             ctx.backend, ctx.provider, ctx.model_served, ctx.route_rule, ctx.strategy,
             orjson.dumps(ctx.route_candidates).decode() if ctx.route_candidates else "",

@@ -40,6 +40,7 @@ models:
   gpt-4o-transcribe: {{targets: [{{backend: up}}]}}
 passthrough:
   - {{path: "files*", backend: up}}
+  - {{path: "vector_stores*", backend: up}}
 keys:
   - {{tenant: t, sha256: {hashlib.sha256(KEY.encode()).hexdigest()}, endpoints: ["*"]}}
 pricing:
@@ -215,3 +216,19 @@ def test_streamed_transcriptions_and_images_report_their_usage(env, tdb):
     assert (i["stream"], _tokens(i)) == (True, (50, 272, 322, None, None, None, 0))
     assert i["cost_usd"] == pytest.approx((50 * 5.0 + 272 * 40.0) / 1e6)
     assert (rows["cut"]["status_code"], rows["cut"]["truncated"]) == (502, True)
+
+
+def test_a_request_that_names_no_model_logs_no_params(env, tdb):
+    # Its body is no inference request: any field may be content (a search query, a message).
+    srv, up, _ = env
+    client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=KEY, max_retries=0)
+    up.json({"object": "vector_store.search_results.page", "search_query": ["x"], "data": [], "has_more": False,
+             "next_page": None}, times=1)
+    client.vector_stores.search("vs_1", query="my private words", max_num_results=3,
+                                extra_headers={"x-request-id": "search"})
+    assert up.last.json() == {"query": "my private words", "max_num_results": 3}
+    up.json(_chat("gpt-4o", {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}), times=1)
+    client.chat.completions.create(model="gpt-4o", messages=MSG, temperature=0.5, extra_headers={"x-request-id": "chat"})
+    rows = _rows(srv, tdb, 2)
+    assert (rows["search"]["endpoint"], rows["search"]["params"]) == ("vector_stores/vs_1/search", "")
+    assert rows["chat"]["params"] == '{"temperature":0.5}'

@@ -26,12 +26,21 @@ def _refuse(what: str, param: str) -> InvalidRequestError:
                                param=param, code="unsupported_parameter")
 
 
+def _string(part: dict[str, Any], key: str, param: str) -> str:
+    """A part's text field (absent: empty); any other type is the client's error, as OpenAI says."""
+    value = part.get(key, "")
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"Invalid type for '{param}.{key}': expected a string.", param=f"{param}.{key}")
+    return value
+
+
 def _text(content: Any, param: str) -> str:
     """Text of a tool output or of output parts (a string, or ``*_text`` parts)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and "text" in p)
+        return "".join(_string(p, "text", f"{param}[{i}]") for i, p in enumerate(content)
+                       if isinstance(p, dict) and "text" in p)
     raise InvalidRequestError(f"Invalid '{param}': expected a string or a list of text parts.", param=param)
 
 
@@ -39,9 +48,9 @@ def _part(part: Any, param: str) -> dict[str, Any]:
     """One content part of an input message as a chat content part."""
     kind = part.get("type") if isinstance(part, dict) else None
     if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
-        return {"type": "text", "text": part.get("text", "")}
+        return {"type": "text", "text": _string(part, "text", param)}
     if kind == "refusal":
-        return {"type": "text", "text": part.get("refusal", "")}
+        return {"type": "text", "text": _string(part, "refusal", param)}
     if kind == "input_image":
         if not part.get("image_url"):
             raise _refuse("An input_image given by file_id", f"{param}.file_id")

@@ -22,22 +22,29 @@ def item_id(response_id: str, kind: str, n: int = 0) -> str:
     return f"{kind}_{suffix}" if n == 0 else f"{kind}_{suffix}_{n}"
 
 
+def _setting(request: dict[str, Any], name: str, default: Any) -> Any:
+    """A setting as the response echoes it: the request's, or the default in force when it was
+    left out or sent as ``null``."""
+    value = request.get(name)
+    return default if value is None else value
+
+
 def shell(request: dict[str, Any], response_id: str, created_at: int, model: str, status: str) -> dict[str, Any]:
     """The ``response`` object without output and usage: what ``response.created`` carries."""
     text = request.get("text") if isinstance(request.get("text"), dict) else None
-    reasoning = request.get("reasoning") if isinstance(request.get("reasoning"), dict) else None
+    reasoning: dict[str, Any] = request["reasoning"] if isinstance(request.get("reasoning"), dict) else {}
     return {
         "id": response_id, "object": "response", "created_at": created_at, "status": status,
         "background": False, "error": None, "incomplete_details": None,
         "instructions": request.get("instructions"), "max_output_tokens": request.get("max_output_tokens"),
-        "model": model, "output": [], "parallel_tool_calls": request.get("parallel_tool_calls", True),
+        "model": model, "output": [], "parallel_tool_calls": _setting(request, "parallel_tool_calls", True),
         "previous_response_id": request.get("previous_response_id"),
-        "reasoning": {"effort": (reasoning or {}).get("effort"), "summary": None},
-        "store": request.get("store", True), "temperature": request.get("temperature", 1.0),
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "store": _setting(request, "store", True), "temperature": _setting(request, "temperature", 1.0),
         "text": {"format": (text or {}).get("format") or {"type": "text"}},
-        "tool_choice": request.get("tool_choice", "auto"), "tools": request.get("tools") or [],
-        "top_p": request.get("top_p", 1.0), "truncation": "disabled", "usage": None,
-        "user": request.get("user"), "metadata": request.get("metadata") or {},
+        "tool_choice": _setting(request, "tool_choice", "auto"), "tools": request.get("tools") or [],
+        "top_p": _setting(request, "top_p", 1.0), "truncation": _setting(request, "truncation", "disabled"),
+        "usage": None, "user": request.get("user"), "metadata": request.get("metadata") or {},
     }
 
 

@@ -80,7 +80,7 @@ class ResponsesEncoder:
         self._items: list[_Item] = []
         self._done_items: dict[int, dict[str, Any]] = {}
         self._open: _Item | None = None  # the reasoning or message item receiving deltas
-        self._calls: dict[int, _Item] = {}  # tool call index in the chunks -> its item
+        self._calls: dict[Any, _Item] = {}  # tool call index in the chunks (``_key``) -> its item
         self._counts: dict[str, int] = {}
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
@@ -168,8 +168,19 @@ class ResponsesEncoder:
         extra: dict[str, Any] = {"logprobs": []} if kind == "output_text" else {}
         self._emit(_DELTA[kind], item_id=item.id, output_index=item.index, content_index=0, delta=delta, **extra)
 
+    def _key(self, call: dict[str, Any]) -> Any:
+        """Which call a tool call delta continues. Backends that give calls no ``index`` (Gemini)
+        send each call whole, or its id on the first delta only: a new id is a new call."""
+        index = call.get("index")
+        if index is not None:
+            return index
+        last = next(reversed(self._calls), None)
+        if last is not None and call.get("id") in (None, "", self._calls[last].call_id):
+            return last
+        return ("unindexed", len(self._calls))
+
     def _call(self, call: dict[str, Any]) -> None:
-        index = call.get("index", 0)
+        index = self._key(call)
         function = call.get("function") or {}
         item = self._calls.get(index)
         if item is None:

@@ -1,0 +1,110 @@
+"""``/v1/responses`` translated for a chat-only backend, as real clients and backends use it
+beyond the happy path: values sent as ``null`` or of the wrong type, answers checked strictly
+against the openai SDK's own types (``Response``, every stream event), and chat backends whose
+streams differ from OpenAI's (tool calls without an ``index``, as Gemini's)."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
+
+from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
+from tests.support.gateway import serve
+
+RESPONSE = TypeAdapter(Response)
+EVENT = TypeAdapter(ResponseStreamEvent)
+USAGE = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+
+
+@pytest.fixture
+def setup():
+    with FakeUpstream() as upstream, serve(f"""
+backends:
+  chat: {{type: openai, base_url: "{upstream.url}", api_key: sk-backend-secret, responses: translate}}
+models:
+  gpt-4o: {{targets: [{{backend: chat, model: up-model}}]}}
+telemetry: {{enabled: false}}
+""") as srv:
+        yield srv, upstream
+
+
+def _client(srv) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+
+
+def _completion(message: dict, finish: str = "stop") -> dict:
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "up-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}],
+            "usage": USAGE}
+
+
+def _stream(deltas: list[dict], finish: str = "stop") -> list[bytes]:
+    chunks = [sse_event(chat_chunk(role=True))]
+    for delta in deltas:
+        chunk = chat_chunk()
+        chunk["choices"][0]["delta"] = delta
+        chunks.append(sse_event(chunk))
+    return chunks + [sse_event(chat_chunk(finish=finish)), sse_event(chat_chunk(choices=False, usage=USAGE)),
+                     b"data: [DONE]\n\n"]
+
+
+def _events(srv, body: dict) -> list:
+    """A streamed answer's events, each validated by the SDK's own types (not just constructed)."""
+    with httpx.stream("POST", f"{srv.url}/v1/responses", json={**body, "stream": True}) as resp:
+        assert resp.status_code == 200
+        lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
+    events = [EVENT.validate_json(line.removeprefix("data: ")) for line in lines]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    return events
+
+
+@pytest.mark.parametrize(("item", "param"), [
+    ({"role": "user", "content": [{"type": "input_text", "text": None}]}, "input[0].content[0].text"),
+    ({"role": "user", "content": [{"type": "input_text", "text": 7}]}, "input[0].content[0].text"),
+    ({"type": "function_call_output", "call_id": "call_1", "output": [{"type": "input_text", "text": None}]},
+     "input[0].output[0].text"),
+])
+def test_a_part_whose_text_is_null_or_not_a_string_is_a_400_naming_it(setup, item, param):
+    srv, upstream = setup
+    with pytest.raises(openai.BadRequestError) as caught:
+        _client(srv).responses.create(model="gpt-4o", input=[item])
+    assert (caught.value.body["type"], caught.value.body["param"]) == ("invalid_request_error", param)
+    assert not upstream.received
+
+
+def test_settings_sent_as_null_are_answered_as_their_defaults_and_the_rest_echoed(setup):
+    """Frameworks pass ``None`` for settings they leave alone, and the SDK sends it as ``null``:
+    the ``response`` echoes the defaults in force, in the shape the SDK's types accept."""
+    srv, upstream = setup
+    asked = {"model": "gpt-4o", "input": "Hi", "temperature": None, "top_p": None, "parallel_tool_calls": None,
+             "tool_choice": None, "tools": None, "metadata": None, "truncation": "auto",
+             "reasoning": {"effort": "low", "summary": "auto"}}
+    upstream.json(_completion({"content": "Hello"}), times=1)
+    answer = RESPONSE.validate_json(httpx.post(f"{srv.url}/v1/responses", json=asked).content)
+    assert (answer.temperature, answer.top_p, answer.parallel_tool_calls, answer.tool_choice, answer.tools) == \
+        (1.0, 1.0, True, "auto", [])
+    assert (answer.truncation, answer.reasoning.effort, answer.reasoning.summary) == ("auto", "low", "auto")
+    upstream.sse(_stream([{"content": "Hello"}]), times=1)
+    events = _events(srv, asked)
+    assert events[0].response.parallel_tool_calls is True and events[-1].response.truncation == "auto"
+
+
+def test_tool_calls_without_an_index_stay_apart(setup):
+    """Gemini's chat streams give tool calls no ``index``: each call comes whole with its own id
+    (or its arguments follow in deltas without one), and a turn with calls may finish ``stop``."""
+    srv, upstream = setup
+    weather = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    upstream.sse(_stream([
+        {"tool_calls": [{"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]},
+        {"tool_calls": [{"function": {"arguments": '{"city":"Oslo"}'}}]},
+        {"tool_calls": [{"id": "call_b", "type": "function",
+                         "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]},
+    ]), times=1)
+    with _client(srv).responses.stream(model="gpt-4o", input="Oslo and Rome?", tools=[weather]) as stream:
+        final = stream.get_final_response()
+    calls = [(item.type, item.call_id, item.name, item.arguments) for item in final.output]
+    assert calls == [("function_call", "call_a", "get_weather", '{"city":"Oslo"}'),
+                     ("function_call", "call_b", "get_weather", '{"city":"Rome"}')]
