@@ -119,7 +119,8 @@ class RequestContext:
     error_message: str = ""
     finish_reason: str = ""
     truncated: bool = False
-    stream_done: bool = False  # the stream is whole ([DONE] passed on, or it ended after every choice finished)
+    stream_done: bool = False  # the stream is whole ([DONE] or a typed stream's final event passed on,
+    # or it ended after every choice finished)
     usage: Usage = field(default_factory=Usage)
     t_upstream_start: float | None = None
     t_upstream_headers: float | None = None

@@ -72,8 +72,8 @@ class UsageEvents:
             delta = event.get("delta")
             if isinstance(delta, str):
                 ctx.completion_text.append(delta)
-        elif kind in _FINAL:
-            self.done = True
+        elif kind in _FINAL:  # whole now: a client that hangs up after it is no 499 (``outcome.client_closed``)
+            self.done = ctx.stream_done = True
             usage = event.get("usage")
             if isinstance(usage, dict):
                 ctx.usage = Usage.from_any(usage)

@@ -14,9 +14,11 @@ import os
 import aiohttp
 import httpx
 import openai
+import orjson
 import pytest
 from aiohttp import web
 
+from gateway.app import FINISHERS
 from gateway.proxy.multipart import read_form
 from gateway.proxy.server import BackgroundServer
 from tests.support.polling import wait_for
@@ -236,3 +238,25 @@ def test_a_form_cut_into_small_reads_arrives_intact(gw, upstream):
     assert r.status_code == 200, r.text
     got = upstream.last.body
     assert got == body.replace(b"\r\n\r\nwhisper\r\n", b"\r\n\r\nwhisper-1\r\n")
+
+
+def test_a_client_that_leaves_after_the_final_event_got_the_whole_stream(gw, upstream):
+    """A transcription stream is whole at its final event, as a chat stream is at ``[DONE]``: a
+    client that hangs up then (the backend's connection still open) is no 499."""
+    records: list = []
+    gw.app[FINISHERS].append(records.append)
+    done = {"type": "transcript.text.done", "text": "Hello",
+            "usage": {"type": "tokens", "input_tokens": 12, "output_tokens": 2, "total_tokens": 14}}
+    upstream.sse([b'data: {"type":"transcript.text.delta","delta":"Hello"}\n\n', b"data: " + orjson.dumps(done)
+                  + b"\n\n", b": keep-alive\n\n"], pause_after=2)
+    try:
+        with sdk(gw).audio.transcriptions.with_streaming_response.create(
+                file=("a.wav", AUDIO[:1000], "audio/wav"), model="whisper", stream=True) as r:
+            for line in r.iter_lines():
+                if line.startswith("data:") and "transcript.text.done" in line:
+                    break  # the SDK user has what it wanted and closes the connection
+        wait_for(lambda: records, what="the request to finish")
+    finally:
+        upstream.resume()
+    ctx = records[0]
+    assert (ctx.status_code, ctx.error_type, ctx.truncated, ctx.usage.completion_tokens) == (200, "", False, 2)
