@@ -78,7 +78,9 @@ class Leg:
     """How one target is asked: ``path`` below ``/v1/``, ``raw`` (bytes; ``b""`` when the
     target encodes ``parsed`` itself), ``parsed``, extra ``headers`` (or None), and ``wrap``:
     None for a native answer, else what turns the chat answer into the protocol's. ``answer``:
-    the answer made in process, nothing sent (Anthropic's token count on a chat backend)."""
+    the answer made in process, nothing sent (Anthropic's token count on a chat backend).
+    ``query``: the query string sent (None: the client's, as a native target takes it; a
+    translated target speaks another API, whose parameters the client's are not)."""
 
     path: str
     raw: bytes
@@ -86,6 +88,7 @@ class Leg:
     headers: Mapping[str, str] | None = None
     wrap: Callable[[UpstreamResponse], UpstreamResponse] | None = None
     answer: UpstreamResponse | None = None
+    query: str | None = None
 
 
 class Inbound(Protocol):

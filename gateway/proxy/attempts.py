@@ -114,7 +114,7 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
         if min_window is not None and (cand.target.context_window or 0) <= min_window:
             cand.skipped = "context_window"
             continue
-        path, send, wrap, answer = ctx.endpoint, headers, None, None
+        path, send, wrap, answer, sent_query = ctx.endpoint, headers, None, None, query
         if legs is None:
             raw, parsed = body_for(cand)
         else:
@@ -126,6 +126,8 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
             path, raw, parsed, wrap, answer = leg.path, leg.raw, leg.parsed, leg.wrap, leg.answer
             if leg.headers:
                 send = {**(headers or {}), **leg.headers}
+            if leg.query is not None:
+                sent_query = leg.query
         for n in range(1, retry.attempts + 1):
             state = cand.state
             if not state.breaker.allow():
@@ -145,7 +147,7 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
             try:
                 resp = answer if answer is not None else await cand.client.forward(
                     method, path, raw, parsed, cand.upstream_model,
-                    send if ctx.trace is None else ctx.trace.outbound(record, send), query)
+                    send if ctx.trace is None else ctx.trace.outbound(record, send), sent_query)
                 if wrap is not None:
                     resp = wrap(resp)
                 record.status_code = resp.status

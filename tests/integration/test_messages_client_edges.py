@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.gateway import gateway_config
+from tests.support.polling import wait_for
 from tests.support.prompts import GREET, write_prompts
 from tests.support.telemetry import chdb_dsn, tdb, telemetry_yaml  # noqa: F401
 from tests.support.telemetry_rows import flush, select
@@ -172,3 +173,82 @@ def test_prompts_are_injected_in_anthropic_form(make_gateway, tmp_path):
         with pytest.raises(anthropic.BadRequestError) as bad:
             c.messages.create(model="gpt-test", max_tokens=9, messages=USER, extra_headers={"x-gateway-prompt": "nope"})
         assert bad.value.body["type"] == "error" and bad.value.body["error"]["type"] == "invalid_request_error"
+
+
+# --- what Claude Code sends ---------------------------------------------------------------------------
+def test_tool_calls_without_an_index_are_separate_blocks(upstream, gateway):
+    """Some OpenAI-compatible servers stream whole tool calls with an ``id`` and no ``index``."""
+    def delta(call: dict) -> bytes:
+        chunk = chat_chunk()
+        chunk["choices"][0]["delta"] = {"tool_calls": [call]}
+        return sse_event(chunk)
+    upstream.sse([delta({"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":'}}),
+                  delta({"function": {"arguments": '"Oslo"}'}}),  # no id: the same call goes on
+                  delta({"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": '{"tz":"CET"}'}}),
+                  sse_event(chat_chunk(finish="tool_calls")), b"data: [DONE]\n\n"])
+    with client(gateway).messages.stream(model="gpt-test", max_tokens=64, messages=USER, tools=[WEATHER]) as stream:
+        final = stream.get_final_message()
+    assert [(b.id, b.name, b.input) for b in final.content] == [
+        ("call_a", "get_weather", {"city": "Oslo"}), ("call_b", "get_time", {"tz": "CET"})]
+
+
+def test_the_anthropic_query_string_stays_off_chat_backends(make_gateway):
+    """Claude Code posts to ``/v1/messages?beta=true``: a native backend gets it, a chat backend,
+    which speaks another API, does not."""
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x", "stop_reason": "end_turn",
+               "stop_sequence": None, "content": [], "usage": {"input_tokens": 3, "output_tokens": 1}}
+    with FakeUpstream() as chat, FakeUpstream() as claude:
+        gw = make_gateway(f"""
+backends:
+  fake: {{type: openai, base_url: "{chat.url}", api_key: sk-backend-secret}}
+  claude: {{type: anthropic, base_url: "{claude.url}", api_key: sk-ant-backend}}
+models:
+  gpt-test: {{targets: [{{backend: fake, model: up-model}}]}}
+  claude: {{targets: [{{backend: claude, model: claude-x}}]}}
+""")
+        chat.json({**CHAT, "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": "hi"}}]})
+        claude.json(message)
+        for model in ("gpt-test", "claude"):
+            r = httpx.post(f"{gw.url}/v1/messages?beta=true", timeout=30, headers={"x-api-key": "k"},
+                           json={"model": model, "max_tokens": 5, "messages": USER})
+            assert r.status_code == 200, r.text
+        assert (chat.last.path, chat.last.query) == ("/v1/chat/completions", "")
+        assert (claude.last.path, claude.last.query) == ("/v1/messages", "beta=true")
+
+
+# --- a stream that does not end well ---------------------------------------------------------------
+def test_client_leaving_and_backend_failing_mid_stream(upstream, make_gateway, tmp_path, tdb):  # noqa: F811
+    gw = make_gateway(gateway_config(upstream.url, extra=telemetry_yaml(chdb_dsn(), tdb, tmp_path / "log")))
+    upstream.sse(STREAM, pause_after=2)  # two chunks, then the backend waits
+    with httpx.stream("POST", f"{gw.url}/v1/messages", timeout=30, headers={"x-api-key": "k"},
+                      json={"model": "gpt-test", "max_tokens": 64, "messages": USER, "stream": True}) as r:
+        first = next(r.iter_raw())
+    assert first.startswith(b"event: message_start")
+    wait_for(lambda: upstream.disconnects, what="the gateway to drop the backend when the client left")
+    upstream.resume()
+    upstream.sse(STREAM, abort_after=3)  # the backend's connection breaks mid-answer
+    with pytest.raises(anthropic.APIStatusError) as info:
+        with client(gw).messages.stream(model="gpt-test", max_tokens=64, messages=USER) as stream:
+            stream.get_final_message()
+    assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "api_error"
+    flush(gw)
+    rows = select(tdb, "SELECT status_code, error_type, truncated FROM llm_requests ORDER BY ts_start")
+    assert [(r["status_code"], bool(r["truncated"])) for r in rows] == [(499, True), (502, True)]
+
+
+def test_images_in_tool_results_follow_as_a_user_turn(upstream, gateway):
+    """Claude Code's Read tool answers an image file with an image block in the ``tool_result``;
+    a chat ``tool`` message holds only text, so the image leads the user turn after it."""
+    upstream.json({**CHAT, "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": "A cat."}}]})
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    client(gateway).messages.create(model="gpt-test", max_tokens=64, tools=[WEATHER], messages=[
+        *USER, {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                      "content": [{"type": "text", "text": "cat.png"}, image]},
+                                     {"type": "text", "text": "What is it?"}]}])
+    assert upstream.last.json()["messages"][2:] == [
+        {"role": "tool", "tool_call_id": "t1", "content": "cat.png"},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                                     {"type": "text", "text": "What is it?"}]}]

@@ -74,7 +74,7 @@ class MessagesInbound:
             if chat is None:
                 chat = to_chat(body)
             parsed = backend_body(chat, client.type, candidate.upstream_model)
-            return Leg(CHAT, orjson.dumps(parsed) if client.needs_raw else b"", parsed, None, wrap)
+            return Leg(CHAT, orjson.dumps(parsed) if client.needs_raw else b"", parsed, None, wrap, query="")
 
         return leg
 

@@ -3,9 +3,10 @@
 The reverse of ``gateway.providers.anthropic.request``: ``system`` (a string or text blocks) →
 a system message; text and image blocks → content parts; assistant ``tool_use`` blocks →
 ``tool_calls``; ``tool_result`` blocks → ``tool`` messages (before the rest of their user
-turn, as OpenAI wants results right after the calls); ``tools``/``tool_choice`` → function
-tools; ``stop_sequences`` → ``stop``; ``max_tokens``, ``temperature``, ``top_p``, ``top_k``
-(``backend_body`` keeps it only for backends that take it); ``metadata.user_id`` → ``user``;
+turn, as OpenAI wants results right after the calls; their images lead that user turn);
+``tools``/``tool_choice`` → function tools; ``stop_sequences`` → ``stop``; ``max_tokens``,
+``temperature``, ``top_p``, ``top_k`` (``backend_body`` keeps it only for backends that take
+it); ``metadata.user_id`` → ``user``;
 ``thinking`` → ``reasoning_effort`` (a budget in tokens → low/medium/high);
 ``output_config.format`` → a JSON-schema ``response_format``. What a chat backend cannot do
 (server tools, documents, a ``container``) is a 400; Anthropic fields that do not change the
@@ -88,12 +89,16 @@ def _plain(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     return parts
 
 
-def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
+def _tool_result(block: dict[str, Any], where: str, images: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``tool`` message. Its images (Claude Code reads image files with a tool) go to
+    ``images``, for the user message that follows: a chat ``tool`` message holds text only."""
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str) or not call_id:
         raise _bad(f"{where}.tool_use_id: Field required", where)
     content = block.get("content")
-    text = "" if content is None else _plain(_parts(content, f"{where}.content", allow_images=False))
+    parts = [] if content is None else _parts(content, f"{where}.content", allow_images=True)
+    images.extend(p for p in parts if p["type"] != "text")
+    text = _plain([p for p in parts if p["type"] == "text"])
     if block.get("is_error") is True:
         text = f"Error: {text}"
     return {"role": "tool", "tool_call_id": call_id, "content": text}
@@ -106,13 +111,14 @@ def _user(content: Any, where: str, out: list[dict[str, Any]]) -> None:
     if not isinstance(content, list):
         raise _bad(f"{where}: Input should be a valid string or list of content blocks", where)
     rest: list[Any] = []
+    images: list[dict[str, Any]] = []
     for j, block in enumerate(content):
         if isinstance(block, dict) and block.get("type") == "tool_result":
-            out.append(_tool_result(block, f"{where}.{j}"))
+            out.append(_tool_result(block, f"{where}.{j}", images))
         else:
             rest.append(block)
-    if rest:
-        out.append({"role": "user", "content": _plain(_parts(rest, where, allow_images=True))})
+    if rest or images:
+        out.append({"role": "user", "content": _plain(images + _parts(rest, where, allow_images=True))})
 
 
 def _assistant(content: Any, where: str, out: list[dict[str, Any]]) -> None:

@@ -121,7 +121,9 @@ class MessagesEncoder:
         out.append(event({"type": "content_block_delta", "index": self._index, "delta": delta}))
 
     def _tool(self, call: dict[str, Any], out: list[bytes]) -> None:
-        key = call.get("index", 0)
+        key = call.get("index")
+        if key is None:  # some servers send no index: an id starts a call, a delta without one goes on
+            key = call.get("id") or (self._open[1] if isinstance(self._open, tuple) else 0)
         fn = call.get("function") or {}
         if key not in self._tools:  # a new call: its block starts with its id and name
             self._start(("tool", key), {"type": "tool_use", "id": call.get("id") or f"toolu_{self._index + 1}",
