@@ -108,3 +108,32 @@ def test_tool_calls_without_an_index_stay_apart(setup):
     calls = [(item.type, item.call_id, item.name, item.arguments) for item in final.output]
     assert calls == [("function_call", "call_a", "get_weather", '{"city":"Oslo"}'),
                      ("function_call", "call_b", "get_weather", '{"city":"Rome"}')]
+
+
+def test_a_reasoning_summary_asked_for_is_told_as_one(setup):
+    """With ``reasoning.summary`` (as Codex asks), the backend's reasoning comes as the summary
+    OpenAI's reasoning models stream (``response.reasoning_summary_*``), which is what such
+    clients show; without it, as ``reasoning_text`` content (tested with the lifecycle)."""
+    srv, upstream = setup
+    asked = {"model": "gpt-4o", "input": "Hi", "reasoning": {"effort": "medium", "summary": "auto"}}
+    upstream.sse(_stream([{"reasoning_content": "Greet "}, {"reasoning_content": "back."}, {"content": "Hello"}]),
+                 times=1)
+    events = _events(srv, asked)
+    at = {"item_id": events[2].item.id, "output_index": 0, "summary_index": 0}
+    assert [e.type for e in events[2:8]] == [
+        "response.output_item.added", "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta", "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done", "response.reasoning_summary_part.done"]
+    assert all(e.model_dump(include=set(at)) == at for e in events[3:8])
+    assert events[2].item.summary == [] and events[7].part.text == events[6].text == "Greet back."
+    assert [e.type for e in events[8:]] == [
+        "response.output_item.done", "response.output_item.added", "response.content_part.added",
+        "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+        "response.output_item.done", "response.completed"]
+    upstream.json(_completion({"reasoning_content": "Greet back.", "content": "Hello"}), times=1)
+    whole = _client(srv).responses.create(**asked)
+    for final in (events[-1].response, whole):
+        reasoning = final.output[0]
+        assert (reasoning.type, [(s.type, s.text) for s in reasoning.summary], reasoning.content) == \
+            ("reasoning", [("summary_text", "Greet back.")], None)
+        assert final.output_text == "Hello"

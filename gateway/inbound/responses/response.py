@@ -62,7 +62,21 @@ def usage(chat_usage: Any) -> dict[str, Any] | None:
             "total_tokens": chat_usage.get("total_tokens") or prompt + completion}
 
 
-def reasoning_item(response_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+def wants_summary(request: dict[str, Any]) -> bool:
+    """The request asks for a reasoning summary (``reasoning.summary``, or the older
+    ``generate_summary``): the backend's reasoning is then told as the summary, as clients that
+    ask (Codex) show only summaries."""
+    reasoning = request.get("reasoning")
+    if not isinstance(reasoning, dict):
+        return False
+    return (reasoning.get("summary") or reasoning.get("generate_summary")) in ("auto", "concise", "detailed")
+
+
+def reasoning_item(response_id: str, text: str, status: str = "completed", summary: bool = False) -> dict[str, Any]:
+    """A reasoning item with ``text`` as its content, or (``summary``) as its summary."""
+    if summary:
+        return {"id": item_id(response_id, "rs"), "type": "reasoning",
+                "summary": [{"type": "summary_text", "text": text}], "status": status}
     return {"id": item_id(response_id, "rs"), "type": "reasoning", "summary": [],
             "content": [{"type": "reasoning_text", "text": text}], "status": status}
 
@@ -106,7 +120,7 @@ def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str) -
     items: list[dict[str, Any]] = []
     reasoning = reasoning_of(message)
     if reasoning:
-        items.append(reasoning_item(response_id, reasoning))
+        items.append(reasoning_item(response_id, reasoning, summary=wants_summary(request)))
     if message.get("refusal"):
         items.append(message_item(response_id, [{"type": "refusal", "refusal": message["refusal"]}]))
     elif message.get("content"):

@@ -11,7 +11,10 @@ or ``response.function_call_arguments.delta`` for a tool call) → their ``*.don
 the whole ``output`` and ``usage``. Every event has the next ``sequence_number``; items are
 numbered by ``output_index`` in the order they open. An in-band error from the backend ends the
 stream with an ``error`` event and ``response.failed``; a stream that breaks off is ended the
-same way by the relay's observer — never silently.
+same way by the relay's observer — never silently. A request that asks for a reasoning summary
+(``reasoning.summary``, as Codex does) gets the backend's reasoning as OpenAI's reasoning models
+stream their summaries: ``response.reasoning_summary_part.added`` →
+``response.reasoning_summary_text.delta``… → ``.done`` → ``response.reasoning_summary_part.done``.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from gateway.inbound.responses import response as shapes
 
 @dataclass(slots=True)
 class _Item:
-    """An output item being streamed: ``kind`` is ``reasoning``, ``output_text``, ``refusal`` or
-    ``function_call`` (the content part, or the call)."""
+    """An output item being streamed: ``kind`` is ``reasoning`` (its content), ``summary`` (a
+    reasoning item's summary), ``output_text``, ``refusal`` or ``function_call`` (the call)."""
 
     kind: str
     index: int
@@ -42,24 +45,33 @@ class _Item:
         text = "".join(self.parts)
         if self.kind == "function_call":
             return {**shapes.call_item(response_id, 0, self.call_id, self.name, text, status), "id": self.id}
-        if self.kind == "reasoning":
-            return {**shapes.reasoning_item(response_id, text, status), "id": self.id}
+        if self.kind in ("reasoning", "summary"):
+            return {**shapes.reasoning_item(response_id, text, status, self.kind == "summary"), "id": self.id}
         return {**shapes.message_item(response_id, [self.part(text)], status), "id": self.id}
 
     def part(self, text: str) -> dict[str, Any]:
         if self.kind == "reasoning":
             return {"type": "reasoning_text", "text": text}
+        if self.kind == "summary":
+            return {"type": "summary_text", "text": text}
         if self.kind == "refusal":
             return {"type": "refusal", "refusal": text}
         return shapes.text_part(text)
 
 
-# Delta event and done event (with the field that carries the whole text) per content kind.
-_DELTA = {"output_text": "response.output_text.delta", "refusal": "response.refusal.delta",
-          "reasoning": "response.reasoning_text.delta"}
-_DONE = {"output_text": ("response.output_text.done", "text"), "refusal": ("response.refusal.done", "refusal"),
-         "reasoning": ("response.reasoning_text.done", "text")}
-_PREFIX = {"output_text": "msg", "refusal": "msg", "reasoning": "rs"}
+# Per content kind: the part's added and done events and the field numbering parts, the delta
+# event, the text's done event and the field that carries the whole text there.
+_PART = ("response.content_part.added", "response.content_part.done", "content_index")
+_EVENTS = {
+    "output_text": (*_PART, "response.output_text.delta", "response.output_text.done", "text"),
+    "refusal": (*_PART, "response.refusal.delta", "response.refusal.done", "refusal"),
+    "reasoning": (*_PART, "response.reasoning_text.delta", "response.reasoning_text.done", "text"),
+    "summary": ("response.reasoning_summary_part.added", "response.reasoning_summary_part.done", "summary_index",
+                "response.reasoning_summary_text.delta", "response.reasoning_summary_text.done", "text"),
+}
+_PREFIX = {"output_text": "msg", "refusal": "msg", "reasoning": "rs", "summary": "rs"}
+# The item's list of parts, empty when ``response.output_item.added`` announces it.
+_PARTS = {"output_text": "content", "refusal": "content", "summary": "summary"}
 
 
 class ResponsesEncoder:
@@ -77,6 +89,7 @@ class ResponsesEncoder:
         self._out: list[bytes] = []
         self._started = False
         self._model = str(request.get("model") or "")
+        self._reasoning = "summary" if shapes.wants_summary(request) else "reasoning"
         self._items: list[_Item] = []
         self._done_items: dict[int, dict[str, Any]] = {}
         self._open: _Item | None = None  # the reasoning or message item receiving deltas
@@ -142,7 +155,7 @@ class ResponsesEncoder:
             delta = choice.get("delta") or {}
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if isinstance(reasoning, str) and reasoning:
-                self._text("reasoning", reasoning)
+                self._text(self._reasoning, reasoning)
             if isinstance(delta.get("content"), str) and delta["content"]:
                 self._text("output_text", delta["content"])
             if isinstance(delta.get("refusal"), str) and delta["refusal"]:
@@ -159,14 +172,15 @@ class ResponsesEncoder:
             self._close_open()
             item = self._open = self._add(kind, shapes.item_id(self._id, _PREFIX[kind], self._next(_PREFIX[kind])))
             added = item.final(self._id, "in_progress")
-            if kind != "reasoning":
-                added["content"] = []
+            if kind in _PARTS:
+                added[_PARTS[kind]] = []
             self._emit("response.output_item.added", output_index=item.index, item=added)
-            self._emit("response.content_part.added", item_id=item.id, output_index=item.index, content_index=0,
-                       part=item.part(""))
+            part_added, _, number, *_ = _EVENTS[kind]
+            self._emit(part_added, item_id=item.id, output_index=item.index, **{number: 0}, part=item.part(""))
         item.parts.append(delta)
+        _, _, number, event, *_ = _EVENTS[kind]
         extra: dict[str, Any] = {"logprobs": []} if kind == "output_text" else {}
-        self._emit(_DELTA[kind], item_id=item.id, output_index=item.index, content_index=0, delta=delta, **extra)
+        self._emit(event, item_id=item.id, output_index=item.index, **{number: 0}, delta=delta, **extra)
 
     def _key(self, call: dict[str, Any]) -> Any:
         """Which call a tool call delta continues. Backends that give calls no ``index`` (Gemini)
@@ -214,11 +228,10 @@ class ResponsesEncoder:
         if item is None:
             return
         text = "".join(item.parts)
-        event, name = _DONE[item.kind]
+        _, part_done, number, _, event, name = _EVENTS[item.kind]
         extra: dict[str, Any] = {"logprobs": []} if item.kind == "output_text" else {}
-        self._emit(event, item_id=item.id, output_index=item.index, content_index=0, **{name: text}, **extra)
-        self._emit("response.content_part.done", item_id=item.id, output_index=item.index, content_index=0,
-                   part=item.part(text))
+        self._emit(event, item_id=item.id, output_index=item.index, **{number: 0}, **{name: text}, **extra)
+        self._emit(part_done, item_id=item.id, output_index=item.index, **{number: 0}, part=item.part(text))
         self._close(item)
 
     def _close(self, item: _Item) -> None:
