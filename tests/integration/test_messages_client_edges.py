@@ -11,6 +11,7 @@ import orjson
 import pytest
 from pydantic import TypeAdapter
 
+from tests.support.access import KEY_A, access_config
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.gateway import gateway_config
 from tests.support.polling import wait_for
@@ -252,3 +253,20 @@ def test_images_in_tool_results_follow_as_a_user_turn(upstream, gateway):
         {"role": "tool", "tool_call_id": "t1", "content": "cat.png"},
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
                                      {"type": "text", "text": "What is it?"}]}]
+
+
+# --- limits --------------------------------------------------------------------------------------------
+def test_token_limits_estimate_messages_requests(upstream, make_gateway):
+    """A TPM limit admits a Messages request by its prompt (``system``, tool results and all)
+    and ``max_tokens``, as it does a chat request: not as a 1-token request."""
+    gw = make_gateway(access_config(upstream.url, key_a="tpm: 2000", extra="limits: {default_max_tokens: 100}"))
+    upstream.json(CHAT)
+    c = anthropic.Anthropic(base_url=gw.url, api_key=KEY_A, max_retries=0)
+    file = "lorem ipsum " * 200  # a file a tool read: 2400 characters, some 600 tokens
+    raw = c.messages.with_raw_response.create(model="gpt-test", max_tokens=300, system="word " * 400, messages=[
+        *USER, {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": file}]}])
+    reserved = 2000 - int(raw.headers["x-ratelimit-remaining-tokens"])
+    assert 300 + 500 + 600 < reserved < 300 + 500 + 600 + 100  # max_tokens, the system prompt, the tool result
+    with pytest.raises(anthropic.RateLimitError):  # more than the minute's tokens: refused before any backend
+        c.messages.create(model="gpt-test", max_tokens=5000, messages=USER)
