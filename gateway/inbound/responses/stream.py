@@ -142,7 +142,8 @@ class ResponsesEncoder:
             return
         if "error" in chunk:
             error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-            self._fail(error.get("code") or error.get("type"), str(error.get("message") or "the backend failed"))
+            code = error.get("code") or error.get("type")  # vLLM's codes are numbers; the event's, strings
+            self._fail(None if code is None else str(code), str(error.get("message") or "the backend failed"))
             return
         if chunk.get("model"):
             self._model = chunk["model"]
