@@ -238,7 +238,8 @@ class AccessLayer:
         ctx.api_key_id = key.key_id
         if key.metadata is not None:
             ctx.metadata = {**ctx.metadata, **key.metadata} if ctx.metadata else dict(key.metadata)
-        if not key.allows_endpoint(ctx.endpoint):
+        how = ctx.passthrough
+        if not key.allows_endpoint(ctx.endpoint, how is None or how.method == "POST"):
             # Before the model and the limits: the backend's key must not reach account or
             # server-admin paths for a key that was not given them.
             raise PermissionDeniedError(f"This key may not use the endpoint /v1/{ctx.endpoint}. Ask your gateway "

@@ -47,7 +47,7 @@ class KeyPolicy:
     """A ``VirtualKey`` compiled for the request path."""
 
     __slots__ = ("key_id", "tenant", "metadata", "spec", "limited", "_patterns", "_allowed", "disabled",
-                 "endpoints", "_endpoint_ok")
+                 "endpoints", "read_endpoints", "_endpoint_ok")
 
     def __init__(self, key: VirtualKey):
         self.key_id = key.key_id
@@ -61,7 +61,8 @@ class KeyPolicy:
         self._allowed: dict[str, bool] = {}
         self.disabled = key.disabled
         self.endpoints = key.endpoint_patterns
-        self._endpoint_ok: dict[str, bool] = {}
+        self.read_endpoints = key.listed_endpoint_patterns
+        self._endpoint_ok: dict[tuple[str, bool], bool] = {}
 
     def allows(self, model: str) -> bool:
         ok = self._allowed.get(model)
@@ -71,13 +72,14 @@ class KeyPolicy:
                 self._allowed[model] = ok
         return ok
 
-    def allows_endpoint(self, endpoint: str) -> bool:
-        """Whether the path below ``/v1/`` matches one of the key's ``endpoints`` globs."""
-        ok = self._endpoint_ok.get(endpoint)
+    def allows_endpoint(self, endpoint: str, post: bool = True) -> bool:
+        """Whether the path below ``/v1/`` matches one of the key's ``endpoints`` globs; for any
+        method but POST (``post=False``), one it lists itself (not through ``default``)."""
+        ok = self._endpoint_ok.get((endpoint, post))
         if ok is None:
-            ok = any(fnmatch.fnmatchcase(endpoint, p) for p in self.endpoints)
+            ok = any(fnmatch.fnmatchcase(endpoint, p) for p in (self.endpoints if post else self.read_endpoints))
             if len(self._endpoint_ok) < 1024:
-                self._endpoint_ok[endpoint] = ok
+                self._endpoint_ok[endpoint, post] = ok
         return ok
 
 

@@ -110,6 +110,13 @@ class VirtualKey(_Strict):
         return tuple(out)
 
     @property
+    def listed_endpoint_patterns(self) -> tuple[str, ...]:
+        """The globs the key lists itself, not through ``default``: the paths it may also read
+        (``GET``/``DELETE``). The default set is inference, which is a POST; reading those paths
+        (``GET /v1/chat/completions`` lists the account's stored completions) needs listing."""
+        return tuple(p for p in self.endpoints or () if p != DEFAULT_ALIAS)
+
+    @property
     def key_id(self) -> str:
         """The id rows and rules see (``id`` or ``key-`` + 12 hex of the hash)."""
         return self.id or "key-" + self.sha256[:12]

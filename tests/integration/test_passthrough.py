@@ -260,3 +260,24 @@ def test_a_client_that_leaves_after_the_final_event_got_the_whole_stream(gw, ups
         upstream.resume()
     ctx = records[0]
     assert (ctx.status_code, ctx.error_type, ctx.truncated, ctx.usage.completion_tokens) == (200, "", False, 2)
+
+
+def test_the_default_endpoints_are_inference_posts_not_reads_of_the_account(make_gateway, upstream):
+    """With a catch-all ``passthrough:``, ``GET /v1/chat/completions`` would list every stored
+    completion of the backend's account (every tenant's): the default set lets a key POST to the
+    inference paths, not read them; a listed glob allows every method."""
+    config = _config(upstream.url, f"""
+  - {{tenant: a, sha256: {_sha(KEY_DEFAULT)}}}
+  - {{tenant: b, sha256: {_sha(KEY_FILES)}, endpoints: [default, "chat/completions*"]}}
+""").replace('  - {path: "files*", backend: openai}', '  - {path: "*", backend: openai}')
+    gw = make_gateway(config)
+    listing = {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        sdk(gw, KEY_DEFAULT).chat.completions.list()
+    assert caught.value.code == "endpoint_not_allowed" and not upstream.received
+    for key in (KEY_ALL, KEY_FILES):  # "*", and a glob the key lists
+        upstream.json(listing, times=1)
+        sdk(gw, key).chat.completions.list()
+        assert (upstream.last.method, upstream.last.path) == ("GET", "/v1/chat/completions")
+    upstream.json({"id": "modr-1", "model": "omni-moderation-latest", "results": []}, times=1)
+    assert sdk(gw, KEY_DEFAULT).moderations.create(input="x").id == "modr-1"  # a POST of the default set
