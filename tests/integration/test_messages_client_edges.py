@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 
 from tests.support.access import KEY_A, access_config
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
-from tests.support.gateway import gateway_config
+from tests.support.gateway import gateway_config, serve
 from tests.support.polling import wait_for
 from tests.support.prompts import GREET, write_prompts
 from tests.support.telemetry import chdb_dsn, tdb, telemetry_yaml  # noqa: F401
@@ -298,3 +298,20 @@ pricing:
     assert [(r["endpoint"], r["status_code"]) for r in rows] == [("messages/count_tokens", 200)] * 2
     assert [(r["prompt_tokens"], r["completion_tokens"], r["tokens_estimated"]) for r in rows] == [(0, 0, 0)] * 2
     assert all(not r["cost_usd"] for r in rows)
+
+
+def test_a_chain_model_is_refused_rather_than_answered_in_chat_form(upstream, tmp_path):
+    """A chain's steps are chat requests and its answer a chat completion, which an Anthropic
+    client cannot read: a 400 in its shape, nothing run."""
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "chains").mkdir()
+    (tmp_path / "prompts" / "ask.yaml").write_text(
+        'versions:\n  - version: 1\n    messages: [{role: system, content: "Be brief."}]\nlabels: {production: 1}\n')
+    (tmp_path / "chains" / "one.yaml").write_text(
+        "version: 1\nsteps:\n  - {name: only, prompt: ask@production, model: gpt-test, include_messages: true}\n")
+    (tmp_path / "gateway.yaml").write_text(gateway_config(upstream.url, extra="  one: {chain: one}\n"))
+    with serve(path=tmp_path / "gateway.yaml") as gw:
+        with pytest.raises(anthropic.BadRequestError) as info:
+            client(gw).messages.create(model="one", max_tokens=5, messages=USER)
+    assert info.value.body["error"]["type"] == "invalid_request_error"
+    assert "/v1/chat/completions" in info.value.body["error"]["message"] and upstream.received == []
