@@ -2,8 +2,9 @@
 
 Audio transcriptions, image edits, file uploads name their ``model`` (and ``stream``) in a
 ``multipart/form-data`` body next to files of up to hundreds of megabytes. ``read_form`` reads
-the body only as far as it must — until ``model`` is known and a file part begins, or the body
-ends — keeping those first bytes; the rest is never read here. ``Form.body(model)`` is then the
+the body only as far as it must — until ``model`` is known and a file part begins (or just a
+file part begins, for a path ``passthrough:`` routes: ``/v1/files`` forms name no model), or the
+body ends — keeping those first bytes; the rest is never read here. ``Form.body(model)`` is then the
 whole body for the upstream: the bytes read (with the ``model`` value replaced by the target's
 name when it differs) followed by the rest, streamed from the client as the upstream reads it.
 A form that names its model only after a large file is read up to the body limit, never more.
@@ -92,8 +93,9 @@ async def _chain(head: bytes, rest: AsyncIterator[bytes], read: int, limit: int)
         yield chunk
 
 
-async def read_form(request: web.Request, limit: int) -> Form:
+async def read_form(request: web.Request, limit: int, model_may_follow: bool = True) -> Form:
     """Read ``request``'s multipart body up to what ``Form`` needs (see the module's docstring).
+    ``model_may_follow``: look for ``model`` past a file (else a file ends the reading).
     Raises ``InvalidRequestError`` for a form without a boundary, ``PayloadTooLargeError`` past
     ``limit``."""
     boundary = boundary_of(request.headers.get("Content-Type", ""))
@@ -121,8 +123,8 @@ async def read_form(request: web.Request, limit: int) -> Form:
             if head_end >= 0:
                 name, is_file = _disposition(bytes(buf[i + len(dash):head_end]))
                 part, pos = (name, is_file, head_end + 4), head_end + 4
-                if is_file and model_at is not None:
-                    break  # the model is known and a file begins: the rest streams through
+                if is_file and (model_at is not None or not model_may_follow):
+                    break  # the model is known (or not needed) and a file begins: the rest streams through
                 continue
             if i >= 0 and len(buf) - i > _HEADERS_MAX:
                 raise InvalidRequestError("A part of the multipart/form-data body has unreadable headers.")

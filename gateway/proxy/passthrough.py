@@ -80,7 +80,9 @@ async def read_other(ctx: RequestContext) -> None:
     method = request.method
     content_type = request.headers.get("Content-Type", "")
     if method == "POST":  # a form (the only other body read_request leaves to this module)
-        form = await read_form(request, ctx.runtime.body_limit)
+        # A path ``passthrough:`` routes needs no model: its upload is not read past its first file.
+        may_follow = ctx.runtime.router.passthrough_backend(ctx.endpoint) is None
+        form = await read_form(request, ctx.runtime.body_limit, may_follow)
         ctx.body = RequestBody(dict(form.fields), b"")  # the fields stages may read; no bytes are logged
         ctx.stream = form.fields.get("stream") == "true"
         model = form.fields.get("model")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 
 import aiohttp
 import httpx
@@ -281,3 +282,44 @@ def test_the_default_endpoints_are_inference_posts_not_reads_of_the_account(make
         assert (upstream.last.method, upstream.last.path) == ("GET", "/v1/chat/completions")
     upstream.json({"id": "modr-1", "model": "omni-moderation-latest", "results": []}, times=1)
     assert sdk(gw, KEY_DEFAULT).moderations.create(input="x").id == "modr-1"  # a POST of the default set
+
+
+def test_a_file_upload_without_a_model_streams_on_as_it_arrives(make_gateway):
+    """``/v1/files`` forms name no model: on a path ``passthrough:`` routes, the gateway stops
+    reading at the first file and sends the rest on while the client is still sending it (a
+    512 MB batch file under a raised body limit is never held whole)."""
+    arrived = threading.Event()
+    seen = {}
+
+    async def files(request: web.Request) -> web.Response:
+        digest, total = hashlib.sha256(), 0
+        async for chunk in request.content.iter_any():
+            digest.update(chunk)
+            total += len(chunk)
+            if total > 1024 * 1024:
+                arrived.set()  # the upload has begun to arrive upstream
+        seen.update(total=total, sha=digest.hexdigest(), headers=dict(request.headers))
+        return web.json_response(FILE)
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/files", files)
+    data = os.urandom(4 * 1024 * 1024)
+    head = (b'--B\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--B\r\nContent-Disposition: '
+            b'form-data; name="file"; filename="big.jsonl"\r\nContent-Type: application/jsonl\r\n\r\n')
+    body = head + data + b"\r\n--B--\r\n"
+
+    def sending():
+        yield body[:2 * 1024 * 1024]
+        # The rest only once the gateway has sent the first part on: a gateway that waits for
+        # the whole body would wait here in vain.
+        seen["streamed"] = arrived.wait(30)
+        yield body[2 * 1024 * 1024:]
+
+    with BackgroundServer(app) as server:
+        gw = make_gateway(_config(f"{server.url}/v1").replace("keys:", "server: {body_limit_bytes: 8000000}\nkeys:"))
+        r = httpx.post(f"{gw.url}/v1/files", content=sending(), timeout=60,
+                       headers={**AUTH, "Content-Type": "multipart/form-data; boundary=B"})
+    assert r.status_code == 200 and r.json()["id"] == "file-abc"
+    assert seen["streamed"] is True
+    assert (seen["total"], seen["sha"]) == (len(body), hashlib.sha256(body).hexdigest())
+    assert seen["headers"]["Authorization"] == "Bearer sk-backend-secret"

@@ -21,7 +21,14 @@ def _text_chars(value) -> int:
                 total += len(part)
             elif isinstance(part, dict):
                 text = part.get("text")
-                total += len(text) if isinstance(text, str) else 340  # images and the like: ~85 tokens
+                if isinstance(text, str):
+                    total += len(text)
+                elif part.get("content") is not None:  # an Anthropic tool_result: what the tool read
+                    total += _text_chars(part["content"])
+                elif isinstance(part.get("input"), dict):  # an Anthropic tool_use: its arguments
+                    total += len(orjson.dumps(part["input"]))
+                else:
+                    total += 340  # images and the like: ~85 tokens
             elif isinstance(part, int):
                 total += 4  # a token id
             elif isinstance(part, list):
@@ -37,8 +44,8 @@ def estimate_tokens(endpoint: str, body: dict, default_max_tokens: int | None, c
     model = body.get("model") or ""
     if counter is not None:
         prompt = counter.count_prompt(endpoint, body, model)
-    elif endpoint == "chat/completions":
-        chars, messages = 0, body.get("messages") or ()
+    elif endpoint in ("chat/completions", "messages"):  # Anthropic's: the same, with a `system` field
+        chars, messages = _text_chars(body.get("system")), body.get("messages") or ()
         for m in messages:
             if isinstance(m, dict):
                 chars += _text_chars(m.get("content"))
@@ -49,7 +56,7 @@ def estimate_tokens(endpoint: str, body: dict, default_max_tokens: int | None, c
         prompt = chars // 4 + 3 * len(messages) + 3
     else:
         prompt = _text_chars(body.get("prompt") if endpoint == "completions" else body.get("input")) // 4 + 1
-    if default_max_tokens is not None and endpoint in ("chat/completions", "completions"):
+    if default_max_tokens is not None and endpoint in ("chat/completions", "completions", "messages"):
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if not isinstance(limit, int) or limit <= 0:
             limit = default_max_tokens
