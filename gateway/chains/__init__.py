@@ -16,6 +16,7 @@ models has no such stage.
 
 from __future__ import annotations
 
+from gateway.core.errors import InvalidRequestError
 from gateway.core.feature import Feature
 
 __all__ = ["ChainsFeature"]
@@ -48,6 +49,9 @@ class ChainsFeature(Feature):
         async def chain_dispatch(ctx, call_next):
             chain = by_model.get(ctx.body["model"])
             if chain is not None:  # a chain model: its steps run as requests of their own
+                if ctx.endpoint != "chat/completions":  # its answer is a chat completion, in no other API's shape
+                    raise InvalidRequestError(f"model {ctx.body['model']!r} is a chain, served on "
+                                              "/v1/chat/completions only", param="model")
                 return await run(ctx, chain)
             return await call_next(ctx)
 

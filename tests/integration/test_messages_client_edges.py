@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 
 from tests.support.access import KEY_A, access_config
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
-from tests.support.gateway import gateway_config
+from tests.support.gateway import gateway_config, serve
 from tests.support.polling import wait_for
 from tests.support.prompts import GREET, write_prompts
 from tests.support.telemetry import chdb_dsn, tdb, telemetry_yaml  # noqa: F401
@@ -270,3 +270,48 @@ def test_token_limits_estimate_messages_requests(upstream, make_gateway):
     assert 300 + 500 + 600 < reserved < 300 + 500 + 600 + 100  # max_tokens, the system prompt, the tool result
     with pytest.raises(anthropic.RateLimitError):  # more than the minute's tokens: refused before any backend
         c.messages.create(model="gpt-test", max_tokens=5000, messages=USER)
+
+
+def test_token_counts_are_not_billed(make_gateway, tmp_path, tdb):  # noqa: F811
+    """``count_tokens`` costs nothing at Anthropic and uses no model: its rows have no tokens and
+    no cost, whether a native backend or the gateway counted."""
+    with FakeUpstream() as chat, FakeUpstream() as claude:
+        gw = make_gateway(f"""
+backends:
+  fake: {{type: openai, base_url: "{chat.url}", api_key: sk-backend-secret}}
+  claude: {{type: anthropic, base_url: "{claude.url}", api_key: sk-ant-backend}}
+models:
+  gpt-test: {{targets: [{{backend: fake, model: up-model}}]}}
+  claude: {{targets: [{{backend: claude, model: claude-x}}]}}
+pricing:
+  models:
+    up-model: {{input: 1.0, output: 2.0}}
+    claude-x: {{input: 3.0, output: 15.0}}
+""" + telemetry_yaml(chdb_dsn(), tdb, tmp_path / "log"))
+        claude.json({"input_tokens": 42})
+        c = client(gw)
+        assert c.messages.count_tokens(model="claude", messages=USER).input_tokens == 42
+        assert c.messages.count_tokens(model="gpt-test", messages=USER, system="word " * 300).input_tokens > 300
+    flush(gw)
+    rows = select(tdb, "SELECT endpoint, status_code, prompt_tokens, completion_tokens, tokens_estimated, cost_usd "
+                       "FROM llm_requests ORDER BY ts_start")
+    assert [(r["endpoint"], r["status_code"]) for r in rows] == [("messages/count_tokens", 200)] * 2
+    assert [(r["prompt_tokens"], r["completion_tokens"], r["tokens_estimated"]) for r in rows] == [(0, 0, 0)] * 2
+    assert all(not r["cost_usd"] for r in rows)
+
+
+def test_a_chain_model_is_refused_rather_than_answered_in_chat_form(upstream, tmp_path):
+    """A chain's steps are chat requests and its answer a chat completion, which an Anthropic
+    client cannot read: a 400 in its shape, nothing run."""
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "chains").mkdir()
+    (tmp_path / "prompts" / "ask.yaml").write_text(
+        'versions:\n  - version: 1\n    messages: [{role: system, content: "Be brief."}]\nlabels: {production: 1}\n')
+    (tmp_path / "chains" / "one.yaml").write_text(
+        "version: 1\nsteps:\n  - {name: only, prompt: ask@production, model: gpt-test, include_messages: true}\n")
+    (tmp_path / "gateway.yaml").write_text(gateway_config(upstream.url, extra="  one: {chain: one}\n"))
+    with serve(path=tmp_path / "gateway.yaml") as gw:
+        with pytest.raises(anthropic.BadRequestError) as info:
+            client(gw).messages.create(model="one", max_tokens=5, messages=USER)
+    assert info.value.body["error"]["type"] == "invalid_request_error"
+    assert "/v1/chat/completions" in info.value.body["error"]["message"] and upstream.received == []

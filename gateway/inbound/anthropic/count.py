@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.core.context import RequestContext
+from gateway.core.context import RequestContext, Usage
 from gateway.inbound.anthropic import MessagesInbound, native_leg, passed_on
 from gateway.inbound.anthropic.request import to_chat
 from gateway.inbound.base import Leg
@@ -65,6 +65,10 @@ class CountTokensInbound(MessagesInbound):
             return Leg(endpoint, b"", chat, answer=Counted(ctx.runtime.tokens, chat, candidate.upstream_model))
 
         return leg
+
+    def observe_json(self, ctx: RequestContext, body: bytes) -> None:
+        """A count uses no model and costs nothing: the row has 0 tokens (not an estimate)."""
+        ctx.usage = Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
 
 
 __all__ = ["CountTokensInbound", "Counted"]
