@@ -83,13 +83,16 @@ def event_json(raw: bytes) -> dict[str, Any] | None:
     """The JSON object a raw event's ``data`` holds, or None (no data, ``[DONE]``, not JSON, not
     an object)."""
     data = event_data(raw)
-    if not data or data == b"[DONE]":
-        return None
+    return None if not data or data == b"[DONE]" else data_json(data)
+
+
+def data_json(data: bytes) -> dict[str, Any] | None:
+    """The JSON object an event's ``data`` holds, or None (not JSON, not an object)."""
     try:
-        event = orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-    return event if isinstance(event, dict) else None
+    return value if isinstance(value, dict) else None
 
 
 def event_name(raw: bytes) -> bytes | None:

@@ -137,3 +137,17 @@ def test_a_reasoning_summary_asked_for_is_told_as_one(setup):
         assert (reasoning.type, [(s.type, s.text) for s in reasoning.summary], reasoning.content) == \
             ("reasoning", [("summary_text", "Greet back.")], None)
         assert final.output_text == "Hello"
+
+
+def test_an_in_band_error_with_a_numeric_code_is_told_in_the_sdks_types(setup):
+    """vLLM reports a failure mid-stream as ``{"error": {…, "code": 400}}``: the client's
+    ``error`` event carries the code as a string, as the Responses API types it (a client
+    parsing strictly, as Codex does, would otherwise fail on the event that tells it why)."""
+    srv, upstream = setup
+    failure = {"error": {"object": "error", "message": "The engine died.", "type": "InternalServerError",
+                         "param": None, "code": 500}}
+    upstream.sse(_stream([{"content": "Hel"}])[:2] + [sse_event(failure)], times=1)
+    events = _events(srv, {"model": "gpt-4o", "input": "Hi"})
+    error, failed = events[-2:]
+    assert (error.type, error.code, error.message) == ("error", "500", "The engine died.")
+    assert failed.type == "response.failed" and failed.response.error.message == "The engine died."

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from gateway.core.errors import GatewayError
+from gateway.inbound.chunks import reasoning_of
 
 STOP_REASONS: dict[str | None, str] = {
     "stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
@@ -101,11 +102,6 @@ def tool_input(arguments: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def reasoning_of(message: dict[str, Any]) -> Any:
-    """A backend's reasoning text: vLLM's ``reasoning_content`` (``reasoning`` in newer builds)."""
-    return message.get("reasoning_content") or message.get("reasoning")
-
-
 def to_message(chat: dict[str, Any], stops: Any) -> dict[str, Any]:
     """A ``chat.completion`` dict → an Anthropic ``message`` dict (its first choice)."""
     choices = chat.get("choices") or [{}]
@@ -113,7 +109,7 @@ def to_message(chat: dict[str, Any], stops: Any) -> dict[str, Any]:
     message = choice.get("message") or {}
     content: list[dict[str, Any]] = []
     reasoning = reasoning_of(message)
-    if isinstance(reasoning, str) and reasoning:
+    if reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
     text = message.get("content")
     if isinstance(text, str) and text:

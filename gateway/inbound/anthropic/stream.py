@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 
 from gateway.core.sse import SSESplitter, event_data
-from gateway.inbound.anthropic.response import error_json, message_id, reasoning_of, stop_reason, to_usage
+from gateway.inbound.anthropic.response import error_json, message_id, stop_reason, to_usage
+from gateway.inbound.chunks import DONE, InBandError, call_key, read_chunk, reasoning_of
 
 
 def event(payload: dict[str, Any]) -> bytes:
@@ -73,21 +74,16 @@ class MessagesEncoder:
     def _event(self, data: bytes | None, out: list[bytes]) -> None:
         if not data:
             return
-        if data == b"[DONE]":
+        if data == DONE:
             if self._started:
                 self._end(out)
             return
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(chunk, dict):
-            return
-        if "error" in chunk:
-            error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            out.append(error_event(error_json(500, str(message or "the backend's stream failed"), "api_error")))
+        chunk = read_chunk(data)
+        if isinstance(chunk, InBandError):
+            out.append(error_event(error_json(500, chunk.message, "api_error")))
             self._ended = True
+            return
+        if chunk is None:
             return
         if not self._started:
             self._started = True
@@ -103,7 +99,7 @@ class MessagesEncoder:
         choice = choices[0]
         delta = choice.get("delta") or {}
         reasoning = reasoning_of(delta)
-        if isinstance(reasoning, str) and reasoning:
+        if reasoning:
             self._delta("thinking", {"type": "thinking", "thinking": "", "signature": ""},
                         {"type": "thinking_delta", "thinking": reasoning}, out)
         text = delta.get("content")
@@ -121,9 +117,7 @@ class MessagesEncoder:
         out.append(event({"type": "content_block_delta", "index": self._index, "delta": delta}))
 
     def _tool(self, call: dict[str, Any], out: list[bytes]) -> None:
-        key = call.get("index")
-        if key is None:  # some servers send no index: an id starts a call, a delta without one goes on
-            key = call.get("id") or (self._open[1] if isinstance(self._open, tuple) else 0)
+        key = call_key(call, self._open[1] if isinstance(self._open, tuple) else None)
         fn = call.get("function") or {}
         if key not in self._tools:  # a new call: its block starts with its id and name
             self._start(("tool", key), {"type": "tool_use", "id": call.get("id") or f"toolu_{self._index + 1}",

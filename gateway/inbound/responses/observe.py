@@ -16,7 +16,7 @@ import orjson
 
 from gateway.core.context import RequestContext, Usage
 from gateway.core.errors import GatewayError
-from gateway.core.sse import SSESplitter, event_data
+from gateway.core.sse import SSESplitter, event_data, event_json
 
 # Events that carry generated output: the first one is the first token, each one a chunk (ITL).
 _PRODUCING = frozenset({
@@ -119,15 +119,9 @@ class ResponsesTee:
         return b"event: " + payload["type"].encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
     def _observe(self, raw: bytes, now: float) -> bytes:
-        data = event_data(raw)
-        if not data:
-            return raw
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
+        event = event_json(raw)
+        if event is None:
             return raw  # not ours to judge; pass it on
-        if not isinstance(event, dict):
-            return raw
         kind = event.get("type")
         ctx = self._ctx
         if kind in _PRODUCING:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.inbound.chunks import reasoning_of
+
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
@@ -102,12 +104,6 @@ def finish(response: dict[str, Any], finish_reason: str | None) -> dict[str, Any
     response["status"] = "completed" if reason is None else "incomplete"
     response["incomplete_details"] = None if reason is None else {"reason": reason}
     return response
-
-
-def reasoning_of(message: dict[str, Any]) -> str | None:
-    """The reasoning a backend exposes beside the answer (vLLM, DeepSeek: ``reasoning_content``)."""
-    value = message.get("reasoning_content") or message.get("reasoning")
-    return value if isinstance(value, str) and value else None
 
 
 def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str) -> dict[str, Any]:

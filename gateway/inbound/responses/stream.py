@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from gateway.core.sse import SSESplitter, event_data
+from gateway.inbound.chunks import DONE, InBandError, call_key, read_chunk, reasoning_of
 from gateway.inbound.responses import response as shapes
 
 
@@ -131,18 +132,14 @@ class ResponsesEncoder:
         data = event_data(raw)
         if data is None:
             return
-        if data == b"[DONE]":
+        if data == DONE:
             self._complete()
             return
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
+        chunk = read_chunk(data)
+        if isinstance(chunk, InBandError):
+            self._fail(chunk.code, chunk.message)
             return
-        if not isinstance(chunk, dict):
-            return
-        if "error" in chunk:
-            error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-            self._fail(error.get("code") or error.get("type"), str(error.get("message") or "the backend failed"))
+        if chunk is None:
             return
         if chunk.get("model"):
             self._model = chunk["model"]
@@ -153,8 +150,8 @@ class ResponsesEncoder:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue  # a Responses answer has one choice
             delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
+            reasoning = reasoning_of(delta)
+            if reasoning:
                 self._text(self._reasoning, reasoning)
             if isinstance(delta.get("content"), str) and delta["content"]:
                 self._text("output_text", delta["content"])
@@ -182,19 +179,8 @@ class ResponsesEncoder:
         extra: dict[str, Any] = {"logprobs": []} if kind == "output_text" else {}
         self._emit(event, item_id=item.id, output_index=item.index, **{number: 0}, delta=delta, **extra)
 
-    def _key(self, call: dict[str, Any]) -> Any:
-        """Which call a tool call delta continues. Backends that give calls no ``index`` (Gemini)
-        send each call whole, or its id on the first delta only: a new id is a new call."""
-        index = call.get("index")
-        if index is not None:
-            return index
-        last = next(reversed(self._calls), None)
-        if last is not None and call.get("id") in (None, "", self._calls[last].call_id):
-            return last
-        return ("unindexed", len(self._calls))
-
     def _call(self, call: dict[str, Any]) -> None:
-        index = self._key(call)
+        index = call_key(call, next(reversed(self._calls), None))
         function = call.get("function") or {}
         item = self._calls.get(index)
         if item is None:
