@@ -12,6 +12,12 @@ A form that names its model only after a large file is read up to the body limit
 The parts are found by their boundary (RFC 7578): ``--boundary`` lines, each part's headers up
 to a blank line, its content up to the next ``\\r\\n--boundary``. Only ``Content-Disposition``'s
 ``name`` and ``filename`` are read; a part with a ``filename`` is a file.
+
+A form that names ``model`` twice is refused (400 ``duplicate_key``, as for JSON): backends built
+on Starlette read the last one, a model the key was never checked for. The streamed rest is
+watched for a ``model`` part too (a second one; or, on a path ``passthrough:`` routes, one after
+the file, which would reach the backend unchecked); a failure of the client's body while it
+streams on (past the limit, such a ``model``, a broken framing) is raised as the client's error.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from gateway.core.errors import InvalidRequestError, PayloadTooLargeError
 
 _FIELD_MAX = 64 * 1024  # a longer text field is passed on unread (a prompt, say), never kept
 _HEADERS_MAX = 16 * 1024  # a part's headers longer than this: not a form we understand
+TWICE = "The form names `model` more than once."
+LATE = "The form names `model` after a file here: send `model` before the first file."
 
 
 def boundary_of(content_type: str) -> bytes | None:
@@ -54,15 +62,18 @@ class Form:
     """What ``read_form`` learned: ``fields`` (the text fields read), ``head`` (the bytes
     read), ``rest`` (the unread remainder, None when ``head`` is the whole body)."""
 
-    __slots__ = ("fields", "head", "rest", "_model_at", "_limit")
+    __slots__ = ("fields", "head", "rest", "_model_at", "_limit", "_next_part", "_named", "_carry")
 
     def __init__(self, fields: dict[str, str], head: bytes, rest: AsyncIterator[bytes] | None,
-                 model_at: tuple[int, int] | None, limit: int):
+                 model_at: tuple[int, int] | None, limit: int, next_part: bytes, named: bool, carry: bytes):
         self.fields = fields
         self.head = head
         self.rest = rest
         self._model_at = model_at
         self._limit = limit
+        self._next_part = next_part
+        self._named = named  # a ``model`` part was read
+        self._carry = carry  # the end of ``head`` where the watch of the rest begins
 
     @property
     def whole(self) -> bool:
@@ -81,15 +92,36 @@ class Form:
         if rest is None:
             return head, delta
         self.rest = None  # a body streamed from the client can be sent once
-        return _chain(head, rest, len(self.head), self._limit), delta
+        return _chain(head, rest, len(self.head), self._limit, self._next_part, self._carry,
+                      TWICE if self._named else LATE), delta
 
 
-async def _chain(head: bytes, rest: AsyncIterator[bytes], read: int, limit: int) -> AsyncIterator[bytes]:
+def _watch(seen: bytes, next_part: bytes, refusal: str) -> bytes:
+    """Refuse ``seen`` if it holds a part named ``model``; return what the next read is to be
+    seen after (a delimiter or part headers cut by the end of this read)."""
+    carry = seen[-(len(next_part) - 1):]
+    i = seen.find(next_part)
+    while i >= 0:
+        head_end = seen.find(b"\r\n\r\n", i)
+        if head_end < 0:  # the part's headers are not all here yet
+            return seen[i:i + _HEADERS_MAX]
+        name, is_file = _disposition(seen[i + len(next_part):head_end])
+        if name == "model" and not is_file:
+            raise InvalidRequestError(refusal, param="model", code="duplicate_key")
+        i = seen.find(next_part, head_end)
+    return carry
+
+
+async def _chain(head: bytes, rest: AsyncIterator[bytes], read: int, limit: int, next_part: bytes, carry: bytes,
+                 refusal: str) -> AsyncIterator[bytes]:
+    """``head``, then the rest as the client sends it; each read is checked before it goes on
+    (the limit; a part named ``model``, its delimiter and headers perhaps split across reads)."""
     yield head
-    async for chunk in rest:
+    while (chunk := await _next(rest)) is not None:
         read += len(chunk)
         if read > limit:
             raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.")
+        carry = _watch(carry + chunk, next_part, refusal)
         yield chunk
 
 
@@ -106,9 +138,10 @@ async def read_form(request: web.Request, limit: int, model_may_follow: bool = T
     buf = bytearray()
     fields: dict[str, str] = {}
     model_at: tuple[int, int] | None = None
+    named = False  # a ``model`` part was read (whatever its size)
     pos = 0  # where the next delimiter (or the current part's end) is looked for
     part: tuple[str | None, bool, int] | None = None  # the part being read: name, is_file, content start
-    ended = False
+    ended = stopped = False
     while True:
         if part is None:  # looking for the next part's delimiter and headers
             i = buf.find(dash, pos)
@@ -124,7 +157,8 @@ async def read_form(request: web.Request, limit: int, model_may_follow: bool = T
                 name, is_file = _disposition(bytes(buf[i + len(dash):head_end]))
                 part, pos = (name, is_file, head_end + 4), head_end + 4
                 if is_file and (model_at is not None or not model_may_follow):
-                    break  # the model is known (or not needed) and a file begins: the rest streams through
+                    stopped = True  # the model is known (or not needed) and a file begins: the rest streams through
+                    break
                 continue
             if i >= 0 and len(buf) - i > _HEADERS_MAX:
                 raise InvalidRequestError("A part of the multipart/form-data body has unreadable headers.")
@@ -132,6 +166,10 @@ async def read_form(request: web.Request, limit: int, model_may_follow: bool = T
             name, is_file, start = part
             end = buf.find(next_part, pos)
             if end >= 0:
+                if name == "model" and not is_file:
+                    if named:
+                        raise InvalidRequestError(TWICE, param="model", code="duplicate_key")
+                    named = True
                 if not is_file and name is not None and end - start <= _FIELD_MAX:
                     fields.setdefault(name, buf[start:end].decode("utf-8", "replace"))
                     if name == "model" and model_at is None:
@@ -150,7 +188,9 @@ async def read_form(request: web.Request, limit: int, model_may_follow: bool = T
             raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.")
     if not ended and request.content.at_eof():
         ended = True
-    return Form(fields, bytes(buf), None if ended else chunks, model_at, limit)
+    # What was read past the first file is watched before anything is sent (then the rest as it streams on).
+    carry = _watch(bytes(buf[pos:]), next_part, TWICE if named else LATE) if stopped else b""
+    return Form(fields, bytes(buf), None if ended else chunks, model_at, limit, next_part, named, carry)
 
 
 async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:

@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 
 from gateway.config.models import Backend
 from gateway.core.deadlines import deadline
-from gateway.core.errors import UpstreamTimeoutError, UpstreamUnreachableError
+from gateway.core.errors import GatewayError, UpstreamTimeoutError, UpstreamUnreachableError
 from gateway.core.upstream import UpstreamResponse, translated
 from gateway.providers import InProcessProvider, adapter_for
 from gateway.proxy.paths import BaseURL
@@ -219,6 +219,8 @@ class BackendClient:
                 f"backend {self.name!r} is unreachable ({type(exc).__name__}: {exc.os_error.strerror or exc.os_error})"
             ) from None
         except aiohttp.ClientError as exc:
+            if isinstance(exc.__cause__, GatewayError):  # the client's upload failed as it streamed on
+                raise exc.__cause__ from None  # (past the limit, a second model): its error, not ours
             raise UpstreamUnreachableError(f"backend {self.name!r} failed: {type(exc).__name__}") from None
         if translated:
             return TranslatedResponse(resp, adapter, path_in, parsed or {})

@@ -323,3 +323,47 @@ def test_a_file_upload_without_a_model_streams_on_as_it_arrives(make_gateway):
     assert seen["streamed"] is True
     assert (seen["total"], seen["sha"]) == (len(body), hashlib.sha256(body).hexdigest())
     assert seen["headers"]["Authorization"] == "Bearer sk-backend-secret"
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+@pytest.mark.parametrize("where", ["before the file", "after the file", "after the file of a passthrough path"])
+def test_a_form_naming_its_model_twice_is_refused(gw, upstream, where, chunked):
+    """Backends built on Starlette read a form's last ``model``: a second one would reach a
+    model the key was never checked for (and priced as another). As for JSON: 400 duplicate_key."""
+    upstream.json({"text": "ok"})
+    model = b'--B\r\nContent-Disposition: form-data; name="model"\r\n\r\n%s\r\n'
+    audio = b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' + AUDIO + b"\r\n"
+    body = model % b"whisper" + (model % b"gpt-4o-transcribe" + audio if where == "before the file"
+                                 else audio + model % b"gpt-4o-transcribe") + b"--B--\r\n"
+    path = "audio/transcriptions"
+    if where.endswith("passthrough path"):  # read to the first file only: a model after it would go unchecked
+        body, path = body.replace(model % b"whisper", b""), "files"
+
+    def pieces():  # chunked: the gateway sends the form on before it has read all of it
+        for i in range(0, len(body), 65536):
+            yield body[i:i + 65536]
+
+    r = httpx.post(f"{gw.url}/v1/{path}", content=pieces() if chunked else body, timeout=30,
+                   headers={**AUTH, "Content-Type": "multipart/form-data; boundary=B"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "duplicate_key", r.text
+    assert all(b"gpt-4o-transcribe" not in x.body for x in upstream.received)  # never reached a model
+
+
+def test_an_upload_the_client_spoils_midway_is_its_error_not_the_backends(make_gateway, upstream):
+    """A streamed upload that runs past the body limit is a 413, and is the client's doing: the
+    backend's circuit stays closed however often a client does it."""
+    gw = make_gateway(_config(upstream.url).replace("keys:", "server: {body_limit_bytes: 200000}\nkeys:"))
+    upstream.json({"text": "ok"})
+    body = (b'--B\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper\r\n--B\r\nContent-Disposition: '
+            b'form-data; name="file"; filename="a.wav"\r\n\r\n' + AUDIO + b"\r\n--B--\r\n")
+
+    def pieces():
+        for i in range(0, len(body), 65536):
+            yield body[i:i + 65536]
+
+    for _ in range(6):  # more than the breaker's consecutive_failures (5)
+        r = httpx.post(f"{gw.url}/v1/audio/transcriptions", content=pieces(), timeout=30,
+                       headers={**AUTH, "Content-Type": "multipart/form-data; boundary=B"})
+        assert r.status_code == 413, r.text
+    got = sdk(gw).audio.transcriptions.create(file=("a.wav", AUDIO[:1000], "audio/wav"), model="whisper")
+    assert got.text == "ok"
