@@ -11,8 +11,10 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from tests.support.access import KEY_A, access_config
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.gateway import serve
+from tests.support.responses import response_object
 
 RESPONSE = TypeAdapter(Response)
 EVENT = TypeAdapter(ResponseStreamEvent)
@@ -151,3 +153,22 @@ def test_an_in_band_error_with_a_numeric_code_is_told_in_the_sdks_types(setup):
     error, failed = events[-2:]
     assert (error.type, error.code, error.message) == ("error", "500", "The engine died.")
     assert failed.type == "response.failed" and failed.response.error.message == "The engine died."
+
+
+def test_token_limits_estimate_responses_requests(upstream, make_gateway):
+    """A TPM limit admits a Responses request by its prompt (``instructions``, tool outputs and
+    all) and ``max_output_tokens``, as it does a chat request: not as a 1-token request."""
+    gw = make_gateway(access_config(upstream.url, key_a="tpm: 4000", extra="limits: {default_max_tokens: 100}"))
+    upstream.json(response_object("Done."))
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=KEY_A, max_retries=0)
+    file = "lorem ipsum " * 200  # a file a tool read: 2400 characters, some 600 tokens
+    raw = client.responses.with_raw_response.create(
+        model="gpt-test", max_output_tokens=300, instructions="word " * 400, input=[
+            {"role": "user", "content": "Read it."},
+            {"type": "function_call", "call_id": "c1", "name": "read", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": file}])
+    reserved = 4000 - int(raw.headers["x-ratelimit-remaining-tokens"])
+    assert 300 + 500 + 600 < reserved < 300 + 500 + 600 + 100  # max_output_tokens, the instructions, the tool output
+    with pytest.raises(openai.RateLimitError):  # more than the minute's tokens: refused before any backend
+        client.responses.create(model="gpt-test", max_output_tokens=5000, input="Hi")
+    assert len(upstream.received) == 1

@@ -27,6 +27,10 @@ def _text_chars(value) -> int:
                     total += _text_chars(part["content"])
                 elif isinstance(part.get("input"), dict):  # an Anthropic tool_use: its arguments
                     total += len(orjson.dumps(part["input"]))
+                elif part.get("output") is not None:  # a Responses function_call_output: what the tool read
+                    total += _text_chars(part["output"])
+                elif isinstance(part.get("arguments"), str):  # a Responses function_call
+                    total += len(part["arguments"])
                 else:
                     total += 340  # images and the like: ~85 tokens
             elif isinstance(part, int):
@@ -39,7 +43,7 @@ def _text_chars(value) -> int:
 
 def estimate_tokens(endpoint: str, body: dict, default_max_tokens: int | None, counter=None) -> int:
     """Tokens a request may use: its prompt (``counter``: a ``TokenCounter`` for tiktoken, else
-    ~4 characters per token) plus ``max_completion_tokens`` / ``max_tokens`` (or
+    ~4 characters per token) plus ``max_completion_tokens`` / ``max_tokens`` / ``max_output_tokens`` (or
     ``default_max_tokens``) times ``n``; ``default_max_tokens=None``: the prompt alone."""
     model = body.get("model") or ""
     if counter is not None:
@@ -54,10 +58,17 @@ def estimate_tokens(endpoint: str, body: dict, default_max_tokens: int | None, c
         if body.get("tools"):
             chars += len(orjson.dumps(body["tools"]))
         prompt = chars // 4 + 3 * len(messages) + 3
+    elif endpoint == "responses":  # instructions, then input: a string, or items (messages, tool calls, outputs)
+        items = body.get("input")
+        items = items if isinstance(items, list) else [items]
+        chars = _text_chars(body.get("instructions")) + _text_chars(items)
+        if body.get("tools"):
+            chars += len(orjson.dumps(body["tools"]))
+        prompt = chars // 4 + 3 * len(items) + 3
     else:
         prompt = _text_chars(body.get("prompt") if endpoint == "completions" else body.get("input")) // 4 + 1
-    if default_max_tokens is not None and endpoint in ("chat/completions", "completions", "messages"):
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if default_max_tokens is not None and endpoint in ("chat/completions", "completions", "messages", "responses"):
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
         if not isinstance(limit, int) or limit <= 0:
             limit = default_max_tokens
         n = body.get("n")
