@@ -315,3 +315,20 @@ def test_a_chain_model_is_refused_rather_than_answered_in_chat_form(upstream, tm
             client(gw).messages.create(model="one", max_tokens=5, messages=USER)
     assert info.value.body["error"]["type"] == "invalid_request_error"
     assert "/v1/chat/completions" in info.value.body["error"]["message"] and upstream.received == []
+
+
+def test_reasoning_tokens_reach_the_answer_and_the_row(upstream, make_gateway, tmp_path, tdb):  # noqa: F811
+    """A chat backend's ``reasoning_tokens`` are Anthropic's ``output_tokens_details.thinking_tokens``,
+    and the row's ``reasoning_tokens`` (part of the completion, counted once)."""
+    gw = make_gateway(gateway_config(upstream.url, extra=telemetry_yaml(chdb_dsn(), tdb, tmp_path / "log")))
+    usage = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19,
+             "completion_tokens_details": {"reasoning_tokens": 5}}
+    upstream.json({**CHAT, "usage": usage})
+    message = client(gw).messages.create(model="gpt-test", max_tokens=64, messages=USER)
+    assert message.usage.output_tokens == 7 and message.usage.output_tokens_details.thinking_tokens == 5
+    upstream.sse([*STREAM[:4], sse_event(chat_chunk(choices=False, usage=usage)), b"data: [DONE]\n\n"])
+    with client(gw).messages.stream(model="gpt-test", max_tokens=64, messages=USER) as stream:
+        assert stream.get_final_message().usage.output_tokens == 7
+    flush(gw)
+    rows = select(tdb, "SELECT completion_tokens, reasoning_tokens FROM llm_requests ORDER BY ts_start")
+    assert [(r["completion_tokens"], r["reasoning_tokens"]) for r in rows] == [(7, 5), (7, 5)]

@@ -60,7 +60,7 @@ def upstream_error(status: int, body: bytes) -> bytes:
 
 def to_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     """OpenAI usage → Anthropic usage: ``input_tokens`` excludes what was read from (and written
-    to) the prompt cache, which have their own fields."""
+    to) the prompt cache, which have their own fields; reasoning tokens are ``thinking_tokens``."""
     usage = usage or {}
     details = usage.get("prompt_tokens_details") or {}
     read = details.get("cached_tokens")
@@ -72,6 +72,9 @@ def to_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
         out["cache_read_input_tokens"] = read
     if isinstance(written, int):
         out["cache_creation_input_tokens"] = written
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    if isinstance(reasoning, int):  # part of output_tokens, as in OpenAI's completion_tokens
+        out["output_tokens_details"] = {"thinking_tokens": reasoning}
     return out
 
 

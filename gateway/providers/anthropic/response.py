@@ -30,8 +30,9 @@ def translate_usage(usage: dict[str, Any]) -> dict[str, Any]:
     so ``prompt_tokens = input + cache_read + cache_creation``,
     ``prompt_tokens_details.cached_tokens = cache_read`` and
     ``prompt_tokens_details.cache_write_tokens = cache_creation`` (OpenAI's usage has no field
-    for cache writes; OpenRouter's name for it), each only when Anthropic reported it: a field
-    it left out stays out (no ``prompt_tokens_details`` at all when both are), a 0 stays 0.
+    for cache writes; OpenRouter's name for it), ``completion_tokens_details.reasoning_tokens =
+    output_tokens_details.thinking_tokens``, each only when Anthropic reported it: a field it
+    left out stays out (no ``prompt_tokens_details`` at all when both are), a 0 stays 0.
     """
     read = usage.get("cache_read_input_tokens")
     written = usage.get("cache_creation_input_tokens")
@@ -48,6 +49,9 @@ def translate_usage(usage: dict[str, Any]) -> dict[str, Any]:
         details["cache_write_tokens"] = written
     if details:
         out["prompt_tokens_details"] = details
+    thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
+    if isinstance(thinking, int):  # part of output_tokens: OpenAI's reasoning_tokens
+        out["completion_tokens_details"] = {"reasoning_tokens": thinking}
     return out
 
 
