@@ -23,7 +23,7 @@ from gateway.core.request_body import RequestBody, client_body
 from gateway.inbound import INBOUND, Inbound, StreamObserver
 from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
-from gateway.proxy.passthrough import is_form, model_less, read_other, send_passthrough
+from gateway.proxy.passthrough import is_form, model_less, read_body, read_other, send_passthrough
 from gateway.proxy.paths import clean_endpoint, unknown_url
 from gateway.proxy.relay import relay_body, relay_stream
 from gateway.proxy.request_ids import new_request_id
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 # Endpoints whose streams are OpenAI chunk streams the tee understands.
 _TEED_ENDPOINTS = frozenset({"chat/completions", "completions"})
 _JSON = "application/json"
-UNREADABLE_BODY = ("The request body could not be read: its Content-Encoding or chunked transfer encoding "
-                   "is malformed.")
 
 RuntimeGetter = Callable[[], "Runtime"]
 Finisher = Callable[[RequestContext], None]
@@ -172,12 +170,7 @@ class ProxyHandlers:
         if request.method != "POST" or is_form(request.headers.get("Content-Type")):
             await read_other(ctx)  # uploads, files, batches… (gateway.proxy.passthrough)
             return await call_next(ctx)
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.") from None
-        except web.RequestPayloadError:  # a broken Content-Encoding or chunked framing
-            raise InvalidRequestError(UNREADABLE_BODY, code="unreadable_body") from None
+        raw = await read_body(request, limit)
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:

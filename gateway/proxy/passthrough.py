@@ -25,15 +25,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
+from aiohttp import web
 
 from gateway.config.access import DEFAULT_ENDPOINTS
 from gateway.core.context import RequestContext
-from gateway.core.errors import InvalidRequestError, NotFoundError
+from gateway.core.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
 from gateway.core.request_body import RequestBody
 from gateway.proxy.attempts import AttemptOutcome, run_attempts
 from gateway.proxy.multipart import Form, read_form
 
 NO_MODEL = "you must provide a model parameter"
+UNREADABLE_BODY = ("The request body could not be read: its Content-Encoding or chunked transfer encoding "
+                   "is malformed.")
 
 
 @dataclass(slots=True)
@@ -46,6 +49,16 @@ class Passthrough:
     backend: str | None
     form: Form | None = None
     content_type: str = ""
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body of ``request`` (a JSON request's, a PATCH's), up to ``limit`` bytes."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.") from None
+    except web.RequestPayloadError:  # a broken Content-Encoding or chunked framing
+        raise InvalidRequestError(UNREADABLE_BODY, code="unreadable_body") from None
 
 
 def is_form(content_type: str | None) -> bool:
@@ -93,10 +106,11 @@ async def read_other(ctx: RequestContext) -> None:
         model_less(ctx, content_type)
         ctx.passthrough.form = form
         return
-    ctx.body = RequestBody({}, b"")
     backend = ctx.runtime.router.passthrough_backend(ctx.endpoint)
     if backend is None:
         raise invalid_url(method, ctx.endpoint)
+    # Any other method's body (a PATCH's) goes on as sent.
+    ctx.body = RequestBody({}, await read_body(request, ctx.runtime.body_limit) if request.body_exists else b"")
     ctx.passthrough = Passthrough(method, backend, None, content_type)
 
 
@@ -126,8 +140,8 @@ async def send_passthrough(ctx: RequestContext) -> AttemptOutcome:
             return body, None
     else:
         body = ctx.body
-        raw = None if how.method != "POST" else body.raw if isinstance(body, RequestBody) and not body.changed \
-            else orjson.dumps(body)
+        raw = (body.raw or None) if how.method != "POST" and isinstance(body, RequestBody) else \
+            body.raw if isinstance(body, RequestBody) and not body.changed else orjson.dumps(body)
         if raw is not None:
             headers["Content-Type"] = how.content_type or "application/json"
 
@@ -156,4 +170,5 @@ async def _timed(ctx: RequestContext, chunks: AsyncIterator[bytes]) -> AsyncIter
         ctx.t_first_token = time.perf_counter()
 
 
-__all__ = ["NO_MODEL", "Passthrough", "invalid_url", "is_form", "model_less", "read_other", "send_passthrough"]
+__all__ = ["NO_MODEL", "UNREADABLE_BODY", "Passthrough", "invalid_url", "is_form", "model_less", "read_body",
+           "read_other", "send_passthrough"]

@@ -367,3 +367,14 @@ def test_an_upload_the_client_spoils_midway_is_its_error_not_the_backends(make_g
         assert r.status_code == 413, r.text
     got = sdk(gw).audio.transcriptions.create(file=("a.wav", AUDIO[:1000], "audio/wav"), model="whisper")
     assert got.text == "ok"
+
+
+def test_a_body_sent_with_another_method_than_post_goes_on_as_sent(gw, upstream):
+    upstream.json(FILE, times=1)
+    r = httpx.request("PATCH", f"{gw.url}/v1/files/file-abc", headers=AUTH, json={"purpose": "batch"}, timeout=30)
+    assert r.status_code == 200
+    got = upstream.last
+    assert (got.method, got.body, got.headers["Content-Type"]) == ("PATCH", b'{"purpose":"batch"}', "application/json")
+    upstream.json(FILE, times=1)
+    assert httpx.delete(f"{gw.url}/v1/files/file-abc", headers=AUTH, timeout=30).status_code == 200
+    assert (upstream.last.method, upstream.last.body) == ("DELETE", b"")

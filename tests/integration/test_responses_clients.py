@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import httpx
 import openai
+import orjson
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
@@ -14,6 +15,7 @@ from pydantic import TypeAdapter
 from tests.support.access import KEY_A, access_config
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.gateway import serve
+from tests.support.polling import wait_for
 from tests.support.responses import response_object
 
 RESPONSE = TypeAdapter(Response)
@@ -172,3 +174,42 @@ def test_token_limits_estimate_responses_requests(upstream, make_gateway):
     with pytest.raises(openai.RateLimitError):  # more than the minute's tokens: refused before any backend
         client.responses.create(model="gpt-test", max_output_tokens=5000, input="Hi")
     assert len(upstream.received) == 1
+
+
+def test_kept_conversations_stay_within_max_bytes():
+    """The memory store keeps conversations up to ``responses.max_bytes``: the least recently
+    used go first, and one too large for the bound is not kept (nor does it push others out)."""
+    with serve("""
+backends: {mock: {type: mock, mock: {tokens: 2}}}
+models: {mock-gpt: {targets: [{backend: mock}]}}
+responses: {max_bytes: 20000}
+telemetry: {enabled: false}
+""") as srv:
+        client = _client(srv)
+
+        def turn(size: int, previous: str | None = None) -> str:  # a continuation keeps nothing (store: false)
+            return client.responses.create(model="mock-gpt", input="x" * size, store=previous is None,
+                                           **({"previous_response_id": previous} if previous else {})).id
+
+        first, second, third = (turn(8000) for _ in range(3))  # some 8 kB each: the third pushes the first out
+        too_large = turn(30000)
+        for kept in (second, third):
+            assert turn(10, kept)
+        for gone in (first, too_large):
+            with pytest.raises(openai.BadRequestError) as caught:
+                turn(10, gone)
+            assert caught.value.body["code"] == "previous_response_not_found"
+
+
+def test_a_client_that_leaves_mid_stream_drops_the_backend_and_keeps_no_turn(setup):
+    srv, upstream = setup
+    upstream.sse(_stream([{"content": "word "}] * 40), chunk_delay_s=0.05, times=1)
+    body = {"model": "gpt-4o", "input": "Talk.", "stream": True}
+    with httpx.stream("POST", f"{srv.url}/v1/responses", json=body) as resp:
+        events = (orjson.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: "))
+        response_id = next(events)["response"]["id"]  # response.created
+        next(e for e in events if e["type"] == "response.output_text.delta")
+    wait_for(lambda: upstream.disconnects, what="the backend's connection dropped")
+    with pytest.raises(openai.BadRequestError) as caught:
+        _client(srv).responses.create(model="gpt-4o", input="Go on.", previous_response_id=response_id)
+    assert caught.value.body["code"] == "previous_response_not_found"
