@@ -58,8 +58,10 @@ def prompt_tokens_upper_bound(body: dict[str, Any]) -> int:
     if isinstance(messages, list):
         text = orjson.dumps(messages)
         total = len(text) + 3 * len(messages) + 3 + text.count(b'"image_url"') * _IMAGE_TOKENS
-        tools = body.get("tools")
-        return total + (len(orjson.dumps(tools)) if tools else 0)
+        for extra in ("tools", "system"):  # ``system``: Anthropic's Messages keep it beside the messages
+            value = body.get(extra)
+            total += len(orjson.dumps(value)) if value else 0
+        return total
     value = body.get("prompt", body.get("input"))
     return len(orjson.dumps(value)) if value is not None else 0
 
@@ -186,10 +188,10 @@ class TokenCounter:
         ``messages`` with its ``system`` field, ``completions``, ``embeddings``, ``responses``; others: 0)."""
         if not isinstance(body, dict):
             return 0
-        if endpoint in ("chat/completions", "messages"):
+        if endpoint in ("chat/completions", "messages"):  # Anthropic's has its system prompt beside the messages
             messages = body.get("messages")
             total = self.count_chat(messages if isinstance(messages, list) else (), model, body.get("tools"))
-            return total if endpoint == "chat/completions" else total + self._value_tokens(body.get("system"), model)
+            return total + self._value_tokens(body.get("system"), model)
         if endpoint == "responses":  # instructions, then input: a string, or items read as chat messages
             items = body.get("input")
             messages = [{"role": "user", "content": items}] if isinstance(items, str) else \

@@ -332,3 +332,27 @@ def test_reasoning_tokens_reach_the_answer_and_the_row(upstream, make_gateway, t
     flush(gw)
     rows = select(tdb, "SELECT completion_tokens, reasoning_tokens FROM llm_requests ORDER BY ts_start")
     assert [(r["completion_tokens"], r["reasoning_tokens"]) for r in rows] == [(7, 5), (7, 5)]
+
+
+# --- routing ---------------------------------------------------------------------------------------------
+def test_routing_counts_the_system_prompt(upstream, make_gateway):
+    """Claude Code's system prompt alone runs to thousands of tokens: a long-prompt rule and a
+    target's context window see it, as they see a chat request's system message."""
+    gw = make_gateway(gateway_config(upstream.url, extra="""  gpt-long:
+    targets: [{backend: fake, model: long-model}]
+  gpt-small:
+    targets: [{backend: fake, model: small-model, context_window: 1000}, {backend: fake, model: long-model}]
+    fallback_on: [connect, timeout, 5xx]
+routes:
+  - name: long-prompts
+    match: {model: "gpt-test", min_prompt_tokens: 1000}
+    model: gpt-long
+"""))
+    upstream.json(CHAT)
+    system = "word " * 2000  # some 2000 tokens; the messages are a few
+    client(gw).messages.create(model="gpt-test", max_tokens=64, system=system, messages=USER)
+    assert upstream.last.json()["model"] == "long-model"
+    client(gw).messages.create(model="gpt-test", max_tokens=64, system="Be brief.", messages=USER)
+    assert upstream.last.json()["model"] == "up-model"
+    client(gw).messages.create(model="gpt-small", max_tokens=64, system=system, messages=USER)
+    assert upstream.last.json()["model"] == "long-model"  # too big for the small target's window
