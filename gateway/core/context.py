@@ -29,38 +29,49 @@ class Usage:
     cache_write_tokens: int | None = None
 
     @classmethod
-    def from_openai(cls, usage: dict[str, Any]) -> Usage:
+    def from_openai(cls, usage: Any) -> Usage:
         """Build from an OpenAI ``usage`` dict (chat, completions or embeddings shape)."""
         return cls._read(usage, "prompt_tokens", "completion_tokens", "prompt_tokens_details",
                          "completion_tokens_details")
 
     @classmethod
-    def from_responses(cls, usage: dict[str, Any]) -> Usage:
+    def from_responses(cls, usage: Any) -> Usage:
         """Build from a Responses API ``usage`` dict (``input_tokens``/``output_tokens``; cached
         and cache-write tokens inside the input, reasoning tokens inside the output, as above)."""
         return cls._read(usage, "input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
 
     @classmethod
-    def from_any(cls, usage: dict[str, Any]) -> Usage:
+    def from_any(cls, usage: Any) -> Usage:
         """Build from a ``usage`` dict of either shape: ``prompt_tokens``… (chat, completions,
         embeddings) or ``input_tokens``/``output_tokens`` (Responses, image generation, audio)."""
-        if "prompt_tokens" not in usage and ("input_tokens" in usage or "output_tokens" in usage):
+        if type(usage) is dict and "prompt_tokens" not in usage and (
+                "input_tokens" in usage or "output_tokens" in usage):
             return cls.from_responses(usage)
         return cls.from_openai(usage)
 
     @classmethod
-    def _read(cls, usage: dict[str, Any], prompt: str, completion: str, prompt_details: str,
+    def _read(cls, usage: Any, prompt: str, completion: str, prompt_details: str,
               completion_details: str) -> Usage:
-        inputs = usage.get(prompt_details) or {}
-        outputs = usage.get(completion_details) or {}
+        # The backend's JSON as it came: what is not a count (a string, a float, a list where
+        # an object belongs) is unknown, never an error in the middle of a relay.
+        if type(usage) is not dict:
+            return cls()
+        inputs = usage.get(prompt_details)
+        outputs = usage.get(completion_details)
+        inputs = inputs if type(inputs) is dict else {}
+        outputs = outputs if type(outputs) is dict else {}
         return cls(
-            prompt_tokens=usage.get(prompt),
-            completion_tokens=usage.get(completion),
-            total_tokens=usage.get("total_tokens"),
-            cached_tokens=inputs.get("cached_tokens"),
-            reasoning_tokens=outputs.get("reasoning_tokens"),
-            cache_write_tokens=inputs.get("cache_write_tokens"),
+            prompt_tokens=_count(usage.get(prompt)),
+            completion_tokens=_count(usage.get(completion)),
+            total_tokens=_count(usage.get("total_tokens")),
+            cached_tokens=_count(inputs.get("cached_tokens")),
+            reasoning_tokens=_count(outputs.get("reasoning_tokens")),
+            cache_write_tokens=_count(inputs.get("cache_write_tokens")),
         )
+
+
+def _count(value: Any) -> int | None:
+    return value if type(value) is int else None  # (bool is not a count)
 
 
 @dataclass(slots=True)

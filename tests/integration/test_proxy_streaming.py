@@ -7,7 +7,9 @@ import openai
 import orjson
 import pytest
 
+from gateway.app import FINISHERS
 from tests.support.fake_upstream import chat_chunk, sse_event
+from tests.support.gateway import gateway_config
 from tests.support.polling import wait_for
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
@@ -215,3 +217,27 @@ def test_client_closing_right_after_done_is_a_complete_stream(make_gateway, upst
     assert b"data: [DONE]" in asyncio.run(read_until_done())
     wait_for(lambda: finished, what="the request to finish")
     assert finished == [(200, "")]
+
+
+@pytest.mark.parametrize("usage", [
+    {**USAGE, "prompt_tokens_details": "none"}, {**USAGE, "completion_tokens_details": [1]},
+    {"prompt_tokens": "3", "completion_tokens": 2.5, "total_tokens": True}, "unknown"])
+def test_a_backends_odd_usage_is_relayed_as_sent_never_a_500(make_gateway, upstream, usage):
+    records: list = []
+    gateway = make_gateway(gateway_config(upstream.url, "telemetry: {enabled: false}"))
+    gateway.app[FINISHERS].append(records.append)
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="k", max_retries=0)
+    answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "up-model", "usage": usage,
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
+    upstream.json(answer, times=1)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
+    assert orjson.loads(raw.content)["usage"] == usage
+    upstream.sse([sse_event(chat_chunk("ok")), sse_event(chat_chunk(finish="stop")),
+                  sse_event(chat_chunk(choices=False, usage=usage)), b"data: [DONE]\n\n"], times=1)
+    body = stream_raw(gateway, stream_options={"include_usage": True})
+    assert sse_event(chat_chunk(choices=False, usage=usage)) in body and body.endswith(b"data: [DONE]\n\n")
+    wait_for(lambda: len(records) == 2, what="both requests to finish")
+    for ctx in records:  # what is not a count is unknown
+        assert ctx.status_code == 200
+        assert ctx.usage.prompt_tokens in (3, None) and ctx.usage.cached_tokens is None
+        assert ctx.usage.reasoning_tokens is None and ctx.usage.total_tokens in (5, None)

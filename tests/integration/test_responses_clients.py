@@ -17,6 +17,8 @@ from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.gateway import serve
 from tests.support.polling import wait_for
 from tests.support.responses import response_object
+from tests.support.telemetry import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
+from tests.support.telemetry_rows import flush, select
 
 RESPONSE = TypeAdapter(Response)
 EVENT = TypeAdapter(ResponseStreamEvent)
@@ -213,3 +215,42 @@ def test_a_client_that_leaves_mid_stream_drops_the_backend_and_keeps_no_turn(set
     with pytest.raises(openai.BadRequestError) as caught:
         _client(srv).responses.create(model="gpt-4o", input="Go on.", previous_response_id=response_id)
     assert caught.value.body["code"] == "previous_response_not_found"
+
+
+def _named(payloads: list[dict]) -> list[bytes]:
+    return [b"event: " + p["type"].encode() + b"\ndata: " + orjson.dumps({**p, "sequence_number": n}) + b"\n\n"
+            for n, p in enumerate(payloads)]
+
+
+def test_a_native_turn_ending_in_a_custom_tool_call_has_its_ttft_and_finish_in_the_row(tmp_path, tdb):
+    """Codex's ``apply_patch`` is a custom (freeform) tool on OpenAI: a turn may produce nothing but
+    its input deltas. The row still has TTFT and inter-token times, and ``tool_calls`` as finish."""
+    with FakeUpstream() as upstream, serve(f"""
+backends:
+  native: {{type: openai, base_url: "{upstream.url}", api_key: sk-backend-secret}}
+models:
+  gpt-5: {{targets: [{{backend: native}}]}}
+""" + telemetry_yaml(chdb_dsn(), tdb, tmp_path / "log")) as srv:
+        call = {"id": "ctc_1", "type": "custom_tool_call", "call_id": "call_1", "name": "apply_patch", "input": ""}
+        at = {"item_id": "ctc_1", "output_index": 0}
+        patch = ["*** Begin Patch\n", "*** Add File: a.txt\n+hi\n", "*** End Patch"]
+        done = {**call, "input": "".join(patch), "status": "completed"}
+        usage = {"input_tokens": 30, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 9,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 39}
+        upstream.sse(_named([
+            {"type": "response.created", "response": response_object("", status="in_progress", model="gpt-5")},
+            {"type": "response.output_item.added", "output_index": 0, "item": {**call, "status": "in_progress"}},
+            *({"type": "response.custom_tool_call_input.delta", **at, "delta": d} for d in patch),
+            {"type": "response.custom_tool_call_input.done", **at, "input": "".join(patch)},
+            {"type": "response.output_item.done", "output_index": 0, "item": done},
+            {"type": "response.completed", "response": {**response_object("", usage, model="gpt-5"),
+                                                         "output": [done]}},
+        ]), chunk_delay_s=0.01, times=1)
+        events = list(openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0).responses.create(
+            model="gpt-5", input="Add a.txt", stream=True))
+        assert events[-1].response.output[0].input == "".join(patch)
+        wait_for(lambda: httpx.get(f"{srv.url}/admin/telemetry").json()["written"] == 1, what="the row")
+        flush(srv)
+        (row,) = select(tdb, "SELECT * FROM llm_requests")
+    assert (row["finish_reason"], row["prompt_tokens"], row["completion_tokens"]) == ("tool_calls", 30, 9)
+    assert 0 < row["ttft_ms"] < row["latency_ms"] and row["itl_max_ms"] is not None

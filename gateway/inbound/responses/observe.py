@@ -19,13 +19,20 @@ from gateway.core.errors import GatewayError
 from gateway.core.sse import SSESplitter, event_data, event_json
 
 # Events that carry generated output: the first one is the first token, each one a chunk (ITL).
+# Tool inputs count: a coding agent's turn may produce nothing else (Codex's apply_patch is a
+# custom tool, its shell a function or shell call).
 _PRODUCING = frozenset({
     "response.output_text.delta", "response.refusal.delta", "response.function_call_arguments.delta",
     "response.reasoning_text.delta", "response.reasoning_summary_text.delta",
+    "response.custom_tool_call_input.delta", "response.shell_call_command.delta",
+    "response.mcp_call_arguments.delta", "response.code_interpreter_call_code.delta",
 })
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
 # ``incomplete_details.reason`` in the chat vocabulary the rows use for finish_reason.
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+# Output items that end the turn for the client to run a tool (hosted tools run in the backend).
+_CALLS = frozenset({"function_call", "custom_tool_call", "shell_call", "local_shell_call", "apply_patch_call",
+                    "computer_call"})
 
 
 def finish_reason(response: dict[str, Any]) -> str:
@@ -35,7 +42,7 @@ def finish_reason(response: dict[str, Any]) -> str:
     status = response.get("status")
     if status == "completed":
         output = response.get("output") or ()
-        calls = any(isinstance(item, dict) and item.get("type") == "function_call" for item in output)
+        calls = any(isinstance(item, dict) and item.get("type") in _CALLS for item in output)
         return "tool_calls" if calls else "stop"
     if status == "incomplete":
         details = response.get("incomplete_details") or {}
