@@ -58,26 +58,34 @@ async def relay_body(ctx: RequestContext, upstream, headers: dict, body: bytes |
     ctx.response_body = body
     return web.Response(status=upstream.status, body=body, headers=headers)
 
+
 def observe_json(ctx: RequestContext, body: bytes) -> None:
-    """What a JSON answer tells the row: the served model, its id, usage, finish reason, text."""
+    """What a JSON answer tells the row: the served model, its id, usage, finish reason, text.
+    An answer not shaped as OpenAI's is relayed all the same; what does not fit is left unread."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return
     if not isinstance(parsed, dict):
         return
-    ctx.model_served = parsed.get("model") or ""
-    ctx.response_id = parsed.get("id") or ""
+    model, rid = parsed.get("model"), parsed.get("id")
+    ctx.model_served = model if isinstance(model, str) else ""
+    ctx.response_id = rid if isinstance(rid, str) else ""
     usage = parsed.get("usage")
     if isinstance(usage, dict):
         ctx.usage = Usage.from_any(usage)
-    for choice in parsed.get("choices") or ():
-        if choice.get("finish_reason"):
-            ctx.finish_reason = choice["finish_reason"]
+    choices = parsed.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        finish = choice.get("finish_reason")
+        if finish and isinstance(finish, str):
+            ctx.finish_reason = finish
         message = choice.get("message")
         text = message.get("content") if isinstance(message, dict) else choice.get("text")
         if isinstance(text, str):
             ctx.completion_text.append(text)
+
 
 async def relay_stream(request: web.Request, ctx: RequestContext, upstream, headers: dict,
                         result, tee: StreamTee | StreamObserver | None) -> web.StreamResponse:

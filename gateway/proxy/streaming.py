@@ -199,6 +199,13 @@ class StreamTee:
             return raw  # not ours to judge; pass it on
         if type(chunk) is not dict:  # orjson makes plain dicts
             return raw
+        try:
+            return self._read(raw, data, chunk, now)
+        except (AttributeError, TypeError):  # a chunk not shaped as OpenAI's: relayed as it came, unread
+            return raw
+
+    def _read(self, raw: bytes, data: bytes, chunk: dict, now: float) -> bytes:
+        """``_observe`` for a parsed chunk."""
         ctx = self._ctx
         if "error" in chunk:
             secrets = ctx.runtime.secrets if ctx.runtime is not None else None
@@ -215,9 +222,10 @@ class StreamTee:
             return raw
         if not ctx.model_served:
             model = chunk.get("model")
-            if model:
+            if model and type(model) is str:
                 ctx.model_served = model
-                ctx.response_id = chunk.get("id") or ""
+                rid = chunk.get("id")
+                ctx.response_id = rid if type(rid) is str else ""
         usage = chunk.get("usage")
         choices = chunk.get("choices")
         if usage:
@@ -232,14 +240,14 @@ class StreamTee:
             delta = choice.get("delta")
             if delta is not None:  # chat.completion.chunk
                 content = delta.get("content")
-                if content:
+                if content and type(content) is str:
                     ctx.completion_text.append(content)
                     produced = True
                 elif delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("refusal"):
                     produced = True
             else:  # text_completion
                 text = choice.get("text")
-                if text:
+                if text and type(text) is str:
                     ctx.completion_text.append(text)
                     produced = True
             index = choice.get("index", 0)
@@ -247,7 +255,7 @@ class StreamTee:
                 index = 0
             self._choices.add(index)
             finish = choice.get("finish_reason")
-            if finish:
+            if finish and type(finish) is str:
                 ctx.finish_reason = finish
                 self._finished.add(index)
         if produced:

@@ -356,3 +356,12 @@ routes:
     assert upstream.last.json()["model"] == "up-model"
     client(gw).messages.create(model="gpt-small", max_tokens=64, system=system, messages=USER)
     assert upstream.last.json()["model"] == "long-model"  # too big for the small target's window
+
+
+def test_tool_choice_without_tools_is_not_sent(upstream, gateway):
+    """OpenAI refuses ``tool_choice`` and ``parallel_tool_calls`` without ``tools``; Anthropic's
+    clients send a choice whatever the tool list."""
+    upstream.json(CHAT)
+    client(gateway).messages.create(model="gpt-test", max_tokens=64, messages=USER,
+                                    tool_choice={"type": "auto", "disable_parallel_tool_use": True})
+    assert not {"tool_choice", "parallel_tool_calls", "tools"} & set(upstream.last.json())

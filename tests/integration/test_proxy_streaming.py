@@ -241,3 +241,22 @@ def test_a_backends_odd_usage_is_relayed_as_sent_never_a_500(make_gateway, upstr
         assert ctx.status_code == 200
         assert ctx.usage.prompt_tokens in (3, None) and ctx.usage.cached_tokens is None
         assert ctx.usage.reasoning_tokens is None and ctx.usage.total_tokens in (5, None)
+
+
+@pytest.mark.parametrize("answer", [
+    {"choices": ["x"]}, {"choices": {"index": 0}}, {"id": 7, "model": 5, "choices": [{"index": 0, "text": 5}]},
+    {"choices": [{"index": 0, "finish_reason": 5, "message": "ok", "delta": "ok"}]},
+    {"choices": [{"index": 0, "delta": {"content": 5}, "finish_reason": None}]}])
+def test_an_answer_not_shaped_as_openais_is_relayed_as_sent(gateway, upstream, answer):
+    records: list = []
+    gateway.app[FINISHERS].append(records.append)
+    upstream.json(answer, times=1)
+    r = httpx.post(f"{gateway.url}/v1/chat/completions", json={"model": "gpt-test", "messages": [{"role": "user",
+                                                                                               "content": "x"}]})
+    assert (r.status_code, r.json()) == (200, answer)
+    upstream.sse([sse_event(answer), b"data: [DONE]\n\n"], times=1)
+    assert stream_raw(gateway) == sse_event(answer) + b"data: [DONE]\n\n"
+    wait_for(lambda: len(records) == 2, what="both requests to finish")
+    for ctx in records:  # what the row reads is what fits: strings where strings belong
+        assert all(type(v) is str for v in (ctx.model_served, ctx.response_id, ctx.finish_reason,
+                                            *ctx.completion_text))

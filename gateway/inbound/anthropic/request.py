@@ -225,7 +225,7 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
         chat["stop"] = stop
     if body.get("tools"):
         chat["tools"] = _tools(body["tools"])
-    if body.get("tool_choice") is not None:
+    if body.get("tool_choice") is not None and "tools" in chat:  # OpenAI refuses a choice among no tools
         _tool_choice(body["tool_choice"], chat)
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
