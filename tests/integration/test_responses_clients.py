@@ -303,3 +303,17 @@ def test_custom_tools_reach_a_chat_backend_as_functions_and_come_back_custom(set
         {"role": "user", "content": "Add a.txt"},
         {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch", "input": PATCH}, output])
     assert upstream.last.json()["messages"] == replayed
+
+
+def test_a_completion_without_ids_or_created_still_gives_calls_ids_and_a_time(setup):
+    """Some OpenAI-compatible servers leave out the tool calls' ids and ``created``: the calls
+    get distinct ids (the client answers each by its ``call_id``) and the response its time."""
+    srv, upstream = setup
+    answer = _completion({"content": None, "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": "{}"}},
+        {"type": "function", "function": {"name": "g", "arguments": "{}"}}]}, "tool_calls")
+    del answer["created"]
+    upstream.json(answer, times=1)
+    response = _client(srv).responses.create(model="gpt-4o", input="Go.")
+    ids = [item.call_id for item in response.output]
+    assert all(ids) and len(set(ids)) == 2 and response.created_at > 1_700_000_000
