@@ -64,6 +64,8 @@ class UsageEvents:
         if event is None:
             return
         kind = event.get("type")
+        if type(kind) is not str:  # not an event of these streams: relayed as it came, unread
+            kind = None
         ctx = self._ctx
         if kind in _PIECES:
             if ctx.t_first_token is None:

@@ -378,3 +378,12 @@ def test_a_body_sent_with_another_method_than_post_goes_on_as_sent(gw, upstream)
     upstream.json(FILE, times=1)
     assert httpx.delete(f"{gw.url}/v1/files/file-abc", headers=AUTH, timeout=30).status_code == 200
     assert (upstream.last.method, upstream.last.body) == ("DELETE", b"")
+
+
+def test_an_odd_event_in_a_transcription_stream_is_relayed_as_sent(gw, upstream):
+    done = {"type": "transcript.text.done", "text": "Hi", "usage": {"input_tokens": 3, "output_tokens": 1}}
+    events = [b'data: {"type":["x"],"delta":5}\n\n', b"data: " + orjson.dumps(done) + b"\n\n"]
+    upstream.sse(events, times=1)
+    r = httpx.post(f"{gw.url}/v1/audio/transcriptions", headers=AUTH, timeout=30,
+                   files={"file": ("a.wav", AUDIO[:100], "audio/wav")}, data={"model": "whisper", "stream": "true"})
+    assert (r.status_code, r.content) == (200, b"".join(events))

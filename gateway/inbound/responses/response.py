@@ -4,7 +4,8 @@ The object echoes the request's settings (``instructions``, ``tools``, ``tool_ch
 ``temperature``, ``metadata`` …) as OpenAI does, and lists the output items the chat message
 carried, in the order a Responses model emits them: ``reasoning`` (when the backend exposes it
 as ``reasoning_content`` or ``reasoning``), the assistant ``message`` (``output_text`` or a
-``refusal``), then one ``function_call`` per tool call. ``finish_reason: length`` (or
+``refusal``), then one ``function_call`` per tool call (``custom_tool_call`` for the request's
+custom tools, ``custom.py``). ``finish_reason: length`` (or
 ``content_filter``) makes the response ``incomplete`` with that reason. The stream encoder
 (``stream.py``) builds its final object with the same functions.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.inbound.chunks import reasoning_of
+from gateway.inbound.responses import custom
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -121,10 +123,12 @@ def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str) -
         items.append(message_item(response_id, [{"type": "refusal", "refusal": message["refusal"]}]))
     elif message.get("content"):
         items.append(message_item(response_id, [text_part(message["content"])]))
+    customs = custom.names(request.get("tools"))
     for n, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
-        items.append(call_item(response_id, n, call.get("id", ""), function.get("name", ""),
-                               function.get("arguments", "")))
+        name, arguments = function.get("name", ""), function.get("arguments", "")
+        items.append(custom.call_item(item_id(response_id, "ctc", n), call.get("id", ""), name, arguments)
+                     if name in customs else call_item(response_id, n, call.get("id", ""), name, arguments))
     out["output"] = items
     out["usage"] = usage(chat.get("usage"))
     return finish(out, choice.get("finish_reason"))
