@@ -18,8 +18,9 @@ prompt's messages the whole conversation (the caller sends ``messages: []``). Th
 the request goes upstream.
 
 The stage that calls ``apply_prompt`` is ``gateway.prompts.stage``. ``/v1/chat/completions`` and
-Anthropic's ``/v1/messages`` take prompts (``prompt`` in a ``/v1/completions`` body is OpenAI's text
-prompt, untouched); on ``/v1/messages`` a prompt is injected in Anthropic's form, so native and
+Anthropic's ``/v1/messages`` (and its ``count_tokens``, which counts the prompt in, without the
+version's params) take prompts (``prompt`` in a ``/v1/completions`` body is OpenAI's text prompt,
+untouched). On Anthropic's paths a prompt is injected in Anthropic's form, so native and
 translated targets alike take it: its system messages go into the ``system`` field, before the
 caller's (which ``replace_system`` drops), its other turns into ``messages``.
 """
@@ -45,7 +46,8 @@ MODE_HEADER = "x-gateway-prompt-mode"
 KEY_HEADER = "x-gateway-experiment-key"
 CHAT = "chat/completions"
 MESSAGES = "messages"
-PROMPTED = frozenset({CHAT, MESSAGES})
+COUNT = "messages/count_tokens"  # counts what /v1/messages would send, the prompt included
+PROMPTED = frozenset({CHAT, MESSAGES, COUNT})
 MODES = ("prepend", "replace_system", "template")
 # Response headers of a request that used a prompt, set by the stage, sent by ``add_headers``.
 RESPONSE_HEADERS = web.RequestKey("gateway_prompt_headers", dict)
@@ -187,7 +189,7 @@ def apply_prompt(ctx: RequestContext, header: str | None) -> None:
     cv = resolved.version
     mode = mode or cv.mode
     rendered = cv.render(variables)
-    if ctx.endpoint == MESSAGES:
+    if ctx.endpoint != CHAT:
         rendered = _anthropic_system(body, rendered, mode)
     caller = body.get("messages")
     if not isinstance(caller, list):
@@ -203,7 +205,7 @@ def apply_prompt(ctx: RequestContext, header: str | None) -> None:
                               "whole conversation; send the variables only (messages: [])", param="messages")
         body["messages"] = rendered
     params = cv.params
-    if params:
+    if params and ctx.endpoint != COUNT:  # a count takes no sampling parameters
         limit_set = not _TOKEN_LIMITS.isdisjoint(body)
         for key, value in params.items():
             if key not in body and not (limit_set and key in _TOKEN_LIMITS):

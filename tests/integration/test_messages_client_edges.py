@@ -171,6 +171,12 @@ def test_prompts_are_injected_in_anthropic_form(make_gateway, tmp_path):
         c.messages.create(model="greeter", max_tokens=9, messages=USER,
                           extra_body={"prompt": {"variables": {"name": "Cy"}}})
         assert chat.last.json()["messages"][0] == {"role": "system", "content": "v2: greet Cy 2 times"}
+        # count_tokens counts what /v1/messages would send: the prompt too, without its params.
+        claude.json({"input_tokens": 42})
+        c.messages.count_tokens(model="claude", messages=USER, extra_headers=greet)
+        assert claude.last.json() == {"model": "claude-x", "messages": USER, "system": "v1: greet Ann"}
+        bare = c.messages.count_tokens(model="gpt-test", messages=USER).input_tokens
+        assert c.messages.count_tokens(model="gpt-test", messages=USER, extra_headers=greet).input_tokens > bare
         with pytest.raises(anthropic.BadRequestError) as bad:
             c.messages.create(model="gpt-test", max_tokens=9, messages=USER, extra_headers={"x-gateway-prompt": "nope"})
         assert bad.value.body["type"] == "error" and bad.value.body["error"]["type"] == "invalid_request_error"

@@ -254,3 +254,66 @@ models:
         (row,) = select(tdb, "SELECT * FROM llm_requests")
     assert (row["finish_reason"], row["prompt_tokens"], row["completion_tokens"]) == ("tool_calls", 30, 9)
     assert 0 < row["ttft_ms"] < row["latency_ms"] and row["itl_max_ms"] is not None
+
+
+PATCH = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch"
+APPLY_PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit files with a patch.",
+               "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/s"}}
+
+
+def test_custom_tools_reach_a_chat_backend_as_functions_and_come_back_custom(setup):
+    """Codex gives GPT-5 models ``apply_patch`` as a custom (freeform) tool. A chat backend gets it
+    as a function taking one string, ``input``; its call comes back as a ``custom_tool_call``
+    (streamed as ``response.custom_tool_call_input.*``), and the call and its output go back to
+    the backend as a tool call and a tool message, kept or sent again."""
+    srv, upstream = setup
+    shell = {"type": "function", "name": "shell", "parameters": {"type": "object", "properties": {}}}
+    call = {"id": "call_p", "type": "function",
+            "function": {"name": "apply_patch", "arguments": orjson.dumps({"input": PATCH}).decode()}}
+    upstream.sse(_stream([{"tool_calls": [{"index": 0, **call, "function": {**call["function"], "arguments": ""}}]},
+                          {"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]}],
+                         "tool_calls"), times=1)
+    asked = {"model": "gpt-4o", "input": "Add a.txt", "tools": [shell, APPLY_PATCH],
+             "tool_choice": {"type": "custom", "name": "apply_patch"}}
+    events = _events(srv, asked)
+    sent = upstream.last.json()
+    assert sent["tools"][1] == {"type": "function", "function": {
+        "name": "apply_patch", "description": "Edit files with a patch.",
+        "parameters": {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"],
+                       "additionalProperties": False}}}
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "apply_patch"}}
+    assert [e.type for e in events[2:-1]] == [
+        "response.output_item.added", "response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+        "response.output_item.done"]
+    assert events[2].item.input == "" and events[3].delta == events[4].input == PATCH
+    (item,) = events[-1].response.output
+    assert (item.type, item.call_id, item.name, item.input) == ("custom_tool_call", "call_p", "apply_patch", PATCH)
+
+    upstream.json(_completion({"content": None, "tool_calls": [call]}, "tool_calls"), times=1)
+    first = _client(srv).responses.create(**asked)
+    assert [(i.type, i.input) for i in first.output] == [("custom_tool_call", PATCH)]
+    upstream.json(_completion({"content": "Done."}), times=1)
+    output = {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Success."}
+    _client(srv).responses.create(model="gpt-4o", previous_response_id=first.id, input=[output])
+    replayed = [{"role": "user", "content": "Add a.txt"}, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_p", "content": "Success."}]
+    assert upstream.last.json()["messages"] == replayed
+    upstream.json(_completion({"content": "Done."}), times=1)  # a client that sends the whole history itself
+    _client(srv).responses.create(model="gpt-4o", store=False, input=[
+        {"role": "user", "content": "Add a.txt"},
+        {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch", "input": PATCH}, output])
+    assert upstream.last.json()["messages"] == replayed
+
+
+def test_a_completion_without_ids_or_created_still_gives_calls_ids_and_a_time(setup):
+    """Some OpenAI-compatible servers leave out the tool calls' ids and ``created``: the calls
+    get distinct ids (the client answers each by its ``call_id``) and the response its time."""
+    srv, upstream = setup
+    answer = _completion({"content": None, "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": "{}"}},
+        {"type": "function", "function": {"name": "g", "arguments": "{}"}}]}, "tool_calls")
+    del answer["created"]
+    upstream.json(answer, times=1)
+    response = _client(srv).responses.create(model="gpt-4o", input="Go.")
+    ids = [item.call_id for item in response.output]
+    assert all(ids) and len(set(ids)) == 2 and response.created_at > 1_700_000_000

@@ -2,7 +2,8 @@
 
 ``to_chat(body, history)`` maps ``instructions`` (a system message), ``input`` (a string, or
 items: messages with ``input_text``/``input_image``/``input_file`` parts, earlier assistant
-output, ``function_call`` and ``function_call_output`` items), function ``tools`` and
+output, ``function_call`` and ``function_call_output`` items, and their ``custom_tool_call``
+counterparts), function and custom ``tools`` (``custom``: freeform tools as functions) and
 ``tool_choice``, ``text.format`` (``response_format``), ``reasoning.effort``,
 ``max_output_tokens``, sampling and ``stream``. ``history``: the chat messages of the
 conversation so far (``previous_response_id``), placed after the instructions — the previous
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.core.errors import InvalidRequestError
+from gateway.inbound.responses import custom
 
 # Copied as they are: the same name and meaning in both APIs.
 _SAME = ("temperature", "top_p", "parallel_tool_calls", "user")
@@ -95,15 +97,14 @@ def input_messages(value: Any) -> list[dict[str, Any]]:
         kind = item.get("type", "message")
         if kind == "message":
             out.append(_message(item, param))
-        elif kind == "function_call":
-            call = {"id": item.get("call_id", ""), "type": "function",
-                    "function": {"name": item.get("name", ""), "arguments": item.get("arguments", "")}}
+        elif kind in ("function_call", "custom_tool_call"):
+            call = custom.tool_call(item)
             last = out[-1] if out else None
             if last is not None and last["role"] == "assistant" and isinstance(last.get("content"), str | None):
                 last.setdefault("tool_calls", []).append(call)  # one assistant turn, several calls
             else:
                 out.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             out.append({"role": "tool", "tool_call_id": item.get("call_id", ""),
                         "content": _text(item.get("output", ""), f"{param}.output")})
         elif kind == "reasoning":
@@ -117,6 +118,9 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
     out = []
     for i, tool in enumerate(tools if isinstance(tools, list) else ()):
         kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind == "custom":
+            out.append(custom.as_function(tool))
+            continue
         if kind != "function":
             raise _refuse(f"Tool type {kind!r}", f"tools[{i}].type")
         function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
@@ -127,7 +131,7 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
 def _tool_choice(choice: Any) -> Any:
     if isinstance(choice, str):
         return choice
-    if isinstance(choice, dict) and choice.get("type") == "function":
+    if isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
         return {"type": "function", "function": {"name": choice.get("name", "")}}
     raise _refuse(f"tool_choice {choice!r}", "tool_choice")
 

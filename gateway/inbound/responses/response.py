@@ -4,7 +4,8 @@ The object echoes the request's settings (``instructions``, ``tools``, ``tool_ch
 ``temperature``, ``metadata`` …) as OpenAI does, and lists the output items the chat message
 carried, in the order a Responses model emits them: ``reasoning`` (when the backend exposes it
 as ``reasoning_content`` or ``reasoning``), the assistant ``message`` (``output_text`` or a
-``refusal``), then one ``function_call`` per tool call. ``finish_reason: length`` (or
+``refusal``), then one ``function_call`` per tool call (``custom_tool_call`` for the request's
+custom tools, ``custom.py``). ``finish_reason: length`` (or
 ``content_filter``) makes the response ``incomplete`` with that reason. The stream encoder
 (``stream.py``) builds its final object with the same functions.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.inbound.chunks import reasoning_of
+from gateway.inbound.responses import custom
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -106,10 +108,11 @@ def finish(response: dict[str, Any], finish_reason: str | None) -> dict[str, Any
     return response
 
 
-def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str) -> dict[str, Any]:
-    """The ``response`` object for a chat completion ``chat`` answering ``request``."""
-    out = shell(request, response_id, int(chat.get("created") or 0), chat.get("model") or request.get("model", ""),
-                "completed")
+def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str, created_at: int = 0) -> dict[str, Any]:
+    """The ``response`` object for a chat completion ``chat`` answering ``request`` (``created_at``:
+    the time when the backend tells none)."""
+    model = chat.get("model") or request.get("model", "")
+    out = shell(request, response_id, int(chat.get("created") or created_at), model, "completed")
     choices = chat.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}
@@ -121,10 +124,13 @@ def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str) -
         items.append(message_item(response_id, [{"type": "refusal", "refusal": message["refusal"]}]))
     elif message.get("content"):
         items.append(message_item(response_id, [text_part(message["content"])]))
+    customs = custom.names(request.get("tools"))
     for n, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
-        items.append(call_item(response_id, n, call.get("id", ""), function.get("name", ""),
-                               function.get("arguments", "")))
+        name, arguments = function.get("name", ""), function.get("arguments", "")
+        call_id = call.get("id") or item_id(response_id, "call", n)  # some servers give none
+        items.append(custom.call_item(item_id(response_id, "ctc", n), call_id, name, arguments)
+                     if name in customs else call_item(response_id, n, call_id, name, arguments))
     out["output"] = items
     out["usage"] = usage(chat.get("usage"))
     return finish(out, choice.get("finish_reason"))

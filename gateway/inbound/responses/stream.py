@@ -26,13 +26,15 @@ import orjson
 
 from gateway.core.sse import SSESplitter, event_data
 from gateway.inbound.chunks import DONE, InBandError, call_key, read_chunk, reasoning_of
+from gateway.inbound.responses import custom
 from gateway.inbound.responses import response as shapes
 
 
 @dataclass(slots=True)
 class _Item:
     """An output item being streamed: ``kind`` is ``reasoning`` (its content), ``summary`` (a
-    reasoning item's summary), ``output_text``, ``refusal`` or ``function_call`` (the call)."""
+    reasoning item's summary), ``output_text``, ``refusal``, ``function_call`` or
+    ``custom_tool_call`` (the call)."""
 
     kind: str
     index: int
@@ -44,6 +46,8 @@ class _Item:
     def final(self, response_id: str, status: str) -> dict[str, Any]:
         """The item as ``response.output_item.done`` and the final ``output`` carry it."""
         text = "".join(self.parts)
+        if self.kind == "custom_tool_call":
+            return custom.call_item(self.id, self.call_id, self.name, text)
         if self.kind == "function_call":
             return {**shapes.call_item(response_id, 0, self.call_id, self.name, text, status), "id": self.id}
         if self.kind in ("reasoning", "summary"):
@@ -91,6 +95,7 @@ class ResponsesEncoder:
         self._started = False
         self._model = str(request.get("model") or "")
         self._reasoning = "summary" if shapes.wants_summary(request) else "reasoning"
+        self._customs = custom.names(request.get("tools"))
         self._items: list[_Item] = []
         self._done_items: dict[int, dict[str, Any]] = {}
         self._open: _Item | None = None  # the reasoning or message item receiving deltas
@@ -185,9 +190,12 @@ class ResponsesEncoder:
         item = self._calls.get(index)
         if item is None:
             self._close_open()
-            n = self._next("fc")
-            item = self._calls[index] = self._add("function_call", shapes.item_id(self._id, "fc", n))
-            item.call_id, item.name = call.get("id") or f"call_{self._id}_{n}", function.get("name") or ""
+            custom_tool = function.get("name") in self._customs
+            kind, prefix = ("custom_tool_call", "ctc") if custom_tool else ("function_call", "fc")
+            n = self._next(prefix)
+            item = self._calls[index] = self._add(kind, shapes.item_id(self._id, prefix, n))
+            item.call_id = call.get("id") or shapes.item_id(self._id, "call", item.index)  # some servers give none
+            item.name = function.get("name") or ""
             self._emit("response.output_item.added", output_index=item.index,
                        item=item.final(self._id, "in_progress"))
         elif function.get("name"):
@@ -195,6 +203,8 @@ class ResponsesEncoder:
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             item.parts.append(arguments)
+            if item.kind == "custom_tool_call":
+                return  # JSON arguments, of which the input is told whole once the call is done
             self._emit("response.function_call_arguments.delta", item_id=item.id, output_index=item.index,
                        delta=arguments)
 
@@ -228,8 +238,17 @@ class ResponsesEncoder:
         self._start()
         self._close_open()
         for item in sorted(self._calls.values(), key=lambda c: c.index):
-            self._emit("response.function_call_arguments.done", item_id=item.id, output_index=item.index,
-                       arguments="".join(item.parts))
+            arguments = "".join(item.parts)
+            if item.kind == "custom_tool_call":
+                text = custom.input_of(arguments)
+                if text:
+                    self._emit("response.custom_tool_call_input.delta", item_id=item.id, output_index=item.index,
+                               delta=text)
+                self._emit("response.custom_tool_call_input.done", item_id=item.id, output_index=item.index,
+                           input=text)
+            else:
+                self._emit("response.function_call_arguments.done", item_id=item.id, output_index=item.index,
+                           arguments=arguments)
             self._close(item)
         self._calls.clear()
         response = shapes.finish(self._response("completed", "completed"), self._finish_reason)

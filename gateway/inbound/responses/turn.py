@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.core.errors import InvalidRequestError
+from gateway.inbound.responses import custom
 from gateway.inbound.responses.request import input_messages
 
 
@@ -49,9 +50,8 @@ def assistant_messages(response: dict[str, Any]) -> list[dict[str, Any]]:
     for item in response.get("output") or ():
         if item.get("type") == "message":
             text += [p.get("text") or p.get("refusal") or "" for p in item.get("content") or ()]
-        elif item.get("type") == "function_call":
-            calls.append({"id": item.get("call_id", ""), "type": "function",
-                          "function": {"name": item.get("name", ""), "arguments": item.get("arguments", "")}})
+        elif item.get("type") in ("function_call", "custom_tool_call"):
+            calls.append(custom.tool_call(item))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
     if calls:
         message["tool_calls"] = calls
