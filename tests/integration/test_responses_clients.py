@@ -1,9 +1,13 @@
-"""``/v1/responses`` translated for a chat-only backend, as real clients and backends use it
-beyond the happy path: values sent as ``null`` or of the wrong type, answers checked strictly
-against the openai SDK's own types (``Response``, every stream event), and chat backends whose
-streams differ from OpenAI's (tool calls without an ``index``, as Gemini's)."""
+"""``/v1/responses`` as real clients (the openai SDK, Codex) and backends use it beyond the happy
+path: values sent as ``null`` or of the wrong type, answers checked strictly against the SDK's
+own types (``Response``, every stream event), chat backends whose streams differ from OpenAI's
+(tool calls without an ``index`` or ids, numeric error codes), reasoning summaries and custom
+tools as Codex asks for them, TPM estimates, the kept conversations' bound, tenants and Redis,
+a client leaving mid-stream, and native rows of a turn that is one custom tool call."""
 
 from __future__ import annotations
+
+import hashlib
 
 import httpx
 import openai
@@ -16,6 +20,7 @@ from tests.support.access import KEY_A, access_config
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.gateway import serve
 from tests.support.polling import wait_for
+from tests.support.redis_server import RedisServer
 from tests.support.responses import response_object
 from tests.support.telemetry import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 from tests.support.telemetry_rows import flush, select
@@ -303,3 +308,43 @@ def test_custom_tools_reach_a_chat_backend_as_functions_and_come_back_custom(set
         {"role": "user", "content": "Add a.txt"},
         {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch", "input": PATCH}, output])
     assert upstream.last.json()["messages"] == replayed
+
+
+def test_a_completion_without_ids_or_created_still_gives_calls_ids_and_a_time(setup):
+    """Some OpenAI-compatible servers leave out the tool calls' ids and ``created``: the calls
+    get distinct ids (the client answers each by its ``call_id``) and the response its time."""
+    srv, upstream = setup
+    answer = _completion({"content": None, "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": "{}"}},
+        {"type": "function", "function": {"name": "g", "arguments": "{}"}}]}, "tool_calls")
+    del answer["created"]
+    upstream.json(answer, times=1)
+    response = _client(srv).responses.create(model="gpt-4o", input="Go.")
+    ids = [item.call_id for item in response.output]
+    assert all(ids) and len(set(ids)) == 2 and response.created_at > 1_700_000_000
+
+
+def test_in_redis_a_tenant_continues_its_conversations_on_any_instance_and_no_other_tenant_can(tmp_path):
+    redis = RedisServer(data_dir=str(tmp_path)).start()
+    try:
+        keys = {"a": "sk-gw-tenant-a-0123456789", "b": "sk-gw-tenant-b-0123456789"}
+        config = f"""
+backends: {{mock: {{type: mock, mock: {{tokens: 3}}}}}}
+models: {{mock-gpt: {{targets: [{{backend: mock}}]}}}}
+keys: [{", ".join(f"{{tenant: {t}, sha256: {hashlib.sha256(k.encode()).hexdigest()}}}" for t, k in keys.items())}]
+cache: {{store: redis, redis_url: "{redis.url}"}}
+telemetry: {{enabled: false}}
+"""
+        with serve(config) as one, serve(config) as two:
+            def ask(srv, tenant: str, **body):
+                client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=keys[tenant], max_retries=0)
+                return client.responses.create(model="mock-gpt", **body)
+
+            first = ask(one, "a", input="Remember 42.")
+            assert ask(two, "a", input="And?", previous_response_id=first.id).previous_response_id == first.id
+            for srv in (one, two):
+                with pytest.raises(openai.BadRequestError) as caught:
+                    ask(srv, "b", input="And?", previous_response_id=first.id)
+                assert caught.value.body["code"] == "previous_response_not_found"
+    finally:
+        redis.stop()

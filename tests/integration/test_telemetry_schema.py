@@ -258,6 +258,7 @@ models:
     assert {k: (r["prompt_tokens"], r["cached_tokens"], r["cache_write_tokens"], r["reasoning_tokens"])
             for k, r in rows.items()} == {"json": (2158, 100, 2048, None), "stream": (307, 0, 300, None),
                                           "openai": (80, 64, None, 12)}
-    # pricing has no cache-write price: a write costs as plain input (claude-sonnet-4: 3.00 / 0.30 / 15.00 per 1M)
-    assert rows["json"]["cost_usd"] == pytest.approx(((2158 - 100) * 3.0 + 100 * 0.30 + 5 * 15.0) / 1e6)
+    # reads and writes at their own rates (claude-sonnet-4: input 3.00, read 0.30, write 3.75, output 15.00 per 1M)
+    assert rows["json"]["cost_usd"] == pytest.approx(((2158 - 100 - 2048) * 3.0 + 100 * 0.30 + 2048 * 3.75
+                                                      + 5 * 15.0) / 1e6)
 

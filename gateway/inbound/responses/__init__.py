@@ -49,7 +49,7 @@ class ResponsesInbound:
                 raise UpstreamError(f"backend {ctx.backend!r} answered with a body that is not JSON") from None
             if not isinstance(answer, dict):
                 raise UpstreamError(f"backend {ctx.backend!r} answered with something other than a completion")
-            turn.response = from_chat(answer, body, response_id)
+            turn.response = from_chat(answer, body, response_id, created)
             return orjson.dumps(turn.response)
 
         def encoder() -> ResponsesEncoder:

@@ -108,10 +108,11 @@ def finish(response: dict[str, Any], finish_reason: str | None) -> dict[str, Any
     return response
 
 
-def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str) -> dict[str, Any]:
-    """The ``response`` object for a chat completion ``chat`` answering ``request``."""
-    out = shell(request, response_id, int(chat.get("created") or 0), chat.get("model") or request.get("model", ""),
-                "completed")
+def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str, created_at: int = 0) -> dict[str, Any]:
+    """The ``response`` object for a chat completion ``chat`` answering ``request`` (``created_at``:
+    the time when the backend tells none)."""
+    model = chat.get("model") or request.get("model", "")
+    out = shell(request, response_id, int(chat.get("created") or created_at), model, "completed")
     choices = chat.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}
@@ -127,8 +128,9 @@ def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str) -
     for n, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
         name, arguments = function.get("name", ""), function.get("arguments", "")
-        items.append(custom.call_item(item_id(response_id, "ctc", n), call.get("id", ""), name, arguments)
-                     if name in customs else call_item(response_id, n, call.get("id", ""), name, arguments))
+        call_id = call.get("id") or item_id(response_id, "call", n)  # some servers give none
+        items.append(custom.call_item(item_id(response_id, "ctc", n), call_id, name, arguments)
+                     if name in customs else call_item(response_id, n, call_id, name, arguments))
     out["output"] = items
     out["usage"] = usage(chat.get("usage"))
     return finish(out, choice.get("finish_reason"))

@@ -194,7 +194,8 @@ class ResponsesEncoder:
             kind, prefix = ("custom_tool_call", "ctc") if custom_tool else ("function_call", "fc")
             n = self._next(prefix)
             item = self._calls[index] = self._add(kind, shapes.item_id(self._id, prefix, n))
-            item.call_id, item.name = call.get("id") or f"call_{self._id}_{prefix}{n}", function.get("name") or ""
+            item.call_id = call.get("id") or shapes.item_id(self._id, "call", item.index)  # some servers give none
+            item.name = function.get("name") or ""
             self._emit("response.output_item.added", output_index=item.index,
                        item=item.final(self._id, "in_progress"))
         elif function.get("name"):
