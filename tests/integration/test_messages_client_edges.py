@@ -12,7 +12,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from tests.support.access import KEY_A, access_config
-from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
+from tests.support.fake_upstream import FakeUpstream, chat_chunk, named_sse_event, sse_event
 from tests.support.gateway import gateway_config, serve
 from tests.support.polling import wait_for
 from tests.support.prompts import GREET, write_prompts
@@ -371,3 +371,42 @@ def test_tool_choice_without_tools_is_not_sent(upstream, gateway):
     client(gateway).messages.create(model="gpt-test", max_tokens=64, messages=USER,
                                     tool_choice={"type": "auto", "disable_parallel_tool_use": True})
     assert not {"tool_choice", "parallel_tool_calls", "tools"} & set(upstream.last.json())
+
+
+def test_failover_from_a_chat_backend_to_anthropic_keeps_the_clients_request(make_gateway):
+    """Translated first, native second: the native target gets the client's own body, beta header
+    and query, and the answer is Anthropic's own stream (its ping included)."""
+    events = [{"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x", "content": [], "stop_reason": None,
+        "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}, {"type": "ping"},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "From Claude"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 3}}, {"type": "message_stop"}]
+    with FakeUpstream() as chat, FakeUpstream() as claude:
+        gw = make_gateway(f"""
+backends:
+  fake: {{type: openai, base_url: "{chat.url}", api_key: sk-backend-secret}}
+  claude: {{type: anthropic, base_url: "{claude.url}", api_key: sk-ant-backend}}
+models:
+  mixed:
+    targets: [{{backend: fake, model: up-model}}, {{backend: claude, model: claude-x}}]
+    strategy: priority
+    fallback_on: [5xx, not_found]
+routing:
+  retry: {{attempts: 1}}
+""")
+        claude.sse([named_sse_event(e) for e in events])
+        body = {"model": "mixed", "max_tokens": 64, "stream": True, "messages": USER,
+                "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]}
+        for status, error in ((503, {"message": "overloaded"}), (404, {"message": "The model `up-model` does not "
+                                                                       "exist.", "code": "model_not_found"})):
+            chat.json({"error": error}, status=status)
+            r = httpx.post(f"{gw.url}/v1/messages?beta=true", json=body, timeout=30,
+                           headers={"x-api-key": "k", "anthropic-beta": "prompt-caching-2024-07-31"})
+            assert r.status_code == 200 and r.headers["x-gateway-backend"] == "claude"
+            assert r.content == b"".join(named_sse_event(e) for e in events)
+            assert claude.last.json() == {**body, "model": "claude-x"} and claude.last.query == "beta=true"
+            assert claude.last.headers["anthropic-beta"] == "prompt-caching-2024-07-31"
+            assert chat.last.query == "" and "anthropic-beta" not in chat.last.headers
