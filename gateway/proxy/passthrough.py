@@ -70,9 +70,16 @@ def invalid_url(method: str, endpoint: str) -> NotFoundError:
     return NotFoundError(f"Invalid URL ({method} /v1/{endpoint})", code="unknown_url")
 
 
-def _needs_model(endpoint: str) -> bool:
-    """An inference endpoint (the keys' default set): a request there without a model is a 400."""
-    return any(fnmatch.fnmatchcase(endpoint, glob) for glob in DEFAULT_ENDPOINTS)
+# Inference that OpenAI serves only with a ``model`` (moderations and images pick a default):
+# a request there without one is a 400 even where ``passthrough:`` matches, or a server that
+# fills in its own model (vLLM does) would serve a key its ``models`` never allowed.
+_MODEL_REQUIRED = ("chat/completions", "completions", "embeddings", "audio/*", "messages", "messages/count_tokens")
+
+
+def _needs_model(endpoint: str, routed: bool) -> bool:
+    """Whether a request to ``endpoint`` without a model is a 400 (``routed``: ``passthrough:``
+    has a backend for it; else every inference endpoint, the keys' default set)."""
+    return any(fnmatch.fnmatchcase(endpoint, glob) for glob in (_MODEL_REQUIRED if routed else DEFAULT_ENDPOINTS))
 
 
 def model_less(ctx: RequestContext, content_type: str) -> None:
@@ -80,9 +87,9 @@ def model_less(ctx: RequestContext, content_type: str) -> None:
     backend, or refused."""
     endpoint = ctx.endpoint
     backend = ctx.runtime.router.passthrough_backend(endpoint)
+    if _needs_model(endpoint, backend is not None):
+        raise InvalidRequestError(NO_MODEL, param="model")
     if backend is None:
-        if _needs_model(endpoint):
-            raise InvalidRequestError(NO_MODEL, param="model")
         raise invalid_url("POST", endpoint)
     ctx.passthrough = Passthrough("POST", backend, None, content_type)
 

@@ -387,3 +387,23 @@ def test_an_odd_event_in_a_transcription_stream_is_relayed_as_sent(gw, upstream)
     r = httpx.post(f"{gw.url}/v1/audio/transcriptions", headers=AUTH, timeout=30,
                    files={"file": ("a.wav", AUDIO[:100], "audio/wav")}, data={"model": "whisper", "stream": "true"})
     assert (r.status_code, r.content) == (200, b"".join(events))
+
+
+def test_a_catch_all_passthrough_does_not_serve_inference_without_a_model(make_gateway, upstream):
+    """A vLLM server answers a chat request without ``model`` with its own model: through a
+    catch-all ``passthrough:`` that would serve a key limited to other models. OpenAI's answer
+    instead: those endpoints need a model (moderations and images do not)."""
+    config = _config(upstream.url, f"""
+  - {{tenant: a, sha256: {_sha(KEY_DEFAULT)}, models: ["whisper"]}}
+""").replace('  - {path: "files*", backend: openai}', '  - {path: "*", backend: openai}')
+    gw = make_gateway(config)
+    for path, body in [("chat/completions", {"messages": [{"role": "user", "content": "x"}]}),
+                       ("embeddings", {"input": "x"}), ("completions", {"prompt": "x"})]:
+        r = httpx.post(f"{gw.url}/v1/{path}", json=body, headers={"Authorization": f"Bearer {KEY_DEFAULT}"})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "model", (path, r.text)
+    form = {"file": ("a.wav", b"RIFF", "audio/wav")}
+    r = httpx.post(f"{gw.url}/v1/audio/transcriptions", files=form, headers={"Authorization": f"Bearer {KEY_DEFAULT}"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+    assert not upstream.received
+    upstream.json({"id": "modr-1", "model": "omni-moderation-latest", "results": []}, times=1)
+    assert sdk(gw, KEY_DEFAULT).moderations.create(input="x").id == "modr-1"
