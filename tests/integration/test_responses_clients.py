@@ -348,3 +348,18 @@ telemetry: {{enabled: false}}
                 assert caught.value.body["code"] == "previous_response_not_found"
     finally:
         redis.stop()
+
+
+def test_chunks_of_the_wrong_shape_are_skipped_not_a_broken_stream(setup):
+    """A backend's chunk whose parts have the wrong types (a string ``delta``, a string
+    ``function``, a tool call that is no object) is skipped as a chat client skips it: the
+    client still gets the rest of the answer and ``response.completed``, never a cut stream."""
+    srv, upstream = setup
+    upstream.sse(_stream([{"content": "Hel"}])[:2] + [
+        sse_event({"choices": [{"index": 0, "delta": "junk"}]}),
+        sse_event({"choices": [{"index": 0, "delta": {"tool_calls": ["junk", {"index": 0, "function": "junk"}]}}]}),
+    ] + _stream([{"content": "lo"}])[1:], times=1)
+    events = _events(srv, {"model": "gpt-4o", "input": "Hi"})
+    assert events[-1].type == "response.completed" and events[-1].response.output_text == "Hello"
+    upstream.json({**_completion({"content": "x"}), "choices": {"0": "junk"}}, times=1)
+    assert _client(srv).responses.create(model="gpt-4o", input="Hi").output == []

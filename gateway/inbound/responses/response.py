@@ -113,9 +113,9 @@ def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str, c
     the time when the backend tells none)."""
     model = chat.get("model") or request.get("model", "")
     out = shell(request, response_id, int(chat.get("created") or created_at), model, "completed")
-    choices = chat.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") or {}
+    choices = chat.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
     items: list[dict[str, Any]] = []
     reasoning = reasoning_of(message)
     if reasoning:

@@ -154,7 +154,9 @@ class ResponsesEncoder:
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue  # a Responses answer has one choice
-            delta = choice.get("delta") or {}
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                delta = {}  # none (a last chunk may say only its finish reason), or not one: nothing to tell
             reasoning = reasoning_of(delta)
             if reasoning:
                 self._text(self._reasoning, reasoning)
@@ -186,9 +188,11 @@ class ResponsesEncoder:
 
     def _call(self, call: dict[str, Any]) -> None:
         index = call_key(call, next(reversed(self._calls), None))
-        function = call.get("function") or {}
+        function = call["function"] if isinstance(call.get("function"), dict) else {}
         item = self._calls.get(index)
         if item is None:
+            if not (call.get("id") or function.get("name")):
+                return  # a delta that neither names a call nor continues one
             self._close_open()
             custom_tool = function.get("name") in self._customs
             kind, prefix = ("custom_tool_call", "ctc") if custom_tool else ("function_call", "fc")
