@@ -139,9 +139,15 @@ async def relay_stream(request: web.Request, ctx: RequestContext, upstream, head
     except aiohttp.ClientError as exc:
         failure = UpstreamError(f"backend {ctx.backend!r} failed mid-stream: {type(exc).__name__}")
     if failure is not None:
-        # Never a silent clean end: tell the client in-band, in OpenAI's error shape.
+        # Never a silent clean end: tell the client in-band, in OpenAI's error shape; a body
+        # that is not an event stream (a file, audio) has no room for that: the connection is
+        # cut, so the client's HTTP library sees the body end early.
         outcome.failed(ctx, failure, truncated=True)
         upstream.close()
+        if tee is None and not upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
+            if request.transport is not None:
+                request.transport.abort()
+            return response
         try:
             await send((tee or StreamTee).error_event(failure))
         except ConnectionResetError:

@@ -407,3 +407,18 @@ def test_a_catch_all_passthrough_does_not_serve_inference_without_a_model(make_g
     assert not upstream.received
     upstream.json({"id": "modr-1", "model": "omni-moderation-latest", "results": []}, times=1)
     assert sdk(gw, KEY_DEFAULT).moderations.create(input="x").id == "modr-1"
+
+
+def test_a_file_download_cut_short_is_a_cut_not_a_corrupted_success(gw, upstream):
+    """No in-band error event fits into a file's bytes: the client's HTTP library must see the
+    body end early (an incomplete read), never a 200 with JSON appended to the file."""
+    upstream.sse([AUDIO[:1000], AUDIO[1000:2000], AUDIO[2000:3000]], abort_after=2,
+                 headers={"Content-Type": "application/octet-stream"}, times=1)
+    records: list = []
+    gw.app[FINISHERS].append(records.append)
+    with pytest.raises(openai.APIConnectionError):
+        sdk(gw).files.content("file-abc")
+    wait_for(lambda: records, what="the request to finish")
+    assert (records[0].status_code, records[0].truncated) == (502, True)
+    upstream.sse([AUDIO[:1000], AUDIO[1000:2000]], headers={"Content-Type": "application/octet-stream"}, times=1)
+    assert sdk(gw).files.content("file-abc").content == AUDIO[:2000]
