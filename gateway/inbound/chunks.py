@@ -48,11 +48,13 @@ def reasoning_of(message: dict[str, Any]) -> str | None:
 def call_key(call: dict[str, Any], previous: Any) -> Any:
     """Which tool call a streamed ``tool_calls`` delta belongs to: its ``index``. Servers that send
     none (Gemini) send each call whole, or its id on the first delta only: then the id is the key,
-    and a delta without one continues ``previous`` (the key of the call before it)."""
+    and a delta without one continues ``previous`` (the key of the call before it). An index or id
+    of another type counts as none (it must not break the stream)."""
     index = call.get("index")
-    if index is not None:
+    if isinstance(index, int):
         return index
-    return call.get("id") or (0 if previous is None else previous)
+    call_id = call.get("id")
+    return call_id if call_id and isinstance(call_id, str) else (0 if previous is None else previous)
 
 
 __all__ = ["DONE", "InBandError", "call_key", "read_chunk", "reasoning_of"]

@@ -358,8 +358,25 @@ def test_chunks_of_the_wrong_shape_are_skipped_not_a_broken_stream(setup):
     upstream.sse(_stream([{"content": "Hel"}])[:2] + [
         sse_event({"choices": [{"index": 0, "delta": "junk"}]}),
         sse_event({"choices": [{"index": 0, "delta": {"tool_calls": ["junk", {"index": 0, "function": "junk"}]}}]}),
+        sse_event({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": [0], "function": {"arguments": "x"}}]}}]}),
     ] + _stream([{"content": "lo"}])[1:], times=1)
     events = _events(srv, {"model": "gpt-4o", "input": "Hi"})
     assert events[-1].type == "response.completed" and events[-1].response.output_text == "Hello"
     upstream.json({**_completion({"content": "x"}), "choices": {"0": "junk"}}, times=1)
     assert _client(srv).responses.create(model="gpt-4o", input="Hi").output == []
+
+
+def test_messages_streams_skip_chunks_of_the_wrong_shape_too(setup):
+    """The same chunks through ``/v1/messages``'s encoder (the Anthropic SDK as the client)."""
+    import anthropic
+
+    srv, upstream = setup
+    upstream.sse(_stream([{"content": "Hel"}])[:2] + [
+        sse_event({"choices": [{"index": 0, "delta": "junk"}]}),
+        sse_event({"choices": [{"index": 0, "delta": {"tool_calls": ["junk", {"index": 0, "function": "junk"}]}}]}),
+        sse_event({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": [0], "function": {"arguments": "x"}}]}}]}),
+    ] + _stream([{"content": "lo"}])[1:], times=1)
+    client = anthropic.Anthropic(base_url=srv.url, api_key="x", max_retries=0)
+    with client.messages.stream(model="gpt-4o", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]) as stream:
+        final = stream.get_final_message()
+    assert [block.type for block in final.content] == ["text"] and final.content[0].text == "Hello"

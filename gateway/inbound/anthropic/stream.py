@@ -97,7 +97,9 @@ class MessagesEncoder:
         if not choices or not isinstance(choices[0], dict):
             return
         choice = choices[0]
-        delta = choice.get("delta") or {}
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}  # none (a last chunk may say only its finish reason), or not one: nothing to tell
         reasoning = reasoning_of(delta)
         if reasoning:
             self._delta("thinking", {"type": "thinking", "thinking": "", "signature": ""},
@@ -106,6 +108,8 @@ class MessagesEncoder:
         if isinstance(text, str) and text:
             self._delta("text", {"type": "text", "text": ""}, {"type": "text_delta", "text": text}, out)
         for call in delta.get("tool_calls") or ():
+            if not isinstance(call, dict):
+                continue
             self._tool(call, out)
         if choice.get("finish_reason"):
             self._close(out)
@@ -118,7 +122,9 @@ class MessagesEncoder:
 
     def _tool(self, call: dict[str, Any], out: list[bytes]) -> None:
         key = call_key(call, self._open[1] if isinstance(self._open, tuple) else None)
-        fn = call.get("function") or {}
+        fn = call["function"] if isinstance(call.get("function"), dict) else {}
+        if key not in self._tools and not (call.get("id") or fn.get("name")):
+            return  # a delta that neither names a call nor continues one
         if key not in self._tools:  # a new call: its block starts with its id and name
             self._start(("tool", key), {"type": "tool_use", "id": call.get("id") or f"toolu_{self._index + 1}",
                                         "name": fn.get("name") or "", "input": {}}, out)
