@@ -69,7 +69,10 @@ async def relay_body(ctx: RequestContext, upstream, headers: dict, body: bytes |
             ctx.inbound.upstream_error(upstream.status, body)
         headers["Content-Type"] = _JSON
         outcome.error(ctx, upstream.status, "upstream_http_error", body[:500].decode("utf-8", "replace"))
-    elif upstream.headers.get("Content-Type", "").startswith(_JSON):
+    elif upstream.headers.get("Content-Type", "").startswith(_JSON) and (
+            ctx.passthrough is None or ctx.model_requested):
+        # (A request that names no model reads a stored object, a batch, a response: the usage
+        # it carries is of work done when it ran, not now. Not read, so never billed again.)
         (observe_json if ctx.inbound is None else ctx.inbound.observe_json)(ctx, body)
     ctx.t_first_token = ctx.t_first_token or time.perf_counter()
     if ctx.capture is not None:

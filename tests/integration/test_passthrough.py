@@ -453,3 +453,20 @@ def test_speech_is_relayed_as_it_is_made_with_its_usage(make_gateway, upstream):
     wait_for(lambda: len(records) == 2, what="both requests to finish")
     assert [(c.status_code, c.usage.prompt_tokens, c.usage.completion_tokens) for c in records] == \
         [(200, None, None), (200, 4, 30)]
+
+
+def test_reading_a_stored_object_is_not_billed_for_the_work_it_records(gw, upstream):
+    """A batch (or a stored response) carries the usage of work done when it ran: polling it
+    is no new work, so its row and the key's budget take none of it, however often it is read."""
+    records: list = []
+    gw.app[FINISHERS].append(records.append)
+    usage = {"input_tokens": 90000, "output_tokens": 30000, "total_tokens": 120000,
+             "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+    upstream.json({**BATCH, "status": "completed", "model": "gpt-4o-mini", "usage": usage}, times=1)
+    assert sdk(gw).batches.retrieve("batch_1").usage.total_tokens == 120000  # relayed as sent
+    upstream.json({"id": "resp_1", "object": "response", "status": "completed", "model": "gpt-4o",
+                   "output": [], "usage": usage}, times=1)
+    assert httpx.get(f"{gw.url}/v1/responses/resp_1", headers=AUTH, timeout=30).json()["usage"] == usage
+    wait_for(lambda: len(records) == 2, what="both requests to finish")
+    for ctx in records:
+        assert (ctx.status_code, ctx.usage.prompt_tokens, ctx.usage.completion_tokens) == (200, None, None)
