@@ -25,7 +25,7 @@ from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
 from gateway.proxy.passthrough import is_form, model_less, read_body, read_other, send_passthrough
 from gateway.proxy.paths import clean_endpoint, unknown_url
-from gateway.proxy.relay import relay_body, relay_stream
+from gateway.proxy.relay import as_it_arrives, relay_body, relay_stream
 from gateway.proxy.request_ids import new_request_id
 from gateway.proxy.streaming import StreamTee
 from gateway.proxy.upstream import pass_back_headers
@@ -244,7 +244,10 @@ class ProxyHandlers:
                                             legs=None if inbound is None else inbound.legs(ctx, body))
             finally:  # the candidates as the attempts left them (skipped, failed)
                 ctx.route_candidates = plan.provenance()
-            tee = StreamTee(ctx, strip_usage) if teed else events_observer(ctx) if stream else None
+            if inbound is None:  # audio, a file: relayed as it arrives (an event stream without `stream`, too)
+                result = as_it_arrives(ctx, result)
+            events = stream or result.response.headers.get("Content-Type", "").startswith("text/event-stream")
+            tee = StreamTee(ctx, strip_usage) if teed else events_observer(ctx) if events else None
         client = result.candidate.client
         ctx.backend, ctx.provider, ctx.upstream_model = client.name, client.type, result.candidate.upstream_model
         upstream = result.response

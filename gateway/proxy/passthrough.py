@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
@@ -33,6 +32,7 @@ from gateway.core.errors import InvalidRequestError, NotFoundError, PayloadTooLa
 from gateway.core.request_body import RequestBody
 from gateway.proxy.attempts import AttemptOutcome, run_attempts
 from gateway.proxy.multipart import Form, read_form
+from gateway.proxy.relay import as_it_arrives
 
 NO_MODEL = "you must provide a model parameter"
 UNREADABLE_BODY = ("The request body could not be read: its Content-Encoding or chunked transfer encoding "
@@ -160,21 +160,7 @@ async def send_passthrough(ctx: RequestContext) -> AttemptOutcome:
                                     ctx.stream, router.rng, method=how.method)
     finally:
         ctx.route_candidates = plan.provenance()
-    response = result.response
-    if result.chunks is None and result.body is None and response.status < 400 and \
-            not response.headers.get("Content-Type", "").startswith("application/json"):
-        result.first_chunk, result.chunks = b"", _timed(ctx, response.iter_chunks())
-    return result
-
-
-async def _timed(ctx: RequestContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """A non-JSON answer relayed as it arrives: its first bytes are its first token."""
-    async for data in chunks:
-        if ctx.t_first_token is None:
-            ctx.t_first_token = time.perf_counter()
-        yield data
-    if ctx.t_first_token is None:  # an empty body is still a whole answer
-        ctx.t_first_token = time.perf_counter()
+    return as_it_arrives(ctx, result)
 
 
 __all__ = ["NO_MODEL", "UNREADABLE_BODY", "Passthrough", "invalid_url", "is_form", "model_less", "read_body",

@@ -9,7 +9,7 @@ never a silent end. Called by ``handlers.forward`` once the attempt loop has an 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -25,9 +25,30 @@ from gateway.core.errors import (
     upstream_error_body,
 )
 from gateway.inbound import StreamObserver
+from gateway.proxy.attempts import AttemptOutcome
 from gateway.proxy.streaming import StreamTee
 
 _JSON = "application/json"
+
+
+def as_it_arrives(ctx: RequestContext, result: AttemptOutcome) -> AttemptOutcome:
+    """``result`` with a success that is not JSON (a file's bytes, speech audio or its events,
+    ``response_format=text``) set to be relayed as it arrives instead of read whole."""
+    response = result.response
+    if result.chunks is None and result.body is None and response.status < 400 and \
+            not response.headers.get("Content-Type", "").startswith(_JSON):
+        result.first_chunk, result.chunks = b"", _timed(ctx, response.iter_chunks())
+    return result
+
+
+async def _timed(ctx: RequestContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A non-JSON answer relayed as it arrives: its first bytes are its first token."""
+    async for data in chunks:
+        if ctx.t_first_token is None:
+            ctx.t_first_token = time.perf_counter()
+        yield data
+    if ctx.t_first_token is None:  # an empty body is still a whole answer
+        ctx.t_first_token = time.perf_counter()
 
 
 async def relay_body(ctx: RequestContext, upstream, headers: dict, body: bytes | None) -> web.Response:

@@ -1,9 +1,10 @@
 """Usage from the typed event streams of audio transcription and image generation.
 
 ``stream: true`` on ``/v1/audio/transcriptions`` (and translations), ``/v1/images/generations``
-and ``/v1/images/edits`` answers with events whose ``type`` says what each is
-(``transcript.text.delta`` … ``transcript.text.done``; ``image_generation.partial_image`` …
-``image_generation.completed``); the final event carries the ``usage``
+and ``/v1/images/edits``, and ``stream_format: sse`` on ``/v1/audio/speech``, answer with events
+whose ``type`` says what each is (``transcript.text.delta`` … ``transcript.text.done``;
+``image_generation.partial_image`` … ``image_generation.completed``; ``speech.audio.delta`` …
+``speech.audio.done``); the final event carries the ``usage``
 (``input_tokens``/``output_tokens``). ``UsageEvents`` relays the events byte for byte and reads
 each once for that usage, the first output (TTFT) and the arrival of each piece (ITL). A stream
 that ends before its final event is cut short (the relay then tells the client in-band).
@@ -18,9 +19,11 @@ from gateway.core.errors import GatewayError
 from gateway.core.sse import SSESplitter, encode_data_event, event_json
 
 # The endpoints whose streams are these events (their bodies name ``stream`` as JSON or a form field).
-EVENT_ENDPOINTS = frozenset({"audio/transcriptions", "audio/translations", "images/generations", "images/edits"})
-_FINAL = frozenset({"transcript.text.done", "image_generation.completed", "image_edit.completed"})
-_PIECES = frozenset({"transcript.text.delta", "image_generation.partial_image", "image_edit.partial_image"})
+EVENT_ENDPOINTS = frozenset({"audio/transcriptions", "audio/translations", "images/generations", "images/edits",
+                             "audio/speech"})
+_FINAL = frozenset({"transcript.text.done", "image_generation.completed", "image_edit.completed", "speech.audio.done"})
+_PIECES = frozenset({"transcript.text.delta", "image_generation.partial_image", "image_edit.partial_image",
+                     "speech.audio.delta"})
 
 
 def events_observer(ctx: RequestContext) -> UsageEvents | None:

@@ -422,3 +422,34 @@ def test_a_file_download_cut_short_is_a_cut_not_a_corrupted_success(gw, upstream
     assert (records[0].status_code, records[0].truncated) == (502, True)
     upstream.sse([AUDIO[:1000], AUDIO[1000:2000]], headers={"Content-Type": "application/octet-stream"}, times=1)
     assert sdk(gw).files.content("file-abc").content == AUDIO[:2000]
+
+
+def test_speech_is_relayed_as_it_is_made_with_its_usage(make_gateway, upstream):
+    """``/v1/audio/speech`` answers audio bytes (or ``stream_format: sse`` events) as they are
+    made: relayed as they arrive, not held until the whole answer is in; the SSE form's
+    ``speech.audio.done`` carries the usage."""
+    gw = make_gateway(_config(upstream.url).replace(
+        "models:\n", "models:\n  tts: {targets: [{backend: openai, model: gpt-4o-mini-tts}]}\n"))
+    records: list = []
+    gw.app[FINISHERS].append(records.append)
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=KEY_ALL, max_retries=0, timeout=20)
+    upstream.sse([AUDIO[:1000], AUDIO[1000:3000]], headers={"Content-Type": "audio/mpeg"}, pause_after=1, times=1)
+    try:
+        with client.audio.speech.with_streaming_response.create(model="tts", input="hi", voice="alloy") as r:
+            pieces = r.iter_bytes()
+            assert next(pieces) == AUDIO[:1000]  # while the backend is still making the rest
+            upstream.resume()
+            assert b"".join(pieces) == AUDIO[1000:3000]
+            assert r.headers["content-type"] == "audio/mpeg"
+    finally:
+        upstream.resume()
+    usage = {"input_tokens": 4, "output_tokens": 30, "total_tokens": 34}
+    events = [b'data: {"type":"speech.audio.delta","audio":"aGk="}\n\n',
+              b"data: " + orjson.dumps({"type": "speech.audio.done", "usage": usage}) + b"\n\n"]
+    upstream.sse(events, times=1)
+    with client.audio.speech.with_streaming_response.create(model="tts", input="hi", voice="alloy",
+                                                            stream_format="sse") as r:
+        assert r.read() == b"".join(events)
+    wait_for(lambda: len(records) == 2, what="both requests to finish")
+    assert [(c.status_code, c.usage.prompt_tokens, c.usage.completion_tokens) for c in records] == \
+        [(200, None, None), (200, 4, 30)]
