@@ -99,7 +99,7 @@ class ResponsesEncoder:
         self._items: list[_Item] = []
         self._done_items: dict[int, dict[str, Any]] = {}
         self._open: _Item | None = None  # the reasoning or message item receiving deltas
-        self._calls: dict[Any, _Item] = {}  # tool call index in the chunks (``_key``) -> its item
+        self._calls: dict[Any, _Item] = {}  # a tool call's key (``chunks.call_key``) -> its item
         self._counts: dict[str, int] = {}
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
@@ -146,7 +146,7 @@ class ResponsesEncoder:
             return
         if chunk is None:
             return
-        if chunk.get("model"):
+        if chunk.get("model") and isinstance(chunk["model"], str):
             self._model = chunk["model"]
         self._start()
         if isinstance(chunk.get("usage"), dict):
