@@ -161,7 +161,9 @@ class CacheStage:
         if not model_policy.enabled:
             ctx.cache_status = BYPASS
             return await call_next(ctx)
-        if self.store is None or ctx.body is None or not policy.eligible(ctx.endpoint, ctx.body, model_policy):
+        # An upload (``ctx.passthrough``: a form) is known by its text fields only, never its files.
+        if self.store is None or ctx.body is None or ctx.passthrough is not None or \
+                not policy.eligible(ctx.endpoint, ctx.body, model_policy):
             return await self._bypass(ctx, call_next)
         ctl = RequestControl.parse(ctx.request.headers if ctx.request is not None else None)
         if not ctl.lookup and not ctl.store:
