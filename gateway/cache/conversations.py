@@ -28,10 +28,11 @@ log = logging.getLogger("gateway.cache")
 ENDPOINT = "responses"
 
 
-def key(tenant: str, response_id: str) -> str:
-    """The store key of a response's conversation (the tenant's length first: no two tenants'
+def key(tenant: str, response_id: str, namespace: str = "v1") -> str:
+    """The store key of a response's conversation: under ``cache.namespace`` like the cache's
+    (deployments sharing a Redis keep apart by it), the tenant's length first (no two tenants'
     keys can be the same string)."""
-    return f"responses:{len(tenant)}:{tenant}:{response_id}"
+    return f"llm-gateway:responses:{namespace}:{len(tenant)}:{tenant}:{response_id}"
 
 
 class ConversationStage:
@@ -41,6 +42,8 @@ class ConversationStage:
         self.stats = CacheStats()
         self.store: MemoryStore | RedisStore | None = None
         self.ttl_s = 86400.0
+        self.namespace = "v1"
+        self.max_entry_bytes = 8 << 20
         self._sig: tuple | None = None
         self._tasks: set[asyncio.Task] = set()
 
@@ -48,6 +51,8 @@ class ConversationStage:
         """Keep conversations where ``config`` says (a new store only when that changed)."""
         cache, settings = config.cache, config.responses
         self.ttl_s = settings.ttl_s
+        self.namespace = cache.namespace
+        self.max_entry_bytes = cache.max_entry_bytes  # one conversation, in Redis too
         sig = ("redis", cache.redis_url, cache.redis_timeout_s, cache.redis_max_connections, cache.redis_retry_s) \
             if cache.store == "redis" else ("memory", settings.max_bytes)
         if sig == self._sig:
@@ -85,7 +90,7 @@ class ConversationStage:
         store = self.store
         previous = body.get("previous_response_id")
         if store is not None and isinstance(previous, str) and previous:
-            entry = await store.get(key(ctx.tenant, previous))
+            entry = await store.get(key(ctx.tenant, previous, self.namespace))
             try:
                 history = orjson.loads(entry.body) if entry is not None else None
             except orjson.JSONDecodeError:  # a value that does not decode is not kept (as the cache's)
@@ -96,7 +101,8 @@ class ConversationStage:
             messages = conversation(body, turn)
             if messages is not None and turn.response is not None:
                 entry = CacheEntry(JSON, ENDPOINT, orjson.dumps(messages))
-                await store.set(key(ctx.tenant, turn.response["id"]), entry, self.ttl_s)
+                if entry.size <= self.max_entry_bytes:  # a longer one is not kept: its id is then not found
+                    await store.set(key(ctx.tenant, turn.response["id"], self.namespace), entry, self.ttl_s)
         return response
 
 

@@ -65,21 +65,30 @@ def test_kept_conversations_in_redis_are_shared_by_instances(tmp_path):
         config = f"""
 backends: {{mock: {{type: mock, mock: {{tokens: 4}}}}}}
 models: {{mock-gpt: {{targets: [{{backend: mock}}]}}}}
-cache: {{store: redis, redis_url: "{redis.url}"}}
+cache: {{store: redis, redis_url: "{redis.url}", namespace: team-a, max_entry_bytes: 4000}}
 responses: {{ttl_s: 120}}
 telemetry: {{enabled: false}}
 """
         with serve(config) as one, serve(config) as two:
             first = openai.OpenAI(base_url=f"{one.url}/v1", api_key="x", max_retries=0).responses.create(
                 model="mock-gpt", input="Remember me.")
-            (kept,) = redis.client().keys("responses:*")
+            (kept,) = redis.client().keys("llm-gateway:responses:team-a:*")
             assert kept.decode().endswith(first.id) and 0 < redis.client().pttl(kept) <= 120_000
             second = openai.OpenAI(base_url=f"{two.url}/v1", api_key="x", max_retries=0).responses.create(
                 model="mock-gpt", input="Again.", previous_response_id=first.id)
             assert second.previous_response_id == first.id and second.output_text
-            assert len(redis.client().keys("responses:*")) == 2
+            assert len(redis.client().keys("llm-gateway:responses:team-a:*")) == 2
+            # another deployment on the same Redis (another namespace) does not see them
+            other = config.replace("namespace: team-a", "namespace: team-b")
+            with serve(other) as three, pytest.raises(openai.BadRequestError):
+                openai.OpenAI(base_url=f"{three.url}/v1", api_key="x", max_retries=0).responses.create(
+                    model="mock-gpt", input="Again.", previous_response_id=first.id)
+            # a conversation over cache.max_entry_bytes is not kept (in Redis too)
+            long = openai.OpenAI(base_url=f"{one.url}/v1", api_key="x", max_retries=0).responses.create(
+                model="mock-gpt", input="x" * 5000)
+            assert long.output_text and len(redis.client().keys("llm-gateway:responses:team-a:*")) == 2
             # a kept value that does not decode is as good as none: not found, never a 500
-            redis.client().set(key("", "resp_spoilt"), CacheEntry(JSON, "responses", b"{not json").encode())
+            redis.client().set(key("", "resp_spoilt", "team-a"), CacheEntry(JSON, "responses", b"{not json").encode())
             with pytest.raises(openai.BadRequestError) as caught:
                 openai.OpenAI(base_url=f"{two.url}/v1", api_key="x", max_retries=0).responses.create(
                     model="mock-gpt", input="Again.", previous_response_id="resp_spoilt")
