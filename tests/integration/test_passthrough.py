@@ -407,6 +407,10 @@ def test_a_catch_all_passthrough_does_not_serve_inference_without_a_model(make_g
     assert not upstream.received
     upstream.json({"id": "modr-1", "model": "omni-moderation-latest", "results": []}, times=1)
     assert sdk(gw, KEY_DEFAULT).moderations.create(input="x").id == "modr-1"
+    upstream.json({"id": "voice_1"}, times=1)  # a custom voice names no model: passed through
+    r = httpx.post(f"{gw.url}/v1/audio/voices", files={"audio_sample": ("a.wav", b"RIFF", "audio/wav")},
+                   data={"name": "v"}, headers=AUTH)
+    assert r.status_code == 200 and upstream.last.path == "/v1/audio/voices"
 
 
 def test_a_file_download_cut_short_is_a_cut_not_a_corrupted_success(gw, upstream):
