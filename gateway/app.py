@@ -36,7 +36,7 @@ from gateway.core.tokens import TokenCounter
 from gateway.dashboard import DashboardFeature
 from gateway.observability import ObservabilityFeature
 from gateway.prompts import PromptsFeature
-from gateway.proxy.handlers import ProxyHandlers
+from gateway.proxy.handlers import RESPONSE_STARTED, ProxyHandlers
 from gateway.proxy.http_hygiene import secure_headers
 from gateway.proxy.runtime import Runtime
 from gateway.proxy.upstream import create_session
@@ -200,6 +200,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
                       _request_id_header)
 
     async def prepare_response(request: web.Request, response: web.StreamResponse) -> None:
+        request[RESPONSE_STARTED] = True  # a failure after this cannot answer with another response
         for hook in response_hooks:
             hook(request, response)
 

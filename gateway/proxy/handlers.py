@@ -8,6 +8,7 @@ already). Every response carries ``x-request-id``; proxied ones also ``x-gateway
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -39,6 +40,8 @@ _TEED_ENDPOINTS = frozenset({"chat/completions", "completions"})
 _JSON = "application/json"
 
 RuntimeGetter = Callable[[], "Runtime"]
+RESPONSE_STARTED = web.RequestKey("response_started", bool)  # set when a response's headers go out
+_log = logging.getLogger("gateway.proxy")
 Finisher = Callable[[RequestContext], None]
 
 
@@ -108,6 +111,18 @@ class ProxyHandlers:
         except asyncio.CancelledError:  # the client went away (handler_cancellation)
             outcome.client_closed(ctx)
             raise
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # a bug: still a 500 in the caller's protocol, and a row that says so
+            _log.exception("request %s failed", ctx.request_id)
+            if request.get(RESPONSE_STARTED):  # too late for another answer: the connection is cut
+                outcome.failed(ctx, GatewayError(f"{type(exc).__name__} after the answer started"), truncated=True)
+                raise
+            error = GatewayError(f"The gateway failed handling the request ({type(exc).__name__}); "
+                                 f"request id {ctx.request_id}.")
+            outcome.failed(ctx, error)
+            return self._error_response(error, ctx.x_request_id, ctx.backend, ctx.response_headers, ctx.attempts,
+                                        ctx.inbound)
         finally:
             self._settle(ctx)
 

@@ -8,6 +8,7 @@ never a silent end. Called by ``handlers.forward`` once the attempt loop has an 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -27,6 +28,8 @@ from gateway.core.errors import (
 from gateway.inbound import StreamObserver
 from gateway.proxy.attempts import AttemptOutcome
 from gateway.proxy.streaming import StreamTee
+
+log = logging.getLogger("gateway.proxy")
 
 _JSON = "application/json"
 
@@ -162,6 +165,10 @@ async def relay_stream(request: web.Request, ctx: RequestContext, upstream, head
         failure = UpstreamTimeoutError(f"backend {ctx.backend!r} stopped sending within its read timeout")
     except aiohttp.ClientError as exc:
         failure = UpstreamError(f"backend {ctx.backend!r} failed mid-stream: {type(exc).__name__}")
+    except Exception as exc:  # a bug (a translator's, say) ends the stream in-band too, never silently
+        log.exception("request %s: relaying the stream failed", ctx.request_id)
+        failure = GatewayError(f"the gateway failed relaying the stream ({type(exc).__name__}); "
+                               f"request id {ctx.request_id}")
     if failure is not None:
         # Never a silent clean end: tell the client in-band, in OpenAI's error shape; a body
         # that is not an event stream (a file, audio) has no room for that: the connection is
