@@ -346,3 +346,16 @@ pricing:
     assert stream_row["cost_usd"] == pytest.approx((9 * 1.0 + 2 * 2.0) / 1e6)
     assert stream_row["ttft_ms"] is not None and stream_row["finish_reason"] == "stop"
     assert orjson.loads(orjson.dumps(rows))  # plain JSON values
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"max_tokens": 10, "messages": "hi"}, "messages: Input should be a valid list"),
+    ({"max_tokens": 10}, "messages: Field required"),
+    ({"max_tokens": 0, "messages": USER}, "max_tokens: Input should be greater than or equal to 1"),
+    ({"max_tokens": -5, "messages": USER}, "max_tokens: Input should be greater than or equal to 1"),
+])
+def test_a_body_anthropic_would_refuse_is_a_400_saying_why(upstream, gateway, body, message):
+    r = httpx.post(f"{gateway.url}/v1/messages", json={"model": "gpt-test", **body})
+    assert r.status_code == 400
+    assert r.json() == {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+    assert not upstream.received

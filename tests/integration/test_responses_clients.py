@@ -86,6 +86,22 @@ def test_a_part_whose_text_is_null_or_not_a_string_is_a_400_naming_it(setup, ite
     assert not upstream.received
 
 
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"input": []}, "input"),
+    ({}, "input"),
+    ({"input": "hi", "max_output_tokens": "abc"}, "max_output_tokens"),
+    ({"input": "hi", "max_output_tokens": -5}, "max_output_tokens"),
+    ({"input": "hi", "tools": "x"}, "tools"),
+    ({"input": "hi", "instructions": 42}, "instructions"),
+])
+def test_a_request_the_responses_api_would_refuse_is_a_400_naming_its_field(setup, extra, param):
+    srv, upstream = setup
+    r = httpx.post(f"{srv.url}/v1/responses", json={"model": "gpt-4o", **extra})
+    assert r.status_code == 400, r.text
+    assert (r.json()["error"]["type"], r.json()["error"]["param"]) == ("invalid_request_error", param)
+    assert not upstream.received
+
+
 def test_settings_sent_as_null_are_answered_as_their_defaults_and_the_rest_echoed(setup):
     """Frameworks pass ``None`` for settings they leave alone, and the SDK sends it as ``null``:
     the ``response`` echoes the defaults in force, in the shape the SDK's types accept."""

@@ -195,11 +195,14 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
     """A Messages body → a chat completions body (a new dict). Raises ``InvalidRequestError``."""
     messages = body.get("messages")
     if not isinstance(messages, list):
-        raise _bad("messages: Field required", "messages")
+        raise _bad("messages: Field required" if messages is None else "messages: Input should be a valid list",
+                   "messages")
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
         raise _bad("max_tokens: Field required" if max_tokens is None else "max_tokens: Input should be a valid "
                    "integer", "max_tokens")
+    if max_tokens < 1:
+        raise _bad("max_tokens: Input should be greater than or equal to 1", "max_tokens")
     for name in ("container", "mcp_servers"):
         if body.get(name) is not None:
             raise _bad(f"{name}: not supported by this model's backend.", name)

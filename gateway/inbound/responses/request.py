@@ -155,11 +155,23 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
             raise _refuse(f"'{field}'", field)
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, (str, list)):
+        raise InvalidRequestError("Invalid 'instructions': expected a string or a list of items.",
+                                  param="instructions")
     if instructions:
         messages.append({"role": "system", "content": instructions} if isinstance(instructions, str)
                         else _message({"role": "system", "content": instructions}, "instructions"))
     messages += history or ()
     messages += input_messages(body.get("input", []))
+    if not messages:  # nothing to answer (the chat backend would blame `messages`)
+        raise InvalidRequestError("Missing required parameter: 'input'.", param="input",
+                                  code="missing_required_parameter")
+    limit = body.get("max_output_tokens")
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise InvalidRequestError("Invalid 'max_output_tokens': expected an integer of at least 1.",
+                                  param="max_output_tokens")
+    if body.get("tools") is not None and not isinstance(body["tools"], list):
+        raise InvalidRequestError("Invalid 'tools': expected an array of tools.", param="tools")
     chat: dict[str, Any] = {"model": body.get("model"), "messages": messages}
     for field in _SAME:
         if body.get(field) is not None:
