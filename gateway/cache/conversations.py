@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.cache.entry import JSON, CacheEntry
-from gateway.cache.stores import CacheStats, MemoryStore, RedisStore
+from gateway.cache.stores import CacheStats, MemoryStore, RedisStore, build_store, store_signature
 from gateway.core.context import RequestContext
 from gateway.core.feature import Feature
 from gateway.core.pipeline import Handler
@@ -53,17 +53,11 @@ class ConversationStage:
         self.ttl_s = settings.ttl_s
         self.namespace = cache.namespace
         self.max_entry_bytes = cache.max_entry_bytes  # one conversation, in Redis too
-        sig = ("redis", cache.redis_url, cache.redis_timeout_s, cache.redis_max_connections, cache.redis_retry_s) \
-            if cache.store == "redis" else ("memory", settings.max_bytes)
+        sig = store_signature(cache, settings.max_bytes)
         if sig == self._sig:
             return
         old, self._sig = self.store, sig
-        if cache.store == "redis":
-            assert cache.redis_url is not None  # the config refuses a redis store without one
-            self.store = RedisStore(cache.redis_url, self.stats, timeout_s=cache.redis_timeout_s,
-                                    max_connections=cache.redis_max_connections, retry_s=cache.redis_retry_s)
-        else:
-            self.store = MemoryStore(settings.max_bytes, self.stats)
+        self.store = build_store(cache, self.stats, settings.max_bytes)
         if old is not None:
             task = asyncio.get_running_loop().create_task(old.close())
             self._tasks.add(task)

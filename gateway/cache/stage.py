@@ -44,7 +44,7 @@ from gateway.cache.entry import CacheEntry
 from gateway.cache.flight import Flight
 from gateway.cache.live import relay_live
 from gateway.cache.policy import CachePolicy, ModelPolicy, RequestControl
-from gateway.cache.stores import CacheStats, MemoryStore, RedisStore
+from gateway.cache.stores import CacheStats, MemoryStore, RedisStore, build_store, store_signature
 from gateway.core import outcome
 from gateway.core.context import RequestContext
 from gateway.core.errors import GatewayError
@@ -53,13 +53,6 @@ log = logging.getLogger("gateway.cache")
 
 
 Handler = Callable[[RequestContext], Awaitable[web.StreamResponse]]
-
-
-def _store_signature(policy: CachePolicy) -> tuple:
-    s = policy.settings
-    if s.store == "redis":
-        return ("redis", s.redis_url, s.redis_timeout_s, s.redis_max_connections, s.redis_retry_s)
-    return ("memory", s.max_bytes)
 
 
 class CacheStage:
@@ -97,17 +90,12 @@ class CacheStage:
             await self.store.close()
 
     def _swap_store(self, policy: CachePolicy) -> None:
-        sig = _store_signature(policy)
+        s = policy.settings
+        sig = store_signature(s, s.max_bytes)
         if sig == self._store_sig:
             return
-        s = policy.settings
         old = self.store
-        if s.store == "redis":
-            assert s.redis_url is not None  # the config refuses a redis store without one
-            self.store = RedisStore(s.redis_url, self.stats, timeout_s=s.redis_timeout_s,
-                                    max_connections=s.redis_max_connections, retry_s=s.redis_retry_s)
-        else:
-            self.store = MemoryStore(s.max_bytes, self.stats, clock=self._store_clock)
+        self.store = build_store(s, self.stats, s.max_bytes, self._store_clock)
         self._store_sig = sig
         if old is not None:
             log.info("cache: store settings changed; now using the %s store", s.store)

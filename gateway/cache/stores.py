@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
@@ -228,3 +229,23 @@ class RedisStore:
             return False
         self._ok()
         return True
+
+
+def store_signature(settings: Any, memory_bytes: int) -> tuple:
+    """What a store ``build_store`` makes from ``cache:`` settings depends on: a new store is
+    built (and the old one closed) only when this changes."""
+    s = settings
+    if s.store == "redis":
+        return ("redis", s.redis_url, s.redis_timeout_s, s.redis_max_connections, s.redis_retry_s)
+    return ("memory", memory_bytes)
+
+
+def build_store(settings: Any, stats: CacheStats, memory_bytes: int,
+                clock: Callable[[], float] = time.monotonic) -> MemoryStore | RedisStore:
+    """The store ``cache:`` settings name: Redis, or this process's memory bounded at ``memory_bytes``."""
+    s = settings
+    if s.store == "redis":
+        assert s.redis_url is not None  # the config refuses a redis store without one
+        return RedisStore(s.redis_url, stats, timeout_s=s.redis_timeout_s, max_connections=s.redis_max_connections,
+                          retry_s=s.redis_retry_s)
+    return MemoryStore(memory_bytes, stats, clock=clock)

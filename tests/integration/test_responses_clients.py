@@ -366,16 +366,22 @@ telemetry: {{enabled: false}}
         redis.stop()
 
 
+def _hello_with_junk() -> list[bytes]:
+    """A stream of 'Hel' + 'lo' with chunks of the wrong shape between (a string delta, a string function,
+    a tool call that is no object, a list index)."""
+    return _stream([{"content": "Hel"}])[:2] + [
+        sse_event({"choices": [{"index": 0, "delta": "junk"}]}),
+        sse_event({"choices": [{"index": 0, "delta": {"tool_calls": ["junk", {"index": 0, "function": "junk"}]}}]}),
+        sse_event({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": [0], "function": {"arguments": "x"}}]}}]}),
+    ] + _stream([{"content": "lo"}])[1:]
+
+
 def test_chunks_of_the_wrong_shape_are_skipped_not_a_broken_stream(setup):
     """A backend's chunk whose parts have the wrong types (a string ``delta``, a string
     ``function``, a tool call that is no object) is skipped as a chat client skips it: the
     client still gets the rest of the answer and ``response.completed``, never a cut stream."""
     srv, upstream = setup
-    upstream.sse(_stream([{"content": "Hel"}])[:2] + [
-        sse_event({"choices": [{"index": 0, "delta": "junk"}]}),
-        sse_event({"choices": [{"index": 0, "delta": {"tool_calls": ["junk", {"index": 0, "function": "junk"}]}}]}),
-        sse_event({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": [0], "function": {"arguments": "x"}}]}}]}),
-    ] + _stream([{"content": "lo"}])[1:], times=1)
+    upstream.sse(_hello_with_junk(), times=1)
     events = _events(srv, {"model": "gpt-4o", "input": "Hi"})
     assert events[-1].type == "response.completed" and events[-1].response.output_text == "Hello"
     upstream.json({**_completion({"content": "x"}), "choices": {"0": "junk"}}, times=1)
@@ -387,11 +393,7 @@ def test_messages_streams_skip_chunks_of_the_wrong_shape_too(setup):
     import anthropic
 
     srv, upstream = setup
-    upstream.sse(_stream([{"content": "Hel"}])[:2] + [
-        sse_event({"choices": [{"index": 0, "delta": "junk"}]}),
-        sse_event({"choices": [{"index": 0, "delta": {"tool_calls": ["junk", {"index": 0, "function": "junk"}]}}]}),
-        sse_event({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": [0], "function": {"arguments": "x"}}]}}]}),
-    ] + _stream([{"content": "lo"}])[1:], times=1)
+    upstream.sse(_hello_with_junk(), times=1)
     client = anthropic.Anthropic(base_url=srv.url, api_key="x", max_retries=0)
     with client.messages.stream(model="gpt-4o", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]) as stream:
         final = stream.get_final_message()
