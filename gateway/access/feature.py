@@ -28,6 +28,7 @@ from gateway.access.admin_guard import GUARD
 from gateway.access.auth import ACCESS, KEY, AccessLayer, bears_admin_key
 from gateway.config import ConfigSnapshot
 from gateway.core.feature import Feature, Routes
+from gateway.inbound import INBOUND
 from gateway.plugins.resolve import check_plugins
 
 __all__ = ["AccessFeature", "PluginsFeature"]
@@ -86,6 +87,15 @@ class PluginsFeature(Feature):
         return self._access.layer.plugin_stage if compiled.plugins is not None else None
 
 
+def in_callers_shape(request: web.Request, refusal: web.Response) -> web.Response:
+    """A refusal in OpenAI's shape made before the request reached its handler, in the shape of
+    the API its path speaks (Anthropic's on ``/v1/messages``, whose SDKs read no other)."""
+    inbound = INBOUND.get(request.match_info.get("endpoint", ""))
+    if inbound is not None and isinstance(refusal.body, bytes):
+        refusal.body = inbound.upstream_error(refusal.status, refusal.body)
+    return refusal
+
+
 def _middleware(layer: AccessLayer):
     guard = layer.guard
 
@@ -106,7 +116,7 @@ def _middleware(layer: AccessLayer):
             # No key to check: refuse what a web page on another site could have sent.
             denied = guard.unauthenticated_denied(request)
             if denied is not None:
-                return denied
+                return in_callers_shape(request, denied)
         elif path.startswith("/v1/") and layer.policy.mode == "keys" and "endpoint" not in request.match_info:
             # /v1 routes outside the proxy pipeline (which authenticates in its stage, so the
             # rejection gets a row): /v1/models, /v1/feedback, …

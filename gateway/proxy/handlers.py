@@ -18,7 +18,7 @@ from aiohttp import web
 
 from gateway.core import outcome
 from gateway.core.context import RequestContext
-from gateway.core.errors import GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError
+from gateway.core.errors import NOT_JSON, GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
 from gateway.inbound import INBOUND, Inbound, StreamObserver
@@ -183,19 +183,20 @@ class ProxyHandlers:
             raise PayloadTooLargeError(
                 f"Request body of {request.content_length} bytes exceeds the limit of {limit} bytes.")
         if request.method != "POST" or is_form(request.headers.get("Content-Type")):
+            if ctx.inbound is not None and request.method == "POST":  # a form is not a request these APIs read
+                raise InvalidRequestError(ctx.inbound.not_json("it is a multipart form"))
             await read_other(ctx)  # uploads, files, batches… (gateway.proxy.passthrough)
             return await call_next(ctx)
         raw = await read_body(request, limit)
         try:
             parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
             ctx.body = RequestBody({}, raw)
             if not raw:  # a POST without a body (/v1/batches/{id}/cancel) names no model either
                 model_less(ctx, "")
                 return await call_next(ctx)
-            raise InvalidRequestError(
-                "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
-                "your HTTP library correctly. The OpenAI API expects a JSON payload.)") from None
+            # orjson's reason names a position and a kind of fault, never the body's text.
+            raise InvalidRequestError(NOT_JSON if ctx.inbound is None else ctx.inbound.not_json(str(exc))) from None
         if not isinstance(parsed, dict):
             ctx.body = RequestBody({}, raw)
             raise InvalidRequestError("The request body must be a JSON object.")

@@ -90,5 +90,8 @@ class MessagesInbound:
     def upstream_error(self, status: int, body: bytes) -> bytes:
         return upstream_error(status, body)
 
+    def not_json(self, reason: str) -> str:
+        return f"The request body is not valid JSON: {reason}"  # Anthropic's words
+
 
 __all__ = ["MessagesInbound", "native_leg", "passed_on"]
