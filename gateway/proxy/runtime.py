@@ -84,6 +84,11 @@ class Runtime:
         self.step_path: Handler
         self.stages: tuple = ()  # the active stages of those paths, outermost first
         self.finishers: tuple = ()  # the active features' finishers, run when a request ends
+        # Model-less requests a stage answers itself though ``passthrough:`` routes their path
+        # nowhere, as ``"METHOD path"`` (below /v1/; set by a feature's ``compile``: the stored
+        # responses of translated turns): read and sent through the stages, not refused as an
+        # unknown URL.
+        self.own_paths: re.Pattern[str] | None = None
         # What each feature compiled for this config (``Feature.compile``), by feature name.
         self.compiled: dict[str, object] = {}
         self.unknown_model = lambda name: ModelNotFoundError(
