@@ -33,7 +33,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.access.admin_guard import AdminGuard, guard_of
@@ -318,17 +317,6 @@ class AccessLayer:
             return None, web.Response(status=exc.status, body=exc.body(), content_type=_JSON,
                                       headers={"x-request-id": rid[:128]})
         return key, None
-
-    @staticmethod
-    def filtered_models(key: KeyPolicy, response: web.Response) -> web.Response:
-        """The ``/v1/models`` listing cut down to the models ``key`` may use."""
-        assert isinstance(response.body, bytes)  # the caller filters a whole JSON listing only
-        listing = orjson.loads(response.body)
-        listing["data"] = [m for m in listing.get("data", ()) if key.allows(m.get("id", ""))]
-        out = web.Response(body=orjson.dumps(listing), content_type=_JSON)
-        if "x-request-id" in response.headers:
-            out.headers["x-request-id"] = response.headers["x-request-id"]
-        return out
 
     async def describe(self) -> dict:
         """``GET /admin/access``: mode, keys (ids, tenants, models, limits, usage), plugins, limiter."""

@@ -8,7 +8,9 @@
   POST without a model (``/v1/batches``, ``/v1/moderations``) go to the backend the config's
   ``passthrough:`` names for the path, with its key and its retry policy.
 - Anything else that nothing routes is a URL this gateway does not serve: 404 in OpenAI's
-  ``Invalid URL`` shape (a POST to an inference endpoint without a model stays 400).
+  ``Invalid URL`` shape (a POST to an inference endpoint without a model stays 400), unless a
+  stage answers it itself (``Runtime.own_paths``: a stored translated response), which then
+  answers every such request (backend None).
 
 ``read_other`` is ``read_request``'s part for such requests, ``send_passthrough`` the attempt
 loop's. The
@@ -83,6 +85,12 @@ def _needs_model(endpoint: str, routed: bool) -> bool:
     return any(fnmatch.fnmatchcase(endpoint, glob) for glob in (_MODEL_REQUIRED if routed else DEFAULT_ENDPOINTS))
 
 
+def _answered_here(ctx: RequestContext, method: str) -> bool:
+    """Whether a stage answers this request itself (``Runtime.own_paths``)."""
+    own = ctx.runtime.own_paths
+    return own is not None and own.fullmatch(f"{method} {ctx.endpoint}") is not None
+
+
 def model_less(ctx: RequestContext, content_type: str) -> None:
     """A POST without a model (its body already on ``ctx``): to the path's ``passthrough:``
     backend, or refused."""
@@ -90,7 +98,7 @@ def model_less(ctx: RequestContext, content_type: str) -> None:
     backend = ctx.runtime.router.passthrough_backend(endpoint)
     if _needs_model(endpoint, backend is not None):
         raise InvalidRequestError(NO_MODEL, param="model")
-    if backend is None:
+    if backend is None and not _answered_here(ctx, "POST"):
         raise invalid_url("POST", endpoint)
     ctx.passthrough = Passthrough("POST", backend, None, content_type)
 
@@ -115,7 +123,7 @@ async def read_other(ctx: RequestContext) -> None:
         ctx.passthrough.form = form
         return
     backend = ctx.runtime.router.passthrough_backend(ctx.endpoint)
-    if backend is None:
+    if backend is None and not _answered_here(ctx, method):
         raise invalid_url(method, ctx.endpoint)
     # Any other method's body (a PATCH's) goes on as sent.
     ctx.body = RequestBody({}, await read_body(request, ctx.runtime.body_limit) if request.body_exists else b"")
