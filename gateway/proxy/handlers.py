@@ -199,12 +199,13 @@ class ProxyHandlers:
         request = ctx.request
         ctx.config_hash = rt.snapshot.content_hash
         ctx.inbound = INBOUND.get(ctx.endpoint)  # another API than chat (/v1/messages): errors in its shape
-        limit = rt.body_limit
+        upload = request.method == "POST" and is_form(request.headers.get("Content-Type"))
+        limit = rt.upload_limit if upload else rt.body_limit
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLargeError(
                 f"Request body of {request.content_length} bytes exceeds the limit of {limit} bytes.")
-        if request.method != "POST" or is_form(request.headers.get("Content-Type")):
-            if ctx.inbound is not None and request.method == "POST":  # a form is not a request these APIs read
+        if upload or request.method != "POST":
+            if ctx.inbound is not None and upload:  # a form is not a request these APIs read
                 raise InvalidRequestError(ctx.inbound.not_json("it is a multipart form"))
             await read_other(ctx)  # uploads, files, batches… (gateway.proxy.passthrough)
             return await call_next(ctx)

@@ -111,7 +111,7 @@ async def read_other(ctx: RequestContext) -> None:
     if method == "POST":  # a form (the only other body read_request leaves to this module)
         # A path ``passthrough:`` routes needs no model: its upload is not read past its first file.
         may_follow = ctx.runtime.router.passthrough_backend(ctx.endpoint) is None
-        form = await read_form(request, ctx.runtime.body_limit, may_follow)
+        form = await read_form(request, ctx.runtime.upload_limit, may_follow)
         ctx.body = RequestBody(dict(form.fields), b"")  # the fields stages may read; no bytes are logged
         ctx.stream = form.fields.get("stream") == "true"
         model = form.fields.get("model")
