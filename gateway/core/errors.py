@@ -14,6 +14,7 @@
     ├── ServiceUnavailableError        503    server_error           (limits_unavailable, plugin_failed)
     ├── NoHealthyTargetError           503    upstream_error         (code no_healthy_target)
     └── UpstreamError                  502    upstream_error
+        ├── UpstreamBadAnswerError     502    upstream_error         (a 2xx that is not what the endpoint speaks)
         ├── UpstreamUnreachableError   502    upstream_error         (code upstream_unreachable)
         ├── UpstreamTimeoutError       504    upstream_error         (code upstream_timeout)
         └── StreamTruncatedError       502    upstream_error         (code stream_truncated)
@@ -184,6 +185,12 @@ class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+
+
+class UpstreamBadAnswerError(UpstreamError):
+    """The backend answered 2xx with a body the endpoint does not speak (an HTML page, a cut
+    JSON body, a stream request answered with neither events nor JSON) (502); a failure of
+    class ``5xx`` for retries and fallbacks."""
 
 
 class UpstreamUnreachableError(UpstreamError):

@@ -9,6 +9,11 @@ context-length error only to targets with a larger ``context_window``), or give 
 client yet — for streams the first body bytes are read inside the loop, so a stream that dies
 before its first byte still fails over, and one that has sent a byte never does (the caller
 relays from there).
+
+A ``judged`` request (model-routed inference that speaks JSON or events) whose target answers
+2xx with something else — a body that is not JSON, a stream request answered with neither
+``text/event-stream`` nor JSON — has failed (``5xx``): the body of a whole answer is read and
+parsed here (the parse is kept for the relay's observation), a stream's Content-Type checked.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 
 from gateway.core.context import Attempt, RequestContext
 from gateway.core.deadlines import deadline as first_byte_deadline
@@ -27,6 +33,7 @@ from gateway.core.errors import (
     GatewayError,
     InvalidRequestError,
     NoHealthyTargetError,
+    UpstreamBadAnswerError,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -54,6 +61,26 @@ class AttemptOutcome:
     first_chunk: bytes | None = None
     chunks: Any = None
     body: bytes | None = None
+    parsed: Any = None  # ``body`` decoded, when a judged answer was checked here
+
+
+_SSE = "text/event-stream"
+_JSON = "application/json"
+
+
+async def _judged_body(resp: Any, translated: bool, backend: str) -> tuple[bytes, Any]:
+    """The body of a 2xx answer to a JSON endpoint and, unless ``translated`` (the translation
+    parses it), its decoded JSON; ``UpstreamBadAnswerError`` when it is not JSON (or, translated,
+    not a chat completion)."""
+    try:
+        body = await resp.read()
+        return body, None if translated else orjson.loads(body)
+    except TimeoutError:
+        raise UpstreamTimeoutError(f"backend {backend!r} timed out sending its response") from None
+    except (orjson.JSONDecodeError, UpstreamError):  # (UpstreamError: the translation's)
+        kind = resp.headers.get("Content-Type", "")[:60] or "no Content-Type"
+        what = "something other than a chat completion" if translated else "a body that is not JSON"
+        raise UpstreamBadAnswerError(f"backend {backend!r} answered {resp.status} with {what} ({kind})") from None
 
 
 def classify_status(status: int, body: bytes) -> str | None:
@@ -87,20 +114,24 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
 
 
 def _error_class(exc: GatewayError) -> str:
+    if isinstance(exc, UpstreamBadAnswerError):
+        return "5xx"
     return "timeout" if isinstance(exc, UpstreamTimeoutError) else "connect"
 
 
 async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[[Candidate], tuple[bytes, dict]],
                        headers: Mapping[str, str] | None, query: str, stream: bool, rng,
                        sleep=asyncio.sleep, clock=time.perf_counter,
-                       legs: Callable[[Candidate], Leg] | None = None, method: str = "POST") -> AttemptOutcome:
+                       legs: Callable[[Candidate], Leg] | None = None, method: str = "POST",
+                       judged: bool = False) -> AttemptOutcome:
     """Run the plan. Returns the outcome to relay (a success, a caller error, or the last
     upstream error response when every target failed). Raises the last ``GatewayError``
     when the final failure had no response (unreachable, timeout). Fills
     ``ctx.attempt_log`` (one ``Attempt`` per try) and ``ctx.attempts``.
 
     ``legs``: an inbound protocol's per-target path, body, headers and answer wrapper
-    (``gateway.inbound.base.Leg``); without it every target gets ``body_for`` on ``ctx.endpoint``."""
+    (``gateway.inbound.base.Leg``); without it every target gets ``body_for`` on ``ctx.endpoint``.
+    ``judged``: a 2xx answer must be what a JSON inference endpoint speaks (see the module)."""
     retry = plan.retry
     start = clock()
     deadline = start + retry.deadline_ms / 1000
@@ -153,7 +184,8 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
                 record.status_code = resp.status
                 if resp.status < 400:
                     first = None
-                    if stream and resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+                    kind = resp.headers.get("Content-Type", "")
+                    if stream and kind.startswith(_SSE):
                         chunks = resp.iter_chunks()
                         try:
                             # A deadline, not ``wait_for``: no extra task, no timer per stream.
@@ -163,8 +195,17 @@ async def run_attempts(plan: RoutePlan, ctx: RequestContext, body_for: Callable[
                             first = b""
                         record.t_first_byte = clock()
                         outcome = AttemptOutcome(cand, resp, first, chunks)
-                    else:
+                    elif not judged or answer is not None:  # (an answer made in process is ours)
                         outcome = AttemptOutcome(cand, resp)
+                    elif stream:  # JSON for a stream (a backend ignoring ``stream``) is relayed as before
+                        if not kind.startswith(_JSON):
+                            raise UpstreamBadAnswerError(
+                                f"backend {cand.client.name!r} answered a stream request with "
+                                f"{kind[:60] or 'no Content-Type'}, neither events nor JSON")
+                        outcome = AttemptOutcome(cand, resp)
+                    else:
+                        body, parsed = await _judged_body(resp, wrap is not None, cand.client.name)
+                        outcome = AttemptOutcome(cand, resp, body=body, parsed=parsed)
                 else:
                     body = await resp.read()
                     failure = classify_status(resp.status, body)

@@ -285,7 +285,8 @@ class ProxyHandlers:
             try:
                 result = await run_attempts(plan, ctx, body.for_target, rt.forwarded_headers(request.headers),
                                             request.rel_url.raw_query_string, stream, rt.router.rng,
-                                            legs=None if inbound is None else inbound.legs(ctx, body))
+                                            legs=None if inbound is None else inbound.legs(ctx, body),
+                                            judged=inbound is not None or endpoint in _JSON_ONLY)
             finally:  # the candidates as the attempts left them (skipped, failed)
                 ctx.route_candidates = plan.provenance()
             if inbound is None:  # audio, a file: relayed as it arrives (an event stream without `stream`, too)
@@ -310,7 +311,7 @@ class ProxyHandlers:
             if result.chunks is not None:
                 tee = tee if tee is not None or inbound is None else inbound.observer(ctx)
                 return await relay_stream(request, ctx, upstream, headers, result, tee)
-            return await relay_body(ctx, upstream, headers, result.body)
+            return await relay_body(ctx, upstream, headers, result.body, result.parsed)
         except BaseException:
             upstream.close()  # cancelled or failed: drop the upstream connection now
             raise

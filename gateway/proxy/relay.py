@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import orjson
@@ -54,8 +55,10 @@ async def _timed(ctx: RequestContext, chunks: AsyncIterator[bytes]) -> AsyncIter
         ctx.t_first_token = time.perf_counter()
 
 
-async def relay_body(ctx: RequestContext, upstream, headers: dict, body: bytes | None) -> web.Response:
-    """Send the answer's body whole (``body``, or read now): an error in the caller's shape."""
+async def relay_body(ctx: RequestContext, upstream, headers: dict, body: bytes | None,
+                     parsed: Any = None) -> web.Response:
+    """Send the answer's body whole (``body``, or read now; ``parsed``: its JSON when the attempt
+    loop decoded it, not decoded again): an error in the caller's shape."""
     try:
         if body is None:
             body = await upstream.read()
@@ -72,6 +75,11 @@ async def relay_body(ctx: RequestContext, upstream, headers: dict, body: bytes |
             ctx.inbound.upstream_error(upstream.status, body)
         headers["Content-Type"] = _JSON
         outcome.error(ctx, upstream.status, "upstream_http_error", body[:500].decode("utf-8", "replace"))
+    elif parsed is not None:
+        if ctx.inbound is None:
+            observe_chat(ctx, parsed)
+        else:
+            ctx.inbound.observe_json(ctx, body)
     elif upstream.headers.get("Content-Type", "").startswith(_JSON) and (
             ctx.passthrough is None or ctx.model_requested):
         # (A request that names no model reads a stored object, a batch, a response: the usage
@@ -93,6 +101,11 @@ def observe_json(ctx: RequestContext, body: bytes) -> None:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return
+    observe_chat(ctx, parsed)
+
+
+def observe_chat(ctx: RequestContext, parsed: Any) -> None:
+    """``observe_json`` of an answer already decoded."""
     if not isinstance(parsed, dict):
         return
     model, rid = parsed.get("model"), parsed.get("id")
