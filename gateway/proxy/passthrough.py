@@ -75,8 +75,10 @@ def invalid_url(method: str, endpoint: str) -> NotFoundError:
 # Inference that OpenAI serves only with a ``model`` (moderations and images pick a default):
 # a request there without one is a 400 even where ``passthrough:`` matches, or a server that
 # fills in its own model (vLLM does) would serve a key its ``models`` never allowed.
-_MODEL_REQUIRED = ("chat/completions", "completions", "embeddings", "audio/speech", "audio/transcriptions",
-                   "audio/translations", "messages", "messages/count_tokens")  # (not audio/voices: no model)
+# (A stored response, ``responses/{id}``, is read, deleted or cancelled without one; a new one names it.)
+_MODEL_REQUIRED = ("chat/completions", "completions", "embeddings", "responses", "audio/speech",
+                   "audio/transcriptions", "audio/translations", "messages",
+                   "messages/count_tokens")  # (not audio/voices: no model)
 
 
 def _needs_model(endpoint: str, routed: bool) -> bool:

@@ -398,7 +398,8 @@ def test_a_catch_all_passthrough_does_not_serve_inference_without_a_model(make_g
 """).replace('  - {path: "files*", backend: openai}', '  - {path: "*", backend: openai}')
     gw = make_gateway(config)
     for path, body in [("chat/completions", {"messages": [{"role": "user", "content": "x"}]}),
-                       ("embeddings", {"input": "x"}), ("completions", {"prompt": "x"})]:
+                       ("embeddings", {"input": "x"}), ("completions", {"prompt": "x"}),
+                       ("responses", {"input": "x"})]:
         r = httpx.post(f"{gw.url}/v1/{path}", json=body, headers={"Authorization": f"Bearer {KEY_DEFAULT}"})
         assert r.status_code == 400 and r.json()["error"]["param"] == "model", (path, r.text)
     form = {"file": ("a.wav", b"RIFF", "audio/wav")}
@@ -411,6 +412,12 @@ def test_a_catch_all_passthrough_does_not_serve_inference_without_a_model(make_g
     r = httpx.post(f"{gw.url}/v1/audio/voices", files={"audio_sample": ("a.wav", b"RIFF", "audio/wav")},
                    data={"name": "v"}, headers=AUTH)
     assert r.status_code == 200 and upstream.last.path == "/v1/audio/voices"
+    # A stored response is read, listed, cancelled and deleted without a model, as before.
+    for method, path in [("GET", "responses/resp_1"), ("GET", "responses/resp_1/input_items"),
+                         ("POST", "responses/resp_1/cancel"), ("DELETE", "responses/resp_1")]:
+        upstream.json({"id": "resp_1", "object": "response"}, times=1)
+        r = httpx.request(method, f"{gw.url}/v1/{path}", headers=AUTH)
+        assert r.status_code == 200 and (upstream.last.method, upstream.last.path) == (method, f"/v1/{path}")
 
 
 def test_a_file_download_cut_short_is_a_cut_not_a_corrupted_success(gw, upstream):
