@@ -279,7 +279,7 @@ class AccessLayer:
         spec = grant.key.spec
         try:
             usage = ctx.usage
-            reported = usage.prompt_tokens is not None or usage.completion_tokens is not None
+            reported = usage.reported()
             if ctx.cache_status == "hit" or ctx.t_upstream_start is None or not (
                     reported or outcome.model_worked(ctx)):
                 used, cost = 0, 0.0  # nothing reached a model, or it answered with an error
@@ -296,7 +296,7 @@ class AccessLayer:
                 if spec.budgeted:
                     cost = policy.prices.cost((ctx.model_served, ctx.upstream_model, ctx.model_requested),
                                               prompt, completion, usage.cached_tokens,
-                                              usage.cache_write_tokens) or 0.0
+                                              usage.cache_write_tokens, usage) or 0.0
             delta = used - grant.tokens if spec.tpm is not None else 0
             limiter.settle(spec, ctx.request_id, delta, cost, grant.reserved)
         except Exception:  # never fail a finished request over bookkeeping

@@ -102,7 +102,7 @@ class NotFoundError(InvalidRequestError):
 
 
 class PayloadTooLargeError(InvalidRequestError):
-    """The request body exceeds ``server.body_limit_bytes`` (413)."""
+    """The request body exceeds ``server.body_limit_bytes``, an upload ``server.upload_limit_bytes`` (413)."""
 
     status = 413
     code = "payload_too_large"

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 # Endpoints whose streams are OpenAI chunk streams the tee understands.
 _TEED_ENDPOINTS = frozenset({"chat/completions", "completions"})
 _JSON = "application/json"
+# OpenAI endpoints that read only JSON (uploads go to audio, images, files, uploads); the other
+# APIs' endpoints (``INBOUND``) too.
+_JSON_ONLY = frozenset({"chat/completions", "completions", "embeddings"})
 
 RuntimeGetter = Callable[[], "Runtime"]
 RESPONSE_STARTED = web.RequestKey("response_started", bool)  # set when a response's headers go out
@@ -199,13 +202,17 @@ class ProxyHandlers:
         request = ctx.request
         ctx.config_hash = rt.snapshot.content_hash
         ctx.inbound = INBOUND.get(ctx.endpoint)  # another API than chat (/v1/messages): errors in its shape
-        limit = rt.body_limit
+        upload = request.method == "POST" and is_form(request.headers.get("Content-Type"))
+        if upload and (ctx.inbound is not None or ctx.endpoint in _JSON_ONLY):
+            # A form is not a request these APIs read: sent on raw, it would skip translation,
+            # validation and the plugins' checks of the body.
+            raise InvalidRequestError(NOT_JSON if ctx.inbound is None else
+                                      ctx.inbound.not_json("it is a multipart form"))
+        limit = rt.upload_limit if upload else rt.body_limit
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLargeError(
                 f"Request body of {request.content_length} bytes exceeds the limit of {limit} bytes.")
-        if request.method != "POST" or is_form(request.headers.get("Content-Type")):
-            if ctx.inbound is not None and request.method == "POST":  # a form is not a request these APIs read
-                raise InvalidRequestError(ctx.inbound.not_json("it is a multipart form"))
+        if upload or request.method != "POST":
             await read_other(ctx)  # uploads, files, batches… (gateway.proxy.passthrough)
             return await call_next(ctx)
         raw = await read_body(request, limit)

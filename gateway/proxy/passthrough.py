@@ -75,8 +75,10 @@ def invalid_url(method: str, endpoint: str) -> NotFoundError:
 # Inference that OpenAI serves only with a ``model`` (moderations and images pick a default):
 # a request there without one is a 400 even where ``passthrough:`` matches, or a server that
 # fills in its own model (vLLM does) would serve a key its ``models`` never allowed.
-_MODEL_REQUIRED = ("chat/completions", "completions", "embeddings", "audio/speech", "audio/transcriptions",
-                   "audio/translations", "messages", "messages/count_tokens")  # (not audio/voices: no model)
+# (A stored response, ``responses/{id}``, is read, deleted or cancelled without one; a new one names it.)
+_MODEL_REQUIRED = ("chat/completions", "completions", "embeddings", "responses", "audio/speech",
+                   "audio/transcriptions", "audio/translations", "messages",
+                   "messages/count_tokens")  # (not audio/voices: no model)
 
 
 def _needs_model(endpoint: str, routed: bool) -> bool:
@@ -111,7 +113,7 @@ async def read_other(ctx: RequestContext) -> None:
     if method == "POST":  # a form (the only other body read_request leaves to this module)
         # A path ``passthrough:`` routes needs no model: its upload is not read past its first file.
         may_follow = ctx.runtime.router.passthrough_backend(ctx.endpoint) is None
-        form = await read_form(request, ctx.runtime.body_limit, may_follow)
+        form = await read_form(request, ctx.runtime.upload_limit, may_follow)
         ctx.body = RequestBody(dict(form.fields), b"")  # the fields stages may read; no bytes are logged
         ctx.stream = form.fields.get("stream") == "true"
         model = form.fields.get("model")

@@ -55,6 +55,7 @@ class Runtime:
         self.snapshot = snapshot
         cfg = snapshot.config
         self.body_limit = cfg.server.body_limit_bytes
+        self.upload_limit = cfg.server.upload_limit_bytes  # multipart forms: streamed, so they may be larger
         self.clients = {name: BackendClient(name, b, session) for name, b in cfg.backends.items()}
         self.health = health or HealthRegistry()
         self.tokens = tokens or TokenCounter()

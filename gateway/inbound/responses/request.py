@@ -1,11 +1,13 @@
 """A Responses API request as a Chat Completions request, for backends that speak only chat.
 
-``to_chat(body, history)`` maps ``instructions`` (a system message), ``input`` (a string, or
+``to_chat(body, history)`` maps ``instructions`` (a system message, which ``developer`` and
+``system`` items join wherever they come), ``input`` (a string, or
 items: messages with ``input_text``/``input_image``/``input_file`` parts, earlier assistant
 output, ``function_call`` and ``function_call_output`` items, and their ``custom_tool_call``
 counterparts), function and custom ``tools`` (``custom``: freeform tools as functions) and
 ``tool_choice``, ``text.format`` (``response_format``), ``reasoning.effort``,
-``max_output_tokens``, sampling and ``stream``. ``history``: the chat messages of the
+``max_output_tokens``, sampling, ``user``, ``stream``, and ``prompt_cache_key`` and
+``safety_identifier`` for OpenAI-type backends (``backend_body``). ``history``: the chat messages of the
 conversation so far (``previous_response_id``), placed after the instructions — the previous
 turn's instructions are not carried over, as OpenAI does. What chat cannot express (built-in
 tools, stored items by reference, background runs) is refused with a 400 naming the field.
@@ -20,6 +22,11 @@ from gateway.inbound.responses import custom
 
 # Copied as they are: the same name and meaning in both APIs.
 _SAME = ("temperature", "top_p", "parallel_tool_calls", "user")
+# Fields of OpenAI's own service that its Chat Completions takes too (prompt caching, abuse
+# tracking): sent only to OpenAI-type backends (``backend_body``). vLLM would ignore them, with a
+# warning in its log for every request; the Anthropic adapter drops them.
+_OPENAI_ONLY = ("prompt_cache_key", "safety_identifier")
+_OPENAI_TYPES = frozenset({"openai", "azure"})
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
@@ -148,6 +155,19 @@ def _response_format(text: Any) -> dict[str, Any] | None:
     raise _refuse(f"text.format type {fmt['type']!r}", "text.format.type")
 
 
+def _system_first(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every system message — the instructions, and ``developer``/``system`` items wherever the
+    input (or the conversation so far) had them, as Codex sends them mid-conversation — joined
+    in order into one leading system message: many chat templates (vLLM's for Llama, Qwen,
+    Mistral …) refuse a system message anywhere else, and Anthropic takes system text only in
+    ``system``. The position of a later one is lost; its words still come before the turns."""
+    system = [m for m in messages if m["role"] == "system"]
+    if not system or len(system) == 1 and messages[0] is system[0]:
+        return messages
+    text = "\n\n".join(m["content"] for m in system if m["content"])  # (always text here)
+    return [{"role": "system", "content": text}, *(m for m in messages if m["role"] != "system")]
+
+
 def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The chat completions body for a Responses request ``body`` (``model`` kept as given)."""
     for field in ("background", "conversation", "prompt"):
@@ -163,6 +183,7 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
                         else _message({"role": "system", "content": instructions}, "instructions"))
     messages += history or ()
     messages += input_messages(body.get("input", []))
+    messages = _system_first(messages)
     if not messages:  # nothing to answer (the chat backend would blame `messages`)
         raise InvalidRequestError("Missing required parameter: 'input'.", param="input",
                                   code="missing_required_parameter")
@@ -173,7 +194,7 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
     if body.get("tools") is not None and not isinstance(body["tools"], list):
         raise InvalidRequestError("Invalid 'tools': expected an array of tools.", param="tools")
     chat: dict[str, Any] = {"model": body.get("model"), "messages": messages}
-    for field in _SAME:
+    for field in (*_SAME, *_OPENAI_ONLY):
         if body.get(field) is not None:
             chat[field] = body[field]
     if body.get("max_output_tokens") is not None:
@@ -192,3 +213,12 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
     return chat
+
+
+def backend_body(chat: dict[str, Any], backend_type: str, model: str) -> dict[str, Any]:
+    """``chat`` as a target of ``backend_type`` serving ``model`` takes it."""
+    out = {**chat, "model": model}
+    if backend_type not in _OPENAI_TYPES:
+        for field in _OPENAI_ONLY:
+            out.pop(field, None)
+    return out
