@@ -34,6 +34,7 @@ from gateway.core.feature import Feature, Routes, active_stages
 from gateway.core.pipeline import compose
 from gateway.core.tokens import TokenCounter
 from gateway.dashboard import DashboardFeature
+from gateway.inbound.anthropic.models import wants_anthropic
 from gateway.observability import ObservabilityFeature
 from gateway.ownership import OwnershipFeature
 from gateway.prompts import PromptsFeature
@@ -255,9 +256,9 @@ def _request_id_header(request: web.Request, response: web.StreamResponse) -> No
     """Every answer carries ``x-request-id`` (the caller's, else a new one): the proxy sets
     its own; this covers the rest (model lookups, health, 404s, admin, aiohttp's errors).
     Anthropic's API names it ``request-id``, which its SDKs read (``message._request_id``):
-    answers on its paths carry both."""
+    answers on its paths carry both (``/v1/models`` too when asked in its shape)."""
     headers = response.headers
     if "x-request-id" not in headers:
         headers["x-request-id"] = (request.headers.get("x-request-id") or str(uuid.uuid4()))[:128]
-    if request.path.startswith("/v1/messages"):
+    if request.path.startswith("/v1/messages") or wants_anthropic(request.path, request.headers):
         headers["request-id"] = headers["x-request-id"]

@@ -34,7 +34,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.access.admin_guard import AdminGuard, guard_of
@@ -281,7 +280,7 @@ class AccessLayer:
         spec = grant.key.spec
         try:
             usage = ctx.usage
-            reported = usage.prompt_tokens is not None or usage.completion_tokens is not None
+            reported = usage.reported()
             if ctx.cache_status == "hit" or ctx.t_upstream_start is None or not (
                     reported or outcome.model_worked(ctx)):
                 used, cost = 0, 0.0  # nothing reached a model, or it answered with an error
@@ -298,7 +297,7 @@ class AccessLayer:
                 if spec.budgeted:
                     cost = policy.prices.cost((ctx.model_served, ctx.upstream_model, ctx.model_requested),
                                               prompt, completion, usage.cached_tokens,
-                                              usage.cache_write_tokens) or 0.0
+                                              usage.cache_write_tokens, usage) or 0.0
             delta = used - grant.tokens if spec.tpm is not None else 0
             limiter.settle(spec, ctx.request_id, delta, cost, grant.reserved)
         except Exception:  # never fail a finished request over bookkeeping
@@ -319,17 +318,6 @@ class AccessLayer:
             return None, web.Response(status=exc.status, body=exc.body(), content_type=_JSON,
                                       headers={"x-request-id": rid[:128]})
         return key, None
-
-    @staticmethod
-    def filtered_models(key: KeyPolicy, response: web.Response) -> web.Response:
-        """The ``/v1/models`` listing cut down to the models ``key`` may use."""
-        assert isinstance(response.body, bytes)  # the caller filters a whole JSON listing only
-        listing = orjson.loads(response.body)
-        listing["data"] = [m for m in listing.get("data", ()) if key.allows(m.get("id", ""))]
-        out = web.Response(body=orjson.dumps(listing), content_type=_JSON)
-        if "x-request-id" in response.headers:
-            out.headers["x-request-id"] = response.headers["x-request-id"]
-        return out
 
     async def describe(self) -> dict:
         """``GET /admin/access``: mode, keys (ids, tenants, models, limits, usage), plugins, limiter."""

@@ -27,7 +27,8 @@ from aiohttp import web
 from gateway.access.admin_guard import GUARD
 from gateway.access.auth import ACCESS, KEY, AccessLayer, bears_admin_key
 from gateway.config import ConfigSnapshot
-from gateway.core.feature import Feature, Routes
+from gateway.core.feature import VISIBLE_MODELS, Feature, Routes
+from gateway.inbound import protocol_of
 from gateway.plugins.resolve import check_plugins
 
 __all__ = ["AccessFeature", "PluginsFeature"]
@@ -86,6 +87,16 @@ class PluginsFeature(Feature):
         return self._access.layer.plugin_stage if compiled.plugins is not None else None
 
 
+def in_callers_shape(request: web.Request, refusal: web.Response) -> web.Response:
+    """A refusal in OpenAI's shape made before the request reached its handler, in the shape of
+    the API the request speaks (Anthropic's on ``/v1/messages``, and on ``/v1/models`` asked with
+    ``anthropic-version``: its SDKs read no other)."""
+    inbound = protocol_of(request.match_info.get("endpoint"), request.path, request.headers)
+    if inbound is not None and isinstance(refusal.body, bytes):
+        refusal.body = inbound.upstream_error(refusal.status, refusal.body)
+    return refusal
+
+
 def _middleware(layer: AccessLayer):
     guard = layer.guard
 
@@ -106,19 +117,17 @@ def _middleware(layer: AccessLayer):
             # No key to check: refuse what a web page on another site could have sent.
             denied = guard.unauthenticated_denied(request)
             if denied is not None:
-                return denied
+                return in_callers_shape(request, denied)
         elif path.startswith("/v1/") and layer.policy.mode == "keys" and "endpoint" not in request.match_info:
             # /v1 routes outside the proxy pipeline (which authenticates in its stage, so the
             # rejection gets a row): /v1/models, /v1/feedback, …
             key, denied = layer.route_key(request)
             if denied is not None and not (path == "/v1/feedback" and bears_admin_key(request)):
-                return denied  # (the admin key may score any request)
+                return in_callers_shape(request, denied)  # (the admin key may score any request)
             request[KEY] = key
-            response = await handler(request)
-            if path == "/v1/models" and key is not None and response.status == 200 and not response.prepared \
-                    and isinstance(response.body, bytes):
-                return layer.filtered_models(key, response)
-            return response
+            if key is not None:
+                request[VISIBLE_MODELS] = key.allows  # /v1/models lists the key's models only
+            return await handler(request)
         return await handler(request)
 
     return access_middleware

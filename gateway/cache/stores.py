@@ -130,6 +130,13 @@ class MemoryStore:
         """See ``set_nowait``."""
         return self.set_nowait(key, entry, ttl_s)
 
+    async def delete(self, key: str) -> bool:
+        """Drop the entry under ``key`` (if any); always done."""
+        item = self._data.pop(key, None)
+        if item is not None:
+            self._dropped(item[0])
+        return True
+
     def clear(self) -> None:
         """Drop every entry."""
         for entry, _ in self._data.values():
@@ -226,6 +233,19 @@ class RedisStore:
             await self._redis.set(key, entry.encode(), px=max(1, int(ttl_s * 1000)))
         except Exception as exc:
             self._failed("SET", exc)
+            return False
+        self._ok()
+        return True
+
+    async def delete(self, key: str) -> bool:
+        """``DEL key``; False when Redis is unavailable or failed (the entry may still be there)."""
+        if not self.available or self._redis is None:
+            self.stats.skipped += 1
+            return False
+        try:
+            await self._redis.delete(key)
+        except Exception as exc:
+            self._failed("DEL", exc)
             return False
         self._ok()
         return True

@@ -217,7 +217,8 @@ def check_config(path: str | None, config_path: str | None) -> None:
     snapshot = compiled.snapshot
     cfg = snapshot.config
     click.echo(f"{snapshot.source}: OK (hash {snapshot.content_hash})")
-    click.echo(f"  server: {cfg.server.host}:{cfg.server.port}, body limit {cfg.server.body_limit_bytes} bytes")
+    click.echo(f"  server: {cfg.server.host}:{cfg.server.port}, body limit {cfg.server.body_limit_bytes} bytes, "
+               f"upload limit {cfg.server.upload_limit_bytes} bytes")
     click.echo(f"  backends ({len(cfg.backends)}):")
     for name, b in cfg.backends.items():
         where = b.base_url or "in-process"

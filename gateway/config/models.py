@@ -248,11 +248,15 @@ class RoutingSettings(_Strict):
 
 
 class ServerSettings(_Strict):
-    """The HTTP front: address, body limit, forwarded headers, reloads, admin access, proxies, CORS."""
+    """The HTTP front: address, body limits, forwarded headers, reloads, admin access, proxies, CORS."""
 
     host: str = Field("127.0.0.1", description="bind address (serve --host overrides)")
     port: int = Field(8080, ge=0, le=65535, description="port (serve --port overrides)")
-    body_limit_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest accepted request body; 413 above it")
+    body_limit_bytes: int = Field(32 * 1024 * 1024, ge=1024, description=(
+        "largest accepted request body (JSON, and any other body than an upload); 413 above it"))
+    upload_limit_bytes: int = Field(512 * 1024 * 1024, ge=1024, description=(
+        "largest accepted multipart/form-data upload (/v1/files, /v1/uploads/{id}/parts, /v1/audio/*, "
+        "/v1/images/edits; OpenAI's file limit); streamed, never held whole; 413 above it"))
     forward_headers: list[str] = Field(default_factory=list, description=(
         "client headers passed to the backend (names or globs such as x-team-*, any case); never Authorization"))
     reload_interval_s: float = Field(1.0, ge=0, description="how often the config file is checked; 0: only SIGHUP")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.config import environment
 
@@ -193,14 +193,33 @@ class TelemetrySettings(_Strict):
 
 
 class PriceEntry(_Strict):
-    """Prices in USD per 1M tokens."""
+    """Prices in USD per 1M tokens (``audio_minute``: per minute of input audio). A kind of usage
+    reported without its rate (audio tokens without ``input_audio``, a duration without
+    ``audio_minute``, prompt tokens without ``input``) makes the request's cost unknown (NULL)."""
 
-    input: float = Field(ge=0, description="USD per 1M prompt tokens")
-    output: float = Field(0.0, ge=0, description="USD per 1M completion tokens")
+    input: float | None = Field(None, ge=0, description=(
+        "USD per 1M prompt tokens (text); may be unset only with audio_minute (a model billed by the minute)"))
+    output: float = Field(0.0, ge=0, description="USD per 1M completion tokens (text; an image model's image output)")
     cached_input: float | None = Field(None, ge=0, description="USD per 1M cached prompt tokens (default: input)")
     cache_write: float | None = Field(None, ge=0, description=(
         "USD per 1M prompt tokens written to the provider's prompt cache (Anthropic's cache creation; "
         "default: input)"))
+    input_audio: float | None = Field(None, ge=0, description=(
+        "USD per 1M audio prompt tokens (chat audio input, transcription; no default: unset, they make the cost "
+        "NULL)"))
+    input_image: float | None = Field(None, ge=0, description=(
+        "USD per 1M image prompt tokens (image generation and edits; default: input, as chat models bill images)"))
+    output_audio: float | None = Field(None, ge=0, description=(
+        "USD per 1M audio completion tokens (chat audio output; no default: unset, they make the cost NULL)"))
+    audio_minute: float | None = Field(None, ge=0, description=(
+        "USD per minute of input audio, for models billed by duration (whisper-1; the answer's usage "
+        "`{type: duration, seconds}`)"))
+
+    @model_validator(mode="after")
+    def _some_rate(self) -> PriceEntry:
+        if self.input is None and self.audio_minute is None:
+            raise ValueError("a price needs `input` (USD per 1M prompt tokens) or `audio_minute`")
+        return self
 
 
 class PricingSettings(_Strict):

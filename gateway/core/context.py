@@ -19,6 +19,13 @@ class Usage:
     ``cache_creation_input_tokens``, carried as ``prompt_tokens_details.cache_write_tokens``;
     OpenAI reports none). Both are part of ``prompt_tokens``, as reasoning tokens are of
     ``completion_tokens``.
+
+    Tokens that are not text, billed at rates of their own: ``audio_tokens`` and
+    ``image_tokens`` of the input (``prompt_tokens_details`` in chat; ``input_tokens_details``
+    in image generation; ``input_token_details`` in transcription), inside ``prompt_tokens``;
+    ``audio_output_tokens`` (``completion_tokens_details.audio_tokens``), inside
+    ``completion_tokens``. ``audio_seconds``: the input audio's duration, for models billed by
+    it (whisper-1's ``{"type": "duration", "seconds": N}``, which reports no tokens).
     """
 
     prompt_tokens: int | None = None
@@ -27,6 +34,14 @@ class Usage:
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
     cache_write_tokens: int | None = None
+    audio_tokens: int | None = None
+    image_tokens: int | None = None
+    audio_output_tokens: int | None = None
+    audio_seconds: float | None = None
+
+    def reported(self) -> bool:
+        """Whether the backend reported what it bills (tokens, or a duration)."""
+        return self.prompt_tokens is not None or self.completion_tokens is not None or self.audio_seconds is not None
 
     @classmethod
     def from_openai(cls, usage: Any) -> Usage:
@@ -43,10 +58,16 @@ class Usage:
     @classmethod
     def from_any(cls, usage: Any) -> Usage:
         """Build from a ``usage`` dict of either shape: ``prompt_tokens``… (chat, completions,
-        embeddings) or ``input_tokens``/``output_tokens`` (Responses, image generation, audio)."""
-        if type(usage) is dict and "prompt_tokens" not in usage and (
-                "input_tokens" in usage or "output_tokens" in usage):
-            return cls.from_responses(usage)
+        embeddings) or ``input_tokens``/``output_tokens`` (Responses, image generation, audio),
+        or a transcription's ``{"type": "duration", "seconds": N}``."""
+        if type(usage) is dict and "prompt_tokens" not in usage:
+            if "input_tokens" in usage or "output_tokens" in usage:
+                return cls.from_responses(usage)
+            if usage.get("type") == "duration":
+                seconds = usage.get("seconds")  # (bool is not a duration; JSON has no inf or NaN)
+                if isinstance(seconds, (int, float)) and type(seconds) is not bool and seconds >= 0:
+                    return cls(audio_seconds=float(seconds))
+                return cls()
         return cls.from_openai(usage)
 
     @classmethod
@@ -57,6 +78,8 @@ class Usage:
         if type(usage) is not dict:
             return cls()
         inputs = usage.get(prompt_details)
+        if inputs is None and prompt_details == "input_tokens_details":  # transcription's spelling
+            inputs = usage.get("input_token_details")
         outputs = usage.get(completion_details)
         inputs = inputs if type(inputs) is dict else {}
         outputs = outputs if type(outputs) is dict else {}
@@ -67,6 +90,9 @@ class Usage:
             cached_tokens=_count(inputs.get("cached_tokens")),
             reasoning_tokens=_count(outputs.get("reasoning_tokens")),
             cache_write_tokens=_count(inputs.get("cache_write_tokens")),
+            audio_tokens=_count(inputs.get("audio_tokens")),
+            image_tokens=_count(inputs.get("image_tokens")),
+            audio_output_tokens=_count(outputs.get("audio_tokens")),
         )
 
 

@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from gateway.routing.plan import RoutePlan
 
 
+# OpenAI's answer to a body that is not JSON (Chat Completions and its other endpoints, Responses).
+NOT_JSON = ("We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+            "your HTTP library correctly. The OpenAI API expects a JSON payload.)")
+
+
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
     """Serialise one OpenAI-format error object to JSON bytes."""
     return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
@@ -97,7 +102,7 @@ class NotFoundError(InvalidRequestError):
 
 
 class PayloadTooLargeError(InvalidRequestError):
-    """The request body exceeds ``server.body_limit_bytes`` (413)."""
+    """The request body exceeds ``server.body_limit_bytes``, an upload ``server.upload_limit_bytes`` (413)."""
 
     status = 413
     code = "payload_too_large"

@@ -43,6 +43,9 @@ Finisher = Callable[[RequestContext], None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ADMIN_PREFIX = "/admin/"
+# Which public models the caller of ``GET /v1/models`` may see (a name → bool test), set by the
+# feature that knows the caller (access, in ``keys`` mode); absent: every model.
+VISIBLE_MODELS: web.RequestKey[Callable[[str], bool]] = web.RequestKey("visible_models")
 
 
 class Routes:

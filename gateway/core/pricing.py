@@ -11,16 +11,21 @@ of them wins over a shipped one for any other, so an operator's price for a publ
 not overruled by the table's price for the model the backend says it served (unless the
 table names that model more closely than the config does).
 
-Cost = (prompt − cached − written) × input + cached × cached_input + written × cache_write
-+ completion × output, all / 1e6. Cached tokens and cache writes are counted inside
-``prompt_tokens`` (OpenAI's convention; the Anthropic adapter adds them in) and reasoning
-tokens inside ``completion_tokens``, so none is billed twice. An unknown model costs ``None``
-(NULL in ClickHouse), never 0.
+Cost = (text prompt × input + cached × cached_input + written × cache_write + audio in ×
+input_audio + image in × input_image + text completion × output + audio out × output_audio) / 1e6
++ minutes of audio × audio_minute. Cached tokens, cache writes, audio and image input tokens are
+counted inside ``prompt_tokens`` (OpenAI's convention; the Anthropic adapter adds cache reads and
+writes in), the text prompt is what remains; reasoning and audio output tokens inside
+``completion_tokens``; so none is billed twice. An unknown model costs ``None`` (NULL in
+ClickHouse), never 0; so does a kind of usage its price has no rate for, except where the
+provider bills it at another rate (cached input and cache writes: ``input``; image input:
+``input``, as OpenAI bills images sent to chat models).
 """
 
 from __future__ import annotations
 
 from gateway.config.telemetry import PriceEntry, PricingSettings
+from gateway.core.context import Usage
 
 # USD per 1M tokens: (input, cached input, output, cache write).
 DEFAULT_PRICES: dict[str, tuple[float, float | None, float, float | None]] = {
@@ -54,6 +59,19 @@ DEFAULT_PRICES: dict[str, tuple[float, float | None, float, float | None]] = {
     "claude-3-5-haiku": (0.80, 0.08, 4.0, 1.0),
     "claude-3-opus": (15.0, 1.50, 75.0, 18.75),
     "claude-3-haiku": (0.25, 0.03, 1.25, 0.30),
+}
+
+# Models billed for more than text tokens (OpenAI list prices): the rates of ``PriceEntry``,
+# USD per 1M tokens of each kind, ``audio_minute`` USD per minute of input audio. These names
+# would otherwise match a text model's price by prefix (``gpt-4o-transcribe`` → ``gpt-4o``).
+MEDIA_PRICES: dict[str, dict[str, float]] = {
+    "whisper-1": {"audio_minute": 0.006},
+    "gpt-4o-transcribe": {"input": 2.50, "input_audio": 6.0, "output": 10.0},
+    "gpt-4o-mini-transcribe": {"input": 1.25, "input_audio": 3.0, "output": 5.0},
+    "gpt-image-1": {"input": 5.0, "cached_input": 1.25, "input_image": 10.0, "output": 40.0},
+    "gpt-4o-audio-preview": {"input": 2.50, "input_audio": 40.0, "output": 10.0, "output_audio": 80.0},
+    "gpt-4o-mini-audio-preview": {"input": 0.15, "input_audio": 10.0, "output": 0.60, "output_audio": 20.0},
+    "gpt-4o-mini-tts": {"input": 0.60, "output": 12.0},  # its output tokens are all audio
 }
 
 _SEPARATORS = ("-", "@", ":")
@@ -95,6 +113,8 @@ class PriceTable:
         self._configured = _Lookup({name.lower(): entry for name, entry in settings.models.items()})
         shipped = {name: PriceEntry(input=inp, output=out, cached_input=cached, cache_write=write)
                    for name, (inp, cached, out, write) in DEFAULT_PRICES.items()} if settings.defaults else {}
+        if settings.defaults:
+            shipped.update((name, PriceEntry(**rates)) for name, rates in MEDIA_PRICES.items())
         self._shipped = _Lookup(shipped)
         self._memo: dict[tuple[str, ...], PriceEntry | None] = {}
 
@@ -117,14 +137,43 @@ class PriceTable:
         return entry
 
     def cost(self, models: tuple[str, ...], prompt_tokens: int, completion_tokens: int,
-             cached_tokens: int | None = None, cache_write_tokens: int | None = None) -> float | None:
-        """Cost in USD of one request, or ``None`` when no name in ``models`` has a price."""
+             cached_tokens: int | None = None, cache_write_tokens: int | None = None,
+             usage: Usage | None = None) -> float | None:
+        """Cost in USD of one request, or ``None`` when no name in ``models`` has a price, or its
+        price has no rate for a kind of usage reported. ``usage``: the reported ``Usage`` (its
+        audio and image tokens and audio duration; the token totals are the arguments, which
+        may be estimates)."""
         entry = self._entry(models)
         if entry is None:
             return None
-        cached = min(cached_tokens or 0, prompt_tokens)
-        written = min(cache_write_tokens or 0, prompt_tokens - cached)
-        cached_price = entry.input if entry.cached_input is None else entry.cached_input
-        write_price = entry.input if entry.cache_write is None else entry.cache_write
-        return ((prompt_tokens - cached - written) * entry.input + cached * cached_price
-                + written * write_price + completion_tokens * entry.output) / 1_000_000
+        rest = prompt_tokens
+        cached = min(cached_tokens or 0, rest)
+        rest -= cached
+        written = min(cache_write_tokens or 0, rest)
+        rest -= written
+        audio_in = image_in = audio_out = 0
+        seconds = 0.0
+        if usage is not None:
+            audio_in = min(usage.audio_tokens or 0, rest)
+            rest -= audio_in
+            image_in = min(usage.image_tokens or 0, rest)
+            rest -= image_in
+            audio_out = min(usage.audio_output_tokens or 0, completion_tokens)
+            seconds = usage.audio_seconds or 0.0
+        text_in = entry.input
+        parts = ((rest, text_in), (cached, text_in if entry.cached_input is None else entry.cached_input),
+                 (written, text_in if entry.cache_write is None else entry.cache_write),
+                 (audio_in, entry.input_audio), (image_in, text_in if entry.input_image is None else entry.input_image),
+                 (completion_tokens - audio_out, entry.output), (audio_out, entry.output_audio))
+        total = 0.0
+        for tokens, rate in parts:
+            if tokens:
+                if rate is None:  # billed, at a rate this price does not know
+                    return None
+                total += tokens * rate
+        total /= 1_000_000
+        if seconds:
+            if entry.audio_minute is None:
+                return None
+            total += seconds / 60 * entry.audio_minute
+        return total

@@ -23,7 +23,8 @@ asks it four things:
   serves native and translated targets alike.
 - ``error_body(exc)`` / ``upstream_error(status, body)``: the gateway's own errors, and a
   backend's error response (OpenAI's shape, the protocol's own, or anything), in the protocol's
-  error shape; ``StreamObserver.error_event(exc)`` says a stream's failure in-band.
+  error shape; ``StreamObserver.error_event(exc)`` says a stream's failure in-band;
+  ``not_json(reason)`` the protocol's words for a body that is not JSON.
 
 Upstream error responses stay untranslated until the relay (``TranslatedAnswer`` passes them
 through), so the attempt loop classifies them (context length, 5xx, 429) exactly as for chat.
@@ -105,6 +106,8 @@ class Inbound(Protocol):
     def error_body(self, exc: GatewayError) -> bytes: ...
 
     def upstream_error(self, status: int, body: bytes) -> bytes: ...
+
+    def not_json(self, reason: str) -> str: ...
 
 
 class TranslatedAnswer:

@@ -186,9 +186,9 @@ class GatewayMetrics:
             tok_in.observe(prompt)
         if completion is not None:
             tok_out.observe(completion)
-        if prompt is not None or completion is not None:
+        if usage.reported():
             cost = self.prices.cost((ctx.model_served, ctx.upstream_model, ctx.model_requested),
-                                    prompt or 0, completion or 0, usage.cached_tokens, usage.cache_write_tokens)
+                                    prompt or 0, completion or 0, usage.cached_tokens, usage.cache_write_tokens, usage)
             if cost:
                 ckey = (model or "none", backend, ctx.tenant)
                 child = self._cost_children.get(ckey)

@@ -18,10 +18,12 @@ from aiohttp import web
 
 from gateway.core import outcome
 from gateway.core.context import RequestContext
-from gateway.core.errors import GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError
+from gateway.core.errors import NOT_JSON, GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError
+from gateway.core.feature import VISIBLE_MODELS
 from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
-from gateway.inbound import INBOUND, Inbound, StreamObserver
+from gateway.inbound import INBOUND, Inbound, StreamObserver, protocol_of
+from gateway.inbound.anthropic.models import created_at, model_info, model_page
 from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
 from gateway.proxy.passthrough import is_form, model_less, read_body, read_other, send_passthrough
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
 # Endpoints whose streams are OpenAI chunk streams the tee understands.
 _TEED_ENDPOINTS = frozenset({"chat/completions", "completions"})
 _JSON = "application/json"
+# OpenAI endpoints that read only JSON (uploads go to audio, images, files, uploads); the other
+# APIs' endpoints (``INBOUND``) too.
+_JSON_ONLY = frozenset({"chat/completions", "completions", "embeddings"})
 
 RuntimeGetter = Callable[[], "Runtime"]
 RESPONSE_STARTED = web.RequestKey("response_started", bool)  # set when a response's headers go out
@@ -72,16 +77,35 @@ class ProxyHandlers:
         return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
 
     async def list_models(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._runtime().models_body, content_type=_JSON,
-                            headers={"x-request-id": request.headers.get("x-request-id") or new_request_id()})
+        """OpenAI's listing, or Anthropic's page when asked with ``anthropic-version``; only the
+        models the caller may see (``VISIBLE_MODELS``)."""
+        rt = self._runtime()
+        request_id = request.headers.get("x-request-id") or new_request_id()
+        visible = request.get(VISIBLE_MODELS)
+        inbound = protocol_of(None, request.path, request.headers)  # on these routes: Anthropic's, or None
+        if inbound is not None:
+            names = [n for n in rt.model_entries if visible is None or visible(n)]
+            try:
+                page = model_page(names, created_at(rt.models_created), request.query)
+            except GatewayError as exc:
+                return self._error_response(exc, request_id, inbound=inbound)
+            body = orjson.dumps(page)
+        elif visible is None:
+            body = rt.models_body
+        else:
+            body = orjson.dumps({"object": "list", "data": [m for n, m in rt.model_entries.items() if visible(n)]})
+        return web.Response(body=body, content_type=_JSON, headers={"x-request-id": request_id})
 
     async def get_model(self, request: web.Request) -> web.Response:
         rt = self._runtime()
         name = request.match_info["model"]
         body = rt.model_bodies.get(name)
+        inbound = protocol_of(None, request.path, request.headers)
         if body is None:
             return self._error_response(rt.unknown_model(name),
-                                        request.headers.get("x-request-id") or new_request_id())
+                                        request.headers.get("x-request-id") or new_request_id(), inbound=inbound)
+        if inbound is not None:
+            body = orjson.dumps(model_info(name, created_at(rt.models_created)))
         return web.Response(body=body, content_type=_JSON)
 
     async def not_found(self, request: web.Request) -> web.Response:
@@ -178,24 +202,29 @@ class ProxyHandlers:
         request = ctx.request
         ctx.config_hash = rt.snapshot.content_hash
         ctx.inbound = INBOUND.get(ctx.endpoint)  # another API than chat (/v1/messages): errors in its shape
-        limit = rt.body_limit
+        upload = request.method == "POST" and is_form(request.headers.get("Content-Type"))
+        if upload and (ctx.inbound is not None or ctx.endpoint in _JSON_ONLY):
+            # A form is not a request these APIs read: sent on raw, it would skip translation,
+            # validation and the plugins' checks of the body.
+            raise InvalidRequestError(NOT_JSON if ctx.inbound is None else
+                                      ctx.inbound.not_json("it is a multipart form"))
+        limit = rt.upload_limit if upload else rt.body_limit
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLargeError(
                 f"Request body of {request.content_length} bytes exceeds the limit of {limit} bytes.")
-        if request.method != "POST" or is_form(request.headers.get("Content-Type")):
+        if upload or request.method != "POST":
             await read_other(ctx)  # uploads, files, batches… (gateway.proxy.passthrough)
             return await call_next(ctx)
         raw = await read_body(request, limit)
         try:
             parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
             ctx.body = RequestBody({}, raw)
             if not raw:  # a POST without a body (/v1/batches/{id}/cancel) names no model either
                 model_less(ctx, "")
                 return await call_next(ctx)
-            raise InvalidRequestError(
-                "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
-                "your HTTP library correctly. The OpenAI API expects a JSON payload.)") from None
+            # orjson's reason names a position and a kind of fault, never the body's text.
+            raise InvalidRequestError(NOT_JSON if ctx.inbound is None else ctx.inbound.not_json(str(exc))) from None
         if not isinstance(parsed, dict):
             ctx.body = RequestBody({}, raw)
             raise InvalidRequestError("The request body must be a JSON object.")

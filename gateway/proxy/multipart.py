@@ -7,7 +7,8 @@ file part begins, for a path ``passthrough:`` routes: ``/v1/files`` forms name n
 body ends — keeping those first bytes; the rest is never read here. ``Form.body(model)`` is then the
 whole body for the upstream: the bytes read (with the ``model`` value replaced by the target's
 name when it differs) followed by the rest, streamed from the client as the upstream reads it.
-A form that names its model only after a large file is read up to the body limit, never more.
+A form that names its model only after a large file is read up to the limit (``server.upload_limit_bytes``),
+never more.
 
 The parts are found by their boundary (RFC 7578): ``--boundary`` lines, each part's headers up
 to a blank line, its content up to the next ``\\r\\n--boundary``. Only ``Content-Disposition``'s

@@ -8,7 +8,9 @@
   POST without a model (``/v1/batches``, ``/v1/moderations``) go to the backend the config's
   ``passthrough:`` names for the path, with its key and its retry policy.
 - Anything else that nothing routes is a URL this gateway does not serve: 404 in OpenAI's
-  ``Invalid URL`` shape (a POST to an inference endpoint without a model stays 400).
+  ``Invalid URL`` shape (a POST to an inference endpoint without a model stays 400), unless a
+  stage answers it itself (``Runtime.own_paths``: a stored translated response), which then
+  answers every such request (backend None).
 
 ``read_other`` is ``read_request``'s part for such requests, ``send_passthrough`` the attempt
 loop's. The
@@ -76,14 +78,22 @@ def invalid_url(method: str, endpoint: str) -> NotFoundError:
 # Inference that OpenAI serves only with a ``model`` (moderations and images pick a default):
 # a request there without one is a 400 even where ``passthrough:`` matches, or a server that
 # fills in its own model (vLLM does) would serve a key its ``models`` never allowed.
-_MODEL_REQUIRED = ("chat/completions", "completions", "embeddings", "audio/speech", "audio/transcriptions",
-                   "audio/translations", "messages", "messages/count_tokens")  # (not audio/voices: no model)
+# (A stored response, ``responses/{id}``, is read, deleted or cancelled without one; a new one names it.)
+_MODEL_REQUIRED = ("chat/completions", "completions", "embeddings", "responses", "audio/speech",
+                   "audio/transcriptions", "audio/translations", "messages",
+                   "messages/count_tokens")  # (not audio/voices: no model)
 
 
 def _needs_model(endpoint: str, routed: bool) -> bool:
     """Whether a request to ``endpoint`` without a model is a 400 (``routed``: ``passthrough:``
     has a backend for it; else every inference endpoint, the keys' default set)."""
     return any(fnmatch.fnmatchcase(endpoint, glob) for glob in (_MODEL_REQUIRED if routed else DEFAULT_ENDPOINTS))
+
+
+def _answered_here(ctx: RequestContext, method: str) -> bool:
+    """Whether a stage answers this request itself (``Runtime.own_paths``)."""
+    own = ctx.runtime.own_paths
+    return own is not None and own.fullmatch(f"{method} {ctx.endpoint}") is not None
 
 
 def model_less(ctx: RequestContext, content_type: str) -> None:
@@ -93,7 +103,7 @@ def model_less(ctx: RequestContext, content_type: str) -> None:
     backend = ctx.runtime.router.passthrough_backend(endpoint)
     if _needs_model(endpoint, backend is not None):
         raise InvalidRequestError(NO_MODEL, param="model")
-    if backend is None:
+    if backend is None and not _answered_here(ctx, "POST"):
         raise invalid_url("POST", endpoint)
     ctx.passthrough = Passthrough("POST", backend, None, content_type)
 
@@ -106,7 +116,7 @@ async def read_other(ctx: RequestContext) -> None:
     if method == "POST":  # a form (the only other body read_request leaves to this module)
         # A path ``passthrough:`` routes needs no model: its upload is not read past its first file.
         may_follow = ctx.runtime.router.passthrough_backend(ctx.endpoint) is None
-        form = await read_form(request, ctx.runtime.body_limit, may_follow)
+        form = await read_form(request, ctx.runtime.upload_limit, may_follow)
         ctx.body = RequestBody(dict(form.fields), b"")  # the fields stages may read; no bytes are logged
         ctx.stream = form.fields.get("stream") == "true"
         model = form.fields.get("model")
@@ -118,7 +128,7 @@ async def read_other(ctx: RequestContext) -> None:
         ctx.passthrough.form = form
         return
     backend = ctx.runtime.router.passthrough_backend(ctx.endpoint)
-    if backend is None:
+    if backend is None and not _answered_here(ctx, method):
         raise invalid_url(method, ctx.endpoint)
     # Any other method's body (a PATCH's) goes on as sent.
     ctx.body = RequestBody({}, await read_body(request, ctx.runtime.body_limit) if request.body_exists else b"")

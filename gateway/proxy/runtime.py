@@ -55,6 +55,7 @@ class Runtime:
         self.snapshot = snapshot
         cfg = snapshot.config
         self.body_limit = cfg.server.body_limit_bytes
+        self.upload_limit = cfg.server.upload_limit_bytes  # multipart forms: streamed, so they may be larger
         self.clients = {name: BackendClient(name, b, session) for name, b in cfg.backends.items()}
         self.health = health or HealthRegistry()
         self.tokens = tokens or TokenCounter()
@@ -65,12 +66,11 @@ class Runtime:
         # The smallest cheap bound (prompt bound + max_tokens) at which a rule or a context window
         # may need a real count; None: routing never counts. Below it the bound settles everything.
         self.count_from = count_threshold(cfg)
-        created = int(time.time())
-        self.models_body = orjson.dumps({"object": "list", "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": m.owned_by}
-            for name, m in cfg.models.items()]})
-        self.model_bodies = {name: orjson.dumps({"id": name, "object": "model", "created": created,
-                                                 "owned_by": m.owned_by}) for name, m in cfg.models.items()}
+        created = self.models_created = int(time.time())
+        self.model_entries = {name: {"id": name, "object": "model", "created": created, "owned_by": m.owned_by}
+                              for name, m in cfg.models.items()}  # OpenAI's Model objects, in config order
+        self.models_body = orjson.dumps({"object": "list", "data": list(self.model_entries.values())})
+        self.model_bodies = {name: orjson.dumps(entry) for name, entry in self.model_entries.items()}
         patterns = [p.lower() for p in cfg.server.forward_headers]
         self._forward_re = (re.compile("|".join(fnmatch.translate(p) for p in patterns))
                             if patterns else None)
@@ -85,6 +85,11 @@ class Runtime:
         self.step_path: Handler
         self.stages: tuple = ()  # the active stages of those paths, outermost first
         self.finishers: tuple = ()  # the active features' finishers, run when a request ends
+        # Model-less requests a stage answers itself though ``passthrough:`` routes their path
+        # nowhere, as ``"METHOD path"`` (below /v1/; set by a feature's ``compile``: the stored
+        # responses of translated turns): read and sent through the stages, not refused as an
+        # unknown URL.
+        self.own_paths: re.Pattern[str] | None = None
         # What each feature compiled for this config (``Feature.compile``), by feature name.
         self.compiled: dict[str, object] = {}
         self.unknown_model = lambda name: ModelNotFoundError(

@@ -70,6 +70,7 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cached_tokens", "Nullable(UInt32)"),  # cache reads (inside prompt_tokens)
     ("cache_write_tokens", "Nullable(UInt32)"),  # cache writes (Anthropic; inside prompt_tokens)
     ("reasoning_tokens", "Nullable(UInt32)"),
+    ("audio_seconds", "Nullable(Float64)"),  # input audio's duration, as billed by it (whisper-1)
     ("tokens_estimated", "UInt8"),
     # timing (ms)
     ("ttft_ms", "Nullable(Float64)"),

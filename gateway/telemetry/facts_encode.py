@@ -69,7 +69,7 @@ _pack = REQUEST_HEADER.pack
 # ``usage`` and ``attempt_log`` entries are encoded as lists in these field orders (below, by
 # hand: cheaper than orjson's dataclass path); a field added to either must be added there too.
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens",
-                "cache_write_tokens")
+                "cache_write_tokens", "audio_tokens", "image_tokens", "audio_output_tokens", "audio_seconds")
 ATTEMPT_FIELDS = ("backend", "provider", "model", "t_start", "t_end", "t_first_byte", "status_code", "error_type",
                   "backoff_ms", "span_id")
 if tuple(Usage.__dataclass_fields__) != USAGE_FIELDS or tuple(Attempt.__dataclass_fields__) != ATTEMPT_FIELDS:
@@ -104,7 +104,8 @@ def encode_request(ctx: Any, *, keep_text: bool) -> bytes:
         "status_code": ctx.status_code, "error_type": ctx.error_type, "error_message": ctx.error_message,
         "finish_reason": ctx.finish_reason, "truncated": ctx.truncated,
         "usage": [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.cached_tokens,
-                  usage.reasoning_tokens, usage.cache_write_tokens],
+                  usage.reasoning_tokens, usage.cache_write_tokens, usage.audio_tokens, usage.image_tokens,
+                  usage.audio_output_tokens, usage.audio_seconds],
         "billable": model_worked(ctx), "config_hash": ctx.config_hash, "tenant": ctx.tenant,
         "api_key_id": ctx.api_key_id or key_fingerprint(headers), "metadata": ctx.metadata,
         "prompt_id": ctx.prompt_id, "prompt_version": ctx.prompt_version, "prompt_label": ctx.prompt_label,
@@ -114,7 +115,7 @@ def encode_request(ctx: Any, *, keep_text: bool) -> bytes:
         "session_id": ctx.session_id, "parent_request_id": ctx.parent_request_id, "headers": kept_headers,
     }
     body = _request_body(ctx.body, doc, flags)
-    keep_text = keep_text or (usage.prompt_tokens is None and usage.completion_tokens is None)
+    keep_text = keep_text or not usage.reported()
     text = b""
     response = None
     if keep_text:

@@ -167,7 +167,7 @@ class RowBuilder:
         """``(prompt, completion, total, cached, reasoning, estimated)``: as reported, else
         estimated (a request body kept only in part: ~4 bytes per token of its full size)."""
         usage = ctx.usage
-        if usage.prompt_tokens is not None or usage.completion_tokens is not None:
+        if usage.reported():  # (a duration alone: no tokens, none to estimate)
             prompt = usage.prompt_tokens or 0
             completion = usage.completion_tokens or 0
             total = usage.total_tokens if usage.total_tokens is not None else prompt + completion
@@ -212,7 +212,7 @@ class RowBuilder:
             if ca is not None:
                 cached = (cached or 0) + ca
             sc = self.prices.cost((step.model_served, step.upstream_model, step.model_requested), p, c, ca,
-                                  step.usage.cache_write_tokens)
+                                  step.usage.cache_write_tokens, step.usage)
             if sc is not None:
                 cost = (cost or 0.0) + sc
         return prompt, completion, total, cached, cost
@@ -295,7 +295,7 @@ class RowBuilder:
             cache_write = sum(writes) if writes else None
         else:
             cost = self.prices.cost((ctx.model_served, ctx.upstream_model, ctx.model_requested),
-                                    prompt, completion, cached, cache_write)
+                                    prompt, completion, cached, cache_write, ctx.usage)
         message = ctx.error_message
         if message:
             message = scrub_secrets(message[: self.error_message_max])
@@ -315,7 +315,7 @@ class RowBuilder:
             orjson.dumps(ctx.route_candidates).decode() if ctx.route_candidates else "",
             min(ctx.attempts, 255), ctx.cache_status, ctx.cache_saved_ms,
             status, error_type, message, ctx.finish_reason, truncated, flags,
-            prompt, completion, total, cached, cache_write, reasoning, estimated,
+            prompt, completion, total, cached, cache_write, reasoning, ctx.usage.audio_seconds, estimated,
             ttft, latency, upstream_ms, overhead, itl_p50, itl_p95, itl_max, tps,
             cost,
             request_body, response_body,

@@ -71,8 +71,7 @@ class RequestLog:
 
     # --- the request path (event loop) ---------------------------------------------------------
     def emit(self, ctx: Any) -> None:
-        usage = ctx.usage
-        keep_text = self._keep_text or (usage.prompt_tokens is None and usage.completion_tokens is None)
+        keep_text = self._keep_text or not ctx.usage.reported()
         self.writer.append(facts.encode_request(ctx, keep_text=keep_text))
 
     def emit_row(self, table: str, columns: tuple[str, ...], row: list[Any]) -> None:

@@ -233,6 +233,8 @@ def _migrations(r: _Renderer) -> list[Migration]:
         Migration(8, "cache-write tokens, session/trace/attempt look-ups, timestamp codecs", tuple(_v8(r))),
         Migration(9, "row flags: repaired and stand-in rows", tuple(
             r.add_column("llm_requests", "row_flags", "Array(LowCardinality(String))", "truncated"))),
+        Migration(10, "audio duration", tuple(
+            r.add_column("llm_requests", "audio_seconds", "Nullable(Float64)", "reasoning_tokens"))),
     ]
 
 

@@ -205,7 +205,7 @@ def test_a_form_is_read_only_up_to_its_first_file_and_streamed_on(make_gateway, 
 
 
 def test_the_model_after_the_file_and_a_body_over_the_limit(make_gateway, upstream):
-    gw = make_gateway(_config(upstream.url).replace("keys:", "server: {body_limit_bytes: 200000}\nkeys:"))
+    gw = make_gateway(_config(upstream.url).replace("keys:", "server: {upload_limit_bytes: 200000}\nkeys:"))
     upstream.json({"text": "late"})
     audio = AUDIO[:100_000]
     body = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\n'
@@ -295,7 +295,7 @@ def test_the_default_endpoints_are_inference_posts_not_reads_of_the_account(make
 def test_a_file_upload_without_a_model_streams_on_as_it_arrives(make_gateway):
     """``/v1/files`` forms name no model: on a path ``passthrough:`` routes, the gateway stops
     reading at the first file and sends the rest on while the client is still sending it (a
-    512 MB batch file under a raised body limit is never held whole)."""
+    512 MB batch file is never held whole)."""
     arrived = threading.Event()
     seen = {}
 
@@ -324,7 +324,7 @@ def test_a_file_upload_without_a_model_streams_on_as_it_arrives(make_gateway):
         yield body[2 * 1024 * 1024:]
 
     with BackgroundServer(app) as server:
-        gw = make_gateway(_config(f"{server.url}/v1").replace("keys:", "server: {body_limit_bytes: 8000000}\nkeys:"))
+        gw = make_gateway(_config(f"{server.url}/v1").replace("keys:", "server: {upload_limit_bytes: 8000000}\nkeys:"))
         r = httpx.post(f"{gw.url}/v1/files", content=sending(), timeout=60,
                        headers={**AUTH, "Content-Type": "multipart/form-data; boundary=B"})
     assert r.status_code == 200 and r.json()["id"] == "file-abc"
@@ -358,9 +358,9 @@ def test_a_form_naming_its_model_twice_is_refused(gw, upstream, where, chunked):
 
 
 def test_an_upload_the_client_spoils_midway_is_its_error_not_the_backends(make_gateway, upstream):
-    """A streamed upload that runs past the body limit is a 413, and is the client's doing: the
+    """A streamed upload that runs past the upload limit is a 413, and is the client's doing: the
     backend's circuit stays closed however often a client does it."""
-    gw = make_gateway(_config(upstream.url).replace("keys:", "server: {body_limit_bytes: 200000}\nkeys:"))
+    gw = make_gateway(_config(upstream.url).replace("keys:", "server: {upload_limit_bytes: 200000}\nkeys:"))
     upstream.json({"text": "ok"})
     body = (b'--B\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper\r\n--B\r\nContent-Disposition: '
             b'form-data; name="file"; filename="a.wav"\r\n\r\n' + AUDIO + b"\r\n--B--\r\n")
@@ -407,7 +407,8 @@ def test_a_catch_all_passthrough_does_not_serve_inference_without_a_model(make_g
 """).replace('  - {path: "files*", backend: openai}', '  - {path: "*", backend: openai}')
     gw = make_gateway(config)
     for path, body in [("chat/completions", {"messages": [{"role": "user", "content": "x"}]}),
-                       ("embeddings", {"input": "x"}), ("completions", {"prompt": "x"})]:
+                       ("embeddings", {"input": "x"}), ("completions", {"prompt": "x"}),
+                       ("responses", {"input": "x"})]:
         r = httpx.post(f"{gw.url}/v1/{path}", json=body, headers={"Authorization": f"Bearer {KEY_DEFAULT}"})
         assert r.status_code == 400 and r.json()["error"]["param"] == "model", (path, r.text)
     form = {"file": ("a.wav", b"RIFF", "audio/wav")}
@@ -420,6 +421,12 @@ def test_a_catch_all_passthrough_does_not_serve_inference_without_a_model(make_g
     r = httpx.post(f"{gw.url}/v1/audio/voices", files={"audio_sample": ("a.wav", b"RIFF", "audio/wav")},
                    data={"name": "v"}, headers=AUTH)
     assert r.status_code == 200 and upstream.last.path == "/v1/audio/voices"
+    # A stored response is read, listed, cancelled and deleted without a model, as before.
+    for method, path in [("GET", "responses/resp_1"), ("GET", "responses/resp_1/input_items"),
+                         ("POST", "responses/resp_1/cancel"), ("DELETE", "responses/resp_1")]:
+        upstream.json({"id": "resp_1", "object": "response"}, times=1)
+        r = httpx.request(method, f"{gw.url}/v1/{path}", headers=AUTH)
+        assert r.status_code == 200 and (upstream.last.method, upstream.last.path) == (method, f"/v1/{path}")
 
 
 def test_a_file_download_cut_short_is_a_cut_not_a_corrupted_success(gw, upstream):

@@ -254,7 +254,7 @@ def test_a_codex_shaped_turn_is_answered(setup):
     (call,) = final.output
     assert (call.type, call.name, call.arguments) == ("function_call", "shell", '{"command":["ls"]}')
     sent = upstream.last.json()
-    assert sent["messages"] == [{"role": "system", "content": "You are a coding agent."},
-                                {"role": "system", "content": "cwd: /repo"}, {"role": "user", "content": "List files"}]
+    assert sent["messages"] == [{"role": "system", "content": "You are a coding agent.\n\ncwd: /repo"},
+                                {"role": "user", "content": "List files"}]
     assert (sent["reasoning_effort"], sent["parallel_tool_calls"], sent["tool_choice"]) == ("medium", False, "auto")
     assert not {"include", "store", "prompt_cache_key", "text", "reasoning", "input"} & set(sent)

@@ -48,7 +48,7 @@ pricing:
     gpt-4o: {{input: 1.0, output: 2.0, cached_input: 0.5}}
     house-chat: {{input: 7.0, output: 9.0}}
     gpt-image-1: {{input: 5.0, output: 40.0}}
-    gpt-4o-transcribe: {{input: 2.5, output: 10.0}}
+    gpt-4o-transcribe: {{input: 2.5, output: 10.0, input_audio: 6.0}}
 """
 
 
@@ -164,7 +164,7 @@ def test_every_endpoint_gets_its_reported_tokens_and_cost(env, tdb):
     t = rows["transcription"]
     assert (t["endpoint"], t["model_requested"], _tokens(t)) == \
         ("audio/transcriptions", "gpt-4o-transcribe", (120, 15, 135, None, None, None, 0))
-    assert t["cost_usd"] == pytest.approx((120 * 2.5 + 15 * 10.0) / 1e6)
+    assert t["cost_usd"] == pytest.approx((20 * 2.5 + 100 * 6.0 + 15 * 10.0) / 1e6)  # audio at its own rate
     f = rows["file"]
     assert (f["endpoint"], f["model_requested"], f["status_code"], f["cost_usd"]) == ("files/file-abc", "", 200, None)
     assert _tokens(f) == (0, 0, 0, None, None, None, 0)  # no model: nothing estimated, nothing to bill

@@ -18,6 +18,7 @@ import orjson
 
 from gateway.core.context import RequestContext
 from gateway.core.errors import GatewayError, UpstreamError
+from gateway.core.request_body import RequestBody
 from gateway.core.upstream import UpstreamResponse
 from gateway.inbound.anthropic import observe
 from gateway.inbound.anthropic.request import backend_body, to_chat
@@ -36,8 +37,42 @@ def passed_on(ctx: RequestContext) -> dict[str, str] | None:
     return passed or None
 
 
+def _signed(block: Any) -> bool:
+    """Whether an assistant content block may go to Anthropic: anything but a ``thinking`` block
+    without a signature (one a chat backend's reasoning became, here or in another gateway),
+    which Anthropic refuses (``Invalid `signature` in `thinking` block``)."""
+    return not (isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature"))
+
+
+def _assistant_blocks(message: Any) -> list | None:
+    """An assistant turn's content blocks (None: another turn, or text given as a string)."""
+    if isinstance(message, dict) and message.get("role") == "assistant" and isinstance(message.get("content"), list):
+        return message["content"]
+    return None
+
+
+def for_anthropic(body: Any) -> Any:
+    """The client's body as an Anthropic backend takes it: unchanged, unless its history holds
+    unsigned thinking blocks (a conversation moved from a chat-backed model onto Claude), which
+    are dropped, with an assistant turn they leave empty (Anthropic joins the user turns around it)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or all(_signed(b) for m in messages for b in _assistant_blocks(m) or ()):
+        return body
+    kept = []
+    for message in messages:
+        blocks = _assistant_blocks(message)
+        if blocks is not None:
+            blocks = [b for b in blocks if _signed(b)]
+            if not blocks:
+                continue
+            message = {**message, "content": blocks}
+        kept.append(message)
+    return RequestBody({**body, "messages": kept})
+
+
 def native_leg(endpoint: str, body: Any, candidate: Any, passed: dict[str, str] | None) -> Leg:
-    """The client's request as it is, under the target's model name (the client's bytes when unchanged)."""
+    """The request as an Anthropic backend takes it (``for_anthropic``), under the target's model
+    name (the client's bytes when unchanged)."""
     raw, parsed = body.encode_for(candidate.upstream_model, True)
     return Leg(endpoint, raw, parsed, passed)
 
@@ -52,6 +87,7 @@ class MessagesInbound:
         endpoint = ctx.endpoint
         passed = passed_on(ctx)
         chat: dict[str, Any] | None = None
+        native: Any = None
         stops = body.get("stop_sequences")
 
         def json(data: bytes) -> bytes:
@@ -67,10 +103,11 @@ class MessagesInbound:
             return TranslatedAnswer(resp, json, lambda: MessagesEncoder(stops), ctx.stream)
 
         def leg(candidate: Any) -> Leg:
-            nonlocal chat
+            nonlocal chat, native
             client = candidate.client
             if endpoint in client.native_paths:
-                return native_leg(endpoint, body, candidate, passed)
+                native = for_anthropic(body) if native is None else native
+                return native_leg(endpoint, native, candidate, passed)
             if chat is None:
                 chat = to_chat(body)
             parsed = backend_body(chat, client.type, candidate.upstream_model)
@@ -90,5 +127,8 @@ class MessagesInbound:
     def upstream_error(self, status: int, body: bytes) -> bytes:
         return upstream_error(status, body)
 
+    def not_json(self, reason: str) -> str:
+        return f"The request body is not valid JSON: {reason}"  # Anthropic's words
 
-__all__ = ["MessagesInbound", "native_leg", "passed_on"]
+
+__all__ = ["MessagesInbound", "for_anthropic", "native_leg", "passed_on"]

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from gateway.core.context import RequestContext, Usage
-from gateway.inbound.anthropic import MessagesInbound, native_leg, passed_on
+from gateway.inbound.anthropic import MessagesInbound, for_anthropic, native_leg, passed_on
 from gateway.inbound.anthropic.request import to_chat
 from gateway.inbound.base import Leg
 
@@ -60,7 +60,7 @@ class CountTokensInbound(MessagesInbound):
 
         def leg(candidate: Any) -> Leg:
             if endpoint in candidate.client.native_paths:
-                return native_leg(endpoint, body, candidate, passed)
+                return native_leg(endpoint, for_anthropic(body), candidate, passed)
             chat = to_chat({**body, "max_tokens": 1, "stream": False})  # a count needs no max_tokens
             return Leg(endpoint, b"", chat, answer=Counted(ctx.runtime.tokens, chat, candidate.upstream_model))
 

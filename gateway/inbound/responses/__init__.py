@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from gateway.core.context import RequestContext
-from gateway.core.errors import GatewayError, UpstreamError, upstream_error_body
+from gateway.core.errors import NOT_JSON, GatewayError, UpstreamError, upstream_error_body
 from gateway.core.upstream import UpstreamResponse
 from gateway.inbound.base import CHAT, Leg, TranslatedAnswer
 from gateway.inbound.responses import observe
@@ -82,6 +82,9 @@ class ResponsesInbound:
 
     def upstream_error(self, status: int, body: bytes) -> bytes:
         return upstream_error_body(status, body)
+
+    def not_json(self, reason: str) -> str:
+        return NOT_JSON
 
 
 __all__ = ["ResponsesInbound"]

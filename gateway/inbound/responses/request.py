@@ -1,6 +1,7 @@
 """A Responses API request as a Chat Completions request, for backends that speak only chat.
 
-``to_chat(body, history)`` maps ``instructions`` (a system message), ``input`` (a string, or
+``to_chat(body, history)`` maps ``instructions`` (a system message, which ``developer`` and
+``system`` items join wherever they come), ``input`` (a string, or
 items: messages with ``input_text``/``input_image``/``input_file`` parts, earlier assistant
 output, ``function_call`` and ``function_call_output`` items, and their ``custom_tool_call``
 counterparts), function and custom ``tools`` (``custom``: freeform tools as functions) and
@@ -148,6 +149,19 @@ def _response_format(text: Any) -> dict[str, Any] | None:
     raise _refuse(f"text.format type {fmt['type']!r}", "text.format.type")
 
 
+def _system_first(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every system message — the instructions, and ``developer``/``system`` items wherever the
+    input (or the conversation so far) had them, as Codex sends them mid-conversation — joined
+    in order into one leading system message: many chat templates (vLLM's for Llama, Qwen,
+    Mistral …) refuse a system message anywhere else, and Anthropic takes system text only in
+    ``system``. The position of a later one is lost; its words still come before the turns."""
+    system = [m for m in messages if m["role"] == "system"]
+    if not system or len(system) == 1 and messages[0] is system[0]:
+        return messages
+    text = "\n\n".join(m["content"] for m in system if m["content"])  # (always text here)
+    return [{"role": "system", "content": text}, *(m for m in messages if m["role"] != "system")]
+
+
 def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The chat completions body for a Responses request ``body`` (``model`` kept as given)."""
     for field in ("background", "conversation", "prompt"):
@@ -163,6 +177,7 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
                         else _message({"role": "system", "content": instructions}, "instructions"))
     messages += history or ()
     messages += input_messages(body.get("input", []))
+    messages = _system_first(messages)
     if not messages:  # nothing to answer (the chat backend would blame `messages`)
         raise InvalidRequestError("Missing required parameter: 'input'.", param="input",
                                   code="missing_required_parameter")

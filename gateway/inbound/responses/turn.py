@@ -1,12 +1,12 @@
 """One ``/v1/responses`` turn on a translated target, as kept for ``previous_response_id``.
 
 A backend that speaks only Chat Completions keeps no state, so the gateway keeps each
-translated turn's conversation — the chat messages so far, this turn's input and the
-assistant's answer — under the response's id (``gateway.cache.conversations`` stores it, per
-tenant, for ``responses.ttl_s``). The next turn that names that id continues from those
-messages (``request.to_chat``'s ``history``). ``Turn`` carries that state through one request:
-the stage fills ``history`` before the request goes on, the translation records the
-``response`` it answered with, and the stage keeps the whole conversation afterwards.
+translated turn — the chat messages before it, this turn's input and the ``response`` it
+answered with (``stored.record``) — under the response's id (``gateway.cache.conversations``
+stores it, per tenant, for ``responses.ttl_s``). The next turn that names that id continues
+from those messages and that answer (``request.to_chat``'s ``history``). ``Turn`` carries that
+state through one request: the stage fills ``history`` before the request goes on, the
+translation records the ``response`` it answered with, and the stage keeps the turn afterwards.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 from gateway.core.errors import InvalidRequestError
 from gateway.inbound.responses import custom
-from gateway.inbound.responses.request import input_messages
 
 
 @dataclass(slots=True)
@@ -62,9 +61,3 @@ def assistant_messages(response: dict[str, Any]) -> list[dict[str, Any]]:
         message["tool_calls"] = calls
     return [message]
 
-
-def conversation(body: dict[str, Any], turn: Turn) -> list[dict[str, Any]] | None:
-    """What to keep after a turn answered by a translated target (None: nothing to keep)."""
-    if turn.response is None or body.get("store") is False or turn.response.get("status") == "failed":
-        return None
-    return [*(turn.history or ()), *input_messages(body.get("input", [])), *assistant_messages(turn.response)]
