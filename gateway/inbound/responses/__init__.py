@@ -23,7 +23,7 @@ from gateway.core.errors import NOT_JSON, GatewayError, UpstreamError, upstream_
 from gateway.core.upstream import UpstreamResponse
 from gateway.inbound.base import CHAT, Leg, TranslatedAnswer
 from gateway.inbound.responses import observe
-from gateway.inbound.responses.request import to_chat
+from gateway.inbound.responses.request import backend_body, to_chat
 from gateway.inbound.responses.response import from_chat
 from gateway.inbound.responses.stream import ResponsesEncoder
 from gateway.inbound.responses.turn import Turn, history_for
@@ -66,7 +66,7 @@ class ResponsesInbound:
                 return Leg(endpoint, raw, parsed)
             if chat is None:
                 chat = to_chat(body, history_for(body, turn))
-            parsed = {**chat, "model": candidate.upstream_model}
+            parsed = backend_body(chat, client.type, candidate.upstream_model)
             return Leg(CHAT, orjson.dumps(parsed) if client.needs_raw else b"", parsed, None, wrap)
 
         return leg

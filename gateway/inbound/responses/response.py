@@ -49,6 +49,7 @@ def shell(request: dict[str, Any], response_id: str, created_at: int, model: str
         "tool_choice": _setting(request, "tool_choice", "auto"), "tools": request.get("tools") or [],
         "top_p": _setting(request, "top_p", 1.0), "truncation": _setting(request, "truncation", "disabled"),
         "usage": None, "user": request.get("user"), "metadata": request.get("metadata") or {},
+        "prompt_cache_key": request.get("prompt_cache_key"), "safety_identifier": request.get("safety_identifier"),
     }
 
 
