@@ -25,6 +25,7 @@ COLLECTIONS: dict[str, frozenset[str]] = {
     "threads": frozenset({"runs"}),
     "evals": frozenset(),
     "videos": frozenset(),
+    "messages/batches": frozenset(),  # Anthropic's Message Batches (its Files API is at files/ too)
 }
 
 
@@ -77,9 +78,14 @@ def referenced_ids(body: Any) -> list[tuple[str, str]]:
     return out
 
 
+def _kind(item: dict) -> Any:
+    """What an object says it is: OpenAI's ``object``, Anthropic's ``type`` (``file``, ``message_batch``)."""
+    return item.get("object", item.get("type"))
+
+
 def created_ids(body: bytes) -> list[str]:
     """The ids of the objects a successful JSON answer describes: its own (``id`` with an
-    ``object`` that is not a list), and a finished upload's ``file``."""
+    ``object``, or Anthropic's ``type``, that is not a list), and a finished upload's ``file``."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -87,18 +93,19 @@ def created_ids(body: bytes) -> list[str]:
     out = []
     for item in (parsed, parsed.get("file") if isinstance(parsed, dict) else None):
         if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"] and \
-                isinstance(item.get("object"), str) and item["object"] != "list":
+                isinstance(kind := _kind(item), str) and kind != "list":
             out.append(item["id"])
     return out
 
 
 def listing(body: bytes) -> dict[str, Any] | None:
-    """A list answer (``{"object": "list", "data": [...]}``), parsed; None for anything else."""
+    """A list answer (OpenAI's ``{"object": "list", "data": [...]}``, Anthropic's without
+    ``object``), parsed; None for anything else."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    if isinstance(parsed, dict) and parsed.get("object") == "list" and isinstance(parsed.get("data"), list):
+    if isinstance(parsed, dict) and parsed.get("object", "list") == "list" and isinstance(parsed.get("data"), list):
         return parsed
     return None
 

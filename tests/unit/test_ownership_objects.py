@@ -7,7 +7,7 @@ import asyncio
 import orjson
 
 from gateway.ownership.ledger import SqliteLedger
-from gateway.ownership.objects import collection_of, created_ids, named_id, referenced_ids
+from gateway.ownership.objects import collection_of, created_ids, listing, named_id, referenced_ids
 
 
 def test_paths_name_the_object_after_their_collection():
@@ -18,6 +18,7 @@ def test_paths_name_the_object_after_their_collection():
         "responses/input_tokens": ("responses", None), "responses/resp_1": ("responses", "resp_1"),
         "fine_tuning/jobs/ftjob-1/cancel": ("fine_tuning/jobs", "ftjob-1"),
         "vector_stores/vs_1/files/file-2": ("vector_stores", "vs_1"), "threads/runs": ("threads", None),
+        "messages/batches/msgbatch_1/results": ("messages/batches", "msgbatch_1"), "messages": (None, None),
         "Files/file-1": ("files", "file-1"),  # a backend may ignore the case of paths
         "embeddings": (None, None), "filesystem": (None, None), "fine_tuning": (None, None),
     }
@@ -40,6 +41,11 @@ def test_an_answer_names_the_objects_it_created():
     assert created_ids(orjson.dumps(upload)) == ["upload_1", "file-1"]
     assert created_ids(orjson.dumps({"object": "list", "id": "x", "data": []})) == []
     assert created_ids(b"not json") == [] and created_ids(b"[1]") == []
+    # Anthropic's Files and Message Batches say what they are in ``type``; its lists have no ``object``.
+    assert created_ids(orjson.dumps({"id": "file_011", "type": "file", "filename": "a.pdf"})) == ["file_011"]
+    assert created_ids(orjson.dumps({"id": "msgbatch_1", "type": "message_batch"})) == ["msgbatch_1"]
+    assert listing(orjson.dumps({"data": [], "has_more": False, "first_id": None})) is not None
+    assert listing(orjson.dumps({"object": "vector_store.search_results.page", "data": []})) is None
 
 
 def test_the_sqlite_ledger_forgets_after_its_ttl(tmp_path):
