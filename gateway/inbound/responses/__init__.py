@@ -49,8 +49,8 @@ class ResponsesInbound:
                 answer = orjson.loads(data)
             except orjson.JSONDecodeError:
                 raise UpstreamError(f"backend {ctx.backend!r} answered with a body that is not JSON") from None
-            if not isinstance(answer, dict):
-                raise UpstreamError(f"backend {ctx.backend!r} answered with something other than a completion")
+            if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list) or not answer["choices"]:
+                raise UpstreamError(f"backend {ctx.backend!r} answered with something other than a chat completion")
             turn.response = from_chat(answer, body, response_id, created)
             turn.usage = Usage.from_openai(answer.get("usage"))
             return orjson.dumps(turn.response)
@@ -59,7 +59,7 @@ class ResponsesInbound:
             return ResponsesEncoder(body, response_id, created, on_done=turn)
 
         def wrap(resp: UpstreamResponse) -> UpstreamResponse:
-            return TranslatedAnswer(resp, json, encoder)
+            return TranslatedAnswer(resp, json, encoder, ctx.stream)
 
         def leg(candidate: Any) -> Leg:
             nonlocal chat

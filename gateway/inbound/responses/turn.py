@@ -40,9 +40,14 @@ def history_for(body: dict[str, Any], turn: Turn | None) -> list[dict[str, Any]]
     if not previous:
         return None
     if turn is None or turn.history is None:
-        raise InvalidRequestError(f"Previous response with id '{str(previous)[:100]}' not found.",
-                                  param="previous_response_id", code="previous_response_not_found")
+        raise previous_response_not_found(previous)
     return turn.history
+
+
+def previous_response_not_found(previous: Any) -> InvalidRequestError:
+    """OpenAI's answer to a ``previous_response_id`` it does not hold."""
+    return InvalidRequestError(f"Previous response with id '{str(previous)[:100]}' not found.",
+                               param="previous_response_id", code="previous_response_not_found")
 
 
 def assistant_messages(response: dict[str, Any]) -> list[dict[str, Any]]:
