@@ -36,6 +36,7 @@ from gateway.core.tokens import TokenCounter
 from gateway.dashboard import DashboardFeature
 from gateway.inbound.anthropic.models import wants_anthropic
 from gateway.observability import ObservabilityFeature
+from gateway.ownership import OwnershipFeature
 from gateway.prompts import PromptsFeature
 from gateway.proxy.handlers import RESPONSE_STARTED, ProxyHandlers
 from gateway.proxy.http_hygiene import secure_headers
@@ -109,6 +110,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     # --- the features --------------------------------------------------------------------------
     fleet = FleetFeature(app, snapshot, health, data_dir=data_dir, launch_servers=launch_servers)
     access = AccessFeature(app, snapshot, tokens)
+    ownership = OwnershipFeature(data_dir=data_dir)
     telemetry = TelemetryFeature(app, snapshot, data_dir=data_dir, tokens=tokens, ingest=ingest)
     prompts = PromptsFeature(app, snapshot, runtime, telemetry.sink)
     plugins = PluginsFeature(access)
@@ -122,20 +124,22 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     # --- the request's path, outermost first ---------------------------------------------------
     # observability (wraps everything, even a request refused while it is read)
     #   → read the request (handlers.read_request: body, JSON, model)
-    #   → access (keys, limits) → telemetry (refuses when the request log is full and
+    #   → access (keys, limits) → ownership (a tenant reaches its own stored files, batches…)
+    #   → telemetry (refuses when the request log is full and
     #     when_full is reject; otherwise not in the path) → prompts (render) → plugins (see the final request)
     #   → conversations (a /v1/responses turn on a translating target: previous_response_id)
     #   → cache (keys the request as it will be sent) → chains (a chain model runs its steps)
     #   → handlers.forward: route, attempts, relay.
     outer: tuple[Feature, ...] = (observability,)
-    inner: tuple[Feature, ...] = (access, telemetry, prompts, plugins, conversations, cache, chains)
+    inner: tuple[Feature, ...] = (access, ownership, telemetry, prompts, plugins, conversations, cache, chains)
 
     # Every feature, in the order they compile, activate and start (stopped in reverse). The
     # fleet starts first and stops last, after the config watcher; telemetry's finisher (the
     # request's durable record) runs before any other; plugins (their paths) and access compile
     # first of those that may refuse a config, prompts before chains (a chain step names a prompt).
-    features: tuple[Feature, ...] = (fleet, telemetry, plugins, access, prompts, cache, conversations, chains,
-                                     observability, dashboard, ConfigAdmin(snapshot, runtime, lambda: app.get(WATCHER)),
+    features: tuple[Feature, ...] = (fleet, telemetry, plugins, access, ownership, prompts, cache, conversations,
+                                     chains, observability, dashboard,
+                                     ConfigAdmin(snapshot, runtime, lambda: app.get(WATCHER)),
                                      RoutingAdmin(runtime, health))
     app[FEATURES] = features
     extra_finishers: list[Callable[[RequestContext], None]] = []

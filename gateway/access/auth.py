@@ -7,7 +7,8 @@ compiled (``compile``: may refuse it) before it is made current and put in force
 without keys and plugins pays nothing:
 
 - the **access stage** (first of all stages) when ``auth.mode`` is ``keys``: looks the client's
-  key up by its SHA-256 (``Authorization: Bearer``, ``api-key`` or ``x-api-key``), answers 401
+  key up by its SHA-256 (``Authorization: Bearer``, ``api-key`` or ``x-api-key``; on a path that
+  names no model the admin key too, which reaches every stored object), answers 401
   for a missing/unknown/disabled key, 403 for a path outside the key's ``endpoints`` globs
   (``endpoint_not_allowed``) or a model outside its ``models`` globs (404 when no such model
   exists), sets ``ctx.tenant``, ``ctx.api_key_id`` (the key's id, never the key) and the key's
@@ -231,13 +232,13 @@ class AccessLayer:
         policy = self.policy
         if policy.mode != "keys":
             return await call_next(ctx)
-        key = policy.authenticate(ctx.headers)
+        how = ctx.passthrough
+        key = policy.authenticate(ctx.headers, how is not None and not ctx.model_requested)
         # The caller is known from here on: its row carries them whatever happens next (403, 429).
         ctx.tenant = key.tenant
         ctx.api_key_id = key.key_id
         if key.metadata is not None:
             ctx.metadata = {**ctx.metadata, **key.metadata} if ctx.metadata else dict(key.metadata)
-        how = ctx.passthrough
         if not key.allows_endpoint(ctx.endpoint, how is None or how.method == "POST"):
             # Before the model and the limits: the backend's key must not reach account or
             # server-admin paths for a key that was not given them.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import hmac
 import secrets
 
 from gateway.access.limits import LimitSpec
@@ -47,9 +48,10 @@ class KeyPolicy:
     """A ``VirtualKey`` compiled for the request path."""
 
     __slots__ = ("key_id", "tenant", "metadata", "spec", "limited", "_patterns", "_allowed", "disabled",
-                 "endpoints", "read_endpoints", "_endpoint_ok")
+                 "endpoints", "read_endpoints", "_endpoint_ok", "admin")
 
-    def __init__(self, key: VirtualKey):
+    def __init__(self, key: VirtualKey, admin: bool = False):
+        self.admin = admin  # the admin key, on stored-object paths (``AccessPolicy.authenticate``)
         self.key_id = key.key_id
         self.tenant = key.tenant
         self.metadata = dict(key.metadata) if key.metadata else None
@@ -104,6 +106,12 @@ class AccessPolicy:
         self.mode = auth_mode(cfg)
         self.keys = [KeyPolicy(k) for k in all_keys(cfg)]
         self.by_hash = {k.sha256: p for k, p in zip(all_keys(cfg), self.keys)}
+        # The admin key reaches every stored object (files, batches…) on the paths that name no
+        # model: as a key of no model, every path, no limits, and the ownership checks waived.
+        admin_key = cfg.server.admin_key
+        self._admin_hash = hashlib.sha256(admin_key.encode()).digest() if admin_key else None
+        self._admin = KeyPolicy(VirtualKey(tenant="admin", id="admin", sha256=hash_key(admin_key), models=[],
+                                           endpoints=["*"]), admin=True) if admin_key else None
         self.limits = cfg.limits
         self.any_limits = any(p.limited for p in self.keys)
         self.prices = PriceTable(cfg.pricing)
@@ -118,13 +126,19 @@ class AccessPolicy:
         exist is told so (404), not that it may not use it (403)."""
         return model in self._models or any(fnmatch.fnmatchcase(model, p) for p in self._routed)
 
-    def authenticate(self, headers) -> KeyPolicy:
+    def authenticate(self, headers, admin_ok: bool = False) -> KeyPolicy:
+        """The key ``headers`` present; ``admin_ok``: the admin key too (a request naming no
+        model, on a ``passthrough:`` path)."""
         token = presented_key(headers)
         if not token:
             raise AuthenticationError(
                 "You didn't provide an API key. Send your gateway key in an Authorization header "
                 "(Authorization: Bearer YOUR_KEY).", code="invalid_api_key")
-        key = self.by_hash.get(hashlib.sha256(token.encode()).hexdigest())
+        digest = hashlib.sha256(token.encode())
+        key = self.by_hash.get(digest.hexdigest())
+        if key is None and admin_ok and self._admin_hash is not None and \
+                hmac.compare_digest(digest.digest(), self._admin_hash):
+            return self._admin  # type: ignore[return-value]  # (set with the hash)
         if key is None or key.disabled:
             # Never repeat the key, not even masked: the message may end up in client logs.
             raise AuthenticationError("Incorrect API key provided. Ask your gateway admin for a valid key.")

@@ -164,6 +164,12 @@ class AuthSettings(_Strict):
         "keys (a known key is required) or none (anyone); unset: keys as soon as any key is configured"))
     keys_file: str | None = Field(None, description=(
         "more keys from a YAML/JSON file (e.g. ${GATEWAY_KEYS_FILE}), same shape as keys; read on each (re)load"))
+    stored_objects: Literal["owned", "shared"] = Field("owned", description=(
+        "objects stored at a backend through passthrough: (files, batches, uploads, vector stores, stored "
+        "responses and completions): owned (each tenant reaches only those its keys created; the admin key "
+        "all) or shared (every key with the path reaches all: single-tenant deployments)"))
+    stored_objects_ttl_days: float = Field(400.0, gt=0, description=(
+        "how long the gateway remembers who created an object; after that only the admin key reaches it"))
     _file_keys: list[VirtualKey] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")

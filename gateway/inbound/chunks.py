@@ -5,7 +5,8 @@ Each protocol re-tells a chat answer in its own shapes (``anthropic.stream``,
 of a chunk stream holds (a chunk, or a failure the backend reported in-band), the reasoning a
 backend exposes beside its answer, and which tool call a streamed delta continues — servers
 differ there (vLLM's numeric error codes, Gemini's tool calls without an ``index``), so those
-differences are met once, here.
+differences are met once, here. A field of the wrong type reads as absent, as the relay reads a
+malformed ``usage`` (``Usage.from_any``): the readable rest of the answer is still told.
 """
 
 from __future__ import annotations
@@ -45,6 +46,24 @@ def reasoning_of(message: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def text_of(value: Any) -> str:
+    """A field the answer should carry as a string (an id, a name, text): itself, or ``""`` when
+    the backend sent another type (read as absent, never an error in the middle of a relay)."""
+    return value if isinstance(value, str) else ""
+
+
+def tool_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message's (or a delta's) tool calls that can be read: the objects of a ``tool_calls`` list."""
+    calls = message.get("tool_calls")
+    return [call for call in calls if isinstance(call, dict)] if isinstance(calls, list) else []
+
+
+def function_of(call: dict[str, Any]) -> dict[str, Any]:
+    """A tool call's ``function`` (``{}`` when it is none or not an object)."""
+    function = call.get("function")
+    return function if isinstance(function, dict) else {}
+
+
 def call_key(call: dict[str, Any], previous: Any) -> Any:
     """Which tool call a streamed ``tool_calls`` delta belongs to: its ``index``. Servers that send
     none (Gemini) send each call whole, or its id on the first delta only: then the id is the key,
@@ -57,4 +76,4 @@ def call_key(call: dict[str, Any], previous: Any) -> Any:
     return call_id if call_id and isinstance(call_id, str) else (0 if previous is None else previous)
 
 
-__all__ = ["DONE", "InBandError", "call_key", "read_chunk", "reasoning_of"]
+__all__ = ["DONE", "InBandError", "call_key", "function_of", "read_chunk", "reasoning_of", "text_of", "tool_calls"]

@@ -14,7 +14,8 @@
 
 ``read_other`` is ``read_request``'s part for such requests, ``send_passthrough`` the attempt
 loop's. The
-key's ``endpoints`` globs (the access stage) decide who may reach each path, as for any other.
+key's ``endpoints`` globs (the access stage) decide who may reach each path, as for any other,
+and the ownership stage (``gateway.ownership``) which stored objects there.
 An answer that is not JSON (``response_format=text``, a file's content) is relayed as it
 arrives, with its own Content-Type.
 """
@@ -45,12 +46,14 @@ UNREADABLE_BODY = ("The request body could not be read: its Content-Encoding or 
 class Passthrough:
     """How to send a request that is not a JSON body naming a model (``ctx.passthrough``):
     its ``method``, the ``backend`` the config names for its path (None: routed by the form's
-    model), the ``form`` of an upload, the client's ``content_type``."""
+    model), the ``form`` of an upload, the client's ``content_type``, the ``query`` to send
+    (None: the client's)."""
 
     method: str
     backend: str | None
     form: Form | None = None
     content_type: str = ""
+    query: str | None = None  # the query string to send, where a stage changed the client's
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -167,7 +170,8 @@ async def send_passthrough(ctx: RequestContext) -> AttemptOutcome:
             return raw, None
     ctx.t_upstream_start = time.perf_counter()
     try:
-        result = await run_attempts(plan, ctx, body_for, headers or None, request.rel_url.raw_query_string,
+        query = request.rel_url.raw_query_string if how.query is None else how.query
+        result = await run_attempts(plan, ctx, body_for, headers or None, query,
                                     ctx.stream, router.rng, method=how.method)
     finally:
         ctx.route_candidates = plan.provenance()

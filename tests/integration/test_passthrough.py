@@ -65,6 +65,13 @@ def sdk(gw, key: str = KEY_ALL) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
 
 
+def adopt(gw, tenant: str, *ids: str) -> None:
+    """Objects stored at the backend outside the gateway, adopted for ``tenant`` (a tenant
+    reaches only its own; see tests/integration/test_object_ownership.py)."""
+    r = httpx.post(f"{gw.url}/admin/objects", json={"tenant": tenant, "ids": list(ids)}, timeout=30)
+    assert r.status_code == 200, r.text
+
+
 def _form_fields(received) -> dict[str, bytes]:
     """The parts of a multipart body as the upstream received it, by name."""
     boundary = received.headers["Content-Type"].split("boundary=")[1].strip('"').encode()
@@ -112,14 +119,13 @@ def test_files_and_batches_go_to_the_passthrough_backend(gw, upstream):
     upstream.json(AUDIO, headers={"Content-Type": "application/octet-stream"}, times=1)
     assert client.files.content("file-abc").content == AUDIO  # relayed as it arrived, unchanged
     assert (upstream.last.method, upstream.last.path) == ("GET", "/v1/files/file-abc/content")
-    upstream.json({"id": "file-abc", "object": "file", "deleted": True}, times=1)
-    assert client.files.delete("file-abc").deleted is True
-    assert (upstream.last.method, upstream.last.path) == ("DELETE", "/v1/files/file-abc")
-
     upstream.json(BATCH, times=1)
     batch = client.batches.create(input_file_id="file-abc", endpoint="/v1/chat/completions",
                                   completion_window="24h")
     assert batch.id == "batch_1" and upstream.last.json()["input_file_id"] == "file-abc"
+    upstream.json({"id": "file-abc", "object": "file", "deleted": True}, times=1)
+    assert client.files.delete("file-abc").deleted is True
+    assert (upstream.last.method, upstream.last.path) == ("DELETE", "/v1/files/file-abc")
     upstream.json(BATCH, times=1)
     assert client.batches.retrieve("batch_1").status == "validating"
     assert (upstream.last.method, upstream.last.path) == ("GET", "/v1/batches/batch_1")
@@ -131,6 +137,7 @@ def test_files_and_batches_go_to_the_passthrough_backend(gw, upstream):
     assert client.moderations.create(input="hello").model == "omni-moderation-latest"
     assert upstream.last.path == "/v1/moderations" and "model" not in upstream.last.json()
 
+    adopt(gw, "all", "resp_1")  # stored at the backend outside the gateway
     upstream.json({"id": "resp_1", "object": "response", "status": "completed"}, times=1)
     r = httpx.get(f"{gw.url}/v1/responses/resp_1", headers=AUTH, timeout=30)
     assert r.status_code == 200 and r.json()["id"] == "resp_1" and upstream.last.path == "/v1/responses/resp_1"
@@ -156,6 +163,7 @@ def test_passthrough_paths_obey_the_keys_endpoints(make_gateway, upstream):
     with pytest.raises(openai.PermissionDeniedError) as caught:
         sdk(gw, KEY_DEFAULT).files.retrieve("file-abc")
     assert caught.value.code == "endpoint_not_allowed" and not upstream.received
+    adopt(gw, "b", "file-abc")
     upstream.json(FILE, times=1)
     assert sdk(gw, KEY_FILES).files.retrieve("file-abc").id == "file-abc"  # no model: its globs don't apply
     upstream.json({"text": "ok"}, times=1)
@@ -370,6 +378,7 @@ def test_an_upload_the_client_spoils_midway_is_its_error_not_the_backends(make_g
 
 
 def test_a_body_sent_with_another_method_than_post_goes_on_as_sent(gw, upstream):
+    adopt(gw, "all", "file-abc")
     upstream.json(FILE, times=1)
     r = httpx.request("PATCH", f"{gw.url}/v1/files/file-abc", headers=AUTH, json={"purpose": "batch"}, timeout=30)
     assert r.status_code == 200
@@ -427,6 +436,7 @@ def test_a_file_download_cut_short_is_a_cut_not_a_corrupted_success(gw, upstream
                  headers={"Content-Type": "application/octet-stream"}, times=1)
     records: list = []
     gw.app[FINISHERS].append(records.append)
+    adopt(gw, "all", "file-abc")
     with pytest.raises(openai.APIConnectionError):
         sdk(gw).files.content("file-abc")
     wait_for(lambda: records, what="the request to finish")
@@ -473,6 +483,7 @@ def test_reading_a_stored_object_is_not_billed_for_the_work_it_records(gw, upstr
     gw.app[FINISHERS].append(records.append)
     usage = {"input_tokens": 90000, "output_tokens": 30000, "total_tokens": 120000,
              "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+    adopt(gw, "all", "batch_1", "resp_1")
     upstream.json({**BATCH, "status": "completed", "model": "gpt-4o-mini", "usage": usage}, times=1)
     assert sdk(gw).batches.retrieve("batch_1").usage.total_tokens == 120000  # relayed as sent
     upstream.json({"id": "resp_1", "object": "response", "status": "completed", "model": "gpt-4o",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
+import httpx
 import openai
 import orjson
 import pytest
@@ -110,6 +111,10 @@ def test_clean_paths_query_strings_and_absolute_form_are_forwarded(upstream, mak
     gw = make_gateway(_keys_config(upstream.url))
     auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
     body = orjson.dumps({"model": "gpt-test", "input": "hi"})
+    # The objects the paths name are the tenant's (adopted: made outside the gateway).
+    adopted = httpx.post(f"{gw.url}/admin/objects", json={"tenant": "t", "ids": ["file-abc", "thread_1:run@2",
+                                                                                "café;v=1"]}, timeout=30)
+    assert adopted.status_code == 200
     for target, path, query in [
         ("/v1/responses?x=1&q=a%26b", "/v1/responses", "x=1&q=a%26b"),
         ("/v1/files/file-abc/content", "/v1/files/file-abc/content", ""),

@@ -354,5 +354,6 @@ def test_stage_order_access_prompts_plugins_cache(upstream, make_gateway):
     layer = gw.app[ACCESS]
     observe = next(f for f in gw.app[FEATURES] if f.name == "observability").observe  # metrics are on by default
     conversations = next(f for f in gw.app[FEATURES] if f.name == "conversations").conversations  # the mock's
-    assert list(gw.app[RUNTIME].current.stages) == [observe, layer.access_stage, prompt_stage, layer.plugin_stage,
-                                                    conversations, gw.app[CACHE]]
+    ownership = next(f for f in gw.app[FEATURES] if f.name == "ownership").ownership  # keys: on by default
+    assert list(gw.app[RUNTIME].current.stages) == [observe, layer.access_stage, ownership, prompt_stage,
+                                                    layer.plugin_stage, conversations, gw.app[CACHE]]

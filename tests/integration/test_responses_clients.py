@@ -385,7 +385,9 @@ def test_chunks_of_the_wrong_shape_are_skipped_not_a_broken_stream(setup):
     events = _events(srv, {"model": "gpt-4o", "input": "Hi"})
     assert events[-1].type == "response.completed" and events[-1].response.output_text == "Hello"
     upstream.json({**_completion({"content": "x"}), "choices": {"0": "junk"}}, times=1)
-    assert _client(srv).responses.create(model="gpt-4o", input="Hi").output == []
+    with pytest.raises(openai.APIStatusError) as no_choice:  # no chat completion: nothing to tell
+        _client(srv).responses.create(model="gpt-4o", input="Hi")
+    assert no_choice.value.status_code == 502
 
 
 def test_messages_streams_skip_chunks_of_the_wrong_shape_too(setup):

@@ -257,4 +257,5 @@ def test_a_codex_shaped_turn_is_answered(setup):
     assert sent["messages"] == [{"role": "system", "content": "You are a coding agent.\n\ncwd: /repo"},
                                 {"role": "user", "content": "List files"}]
     assert (sent["reasoning_effort"], sent["parallel_tool_calls"], sent["tool_choice"]) == ("medium", False, "auto")
-    assert not {"include", "store", "prompt_cache_key", "text", "reasoning", "input"} & set(sent)
+    assert not {"include", "store", "text", "reasoning", "input"} & set(sent)
+    assert sent["prompt_cache_key"] == "session-1"  # OpenAI's Chat Completions takes it too

@@ -140,6 +140,7 @@ def test_every_endpoint_gets_its_reported_tokens_and_cost(env, tdb):
                                        **rid("transcription"))
     up.json({"id": "file-abc", "object": "file", "bytes": 3, "created_at": 1, "filename": "b.jsonl",
              "purpose": "batch", "status": "processed"}, times=1)
+    _adopt(srv, "file-abc")
     client.files.retrieve("file-abc", **rid("file"))
 
     rows = _rows(srv, tdb, 9)
@@ -218,10 +219,17 @@ def test_streamed_transcriptions_and_images_report_their_usage(env, tdb):
     assert (rows["cut"]["status_code"], rows["cut"]["truncated"]) == (502, True)
 
 
+def _adopt(srv, object_id: str) -> None:
+    """An object stored at the backend outside the gateway, adopted for the key's tenant."""
+    assert httpx.post(f"{srv.url}/admin/objects", json={"tenant": "t", "ids": [object_id]}, timeout=30).status_code \
+        == 200
+
+
 def test_a_request_that_names_no_model_logs_no_params(env, tdb):
     # Its body is no inference request: any field may be content (a search query, a message).
     srv, up, _ = env
     client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=KEY, max_retries=0)
+    _adopt(srv, "vs_1")
     up.json({"object": "vector_store.search_results.page", "search_query": ["x"], "data": [], "has_more": False,
              "next_page": None}, times=1)
     client.vector_stores.search("vs_1", query="my private words", max_num_results=3,

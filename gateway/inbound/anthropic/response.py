@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 
+from gateway.core.context import Usage
 from gateway.core.errors import GatewayError
-from gateway.inbound.chunks import reasoning_of
+from gateway.inbound.chunks import function_of, reasoning_of, text_of, tool_calls
 
 STOP_REASONS: dict[str | None, str] = {
     "stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
@@ -58,34 +59,31 @@ def upstream_error(status: int, body: bytes) -> bytes:
     return error_json(status, text)
 
 
-def to_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
+def to_usage(usage: Any) -> dict[str, Any]:
     """OpenAI usage → Anthropic usage: ``input_tokens`` excludes what was read from (and written
-    to) the prompt cache, which have their own fields; reasoning tokens are ``thinking_tokens``."""
-    usage = usage or {}
-    details = usage.get("prompt_tokens_details") or {}
-    read = details.get("cached_tokens")
-    written = details.get("cache_write_tokens")
-    prompt = usage.get("prompt_tokens") or 0
-    out: dict[str, Any] = {"input_tokens": max(prompt - (read or 0) - (written or 0), 0),
-                           "output_tokens": usage.get("completion_tokens") or 0}
-    if isinstance(read, int):
+    to) the prompt cache, which have their own fields; reasoning tokens are ``thinking_tokens``.
+    What is not a count reads as unknown (0 in the required fields), as on every relay."""
+    counts = Usage.from_openai(usage)
+    read, written = counts.cached_tokens, counts.cache_write_tokens
+    out: dict[str, Any] = {"input_tokens": max((counts.prompt_tokens or 0) - (read or 0) - (written or 0), 0),
+                           "output_tokens": counts.completion_tokens or 0}
+    if read is not None:
         out["cache_read_input_tokens"] = read
-    if isinstance(written, int):
+    if written is not None:
         out["cache_creation_input_tokens"] = written
-    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
-    if isinstance(reasoning, int):  # part of output_tokens, as in OpenAI's completion_tokens
-        out["output_tokens_details"] = {"thinking_tokens": reasoning}
+    if counts.reasoning_tokens is not None:  # part of output_tokens, as in OpenAI's completion_tokens
+        out["output_tokens_details"] = {"thinking_tokens": counts.reasoning_tokens}
     return out
 
 
 def stop_reason(choice: dict[str, Any], stops: Any) -> tuple[str, str | None]:
     """``(stop_reason, stop_sequence)`` of a choice. vLLM names the stop string that ended it
     (``stop_reason``); other backends do not, so their stops read as ``end_turn``."""
-    finish = choice.get("finish_reason")
+    finish = text_of(choice.get("finish_reason"))
     matched = choice.get("stop_reason")
     if finish == "stop" and isinstance(matched, str) and isinstance(stops, list) and matched in stops:
         return "stop_sequence", matched
-    return STOP_REASONS.get(finish, "end_turn"), None
+    return STOP_REASONS.get(finish or None, "end_turn"), None
 
 
 def message_id(chat_id: Any) -> str:
@@ -103,21 +101,22 @@ def tool_input(arguments: Any) -> dict[str, Any]:
 
 
 def to_message(chat: dict[str, Any], stops: Any) -> dict[str, Any]:
-    """A ``chat.completion`` dict → an Anthropic ``message`` dict (its first choice)."""
-    choices = chat.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") or {}
+    """A ``chat.completion`` dict (with a non-empty ``choices`` list) → an Anthropic ``message``
+    dict (its first choice); fields of the wrong type read as absent."""
+    choice = chat["choices"][0] if isinstance(chat["choices"][0], dict) else {}
+    message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
     content: list[dict[str, Any]] = []
     reasoning = reasoning_of(message)
     if reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
-    text = message.get("content")
-    if isinstance(text, str) and text:
+    text = text_of(message.get("content"))
+    if text:
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or ():
-        fn = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id") or f"toolu_{len(content)}",
-                        "name": fn.get("name") or "", "input": tool_input(fn.get("arguments"))})
+    for call in tool_calls(message):
+        fn = function_of(call)
+        content.append({"type": "tool_use", "id": text_of(call.get("id")) or f"toolu_{len(content)}",
+                        "name": text_of(fn.get("name")), "input": tool_input(fn.get("arguments"))})
     reason, sequence = stop_reason(choice, stops)
-    return {"id": message_id(chat.get("id")), "type": "message", "role": "assistant", "model": chat.get("model") or "",
-            "content": content, "stop_reason": reason, "stop_sequence": sequence, "usage": to_usage(chat.get("usage"))}
+    return {"id": message_id(chat.get("id")), "type": "message", "role": "assistant",
+            "model": text_of(chat.get("model")), "content": content, "stop_reason": reason,
+            "stop_sequence": sequence, "usage": to_usage(chat.get("usage"))}

@@ -20,7 +20,16 @@ import orjson
 
 from gateway.core.sse import SSESplitter, event_data
 from gateway.inbound.anthropic.response import error_json, message_id, stop_reason, to_usage
-from gateway.inbound.chunks import DONE, InBandError, call_key, read_chunk, reasoning_of
+from gateway.inbound.chunks import (
+    DONE,
+    InBandError,
+    call_key,
+    function_of,
+    read_chunk,
+    reasoning_of,
+    text_of,
+    tool_calls,
+)
 
 
 def event(payload: dict[str, Any]) -> bytes:
@@ -89,7 +98,7 @@ class MessagesEncoder:
             self._started = True
             out.append(event({"type": "message_start", "message": {
                 "id": message_id(chunk.get("id")), "type": "message", "role": "assistant",
-                "model": chunk.get("model") or "", "content": [], "stop_reason": None, "stop_sequence": None,
+                "model": text_of(chunk.get("model")), "content": [], "stop_reason": None, "stop_sequence": None,
                 "usage": {"input_tokens": 0, "output_tokens": 0}}}))
         if chunk.get("usage"):
             self._usage = chunk["usage"]
@@ -107,9 +116,7 @@ class MessagesEncoder:
         text = delta.get("content")
         if isinstance(text, str) and text:
             self._delta("text", {"type": "text", "text": ""}, {"type": "text_delta", "text": text}, out)
-        for call in delta.get("tool_calls") or ():
-            if not isinstance(call, dict):
-                continue
+        for call in tool_calls(delta):
             self._tool(call, out)
         if choice.get("finish_reason"):
             self._close(out)
@@ -122,12 +129,13 @@ class MessagesEncoder:
 
     def _tool(self, call: dict[str, Any], out: list[bytes]) -> None:
         key = call_key(call, self._open[1] if isinstance(self._open, tuple) else None)
-        fn = call["function"] if isinstance(call.get("function"), dict) else {}
-        if key not in self._tools and not (call.get("id") or fn.get("name")):
+        fn = function_of(call)
+        call_id, name = text_of(call.get("id")), text_of(fn.get("name"))
+        if key not in self._tools and not (call_id or name):
             return  # a delta that neither names a call nor continues one
         if key not in self._tools:  # a new call: its block starts with its id and name
-            self._start(("tool", key), {"type": "tool_use", "id": call.get("id") or f"toolu_{self._index + 1}",
-                                        "name": fn.get("name") or "", "input": {}}, out)
+            self._start(("tool", key), {"type": "tool_use", "id": call_id or f"toolu_{self._index + 1}",
+                                        "name": name, "input": {}}, out)
             self._tools[key] = self._index
         arguments = fn.get("arguments")
         if isinstance(arguments, str) and arguments and self._open == ("tool", key):

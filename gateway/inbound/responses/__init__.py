@@ -18,12 +18,12 @@ from typing import Any
 
 import orjson
 
-from gateway.core.context import RequestContext
+from gateway.core.context import RequestContext, Usage
 from gateway.core.errors import NOT_JSON, GatewayError, UpstreamError, upstream_error_body
 from gateway.core.upstream import UpstreamResponse
 from gateway.inbound.base import CHAT, Leg, TranslatedAnswer
 from gateway.inbound.responses import observe
-from gateway.inbound.responses.request import to_chat
+from gateway.inbound.responses.request import backend_body, to_chat
 from gateway.inbound.responses.response import from_chat
 from gateway.inbound.responses.stream import ResponsesEncoder
 from gateway.inbound.responses.turn import Turn, history_for
@@ -39,7 +39,9 @@ class ResponsesInbound:
         endpoint = ctx.endpoint
         response_id = "resp_" + ctx.request_id.replace("-", "")
         created = int(ctx.ts_start or time.time())
-        turn: Turn = ctx.conversation if ctx.conversation is not None else Turn()
+        if ctx.conversation is None:  # (the conversations stage is off) the observer reads the turn's usage
+            ctx.conversation = Turn()
+        turn: Turn = ctx.conversation
         chat: dict[str, Any] | None = None
 
         def json(data: bytes) -> bytes:
@@ -47,16 +49,17 @@ class ResponsesInbound:
                 answer = orjson.loads(data)
             except orjson.JSONDecodeError:
                 raise UpstreamError(f"backend {ctx.backend!r} answered with a body that is not JSON") from None
-            if not isinstance(answer, dict):
-                raise UpstreamError(f"backend {ctx.backend!r} answered with something other than a completion")
+            if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list) or not answer["choices"]:
+                raise UpstreamError(f"backend {ctx.backend!r} answered with something other than a chat completion")
             turn.response = from_chat(answer, body, response_id, created)
+            turn.usage = Usage.from_openai(answer.get("usage"))
             return orjson.dumps(turn.response)
 
         def encoder() -> ResponsesEncoder:
             return ResponsesEncoder(body, response_id, created, on_done=turn)
 
         def wrap(resp: UpstreamResponse) -> UpstreamResponse:
-            return TranslatedAnswer(resp, json, encoder)
+            return TranslatedAnswer(resp, json, encoder, ctx.stream)
 
         def leg(candidate: Any) -> Leg:
             nonlocal chat
@@ -66,7 +69,7 @@ class ResponsesInbound:
                 return Leg(endpoint, raw, parsed)
             if chat is None:
                 chat = to_chat(body, history_for(body, turn))
-            parsed = {**chat, "model": candidate.upstream_model}
+            parsed = backend_body(chat, client.type, candidate.upstream_model)
             return Leg(CHAT, orjson.dumps(parsed) if client.needs_raw else b"", parsed, None, wrap)
 
         return leg

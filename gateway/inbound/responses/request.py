@@ -6,7 +6,8 @@ items: messages with ``input_text``/``input_image``/``input_file`` parts, earlie
 output, ``function_call`` and ``function_call_output`` items, and their ``custom_tool_call``
 counterparts), function and custom ``tools`` (``custom``: freeform tools as functions) and
 ``tool_choice``, ``text.format`` (``response_format``), ``reasoning.effort``,
-``max_output_tokens``, sampling and ``stream``. ``history``: the chat messages of the
+``max_output_tokens``, sampling, ``user``, ``stream``, and ``prompt_cache_key`` and
+``safety_identifier`` for OpenAI-type backends (``backend_body``). ``history``: the chat messages of the
 conversation so far (``previous_response_id``), placed after the instructions — the previous
 turn's instructions are not carried over, as OpenAI does. What chat cannot express (built-in
 tools, stored items by reference, background runs) is refused with a 400 naming the field.
@@ -21,6 +22,11 @@ from gateway.inbound.responses import custom
 
 # Copied as they are: the same name and meaning in both APIs.
 _SAME = ("temperature", "top_p", "parallel_tool_calls", "user")
+# Fields of OpenAI's own service that its Chat Completions takes too (prompt caching, abuse
+# tracking): sent only to OpenAI-type backends (``backend_body``). vLLM would ignore them, with a
+# warning in its log for every request; the Anthropic adapter drops them.
+_OPENAI_ONLY = ("prompt_cache_key", "safety_identifier")
+_OPENAI_TYPES = frozenset({"openai", "azure"})
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
@@ -188,7 +194,7 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
     if body.get("tools") is not None and not isinstance(body["tools"], list):
         raise InvalidRequestError("Invalid 'tools': expected an array of tools.", param="tools")
     chat: dict[str, Any] = {"model": body.get("model"), "messages": messages}
-    for field in _SAME:
+    for field in (*_SAME, *_OPENAI_ONLY):
         if body.get(field) is not None:
             chat[field] = body[field]
     if body.get("max_output_tokens") is not None:
@@ -207,3 +213,12 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
     return chat
+
+
+def backend_body(chat: dict[str, Any], backend_type: str, model: str) -> dict[str, Any]:
+    """``chat`` as a target of ``backend_type`` serving ``model`` takes it."""
+    out = {**chat, "model": model}
+    if backend_type not in _OPENAI_TYPES:
+        for field in _OPENAI_ONLY:
+            out.pop(field, None)
+    return out

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.inbound.chunks import reasoning_of
+from gateway.core.context import Usage
+from gateway.inbound.chunks import function_of, reasoning_of, text_of, tool_calls
 from gateway.inbound.responses import custom
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -49,21 +50,22 @@ def shell(request: dict[str, Any], response_id: str, created_at: int, model: str
         "tool_choice": _setting(request, "tool_choice", "auto"), "tools": request.get("tools") or [],
         "top_p": _setting(request, "top_p", 1.0), "truncation": _setting(request, "truncation", "disabled"),
         "usage": None, "user": request.get("user"), "metadata": request.get("metadata") or {},
+        "prompt_cache_key": request.get("prompt_cache_key"), "safety_identifier": request.get("safety_identifier"),
     }
 
 
 def usage(chat_usage: Any) -> dict[str, Any] | None:
-    """Chat ``usage`` in the Responses shape (None when the backend reported none)."""
-    if not isinstance(chat_usage, dict):
+    """Chat ``usage`` in the Responses shape (None when the backend reported none). What is not a
+    count reads as unknown, as on every relay: 0 in the shape's required fields, or None when
+    neither the prompt's nor the completion's count can be read."""
+    counts = Usage.from_openai(chat_usage)
+    if counts.prompt_tokens is None and counts.completion_tokens is None:
         return None
-    prompt_details = chat_usage.get("prompt_tokens_details") or {}
-    completion_details = chat_usage.get("completion_tokens_details") or {}
-    prompt, completion = chat_usage.get("prompt_tokens") or 0, chat_usage.get("completion_tokens") or 0
-    inputs = {"cached_tokens": prompt_details.get("cached_tokens") or 0,
-              "cache_write_tokens": prompt_details.get("cache_write_tokens") or 0}
+    prompt, completion = counts.prompt_tokens or 0, counts.completion_tokens or 0
+    inputs = {"cached_tokens": counts.cached_tokens or 0, "cache_write_tokens": counts.cache_write_tokens or 0}
     return {"input_tokens": prompt, "input_tokens_details": inputs, "output_tokens": completion,
-            "output_tokens_details": {"reasoning_tokens": completion_details.get("reasoning_tokens") or 0},
-            "total_tokens": chat_usage.get("total_tokens") or prompt + completion}
+            "output_tokens_details": {"reasoning_tokens": counts.reasoning_tokens or 0},
+            "total_tokens": counts.total_tokens or prompt + completion}
 
 
 def wants_summary(request: dict[str, Any]) -> bool:
@@ -100,9 +102,9 @@ def call_item(response_id: str, n: int, call_id: str, name: str, arguments: str,
             "arguments": arguments, "status": status}
 
 
-def finish(response: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+def finish(response: dict[str, Any], finish_reason: Any) -> dict[str, Any]:
     """Set ``status`` (and ``incomplete_details``) from the chat finish reason."""
-    reason = _INCOMPLETE.get(finish_reason or "")
+    reason = _INCOMPLETE.get(text_of(finish_reason))
     response["status"] = "completed" if reason is None else "incomplete"
     response["incomplete_details"] = None if reason is None else {"reason": reason}
     return response
@@ -110,9 +112,10 @@ def finish(response: dict[str, Any], finish_reason: str | None) -> dict[str, Any
 
 def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str, created_at: int = 0) -> dict[str, Any]:
     """The ``response`` object for a chat completion ``chat`` answering ``request`` (``created_at``:
-    the time when the backend tells none)."""
-    model = chat.get("model") or request.get("model", "")
-    out = shell(request, response_id, int(chat.get("created") or created_at), model, "completed")
+    the time when the backend tells none); fields of the wrong type read as absent."""
+    model = text_of(chat.get("model")) or request.get("model", "")
+    created = chat.get("created")
+    out = shell(request, response_id, created if type(created) is int and created else created_at, model, "completed")
     choices = chat.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
@@ -120,15 +123,16 @@ def from_chat(chat: dict[str, Any], request: dict[str, Any], response_id: str, c
     reasoning = reasoning_of(message)
     if reasoning:
         items.append(reasoning_item(response_id, reasoning, summary=wants_summary(request)))
-    if message.get("refusal"):
-        items.append(message_item(response_id, [{"type": "refusal", "refusal": message["refusal"]}]))
-    elif message.get("content"):
-        items.append(message_item(response_id, [text_part(message["content"])]))
+    refusal, text = text_of(message.get("refusal")), text_of(message.get("content"))
+    if refusal:
+        items.append(message_item(response_id, [{"type": "refusal", "refusal": refusal}]))
+    elif text:
+        items.append(message_item(response_id, [text_part(text)]))
     customs = custom.names(request.get("tools"))
-    for n, call in enumerate(message.get("tool_calls") or ()):
-        function = call.get("function") or {}
-        name, arguments = function.get("name", ""), function.get("arguments", "")
-        call_id = call.get("id") or item_id(response_id, "call", n)  # some servers give none
+    for n, call in enumerate(tool_calls(message)):
+        function = function_of(call)
+        name, arguments = text_of(function.get("name")), text_of(function.get("arguments"))
+        call_id = text_of(call.get("id")) or item_id(response_id, "call", n)  # some servers give none
         items.append(custom.call_item(item_id(response_id, "ctc", n), call_id, name, arguments)
                      if name in customs else call_item(response_id, n, call_id, name, arguments))
     out["output"] = items

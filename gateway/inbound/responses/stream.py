@@ -24,8 +24,18 @@ from typing import Any
 
 import orjson
 
+from gateway.core.context import Usage
 from gateway.core.sse import SSESplitter, event_data
-from gateway.inbound.chunks import DONE, InBandError, call_key, read_chunk, reasoning_of
+from gateway.inbound.chunks import (
+    DONE,
+    InBandError,
+    call_key,
+    function_of,
+    read_chunk,
+    reasoning_of,
+    text_of,
+    tool_calls,
+)
 from gateway.inbound.responses import custom
 from gateway.inbound.responses import response as shapes
 
@@ -164,10 +174,9 @@ class ResponsesEncoder:
                 self._text("output_text", delta["content"])
             if isinstance(delta.get("refusal"), str) and delta["refusal"]:
                 self._text("refusal", delta["refusal"])
-            for call in delta.get("tool_calls") or ():
-                if isinstance(call, dict):
-                    self._call(call)
-            if choice.get("finish_reason"):
+            for call in tool_calls(delta):
+                self._call(call)
+            if text_of(choice.get("finish_reason")):
                 self._finish_reason = choice["finish_reason"]
 
     def _text(self, kind: str, delta: str) -> None:
@@ -188,22 +197,23 @@ class ResponsesEncoder:
 
     def _call(self, call: dict[str, Any]) -> None:
         index = call_key(call, next(reversed(self._calls), None))
-        function = call["function"] if isinstance(call.get("function"), dict) else {}
+        function = function_of(call)
+        call_id, name = text_of(call.get("id")), text_of(function.get("name"))
         item = self._calls.get(index)
         if item is None:
-            if not (call.get("id") or function.get("name")):
+            if not (call_id or name):
                 return  # a delta that neither names a call nor continues one
             self._close_open()
-            custom_tool = function.get("name") in self._customs
+            custom_tool = name in self._customs
             kind, prefix = ("custom_tool_call", "ctc") if custom_tool else ("function_call", "fc")
             n = self._next(prefix)
             item = self._calls[index] = self._add(kind, shapes.item_id(self._id, prefix, n))
-            item.call_id = call.get("id") or shapes.item_id(self._id, "call", item.index)  # some servers give none
-            item.name = function.get("name") or ""
+            item.call_id = call_id or shapes.item_id(self._id, "call", item.index)  # some servers give none
+            item.name = name
             self._emit("response.output_item.added", output_index=item.index,
                        item=item.final(self._id, "in_progress"))
-        elif function.get("name"):
-            item.name += function["name"]
+        elif name:
+            item.name += name
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             item.parts.append(arguments)
@@ -261,6 +271,7 @@ class ResponsesEncoder:
         self.done = True
         if self._on_done is not None:
             self._on_done.response = response
+            self._on_done.usage = Usage.from_openai(self._usage)
 
     def _response(self, status: str, open_status: str) -> dict[str, Any]:
         response = shapes.shell(self._request, self._id, self._created, self._model, status)

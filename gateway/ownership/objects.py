@@ -1,0 +1,120 @@
+"""Which stored objects a request names, lists or creates: paths, body fields and answers read
+as OpenAI shapes them. Pure functions; ``gateway.ownership.stage`` decides what to do with them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+# The collections of objects a backend account stores, as paths below /v1/: ``<collection>``
+# lists (GET) or creates (POST), ``<collection>/<id>[/...]`` names one object. The words that
+# follow a collection without being an id (``responses/input_tokens``) are listed with it.
+COLLECTIONS: dict[str, frozenset[str]] = {
+    "files": frozenset(),
+    "uploads": frozenset(),
+    "batches": frozenset(),
+    "vector_stores": frozenset(),
+    "responses": frozenset({"input_tokens", "compact"}),
+    "chat/completions": frozenset(),
+    "fine_tuning/jobs": frozenset(),
+    "conversations": frozenset(),
+    "containers": frozenset(),
+    "assistants": frozenset(),
+    "threads": frozenset({"runs"}),
+    "evals": frozenset(),
+    "videos": frozenset(),
+    "messages/batches": frozenset(),  # Anthropic's Message Batches (its Files API is at files/ too)
+}
+
+
+def _by_head() -> dict[str, tuple[str, ...]]:
+    """The collections by their first segment: a request outside them costs one look-up."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in COLLECTIONS:
+        head = name.split("/", 1)[0]
+        out[head] = (*out.get(head, ()), name)
+    return out
+
+
+_BY_HEAD = _by_head()
+
+# Body fields that name an object the request uses (a batch's input file, a fine-tune's data,
+# the files added to a vector store, the response a native /v1/responses turn continues).
+REFERENCE_FIELDS = ("input_file_id", "training_file", "validation_file", "file_id", "previous_response_id")
+REFERENCE_LISTS = ("file_ids", "vector_store_ids")
+
+
+def collection_of(endpoint: str) -> str | None:
+    """The collection ``endpoint`` (the path below /v1/) is in, or None. Matched in any case:
+    a backend that ignores the case of paths serves ``/v1/Files`` as ``/v1/files``."""
+    lowered = endpoint.lower()
+    for name in _BY_HEAD.get(lowered.split("/", 1)[0], ()):
+        if lowered.startswith(name) and (len(lowered) == len(name) or lowered[len(name)] == "/"):
+            return name
+    return None
+
+
+def named_id(endpoint: str, collection: str) -> str | None:
+    """The id ``endpoint`` names in ``collection`` (``files/file-abc/content`` → ``file-abc``),
+    or None for the collection itself or one of its action words."""
+    rest = endpoint[len(collection) + 1:]
+    object_id = rest.split("/", 1)[0]
+    if not object_id or object_id in COLLECTIONS[collection]:
+        return None
+    return object_id
+
+
+def referenced_ids(body: Any) -> list[tuple[str, str]]:
+    """``(field, id)`` for each object a JSON body names in ``REFERENCE_FIELDS``/``REFERENCE_LISTS``."""
+    if not isinstance(body, dict):
+        return []
+    out = [(f, v) for f in REFERENCE_FIELDS if isinstance(v := body.get(f), str) and v]
+    for field in REFERENCE_LISTS:
+        values = body.get(field)
+        if isinstance(values, list):
+            out.extend((field, v) for v in values if isinstance(v, str) and v)
+    return out
+
+
+def _kind(item: dict) -> Any:
+    """What an object says it is: OpenAI's ``object``, Anthropic's ``type`` (``file``, ``message_batch``)."""
+    return item.get("object", item.get("type"))
+
+
+def created_ids(body: bytes) -> list[str]:
+    """The ids of the objects a successful JSON answer describes: its own (``id`` with an
+    ``object``, or Anthropic's ``type``, that is not a list), and a finished upload's ``file``."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    out = []
+    for item in (parsed, parsed.get("file") if isinstance(parsed, dict) else None):
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"] and \
+                isinstance(kind := _kind(item), str) and kind != "list":
+            out.append(item["id"])
+    return out
+
+
+def listing(body: bytes) -> dict[str, Any] | None:
+    """A list answer (OpenAI's ``{"object": "list", "data": [...]}``, Anthropic's without
+    ``object``), parsed; None for anything else."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(parsed, dict) and parsed.get("object", "list") == "list" and isinstance(parsed.get("data"), list):
+        return parsed
+    return None
+
+
+def item_id(item: Any) -> str:
+    """A list item's ``id`` ("" when it has none)."""
+    value = item.get("id") if isinstance(item, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+__all__ = ["COLLECTIONS", "REFERENCE_FIELDS", "REFERENCE_LISTS", "collection_of", "created_ids", "item_id",
+           "listing", "named_id", "referenced_ids"]

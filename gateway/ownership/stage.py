@@ -1,0 +1,176 @@
+"""The ownership stage: a tenant reaches only the stored objects its own keys created.
+
+Runs right after the access stage (the caller's tenant is known), for a config with keys and
+``auth.stored_objects: owned``. Per request in a collection of ``gateway.ownership.objects``:
+
+- a path naming an object (``GET /v1/files/{id}/content``, ``POST /v1/batches/{id}/cancel``) and
+  the objects a JSON body names (``input_file_id``, ``training_file``, ``file_ids``, …) must be
+  the caller's tenant's in the ledger, else 404 as if they did not exist (nothing is sent on);
+- a successful POST records the objects its answer describes for the caller's tenant (a chat
+  completion only with ``store: true``, a response unless ``store: false``); a successful
+  ``DELETE`` of an object forgets it;
+- a list (``GET /v1/files``) keeps only the caller's objects. To fill the page, a ``limit``
+  under 100 is asked of the backend as 100 and the kept items cut to the client's ``limit``
+  (``has_more`` then true); ``first_id``/``last_id`` name kept items only. A page can still
+  come back short, even empty with ``has_more`` true, when the backend's next 100 are others'.
+
+The admin key (``KeyPolicy.admin``) reaches every object and records nothing. An object the
+ledger does not know (created before, or outside the gateway) is the admin key's only, until
+``POST /admin/objects`` adopts it for a tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.core.context import RequestContext
+from gateway.core.errors import NotFoundError, ServiceUnavailableError, UpstreamError
+from gateway.inbound.responses.turn import previous_response_not_found
+from gateway.ownership.ledger import Ledger
+from gateway.ownership.objects import collection_of, created_ids, item_id, listing, named_id, referenced_ids
+
+log = logging.getLogger("gateway.ownership")
+WIDE_PAGE = 100  # the most every OpenAI list accepts as ``limit`` (batches, vector stores: 100)
+STORED_ANSWER_TTL_S = 30 * 86400.0  # OpenAI keeps a stored response 30 days
+_DROPPED_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
+
+
+class OwnershipStage:
+    """The stage (``__call__``) over the ledger ``gateway.ownership.feature`` keeps in ``ledger``."""
+
+    def __init__(self) -> None:
+        self.ledger: Ledger | None = None
+        self._writes: set[asyncio.Task] = set()
+
+    async def _owners(self, ids: list[str]) -> dict[str, str]:
+        assert self.ledger is not None  # set before the stage is in any request's path
+        try:
+            return await self.ledger.owners(ids)
+        except Exception as exc:
+            log.warning("ownership ledger read failed (%s)", type(exc).__name__)
+            raise ServiceUnavailableError("The gateway could not check who owns the objects this request names; "
+                                          "try again.") from None
+
+    async def __call__(self, ctx: RequestContext, call_next) -> web.StreamResponse:
+        grant = ctx.access
+        endpoint = ctx.endpoint
+        collection = collection_of(endpoint)
+        body = ctx.body
+        refs = referenced_ids(body)
+        if grant is None or grant.key.admin or (collection is None and not refs):
+            return await call_next(ctx)
+        tenant = ctx.tenant
+        method = ctx.request.method
+        object_id = named_id(endpoint, collection) if collection is not None else None
+        wanted = ([("id", object_id)] if object_id else []) + refs
+        if wanted:
+            owners = await self._owners([i for _, i in wanted])
+            for field, i in wanted:
+                if owners.get(i) != tenant:  # another's, or unknown: as if it did not exist
+                    raise previous_response_not_found(i) if field == "previous_response_id" else \
+                        NotFoundError(f"No such object: {i}", param=field)
+        if collection is None:
+            return await call_next(ctx)
+        if method == "GET" and object_id is None and len(endpoint) == len(collection):  # the list itself
+            limit = self._widen(ctx)
+            return await self._filtered(ctx, await call_next(ctx), tenant, limit)
+        response = await call_next(ctx)
+        if not 200 <= response.status < 300:
+            return response
+        if method == "DELETE" and object_id is not None and len(endpoint) == len(collection) + 1 + len(object_id):
+            await self._write(self.ledger.forget(object_id) if self.ledger else None, object_id)
+        elif method == "POST" and _stored(collection, body):
+            ids = created_ids(response.body) if isinstance(response, web.Response) and \
+                isinstance(response.body, bytes) else [ctx.response_id] if ctx.response_id else []
+            if ids and self.ledger is not None:
+                # A task of its own: a client that goes away must not leave its object unrecorded.
+                task = asyncio.get_running_loop().create_task(
+                    self._write(self.ledger.record(ids, tenant, _ttl(ctx, collection)), ids[0]))
+                self._writes.add(task)
+                task.add_done_callback(self._writes.discard)
+                if not response.prepared:  # recorded before the client reads the id (a stream's: as it ends)
+                    await asyncio.shield(task)
+        return response
+
+    async def drain(self) -> None:
+        """Wait for the writes still under way (at shutdown)."""
+        if self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
+    @staticmethod
+    async def _write(op, object_id: str) -> None:
+        """A ledger write: a failure is logged (the object is then the admin key's only), the
+        answer still goes out (the backend did what was asked)."""
+        if op is None:
+            return
+        try:
+            await op
+        except Exception as exc:
+            log.warning("ownership ledger write for %s failed (%s)", object_id, type(exc).__name__)
+
+    @staticmethod
+    def _widen(ctx: RequestContext) -> int | None:
+        """The client's ``limit`` when it is under ``WIDE_PAGE`` (the backend is then asked for
+        ``WIDE_PAGE``), else None."""
+        raw = ctx.request.rel_url.query.get("limit", "")
+        how = ctx.passthrough
+        if not raw.isdigit() or not 0 < int(raw) < WIDE_PAGE or how is None:
+            return None
+        how.query = ctx.request.rel_url.update_query(limit=str(WIDE_PAGE)).raw_query_string
+        return int(raw)
+
+    async def _filtered(self, ctx: RequestContext, response: web.StreamResponse, tenant: str,
+                        limit: int | None) -> web.StreamResponse:
+        """``response`` (a list) with only ``tenant``'s objects."""
+        if not 200 <= response.status < 300:
+            return response
+        parsed = listing(response.body) if isinstance(response, web.Response) and \
+            isinstance(response.body, bytes) else None
+        if parsed is None:  # never relay what cannot be filtered
+            raise UpstreamError("The backend's list could not be read, so it was not relayed.")
+        data: list[Any] = parsed["data"]
+        ids = [item_id(x) for x in data]
+        owners = await self._owners([i for i in ids if i])
+        kept = [x for x, i in zip(data, ids) if i and owners.get(i) == tenant]
+        more = bool(parsed.get("has_more"))
+        if limit is not None and len(kept) > limit:
+            kept, more = kept[:limit], True
+        parsed["data"] = kept
+        for field, at in (("first_id", 0), ("last_id", -1)):
+            if field in parsed:
+                parsed[field] = item_id(kept[at]) if kept else None
+        if "has_more" in parsed:
+            parsed["has_more"] = more
+        out = orjson.dumps(parsed)
+        ctx.response_body = out  # the row keeps what the caller saw
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS}
+        return web.Response(status=response.status, body=out, headers=headers)
+
+
+def _ttl(ctx: RequestContext, collection: str) -> float | None:
+    """How long an object is remembered, where less than the ledger's TTL: a response the
+    gateway translated as long as it keeps the conversation (``responses.ttl_s``); a native
+    response or a stored completion ``STORED_ANSWER_TTL_S``."""
+    if collection not in ("responses", "chat/completions"):
+        return None
+    turn = ctx.conversation
+    if collection == "responses" and turn is not None and getattr(turn, "response", None) is not None:
+        return ctx.runtime.snapshot.config.responses.ttl_s
+    return STORED_ANSWER_TTL_S
+
+
+def _stored(collection: str, body: Any) -> bool:
+    """Whether a successful POST to ``collection`` stored an object at the backend: a chat
+    completion only with ``store: true``; a response unless ``store: false`` (OpenAI's default)."""
+    store = body.get("store") if isinstance(body, dict) else None
+    if collection == "chat/completions":
+        return store is True
+    return not (collection == "responses" and store is False)
+
+
+__all__ = ["STORED_ANSWER_TTL_S", "WIDE_PAGE", "OwnershipStage"]

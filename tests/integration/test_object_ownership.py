@@ -1,0 +1,215 @@
+"""A tenant reaches only the stored objects its own keys created, though every tenant's files and
+batches live in the one backend account ``passthrough:`` sends them to: another tenant's (or an
+unknown) object answers 404 as if it did not exist and nothing reaches the account; lists show
+the caller's own; a batch cannot be built on another's file. The admin key reaches all, and
+adopts what was made outside the gateway. The ledger is shared by gateways on one host (SQLite
+in the data folder) and by instances sharing a Redis.
+
+Real HTTP throughout: the official OpenAI SDK against gateways in front of a fake account that
+stores what it is sent (tests/support/fake_files.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import httpx
+import openai
+import pytest
+
+from tests.support.fake_files import FakeFilesAccount
+from tests.support.polling import wait_for
+from tests.support.redis_server import RedisServer
+
+KEY_A, KEY_B, ADMIN = "sk-gw-own-a-0123456789abcdef", "sk-gw-own-b-0123456789abcdef", "adm-ownership-1"
+LINES = b'{"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+
+
+def _sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _config(url: str, extra: str = "") -> str:
+    return f"""
+server: {{admin_key: {ADMIN}}}
+telemetry: {{enabled: false}}
+backends:
+  openai: {{type: openai, base_url: "{url}", api_key: sk-backend-secret}}
+  mock: {{type: mock}}
+models:
+  mock-gpt: {{targets: [{{backend: mock}}]}}
+  tuned: {{targets: [{{backend: openai}}]}}
+passthrough:
+  - {{path: "files*", backend: openai}}
+  - {{path: "batches*", backend: openai}}
+  - {{path: "vector_stores*", backend: openai}}
+  - {{path: "chat/completions/*", backend: openai}}
+keys:
+  - {{tenant: team-a, sha256: {_sha(KEY_A)}, endpoints: ["*"]}}
+  - {{tenant: team-b, sha256: {_sha(KEY_B)}, endpoints: ["*"]}}
+{extra}"""
+
+
+@pytest.fixture
+def account():
+    with FakeFilesAccount() as fake:
+        yield fake
+
+
+def sdk(gw, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
+
+
+def upload(gw, key: str, name: str = "b.jsonl") -> str:
+    return sdk(gw, key).files.create(file=(name, LINES, "application/jsonl"), purpose="batch").id
+
+
+def assert_missing(call, object_id: str, param: str = "id") -> None:
+    """``call`` answers 404 in OpenAI's shape, as for an object that does not exist."""
+    with pytest.raises(openai.NotFoundError) as caught:
+        call()
+    assert caught.value.status_code == 404
+    assert caught.value.body == {"message": f"No such object: {object_id}", "type": "invalid_request_error",
+                                 "param": param, "code": "not_found"}
+
+
+def test_another_tenants_file_and_batch_are_not_there(make_gateway, account):
+    gw = make_gateway(_config(account.url))
+    a, b = sdk(gw, KEY_A), sdk(gw, KEY_B)
+    file_a = upload(gw, KEY_A)
+    batch_a = a.batches.create(input_file_id=file_a, endpoint="/v1/chat/completions", completion_window="24h").id
+    file_b = upload(gw, KEY_B)
+    seen = len(account.received)
+
+    assert_missing(lambda: b.files.retrieve(file_a), file_a)
+    assert_missing(lambda: b.files.content(file_a), file_a)
+    assert_missing(lambda: b.files.delete(file_a), file_a)
+    assert_missing(lambda: b.batches.create(input_file_id=file_a, endpoint="/v1/chat/completions",
+                                            completion_window="24h"), file_a, "input_file_id")
+    assert_missing(lambda: b.batches.retrieve(batch_a), batch_a)
+    assert_missing(lambda: b.batches.cancel(batch_a), batch_a)
+    assert_missing(lambda: b.vector_stores.create(name="x", file_ids=[file_b, file_a]), file_a, "file_ids")
+    assert_missing(lambda: b.fine_tuning.jobs.create(model="tuned", training_file=file_a), file_a, "training_file")
+    assert len(account.received) == seen  # refused before the account was asked
+    assert [f.id for f in b.files.list()] == [file_b]
+    assert [x.id for x in b.batches.list()] == []
+    assert file_a in account.files and account.batches[batch_a]["status"] == "validating"  # untouched
+
+    # The owner reaches its own.
+    assert a.files.retrieve(file_a).filename == "b.jsonl" and a.files.content(file_a).content == LINES
+    assert [f.id for f in a.files.list()] == [file_a]
+    assert a.batches.retrieve(batch_a).input_file_id == file_a
+    assert [x.id for x in a.batches.list()] == [batch_a]
+    # The admin key reaches every tenant's.
+    admin = sdk(gw, ADMIN)
+    assert {f.id for f in admin.files.list()} == {file_a, file_b}
+    assert admin.files.retrieve(file_b).id == file_b and admin.batches.retrieve(batch_a).id == batch_a
+    assert admin.files.delete(file_b).deleted is True and file_b not in account.files
+    file_admin = upload(gw, ADMIN)  # the admin's own records nothing: no tenant's until adopted
+    assert_missing(lambda: a.files.retrieve(file_admin), file_admin)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stored_chat_completion_is_its_tenants(make_gateway, account, stream):
+    """``store: true`` keeps a completion at the backend: its id is recorded, streamed or not
+    (a stream's as it ends); without ``store`` nothing is kept, so nothing is recorded."""
+    gw = make_gateway(_config(account.url))
+    a = sdk(gw, KEY_A)
+    msgs = [{"role": "user", "content": "hi"}]
+    if stream:
+        with a.chat.completions.create(model="mock-gpt", messages=msgs, store=True, stream=True) as chunks:
+            kept = [c.id for c in chunks][0]
+    else:
+        kept = a.chat.completions.create(model="mock-gpt", messages=msgs, store=True).id
+    not_kept = a.chat.completions.create(model="mock-gpt", messages=msgs).id
+    assert_missing(lambda: sdk(gw, KEY_B).chat.completions.retrieve(kept), kept)
+    assert_missing(lambda: a.chat.completions.retrieve(not_kept), not_kept)
+    assert not account.received
+
+    def forwarded() -> bool:  # (the fake account does not serve completions: its 404 shows it was asked)
+        try:
+            a.chat.completions.retrieve(kept)
+        except openai.NotFoundError:
+            return ("GET", f"/v1/chat/completions/{kept}") in account.received
+        return False
+
+    wait_for(forwarded, what="the stored completion to be the tenant's")
+
+
+def test_a_deleted_file_is_forgotten_and_a_file_made_elsewhere_needs_adopting(make_gateway, account):
+    gw = make_gateway(_config(account.url))
+    a = sdk(gw, KEY_A)
+    file_a = upload(gw, KEY_A)
+    assert a.files.delete(file_a).deleted is True
+    seen = len(account.received)
+    assert_missing(lambda: a.files.retrieve(file_a), file_a)  # the ledger forgot it: not asked again
+    assert len(account.received) == seen
+
+    direct = account.store()  # in the account, not made through the gateway: the admin key's only
+    assert_missing(lambda: a.files.retrieve(direct), direct)
+    assert direct not in [f.id for f in a.files.list()]
+    assert sdk(gw, ADMIN).files.retrieve(direct).id == direct
+    bad = httpx.post(f"{gw.url}/admin/objects", json={"tenant": "team-a", "ids": [direct]},
+                     headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30)
+    assert bad.status_code == 401  # adopting is the admin's
+    r = httpx.post(f"{gw.url}/admin/objects", json={"tenant": "team-a", "ids": [direct]},
+                   headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
+    assert r.status_code == 200 and r.json() == {"tenant": "team-a", "adopted": 1}
+    assert a.files.retrieve(direct).id == direct and [f.id for f in a.files.list()] == [direct]
+    assert_missing(lambda: sdk(gw, KEY_B).files.retrieve(direct), direct)
+
+
+def test_lists_are_cut_to_the_callers_objects_and_still_page(make_gateway, account):
+    """Another tenant's newer files in between: a page of ``limit`` still holds the caller's
+    (asked of the account 100 at a time), and the SDK's paging reaches every one of them."""
+    gw = make_gateway(_config(account.url))
+    mine = []
+    for i in range(5):
+        mine.append(upload(gw, KEY_A, f"a{i}.jsonl"))
+        upload(gw, KEY_B, f"b{i}.jsonl")
+    page = sdk(gw, KEY_A).files.list(limit=2)
+    assert [f.id for f in page.data] == mine[::-1][:2] and page.has_more is True
+    assert ("GET", "/v1/files") == account.received[-1]
+    assert [f.id for f in sdk(gw, KEY_A).files.list(limit=2)] == mine[::-1]  # every page, in order
+    assert len({f.id for f in sdk(gw, KEY_B).files.list(limit=3)}) == 5
+
+
+def test_shared_objects_serve_every_key_alike(make_gateway, account):
+    """``auth.stored_objects: shared`` (one tenant's deployment): no ledger, as before."""
+    gw = make_gateway(_config(account.url, "auth: {stored_objects: shared}"))
+    file_a = upload(gw, KEY_A)
+    assert sdk(gw, KEY_B).files.retrieve(file_a).id == file_a
+    direct = account.store()
+    assert {f.id for f in sdk(gw, KEY_B).files.list()} == {file_a, direct}
+
+
+def test_gateways_on_one_host_share_the_ledger(make_gateway, account):
+    one, two = make_gateway(_config(account.url)), make_gateway(_config(account.url))
+    file_a = upload(one, KEY_A)
+    assert sdk(two, KEY_A).files.retrieve(file_a).id == file_a
+    assert_missing(lambda: sdk(two, KEY_B).files.retrieve(file_a), file_a)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_instances_sharing_a_redis_share_the_ledger(make_gateway, account, tmp_path):
+    redis = RedisServer().start()
+    try:
+        extra = f"limits: {{redis_url: '{redis.url}'}}"
+        # Each instance with a data folder of its own: only Redis is shared.
+        one = make_gateway(_config(account.url, extra))
+        file_a = upload(one, KEY_A)
+        two = make_gateway(_config(account.url, extra).replace("telemetry: {enabled: false}",
+                                                                f"telemetry: {{enabled: false, data_dir: '{tmp_path}'}}"))
+        assert sdk(two, KEY_A).files.retrieve(file_a).id == file_a
+        assert_missing(lambda: sdk(two, KEY_B).files.retrieve(file_a), file_a)
+        file_a2 = upload(two, KEY_A)
+        assert sdk(two, KEY_A).files.delete(file_a).deleted is True
+        with redis.client() as client:
+            assert client.keys("*") == [f"llmgw:object:{file_a2}".encode()]  # file_a forgotten everywhere
+        redis.stop()  # who owns what cannot be read: refused, never served unchecked
+        with pytest.raises(openai.InternalServerError) as caught:
+            sdk(one, KEY_A).files.retrieve(file_a2)
+        assert caught.value.status_code == 503 and caught.value.body["code"] == "service_unavailable"
+    finally:
+        redis.stop()
