@@ -56,9 +56,8 @@ def test_request_every_field_maps_to_chat():
     chat = to_chat(body, history=[{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "ok"}])
     CHAT_REQUEST.validate_python(chat)
     assert chat["messages"] == [
-        {"role": "system", "content": "Be brief."},
+        {"role": "system", "content": "Be brief.\n\nAnswer in JSON."},  # a developer item joins the instructions
         {"role": "user", "content": "earlier"}, {"role": "assistant", "content": "ok"},
-        {"role": "system", "content": "Answer in JSON."},
         {"role": "user", "content": [{"type": "text", "text": "Weather here?"},
                                      {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA",
                                                                          "detail": "low"}}]},

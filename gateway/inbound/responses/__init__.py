@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from gateway.core.context import RequestContext
+from gateway.core.context import RequestContext, Usage
 from gateway.core.errors import NOT_JSON, GatewayError, UpstreamError, upstream_error_body
 from gateway.core.upstream import UpstreamResponse
 from gateway.inbound.base import CHAT, Leg, TranslatedAnswer
@@ -39,7 +39,9 @@ class ResponsesInbound:
         endpoint = ctx.endpoint
         response_id = "resp_" + ctx.request_id.replace("-", "")
         created = int(ctx.ts_start or time.time())
-        turn: Turn = ctx.conversation if ctx.conversation is not None else Turn()
+        if ctx.conversation is None:  # (the conversations stage is off) the observer reads the turn's usage
+            ctx.conversation = Turn()
+        turn: Turn = ctx.conversation
         chat: dict[str, Any] | None = None
 
         def json(data: bytes) -> bytes:
@@ -50,6 +52,7 @@ class ResponsesInbound:
             if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list) or not answer["choices"]:
                 raise UpstreamError(f"backend {ctx.backend!r} answered with something other than a chat completion")
             turn.response = from_chat(answer, body, response_id, created)
+            turn.usage = Usage.from_openai(answer.get("usage"))
             return orjson.dumps(turn.response)
 
         def encoder() -> ResponsesEncoder:

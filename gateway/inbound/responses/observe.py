@@ -58,7 +58,8 @@ def observe_response(ctx: RequestContext, response: dict[str, Any], text: bool =
     ctx.response_id = response.get("id") or ctx.response_id
     usage = response.get("usage")
     if isinstance(usage, dict):
-        ctx.usage = Usage.from_responses(usage)
+        turn = ctx.conversation  # a translated answer: its backend's own counts (unknown stays unknown)
+        ctx.usage = turn.usage if turn is not None and turn.usage is not None else Usage.from_responses(usage)
     reason = finish_reason(response)
     if reason:
         ctx.finish_reason = reason

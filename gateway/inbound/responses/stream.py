@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from gateway.core.context import Usage
 from gateway.core.sse import SSESplitter, event_data
 from gateway.inbound.chunks import (
     DONE,
@@ -270,6 +271,7 @@ class ResponsesEncoder:
         self.done = True
         if self._on_done is not None:
             self._on_done.response = response
+            self._on_done.usage = Usage.from_openai(self._usage)
 
     def _response(self, status: str, open_status: str) -> dict[str, Any]:
         response = shapes.shell(self._request, self._id, self._created, self._model, status)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.core.context import Usage
 from gateway.core.errors import InvalidRequestError
 from gateway.inbound.responses import custom
 
@@ -22,10 +23,13 @@ from gateway.inbound.responses import custom
 class Turn:
     """``history``: the chat messages before this turn (None: no ``previous_response_id``, or
     none found); ``response``: the ``response`` object a translated target's answer became
-    (None until then, and for a native target, which keeps its own state)."""
+    (None until then, and for a native target, which keeps its own state); ``usage``: that
+    answer's usage as its backend reported it, for the row — the ``response`` must say 0 for a
+    count the backend left out (cached, reasoning tokens), which the row keeps unknown (NULL)."""
 
     history: list[dict[str, Any]] | None = None
     response: dict[str, Any] | None = None
+    usage: Usage | None = None
 
 
 def history_for(body: dict[str, Any], turn: Turn | None) -> list[dict[str, Any]] | None:
