@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import anthropic
 import openai
+import orjson
 import pytest
 
 from tests.support.fake_upstream import chat_chunk, sse_event
@@ -139,3 +140,35 @@ def test_wrongly_typed_answers_are_read_for_what_they_say_on_messages(upstream, 
         assert [(b.type, getattr(b, "name", None), getattr(b, "input", None)) for b in said.content] == [
             ("text", None, None), ("tool_use", "get_weather", {"city": "Oslo"})]
         assert said.usage.output_tokens == 3 and said.stop_reason == "end_turn"
+
+
+# --- parallel tool calls whose deltas interleave --------------------------------------------------
+def _interleaved(indexed: bool) -> list[bytes]:
+    """Call 1 begins before call 0's arguments come; told apart by ``index``, or (Gemini-like
+    servers) by the id every delta carries."""
+    def delta(n: int, call_id: str, arguments: str, name: str | None = None) -> bytes:
+        call = {"id": call_id, "function": {"arguments": arguments, **({"name": name} if name else {})}}
+        chunk = chat_chunk()
+        chunk["choices"][0]["delta"] = {"tool_calls": [{**call, "index": n} if indexed else call]}
+        return sse_event(chunk)
+    return [sse_event(chat_chunk(role=True)), delta(0, "call_a", "", "get_weather"),
+            delta(1, "call_b", '{"tz"', "get_time"), delta(0, "call_a", '{"city": "Oslo"}'),
+            delta(1, "call_b", ': "CET"}'), sse_event(chat_chunk(finish="tool_calls")), b"data: [DONE]\n\n"]
+
+
+CALLS = [("call_a", "get_weather", {"city": "Oslo"}), ("call_b", "get_time", {"tz": "CET"})]
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_interleaved_tool_calls_keep_every_argument_on_messages(upstream, gw, indexed):
+    upstream.sse(_interleaved(indexed))
+    with anthropic_client(gw).messages.stream(model="gpt-test", max_tokens=64, messages=USER) as stream:
+        final = stream.get_final_message()
+    assert [(b.id, b.name, b.input) for b in final.content] == CALLS and final.stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_interleaved_tool_calls_keep_every_argument_on_responses(upstream, gw, indexed):
+    upstream.sse(_interleaved(indexed))
+    events = list(openai_client(gw).responses.create(model="gpt-test", input="hi", stream=True))
+    assert [(i.call_id, i.name, orjson.loads(i.arguments)) for i in events[-1].response.output] == CALLS
