@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
 from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.chains import ChainSettings
+from gateway.config.evaluations import EvaluationSettings
 from gateway.config.observability import ObservabilitySettings
 from gateway.config.prompts import PromptSettings
 from gateway.config.responses import ResponsesSettings
@@ -323,6 +324,8 @@ class GatewayConfig(_Strict):
     prompts: PromptSettings = Field(PromptSettings(), description="where versioned prompt files live")
     chains: ChainSettings = Field(ChainSettings(), description="where chain files live and their limits")
     cache: CacheSettings = Field(CacheSettings(), description="the response cache")
+    evaluations: EvaluationSettings = Field(EvaluationSettings(), description=(
+        "llm-gateway eval: the judge and embeddings models, and per-candidate gates"))
     responses: ResponsesSettings = Field(ResponsesSettings(), description=(
         "/v1/responses state kept for translated targets (previous_response_id)"))
     auth: AuthSettings = Field(AuthSettings(), description="who may call /v1/*")
