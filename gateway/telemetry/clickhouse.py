@@ -28,7 +28,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from gateway.config.telemetry import ClickHouseSettings, QuerySettings
 from gateway.store.availability import require_embedded
-from gateway.telemetry.schema import SchemaOptions, apply_migrations, apply_ttl
+from gateway.telemetry.schema import SchemaOptions, apply_migrations
+from gateway.telemetry.ttl import apply_ttl
 
 log = logging.getLogger("gateway.telemetry")
 # clickhouse-connect warns on every failed HTTP attempt; the sink reports store failures itself

@@ -12,7 +12,8 @@ from gateway.core.pricing import PriceTable
 from gateway.core.tokens import TokenCounter
 from gateway.providers.anthropic import translate_usage
 from gateway.telemetry.record import REQUEST_COLUMN_NAMES, RowBuilder
-from gateway.telemetry.schema import SchemaOptions, ddl_script, render, table_ttl, ttl_query, ttl_statements
+from gateway.telemetry.schema import SchemaOptions, ddl_script, render
+from gateway.telemetry.ttl import table_ttl, ttl_query, ttl_statements
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE = ("MergeTree PARTITION BY toYYYYMM(ts_start) ORDER BY (tenant, model_requested, ts_start) "
