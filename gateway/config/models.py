@@ -19,6 +19,7 @@ from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, Virtu
 from gateway.config.adapters import Adapter, adapter_problems
 from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.chains import ChainSettings
+from gateway.config.evaluations import EvaluationSettings
 from gateway.config.observability import ObservabilitySettings
 from gateway.config.prompts import PromptSettings
 from gateway.config.responses import ResponsesSettings
@@ -324,6 +325,8 @@ class GatewayConfig(_Strict):
     prompts: PromptSettings = Field(PromptSettings(), description="where versioned prompt files live")
     chains: ChainSettings = Field(ChainSettings(), description="where chain files live and their limits")
     cache: CacheSettings = Field(CacheSettings(), description="the response cache")
+    evaluations: EvaluationSettings = Field(EvaluationSettings(), description=(
+        "llm-gateway eval: the judge and embeddings models, and per-candidate gates"))
     responses: ResponsesSettings = Field(ResponsesSettings(), description=(
         "/v1/responses state kept for translated targets (previous_response_id)"))
     auth: AuthSettings = Field(AuthSettings(), description="who may call /v1/*")

@@ -122,6 +122,8 @@ class ProxyHandlers:
         ctx = _new_context(request, endpoint)
         rt = ctx.runtime = self._runtime()
         ctx.request = request
+        ctx.config_hash = rt.snapshot.content_hash
+        ctx.inbound = INBOUND.get(endpoint)  # another API than chat (/v1/messages): errors in its shape
         try:
             return await rt.request_path(ctx)
         except GatewayError as exc:
@@ -200,8 +202,6 @@ class ProxyHandlers:
         """The stage that reads and checks the client's request (``ctx.request``), then goes on."""
         rt = ctx.runtime
         request = ctx.request
-        ctx.config_hash = rt.snapshot.content_hash
-        ctx.inbound = INBOUND.get(ctx.endpoint)  # another API than chat (/v1/messages): errors in its shape
         upload = request.method == "POST" and is_form(request.headers.get("Content-Type"))
         if upload and (ctx.inbound is not None or ctx.endpoint in _JSON_ONLY):
             # A form is not a request these APIs read: sent on raw, it would skip translation,
@@ -237,7 +237,9 @@ class ProxyHandlers:
             raise InvalidRequestError(f"The request body names `{variant[:40]}`: send it as `{variant.lower()}` "
                                       "(field names are lower case).", param=variant[:40], code="duplicate_key")
         model = body.get("model")
-        if not isinstance(model, str) or not model:
+        if model is not None and not isinstance(model, str):
+            raise InvalidRequestError("`model` must be a string.", param="model")
+        if not model:
             model_less(ctx, request.headers.get("Content-Type", ""))  # to passthrough's backend, or refused
             return await call_next(ctx)
         ctx.model_requested = model

@@ -30,3 +30,32 @@ def test_a_form_on_messages_is_refused_in_anthropics_shape(keyed, upstream):
     r = httpx.post(f"{keyed.url}/v1/messages", files=FORM, headers={"x-api-key": KEY_A})
     assert r.status_code == 400 and r.json()["type"] == "error" and "multipart form" in r.json()["error"]["message"]
     assert not upstream.received
+
+
+@pytest.mark.parametrize("endpoint", ["chat/completions", "responses", "messages", "embeddings"])
+@pytest.mark.parametrize("body", [b"{}", b"{not json", b"[1]", b'{"model": 123}', b'{"model": "x", "model": "y"}'],
+                         ids=["no model", "not JSON", "an array", "a number", "model twice"])
+@pytest.mark.parametrize("key", [None, "sk-gw-wrong-0123456789abcdef"], ids=["no key", "a wrong key"])
+def test_a_caller_without_a_valid_key_gets_401_before_its_body_is_judged(keyed, upstream, endpoint, body, key):
+    headers = {"content-type": "application/json"}
+    if key is not None:
+        headers["x-api-key" if endpoint == "messages" else "Authorization"] = \
+            key if endpoint == "messages" else f"Bearer {key}"
+    r = httpx.post(f"{keyed.url}/v1/{endpoint}", content=body, headers=headers)
+    assert r.status_code == 401, r.text
+    if endpoint == "messages":
+        assert r.json()["type"] == "error" and r.json()["error"]["type"] == "authentication_error"
+    else:
+        assert r.json()["error"]["code"] == "invalid_api_key"
+    r = httpx.post(f"{keyed.url}/v1/{endpoint}", files=FORM, headers=headers)  # a form, too
+    assert r.status_code == 401, r.text
+    assert not upstream.received
+
+
+@pytest.mark.parametrize("endpoint", ["chat/completions", "messages"])
+def test_a_model_that_is_not_a_string_is_named_as_such(keyed, endpoint):
+    r = httpx.post(f"{keyed.url}/v1/{endpoint}", json={"model": 123, "messages": [], "max_tokens": 5},
+                   headers={"Authorization": f"Bearer {KEY_A}"})
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert "must be a string" in message and "provide a model" not in message
