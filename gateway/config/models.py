@@ -16,8 +16,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
+from gateway.config.adapters import Adapter, adapter_problems
 from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.chains import ChainSettings
+from gateway.config.evaluations import EvaluationSettings
 from gateway.config.observability import ObservabilitySettings
 from gateway.config.prompts import PromptSettings
 from gateway.config.responses import ResponsesSettings
@@ -323,6 +325,8 @@ class GatewayConfig(_Strict):
     prompts: PromptSettings = Field(PromptSettings(), description="where versioned prompt files live")
     chains: ChainSettings = Field(ChainSettings(), description="where chain files live and their limits")
     cache: CacheSettings = Field(CacheSettings(), description="the response cache")
+    evaluations: EvaluationSettings = Field(EvaluationSettings(), description=(
+        "llm-gateway eval: the judge and embeddings models, and per-candidate gates"))
     responses: ResponsesSettings = Field(ResponsesSettings(), description=(
         "/v1/responses state kept for translated targets (previous_response_id)"))
     auth: AuthSettings = Field(AuthSettings(), description="who may call /v1/*")
@@ -332,6 +336,8 @@ class GatewayConfig(_Strict):
     plugins: list[PluginSpec] = Field(default_factory=list, description="policy hooks run on each request")
     passthrough: list[PassthroughRoute] = Field(default_factory=list, description=(
         "where requests without a model go, by path (the first glob that matches wins)"))
+    adapters: dict[str, Adapter] = Field(default_factory=dict, description=(
+        "LoRA adapters loaded on the vLLM servers of their base model, by the name targets use (docs/vllm.md)"))
 
     @model_validator(mode="after")
     def _cross_links(self) -> GatewayConfig:
@@ -360,6 +366,7 @@ class GatewayConfig(_Strict):
                 problems.append(f'routes[{i}].name: duplicate rule name "{name}"')
         problems.extend(access_problems(self))
         problems.extend(vllm_problems(self.backends))
+        problems.extend(adapter_problems(self))
         if problems:
             raise ValueError("\n".join(problems))
         return self

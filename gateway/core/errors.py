@@ -26,7 +26,7 @@ names, never from headers or backend settings.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 # OpenAI's answer to a body that is not JSON (Chat Completions and its other endpoints, Responses).
 NOT_JSON = ("We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
             "your HTTP library correctly. The OpenAI API expects a JSON payload.)")
+
+
+def type_name(value: Any) -> str:
+    """A JSON value's type as OpenAI's 400s name it ("expected an object, but got a string instead")."""
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(value), "a value")
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
