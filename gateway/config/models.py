@@ -184,6 +184,9 @@ class PublicModel(_Strict):
     cache: CacheOverride | None = Field(None, description=(
         "this model's cache settings; unset fields inherit cache.* (docs/cache.md)"))
     chain: str | None = Field(None, description="serve this chain (chains/<name>.yaml) instead of targets")
+    sticky: bool = Field(False, description=(
+        "weighted: the same caller gets the same first target (the prompts' experiment key: "
+        "x-gateway-experiment-key, user, tenant, key), as for a canary between a base model and an adapter"))
 
     @model_validator(mode="after")
     def _targets_or_chain(self) -> PublicModel:

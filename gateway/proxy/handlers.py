@@ -24,6 +24,7 @@ from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
 from gateway.inbound import INBOUND, Inbound, StreamObserver, protocol_of
 from gateway.inbound.anthropic.models import created_at, model_info, model_page
+from gateway.prompts.inject import experiment_key
 from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
 from gateway.proxy.passthrough import check_encoding, is_form, model_less, read_body, read_other, send_passthrough
@@ -268,7 +269,7 @@ class ProxyHandlers:
             if rt.count_from is not None:  # routing may count tokens: never load an encoding on the loop
                 await rt.load_tokenizer(body)
             plan = rt.router.plan(model, body, stream, request.headers, ctx.metadata, ctx.tenant, ctx.api_key_id,
-                                  ctx.prompt_id)
+                                  ctx.prompt_id, lambda: experiment_key(ctx))
             ctx.route_rule = plan.rule
             ctx.strategy = plan.strategy
 
@@ -298,6 +299,8 @@ class ProxyHandlers:
             tee = StreamTee(ctx, strip_usage) if teed else events_observer(ctx) if events else None
         client = result.candidate.client
         ctx.backend, ctx.provider, ctx.upstream_model = client.name, client.type, result.candidate.upstream_model
+        if client.type == "vllm" and ctx.upstream_model in rt.router.adapters:
+            ctx.adapter, ctx.adapter_version = ctx.upstream_model, rt.router.adapters[ctx.upstream_model]
         upstream = result.response
         try:
             ctx.t_upstream_headers = time.perf_counter()

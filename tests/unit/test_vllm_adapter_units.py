@@ -1,14 +1,20 @@
 """Managed vLLM servers serving LoRA adapters: the command line and environment the launcher
 uses, and which config changes restart a managed server (an added adapter: one more LoRA
-slot) and which do not (a promoted version: loaded at run time)."""
+slot) and which do not (a promoted version: loaded at run time). The sticky weighted split
+of a canary between a base model and its adapter."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+from types import SimpleNamespace
 
 from gateway.config import parse_config
 from gateway.config.adapters import adapters_of_backends
+from gateway.config.models import Target
 from gateway.routing.health import HealthRegistry
+from gateway.routing.plan import Candidate
+from gateway.routing.strategies import Weighted
 from gateway.vllm.fleet import Fleet
 from gateway.vllm.launcher import ManagedServer, launch_argv
 
@@ -60,3 +66,19 @@ def test_a_promoted_version_keeps_the_server_an_added_adapter_restarts_it():
     more = "  third-ft: {base_model: tiny-llama, versions: {1: /loras/t1}, version: 1}\n"
     fleet._lora = adapters_of_backends(config(2, more))
     assert fleet._launch_spec("gpu0", b, b.launch) != before
+
+
+def _first(weights: dict[str, float], key: str) -> str:
+    cands = [Candidate(Target(backend="va", model=m, weight=w), None, m, SimpleNamespace(key=f"va/{m}"))  # type: ignore[arg-type]
+             for m, w in weights.items()]
+    return Weighted().rank(cands, False, random.Random(), sticky_key=key)[0].upstream_model
+
+
+def test_sticky_weighted_split_follows_weights_and_growing_an_arm_only_moves_callers_onto_it():
+    keys = [f"support\0u:caller-{i}" for i in range(4000)]
+    at_10 = {k: _first({"base": 90, "ft": 10}, k) for k in keys}
+    at_50 = {k: _first({"base": 50, "ft": 50}, k) for k in keys}
+    assert 300 < list(at_10.values()).count("ft") < 500  # ~10 %
+    assert 1800 < list(at_50.values()).count("ft") < 2200  # ~50 %
+    assert all(at_50[k] == "ft" for k in keys if at_10[k] == "ft")  # nobody left the adapter
+    assert {k: _first({"base": 90, "ft": 10}, k) for k in keys} == at_10  # the same key, the same arm
