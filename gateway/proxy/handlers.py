@@ -27,7 +27,7 @@ from gateway.inbound.anthropic.models import created_at, model_info, model_page
 from gateway.prompts.inject import experiment_key
 from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
-from gateway.proxy.passthrough import is_form, model_less, read_body, read_other, send_passthrough
+from gateway.proxy.passthrough import check_encoding, is_form, model_less, read_body, read_other, send_passthrough
 from gateway.proxy.paths import clean_endpoint, unknown_url
 from gateway.proxy.relay import as_it_arrives, relay_body, relay_stream
 from gateway.proxy.request_ids import new_request_id
@@ -203,6 +203,7 @@ class ProxyHandlers:
         """The stage that reads and checks the client's request (``ctx.request``), then goes on."""
         rt = ctx.runtime
         request = ctx.request
+        check_encoding(request)
         upload = request.method == "POST" and is_form(request.headers.get("Content-Type"))
         if upload and (ctx.inbound is not None or ctx.endpoint in _JSON_ONLY):
             # A form is not a request these APIs read: sent on raw, it would skip translation,
