@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
+from gateway.config.adapters import Adapter, adapter_problems
 from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.chains import ChainSettings
 from gateway.config.evaluations import EvaluationSettings
@@ -183,6 +184,9 @@ class PublicModel(_Strict):
     cache: CacheOverride | None = Field(None, description=(
         "this model's cache settings; unset fields inherit cache.* (docs/cache.md)"))
     chain: str | None = Field(None, description="serve this chain (chains/<name>.yaml) instead of targets")
+    sticky: bool = Field(False, description=(
+        "weighted: the same caller gets the same first target (the prompts' experiment key: "
+        "x-gateway-experiment-key, user, tenant, key), as for a canary between a base model and an adapter"))
 
     @model_validator(mode="after")
     def _targets_or_chain(self) -> PublicModel:
@@ -335,6 +339,8 @@ class GatewayConfig(_Strict):
     plugins: list[PluginSpec] = Field(default_factory=list, description="policy hooks run on each request")
     passthrough: list[PassthroughRoute] = Field(default_factory=list, description=(
         "where requests without a model go, by path (the first glob that matches wins)"))
+    adapters: dict[str, Adapter] = Field(default_factory=dict, description=(
+        "LoRA adapters loaded on the vLLM servers of their base model, by the name targets use (docs/vllm.md)"))
 
     @model_validator(mode="after")
     def _cross_links(self) -> GatewayConfig:
@@ -363,6 +369,7 @@ class GatewayConfig(_Strict):
                 problems.append(f'routes[{i}].name: duplicate rule name "{name}"')
         problems.extend(access_problems(self))
         problems.extend(vllm_problems(self.backends))
+        problems.extend(adapter_problems(self))
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -6,7 +6,8 @@
     ├── InvalidRequestError            400    invalid_request_error
     │   ├── ModelNotFoundError         404    invalid_request_error  (code model_not_found)
     │   ├── NotFoundError              404    invalid_request_error  (code not_found, unknown_url)
-    │   └── PayloadTooLargeError       413    invalid_request_error  (code payload_too_large)
+    │   ├── PayloadTooLargeError       413    invalid_request_error  (code payload_too_large)
+    │   └── UnsupportedEncodingError   415    invalid_request_error  (code unsupported_media_type)
     ├── AuthenticationError            401    invalid_request_error  (code invalid_api_key)
     ├── PermissionDeniedError          403    invalid_request_error  (code model_not_allowed, endpoint_not_allowed)
     ├── RateLimitError                 429    requests | tokens | insufficient_quota  (Retry-After)
@@ -113,6 +114,13 @@ class PayloadTooLargeError(InvalidRequestError):
 
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedEncodingError(InvalidRequestError):
+    """The request body's ``Content-Encoding`` is not one the gateway decodes (415)."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class AuthenticationError(GatewayError):

@@ -53,6 +53,8 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("backend", "LowCardinality(String)"),
     ("provider", "LowCardinality(String)"),
     ("model_served", "LowCardinality(String)"),
+    ("adapter", "LowCardinality(String)"),  # the LoRA adapter (config `adapters:`) that answered, if one did
+    ("adapter_version", "Nullable(UInt32)"),
     ("route_rule", "LowCardinality(String)"),
     ("strategy", "LowCardinality(String)"),
     ("route_candidates", "String"),  # JSON: [{"target", "score", "skipped"}] at decision time
