@@ -28,6 +28,7 @@ LAZY_COMMANDS = {
                          "Serve the embedded telemetry store over ClickHouse's HTTP interface"),
     "prompts": LazyCommand("gateway.cli.prompts:prompts", "Versioned prompts: list, show, diff, render, lock."),
     "drift": LazyCommand("gateway.cli.drift:drift", "Compare the last 24 h with the 7 days before"),
+    "bias": LazyCommand("gateway.cli.bias:bias", "Disparities across segments of the traffic, or across raters"),
     "vllm": LazyCommand("gateway.cli.vllm:vllm", "vLLM fleets: scrape a server, run managed servers."),
     "sessions": LazyCommand("gateway.cli.sessions:sessions",
                             "Sessions: requests grouped by x-gateway-session-id (and chains' steps)."),

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
+from gateway.config.bias import BiasSettings
 from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.chains import ChainSettings
 from gateway.config.observability import ObservabilitySettings
@@ -322,6 +323,7 @@ class GatewayConfig(_Strict):
     observability: ObservabilitySettings = Field(ObservabilitySettings(), description="traces, metrics and logs")
     prompts: PromptSettings = Field(PromptSettings(), description="where versioned prompt files live")
     chains: ChainSettings = Field(ChainSettings(), description="where chain files live and their limits")
+    bias: BiasSettings = Field(BiasSettings(), description="bias monitoring defaults (llm-gateway bias)")
     cache: CacheSettings = Field(CacheSettings(), description="the response cache")
     responses: ResponsesSettings = Field(ResponsesSettings(), description=(
         "/v1/responses state kept for translated targets (previous_response_id)"))

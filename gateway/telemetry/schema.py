@@ -233,6 +233,9 @@ def _migrations(r: _Renderer) -> list[Migration]:
             r.add_column("llm_requests", "row_flags", "Array(LowCardinality(String))", "truncated"))),
         Migration(10, "audio duration", tuple(
             r.add_column("llm_requests", "audio_seconds", "Nullable(Float64)", "reasoning_tokens"))),
+        Migration(12, "bias monitoring: refusal flag, feedback rater", tuple(
+            r.add_column("llm_requests", "refusal", "Bool", "finish_reason")
+            + r.add_column(FEEDBACK, "rater", "String", "api_key_id"))),
     ]
 
 
