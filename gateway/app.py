@@ -123,6 +123,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
 
     # --- the request's path, outermost first ---------------------------------------------------
     # observability (wraps everything, even a request refused while it is read)
+    #   → the key (access.gate: 401 before the body is read or judged)
     #   → read the request (handlers.read_request: body, JSON, model)
     #   → access (keys, limits) → ownership (a tenant reaches its own stored files, batches…)
     #   → telemetry (refuses when the request log is full and
@@ -160,7 +161,9 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
             raise
         front, stages = active_stages(outer, rt), active_stages(inner, rt)
         rt.stages = (*front, *stages)
-        rt.request_path = compose([*front, handlers.read_request, *stages], handlers.forward)
+        gate = access.gate(rt)
+        rt.request_path = compose([*front, *([gate] if gate else []), handlers.read_request, *stages],
+                                  handlers.forward)
         rt.step_path = compose(rt.stages, handlers.forward)  # in-process requests: nothing to read
         rt.finishers = tuple(f for feature in features for f in feature.finishers(rt))
         health.retain(rt.router.target_keys)

@@ -228,6 +228,16 @@ class AccessLayer:
             return await call_next(ctx)
         return await chain.stage(ctx, call_next)
 
+    async def key_stage(self, ctx: RequestContext, call_next) -> web.StreamResponse:
+        """In front of reading the request (``AccessFeature.gate``): a caller without a valid key
+        is refused 401 before its body is read or judged, so it learns nothing from a 400. (The
+        admin key passes here; the access stage decides once the body shows whether it may
+        stand in.) The access stage checks the key again: one hash of a short token."""
+        policy = self.policy
+        if policy.mode == "keys":
+            policy.authenticate(ctx.headers, True)
+        return await call_next(ctx)
+
     async def access_stage(self, ctx: RequestContext, call_next) -> web.StreamResponse:
         policy = self.policy
         if policy.mode != "keys":

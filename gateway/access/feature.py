@@ -51,6 +51,10 @@ class AccessFeature(Feature):
     def stage(self, runtime):
         return self.layer.access_stage if runtime.compiled[self.name].policy.mode == "keys" else None
 
+    def gate(self, runtime):
+        """The stage in front of reading the request (``key_stage``), in ``keys`` mode."""
+        return self.layer.key_stage if runtime.compiled[self.name].policy.mode == "keys" else None
+
     def activate(self, runtime) -> None:
         self.layer.activate(runtime.compiled[self.name])
 

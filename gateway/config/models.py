@@ -16,9 +16,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
+from gateway.config.adapters import Adapter, adapter_problems
 from gateway.config.bias import BiasSettings
 from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.chains import ChainSettings
+from gateway.config.evaluations import EvaluationSettings
 from gateway.config.observability import ObservabilitySettings
 from gateway.config.prompts import PromptSettings
 from gateway.config.responses import ResponsesSettings
@@ -183,6 +185,9 @@ class PublicModel(_Strict):
     cache: CacheOverride | None = Field(None, description=(
         "this model's cache settings; unset fields inherit cache.* (docs/cache.md)"))
     chain: str | None = Field(None, description="serve this chain (chains/<name>.yaml) instead of targets")
+    sticky: bool = Field(False, description=(
+        "weighted: the same caller gets the same first target (the prompts' experiment key: "
+        "x-gateway-experiment-key, user, tenant, key), as for a canary between a base model and an adapter"))
 
     @model_validator(mode="after")
     def _targets_or_chain(self) -> PublicModel:
@@ -325,6 +330,8 @@ class GatewayConfig(_Strict):
     chains: ChainSettings = Field(ChainSettings(), description="where chain files live and their limits")
     bias: BiasSettings = Field(BiasSettings(), description="bias monitoring defaults (llm-gateway bias)")
     cache: CacheSettings = Field(CacheSettings(), description="the response cache")
+    evaluations: EvaluationSettings = Field(EvaluationSettings(), description=(
+        "llm-gateway eval: the judge and embeddings models, and per-candidate gates"))
     responses: ResponsesSettings = Field(ResponsesSettings(), description=(
         "/v1/responses state kept for translated targets (previous_response_id)"))
     auth: AuthSettings = Field(AuthSettings(), description="who may call /v1/*")
@@ -334,6 +341,8 @@ class GatewayConfig(_Strict):
     plugins: list[PluginSpec] = Field(default_factory=list, description="policy hooks run on each request")
     passthrough: list[PassthroughRoute] = Field(default_factory=list, description=(
         "where requests without a model go, by path (the first glob that matches wins)"))
+    adapters: dict[str, Adapter] = Field(default_factory=dict, description=(
+        "LoRA adapters loaded on the vLLM servers of their base model, by the name targets use (docs/vllm.md)"))
 
     @model_validator(mode="after")
     def _cross_links(self) -> GatewayConfig:
@@ -362,6 +371,7 @@ class GatewayConfig(_Strict):
                 problems.append(f'routes[{i}].name: duplicate rule name "{name}"')
         problems.extend(access_problems(self))
         problems.extend(vllm_problems(self.backends))
+        problems.extend(adapter_problems(self))
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -177,6 +177,8 @@ class RequestContext:
     prompt_version: int | None = None
     prompt_label: str = ""
     experiment_arm: str = ""  # "<label>:<version>" when a weighted prompt label chose the version
+    adapter: str = ""  # the LoRA adapter (config ``adapters:``) that answered, and its version
+    adapter_version: int | None = None
     route_rule: str = ""
     # "none" until the cache stage runs: a request refused before it never reached the cache
     # and must not count as a miss in any hit ratio.

@@ -6,7 +6,8 @@
     ├── InvalidRequestError            400    invalid_request_error
     │   ├── ModelNotFoundError         404    invalid_request_error  (code model_not_found)
     │   ├── NotFoundError              404    invalid_request_error  (code not_found, unknown_url)
-    │   └── PayloadTooLargeError       413    invalid_request_error  (code payload_too_large)
+    │   ├── PayloadTooLargeError       413    invalid_request_error  (code payload_too_large)
+    │   └── UnsupportedEncodingError   415    invalid_request_error  (code unsupported_media_type)
     ├── AuthenticationError            401    invalid_request_error  (code invalid_api_key)
     ├── PermissionDeniedError          403    invalid_request_error  (code model_not_allowed, endpoint_not_allowed)
     ├── RateLimitError                 429    requests | tokens | insufficient_quota  (Retry-After)
@@ -26,7 +27,7 @@ names, never from headers or backend settings.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
 # OpenAI's answer to a body that is not JSON (Chat Completions and its other endpoints, Responses).
 NOT_JSON = ("We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
             "your HTTP library correctly. The OpenAI API expects a JSON payload.)")
+
+
+def type_name(value: Any) -> str:
+    """A JSON value's type as OpenAI's 400s name it ("expected an object, but got a string instead")."""
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(value), "a value")
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
@@ -107,6 +114,13 @@ class PayloadTooLargeError(InvalidRequestError):
 
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedEncodingError(InvalidRequestError):
+    """The request body's ``Content-Encoding`` is not one the gateway decodes (415)."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class AuthenticationError(GatewayError):

@@ -3,7 +3,7 @@
 The gateway's request path, its features and most backends speak OpenAI's Chat Completions. An
 inbound protocol (Anthropic's Messages on ``/v1/messages``, OpenAI's Responses on
 ``/v1/responses``) plugs in as one ``Inbound`` object, registered by endpoint in
-``gateway.inbound.INBOUND``. ``handlers.read_request`` puts it on ``ctx.inbound`` (None for every
+``gateway.inbound.INBOUND``. ``ProxyHandlers.proxy`` puts it on ``ctx.inbound`` (None for every
 other endpoint: the Chat Completions path pays one dict lookup and nothing else), and the proxy
 asks it four things:
 

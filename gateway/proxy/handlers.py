@@ -24,9 +24,10 @@ from gateway.core.pipeline import Handler
 from gateway.core.request_body import RequestBody, client_body
 from gateway.inbound import INBOUND, Inbound, StreamObserver, protocol_of
 from gateway.inbound.anthropic.models import created_at, model_info, model_page
+from gateway.prompts.inject import experiment_key
 from gateway.proxy.attempts import run_attempts
 from gateway.proxy.duplicate_keys import case_variant_key, duplicated_model
-from gateway.proxy.passthrough import is_form, model_less, read_body, read_other, send_passthrough
+from gateway.proxy.passthrough import check_encoding, is_form, model_less, read_body, read_other, send_passthrough
 from gateway.proxy.paths import clean_endpoint, unknown_url
 from gateway.proxy.relay import as_it_arrives, relay_body, relay_stream
 from gateway.proxy.request_ids import new_request_id
@@ -122,6 +123,8 @@ class ProxyHandlers:
         ctx = _new_context(request, endpoint)
         rt = ctx.runtime = self._runtime()
         ctx.request = request
+        ctx.config_hash = rt.snapshot.content_hash
+        ctx.inbound = INBOUND.get(endpoint)  # another API than chat (/v1/messages): errors in its shape
         try:
             return await rt.request_path(ctx)
         except GatewayError as exc:
@@ -200,8 +203,7 @@ class ProxyHandlers:
         """The stage that reads and checks the client's request (``ctx.request``), then goes on."""
         rt = ctx.runtime
         request = ctx.request
-        ctx.config_hash = rt.snapshot.content_hash
-        ctx.inbound = INBOUND.get(ctx.endpoint)  # another API than chat (/v1/messages): errors in its shape
+        check_encoding(request)
         upload = request.method == "POST" and is_form(request.headers.get("Content-Type"))
         if upload and (ctx.inbound is not None or ctx.endpoint in _JSON_ONLY):
             # A form is not a request these APIs read: sent on raw, it would skip translation,
@@ -237,7 +239,9 @@ class ProxyHandlers:
             raise InvalidRequestError(f"The request body names `{variant[:40]}`: send it as `{variant.lower()}` "
                                       "(field names are lower case).", param=variant[:40], code="duplicate_key")
         model = body.get("model")
-        if not isinstance(model, str) or not model:
+        if model is not None and not isinstance(model, str):
+            raise InvalidRequestError("`model` must be a string.", param="model")
+        if not model:
             model_less(ctx, request.headers.get("Content-Type", ""))  # to passthrough's backend, or refused
             return await call_next(ctx)
         ctx.model_requested = model
@@ -265,7 +269,7 @@ class ProxyHandlers:
             if rt.count_from is not None:  # routing may count tokens: never load an encoding on the loop
                 await rt.load_tokenizer(body)
             plan = rt.router.plan(model, body, stream, request.headers, ctx.metadata, ctx.tenant, ctx.api_key_id,
-                                  ctx.prompt_id)
+                                  ctx.prompt_id, lambda: experiment_key(ctx))
             ctx.route_rule = plan.rule
             ctx.strategy = plan.strategy
 
@@ -295,6 +299,8 @@ class ProxyHandlers:
             tee = StreamTee(ctx, strip_usage) if teed else events_observer(ctx) if events else None
         client = result.candidate.client
         ctx.backend, ctx.provider, ctx.upstream_model = client.name, client.type, result.candidate.upstream_model
+        if client.type == "vllm" and ctx.upstream_model in rt.router.adapters:
+            ctx.adapter, ctx.adapter_version = ctx.upstream_model, rt.router.adapters[ctx.upstream_model]
         upstream = result.response
         try:
             ctx.t_upstream_headers = time.perf_counter()

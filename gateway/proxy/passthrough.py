@@ -31,7 +31,7 @@ from aiohttp import web
 
 from gateway.config.access import DEFAULT_ENDPOINTS
 from gateway.core.context import RequestContext
-from gateway.core.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from gateway.core.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError, UnsupportedEncodingError
 from gateway.core.request_body import RequestBody
 from gateway.proxy.attempts import AttemptOutcome, run_attempts
 from gateway.proxy.multipart import Form, read_form
@@ -54,6 +54,20 @@ class Passthrough:
     form: Form | None = None
     content_type: str = ""
     query: str | None = None  # the query string to send, where a stage changed the client's
+
+
+# What aiohttp decodes as it reads a body (``br``: the Brotli dependency). Any other value — zstd,
+# an unknown name, a list — it would read as identity (or fail on mid-read): refused before reading.
+_DECODED = frozenset({"", "identity", "gzip", "deflate", "br"})
+
+
+def check_encoding(request: web.Request) -> None:
+    """Refuse (415) a body whose ``Content-Encoding`` the gateway does not decode."""
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is not None and encoding.lower() not in _DECODED:
+        raise UnsupportedEncodingError(
+            f"The request body's Content-Encoding {encoding[:40]!r} is not supported: send it uncompressed, "
+            "or with gzip, deflate or br.")
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -178,5 +192,5 @@ async def send_passthrough(ctx: RequestContext) -> AttemptOutcome:
     return as_it_arrives(ctx, result)
 
 
-__all__ = ["NO_MODEL", "UNREADABLE_BODY", "Passthrough", "invalid_url", "is_form", "model_less", "read_body",
-           "read_other", "send_passthrough"]
+__all__ = ["NO_MODEL", "UNREADABLE_BODY", "Passthrough", "check_encoding", "invalid_url", "is_form", "model_less",
+           "read_body", "read_other", "send_passthrough"]

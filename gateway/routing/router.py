@@ -58,6 +58,9 @@ class Router:
             name: (pm.targets, pm.strategy, pm.retry or settings.retry,
                    frozenset(pm.fallback_on if pm.fallback_on is not None else settings.fallback_on))
             for name, pm in config.models.items()}
+        self._sticky = frozenset(name for name, pm in config.models.items() if pm.sticky)
+        # The version of each adapter, by the name its vLLM targets use (for the rows).
+        self.adapters = {name: a.version for name, a in config.adapters.items()}
         # The (target, client, upstream model, health state) of each target list, looked up on
         # first use and then reused: this router's config, hence its breaker settings, is fixed.
         self._bound: dict[str | tuple[str, int], list[tuple[Target, Upstream, str, Any]]] = {}
@@ -82,8 +85,10 @@ class Router:
 
     def plan(self, model: str, body: dict[str, Any], stream: bool, headers: Mapping[str, str],
              metadata: Mapping[str, str] | None = None, tenant: str = "", api_key_id: str = "",
-             prompt_id: str = "") -> RoutePlan:
-        """Decide where a request goes. ``body``: the request dict (for token estimates)."""
+             prompt_id: str = "", sticky_key: Callable[[], str | None] | None = None) -> RoutePlan:
+        """Decide where a request goes. ``body``: the request dict (for token estimates).
+        ``sticky_key``: gives the caller's experiment key (a ``sticky`` weighted model keeps a
+        caller on one target; asked only for such a model)."""
         tokens: Callable[[], int] | None = None
         at_most: Callable[[], int] | None = None
         rule = None
@@ -135,6 +140,10 @@ class Router:
         strategy = self.strategies[strategy_name]
         if not usable:
             ordered = []
+        elif strategy_name == "weighted" and public in self._sticky and sticky_key is not None \
+                and (key_text := sticky_key()) is not None:
+            ordered = strategy.rank(usable, stream, self.rng,  # type: ignore[call-arg]  # Weighted's rank takes it
+                                    sticky_key=f"{public}\0{key_text}")
         elif getattr(strategy, "wants_body", False):  # vllm-load: prefix affinity reads the prompt
             ordered = strategy.rank(usable, stream, self.rng, body=body)  # type: ignore[call-arg]  # its rank takes it
         else:

@@ -9,6 +9,7 @@ also gets the request body as ``rank(..., body=)``).
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Protocol
 
@@ -24,19 +25,31 @@ class Strategy(Protocol):
 
 class Weighted:
     """Random by weight: the first target is drawn with probability weight/sum; the rest follow
-    in weighted-random order too, so fallbacks also respect the weights (Efraimidis–Spirakis)."""
+    in weighted-random order too, so fallbacks also respect the weights (Efraimidis–Spirakis).
+
+    ``sticky_key`` (a model with ``sticky: true``: the caller's experiment key, salted with the
+    public model): each target's draw is a hash of the key and the target instead of the rng,
+    so a caller keeps its target while the weights stay, whichever other targets are skipped;
+    raising a target's weight only moves callers onto it."""
 
     name = "weighted"
 
-    def rank(self, candidates, stream, rng):
+    def rank(self, candidates, stream, rng, sticky_key: str | None = None):
         total = sum(c.target.weight for c in candidates) or 1.0
         keyed = []
         for c in candidates:
             c.score = round(c.target.weight / total, 4)
             w = c.target.weight
-            keyed.append((rng.random() ** (1.0 / w) if w > 0 else -1.0, c))
+            u = rng.random() if sticky_key is None else _point(sticky_key, c.state.key)
+            keyed.append((u ** (1.0 / w) if w > 0 else -1.0, c))
         keyed.sort(key=lambda kv: kv[0], reverse=True)
         return [c for _, c in keyed]
+
+
+def _point(key: str, target: str) -> float:
+    """A point in (0, 1) fixed by the caller's key and the target (BLAKE2b, 64 bits)."""
+    digest = hashlib.blake2b(f"{key}\0{target}".encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") + 0.5) / float(1 << 64)
 
 
 class Priority:

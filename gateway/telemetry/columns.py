@@ -9,6 +9,11 @@ DDL (``schema.py``) is generated from these, so a column is added here once.
   joins to the text that produced it. Re-inserts (every start) carry the same values.
 - ``llm_feedback`` (MergeTree, ``ORDER BY (request_id, ts)``): one row per ``POST /v1/feedback``;
   joins to ``llm_requests`` on ``request_id``.
+- ``llm_eval_runs`` (ReplacingMergeTree by ``run_id``, version ``finished``): one row when an
+  ``llm-gateway eval run`` starts (status ``running``) and one when it ends, which replaces it;
+  ``llm_eval_scores`` (MergeTree, ``ORDER BY (run_id, candidate, scorer, item)``): one row per
+  (candidate, item, scorer), joinable to ``llm_requests`` on ``request_id`` (rows built by
+  ``gateway.evals``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("backend", "LowCardinality(String)"),
     ("provider", "LowCardinality(String)"),
     ("model_served", "LowCardinality(String)"),
+    ("adapter", "LowCardinality(String)"),  # the LoRA adapter (config `adapters:`) that answered, if one did
+    ("adapter_version", "Nullable(UInt32)"),
     ("route_rule", "LowCardinality(String)"),
     ("strategy", "LowCardinality(String)"),
     ("route_candidates", "String"),  # JSON: [{"target", "score", "skipped"}] at decision time
@@ -134,7 +141,41 @@ FEEDBACK_COLUMNS: tuple[tuple[str, str], ...] = (
     ("rater", "String"),  # who gave the score (the feedback body's optional "rater")
 )
 
+EVAL_RUNS = "llm_eval_runs"
+EVAL_SCORES = "llm_eval_scores"
+
+EVAL_RUN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "String"),
+    ("started", TIMESTAMP),
+    ("finished", "Nullable(DateTime64(3, 'UTC'))"),  # NULL while it runs
+    ("dataset", "String"),  # the file name (or the SQL) the items came from
+    ("dataset_hash", "String"),  # SHA-256 of the items as read
+    ("candidates", "Array(String)"),
+    ("scorers", "Array(String)"),
+    ("config", "String"),  # JSON: the run's options (concurrency, cache, judge, …)
+    ("status", "LowCardinality(String)"),  # running | finished | failed
+    ("items", "UInt32"),
+    ("version", "UInt64"),  # ReplacingMergeTree version: the finishing row replaces the starting one
+)
+
+EVAL_SCORE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "String"),
+    ("ts", TIMESTAMP),
+    ("candidate", "LowCardinality(String)"),
+    ("item", "UInt32"),  # the item's index in the dataset
+    ("item_id", "String"),  # the item's own id, when it has one
+    ("scorer", "LowCardinality(String)"),
+    ("score", "Nullable(Float64)"),  # NULL: the scorer did not apply or the call failed
+    ("reason", "String"),
+    ("request_id", "String"),  # the candidate call's x-request-id (a row of llm_requests)
+    ("latency_ms", "Float64"),
+    ("cost_usd", "Nullable(Float64)"),
+    ("error", "String"),
+)
+
 REQUEST_COLUMN_NAMES = tuple(name for name, _ in REQUEST_COLUMNS)
 ATTEMPT_COLUMN_NAMES = tuple(name for name, _ in ATTEMPT_COLUMNS)
 PROMPT_VERSION_COLUMN_NAMES = tuple(name for name, _ in PROMPT_VERSION_COLUMNS)
 FEEDBACK_COLUMN_NAMES = tuple(name for name, _ in FEEDBACK_COLUMNS)
+EVAL_RUN_COLUMN_NAMES = tuple(name for name, _ in EVAL_RUN_COLUMNS)
+EVAL_SCORE_COLUMN_NAMES = tuple(name for name, _ in EVAL_SCORE_COLUMNS)

@@ -73,6 +73,8 @@ class RequestFacts:
     provider: str
     upstream_model: str
     model_served: str
+    adapter: str
+    adapter_version: int | None
     attempts: int
     status_code: int
     error_type: str
@@ -116,7 +118,8 @@ class RequestFacts:
 _DEFAULTS: dict[str, Any] = {
     "request_id": "", "client_request_id": "", "endpoint": "", "t_start": 0.0, "ts_start": 0.0, "t_end": None,
     "t_first_token": None, "t_upstream_start": None, "model_requested": "", "stream": False, "client_ip": "",
-    "user_agent": "", "backend": "", "provider": "", "upstream_model": "", "model_served": "", "attempts": 0,
+    "user_agent": "", "backend": "", "provider": "", "upstream_model": "", "model_served": "", "adapter": "",
+    "adapter_version": None, "attempts": 0,
     "status_code": 0, "error_type": "", "error_message": "", "finish_reason": "", "refusal": False, "truncated": False,
     "billable": False, "config_hash": "", "tenant": "", "api_key_id": "", "metadata": None, "prompt_id": "",
     "prompt_version": None, "prompt_label": "", "experiment_arm": "", "route_rule": "", "strategy": "",

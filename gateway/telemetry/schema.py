@@ -18,6 +18,8 @@ Tables (in the configured database):
 - ``prompt_versions`` (ReplacingMergeTree by ``(name, version)``): the exact text of every
   prompt version, joinable to ``llm_requests.(prompt_id, prompt_version)``; ``llm_feedback``:
   scores posted to ``/v1/feedback``, joinable on ``request_id``.
+- ``llm_eval_runs`` (ReplacingMergeTree by ``run_id``) and ``llm_eval_scores``: evaluation runs
+  and their per-item scores (migration 11; ``llm-gateway eval``).
 - ``schema_migrations``: which migration versions were applied.
 
 Every table's columns are in ``columns.py``; timestamps are stored ``CODEC(Delta, ZSTD)``.
@@ -41,6 +43,10 @@ from dataclasses import dataclass
 
 from gateway.telemetry.columns import (
     ATTEMPT_COLUMNS,
+    EVAL_RUN_COLUMNS,
+    EVAL_RUNS,
+    EVAL_SCORE_COLUMNS,
+    EVAL_SCORES,
     FEEDBACK,
     FEEDBACK_COLUMNS,
     PROMPT_VERSION_COLUMNS,
@@ -87,10 +93,14 @@ class _Renderer:
         return f"{name}_local" if self.o.cluster else name
 
     def engine(self, kind: str, name: str) -> str:
+        """``kind`` may carry its own arguments (``ReplacingMergeTree(version)``): a replicated
+        engine takes them after its path and replica."""
+        base, _, args = kind.partition("(")
+        args = args.rstrip(")")
         if self.o.cluster:
             path = f"'/clickhouse/tables/{{shard}}/{self.o.database}/{self.storage(name)}'"
-            return f"Replicated{kind}({path}, '{{replica}}')"
-        return f"{kind}"
+            return f"Replicated{base}({path}, '{{replica}}'{', ' + args if args else ''})"
+        return f"{base}({args})" if args else base
 
     def dedup_setting(self) -> str:
         return "" if self.o.cluster else f"non_replicated_deduplication_window = {DEDUP_WINDOW}"
@@ -233,9 +243,17 @@ def _migrations(r: _Renderer) -> list[Migration]:
             r.add_column("llm_requests", "row_flags", "Array(LowCardinality(String))", "truncated"))),
         Migration(10, "audio duration", tuple(
             r.add_column("llm_requests", "audio_seconds", "Nullable(Float64)", "reasoning_tokens"))),
+        Migration(11, "evaluation runs and scores", tuple(
+            r.table(EVAL_RUNS, EVAL_RUN_COLUMNS, "run_id", None, kind="ReplacingMergeTree(version)", ttl=False,
+                    sharding_key="cityHash64(run_id)")
+            + r.table(EVAL_SCORES, EVAL_SCORE_COLUMNS, "(run_id, candidate, scorer, item)", "toYYYYMM(ts)",
+                      ttl=False, sharding_key="cityHash64(run_id)"))),
         Migration(12, "bias monitoring: refusal flag, feedback rater", tuple(
             r.add_column("llm_requests", "refusal", "Bool", "finish_reason")
             + r.add_column(FEEDBACK, "rater", "String", "api_key_id"))),
+        Migration(13, "LoRA adapter served", tuple(
+            r.add_column("llm_requests", "adapter", "LowCardinality(String)", "model_served")
+            + r.add_column("llm_requests", "adapter_version", "Nullable(UInt32)", "adapter"))),
     ]
 
 

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import aiohttp
 
+from gateway.config.adapters import Adapter, adapters_of_backends
 from gateway.config.models import Backend, GatewayConfig
 from gateway.config.vllm import VllmLaunch, VllmScrape
 from gateway.routing.health import HealthRegistry
-from gateway.vllm.launcher import ManagedServer
+from gateway.vllm.adapters import AdapterReconciler
+from gateway.vllm.launcher import ManagedServer, launch_argv
 from gateway.vllm.scraper import Scraper
 
 log = logging.getLogger("gateway.vllm")
@@ -55,6 +57,8 @@ class Fleet:
         self._pending: GatewayConfig | None = None
         self._started = False
         self._background: set[asyncio.Task] = set()
+        self.adapters = AdapterReconciler(self._session_of, ready=self._not_down)
+        self._lora: dict[str, dict[str, Adapter]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -65,6 +69,7 @@ class Fleet:
 
     async def stop(self) -> None:
         self._started = False
+        self.adapters.stop()
         for name in list(self.scrapers):
             self._close_scraper(name)
         servers, self.servers = list(self.servers.values()), {}
@@ -73,6 +78,12 @@ class Fleet:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def _not_down(self, name: str) -> bool:
+        """Whether adapters can be loaded on a backend now: not while its scraper sees it down
+        (a managed server starting: it loads its --lora-modules itself)."""
+        scraper = self.scrapers.get(name)
+        return scraper is None or scraper.up is not False
 
     def _session_of(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -89,6 +100,9 @@ class Fleet:
             return
         targets = targets_by_backend(cfg)
         breaker = cfg.routing.circuit_breaker
+        self.adapters.sync(cfg)
+        lora = adapters_of_backends(cfg)
+        self._lora = lora
         wanted: dict[str, tuple[Backend, VllmScrape, VllmLaunch | None]] = {}
         for name, b in cfg.backends.items():
             if b.type != "vllm":
@@ -99,8 +113,12 @@ class Fleet:
                 wanted[name] = (b, settings, launch)
         # Managed servers first: a changed launch block restarts the server and its scraper.
         for name in list(self.servers):
-            if name not in wanted or self._launch_spec(*wanted[name]) != self._launch_specs.get(name):
+            entry = wanted.get(name)
+            if entry is None or entry[2] is None \
+                    or self._launch_spec(name, entry[0], entry[2]) != self._launch_specs.get(name):
                 self._stop_server(name)
+            else:  # a promoted version is loaded at run time; a restart starts with it
+                self.servers[name].argv = launch_argv(entry[0], entry[2], lora.get(name))
         for name in list(self.scrapers):
             if name not in wanted or self._scrape_spec(*wanted[name]) != self._scrape_specs.get(name) \
                     or (wanted[name][2] is not None and name not in self.servers):
@@ -124,9 +142,12 @@ class Fleet:
     def _scrape_spec(b: Backend, settings: VllmScrape, launch) -> tuple:
         return (b.base_url, b.api_key, tuple(sorted(b.headers.items())), settings, launch is not None)
 
-    @staticmethod
-    def _launch_spec(b: Backend, settings: VllmScrape | None, launch: VllmLaunch | None) -> tuple | None:
-        return None if launch is None else (b.base_url, launch)
+    def _launch_spec(self, name: str, b: Backend, launch: VllmLaunch | None) -> tuple | None:
+        # Adapters count by name and rank (the server's LoRA slots), not path: a new version is
+        # loaded at run time, an added adapter restarts the server with one more slot.
+        adapters = self._lora.get(name, {})
+        return None if launch is None else (b.base_url, launch, tuple(sorted(adapters)),
+                                            max((a.max_rank for a in adapters.values()), default=0))
 
     def _close_scraper(self, name: str) -> None:
         scraper = self.scrapers.pop(name)
@@ -136,9 +157,9 @@ class Fleet:
     def _start_server(self, name: str, b: Backend, launch, scraper: Scraper) -> None:
         log_path = Path(launch.log_file) if launch.log_file else self._log_dir / f"{name}.log"
         server = ManagedServer(name, b, launch, log_path, on_exit=scraper.mark_down,
-                               healthy=lambda: scraper.up is True)
+                               healthy=lambda: scraper.up is True, adapters=self._lora.get(name))
         self.servers[name] = server
-        self._launch_specs[name] = self._launch_spec(b, None, launch)
+        self._launch_specs[name] = self._launch_spec(name, b, launch)
         previous = [t for t in self._background if t.get_name() == f"vllm-stop-{name}"]
 
         async def start_after_previous() -> None:
@@ -166,6 +187,7 @@ class Fleet:
             entry = {"backend": name, **scraper.status()}
             server = self.servers.get(name)
             entry["managed"] = server.status() if server is not None else None
+            entry["adapters"] = self.adapters.status(name)
             out.append(entry)
         return {"backends": out, "launch_servers": self.launch_servers}
 

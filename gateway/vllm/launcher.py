@@ -17,10 +17,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.config.adapters import Adapter
 from gateway.config.models import Backend
 from gateway.config.vllm import VllmLaunch
 
@@ -33,13 +34,23 @@ _WRAPPER = ("import ctypes, os, signal, sys\n"
             "os.execv(sys.executable, [sys.executable] + sys.argv[1:])\n")
 
 
-def launch_argv(backend: Backend, launch: VllmLaunch) -> list[str]:
-    """The server's command line (without the wrapper)."""
+# vLLM serves /v1/load_lora_adapter only with this set: the reconciler loads new versions there.
+LORA_ENV = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+
+
+def launch_argv(backend: Backend, launch: VllmLaunch, adapters: Mapping[str, Adapter] | None = None) -> list[str]:
+    """The server's command line (without the wrapper). ``adapters``: the LoRA adapters it
+    serves (its config's ``adapters`` of its base model): LoRA is enabled, with a rank and
+    slot count that hold them, and they are loaded at start (``--lora-modules name=path``)."""
     url = urlsplit(backend.base_url or "")
     argv = [launch.python or sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", launch.model, "--host", url.hostname or "127.0.0.1", "--port", str(url.port)]
     if launch.served_model_name:
         argv += ["--served-model-name", launch.served_model_name]
+    if adapters:
+        argv += ["--enable-lora", "--max-lora-rank", str(max(a.max_rank for a in adapters.values())),
+                 "--max-loras", str(len(adapters)),
+                 "--lora-modules", *(f"{name}={a.path}" for name, a in sorted(adapters.items()))]
     return argv + list(launch.args)
 
 
@@ -49,10 +60,12 @@ class ManagedServer:
     to reset the backoff). ``state``: starting | running | backoff | failed | stopped."""
 
     def __init__(self, name: str, backend: Backend, launch: VllmLaunch, log_path: Path,
-                 on_exit: Callable[[str], None], healthy: Callable[[], bool]):
+                 on_exit: Callable[[str], None], healthy: Callable[[], bool],
+                 adapters: Mapping[str, Adapter] | None = None):
         self.name = name
         self.launch = launch
-        self.argv = launch_argv(backend, launch)
+        self.argv = launch_argv(backend, launch, adapters)
+        self.env = dict(launch.env, **LORA_ENV) if adapters else dict(launch.env)
         self.log_path = log_path
         self._on_exit = on_exit
         self._healthy = healthy
@@ -70,7 +83,7 @@ class ManagedServer:
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, **self.launch.env)
+        env = dict(os.environ, **self.env)
         with open(self.log_path, "ab") as logf:
             logf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} llm-gateway starts: "
                        f"{' '.join(self.argv[:3])} --model {self.launch.model} ...\n".encode())

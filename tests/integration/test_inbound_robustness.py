@@ -172,3 +172,49 @@ def test_interleaved_tool_calls_keep_every_argument_on_responses(upstream, gw, i
     upstream.sse(_interleaved(indexed))
     events = list(openai_client(gw).responses.create(model="gpt-test", input="hi", stream=True))
     assert [(i.call_id, i.name, orjson.loads(i.arguments)) for i in events[-1].response.output] == CALLS
+
+
+# --- request fields of the wrong type -------------------------------------------------------------
+CALLED = [{"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"}]
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"text": {"format": "json"}}, "text.format"),
+    ({"text": "json"}, "text"),
+    ({"reasoning": "high"}, "reasoning"),
+    ({"tools": [TOOL], "tool_choice": {"type": "function"}}, "tool_choice.name"),
+    ({"input": [*CALLED, {"type": "function_call_output", "output": "cold"}]}, "input[1].call_id"),
+    ({"metadata": "mine"}, "metadata"),
+    ({"stream": "yes"}, "stream"),
+    ({"tools": [{"type": "function", "parameters": {"type": "object"}}]}, "tools[0].name"),
+])
+def test_responses_refuses_fields_of_the_wrong_type_naming_them(upstream, gw, fields, param):
+    with pytest.raises(openai.BadRequestError) as refused:
+        openai_client(gw).responses.create(model="gpt-test", extra_body={"input": "hi", **fields})
+    assert refused.value.body["param"] == param and param in refused.value.body["message"]
+    assert upstream.received == []
+
+
+WEATHER = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
+CALL_TURN = [*USER, {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                                       "input": "Oslo"}]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "cold"}]}]
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"tool_choice": "any"}, "tool_choice"),
+    ({"tools": [WEATHER], "tool_choice": "any"}, "tool_choice"),
+    ({"stop_sequences": "END"}, "stop_sequences"),
+    ({"stop_sequences": ["END", 7]}, "stop_sequences.1"),
+    ({"metadata": "mine"}, "metadata"),
+    ({"tools": [{"input_schema": {"type": "object"}}]}, "tools.0.name"),
+    ({"messages": CALL_TURN, "tools": [WEATHER]}, "messages.1.content.0.input"),
+])
+def test_messages_refuses_fields_of_the_wrong_type_naming_them(upstream, gw, fields, param):
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        anthropic_client(gw).messages.create(model="gpt-test", max_tokens=64, messages=USER,
+                                             extra_body=fields)
+    error = refused.value.body
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith(f"{param}:")
+    assert upstream.received == []

@@ -94,7 +94,7 @@ def test_n_gives_n_choices_streamed_with_their_indexes(gw):
             parts[choice.index] = parts.get(choice.index, "") + (choice.delta.content or "")
             if choice.finish_reason:
                 finishes[choice.index] = choice.finish_reason
-    assert [parts[i] for i in range(3)] == texts and finishes == {0: "length", 1: "length", 2: "length"}
+    assert [parts[i] for i in range(3)] == texts and finishes == {0: "stop", 1: "stop", 2: "stop"}
     assert chunks[-1].usage.completion_tokens == 15 and len({c.id for c in chunks}) == 1
 
     legacy = client.completions.create(model="mock-gpt", prompt="Say hi", n=2)
@@ -102,6 +102,20 @@ def test_n_gives_n_choices_streamed_with_their_indexes(gw):
 
 
 # --- tools -----------------------------------------------------------------------------------------
+def test_a_whole_answer_ends_stop_and_one_the_cap_cut_ends_length(gw):
+    """The mock's words are its whole answer: ``stop`` (a Responses client sees a completed
+    turn); ``length`` only when the request's max tokens cut it."""
+    client = sdk(gw)
+    assert client.chat.completions.create(model="mock-gpt", messages=MSG).choices[0].finish_reason == "stop"
+    assert client.completions.create(model="mock-gpt", prompt="hi").choices[0].finish_reason == "stop"
+    cut = client.chat.completions.create(model="mock-gpt", messages=MSG, max_tokens=3).choices[0]
+    assert cut.finish_reason == "length" and len(cut.message.content.split()) == 3
+    with client.responses.stream(model="mock-gpt", input="hi") as stream:
+        final = stream.get_final_response()
+    assert final.status == "completed" and final.output_text
+    assert client.responses.create(model="mock-gpt", input="hi", max_output_tokens=2).status == "incomplete"
+
+
 def test_tool_call_arguments_are_valid_for_the_tool_schema(gw):
     client = sdk(gw)
     resp = client.chat.completions.create(model="mock-gpt", messages=MSG, tools=TOOLS)  # auto: the first tool

@@ -155,9 +155,9 @@ def test_the_mock_backend_answers_responses_json_and_streams(setup):
     srv, _ = setup
     client = _client(srv)
     answer = client.responses.create(model="mock-gpt", input="Say something")
-    # the mock's text answers always stop at their word count (finish_reason "length")
+    # the mock's words are its whole answer (finish_reason "stop"): a completed turn
     assert len(answer.output_text.split()) == 6 and answer.usage.output_tokens == 6
-    assert answer.status == "incomplete" and answer.incomplete_details.reason == "max_output_tokens"
+    assert answer.status == "completed" and answer.incomplete_details is None
     called = client.responses.create(model="mock-gpt", input="Weather in Oslo?", tools=[TOOL], tool_choice="required")
     (call,) = [item for item in called.output if item.type == "function_call"]
     assert call.name == "get_weather" and isinstance(orjson.loads(call.arguments)["city"], str)

@@ -193,7 +193,12 @@ class FakeVllm(FakeUpstream):
     ``running``, ``waiting``, ``kv_cache`` (0..1), ``prefix_hits`` / ``prefix_queries``;
     ``/health`` answers ``health_status`` (set ``metrics_status`` too to fail scrapes). Other
     paths are scripted as in ``FakeUpstream`` (default: a chat completion naming ``name``).
-    ``scrapes`` counts ``/metrics`` requests."""
+    ``scrapes`` counts ``/metrics`` requests.
+
+    Runtime LoRA as vLLM serves it: ``POST /v1/load_lora_adapter`` / ``unload_lora_adapter``
+    (404 unless ``lora_enabled``; ``lora_error = (status, message)`` fails loads), ``loras``
+    (name → path) listed by ``GET /v1/models`` beside ``base_models``. With ``base_models`` set,
+    a completion for a model that is neither one nor a loaded adapter is a 404, as on vLLM."""
 
     def __init__(self, name: str = "fake-vllm"):
         super().__init__()
@@ -206,6 +211,11 @@ class FakeVllm(FakeUpstream):
         self.health_status = 200
         self.metrics_status = 200
         self.scrapes = 0
+        self.lora_enabled = True
+        self.lora_error: tuple[int, str] | None = None
+        self.loras: dict[str, str] = {}
+        self.lora_calls: list[tuple[str, dict]] = []
+        self.base_models: set[str] | None = None
         self.json({"id": "c", "object": "chat.completion", "created": 1, "model": name,
                    "choices": [{"index": 0, "message": {"role": "assistant", "content": name},
                                 "finish_reason": "stop"}],
@@ -244,4 +254,35 @@ class FakeVllm(FakeUpstream):
                                 content_type="text/plain", charset="utf-8")
         if request.path == "/health":
             return web.Response(status=self.health_status)
+        if request.path == "/v1/models" and request.method == "GET":
+            data = [{"id": m, "object": "model", "root": m, "parent": None} for m in sorted(self.base_models or ())]
+            data += [{"id": n, "object": "model", "root": p, "parent": next(iter(self.base_models or ()), None)}
+                     for n, p in self.loras.items()]
+            return web.json_response({"object": "list", "data": data})
+        if request.path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter"):
+            return self._lora(request.path.rsplit("/", 1)[1], orjson.loads(await request.read()))
+        if self.base_models is not None and request.method == "POST" and request.path.endswith("/completions"):
+            model = orjson.loads(await request.read()).get("model")
+            if model not in self.base_models and model not in self.loras:
+                return web.json_response({"error": {"message": f"The model `{model}` does not exist.",
+                                                    "type": "NotFoundError", "code": 404}}, status=404)
         return await super()._handle(request)
+
+    def _lora(self, op: str, body: dict) -> web.Response:
+        self.lora_calls.append((op, body))
+        if not self.lora_enabled:
+            return web.json_response({"detail": "Not Found"}, status=404)
+        name = body.get("lora_name")
+        if op == "unload_lora_adapter":
+            if self.loras.pop(name, None) is None:
+                return web.json_response({"error": {"message": f"The lora adapter '{name}' cannot be found.",
+                                                    "code": 404}}, status=404)
+            return web.Response(text=f"Success: LoRA adapter '{name}' removed successfully.")
+        if self.lora_error is not None:
+            status, message = self.lora_error
+            return web.json_response({"error": {"message": message, "code": status}}, status=status)
+        if name in self.loras and not body.get("load_inplace"):
+            return web.json_response({"error": {"message": f"The lora adapter '{name}' has already been loaded.",
+                                                "code": 400}}, status=400)
+        self.loras[name] = body["lora_path"]
+        return web.Response(text=f"Success: LoRA adapter '{name}' added successfully.")

@@ -136,6 +136,8 @@ def _assistant(content: Any, where: str, out: list[dict[str, Any]]) -> None:
         elif kind == "tool_use":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise _bad(f"{at}: a tool_use block needs an id and a name", at)
+            if block.get("input") is not None and not isinstance(block["input"], dict):
+                raise _bad(f"{at}.input: Input should be a valid dictionary", f"{at}.input")
             calls.append({"id": block["id"], "type": "function",
                           "function": {"name": block["name"],
                                        "arguments": orjson.dumps(block.get("input") or {}).decode()}})
@@ -155,7 +157,12 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
         if not isinstance(tool, dict) or tool.get("type") not in (None, "custom") or "input_schema" not in tool:
             raise _bad(f"tools.{j}: only custom tools (name, input_schema) are supported by this model's backend.",
                        f"tools.{j}")
-        fn: dict[str, Any] = {"name": tool.get("name"), "parameters": tool["input_schema"]}
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            problem = "Field required" if name is None else "Input should be a valid string" if \
+                not isinstance(name, str) else "String should have at least 1 character"
+            raise _bad(f"tools.{j}.name: {problem}", f"tools.{j}.name")
+        fn: dict[str, Any] = {"name": name, "parameters": tool["input_schema"]}
         if tool.get("description"):
             fn["description"] = tool["description"]
         out.append({"type": "function", "function": fn})
@@ -172,8 +179,10 @@ def _tool_choice(choice: Any, chat: dict[str, Any]) -> None:
         chat["tool_choice"] = "none"
     elif kind == "tool" and isinstance(choice.get("name"), str):
         chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
-    else:
+    elif isinstance(choice, dict):
         raise _bad("tool_choice: Input should be auto, any, tool or none", "tool_choice")
+    else:
+        raise _bad("tool_choice: Input should be a valid dictionary", "tool_choice")
     if choice.get("disable_parallel_tool_use") is True and kind != "none":
         chat["parallel_tool_calls"] = False
 
@@ -224,13 +233,23 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
         if body.get(name) is not None:
             chat[name] = body[name]
     stop = body.get("stop_sequences")
+    if stop is not None and not isinstance(stop, list):
+        raise _bad("stop_sequences: Input should be a valid list", "stop_sequences")
+    for j, sequence in enumerate(stop or ()):
+        if not isinstance(sequence, str):
+            raise _bad(f"stop_sequences.{j}: Input should be a valid string", f"stop_sequences.{j}")
     if stop:
         chat["stop"] = stop
     if body.get("tools"):
         chat["tools"] = _tools(body["tools"])
-    if body.get("tool_choice") is not None and "tools" in chat:  # OpenAI refuses a choice among no tools
-        _tool_choice(body["tool_choice"], chat)
+    if body.get("tool_choice") is not None:
+        choice: dict[str, Any] = {}
+        _tool_choice(body["tool_choice"], choice)  # checked even among no tools, as Anthropic does
+        if "tools" in chat:  # OpenAI refuses a choice among no tools
+            chat.update(choice)
     metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise _bad("metadata: Input should be a valid dictionary", "metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         chat["user"] = metadata["user_id"]
     effort = _effort(body.get("thinking"))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.core.errors import InvalidRequestError
+from gateway.core.errors import InvalidRequestError, type_name
 from gateway.inbound.responses import custom
 
 # Copied as they are: the same name and meaning in both APIs.
@@ -33,6 +33,28 @@ _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "develop
 def _refuse(what: str, param: str) -> InvalidRequestError:
     return InvalidRequestError(f"{what} is not supported for this model: its backend speaks only Chat Completions.",
                                param=param, code="unsupported_parameter")
+
+
+def _invalid_type(param: str, expected: str, value: Any) -> InvalidRequestError:
+    return InvalidRequestError(f"Invalid type for '{param}': expected {expected}, but got {type_name(value)} instead.",
+                               param=param, code="invalid_type")
+
+
+def _missing(param: str) -> InvalidRequestError:
+    return InvalidRequestError(f"Missing required parameter: '{param}'.", param=param,
+                               code="missing_required_parameter")
+
+
+def _check_types(body: dict[str, Any]) -> None:
+    """Refuse, as OpenAI does, settings of the wrong type that would otherwise be read as absent."""
+    for name in ("text", "reasoning", "metadata"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise _invalid_type(name, "an object", body[name])
+    fmt = body["text"].get("format") if isinstance(body.get("text"), dict) else None
+    if fmt is not None and not isinstance(fmt, dict):
+        raise _invalid_type("text.format", "an object", fmt)
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise _invalid_type("stream", "a boolean", body["stream"])
 
 
 def _string(part: dict[str, Any], key: str, param: str) -> str:
@@ -112,7 +134,9 @@ def input_messages(value: Any) -> list[dict[str, Any]]:
             else:
                 out.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind in ("function_call_output", "custom_tool_call_output"):
-            out.append({"role": "tool", "tool_call_id": item.get("call_id", ""),
+            if not isinstance(item.get("call_id"), str) or not item["call_id"]:
+                raise _missing(f"{param}.call_id")
+            out.append({"role": "tool", "tool_call_id": item["call_id"],
                         "content": _text(item.get("output", ""), f"{param}.output")})
         elif kind == "reasoning":
             continue  # the model's own reasoning: chat backends take none back
@@ -125,6 +149,8 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
     out = []
     for i, tool in enumerate(tools if isinstance(tools, list) else ()):
         kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind in ("function", "custom") and (not isinstance(tool.get("name"), str) or not tool["name"]):
+            raise _missing(f"tools[{i}].name")
         if kind == "custom":
             out.append(custom.as_function(tool))
             continue
@@ -139,7 +165,9 @@ def _tool_choice(choice: Any) -> Any:
     if isinstance(choice, str):
         return choice
     if isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
-        return {"type": "function", "function": {"name": choice.get("name", "")}}
+        if not isinstance(choice.get("name"), str) or not choice["name"]:
+            raise _missing("tool_choice.name")
+        return {"type": "function", "function": {"name": choice["name"]}}
     raise _refuse(f"tool_choice {choice!r}", "tool_choice")
 
 
@@ -173,6 +201,7 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
     for field in ("background", "conversation", "prompt"):
         if body.get(field):
             raise _refuse(f"'{field}'", field)
+    _check_types(body)
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, (str, list)):

@@ -103,8 +103,10 @@ def plan(body: dict[str, Any], tokens: int, chat: bool) -> list[Answer]:
         elif fmt_type == "json_object":
             out.append(_json_answer({"answer": "".join(words(s, count))}, s, limit))
         else:
+            # A whole answer ends ``stop``; ``length`` only where the request's cap cut it (a
+            # Responses client reads ``length`` as an incomplete turn).
             text = words(s, count)
-            out.append(Answer(text, "length" if text else "stop", s))
+            out.append(Answer(text, "length" if text and limit is not None and limit <= tokens else "stop", s))
     return out
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from gateway.core.errors import type_name
+
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _ROLE_LIST = "'system', 'assistant', 'user', 'function', 'tool', and 'developer'"
 _CONTENT_REQUIRED = frozenset({"system", "developer", "user", "tool"})  # an assistant's may be tool calls only
@@ -25,11 +27,6 @@ def error_body(message: str, param: str | None, code: str | None) -> bytes:
                                    "code": code}})
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "null"}.get(type(value), "a value")
-
-
 def check_chat(body: dict[str, Any]) -> bytes | None:
     """The 400 body for a chat completion request the API would refuse, or ``None``."""
     messages = body.get("messages")
@@ -37,14 +34,14 @@ def check_chat(body: dict[str, Any]) -> bytes | None:
         return error_body("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
     if not isinstance(messages, list):
         return error_body(f"Invalid type for 'messages': expected an array of objects, but got "
-                          f"{_type_name(messages)} instead.", "messages", "invalid_type")
+                          f"{type_name(messages)} instead.", "messages", "invalid_type")
     if not messages:
         return error_body("Invalid 'messages': empty array. Expected an array with minimum length 1, but got an "
                           "empty array instead.", "messages", "empty_array")
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             return error_body(f"Invalid type for 'messages[{i}]': expected an object, but got "
-                              f"{_type_name(message)} instead.", f"messages[{i}]", "invalid_type")
+                              f"{type_name(message)} instead.", f"messages[{i}]", "invalid_type")
         role = message.get("role")
         if role not in _ROLES:
             if role is None:
@@ -70,7 +67,7 @@ def _check_common(body: dict[str, Any]) -> bytes | None:
     n = body.get("n")
     if n is not None:
         if not isinstance(n, int) or isinstance(n, bool):
-            return error_body(f"Invalid type for 'n': expected an integer, but got {_type_name(n)} instead.",
+            return error_body(f"Invalid type for 'n': expected an integer, but got {type_name(n)} instead.",
                               "n", "invalid_type")
         if n < 1:
             return error_body(f"Invalid 'n': integer below minimum value. Expected a value >= 1, but got {n} "
