@@ -1,4 +1,5 @@
-"""``llm-gateway prompts …``: list, show, diff, render and lock prompt versions.
+"""``llm-gateway prompts …``: list, show, diff, render and lock prompt versions; promote a
+version to a label and roll back (``gateway.cli.promote``).
 
 Every command reads the prompt files the way the gateway does: through the gateway config
 (``--config``, resolved like every command's; its ``prompts.dir`` and model references apply)
@@ -17,6 +18,15 @@ import click
 import orjson
 import yaml
 
+from gateway.cli.promote import (
+    PromoteError,
+    checked_config,
+    gates_or_exit,
+    promote_options,
+    promote_prompt,
+    report,
+    rollback_prompt,
+)
 from gateway.cli.support import config_option
 from gateway.prompts.describe import describe_version
 from gateway.prompts.errors import PromptConfigError, PromptError
@@ -90,7 +100,7 @@ def version_text(cv: CompiledVersion) -> str:
 
 @click.group("prompts")
 def prompts() -> None:
-    """Versioned prompts: list, show, diff, render, lock."""
+    """Versioned prompts: list, show, diff, render, lock, promote, roll back."""
 
 
 @prompts.command("list")
@@ -225,3 +235,52 @@ def lock_cmd(config_path: str | None, directory: str | None) -> None:
     written = registry.record()
     total = len(registry.versions())
     click.echo(f"{registry.lock_path}: {'updated' if written else 'up to date'} ({total} versions)")
+
+
+def _prompt_file(compiled: Any, name: str) -> Path:
+    """The file of prompt ``name`` in the config's prompt folder (exits 2 when there is none)."""
+    registry = compiled.prompts
+    if registry is None or registry.directory is None:
+        _fail(f"{compiled.snapshot.source}: no prompt folder (set prompts.dir, or add prompts/ beside the config)")
+    directory = Path(registry.directory)
+    for suffix in (".yaml", ".yml"):
+        if (directory / f"{name}{suffix}").is_file():
+            return directory / f"{name}{suffix}"
+    _fail(f"{directory}: no prompt {name!r}")
+    raise AssertionError  # _fail exits
+
+
+@prompts.command("promote")
+@click.argument("name")
+@click.argument("version", type=int)
+@click.option("--label", default=DEFAULT_LABEL, show_default=True, help="The label to point at VERSION.")
+@config_option
+@promote_options
+def promote_cmd(name: str, version: int, label: str, config_path: str | None, force: bool, url: str | None,
+                admin_key: str | None, data_dir: str | None, dsn: str | None) -> None:
+    """Point LABEL of prompt NAME at VERSION (its evaluation gates must pass): edits the prompt file
+    in place, remembering the version before under `previous:` for `prompts rollback`."""
+    compiled, check = checked_config(config_path)
+    path = _prompt_file(compiled, name)
+    gates_or_exit(compiled, name, version, force, {"url": url, "admin_key": admin_key, "dsn": dsn,
+                                                    "data_dir": data_dir})
+    try:
+        report(promote_prompt(path, label, version, check))
+    except PromoteError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+
+@prompts.command("rollback")
+@click.argument("name")
+@click.option("--label", default=DEFAULT_LABEL, show_default=True, help="The label to roll back.")
+@config_option
+def rollback_cmd(name: str, label: str, config_path: str | None) -> None:
+    """Point LABEL of prompt NAME back at what it was before the last promotion."""
+    compiled, check = checked_config(config_path)
+    path = _prompt_file(compiled, name)
+    try:
+        report(rollback_prompt(path, label, check))
+    except PromoteError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)

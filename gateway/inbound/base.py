@@ -99,7 +99,9 @@ class Inbound(Protocol):
 
     def legs(self, ctx: RequestContext, body: Any) -> Callable[[Any], Leg]: ...
 
-    def observe_json(self, ctx: RequestContext, body: bytes) -> None: ...
+    def observe_json(self, ctx: RequestContext, body: bytes, parsed: Any = None) -> None:
+        """What a whole answer tells the row; ``parsed``: ``body`` already decoded (the attempt
+        loop's check of a native answer), else decoded here."""
 
     def observer(self, ctx: RequestContext) -> StreamObserver: ...
 

@@ -152,6 +152,8 @@ class PromptFile(_Strict):
     description: str = ""
     versions: list[Version] = Field(min_length=1)
     labels: dict[str, LabelTarget] = Field(default_factory=dict)
+    # What `prompts promote` replaced, per label, oldest first (`prompts rollback` takes the last).
+    previous: dict[str, list[LabelTarget]] = Field(default_factory=dict)
 
     @field_validator("labels")
     @classmethod

@@ -75,11 +75,11 @@ async def relay_body(ctx: RequestContext, upstream, headers: dict, body: bytes |
             ctx.inbound.upstream_error(upstream.status, body)
         headers["Content-Type"] = _JSON
         outcome.error(ctx, upstream.status, "upstream_http_error", body[:500].decode("utf-8", "replace"))
-    elif parsed is not None:
+    elif parsed is not None:  # decoded by the attempt loop: not decoded again
         if ctx.inbound is None:
             observe_chat(ctx, parsed)
         else:
-            ctx.inbound.observe_json(ctx, body)
+            ctx.inbound.observe_json(ctx, body, parsed)
     elif upstream.headers.get("Content-Type", "").startswith(_JSON) and (
             ctx.passthrough is None or ctx.model_requested):
         # (A request that names no model reads a stored object, a batch, a response: the usage

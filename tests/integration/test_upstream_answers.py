@@ -10,7 +10,9 @@ import httpx
 import openai
 import pytest
 
+from gateway.app import FINISHERS
 from tests.support.gateway import gateway_config
+from tests.support.polling import wait_for
 
 HTML = {"Content-Type": "text/html"}
 MSG = [{"role": "user", "content": "hi"}]
@@ -33,12 +35,16 @@ def once(upstream, make_gateway):
 @pytest.mark.parametrize("body, headers", [(b"<html>oops</html>", HTML), (CHAT[:40], {}), (b"", {})],
                          ids=["html", "cut JSON", "empty"])
 def test_a_200_that_is_not_json_is_a_502(once, upstream, body, headers):
+    records: list = []
+    once.app[FINISHERS].append(records.append)
     upstream.json(body, headers=headers)
     with pytest.raises(openai.APIStatusError) as caught:
         sdk(once).chat.completions.create(model="gpt-test", messages=MSG)
     assert caught.value.status_code == 502 and caught.value.response.headers["x-gateway-attempts"] == "1"
     error = caught.value.body
     assert isinstance(error, dict) and error["type"] == "upstream_error" and "not JSON" in error["message"]
+    wait_for(lambda: records, what="the request's row")
+    assert records[0].status_code == 502 and records[0].attempt_log[0].error_type == "5xx"  # the row says so
 
 
 def test_a_stream_request_answered_with_a_page_is_a_502(once, upstream):

@@ -115,8 +115,8 @@ class MessagesInbound:
 
         return leg
 
-    def observe_json(self, ctx: RequestContext, body: bytes) -> None:
-        observe.observe_json(ctx, body)
+    def observe_json(self, ctx: RequestContext, body: bytes, parsed: Any = None) -> None:
+        observe.observe_json(ctx, body, parsed)
 
     def observer(self, ctx: RequestContext) -> observe.MessagesObserver:
         return observe.MessagesObserver(ctx)

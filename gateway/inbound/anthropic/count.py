@@ -66,7 +66,7 @@ class CountTokensInbound(MessagesInbound):
 
         return leg
 
-    def observe_json(self, ctx: RequestContext, body: bytes) -> None:
+    def observe_json(self, ctx: RequestContext, body: bytes, parsed: Any = None) -> None:
         """A count uses no model and costs nothing: the row has 0 tokens (not an estimate)."""
         ctx.usage = Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
 

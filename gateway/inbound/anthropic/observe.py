@@ -32,12 +32,13 @@ def record_usage(ctx: RequestContext, usage: dict[str, Any]) -> None:
         ctx.usage = Usage.from_openai(translate_usage(usage))
 
 
-def observe_json(ctx: RequestContext, body: bytes) -> None:
-    """A ``message`` body (or anything else, ignored)."""
-    try:
-        message = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
+def observe_json(ctx: RequestContext, body: bytes, message: Any = None) -> None:
+    """A ``message`` body (or anything else, ignored); ``message``: already decoded."""
+    if message is None:
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
     if not isinstance(message, dict) or message.get("type") != "message":
         return
     ctx.model_served = message.get("model") or ""

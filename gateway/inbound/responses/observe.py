@@ -72,12 +72,13 @@ def observe_response(ctx: RequestContext, response: dict[str, Any], text: bool =
                     ctx.completion_text.append(part["text"])
 
 
-def observe_json(ctx: RequestContext, body: bytes) -> None:
-    """A whole (non-streamed) Responses answer."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
+def observe_json(ctx: RequestContext, body: bytes, parsed: Any = None) -> None:
+    """A whole (non-streamed) Responses answer; ``parsed``: already decoded."""
+    if parsed is None:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
     if isinstance(parsed, dict):
         observe_response(ctx, parsed)
 

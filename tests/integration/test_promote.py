@@ -1,0 +1,178 @@
+"""``prompts promote|rollback`` and ``adapters promote|rollback`` on commented config files:
+only the edited values change (comments and order stay), the running gateway hot-reloads the
+file and serves the new version (a prompt's rendered version; an adapter's new path loaded on
+the vLLM server), rollback goes back, and a promotion whose evaluation gate fails on the
+candidate's newest finished run (embedded chDB) is refused with exit 1 unless ``--force``."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from click.testing import CliRunner
+
+from gateway.cli.commands import main
+from gateway.config.telemetry import ClickHouseSettings
+from gateway.evals.tables import RunRecord, ScoreRecord, run_row, score_row
+from gateway.telemetry.clickhouse import ClickHouseStore
+from gateway.telemetry.values import encode_rows
+from tests.support.fake_upstream import FakeVllm
+from tests.support.gateway import serve
+from tests.support.polling import wait_for
+from tests.support.telemetry import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
+from tests.support.vllm_fleet import MSG, backend_status
+
+PROMPT = """\
+# The greeting. Version 2 is friendlier.
+description: Greets
+versions:
+  - version: 1
+    messages: [{role: system, content: "Say hello."}]
+  - version: 2   # friendlier
+    messages: [{role: system, content: "Say hello warmly."}]
+labels:
+  production: 1     # what callers get
+  staging: 2
+"""
+
+GATEWAY = """\
+# Local test gateway.
+server: {reload_interval_s: 0.05}
+backends:
+  mock: {type: mock}
+models:
+  greet:   # the greeter
+    targets: [{backend: mock}]
+    prompt: greet
+"""
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def prompt_version(gw) -> str:
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "greet", "messages": MSG}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.headers["x-gateway-prompt-version"]
+
+
+def test_prompt_promote_and_rollback_edit_the_file_and_the_gateway_serves_them(tmp_path):
+    (tmp_path / "prompts").mkdir()
+    prompt_file = tmp_path / "prompts" / "greet.yaml"
+    prompt_file.write_text(PROMPT)
+    config = tmp_path / "gateway.yaml"
+    config.write_text(GATEWAY + "telemetry: {enabled: false}\n")
+    with serve(path=config) as gw:
+        assert prompt_version(gw) == "1"
+        out = cli("prompts", "promote", "greet", "2", "--label", "production", "--config", str(config))
+        assert out.exit_code == 0, out.output
+        assert "label production: 1 -> 2" in out.output
+        assert prompt_file.read_text() == PROMPT.replace("production: 1     #", "production: 2     #") \
+            + "previous: {production: [1]}\n"
+        wait_for(lambda: prompt_version(gw) == "2", what="the gateway serves version 2")
+
+        out = cli("prompts", "rollback", "greet", "--config", str(config))
+        assert out.exit_code == 0, out.output
+        assert prompt_file.read_text() == PROMPT + "previous: {production: []}\n"
+        wait_for(lambda: prompt_version(gw) == "1", what="the gateway serves version 1 again")
+
+        out = cli("prompts", "rollback", "greet", "--config", str(config))
+        assert out.exit_code == 1 and "nothing to roll back to" in out.output
+        out = cli("prompts", "promote", "greet", "7", "--config", str(config))
+        assert out.exit_code == 1 and "no version 7 (has 1, 2)" in out.output
+        assert prompt_file.read_text() == PROMPT + "previous: {production: []}\n"
+
+
+ADAPTERS = """\
+# vLLM with a fine-tuned adapter.
+server: {{reload_interval_s: 0.05}}
+telemetry: {{enabled: false}}
+backends:
+  va: {{type: vllm, base_url: "{url}", vllm: {{scrape_interval_ms: 40}}}}   # the server
+models:
+  support:
+    targets: [{{backend: va, model: support-ft}}]
+adapters:
+  support-ft:          # weekly fine-tune
+    base_model: tiny-llama
+    versions:
+      1: /loras/s1     # June
+      2: /loras/s2     # July
+    version: 1
+"""
+
+
+def test_adapter_promote_loads_the_new_version_and_rollback_the_old(tmp_path):
+    with FakeVllm("vllm-a") as fake:
+        config = tmp_path / "gateway.yaml"
+        text = ADAPTERS.format(url=fake.url)
+        config.write_text(text)
+        with serve(path=config) as gw:
+            wait_for(lambda: fake.loras == {"support-ft": "/loras/s1"}, what="version 1 loaded")
+            out = cli("adapters", "promote", "support-ft", "2", "--config", str(config))
+            assert out.exit_code == 0, out.output
+            assert "adapter support-ft: 1 -> 2" in out.output
+            promoted = text.replace("    version: 1\n", "    version: 2\n").replace(
+                "  support-ft:          # weekly fine-tune\n",
+                "  support-ft:          # weekly fine-tune\n    previous: [1]\n")
+            assert config.read_text() == promoted
+            wait_for(lambda: fake.loras == {"support-ft": "/loras/s2"}, what="version 2 loaded by the gateway")
+            wait_for(lambda: backend_status(gw, "va")["adapters"] == {"support-ft": "loaded"}, what="reported")
+
+            out = cli("adapters", "rollback", "support-ft", "--config", str(config))
+            assert out.exit_code == 0, out.output
+            assert config.read_text() == promoted.replace("    version: 2\n", "    version: 1\n").replace(
+                "previous: [1]", "previous: []")
+            wait_for(lambda: fake.loras == {"support-ft": "/loras/s1"}, what="version 1 loaded again")
+            out = cli("adapters", "promote", "support-ft", "3", "--config", str(config))
+            assert out.exit_code == 1 and "has no version 3 (has 1, 2" in out.output
+
+
+def seed_run(database: str, candidate: str, judge: list[float], run_id: str, later_s: float = 0.0) -> None:
+    store = ClickHouseStore(ClickHouseSettings(database=database), chdb_dsn())
+    store.ensure()
+    now = time.time() + later_s
+    run = RunRecord(run_id, now, "data.jsonl", "h", [candidate], ["judge"], {}, items=len(judge))
+    rows = [run_row(run, "running", None, 1), run_row(run, "finished", now + 1, 2)]
+    rows += [score_row(ScoreRecord(run_id, now, candidate, i, f"id{i}", "judge", v, "", f"req-{i}", 100.0, 0.001, ""))
+             for i, v in enumerate(judge)]
+    by_table: dict[str, list] = {}
+    for table, columns, row in rows:
+        by_table.setdefault(table, [columns, []])[1].append(row)
+    for table, (columns, values) in by_table.items():
+        store.insert(table, columns, encode_rows(values), f"{run_id}-{table}")
+    store.close()
+
+
+def test_a_failing_gate_refuses_the_promotion_unless_forced(tdb, tmp_path):
+    (tmp_path / "prompts").mkdir()
+    prompt_file = tmp_path / "prompts" / "greet.yaml"
+    prompt_file.write_text(PROMPT)
+    config = tmp_path / "gateway.yaml"
+    config.write_text(GATEWAY + telemetry_yaml(chdb_dsn(), tdb, tmp_path / "spool")
+                      + 'evaluations:\n  gates: {"greet@2": ["judge>=0.8"]}\n')
+    args = ("prompts", "promote", "greet", "2", "--config", str(config), "--dsn", chdb_dsn())
+
+    store = ClickHouseStore(ClickHouseSettings(database=tdb), chdb_dsn())
+    store.ensure()  # the tables, empty
+    store.close()
+    out = cli(*args)  # no run yet
+    assert out.exit_code == 1 and "no finished evaluation run of 'greet@2'" in out.output
+    seed_run(tdb, "greet@2", [0.5, 0.6], "run-low")
+    out = cli(*args)
+    assert out.exit_code == 1, out.output
+    assert "greet@2: refused: evaluation gates fail" in out.output
+    assert "judge>=0.8: judge is 0.55 in run run-low (greet@2)" in out.output
+    assert prompt_file.read_text() == PROMPT
+
+    out = cli(*args, "--force")
+    assert out.exit_code == 0, out.output
+    assert "promoting anyway (--force)" in out.output and "label production: 1 -> 2" in out.output
+    out = cli("prompts", "rollback", "greet", "--config", str(config))
+    assert out.exit_code == 0, out.output
+
+    seed_run(tdb, "greet@2", [0.9, 0.8], "run-good", later_s=10)  # the newest run now passes
+    out = cli(*args)
+    assert out.exit_code == 0, out.output
+    assert "refused" not in out.output
