@@ -1,10 +1,11 @@
 """A canary between a base model and its LoRA adapter (a ``sticky`` weighted model): each
-caller stays on one arm, both arms get traffic, and the rows (embedded chDB) name the adapter
-and its version when it answered."""
+caller stays on one arm, both arms get traffic, the rows (embedded chDB) name the adapter and
+its version when it answered, and the saved query ``adapter-arms`` compares the arms."""
 
 from __future__ import annotations
 
 import httpx
+import orjson
 
 from tests.support.fake_upstream import FakeVllm
 from tests.support.gateway import serve
@@ -31,7 +32,7 @@ adapters:
 """
 
 
-def run(tdb, tmp_path, sticky: bool) -> list[dict]:
+def run(tdb, tmp_path, sticky: bool, arms_out: list | None = None) -> list[dict]:
     with FakeVllm("vllm-a") as fake:
         fake.base_models = {"tiny-llama"}
         path = tmp_path / "gateway.yaml"
@@ -44,8 +45,16 @@ def run(tdb, tmp_path, sticky: bool) -> list[dict]:
                                     json={"model": "support", "messages": MSG, "user": f"caller-{i}"},
                                     headers={"x-request-id": f"r{round_}-{i}"})
                     assert r.status_code == 200, r.text
+                    if round_ == 0:  # every caller rates its first answer
+                        fb = client.post(f"{gw.url}/v1/feedback", json={"request_id": f"r0-{i}", "score": 1})
+                        assert fb.status_code < 300, fb.text
             served = [rec.json()["model"] for rec in fake.received if rec.path == "/v1/chat/completions"]
             flush(gw)
+            if arms_out is not None:  # the saved query comparing the arms
+                q = client.post(f"{gw.url}/admin/query", json={"saved": "adapter-arms", "format": "jsonl",
+                                                               "params": {"model": "support"}})
+                assert q.status_code == 200, q.text
+                arms_out.extend(orjson.loads(line) for line in q.content.splitlines())
     rows = select(tdb, "SELECT user, groupUniqArray(adapter) AS arms, groupUniqArray(adapter_version) AS versions, "
                        "count() AS n FROM llm_requests GROUP BY user ORDER BY user")
     assert sum(r["n"] for r in rows) == 36
@@ -55,20 +64,17 @@ def run(tdb, tmp_path, sticky: bool) -> list[dict]:
 
 
 def test_a_sticky_canary_keeps_each_caller_on_one_arm_and_rows_name_the_adapter(tdb, tmp_path):
-    rows = run(tdb, tmp_path, sticky=True)
+    compared: list[dict] = []
+    rows = run(tdb, tmp_path, sticky=True, arms_out=compared)
     assert all(len(r["arms"]) == 1 for r in rows), rows  # every caller saw one arm, three times
     arms = [r["arms"][0] for r in rows]
     assert 0 < arms.count("support-ft") < 12 and arms.count("") == 12 - arms.count("support-ft")
     for r in rows:
         assert r["versions"] == ([2] if r["arms"] == ["support-ft"] else []), r  # base rows: NULL
-    # docs/vllm.md's comparison query.
-    compared = select(tdb, """
-        SELECT if(adapter = '', 'base', concat(adapter, ' v', toString(adapter_version))) AS arm, count() AS requests,
-               quantile(0.5)(latency_ms) AS p50_ms, avg(status_code != 200) AS error_rate, sum(cost_usd) AS cost
-        FROM llm_requests WHERE model_requested = 'support' AND ts_start > now() - INTERVAL 1 DAY
-        GROUP BY arm ORDER BY arm""")
-    assert [(c["arm"], c["requests"], c["error_rate"]) for c in compared] == [
-        ("base", 3 * arms.count(""), 0), ("support-ft v2", 3 * arms.count("support-ft"), 0)]
+    # The saved query adapter-arms: one row per arm, the first answers' feedback joined.
+    assert [(c["arm"], c["requests"], c["error_rate"], c["feedback"], c["mean_score"]) for c in compared] == [
+        ("base", 3 * arms.count(""), 0, arms.count(""), 1),
+        ("support-ft@2", 3 * arms.count("support-ft"), 0, arms.count("support-ft"), 1)]
 
 
 def test_without_sticky_callers_move_between_arms(tdb, tmp_path):
