@@ -253,6 +253,7 @@ class ChainRunner:
         outcome.copy(ctx, last)
         ctx.model_served = last.model_served
         ctx.finish_reason = last.finish_reason
+        ctx.refusal = last.refusal
         ctx.t_first_token = last.t_first_token
         ctx.chunk_times = last.chunk_times
         ctx.completion_text = last.completion_text

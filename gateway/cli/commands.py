@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
     "prompts": LazyCommand("gateway.cli.prompts:prompts",
                            "Versioned prompts: list, show, diff, render, lock, promote, roll back."),
     "drift": LazyCommand("gateway.cli.drift:drift", "Compare the last 24 h with the 7 days before"),
+    "bias": LazyCommand("gateway.cli.bias:bias", "Disparities across segments of the traffic, or across raters"),
     "adapters": LazyCommand("gateway.cli.adapters:adapters", "LoRA adapters served by vLLM: list, promote, roll back."),
     "vllm": LazyCommand("gateway.cli.vllm:vllm", "vLLM fleets: scrape a server, run managed servers."),
     "sessions": LazyCommand("gateway.cli.sessions:sessions",

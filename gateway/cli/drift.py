@@ -23,14 +23,13 @@ Where the checks run follows ``llm-gateway query``:
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
 from gateway.cli.local_http import gateway_url
-from gateway.cli.store_client import DATA_DIR_OPTION, DSN_OPTION, ask_gateway, error_of, need_embedded, store_settings
+from gateway.cli.store_client import DATA_DIR_OPTION, DSN_OPTION, ask_gateway, error_of, run_on_store, store_settings
 from gateway.cli.support import config_option, load_cli_config
 from gateway.dashboard.drift import DriftOptions, UnknownModelError, render_table, run_drift
 from gateway.dashboard.filters import FilterError, Filters, parse_prompt
@@ -64,28 +63,13 @@ def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dic
 
 
 def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models, limits=None) -> dict:
-    from gateway.dashboard.sql import client_fetch
-    from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
-    from gateway.telemetry.scrub import scrub_secrets
+    def run(fetch) -> dict:
+        try:
+            return run_drift(fetch, filters, opts, models=models)
+        except UnknownModelError as exc:
+            raise UnknownModelExit(str(exc)) from None
 
-    target = parse_dsn(dsn, settings.database)
-    if target.kind == "chdb":
-        need_embedded(DriftCheckError)
-        if not Path(target.path).is_dir():
-            raise DriftCheckError(f"no embedded store at {target.path} (nothing logged yet?)")
-        if chdb_dir_in_use(target.path):
-            raise DriftCheckError(
-                f"the embedded store {target.path} is held by a running process; check through it with "
-                "--url http://HOST:PORT (its /admin/dashboard/drift endpoint)")
-    client = ReadOnlyClient(settings, dsn, limits)
-    try:
-        return run_drift(client_fetch(client), filters, opts, models=models)
-    except UnknownModelError as exc:
-        raise UnknownModelExit(str(exc)) from None
-    except Exception as exc:
-        raise DriftCheckError(scrub_secrets(str(exc))[:2000] or type(exc).__name__) from None
-    finally:
-        client.close()
+    return run_on_store(settings, dsn, limits, DriftCheckError, "/admin/dashboard/drift", run)
 
 
 @click.command()

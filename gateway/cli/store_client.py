@@ -89,3 +89,32 @@ def query_via_gateway(url: str, key: str | None, payload: dict, timeout: float) 
     if resp.status_code != 200:
         raise click.ClickException(f"{url} answered HTTP {resp.status_code}: {error_of(resp)[0]}")
     return resp.content
+
+
+def run_on_store(settings, dsn: str, limits, error: type[click.ClickException], endpoint: str, run):
+    """``run(fetch)`` over the store itself (a server DSN, or the embedded directory when no
+    process holds it); ``endpoint``: the gateway path to suggest when one does. Exceptions of
+    ``run`` other than ``click.ClickException`` become ``error`` (secrets scrubbed)."""
+    from pathlib import Path
+
+    from gateway.dashboard.sql import client_fetch
+    from gateway.telemetry.clickhouse import ReadOnlyClient, chdb_dir_in_use, parse_dsn
+    from gateway.telemetry.scrub import scrub_secrets
+
+    target = parse_dsn(dsn, settings.database)
+    if target.kind == "chdb":
+        need_embedded(error)
+        if not Path(target.path).is_dir():
+            raise error(f"no embedded store at {target.path} (nothing logged yet?)")
+        if chdb_dir_in_use(target.path):
+            raise error(f"the embedded store {target.path} is held by a running process; check through it with "
+                        f"--url http://HOST:PORT (its {endpoint} endpoint)")
+    client = ReadOnlyClient(settings, dsn, limits)
+    try:
+        return run(client_fetch(client))
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        raise error(scrub_secrets(str(exc))[:2000] or type(exc).__name__) from None
+    finally:
+        client.close()

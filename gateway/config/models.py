@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
 from gateway.config.adapters import Adapter, adapter_problems
+from gateway.config.bias import BiasSettings
 from gateway.config.cache import CacheOverride, CacheSettings
 from gateway.config.chains import ChainSettings
 from gateway.config.evaluations import EvaluationSettings
@@ -327,6 +328,7 @@ class GatewayConfig(_Strict):
     observability: ObservabilitySettings = Field(ObservabilitySettings(), description="traces, metrics and logs")
     prompts: PromptSettings = Field(PromptSettings(), description="where versioned prompt files live")
     chains: ChainSettings = Field(ChainSettings(), description="where chain files live and their limits")
+    bias: BiasSettings = Field(BiasSettings(), description="bias monitoring defaults (llm-gateway bias)")
     cache: CacheSettings = Field(CacheSettings(), description="the response cache")
     evaluations: EvaluationSettings = Field(EvaluationSettings(), description=(
         "llm-gateway eval: the judge and embeddings models, and per-candidate gates"))

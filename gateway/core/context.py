@@ -155,6 +155,7 @@ class RequestContext:
     error_type: str = ""
     error_message: str = ""
     finish_reason: str = ""
+    refusal: bool = False  # the answer carried a refusal (chat `message.refusal` / `delta.refusal`)
     truncated: bool = False
     stream_done: bool = False  # the stream is whole ([DONE] or a typed stream's final event passed on,
     # or it ended after every choice finished)

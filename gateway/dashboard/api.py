@@ -8,7 +8,8 @@
   bearer keys, ``admin_guard``), ``POST /dashboard/logout`` (ends the session server-side).
 - ``GET /admin/dashboard/{options,summary,timeseries,usage,cache,backends,prompts}``,
   ``GET /admin/dashboard/requests?kind=slowest|failed&limit=N``,
-  ``GET /admin/dashboard/request/{id}[?ts=ms]``, ``GET /admin/dashboard/drift``: JSON; range
+  ``GET /admin/dashboard/request/{id}[?ts=ms]``, ``GET /admin/dashboard/drift``,
+  ``GET /admin/dashboard/bias`` (``gateway.bias.panel``): JSON; range
   and filters from the query string (``filters.py``), figures from ``panels.py`` /
   ``drift.py``. Errors are OpenAI-shaped: 400 ``bad_filter``, 404 ``not_found``, 503
   ``no_store`` / ``query_failed`` / ``busy``.
@@ -35,6 +36,7 @@ import orjson
 from aiohttp import web
 
 from gateway.access.admin_guard import bearer, guard_of
+from gateway.bias.panel import bias_panel
 from gateway.core.errors import error_body
 from gateway.dashboard import drift, panels
 from gateway.dashboard.filters import FilterError, parse_filters
@@ -139,6 +141,7 @@ class DashboardAPI:
         routes.admin_get("/admin/dashboard/requests", self.requests)
         routes.admin_get("/admin/dashboard/request/{id}", self.request_detail)
         routes.admin_get("/admin/dashboard/drift", self.drift)
+        routes.admin_get("/admin/dashboard/bias", partial(self._from_query, bias_panel))
 
     # --- the page --------------------------------------------------------------------------
     async def _access(self, request: web.Request) -> str | web.Response | None:
@@ -270,6 +273,17 @@ class DashboardAPI:
         if len(rid) > 200:
             return _error(400, "request id too long", "bad_filter")
         return await self._run(request, lambda fetch, _filters: panels.request_detail(fetch, rid, ts_ms))
+
+    async def _from_query(self, make: Callable, request: web.Request) -> web.Response:
+        """A panel kept in a package of its own: ``make(query, config)`` gives its figures
+        function from the request's query and the config in force (``None`` without a runtime;
+        ``FilterError``: 400)."""
+        try:
+            rt = self._runtime()
+            fn = make(request.query, rt.snapshot.config if rt is not None else None)
+        except FilterError as exc:
+            return _error(400, str(exc), "bad_filter")
+        return await self._run(request, fn)
 
     async def drift(self, request: web.Request) -> web.Response:
         try:

@@ -1,9 +1,11 @@
 """HTTP endpoints of the prompt registry.
 
-- ``POST /v1/feedback`` ``{"request_id", "score", "label"?, "comment"?}``: a score for one
+- ``POST /v1/feedback`` ``{"request_id", "score", "label"?, "comment"?, "rater"?}``: a score for one
   answered request (the ``x-request-id`` it was answered: the gateway's id, or the client's own
   id when it sent one), stored in ``llm_feedback`` under the row's ``request_id`` with the
   caller's key id and tenant; compare versions with the saved query ``prompt-versions``.
+  ``rater`` names who gave the score (a person, an evaluator model), so ``llm-gateway bias
+  --raters`` can compare raters.
   Answers ``{"object": "feedback", "id", "request_id"}``; 400 for a malformed body, 404
   ``request_not_found`` unless the request exists and belongs to the caller's tenant
   (``gateway.telemetry.recent``; the admin key may score any request), 503 when telemetry is
@@ -23,7 +25,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -38,9 +40,10 @@ from gateway.telemetry.scrub import key_fingerprint, scrub_secrets
 
 log = logging.getLogger("gateway.prompts")
 _JSON = "application/json"
-_FEEDBACK_KEYS = frozenset({"request_id", "score", "label", "comment"})
+_FEEDBACK_KEYS = frozenset({"request_id", "score", "label", "comment", "rater"})
 COMMENT_MAX = 8192
 LABEL_MAX = 128
+RATER_MAX = 128
 
 
 def _error(status: int, message: str, code: str | None, param: str | None = None,
@@ -48,8 +51,18 @@ def _error(status: int, message: str, code: str | None, param: str | None = None
     return web.Response(status=status, body=error_body(message, type_, param, code), content_type=_JSON)
 
 
-def parse_feedback(data: bytes) -> tuple[str, float, str, str]:
-    """``(request_id, score, label, comment)`` of a feedback body; ``ValueError((message, param))``."""
+class Feedback(NamedTuple):
+    """A parsed feedback body."""
+
+    request_id: str
+    score: float
+    label: str
+    comment: str
+    rater: str
+
+
+def parse_feedback(data: bytes) -> Feedback:
+    """The feedback in a body; ``ValueError((message, param))``."""
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -58,7 +71,8 @@ def parse_feedback(data: bytes) -> tuple[str, float, str, str]:
         raise ValueError(("the body must be a JSON object", None))
     unknown = sorted(set(body) - _FEEDBACK_KEYS)
     if unknown:
-        raise ValueError((f"unknown field {unknown[0]!r} (allowed: request_id, score, label, comment)", unknown[0]))
+        raise ValueError((f"unknown field {unknown[0]!r} (allowed: request_id, score, label, comment, rater)",
+                          unknown[0]))
     rid = body.get("request_id")
     if not isinstance(rid, str) or not rid.strip() or len(rid) > 128:
         raise ValueError(("request_id must be the x-request-id of a request (a string of 1-128 characters)",
@@ -72,7 +86,13 @@ def parse_feedback(data: bytes) -> tuple[str, float, str, str]:
     comment = body.get("comment") or ""
     if not isinstance(comment, str) or len(comment) > COMMENT_MAX:
         raise ValueError((f"comment must be a string of at most {COMMENT_MAX} characters", "comment"))
-    return rid.strip(), float(score), label, comment
+    rater = body.get("rater")
+    if rater is None:
+        rater = ""
+    # printable text only: it is a grouping key shown in tables, not free text
+    if not isinstance(rater, str) or len(rater.strip()) > RATER_MAX or not rater.isprintable():
+        raise ValueError((f"rater must be a printable string of at most {RATER_MAX} characters", "rater"))
+    return Feedback(rid.strip(), float(score), label, comment, rater.strip())
 
 
 class PromptEndpoints:
@@ -93,7 +113,7 @@ class PromptEndpoints:
     async def feedback(self, request: web.Request) -> web.Response:
         sink = self._sink()
         try:
-            rid, score, label, comment = parse_feedback(await request.read())
+            fb = parse_feedback(await request.read())
         except web.RequestPayloadError:  # a broken Content-Encoding or chunked framing
             return _error(400, "the request body could not be read (malformed encoding)", "invalid_feedback")
         except ValueError as exc:
@@ -110,7 +130,7 @@ class PromptEndpoints:
         else:  # no auth: every request is tenant ""
             owner, tenant, key_id = "", "", key_fingerprint(request.headers)
         try:
-            found = await find_request(request.app.get(RECENT), request.app.get(QUERY_LANES), rid, owner)
+            found = await find_request(request.app.get(RECENT), request.app.get(QUERY_LANES), fb.request_id, owner)
         except QueryBusy as exc:
             return _error(503, str(exc), "busy", type_="server_error")
         except Exception as exc:  # the store is down: cannot tell whose request it is
@@ -118,12 +138,13 @@ class PromptEndpoints:
             return _error(503, "the telemetry store cannot be read to check the request; try again later",
                           "store_unavailable", type_="server_error")
         if found is None:
-            return _error(404, f"no request {rid!r} of yours was found (give the x-request-id it was answered)",
-                          "request_not_found", "request_id")
+            return _error(404, f"no request {fb.request_id!r} of yours was found (give the x-request-id it was "
+                          "answered)", "request_not_found", "request_id")
         request_uuid, client_rid = found
         fid = str(uuid.uuid4())
-        sink.emit_row(*feedback_row(fid, time.time(), request_uuid, client_rid, score, label, comment, tenant, key_id))
-        return web.json_response({"object": "feedback", "id": fid, "request_id": rid, "score": score})
+        sink.emit_row(*feedback_row(fid, time.time(), request_uuid, client_rid, fb.score, fb.label, fb.comment, tenant,
+                                    key_id, fb.rater))
+        return web.json_response({"object": "feedback", "id": fid, "request_id": fb.request_id, "score": fb.score})
 
     async def admin_prompts(self, request: web.Request) -> web.Response:
         runtime = self._runtime()

@@ -24,7 +24,8 @@ def version_row(cv: CompiledVersion) -> tuple[str, tuple[str, ...], list[Any]]:
 
 
 def feedback_row(feedback_id: str, ts: float, request_uuid: str, client_request_id: str, score: float,
-                 label: str, comment: str, tenant: str, api_key_id: str) -> tuple[str, tuple[str, ...], list[Any]]:
+                 label: str, comment: str, tenant: str, api_key_id: str,
+                 rater: str = "") -> tuple[str, tuple[str, ...], list[Any]]:
     """The ``llm_feedback`` item of one feedback."""
     return (FEEDBACK, FEEDBACK_COLUMN_NAMES, [feedback_id, format_ts(ts), request_uuid, client_request_id,
-                                              score, label, comment, tenant, api_key_id])
+                                              score, label, comment, tenant, api_key_id, rater])

@@ -122,6 +122,8 @@ def observe_chat(ctx: RequestContext, parsed: Any) -> None:
         if finish and isinstance(finish, str):
             ctx.finish_reason = finish
         message = choice.get("message")
+        if isinstance(message, dict) and message.get("refusal") and isinstance(message["refusal"], str):
+            ctx.refusal = True
         text = message.get("content") if isinstance(message, dict) else choice.get("text")
         if isinstance(text, str):
             ctx.completion_text.append(text)

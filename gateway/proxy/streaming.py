@@ -245,6 +245,8 @@ class StreamTee:
                     produced = True
                 elif delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("refusal"):
                     produced = True
+                    if type(delta.get("refusal")) is str:
+                        ctx.refusal = True
             else:  # text_completion
                 text = choice.get("text")
                 if text and type(text) is str:

@@ -66,6 +66,7 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("error_type", "LowCardinality(String)"),
     ("error_message", "String"),
     ("finish_reason", "LowCardinality(String)"),
+    ("refusal", "Bool"),  # the answer carried a refusal (message.refusal / delta.refusal)
     ("truncated", "Bool"),
     # what was repaired on the way to the row (sanitized:<field>, truncated:<field>), or that the
     # row stands in for one that could not be built (fallback) or that the store refused (rejected)
@@ -137,6 +138,7 @@ FEEDBACK_COLUMNS: tuple[tuple[str, str], ...] = (
     ("comment", "String"),
     ("tenant", "LowCardinality(String)"),
     ("api_key_id", "String"),
+    ("rater", "String"),  # who gave the score (the feedback body's optional "rater")
 )
 
 EVAL_RUNS = "llm_eval_runs"

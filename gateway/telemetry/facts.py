@@ -80,6 +80,7 @@ class RequestFacts:
     error_type: str
     error_message: str
     finish_reason: str
+    refusal: bool
     truncated: bool
     usage: Usage
     billable: bool
@@ -119,7 +120,7 @@ _DEFAULTS: dict[str, Any] = {
     "t_first_token": None, "t_upstream_start": None, "model_requested": "", "stream": False, "client_ip": "",
     "user_agent": "", "backend": "", "provider": "", "upstream_model": "", "model_served": "", "adapter": "",
     "adapter_version": None, "attempts": 0,
-    "status_code": 0, "error_type": "", "error_message": "", "finish_reason": "", "truncated": False,
+    "status_code": 0, "error_type": "", "error_message": "", "finish_reason": "", "refusal": False, "truncated": False,
     "billable": False, "config_hash": "", "tenant": "", "api_key_id": "", "metadata": None, "prompt_id": "",
     "prompt_version": None, "prompt_label": "", "experiment_arm": "", "route_rule": "", "strategy": "",
     "route_candidates": None, "cache_status": "none", "cache_saved_ms": None, "attempt_log": None, "trace_id": "",

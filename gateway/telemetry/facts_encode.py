@@ -103,7 +103,7 @@ def encode_request(ctx: Any, *, keep_text: bool) -> bytes:
         "upstream_model": ctx.upstream_model, "model_served": ctx.model_served, "adapter": ctx.adapter,
         "adapter_version": ctx.adapter_version, "attempts": ctx.attempts,
         "status_code": ctx.status_code, "error_type": ctx.error_type, "error_message": ctx.error_message,
-        "finish_reason": ctx.finish_reason, "truncated": ctx.truncated,
+        "finish_reason": ctx.finish_reason, "refusal": ctx.refusal, "truncated": ctx.truncated,
         "usage": [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.cached_tokens,
                   usage.reasoning_tokens, usage.cache_write_tokens, usage.audio_tokens, usage.image_tokens,
                   usage.audio_output_tokens, usage.audio_seconds],

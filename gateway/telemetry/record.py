@@ -315,7 +315,7 @@ class RowBuilder:
             ctx.strategy,
             orjson.dumps(ctx.route_candidates).decode() if ctx.route_candidates else "",
             min(ctx.attempts, 255), ctx.cache_status, ctx.cache_saved_ms,
-            status, error_type, message, ctx.finish_reason, truncated, flags,
+            status, error_type, message, ctx.finish_reason, ctx.refusal, truncated, flags,
             prompt, completion, total, cached, cache_write, reasoning, ctx.usage.audio_seconds, estimated,
             ttft, latency, upstream_ms, overhead, itl_p50, itl_p95, itl_max, tps,
             cost,

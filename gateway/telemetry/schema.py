@@ -248,6 +248,9 @@ def _migrations(r: _Renderer) -> list[Migration]:
                     sharding_key="cityHash64(run_id)")
             + r.table(EVAL_SCORES, EVAL_SCORE_COLUMNS, "(run_id, candidate, scorer, item)", "toYYYYMM(ts)",
                       ttl=False, sharding_key="cityHash64(run_id)"))),
+        Migration(12, "bias monitoring: refusal flag, feedback rater", tuple(
+            r.add_column("llm_requests", "refusal", "Bool", "finish_reason")
+            + r.add_column(FEEDBACK, "rater", "String", "api_key_id"))),
         Migration(13, "LoRA adapter served", tuple(
             r.add_column("llm_requests", "adapter", "LowCardinality(String)", "model_served")
             + r.add_column("llm_requests", "adapter_version", "Nullable(UInt32)", "adapter"))),

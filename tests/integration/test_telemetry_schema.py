@@ -106,7 +106,8 @@ def _as_of_version_7(stmt: str) -> str:
     """A statement as main wrote it at schema version 7: no timestamp codec, no cache-write column."""
     return (stmt.replace(" CODEC(Delta, ZSTD)", "").replace("    `cache_write_tokens` Nullable(UInt32),\n", "")
             .replace("    `row_flags` Array(LowCardinality(String)),\n", "")
-            .replace("    `audio_seconds` Nullable(Float64),\n", ""))
+            .replace("    `audio_seconds` Nullable(Float64),\n", "")
+            .replace("    `refusal` Bool,\n", "").replace(",\n    `rater` String\n", "\n"))
 
 
 def _ts_bytes(database: str) -> int:
@@ -133,6 +134,8 @@ def test_a_version_7_store_upgrades_in_place(tdb):
         assert columns["cache_write_tokens"] == "Nullable(UInt32)"
         assert columns["row_flags"] == "Array(LowCardinality(String))"
         assert columns["audio_seconds"] == "Nullable(Float64)"
+        assert columns["refusal"] == "Bool"
+        assert {r["name"]: r["type"] for r in select(tdb, "DESCRIBE TABLE llm_feedback")}["rater"] == "String"
         assert select(tdb, "SELECT countIf(cache_write_tokens IS NULL) AS n FROM llm_requests")[0]["n"] == ROWS
         for table, column in (("llm_requests", "ts_start"), ("llm_requests", "ts_end"), ("llm_attempts", "ts_start"),
                               ("llm_feedback", "ts"), ("prompt_versions", "first_seen")):
