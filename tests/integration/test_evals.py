@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import textwrap
 
+import httpx
 import orjson
 import pytest
 from click.testing import CliRunner
@@ -208,6 +209,23 @@ def test_a_run_scores_records_and_reports_both_candidates(setup, tdb):
         assert pairs[("A:gpt-test", "B:gpt-test")]["mean"] == 0.0 and pairs[("A:gpt-test", "B:gpt-test")]["p_value"] == 1.0
         unknown = CliRunner().invoke(main, ["eval", "compare", "nope", "--url", srv.url])
         assert unknown.exit_code == 2 and "no evaluation run 'nope'" in unknown.output
+
+        # the dashboard's Evaluations panel: the runs of the range, newest first, and one run by id
+        panel = httpx.get(f"{srv.url}/admin/dashboard/evaluations", params={"range": "1h"}).json()
+        assert [r["run_id"] for r in panel["runs"]] == ["run-2", "run-1"]
+        one = httpx.get(f"{srv.url}/admin/dashboard/evaluations", params={"run": "run-1"}).json()["runs"]
+        assert len(one) == 1 and one[0]["status"] == "finished" and one[0]["items"] == 4
+        model, prompt = one[0]["results"]
+        assert (model["candidate"], prompt["candidate"]) == ("gpt-test", "answer@2")
+        assert model["items"] == 4 and model["failed_calls"] == 0 and model["cost_usd"] == pytest.approx(4 * PER_CALL)
+        assert model["p50_ms"] > 0
+        assert model["scores"]["exact"] == {"n": 4, "mean": 1.0, "sd": 0.0, "unscored": 0}
+        assert prompt["scores"]["judge"] == {"n": 4, "mean": 0.25, "sd": 0.0, "unscored": 0}
+        assert prompt["scores"]["regex"] == {"n": 1, "mean": 1.0, "sd": None, "unscored": 3}
+        by_model = httpx.get(f"{srv.url}/admin/dashboard/evaluations", params={"model": "answer@2"}).json()
+        assert [r["run_id"] for r in by_model["runs"]] == ["run-1"]
+        bad = httpx.get(f"{srv.url}/admin/dashboard/evaluations", params={"limit": "0"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_filter"
 
         # what a promotion asks: the candidate's newest finished run against the configured gates
         snapshot = load_config(config)
