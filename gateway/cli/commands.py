@@ -1,6 +1,6 @@
 """The ``llm-gateway`` command line (click): ``serve``, ``demo``, ``check-config``, ``mock-server``,
 ``keys``, and the commands of other modules (``query``, ``db``, ``store``, ``prompts``, ``drift``, ``vllm``,
-``sessions``, ``chains``, ``dataset``, ``config``), imported only when they run
+``sessions``, ``chains``, ``dataset``, ``eval``, ``config``), imported only when they run
 (``gateway.cli.lazy``) so that ``--help`` stays quick.
 
 Every command that reads a config resolves it the same way (``gateway.config.resolve``).
@@ -36,6 +36,8 @@ LAZY_COMMANDS = {
                             "Sessions: requests grouped by x-gateway-session-id (and chains' steps)."),
     "chains": LazyCommand("gateway.cli.chains:chains", "Chains: multi-step workflows served as public models."),
     "dataset": LazyCommand("gateway.cli.dataset:dataset", "Fine-tuning datasets from the logged traffic."),
+    "eval": LazyCommand("gateway.cli.evals:evals",
+                        "Evaluations: score candidates on a dataset, compare runs, gate promotions."),
     "ingest": LazyCommand("gateway.cli.ingest:ingest", "Read the request log into ClickHouse until SIGTERM/SIGINT"),
     "config": LazyCommand("gateway.cli.config:config",
                           "The config format: its JSON Schema and its generated reference."),

@@ -24,7 +24,7 @@ VARIABLES: dict[str, str] = {
     TELEMETRY: "`off` (or 0/false/no) turns telemetry off whatever the config says",
     ADMIN_KEY: "admin key the command line sends to a running gateway "
                "(`query`, `drift`, `sessions`, `dataset`; `--admin-key` wins)",
-    API_KEY: "bearer key `chains run` sends to the gateway (`--api-key` wins)",
+    API_KEY: "bearer key `chains run` and `eval run` send to the gateway (`--api-key` wins)",
 }
 
 

@@ -56,6 +56,7 @@ class FakeUpstream:
         self.completed: list[float] = []
         self._script = Script(body=b'{"ok":true}', headers={"Content-Type": "application/json"})
         self._queue: list[Script] = []  # one-shot scripts, used before the standing one
+        self._responder = None  # ``respond(fn)``: answers decided from the request, before any script
         # ``hold()``: requests wait here (after being recorded) until ``release()``, so a test can
         # keep N requests in flight for as long as it needs, however slow the machine is.
         self._gate = threading.Event()
@@ -104,6 +105,11 @@ class FakeUpstream:
                          headers={"Content-Type": "text/event-stream", **(headers or {})},
                          pause_after=pause_after), times)
 
+    def respond(self, fn) -> None:
+        """Answer each request with ``fn(received)``: a JSON payload (status 200) or ``(status,
+        payload)``; ``None`` from ``fn`` leaves that request to the scripts."""
+        self._responder = fn
+
     def hang(self) -> None:
         self._script = Script(hang=True)
 
@@ -127,6 +133,10 @@ class FakeUpstream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.received.append(Received(request.method, request.path, request.query_string,
                                       dict(request.headers), await request.read()))
+        answer = self._responder(self.received[-1]) if self._responder else None
+        if answer is not None:
+            status, payload = answer if isinstance(answer, tuple) else (200, answer)
+            return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
         s = self._queue.pop(0) if self._queue else self._script
         try:
             if not self._gate.is_set():
