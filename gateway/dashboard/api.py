@@ -9,7 +9,8 @@
 - ``GET /admin/dashboard/{options,summary,timeseries,usage,cache,backends,prompts,adapters}``,
   ``GET /admin/dashboard/requests?kind=slowest|failed&limit=N``,
   ``GET /admin/dashboard/request/{id}[?ts=ms]``, ``GET /admin/dashboard/drift``,
-  ``GET /admin/dashboard/bias`` (``gateway.bias.panel``): JSON; range
+  ``GET /admin/dashboard/bias`` (``gateway.bias.panel``),
+  ``GET /admin/dashboard/evaluations`` (``gateway.evals.panel``): JSON; range
   and filters from the query string (``filters.py``), figures from ``panels.py`` /
   ``drift.py``. Errors are OpenAI-shaped: 400 ``bad_filter``, 404 ``not_found``, 503
   ``no_store`` / ``query_failed`` / ``busy``.
@@ -42,12 +43,16 @@ from gateway.dashboard import drift, panels
 from gateway.dashboard.filters import FilterError, parse_filters
 from gateway.dashboard.session import Sessions
 from gateway.dashboard.sql import client_fetch
+from gateway.evals.panel import evaluations_panel
 from gateway.telemetry.lanes import DASHBOARD, QueryBusy, QueryLanes
 
 log = logging.getLogger("gateway.dashboard")
 STATIC = files("gateway.dashboard") / "static"  # package data
 _JSON = "application/json"
 _NO_STORE = {"Cache-Control": "no-store"}
+# Panels kept in scripts of their own (each adds its section and pushes its loader onto
+# window.gatewayPanels, which dashboard.js calls on every refresh).
+PANEL_SCRIPTS = ("bias.js",)
 
 
 def _error(status: int, message: str, code: str, type_: str = "invalid_request_error") -> web.Response:
@@ -60,7 +65,8 @@ def build_page() -> tuple[str, str]:
     CSP that allows exactly those scripts (by hash) and requests to this origin only."""
     template = (STATIC / "dashboard.html").read_text(encoding="utf-8")
     styles = "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("uPlot.min.css", "dashboard.css"))
-    scripts = [(STATIC / name).read_text(encoding="utf-8") for name in ("uPlot.iife.min.js", "dashboard.js")]
+    scripts = [(STATIC / name).read_text(encoding="utf-8")
+               for name in ("uPlot.iife.min.js", *PANEL_SCRIPTS, "dashboard.js", "evaluations.js")]
     hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
                       for s in scripts)
     page = template.replace("/*STYLES*/", styles).replace(
@@ -142,6 +148,7 @@ class DashboardAPI:
         routes.admin_get("/admin/dashboard/request/{id}", self.request_detail)
         routes.admin_get("/admin/dashboard/drift", self.drift)
         routes.admin_get("/admin/dashboard/bias", partial(self._from_query, bias_panel))
+        routes.admin_get("/admin/dashboard/evaluations", partial(self._from_query, evaluations_panel))
 
     # --- the page --------------------------------------------------------------------------
     async def _access(self, request: web.Request) -> str | web.Response | None:

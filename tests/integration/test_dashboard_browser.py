@@ -24,6 +24,7 @@ import aiohttp
 import httpx
 import pytest
 
+from gateway.evals.tables import RunRecord, ScoreRecord, run_row, score_row
 from tests.support.dashboard import ADMIN, AUTH, CONFIG, dashboard_gateway, emit, known_rows, make_ctx
 from tests.support.drift import drift_rows
 from tests.support.fake_upstream import FakeVllm
@@ -34,7 +35,8 @@ CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-br
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 
 PANELS = ("p-summary", "p-traffic", "p-latency", "p-ttft", "p-cache", "p-usage-tenant", "p-usage-model",
-          "p-backends", "p-slowest", "p-failed", "p-prompts", "p-adapters", "p-drift")
+          "p-backends", "p-slowest", "p-failed", "p-prompts", "p-adapters", "p-drift", "p-bias",
+          "p-evaluations")
 SHOTS = REPO / "build" / "screenshots"
 
 
@@ -130,7 +132,8 @@ async def _browse(url: str, key: str, profile: Path) -> dict:
                 dt.events.clear()  # the login form's own 401 (and its favicon) are expected
                 await dt.send("Page.navigate", url=url)
                 await dt.wait_for("location.pathname === '/dashboard' && document.body "
-                                  "&& document.body.dataset.ready === '1'", timeout=120)
+                                  "&& document.body.dataset.ready === '1' "
+                                  "&& document.querySelector('section.panel[data-state=loading]') === null", timeout=120)
                 out = await dt.evaluate("""(() => {
                     const panels = {};
                     document.querySelectorAll('section.panel').forEach(p => {
@@ -192,6 +195,14 @@ models:
 """, 1)
 
 
+def _eval_run(now: float) -> list:
+    """The rows of a finished evaluation run of two candidates on two items."""
+    run = RunRecord("eval-1", now - 600, "qa.jsonl", "0" * 64, ["mock-gpt", "support@2"], ["exact"], {}, 2)
+    scores = [score_row(ScoreRecord("eval-1", now - 590, c, i, f"q{i}", "exact", float(i), "", "", 10.0, 0.001, ""))
+              for c in ("mock-gpt", "support@2") for i in (0, 1)]
+    return [run_row(run, "running", None, 1), *scores, run_row(run, "finished", now - 580, 2)]
+
+
 def test_page_renders_every_panel_in_headless_chromium(tmp_path):
     database = "t_" + uuid.uuid4().hex[:12]
     vllm = FakeVllm("tiny-llama").__enter__()
@@ -211,7 +222,7 @@ def test_page_renders_every_panel_in_headless_chromium(tmp_path):
         shifty, shifty_fb = drift_rows(now, "shifty", drifted=True, seed=22, prompt_id="triage")
         adapted = make_ctx(now, minutes_ago=15, model="tiny", backend="vl", rid="lora-1")
         adapted.adapter, adapted.adapter_version = "tiny-ft", 2  # a LoRA adapter answered: its panel has rows
-        emit(srv, rows + steady + shifty + [adapted], feedback + steady_fb + shifty_fb)
+        emit(srv, rows + steady + shifty + [adapted], feedback + steady_fb + shifty_fb + _eval_run(now))
         out = asyncio.run(_browse(f"{srv.url}/dashboard#range=24h", ADMIN, tmp_path / "profile"))
     finally:
         srv.__exit__(None, None, None)
@@ -232,7 +243,8 @@ def test_page_renders_every_panel_in_headless_chromium(tmp_path):
     for chart in ("p-traffic", "p-latency", "p-ttft", "p-cache"):
         assert panels[chart]["canvases"] >= 1, chart
     for tbl, least in (("p-usage-tenant", 2), ("p-usage-model", 3), ("p-backends", 2), ("p-slowest", 10),
-                       ("p-failed", 2), ("p-prompts", 3), ("p-adapters", 1), ("p-drift", 6)):
+                       ("p-failed", 2), ("p-prompts", 3), ("p-adapters", 1), ("p-drift", 6), ("p-bias", 2 + 5),
+                       ("p-evaluations", 2)):
         assert panels[tbl]["rows"] >= least, (tbl, panels[tbl])
     assert out["tiles"] >= 12 and out["drift"] == "DRIFT" and out["hists"] == 3
     backends = {row[0]: row for row in out["backends"]}

@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 import textwrap
 
+import httpx
 import orjson
 import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from gateway.cli.preflight import claim_data_dir
 from gateway.cli.sessions import RowSource
 from gateway.config import load_config
 from gateway.evals.gates import failing_gates
@@ -209,6 +211,23 @@ def test_a_run_scores_records_and_reports_both_candidates(setup, tdb):
         unknown = CliRunner().invoke(main, ["eval", "compare", "nope", "--url", srv.url])
         assert unknown.exit_code == 2 and "no evaluation run 'nope'" in unknown.output
 
+        # the dashboard's Evaluations panel: the runs of the range, newest first, and one run by id
+        panel = httpx.get(f"{srv.url}/admin/dashboard/evaluations", params={"range": "1h"}).json()
+        assert [r["run_id"] for r in panel["runs"]] == ["run-2", "run-1"]
+        one = httpx.get(f"{srv.url}/admin/dashboard/evaluations", params={"run": "run-1"}).json()["runs"]
+        assert len(one) == 1 and one[0]["status"] == "finished" and one[0]["items"] == 4
+        model, prompt = one[0]["results"]
+        assert (model["candidate"], prompt["candidate"]) == ("gpt-test", "answer@2")
+        assert model["items"] == 4 and model["failed_calls"] == 0 and model["cost_usd"] == pytest.approx(4 * PER_CALL)
+        assert model["p50_ms"] > 0
+        assert model["scores"]["exact"] == {"n": 4, "mean": 1.0, "sd": 0.0, "unscored": 0}
+        assert prompt["scores"]["judge"] == {"n": 4, "mean": 0.25, "sd": 0.0, "unscored": 0}
+        assert prompt["scores"]["regex"] == {"n": 1, "mean": 1.0, "sd": None, "unscored": 3}
+        by_model = httpx.get(f"{srv.url}/admin/dashboard/evaluations", params={"model": "answer@2"}).json()
+        assert [r["run_id"] for r in by_model["runs"]] == ["run-1"]
+        bad = httpx.get(f"{srv.url}/admin/dashboard/evaluations", params={"limit": "0"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_filter"
+
         # what a promotion asks: the candidate's newest finished run against the configured gates
         snapshot = load_config(config)
         reader = RowSource(snapshot, url=srv.url)
@@ -244,12 +263,18 @@ def test_gates_exit_codes_and_the_cache(setup, tdb):
     assert {r["item_id"] for r in select(tdb, "SELECT item_id FROM llm_eval_scores WHERE run_id = 'replay'")} == ids
     # a malformed gate, an unknown candidate, a prompt without a model: refused before any call
     before = len(fake.received)
+    config.with_name("embedded.yaml").write_text(config.read_text().split("\ntelemetry:")[0])
     for args, message in ((["-c", "gpt-test", "--gate", "exact=>1"], "bad gate 'exact=>1'"),
                           (["-c", "nope"], "candidate 'nope' is neither a public model"),
                           (["-c", "answer@2"], "--prompt-model"),
                           (["-c", "gpt-test", "-s", "nope"], "unknown scorer 'nope'")):
         refused = eval_run(config, "--dataset", "data.jsonl", *args)
         assert refused.exit_code == 2 and message in refused.output, refused.output
+    # a data directory a running gateway holds (its embedded store): refused in one line
+    assert claim_data_dir(tmp_path / "held", url="http://127.0.0.1:9") is None
+    held = CliRunner().invoke(main, ["eval", "run", "--config", str(config.with_name("embedded.yaml")),
+                                     "--data-dir", str(tmp_path / "held"), "--dataset", "data.jsonl", "-c", "gpt-test"])
+    assert held.exit_code == 2 and "the gateway at http://127.0.0.1:9 holds the data directory" in held.output
     assert len(fake.received) == before
 
     # the cache answers only with --cache (the same item twice, one call at a time)
