@@ -69,6 +69,14 @@ class FakeFilesAccount:
         """A file put in the account directly (not through the gateway); its id."""
         return self._add(content, "direct.jsonl", purpose)["id"]
 
+    def complete(self, batch_id: str) -> tuple[str, str]:
+        """``batch_id`` finishes as the account would: its output and error files are made (in
+        the account, not through the gateway) and named in the batch; their ids."""
+        out, err = self._add(b'{"id": "out"}\n', "output.jsonl", "batch_output"), \
+            self._add(b'{"id": "err"}\n', "errors.jsonl", "batch_output")
+        self.batches[batch_id].update(status="completed", output_file_id=out["id"], error_file_id=err["id"])
+        return out["id"], err["id"]
+
     def _add(self, content: bytes, filename: str, purpose: str) -> dict:
         file = {"id": f"file-{uuid.uuid4().hex[:24]}", "object": "file", "bytes": len(content),
                 "created_at": next(self._clock), "filename": filename, "purpose": purpose, "status": "processed"}
