@@ -41,7 +41,8 @@ def _by_head() -> dict[str, tuple[str, ...]]:
 _BY_HEAD = _by_head()
 
 # Body fields that name an object the request uses (a batch's input file, a fine-tune's data,
-# the files added to a vector store, the response a native /v1/responses turn continues).
+# the files added to a vector store, the response a native /v1/responses turn continues; and
+# ``conversation``, the conversation a turn is added to).
 REFERENCE_FIELDS = ("input_file_id", "training_file", "validation_file", "file_id", "previous_response_id")
 REFERENCE_LISTS = ("file_ids", "vector_store_ids")
 
@@ -71,6 +72,11 @@ def referenced_ids(body: Any) -> list[tuple[str, str]]:
     if not isinstance(body, dict):
         return []
     out = [(f, v) for f in REFERENCE_FIELDS if isinstance(v := body.get(f), str) and v]
+    conversation = body.get("conversation")  # a Responses turn in a conversation: its id, or {"id": ...}
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    if isinstance(conversation, str) and conversation:
+        out.append(("conversation", conversation))
     for field in REFERENCE_LISTS:
         values = body.get(field)
         if isinstance(values, list):

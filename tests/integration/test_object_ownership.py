@@ -45,6 +45,7 @@ passthrough:
   - {{path: "batches*", backend: openai}}
   - {{path: "vector_stores*", backend: openai}}
   - {{path: "chat/completions/*", backend: openai}}
+  - {{path: "conversations*", backend: openai}}
 keys:
   - {{tenant: team-a, sha256: {_sha(KEY_A)}, endpoints: ["*"]}}
   - {{tenant: team-b, sha256: {_sha(KEY_B)}, endpoints: ["*"]}}
@@ -238,3 +239,21 @@ def test_a_finished_batchs_result_files_are_its_owners(make_gateway, account):
         assert_missing(lambda made=made: b.files.content(made), made)
     assert [x.id for x in b.batches.list()] == []
     assert out1 not in {f.id for f in b.files.list()} and out1 in {f.id for f in a.files.list()}
+
+
+def test_a_conversation_is_its_creators(make_gateway, account):
+    """A conversation made through the gateway is its tenant's: its items, and a Responses turn
+    naming it (``conversation`` as an id or as ``{"id": ...}``), are refused to any other."""
+    gw = make_gateway(_config(account.url))
+    a, b = sdk(gw, KEY_A), sdk(gw, KEY_B)
+    conv = a.conversations.create().id
+    a.conversations.items.create(conv, items=[{"type": "message", "role": "user", "content": "hi"}])
+    assert len(a.conversations.items.list(conv).data) == 1
+    seen = len(account.received)
+    assert_missing(lambda: b.conversations.items.list(conv), conv)
+    assert_missing(lambda: b.conversations.items.create(conv, items=[]), conv)
+    assert_missing(lambda: b.responses.create(model="tuned", input="x", conversation=conv), conv, "conversation")
+    assert_missing(lambda: b.responses.create(model="tuned", input="x", conversation={"id": conv}), conv,
+                   "conversation")
+    assert len(account.received) == seen
+    assert a.responses.create(model="tuned", input="x", conversation={"id": conv}).conversation.id == conv

@@ -43,6 +43,8 @@ def test_bodies_name_objects_in_their_top_level_fields():
     assert referenced_ids(body) == [("input_file_id", "file-1"), ("training_file", "file-2"),
                                     ("previous_response_id", "resp_1"), ("file_ids", "file-3")]
     assert referenced_ids([1]) == []
+    assert referenced_ids({"conversation": "conv_1"}) == [("conversation", "conv_1")]
+    assert referenced_ids({"conversation": {"id": "conv_2"}}) == [("conversation", "conv_2")]
 
 
 def test_an_answer_names_the_objects_it_created():
