@@ -78,6 +78,13 @@ def mean_test(groups: Sequence[tuple[int, float, float]]) -> dict:
         a, b = v1 / n1, v2 / n2
         df2 = (a + b) ** 2 / (a * a / (n1 - 1) + b * b / (n2 - 1))
         return {"statistic": float(t) ** 2, "df": [1, df2], "p": float(p), "effect": effect, "test": "welch-t"}
+    stat, df1, df2 = welch_anova(moments)
+    return {"statistic": stat, "df": [df1, df2], "p": float(f_dist.sf(stat, df1, df2)), "effect": effect,
+            "test": "welch-anova"}
+
+
+def welch_anova(moments: Sequence[tuple[int, float, float]]) -> tuple[float, int, float]:
+    """Welch's F and its degrees of freedom from ``(n, mean, variance)`` per group (variances > 0)."""
     k = len(moments)
     w = [n / v for n, _, v in moments]
     wsum = sum(w)
@@ -85,10 +92,7 @@ def mean_test(groups: Sequence[tuple[int, float, float]]) -> dict:
     a = sum(wi * (m - grand) ** 2 for wi, (_, m, _) in zip(w, moments)) / (k - 1)
     tmp = sum((1 - wi / wsum) ** 2 / (n - 1) for wi, (n, _, _) in zip(w, moments))
     b = 1 + 2 * (k - 2) / (k * k - 1) * tmp
-    stat = a / b
-    df2 = (k * k - 1) / (3 * tmp)
-    return {"statistic": stat, "df": [k - 1, df2], "p": float(f_dist.sf(stat, k - 1, df2)), "effect": effect,
-            "test": "welch-anova"}
+    return a / b, k - 1, (k * k - 1) / (3 * tmp)
 
 
 def run_tests(tests: Sequence[dict]) -> list[dict]:

@@ -100,6 +100,7 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
     from gateway.proxy.server import BackgroundServer
 
     admin_key = snapshot.config.server.admin_key
+    _refuse_a_held_store(snapshot, data_dir)
     with BackgroundServer(build_app(snapshot, data_dir=data_dir)) as srv:
         reader = RowSource(snapshot, url=srv.url, admin_key=admin_key)
         try:
@@ -128,6 +129,20 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
         say(f"gate failed: {line}")
     if failures:
         sys.exit(GATE_FAILED)
+
+
+def _refuse_a_held_store(snapshot, data_dir: str | None) -> None:
+    """The in-process gateway opens the embedded store itself: refuse (exit 2) in one line when a
+    running gateway holds it, rather than wait for an ingester that cannot open it."""
+    from gateway.cli.preflight import holder_url
+    from gateway.telemetry import telemetry_enabled
+
+    t = snapshot.config.telemetry
+    ddir = t.resolved_data_dir(data_dir)
+    url = holder_url(ddir) if telemetry_enabled(snapshot) and t.resolved_dsn(ddir).startswith("chdb://") else None
+    if url:
+        fail(f"the gateway at {url} holds the data directory {ddir} and its embedded store; eval run serves the "
+             "config in-process on that store: stop that gateway, or give eval run another --data-dir")
 
 
 def _report_and_gates(reader, run_id: str, candidates: list[str],

@@ -50,6 +50,9 @@ log = logging.getLogger("gateway.dashboard")
 STATIC = files("gateway.dashboard") / "static"  # package data
 _JSON = "application/json"
 _NO_STORE = {"Cache-Control": "no-store"}
+# Panels kept in scripts of their own (each adds its section and pushes its loader onto
+# window.gatewayPanels, which dashboard.js calls on every refresh).
+PANEL_SCRIPTS = ("bias.js",)
 
 
 def _error(status: int, message: str, code: str, type_: str = "invalid_request_error") -> web.Response:
@@ -63,7 +66,7 @@ def build_page() -> tuple[str, str]:
     template = (STATIC / "dashboard.html").read_text(encoding="utf-8")
     styles = "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("uPlot.min.css", "dashboard.css"))
     scripts = [(STATIC / name).read_text(encoding="utf-8")
-               for name in ("uPlot.iife.min.js", "dashboard.js", "evaluations.js")]
+               for name in ("uPlot.iife.min.js", *PANEL_SCRIPTS, "dashboard.js", "evaluations.js")]
     hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
                       for s in scripts)
     page = template.replace("/*STYLES*/", styles).replace(

@@ -41,7 +41,8 @@ def _by_head() -> dict[str, tuple[str, ...]]:
 _BY_HEAD = _by_head()
 
 # Body fields that name an object the request uses (a batch's input file, a fine-tune's data,
-# the files added to a vector store, the response a native /v1/responses turn continues).
+# the files added to a vector store, the response a native /v1/responses turn continues; and
+# ``conversation``, the conversation a turn is added to).
 REFERENCE_FIELDS = ("input_file_id", "training_file", "validation_file", "file_id", "previous_response_id")
 REFERENCE_LISTS = ("file_ids", "vector_store_ids")
 
@@ -71,6 +72,11 @@ def referenced_ids(body: Any) -> list[tuple[str, str]]:
     if not isinstance(body, dict):
         return []
     out = [(f, v) for f in REFERENCE_FIELDS if isinstance(v := body.get(f), str) and v]
+    conversation = body.get("conversation")  # a Responses turn in a conversation: its id, or {"id": ...}
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    if isinstance(conversation, str) and conversation:
+        out.append(("conversation", conversation))
     for field in REFERENCE_LISTS:
         values = body.get(field)
         if isinstance(values, list):
@@ -98,6 +104,28 @@ def created_ids(body: bytes) -> list[str]:
     return out
 
 
+# Top-level fields of a batch or fine-tuning job answer that name the files the backend made
+# for it (its output, its errors, a fine-tune's results): the job's owner's too.
+_PRODUCED_BY = frozenset({"batch", "fine_tuning.job"})
+_PRODUCED_MARKERS = (b"output_file_id", b"error_file_id", b"result_files")
+
+
+def may_name_produced(body: bytes) -> bool:
+    """Whether an answer may name produced files (a byte search, so most answers are not parsed)."""
+    return any(m in body for m in _PRODUCED_MARKERS)
+
+
+def produced_ids(item: Any) -> list[str]:
+    """The ids of the files a batch or fine-tuning job (``item``, parsed) names as its results."""
+    if not isinstance(item, dict) or _kind(item) not in _PRODUCED_BY:
+        return []
+    out = [v for f in ("output_file_id", "error_file_id") if isinstance(v := item.get(f), str) and v]
+    results = item.get("result_files")
+    if isinstance(results, list):
+        out.extend(v for v in results if isinstance(v, str) and v)
+    return out
+
+
 def listing(body: bytes) -> dict[str, Any] | None:
     """A list answer (OpenAI's ``{"object": "list", "data": [...]}``, Anthropic's without
     ``object``), parsed; None for anything else."""
@@ -117,4 +145,4 @@ def item_id(item: Any) -> str:
 
 
 __all__ = ["COLLECTIONS", "REFERENCE_FIELDS", "REFERENCE_LISTS", "collection_of", "created_ids", "item_id",
-           "listing", "named_id", "referenced_ids"]
+           "listing", "may_name_produced", "named_id", "produced_ids", "referenced_ids"]

@@ -8,7 +8,9 @@ Runs right after the access stage (the caller's tenant is known), for a config w
   the caller's tenant's in the ledger, else 404 as if they did not exist (nothing is sent on);
 - a successful POST records the objects its answer describes for the caller's tenant (a chat
   completion only with ``store: true``, a response unless ``store: false``); a successful
-  ``DELETE`` of an object forgets it;
+  ``DELETE`` of an object forgets it; an answer about the caller's batch or fine-tuning job
+  (retrieved, listed) records the result files it names; an id another tenant already holds
+  stays that tenant's;
 - a list (``GET /v1/files``) keeps only the caller's objects. To fill the page, a ``limit``
   under 100 is asked of the backend as 100 and the kept items cut to the client's ``limit``
   (``has_more`` then true); ``first_id``/``last_id`` name kept items only. A page can still
@@ -32,7 +34,16 @@ from gateway.core.context import RequestContext
 from gateway.core.errors import NotFoundError, ServiceUnavailableError, UpstreamError
 from gateway.inbound.responses.turn import previous_response_not_found
 from gateway.ownership.ledger import Ledger
-from gateway.ownership.objects import collection_of, created_ids, item_id, listing, named_id, referenced_ids
+from gateway.ownership.objects import (
+    collection_of,
+    created_ids,
+    item_id,
+    listing,
+    may_name_produced,
+    named_id,
+    produced_ids,
+    referenced_ids,
+)
 
 log = logging.getLogger("gateway.ownership")
 WIDE_PAGE = 100  # the most every OpenAI list accepts as ``limit`` (batches, vector stores: 100)
@@ -84,18 +95,37 @@ class OwnershipStage:
             return response
         if method == "DELETE" and object_id is not None and len(endpoint) == len(collection) + 1 + len(object_id):
             await self._write(self.ledger.forget(object_id) if self.ledger else None, object_id)
-        elif method == "POST" and _stored(collection, body):
-            ids = created_ids(response.body) if isinstance(response, web.Response) and \
-                isinstance(response.body, bytes) else [ctx.response_id] if ctx.response_id else []
-            if ids and self.ledger is not None:
-                # A task of its own: a client that goes away must not leave its object unrecorded.
-                task = asyncio.get_running_loop().create_task(
-                    self._write(self.ledger.record(ids, tenant, _ttl(ctx, collection)), ids[0]))
-                self._writes.add(task)
-                task.add_done_callback(self._writes.discard)
-                if not response.prepared:  # recorded before the client reads the id (a stream's: as it ends)
-                    await asyncio.shield(task)
+        else:
+            created = method == "POST" and _stored(collection, body)
+            ids = _answer_ids(response, created)
+            if created and ids is None:  # a stream: its id as it ended
+                ids = [ctx.response_id] if ctx.response_id else []
+            if ids:
+                await self._claim(response, ids, tenant, _ttl(ctx, collection) if created else None)
         return response
+
+    async def _claim(self, response: web.StreamResponse, ids: list[str], tenant: str, ttl: float | None) -> None:
+        """Record ``ids`` for ``tenant`` (in a task of its own: a client that goes away must not
+        leave its object unrecorded), before ``response`` is sent where it has not been yet."""
+        if self.ledger is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._write(self._record_new(ids, tenant, ttl), ids[0]))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        if not response.prepared:  # recorded before the client reads the id (a stream's: as it ends)
+            await asyncio.shield(task)
+
+    async def _record_new(self, ids: list[str], tenant: str, ttl: float | None) -> None:
+        """Record the ids the ledger does not know yet: an id already another tenant's stays its
+        first owner's (a backend that reuses ids must not hand one tenant's object to another)."""
+        assert self.ledger is not None
+        owners = await self.ledger.owners(ids)
+        for object_id, owner in owners.items():
+            if owner != tenant:
+                log.warning("ownership: %s is already another tenant's; it stays theirs", object_id)
+        fresh = [i for i in ids if i not in owners]
+        if fresh:
+            await self.ledger.record(fresh, tenant, ttl)
 
     async def drain(self) -> None:
         """Wait for the writes still under way (at shutdown)."""
@@ -129,8 +159,8 @@ class OwnershipStage:
         """``response`` (a list) with only ``tenant``'s objects."""
         if not 200 <= response.status < 300:
             return response
-        parsed = listing(response.body) if isinstance(response, web.Response) and \
-            isinstance(response.body, bytes) else None
+        raw = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
+        parsed = listing(raw) if raw else None
         if parsed is None:  # never relay what cannot be filtered
             raise UpstreamError("The backend's list could not be read, so it was not relayed.")
         data: list[Any] = parsed["data"]
@@ -146,10 +176,30 @@ class OwnershipStage:
                 parsed[field] = item_id(kept[at]) if kept else None
         if "has_more" in parsed:
             parsed["has_more"] = more
+        if may_name_produced(raw):  # the result files of the caller's finished batches
+            made = [i for x in kept for i in produced_ids(x)]
+            if made:
+                await self._claim(response, made, tenant, None)
         out = orjson.dumps(parsed)
         ctx.response_body = out  # the row keeps what the caller saw
         headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS}
         return web.Response(status=response.status, body=out, headers=headers)
+
+
+def _answer_ids(response: web.StreamResponse, created: bool) -> list[str] | None:
+    """The ids a successful answer about the caller's object gives the caller: the object it
+    created (``created``), and the result files a batch or fine-tuning job names. None for a
+    streamed answer (not read here)."""
+    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+        return None
+    body = response.body
+    ids = created_ids(body) if created else []
+    if may_name_produced(body):
+        try:
+            ids += produced_ids(orjson.loads(body))
+        except orjson.JSONDecodeError:
+            pass
+    return ids
 
 
 def _ttl(ctx: RequestContext, collection: str) -> float | None:

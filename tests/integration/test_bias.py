@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from gateway.cli.commands import main
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.gateway import serve
-from tests.support.telemetry import CHDB_DIR, chdb_client, chdb_dsn, isolate_telemetry_data, telemetry_yaml  # noqa: F401
+from tests.support.telemetry import CHDB_DIR, chdb_client, chdb_dsn, free_port, isolate_telemetry_data, telemetry_yaml  # noqa: F401
 
 ADMIN = "adm-bias-key-1"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -195,6 +195,8 @@ def test_cli_through_the_gateway_and_on_a_server(world):
     assert runner.invoke(main, via + ["--model", "gpt-typo"]).exit_code == 4
     raters = runner.invoke(main, via + ["--raters"])
     assert raters.exit_code == 1 and "rater_score[b]" in raters.output
+    gone = runner.invoke(main, ["bias", "--url", f"http://127.0.0.1:{free_port()}", "--by", "tenant"])
+    assert gone.exit_code == 2 and "no gateway answers" in gone.output
     with ClickHouseHTTPStandIn(str(CHDB_DIR)) as ch:  # the statistics in the CLI's own process
         direct = runner.invoke(main, ["bias", "--dsn", ch.dsn(database), "--by", "metadata.group",
                                       "--min-count", "10", "--json"])
@@ -203,6 +205,12 @@ def test_cli_through_the_gateway_and_on_a_server(world):
         tenant = runner.invoke(main, ["bias", "--dsn", ch.dsn(database), "--by", "tenant", "--min-count", "10"])
         assert tenant.exit_code == 3, tenant.output  # one segment (every row is tenant ''): nothing to compare
         assert "insufficient data" in tenant.output
+        # the saved query behind it, run by hand with its defaults (the last 168 h)
+        saved = runner.invoke(main, ["query", "--dsn", ch.dsn(database), "--saved", "bias-segments", "-p", "by=metadata",
+                                     "-p", "key=group", "--format", "jsonl"])
+        assert saved.exit_code == 0, saved.output
+        rows = {r["segment"]: r for r in map(orjson.loads, saved.stdout.splitlines())}
+        assert (rows["b"]["requests"], rows["b"]["refusals"], rows["c"]["requests"]) == (16, 15, 3)
 
 
 _CHILD_ONLY = """

@@ -35,7 +35,8 @@ CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-br
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 
 PANELS = ("p-summary", "p-traffic", "p-latency", "p-ttft", "p-cache", "p-usage-tenant", "p-usage-model",
-          "p-backends", "p-slowest", "p-failed", "p-prompts", "p-drift", "p-evaluations")
+          "p-backends", "p-slowest", "p-failed", "p-prompts", "p-drift", "p-bias",
+          "p-evaluations")
 SHOTS = REPO / "build" / "screenshots"
 
 
@@ -240,7 +241,8 @@ def test_page_renders_every_panel_in_headless_chromium(tmp_path):
     for chart in ("p-traffic", "p-latency", "p-ttft", "p-cache"):
         assert panels[chart]["canvases"] >= 1, chart
     for tbl, least in (("p-usage-tenant", 2), ("p-usage-model", 3), ("p-backends", 2), ("p-slowest", 10),
-                       ("p-failed", 2), ("p-prompts", 3), ("p-drift", 6), ("p-evaluations", 2)):
+                       ("p-failed", 2), ("p-prompts", 3), ("p-drift", 6), ("p-bias", 2 + 5),
+                       ("p-evaluations", 2)):
         assert panels[tbl]["rows"] >= least, (tbl, panels[tbl])
     assert out["tiles"] >= 12 and out["drift"] == "DRIFT" and out["hists"] == 3
     backends = {row[0]: row for row in out["backends"]}

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from gateway.cli.preflight import claim_data_dir
 from gateway.cli.sessions import RowSource
 from gateway.config import load_config
 from gateway.evals.gates import failing_gates
@@ -262,12 +263,18 @@ def test_gates_exit_codes_and_the_cache(setup, tdb):
     assert {r["item_id"] for r in select(tdb, "SELECT item_id FROM llm_eval_scores WHERE run_id = 'replay'")} == ids
     # a malformed gate, an unknown candidate, a prompt without a model: refused before any call
     before = len(fake.received)
+    config.with_name("embedded.yaml").write_text(config.read_text().split("\ntelemetry:")[0])
     for args, message in ((["-c", "gpt-test", "--gate", "exact=>1"], "bad gate 'exact=>1'"),
                           (["-c", "nope"], "candidate 'nope' is neither a public model"),
                           (["-c", "answer@2"], "--prompt-model"),
                           (["-c", "gpt-test", "-s", "nope"], "unknown scorer 'nope'")):
         refused = eval_run(config, "--dataset", "data.jsonl", *args)
         assert refused.exit_code == 2 and message in refused.output, refused.output
+    # a data directory a running gateway holds (its embedded store): refused in one line
+    assert claim_data_dir(tmp_path / "held", url="http://127.0.0.1:9") is None
+    held = CliRunner().invoke(main, ["eval", "run", "--config", str(config.with_name("embedded.yaml")),
+                                     "--data-dir", str(tmp_path / "held"), "--dataset", "data.jsonl", "-c", "gpt-test"])
+    assert held.exit_code == 2 and "the gateway at http://127.0.0.1:9 holds the data directory" in held.output
     assert len(fake.received) == before
 
     # the cache answers only with --cache (the same item twice, one call at a time)

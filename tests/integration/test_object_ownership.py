@@ -45,6 +45,7 @@ passthrough:
   - {{path: "batches*", backend: openai}}
   - {{path: "vector_stores*", backend: openai}}
   - {{path: "chat/completions/*", backend: openai}}
+  - {{path: "conversations*", backend: openai}}
 keys:
   - {{tenant: team-a, sha256: {_sha(KEY_A)}, endpoints: ["*"]}}
   - {{tenant: team-b, sha256: {_sha(KEY_B)}, endpoints: ["*"]}}
@@ -213,3 +214,46 @@ def test_instances_sharing_a_redis_share_the_ledger(make_gateway, account, tmp_p
         assert caught.value.status_code == 503 and caught.value.body["code"] == "service_unavailable"
     finally:
         redis.stop()
+
+
+def test_a_finished_batchs_result_files_are_its_owners(make_gateway, account):
+    """The account makes a batch's output and error files itself: the batch's answer (retrieved,
+    or in a list) names them, and they become its owner's, no one else's."""
+    gw = make_gateway(_config(account.url))
+    a, b = sdk(gw, KEY_A), sdk(gw, KEY_B)
+    file_a = upload(gw, KEY_A)
+    one, two = (a.batches.create(input_file_id=file_a, endpoint="/v1/chat/completions",
+                                 completion_window="24h").id for _ in range(2))
+    out1, err1 = account.complete(one)
+    out2, err2 = account.complete(two)
+    assert_missing(lambda: a.files.content(out1), out1)  # not yet seen through the gateway
+    assert_missing(lambda: b.batches.retrieve(one), one)  # another's batch names nothing to it
+    assert_missing(lambda: b.files.content(out1), out1)
+
+    done = a.batches.retrieve(one)
+    assert (done.output_file_id, done.error_file_id) == (out1, err1)
+    assert a.files.content(out1).content == b'{"id": "out"}\n' and a.files.retrieve(err1).id == err1
+    assert [x.id for x in a.batches.list()] == [two, one]  # a list names the files of the batches it keeps
+    assert a.files.content(out2).content == b'{"id": "out"}\n' and a.files.retrieve(err2).id == err2
+    for made in (out1, err1, out2, err2):
+        assert_missing(lambda made=made: b.files.content(made), made)
+    assert [x.id for x in b.batches.list()] == []
+    assert out1 not in {f.id for f in b.files.list()} and out1 in {f.id for f in a.files.list()}
+
+
+def test_a_conversation_is_its_creators(make_gateway, account):
+    """A conversation made through the gateway is its tenant's: its items, and a Responses turn
+    naming it (``conversation`` as an id or as ``{"id": ...}``), are refused to any other."""
+    gw = make_gateway(_config(account.url))
+    a, b = sdk(gw, KEY_A), sdk(gw, KEY_B)
+    conv = a.conversations.create().id
+    a.conversations.items.create(conv, items=[{"type": "message", "role": "user", "content": "hi"}])
+    assert len(a.conversations.items.list(conv).data) == 1
+    seen = len(account.received)
+    assert_missing(lambda: b.conversations.items.list(conv), conv)
+    assert_missing(lambda: b.conversations.items.create(conv, items=[]), conv)
+    assert_missing(lambda: b.responses.create(model="tuned", input="x", conversation=conv), conv, "conversation")
+    assert_missing(lambda: b.responses.create(model="tuned", input="x", conversation={"id": conv}), conv,
+                   "conversation")
+    assert len(account.received) == seen
+    assert a.responses.create(model="tuned", input="x", conversation={"id": conv}).conversation.id == conv

@@ -163,6 +163,10 @@ expect dataset '"role": ?"assistant"'
 # Too few rows for drift statistics: "insufficient data" (exit status 3).
 run drift 3 llm-gateway drift --config cfg/gateway.yaml
 grep -q "insufficient data" "$work/logs/drift.out" "$work/logs/drift.err" || fail "drift does not say insufficient data"
+# One segment (every row is tenant ''): nothing to compare for bias either (exit status 3); its
+# saved queries come from the wheel.
+run bias 3 llm-gateway bias --config cfg/gateway.yaml
+grep -q "insufficient data" "$work/logs/bias.out" "$work/logs/bias.err" || fail "bias does not say insufficient data"
 # The embedded store served alone: a reader over ClickHouse's HTTP interface finds it through
 # .llm-gateway/store.json and sees the row serve logged; SIGTERM removes the file.
 step "llm-gateway store"

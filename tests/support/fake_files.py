@@ -1,7 +1,8 @@
 """A fake OpenAI account that stores what it is sent: files (upload, list with ``limit``/``after``,
-retrieve, content, delete) and batches (create on an existing file, retrieve, list, cancel), in
-OpenAI's shapes and errors. ``received`` lists ``(method, path)`` of every request, so a test can
-show that a refused one never reached the account.
+retrieve, content, delete), batches (create on an existing file, retrieve, list, cancel),
+conversations (create, items), vector stores (create, their files and file batches) and
+natively stored responses, in OpenAI's shapes and errors. ``received`` lists ``(method, path)``
+of every request, so a test can show that a refused one never reached the account.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class FakeFilesAccount:
         self.contents: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
         self.received: list[tuple[str, str]] = []
+        self.conversations: dict[str, list[dict]] = {}  # id → its items
+        self.vector_stores: dict[str, set[str]] = {}  # id → its files
         self._clock = itertools.count(1_700_000_000)
         app = web.Application(middlewares=[self._record])
         r = app.router
@@ -52,6 +55,17 @@ class FakeFilesAccount:
         r.add_get("/v1/batches", self._batches)
         r.add_get("/v1/batches/{id}", self._get_batch)
         r.add_post("/v1/batches/{id}/cancel", self._cancel)
+        r.add_post("/v1/responses", self._response)
+        r.add_post("/v1/conversations", self._conversation)
+        r.add_get("/v1/conversations/{id}/items", self._items)
+        r.add_post("/v1/conversations/{id}/items", self._items)
+        r.add_post("/v1/vector_stores", self._vector_store)
+        r.add_post("/v1/vector_stores/{vs}/files", self._vs_file)
+        r.add_route("*", "/v1/vector_stores/{vs}/files/{id}", self._vs_file)
+        r.add_get("/v1/vector_stores/{vs}/files/{id}/content", self._vs_file)
+        r.add_post("/v1/vector_stores/{vs}/file_batches", self._vs_batch)
+        r.add_route("*", "/v1/vector_stores/{vs}/file_batches/{id}", self._vs_batch)
+        r.add_post("/v1/vector_stores/{vs}/file_batches/{id}/cancel", self._vs_batch)
         self._server = BackgroundServer(app)
 
     @property
@@ -68,6 +82,14 @@ class FakeFilesAccount:
     def store(self, content: bytes = b"{}\n", purpose: str = "batch") -> str:
         """A file put in the account directly (not through the gateway); its id."""
         return self._add(content, "direct.jsonl", purpose)["id"]
+
+    def complete(self, batch_id: str) -> tuple[str, str]:
+        """``batch_id`` finishes as the account would: its output and error files are made (in
+        the account, not through the gateway) and named in the batch; their ids."""
+        out, err = self._add(b'{"id": "out"}\n', "output.jsonl", "batch_output"), \
+            self._add(b'{"id": "err"}\n', "errors.jsonl", "batch_output")
+        self.batches[batch_id].update(status="completed", output_file_id=out["id"], error_file_id=err["id"])
+        return out["id"], err["id"]
 
     def _add(self, content: bytes, filename: str, purpose: str) -> dict:
         file = {"id": f"file-{uuid.uuid4().hex[:24]}", "object": "file", "bytes": len(content),
@@ -128,3 +150,65 @@ class FakeFilesAccount:
             return _missing("Batch", request.match_info["id"])
         batch["status"] = "cancelling"
         return web.json_response(batch)
+
+    def _object(self, prefix: str, kind: str, **fields) -> dict:
+        return {"id": f"{prefix}{uuid.uuid4().hex[:24]}", "object": kind, "created_at": next(self._clock), **fields}
+
+    async def _response(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response(self._object("resp_", "response", status="completed", model=body.get("model"),
+                                              output=[], conversation=body.get("conversation")))
+
+    async def _conversation(self, request: web.Request) -> web.Response:
+        conversation = self._object("conv_", "conversation", metadata={})
+        self.conversations[conversation["id"]] = []
+        return web.json_response(conversation)
+
+    async def _items(self, request: web.Request) -> web.Response:
+        items = self.conversations.get(request.match_info["id"])
+        if items is None:
+            return _missing("Conversation", request.match_info["id"])
+        added = [self._object("msg_", "message", **item) for item in (await request.json())["items"]] \
+            if request.method == "POST" else []
+        items.extend(added)
+        shown = added if request.method == "POST" else items
+        return web.json_response({"object": "list", "data": shown, "first_id": shown[0]["id"] if shown else None,
+                                  "last_id": shown[-1]["id"] if shown else None, "has_more": False})
+
+    async def _vector_store(self, request: web.Request) -> web.Response:
+        store = self._object("vs_", "vector_store", name=(await request.json()).get("name"))
+        self.vector_stores[store["id"]] = set()
+        return web.json_response(store)
+
+    async def _vs_file(self, request: web.Request) -> web.Response:
+        vs = request.match_info["vs"]
+        files = self.vector_stores.get(vs)
+        if files is None:
+            return _missing("VectorStore", vs)
+        file_id = request.match_info.get("id") or (await request.json())["file_id"]
+        if request.method == "POST" and "id" not in request.match_info:
+            files.add(file_id)
+        elif file_id not in files:
+            return _missing("VectorStoreFile", file_id)
+        elif request.method == "DELETE":
+            files.discard(file_id)
+            return web.json_response({"id": file_id, "object": "vector_store.file.deleted", "deleted": True})
+        elif request.path.endswith("/content"):
+            return web.json_response({"object": "vector_store.file_content.page", "data": [
+                {"type": "text", "text": self.contents[file_id].decode()}], "has_more": False, "next_page": None})
+        return web.json_response({"id": file_id, "object": "vector_store.file", "vector_store_id": vs,
+                                  "status": "completed", "created_at": next(self._clock)})
+
+    async def _vs_batch(self, request: web.Request) -> web.Response:
+        vs = request.match_info["vs"]
+        if vs not in self.vector_stores:
+            return _missing("VectorStore", vs)
+        if "id" in request.match_info:
+            return web.json_response({"id": request.match_info["id"], "object": "vector_store.files_batch",
+                                      "vector_store_id": vs, "status": "completed", "created_at": 0,
+                                      "file_counts": {}})
+        body = await request.json()
+        ids = body.get("file_ids") or [f["file_id"] for f in body.get("files", [])]
+        self.vector_stores[vs].update(ids)
+        return web.json_response(self._object("vsfb_", "vector_store.files_batch", vector_store_id=vs,
+                                              status="completed", file_counts={"completed": len(ids)}))

@@ -7,7 +7,16 @@ import asyncio
 import orjson
 
 from gateway.ownership.ledger import SqliteLedger
-from gateway.ownership.objects import collection_of, created_ids, listing, named_id, referenced_ids
+from gateway.ownership.objects import (
+    collection_of,
+    created_ids,
+    listing,
+    may_name_produced,
+    named_id,
+    produced_ids,
+    referenced_ids,
+)
+from gateway.ownership.stage import OwnershipStage
 
 
 def test_paths_name_the_object_after_their_collection():
@@ -34,6 +43,8 @@ def test_bodies_name_objects_in_their_top_level_fields():
     assert referenced_ids(body) == [("input_file_id", "file-1"), ("training_file", "file-2"),
                                     ("previous_response_id", "resp_1"), ("file_ids", "file-3")]
     assert referenced_ids([1]) == []
+    assert referenced_ids({"conversation": "conv_1"}) == [("conversation", "conv_1")]
+    assert referenced_ids({"conversation": {"id": "conv_2"}}) == [("conversation", "conv_2")]
 
 
 def test_an_answer_names_the_objects_it_created():
@@ -71,5 +82,27 @@ def test_the_sqlite_ledger_forgets_after_its_ttl(tmp_path):
         assert await ledger.owners(["file-5"]) == {}
         await ledger.close()
         await other.close()
+
+    asyncio.run(run())
+
+
+def test_a_batch_or_fine_tune_names_the_files_made_for_it():
+    batch = {"id": "batch_1", "object": "batch", "output_file_id": "file-o", "error_file_id": None,
+             "metadata": {"output_file_id": "file-x"}}
+    assert may_name_produced(orjson.dumps(batch)) and produced_ids(batch) == ["file-o"]
+    assert produced_ids({"object": "fine_tuning.job", "result_files": ["file-r", 3]}) == ["file-r"]
+    assert produced_ids({"object": "response", "output_file_id": "file-x"}) == []  # only what a job makes
+    assert not may_name_produced(b'{"object": "file"}')
+
+
+def test_an_id_already_anothers_stays_its_first_owners(tmp_path):
+    stage = OwnershipStage()
+    stage.ledger = SqliteLedger(tmp_path / "objects.sqlite3", ttl_s=60)
+
+    async def run():
+        await stage._record_new(["file-1"], "team-a", None)
+        await stage._record_new(["file-1", "file-2"], "team-b", None)  # a backend that reused file-1
+        assert await stage.ledger.owners(["file-1", "file-2"]) == {"file-1": "team-a", "file-2": "team-b"}
+        await stage.ledger.close()
 
     asyncio.run(run())

@@ -542,6 +542,16 @@
 
   document.getElementById("detail").addEventListener("close", function () { writeHash(); });
 
+  // --- panels of other packages ----------------------------------------------------------------------
+  // A panel script inlined before this one (api.py's PANEL_SCRIPTS) pushes its loader onto
+  // window.gatewayPanels; each refresh calls it with the helpers it needs and waits for its promise.
+  var kit = { $: $, el: el, fmt: fmt, api: api, table: table, setPanel: setPanel, badge: badge, refresh: function () { return refresh(); } };
+  function extraPanels() {
+    return (window.gatewayPanels || []).map(function (load) {
+      try { return Promise.resolve(load(kit)); } catch (err) { return Promise.reject(err); }
+    });
+  }
+
   // --- refresh loop ----------------------------------------------------------------------------------
   function refresh() {
     if (loading) { again = true; return Promise.resolve(); }  // runs once more when this one ends
@@ -551,7 +561,8 @@
     document.body.dataset.ready = "0";
     return Promise.allSettled([loadOptions(), loadSummary().catch(function (err) { setPanel("p-summary", "error", err.message); }),
                                loadTraffic(), loadCache(), loadUsage(), loadBackends(),
-                               loadRequests("slowest", "p-slowest"), loadRequests("failed", "p-failed"), loadPrompts(), loadDrift()])
+                               loadRequests("slowest", "p-slowest"), loadRequests("failed", "p-failed"), loadPrompts(), loadDrift()]
+                               .concat(extraPanels()))
       .then(function () {
         loading = false;
         if (again) { again = false; return refresh(); }
