@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import textwrap
+import threading
+import time
 
 import httpx
 import orjson
@@ -21,6 +23,7 @@ from gateway.config import load_config
 from gateway.evals.gates import failing_gates
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import serve
+from tests.support.polling import wait_for
 from tests.support.telemetry import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 from tests.support.telemetry_rows import select
 
@@ -56,8 +59,12 @@ def answer(received):
         return {"object": "list", "model": body["model"], "usage": {"prompt_tokens": 2, "total_tokens": 2},
                 "data": [{"object": "embedding", "index": i, "embedding": vector(t)} for i, t in enumerate(body["input"])]}
     messages = body["messages"]
+    if messages[-1]["content"] == "Explode":
+        return 500, {"error": {"message": "backend on fire", "type": "server_error"}}
     if body["model"] == "judge-up":  # the rubric renders "Expected: …" and "Answer: …" lines
         text = messages[-1]["content"]
+        if "Expected: unjudgeable" in text:
+            return 503, {"error": {"message": "judge overloaded", "type": "server_error"}}
         expected = re.search(r"^Expected: (.*)$", text, re.M).group(1)
         given = re.search(r"^Answer: (.*)$", text, re.M).group(1)
         if expected == given:
@@ -65,7 +72,7 @@ def answer(received):
         return chat("Score: 1/4\nReason: differs from the expected answer", "judge-up")
     question = messages[-1]["content"]
     brief = any(m["role"] == "system" for m in messages)
-    return chat((BRIEF if brief else RIGHT)[question], body["model"])
+    return chat((BRIEF if brief else RIGHT).get(question, "no idea"), body["model"])
 
 
 PROMPT = """
@@ -287,3 +294,47 @@ def test_gates_exit_codes_and_the_cache(setup, tdb):
                            "(SELECT * FROM llm_requests ORDER BY ts_start) WHERE run IN ('nocache', 'cached') "
                            "GROUP BY run ORDER BY run")
     assert statuses == [{"run": "cached", "s": ["miss", "hit"]}, {"run": "nocache", "s": ["bypass", "bypass"]}]
+
+
+def test_failed_calls_a_failing_judge_and_the_concurrency_limit(setup, tdb):
+    tmp_path, config, fake = setup
+    items = [{"id": "ok", "input": "What is 2+2?", "expected": "4"},
+             {"id": "boom", "input": "Explode", "expected": "anything"},
+             {"id": "nojudge", "input": "Capital of France?", "expected": "unjudgeable"}]
+    (tmp_path / "flaky.jsonl").write_text("\n".join(orjson.dumps(i).decode() for i in items) + "\n")
+    flaky = eval_run(config, "--dataset", "flaky.jsonl", "-c", "gpt-test", "-s", "exact", "-s", "judge",
+                     "--gate", "error_rate<=0", "--run-id", "flaky", "--json")
+    assert flaky.exit_code == 3, flaky.output
+    assert "gate failed: error_rate<=0: error_rate is 0.3333 in run flaky (gpt-test)" in flaky.stderr
+    report = orjson.loads(flaky.stdout)
+    assert report["arms"]["gpt-test"]["failed_calls"] == 1 and report["arms"]["gpt-test"]["items"] == 3
+    assert report["scores"]["exact"]["gpt-test"] == {"n": 2, "mean": 0.5, "ci95": [-5.853102, 6.853102],
+                                                     "unscored": 1}
+    assert report["scores"]["judge"]["gpt-test"]["n"] == 1 and report["scores"]["judge"]["gpt-test"]["unscored"] == 2
+    rows = {(r["item_id"], r["scorer"]): r for r in select(
+        tdb, "SELECT item_id, scorer, score, reason, error FROM llm_eval_scores WHERE run_id = 'flaky'")}
+    assert rows[("boom", "exact")]["error"] == "HTTP 500: backend on fire" and rows[("boom", "exact")]["score"] is None
+    judged = rows[("nojudge", "judge")]
+    assert judged["score"] is None and judged["error"] == ""
+    assert judged["reason"] == "judge model judge: HTTP 503: judge overloaded"
+
+    # at most --concurrency calls in flight: with the upstream holding every request, two arrive
+    (tmp_path / "six.jsonl").write_text("".join(orjson.dumps({"id": f"i{n}", "input": "What is 2+2?",
+                                                              "expected": "4"}).decode() + "\n" for n in range(6)))
+    before = len(fake.received)
+    fake.hold()
+    worker = threading.Thread(target=eval_run, args=(config, "--dataset", "six.jsonl", "-c", "gpt-test",
+                                                     "--concurrency", "2", "--run-id", "held"))
+    worker.start()
+    try:
+        wait_for(lambda: len(fake.received) - before >= 2, what="two calls at the upstream")
+        deadline = time.monotonic() + 0.5  # a third would come at once if the limit let it through
+        while time.monotonic() < deadline:
+            assert len(fake.received) - before == 2
+            time.sleep(0.02)
+    finally:
+        fake.release()
+        worker.join(60)
+    assert len(fake.received) - before == 6
+    assert select(tdb, "SELECT argMax(status, version) AS s FROM llm_eval_runs WHERE run_id = 'held'") == [
+        {"s": "finished"}]

@@ -106,8 +106,8 @@ class FakeUpstream:
                          pause_after=pause_after), times)
 
     def respond(self, fn) -> None:
-        """Answer each request with ``fn(received)``: a JSON payload (status 200) or ``(status,
-        payload)``; ``None`` from ``fn`` leaves that request to the scripts."""
+        """Answer each request (once ``hold`` lets it go) with ``fn(received)``: a JSON payload
+        (status 200) or ``(status, payload)``; ``None`` from ``fn`` leaves that request to the scripts."""
         self._responder = fn
 
     def hang(self) -> None:
@@ -134,13 +134,13 @@ class FakeUpstream:
         self.received.append(Received(request.method, request.path, request.query_string,
                                       dict(request.headers), await request.read()))
         answer = self._responder(self.received[-1]) if self._responder else None
-        if answer is not None:
-            status, payload = answer if isinstance(answer, tuple) else (200, answer)
-            return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
-        s = self._queue.pop(0) if self._queue else self._script
+        s = self._queue.pop(0) if self._queue and answer is None else self._script
         try:
             if not self._gate.is_set():
                 await asyncio.to_thread(self._gate.wait)
+            if answer is not None:
+                status, payload = answer if isinstance(answer, tuple) else (200, answer)
+                return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
             if s.delay_s:
                 await asyncio.sleep(s.delay_s)
             if s.hang:
