@@ -4,7 +4,8 @@ Runs right after the access stage (the caller's tenant is known), for a config w
 ``auth.stored_objects: owned``. Per request in a collection of ``gateway.ownership.objects``:
 
 - a path naming an object (``GET /v1/files/{id}/content``, ``POST /v1/batches/{id}/cancel``) and
-  the objects a JSON body names (``input_file_id``, ``training_file``, ``file_ids``, …) must be
+  the objects a JSON body names (``input_file_id``, ``training_file``, ``file_ids``, …, and the
+  nested shapes of ``gateway.ownership.nested``) must be
   the caller's tenant's in the ledger, else 404 as if they did not exist (nothing is sent on);
 - a successful POST records the objects its answer describes for the caller's tenant (a chat
   completion only with ``store: true``, a response unless ``store: false``); a successful
@@ -34,6 +35,7 @@ from gateway.core.context import RequestContext
 from gateway.core.errors import NotFoundError, ServiceUnavailableError, UpstreamError
 from gateway.inbound.responses.turn import previous_response_not_found
 from gateway.ownership.ledger import Ledger
+from gateway.ownership.nested import nested_ids
 from gateway.ownership.objects import (
     collection_of,
     created_ids,
@@ -73,7 +75,7 @@ class OwnershipStage:
         endpoint = ctx.endpoint
         collection = collection_of(endpoint)
         body = ctx.body
-        refs = referenced_ids(body)
+        refs = referenced_ids(body) + nested_ids(body)
         if grant is None or grant.key.admin or (collection is None and not refs):
             return await call_next(ctx)
         tenant = ctx.tenant

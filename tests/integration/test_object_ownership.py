@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -285,3 +286,50 @@ def test_every_id_in_a_path_is_checked(make_gateway, account):
     assert a.vector_stores.file_batches.retrieve(fb_a, vector_store_id=vs_a).id == fb_a
     assert a.vector_stores.files.delete(file_a, vector_store_id=vs_a).deleted is True
     assert a.files.retrieve(file_a).id == file_a  # leaving a vector store does not forget the file
+
+
+def test_ids_nested_in_a_body_are_checked(make_gateway, account):
+    """A Responses turn's ``input_file``/``input_image`` parts and ``file_search`` tool, a chat
+    message's ``file`` part and an Anthropic document's ``source`` name files too: another
+    tenant's answer 404 (Anthropic's shape on /v1/messages) and nothing is sent on."""
+    gw = make_gateway(_config(account.url))
+    a, b = sdk(gw, KEY_A), sdk(gw, KEY_B)
+    file_a = upload(gw, KEY_A)
+    vs_a = a.vector_stores.create(name="a").id
+    anthropic_file = "file_011CNha8iCJcU1wXNR6q4V8w"  # made at Anthropic, adopted for team-a
+    r = httpx.post(f"{gw.url}/admin/objects", json={"tenant": "team-a", "ids": [anthropic_file]},
+                   headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
+    assert r.status_code == 200
+    part = {"type": "input_file", "file_id": file_a}
+    turns = [
+        {"input": [{"role": "user", "content": [part]}]},
+        {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": file_a, "detail": "auto"}]}]},
+        {"input": "x", "tools": [{"type": "file_search", "vector_store_ids": [vs_a]}]},
+    ]
+    seen = len(account.received)
+    for turn, wanted in zip(turns, (file_a, file_a, vs_a)):
+        param = "tools" if "tools" in turn else "input"
+        assert_missing(lambda turn=turn: b.responses.create(model="tuned", **turn), wanted, param)
+    chat = [{"role": "user", "content": [{"type": "file", "file": {"file_id": file_a}}]}]
+    assert_missing(lambda: b.chat.completions.create(model="mock-gpt", messages=chat), file_a, "messages")
+    escaped = b'{"model": "mock-gpt", "messages": [{"role": "user", "content": [{"type": "file", ' \
+              b'"file": {"file\\u005fid": "' + file_a.encode() + b'"}}]}]}'
+    sneaky = httpx.post(f"{gw.url}/v1/chat/completions", content=escaped, timeout=30,
+                        headers={"Authorization": f"Bearer {KEY_B}", "Content-Type": "application/json"})
+    assert sneaky.status_code == 404 and sneaky.json()["error"]["param"] == "messages"
+    assert len(account.received) == seen
+    for turn in turns:  # the owner's own pass
+        assert a.responses.create(model="tuned", **turn).status == "completed"
+    assert a.chat.completions.create(model="mock-gpt", messages=chat).choices
+
+    doc = [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "file", "file_id": anthropic_file}},
+        {"type": "text", "text": "summarise"}]}]
+    claude_b = anthropic.Anthropic(base_url=gw.url, api_key=KEY_B, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        claude_b.messages.create(model="mock-gpt", max_tokens=5, messages=doc)
+    assert caught.value.body["type"] == "error" and anthropic_file in caught.value.body["error"]["message"]
+    claude_a = anthropic.Anthropic(base_url=gw.url, api_key=KEY_A, max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as caught:  # past the ownership check: the mock
+        claude_a.messages.create(model="mock-gpt", max_tokens=5, messages=doc)  # backend reads no documents
+    assert "not supported" in caught.value.message
