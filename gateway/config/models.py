@@ -196,6 +196,8 @@ class PublicModel(_Strict):
                 raise ValueError("a chain model has no `targets` or `prompt` (its steps name models and prompts)")
         elif not self.targets:
             raise ValueError("targets: a model needs at least one target (or `chain: NAME`)")
+        if self.sticky and self.strategy != "weighted":
+            raise ValueError(f"sticky: only for strategy: weighted (this model's strategy is {self.strategy})")
         return self
 
 
@@ -262,7 +264,8 @@ class ServerSettings(_Strict):
         "largest accepted request body (JSON, and any other body than an upload); 413 above it"))
     upload_limit_bytes: int = Field(512 * 1024 * 1024, ge=1024, description=(
         "largest accepted multipart/form-data upload (/v1/files, /v1/uploads/{id}/parts, /v1/audio/*, "
-        "/v1/images/edits; OpenAI's file limit); streamed, never held whole; 413 above it"))
+        "/v1/images/edits; OpenAI's file limit); streamed on once its model is read (a form naming it only "
+        "after its file is held up to this limit); 413 above it"))
     forward_headers: list[str] = Field(default_factory=list, description=(
         "client headers passed to the backend (names or globs such as x-team-*, any case); never Authorization"))
     reload_interval_s: float = Field(1.0, ge=0, description="how often the config file is checked; 0: only SIGHUP")

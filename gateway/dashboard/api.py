@@ -6,7 +6,7 @@
   ``?key=…`` answers 400 and the form.
 - ``POST /dashboard/login`` (form field ``key``; wrong keys slowed per client address like
   bearer keys, ``admin_guard``), ``POST /dashboard/logout`` (ends the session server-side).
-- ``GET /admin/dashboard/{options,summary,timeseries,usage,cache,backends,prompts}``,
+- ``GET /admin/dashboard/{options,summary,timeseries,usage,cache,backends,prompts,adapters}``,
   ``GET /admin/dashboard/requests?kind=slowest|failed&limit=N``,
   ``GET /admin/dashboard/request/{id}[?ts=ms]``, ``GET /admin/dashboard/drift``,
   ``GET /admin/dashboard/bias`` (``gateway.bias.panel``),
@@ -141,7 +141,7 @@ class DashboardAPI:
         routes.post("/dashboard/logout", self.logout)
         for name, fn in (("options", panels.options), ("summary", panels.summary),
                          ("timeseries", panels.timeseries), ("usage", panels.usage), ("cache", panels.cache),
-                         ("backends", panels.backends)):
+                         ("backends", panels.backends), ("adapters", panels.adapters)):
             routes.admin_get(f"/admin/dashboard/{name}", partial(self._panel, fn))
         routes.admin_get("/admin/dashboard/prompts", self.prompts)
         routes.admin_get("/admin/dashboard/requests", self.requests)

@@ -322,3 +322,33 @@ GROUP BY prompt, version ORDER BY prompt, version""", f.params())
                     "cost_usd": round(r["cost_usd"] or 0.0, 6),
                     "mean_score": round(score_sum / r["feedback"], 3) if r["feedback"] else None})
     return {"range": f.describe(), "source": "raw", "versions": out}
+
+
+def adapters(fetch: Fetch, f: Filters) -> dict:
+    """LoRA canaries side by side: for each public model a LoRA adapter answered in the range,
+    its arms (``base``: the rows no adapter answered; ``<adapter>@<version>``) with requests,
+    error rate, latency, mean tokens, cost and feedback (count, mean score)."""
+    models = f"SELECT DISTINCT model_requested FROM llm_requests WHERE {f.raw_where()} AND adapter != ''"
+    rows = fetch(f"""WITH fb AS (
+    SELECT request_id, sum(score) AS score_sum, count() AS scores FROM llm_feedback
+    WHERE request_id IN (SELECT request_id FROM llm_requests WHERE {f.raw_where()} AND model_requested IN ({models}))
+    GROUP BY request_id)
+SELECT r.model_requested AS model,
+    if(r.adapter = '', 'base', concat(r.adapter, '@', toString(assumeNotNull(r.adapter_version)))) AS arm,
+    count() AS requests, countIf(r.status_code >= 400) AS errors,
+    quantilesTDigest(0.5, 0.95)(r.latency_ms) AS latency,
+    avg(r.prompt_tokens) AS mean_prompt_tokens, avg(r.completion_tokens) AS mean_completion_tokens,
+    sum(ifNull(r.cost_usd, 0)) AS cost_usd, sum(fb.scores) AS feedback, sum(fb.score_sum) AS score_sum
+FROM llm_requests AS r LEFT JOIN fb ON fb.request_id = r.request_id
+WHERE {f.raw_where("r.")} AND r.model_requested IN ({models})
+GROUP BY model, arm ORDER BY model, arm""", f.params())
+    out = []
+    for r in rows:
+        lat = r.pop("latency") or [None, None]
+        score_sum = r.pop("score_sum")
+        out.append({**r, "error_rate": _rate(r["errors"], r["requests"]), "p50_ms": _r(lat[0]), "p95_ms": _r(lat[1]),
+                    "mean_prompt_tokens": _r(r["mean_prompt_tokens"]),
+                    "mean_completion_tokens": _r(r["mean_completion_tokens"]),
+                    "cost_usd": round(r["cost_usd"] or 0.0, 6),
+                    "mean_score": round(score_sum / r["feedback"], 3) if r["feedback"] else None})
+    return {"range": f.describe(), "source": "raw", "arms": out}

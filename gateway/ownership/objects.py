@@ -67,6 +67,30 @@ def named_id(endpoint: str, collection: str) -> str | None:
     return object_id
 
 
+# Below an object, the sub-collections whose next segment names an object made through the
+# gateway too (recorded from its create answer): a vector store's files and file batches, a
+# thread's runs, an eval's runs. ``vector_stores/{vs}/files/{file}`` needs both to be the caller's.
+SUB_OBJECTS: dict[str, frozenset[str]] = {
+    "vector_stores": frozenset({"files", "file_batches"}),
+    "threads": frozenset({"runs"}),
+    "evals": frozenset({"runs"}),
+}
+
+
+def path_ids(endpoint: str, collection: str) -> list[str]:
+    """Every id ``endpoint`` names: the object after ``collection`` and, below it, the object
+    of a ``SUB_OBJECTS`` sub-collection (``vector_stores/vs_1/files/file-2`` → both)."""
+    first = named_id(endpoint, collection)
+    if first is None:
+        return []
+    subs = SUB_OBJECTS.get(collection)
+    if subs is not None:
+        parts = endpoint[len(collection) + 1:].split("/", 3)
+        if len(parts) > 2 and parts[2] and parts[1].lower() in subs:
+            return [first, parts[2]]
+    return [first]
+
+
 def referenced_ids(body: Any) -> list[tuple[str, str]]:
     """``(field, id)`` for each object a JSON body names in ``REFERENCE_FIELDS``/``REFERENCE_LISTS``."""
     if not isinstance(body, dict):
@@ -81,6 +105,9 @@ def referenced_ids(body: Any) -> list[tuple[str, str]]:
         values = body.get(field)
         if isinstance(values, list):
             out.extend((field, v) for v in values if isinstance(v, str) and v)
+    files = body.get("files")  # a vector store file batch's newer form: [{"file_id": ...}, ...]
+    if isinstance(files, list):
+        out.extend(("files", v) for x in files if isinstance(x, dict) and isinstance(v := x.get("file_id"), str) and v)
     return out
 
 
@@ -144,5 +171,5 @@ def item_id(item: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-__all__ = ["COLLECTIONS", "REFERENCE_FIELDS", "REFERENCE_LISTS", "collection_of", "created_ids", "item_id",
-           "listing", "may_name_produced", "named_id", "produced_ids", "referenced_ids"]
+__all__ = ["COLLECTIONS", "REFERENCE_FIELDS", "REFERENCE_LISTS", "SUB_OBJECTS", "collection_of", "created_ids",
+           "item_id", "listing", "may_name_produced", "named_id", "path_ids", "produced_ids", "referenced_ids"]

@@ -41,6 +41,7 @@ from gateway.ownership.objects import (
     listing,
     may_name_produced,
     named_id,
+    path_ids,
     produced_ids,
     referenced_ids,
 )
@@ -78,7 +79,7 @@ class OwnershipStage:
         tenant = ctx.tenant
         method = ctx.request.method
         object_id = named_id(endpoint, collection) if collection is not None else None
-        wanted = ([("id", object_id)] if object_id else []) + refs
+        wanted = [("id", i) for i in path_ids(endpoint, collection)] + refs if collection is not None else refs
         if wanted:
             owners = await self._owners([i for _, i in wanted])
             for field, i in wanted:

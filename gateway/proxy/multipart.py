@@ -2,13 +2,16 @@
 
 Audio transcriptions, image edits, file uploads name their ``model`` (and ``stream``) in a
 ``multipart/form-data`` body next to files of up to hundreds of megabytes. ``read_form`` reads
-the body only as far as it must — until ``model`` is known and a file part begins (or just a
-file part begins, for a path ``passthrough:`` routes: ``/v1/files`` forms name no model), or the
-body ends — keeping those first bytes; the rest is never read here. ``Form.body(model)`` is then the
-whole body for the upstream: the bytes read (with the ``model`` value replaced by the target's
-name when it differs) followed by the rest, streamed from the client as the upstream reads it.
-A form that names its model only after a large file is read up to the limit (``server.upload_limit_bytes``),
-never more.
+the body only as far as it must — until ``model`` is known (at once, for a path ``passthrough:``
+routes: ``/v1/files`` forms name no model) and then a file part begins, or a text field runs
+past ``_FIELD_MAX`` (a long ``prompt`` is streamed on like a file, never kept), or what was
+read passes ``_HEAD_MAX`` (many short fields); or the body ends — keeping those first bytes; the
+rest is never read here. ``Form.body(model)`` is then the whole body for the upstream: the bytes
+read (with the ``model`` value replaced by the target's name when it differs) followed by the
+rest, streamed from the client as the upstream reads it. ``model`` itself is read whole or not
+at all: longer than ``_FIELD_MAX``, it is refused (400). A form that names its model only after
+a large part is read up to the limit (``server.upload_limit_bytes``), never more: nothing can be
+sent before the target is known.
 
 The parts are found by their boundary (RFC 7578): ``--boundary`` lines, each part's headers up
 to a blank line, its content up to the next ``\\r\\n--boundary``. Only ``Content-Disposition``'s
@@ -31,9 +34,11 @@ from aiohttp import web
 from gateway.core.errors import InvalidRequestError, PayloadTooLargeError
 
 _FIELD_MAX = 64 * 1024  # a longer text field is passed on unread (a prompt, say), never kept
+_HEAD_MAX = 1024 * 1024  # once routable, no more than this (and one part) is held before sending on
 _HEADERS_MAX = 16 * 1024  # a part's headers longer than this: not a form we understand
 TWICE = "The form names `model` more than once."
-LATE = "The form names `model` after a file here: send `model` before the first file."
+LATE = "The form names `model` after a file or a long field here: send `model` before them."
+LONG = f"The form's `model` field is longer than {_FIELD_MAX} bytes."
 
 
 def boundary_of(content_type: str) -> bytes | None:
@@ -129,8 +134,8 @@ async def _chain(head: bytes, rest: AsyncIterator[bytes], read: int, limit: int,
 async def read_form(request: web.Request, limit: int, model_may_follow: bool = True) -> Form:
     """Read ``request``'s multipart body up to what ``Form`` needs (see the module's docstring).
     ``model_may_follow``: look for ``model`` past a file (else a file ends the reading).
-    Raises ``InvalidRequestError`` for a form without a boundary, ``PayloadTooLargeError`` past
-    ``limit``."""
+    Raises ``InvalidRequestError`` for a form without a boundary or with a ``model`` over
+    ``_FIELD_MAX``, ``PayloadTooLargeError`` past ``limit``."""
     boundary = boundary_of(request.headers.get("Content-Type", ""))
     if boundary is None:
         raise InvalidRequestError("A multipart/form-data body needs a `boundary` in its Content-Type.")
@@ -139,11 +144,13 @@ async def read_form(request: web.Request, limit: int, model_may_follow: bool = T
     buf = bytearray()
     fields: dict[str, str] = {}
     model_at: tuple[int, int] | None = None
-    named = False  # a ``model`` part was read (whatever its size)
+    named = False  # a ``model`` part was read
     pos = 0  # where the next delimiter (or the current part's end) is looked for
     part: tuple[str | None, bool, int] | None = None  # the part being read: name, is_file, content start
-    ended = stopped = False
+    stop: int | None = None  # where the rest to stream on begins, to be watched for ``model``
+    ended = False
     while True:
+        routable = model_at is not None or not model_may_follow  # what follows can be sent on unread
         if part is None:  # looking for the next part's delimiter and headers
             i = buf.find(dash, pos)
             head_end = buf.find(b"\r\n\r\n", i) if i >= 0 else -1
@@ -157,8 +164,8 @@ async def read_form(request: web.Request, limit: int, model_may_follow: bool = T
             if head_end >= 0:
                 name, is_file = _disposition(bytes(buf[i + len(dash):head_end]))
                 part, pos = (name, is_file, head_end + 4), head_end + 4
-                if is_file and (model_at is not None or not model_may_follow):
-                    stopped = True  # the model is known (or not needed) and a file begins: the rest streams through
+                if is_file and routable:
+                    stop = pos  # a file begins: the rest streams through
                     break
                 continue
             if i >= 0 and len(buf) - i > _HEADERS_MAX:
@@ -166,16 +173,24 @@ async def read_form(request: web.Request, limit: int, model_may_follow: bool = T
         else:
             name, is_file, start = part
             end = buf.find(next_part, pos)
+            # The field's length so far (a delimiter cut by the end of this read not counted).
+            if not is_file and (end if end >= 0 else len(buf) - len(next_part) + 1) - start > _FIELD_MAX:
+                if name == "model":  # read whole or refused: never cut, never passed on unread
+                    raise InvalidRequestError(LONG, param="model", code="string_above_max_length")
+                if end < 0 and routable:
+                    stop = start  # a long text field (a prompt): streamed on like a file
+                    break
             if end >= 0:
                 if name == "model" and not is_file:
                     if named:
                         raise InvalidRequestError(TWICE, param="model", code="duplicate_key")
-                    named = True
+                    named, model_at = True, (start, end)
                 if not is_file and name is not None and end - start <= _FIELD_MAX:
                     fields.setdefault(name, buf[start:end].decode("utf-8", "replace"))
-                    if name == "model" and model_at is None:
-                        model_at = (start, end)
                 part, pos = None, end + 2
+                if end > _HEAD_MAX and (model_at is not None or not model_may_follow):
+                    stop = end  # many short fields: the rest streams through from the next delimiter
+                    break
                 continue
             pos = max(start, len(buf) - len(next_part))  # the delimiter may straddle two reads
         if ended:
@@ -189,8 +204,8 @@ async def read_form(request: web.Request, limit: int, model_may_follow: bool = T
             raise PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.")
     if not ended and request.content.at_eof():
         ended = True
-    # What was read past the first file is watched before anything is sent (then the rest as it streams on).
-    carry = _watch(bytes(buf[pos:]), next_part, TWICE if named else LATE) if stopped else b""
+    # What was read past the stop is watched before anything is sent (then the rest as it streams on).
+    carry = _watch(bytes(buf[stop:]), next_part, TWICE if named else LATE) if stop is not None else b""
     return Form(fields, bytes(buf), None if ended else chunks, model_at, limit, next_part, named, carry)
 
 

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from gateway.evals.tables import RunRecord, ScoreRecord, run_row, score_row
-from tests.support.dashboard import ADMIN, AUTH, CONFIG, dashboard_gateway, emit, known_rows
+from tests.support.dashboard import ADMIN, AUTH, CONFIG, dashboard_gateway, emit, known_rows, make_ctx
 from tests.support.drift import drift_rows
 from tests.support.fake_upstream import FakeVllm
 from tests.support.telemetry import REPO, isolate_telemetry_data, wait_for  # noqa: F401
@@ -35,7 +35,7 @@ CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-br
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 
 PANELS = ("p-summary", "p-traffic", "p-latency", "p-ttft", "p-cache", "p-usage-tenant", "p-usage-model",
-          "p-backends", "p-slowest", "p-failed", "p-prompts", "p-drift", "p-bias",
+          "p-backends", "p-slowest", "p-failed", "p-prompts", "p-adapters", "p-drift", "p-bias",
           "p-evaluations")
 SHOTS = REPO / "build" / "screenshots"
 
@@ -220,7 +220,9 @@ def test_page_renders_every_panel_in_headless_chromium(tmp_path):
         rows, feedback = known_rows(now)
         steady, steady_fb = drift_rows(now, "steady", drifted=False, seed=21)
         shifty, shifty_fb = drift_rows(now, "shifty", drifted=True, seed=22, prompt_id="triage")
-        emit(srv, rows + steady + shifty, feedback + steady_fb + shifty_fb + _eval_run(now))
+        adapted = make_ctx(now, minutes_ago=15, model="tiny", backend="vl", rid="lora-1")
+        adapted.adapter, adapted.adapter_version = "tiny-ft", 2  # a LoRA adapter answered: its panel has rows
+        emit(srv, rows + steady + shifty + [adapted], feedback + steady_fb + shifty_fb + _eval_run(now))
         out = asyncio.run(_browse(f"{srv.url}/dashboard#range=24h", ADMIN, tmp_path / "profile"))
     finally:
         srv.__exit__(None, None, None)
@@ -241,7 +243,7 @@ def test_page_renders_every_panel_in_headless_chromium(tmp_path):
     for chart in ("p-traffic", "p-latency", "p-ttft", "p-cache"):
         assert panels[chart]["canvases"] >= 1, chart
     for tbl, least in (("p-usage-tenant", 2), ("p-usage-model", 3), ("p-backends", 2), ("p-slowest", 10),
-                       ("p-failed", 2), ("p-prompts", 3), ("p-drift", 6), ("p-bias", 2 + 5),
+                       ("p-failed", 2), ("p-prompts", 3), ("p-adapters", 1), ("p-drift", 6), ("p-bias", 2 + 5),
                        ("p-evaluations", 2)):
         assert panels[tbl]["rows"] >= least, (tbl, panels[tbl])
     assert out["tiles"] >= 12 and out["drift"] == "DRIFT" and out["hists"] == 3

@@ -257,3 +257,31 @@ def test_a_conversation_is_its_creators(make_gateway, account):
                    "conversation")
     assert len(account.received) == seen
     assert a.responses.create(model="tuned", input="x", conversation={"id": conv}).conversation.id == conv
+
+
+def test_every_id_in_a_path_is_checked(make_gateway, account):
+    """``/v1/vector_stores/{vs}/files/{file}``: the caller's own vector store does not open
+    another tenant's file, nor another's file batch; nor can a file batch (either form) add one."""
+    gw = make_gateway(_config(account.url))
+    a, b = sdk(gw, KEY_A), sdk(gw, KEY_B)
+    file_a, file_b = upload(gw, KEY_A), upload(gw, KEY_B)
+    vs_a, vs_b = a.vector_stores.create(name="a").id, b.vector_stores.create(name="b").id
+    a.vector_stores.files.create(vector_store_id=vs_a, file_id=file_a)
+    b.vector_stores.files.create(vector_store_id=vs_b, file_id=file_b)
+    fb_b = b.vector_stores.file_batches.create(vs_b, files=[{"file_id": file_b}]).id
+    account.vector_stores[vs_a].add(file_b)  # as if it were in a's store: the path still refuses it
+    seen = len(account.received)
+    assert_missing(lambda: a.vector_stores.files.retrieve(file_b, vector_store_id=vs_a), file_b)
+    assert_missing(lambda: a.vector_stores.files.content(file_b, vector_store_id=vs_a), file_b)
+    assert_missing(lambda: a.vector_stores.files.delete(file_b, vector_store_id=vs_a), file_b)
+    assert_missing(lambda: a.vector_stores.file_batches.retrieve(fb_b, vector_store_id=vs_a), fb_b)
+    assert_missing(lambda: a.vector_stores.file_batches.cancel(fb_b, vector_store_id=vs_a), fb_b)
+    assert_missing(lambda: a.vector_stores.file_batches.create(vs_a, files=[{"file_id": file_b}]), file_b, "files")
+    assert_missing(lambda: a.vector_stores.file_batches.create(vs_a, file_ids=[file_b]), file_b, "file_ids")
+    assert len(account.received) == seen
+    assert a.vector_stores.files.retrieve(file_a, vector_store_id=vs_a).id == file_a
+    assert a.vector_stores.files.content(file_a, vector_store_id=vs_a).data[0].text == LINES.decode()
+    fb_a = a.vector_stores.file_batches.create(vs_a, files=[{"file_id": file_a}]).id
+    assert a.vector_stores.file_batches.retrieve(fb_a, vector_store_id=vs_a).id == fb_a
+    assert a.vector_stores.files.delete(file_a, vector_store_id=vs_a).deleted is True
+    assert a.files.retrieve(file_a).id == file_a  # leaving a vector store does not forget the file

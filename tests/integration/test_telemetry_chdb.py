@@ -151,7 +151,7 @@ def test_every_column_for_json_stream_error_aborted_and_no_usage(gateway, tdb):
     assert (j["request_body"], j["response_body"]) == ("", "")
 
     s = rows["stream-1"]
-    assert s["stream"] is True and s["finish_reason"] == "length" and s["truncated"] is False
+    assert s["stream"] is True and s["finish_reason"] == "stop" and s["truncated"] is False
     assert s["status_code"] == 200 and s["tokens_estimated"] == 0 and s["completion_tokens"] == 12
     assert uuid.UUID(s["request_id"]).version == 4 and s["client_request_id"] == "stream-1"  # never derived from it
     assert 0 < s["ttft_ms"] < s["latency_ms"]

@@ -13,6 +13,7 @@ from gateway.ownership.objects import (
     listing,
     may_name_produced,
     named_id,
+    path_ids,
     produced_ids,
     referenced_ids,
 )
@@ -37,12 +38,23 @@ def test_paths_name_the_object_after_their_collection():
         assert (named_id(endpoint, got) if got else None) == object_id, endpoint
 
 
+def test_every_object_a_path_names():
+    assert path_ids("vector_stores/vs_1/files/file-2/content", "vector_stores") == ["vs_1", "file-2"]
+    assert path_ids("vector_stores/vs_1/File_Batches/vsfb_3/cancel", "vector_stores") == ["vs_1", "vsfb_3"]
+    assert path_ids("vector_stores/vs_1/files", "vector_stores") == ["vs_1"]
+    assert path_ids("vector_stores/vs_1/search", "vector_stores") == ["vs_1"]
+    assert path_ids("threads/thread_1/runs/run_2/steps", "threads") == ["thread_1", "run_2"]
+    assert path_ids("threads/runs", "threads") == [] and path_ids("files", "files") == []
+    assert path_ids("fine_tuning/jobs/ftjob-1/checkpoints", "fine_tuning/jobs") == ["ftjob-1"]
+
+
 def test_bodies_name_objects_in_their_top_level_fields():
     body = {"input_file_id": "file-1", "training_file": "file-2", "file_ids": ["file-3", 4, ""],
             "previous_response_id": "resp_1", "input": [{"file_id": "nested"}], "file_id": None}
     assert referenced_ids(body) == [("input_file_id", "file-1"), ("training_file", "file-2"),
                                     ("previous_response_id", "resp_1"), ("file_ids", "file-3")]
     assert referenced_ids([1]) == []
+    assert referenced_ids({"files": [{"file_id": "file-4"}, {"file_id": 5}, "x"]}) == [("files", "file-4")]
     assert referenced_ids({"conversation": "conv_1"}) == [("conversation", "conv_1")]
     assert referenced_ids({"conversation": {"id": "conv_2"}}) == [("conversation", "conv_2")]
 

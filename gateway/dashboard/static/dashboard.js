@@ -389,6 +389,26 @@
     }, function (err) { setPanel(id, "error", err.message); });
   }
 
+  function loadAdapters() {
+    return api("adapters").then(function (d) {
+      var box = $(".table", document.getElementById("p-adapters"));
+      box.textContent = "";
+      setPanel("p-adapters", d.arms.length ? "ok" : "empty", d.arms.length ? "" : "No requests answered by a LoRA adapter in this range.");
+      if (!d.arms.length) return;
+      box.append(table([
+        { label: "model", key: "model" }, { label: "arm", key: "arm" },
+        { label: "requests", key: "requests", n: true, fmt: fmt.int },
+        { label: "error rate", key: "error_rate", n: true, fmt: fmt.pct },
+        { label: "p50", key: "p50_ms", n: true, fmt: fmt.ms }, { label: "p95", key: "p95_ms", n: true, fmt: fmt.ms },
+        { label: "mean tokens in", key: "mean_prompt_tokens", n: true, fmt: fmt.num },
+        { label: "mean tokens out", key: "mean_completion_tokens", n: true, fmt: fmt.num },
+        { label: "cost", key: "cost_usd", n: true, fmt: fmt.usd },
+        { label: "feedback", key: "feedback", n: true, fmt: fmt.int },
+        { label: "mean score", key: "mean_score", n: true, fmt: function (v) { return v === null ? "–" : v.toFixed(3); } }
+      ], d.arms));
+    }, function (err) { setPanel("p-adapters", "error", err.message); });
+  }
+
   function loadPrompts() {
     return api("prompts").then(function (d) {
       var box = $(".table", document.getElementById("p-prompts"));
@@ -561,7 +581,7 @@
     document.body.dataset.ready = "0";
     return Promise.allSettled([loadOptions(), loadSummary().catch(function (err) { setPanel("p-summary", "error", err.message); }),
                                loadTraffic(), loadCache(), loadUsage(), loadBackends(),
-                               loadRequests("slowest", "p-slowest"), loadRequests("failed", "p-failed"), loadPrompts(), loadDrift()]
+                               loadRequests("slowest", "p-slowest"), loadRequests("failed", "p-failed"), loadPrompts(), loadAdapters(), loadDrift()]
                                .concat(extraPanels()))
       .then(function () {
         loading = false;
