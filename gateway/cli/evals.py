@@ -74,7 +74,7 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
         data_dir: str | None) -> None:
     """Run a dataset against candidates through the gateway in-process, score, record and report."""
     from gateway.evals.calls import GatewayCaller, Progress
-    from gateway.evals.candidates import CandidateError, resolve_candidates
+    from gateway.evals.candidates import CandidateError, check_scorer_models, resolve_candidates
     from gateway.evals.dataset import DatasetError, from_objects, read_jsonl
     from gateway.evals.gates import parse_gate
     from gateway.evals.scorers import ScorerError, build_scorers
@@ -92,6 +92,7 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
         caller = GatewayCaller(run_id, judge_model or ev.judge_model, judge_prompt or ev.judge_prompt,
                                embedding_model or ev.embedding_model, cache=cache, api_key=api_key)
         built = build_scorers(list(scorers), caller)
+        check_scorer_models(compiled, built)
         dataset = read_jsonl(dataset_path, limit) if dataset_path else None
     except (CandidateError, ScorerError, DatasetError, ValueError) as exc:
         fail(str(exc))

@@ -162,13 +162,21 @@ def checked_config(config_path: str | None) -> tuple[Any, Callable[[], None]]:
 
 
 def gates_or_exit(compiled: Any, name: str, version: int, force: bool, source: dict[str, Any]) -> None:
-    """Exit 1 listing the failing gates of ``name@version`` (unless ``force``: then say so)."""
+    """Exit 1 listing the failing gates of ``name@version`` (unless ``force``: then say so). Gates
+    that cannot be read (no store, no gateway to query through) refuse too, unless ``force``."""
+    import click
+
     from gateway.cli.sessions import RowSource
     from gateway.cli.support import fail, say
 
     snapshot = compiled.snapshot
-    failures = gate_failures(snapshot.config.evaluations.gates, name, version,
-                             lambda: RowSource(snapshot, timeout=120.0, **source))
+    try:
+        failures = gate_failures(snapshot.config.evaluations.gates, name, version,
+                                 lambda: RowSource(snapshot, timeout=120.0, **source))
+    except click.ClickException as exc:
+        if not force:
+            raise
+        failures = [f"the gates could not be read: {exc.format_message()}"]
     if not failures:
         return
     listed = "\n".join(f"  {f}" for f in failures)

@@ -196,6 +196,8 @@ class PublicModel(_Strict):
                 raise ValueError("a chain model has no `targets` or `prompt` (its steps name models and prompts)")
         elif not self.targets:
             raise ValueError("targets: a model needs at least one target (or `chain: NAME`)")
+        if self.sticky and self.strategy != "weighted":
+            raise ValueError(f"sticky: only for strategy: weighted (this model's strategy is {self.strategy})")
         return self
 
 

@@ -93,4 +93,24 @@ def resolve_candidates(compiled: Any, specs: list[str], prompt_model: str | None
     return out
 
 
-__all__ = ["Candidate", "CandidateError", "resolve_candidates"]
+def check_scorer_models(compiled: Any, scorers: list[Any]) -> None:
+    """The model scorers' models are public models of the config, and the judge's rubric is a
+    prompt of its registry: refused before any call rather than failing on every item."""
+    from gateway.prompts.errors import PromptError
+    from gateway.prompts.select import parse_ref
+
+    for scorer in scorers:
+        model = getattr(scorer, "model", None)
+        if model is not None and model not in compiled.snapshot.config.models:
+            raise CandidateError(f"scorer {scorer.name}: unknown model {model!r}")
+        rubric = getattr(scorer, "prompt", None)
+        if rubric is not None:
+            if compiled.prompts is None:
+                raise CandidateError(f"scorer {scorer.name}: no prompt {rubric!r} (the config has no prompts)")
+            try:
+                compiled.prompts.resolve(parse_ref(rubric))
+            except PromptError as exc:
+                raise CandidateError(f"scorer {scorer.name}: its rubric: {exc}") from None
+
+
+__all__ = ["Candidate", "CandidateError", "check_scorer_models", "resolve_candidates"]

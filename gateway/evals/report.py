@@ -12,6 +12,7 @@ and pair of arms: the paired difference A − B with its interval and p-value (`
 
 from __future__ import annotations
 
+import re
 from itertools import combinations
 from typing import Any
 
@@ -120,7 +121,11 @@ def build_report(runs: list[tuple[dict, list[dict]]]) -> dict[str, Any]:
 
 
 def _fmt(x: Any, spec: str = ".3f") -> str:
-    return "-" if x is None else format(x, spec)
+    """``x`` formatted by ``spec``; ``-`` when it is missing, as wide as ``spec`` says."""
+    if x is None:
+        width = re.match(r">?(\d*)", spec)
+        return "-".rjust(int(width.group(1))) if width and width.group(1) else "-"
+    return format(x, spec)
 
 
 def render_text(report: dict[str, Any]) -> str:

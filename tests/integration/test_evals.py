@@ -274,7 +274,10 @@ def test_gates_exit_codes_and_the_cache(setup, tdb):
     for args, message in ((["-c", "gpt-test", "--gate", "exact=>1"], "bad gate 'exact=>1'"),
                           (["-c", "nope"], "candidate 'nope' is neither a public model"),
                           (["-c", "answer@2"], "--prompt-model"),
-                          (["-c", "gpt-test", "-s", "nope"], "unknown scorer 'nope'")):
+                          (["-c", "gpt-test", "-s", "nope"], "unknown scorer 'nope'"),
+                          (["-c", "gpt-test", "-s", "judge=gpt-5"], "scorer judge: unknown model 'gpt-5'"),
+                          (["-c", "gpt-test", "-s", "judge", "--judge-prompt", "rubric@2"],
+                           "scorer judge: its rubric: unknown prompt 'rubric'")):
         refused = eval_run(config, "--dataset", "data.jsonl", *args)
         assert refused.exit_code == 2 and message in refused.output, refused.output
     # a data directory a running gateway holds (its embedded store): refused in one line

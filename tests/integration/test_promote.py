@@ -154,17 +154,26 @@ def test_a_failing_gate_refuses_the_promotion_unless_forced(tdb, tmp_path):
                       + 'evaluations:\n  gates: {"greet@2": ["judge>=0.8"]}\n')
     args = ("prompts", "promote", "greet", "2", "--config", str(config), "--dsn", chdb_dsn())
 
+    # No store there: the gates cannot be read, which refuses too; --force says so and promotes.
+    nowhere = (*args[:-1], f"chdb://{tmp_path / 'no-store'}")
+    out = cli(*nowhere)
+    assert out.exit_code == 1 and "no embedded store" in out.output, out.output
+    out = cli(*nowhere, "--force")
+    assert out.exit_code == 0, out.output
+    assert "the gates could not be read" in out.output and "promoting anyway (--force)" in out.output
+    assert cli("prompts", "rollback", "greet", "--config", str(config)).exit_code == 0
     store = ClickHouseStore(ClickHouseSettings(database=tdb), chdb_dsn())
     store.ensure()  # the tables, empty
     store.close()
     out = cli(*args)  # no run yet
     assert out.exit_code == 1 and "no finished evaluation run of 'greet@2'" in out.output
     seed_run(tdb, "greet@2", [0.5, 0.6], "run-low")
+    before = prompt_file.read_text()
     out = cli(*args)
     assert out.exit_code == 1, out.output
     assert "greet@2: refused: evaluation gates fail" in out.output
     assert "judge>=0.8: judge is 0.55 in run run-low (greet@2)" in out.output
-    assert prompt_file.read_text() == PROMPT
+    assert prompt_file.read_text() == before  # refused: unchanged
 
     out = cli(*args, "--force")
     assert out.exit_code == 0, out.output

@@ -110,6 +110,7 @@ backends:
 models:
   tiny: {targets: [{backend: va, model: tiny-llama}]}
   ft: {targets: [{backend: hosted, model: support-ft}]}
+  canary: {sticky: true, targets: [{backend: va, model: tiny-llama}]}
 adapters:
   support-ft: {base_model: tiny-llama, versions: {1: /loras/a}, version: 2, previous: [3]}
   orphan: {base_model: llama-70b, versions: {1: /loras/b}, version: 1}
@@ -121,3 +122,4 @@ adapters:
     assert "adapters.support-ft.previous: 3 is not one of versions" in text
     assert 'adapters.orphan: no type: vllm backend serves it or its base model "llama-70b"' in text
     assert 'models.ft.targets[0]: adapter "support-ft" needs a type: vllm backend, not "hosted"' in text
+    assert "sticky: only for strategy: weighted (this model's strategy is priority)" in text
