@@ -138,6 +138,12 @@ def _num(x: Any, digits: int = 4) -> Any:
     return None if math.isnan(x) else round(x, digits)
 
 
+def _p(x: float) -> Any:
+    """A p-value to 4 significant digits: rounding to decimal places would print 8e-13 as 0."""
+    x = float(x)
+    return None if math.isnan(x) else float(f"{x:.4g}")
+
+
 def _mean(n: int, total: float, sumsq: float) -> tuple[float, float]:
     mean = total / n
     return mean, math.sqrt(max(0.0, (sumsq - total * total / n) / (n - 1))) if n > 1 else 0.0
@@ -183,7 +189,7 @@ class _Checks:
             df = r["df"]
             check.update({"test": r["test"], "statistic": _num(r["statistic"], 4),
                           "df": [_num(d, 2) if d is not None else None for d in df] if isinstance(df, list) else df,
-                          "p": _num(r["p"], 6), "p_adjusted": _num(p_adj, 6), "effect_size": _num(effect, 4),
+                          "p": _p(r["p"]), "p_adjusted": _p(p_adj), "effect_size": _num(effect, 4),
                           "level": DISPARITY if significant else OK,
                           "detail": f"{check['lowest']} {check['values'][check['lowest']]:g} – {check['highest']} "
                                     f"{check['values'][check['highest']]:g} (p adj {p_adj:.3g}, "

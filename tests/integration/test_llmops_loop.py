@@ -198,10 +198,13 @@ def test_one_turn_of_the_loop(tmp_path, tdb, standin, monkeypatch):
             assert by_arm["support-ft@1"]["mean_score"] == 1 and by_arm["base"]["mean_score"] < 1
 
             # 6. Bias: callers in eu rate the base model's answers lower.
-            bias = cli("bias", "--by", "metadata.region", "--model", "support", "--hours", "1",
-                       "--min-count", "20", "--min-feedback", "20")
+            bias_args = ("bias", "--by", "metadata.region", "--model", "support", "--hours", "1",
+                         "--min-count", "20", "--min-feedback", "20")
+            bias = cli(*bias_args)
             assert bias.exit_code == 1, bias.output
             assert "DISPARITY: feedback_score" in bias.output and "eu" in bias.output
+            checks = {c["name"]: c for c in orjson.loads(cli(*bias_args, "--json").stdout)["checks"]}
+            assert 0 < checks["feedback_score"]["p_adjusted"] < 1e-6  # a small p stays readable, not 0
 
             # 7. Drift: the last 24 h against the week before (history seeded as the gateway logs it).
             history, _ = drift_rows(time.time(), "support", drifted=False, n_ref=300, n_cur=0, feedback=0)
