@@ -1,10 +1,11 @@
 """One turn of the LLMOps loop, exactly as docs/llmops.md "One turn of the loop" walks it: a
-running gateway (bodies logged, real chDB) in front of a fake vLLM server that serves a base
-model and loads LoRA adapters; the official OpenAI SDK sends traffic with metadata through a
-sticky 90/10 canary and posts feedback; then the CLI in the walkthrough's order — a promotion
-refused before any evaluation, ``dataset export``, ``eval run`` of two prompt versions and the
-adapter with a gate one candidate fails, the canary's arms, ``bias``, ``drift``, the promotions
-allowed and hot-reloaded by the running gateway, and the rollbacks."""
+running gateway (bodies logged) in front of a fake vLLM server that serves a base
+model and loads LoRA adapters, rows in a ClickHouse server (the stand-in). The OpenAI SDK sends traffic with
+metadata and posts feedback; then, in the walkthrough's order: ``dataset export``, the adapter,
+the sticky 90/10 canary and the gates declared (hot reload), a promotion refused before any
+evaluation, ``eval run`` of two prompt versions and the adapter with a gate one candidate fails,
+the canary's arms, ``bias``, ``drift``, the promotions allowed and served by the running
+gateway, and the rollbacks."""
 
 from __future__ import annotations
 
@@ -197,7 +198,7 @@ def test_one_turn_of_the_loop(tmp_path, tdb, standin, monkeypatch):
             assert by_arm["support-ft@1"]["requests"] == 4 * on_adapter
             assert by_arm["support-ft@1"]["mean_score"] == 1 and by_arm["base"]["mean_score"] < 1
 
-            # 6. Bias: callers in eu rate the base model's answers lower.
+            # 6a. Bias: callers in eu rate the base model's answers lower.
             bias_args = ("bias", "--by", "metadata.region", "--model", "support", "--hours", "1",
                          "--min-count", "20", "--min-feedback", "20")
             bias = cli(*bias_args)
@@ -206,14 +207,14 @@ def test_one_turn_of_the_loop(tmp_path, tdb, standin, monkeypatch):
             checks = {c["name"]: c for c in orjson.loads(cli(*bias_args, "--json").stdout)["checks"]}
             assert 0 < checks["feedback_score"]["p_adjusted"] < 1e-6  # a small p stays readable, not 0
 
-            # 7. Drift: the last 24 h against the week before (history seeded as the gateway logs it).
+            # 6b. Drift: the last 24 h against the week before (history seeded as the gateway logs it).
             history, _ = drift_rows(time.time(), "support", drifted=False, n_ref=300, n_cur=0, feedback=0)
             emit(gw, history)
             drift = cli("drift", "--model", "support", "--min-samples", "50")
             assert drift.exit_code == 1, drift.output  # the support bot's short answers are not last week's
             assert "DRIFT: prompt_tokens" in drift.output
 
-            # 8. Promote: the gates pass now, and the running gateway serves the new versions.
+            # 7. Promote: the gates pass now, and the running gateway serves the new versions.
             promoted = cli("prompts", "promote", "support-bot", "2")
             assert promoted.exit_code == 0, promoted.output
             assert "label production: 1 -> 2" in promoted.output
@@ -232,7 +233,7 @@ def test_one_turn_of_the_loop(tmp_path, tdb, standin, monkeypatch):
             listed = cli("adapters", "list")
             assert "version 2 (/loras/support-v2)" in listed.output and "previous 1" in listed.output
 
-            # 9. Roll back: both go back, and the gateway follows.
+            # 8. Roll back: both go back, and the gateway follows.
             assert cli("prompts", "rollback", "support-bot").exit_code == 0
             wait_for(lambda: prompt_served() == "1", what="the gateway serves prompt version 1 again")
             back = cli("adapters", "rollback", "support-ft")
