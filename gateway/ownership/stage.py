@@ -17,7 +17,9 @@ Runs right after the access stage (the caller's tenant is known), for a config w
   (``has_more`` then true); ``first_id``/``last_id`` name kept items only. A page can still
   come back short, even empty with ``has_more`` true, when the backend's next 100 are others'.
 
-The admin key (``KeyPolicy.admin``) reaches every object and records nothing. An object the
+The admin key (``KeyPolicy.admin``) reaches every object and records nothing; the owner of
+the object its path names is looked up for it (``ctx.object_owner``: a translated response is
+kept per tenant). An object the
 ledger does not know (created before, or outside the gateway) is the admin key's only, until
 ``POST /admin/objects`` adopts it for a tenant.
 """
@@ -76,8 +78,10 @@ class OwnershipStage:
         collection = collection_of(endpoint)
         body = ctx.body
         refs = referenced_ids(body) + nested_ids(body)
-        if grant is None or grant.key.admin or (collection is None and not refs):
+        if grant is None or (collection is None and not refs):
             return await call_next(ctx)
+        if grant.key.admin:
+            return await self._admin(ctx, call_next, collection)
         tenant = ctx.tenant
         method = ctx.request.method
         object_id = named_id(endpoint, collection) if collection is not None else None
@@ -129,6 +133,20 @@ class OwnershipStage:
         fresh = [i for i in ids if i not in owners]
         if fresh:
             await self.ledger.record(fresh, tenant, ttl)
+
+    async def _admin(self, ctx: RequestContext, call_next, collection: str | None) -> web.StreamResponse:
+        """The admin key reaches every object; the owner of the one its path names is looked up
+        (``ctx.object_owner``) for what the gateway keeps per tenant, and forgotten if deleted."""
+        object_id = named_id(ctx.endpoint, collection) if collection is not None else None
+        if object_id is None or self.ledger is None:
+            return await call_next(ctx)
+        ctx.object_owner = (await self._owners([object_id])).get(object_id, "")
+        response = await call_next(ctx)
+        assert collection is not None
+        if ctx.request.method == "DELETE" and 200 <= response.status < 300 and ctx.object_owner and \
+                len(ctx.endpoint) == len(collection) + 1 + len(object_id):
+            await self._write(self.ledger.forget(object_id), object_id)
+        return response
 
     async def drain(self) -> None:
         """Wait for the writes still under way (at shutdown)."""

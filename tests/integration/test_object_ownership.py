@@ -333,3 +333,18 @@ def test_ids_nested_in_a_body_are_checked(make_gateway, account):
     with pytest.raises(anthropic.BadRequestError) as caught:  # past the ownership check: the mock
         claude_a.messages.create(model="mock-gpt", max_tokens=5, messages=doc)  # backend reads no documents
     assert "not supported" in caught.value.message
+
+
+def test_the_admin_key_reaches_a_translated_response(make_gateway, account):
+    """A response the gateway answered by translation is kept per tenant: the admin key reads,
+    lists and deletes it through its owner (the ledger's), other tenants do not reach it."""
+    gw = make_gateway(_config(account.url))
+    a, admin = sdk(gw, KEY_A), sdk(gw, ADMIN)
+    kept = a.responses.create(model="mock-gpt", input="hi")
+    assert_missing(lambda: sdk(gw, KEY_B).responses.retrieve(kept.id), kept.id)
+    assert admin.responses.retrieve(kept.id).id == kept.id
+    assert [i.type for i in admin.responses.input_items.list(kept.id)] == ["message"]
+    admin.responses.delete(kept.id)
+    assert_missing(lambda: a.responses.retrieve(kept.id), kept.id)  # deleted, and forgotten
+    with pytest.raises(openai.NotFoundError):
+        admin.responses.retrieve(kept.id)
