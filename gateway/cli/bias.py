@@ -87,9 +87,10 @@ def bias(by: str | None, raters: bool, model: str, prompt: str, tenant: str, bac
          min_count: int, min_feedback: int, alpha: float, refusal_pattern: str | None, as_json: bool,
          url: str | None, admin_key: str | None, timeout: float, config_path: str | None, data_dir: str | None,
          dsn: str | None) -> None:
-    """Refusal rate, error rate, feedback score, output tokens and latency per segment, each tested
-    for a disparity across segments (chi-square / Welch, Holm-corrected; Cramér's V / Hedges' g);
-    --raters: the same over feedback per rater.
+    """Disparities across segments of the traffic, or across raters: refusal rate, error rate,
+    feedback score, output tokens and latency per segment, each tested for a disparity across
+    segments (chi-square / Welch, Holm-corrected; Cramér's V / Hedges' g); --raters: the same
+    over feedback per rater.
 
     Exit status: 0 no disparity, 1 disparity, 2 the checks could not run, 3 insufficient data,
     4 unknown model."""
