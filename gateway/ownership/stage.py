@@ -49,6 +49,7 @@ from gateway.ownership.objects import (
     produced_ids,
     referenced_ids,
 )
+from gateway.ownership.results_url import MARKER, origin, point_at_gateway
 
 log = logging.getLogger("gateway.ownership")
 WIDE_PAGE = 100  # the most every OpenAI list accepts as ``limit`` (batches, vector stores: 100)
@@ -97,7 +98,7 @@ class OwnershipStage:
         if method == "GET" and object_id is None and len(endpoint) == len(collection):  # the list itself
             limit = self._widen(ctx)
             return await self._filtered(ctx, await call_next(ctx), tenant, limit)
-        response = await call_next(ctx)
+        response = _results_at_gateway(ctx, await call_next(ctx), collection)
         if not 200 <= response.status < 300:
             return response
         if method == "DELETE" and object_id is not None and len(endpoint) == len(collection) + 1 + len(object_id):
@@ -139,9 +140,12 @@ class OwnershipStage:
         (``ctx.object_owner``) for what the gateway keeps per tenant, and forgotten if deleted."""
         object_id = named_id(ctx.endpoint, collection) if collection is not None else None
         if object_id is None or self.ledger is None:
-            return await call_next(ctx)
-        ctx.object_owner = (await self._owners([object_id])).get(object_id, "")
-        response = await call_next(ctx)
+            return _results_at_gateway(ctx, await call_next(ctx), collection)
+        try:  # the owner is a convenience here: a ledger that cannot be read refuses nothing
+            ctx.object_owner = (await self._owners([object_id])).get(object_id, "")
+        except ServiceUnavailableError:
+            ctx.object_owner = ""
+        response = _results_at_gateway(ctx, await call_next(ctx), collection)
         assert collection is not None
         if ctx.request.method == "DELETE" and 200 <= response.status < 300 and ctx.object_owner and \
                 len(ctx.endpoint) == len(collection) + 1 + len(object_id):
@@ -201,10 +205,30 @@ class OwnershipStage:
             made = [i for x in kept for i in produced_ids(x)]
             if made:
                 await self._claim(response, made, tenant, None)
+        if ctx.endpoint.lower() == "messages/batches":
+            point_at_gateway(parsed, origin(ctx.request))
         out = orjson.dumps(parsed)
         ctx.response_body = out  # the row keeps what the caller saw
         headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS}
         return web.Response(status=response.status, body=out, headers=headers)
+
+
+def _results_at_gateway(ctx: RequestContext, response: web.StreamResponse,
+                        collection: str | None) -> web.StreamResponse:
+    """``response`` with the ``results_url`` of the Anthropic message batches it describes
+    pointing at the gateway (``gateway.ownership.results_url``)."""
+    if collection != "messages/batches" or not isinstance(response, web.Response) or \
+            not isinstance(response.body, bytes) or MARKER not in response.body:
+        return response
+    try:
+        parsed = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return response
+    if not point_at_gateway(parsed, origin(ctx.request)):
+        return response
+    out = ctx.response_body = orjson.dumps(parsed)
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS}
+    return web.Response(status=response.status, body=out, headers=headers)
 
 
 def _answer_ids(response: web.StreamResponse, created: bool) -> list[str] | None:

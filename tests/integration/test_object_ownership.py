@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.fake_anthropic_batches import FakeAnthropicAccount
 from tests.support.fake_files import FakeFilesAccount
 from tests.support.polling import wait_for
 from tests.support.redis_server import RedisServer
@@ -348,3 +349,34 @@ def test_the_admin_key_reaches_a_translated_response(make_gateway, account):
     assert_missing(lambda: a.responses.retrieve(kept.id), kept.id)  # deleted, and forgotten
     with pytest.raises(openai.NotFoundError):
         admin.responses.retrieve(kept.id)
+
+
+def test_anthropic_message_batches_and_files_pass_through_owned(make_gateway):
+    """``passthrough:`` to an Anthropic backend sends its Files and Message Batches requests with
+    the backend's key; a batch's ``results_url`` points at the gateway, so the anthropic SDK
+    fetches the results through it (owned like the batch), never with the tenant's gateway key
+    at the provider."""
+    with FakeAnthropicAccount() as claude:
+        gw = make_gateway(_config(claude.url).replace(
+            '  openai: {type: openai,', f'  anth: {{type: anthropic, base_url: "{claude.url}", api_key: sk-ant-secret}}\n'
+            '  openai: {type: openai,').replace('  - {path: "files*", backend: openai}',
+                                               '  - {path: "files*", backend: anth}\n'
+                                               '  - {path: "messages/batches*", backend: anth}'))
+        a = anthropic.Anthropic(base_url=gw.url, api_key=KEY_A, max_retries=0)
+        b = anthropic.Anthropic(base_url=gw.url, api_key=KEY_B, max_retries=0)
+        uploaded = a.beta.files.upload(file=("a.txt", b"hello", "text/plain"))
+        assert a.beta.files.retrieve_metadata(uploaded.id).id == uploaded.id
+        with pytest.raises(anthropic.NotFoundError):
+            b.beta.files.retrieve_metadata(uploaded.id)
+        params = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+        batch = a.messages.batches.create(requests=[{"custom_id": "one", "params": params}])
+        assert batch.results_url == f"{gw.url}/v1/messages/batches/{batch.id}/results"
+        assert a.messages.batches.retrieve(batch.id).results_url == batch.results_url
+        assert [x.results_url for x in a.messages.batches.list()] == [batch.results_url]
+        assert [r.custom_id for r in a.messages.batches.results(batch.id)] == ["one"]
+        with pytest.raises(anthropic.NotFoundError):
+            b.messages.batches.results(batch.id)
+        assert [x.id for x in b.messages.batches.list()] == []
+        keys = {key for _, _, key in claude.received}
+        assert keys == {"sk-ant-secret"}  # only the backend's key ever reached the account
+        assert ("GET", f"/v1/messages/batches/{batch.id}/results", "sk-ant-secret") in claude.received
