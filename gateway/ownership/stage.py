@@ -34,7 +34,7 @@ import orjson
 from aiohttp import web
 
 from gateway.core.context import RequestContext
-from gateway.core.errors import NotFoundError, ServiceUnavailableError, UpstreamError
+from gateway.core.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError, UpstreamError
 from gateway.inbound.responses.turn import previous_response_not_found
 from gateway.ownership.ledger import Ledger
 from gateway.ownership.nested import nested_ids
@@ -54,6 +54,7 @@ from gateway.ownership.results_url import MARKER, origin, point_at_gateway
 log = logging.getLogger("gateway.ownership")
 WIDE_PAGE = 100  # the most every OpenAI list accepts as ``limit`` (batches, vector stores: 100)
 STORED_ANSWER_TTL_S = 30 * 86400.0  # OpenAI keeps a stored response 30 days
+_CURSORS = ("after", "before", "after_id", "before_id")  # OpenAI's, Anthropic's
 _DROPPED_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 
 
@@ -87,6 +88,10 @@ class OwnershipStage:
         method = ctx.request.method
         object_id = named_id(endpoint, collection) if collection is not None else None
         wanted = [("id", i) for i in path_ids(endpoint, collection)] + refs if collection is not None else refs
+        listed = collection is not None and method == "GET" and len(endpoint) == len(collection)
+        if listed:  # a page cursor names an object too: another's would tell that it exists
+            query = ctx.request.rel_url.query
+            wanted += [(c, v) for c in _CURSORS if (v := query.get(c))]
         if wanted:
             owners = await self._owners([i for _, i in wanted])
             for field, i in wanted:
@@ -95,7 +100,7 @@ class OwnershipStage:
                         NotFoundError(f"No such object: {i}", param=field)
         if collection is None:
             return await call_next(ctx)
-        if method == "GET" and object_id is None and len(endpoint) == len(collection):  # the list itself
+        if listed:  # the list itself
             limit = self._widen(ctx)
             return await self._filtered(ctx, await call_next(ctx), tenant, limit)
         response = _results_at_gateway(ctx, await call_next(ctx), collection)
@@ -173,6 +178,9 @@ class OwnershipStage:
         """The client's ``limit`` when it is under ``WIDE_PAGE`` (the backend is then asked for
         ``WIDE_PAGE``), else None."""
         raw = ctx.request.rel_url.query.get("limit", "")
+        if raw.isdigit() and int(raw) < 1:  # OpenAI's answer; a backend asked for 100 would not give it
+            raise InvalidRequestError(f"Invalid 'limit': integer below minimum value. Expected a value >= 1, "
+                                      f"but got {raw} instead.", param="limit", code="integer_below_min_value")
         how = ctx.passthrough
         if not raw.isdigit() or not 0 < int(raw) < WIDE_PAGE or how is None:
             return None

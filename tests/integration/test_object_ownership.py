@@ -380,3 +380,27 @@ def test_anthropic_message_batches_and_files_pass_through_owned(make_gateway):
         keys = {key for _, _, key in claude.received}
         assert keys == {"sk-ant-secret"}  # only the backend's key ever reached the account
         assert ("GET", f"/v1/messages/batches/{batch.id}/results", "sk-ant-secret") in claude.received
+
+
+def test_cursors_types_and_limits_are_checked_before_the_account_is_asked(make_gateway, account):
+    """A page cursor naming another tenant's object answers as for an unknown one; an id field
+    of the wrong type (a list where an id belongs) and ``limit=0`` are refused (400)."""
+    gw = make_gateway(_config(account.url))
+    a, b = sdk(gw, KEY_A), sdk(gw, KEY_B)
+    file_a = upload(gw, KEY_A)
+    batch_a = a.batches.create(input_file_id=file_a, endpoint="/v1/chat/completions", completion_window="24h").id
+    seen = len(account.received)
+    for cursor in ("after", "before"):
+        for unknown in (batch_a, "batch_nonexistent"):  # another's and an unknown one: the same answer
+            assert_missing(lambda c=cursor, u=unknown: b.batches.list(extra_query={c: u}), unknown, cursor)
+    assert_missing(lambda: b.files.list(after=file_a), file_a, "after")
+    for body, field in (({"input_file_id": [file_a]}, "input_file_id"), ({"file_ids": file_a}, "file_ids"),
+                        ({"file_ids": [file_a, 3]}, "file_ids"), ({"conversation": ["conv_1"]}, "conversation")):
+        r = httpx.post(f"{gw.url}/v1/batches", timeout=30, headers={"Authorization": f"Bearer {KEY_B}"},
+                       json={"endpoint": "/v1/chat/completions", "completion_window": "24h", **body})
+        assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
+    with pytest.raises(openai.BadRequestError) as caught:
+        a.files.list(limit=0)
+    assert caught.value.body["param"] == "limit"
+    assert len(account.received) == seen
+    assert [f.id for f in a.files.list(after=file_a)] == []  # the owner's own cursor pages on
