@@ -404,3 +404,14 @@ def test_cursors_types_and_limits_are_checked_before_the_account_is_asked(make_g
     assert caught.value.body["param"] == "limit"
     assert len(account.received) == seen
     assert [f.id for f in a.files.list(after=file_a)] == []  # the owner's own cursor pages on
+
+
+def test_the_admin_key_lists_every_model_and_adopts_for_known_tenants_only(make_gateway, account):
+    gw = make_gateway(_config(account.url))
+    assert {m.id for m in sdk(gw, ADMIN).models.list()} == {"mock-gpt", "tuned"}
+    assert sdk(gw, ADMIN).models.retrieve("tuned").id == "tuned"
+    with pytest.raises(openai.AuthenticationError):
+        sdk(gw, "sk-not-a-key-0123456789").models.list()
+    r = httpx.post(f"{gw.url}/admin/objects", json={"tenant": "team-typo", "ids": ["file-x"]},
+                   headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_tenant"
