@@ -126,8 +126,8 @@ def _middleware(layer: AccessLayer):
             # /v1 routes outside the proxy pipeline (which authenticates in its stage, so the
             # rejection gets a row): /v1/models, /v1/feedback, …
             key, denied = layer.route_key(request)
-            if denied is not None and not (path == "/v1/feedback" and bears_admin_key(request)):
-                return in_callers_shape(request, denied)  # (the admin key may score any request)
+            if denied is not None and not (_admins(path) and bears_admin_key(request)):
+                return in_callers_shape(request, denied)  # (the admin key may score any request, list every model)
             request[KEY] = key
             if key is not None:
                 request[VISIBLE_MODELS] = key.allows  # /v1/models lists the key's models only
@@ -135,3 +135,9 @@ def _middleware(layer: AccessLayer):
         return await handler(request)
 
     return access_middleware
+
+
+def _admins(path: str) -> bool:
+    """The /v1 routes outside the proxy that the admin key may use: feedback on any request, and
+    the model list (every model: no key's ``models`` apply)."""
+    return path == "/v1/feedback" or path == "/v1/models" or path.startswith("/v1/models/")

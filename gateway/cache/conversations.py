@@ -120,7 +120,8 @@ class ConversationStage:
         if found is None:
             return await call_next(ctx)
         action, response_id = found
-        kept = await self._kept(ctx.tenant, response_id)
+        tenant = ctx.object_owner or ctx.tenant  # the admin key reaches the owner's
+        kept = await self._kept(tenant, response_id)
         if not isinstance(kept, dict) or not isinstance(kept.get("response"), dict):
             if how.backend is None:
                 raise stored.not_found(response_id)
@@ -132,7 +133,7 @@ class ConversationStage:
             answer = stored.page(kept.get("input") or [], query)
         elif action == "DELETE":
             assert self.store is not None  # something was kept
-            if not await self.store.delete(key(ctx.tenant, response_id, self.namespace)):
+            if not await self.store.delete(key(tenant, response_id, self.namespace)):
                 raise ServiceUnavailableError("The response could not be deleted now; try again.",
                                               code="store_unavailable")
             answer = stored.deleted(response_id)

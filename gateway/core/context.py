@@ -192,6 +192,9 @@ class RequestContext:
     request: Any = None  # the aiohttp web.Request
     inbound: Any = None  # gateway.inbound.base.Inbound: the protocol of an endpoint other than chat (/v1/messages)
     conversation: Any = None  # a /v1/responses turn (gateway.inbound.responses.turn.Turn): previous_response_id
+    # For the admin key: the tenant that owns the object the path names (gateway.ownership), so
+    # what the gateway keeps per tenant (a translated response) is found for it; "" otherwise.
+    object_owner: str = ""
     runtime: Any = None  # the runtime.Runtime (config snapshot) this request runs on, start to end
     # Stages that need the answer (cache) set these: every byte sent to the client is appended
     # to ``capture`` and passed to ``on_bytes`` (coalesced followers) as it is sent.

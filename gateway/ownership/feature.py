@@ -4,6 +4,8 @@ reads (``gateway.ownership.ledger``: the limits' Redis, else the cache's, else S
 data folder), and ``POST /admin/objects``, which adopts objects the ledger does not know::
 
     {"tenant": "team-a", "ids": ["file-abc", "batch_123"]}   → {"tenant": "team-a", "adopted": 2}
+
+for a tenant some key of the config has (else 400 ``unknown_tenant``).
 """
 
 from __future__ import annotations
@@ -50,12 +52,14 @@ class OwnershipFeature(Feature):
         self.ownership = OwnershipStage()
         self._where: tuple | None = None
         self._retired: list[Ledger] = []
+        self._tenants: frozenset[str] = frozenset()  # the config's keys' tenants
 
     def stage(self, runtime):
         config = runtime.snapshot.config
         return self.ownership if auth_mode(config) == "keys" and config.auth.stored_objects == "owned" else None
 
     def activate(self, runtime) -> None:
+        self._tenants = frozenset(key.tenant for key in runtime.snapshot.config.keys)
         where = _where(runtime.snapshot.config, self._data_dir)
         if where != self._where:  # requests in flight may still use the old one: closed at stop
             if self.ownership.ledger is not None:
@@ -77,6 +81,9 @@ class OwnershipFeature(Feature):
             if not isinstance(tenant, str) or not tenant or not isinstance(ids, list) or not ids or \
                     not all(isinstance(i, str) and i for i in ids):
                 raise InvalidRequestError('Send {"tenant": "<tenant>", "ids": ["<object id>", ...]}.')
+            if tenant not in self._tenants:  # a typo would hand the objects to no one who can use them
+                raise InvalidRequestError(f"Unknown tenant {tenant!r}: no key of the config has it. Add its key "
+                                          "first, then adopt.", param="tenant", code="unknown_tenant")
             if ledger is None:
                 raise GatewayError("The ownership ledger is not open yet.")
             try:

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from gateway.core.errors import InvalidRequestError
+
 # The collections of objects a backend account stores, as paths below /v1/: ``<collection>``
 # lists (GET) or creates (POST), ``<collection>/<id>[/...]`` names one object. The words that
 # follow a collection without being an id (``responses/input_tokens``) are listed with it.
@@ -91,20 +93,40 @@ def path_ids(endpoint: str, collection: str) -> list[str]:
     return [first]
 
 
+def _wrong_type(field: str, expected: str) -> InvalidRequestError:
+    return InvalidRequestError(f"Invalid type for '{field}': expected {expected}.", param=field,
+                               code="invalid_type")
+
+
 def referenced_ids(body: Any) -> list[tuple[str, str]]:
-    """``(field, id)`` for each object a JSON body names in ``REFERENCE_FIELDS``/``REFERENCE_LISTS``."""
+    """``(field, id)`` for each object a JSON body names in ``REFERENCE_FIELDS``/``REFERENCE_LISTS``,
+    ``conversation`` and ``files``. Raises ``InvalidRequestError`` (400) for such a field of
+    another type (a list where an id belongs), which would otherwise go on unchecked."""
     if not isinstance(body, dict):
         return []
-    out = [(f, v) for f in REFERENCE_FIELDS if isinstance(v := body.get(f), str) and v]
+    out = []
+    for field in REFERENCE_FIELDS:
+        value = body.get(field)
+        if isinstance(value, str):
+            if value:
+                out.append((field, value))
+        elif value is not None:  # never skipped unchecked: refused, as the API would
+            raise _wrong_type(field, "a string")
     conversation = body.get("conversation")  # a Responses turn in a conversation: its id, or {"id": ...}
     if isinstance(conversation, dict):
         conversation = conversation.get("id")
-    if isinstance(conversation, str) and conversation:
-        out.append(("conversation", conversation))
+    if isinstance(conversation, str):
+        if conversation:
+            out.append(("conversation", conversation))
+    elif conversation is not None:
+        raise _wrong_type("conversation", 'a string or {"id": "<conversation id>"}')
     for field in REFERENCE_LISTS:
         values = body.get(field)
-        if isinstance(values, list):
-            out.extend((field, v) for v in values if isinstance(v, str) and v)
+        if values is None:
+            continue
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise _wrong_type(field, "an array of strings")
+        out.extend((field, v) for v in values if v)
     files = body.get("files")  # a vector store file batch's newer form: [{"file_id": ...}, ...]
     if isinstance(files, list):
         out.extend(("files", v) for x in files if isinstance(x, dict) and isinstance(v := x.get("file_id"), str) and v)

@@ -17,7 +17,9 @@ Runs right after the access stage (the caller's tenant is known), for a config w
   (``has_more`` then true); ``first_id``/``last_id`` name kept items only. A page can still
   come back short, even empty with ``has_more`` true, when the backend's next 100 are others'.
 
-The admin key (``KeyPolicy.admin``) reaches every object and records nothing. An object the
+The admin key (``KeyPolicy.admin``) reaches every object and records nothing; the owner of
+the object its path names is looked up for it (``ctx.object_owner``: a translated response is
+kept per tenant). An object the
 ledger does not know (created before, or outside the gateway) is the admin key's only, until
 ``POST /admin/objects`` adopts it for a tenant.
 """
@@ -32,7 +34,7 @@ import orjson
 from aiohttp import web
 
 from gateway.core.context import RequestContext
-from gateway.core.errors import NotFoundError, ServiceUnavailableError, UpstreamError
+from gateway.core.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError, UpstreamError
 from gateway.inbound.responses.turn import previous_response_not_found
 from gateway.ownership.ledger import Ledger
 from gateway.ownership.nested import nested_ids
@@ -47,10 +49,12 @@ from gateway.ownership.objects import (
     produced_ids,
     referenced_ids,
 )
+from gateway.ownership.results_url import MARKER, origin, point_at_gateway
 
 log = logging.getLogger("gateway.ownership")
 WIDE_PAGE = 100  # the most every OpenAI list accepts as ``limit`` (batches, vector stores: 100)
 STORED_ANSWER_TTL_S = 30 * 86400.0  # OpenAI keeps a stored response 30 days
+_CURSORS = ("after", "before", "after_id", "before_id")  # OpenAI's, Anthropic's
 _DROPPED_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 
 
@@ -76,12 +80,18 @@ class OwnershipStage:
         collection = collection_of(endpoint)
         body = ctx.body
         refs = referenced_ids(body) + nested_ids(body)
-        if grant is None or grant.key.admin or (collection is None and not refs):
+        if grant is None or (collection is None and not refs):
             return await call_next(ctx)
+        if grant.key.admin:
+            return await self._admin(ctx, call_next, collection)
         tenant = ctx.tenant
         method = ctx.request.method
         object_id = named_id(endpoint, collection) if collection is not None else None
         wanted = [("id", i) for i in path_ids(endpoint, collection)] + refs if collection is not None else refs
+        listed = collection is not None and method == "GET" and len(endpoint) == len(collection)
+        if listed:  # a page cursor names an object too: another's would tell that it exists
+            query = ctx.request.rel_url.query
+            wanted += [(c, v) for c in _CURSORS if (v := query.get(c))]
         if wanted:
             owners = await self._owners([i for _, i in wanted])
             for field, i in wanted:
@@ -90,10 +100,10 @@ class OwnershipStage:
                         NotFoundError(f"No such object: {i}", param=field)
         if collection is None:
             return await call_next(ctx)
-        if method == "GET" and object_id is None and len(endpoint) == len(collection):  # the list itself
+        if listed:  # the list itself
             limit = self._widen(ctx)
             return await self._filtered(ctx, await call_next(ctx), tenant, limit)
-        response = await call_next(ctx)
+        response = _results_at_gateway(ctx, await call_next(ctx), collection)
         if not 200 <= response.status < 300:
             return response
         if method == "DELETE" and object_id is not None and len(endpoint) == len(collection) + 1 + len(object_id):
@@ -130,6 +140,23 @@ class OwnershipStage:
         if fresh:
             await self.ledger.record(fresh, tenant, ttl)
 
+    async def _admin(self, ctx: RequestContext, call_next, collection: str | None) -> web.StreamResponse:
+        """The admin key reaches every object; the owner of the one its path names is looked up
+        (``ctx.object_owner``) for what the gateway keeps per tenant, and forgotten if deleted."""
+        object_id = named_id(ctx.endpoint, collection) if collection is not None else None
+        if object_id is None or self.ledger is None:
+            return _results_at_gateway(ctx, await call_next(ctx), collection)
+        try:  # the owner is a convenience here: a ledger that cannot be read refuses nothing
+            ctx.object_owner = (await self._owners([object_id])).get(object_id, "")
+        except ServiceUnavailableError:
+            ctx.object_owner = ""
+        response = _results_at_gateway(ctx, await call_next(ctx), collection)
+        assert collection is not None
+        if ctx.request.method == "DELETE" and 200 <= response.status < 300 and ctx.object_owner and \
+                len(ctx.endpoint) == len(collection) + 1 + len(object_id):
+            await self._write(self.ledger.forget(object_id), object_id)
+        return response
+
     async def drain(self) -> None:
         """Wait for the writes still under way (at shutdown)."""
         if self._writes:
@@ -151,6 +178,9 @@ class OwnershipStage:
         """The client's ``limit`` when it is under ``WIDE_PAGE`` (the backend is then asked for
         ``WIDE_PAGE``), else None."""
         raw = ctx.request.rel_url.query.get("limit", "")
+        if raw.isdigit() and int(raw) < 1:  # OpenAI's answer; a backend asked for 100 would not give it
+            raise InvalidRequestError(f"Invalid 'limit': integer below minimum value. Expected a value >= 1, "
+                                      f"but got {raw} instead.", param="limit", code="integer_below_min_value")
         how = ctx.passthrough
         if not raw.isdigit() or not 0 < int(raw) < WIDE_PAGE or how is None:
             return None
@@ -183,10 +213,30 @@ class OwnershipStage:
             made = [i for x in kept for i in produced_ids(x)]
             if made:
                 await self._claim(response, made, tenant, None)
+        if ctx.endpoint.lower() == "messages/batches":
+            point_at_gateway(parsed, origin(ctx.request))
         out = orjson.dumps(parsed)
         ctx.response_body = out  # the row keeps what the caller saw
         headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS}
         return web.Response(status=response.status, body=out, headers=headers)
+
+
+def _results_at_gateway(ctx: RequestContext, response: web.StreamResponse,
+                        collection: str | None) -> web.StreamResponse:
+    """``response`` with the ``results_url`` of the Anthropic message batches it describes
+    pointing at the gateway (``gateway.ownership.results_url``)."""
+    if collection != "messages/batches" or not isinstance(response, web.Response) or \
+            not isinstance(response.body, bytes) or MARKER not in response.body:
+        return response
+    try:
+        parsed = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return response
+    if not point_at_gateway(parsed, origin(ctx.request)):
+        return response
+    out = ctx.response_body = orjson.dumps(parsed)
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS}
+    return web.Response(status=response.status, body=out, headers=headers)
 
 
 def _answer_ids(response: web.StreamResponse, created: bool) -> list[str] | None:

@@ -134,7 +134,8 @@ class BackendClient:
     """
 
     __slots__ = ("name", "backend", "type", "_session", "_base", "_headers", "_timeout", "first_byte_s",
-                 "adapter", "needs_raw", "native_paths", "_translates", "_answer")
+                 "adapter", "needs_raw", "native_paths", "_native_prefixes", "_translates",
+                 "_answer")
 
     def __init__(self, name: str, backend: Backend, session: aiohttp.ClientSession | None):
         self.name = name
@@ -162,6 +163,7 @@ class BackendClient:
         if backend.responses is not None:  # the config says whether this backend serves /v1/responses
             native = native | {"responses"} if backend.responses == "native" else native - {"responses"}
         self.native_paths = native
+        self._native_prefixes: tuple[str, ...] = getattr(provider, "native_prefixes", ())
         # Whether ``forward`` needs the encoded body: identity and address-only adapters send
         # bytes; in-process providers and translating adapters work from the parsed dict.
         self.needs_raw = self.adapter is not None and not self._translates
@@ -190,7 +192,8 @@ class BackendClient:
         assert adapter is not None  # a provider either answers in-process or has an adapter
         headers: Mapping[str, str] = self._headers
         translated = self._translates
-        if translated and path in self.native_paths:  # the backend's own API, asked by an inbound protocol
+        if translated and (path in self.native_paths or path.startswith(self._native_prefixes)):
+            # the backend's own API, asked by an inbound protocol or sent by ``passthrough:``
             translated = False
         elif not adapter.identity:  # the provider decides address, body and extra headers
             req = adapter.build_request(path, parsed or {}, body if self.needs_raw else None, upstream_model,

@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.fake_anthropic_batches import FakeAnthropicAccount
 from tests.support.fake_files import FakeFilesAccount
 from tests.support.polling import wait_for
 from tests.support.redis_server import RedisServer
@@ -333,3 +334,84 @@ def test_ids_nested_in_a_body_are_checked(make_gateway, account):
     with pytest.raises(anthropic.BadRequestError) as caught:  # past the ownership check: the mock
         claude_a.messages.create(model="mock-gpt", max_tokens=5, messages=doc)  # backend reads no documents
     assert "not supported" in caught.value.message
+
+
+def test_the_admin_key_reaches_a_translated_response(make_gateway, account):
+    """A response the gateway answered by translation is kept per tenant: the admin key reads,
+    lists and deletes it through its owner (the ledger's), other tenants do not reach it."""
+    gw = make_gateway(_config(account.url))
+    a, admin = sdk(gw, KEY_A), sdk(gw, ADMIN)
+    kept = a.responses.create(model="mock-gpt", input="hi")
+    assert_missing(lambda: sdk(gw, KEY_B).responses.retrieve(kept.id), kept.id)
+    assert admin.responses.retrieve(kept.id).id == kept.id
+    assert [i.type for i in admin.responses.input_items.list(kept.id)] == ["message"]
+    admin.responses.delete(kept.id)
+    assert_missing(lambda: a.responses.retrieve(kept.id), kept.id)  # deleted, and forgotten
+    with pytest.raises(openai.NotFoundError):
+        admin.responses.retrieve(kept.id)
+
+
+def test_anthropic_message_batches_and_files_pass_through_owned(make_gateway):
+    """``passthrough:`` to an Anthropic backend sends its Files and Message Batches requests with
+    the backend's key; a batch's ``results_url`` points at the gateway, so the anthropic SDK
+    fetches the results through it (owned like the batch), never with the tenant's gateway key
+    at the provider."""
+    with FakeAnthropicAccount() as claude:
+        gw = make_gateway(_config(claude.url).replace(
+            '  openai: {type: openai,', f'  anth: {{type: anthropic, base_url: "{claude.url}", api_key: sk-ant-secret}}\n'
+            '  openai: {type: openai,').replace('  - {path: "files*", backend: openai}',
+                                               '  - {path: "files*", backend: anth}\n'
+                                               '  - {path: "messages/batches*", backend: anth}'))
+        a = anthropic.Anthropic(base_url=gw.url, api_key=KEY_A, max_retries=0)
+        b = anthropic.Anthropic(base_url=gw.url, api_key=KEY_B, max_retries=0)
+        uploaded = a.beta.files.upload(file=("a.txt", b"hello", "text/plain"))
+        assert a.beta.files.retrieve_metadata(uploaded.id).id == uploaded.id
+        with pytest.raises(anthropic.NotFoundError):
+            b.beta.files.retrieve_metadata(uploaded.id)
+        params = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+        batch = a.messages.batches.create(requests=[{"custom_id": "one", "params": params}])
+        assert batch.results_url == f"{gw.url}/v1/messages/batches/{batch.id}/results"
+        assert a.messages.batches.retrieve(batch.id).results_url == batch.results_url
+        assert [x.results_url for x in a.messages.batches.list()] == [batch.results_url]
+        assert [r.custom_id for r in a.messages.batches.results(batch.id)] == ["one"]
+        with pytest.raises(anthropic.NotFoundError):
+            b.messages.batches.results(batch.id)
+        assert [x.id for x in b.messages.batches.list()] == []
+        keys = {key for _, _, key in claude.received}
+        assert keys == {"sk-ant-secret"}  # only the backend's key ever reached the account
+        assert ("GET", f"/v1/messages/batches/{batch.id}/results", "sk-ant-secret") in claude.received
+
+
+def test_cursors_types_and_limits_are_checked_before_the_account_is_asked(make_gateway, account):
+    """A page cursor naming another tenant's object answers as for an unknown one; an id field
+    of the wrong type (a list where an id belongs) and ``limit=0`` are refused (400)."""
+    gw = make_gateway(_config(account.url))
+    a, b = sdk(gw, KEY_A), sdk(gw, KEY_B)
+    file_a = upload(gw, KEY_A)
+    batch_a = a.batches.create(input_file_id=file_a, endpoint="/v1/chat/completions", completion_window="24h").id
+    seen = len(account.received)
+    for cursor in ("after", "before"):
+        for unknown in (batch_a, "batch_nonexistent"):  # another's and an unknown one: the same answer
+            assert_missing(lambda c=cursor, u=unknown: b.batches.list(extra_query={c: u}), unknown, cursor)
+    assert_missing(lambda: b.files.list(after=file_a), file_a, "after")
+    for body, field in (({"input_file_id": [file_a]}, "input_file_id"), ({"file_ids": file_a}, "file_ids"),
+                        ({"file_ids": [file_a, 3]}, "file_ids"), ({"conversation": ["conv_1"]}, "conversation")):
+        r = httpx.post(f"{gw.url}/v1/batches", timeout=30, headers={"Authorization": f"Bearer {KEY_B}"},
+                       json={"endpoint": "/v1/chat/completions", "completion_window": "24h", **body})
+        assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
+    with pytest.raises(openai.BadRequestError) as caught:
+        a.files.list(limit=0)
+    assert caught.value.body["param"] == "limit"
+    assert len(account.received) == seen
+    assert [f.id for f in a.files.list(after=file_a)] == []  # the owner's own cursor pages on
+
+
+def test_the_admin_key_lists_every_model_and_adopts_for_known_tenants_only(make_gateway, account):
+    gw = make_gateway(_config(account.url))
+    assert {m.id for m in sdk(gw, ADMIN).models.list()} == {"mock-gpt", "tuned"}
+    assert sdk(gw, ADMIN).models.retrieve("tuned").id == "tuned"
+    with pytest.raises(openai.AuthenticationError):
+        sdk(gw, "sk-not-a-key-0123456789").models.list()
+    r = httpx.post(f"{gw.url}/admin/objects", json={"tenant": "team-typo", "ids": ["file-x"]},
+                   headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_tenant"

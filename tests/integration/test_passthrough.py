@@ -422,6 +422,7 @@ def test_a_catch_all_passthrough_does_not_serve_inference_without_a_model(make_g
                    data={"name": "v"}, headers=AUTH)
     assert r.status_code == 200 and upstream.last.path == "/v1/audio/voices"
     # A stored response is read, listed, cancelled and deleted without a model, as before.
+    adopt(gw, "all", "resp_1")  # stored at the backend outside the gateway
     for method, path in [("GET", "responses/resp_1"), ("GET", "responses/resp_1/input_items"),
                          ("POST", "responses/resp_1/cancel"), ("DELETE", "responses/resp_1")]:
         upstream.json({"id": "resp_1", "object": "response"}, times=1)

@@ -26,7 +26,7 @@ def srv(make_gateway):
 backends:
   oai: {{type: openai, base_url: "{oai.url}", api_key: sk-1, responses: translate}}
   az: {{type: azure, base_url: "{oai.url.removesuffix('/v1')}", api_key: sk-2, responses: translate}}
-  vllm: {{type: vllm, base_url: "{vllm.url}", responses: translate}}
+  vllm: {{type: vllm, base_url: "{vllm.url}", responses: translate, vllm: {{enabled: false}}}}  # a chat fake: no /metrics to scrape
   claude: {{type: anthropic, base_url: "{claude.url}", api_key: sk-3}}
 models:
   gpt: {{targets: [{{backend: oai, model: up}}]}}

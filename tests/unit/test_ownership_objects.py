@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
+from gateway.core.errors import InvalidRequestError
 from gateway.ownership.ledger import SqliteLedger
 from gateway.ownership.objects import (
     collection_of,
@@ -49,11 +51,16 @@ def test_every_object_a_path_names():
 
 
 def test_bodies_name_objects_in_their_top_level_fields():
-    body = {"input_file_id": "file-1", "training_file": "file-2", "file_ids": ["file-3", 4, ""],
+    body = {"input_file_id": "file-1", "training_file": "file-2", "file_ids": ["file-3", ""],
             "previous_response_id": "resp_1", "input": [{"file_id": "nested"}], "file_id": None}
     assert referenced_ids(body) == [("input_file_id", "file-1"), ("training_file", "file-2"),
                                     ("previous_response_id", "resp_1"), ("file_ids", "file-3")]
     assert referenced_ids([1]) == []
+    for wrong in ({"input_file_id": ["file-1"]}, {"file_ids": "file-1"}, {"vector_store_ids": [1]},
+                  {"conversation": 5}, {"previous_response_id": {"id": "resp_1"}}):
+        with pytest.raises(InvalidRequestError) as caught:
+            referenced_ids(wrong)
+        assert caught.value.param == next(iter(wrong)) and caught.value.status == 400
     assert referenced_ids({"files": [{"file_id": "file-4"}, {"file_id": 5}, "x"]}) == [("files", "file-4")]
     assert referenced_ids({"conversation": "conv_1"}) == [("conversation", "conv_1")]
     assert referenced_ids({"conversation": {"id": "conv_2"}}) == [("conversation", "conv_2")]

@@ -64,7 +64,10 @@ class AnthropicAdapter:
     identity = False
     translates_responses = True
     # Anthropic's own API, asked by the Messages inbound (``gateway.inbound.anthropic``) as it is.
-    native_paths = frozenset({"messages", "messages/count_tokens"})
+    # Its Files and Message Batches APIs too, where ``passthrough:`` sends them (``files/…``
+    # and ``messages/batches/…`` below these, by ``native_prefixes``), with the backend's headers.
+    native_paths = frozenset({"messages", "messages/count_tokens", "files", "messages/batches"})
+    native_prefixes = ("files/", "messages/batches/")
     capabilities = Capabilities(endpoints=frozenset({"chat/completions"}), streaming=True, streaming_usage=True,
                                 tools=True, images=True, embeddings=False)
 
@@ -85,7 +88,8 @@ class AnthropicAdapter:
         if endpoint != "chat/completions":
             hint = " (Anthropic has no embeddings API)" if endpoint == "embeddings" else ""
             raise InvalidRequestError(f"/v1/{endpoint} is not available on Anthropic backends{hint}; they serve "
-                                      "/v1/chat/completions only.")
+                                      "/v1/chat/completions, /v1/messages, and /v1/files and "
+                                      "/v1/messages/batches where passthrough: sends them.")
         out = translate_request(body, upstream_model, backend.default_max_tokens)
         return UpstreamRequest("messages", "", orjson.dumps(out))
 
