@@ -351,17 +351,23 @@ def test_the_admin_key_reaches_a_translated_response(make_gateway, account):
         admin.responses.retrieve(kept.id)
 
 
+def _anthropic_config(url: str, server: str = "") -> str:
+    """``_config`` with Anthropic's Files and Message Batches passed through to a ``type: anthropic``
+    backend at ``url``; ``server``: more ``server:`` settings."""
+    return _config(url).replace("server: {", "server: {" + server).replace(
+        "  openai: {type: openai,", f'  anth: {{type: anthropic, base_url: "{url}", api_key: sk-ant-secret}}\n'
+        "  openai: {type: openai,").replace('  - {path: "files*", backend: openai}',
+                                           '  - {path: "files*", backend: anth}\n'
+                                           '  - {path: "messages/batches*", backend: anth}')
+
+
 def test_anthropic_message_batches_and_files_pass_through_owned(make_gateway):
     """``passthrough:`` to an Anthropic backend sends its Files and Message Batches requests with
     the backend's key; a batch's ``results_url`` points at the gateway, so the anthropic SDK
     fetches the results through it (owned like the batch), never with the tenant's gateway key
     at the provider."""
     with FakeAnthropicAccount() as claude:
-        gw = make_gateway(_config(claude.url).replace(
-            '  openai: {type: openai,', f'  anth: {{type: anthropic, base_url: "{claude.url}", api_key: sk-ant-secret}}\n'
-            '  openai: {type: openai,').replace('  - {path: "files*", backend: openai}',
-                                               '  - {path: "files*", backend: anth}\n'
-                                               '  - {path: "messages/batches*", backend: anth}'))
+        gw = make_gateway(_anthropic_config(claude.url))
         a = anthropic.Anthropic(base_url=gw.url, api_key=KEY_A, max_retries=0)
         b = anthropic.Anthropic(base_url=gw.url, api_key=KEY_B, max_retries=0)
         uploaded = a.beta.files.upload(file=("a.txt", b"hello", "text/plain"))
@@ -377,6 +383,15 @@ def test_anthropic_message_batches_and_files_pass_through_owned(make_gateway):
         with pytest.raises(anthropic.NotFoundError):
             b.messages.batches.results(batch.id)
         assert [x.id for x in b.messages.batches.list()] == []
+        forged = httpx.get(f"{gw.url}/v1/messages/batches/{batch.id}", timeout=30,
+                           headers={"x-api-key": KEY_A, "anthropic-version": "2023-06-01",
+                                    "X-Forwarded-Host": "elsewhere.example", "X-Forwarded-Proto": "https"})
+        assert forged.json()["results_url"] == batch.results_url  # not from an untrusted peer
+        proxied = make_gateway(_anthropic_config(claude.url, "trusted_proxies: ['127.0.0.1/32'], "))
+        behind = httpx.get(f"{proxied.url}/v1/messages/batches/{batch.id}", timeout=30,
+                           headers={"x-api-key": KEY_A, "anthropic-version": "2023-06-01",
+                                    "X-Forwarded-Host": "gw.example", "X-Forwarded-Proto": "https"})
+        assert behind.json()["results_url"] == f"https://gw.example/v1/messages/batches/{batch.id}/results"
         keys = {key for _, _, key in claude.received}
         assert keys == {"sk-ant-secret"}  # only the backend's key ever reached the account
         assert ("GET", f"/v1/messages/batches/{batch.id}/results", "sk-ant-secret") in claude.received
