@@ -208,6 +208,8 @@ def test_one_turn_of_the_loop(tmp_path, tdb, standin, monkeypatch):
             assert 0 < checks["feedback_score"]["p_adjusted"] < 1e-6  # a small p stays readable, not 0
 
             # 6b. Drift: the last 24 h against the week before (history seeded as the gateway logs it).
+            fresh = cli("drift", "--model", "support", "--min-samples", "50")  # no week before yet
+            assert fresh.exit_code == 3 and "insufficient data" in fresh.output, fresh.output
             history, _ = drift_rows(time.time(), "support", drifted=False, n_ref=300, n_cur=0, feedback=0)
             emit(gw, history)
             drift = cli("drift", "--model", "support", "--min-samples", "50")
