@@ -102,7 +102,10 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
 
     admin_key = snapshot.config.server.admin_key
     _refuse_a_held_store(snapshot, data_dir)
-    with BackgroundServer(build_app(snapshot, data_dir=data_dir)) as srv:
+    # The vLLM servers are production's: this gateway only sends requests to them, never starts
+    # a `launch:` server nor loads or unloads the config's adapters on them.
+    app = build_app(snapshot, data_dir=data_dir, launch_servers=False, manage_adapters=False)
+    with BackgroundServer(app) as srv:
         reader = RowSource(snapshot, url=srv.url, admin_key=admin_key)
         try:
             gateway = InProcessGateway(srv, reader, admin_key)
