@@ -106,9 +106,12 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
     _refuse_a_held_store(snapshot, data_dir)
     adapters = [c.adapter for c in chosen if c.adapter is not None]
     snapshot = with_adapter_models(snapshot, adapters)  # the candidates' temporary adapters, as models
+    # The vLLM servers are production's: this gateway only sends requests to them, never starts
+    # a `launch:` server nor loads or unloads the config's adapters on them (only the candidates'
+    # temporary adapters, loaded and unloaded by TemporaryAdapters around it).
+    app = build_app(snapshot, data_dir=data_dir, launch_servers=False, manage_adapters=False)
     try:
-        with TemporaryAdapters(snapshot.config, adapters, warn=say), \
-                BackgroundServer(build_app(snapshot, data_dir=data_dir)) as srv:
+        with TemporaryAdapters(snapshot.config, adapters, warn=say), BackgroundServer(app) as srv:
             reader = RowSource(snapshot, url=srv.url, admin_key=admin_key)
             try:
                 gateway = InProcessGateway(srv, reader, admin_key)
