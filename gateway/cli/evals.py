@@ -3,7 +3,8 @@
 ``eval run`` starts the gateway of the config in-process on a loopback port and runs the
 dataset against the candidates through it; ``eval compare`` reads runs back from the store
 (through a running gateway's ``/admin/query``, or the store directly) and reports them.
-Exit status: 0, 2 for a usage or config error, 3 when a gate fails.
+Exit status: 0, 2 for a usage or config error or a run in which no call succeeded, 3 when a
+gate fails.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
         fail("give either --dataset FILE or --sql QUERY")
     compiled = load_cli_compiled(config_path)
     snapshot = compiled.snapshot
+    _refuse_without_a_key(snapshot.config, api_key)
     ev = snapshot.config.evaluations
     run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
     try:
@@ -132,9 +134,12 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
             say(f"eval {run_id}: {len(dataset.items)} items x {len(chosen)} candidates, scorers "
                 f"{', '.join(s.name for s in built)}")
             try:
-                execute(plan, gateway, Progress(f"eval {run_id}", len(dataset.items) * len(chosen)))
+                outcomes = execute(plan, gateway, Progress(f"eval {run_id}", len(dataset.items) * len(chosen)))
             except EvalError as exc:
                 fail(str(exc))
+            failed = [o.answer.error for o in outcomes if o.answer.status != 200]
+            if failed:
+                say(f"eval {run_id}: {len(failed)} of {len(outcomes)} calls failed; the first: {failed[0]}")
             report, failures = _report_and_gates(reader, run_id, [c.name for c in chosen], list(gates))
     except AdapterLoadError as exc:
         fail(str(exc))
@@ -143,6 +148,15 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
         say(f"gate failed: {line}")
     if failures:
         sys.exit(GATE_FAILED)
+
+
+def _refuse_without_a_key(config, api_key: str | None) -> None:
+    """A gateway with keys answers every keyless call 401: refuse (exit 2) before any call."""
+    from gateway.config.access import auth_mode
+
+    if auth_mode(config) == "keys" and not api_key:
+        fail("the gateway of this config requires an API key (auth.mode is keys): give eval run --api-key KEY "
+             f"or ${environment.API_KEY}")
 
 
 def _refuse_a_held_store(snapshot, data_dir: str | None) -> None:
