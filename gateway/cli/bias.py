@@ -107,8 +107,8 @@ def bias(by: str | None, raters: bool, model: str, prompt: str, tenant: str, bac
                        alpha=alpha, refusal_pattern=refusal_pattern)
     settings, store_dsn = store_settings(snapshot, dsn, data_dir)
     result = None
-    if url or (dsn is None and store_dsn.startswith("chdb://")):
-        target_url = url or gateway_url(snapshot, data_dir)
+    target_url = url or gateway_url(snapshot, data_dir)  # None: --data-dir names a folder no gateway holds
+    if target_url and (url or (dsn is None and store_dsn.startswith("chdb://"))):
         params: dict[str, Any] = {k: v for k, v in (("model", model), ("prompt", prompt.strip()), ("tenant", tenant),
                                                     ("backend", backend), ("refusal_pattern", refusal_pattern)) if v}
         params.update({"by": by, "from": f.from_ms, "to": f.to_ms, "min_count": min_count,

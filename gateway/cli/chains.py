@@ -132,8 +132,10 @@ def run_cmd(name: str, pairs: tuple[str, ...], json_pairs: tuple[str, ...], mess
         return httpx.post(base.rstrip("/") + "/v1/chat/completions", json=body, headers=headers, timeout=timeout,
                           trust_env=trust_env(base))
 
+    base = url or gateway_url(snapshot)
+    assert base is not None  # without a --data-dir, the config's address at least
     try:
-        resp = post(url or gateway_url(snapshot))
+        resp = post(base)
     except httpx.ConnectError:
         if url:
             _fail(f"no gateway answers at {url}")

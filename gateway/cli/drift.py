@@ -112,9 +112,9 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
     snapshot = load_cli_config(config_path)
     settings, store_dsn = store_settings(snapshot, dsn, data_dir)
     result = None
-    if url or (dsn is None and store_dsn.startswith("chdb://")):
+    target_url = url or gateway_url(snapshot, data_dir)  # None: --data-dir names a folder no gateway holds
+    if target_url and (url or (dsn is None and store_dsn.startswith("chdb://"))):
         server = snapshot.config.server
-        target_url = url or gateway_url(snapshot, data_dir)
         params: dict[str, Any] = {k: v for k, v in (("model", model), ("prompt", prompt.strip()), ("tenant", tenant),
                                     ("backend", backend)) if v}
         params.update({"current_h": current_hours, "reference_h": reference_hours, "bins": bins,

@@ -26,14 +26,18 @@ if TYPE_CHECKING:
     from gateway.config import ConfigSnapshot
 
 
-def gateway_url(snapshot: ConfigSnapshot, data_dir: str | None = None) -> str:
+def gateway_url(snapshot: ConfigSnapshot, data_dir: str | None = None) -> str | None:
     """The base URL of the gateway serving ``snapshot``'s data folder (``--data-dir`` or the
-    config's), else of the config's ``server`` address."""
+    config's), else of the config's ``server`` address. ``None`` when ``data_dir`` names a folder
+    no running gateway holds: the gateway at the config's address serves another folder, and the
+    caller reads the named one itself."""
     from gateway.cli.preflight import holder_url
 
     recorded = holder_url(Path(snapshot.config.telemetry.resolved_data_dir(data_dir)))
+    if recorded or data_dir is not None:
+        return recorded
     server = snapshot.config.server
-    return recorded or local_url(server.host, server.port)
+    return local_url(server.host, server.port)
 
 
 def trust_env(url: str) -> bool:

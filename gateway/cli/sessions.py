@@ -39,8 +39,8 @@ class RowSource:
         self.snapshot = snapshot
         self.settings, self.store_dsn = store_settings(snapshot, dsn, data_dir)
         server = snapshot.config.server
-        self.via_gateway = bool(url) or (dsn is None and self.store_dsn.startswith("chdb://"))
-        self.url = url or gateway_url(snapshot, data_dir)
+        self.url = url or gateway_url(snapshot, data_dir) or ""
+        self.via_gateway = bool(url) or (dsn is None and self.store_dsn.startswith("chdb://") and bool(self.url))
         self.explicit_url = bool(url)
         self.admin_key = admin_key or server.admin_key
         self.timeout = timeout

@@ -67,9 +67,9 @@ def query(sql: str | None, saved: str | None, params: tuple[str, ...], fmt: str,
         raise click.UsageError(str(exc)) from None
     settings, store_dsn = store_settings(snapshot, dsn, data_dir)
     data = None
-    if url or (dsn is None and store_dsn.startswith("chdb://")):
+    target_url = url or gateway_url(snapshot, data_dir)  # None: --data-dir names a folder no gateway holds
+    if target_url and (url or (dsn is None and store_dsn.startswith("chdb://"))):
         server = snapshot.config.server
-        target_url = url or gateway_url(snapshot, data_dir)
         payload: dict[str, Any] = {"format": fmt, "params": given}
         payload.update({"saved": saved} if saved else {"sql": sql})
         data = query_via_gateway(target_url, admin_key or server.admin_key, payload, timeout)
