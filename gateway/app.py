@@ -68,7 +68,8 @@ FEATURES = web.AppKey("features", tuple)
 
 
 def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
-              launch_servers: bool = True, ingest: str = "thread") -> web.Application:
+              launch_servers: bool = True, manage_adapters: bool = True,
+              ingest: str = "thread") -> web.Application:
     """Build the gateway application for a validated config snapshot.
 
     The upstream session and the compiled runtime are created on start-up and closed on
@@ -77,8 +78,10 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     adds one). ``data_dir`` overrides where embedded
     telemetry data lives (``telemetry.data_dir``; see ``gateway.telemetry``).
     ``launch_servers``: start the vLLM servers of ``launch:`` blocks (False in ``--workers``
-    processes; see ``gateway.vllm``). ``ingest``: where the request log is read into the store
-    (``"thread"``: here; ``"process"``: ``serve``'s ingester process; see ``gateway.telemetry``).
+    processes and ``eval run``; see ``gateway.vllm``). ``manage_adapters``: load and unload the
+    config's LoRA adapters on its vLLM servers (False in ``eval run``). ``ingest``: where the
+    request log is read into the store (``"thread"``: here; ``"process"``: ``serve``'s ingester
+    process; see ``gateway.telemetry``).
     """
     app = web.Application(client_max_size=snapshot.config.server.body_limit_bytes, handler_args={})
     holder = RuntimeHolder()
@@ -108,7 +111,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     handlers = ProxyHandlers(serving_runtime, finish)
 
     # --- the features --------------------------------------------------------------------------
-    fleet = FleetFeature(app, snapshot, health, data_dir=data_dir, launch_servers=launch_servers)
+    fleet = FleetFeature(app, snapshot, health, data_dir=data_dir, launch_servers=launch_servers,
+                        manage_adapters=manage_adapters)
     access = AccessFeature(app, snapshot, tokens)
     ownership = OwnershipFeature(data_dir=data_dir)
     telemetry = TelemetryFeature(app, snapshot, data_dir=data_dir, tokens=tokens, ingest=ingest)

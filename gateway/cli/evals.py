@@ -3,7 +3,8 @@
 ``eval run`` starts the gateway of the config in-process on a loopback port and runs the
 dataset against the candidates through it; ``eval compare`` reads runs back from the store
 (through a running gateway's ``/admin/query``, or the store directly) and reports them.
-Exit status: 0, 2 for a usage or config error, 3 when a gate fails.
+Exit status: 0, 2 for a usage or config error or a run in which no call succeeded, 3 when a
+gate fails.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def _write_report(report: dict[str, Any], as_json: bool, output: str | None) -> 
 @click.option("--sql", default=None, help="Items from this read-only query over the telemetry instead "
               "(rows with messages, input or request_body/response_body).")
 @click.option("--candidate", "-c", "candidates", multiple=True, required=True,
-              help="A public model, PROMPT@VERSION, PROMPT@LABEL or PROMPT@SELECTOR/MODEL (repeat).")
+              help="A public model, PROMPT@VERSION, PROMPT@LABEL, PROMPT@SELECTOR/MODEL or ADAPTER@VERSION "
+                   "(repeat).")
 @click.option("--scorer", "-s", "scorers", multiple=True,
               help="exact, normalized, contains[=TEXT], regex[=PATTERN], json[=SCHEMA.json], numeric[=TOL], "
                    "embedding[=MODEL], judge[=MODEL], or module:function (repeat; default exact).")
@@ -83,6 +85,7 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
         fail("give either --dataset FILE or --sql QUERY")
     compiled = load_cli_compiled(config_path)
     snapshot = compiled.snapshot
+    _refuse_without_a_key(snapshot.config, api_key)
     ev = snapshot.config.evaluations
     run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
     try:
@@ -97,39 +100,63 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
     except (CandidateError, ScorerError, DatasetError, ValueError) as exc:
         fail(str(exc))
     from gateway.app import build_app
+    from gateway.evals.adapters import AdapterLoadError, TemporaryAdapters, with_adapter_models
     from gateway.evals.runner import EvalError, InProcessGateway, RunPlan, execute
     from gateway.proxy.server import BackgroundServer
 
     admin_key = snapshot.config.server.admin_key
     _refuse_a_held_store(snapshot, data_dir)
-    with BackgroundServer(build_app(snapshot, data_dir=data_dir)) as srv:
-        reader = RowSource(snapshot, url=srv.url, admin_key=admin_key)
-        try:
-            gateway = InProcessGateway(srv, reader, admin_key)
-            if dataset is None:
-                assert sql is not None
-                dataset = from_objects(f"sql: {' '.join(sql.split())[:200]}", reader.rows(sql, {})[:limit])
-        except (EvalError, DatasetError) as exc:
-            fail(str(exc))
-        workers = concurrency or ev.concurrency
-        config = {"candidates": {c.name: c.given for c in chosen}, "concurrency": workers,
-                  "cache": cache, "judge_model": caller.judge_model if "judge" in [s.name for s in built] else None,
-                  "judge_prompt": caller.judge_prompt if "judge" in [s.name for s in built] else None,
-                  "embedding_model": caller.embedding_model if "embedding" in [s.name for s in built] else None,
-                  "prompt_model": prompt_model, "limit": limit}
-        plan = RunPlan(run_id, dataset, chosen, built, caller, workers, config)
-        say(f"eval {run_id}: {len(dataset.items)} items x {len(chosen)} candidates, scorers "
-            f"{', '.join(s.name for s in built)}")
-        try:
-            execute(plan, gateway, Progress(f"eval {run_id}", len(dataset.items) * len(chosen)))
-        except EvalError as exc:
-            fail(str(exc))
-        report, failures = _report_and_gates(reader, run_id, [c.name for c in chosen], list(gates))
+    adapters = [c.adapter for c in chosen if c.adapter is not None]
+    snapshot = with_adapter_models(snapshot, adapters)  # the candidates' temporary adapters, as models
+    # The vLLM servers are production's: this gateway only sends requests to them, never starts
+    # a `launch:` server nor loads or unloads the config's adapters on them (only the candidates'
+    # temporary adapters, loaded and unloaded by TemporaryAdapters around it).
+    app = build_app(snapshot, data_dir=data_dir, launch_servers=False, manage_adapters=False)
+    try:
+        with TemporaryAdapters(snapshot.config, adapters, warn=say), BackgroundServer(app) as srv:
+            reader = RowSource(snapshot, url=srv.url, admin_key=admin_key)
+            try:
+                gateway = InProcessGateway(srv, reader, admin_key)
+                if dataset is None:
+                    assert sql is not None
+                    dataset = from_objects(f"sql: {' '.join(sql.split())[:200]}", reader.rows(sql, {})[:limit])
+            except (EvalError, DatasetError) as exc:
+                fail(str(exc))
+            workers = concurrency or ev.concurrency
+            config = {"candidates": {c.name: c.given for c in chosen}, "concurrency": workers,
+                      "cache": cache, "judge_model": caller.judge_model if "judge" in [s.name for s in built] else None,
+                      "judge_prompt": caller.judge_prompt if "judge" in [s.name for s in built] else None,
+                      "embedding_model": caller.embedding_model if "embedding" in [s.name for s in built] else None,
+                      "prompt_model": prompt_model, "limit": limit}
+            if adapters:  # what each adapter candidate's version was when it was evaluated
+                config["adapters"] = {f"{a.name}@{a.version}": a.path for a in adapters}
+            plan = RunPlan(run_id, dataset, chosen, built, caller, workers, config)
+            say(f"eval {run_id}: {len(dataset.items)} items x {len(chosen)} candidates, scorers "
+                f"{', '.join(s.name for s in built)}")
+            try:
+                outcomes = execute(plan, gateway, Progress(f"eval {run_id}", len(dataset.items) * len(chosen)))
+            except EvalError as exc:
+                fail(str(exc))
+            failed = [o.answer.error for o in outcomes if o.answer.status != 200]
+            if failed:
+                say(f"eval {run_id}: {len(failed)} of {len(outcomes)} calls failed; the first: {failed[0]}")
+            report, failures = _report_and_gates(reader, run_id, [c.name for c in chosen], list(gates))
+    except AdapterLoadError as exc:
+        fail(str(exc))
     _write_report(report, as_json, output)
     for line in failures:
         say(f"gate failed: {line}")
     if failures:
         sys.exit(GATE_FAILED)
+
+
+def _refuse_without_a_key(config, api_key: str | None) -> None:
+    """A gateway with keys answers every keyless call 401: refuse (exit 2) before any call."""
+    from gateway.config.access import auth_mode
+
+    if auth_mode(config) == "keys" and not api_key:
+        fail("the gateway of this config requires an API key (auth.mode is keys): give eval run --api-key KEY "
+             f"or ${environment.API_KEY}")
 
 
 def _refuse_a_held_store(snapshot, data_dir: str | None) -> None:

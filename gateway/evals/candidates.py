@@ -5,7 +5,9 @@
   item's ``variables`` into a call of ``--prompt-model``; a label is resolved to its version
   when the run starts and the candidate is recorded as ``PROMPT@VERSION`` (a label that splits
   traffic between versions is refused: evaluate its versions);
-- ``PROMPT@SELECTOR/MODEL``: the same on that model (recorded as ``PROMPT@VERSION/MODEL``).
+- ``PROMPT@SELECTOR/MODEL``: the same on that model (recorded as ``PROMPT@VERSION/MODEL``);
+- ``ADAPTER@VERSION``: a version of a LoRA adapter of the config, called with the item's
+  messages on a temporary copy loaded on the adapter's vLLM servers (``gateway.evals.adapters``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.evals.adapters import AdapterVersion, adapter_version
 from gateway.evals.dataset import Item
 
 
@@ -23,12 +26,14 @@ class CandidateError(ValueError):
 @dataclass(frozen=True)
 class Candidate:
     """``name``: as recorded (``eval_candidate``, ``llm_eval_scores.candidate``); ``given``: as
-    written; ``model`` the public model called; ``prompt``: ``(name, version)`` or ``None``."""
+    written; ``model`` the public model called; ``prompt``: ``(name, version)`` or ``None``;
+    ``adapter``: the adapter version to load for it, or ``None``."""
 
     name: str
     given: str
     model: str
     prompt: tuple[str, int] | None = None
+    adapter: AdapterVersion | None = None
 
     def body(self, item: Item) -> dict[str, Any]:
         """The chat completion request for ``item``."""
@@ -58,6 +63,15 @@ def _prompt_version(registry: Any, name: str, selector: str, given: str) -> int:
         raise CandidateError(f"candidate {given!r}: {exc}") from None
 
 
+def _adapter_candidate(cfg: Any, name: str, selector: str, given: str) -> Candidate:
+    versions = cfg.adapters[name].versions
+    if not selector.isdigit() or int(selector) not in versions:
+        raise CandidateError(f"candidate {given!r}: adapter {name!r} has no version {selector!r} "
+                             f"(has {', '.join(map(str, sorted(versions)))})")
+    adapter = adapter_version(cfg, name, int(selector))
+    return Candidate(f"{name}@{adapter.version}", given, adapter.served, adapter=adapter)
+
+
 def resolve_candidates(compiled: Any, specs: list[str], prompt_model: str | None) -> list[Candidate]:
     """The candidates ``specs`` name in ``compiled`` (``gateway.compiled.CompiledConfig``);
     raises ``CandidateError``."""
@@ -71,10 +85,15 @@ def resolve_candidates(compiled: Any, specs: list[str], prompt_model: str | None
             continue
         ref, slash, model = given.partition("/")
         name, at, selector = ref.partition("@")
-        if not at or registry is None or name not in registry.prompts:
+        is_prompt = registry is not None and name in registry.prompts
+        if at and not slash and not is_prompt and name in compiled.snapshot.config.adapters:
+            out.append(_adapter_candidate(compiled.snapshot.config, name, selector, given))
+            continue
+        if not at or not is_prompt:
             known = ", ".join(sorted(models)) or "none"
             raise CandidateError(f"candidate {given!r} is neither a public model (known: {known}) nor "
-                                 "PROMPT@VERSION / PROMPT@LABEL of the prompt registry")
+                                 "PROMPT@VERSION / PROMPT@LABEL of the prompt registry nor ADAPTER@VERSION "
+                                 "of the adapters")
         target = model if slash else prompt_model
         if not target:
             raise CandidateError(f"candidate {given!r} is a prompt: name the model to render it into with "

@@ -1,6 +1,7 @@
 """Gates: ``judge>=0.8`` — a scorer's mean over a candidate's newest finished evaluation run,
 compared with a number. ``eval run --gate`` checks the run it just made; promotions call
-``failing_gates`` with the gates of ``evaluations.gates`` for the candidate they promote.
+``failing_gates`` with the gates of ``evaluations.gates`` for the candidate they promote (for a
+prompt version ``NAME@V``, a run of ``NAME@V/MODEL`` counts too: see ``newest_run_of``).
 
 Besides the run's scorers, a gate may name the run's call measures: ``error_rate`` (share of
 items whose call failed), ``latency_p50_ms``, ``latency_p95_ms`` and ``cost_usd`` (mean cost
@@ -19,13 +20,17 @@ from gateway.config.evaluations import GATE_RE, check_gate
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
-# The newest finished run that evaluated a candidate. A run has a starting row and a finishing
-# row (ReplacingMergeTree by version): argMax by version reads the latest without FINAL.
+# The newest finished run that evaluated a candidate, and the candidate's name in that run. A
+# run has a starting row and a finishing row (ReplacingMergeTree by version): argMax by version
+# reads the latest without FINAL. ``prefix`` (``NAME@V/`` for a prompt version, else empty) also
+# matches the prompt version rendered into a model (``NAME@V/MODEL``); the exact name first.
 NEWEST_RUN_SQL = """
-SELECT run_id, argMax(finished, version) AS finished_at
+SELECT run_id, argMax(finished, version) AS finished_at, argMax(candidates, version) AS cands,
+       if(has(cands, {candidate:String}), {candidate:String},
+          arrayFirst(c -> {prefix:String} != '' AND startsWith(c, {prefix:String}), cands)) AS matched
 FROM llm_eval_runs
 GROUP BY run_id
-HAVING argMax(status, version) = 'finished' AND has(argMax(candidates, version), {candidate:String})
+HAVING argMax(status, version) = 'finished' AND matched != ''
 ORDER BY finished_at DESC, run_id DESC
 LIMIT 1
 """
@@ -79,8 +84,17 @@ def parse_gate(text: str) -> Gate:
 
 def newest_run(reader: Reader, candidate: str) -> str | None:
     """The id of the newest finished run that evaluated ``candidate``, or ``None``."""
-    rows = reader.rows(NEWEST_RUN_SQL, {"candidate": candidate})
-    return rows[0]["run_id"] if rows else None
+    found = newest_run_of(reader, candidate)
+    return found[0] if found else None
+
+
+def newest_run_of(reader: Reader, candidate: str) -> tuple[str, str] | None:
+    """``(run id, candidate as the run names it)`` of the newest finished run that evaluated
+    ``candidate``, or ``None``. A prompt version ``NAME@V`` also counts as evaluated by a run of
+    ``NAME@V/MODEL`` (the version rendered into a model; ``eval run -c NAME@V/MODEL``)."""
+    prompt_version = "@" in candidate and "/" not in candidate
+    rows = reader.rows(NEWEST_RUN_SQL, {"candidate": candidate, "prefix": f"{candidate}/" if prompt_version else ""})
+    return (rows[0]["run_id"], rows[0]["matched"]) if rows else None
 
 
 def gate_values(reader: Reader, run_id: str, candidate: str) -> dict[str, float | None]:
@@ -119,10 +133,12 @@ def failing_gates(reader: Reader, candidate: str, gates: list[str]) -> list[str]
     if not gates:
         return []
     parsed = [parse_gate(g) for g in gates]
-    run_id = newest_run(reader, candidate)
-    if run_id is None:
+    found = newest_run_of(reader, candidate)
+    if found is None:
         return [f"no finished evaluation run of {candidate!r} (run: llm-gateway eval run --candidate {candidate})"]
-    return check_gates(gate_values(reader, run_id, candidate), parsed, f"run {run_id} ({candidate})")
+    run_id, name = found
+    return check_gates(gate_values(reader, run_id, name), parsed, f"run {run_id} ({name})")
 
 
-__all__ = ["Gate", "Reader", "check_gates", "failing_gates", "gate_values", "newest_run", "parse_gate"]
+__all__ = ["Gate", "Reader", "check_gates", "failing_gates", "gate_values", "newest_run", "newest_run_of",
+           "parse_gate"]

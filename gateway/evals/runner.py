@@ -8,7 +8,8 @@ plugins and limits, and the cache only with ``cache``), then scored and recorded
 3. The rows are flushed into the store, each call's cost and latency read back from its row
    (``latency_ms`` is the gateway's own measure; the client's when the row is missing).
 4. ``llm_eval_scores`` gets one row per (candidate, item, scorer), ``llm_eval_runs`` the run as
-   ``finished`` (``failed`` if anything above raised, an interrupt included), and both are
+   ``finished`` (``failed`` if anything above raised, an interrupt included, or no candidate
+   call succeeded: then ``execute`` raises ``EvalError`` naming the first error), and both are
    flushed, so the report and the gates read them back from the store.
 """
 
@@ -147,7 +148,10 @@ def execute(plan: RunPlan, gateway: InProcessGateway, progress: Progress,
                 o.cost_usd = None if row.get("cost_usd") is None else float(row["cost_usd"])
                 o.answer = ModelAnswer(o.answer.status, o.answer.body, o.answer.error, o.answer.request_id,
                                        float(row["latency_ms"]))
-        gateway.emit(score_rows(p, outcomes, clock()) + [run_row(record, "finished", clock(), 2)])
+        # No call answered (every one refused, e.g. 401 without a key): nothing was evaluated.
+        failed = [o.answer.error for o in outcomes if o.answer.status != 200]
+        status = "failed" if outcomes and len(failed) == len(outcomes) else "finished"
+        gateway.emit(score_rows(p, outcomes, clock()) + [run_row(record, status, clock(), 2)])
         gateway.flush()
     except BaseException:
         gateway.emit([run_row(record, "failed", clock(), 2)])
@@ -156,6 +160,9 @@ def execute(plan: RunPlan, gateway: InProcessGateway, progress: Progress,
         except Exception:  # the original failure is what the operator needs to see
             pass
         raise
+    if status == "failed":
+        raise EvalError(f"run {p.run_id}: every call failed ({len(failed)} of {len(outcomes)}; recorded as "
+                        f"failed); the first: {failed[0]}")
     return outcomes
 
 

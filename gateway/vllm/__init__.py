@@ -24,14 +24,17 @@ __all__ = ["FLEET", "FleetFeature"]
 class FleetFeature(Feature):
     """The vLLM fleet. ``data_dir``: the gateway's data folder (managed servers log to
     ``<data_dir>/vllm/<backend>.log`` by default); ``launch_servers``: start the servers of
-    ``launch:`` blocks (False in ``--workers`` processes)."""
+    ``launch:`` blocks (False in ``--workers`` processes); ``manage_adapters``: load and unload
+    the config's adapters on the servers (False in ``eval run``'s gateway)."""
 
     name = "vllm"
 
     def __init__(self, app: web.Application, snapshot: ConfigSnapshot, health: HealthRegistry,
-                 *, data_dir: str | None = None, launch_servers: bool = True):
+                 *, data_dir: str | None = None, launch_servers: bool = True,
+                 manage_adapters: bool = True):
         log_dir = snapshot.config.telemetry.resolved_data_dir(data_dir) / "vllm"
-        self.fleet = app[FLEET] = Fleet(health, log_dir, launch_servers=launch_servers)
+        self.fleet = app[FLEET] = Fleet(health, log_dir, launch_servers=launch_servers,
+                                          manage_adapters=manage_adapters)
 
     def activate(self, runtime) -> None:
         self.fleet.sync(runtime.snapshot.config)

@@ -163,13 +163,13 @@ class BackendAdapters:
         if resp.status == 404:
             text = "the server has no runtime LoRA endpoints (start it with --enable-lora and " \
                    "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)"
-        return f"HTTP {resp.status}: {_message(text)}"[:300]
+        return f"HTTP {resp.status}: {error_message(text)}"[:300]
 
     def status(self) -> dict[str, str]:
         return {n: self.states.get(n, "loading") for n in sorted(self.wanted)}
 
 
-def _message(text: str) -> str:
+def error_message(text: str) -> str:
     """The error message of a vLLM error body (``{"error": {"message"}}`` or ``{"message"}``)."""
     try:
         doc = orjson.loads(text)

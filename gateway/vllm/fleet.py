@@ -43,12 +43,16 @@ def targets_by_backend(cfg: GatewayConfig) -> dict[str, tuple[str, ...]]:
 class Fleet:
     """Scrapers and managed servers. ``log_dir``: where managed servers' logs go (unless their
     ``launch.log_file`` says otherwise). ``launch_servers``: False in processes that must not
-    start servers (``serve --workers N`` workers; one launcher runs beside them)."""
+    start servers (``serve --workers N`` workers; one launcher runs beside them).
+    ``manage_adapters``: False in gateways that must not load or unload the config's adapters
+    on the servers (``eval run``'s in-process gateway: the servers are production's)."""
 
-    def __init__(self, health: HealthRegistry, log_dir: Path, launch_servers: bool = True):
+    def __init__(self, health: HealthRegistry, log_dir: Path, launch_servers: bool = True,
+                 manage_adapters: bool = True):
         self._health = health
         self._log_dir = Path(log_dir)
         self.launch_servers = launch_servers
+        self.manage_adapters = manage_adapters
         self.scrapers: dict[str, Scraper] = {}
         self.servers: dict[str, ManagedServer] = {}
         self._scrape_specs: dict[str, tuple] = {}
@@ -100,7 +104,8 @@ class Fleet:
             return
         targets = targets_by_backend(cfg)
         breaker = cfg.routing.circuit_breaker
-        self.adapters.sync(cfg)
+        if self.manage_adapters:
+            self.adapters.sync(cfg)
         lora = adapters_of_backends(cfg)
         self._lora = lora
         wanted: dict[str, tuple[Backend, VllmScrape, VllmLaunch | None]] = {}

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from gateway.config.telemetry import ClickHouseSettings
-from gateway.evals.gates import failing_gates, gate_values, newest_run
+from gateway.evals.gates import failing_gates, gate_values, newest_run, newest_run_of
 from gateway.evals.tables import RunRecord, ScoreRecord, run_row, score_row
 from gateway.telemetry.clickhouse import ClickHouseStore, ReadOnlyClient
 from gateway.telemetry.values import encode_rows
@@ -77,6 +77,23 @@ def test_the_newest_finished_run_of_the_candidate_decides(store):
     a_run(s, "r4", ["gpt-test"], {"gpt-test": {"judge": [0.0, 0.0]}}, status="failed", started=t0 + 30)
     assert newest_run(reader, "gpt-test") == "r2"
     assert newest_run(reader, "summ@2") == "r1"
+
+
+def test_a_prompt_version_is_gated_on_its_runs_rendered_into_a_model(store):
+    s, reader = store
+    t0 = time.time() - 100
+    a_run(s, "p1", ["bot@3/echo-a", "gpt-test"], {"bot@3/echo-a": {"exact": [1.0, 0.0]}, "gpt-test": {"exact": [1.0]}},
+          started=t0)
+    assert newest_run_of(reader, "bot@3") == ("p1", "bot@3/echo-a")
+    assert failing_gates(reader, "bot@3", ["exact>=0.8"]) == ["exact>=0.8: exact is 0.5 in run p1 (bot@3/echo-a)"]
+    a_run(s, "p2", ["bot@3/echo-b"], {"bot@3/echo-b": {"exact": [1.0, 1.0]}}, started=t0 + 10)
+    assert failing_gates(reader, "bot@3", ["exact>=0.8"]) == []  # the newest such run decides
+    # a plain name is not a prefix: bot@30 and a model whose name starts like another's stay apart
+    a_run(s, "p3", ["bot@30/echo-a", "gpt-test-2"], {"bot@30/echo-a": {"exact": [0.0]}, "gpt-test-2": {"exact": [0.0]}},
+          started=t0 + 20)
+    assert newest_run_of(reader, "bot@3") == ("p2", "bot@3/echo-b")
+    assert newest_run_of(reader, "gpt-test") == ("p1", "gpt-test")
+    assert newest_run_of(reader, "bot@2") is None
 
 
 def test_call_measures_and_unscored_items(store):

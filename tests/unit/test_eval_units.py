@@ -36,6 +36,20 @@ def test_an_answer_without_a_score_is_no_score(text):
     assert got is None and why
 
 
+@pytest.mark.parametrize(("text", "why"), [
+    ("score: -5", "the judge's score -5 is outside 0..1"),
+    ("Score: -0.5\nReason: bad", "the judge's score -0.5 is outside 0..1"),
+    ('{"score": -1}', "the judge's score -1 is outside 0..1"),
+    ("score: 8", "the judge's score 8 is outside 0..1"),
+    ("Score: 8/0", "the judge's score 8/0 has no positive scale"),
+    ('{"score": "3/-4"}', "the judge's score 3/-4 has no positive scale"),
+    ("score: 12/10", "the judge's score 12/10 is outside 0..1"),
+])
+def test_a_score_outside_the_rubrics_range_is_no_score(text, why):
+    assert parse_judgement(text) == (None, why + " (give a score from 0 to 1, or X/N)"
+                                     if "outside" in why else why)
+
+
 def test_items_of_each_shape():
     chat = to_item(0, {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                                     {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]}],

@@ -8,7 +8,9 @@ too, tagged ``eval_run`` and ``eval_scorer``; their cost is not the candidate's)
   with the variables ``input``, ``output`` and ``expected`` (``""`` when the item has none), and
   its answer is parsed into a score and a reason: a JSON object ``{"score": …, "reason": …}``
   (in a ```json fence or not), else ``score: X`` in the text, else a number alone. ``X/N``
-  counts as X divided by N.
+  counts as X divided by N (N > 0). A score outside [0, 1] after that is no score (NULL), its
+  reason saying why: the rubric asks for 0..1 or X/N, and a guess at another scale would skew
+  the mean.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from gateway.evals.scorers.base import Scorer, ScorerError, Verdict
 
 _FENCE = re.compile(r"```(?:json)?\s*\n?(.*?)```", re.DOTALL)
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)"
-_SCORE_IN_TEXT = re.compile(rf"score\W{{0,3}}\s*({_NUM})(?:\s*/\s*({_NUM}))?", re.IGNORECASE)
+# Between "score" and the number: punctuation and spaces, never a sign (``score: -5`` is -5).
+_SCORE_IN_TEXT = re.compile(rf"score[^\w+\-.]{{0,3}}\s*({_NUM})(?:\s*/\s*({_NUM}))?", re.IGNORECASE)
 _ALONE = re.compile(rf"^\s*({_NUM})(?:\s*/\s*({_NUM}))?\s*$")
 _REASON_IN_TEXT = re.compile(r"reason\W{0,3}\s*(.+)", re.IGNORECASE | re.DOTALL)
 
@@ -69,13 +72,22 @@ def answer_text(body: Any) -> str:
     return ""
 
 
-def _ratio(value: str, scale: str | None) -> float:
+def _ratio(value: str, scale: str | None) -> tuple[float | None, str]:
+    """``X`` or ``X/N`` as a score in [0, 1], else ``(None, why)``: a judge's score outside the
+    rubric's range (a negative one, 8 on an unstated scale) is no score rather than a guess."""
     number = float(value)
-    return number / float(scale) if scale and float(scale) else number
+    if scale is not None:
+        if float(scale) <= 0:
+            return None, f"the judge's score {value}/{scale} has no positive scale"
+        number /= float(scale)
+    if not 0.0 <= number <= 1.0:
+        shown = f"{value}/{scale}" if scale is not None else value
+        return None, f"the judge's score {shown} is outside 0..1 (give a score from 0 to 1, or X/N)"
+    return number, ""
 
 
 def parse_judgement(text: str) -> tuple[float | None, str]:
-    """``(score, reason)`` from a judge's answer; ``(None, why)`` when it holds no score."""
+    """``(score, reason)`` from a judge's answer; ``(None, why)`` when it holds no score in [0, 1]."""
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
     for chunk in candidates:
         chunk = chunk.strip()
@@ -94,12 +106,16 @@ def parse_judgement(text: str) -> tuple[float | None, str]:
             m = _ALONE.match(str(raw))
             if m is None:
                 return None, f"the judge's score is not a number: {raw!r}"
-            return _ratio(m.group(1), m.group(2)), reason
+            score, why = _ratio(m.group(1), m.group(2))
+            return (score, reason) if score is not None else (None, why)
     m = _SCORE_IN_TEXT.search(text) or _ALONE.match(text)
     if m is None:
         return None, f"no score in the judge's answer: {text[:200]!r}"
+    score, why = _ratio(m.group(1), m.group(2))
+    if score is None:
+        return None, why
     reason_m = _REASON_IN_TEXT.search(text)
-    return _ratio(m.group(1), m.group(2)), (reason_m.group(1).strip() if reason_m else "")
+    return score, (reason_m.group(1).strip() if reason_m else "")
 
 
 class _ModelScorer(Scorer):
