@@ -10,6 +10,7 @@ import click
 
 from gateway.cli.promote import (
     PromoteError,
+    check_adapter_promotion,
     checked_config,
     gates_or_exit,
     promote_adapter,
@@ -47,10 +48,12 @@ def promote_cmd(name: str, version: int, config_path: str | None, force: bool, u
     compiled, check = checked_config(config_path)
     if name not in compiled.snapshot.config.adapters:
         fail(f"{compiled.snapshot.source}: no adapter {name!r} under adapters:")
-    gates_or_exit(compiled, name, version, force, {"url": url, "admin_key": admin_key, "dsn": dsn,
-                                                    "data_dir": data_dir})
+    path = Path(compiled.snapshot.source)
     try:
-        report(promote_adapter(Path(compiled.snapshot.source), name, version, check))
+        check_adapter_promotion(path, name, version)  # a wrong version is said before any gate
+        gates_or_exit(compiled, name, version, force, {"url": url, "admin_key": admin_key, "dsn": dsn,
+                                                        "data_dir": data_dir})
+        report(promote_adapter(path, name, version, check))
     except PromoteError as exc:
         fail(str(exc), code=1)
 

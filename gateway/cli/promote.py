@@ -4,7 +4,7 @@ running gateway hot-reloads the file.
 
 The version a promotion replaces is remembered in the same file, so ``rollback`` needs nothing
 else: a prompt file's ``previous: {<label>: [<older>, ...]}``, an adapter's ``previous: [...]``
-(oldest first; rollback goes back to the last and drops it). Before a promotion the
+(oldest first; rollback goes back to the last and drops it, and an emptied history). Before a promotion the
 evaluation gates of the candidate (``evaluations.gates`` under ``NAME@VERSION`` or ``NAME``)
 must pass on its newest finished evaluation run (``gateway.evals.gates``); ``force`` skips them.
 After the edit the whole config is loaded as the gateway would: a result it would refuse is
@@ -18,8 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.yaml_edit import EditError, edit, load
+from ruamel.yaml.error import YAMLError
+
+from gateway.cli.file_edit import FileEditError, held
+from gateway.cli.yaml_edit import DROP, EditError, apply, load
 from gateway.cli.yaml_edit import plain as _plain
+from gateway.prompts.models import LABEL_RE, RESERVED_LABELS
 
 
 class PromoteError(Exception):
@@ -49,22 +53,39 @@ def gate_failures(gates: dict[str, list[str]], name: str, version: int,
     return [f for k in keys for f in failing_gates(reader, k, gates[k])]
 
 
-def _apply(path: Path, changes: list[tuple[list[Any], Any, Any]], check: Callable[[], None]) -> None:
-    """Edit ``path``; put it back when ``check()`` (loading the config) raises."""
-    original = path.read_bytes()
+def _locked_edit(path: Path, plan: Callable[[Any], tuple[list[Any], Change]], check: Callable[[], None]) -> Change:
+    """Under the file's lock (``gateway.cli.file_edit``): ``plan(doc)`` gives the changes to make
+    to the file as it is now; they are written, and put back when ``check()`` (loading the
+    config) raises. Holding the lock from the read to the check, two commands run one after the
+    other: neither's edit is lost."""
     try:
-        edit(path, changes)
-    except EditError as exc:
-        raise PromoteError(f"{path}: {exc}") from None
-    try:
-        check()
-    except Exception as exc:
-        path.write_bytes(original)
-        raise PromoteError(f"{path}: the edited config is invalid; left as it was:\n{exc}") from None
+        with held(path) as file:
+            changes, change = plan(load(file.text))
+            try:
+                file.write(apply(file.text, changes))
+            except EditError as exc:
+                raise PromoteError(f"{path}: {exc}") from None
+            try:
+                check()
+            except Exception as exc:
+                file.restore()
+                raise PromoteError(f"{path}: the edited config is invalid; left as it was:\n{exc}") from None
+            return change
+    except FileEditError as exc:
+        raise PromoteError(str(exc)) from None
 
 
-def promote_prompt(path: Path, label: str, version: int, check: Callable[[], None]) -> Change:
-    doc = load(path.read_text(encoding="utf-8"))
+def _read(path: Path) -> Any:
+    try:
+        return load(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, YAMLError) as exc:
+        raise PromoteError(f"{path}: cannot be read ({str(exc).splitlines()[0]})") from None
+
+
+def _prompt_plan(path: Path, doc: Any, label: str, version: int) -> tuple[list[Any], Change]:
+    if not LABEL_RE.match(label) or label in RESERVED_LABELS:
+        raise PromoteError(f"{path}: {label!r} is not a label name (a letter, then letters, digits, _ . -; "
+                           f"not {', '.join(sorted(RESERVED_LABELS))})")
     versions = {v.get("version") for v in doc.get("versions") or []}
     if version not in versions:
         raise PromoteError(f"{path}: no version {version} (has {', '.join(map(str, sorted(versions)))})")
@@ -77,23 +98,36 @@ def promote_prompt(path: Path, label: str, version: int, check: Callable[[], Non
     if before is not None:
         older = [*_plain(doc.get("previous") or {}).get(label, []), _plain(before)]
         changes.append((["previous"], label, older) if "previous" in doc else ([], "previous", {label: older}))
-    _apply(path, changes, check)
-    return Change(path, f"label {label}", _plain(before), version)
+    return changes, Change(path, f"label {label}", _plain(before), version)
+
+
+def check_prompt_promotion(path: Path, label: str, version: int) -> None:
+    """Raise ``PromoteError`` when ``promote_prompt`` would refuse (before any gate is read)."""
+    _prompt_plan(path, _read(path), label, version)
+
+
+def promote_prompt(path: Path, label: str, version: int, check: Callable[[], None]) -> Change:
+    return _locked_edit(path, lambda doc: _prompt_plan(path, doc, label, version), check)
 
 
 def rollback_prompt(path: Path, label: str, check: Callable[[], None]) -> Change:
-    doc = load(path.read_text(encoding="utf-8"))
-    older = list((doc.get("previous") or {}).get(label) or [])
-    if not older:
-        raise PromoteError(f"{path}: nothing to roll back to: no previous version of label {label!r}")
-    before = _plain((doc.get("labels") or {}).get(label))
-    target = _plain(older[-1])
-    _apply(path, [(["labels"], label, target), (["previous"], label, _plain(older[:-1]))], check)
-    return Change(path, f"label {label}", before, target)
+    def plan(doc: Any) -> tuple[list[Any], Change]:
+        previous = _plain(doc.get("previous") or {})
+        older = list(previous.get(label) or [])
+        if not older:
+            raise PromoteError(f"{path}: nothing to roll back to: no previous version of label {label!r}")
+        before = _plain((doc.get("labels") or {}).get(label))
+        changes: list[tuple[list[Any], Any, Any]] = [
+            (["labels"], label, older[-1]), (["previous"], label, older[:-1] or DROP)]
+        if not older[:-1] and set(previous) == {label}:  # an emptied history goes with its key
+            changes.append(([], "previous", DROP))
+        return changes, Change(path, f"label {label}", before, older[-1])
+
+    return _locked_edit(path, plan, check)
 
 
-def promote_adapter(path: Path, name: str, version: int, check: Callable[[], None]) -> Change:
-    adapter = _adapter(path, name)
+def _adapter_plan(path: Path, doc: Any, name: str, version: int) -> tuple[list[Any], Change]:
+    adapter = _adapter(path, doc, name)
     versions = set(adapter.get("versions") or {})
     if version not in versions:
         raise PromoteError(f"{path}: adapter {name!r} has no version {version} "
@@ -102,30 +136,40 @@ def promote_adapter(path: Path, name: str, version: int, check: Callable[[], Non
     if before == version:
         raise PromoteError(f"{path}: adapter {name!r} already serves version {version}")
     older = [*_plain(list(adapter.get("previous") or [])), before]
-    _apply(path, [(["adapters", name], "version", version), (["adapters", name], "previous", older)], check)
-    return Change(path, f"adapter {name}", before, version)
+    changes = [(["adapters", name], "version", version), (["adapters", name], "previous", older)]
+    return changes, Change(path, f"adapter {name}", before, version)
+
+
+def check_adapter_promotion(path: Path, name: str, version: int) -> None:
+    """Raise ``PromoteError`` when ``promote_adapter`` would refuse (before any gate is read)."""
+    _adapter_plan(path, _read(path), name, version)
+
+
+def promote_adapter(path: Path, name: str, version: int, check: Callable[[], None]) -> Change:
+    return _locked_edit(path, lambda doc: _adapter_plan(path, doc, name, version), check)
 
 
 def rollback_adapter(path: Path, name: str, check: Callable[[], None]) -> Change:
-    adapter = _adapter(path, name)
-    older = _plain(list(adapter.get("previous") or []))
-    if not older:
-        raise PromoteError(f"{path}: nothing to roll back to: adapter {name!r} has no previous version")
-    before = adapter.get("version")
-    _apply(path, [(["adapters", name], "version", older[-1]), (["adapters", name], "previous", older[:-1])], check)
-    return Change(path, f"adapter {name}", before, older[-1])
+    def plan(doc: Any) -> tuple[list[Any], Change]:
+        adapter = _adapter(path, doc, name)
+        older = _plain(list(adapter.get("previous") or []))
+        if not older:
+            raise PromoteError(f"{path}: nothing to roll back to: adapter {name!r} has no previous version")
+        changes = [(["adapters", name], "version", older[-1]), (["adapters", name], "previous", older[:-1] or DROP)]
+        return changes, Change(path, f"adapter {name}", adapter.get("version"), older[-1])
+
+    return _locked_edit(path, plan, check)
 
 
-def _adapter(path: Path, name: str) -> Any:
-    doc = load(path.read_text(encoding="utf-8"))
+def _adapter(path: Path, doc: Any, name: str) -> Any:
     adapter = (doc.get("adapters") or {}).get(name)
     if adapter is None:
         raise PromoteError(f"{path}: no adapter {name!r} under adapters:")
     return adapter
 
 
-__all__ = ["Change", "PromoteError", "gate_failures", "promote_adapter", "promote_prompt", "rollback_adapter",
-           "rollback_prompt"]
+__all__ = ["Change", "PromoteError", "check_adapter_promotion", "check_prompt_promotion", "gate_failures",
+           "promote_adapter", "promote_prompt", "rollback_adapter", "rollback_prompt"]
 
 
 # --- the commands' shared plumbing (``prompts promote|rollback``, ``adapters promote|rollback``) ---

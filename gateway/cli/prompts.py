@@ -20,6 +20,7 @@ import yaml
 
 from gateway.cli.promote import (
     PromoteError,
+    check_prompt_promotion,
     checked_config,
     gates_or_exit,
     promote_options,
@@ -262,9 +263,10 @@ def promote_cmd(name: str, version: int, label: str, config_path: str | None, fo
     in place, remembering the version before under `previous:` for `prompts rollback`."""
     compiled, check = checked_config(config_path)
     path = _prompt_file(compiled, name)
-    gates_or_exit(compiled, name, version, force, {"url": url, "admin_key": admin_key, "dsn": dsn,
-                                                    "data_dir": data_dir})
     try:
+        check_prompt_promotion(path, label, version)  # a wrong version or label is said before any gate
+        gates_or_exit(compiled, name, version, force, {"url": url, "admin_key": admin_key, "dsn": dsn,
+                                                        "data_dir": data_dir})
         report(promote_prompt(path, label, version, check))
     except PromoteError as exc:
         click.echo(str(exc), err=True)

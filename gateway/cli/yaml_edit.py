@@ -7,25 +7,30 @@ on one line (``2``, ``[1, 2]``, ``{2: 90, 3: 10}``); a key that is added goes be
 key of a block mapping (at its indentation), before the closing brace of a flow mapping, or at
 the end of the file for the top level. The result is parsed again and checked to hold the new
 values, so an edit that would land anywhere else is refused (``EditError``), never written.
+A key is dropped (``DROP``) with its line in a block mapping, with its comma in a flow one.
+
+Anchors, aliases and merge keys are refused: the text of the value is shared with (or comes
+from) another place, which an edit of the text would change too, or cannot reach.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
 
 _SCALAR = re.compile(r"""-?\d+|"(?:[^"\\]|\\.)*"|'[^']*'|[^\s,\]}#'"][^,\]}#\n]*?(?=\s*(?:[,\]}#]|$))""")
 
 
 class EditError(ValueError):
     """The file cannot be edited this way (say why; nothing was written)."""
+
+
+DROP = object()  # as a value: remove the key
 
 
 def _yaml() -> YAML:
@@ -78,9 +83,16 @@ def _flow_end(text: str, start: int) -> int:
     raise EditError("a value that spans lines (edit it by hand, or write it on one line)")
 
 
+def _anchor(node: Any) -> str | None:
+    anchor = getattr(node, "anchor", None)
+    return getattr(anchor, "value", None)
+
+
 def _value_span(text: str, lines: list[str], parent: CommentedMap, key: Any) -> tuple[int, int]:
     line, col = parent.lc.value(key)
     start = _offset(lines, line, col)
+    if text[start:start + 1] in ("&", "*") or _anchor(parent[key]):
+        raise EditError(f"the value of {key!r} on line {line + 1} is an anchor or alias (edit it by hand)")
     if text[start:start + 1] in ("[", "{"):
         return start, _flow_end(text, start)
     m = _SCALAR.match(text, start)
@@ -89,15 +101,30 @@ def _value_span(text: str, lines: list[str], parent: CommentedMap, key: Any) -> 
     return start, m.end()
 
 
-def set_key(text: str, path: list[Any], key: Any, value: Any) -> str:
-    """``text`` with ``<path>.<key>`` set to ``value`` (added when absent)."""
-    doc = load(text)
+def _parent(doc: Any, path: list[Any]) -> CommentedMap:
     parent = doc
+    where: list[Any] = []
     for part in path:
+        if part not in parent.lc.data and part in parent:
+            raise EditError(f"{'.'.join(map(str, [*where, part]))} comes from a merge key (<<) (edit it by hand)")
         parent = parent[part]
+        where.append(part)
+        if _anchor(parent):
+            raise EditError(f"{'.'.join(map(str, where))} is an anchor (&{_anchor(parent)}) that other places "
+                            "may use (edit it by hand)")
     if not isinstance(parent, CommentedMap):
         raise EditError(f"{'.'.join(map(str, path))}: not a mapping")
+    return parent
+
+
+def set_key(text: str, path: list[Any], key: Any, value: Any) -> str:
+    """``text`` with ``<path>.<key>`` set to ``value`` (added when absent; removed for ``DROP``)."""
+    parent = _parent(load(text), path)
     lines = text.splitlines(keepends=True)
+    if key in parent and key not in parent.lc.data:
+        raise EditError(f"{'.'.join(map(str, [*path, key]))} comes from a merge key (<<) (edit it by hand)")
+    if value is DROP:
+        return _drop(text, lines, parent, key) if key in parent else text
     if key in parent:
         start, end = _value_span(text, lines, parent, key)
         return text[:start] + flow(value) + text[end:]
@@ -109,34 +136,46 @@ def set_key(text: str, path: list[Any], key: Any, value: Any) -> str:
         return text[:end] + sep + entry + text[end:]
     if not path:  # the top level: the new key goes last
         return text + ("" if text.endswith("\n") or not text else "\n") + entry + "\n"
-    first = next(iter(parent))
+    first = next(iter(parent.lc.data))
     line, col = parent.lc.key(first)
     at = _offset(lines, line, 0)
     return text[:at] + " " * col + entry + "\n" + text[at:]
 
 
-def edit(path: Path, changes: list[tuple[list[Any], Any, Any]]) -> str:
-    """Apply ``(path, key, value)`` changes to the file, check each landed, write it atomically
-    (the gateway's watcher never sees half a file); returns the new text."""
-    text = path.read_text(encoding="utf-8")
+def _drop(text: str, lines: list[str], parent: CommentedMap, key: Any) -> str:
+    """``text`` without ``key`` of ``parent``: its line (block), or ``key: value`` and a comma (flow)."""
+    kline, kcol = parent.lc.key(key)
+    if parent[key] is None:  # `key:` and nothing after it
+        vline, end = kline, _offset(lines, kline, len(lines[kline].rstrip("\n")))
+    else:
+        vline = parent.lc.value(key)[0]
+        end = _value_span(text, lines, parent, key)[1]
+    if vline != kline:
+        raise EditError(f"the value of {key!r} on line {kline + 1} spans lines (edit it by hand)")
+    start = _offset(lines, kline, kcol)
+    if not parent.fa.flow_style():
+        return text[:_offset(lines, kline, 0)] + text[_offset(lines, kline + 1, 0):]
+    after = re.match(r"\s*,\s*", text[end:])
+    if after:
+        return text[:start] + text[end + after.end():]
+    before = re.search(r",\s*$", text[:start])
+    return text[:before.start() if before else start] + text[end:]
+
+
+def apply(text: str, changes: list[tuple[list[Any], Any, Any]]) -> str:
+    """``text`` with the ``(path, key, value)`` changes made, each checked to have landed."""
     for where, key, value in changes:
         text = set_key(text, where, key, value)
-    doc = load(text)
+    try:
+        doc = load(text)
+    except YAMLError as exc:
+        raise EditError(f"the edit would break the file ({str(exc).splitlines()[0]}); edit it by hand") from None
     for where, key, value in changes:
         node = doc
-        for part in [*where, key]:
-            node = node[part]
-        if plain(node) != value:
+        for part in [*where, key]:  # a dropped key may have taken its parent along
+            node = node.get(part, DROP) if isinstance(node, dict) else DROP
+        if (node is not DROP) if value is DROP else plain(node) != value:
             raise EditError(f"the edit of {'.'.join(map(str, [*where, key]))} did not land (edit it by hand)")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return text
 
 
@@ -149,4 +188,4 @@ def plain(node: Any) -> Any:
     return node
 
 
-__all__ = ["EditError", "edit", "flow", "load", "plain", "set_key"]
+__all__ = ["DROP", "EditError", "apply", "flow", "load", "plain", "set_key"]

@@ -6,12 +6,16 @@ candidate's newest finished run (embedded chDB) is refused with exit 1 unless ``
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
 
 import httpx
 from click.testing import CliRunner
 
 from gateway.cli.commands import main
+from gateway.cli.yaml_edit import load, plain
 from gateway.config.telemetry import ClickHouseSettings
 from gateway.evals.tables import RunRecord, ScoreRecord, run_row, score_row
 from gateway.telemetry.clickhouse import ClickHouseStore
@@ -74,14 +78,16 @@ def test_prompt_promote_and_rollback_edit_the_file_and_the_gateway_serves_them(t
 
         out = cli("prompts", "rollback", "greet", "--config", str(config))
         assert out.exit_code == 0, out.output
-        assert prompt_file.read_text() == PROMPT + "previous: {production: []}\n"
+        assert prompt_file.read_text() == PROMPT  # the emptied history goes too
         wait_for(lambda: prompt_version(gw) == "1", what="the gateway serves version 1 again")
 
         out = cli("prompts", "rollback", "greet", "--config", str(config))
         assert out.exit_code == 1 and "nothing to roll back to" in out.output
         out = cli("prompts", "promote", "greet", "7", "--config", str(config))
         assert out.exit_code == 1 and "no version 7 (has 1, 2)" in out.output
-        assert prompt_file.read_text() == PROMPT + "previous: {production: []}\n"
+        out = cli("prompts", "promote", "greet", "2", "--label", "latest", "--config", str(config))
+        assert out.exit_code == 1 and "'latest' is not a label name" in out.output
+        assert prompt_file.read_text() == PROMPT
 
 
 ADAPTERS = """\
@@ -105,9 +111,13 @@ adapters:
 
 def test_adapter_promote_loads_the_new_version_and_rollback_the_old(tmp_path):
     with FakeVllm("vllm-a") as fake:
+        # The config is a symlink, as a Kubernetes ConfigMap mount: its target is what changes.
+        (tmp_path / "mounted").mkdir()
+        target = tmp_path / "mounted" / "gateway.yaml"
         config = tmp_path / "gateway.yaml"
+        config.symlink_to(target)
         text = ADAPTERS.format(url=fake.url)
-        config.write_text(text)
+        target.write_text(text)
         with serve(path=config) as gw:
             wait_for(lambda: fake.loras == {"support-ft": "/loras/s1"}, what="version 1 loaded")
             out = cli("adapters", "promote", "support-ft", "2", "--config", str(config))
@@ -116,17 +126,57 @@ def test_adapter_promote_loads_the_new_version_and_rollback_the_old(tmp_path):
             promoted = text.replace("    version: 1\n", "    version: 2\n").replace(
                 "  support-ft:          # weekly fine-tune\n",
                 "  support-ft:          # weekly fine-tune\n    previous: [1]\n")
-            assert config.read_text() == promoted
+            assert config.is_symlink() and target.read_text() == promoted
             wait_for(lambda: fake.loras == {"support-ft": "/loras/s2"}, what="version 2 loaded by the gateway")
             wait_for(lambda: backend_status(gw, "va")["adapters"] == {"support-ft": "loaded"}, what="reported")
 
             out = cli("adapters", "rollback", "support-ft", "--config", str(config))
             assert out.exit_code == 0, out.output
-            assert config.read_text() == promoted.replace("    version: 2\n", "    version: 1\n").replace(
-                "previous: [1]", "previous: []")
+            assert config.is_symlink() and target.read_text() == text  # `previous: []` is dropped
             wait_for(lambda: fake.loras == {"support-ft": "/loras/s1"}, what="version 1 loaded again")
             out = cli("adapters", "promote", "support-ft", "3", "--config", str(config))
             assert out.exit_code == 1 and "has no version 3 (has 1, 2" in out.output
+
+
+def test_parallel_promotions_run_one_after_the_other(tmp_path):
+    """Five `adapters promote` processes at once: each reads, edits and checks the file holding its
+    lock, so the file ends as their printed steps applied one by one (none lost)."""
+    config = tmp_path / "gateway.yaml"
+    more = "".join(f"      {v}: /loras/s{v}\n" for v in range(3, 7))
+    text = ADAPTERS.format(url="http://127.0.0.1:9/v1").replace("      2: /loras/s2     # July\n",
+                                                                "      2: /loras/s2     # July\n" + more)
+    config.write_text(text)
+    code = "from gateway.cli.commands import main; main()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, "adapters", "promote", "support-ft", str(v),
+                               "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for v in range(2, 7)]
+    outs = [(p.communicate(timeout=300), p.returncode) for p in procs]
+    assert all(rc == 0 for _, rc in outs), outs
+    steps = {}
+    for (out, _), _ in outs:
+        m = re.search(r"adapter support-ft: (\d+) -> (\d+)", out)
+        assert m, out
+        steps[int(m[1])] = int(m[2])
+    chain = [1]
+    while chain[-1] in steps:
+        chain.append(steps[chain[-1]])
+    assert len(chain) == 6, steps  # each printed `before` is the `after` of the one before it
+    adapter = plain(load(config.read_text()))["adapters"]["support-ft"]
+    assert adapter["version"] == chain[-1] and adapter["previous"] == chain[:-1]
+
+
+def test_a_missing_version_is_said_before_any_gate(tmp_path):
+    config = tmp_path / "gateway.yaml"
+    text = ADAPTERS.format(url="http://127.0.0.1:9/v1") + 'evaluations:\n  gates: {support-ft: ["judge>=0.8"]}\n'
+    config.write_text(text)
+    nowhere = ("--config", str(config), "--dsn", f"chdb://{tmp_path / 'no-store'}")
+    for force in ((), ("--force",)):
+        out = cli("adapters", "promote", "support-ft", "9", *nowhere, *force)
+        assert out.exit_code == 1 and "has no version 9 (has 1, 2" in out.output, out.output
+        assert "evaluation gates" not in out.output and "gates could not be read" not in out.output
+    out = cli("adapters", "promote", "support-ft", "2", *nowhere)  # a version it has: the gates are read
+    assert out.exit_code == 1 and "no embedded store" in out.output, out.output
+    assert config.read_text() == text
 
 
 def seed_run(database: str, candidate: str, judge: list[float], run_id: str, later_s: float = 0.0) -> None:
