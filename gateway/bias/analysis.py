@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.bias.stats import holm
+from gateway.config.bias import re2_problem
 from gateway.dashboard.drift import UnknownModelError
 from gateway.dashboard.filters import FilterError, Filters, parse_prompt
 from gateway.dashboard.sql import Fetch
@@ -101,6 +102,7 @@ class BiasOptions:
         pattern = query.get("refusal_pattern") or ""
         if len(pattern) > 1000:
             raise FilterError("refusal_pattern is too long")
+        check_refusal_pattern(pattern)
         return cls(by=by, raters=raters, min_count=num("min_count", cls.min_count, int, 2, 10**9),
                    min_feedback=num("min_feedback", cls.min_feedback, int, 2, 10**9),
                    alpha=num("alpha", cls.alpha, float, 1e-9, 0.5), refusal_pattern=pattern)
@@ -109,6 +111,14 @@ class BiasOptions:
         return {"min_count": self.min_count, "min_feedback": self.min_feedback, "alpha": self.alpha,
                 "min_rate_effect": self.min_rate_effect, "min_mean_effect": self.min_mean_effect,
                 "correction": "holm"}
+
+
+def check_refusal_pattern(pattern: str) -> None:
+    """Refuse (``FilterError``) a pattern ClickHouse's RE2 would not compile, before a query
+    fails on it."""
+    problem = re2_problem(pattern) if pattern else None
+    if problem:
+        raise FilterError(f"refusal_pattern is not a valid RE2 regular expression: {problem}")
 
 
 def saved_sql(name: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import click
 import orjson
 
-from gateway.bias.analysis import BiasOptions, parse_by, run_bias, window
+from gateway.bias.analysis import BiasOptions, check_refusal_pattern, parse_by, run_bias, window
 from gateway.bias.render import render_table
 from gateway.cli.local_http import gateway_url
 from gateway.cli.store_client import DATA_DIR_OPTION, DSN_OPTION, ask_gateway, error_of, run_on_store, store_settings
@@ -100,6 +100,7 @@ def bias(by: str | None, raters: bool, model: str, prompt: str, tenant: str, bac
     by = by or ("none" if raters else "tenant")
     try:
         parse_by(by, allow_none=raters)
+        check_refusal_pattern(refusal_pattern)
         f = window(hours, model=model, prompt=prompt.strip(), tenant=tenant, backend=backend)
     except FilterError as exc:
         raise click.UsageError(str(exc)) from None

@@ -165,6 +165,13 @@ def test_the_panel_finds_the_refusing_segment_and_leaves_the_small_one_unjudged(
     assert all(c["level"] == "n/a" for c in none["checks"])
     bad = httpx.get(f"{srv.url}/admin/dashboard/bias", params={"by": "nope"}, headers=AUTH, timeout=30)
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_filter"
+    # a pattern RE2 would not compile: refused before any query, not ClickHouse's error as a 503
+    for pattern, why in (("(", "missing ), unterminated subpattern"), ("cannot(?= assist)", "lookahead")):
+        bad = httpx.get(f"{srv.url}/admin/dashboard/bias", params={"refusal_pattern": pattern}, headers=AUTH,
+                        timeout=30)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_filter", bad.text
+        assert "refusal_pattern is not a valid RE2 regular expression" in bad.json()["error"]["message"]
+        assert why in bad.json()["error"]["message"]
 
 
 def test_rater_bias_is_visible(world):
@@ -195,6 +202,8 @@ def test_cli_through_the_gateway_and_on_a_server(world):
     assert runner.invoke(main, via + ["--model", "gpt-typo"]).exit_code == 4
     raters = runner.invoke(main, via + ["--raters"])
     assert raters.exit_code == 1 and "rater_score[b]" in raters.output
+    pattern = runner.invoke(main, via + ["--refusal-pattern", "("])
+    assert pattern.exit_code == 2 and "refusal_pattern is not a valid RE2 regular expression" in pattern.output
     gone = runner.invoke(main, ["bias", "--url", f"http://127.0.0.1:{free_port()}", "--by", "tenant"])
     assert gone.exit_code == 2 and "no gateway answers" in gone.output
     with ClickHouseHTTPStandIn(str(CHDB_DIR)) as ch:  # the statistics in the CLI's own process
