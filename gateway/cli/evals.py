@@ -78,7 +78,7 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
     from gateway.evals.calls import GatewayCaller, Progress
     from gateway.evals.candidates import CandidateError, check_scorer_models, resolve_candidates
     from gateway.evals.dataset import DatasetError, from_objects, read_jsonl
-    from gateway.evals.gates import parse_gate
+    from gateway.evals.gates import check_gate_names, parse_gate
     from gateway.evals.scorers import ScorerError, build_scorers
 
     if (dataset_path is None) == (sql is None):
@@ -89,13 +89,15 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
     ev = snapshot.config.evaluations
     run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
     try:
-        for gate in gates:
-            parse_gate(gate)
+        parsed_gates = [parse_gate(gate) for gate in gates]
         chosen = resolve_candidates(compiled, list(candidates), prompt_model)
         caller = GatewayCaller(run_id, judge_model or ev.judge_model, judge_prompt or ev.judge_prompt,
                                embedding_model or ev.embedding_model, cache=cache, api_key=api_key)
         built = build_scorers(list(scorers), caller)
         check_scorer_models(compiled, built)
+        check_gate_names(parsed_gates, [s.name for s in built])
+        if output:
+            _check_writable(output)
         dataset = read_jsonl(dataset_path, limit) if dataset_path else None
     except (CandidateError, ScorerError, DatasetError, ValueError) as exc:
         fail(str(exc))
@@ -148,6 +150,16 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
         say(f"gate failed: {line}")
     if failures:
         sys.exit(GATE_FAILED)
+
+
+def _check_writable(path: str) -> None:
+    """Refuse (``ValueError``) an ``--output`` that could not be written once the run is over."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK) \
+            or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ValueError(f"--output {path}: cannot write there (no such folder, a folder, or not writable)")
 
 
 def _refuse_without_a_key(config, api_key: str | None) -> None:

@@ -112,6 +112,15 @@ def gate_values(reader: Reader, run_id: str, candidate: str) -> dict[str, float 
     return values
 
 
+def check_gate_names(gates: list[Gate], scorers: list[str]) -> None:
+    """Refuse (``ValueError``) a gate that names neither one of ``scorers`` (a run's) nor a call
+    measure: it could only fail, after every call."""
+    for gate in gates:
+        if gate.metric not in scorers and gate.metric not in CALL_MEASURES:
+            raise ValueError(f"gate {gate.text!r}: {gate.metric!r} is neither a scorer of this run "
+                             f"({', '.join(scorers)}) nor a measure ({', '.join(CALL_MEASURES)})")
+
+
 def check_gates(values: dict[str, float | None], gates: list[Gate], where: str) -> list[str]:
     """One line per gate that ``values`` fails (``where``: the run and candidate, for the message)."""
     failures = []
@@ -140,5 +149,5 @@ def failing_gates(reader: Reader, candidate: str, gates: list[str]) -> list[str]
     return check_gates(gate_values(reader, run_id, name), parsed, f"run {run_id} ({name})")
 
 
-__all__ = ["Gate", "Reader", "check_gates", "failing_gates", "gate_values", "newest_run", "newest_run_of",
-           "parse_gate"]
+__all__ = ["Gate", "Reader", "check_gate_names", "check_gates", "failing_gates", "gate_values", "newest_run",
+           "newest_run_of", "parse_gate"]

@@ -45,3 +45,22 @@ def test_no_key_all_calls_failing_and_some_failing(setup, tdb):
     assert "eval somefail: 1 of 2 calls failed; the first: HTTP 500: backend on fire" in some.stderr
     assert select(tdb, "SELECT argMax(status, version) AS s FROM llm_eval_runs WHERE run_id = 'somefail'") == [
         {"s": "finished"}]
+
+
+def test_a_gate_naming_no_scorer_and_an_unwritable_output_are_refused_before_any_call(setup):
+    tmp_path, config, fake = setup
+    data = items(tmp_path / "ok.jsonl", "What is 2+2?")
+    before = len(fake.received)
+    for args, message in (
+            (["--gate", "nosuchscorer>=0.1"], "gate 'nosuchscorer>=0.1': 'nosuchscorer' is neither a scorer of "
+                                              "this run (exact) nor a measure (error_rate, latency_p50_ms"),
+            (["-s", "judge", "--gate", "exact>=1"], "'exact' is neither a scorer of this run (judge)"),
+            (["-o", str(tmp_path / "nonexistent" / "r.json")], "cannot write there"),
+            (["-o", str(tmp_path)], "cannot write there")):
+        refused = eval_run(config, "--dataset", data, "-c", "gpt-test", *args)
+        assert refused.exit_code == 2 and message in refused.stderr, refused.output
+    assert len(fake.received) == before
+    ok = eval_run(config, "--dataset", data, "-c", "gpt-test", "--gate", "exact>=1", "--gate", "latency_p95_ms>0",
+                  "-o", str(tmp_path / "r.json"))
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "r.json").read_bytes().startswith(b"{")
