@@ -108,14 +108,16 @@ def build_report(runs: list[tuple[dict, list[dict]]]) -> dict[str, Any]:
             mine = [r for r in rows if r["scorer"] == scorer]
             per_arm[arm] = {key(r): float(r["score"]) for r in mine if r.get("score") is not None}
             unscored[arm] = len(mine) - len(per_arm[arm])
+        bounds = stats.SCORE_RANGES.get(scorer)
         report["scores"][scorer] = {
-            arm: {**_interval(stats.mean_ci(list(vals.values()))), "unscored": unscored[arm]}
+            arm: {**_interval(stats.mean_ci(list(vals.values()), bounds)), "unscored": unscored[arm]}
             for arm, vals in per_arm.items()}
         pairs = []
         for a, b in combinations(per_arm, 2):
             common = [k for k in per_arm[a] if k in per_arm[b]]
-            p = stats.paired([per_arm[a][k] for k in common], [per_arm[b][k] for k in common])
-            pairs.append({"a": a, "b": b, **_interval(p.diff), "p_value": _r(p.p_value), "significant": p.significant})
+            p = stats.paired([per_arm[a][k] for k in common], [per_arm[b][k] for k in common], bounds)
+            pairs.append({"a": a, "b": b, **_interval(p.diff), "p_value": _r(p.p_value), "significant": p.significant,
+                          "note": p.note or None})
         report["pairwise"][scorer] = pairs
     return report
 
@@ -155,7 +157,7 @@ def render_text(report: dict[str, Any]) -> str:
             lines.append(f"  {arm:<{width}}  {_fmt(s['mean'])} {ci} (n={s['n']}{extra})")
         for p in report["pairwise"].get(scorer, []):
             ci = f"[{_fmt(p['ci95'][0])}, {_fmt(p['ci95'][1])}]" if p["ci95"] else "[-]"
-            verdict = {True: "significant", False: "not significant", None: "too few pairs"}[p["significant"]]
+            verdict = {True: "significant", False: "not significant"}.get(p["significant"]) or p.get("note") or "-"
             lines.append(f"  {p['a']} - {p['b']}: {_fmt(p['mean'], '+.3f')} {ci} (n={p['n']}, "
                          f"p={_fmt(p['p_value'], '.4f')}, {verdict})")
     lines.append("")

@@ -173,11 +173,11 @@ def test_a_run_scores_records_and_reports_both_candidates(setup, tdb):
     assert report["scores"]["numeric"]["answer@2"]["unscored"] == 2
     assert means["judge"] == {"gpt-test": 1.0, "answer@2": 0.25}
     assert means["embedding"]["gpt-test"] == pytest.approx(1.0) and means["embedding"]["answer@2"] < 0.999
-    assert report["scores"]["myscorers:short"]["gpt-test"] == {"n": 3, "mean": 1.0, "ci95": [1.0, 1.0],
-                                                               "unscored": 1}
+    assert report["scores"]["myscorers:short"]["gpt-test"] == {"n": 3, "mean": 1.0, "ci95": [0.438503, 1.0],
+                                                               "unscored": 1}  # 0/1 scores: Wilson's interval
     [pair] = report["pairwise"]["exact"]
-    assert (pair["a"], pair["b"], pair["n"], pair["mean"], pair["p_value"], pair["significant"]) == (
-        "gpt-test", "answer@2", 4, 1.0, 0.0, True)
+    assert (pair["a"], pair["b"], pair["n"], pair["mean"], pair["p_value"], pair["significant"], pair["note"]) == (
+        "gpt-test", "answer@2", 4, 1.0, None, None, "no variance")  # every difference 1: the t-test is undefined
     [pair] = report["pairwise"]["contains"]  # differences 0, 0, 0, 1: not significant with 4 items
     assert pair["mean"] == 0.25 and 0.05 < pair["p_value"] < 1 and pair["significant"] is False
     assert pair["ci95"][0] < 0 < pair["ci95"][1]
@@ -311,7 +311,7 @@ def test_failed_calls_a_failing_judge_and_the_concurrency_limit(setup, tdb):
     assert "gate failed: error_rate<=0: error_rate is 0.3333 in run flaky (gpt-test)" in flaky.stderr
     report = orjson.loads(flaky.stdout)
     assert report["arms"]["gpt-test"]["failed_calls"] == 1 and report["arms"]["gpt-test"]["items"] == 3
-    assert report["scores"]["exact"]["gpt-test"] == {"n": 2, "mean": 0.5, "ci95": [-5.853102, 6.853102],
+    assert report["scores"]["exact"]["gpt-test"] == {"n": 2, "mean": 0.5, "ci95": [0.094531, 0.905469],
                                                      "unscored": 1}
     assert report["scores"]["judge"]["gpt-test"]["n"] == 1 and report["scores"]["judge"]["gpt-test"]["unscored"] == 2
     rows = {(r["item_id"], r["scorer"]): r for r in select(

@@ -88,13 +88,16 @@ def test_the_t_interval_and_the_paired_test():
     assert mean_ci([0.5]) == type(iv)(1, 0.5, None, None) and mean_ci([]).mean is None
     same = paired([1.0, 0.0, 1.0], [1.0, 0.0, 1.0])
     assert same.p_value == 1.0 and same.significant is False and same.diff.mean == 0.0
+    # every difference the same non-zero number: no variance, the test is undefined (not "p = 0")
     shifted = paired([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
-    assert shifted.p_value == 0.0 and shifted.significant is True
+    assert shifted.p_value is None and shifted.significant is None and shifted.note == "no variance"
+    two = paired([0.9, 0.7], [0.4, 0.2], (0.0, 1.0))
+    assert two.p_value is None and two.note == "no variance" and two.diff.mean == pytest.approx(0.5)
     # differences 0.4, -0.1, 0.3, 0.35, 0.15: mean 0.22, s = 0.2019, t = 2.437 on 4 df, two-sided p = 0.0714
     noisy = paired([0.9, 0.8, 0.7, 0.95, 0.85], [0.5, 0.9, 0.4, 0.6, 0.7])
     assert noisy.diff.mean == pytest.approx(0.22) and noisy.p_value == pytest.approx(0.0714, abs=1e-4)
     assert noisy.significant is False
-    assert paired([1.0], [0.0]).p_value is None
+    assert paired([1.0], [0.0]).p_value is None and paired([1.0], [0.0]).note == "too few pairs"
     assert quantile([10.0, 20.0, 30.0, 40.0], 0.5) == 25.0 and quantile([], 0.5) is None
 
 
@@ -120,3 +123,18 @@ def test_scorers_edge_cases(tmp_path):
             build_scorers([spec])
     with pytest.raises(ScorerError, match="given twice"):
         build_scorers(["exact", "exact"])
+
+
+def test_intervals_stay_within_the_scores_range():
+    # 0/1 scores: Wilson's interval (n = 2, p = 0.5: 0.5 ± 0.4055), never beyond [0, 1] nor [1, 1] at p = 1
+    half = mean_ci([1.0, 0.0])
+    assert (half.low, half.high) == (pytest.approx(0.0945, abs=1e-4), pytest.approx(0.9055, abs=1e-4))
+    ones = mean_ci([1.0, 1.0, 1.0])
+    assert ones.high == 1.0 and ones.low == pytest.approx(0.4385, abs=1e-4)
+    # other scores of a bounded scorer: the t-interval clipped to its range
+    wide = mean_ci([0.1, 0.9], (0.0, 1.0))
+    assert (wide.low, wide.high) == (0.0, 1.0)
+    assert mean_ci([0.1, 0.9]).low < 0  # a plugin's: unclipped
+    # differences: not a proportion, clipped to ± the range's width
+    diff = paired([1.0, 0.0, 1.0], [0.0, 0.0, 0.0], (0.0, 1.0))
+    assert diff.diff.low >= -1.0 and diff.diff.high == 1.0 and diff.p_value is not None
