@@ -149,9 +149,10 @@ def _num(x: Any, digits: int = 4) -> Any:
 
 
 def _p(x: float) -> Any:
-    """A p-value to 4 significant digits: rounding to decimal places would print 8e-13 as 0."""
+    """A p-value at full precision (the JSON is for programs; the table rounds it to 3
+    significant digits): rounding to decimal places would give 8e-13 as 0."""
     x = float(x)
-    return None if math.isnan(x) else float(f"{x:.4g}")
+    return None if math.isnan(x) else x
 
 
 def _mean(n: int, total: float, sumsq: float) -> tuple[float, float]:

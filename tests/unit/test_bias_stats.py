@@ -65,3 +65,15 @@ def test_hedges_g_and_constant_groups():
     assert same["p"] == 1.0 and same["effect"] == 0.0
     apart = mean_test([(5, 5.0, 5.0), (5, 10.0, 20.0)])  # constant 1.0 and 2.0
     assert apart["p"] == 0.0 and apart["effect"] == math.inf
+
+
+def test_the_analysis_keeps_p_values_at_full_precision():
+    """The JSON (``bias --json``, the panel) carries p as computed; only the table rounds it."""
+    from gateway.bias.analysis import BiasOptions, _Checks
+
+    checks = _Checks(BiasOptions())
+    checks.rate("refusal_rate", {"a": (1, 100), "b": (30, 100)}, [])
+    p = 1.2345678912345e-13
+    [check] = checks.finish(lambda tests: [{"test": "chi-square", "statistic": 55.0, "df": 1, "p": p,
+                                            "effect": 0.4} for _ in tests])
+    assert check["p"] == p and check["p_adjusted"] == p and check["level"] == "disparity"
