@@ -79,11 +79,12 @@ class BiasOptions:
     min_rate_effect: float = 0.1
     min_mean_effect: float = 0.2
     refusal_pattern: str = ""
+    eval_runs: bool = False  # count the calls of `eval run` (tagged metadata.eval_run): not traffic
 
     @classmethod
     def from_query(cls, query) -> BiasOptions:
         """From request query parameters (``by``, ``raters``, ``min_count``, ``min_feedback``,
-        ``alpha``, ``refusal_pattern``)."""
+        ``alpha``, ``refusal_pattern``, ``eval_runs``)."""
         def num(name: str, default, kind, lo, hi):
             raw = (query.get(name) or "").strip()
             if not raw:
@@ -105,7 +106,8 @@ class BiasOptions:
         check_refusal_pattern(pattern)
         return cls(by=by, raters=raters, min_count=num("min_count", cls.min_count, int, 2, 10**9),
                    min_feedback=num("min_feedback", cls.min_feedback, int, 2, 10**9),
-                   alpha=num("alpha", cls.alpha, float, 1e-9, 0.5), refusal_pattern=pattern)
+                   alpha=num("alpha", cls.alpha, float, 1e-9, 0.5), refusal_pattern=pattern,
+                   eval_runs=(query.get("eval_runs") or "").strip().lower() in ("1", "true", "yes"))
 
     def thresholds(self) -> dict:
         return {"min_count": self.min_count, "min_feedback": self.min_feedback, "alpha": self.alpha,
@@ -130,7 +132,7 @@ def _params(f: Filters, opts: BiasOptions) -> dict[str, Any]:
     by, key = parse_by(opts.by, allow_none=opts.raters)
     return {"by": by, "key": key, "model": f.model, "prompt": f.prompt, "version": f.version or 0,
             "tenant": f.tenant, "backend": f.backend, "hours": 0, "from_ms": f.from_ms, "to_ms": f.to_ms,
-            "refusal_pattern": opts.refusal_pattern}
+            "refusal_pattern": opts.refusal_pattern, "eval_runs": 1 if opts.eval_runs else 0}
 
 
 def window(hours: float, now: float | None = None, **filters: Any) -> Filters:

@@ -76,6 +76,7 @@ def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dic
 @click.option("--refusal-pattern", default=None,
               help="RE2 regex over the logged response body that marks a refusal (default bias.refusal_pattern "
                    "of the config, if any).")
+@click.option("--include-eval-runs", is_flag=True, help="Count the calls of `eval run` too (left out by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--url", default=None, help="Gateway base URL to check through (embedded store).")
 @click.option("--admin-key", envvar="GATEWAY_ADMIN_KEY", default=None, help="Admin key ($GATEWAY_ADMIN_KEY).")
@@ -84,7 +85,8 @@ def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dic
 @DATA_DIR_OPTION
 @DSN_OPTION
 def bias(by: str | None, raters: bool, model: str, prompt: str, tenant: str, backend: str, hours: float,
-         min_count: int, min_feedback: int, alpha: float, refusal_pattern: str | None, as_json: bool,
+         min_count: int, min_feedback: int, alpha: float, refusal_pattern: str | None, include_eval_runs: bool,
+         as_json: bool,
          url: str | None, admin_key: str | None, timeout: float, config_path: str | None, data_dir: str | None,
          dsn: str | None) -> None:
     """Disparities across segments of the traffic, or across raters: refusal rate, error rate,
@@ -105,7 +107,7 @@ def bias(by: str | None, raters: bool, model: str, prompt: str, tenant: str, bac
     except FilterError as exc:
         raise click.UsageError(str(exc)) from None
     opts = BiasOptions(by=by, raters=raters, hours=hours, min_count=min_count, min_feedback=min_feedback,
-                       alpha=alpha, refusal_pattern=refusal_pattern)
+                       alpha=alpha, refusal_pattern=refusal_pattern, eval_runs=include_eval_runs)
     settings, store_dsn = store_settings(snapshot, dsn, data_dir)
     result = None
     target_url = url or gateway_url(snapshot, data_dir)  # None: --data-dir names a folder no gateway holds
@@ -113,7 +115,8 @@ def bias(by: str | None, raters: bool, model: str, prompt: str, tenant: str, bac
         params: dict[str, Any] = {k: v for k, v in (("model", model), ("prompt", prompt.strip()), ("tenant", tenant),
                                                     ("backend", backend), ("refusal_pattern", refusal_pattern)) if v}
         params.update({"by": by, "from": f.from_ms, "to": f.to_ms, "min_count": min_count,
-                       "min_feedback": min_feedback, "alpha": alpha, "raters": "1" if raters else ""})
+                       "min_feedback": min_feedback, "alpha": alpha, "raters": "1" if raters else "",
+                       "eval_runs": "1" if include_eval_runs else ""})
         result = _via_gateway(target_url, admin_key or snapshot.config.server.admin_key, params, timeout)
         if result is None and url:
             raise BiasCheckError(f"no gateway answers at {url}")

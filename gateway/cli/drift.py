@@ -87,6 +87,7 @@ def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models, li
               help="Rows each window needs before a check counts.")
 @click.option("--fail-on", type=click.Choice(["drift", "warn"]), default="drift", show_default=True,
               help="Exit 1 at this level or above.")
+@click.option("--include-eval-runs", is_flag=True, help="Count the calls of `eval run` too (left out by default).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--url", default=None, help="Gateway base URL to check through (embedded store).")
 @click.option("--admin-key", envvar="GATEWAY_ADMIN_KEY", default=None, help="Admin key ($GATEWAY_ADMIN_KEY).")
@@ -95,7 +96,8 @@ def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models, li
 @DATA_DIR_OPTION
 @DSN_OPTION
 def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: float, reference_hours: float,
-          bins: int, min_samples: int, fail_on: str, fmt: str, url: str | None, admin_key: str | None,
+          bins: int, min_samples: int, fail_on: str, include_eval_runs: bool, fmt: str, url: str | None,
+          admin_key: str | None,
           timeout: float, config_path: str | None, data_dir: str | None, dsn: str | None) -> None:
     """Compare the last 24 h with the 7 days before (PSI of prompt/completion tokens and latency,
     finish-reason mix, error rate, feedback score).
@@ -106,7 +108,8 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
         prompt_name, version = parse_prompt(prompt.strip())
     except FilterError as exc:
         raise click.UsageError(str(exc)) from None
-    opts = DriftOptions(current_h=current_hours, reference_h=reference_hours, bins=bins, min_samples=min_samples)
+    opts = DriftOptions(current_h=current_hours, reference_h=reference_hours, bins=bins, min_samples=min_samples,
+                        eval_runs=include_eval_runs)
     filters = Filters(from_ms=0, to_ms=1, tenant=tenant, model=model, backend=backend, prompt=prompt_name,
                       version=version)
     snapshot = load_cli_config(config_path)
@@ -118,7 +121,7 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
         params: dict[str, Any] = {k: v for k, v in (("model", model), ("prompt", prompt.strip()), ("tenant", tenant),
                                     ("backend", backend)) if v}
         params.update({"current_h": current_hours, "reference_h": reference_hours, "bins": bins,
-                       "min_samples": min_samples})
+                       "min_samples": min_samples, "eval_runs": "1" if include_eval_runs else ""})
         result = _via_gateway(target_url, admin_key or server.admin_key, params, timeout)
         if result is None and url:
             raise DriftCheckError(f"no gateway answers at {url}")

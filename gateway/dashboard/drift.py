@@ -69,10 +69,12 @@ class DriftOptions:
     warn_z: float = 2.0
     drift_z: float = 3.0
     min_effect: float = 0.2
+    eval_runs: bool = False  # count the calls of `eval run` (tagged metadata.eval_run): not traffic
 
     @classmethod
     def from_query(cls, query) -> DriftOptions:
-        """From request query parameters (``current_h``, ``reference_h``, ``bins``, ``min_samples``)."""
+        """From request query parameters (``current_h``, ``reference_h``, ``bins``, ``min_samples``,
+        ``eval_runs``)."""
         def num(name: str, default, kind=float, lo=None, hi=None):
             raw = (query.get(name) or "").strip()
             if not raw:
@@ -88,7 +90,8 @@ class DriftOptions:
         return cls(current_h=num("current_h", cls.current_h, float, 0.25, 24 * 30),
                    reference_h=num("reference_h", cls.reference_h, float, 1, 24 * 90),
                    bins=num("bins", cls.bins, int, 2, 20),
-                   min_samples=num("min_samples", cls.min_samples, int, 1, 10**9))
+                   min_samples=num("min_samples", cls.min_samples, int, 1, 10**9),
+                   eval_runs=(query.get("eval_runs") or "").strip().lower() in ("1", "true", "yes"))
 
     def thresholds(self) -> dict:
         return {"psi_warn": self.psi_warn, "psi_drift": self.psi_drift, "min_samples": self.min_samples,
@@ -119,6 +122,8 @@ def run_drift(fetch: Fetch, f: Filters, opts: DriftOptions = DriftOptions(), now
     ref_from = cur_from - int(opts.reference_h * 3600_000)
     params = {**f.params(), "ref_from": ref_from, "cur_from": cur_from, "end": end_ms}
     dims = f.dims_where()
+    if not opts.eval_runs:  # an evaluation's calls are not the traffic being watched
+        dims += " AND metadata['eval_run'] = ''"
     window = ("ts_start >= fromUnixTimestamp64Milli({ref_from:Int64}, 'UTC') "
               "AND ts_start < fromUnixTimestamp64Milli({end:Int64}, 'UTC')")
     is_cur = "toUInt8(ts_start >= fromUnixTimestamp64Milli({cur_from:Int64}, 'UTC'))"

@@ -87,6 +87,9 @@ models:
         for _ in range(SIZES["c"]):
             ask("c")
         ask("")  # no value for the key: not a segment
+        for _ in range(8):  # an evaluation's calls (tagged eval_run): not traffic, left out unless asked
+            client.chat.completions.create(model="gpt-t", messages=[{"role": "user", "content": "hello"}],
+                                           metadata={"group": "c", "eval_run": "run-1"})
         flushed = httpx.post(f"{srv.url}/admin/telemetry/flush", headers=AUTH, timeout=60)
         assert flushed.status_code == 200 and flushed.json()["flushed"], flushed.text
 
@@ -159,6 +162,10 @@ def test_the_panel_finds_the_refusing_segment_and_leaves_the_small_one_unjudged(
     # the pattern catches refusals in words (needs the response bodies logged)
     worded = panel(srv, by="metadata.group", min_count=10, refusal_pattern="cannot assist")
     assert {s["segment"]: s["refusal_rate"] for s in worded["segments"]}["a"] == 0.25
+    # the evaluation's calls count only when asked: c then has 3 + 8 requests, enough to be judged
+    with_evals = panel(srv, by="metadata.group", min_count=10, eval_runs="1")
+    segs_e = {s["segment"]: s for s in with_evals["segments"]}
+    assert segs_e["c"]["requests"] == 11 and segs_e["c"]["judged"] is True and segs["c"]["requests"] == 3
     # a minimum above every segment: nothing compared
     none = panel(srv, by="metadata.group", min_count=100)
     assert none["insufficient_data"] and not none["flagged"]
@@ -202,6 +209,8 @@ def test_cli_through_the_gateway_and_on_a_server(world):
     assert runner.invoke(main, via + ["--model", "gpt-typo"]).exit_code == 4
     raters = runner.invoke(main, via + ["--raters"])
     assert raters.exit_code == 1 and "rater_score[b]" in raters.output
+    evals = runner.invoke(main, via + ["--json", "--include-eval-runs"])
+    assert {s["segment"]: s["requests"] for s in orjson.loads(evals.stdout)["segments"]}["c"] == 11, evals.output
     pattern = runner.invoke(main, via + ["--refusal-pattern", "("])
     assert pattern.exit_code == 2 and "refusal_pattern is not a valid RE2 regular expression" in pattern.output
     gone = runner.invoke(main, ["bias", "--url", f"http://127.0.0.1:{free_port()}", "--by", "tenant"])

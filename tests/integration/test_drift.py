@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli.commands import main
-from tests.support.dashboard import ADMIN, AUTH, dashboard_gateway, emit
+from tests.support.dashboard import ADMIN, AUTH, dashboard_gateway, emit, make_ctx
 from tests.support.drift import drift_rows
 from tests.support.telemetry import CHDB_DIR, free_port, gateway_env, isolate_telemetry_data  # noqa: F401
 
@@ -30,7 +30,11 @@ def drift_gateway(tmp_path_factory):
     now = time.time()
     steady, steady_fb = drift_rows(now, "steady", drifted=False, seed=11)
     shifty, shifty_fb = drift_rows(now, "shifty", drifted=True, seed=12, prompt_id="triage")
-    emit(srv, steady + shifty, steady_fb + shifty_fb)
+    # an evaluation of "steady" in the current window, every call failing: not traffic, left out unless asked
+    evals = [make_ctx(now, minutes_ago=30 + i, model="steady", status=500) for i in range(100)]
+    for ctx in evals:
+        ctx.metadata = {"eval_run": "run-1"}
+    emit(srv, steady + shifty + evals, steady_fb + shifty_fb)
     yield srv, database
     srv.__exit__(None, None, None)
 
@@ -72,6 +76,15 @@ def test_stable_traffic_is_not_flagged(drift_gateway):
     assert er["level"] == "ok" and abs(er["value"]) < 1
     fb = checks["feedback_score"]
     assert fb["level"] == "ok" and fb["reference"] == pytest.approx(0.8, abs=0.05) and fb["reference_n"] >= 20
+
+
+def test_an_evaluations_calls_count_only_when_asked(drift_gateway):
+    srv, _ = drift_gateway
+    r = drift(srv, model="steady", eval_runs="1")
+    assert r["windows"]["current"]["requests"] == 400 and by_name(r)["error_rate"]["level"] == "drift"
+    cli = CliRunner().invoke(main, ["drift", "--url", srv.url, "--admin-key", ADMIN, "--model", "steady",
+                                    "--format", "json", "--include-eval-runs"])
+    assert cli.exit_code == 1 and orjson.loads(cli.stdout)["windows"]["current"]["requests"] == 400, cli.output
 
 
 def test_seeded_drift_is_flagged_on_every_check(drift_gateway):

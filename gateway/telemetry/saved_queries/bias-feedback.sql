@@ -1,8 +1,9 @@
 -- Bias monitoring of feedback: the scores posted to /v1/feedback for the requests of the window,
 -- per segment of the request (`by`, `key` as in bias-segments; `by=none`: one segment '') and
 -- per `rater` (the feedback's rater, '' when none was given): count, sum and sum of squares.
--- `llm-gateway bias` (the feedback check) and `llm-gateway bias --raters` test these.
--- params: by=none, key=, model=, prompt=, version=0, tenant=, backend=, hours=168, from_ms=0, to_ms=0
+-- `llm-gateway bias` (the feedback check) and `llm-gateway bias --raters` test these. The calls of
+-- `eval run` (metadata eval_run) count only with `eval_runs=1`.
+-- params: by=none, key=, model=, prompt=, version=0, tenant=, backend=, hours=168, from_ms=0, to_ms=0, eval_runs=0
 SELECT
     r.segment AS segment,
     f.rater AS rater,
@@ -27,6 +28,7 @@ INNER JOIN (
       AND ({version:UInt32} = 0 OR prompt_version = {version:UInt32})
       AND ({tenant:String} = '' OR tenant = {tenant:String})
       AND ({backend:String} = '' OR backend = {backend:String})
+      AND ({eval_runs:UInt8} = 1 OR metadata['eval_run'] = '')
 ) AS r ON f.request_id = r.request_id
 GROUP BY segment, rater
 ORDER BY n DESC, segment, rater

@@ -4,8 +4,9 @@
 -- `refusal_pattern`, an RE2 regex, matching the logged response body), and the count, sum and
 -- sum of squares of completion tokens and latency (ms) of answered requests. `llm-gateway bias`
 -- and the dashboard's Bias panel test these for disparities. Window: `from_ms`..`to_ms` (epoch
--- ms), else the last `hours`; `model`, `prompt` (+ `version`), `tenant`, `backend` narrow it.
--- params: by=tenant, key=, model=, prompt=, version=0, tenant=, backend=, hours=168, from_ms=0, to_ms=0, refusal_pattern=
+-- ms), else the last `hours`; `model`, `prompt` (+ `version`), `tenant`, `backend` narrow it;
+-- the calls of `eval run` (metadata eval_run) only with `eval_runs=1`.
+-- params: by=tenant, key=, model=, prompt=, version=0, tenant=, backend=, hours=168, from_ms=0, to_ms=0, refusal_pattern=, eval_runs=0
 SELECT
     multiIf({by:String} = 'metadata', metadata[{key:String}], {by:String} = 'tenant', toString(tenant),
             {by:String} = 'user', user, {by:String} = 'api_key_id', api_key_id,
@@ -31,6 +32,7 @@ WHERE ts_start >= fromUnixTimestamp64Milli(if({from_ms:Int64} > 0, {from_ms:Int6
   AND ({version:UInt32} = 0 OR prompt_version = {version:UInt32})
   AND ({tenant:String} = '' OR tenant = {tenant:String})
   AND ({backend:String} = '' OR backend = {backend:String})
+  AND ({eval_runs:UInt8} = 1 OR metadata['eval_run'] = '')
 GROUP BY segment
 ORDER BY requests DESC, segment
 LIMIT 1000
