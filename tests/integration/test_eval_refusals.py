@@ -1,13 +1,13 @@
 """``eval run`` refusing or failing loudly: a gateway with keys and no ``--api-key`` is refused
 before any call (exit 2); a run in which every call fails is recorded ``failed`` and exits 2
 naming the first error and the count; some failed calls are counted on stderr, the run
-``finished``. (The fixture and the fake upstream are test_evals'.)"""
+``finished``. (The fixture and the fake upstream are in tests/support/evals.py.)"""
 
 from __future__ import annotations
 
 import orjson
 
-from tests.integration.test_evals import eval_run, setup  # noqa: F401
+from tests.support.evals import eval_run, setup  # noqa: F401
 from tests.support.telemetry import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 from tests.support.telemetry_rows import select
 
