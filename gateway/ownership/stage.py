@@ -54,6 +54,9 @@ from gateway.ownership.results_url import MARKER, origin, point_at_gateway
 log = logging.getLogger("gateway.ownership")
 WIDE_PAGE = 100  # the most every OpenAI list accepts as ``limit`` (batches, vector stores: 100)
 STORED_ANSWER_TTL_S = 30 * 86400.0  # OpenAI keeps a stored response 30 days
+# How long a request naming an unknown id waits for its tenant's streams still being recorded
+# (see ``_settled``) before the id counts as unknown.
+RECORDING_WAIT_S = 2.0
 _CURSORS = ("after", "before", "after_id", "before_id")  # OpenAI's, Anthropic's
 _DROPPED_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 
@@ -64,6 +67,9 @@ class OwnershipStage:
     def __init__(self) -> None:
         self.ledger: Ledger | None = None
         self._writes: set[asyncio.Task] = set()
+        # Per tenant, its creating streams not yet recorded: a stream's id is recorded once it
+        # has ended, after the client may already have read it from the final event.
+        self._recording: dict[str, int] = {}
 
     async def _owners(self, ids: list[str]) -> dict[str, str]:
         assert self.ledger is not None  # set before the stage is in any request's path
@@ -93,7 +99,7 @@ class OwnershipStage:
             query = ctx.request.rel_url.query
             wanted += [(c, v) for c in _CURSORS if (v := query.get(c))]
         if wanted:
-            owners = await self._owners([i for _, i in wanted])
+            owners = await self._settled(tenant, [i for _, i in wanted])
             for field, i in wanted:
                 if owners.get(i) != tenant:  # another's, or unknown: as if it did not exist
                     raise previous_response_not_found(i) if field == "previous_response_id" else \
@@ -103,30 +109,64 @@ class OwnershipStage:
         if listed:  # the list itself
             limit = self._widen(ctx)
             return await self._filtered(ctx, await call_next(ctx), tenant, limit)
-        response = _results_at_gateway(ctx, await call_next(ctx), collection)
-        if not 200 <= response.status < 300:
+        created = method == "POST" and _stored(collection, body)
+        if created:
+            self._recording[tenant] = self._recording.get(tenant, 0) + 1
+        claim: asyncio.Task | None = None
+        try:
+            response = _results_at_gateway(ctx, await call_next(ctx), collection)
+            if not 200 <= response.status < 300:
+                return response
+            if method == "DELETE" and object_id is not None and \
+                    len(endpoint) == len(collection) + 1 + len(object_id):
+                await self._write(self.ledger.forget(object_id) if self.ledger else None, object_id)
+            else:
+                ids = _answer_ids(response, created)
+                if created and ids is None:  # a stream: its id as it ended
+                    ids = [ctx.response_id] if ctx.response_id else []
+                if ids:
+                    claim = await self._claim(response, ids, tenant, _ttl(ctx, collection) if created else None)
             return response
-        if method == "DELETE" and object_id is not None and len(endpoint) == len(collection) + 1 + len(object_id):
-            await self._write(self.ledger.forget(object_id) if self.ledger else None, object_id)
-        else:
-            created = method == "POST" and _stored(collection, body)
-            ids = _answer_ids(response, created)
-            if created and ids is None:  # a stream: its id as it ended
-                ids = [ctx.response_id] if ctx.response_id else []
-            if ids:
-                await self._claim(response, ids, tenant, _ttl(ctx, collection) if created else None)
-        return response
+        finally:
+            if created:
+                if claim is None or claim.done():
+                    self._recorded(tenant)
+                else:
+                    claim.add_done_callback(lambda _task: self._recorded(tenant))
 
-    async def _claim(self, response: web.StreamResponse, ids: list[str], tenant: str, ttl: float | None) -> None:
-        """Record ``ids`` for ``tenant`` (in a task of its own: a client that goes away must not
-        leave its object unrecorded), before ``response`` is sent where it has not been yet."""
+    def _recorded(self, tenant: str) -> None:
+        left = self._recording[tenant] - 1
+        if left:
+            self._recording[tenant] = left
+        else:
+            del self._recording[tenant]
+
+    async def _settled(self, tenant: str, ids: list[str]) -> dict[str, str]:
+        """The owners of ``ids``; while one is unknown and ``tenant`` has a creating stream not
+        yet recorded, asked again as those are recorded (up to ``RECORDING_WAIT_S``): a client
+        that reads a streamed response's id from its last event and asks for it at once is not
+        told it does not exist."""
+        owners = await self._owners(ids)
+        deadline = asyncio.get_running_loop().time() + RECORDING_WAIT_S
+        while self._recording.get(tenant) and any(i not in owners for i in ids) and \
+                asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+            owners = await self._owners(ids)
+        return owners
+
+    async def _claim(self, response: web.StreamResponse, ids: list[str], tenant: str,
+                     ttl: float | None) -> asyncio.Task | None:
+        """Record ``ids`` for ``tenant`` (in a task of its own, returned: a client that goes away
+        must not leave its object unrecorded), before ``response`` is sent where it has not been
+        yet (a stream's: as it ends; ``_settled`` covers the moment after)."""
         if self.ledger is None:
-            return
+            return None
         task = asyncio.get_running_loop().create_task(self._write(self._record_new(ids, tenant, ttl), ids[0]))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
-        if not response.prepared:  # recorded before the client reads the id (a stream's: as it ends)
+        if not response.prepared:
             await asyncio.shield(task)
+        return task
 
     async def _record_new(self, ids: list[str], tenant: str, ttl: float | None) -> None:
         """Record the ids the ledger does not know yet: an id already another tenant's stays its
