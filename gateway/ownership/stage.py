@@ -146,13 +146,15 @@ class OwnershipStage:
         yet recorded, asked again as those are recorded (up to ``RECORDING_WAIT_S``): a client
         that reads a streamed response's id from its last event and asks for it at once is not
         told it does not exist."""
-        owners = await self._owners(ids)
-        deadline = asyncio.get_running_loop().time() + RECORDING_WAIT_S
-        while self._recording.get(tenant) and any(i not in owners for i in ids) and \
-                asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RECORDING_WAIT_S
+        while True:
+            # Sampled before the read: a record that ends after this sample is still waited for.
+            recording = self._recording.get(tenant)
             owners = await self._owners(ids)
-        return owners
+            if not recording or all(i in owners for i in ids) or loop.time() >= deadline:
+                return owners
+            await asyncio.sleep(0.02)
 
     async def _claim(self, response: web.StreamResponse, ids: list[str], tenant: str,
                      ttl: float | None) -> asyncio.Task | None:

@@ -217,3 +217,29 @@ def test_in_redis_two_instances_serve_a_tenants_kept_responses_and_no_other_tena
                     _client(two).responses.retrieve("resp_old")
     finally:
         redis.stop()
+
+
+def test_a_streamed_response_is_found_the_moment_its_stream_ends(tmp_path):
+    # A stream's id is recorded for its tenant once the stream has ended, after the client may
+    # already hold it from the last event. Writes to the ledger's Redis held back for 0.6 s
+    # (CLIENT PAUSE … WRITE; reads go on) make that moment long: a retrieve asked at once waits
+    # for the record instead of answering 404.
+    chunks = [sse_event(chat_chunk("Hi")), sse_event(chat_chunk(finish="stop")),
+              sse_event(chat_chunk(choices=False, usage=USAGE)), b"data: [DONE]\n\n"]
+    redis = RedisServer(data_dir=str(tmp_path)).start()
+    try:
+        with FakeUpstream() as upstream, \
+                serve(_config(upstream.url, f'limits: {{redis_url: "{redis.url}"}}\n')) as srv:
+            client = _client(srv)
+            upstream.sse(chunks, times=1)
+            with client.responses.stream(model="gpt-4o", input="Warm up") as stream:
+                stream.get_final_response()  # (a first stream can outlast the pause)
+            upstream.sse(chunks, times=1)
+            redis.client().execute_command("CLIENT", "PAUSE", 600, "WRITE")
+            with client.responses.stream(model="gpt-4o", input="Hi") as stream:
+                final = stream.get_final_response()
+            assert client.responses.retrieve(final.id).output_text == "Hi"
+            with pytest.raises(openai.NotFoundError):  # still another tenant's
+                _client(srv, "b").responses.retrieve(final.id)
+    finally:
+        redis.stop()
