@@ -9,9 +9,12 @@ gate fails.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -115,7 +118,8 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
     # temporary adapters, loaded and unloaded by TemporaryAdapters around it).
     app = build_app(snapshot, data_dir=data_dir, launch_servers=False, manage_adapters=False)
     try:
-        with TemporaryAdapters(snapshot.config, adapters, warn=say), BackgroundServer(app) as srv:
+        with _terminate_as_interrupt(), TemporaryAdapters(snapshot.config, adapters, warn=say), \
+                BackgroundServer(app) as srv:
             reader = RowSource(snapshot, url=srv.url, admin_key=admin_key)
             try:
                 gateway = InProcessGateway(srv, reader, admin_key)
@@ -150,6 +154,23 @@ def run(dataset_path: str | None, sql: str | None, candidates: tuple[str, ...], 
         say(f"gate failed: {line}")
     if failures:
         sys.exit(GATE_FAILED)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``timeout``, a CI cancel, Kubernetes) ends the run as Ctrl-C does: recorded
+    ``failed``, and the candidates' temporary adapters unloaded from production's servers."""
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedder): its own handling stands
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_writable(path: str) -> None:

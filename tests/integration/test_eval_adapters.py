@@ -6,11 +6,16 @@ when the run fails; a server that refuses the load refuses the run (exit 2), unl
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+
 import orjson
 from click.testing import CliRunner
 
 from gateway.cli import main
 from tests.support.fake_upstream import FakeVllm
+from tests.support.polling import wait_for
 from tests.support.telemetry import chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
 
 DATASET = [{"id": f"q{i}", "input": q, "expected": a}
@@ -134,3 +139,29 @@ def test_the_temporary_adapter_is_unloaded_when_the_run_fails_or_a_server_refuse
 
         out = cli(*run[:-1], "support-ft@3")
         assert out.exit_code == 2 and "adapter 'support-ft' has no version '3' (has 1, 2)" in out.output
+
+
+def test_a_terminated_run_unloads_its_temporary_adapter(tmp_path):
+    # SIGTERM (a CI cancel, `timeout`, Kubernetes) mid-run ends it as Ctrl-C does: the
+    # temporary adapter does not stay loaded on production's server.
+    with vllm({}) as fake:
+        (tmp_path / "data.jsonl").write_text(orjson.dumps(DATASET[0]).decode() + "\n")
+        config = tmp_path / "gateway.yaml"
+        config.write_text(config_text(fake))
+        fake.hold()  # the run's first call waits here
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "eval", "run", "--config", str(config),
+                                 "--data-dir", str(tmp_path / "data"), "--dataset", str(tmp_path / "data.jsonl"),
+                                 "-c", "support-ft@2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: completions(fake) or proc.poll() is not None, 120, "the run's first call")
+            assert proc.poll() is None, proc.communicate()[0].decode()
+            assert [op for op, _ in fake.lora_calls] == ["load_lora_adapter"]
+            proc.send_signal(signal.SIGTERM)
+            fake.release()
+            output = proc.communicate(timeout=120)[0].decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode != 0, output
+        assert [op for op, _ in fake.lora_calls] == ["load_lora_adapter", "unload_lora_adapter"], output
+        assert fake.loras == {"support-ft": "/loras/s1"}
