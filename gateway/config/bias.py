@@ -3,49 +3,22 @@
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-# What RE2 (ClickHouse's regex engine) refuses that Python's ``re`` accepts: lookarounds,
-# atomic groups, conditionals, named backreferences ...
-_RE2_UNSUPPORTED_GROUPS = (("(?=", "lookahead"), ("(?!", "negative lookahead"), ("(?<=", "lookbehind"),
-                           ("(?<!", "negative lookbehind"), ("(?>", "atomic group"), ("(?P=", "backreference"),
-                           ("(?(", "conditional"))
-# ... and what RE2 accepts that ``re`` does not, neutralised before ``re`` compiles the rest:
-# Unicode classes (\pL, \p{Greek}) and flags in the middle of the pattern.
-_RE2_ONLY = re.compile(r"\\[pP](?:\{[^}]*\}|[A-Za-z])|\(\?[imsU]+\)")
 
 
 def re2_problem(pattern: str) -> str | None:
-    """Why ClickHouse's RE2 would refuse ``pattern`` (``None`` when it would not, as far as a
-    check without RE2 can tell: Python's ``re`` must compile it, and it must use none of the
-    constructs RE2 lacks: lookarounds, backreferences, atomic groups, possessive quantifiers)."""
-    in_class, i = False, 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            if not in_class and pattern[i + 1:i + 2] in tuple("123456789"):
-                return f"backreference \\{pattern[i + 1]} (RE2 has none)"
-            i += 2
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-            i += 2 if pattern[i + 1:i + 2] == "]" else 1  # "[]...]": the first ] is a member
-            continue
-        elif c == "(":
-            for start, what in _RE2_UNSUPPORTED_GROUPS:
-                if pattern.startswith(start, i):
-                    return f"{what} {start!r} (RE2 has none)"
-        elif c == "+" and i and pattern[i - 1] in "*+?}" and (i < 2 or pattern[i - 2] != "\\"):
-            return "possessive quantifier (RE2 has none)"
-        i += 1
+    """Why ClickHouse's regex engine, RE2, would refuse ``pattern`` (``None`` when it compiles):
+    asked of RE2 itself (google-re2), so a pattern refused here is one the store would refuse,
+    and the other way round (lookarounds, backreferences, repetitions over 1000, ``\\Z`` …)."""
+    import re2  # google-re2: loaded only where a pattern is checked
+
+    options = re2.Options()
+    options.log_errors = False  # the message is returned, not printed to stderr
     try:
-        re.compile(_RE2_ONLY.sub(lambda m: "x" if m.group().startswith("\\") else "", pattern))
-    except re.error as exc:
-        return str(exc)
+        re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
     return None
 
 
