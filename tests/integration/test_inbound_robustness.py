@@ -66,7 +66,7 @@ def test_an_answer_without_a_choice_is_a_502_on_responses(upstream, gw, answer, 
 
 
 # --- wrongly typed answers ------------------------------------------------------------------------
-# What the tester's backend answered: nothing in it can be read but the choice itself.
+# A backend's answer of the wrong types throughout: nothing in it can be read but the choice itself.
 GARBLED = {"choices": [{"message": {"content": 7, "tool_calls": "x"}, "finish_reason": 3}],
            "usage": {"prompt_tokens": "a"}}
 # Readable parts among unreadable ones: the text, one tool call (its id a number), a completion count.
