@@ -23,7 +23,14 @@ import orjson
 from gateway.bias.analysis import BiasOptions, check_refusal_pattern, parse_by, run_bias, window
 from gateway.bias.render import render_table
 from gateway.cli.local_http import gateway_url
-from gateway.cli.store_client import DATA_DIR_OPTION, DSN_OPTION, ask_gateway, error_of, run_on_store, store_settings
+from gateway.cli.store_client import (
+    DATA_DIR_OPTION,
+    DSN_OPTION,
+    UnknownModelExit,
+    check_via_gateway,
+    run_on_store,
+    store_settings,
+)
 from gateway.cli.support import config_option, load_cli_config
 from gateway.dashboard.drift import UnknownModelError
 from gateway.dashboard.filters import FilterError
@@ -36,24 +43,6 @@ class BiasCheckError(click.ClickException):
     """The checks could not run: exit status 2 (1 means a disparity)."""
 
     exit_code = 2
-
-
-class UnknownModelExit(click.ClickException):
-    """``--model`` names no model of the config and no row: exit status 4."""
-
-    exit_code = 4
-
-
-def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dict | None:
-    resp = ask_gateway("GET", url, PATH, key, timeout, error=BiasCheckError, params=params)
-    if resp is None:
-        return None
-    if resp.status_code != 200:
-        message, code = error_of(resp)
-        if resp.status_code == 404 and code == UnknownModelError.code:
-            raise UnknownModelExit(message)
-        raise BiasCheckError(f"{url} answered HTTP {resp.status_code}: {message}")
-    return resp.json()
 
 
 @click.command()
@@ -117,7 +106,8 @@ def bias(by: str | None, raters: bool, model: str, prompt: str, tenant: str, bac
         params.update({"by": by, "from": f.from_ms, "to": f.to_ms, "min_count": min_count,
                        "min_feedback": min_feedback, "alpha": alpha, "raters": "1" if raters else "",
                        "eval_runs": "1" if include_eval_runs else ""})
-        result = _via_gateway(target_url, admin_key or snapshot.config.server.admin_key, params, timeout)
+        result = check_via_gateway(target_url, admin_key or snapshot.config.server.admin_key, PATH, params, timeout,
+                                   BiasCheckError)
         if result is None and url:
             raise BiasCheckError(f"no gateway answers at {url}")
     if result is None:

@@ -29,7 +29,14 @@ import click
 import orjson
 
 from gateway.cli.local_http import gateway_url
-from gateway.cli.store_client import DATA_DIR_OPTION, DSN_OPTION, ask_gateway, error_of, run_on_store, store_settings
+from gateway.cli.store_client import (
+    DATA_DIR_OPTION,
+    DSN_OPTION,
+    UnknownModelExit,
+    check_via_gateway,
+    run_on_store,
+    store_settings,
+)
 from gateway.cli.support import config_option, load_cli_config
 from gateway.dashboard.drift import DriftOptions, UnknownModelError, render_table, run_drift
 from gateway.dashboard.filters import FilterError, Filters, parse_prompt
@@ -41,25 +48,6 @@ class DriftCheckError(click.ClickException):
     """The checks could not run: exit status 2 (1 means drift)."""
 
     exit_code = 2
-
-
-class UnknownModelExit(click.ClickException):
-    """``--model`` names no model of the config and no row: exit status 4."""
-
-    exit_code = 4
-
-
-def _via_gateway(url: str, key: str | None, params: dict, timeout: float) -> dict | None:
-    """The gateway's drift answer; ``None`` when nothing listens at ``url``."""
-    resp = ask_gateway("GET", url, "/admin/dashboard/drift", key, timeout, error=DriftCheckError, params=params)
-    if resp is None:
-        return None
-    if resp.status_code != 200:
-        message, code = error_of(resp)
-        if resp.status_code == 404 and code == UnknownModelError.code:
-            raise UnknownModelExit(message)
-        raise DriftCheckError(f"{url} answered HTTP {resp.status_code}: {message}")
-    return resp.json()
 
 
 def _direct(settings, dsn: str, filters: Filters, opts: DriftOptions, models, limits=None) -> dict:
@@ -122,7 +110,8 @@ def drift(model: str, prompt: str, tenant: str, backend: str, current_hours: flo
                                     ("backend", backend)) if v}
         params.update({"current_h": current_hours, "reference_h": reference_hours, "bins": bins,
                        "min_samples": min_samples, "eval_runs": "1" if include_eval_runs else ""})
-        result = _via_gateway(target_url, admin_key or server.admin_key, params, timeout)
+        result = check_via_gateway(target_url, admin_key or server.admin_key, "/admin/dashboard/drift", params, timeout,
+                                   DriftCheckError)
         if result is None and url:
             raise DriftCheckError(f"no gateway answers at {url}")
     if result is None:

@@ -81,6 +81,29 @@ def error_of(resp) -> tuple[str, str | None]:
         return resp.text[:2000], None
 
 
+class UnknownModelExit(click.ClickException):
+    """``--model`` names no model of the config and no row: exit status 4 (``drift``, ``bias``)."""
+
+    exit_code = 4
+
+
+def check_via_gateway(url: str, key: str | None, path: str, params: dict, timeout: float,
+                      error: type[click.ClickException]) -> dict | None:
+    """A dashboard check's answer (``GET url+path``: drift, bias); ``None`` when nothing listens
+    at ``url``. An unknown model is ``UnknownModelExit``, any other refusal ``error``."""
+    from gateway.dashboard.drift import UnknownModelError
+
+    resp = ask_gateway("GET", url, path, key, timeout, error=error, params=params)
+    if resp is None:
+        return None
+    if resp.status_code != 200:
+        message, code = error_of(resp)
+        if resp.status_code == 404 and code == UnknownModelError.code:
+            raise UnknownModelExit(message)
+        raise error(f"{url} answered HTTP {resp.status_code}: {message}")
+    return resp.json()
+
+
 def query_via_gateway(url: str, key: str | None, payload: dict, timeout: float) -> bytes | None:
     """POST to ``url/admin/query``; ``None`` when nothing listens there."""
     resp = ask_gateway("POST", url, "/admin/query", key, timeout, json=payload)
