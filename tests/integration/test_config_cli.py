@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import httpx
 import pytest
@@ -106,21 +107,28 @@ def test_serve_answers_and_stops_on_sigterm(workers, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
                              "--workers", str(workers)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []  # read as they come: every worker must be listening before the SIGTERM
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
     try:
         def ready() -> bool:
-            assert proc.poll() is None, "serve exited"
+            assert proc.poll() is None, "serve exited:\n" + "".join(lines)
+            if sum("listening on" in line for line in lines) < workers:
+                return False
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
             except httpx.TransportError:
                 return False
 
-        wait_for(ready, timeout=60, what="serve to be ready")
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+        wait_for(ready, timeout=60, what="every worker to listen and serve to be ready")
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30,
                        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(timeout=30)
+    out = "".join(lines)
     assert proc.returncode == 0, out
     assert out.count("listening on") == workers and out.count("shutting down") == workers
 
