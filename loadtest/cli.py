@@ -9,6 +9,8 @@ Subcommands:
 - ``bare-proxy``: the reference bare aiohttp proxy.
 - ``plot``: a PNG of latency percentiles against offered load from result JSON files.
 - ``profile``: py-spy the gateway under load and list its hot spots.
+- ``semantic-threshold``: semantic cache hit / false-hit rate against the distance threshold,
+  on the shipped paraphrase set, through a real embedding endpoint (and the mock's, for contrast).
 """
 
 from __future__ import annotations
@@ -108,6 +110,30 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                                       all_threads=args.all_threads, bare=args.bare))
 
 
+def _cmd_semantic_threshold(args: argparse.Namespace) -> int:
+    from loadtest.semantic_pairs import measure, measure_mock, table
+
+    results = {}
+    if args.url:
+        results[args.model] = measure(args.url, args.model, api_key=args.api_key, max_false_hit=args.max_false_hit)
+    if args.mock:
+        results["mock"] = measure_mock(args.dims, max_false_hit=args.max_false_hit)
+    if not results:
+        print("error: give --url (and --model) and/or --mock", file=sys.stderr)
+        return 2
+    print(table(results))
+    for name, r in results.items():
+        at = r["at_recommended"]
+        if at is None:
+            print(f"{name}: no threshold keeps the false-hit rate at or below {r['max_false_hit']:.0%}")
+        else:
+            print(f"{name}: recommended max_distance {r['recommended']:.2f} (false hits <= {r['max_false_hit']:.0%}): "
+                  f"hit rate {at['hit_rate']:.1%}, false-hit rate {at['false_hit_rate']:.1%}")
+    if args.json:
+        _write_json(args.json, results)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-gateway-bench", description="Load test and benchmark llm-gateway.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -185,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--bare", action="store_true",
                     help="profile the bare proxy (loadtest/bare_proxy.py) instead, to compare with the gateway")
     pr.set_defaults(func=_cmd_profile)
+
+    st = sub.add_parser("semantic-threshold", help="semantic cache hit / false-hit rate against the threshold")
+    st.add_argument("--url", help="OpenAI-compatible base URL serving /embeddings (e.g. vLLM: http://127.0.0.1:9400/v1)")
+    st.add_argument("--model", default="all-MiniLM-L6-v2", help="embedding model name at --url")
+    st.add_argument("--api-key", default="sk-bench")
+    st.add_argument("--mock", action="store_true", help="also the mock backend's embeddings, for contrast")
+    st.add_argument("--dims", type=int, default=384, help="dimensions asked of the mock")
+    st.add_argument("--max-false-hit", type=float, default=0.05,
+                    help="the recommended threshold keeps the false-hit rate at or below this (default 0.05)")
+    st.add_argument("--json", help="also write the full results (distributions, closest pairs) here")
+    st.set_defaults(func=_cmd_semantic_threshold)
     return p
 
 
