@@ -20,7 +20,7 @@ import openai
 import orjson
 import pytest
 
-from tests.support.cache import cache_gateway, _redis_cleanup  # noqa: F401
+from tests.support.cache import _redis_cleanup, cache_gateway  # noqa: F401
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.polling import wait_for
