@@ -253,14 +253,14 @@ class CacheStage:
                 raise
             looked_up = True
             if match is not None:
-                response = answer(ctx, match.entry, SEMANTIC_HIT, self.clock)
-                if response is not None:
+                served = answer(ctx, match.entry, SEMANTIC_HIT, self.clock)
+                if served is not None:
                     self.stats.semantic_hits += 1
                     ctx.cache_distance = match.distance
                     ctx.cache_entry_id = match.entry_id
                     if flight is not None:  # followers that joined meanwhile get the same answer
                         self._end(flight, entry=match.entry)
-                    return response
+                    return served
             self.stats.semantic_misses += 1
         if looked_up:
             self.stats.misses += 1

@@ -44,7 +44,7 @@ class SemanticSettings(_Strict):
         "largest cosine distance between two questions that still counts as the same question"))
     max_age_s: float | None = Field(None, gt=0, description="serve only entries at most this many seconds old")
     ttl_s: float | None = Field(None, gt=0, description="seconds an entry is kept (default: the model's cache ttl_s)")
-    roles: list[QuestionRole] = Field(default_factory=lambda: ["user"], min_length=1, description=(
+    roles: list[QuestionRole] = Field(default_factory=lambda: list[QuestionRole](["user"]), min_length=1, description=(
         "chat messages whose text is the question (embedded); the text of the others must match exactly"))
     embed_timeout_s: float = Field(2.0, gt=0, description=(
         "longest wait for the question's embedding (then: a miss, never an error)"))

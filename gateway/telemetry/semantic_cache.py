@@ -23,6 +23,7 @@ from gateway.telemetry.vectors import (
     SEMANTIC_COLUMN_NAMES,
     format_vector,
     is_unknown_table,
+    search_params,
     semantic_lookup_sql,
     table_name,
 )
@@ -32,8 +33,8 @@ TableRow = tuple[str, tuple[str, ...], list[Any]]
 
 @dataclass(frozen=True, slots=True)
 class Nearest:
-    """The nearest stored entry: its ``entry_id``, cosine ``distance`` to the question, the
-    serialized cache entry (``entry``, bytes) and when it was stored (``ts``, epoch seconds)."""
+    """The nearest stored entry: its ``entry_id``, cosine ``distance`` to the question and the
+    serialized cache entry (``entry``, bytes)."""
 
     entry_id: str
     distance: float
@@ -54,9 +55,9 @@ async def nearest(lanes: Any, *, tenant: str, namespace: str, key_hash: str, vec
     """The stored entry nearest to ``vector`` among those of ``tenant``, ``namespace`` and
     ``key_hash`` stored at or after ``min_ts`` and not expired at ``now``; None when there is
     none (or no table for this dimension yet). Raises ``QueryBusy`` or the store's error."""
-    sql = semantic_lookup_sql(len(vector))
-    params = {"tenant": tenant, "namespace": namespace, "key_hash": key_hash, "min_ts": format_ts(min_ts),
-              "now": format_ts(now), "v": format_vector(vector)}
+    sql = semantic_lookup_sql(lanes.database, len(vector))
+    params = search_params(vector, tenant=tenant, namespace=namespace, key_hash=key_hash, since=format_ts(min_ts),
+                           now=format_ts(now))
     try:
         data = await lanes.query(VECTORS, sql, "JSONEachRow", params)
     except Exception as exc:
