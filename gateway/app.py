@@ -118,7 +118,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     telemetry = TelemetryFeature(app, snapshot, data_dir=data_dir, tokens=tokens, ingest=ingest)
     prompts = PromptsFeature(app, snapshot, runtime, telemetry.sink)
     plugins = PluginsFeature(access)
-    cache = CacheFeature(app)
+    cache = CacheFeature(app, handlers)
     conversations = ConversationsFeature()
     chains = ChainsFeature(handlers)
     observability = ObservabilityFeature(app, snapshot, runtime, health, lambda: app.get(WATCHER))
