@@ -136,8 +136,19 @@ class ClickHouseHTTPInterface:
         return web.Response(text="Ok.\n")
 
     async def _query(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if request.method in ("GET", "HEAD") and not body and "query" not in request.query:
+        params: Mapping[str, str] = request.query
+        if request.content_type == "multipart/form-data":
+            # clickhouse-connect sends the statement and its parameters as form fields once the
+            # parameters outgrow a URL (4 KiB: any embedding of a few hundred numbers), as
+            # ClickHouse accepts them
+            try:
+                params, body = await _form_fields(request), b""
+            except StoreError as exc:
+                status, more, data = _error(exc)
+                return web.Response(status=status, body=data, headers=more)
+        else:
+            body = await request.read()
+        if request.method in ("GET", "HEAD") and not body and "query" not in params:
             return web.Response(text="Ok.\n")  # as ClickHouse answers a bare GET /
         self.requests += 1
         qid = request.query.get("query_id") or str(uuid.uuid4())
@@ -146,7 +157,7 @@ class ClickHouseHTTPInterface:
         try:
             executor = self.engine.executor
             status, more, data = await asyncio.get_running_loop().run_in_executor(
-                executor, self._answer, request.query, request.headers, request.method, body)
+                executor, self._answer, params, request.headers, request.method, body)
         except StoreError as exc:
             status, more, data = _error(exc)
         except RuntimeError:  # the executor shut down under us: the server is stopping
@@ -187,6 +198,19 @@ class ClickHouseHTTPInterface:
         if not ok:
             raise StoreError(f"Code: 516. DB::Exception: {user}: Authentication failed: password is incorrect, "
                              "or there is no user with such name. (AUTHENTICATION_FAILED)")
+
+
+async def _form_fields(request: web.Request) -> dict[str, str]:
+    """The URL's parameters with a multipart form's fields over them (``query``, ``param_<name>``).
+    A file part is external data, which this interface does not take."""
+    fields: dict[str, str] = dict(request.query)
+    form = await request.post()
+    for name, value in form.items():
+        if not isinstance(value, str):
+            raise StoreError(f"Code: 1. DB::Exception: External data ('{name}') is not supported by this store. "
+                             "(UNSUPPORTED_METHOD)", 400)
+        fields[name] = value
+    return fields
 
 
 def _error(exc: StoreError) -> Answer:

@@ -7,6 +7,8 @@ The parts covered are the ones clickhouse-connect's HTTP client and ``curl`` use
 
 - the query in the ``query`` URL parameter and/or the body (ClickHouse joins them with a
   newline; for ``INSERT … FORMAT X`` the rest of the body is the data);
+- a ``multipart/form-data`` body's ``query`` and ``param_<name>`` fields, which clickhouse-connect
+  sends once the parameters outgrow a URL (read by ``gateway.store.http_interface``);
 - ``database`` (or ``X-ClickHouse-Database``), ``default_format`` (or ``X-ClickHouse-Format``),
   ``param_<name>`` server-side parameters, and every other URL parameter as a setting;
 - credentials by basic auth, ``user``/``password`` parameters or ``X-ClickHouse-User``/``-Key``;

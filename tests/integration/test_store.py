@@ -106,6 +106,21 @@ def test_the_gateways_reader_runs_with_its_limits_and_cannot_lift_them(store, td
         reader.close()
 
 
+def test_parameters_too_long_for_a_url_arrive_as_form_fields(store, tdb):
+    # clickhouse-connect moves the statement and its parameters into a multipart form once they
+    # pass 4 KiB: a semantic-cache look-up's 384-number embedding already does.
+    vector = [round(0.001 * i - 0.2, 6) + 1e-7 for i in range(384)]
+    reader = ReadOnlyClient(ClickHouseSettings(database=tdb), f"chdb://{CHDB_DIR}", locate=StoreLocator(store.data_dir).url)
+    try:
+        answer = reader.query("SELECT length({v:Array(Float32)}) AS n, {who:String} AS who, getSetting('readonly') AS r",
+                              "JSONEachRow", {"v": vector, "who": "form"})
+        assert orjson.loads(answer) == {"n": 384, "who": "form", "r": 1}
+    finally:
+        reader.close()
+    external = httpx.post(store.url, files={"query": (None, "SELECT 1"), "data": ("t.csv", b"1\n")})
+    assert external.status_code == 400 and "External data" in external.text
+
+
 def test_a_heavy_query_does_not_hold_up_other_readers(store):
     done = threading.Event()
 
