@@ -11,6 +11,7 @@ Subcommands:
 - ``profile``: py-spy the gateway under load and list its hot spots.
 - ``semantic-threshold``: semantic cache hit / false-hit rate against the distance threshold,
   on the shipped paraphrase set, through a real embedding endpoint (and the mock's, for contrast).
+- ``semantic-lookup``: semantic cache look-up latency at 10k / 100k entries, embedded and over HTTP.
 """
 
 from __future__ import annotations
@@ -134,6 +135,17 @@ def _cmd_semantic_threshold(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_semantic_lookup(args: argparse.Namespace) -> int:
+    from loadtest.semantic_lookup import bench, table
+
+    results = bench([int(x) for x in args.sizes.split(",")], args.queries, args.main_share, args.keep)
+    print(table(results))
+    print(f"load average before {results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}")
+    if args.json:
+        _write_json(args.json, results)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-gateway-bench", description="Load test and benchmark llm-gateway.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -222,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the recommended threshold keeps the false-hit rate at or below this (default 0.05)")
     st.add_argument("--json", help="also write the full results (distributions, closest pairs) here")
     st.set_defaults(func=_cmd_semantic_threshold)
+
+    sl = sub.add_parser("semantic-lookup", help="semantic cache look-up latency, embedded and over HTTP")
+    sl.add_argument("--sizes", default="10000,100000", help="entries in the table, comma-separated")
+    sl.add_argument("--queries", type=int, default=200, help="timed look-ups per variant and key")
+    sl.add_argument("--main-share", type=float, default=0.8, help="share of the entries under the main key")
+    sl.add_argument("--keep", help="build the stores in this folder and keep them (default: a temporary one)")
+    sl.add_argument("--json", help="also write the results here")
+    sl.set_defaults(func=_cmd_semantic_lookup)
     return p
 
 

@@ -106,7 +106,8 @@ def analyse(pairs: Sequence[Pair], distances: Sequence[float], max_false_hit: fl
     budgets = []
     for budget in BUDGETS:
         t = largest_within(pairs, distances, budget)
-        budgets.append({"max_false_hit": budget, **(rates(pairs, distances, t) if t is not None else {"threshold": None})})
+        at = rates(pairs, distances, t) if t is not None else {"threshold": None}
+        budgets.append({"max_false_hit": budget, **at})
     by_kind = {k: [d for p, d in zip(pairs, distances, strict=True) if p.kind == k] for k in ("same", "different")}
     ranked = sorted(zip(pairs, distances, strict=True), key=lambda pd: pd[1])
     hardest = [{"a": p.a, "b": p.b, "distance": round(d, 4)} for p, d in ranked if p.kind == "different"][:8]
