@@ -12,6 +12,7 @@ Subcommands:
 - ``semantic-threshold``: semantic cache hit / false-hit rate against the distance threshold,
   on the shipped paraphrase set, through a real embedding endpoint (and the mock's, for contrast).
 - ``semantic-lookup``: semantic cache look-up latency at 10k / 100k entries, embedded and over HTTP.
+- ``semantic-e2e``: the semantic cache end to end (a gateway, a real embeddings model, the pairs).
 """
 
 from __future__ import annotations
@@ -146,6 +147,20 @@ def _cmd_semantic_lookup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_semantic_e2e(args: argparse.Namespace) -> int:
+    from loadtest.semantic_e2e import run
+
+    result = run(args.url, args.model, args.max_distance, args.lookup_timeout, args.limit)
+    for kind, label in (("same", "same-meaning (hit rate)"), ("different", "different-meaning (false-hit rate)")):
+        r = result[kind]
+        print(f"{label}: {r['semantic_hit_rate']:.1%} semantic_hit of {r['pairs']} pairs; statuses {r['statuses']}; "
+              f"ms {r['ms']}")
+    print(f"counters: {result['counters']}")
+    if args.json:
+        _write_json(args.json, result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-gateway-bench", description="Load test and benchmark llm-gateway.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -242,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--keep", help="build the stores in this folder and keep them (default: a temporary one)")
     sl.add_argument("--json", help="also write the results here")
     sl.set_defaults(func=_cmd_semantic_lookup)
+
+    se = sub.add_parser("semantic-e2e", help="the semantic cache end to end on the paraphrase set")
+    se.add_argument("--url", required=True, help="OpenAI-compatible embeddings base URL (e.g. http://127.0.0.1:9400/v1)")
+    se.add_argument("--model", default="all-MiniLM-L6-v2", help="embedding model name at --url")
+    se.add_argument("--max-distance", type=float, default=0.1, help="cache.semantic.max_distance")
+    se.add_argument("--lookup-timeout", type=float, default=0.25, help="cache.semantic.lookup_timeout_s")
+    se.add_argument("--limit", type=int, help="at most this many pairs of each kind")
+    se.add_argument("--json", help="also write the results here")
+    se.set_defaults(func=_cmd_semantic_e2e)
     return p
 
 
