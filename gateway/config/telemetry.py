@@ -98,6 +98,9 @@ class QuerySettings(_Strict):
         "the lane of the dashboard's panels"))
     lookups: QueryLane = Field(QueryLane(concurrency=2, queue_wait_s=2.0), description=(
         "the lane of /v1/feedback's request look-ups"))
+    vectors: QueryLane = Field(QueryLane(concurrency=8, queue_wait_s=0.1), description=(
+        "the lane of vector searches: semantic-cache look-ups (a busy lane is a cache miss) and "
+        "collection searches"))
 
     @field_validator("settings")
     @classmethod

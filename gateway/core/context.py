@@ -184,6 +184,8 @@ class RequestContext:
     # and must not count as a miss in any hit ratio.
     cache_status: str = "none"
     cache_saved_ms: float | None = None  # a cache hit: the original answer's latency (ms)
+    cache_distance: float | None = None  # a semantic hit: cosine distance of the served entry's question
+    cache_entry_id: str = ""  # a semantic hit: the id of the entry served
     attempt_log: list[Attempt] | None = None  # one entry per upstream attempt (routing fills it)
     strategy: str = ""  # routing strategy that ordered the targets
     route_candidates: list[dict[str, Any]] | None = None  # provenance: [{"target", "score", "skipped"}]
@@ -212,6 +214,9 @@ class RequestContext:
     parent_request_id: str = ""  # the parent's request id (a chain step: the chain request's)
     client_request_id: str = ""  # the client's own x-request-id (echoed back; never the row's id)
     chain_steps: list[RequestContext] | None = None  # a chain request: its steps' contexts (the row sums them)
+    # A chain's retrieve steps (gateway.chains): the chunks they found, in order, and their distances.
+    retrieved_chunks: list[str] | None = None
+    retrieved_distances: list[float] | None = None
 
     @property
     def x_request_id(self) -> str:

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from gateway.config.telemetry import ClickHouseSettings, QuerySettings
 from gateway.store.availability import require_embedded
+from gateway.telemetry import vectors
 from gateway.telemetry.schema import SchemaOptions, apply_migrations
 from gateway.telemetry.ttl import apply_ttl
 
@@ -145,6 +146,7 @@ class ClickHouseStore:
                                     ttl_days=settings.ttl_days)
         self._client = None
         self.migrated: list[int] = []
+        self._tables_made: set[str] = set()  # vector tables created (or found) by this process
 
     @property
     def database(self) -> str:
@@ -176,6 +178,15 @@ class ClickHouseStore:
         """Insert ``payload`` (``JSONCompactEachRow`` bytes) into ``table`` of the database,
         deduplicated by ``token``. Raises on failure (the connection is then reset)."""
         client = self.ensure()
+        if table not in self._tables_made and vectors.parse_table(table) is not None:
+            # a vector table is made on its first insert (its HNSW index needs the vectors' length)
+            try:
+                for stmt in vectors.create_statements(table, self.schema):
+                    client.command(stmt)
+            except BaseException:
+                self.reset()
+                raise
+            self._tables_made.add(table)
         settings: dict[str, Any] = {"insert_deduplicate": 1, "insert_deduplication_token": token}
         if self.settings.cluster:
             settings["distributed_foreground_insert"] = 1
@@ -237,7 +248,8 @@ class ReadOnlyClient:
     e.g. ``gateway.store.discovery.StoreLocator.url``): the client then reads it over HTTP like
     a server and never opens chDB; it asks again after each failure, so a store that restarted
     on another port is found. Without ``locate`` a ``chdb://`` DSN opens the directory in this
-    process (the command line's offline reads).
+    process (the command line's offline reads). ``extra_settings``: more ClickHouse settings for
+    this client's every query (a lane's own, e.g. ``vectors.SEARCH_SETTINGS``).
     """
 
     FORMAT_SETTINGS = {
@@ -248,12 +260,13 @@ class ReadOnlyClient:
     }
 
     def __init__(self, settings: ClickHouseSettings, dsn: str, limits: QuerySettings | None = None, *,
-                 locate: Callable[[], str] | None = None):
+                 locate: Callable[[], str] | None = None, extra_settings: dict[str, Any] | None = None):
         self.settings = settings
         self.target = parse_dsn(dsn, settings.database)
         limits = limits or QuerySettings()
         # readonly last: once set, no other setting may change (chDB sets them on the connection).
-        self.session_settings = {**limits.clickhouse_settings(), **self.FORMAT_SETTINGS, "readonly": 1}
+        self.session_settings = {**limits.clickhouse_settings(), **self.FORMAT_SETTINGS, **(extra_settings or {}),
+                                 "readonly": 1}
         # an answer may take as long as the query may run
         self._http_settings = settings.model_copy(update={"send_receive_timeout_s": max(
             settings.send_receive_timeout_s, limits.max_execution_time_s + 5)})

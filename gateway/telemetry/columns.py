@@ -14,6 +14,9 @@ DDL (``schema.py``) is generated from these, so a column is added here once.
   ``llm_eval_scores`` (MergeTree, ``ORDER BY (run_id, candidate, scorer, item)``): one row per
   (candidate, item, scorer), joinable to ``llm_requests`` on ``request_id`` (rows built by
   ``gateway.evals``).
+- ``llm_collections`` (ReplacingMergeTree by ``name``, version ``version``): one row per
+  retrieval collection (``gateway.retrieval``); its chunks live in a vector table per embedding
+  length (``gateway.telemetry.vectors``), as do the semantic cache's entries.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("client_request_id", "String"),
     ("session_id", "String"),  # x-gateway-session-id (a chain: its steps share the chain's)
     ("parent_request_id", "String"),  # x-gateway-parent-request-id as a UUID (a chain step: the chain's)
+    ("retrieved_chunks", "Array(String)"),  # a chain's retrieve steps: the chunk ids used, in order
+    ("retrieved_distances", "Array(Float32)"),  # and their distances to the query
     # request
     ("endpoint", "LowCardinality(String)"),
     ("model_requested", "LowCardinality(String)"),
@@ -61,6 +66,8 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("attempts", "UInt8"),
     ("cache_status", "LowCardinality(String)"),
     ("cache_saved_ms", "Nullable(Float64)"),  # a hit's original latency
+    ("cache_distance", "Nullable(Float32)"),  # a semantic hit: its question's cosine distance to this one
+    ("cache_entry_id", "String"),  # a semantic hit: the id of the entry served
     # outcome
     ("status_code", "UInt16"),
     ("error_type", "LowCardinality(String)"),
@@ -173,9 +180,25 @@ EVAL_SCORE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("error", "String"),
 )
 
+COLLECTIONS = "llm_collections"
+
+COLLECTION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("name", "String"),
+    ("tenant", "LowCardinality(String)"),  # the owning tenant; "" = shared by every tenant
+    ("embedding_model", "LowCardinality(String)"),  # the public model its chunks are embedded with
+    ("dims", "UInt32"),  # the embeddings' length: the chunks live in llm_chunks_d<dims>
+    ("chunk_size", "UInt32"),
+    ("chunk_overlap", "UInt32"),
+    ("description", "String"),
+    ("created", TIMESTAMP),
+    ("deleted", "Bool"),
+    ("version", "UInt64"),  # ReplacingMergeTree version: the newest row of a name wins
+)
+
 REQUEST_COLUMN_NAMES = tuple(name for name, _ in REQUEST_COLUMNS)
 ATTEMPT_COLUMN_NAMES = tuple(name for name, _ in ATTEMPT_COLUMNS)
 PROMPT_VERSION_COLUMN_NAMES = tuple(name for name, _ in PROMPT_VERSION_COLUMNS)
 FEEDBACK_COLUMN_NAMES = tuple(name for name, _ in FEEDBACK_COLUMNS)
 EVAL_RUN_COLUMN_NAMES = tuple(name for name, _ in EVAL_RUN_COLUMNS)
 EVAL_SCORE_COLUMN_NAMES = tuple(name for name, _ in EVAL_SCORE_COLUMNS)
+COLLECTION_COLUMN_NAMES = tuple(name for name, _ in COLLECTION_COLUMNS)

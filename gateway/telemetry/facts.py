@@ -97,10 +97,14 @@ class RequestFacts:
     route_candidates: list[dict[str, Any]] | None
     cache_status: str
     cache_saved_ms: float | None
+    cache_distance: float | None
+    cache_entry_id: str
     attempt_log: list[Attempt] | None
     trace_id: str
     session_id: str
     parent_request_id: str
+    retrieved_chunks: list[str] | None
+    retrieved_distances: list[float] | None
     headers: dict[str, str] | None
     body: RequestBody | None
     body_size: int | None
@@ -123,8 +127,9 @@ _DEFAULTS: dict[str, Any] = {
     "status_code": 0, "error_type": "", "error_message": "", "finish_reason": "", "refusal": False, "truncated": False,
     "billable": False, "config_hash": "", "tenant": "", "api_key_id": "", "metadata": None, "prompt_id": "",
     "prompt_version": None, "prompt_label": "", "experiment_arm": "", "route_rule": "", "strategy": "",
-    "route_candidates": None, "cache_status": "none", "cache_saved_ms": None, "attempt_log": None, "trace_id": "",
-    "session_id": "", "parent_request_id": "", "headers": None, "body_size": None,
+    "route_candidates": None, "cache_status": "none", "cache_saved_ms": None, "cache_distance": None,
+    "cache_entry_id": "", "attempt_log": None, "trace_id": "", "session_id": "", "parent_request_id": "",
+    "retrieved_chunks": None, "retrieved_distances": None, "headers": None, "body_size": None,
 }
 
 

@@ -112,8 +112,11 @@ def encode_request(ctx: Any, *, keep_text: bool) -> bytes:
         "prompt_id": ctx.prompt_id, "prompt_version": ctx.prompt_version, "prompt_label": ctx.prompt_label,
         "experiment_arm": ctx.experiment_arm, "route_rule": ctx.route_rule, "strategy": ctx.strategy,
         "route_candidates": ctx.route_candidates, "cache_status": ctx.cache_status,
-        "cache_saved_ms": ctx.cache_saved_ms, "attempt_log": _attempts(ctx.attempt_log), "trace_id": ctx.trace_id,
-        "session_id": ctx.session_id, "parent_request_id": ctx.parent_request_id, "headers": kept_headers,
+        "cache_saved_ms": ctx.cache_saved_ms, "cache_distance": ctx.cache_distance,
+        "cache_entry_id": ctx.cache_entry_id, "attempt_log": _attempts(ctx.attempt_log), "trace_id": ctx.trace_id,
+        "session_id": ctx.session_id, "parent_request_id": ctx.parent_request_id,
+        "retrieved_chunks": ctx.retrieved_chunks, "retrieved_distances": ctx.retrieved_distances,
+        "headers": kept_headers,
     }
     body = _request_body(ctx.body, doc, flags)
     keep_text = keep_text or not usage.reported()

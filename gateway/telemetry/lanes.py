@@ -1,9 +1,10 @@
 """Lanes for ops queries: bounded concurrency, a short wait, and cancellation.
 
 The read-only store is shared by very different callers: an admin's ad-hoc SQL
-(``/admin/query``), the dashboard's panels, and ``/v1/feedback``'s look-ups of the request
-being scored. Each gets a ``Lane`` of its own: at most ``concurrency`` queries at once, each on
-its own thread and connection (chDB runs queries of several connections side by side, like a
+(``/admin/query``), the dashboard's panels, ``/v1/feedback``'s look-ups of the request
+being scored, and vector searches (the semantic cache's look-ups, collection searches). Each
+gets a ``Lane`` of its own: at most ``concurrency`` queries at once, each on its own thread and
+connection (chDB runs queries of several connections side by side, like a
 server does), so a long ad-hoc query never holds up a panel. A query that finds its lane full
 waits ``queue_wait_s`` at most, then fails with ``QueryBusy`` (the handlers answer 503 ``busy``).
 
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from gateway.config.telemetry import ClickHouseSettings, QueryLane, QuerySettings
+from gateway.telemetry import vectors
 from gateway.telemetry.clickhouse import ReadOnlyClient
 
 log = logging.getLogger("gateway.telemetry")
@@ -32,7 +34,8 @@ T = TypeVar("T")
 ADHOC = "adhoc"
 DASHBOARD = "dashboard"
 LOOKUPS = "lookups"
-LANES = (ADHOC, DASHBOARD, LOOKUPS)
+VECTORS = "vectors"
+LANES = (ADHOC, DASHBOARD, LOOKUPS, VECTORS)
 
 
 class QueryBusy(RuntimeError):
@@ -164,12 +167,14 @@ class QueryLanes:
                  locate: Callable[[], str] | None = None):
         self.limits = limits
 
-        def make_client() -> ReadOnlyClient:
-            return ReadOnlyClient(clickhouse, dsn, limits, locate=locate)
+        def maker(extra: dict[str, Any] | None) -> Callable[[], ReadOnlyClient]:
+            return lambda: ReadOnlyClient(clickhouse, dsn, limits, locate=locate, extra_settings=extra)
 
-        self._control = make_client()
+        self._control = maker(None)()
         self._killer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-kill")
-        self._lanes = {name: Lane(name, getattr(limits, name), make_client, self._kill) for name in LANES}
+        self._lanes = {name: Lane(name, getattr(limits, name),
+                                  maker(vectors.SEARCH_SETTINGS if name == VECTORS else None), self._kill)
+                       for name in LANES}
 
     def _kill(self, tag: str) -> None:
         def kill() -> None:

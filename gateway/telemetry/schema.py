@@ -20,6 +20,9 @@ Tables (in the configured database):
   scores posted to ``/v1/feedback``, joinable on ``request_id``.
 - ``llm_eval_runs`` (ReplacingMergeTree by ``run_id``) and ``llm_eval_scores``: evaluation runs
   and their per-item scores (migration 11; ``llm-gateway eval``).
+- ``llm_collections`` (ReplacingMergeTree by ``name``): retrieval collections (migration 14).
+  Their chunks and the semantic cache's entries live in vector tables made per embedding length
+  outside the migrations (``vectors.py``: an HNSW index needs the length in its DDL).
 - ``schema_migrations``: which migration versions were applied.
 
 Every table's columns are in ``columns.py``; timestamps are stored ``CODEC(Delta, ZSTD)``.
@@ -43,6 +46,8 @@ from dataclasses import dataclass
 
 from gateway.telemetry.columns import (
     ATTEMPT_COLUMNS,
+    COLLECTION_COLUMNS,
+    COLLECTIONS,
     EVAL_RUN_COLUMNS,
     EVAL_RUNS,
     EVAL_SCORE_COLUMNS,
@@ -112,15 +117,17 @@ class _Renderer:
         return f"toDateTime(ts_start) + INTERVAL {self.o.ttl_days} DAY"
 
     def table(self, name: str, columns, order_by: str, partition_by: str | None, kind: str = "MergeTree",
-              ttl: bool = True, sharding_key: str | None = None) -> list[str]:
-        cols = ",\n".join(f"    {_q(c)} {t}" for c, t in columns)
+              ttl: bool | str = True, sharding_key: str | None = None, indexes: tuple[str, ...] = ()) -> list[str]:
+        """``ttl``: the table's TTL (``True``: ``ttl_days`` after ``ts_start``; a string: that TTL
+        clause's expression). ``indexes``: ``INDEX …`` definitions in the column list."""
+        cols = ",\n".join([f"    {_q(c)} {t}" for c, t in columns] + [f"    {i}" for i in indexes])
         settings = self.dedup_setting()
         parts = [f"CREATE TABLE IF NOT EXISTS {self.db}.{_q(self.storage(name))}{self.on_cluster}\n(\n{cols}\n)",
                  f"ENGINE = {self.engine(kind, name)}"]
         if partition_by:
             parts.append(f"PARTITION BY {partition_by}")
         parts.append(f"ORDER BY {order_by}")
-        text = "\n".join(parts) + (self.ttl() if ttl else "")
+        text = "\n".join(parts) + (f"\nTTL {ttl}" if isinstance(ttl, str) else self.ttl() if ttl else "")
         if settings:
             text += f"\nSETTINGS {settings}"
         out = [text]
@@ -254,6 +261,13 @@ def _migrations(r: _Renderer) -> list[Migration]:
         Migration(13, "LoRA adapter served", tuple(
             r.add_column("llm_requests", "adapter", "LowCardinality(String)", "model_served")
             + r.add_column("llm_requests", "adapter_version", "Nullable(UInt32)", "adapter"))),
+        Migration(14, "retrieval collections, semantic cache hits, chunks a chain used", tuple(
+            r.table(COLLECTIONS, COLLECTION_COLUMNS, "name", None, kind="ReplacingMergeTree(version)", ttl=False,
+                    sharding_key="cityHash64(name)")
+            + r.add_column("llm_requests", "cache_distance", "Nullable(Float32)", "cache_saved_ms")
+            + r.add_column("llm_requests", "cache_entry_id", "String", "cache_distance")
+            + r.add_column("llm_requests", "retrieved_chunks", "Array(String)", "parent_request_id")
+            + r.add_column("llm_requests", "retrieved_distances", "Array(Float32)", "retrieved_chunks"))),
     ]
 
 
@@ -292,6 +306,15 @@ def render(opts: SchemaOptions) -> tuple[list[str], list[Migration]]:
                                                ("applied_at", "DateTime64(3, 'UTC')")),
                          "version", None, kind="ReplacingMergeTree", ttl=False)
     return bootstrap, _migrations(r)
+
+
+def table_statements(opts: SchemaOptions, name: str, columns, order_by: str, *, kind: str = "MergeTree",
+                     ttl: str | None = None, indexes: tuple[str, ...] = (),
+                     sharding_key: str | None = None) -> list[str]:
+    """The statements that create table ``name`` (with its ``Distributed`` front on a
+    cluster) outside the versioned migrations: the vector tables, made per embedding length."""
+    return _Renderer(opts).table(name, columns, order_by, None, kind=kind, ttl=ttl if ttl else False,
+                                 sharding_key=sharding_key, indexes=indexes)
 
 
 def _literal(text: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import secrets
 import struct
 import time
@@ -30,6 +29,7 @@ from gateway.config.models import MockSettings
 from gateway.core.sse import DONE_EVENT, encode_data_event
 from gateway.providers.mock.answers import Answer, chat_logprobs, completion_logprobs, plan
 from gateway.providers.mock.checks import check_chat, check_completion, error_body
+from gateway.providers.mock.vectors import embed
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _SSE_HEADERS = {"Content-Type": "text/event-stream"}
@@ -159,10 +159,7 @@ class MockResponse:
         as_base64 = self._body.get("encoding_format") == "base64"
         data = []
         for i, item in enumerate(items):
-            material = orjson.dumps(item)
-            digest = hashlib.blake2b(material, digest_size=dims).digest() if dims <= 64 \
-                else hashlib.shake_256(material).digest(dims)
-            vector = [b / 255 - 0.5 for b in digest]
+            vector = embed(item, dims)
             if as_base64:  # OpenAI's encoding: little-endian float32, base64
                 data.append({"object": "embedding", "index": i,
                              "embedding": base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()})
