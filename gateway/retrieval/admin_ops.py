@@ -25,11 +25,10 @@ _CHUNK_FIELDS = {"doc_id", "chunk_index", "text", "metadata"}
 _PROBE = "collection dimension probe"
 
 _COUNTS_SQL = """
-SELECT collection, count() AS chunks, uniqExact(doc_id) AS documents FROM (
-  SELECT chunk_id, argMax(collection, version) AS collection, argMax(doc_id, version) AS doc_id,
-         argMax(deleted, version) AS gone
+SELECT c AS collection, count() AS chunks, uniqExact(d) AS documents FROM (
+  SELECT chunk_id, argMax(collection, version) AS c, argMax(doc_id, version) AS d, argMax(deleted, version) AS gone
   FROM `{database}`.`{table}` WHERE collection IN {{names:Array(String)}} GROUP BY chunk_id
-) WHERE NOT gone GROUP BY collection
+) WHERE NOT gone GROUP BY c
 """
 
 
@@ -83,7 +82,8 @@ def parse_create(body: dict[str, Any]) -> CreateSpec:
 def _sink_or_503(sink: Any) -> Any:
     if sink is None:
         raise ServiceUnavailableError("collections are stored in the telemetry store, which is off here "
-                                      "(telemetry.enabled: false or LLM_GATEWAY_TELEMETRY=off)", code="store_unavailable")
+                                      "(telemetry.enabled: false or LLM_GATEWAY_TELEMETRY=off)",
+                                      code="store_unavailable")
     return sink
 
 

@@ -156,10 +156,21 @@ class CollectionRegistry:
         except Exception as exc:
             if "UNKNOWN_TABLE" in str(exc) or "Code: 60." in str(exc):
                 return []  # no migration yet made the table: no collection
+            log_store_failure(exc)
             raise StoreUnavailable(f"the telemetry store could not be read ({type(exc).__name__})",
                                    code="store_unavailable") from None
         return [_from_row(orjson.loads(line)) for line in data.splitlines() if line.strip()]
 
 
+def log_store_failure(exc: Exception) -> None:
+    """The store's own words go to the log (secrets scrubbed), not to the caller."""
+    import logging
+
+    from gateway.telemetry.scrub import scrub_secrets
+
+    logging.getLogger("gateway.retrieval").warning("collection store query failed: %s",
+                                                   scrub_secrets(str(exc))[:500])
+
+
 __all__ = ["Collection", "CollectionRegistry", "StoreUnavailable", "check_access", "check_name", "collection_row",
-           "may_read", "visible"]
+           "log_store_failure", "may_read", "visible"]

@@ -16,7 +16,13 @@ from typing import Any
 
 import orjson
 
-from gateway.retrieval.collections import Collection, CollectionRegistry, StoreUnavailable, check_access
+from gateway.retrieval.collections import (
+    Collection,
+    CollectionRegistry,
+    StoreUnavailable,
+    check_access,
+    log_store_failure,
+)
 from gateway.retrieval.embed import Embedder
 
 MAX_K = 100
@@ -95,7 +101,8 @@ class Retriever:
 
         lanes = self._lanes()
         if lanes is None:
-            raise StoreUnavailable("collections live in the telemetry store, which is off here", code="store_unavailable")
+            raise StoreUnavailable("collections live in the telemetry store, which is off here",
+                                   code="store_unavailable")
         try:
             data = await lanes.query(self._lane, sql, "JSONEachRow", params)
         except QueryBusy as exc:
@@ -103,6 +110,7 @@ class Retriever:
         except Exception as exc:
             if vectors.is_unknown_table(exc):
                 return []  # no chunk of this length was ever stored
+            log_store_failure(exc)
             raise StoreUnavailable(f"the telemetry store could not be read ({type(exc).__name__})",
                                    code="store_unavailable") from None
         return [orjson.loads(line) for line in data.splitlines() if line.strip()]
