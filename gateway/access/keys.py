@@ -127,10 +127,13 @@ class AccessPolicy:
         self._routed = tuple(r.match.model or "*" for r in cfg.routes if r.targets)
 
     @property
-    def admin_policy(self) -> KeyPolicy | None:
-        """The admin key as a ``KeyPolicy`` (``None`` without one): what in-process calls made for
-        the admin run as (``gateway.access.auth.delegate``)."""
-        return self._admin
+    def admin_policy(self) -> KeyPolicy:
+        """The admin as a ``KeyPolicy``: what in-process calls made for the admin run as
+        (``gateway.access.auth.delegate``), with or without an admin key (local admin requests)."""
+        if self._admin is not None:
+            return self._admin
+        return KeyPolicy(VirtualKey(tenant="admin", id="admin", sha256="0" * 64, models=[], endpoints=["*"]),
+                         admin=True)
 
     def model_exists(self, model: str) -> bool:
         """Whether ``model`` names something this config serves (a public model, or a name a
