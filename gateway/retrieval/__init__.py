@@ -25,11 +25,12 @@ __all__ = ["CollectionsFeature"]
 
 
 class CollectionsFeature(Feature):
-    """The collection routes over one ``Retriever`` (also handed to the chains feature)."""
+    """The collection routes over one ``Retriever`` (also handed to the chains feature);
+    ``database``: the telemetry tables' database (``TelemetryFeature.database``)."""
 
     name = "collections"
 
-    def __init__(self, app: web.Application, handlers: Any, runtime: Any):
+    def __init__(self, app: web.Application, handlers: Any, runtime: Any, database: str):
         from gateway.retrieval.collections import CollectionRegistry
         from gateway.retrieval.embed import Embedder
         from gateway.retrieval.search import Retriever
@@ -39,11 +40,8 @@ class CollectionsFeature(Feature):
         self._app = app
         lanes = app.get(QUERY_LANES) if app.get(SINK) is not None else None  # telemetry off: no store
 
-        def database() -> str:
-            return runtime().snapshot.config.telemetry.clickhouse.database
-
         self.retriever = Retriever(CollectionRegistry(lanes, VECTORS), Embedder(handlers, runtime), lambda: lanes,
-                                   database, VECTORS)
+                                   lambda: database, VECTORS)
 
     def _caller(self, request: web.Request, request_id: str):
         """Who sends ``request``: its virtual key (checked by the middleware), else the admin
