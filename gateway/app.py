@@ -121,7 +121,8 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     plugins = PluginsFeature(access)
     cache = CacheFeature(app)
     conversations = ConversationsFeature()
-    collections = CollectionsFeature(app, handlers, runtime, telemetry.database)  # routes only; its retriever serves chains too
+    # routes only (no stage: other requests never meet it); its retriever serves chains' retrieve steps too
+    collections = CollectionsFeature(app, handlers, runtime, telemetry.database)
     chains = ChainsFeature(handlers, collections.retriever)
     observability = ObservabilityFeature(app, snapshot, runtime, health, lambda: app.get(WATCHER))
     dashboard = DashboardFeature(app, snapshot, access.layer.admin_key, runtime, data_dir=data_dir)
