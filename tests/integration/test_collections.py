@@ -11,6 +11,8 @@ import openai
 import orjson
 import pytest
 
+from gateway.compiled import compile_config
+from gateway.config import ConfigError, load_config
 from gateway.retrieval.chunking import chunk_id
 from tests.support.collections import ADMIN, KEY_A, KEY_B, KEY_PUBLIC, admin, flush, sdk, search, write_config
 from tests.support.fake_upstream import FakeUpstream
@@ -105,6 +107,13 @@ def test_documents_are_embedded_stored_and_found_nearest_first(gw):
     # as the collection's tenant; a shared one's as the admin
     assert {r["tenant"] for r in added} == {"team-a", "team-b", "admin"} and all(r["status_code"] == 200 for r in emb)
     assert all(r["cost_usd"] > 0 for r in added)
+    # docs/retrieval.md's query of what each collection cost
+    costs = rows(gw.database, "SELECT metadata['collection'] AS collection, metadata['retrieval'] AS what, "
+                              "count() AS calls, sum(prompt_tokens) AS tokens, sum(cost_usd) AS usd FROM llm_requests "
+                              "WHERE endpoint = 'embeddings' AND metadata['retrieval'] != '' "
+                              "GROUP BY collection, what ORDER BY collection, what")
+    handbook = {r["what"]: r for r in costs if r["collection"] == "handbook"}
+    assert set(handbook) == {"create", "add", "search"} and handbook["add"]["usd"] == handbook["add"]["tokens"] > 0
 
 
 def test_tenants_keys_and_the_admin_reach_only_what_they_may(gw):
@@ -118,7 +127,7 @@ def test_tenants_keys_and_the_admin_reach_only_what_they_may(gw):
         unknown.json()["error"]["message"].replace("no-such", "X")
     assert search(gw, KEY_B, "secrets", query="launch plan").json()["data"][0]["doc_id"] == "plan.txt"
     # Shared collections: every tenant.
-    for key in (KEY_A, KEY_B, KEY_PUBLIC):
+    for key in (KEY_A, KEY_B, KEY_PUBLIC):  # (KEY_PUBLIC's models are gpt-*: the collection stands for its model)
         assert search(gw, key, "public-faq", query="opening hours").status_code == 200
     # A key limited to public-* collections: its own tenant's handbook is forbidden (it exists for it).
     with pytest.raises(openai.PermissionDeniedError) as info:
@@ -172,13 +181,45 @@ def test_a_chain_retrieves_for_its_next_step_and_its_row_records_the_chunks(gw, 
     assert chain_row["retrieved_chunks"][0] == chunk_id("handbook", "kettle.md", 0)
     assert len(chain_row["retrieved_chunks"]) == len(chain_row["retrieved_distances"]) == 2
     assert chain_row["retrieved_distances"] == sorted(chain_row["retrieved_distances"])
-    step_rows = rows(gw.database, "SELECT endpoint, metadata, parent_request_id FROM llm_requests "
+    step_rows = rows(gw.database, "SELECT endpoint, metadata, parent_request_id, session_id FROM llm_requests "
                                   f"WHERE parent_request_id = '{chain_id}' ORDER BY ts_start")
     assert [r["endpoint"] for r in step_rows] == ["embeddings", "chat/completions"]
     assert step_rows[0]["metadata"]["chain_step"] == "docs" and step_rows[0]["metadata"]["retrieval"] == "chain"
+    assert step_rows[0]["session_id"] == step_rows[1]["session_id"] == chain_id
 
     # Team b's key runs the same chain: team a's handbook does not exist for it.
     with pytest.raises(openai.NotFoundError) as info:
         sdk(gw, KEY_B).chat.completions.create(model="rag", messages=[{"role": "user", "content": "kettle"}])
     assert 'step 1 "docs" (retrieve from handbook)' in info.value.body["message"]
     assert info.value.body["code"] == "collection_not_found"
+
+
+def test_without_telemetry_collections_answer_503(tmp_path, upstream):
+    path = write_config(tmp_path, upstream.url, "unused")
+    path.write_text(path.read_text().split("\ntelemetry:")[0] + "\ntelemetry: {enabled: false}\n")
+    with serve(path=path) as srv:
+        assert create(srv, "handbook").status_code == 503
+        resp = search(srv, KEY_A, "handbook", query="kettle")
+        assert resp.status_code == 503 and resp.json()["error"]["code"] == "store_unavailable"
+
+
+@pytest.mark.parametrize("step, message", [
+    ("{name: docs, retrieve: {collection: handbook, top_k: 3}}", "steps[0].retrieve.top_k: Extra inputs"),
+    ("{name: docs, model: gpt-test, retrieve: {collection: handbook}}", "a retrieve step calls no model: remove `model`"),
+    ("{name: docs, retrieve: {collection: handbook, k: 0}}", "steps[0].retrieve.k: Input should be greater than"),
+    ("{name: docs, retrieve: {collection: handbook, query: '{{ input '}}", "retrieve.query: template syntax error"),
+])
+def test_retrieve_steps_are_checked_when_the_config_loads(tmp_path, upstream, step, message):
+    path = write_config(tmp_path, upstream.url, "unused")
+    (tmp_path / "chains" / "rag.yaml").write_text(f"steps:\n  - {step}\n  - {{name: answer, prompt: answer@1, "
+                                                  "model: gpt-test}\n")
+    with pytest.raises(ConfigError) as info:
+        compile_config(load_config(path))
+    assert message in str(info.value)
+
+
+def test_the_last_step_must_call_a_model(tmp_path, upstream):
+    path = write_config(tmp_path, upstream.url, "unused")
+    (tmp_path / "chains" / "rag.yaml").write_text("steps:\n  - {name: docs, retrieve: {collection: handbook}}\n")
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.retrieve: the last step must call a model"):
+        compile_config(load_config(path))

@@ -89,6 +89,10 @@ def test_without_a_running_gateway_the_command_serves_the_config_itself(tmp_path
     config.write_text(config_text(telemetry, free_port()))
     exercise(files, ["--config", str(config)])
     assert "no gateway running; serving the config in this process" in cli("list", "--config", str(config)).output
+    (tmp_path / "again").mkdir()
+    (tmp_path / "again" / "notes.txt").write_text("Another file of the same name.")
+    twice = cli("add", "docs", files[0], str(tmp_path / "again" / "notes.txt"), "--config", str(config))
+    assert twice.exit_code == 2 and "document 'notes.txt' is also in" in twice.output
     (tmp_path / "bad.jsonl").write_text('{"id": 1, "body": "no text field"}\n')
     bad = cli("add", "docs", str(tmp_path / "bad.jsonl"), "--config", str(config))
     assert bad.exit_code == 2 and "bad.jsonl:1: no string field 'text'" in bad.output

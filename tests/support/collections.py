@@ -15,7 +15,7 @@ from tests.support.telemetry import chdb_dsn, telemetry_yaml
 ADMIN = "admin-key-for-collections-tests"
 KEY_A = "sk-gw-coll-team-a-0123456789abcdef"
 KEY_B = "sk-gw-coll-team-b-0123456789abcdef"
-KEY_PUBLIC = "sk-gw-coll-public-0123456789abcd"  # team-a, but only collections named public-*
+KEY_PUBLIC = "sk-gw-coll-public-0123456789abcd"  # team-a, but only collections named public-*, models gpt-*
 
 ANSWER_PROMPT = """
 versions:
@@ -64,7 +64,7 @@ models:
 keys:
   - {{tenant: team-a, id: team-a-main, sha256: {sha(KEY_A)}}}
   - {{tenant: team-b, id: team-b-main, sha256: {sha(KEY_B)}}}
-  - {{tenant: team-a, id: team-a-public, sha256: {sha(KEY_PUBLIC)}, collections: ["public-*"]}}
+  - {{tenant: team-a, id: team-a-public, sha256: {sha(KEY_PUBLIC)}, collections: ["public-*"], models: ["gpt-*"]}}
 pricing:
   models:
     emb: {{input: 1000000.0, output: 0.0}}
