@@ -78,6 +78,9 @@ models:
   gpt-slow-embed:
     targets: [{{backend: mock, model: mock-chat}}]
     cache: {{enabled: true, mode: always, semantic: {{enabled: true, embedding_model: emb-slow}}}}
+  gpt-brief:
+    targets: [{{backend: mock, model: mock-chat}}]
+    cache: {{enabled: true, mode: always, semantic: {{enabled: true, ttl_s: 100}}}}
   gpt-young:
     targets: [{{backend: mock, model: mock-chat}}]
     cache: {{enabled: true, mode: always, semantic: {{enabled: true, max_age_s: 60}}}}
@@ -238,6 +241,11 @@ def test_tenants_never_share_semantic_entries(gw_factory, tdb):
     assert until_entries(tdb, 1)[0]["tenant"] == "acme"
     assert status("globex", PARAPHRASE) == "miss"
     assert status("acme", PARAPHRASE) == "semantic_hit"
+    # Each embedding call is the caller's: its key and tenant.
+    for child in (c for c in gw.records if c.model_requested == "emb"):
+        parent = next(c for c in gw.records if c.request_id == child.parent_request_id)
+        assert (child.tenant, child.api_key_id) == (parent.tenant, parent.api_key_id) != ("", "")
+        assert child.metadata["semantic_cache"] == parent.request_id
 
 
 # --- safety --------------------------------------------------------------------------
@@ -270,6 +278,28 @@ def test_max_age_bounds_what_is_served(gw_factory, tdb):
                ).headers["x-gateway-cache"] == "miss"
     clock.advance(31)  # older than the model's max_age_s: 60
     assert ask(gw, QUESTION + " now", model="gpt-young").headers["x-gateway-cache"] == "miss"
+
+
+def test_expired_entries_are_never_served(gw_factory, tdb):
+    gw = gw_factory()
+    clock = FakeClock(time.time())
+    gw.cache.use_clock(clock)
+    ask(gw, QUESTION, model="gpt-brief")
+    until_entries(tdb, 1)
+    clock.advance(50)
+    assert ask(gw, PARAPHRASE, model="gpt-brief").headers["x-gateway-cache"] == "semantic_hit"
+    clock.advance(51)  # past the entry's ttl_s: 100
+    assert ask(gw, QUESTION + " now", model="gpt-brief").headers["x-gateway-cache"] == "miss"
+
+
+def test_telemetry_switched_off_by_the_environment_leaves_exact_caching_only(gw_factory, tdb, monkeypatch):
+    monkeypatch.setenv("LLM_GATEWAY_TELEMETRY", "off")
+    gw = gw_factory()
+    assert ask(gw, QUESTION).headers["x-gateway-cache"] == "miss"
+    assert ask(gw, PARAPHRASE).headers["x-gateway-cache"] == "miss"
+    assert ask(gw, QUESTION).headers["x-gateway-cache"] == "hit"
+    assert not [c for c in gw.records if c.model_requested == "emb"]  # nothing embedded
+    assert gw.cache.stats.semantic_misses == gw.cache.stats.semantic_errors == 0
 
 
 def test_errors_and_length_cut_answers_are_never_stored(gw_factory, tdb):
