@@ -119,7 +119,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     telemetry = TelemetryFeature(app, snapshot, data_dir=data_dir, tokens=tokens, ingest=ingest)
     prompts = PromptsFeature(app, snapshot, runtime, telemetry.sink)
     plugins = PluginsFeature(access)
-    cache = CacheFeature(app)
+    cache = CacheFeature(app, handlers)
     conversations = ConversationsFeature()
     # routes only (no stage: other requests never meet it); its retriever serves chains' retrieve steps too
     collections = CollectionsFeature(app, handlers, runtime, telemetry.database)

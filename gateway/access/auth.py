@@ -304,7 +304,7 @@ class AccessLayer:
         try:
             usage = ctx.usage
             reported = usage.reported()
-            if ctx.cache_status == "hit" or ctx.t_upstream_start is None or not (
+            if ctx.cache_status in ("hit", "semantic_hit") or ctx.t_upstream_start is None or not (
                     reported or outcome.model_worked(ctx)):
                 used, cost = 0, 0.0  # nothing reached a model, or it answered with an error
             else:

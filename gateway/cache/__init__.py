@@ -5,11 +5,14 @@
 plugins so the key is computed on the request as it will be sent, and only for a config where
 some model caches (otherwise requests never meet it); each config's ``CachePolicy`` is compiled
 when the config is, and the store it needs opened or swapped then, never on the request path;
-``GET /admin/cache`` shows counters and store state.
+``GET /admin/cache`` shows counters and store state. Given the gateway's ``ProxyHandlers``, the
+stage also gets its semantic layer (``semantic.py``: questions embedded through the gateway's
+own embeddings route, entries in the telemetry store).
 
 Modules: ``policy`` (what is cached, keys, ``Cache-Control``), ``entry`` (a cached answer and
 its wire format), ``convert`` (stream ⇄ JSON, usage chunk on/off), ``stores`` (memory LRU,
-Redis), ``flight`` (single flight), ``stage`` (the stage). See docs/cache.md.
+Redis), ``flight`` (single flight), ``semantic`` (near questions), ``stage`` (the stage). See
+docs/cache.md.
 """
 
 from __future__ import annotations
@@ -33,8 +36,14 @@ class CacheFeature(Feature):
 
     name = "cache"
 
-    def __init__(self, app: web.Application):
+    def __init__(self, app: web.Application, handlers=None):
         self.cache = app[CACHE] = CacheStage()
+        if handlers is not None:
+            from gateway.cache.semantic import SemanticLookup
+            from gateway.telemetry import QUERY_LANES, SINK
+
+            self.cache.semantic = SemanticLookup(handlers, lambda: app.get(SINK), lambda: app.get(QUERY_LANES),
+                                                 self.cache.stats)
 
     def compile(self, runtime) -> None:
         runtime.compiled[self.name] = CachePolicy(runtime.snapshot.config)

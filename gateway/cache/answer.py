@@ -23,7 +23,7 @@ from gateway.core.context import RequestContext
 
 log = logging.getLogger("gateway.cache")
 
-HIT, MISS, BYPASS, COALESCED = "hit", "miss", "bypass", "coalesced"
+HIT, MISS, BYPASS, COALESCED, SEMANTIC_HIT = "hit", "miss", "bypass", "coalesced", "semantic_hit"
 HEADER = "x-gateway-cache"
 STREAMED = frozenset({"chat/completions", "completions"})
 JSON_CT = "application/json"
@@ -62,7 +62,7 @@ def answer(ctx: RequestContext, entry: CacheEntry, status: str, clock: Callable[
         headers.update(ctx.response_headers)
     headers["x-request-id"] = ctx.x_request_id
     headers[HEADER] = status
-    if status == HIT:
+    if status in (HIT, SEMANTIC_HIT):
         headers["Age"] = str(int(entry.age(clock())))
         ctx.cache_saved_ms = entry.latency_ms
     elif backend:

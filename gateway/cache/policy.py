@@ -10,6 +10,10 @@ endpoint, the tenant, the varying values and the body after prompt injection wit
 sorted at every level and whole-number floats written as integers, minus the transport-only
 fields in ``TRANSPORT_FIELDS``. Every other field, unknown ones included, is part of the key.
 
+The semantic layer (``semantic.py``) splits a request into its question (the text it embeds:
+``question``) and the rest, which must match exactly: ``semantic_key`` is the same digest as the
+exact key's, taken over the request with the question's text fields emptied.
+
 ``RequestControl.parse(headers)`` reads ``Cache-Control`` (``no-cache``, ``no-store``,
 ``max-age=N``) and ``x-gateway-cache-ttl: N`` from a request.
 """
@@ -30,14 +34,35 @@ KEY_PREFIX = "llm-gateway:cache:"
 TTL_HEADER = "x-gateway-cache-ttl"
 
 
+SEMANTIC_ENDPOINTS = frozenset({"chat/completions", "completions"})
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticPolicy:
+    """A model's semantic cache: the ``embedding_model`` (a public model) that embeds the
+    question, the largest cosine ``max_distance`` that still matches, ``max_age_s`` (None: any
+    age), ``ttl_s`` of the entries it stores, the chat ``roles`` whose text is the question, and
+    the time bounds of the embedding call and of the look-up."""
+
+    embedding_model: str
+    max_distance: float
+    max_age_s: float | None
+    ttl_s: float
+    roles: frozenset[str]
+    embed_timeout_s: float
+    lookup_timeout_s: float
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPolicy:
     """Cache settings in force for one public model: ``enabled``, ``ttl_s`` (seconds),
-    ``always`` (False: only deterministic requests — ``temperature: 0`` or a ``seed``)."""
+    ``always`` (False: only deterministic requests — ``temperature: 0`` or a ``seed``),
+    ``semantic`` (None: exact matches only)."""
 
     enabled: bool
     ttl_s: float
     always: bool
+    semantic: SemanticPolicy | None = None
 
 
 def _is_deterministic(body: dict[str, Any]) -> bool:
@@ -45,6 +70,68 @@ def _is_deterministic(body: dict[str, Any]) -> bool:
     if temperature is not None and not isinstance(temperature, bool) and temperature == 0:
         return True
     return body.get("seed") is not None
+
+
+def _semantic(defaults, o, ttl_s: float) -> SemanticPolicy | None:
+    """A model's ``SemanticPolicy`` from its ``cache.semantic`` and the ``cache.semantic`` defaults."""
+    if o is None or not o.enabled:
+        return None
+    embed = o.embedding_model or defaults.embedding_model
+    if not embed:  # the config refuses this; a hand-built one just has no semantic cache
+        return None
+    return SemanticPolicy(
+        embed, defaults.max_distance if o.max_distance is None else o.max_distance,
+        o.max_age_s if o.max_age_s is not None else defaults.max_age_s,
+        o.ttl_s or defaults.ttl_s or ttl_s, frozenset(o.roles or defaults.roles),
+        defaults.embed_timeout_s, defaults.lookup_timeout_s)
+
+
+def _text_of(content: Any) -> tuple[str, Any] | None:
+    """A message's text and its content with that text emptied; None when it is not text
+    (a string, or a list of parts where only ``text`` parts are read)."""
+    if isinstance(content, str):
+        return content, ""
+    if isinstance(content, list):
+        texts: list[str] = []
+        emptied: list[Any] = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+                part = {**part, "text": ""}
+            emptied.append(part)
+        return "\n".join(texts), emptied
+    return None
+
+
+def question(endpoint: str, body: dict[str, Any], roles: frozenset[str]) -> tuple[str, dict[str, Any]] | None:
+    """The text that defines a request's question, and the request with that text emptied
+    (what must match exactly). Chat: the text of the messages whose role is in ``roles`` (string
+    contents and ``text`` parts, joined by blank lines); completions: the prompt (a string or a
+    list of strings). None when the request has no such text, or it is not plain text (token ids)."""
+    if endpoint == "chat/completions":
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return None
+        texts: list[str] = []
+        rest: list[Any] = []
+        for m in messages:
+            if isinstance(m, dict) and m.get("role") in roles and m.get("content") is not None:
+                split = _text_of(m["content"])
+                if split is None:
+                    return None
+                texts.append(split[0])
+                m = {**m, "content": split[1]}
+            rest.append(m)
+        text = "\n\n".join(t for t in texts if t)
+        return (text, {**body, "messages": rest}) if text.strip() else None
+    if endpoint == "completions":
+        prompt = body.get("prompt")
+        if isinstance(prompt, str):
+            return (prompt, {**body, "prompt": ""}) if prompt.strip() else None
+        if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+            text = "\n\n".join(prompt)
+            return (text, {**body, "prompt": [""] * len(prompt)}) if text.strip() else None
+    return None
 
 
 def _canonical(value: Any) -> Any:
@@ -69,10 +156,13 @@ class CachePolicy:
         self.models: dict[str, ModelPolicy] = {}
         for name, model in cfg.models.items():
             o = model.cache
-            self.models[name] = self.default if o is None else ModelPolicy(
-                s.enabled if o.enabled is None else o.enabled,
-                s.ttl_s if o.ttl_s is None else o.ttl_s,
-                (s.mode if o.mode is None else o.mode) == "always")
+            if o is None:
+                self.models[name] = self.default
+                continue
+            ttl_s = s.ttl_s if o.ttl_s is None else o.ttl_s
+            self.models[name] = ModelPolicy(s.enabled if o.enabled is None else o.enabled, ttl_s,
+                                            (s.mode if o.mode is None else o.mode) == "always",
+                                            _semantic(s.semantic, o.semantic, ttl_s))
         self.any_enabled = s.enabled or any(p.enabled for p in self.models.values())
         self.endpoints = frozenset(s.endpoints)
         headers = {h.lower() for h in s.vary_headers}
@@ -92,6 +182,10 @@ class CachePolicy:
         self.max_ttl_s = s.max_ttl_s
         self.max_entry_bytes = s.max_entry_bytes
         self.coalesce = s.coalesce
+        # A semantic entry's row keeps its question's text only where rows keep request bodies.
+        bodies = cfg.telemetry.bodies
+        self.keep_question = bodies.request
+        self.question_max_chars = bodies.max_bytes
 
     def for_model(self, model: str) -> ModelPolicy:
         """The policy of public model ``model`` (the default one for names not configured)."""
@@ -121,6 +215,13 @@ class CachePolicy:
             vary.append(api_key_id)
         material = orjson.dumps([endpoint, tenant, vary, canonical], option=orjson.OPT_SORT_KEYS)
         return self.prefix + hashlib.sha256(material).hexdigest()
+
+    def semantic_key(self, endpoint: str, rest: dict[str, Any], tenant: str, headers, metadata, api_key_id: str,
+                     stream: bool) -> str:
+        """What must match besides the question: the exact key's digest (without its prefix) of
+        ``rest``, the request with its question's text emptied (``question``), as 64 hex
+        digits (the namespace is a column of its own). Raises ``TypeError`` like ``key``."""
+        return self.key(endpoint, rest, tenant, headers, metadata, api_key_id, stream)[len(self.prefix):]
 
 
 @dataclass(slots=True)

@@ -11,8 +11,12 @@
 3. Otherwise, if an identical request is in flight, follow it (``coalesced``): a stream
    follower of a stream leader gets the leader's chunks as they are relayed; any other pairing
    waits for the leader's complete answer.
-4. Otherwise lead (``miss``): capture what the relay sends, and store it when it is a complete
-   success (status 200, not cut, a finish reason, not too large, not ``no-store``).
+4. Otherwise lead. A model with a semantic cache first looks for a near question
+   (``semantic.py``; not for ``no-cache``): a stored answer within its distance is served like a
+   hit (``semantic_hit``), and followers that joined meanwhile get it too. Otherwise (``miss``):
+   capture what the relay sends, and store it when it is a complete success (status 200, not
+   cut, a finish reason, not too large, not ``no-store``); the semantic layer also keeps it when
+   every choice finished of its own accord (not ``length``).
 
 Leader failures: a complete error answer or a raised ``GatewayError`` is shared — followers
 fail the same way (the upstream already had its retries and fallbacks). A leader that
@@ -22,7 +26,7 @@ follower that is mid-stream gets an in-band error event, as for an upstream cut.
 that leaves never affects the leader.
 
 Every response of a request the cache looked at carries ``x-gateway-cache``
-(``hit|miss|bypass|coalesced``): on responses the handler builds (relayed answers, errors) it
+(``hit|semantic_hit|miss|bypass|coalesced``): on responses the handler builds (relayed answers, errors) it
 goes through ``ctx.response_headers``; responses built here also carry ``ctx.response_headers``
 (e.g. the access stage's ``x-ratelimit-*``).
 
@@ -39,11 +43,24 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.cache.answer import BYPASS, COALESCED, HEADER, HIT, JSON_CT, MISS, STREAMED, answer, entry_of, looks_sse
+from gateway.cache.answer import (
+    BYPASS,
+    COALESCED,
+    HEADER,
+    HIT,
+    JSON_CT,
+    MISS,
+    SEMANTIC_HIT,
+    STREAMED,
+    answer,
+    entry_of,
+    looks_sse,
+)
 from gateway.cache.entry import CacheEntry
 from gateway.cache.flight import Flight
 from gateway.cache.live import relay_live
-from gateway.cache.policy import CachePolicy, ModelPolicy, RequestControl
+from gateway.cache.policy import SEMANTIC_ENDPOINTS, CachePolicy, ModelPolicy, RequestControl, question
+from gateway.cache.semantic import Question, SemanticLookup, servable
 from gateway.cache.stores import CacheStats, MemoryStore, RedisStore, build_store, store_signature
 from gateway.core import outcome
 from gateway.core.context import RequestContext
@@ -75,6 +92,9 @@ class CacheStage:
         self._store_sig: tuple | None = None
         self._policy: CachePolicy | None = None
         self._tasks: set[asyncio.Task] = set()
+        # The semantic layer (``CacheFeature`` gives it the gateway's handlers and telemetry);
+        # None: exact matches only.
+        self.semantic: SemanticLookup | None = None
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -105,6 +125,8 @@ class CacheStage:
         """Read time from ``clock`` from now on (entry ages, and memory-store expiry), so that a
         test can move time instead of sleeping. Redis expires entries on its own clock."""
         self.clock = self._store_clock = clock
+        if self.semantic is not None:
+            self.semantic.clock = clock
         if isinstance(self.store, MemoryStore):
             self.store._clock = clock
 
@@ -199,8 +221,47 @@ class CacheStage:
         return await self._lead(ctx, call_next, policy, mp, ctl, key, None, looked_up)
 
     # --- leading --------------------------------------------------------------------
+    def _question(self, ctx: RequestContext, policy: CachePolicy, mp: ModelPolicy) -> Question | None:
+        """The request's question when its model's semantic cache applies to it, else None."""
+        sp, semantic = mp.semantic, self.semantic
+        if sp is None or semantic is None or ctx.endpoint not in SEMANTIC_ENDPOINTS or not semantic.available:
+            return None
+        assert ctx.body is not None  # the stage bypasses body-less requests
+        split = question(ctx.endpoint, ctx.body, sp.roles)
+        if split is None:
+            return None
+        headers = ctx.request.headers if ctx.request is not None else None
+        try:
+            key_hash = policy.semantic_key(ctx.endpoint, split[1], ctx.tenant, headers, ctx.metadata,
+                                           ctx.api_key_id, ctx.stream)
+        except TypeError:
+            return None
+        return Question(split[0], key_hash)
+
     async def _lead(self, ctx: RequestContext, call_next: Handler, policy: CachePolicy, mp: ModelPolicy,
                     ctl: RequestControl, key: str, flight: Flight | None, looked_up: bool) -> web.StreamResponse:
+        q = self._question(ctx, policy, mp)
+        vector: list[float] | None = None
+        if q is not None and ctl.lookup:
+            assert self.semantic is not None and mp.semantic is not None  # _question said so
+            try:
+                match, vector = await self.semantic.lookup(ctx, q, mp.semantic, policy.settings.namespace,
+                                                           ctl.max_age)
+            except BaseException:  # cancelled (the client left): followers start over
+                if flight is not None:
+                    self._end(flight, vanished=True)
+                raise
+            looked_up = True
+            if match is not None:
+                served = answer(ctx, match.entry, SEMANTIC_HIT, self.clock)
+                if served is not None:
+                    self.stats.semantic_hits += 1
+                    ctx.cache_distance = match.distance
+                    ctx.cache_entry_id = match.entry_id
+                    if flight is not None:  # followers that joined meanwhile get the same answer
+                        self._end(flight, entry=match.entry)
+                    return served
+            self.stats.semantic_misses += 1
         if looked_up:
             self.stats.misses += 1
             self._mark(ctx, MISS)
@@ -238,6 +299,9 @@ class CacheStage:
                     self.stats.stores += 1
             else:
                 pending = self._spawn(self._store_later(store, key, entry, ttl))
+            # A question whose embedding just failed is not embedded again to be stored.
+            if q is not None and servable(entry) and (vector is not None or not ctl.lookup):
+                self._store_semantic(ctx, q, mp, policy, vector, entry, ctl.ttl_s)
         else:
             self.stats.not_stored += 1
         if flight is not None:
@@ -253,6 +317,19 @@ class CacheStage:
             else:  # late arrivals are served from the flight until the entry is in Redis
                 pending.add_done_callback(lambda _t: self._forget(flight))
         return response
+
+    def _store_semantic(self, ctx: RequestContext, q: Question, mp: ModelPolicy, policy: CachePolicy,
+                        vector: list[float] | None, entry: CacheEntry, ttl_s: float | None) -> None:
+        """Keep ``entry`` as the answer to ``q``, after the response (embedding the question
+        first when the look-up did not: ``no-cache``)."""
+        semantic, sp = self.semantic, mp.semantic
+        assert semantic is not None and sp is not None  # a question is only made for such a model
+        ttl = ttl_s or sp.ttl_s
+        if policy.max_ttl_s is not None:
+            ttl = min(ttl, policy.max_ttl_s)
+        child = semantic.embedding_request(ctx, sp.embedding_model, q.text) if vector is None else None
+        text = q.text[:policy.question_max_chars] if policy.keep_question else ""
+        self._spawn(semantic.store(ctx, child, vector, q, sp, policy.settings.namespace, entry, ttl, text))
 
     def _end(self, flight: Flight, **outcome) -> None:
         flight.finish(**outcome)

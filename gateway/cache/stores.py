@@ -37,6 +37,9 @@ class CacheStats:
     finish reason, too large, ``no-store``). ``evictions``: LRU evictions (memory).
     ``errors``: store operations that failed (Redis down or slow, corrupt values).
     ``skipped``: operations not attempted because the store was marked down.
+    The semantic layer's: ``semantic_hits`` (answered from a near question), ``semantic_misses``
+    (looked up, nothing near enough), ``semantic_stores`` (entries written to the request log),
+    ``semantic_errors`` (embedding calls or look-ups that failed or timed out: misses).
     """
 
     hits: int = 0
@@ -48,6 +51,10 @@ class CacheStats:
     evictions: int = 0
     errors: int = 0
     skipped: int = 0
+    semantic_hits: int = 0
+    semantic_misses: int = 0
+    semantic_stores: int = 0
+    semantic_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict."""

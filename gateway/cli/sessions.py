@@ -155,7 +155,7 @@ def render_tree(session: str, rows: list[dict]) -> str:
         status = str(r.get("status_code"))
         if r.get("error_type"):
             status += f" {r['error_type']}"
-        cache = " cache-hit" if r.get("cache_status") == "hit" else ""
+        cache = {"hit": " cache-hit", "semantic_hit": " semantic-hit"}.get(r.get("cache_status") or "", "")
         lines.append(
             f"{'  ' * depth}{'└─ ' if depth else ''}{_label(r)}  {status}{cache}  "
             f"tokens {r.get('prompt_tokens', 0)}+{r.get('completion_tokens', 0)}={r.get('total_tokens', 0)}  "

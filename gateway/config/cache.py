@@ -7,16 +7,49 @@ Like every config model they forbid unknown keys. The behaviour is described in 
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CacheMode = Literal["deterministic", "always"]
 CacheEndpoint = Literal["chat/completions", "completions", "embeddings"]
+QuestionRole = Literal["system", "developer", "user", "assistant", "tool"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SemanticOverride(_Strict):
+    """A model's semantic cache (``models.<name>.cache.semantic``); unset fields inherit ``cache.semantic.*``."""
+
+    enabled: bool = Field(True, description="serve this model's requests from near-identical earlier ones")
+    embedding_model: str | None = Field(None, description=(
+        "public embeddings model of this gateway that embeds the question"))
+    max_distance: float | None = Field(None, ge=0, le=2, description=(
+        "largest cosine distance between two questions that still counts as the same question"))
+    max_age_s: float | None = Field(None, gt=0, description="serve only entries at most this many seconds old")
+    ttl_s: float | None = Field(None, gt=0, description="seconds an entry is kept (default: the model's cache ttl_s)")
+    roles: list[QuestionRole] | None = Field(None, min_length=1, description=(
+        "chat messages whose text is the question (embedded); the text of the others must match exactly"))
+
+
+class SemanticSettings(_Strict):
+    """Defaults of every model's semantic cache (``cache.semantic``); a model opts in with
+    ``models.<name>.cache.semantic``. Needs telemetry (entries live in ClickHouse)."""
+
+    embedding_model: str | None = Field(None, description=(
+        "public embeddings model of this gateway that embeds questions"))
+    max_distance: float = Field(0.1, ge=0, le=2, description=(
+        "largest cosine distance between two questions that still counts as the same question"))
+    max_age_s: float | None = Field(None, gt=0, description="serve only entries at most this many seconds old")
+    ttl_s: float | None = Field(None, gt=0, description="seconds an entry is kept (default: the model's cache ttl_s)")
+    roles: list[QuestionRole] = Field(default_factory=lambda: list[QuestionRole](["user"]), min_length=1, description=(
+        "chat messages whose text is the question (embedded); the text of the others must match exactly"))
+    embed_timeout_s: float = Field(2.0, gt=0, description=(
+        "longest wait for the question's embedding (then: a miss, never an error)"))
+    lookup_timeout_s: float = Field(0.25, gt=0, description=(
+        "longest wait for the nearest-entry query (then: a miss, never an error)"))
 
 
 class CacheOverride(_Strict):
@@ -27,6 +60,8 @@ class CacheOverride(_Strict):
     ttl_s: float | None = Field(None, gt=0, description="seconds an entry lives")
     mode: CacheMode | None = Field(None, description=(
         "deterministic (only requests with temperature 0 or a seed) or always"))
+    semantic: SemanticOverride | None = Field(None, description=(
+        "serve near-identical questions from the cache too (docs/cache.md#semantic-cache)"))
 
 
 class CacheSettings(_Strict):
@@ -54,6 +89,8 @@ class CacheSettings(_Strict):
         "per-operation and pool-wait timeout (a slow Redis means uncached, never an error)"))
     redis_max_connections: int = Field(32, ge=1, description="size of the Redis connection pool")
     redis_retry_s: float = Field(1.0, ge=0, description="after a Redis failure, how long the cache skips Redis")
+    semantic: SemanticSettings = Field(SemanticSettings(), description=(
+        "defaults of the semantic cache a model opts into with models.<name>.cache.semantic"))
 
     @field_validator("redis_url")
     @classmethod
@@ -74,3 +111,31 @@ class CacheSettings(_Strict):
         if self.store == "redis" and not self.redis_url:
             raise ValueError('store "redis" needs a redis_url')
         return self
+
+
+def semantic_problems(config: Any) -> list[str]:
+    """What a ``GatewayConfig`` gets wrong about semantic caches: an embeddings model that is not
+    one of its public models (or is a chain), a model whose cache is off, telemetry off (the
+    entries live in the telemetry store)."""
+    problems: list[str] = []
+    defaults = config.cache.semantic
+    for name, model in config.models.items():
+        o = model.cache
+        sem = o.semantic if o is not None else None
+        if sem is None or not sem.enabled:
+            continue
+        where = f"models.{name}.cache.semantic"
+        embed = sem.embedding_model or defaults.embedding_model
+        if not embed:
+            problems.append(f"{where}.embedding_model: required (here or in cache.semantic.embedding_model)")
+        elif embed not in config.models:
+            problems.append(f'{where}.embedding_model: unknown model "{embed}" (a public model of this gateway)')
+        elif config.models[embed].chain is not None:
+            problems.append(f'{where}.embedding_model: "{embed}" is a chain, not an embeddings model')
+        if not (config.cache.enabled if o is None or o.enabled is None else o.enabled):
+            problems.append(f"{where}: the semantic cache needs the model's cache on "
+                            f"(models.{name}.cache.enabled or cache.enabled)")
+        if not config.telemetry.enabled:
+            problems.append(f"{where}: needs telemetry (its entries live in the telemetry store); "
+                            "telemetry.enabled is false")
+    return problems

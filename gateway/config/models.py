@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from gateway.config.access import AuthSettings, LimitSettings, PluginSpec, VirtualKey, access_problems
 from gateway.config.adapters import Adapter, adapter_problems
 from gateway.config.bias import BiasSettings
-from gateway.config.cache import CacheOverride, CacheSettings
+from gateway.config.cache import CacheOverride, CacheSettings, semantic_problems
 from gateway.config.chains import ChainSettings
 from gateway.config.evaluations import EvaluationSettings
 from gateway.config.observability import ObservabilitySettings
@@ -375,6 +375,7 @@ class GatewayConfig(_Strict):
         problems.extend(access_problems(self))
         problems.extend(vllm_problems(self.backends))
         problems.extend(adapter_problems(self))
+        problems.extend(semantic_problems(self))
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -179,17 +179,19 @@ GROUP BY name ORDER BY cost_usd DESC, requests DESC, name LIMIT 100""", f.params
 
 
 def cache(fetch: Fetch, f: Filters) -> dict:
-    """Cache outcomes (hit, miss, coalesced, bypass; ``none``: refused before the cache), the hit
-    ratio among looked-up requests (hit / (hit + miss + coalesced)), the time hits saved, and
-    the ratio per bucket."""
+    """Cache outcomes (hit, semantic_hit, miss, coalesced, bypass; ``none``: refused before the
+    cache), the hit ratio among looked-up requests ((hit + semantic_hit) / (hit + semantic_hit +
+    miss + coalesced)), the time hits of either kind saved, and the ratio per bucket."""
     p = f.params()
     rows = fetch(f"""SELECT cache_status AS status, count() AS requests, sum(ifNull(cache_saved_ms, 0)) AS saved_ms
 FROM llm_requests WHERE {f.raw_where()} GROUP BY status""", p)
     by = {r["status"]: r for r in rows}
-    n = {s: (by.get(s) or {}).get("requests", 0) for s in ("hit", "miss", "coalesced", "bypass", "none")}
-    looked_up = n["hit"] + n["miss"] + n["coalesced"]
-    series = fetch(f"""SELECT {_bucket(f, "ts_start")} AS t, countIf(cache_status = 'hit') AS hits,
-    countIf(cache_status IN ('hit', 'miss', 'coalesced')) AS looked_up
+    n = {s: (by.get(s) or {}).get("requests", 0)
+         for s in ("hit", "semantic_hit", "miss", "coalesced", "bypass", "none")}
+    hits = n["hit"] + n["semantic_hit"]
+    looked_up = hits + n["miss"] + n["coalesced"]
+    series = fetch(f"""SELECT {_bucket(f, "ts_start")} AS t, countIf(cache_status IN ('hit', 'semantic_hit')) AS hits,
+    countIf(cache_status IN ('hit', 'semantic_hit', 'miss', 'coalesced')) AS looked_up
 FROM llm_requests WHERE {f.raw_where()} GROUP BY t ORDER BY t""", p)
     axis = bucket_starts(f)
     index = {t: i for i, t in enumerate(axis)}
@@ -198,12 +200,12 @@ FROM llm_requests WHERE {f.raw_where()} GROUP BY t ORDER BY t""", p)
         i = index.get(row["t"])
         if i is not None and row["looked_up"]:
             ratio[i] = round(row["hits"] / row["looked_up"], 4)
-    saved = (by.get("hit") or {}).get("saved_ms") or 0.0
+    saved = sum((by.get(s) or {}).get("saved_ms") or 0.0 for s in ("hit", "semantic_hit"))
     return {"range": f.describe(), "source": "raw", "requests": sum(r["requests"] for r in rows),
             "by_status": {s: c for s, c in sorted((r["status"], r["requests"]) for r in rows)},
-            "hits": n["hit"], "misses": n["miss"], "coalesced": n["coalesced"], "bypassed": n["bypass"],
-            "not_reached": n["none"],
-            "hit_ratio": round(n["hit"] / looked_up, 4) if looked_up else None,
+            "hits": n["hit"], "semantic_hits": n["semantic_hit"], "misses": n["miss"], "coalesced": n["coalesced"],
+            "bypassed": n["bypass"], "not_reached": n["none"],
+            "hit_ratio": round(hits / looked_up, 4) if looked_up else None,
             "saved_ms": round(saved, 1), "t": axis, "hit_ratio_series": ratio}
 
 

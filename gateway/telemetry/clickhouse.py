@@ -147,6 +147,7 @@ class ClickHouseStore:
         self._client = None
         self.migrated: list[int] = []
         self._tables_made: set[str] = set()  # vector tables created (or found) by this process
+        self._tables_refused: dict[str, str] = {}  # vector tables the store would not create: why
 
     @property
     def database(self) -> str:
@@ -179,14 +180,7 @@ class ClickHouseStore:
         deduplicated by ``token``. Raises on failure (the connection is then reset)."""
         client = self.ensure()
         if table not in self._tables_made and vectors.parse_table(table) is not None:
-            # a vector table is made on its first insert (its HNSW index needs the vectors' length)
-            try:
-                for stmt in vectors.create_statements(table, self.schema):
-                    client.command(stmt)
-            except BaseException:
-                self.reset()
-                raise
-            self._tables_made.add(table)
+            self._make_vector_table(client, table)
         settings: dict[str, Any] = {"insert_deduplicate": 1, "insert_deduplication_token": token}
         if self.settings.cluster:
             settings["distributed_foreground_insert"] = 1
@@ -204,9 +198,38 @@ class ClickHouseStore:
             self.reset()
             raise
 
+    def _make_vector_table(self, client, table: str) -> None:
+        """Create vector table ``table`` before its first insert (its HNSW index needs the vectors'
+        length). A store that refuses the table itself (a server without vector indexes) refuses
+        its rows for good: ``VectorTableRefused`` (a ``ValueError``, so the batch's other rows and
+        tables still go in) instead of an error that would hold the whole log back."""
+        refused = self._tables_refused.get(table)
+        if refused is not None:
+            raise VectorTableRefused(table, refused)
+        try:
+            for stmt in vectors.create_statements(table, self.schema):
+                client.command(stmt)
+        except Exception as exc:
+            self.reset()
+            if not isinstance(getattr(exc, "code", None), int):
+                raise  # the store is down or unreachable: retry the batch later
+            reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+            self._tables_refused[table] = reason
+            log.error("telemetry: the store refused to create %s; its rows are dropped until a restart: %s",
+                      table, reason)
+            raise VectorTableRefused(table, reason) from exc
+        self._tables_made.add(table)
+
     def close(self) -> None:
         """Close the connection (chDB: releases the engine when no other client holds it)."""
         self.reset()
+
+
+class VectorTableRefused(ValueError):
+    """The store would not create a vector table (``ClickHouseStore.insert``): its rows are refused."""
+
+    def __init__(self, table: str, reason: str):
+        super().__init__(f"the store refused to create vector table {table}: {reason}")
 
 
 def _close_quietly(client) -> None:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from gateway.config.telemetry import ClickHouseSettings, QueryLane, QuerySettings
 from gateway.telemetry import vectors
-from gateway.telemetry.clickhouse import ReadOnlyClient
+from gateway.telemetry.clickhouse import ReadOnlyClient, parse_dsn
 
 log = logging.getLogger("gateway.telemetry")
 T = TypeVar("T")
@@ -166,6 +166,8 @@ class QueryLanes:
     def __init__(self, clickhouse: ClickHouseSettings, dsn: str, limits: QuerySettings, *,
                  locate: Callable[[], str] | None = None):
         self.limits = limits
+        # The database the lanes' connections use; SQL that names its tables in full needs it.
+        self.database = parse_dsn(dsn, clickhouse.database).database
 
         def maker(extra: dict[str, Any] | None) -> Callable[[], ReadOnlyClient]:
             return lambda: ReadOnlyClient(clickhouse, dsn, limits, locate=locate, extra_settings=extra)

@@ -93,3 +93,33 @@ def test_semantic_lookup_matches_tenant_key_and_age(store):
                                    since="2026-12-02 00:00:00.000", now="2026-12-04 12:00:00.000")
     rows = client.query(sql, parameters=params, settings=vectors.SEARCH_SETTINGS).result_rows
     assert len(rows) == 1 and rows[0][0] == near[4] and 0 < rows[0][1] < 0.01
+
+
+def test_a_vector_table_the_store_refuses_drops_its_rows_not_the_log(store, monkeypatch, caplog):
+    """A server without vector indexes refuses the table: its rows are refused (so the batch's
+    other tables still go in) and the refusal is not retried on every batch."""
+    from gateway.telemetry.clickhouse import VectorTableRefused
+    from gateway.telemetry.facts_insert import insert_rows
+
+    calls = []
+
+    def refused_ddl(table, opts):
+        calls.append(table)
+        return [f"CREATE TABLE `default`.`{table}` (x Array(Float32), INDEX i x TYPE "
+                "vector_similarity('hnsw', 'no_such_distance', 3)) ENGINE = MergeTree ORDER BY tuple()"]
+
+    monkeypatch.setattr(vectors, "create_statements", refused_ddl)
+    table = vectors.table_name(vectors.CHUNKS, 3)
+    rows = [_chunk("a", i, [1, 0, 0]) for i in range(4)]
+
+    def insert(batch, token):
+        store.insert(table, vectors.CHUNK_COLUMN_NAMES, _payload(batch), token)
+
+    result = insert_rows(insert, rows, "b1")  # refused rows, not an error that stalls the log
+    assert result.inserted == 0 and result.lost == 4
+    assert calls == [table]  # one refusal, remembered
+    with pytest.raises(VectorTableRefused):
+        insert(rows, "b2")
+    assert "refused to create llm_chunks_d3" in caplog.text
+    store.insert("llm_collections", ("name", "dims"), b'["docs", 3]\n', "c1")  # other tables still go in
+    assert store.ensure().query("SELECT count() FROM llm_collections").result_rows == [(1,)]

@@ -232,7 +232,8 @@
       var panel = document.getElementById("p-cache");
       var kv = $("#cache-kv");
       kv.textContent = "";
-      [["hit ratio", fmt.pct(c.hit_ratio)], ["hits", fmt.int(c.hits)], ["misses", fmt.int(c.misses)],
+      [["hit ratio", fmt.pct(c.hit_ratio)], ["hits", fmt.int(c.hits)], ["semantic hits", fmt.int(c.semantic_hits)],
+       ["misses", fmt.int(c.misses)],
        ["coalesced", fmt.int(c.coalesced)], ["bypassed", fmt.int(c.bypassed)],
        ["refused before the cache", fmt.int(c.not_reached)], ["time saved", fmt.dur(c.saved_ms)]]
         .forEach(function (p) { kv.append(el("span", null, p[0] + " ", el("b", { text: p[1] }))); });
