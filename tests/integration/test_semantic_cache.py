@@ -49,7 +49,7 @@ SEM = "{enabled: true}"
 
 
 def config(tdb_name: str, log_dir, *, fake_url: str = "http://127.0.0.1:9/v1", extra: str = "",
-           lookup: float = 10) -> str:
+           lookup: float = 10, telemetry: str = "") -> str:
     """``lookup``: the look-up's bound; generous by default, for a loaded machine (the first
     query of a process also opens its connection)."""
     dead = free_port()  # nothing listens there: the embeddings backend that is down
@@ -96,7 +96,7 @@ routing: {{retry: {{attempts: 1}}}}
 cache:
   semantic: {{embedding_model: emb, max_distance: {MAX_DISTANCE}, embed_timeout_s: 0.5, lookup_timeout_s: {lookup}}}
 {extra}
-{telemetry_yaml(chdb_dsn(), tdb_name, log_dir)}
+{telemetry_yaml(chdb_dsn(), tdb_name, log_dir, extra=telemetry)}
 """
 
 
@@ -163,6 +163,7 @@ def test_near_question_is_served_the_stored_answer_and_rows_say_so(gw_factory, t
     hit = next(r for r in gw.records if r.cache_status == "semantic_hit")
     assert 0 < hit.cache_distance <= MAX_DISTANCE and hit.cache_entry_id == stored["entry_id"]
     assert hit.usage.total_tokens is None and hit.t_upstream_start is None  # no model answered it
+    assert hit.cache_saved_ms is not None and hit.cache_saved_ms > 0  # the original answer's latency
     rows = request_rows(tdb, 8)  # four requests, each with its embedding call
     first_id, near_id = first.headers["x-request-id"], near.headers["x-request-id"]
     assert stored["request_id"] == first_id
@@ -176,6 +177,12 @@ def test_near_question_is_served_the_stored_answer_and_rows_say_so(gw_factory, t
     stats = httpx.get(f"{gw.url}/admin/cache").json()["stats"]
     assert stats["semantic_errors"] == 0  # the first look-up met no table yet: empty, not an error
     assert stats["semantic_hits"] == 1 and stats["semantic_misses"] == 3 and stats["semantic_stores"] == 3
+
+
+def test_rows_keep_the_question_where_rows_keep_request_bodies(gw_factory, tdb):
+    gw = gw_factory(telemetry="  bodies: {request: true, max_bytes: 24}")
+    ask(gw, "é" * 8 + " " + QUESTION)
+    assert until_entries(tdb, 1)[0]["question"] == "é" * 8 + " " + QUESTION[:7]  # cut to 24 bytes
 
 
 def test_an_exact_repeat_is_an_exact_hit_first(gw_factory, tdb):
