@@ -117,14 +117,21 @@ def add(name: str, files: tuple[str, ...], text_field: str, metadata_pairs: tupl
         if not chunks:
             fail("the files hold no text to add")
         t0 = time.perf_counter()
+        counts: dict[str, int] = {}
+        for c in chunks:
+            counts[c["doc_id"]] = counts.get(c["doc_id"], 0) + 1
+        removed = 0
         for start in range(0, len(chunks), BATCH):
-            gw.call("POST", f"/admin/collections/{name}/chunks", json={"chunks": chunks[start:start + BATCH]})
+            body: dict[str, Any] = {"chunks": chunks[start:start + BATCH]}
+            if start + BATCH >= len(chunks):  # the last call: chunks of an earlier, longer version go
+                body["documents"] = counts
+            removed += gw.call("POST", f"/admin/collections/{name}/chunks", json=body).get("removed", 0)
         embedded_s = time.perf_counter() - t0
         ids = {(c["doc_id"], c["chunk_index"]) for c in chunks}
         described = _wait_for_chunks(gw, name, len(ids), timeout)
-    docs = len({c["doc_id"] for c in chunks})
-    click.echo(f"added {len(chunks)} chunks of {docs} documents to {name} in {embedded_s:.1f} s; it now holds "
-               f"{described['chunks']} chunks of {described['documents']} documents")
+    gone = f", removed {removed} chunks of their earlier versions" if removed else ""
+    click.echo(f"added {len(chunks)} chunks of {len(counts)} documents to {name} in {embedded_s:.1f} s{gone}; it now "
+               f"holds {described['chunks']} chunks of {described['documents']} documents")
 
 
 @collections.command("search")

@@ -4,7 +4,8 @@ Creating asks the embeddings model once (the length of its vectors decides the t
 chunks go to, ``llm_chunks_d<dims>``) and writes the ``llm_collections`` row. Adding embeds the
 chunks through the gateway (``Embedder``, as the collection's tenant) and writes one row per
 chunk, with ``version`` the time in microseconds, so a document added again replaces its
-chunks of the same index. Both are written through the request log; the ingester inserts them.
+chunks of the same index; its chunks beyond its new length are marked deleted (``trim``).
+Both are written through the request log; the ingester inserts them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ SELECT c AS collection, count() AS chunks, uniqExact(d) AS documents FROM (
   SELECT chunk_id, argMax(collection, version) AS c, argMax(doc_id, version) AS d, argMax(deleted, version) AS gone
   FROM `{database}`.`{table}` WHERE collection IN {{names:Array(String)}} GROUP BY chunk_id
 ) WHERE NOT gone GROUP BY c
+"""
+
+
+_LIVE_SQL = """
+SELECT d AS doc_id, i AS chunk_index, e AS embedding FROM (
+  SELECT chunk_id, argMax(doc_id, version) AS d, argMax(chunk_index, version) AS i, argMax(embedding, version) AS e,
+         argMax(deleted, version) AS gone
+  FROM `{database}`.`{table}` WHERE collection = {{collection:String}} AND doc_id IN {{docs:Array(String)}}
+  GROUP BY chunk_id
+) WHERE NOT gone
 """
 
 
@@ -123,8 +134,22 @@ async def describe(retriever: Retriever, name: str | None) -> list[dict[str, Any
              "documents": int(counts.get(c.name, {}).get("documents", 0))} for c in listed]
 
 
+def parse_documents(body: dict[str, Any]) -> dict[str, int]:
+    """An add request's ``documents``: doc_id → how many chunks it has now (its chunks of a
+    higher index, from an earlier version of it, are removed). ``{}`` when not given."""
+    documents = body.get("documents", {})
+    if not isinstance(documents, dict) or not all(
+            isinstance(k, str) and type(v) is int and v >= 0 for k, v in documents.items()):
+        raise InvalidRequestError("'documents' must be an object of doc_id to chunk counts.", param="documents")
+    return documents
+
+
 def parse_chunks(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``chunks`` of an add request, checked (400 naming the first bad one)."""
+    unknown = sorted(set(body) - {"chunks", "documents"})
+    if unknown:
+        raise InvalidRequestError(f"Unknown field {unknown[0]!r} (an add takes chunks and documents).",
+                                  param=unknown[0])
     chunks = body.get("chunks")
     if not isinstance(chunks, list) or not chunks:
         raise InvalidRequestError("'chunks' must be a non-empty array.", param="chunks")
@@ -175,4 +200,30 @@ async def add_chunks(retriever: Retriever, sink: Any, collection: Collection, ch
     return len(chunks)
 
 
-__all__ = ["CollectionExists", "CreateSpec", "add_chunks", "create", "describe", "parse_chunks", "parse_create"]
+async def trim(retriever: Retriever, sink: Any, collection: Collection, documents: dict[str, int]) -> int:
+    """Remove the stored chunks of ``documents`` beyond their new count (a document added again
+    that is shorter now); returns how many. A removed chunk is a row marked ``deleted`` with a
+    newer version and the old embedding, so a search that proposes it also sees it is gone."""
+    from gateway.telemetry import vectors
+    from gateway.telemetry.values import format_ts
+
+    if not documents:
+        return 0
+    table = vectors.table_name(vectors.CHUNKS, collection.dims)
+    sql = _LIVE_SQL.format(database=retriever.database(), table=table)
+    live = await retriever.rows(sql, {"collection": collection.name, "docs": sorted(documents)})
+    stale = [r for r in live if int(r["chunk_index"]) >= documents.get(r["doc_id"], 1 << 31)]
+    names = vectors.CHUNK_COLUMN_NAMES
+    now, version = time.time(), time.time_ns() // 1000
+    for r in stale:
+        values = {"collection": collection.name, "doc_id": r["doc_id"], "chunk_index": int(r["chunk_index"]),
+                  "chunk_id": chunk_id(collection.name, r["doc_id"], int(r["chunk_index"])), "text": "",
+                  "metadata": {}, "embedding_model": collection.embedding_model,
+                  "embedding": vectors.format_vector(r["embedding"]), "added": format_ts(now), "version": version,
+                  "deleted": True}
+        sink.emit_row(table, names, [values[n] for n in names])
+    return len(stale)
+
+
+__all__ = ["CollectionExists", "CreateSpec", "add_chunks", "create", "describe", "parse_chunks", "parse_create",
+           "parse_documents", "trim"]

@@ -14,9 +14,10 @@ For the admin (``llm-gateway collections``; behind the one admin check):
 - ``GET /admin/collections`` and ``GET /admin/collections/{name}`` — collections and how many
   chunks each holds in the store.
 - ``POST /admin/collections/{name}/chunks`` — ``{"chunks": [{doc_id, chunk_index, text,
-  metadata}]}``: embedded through the gateway (rows tagged ``retrieval: add``, tenant the
-  collection's) and written as rows of the collection's vector table; the ingester inserts
-  them seconds later (``POST /admin/telemetry/flush`` waits for that).
+  metadata}], "documents": {doc_id: chunk count}}``: embedded through the gateway (rows tagged
+  ``retrieval: add``, tenant the collection's) and written as rows of the collection's vector
+  table; the ingester inserts them seconds later (``POST /admin/telemetry/flush`` waits for
+  that). ``documents`` (optional): those documents' stored chunks beyond the count are removed.
 """
 
 from __future__ import annotations
@@ -136,13 +137,15 @@ class CollectionsAPI:
         rid = str(uuid.uuid4())
         t0 = time.perf_counter()
         try:
-            chunks = admin_ops.parse_chunks(await read_json(request))
+            body = await read_json(request)
+            chunks, documents = admin_ops.parse_chunks(body), admin_ops.parse_documents(body)
             caller = self._admin_caller(request, rid)
             collection = await self._retriever.collection(request.match_info["name"], caller)
             added = await admin_ops.add_chunks(self._retriever, self._sink(), collection, chunks, caller)
+            removed = await admin_ops.trim(self._retriever, self._sink(), collection, documents)
         except GatewayError as exc:
             return _error(exc, rid)
-        return web.json_response({"collection": collection.name, "added": added,
+        return web.json_response({"collection": collection.name, "added": added, "removed": removed,
                                   "embedding_model": collection.embedding_model,
                                   "seconds": round(time.perf_counter() - t0, 3)}, headers={"x-request-id": rid})
 

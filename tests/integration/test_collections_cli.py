@@ -89,6 +89,15 @@ def test_without_a_running_gateway_the_command_serves_the_config_itself(tmp_path
     config.write_text(config_text(telemetry, free_port()))
     exercise(files, ["--config", str(config)])
     assert "no gateway running; serving the config in this process" in cli("list", "--config", str(config)).output
+    # notes.txt again, now one window long: its second chunk of before is removed
+    (tmp_path / "notes.txt").write_text("The kettle boils water for tea.")
+    shorter = cli("add", "docs", files[0], "--config", str(config))
+    assert "added 1 chunks of 1 documents to docs" in shorter.output, shorter.output
+    assert "removed 1 chunks of their earlier versions; it now holds 5 chunks of 4 documents" in shorter.output
+    found = orjson.loads(cli("search", "docs", "switches itself off when the water boils", "-k", "10", "--json",
+                             "--config", str(config)).stdout)["data"]
+    notes = [(h["doc_id"], h["chunk_index"], h["text"]) for h in found if h["doc_id"] == "notes.txt"]
+    assert notes == [("notes.txt", 0, "The kettle boils water for tea.")]
     (tmp_path / "again").mkdir()
     (tmp_path / "again" / "notes.txt").write_text("Another file of the same name.")
     twice = cli("add", "docs", files[0], str(tmp_path / "again" / "notes.txt"), "--config", str(config))
