@@ -176,11 +176,13 @@ def test_a_chain_retrieves_for_its_next_step_and_its_row_records_the_chunks(gw, 
     assert sent[1] == {"role": "user", "content": "How fast does the kettle boil water?"}
 
     flush(gw)
-    chain_row = wait_for(lambda: rows(gw.database, "SELECT retrieved_chunks, retrieved_distances, tenant "
+    chain_row = wait_for(lambda: rows(gw.database, "SELECT retrieved_chunks, retrieved_distances, tenant, "
+                                      "prompt_tokens, completion_tokens "
                                       f"FROM llm_requests WHERE request_id = '{chain_id}'"), what="the chain's row")[0]
     assert chain_row["retrieved_chunks"][0] == chunk_id("handbook", "kettle.md", 0)
     assert len(chain_row["retrieved_chunks"]) == len(chain_row["retrieved_distances"]) == 2
     assert chain_row["retrieved_distances"] == sorted(chain_row["retrieved_distances"])
+    assert (chain_row["prompt_tokens"], chain_row["completion_tokens"]) == (9, 2)  # its model step's only
     step_rows = rows(gw.database, "SELECT endpoint, metadata, parent_request_id, session_id FROM llm_requests "
                                   f"WHERE parent_request_id = '{chain_id}' ORDER BY ts_start")
     assert [r["endpoint"] for r in step_rows] == ["embeddings", "chat/completions"]
