@@ -42,6 +42,7 @@ from gateway.proxy.handlers import RESPONSE_STARTED, ProxyHandlers
 from gateway.proxy.http_hygiene import secure_headers
 from gateway.proxy.runtime import Runtime
 from gateway.proxy.upstream import create_session
+from gateway.retrieval import CollectionsFeature
 from gateway.routing.admin import RoutingAdmin
 from gateway.routing.health import HealthRegistry
 from gateway.routing.shared_circuit import SharedCircuits
@@ -120,7 +121,9 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     plugins = PluginsFeature(access)
     cache = CacheFeature(app, handlers)
     conversations = ConversationsFeature()
-    chains = ChainsFeature(handlers)
+    # routes only (no stage: other requests never meet it); its retriever serves chains' retrieve steps too
+    collections = CollectionsFeature(app, handlers, runtime, telemetry.database)
+    chains = ChainsFeature(handlers, collections.retriever)
     observability = ObservabilityFeature(app, snapshot, runtime, health, lambda: app.get(WATCHER))
     dashboard = DashboardFeature(app, snapshot, access.layer.admin_key, runtime, data_dir=data_dir)
     access.layer.admin_session = dashboard.admits  # the dashboard's cookie, where it may stand in for the key
@@ -143,7 +146,7 @@ def build_app(snapshot: ConfigSnapshot, *, data_dir: str | None = None,
     # request's durable record) runs before any other; plugins (their paths) and access compile
     # first of those that may refuse a config, prompts before chains (a chain step names a prompt).
     features: tuple[Feature, ...] = (fleet, telemetry, plugins, access, ownership, prompts, cache, conversations,
-                                     chains, observability, dashboard,
+                                     collections, chains, observability, dashboard,
                                      ConfigAdmin(snapshot, runtime, lambda: app.get(WATCHER)),
                                      RoutingAdmin(runtime, health))
     app[FEATURES] = features

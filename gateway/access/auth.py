@@ -105,6 +105,15 @@ def admin_denied(request: web.Request, admin_key: str | None) -> web.Response | 
 KEY = web.RequestKey("virtual_key", object)  # the KeyPolicy the middleware authenticated
 
 
+def delegate(ctx: RequestContext, grant: Grant | KeyPolicy) -> None:
+    """Run the in-process request ``ctx`` as the caller ``grant`` (its ``Grant``, or a
+    ``KeyPolicy``) already checked: the access stage takes that key instead of reading one
+    from the headers, and skips the endpoint and model checks (what the caller was allowed
+    covers the call: a retrieval collection's embeddings). Limits and budget still apply. The
+    admin key's calls keep the tenant ``ctx`` already names (a collection's)."""
+    ctx.access = Grant(grant.key if isinstance(grant, Grant) else grant)
+
+
 def bears_admin_key(request: web.Request, default_key: str | None = None) -> bool:
     """Whether ``request`` sends the configured admin key as ``Authorization: Bearer`` (never
     true without an admin key). ``default_key``: the key on an application without the access
@@ -243,19 +252,23 @@ class AccessLayer:
         if policy.mode != "keys":
             return await call_next(ctx)
         how = ctx.passthrough
-        key = policy.authenticate(ctx.headers, how is not None and not ctx.model_requested)
+        handed = ctx.access  # set before this stage only by ``delegate``: a call made in-process
+        key = handed.key if handed is not None else \
+            policy.authenticate(ctx.headers, how is not None and not ctx.model_requested)
         # The caller is known from here on: its row carries them whatever happens next (403, 429).
-        ctx.tenant = key.tenant
+        ctx.tenant = (ctx.tenant or key.tenant) if key.admin else key.tenant
         ctx.api_key_id = key.key_id
         if key.metadata is not None:
             ctx.metadata = {**ctx.metadata, **key.metadata} if ctx.metadata else dict(key.metadata)
-        if not key.allows_endpoint(ctx.endpoint, how is None or how.method == "POST"):
+        if handed is not None:
+            pass  # what its caller was allowed covers this call (a searched collection, its embeddings model)
+        elif not key.allows_endpoint(ctx.endpoint, how is None or how.method == "POST"):
             # Before the model and the limits: the backend's key must not reach account or
             # server-admin paths for a key that was not given them.
             raise PermissionDeniedError(f"This key may not use the endpoint /v1/{ctx.endpoint}. Ask your gateway "
                                         "admin to add it to the key's `endpoints`.", code="endpoint_not_allowed")
         model = ctx.model_requested
-        if model and not key.allows(model):  # no model: a passthrough path, which ``endpoints`` governs
+        if model and handed is None and not key.allows(model):  # no model: a passthrough path (``endpoints``)
             if not policy.model_exists(model):
                 raise ctx.runtime.unknown_model(model)
             raise PermissionDeniedError(f"This key may not use the model `{model}`.", param="model")
@@ -380,4 +393,4 @@ def warn_if_open(snapshot: ConfigSnapshot, host: str) -> bool:
 
 
 __all__ = ["ACCESS", "AccessLayer", "Compiled", "admin_denied", "authenticated_key", "bears_admin_key",
-           "warn_if_open"]
+           "delegate", "warn_if_open"]

@@ -138,6 +138,6 @@ def _middleware(layer: AccessLayer):
 
 
 def _admins(path: str) -> bool:
-    """The /v1 routes outside the proxy that the admin key may use: feedback on any request, and
-    the model list (every model: no key's ``models`` apply)."""
-    return path == "/v1/feedback" or path == "/v1/models" or path.startswith("/v1/models/")
+    """The /v1 routes outside the proxy that the admin key may use: feedback on any request, the
+    model list (every model: no key's ``models`` apply), and every retrieval collection's search."""
+    return path == "/v1/feedback" or path == "/v1/models" or path.startswith(("/v1/models/", "/v1/collections/"))

@@ -48,7 +48,7 @@ class KeyPolicy:
     """A ``VirtualKey`` compiled for the request path."""
 
     __slots__ = ("key_id", "tenant", "metadata", "spec", "limited", "_patterns", "_allowed", "disabled",
-                 "endpoints", "read_endpoints", "_endpoint_ok", "admin")
+                 "endpoints", "read_endpoints", "_endpoint_ok", "admin", "_collections")
 
     def __init__(self, key: VirtualKey, admin: bool = False):
         self.admin = admin  # the admin key, on stored-object paths (``AccessPolicy.authenticate``)
@@ -65,6 +65,7 @@ class KeyPolicy:
         self.endpoints = key.endpoint_patterns
         self.read_endpoints = key.listed_endpoint_patterns
         self._endpoint_ok: dict[tuple[str, bool], bool] = {}
+        self._collections = tuple(key.collections)
 
     def allows(self, model: str) -> bool:
         ok = self._allowed.get(model)
@@ -83,6 +84,11 @@ class KeyPolicy:
             if len(self._endpoint_ok) < 1024:
                 self._endpoint_ok[endpoint, post] = ok
         return ok
+
+    def allows_collection(self, name: str) -> bool:
+        """Whether the retrieval collection ``name`` matches one of the key's ``collections``
+        globs (its tenant's and the shared collections only: ``gateway.retrieval``)."""
+        return self.admin or any(fnmatch.fnmatchcase(name, p) for p in self._collections)
 
 
 class Grant:
@@ -119,6 +125,15 @@ class AccessPolicy:
         self._models = frozenset(cfg.models)
         # Rules with targets of their own serve the names their ``match.model`` glob accepts.
         self._routed = tuple(r.match.model or "*" for r in cfg.routes if r.targets)
+
+    @property
+    def admin_policy(self) -> KeyPolicy:
+        """The admin as a ``KeyPolicy``: what in-process calls made for the admin run as
+        (``gateway.access.auth.delegate``), with or without an admin key (local admin requests)."""
+        if self._admin is not None:
+            return self._admin
+        return KeyPolicy(VirtualKey(tenant="admin", id="admin", sha256="0" * 64, models=[], endpoints=["*"]),
+                         admin=True)
 
     def model_exists(self, model: str) -> bool:
         """Whether ``model`` names something this config serves (a public model, or a name a

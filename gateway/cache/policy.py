@@ -185,7 +185,7 @@ class CachePolicy:
         # A semantic entry's row keeps its question's text only where rows keep request bodies.
         bodies = cfg.telemetry.bodies
         self.keep_question = bodies.request
-        self.question_max_chars = bodies.max_bytes
+        self.question_max_bytes = bodies.max_bytes
 
     def for_model(self, model: str) -> ModelPolicy:
         """The policy of public model ``model`` (the default one for names not configured)."""

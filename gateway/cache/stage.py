@@ -328,7 +328,7 @@ class CacheStage:
         if policy.max_ttl_s is not None:
             ttl = min(ttl, policy.max_ttl_s)
         child = semantic.embedding_request(ctx, sp.embedding_model, q.text) if vector is None else None
-        text = q.text[:policy.question_max_chars] if policy.keep_question else ""
+        text = q.text.encode()[:policy.question_max_bytes].decode(errors="ignore") if policy.keep_question else ""
         self._spawn(semantic.store(ctx, child, vector, q, sp, policy.settings.namespace, entry, ttl, text))
 
     def _end(self, flight: Flight, **outcome) -> None:

@@ -24,14 +24,15 @@ __all__ = ["ChainsFeature"]
 
 class ChainsFeature(Feature):
     """Dispatches requests for chain models to a ``ChainRunner`` (steps run through
-    ``handlers.call_internal``, a ``ProxyHandlers``)."""
+    ``handlers.call_internal``, a ``ProxyHandlers``; retrieve steps through ``retriever``, a
+    ``gateway.retrieval.search.Retriever``)."""
 
     name = "chains"
 
-    def __init__(self, handlers):
+    def __init__(self, handlers, retriever=None):
         from gateway.chains.runner import ChainRunner
 
-        self._run = ChainRunner(handlers).run
+        self._run = ChainRunner(handlers, retriever).run
 
     def compile(self, runtime) -> None:
         """Compile the config's chain files against its models and compiled prompts (after

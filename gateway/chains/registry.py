@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -40,6 +41,7 @@ class Chain:
     deadline_s: float
     max_steps: int
     refs: tuple[Ref | None, ...]
+    queries: tuple[Any, ...] = ()  # each retrieve step's compiled query template (``None`` for other steps)
 
     @property
     def steps(self) -> list[Step]:
@@ -79,6 +81,22 @@ def _parse(path: Path, data: bytes, problems: list[str]) -> ChainFile | None:
         return None
 
 
+def _query_template(step: Step, where: str, problems: list[str]) -> Any:
+    """A retrieve step's query template, compiled in the prompts' sandbox (``None`` for a model
+    step, or on a syntax error, which goes to ``problems``)."""
+    if step.retrieve is None:
+        return None
+    from jinja2 import TemplateSyntaxError
+
+    from gateway.prompts.render import make_environment
+
+    try:
+        return make_environment().from_string(step.retrieve.query)
+    except TemplateSyntaxError as exc:
+        problems.append(f"{where}.retrieve.query: template syntax error at line {exc.lineno}: {exc.message}")
+        return None
+
+
 def compile_chains(snapshot: ConfigSnapshot, prompts) -> ChainRegistry | None:
     """The chain registry of ``snapshot`` (``None``: neither a chain folder nor a chain model).
     ``prompts``: the snapshot's compiled ``PromptRegistry`` or ``None``. Raises ``ConfigError``."""
@@ -108,8 +126,14 @@ def load_chains(folder: Folder, config, prompts) -> tuple[ChainRegistry | None, 
         if len(spec.steps) > limit:
             problems.append(f"{path}: steps: {len(spec.steps)} steps exceed the limit of {limit} "
                             "(chains.max_steps)")
+        queries: list[Any] = []
         for i, step in enumerate(spec.steps):
             where = f"{path}: steps[{i}] ({step.name})"
+            queries.append(_query_template(step, where, problems))
+            if step.retrieve is not None:
+                step_refs.append(None)
+                continue
+            assert step.model is not None  # a step without retrieve names a model (models.Step)
             target = config.models.get(step.model)
             if target is None:
                 problems.append(f'{where}.model: unknown model "{step.model}"')
@@ -127,7 +151,8 @@ def load_chains(folder: Folder, config, prompts) -> tuple[ChainRegistry | None, 
             step_refs.append(ref)
         chains[path.stem] = Chain(
             name=path.stem, spec=spec, content_hash=hashlib.sha256(data).hexdigest(), source=str(path),
-            deadline_s=spec.deadline_s or settings.deadline_s, max_steps=limit, refs=tuple(step_refs))
+            deadline_s=spec.deadline_s or settings.deadline_s, max_steps=limit, refs=tuple(step_refs),
+            queries=tuple(queries))
     by_model = {}
     for model, name in refs.items():
         chain = chains.get(name)

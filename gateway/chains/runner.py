@@ -55,7 +55,8 @@ class ChainStepError(GatewayError):
 
 
 def _step_error(chain: Chain, i: int, step, what: str, status: int, type_: str, code: str | None) -> ChainStepError:
-    return ChainStepError(f'chain "{chain.name}" step {i + 1} "{step.name}" (model {step.model}) failed: {what}',
+    doing = f"model {step.model}" if step.retrieve is None else f"retrieve from {step.retrieve.collection}"
+    return ChainStepError(f'chain "{chain.name}" step {i + 1} "{step.name}" ({doing}) failed: {what}',
                           status=status, type_=type_, code=code, param=f"chain.steps[{i}]")
 
 
@@ -82,8 +83,9 @@ def _parse_json_output(text: str) -> Any:
 class ChainRunner:
     """Runs chains through ``handlers`` (a ``ProxyHandlers``: ``call_internal``)."""
 
-    def __init__(self, handlers):
+    def __init__(self, handlers, retriever=None):
         self._handlers = handlers
+        self._retriever = retriever
 
     def _child(self, ctx: RequestContext, chain: Chain, i: int, body: dict, stream: bool,
                session: str) -> RequestContext:
@@ -192,6 +194,9 @@ class ChainRunner:
             if time.perf_counter() >= deadline:
                 raise _step_error(chain, i, step, f"the chain's deadline of {chain.deadline_s:g} s passed before "
                                   "this step started", 504, "server_error", "chain_deadline_exceeded")
+            if step.retrieve is not None:  # never the last step (checked at load)
+                values[step.output_name] = await self._retrieve(ctx, chain, i, values, deadline)
+                continue
             child = self._child(ctx, chain, i, self._body(ctx, chain, i, values, caller_messages, last),
                                 stream, session)
             if stream:  # the client's response is this step's: it carries the chain's id and headers
@@ -227,6 +232,21 @@ class ChainRunner:
             return response
         assert isinstance(response, web.Response)  # an unsent step answer is a whole JSON response
         return self._answer(ctx, chain, response)
+
+    async def _retrieve(self, ctx: RequestContext, chain: Chain, i: int, values: dict, deadline: float) -> list:
+        """Run retrieve step ``i``: its query rendered, the collection searched as the chain's
+        caller; the hits' ids and distances are added to the chain's row."""
+        from gateway.chains.retrieve import run_retrieve
+
+        step = chain.steps[i]
+        try:
+            return await asyncio.wait_for(run_retrieve(self._retriever, ctx, chain, i, values),
+                                          max(0.0, deadline - time.perf_counter()))
+        except TimeoutError:
+            raise _step_error(chain, i, step, f"the chain's deadline of {chain.deadline_s:g} s passed",
+                              504, "server_error", "chain_deadline_exceeded") from None
+        except GatewayError as exc:
+            raise _step_error(chain, i, step, exc.message, exc.status, exc.type, exc.code) from None
 
     def _output(self, chain: Chain, i: int, step, raw: bytes) -> Any:
         try:

@@ -65,7 +65,8 @@ def list_cmd(config_path: str | None) -> None:
     for name in sorted(registry.chains):
         c = registry.chains[name]
         served = ", ".join(serving_models(compiled, name)) or "not served (add models.<name>.chain)"
-        steps = " → ".join(f"{s.name}({s.model})" for s in c.steps)
+        steps = " → ".join(f"{s.name}({s.model or 'retrieve ' + s.retrieve.collection})"
+                            for s in c.steps)
         click.echo(f"{name}  v{c.version}  {c.content_hash[:12]}  {steps}  [served as: {served}]"
                    + (f"  {c.spec.description}" if c.spec.description else ""))
 

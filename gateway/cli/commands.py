@@ -1,6 +1,6 @@
 """The ``llm-gateway`` command line (click): ``serve``, ``demo``, ``check-config``, ``mock-server``,
 ``keys``, and the commands of other modules (``query``, ``db``, ``store``, ``prompts``, ``drift``, ``vllm``,
-``sessions``, ``chains``, ``dataset``, ``eval``, ``config``), imported only when they run
+``sessions``, ``chains``, ``dataset``, ``eval``, ``collections``, ``config``), imported only when they run
 (``gateway.cli.lazy``) so that ``--help`` stays quick.
 
 Every command that reads a config resolves it the same way (``gateway.config.resolve``).
@@ -39,6 +39,8 @@ LAZY_COMMANDS = {
     "eval": LazyCommand("gateway.cli.evals:evals",
                         "Evaluations: score candidates on a dataset, compare runs, gate promotions."),
     "ingest": LazyCommand("gateway.cli.ingest:ingest", "Read the request log into ClickHouse until SIGTERM/SIGINT"),
+    "collections": LazyCommand("gateway.cli.collections:collections",
+                               "Retrieval collections: create, add documents, search, list."),
     "config": LazyCommand("gateway.cli.config:config",
                           "The config format: its JSON Schema and its generated reference."),
 }

@@ -58,6 +58,8 @@ class VirtualKey(_Strict):
     endpoints: list[str] | None = Field(None, description=(
         "globs over the paths below /v1/ the key may use (default stands for the inference endpoints; unset: those "
         "only)"))
+    collections: list[str] = Field(default_factory=lambda: ["*"], description=(
+        "globs of the retrieval collections the key may search (of its tenant's and the shared ones)"))
     metadata: dict[str, str] = Field(default_factory=dict, description=(
         "added to every row of the key (wins over caller metadata)"))
     disabled: bool = Field(False, description="the key answers 401 as if unknown")

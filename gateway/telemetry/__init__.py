@@ -68,6 +68,7 @@ class TelemetryFeature(Feature):
         ddir = t.resolved_data_dir(str(data_dir) if data_dir else None)
         dsn = t.resolved_dsn(ddir)
         target = parse_dsn(dsn, t.clickhouse.database)  # fail at build time on a malformed DSN
+        self.database = target.database  # the tables' database, as the query lanes' connections use it
         # With the ingester in another process, the embedded store is read over HTTP from it
         # (its store.json names the port); with the ingester here, chDB is opened here anyway.
         self.locator = StoreLocator(ddir) if target.kind == "chdb" and ingest != "thread" else None

@@ -12,14 +12,17 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from typing import Any
 
 import httpx
 import openai
 import orjson
 import pytest
 
+from gateway.providers.mock.vectors import embed
 from tests.support.cache import _redis_cleanup, cache_gateway  # noqa: F401
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
@@ -46,11 +49,14 @@ SEM = "{enabled: true}"
 
 
 def config(tdb_name: str, log_dir, *, fake_url: str = "http://127.0.0.1:9/v1", extra: str = "",
-           semantic: str = "") -> str:
+           lookup: float = 10, telemetry: str = "") -> str:
+    """``lookup``: the look-up's bound; generous by default, for a loaded machine (the first
+    query of a process also opens its connection)."""
     dead = free_port()  # nothing listens there: the embeddings backend that is down
     return f"""
 backends:
   mock: {{type: mock, mock: {{embedding_dims: {DIMS}, tokens: 12}}}}
+  slow: {{type: mock, mock: {{embedding_dims: {DIMS}, latency_ms: 5000}}}}
   fake: {{type: openai, base_url: "{fake_url}", api_key: sk-backend}}
   down: {{type: openai, base_url: "http://127.0.0.1:{dead}/v1", api_key: sk-backend}}
 models:
@@ -66,6 +72,15 @@ models:
   gpt-blind:
     targets: [{{backend: mock, model: mock-chat}}]
     cache: {{enabled: true, mode: always, semantic: {{enabled: true, embedding_model: emb-down}}}}
+  gpt-held:
+    targets: [{{backend: mock, model: mock-chat}}]
+    cache: {{enabled: true, mode: always, semantic: {{enabled: true, embedding_model: emb-fake}}}}
+  gpt-slow-embed:
+    targets: [{{backend: mock, model: mock-chat}}]
+    cache: {{enabled: true, mode: always, semantic: {{enabled: true, embedding_model: emb-slow}}}}
+  gpt-brief:
+    targets: [{{backend: mock, model: mock-chat}}]
+    cache: {{enabled: true, mode: always, semantic: {{enabled: true, ttl_s: 100}}}}
   gpt-young:
     targets: [{{backend: mock, model: mock-chat}}]
     cache: {{enabled: true, mode: always, semantic: {{enabled: true, max_age_s: 60}}}}
@@ -73,11 +88,15 @@ models:
     targets: [{{backend: mock, model: mock-embed}}]
   emb-down:
     targets: [{{backend: down, model: text-embedding}}]
+  emb-fake:
+    targets: [{{backend: fake, model: text-embedding}}]
+  emb-slow:
+    targets: [{{backend: slow, model: text-embedding}}]
 routing: {{retry: {{attempts: 1}}}}
 cache:
-  semantic: {{embedding_model: emb, max_distance: {MAX_DISTANCE}{semantic}}}
+  semantic: {{embedding_model: emb, max_distance: {MAX_DISTANCE}, embed_timeout_s: 0.5, lookup_timeout_s: {lookup}}}
 {extra}
-{telemetry_yaml(chdb_dsn(), tdb_name, log_dir)}
+{telemetry_yaml(chdb_dsn(), tdb_name, log_dir, extra=telemetry)}
 """
 
 
@@ -144,6 +163,7 @@ def test_near_question_is_served_the_stored_answer_and_rows_say_so(gw_factory, t
     hit = next(r for r in gw.records if r.cache_status == "semantic_hit")
     assert 0 < hit.cache_distance <= MAX_DISTANCE and hit.cache_entry_id == stored["entry_id"]
     assert hit.usage.total_tokens is None and hit.t_upstream_start is None  # no model answered it
+    assert hit.cache_saved_ms is not None and hit.cache_saved_ms > 0  # the original answer's latency
     rows = request_rows(tdb, 8)  # four requests, each with its embedding call
     first_id, near_id = first.headers["x-request-id"], near.headers["x-request-id"]
     assert stored["request_id"] == first_id
@@ -155,7 +175,14 @@ def test_near_question_is_served_the_stored_answer_and_rows_say_so(gw_factory, t
     assert {r["parent_request_id"] for r in embeds} == {r["id"] for r in rows.values() if r["model_requested"] != "emb"}
     assert all(r["status_code"] == 200 for r in embeds)
     stats = httpx.get(f"{gw.url}/admin/cache").json()["stats"]
+    assert stats["semantic_errors"] == 0  # the first look-up met no table yet: empty, not an error
     assert stats["semantic_hits"] == 1 and stats["semantic_misses"] == 3 and stats["semantic_stores"] == 3
+
+
+def test_rows_keep_the_question_where_rows_keep_request_bodies(gw_factory, tdb):
+    gw = gw_factory(telemetry="  bodies: {request: true, max_bytes: 24}")
+    ask(gw, "é" * 8 + " " + QUESTION)
+    assert until_entries(tdb, 1)[0]["question"] == "é" * 8 + " " + QUESTION[:7]  # cut to 24 bytes
 
 
 def test_an_exact_repeat_is_an_exact_hit_first(gw_factory, tdb):
@@ -221,6 +248,11 @@ def test_tenants_never_share_semantic_entries(gw_factory, tdb):
     assert until_entries(tdb, 1)[0]["tenant"] == "acme"
     assert status("globex", PARAPHRASE) == "miss"
     assert status("acme", PARAPHRASE) == "semantic_hit"
+    # Each embedding call is the caller's: its key and tenant.
+    for child in (c for c in gw.records if c.model_requested == "emb"):
+        parent = next(c for c in gw.records if c.request_id == child.parent_request_id)
+        assert (child.tenant, child.api_key_id) == (parent.tenant, parent.api_key_id) != ("", "")
+        assert child.metadata["semantic_cache"] == parent.request_id
 
 
 # --- safety --------------------------------------------------------------------------
@@ -253,6 +285,28 @@ def test_max_age_bounds_what_is_served(gw_factory, tdb):
                ).headers["x-gateway-cache"] == "miss"
     clock.advance(31)  # older than the model's max_age_s: 60
     assert ask(gw, QUESTION + " now", model="gpt-young").headers["x-gateway-cache"] == "miss"
+
+
+def test_expired_entries_are_never_served(gw_factory, tdb):
+    gw = gw_factory()
+    clock = FakeClock(time.time())
+    gw.cache.use_clock(clock)
+    ask(gw, QUESTION, model="gpt-brief")
+    until_entries(tdb, 1)
+    clock.advance(50)
+    assert ask(gw, PARAPHRASE, model="gpt-brief").headers["x-gateway-cache"] == "semantic_hit"
+    clock.advance(51)  # past the entry's ttl_s: 100
+    assert ask(gw, QUESTION + " now", model="gpt-brief").headers["x-gateway-cache"] == "miss"
+
+
+def test_telemetry_switched_off_by_the_environment_leaves_exact_caching_only(gw_factory, tdb, monkeypatch):
+    monkeypatch.setenv("LLM_GATEWAY_TELEMETRY", "off")
+    gw = gw_factory()
+    assert ask(gw, QUESTION).headers["x-gateway-cache"] == "miss"
+    assert ask(gw, PARAPHRASE).headers["x-gateway-cache"] == "miss"
+    assert ask(gw, QUESTION).headers["x-gateway-cache"] == "hit"
+    assert not [c for c in gw.records if c.model_requested == "emb"]  # nothing embedded
+    assert gw.cache.stats.semantic_misses == gw.cache.stats.semantic_errors == 0
 
 
 def test_errors_and_length_cut_answers_are_never_stored(gw_factory, tdb):
@@ -302,3 +356,46 @@ models:
                          text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 2
     assert 'models.chat.cache.semantic.embedding_model: unknown model "nope"' in out.stderr
+
+
+def test_identical_requests_during_the_lookup_share_its_semantic_hit(gw_factory, tdb):
+    with FakeUpstream() as fake:
+        fake.respond(lambda r: {"object": "list", "model": "text-embedding", "data": [
+            {"object": "embedding", "index": 0, "embedding": embed(r.json()["input"], DIMS)}]})
+        gw = gw_factory(fake_url=fake.url)
+        ask(gw, QUESTION, model="gpt-held")
+        until_entries(tdb, 1)
+        fake.hold()  # the leader's embedding call waits: an identical request joins it meanwhile
+        results: dict[str, Any] = {}
+
+        def go(name: str) -> None:
+            results[name] = ask(gw, PARAPHRASE, model="gpt-held")
+
+        leader = threading.Thread(target=go, args=("leader",))
+        leader.start()
+        wait_for(lambda: len(fake.received) == 2, what="the leader's embedding call")
+        follower = threading.Thread(target=go, args=("follower",))
+        follower.start()
+        wait_for(lambda: any(f._waiters for f in list(gw.cache.flights.values())), what="a follower")
+        fake.release()
+        leader.join(30)
+        follower.join(30)
+        first, second = results["leader"], results["follower"]
+        assert first.headers["x-gateway-cache"] == "semantic_hit"
+        assert second.headers["x-gateway-cache"] == "coalesced"
+        assert first.http_response.content == second.http_response.content
+        assert len(fake.received) == 2  # the follower embedded nothing
+
+
+def test_a_slow_embedding_or_lookup_is_a_miss_never_an_error(gw_factory, tdb):
+    gw = gw_factory(lookup=0.000001)
+    ask(gw, QUESTION)
+    until_entries(tdb, 1)
+    t0 = time.perf_counter()
+    r = ask(gw, PARAPHRASE)  # the look-up cannot answer within its bound
+    assert r.status_code == 200 and r.headers["x-gateway-cache"] == "miss"
+    r = ask(gw, QUESTION, model="gpt-slow-embed")  # the embeddings model takes 5 s; the bound is 0.5 s
+    assert r.status_code == 200 and r.headers["x-gateway-cache"] == "miss"
+    assert time.perf_counter() - t0 < 4.5
+    # Three: the first request's look-up timed out too (its answer was stored all the same).
+    assert gw.cache.stats.semantic_errors == 3 and gw.cache.stats.semantic_hits == 0
