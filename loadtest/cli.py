@@ -139,7 +139,7 @@ def _cmd_semantic_threshold(args: argparse.Namespace) -> int:
 def _cmd_semantic_lookup(args: argparse.Namespace) -> int:
     from loadtest.semantic_lookup import bench, table
 
-    results = bench([int(x) for x in args.sizes.split(",")], args.queries, args.main_share, args.keep)
+    results = bench([int(x) for x in args.sizes.split(",")], args.queries, args.main_share, args.keep, args.family)
     print(table(results))
     print(f"load average before {results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}")
     if args.json:
@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--sizes", default="10000,100000", help="entries in the table, comma-separated")
     sl.add_argument("--queries", type=int, default=200, help="timed look-ups per variant and key")
     sl.add_argument("--main-share", type=float, default=0.8, help="share of the entries under the main key")
+    sl.add_argument("--family", choices=("semantic", "chunks"), default="semantic",
+                    help="semantic-cache look-ups (default) or collection searches")
     sl.add_argument("--keep", help="build the stores in this folder and keep them (default: a temporary one)")
     sl.add_argument("--json", help="also write the results here")
     sl.set_defaults(func=_cmd_semantic_lookup)

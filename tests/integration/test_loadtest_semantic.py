@@ -60,3 +60,15 @@ def test_lookup_bench_runs_embedded_and_over_http_on_a_tiny_table(tmp_path):
         assert cases["shipped/main key"]["exact_share"] == 1.0 and cases["shipped/absent key"]["exact_share"] == 1.0
         assert cases["shipped/main key"]["queries"] == 4
     assert "| 300 | server | shipped | main key" in proc.stdout
+
+
+def test_lookup_bench_times_collection_searches_too(tmp_path):
+    out = tmp_path / "chunks.json"
+    proc = subprocess.run([sys.executable, "-m", "loadtest", "semantic-lookup", "--family", "chunks", "--sizes", "300",
+                           "--queries", "3", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = orjson.loads(out.read_bytes())["sizes"]["300"]
+    assert result["info"]["table"] == "llm_chunks_d384" and result["info"]["rows"]["absent collection"] == 0
+    for store in ("embedded", "server"):
+        assert result[store]["shipped/main collection"]["exact_share"] == 1.0
+        assert result[store]["shipped/absent collection"]["queries"] == 3
