@@ -126,12 +126,16 @@ def add(name: str, files: tuple[str, ...], text_field: str, metadata_pairs: tupl
             if start + BATCH >= len(chunks):  # the last call: chunks of an earlier, longer version go
                 body["documents"] = counts
             removed += gw.call("POST", f"/admin/collections/{name}/chunks", json=body).get("removed", 0)
-        embedded_s = time.perf_counter() - t0
         ids = {(c["doc_id"], c["chunk_index"]) for c in chunks}
         described = _wait_for_chunks(gw, name, len(ids), timeout)
-    gone = f", removed {removed} chunks of their earlier versions" if removed else ""
-    click.echo(f"added {len(chunks)} chunks of {len(counts)} documents to {name} in {embedded_s:.1f} s{gone}; it now "
-               f"holds {described['chunks']} chunks of {described['documents']} documents")
+        took_s = time.perf_counter() - t0  # embedded, written and in the store: searchable now
+    gone = f", removed {_n(removed, 'chunk')} of their earlier versions" if removed else ""
+    click.echo(f"added {_n(len(chunks), 'chunk')} of {_n(len(counts), 'document')} to {name} in {took_s:.1f} s{gone}; "
+               f"it now holds {_n(described['chunks'], 'chunk')} of {_n(described['documents'], 'document')}")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @collections.command("search")
@@ -148,7 +152,9 @@ def search(name: str, query: str, k: int, filter_pairs: tuple[str, ...], as_json
     """Search collection NAME for QUERY: the K nearest chunks, nearest first."""
     body = {"query": query, "k": k, "filter": parse_pairs(filter_pairs, "--filter")}
     with _connect(config_path, url, admin_key, data_dir, timeout) as gw:
-        answer = gw.call("POST", f"/v1/collections/{name}/search", key=api_key, json=body)
+        # as a virtual key through the apps' route; else as the admin (the local admin check)
+        path = f"/v1/collections/{name}/search" if api_key else f"/admin/collections/{name}/search"
+        answer = gw.call("POST", path, key=api_key, json=body)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2) + b"\n")
         return

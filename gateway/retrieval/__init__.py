@@ -71,4 +71,5 @@ class CollectionsFeature(Feature):
         routes.admin_post("/admin/collections", api.create)
         routes.admin_get("/admin/collections", api.list)
         routes.admin_get("/admin/collections/{name}", api.show)
+        routes.admin_post("/admin/collections/{name}/search", api.admin_search)
         routes.admin_post("/admin/collections/{name}/chunks", api.add_chunks)

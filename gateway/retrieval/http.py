@@ -13,6 +13,8 @@ For the admin (``llm-gateway collections``; behind the one admin check):
   description, tenant}``; the model is asked once for the length of its vectors (201).
 - ``GET /admin/collections`` and ``GET /admin/collections/{name}`` — collections and how many
   chunks each holds in the store.
+- ``POST /admin/collections/{name}/search`` — the search above, as the admin (any tenant's
+  collection): what ``collections search`` uses without ``--api-key``.
 - ``POST /admin/collections/{name}/chunks`` — ``{"chunks": [{doc_id, chunk_index, text,
   metadata}], "documents": {doc_id: chunk count}}``: embedded through the gateway (rows tagged
   ``retrieval: add``, tenant the collection's) and written as rows of the collection's vector
@@ -92,10 +94,16 @@ class CollectionsAPI:
         self._admin_grant = admin_grant  # () -> the admin key's grant for in-process calls, or None
 
     async def search(self, request: web.Request) -> web.Response:
+        return await self._search(request, admin=False)
+
+    async def admin_search(self, request: web.Request) -> web.Response:
+        return await self._search(request, admin=True)
+
+    async def _search(self, request: web.Request, admin: bool) -> web.Response:
         rid = (request.headers.get("x-request-id") or str(uuid.uuid4()))[:128]
         try:
             query, k, filters = parse_search(await read_json(request))
-            caller = self._caller_of(request, rid)
+            caller = self._admin_caller(request, rid, "search") if admin else self._caller_of(request, rid)
             collection, hits = await self._retriever.search(request.match_info["name"], query, k, filters, caller)
         except GatewayError as exc:
             return _error(exc, rid)
@@ -103,9 +111,9 @@ class CollectionsAPI:
                                   "collection": collection.name, "model": collection.embedding_model},
                                  headers={"x-request-id": rid})
 
-    def _admin_caller(self, request: web.Request, rid: str) -> Caller:
+    def _admin_caller(self, request: web.Request, rid: str, purpose: str = "add") -> Caller:
         return Caller(key=None, grant=self._admin_grant(), request=request, headers=_no_headers(), parent=rid,
-                      purpose="add")
+                      purpose=purpose)
 
     async def create(self, request: web.Request) -> web.Response:
         rid = str(uuid.uuid4())

@@ -92,8 +92,8 @@ def test_without_a_running_gateway_the_command_serves_the_config_itself(tmp_path
     # notes.txt again, now one window long: its second chunk of before is removed
     (tmp_path / "notes.txt").write_text("The kettle boils water for tea.")
     shorter = cli("add", "docs", files[0], "--config", str(config))
-    assert "added 1 chunks of 1 documents to docs" in shorter.output, shorter.output
-    assert "removed 1 chunks of their earlier versions; it now holds 5 chunks of 4 documents" in shorter.output
+    assert "added 1 chunk of 1 document to docs" in shorter.output, shorter.output
+    assert "removed 1 chunk of their earlier versions; it now holds 5 chunks of 4 documents" in shorter.output
     found = orjson.loads(cli("search", "docs", "switches itself off when the water boils", "-k", "10", "--json",
                              "--config", str(config)).stdout)["data"]
     notes = [(h["doc_id"], h["chunk_index"], h["text"]) for h in found if h["doc_id"] == "notes.txt"]
@@ -119,6 +119,13 @@ def test_a_running_gateway_is_found_from_its_data_folder_and_used(tmp_path):
         # the chunks are in the running gateway's own store (the command could not open it)
         listed = httpx.get(f"http://127.0.0.1:{port}/admin/collections", headers={"Authorization": f"Bearer {ADMIN}"})
         assert [(c["name"], c["chunks"]) for c in listed.json()["data"]] == [("docs", 6)]
+        # A query of many words embeds densely: its vector, as bound parameters, passes the 4 KiB
+        # beyond which clickhouse-connect sends a multipart form to the store's HTTP interface.
+        long_query = "kettle " + " ".join(f"word{i}" for i in range(300))
+        found = httpx.post(f"http://127.0.0.1:{port}/admin/collections/docs/search", timeout=60,
+                           headers={"Authorization": f"Bearer {ADMIN}"}, json={"query": long_query, "k": 2})
+        assert found.status_code == 200, found.text
+        assert len(found.json()["data"]) == 2
     finally:
         proc.terminate()
         proc.wait(timeout=60)
