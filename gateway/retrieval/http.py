@@ -32,7 +32,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.core.errors import GatewayError, InvalidRequestError
+from gateway.core.errors import NOT_JSON, GatewayError, InvalidRequestError
 from gateway.retrieval import admin_ops
 from gateway.retrieval.search import MAX_K, Caller, Retriever
 
@@ -49,8 +49,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body, or a 400."""
     try:
         body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise InvalidRequestError("The request body must be a JSON object.") from None
+    except orjson.JSONDecodeError:  # not JSON, or JSON orjson refuses (a lone surrogate \ud800)
+        raise InvalidRequestError(NOT_JSON) from None
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
     return body

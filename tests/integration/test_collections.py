@@ -155,6 +155,11 @@ def test_bad_requests_get_openai_shaped_errors(gw):
     resp = httpx.post(f"{gw.url}/v1/collections/handbook/search", content=b"[1]",
                       headers={"Authorization": f"Bearer {KEY_A}"})
     assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
+    assert "must be a JSON object" in resp.json()["error"]["message"]
+    for junk in (b'{"query": "\\ud800"}', b"{not json"):  # a lone surrogate orjson refuses; not JSON at all
+        resp = httpx.post(f"{gw.url}/v1/collections/handbook/search", content=junk,
+                          headers={"Authorization": f"Bearer {KEY_A}"})
+        assert resp.status_code == 400 and "could not parse the JSON body" in resp.json()["error"]["message"], junk
     bad = admin(gw, "POST", "/admin/collections/handbook/chunks", json={"chunks": [{"doc_id": "a", "text": "x"}]})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "chunks[0].chunk_index"
     # Nothing stored yet: a search finds nothing (its vector table does not exist yet).
