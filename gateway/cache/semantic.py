@@ -6,7 +6,7 @@ matched exactly (``CachePolicy.semantic_key``: model, tools, response format, te
 the tenant, the varying headers). ``SemanticLookup`` does the work for the stage:
 
 - ``embed``: the question's embedding, through the gateway's own embeddings route in-process
-  (``ProxyHandlers.call_internal``, as a chain step is run): a request of its own with its own
+  (``gateway.proxy.internal_embeddings``, run as a chain step is): a request of its own with its own
   row (``parent_request_id`` = the request it serves), counted against the same key;
 - ``lookup``: embed, then the nearest entry in ClickHouse (``gateway.telemetry.semantic_cache``
   on the ``vectors`` query lane, bounded by ``lookup_timeout_s``);
@@ -21,25 +21,22 @@ once per outage).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
-import struct
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.cache.entry import CacheEntry
 from gateway.cache.policy import SemanticPolicy
 from gateway.cache.stores import CacheStats
 from gateway.core.context import RequestContext
-from gateway.core.errors import GatewayError
-from gateway.core.request_body import RequestBody
+from gateway.core.errors import GatewayError, UpstreamBadAnswerError
+from gateway.proxy.internal_embeddings import embedding_request, parse_vectors
 
 log = logging.getLogger("gateway.cache")
 
@@ -73,22 +70,14 @@ class Match:
 
 
 def _vector_of(response: web.StreamResponse) -> list[float] | None:
-    """The first embedding of an embeddings answer (floats, or OpenAI's base64 float32)."""
-    if response.status != 200 or not isinstance(response, web.Response):
-        return None
-    body = response.body
-    if not isinstance(body, (bytes, bytearray)):
+    """The embedding of a one-input embeddings answer, or None."""
+    if response.status != 200 or not isinstance(response, web.Response) or \
+            not isinstance(response.body, (bytes, bytearray)):
         return None
     try:
-        vector = orjson.loads(body)["data"][0]["embedding"]
-    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return parse_vectors(bytes(response.body), 1)[0]
+    except UpstreamBadAnswerError:
         return None
-    if isinstance(vector, str):
-        raw = base64.b64decode(vector)
-        vector = list(struct.unpack(f"<{len(raw) // 4}f", raw))
-    if not isinstance(vector, list) or not vector or not all(isinstance(x, (int, float)) for x in vector):
-        return None
-    return [float(x) for x in vector]
 
 
 class SemanticLookup:
@@ -128,19 +117,11 @@ class SemanticLookup:
     # --- embedding ----------------------------------------------------------------------
     def embedding_request(self, ctx: RequestContext, model: str, text: str) -> RequestContext:
         """The in-process embeddings request for ``text`` on behalf of ``ctx`` (same client,
-        headers and runtime; its own id; ``parent_request_id`` = ``ctx``'s)."""
-        child = RequestContext(request_id=str(uuid.uuid4()), endpoint="embeddings", t_start=time.perf_counter(),
-                               ts_start=time.time(), client_ip=ctx.client_ip, user_agent=ctx.user_agent,
-                               headers=ctx.headers)
-        child.body = RequestBody({"model": model, "input": text})
-        child.model_requested = model
-        child.request = ctx.request
-        child.runtime = ctx.runtime
-        child.config_hash = ctx.config_hash
-        child.session_id = ctx.session_id
-        child.parent_request_id = ctx.request_id
-        child.metadata = {**(ctx.metadata or {}), "semantic_cache": ctx.request_id}
-        return child
+        headers, key and runtime; its own id; ``parent_request_id`` = ``ctx``'s)."""
+        return embedding_request(model, [text], runtime=ctx.runtime, parent=ctx.request_id, request=ctx.request,
+                                 headers=ctx.headers, session=ctx.session_id, client_ip=ctx.client_ip,
+                                 user_agent=ctx.user_agent,
+                                 metadata={**(ctx.metadata or {}), "semantic_cache": ctx.request_id})
 
     async def embed(self, child: RequestContext, timeout_s: float) -> list[float] | None:
         """Run ``child`` (``embedding_request``) within ``timeout_s``; its vector, or None."""

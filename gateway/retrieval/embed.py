@@ -1,10 +1,11 @@
 """Embeddings for retrieval, through the gateway's own embeddings route, in-process.
 
 Documents being added, a search's query and a chain's retrieve step are embedded by a request
-of their own to ``embeddings`` run by ``ProxyHandlers.call_internal`` (as chain steps are):
-the stages, routing, the attempt loop and telemetry apply, so each call is a row of
-``llm_requests`` with its tokens and cost, linked by ``parent_request_id`` to the request it
-served and tagged ``retrieval`` (``add``, ``search``, ``chain``) and ``collection``.
+of their own to ``embeddings`` (``gateway.proxy.internal_embeddings``) run by
+``ProxyHandlers.call_internal`` (as chain steps are): the stages, routing, the attempt loop and
+telemetry apply, so each call is a row of ``llm_requests`` with its tokens and cost, linked by
+``parent_request_id`` to the request it served and tagged ``retrieval`` (``add``, ``search``,
+``chain``) and ``collection``.
 
 The call runs for the caller already checked: its virtual key's grant is handed on
 (``gateway.access.auth.delegate``) so the row, limits and budget are the key's, and the
@@ -14,38 +15,16 @@ embed its queries with that collection's model). Inputs go ``BATCH`` at a time.
 
 from __future__ import annotations
 
-import base64
-import struct
-import time
-import uuid
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gateway.core.context import RequestContext
-from gateway.core.errors import GatewayError, UpstreamBadAnswerError
-from gateway.core.request_body import RequestBody
+from gateway.core.errors import GatewayError
+from gateway.proxy.internal_embeddings import embedding_request, parse_vectors
 
 BATCH = 64
-
-
-def _vectors(raw: bytes, n: int) -> list[list[float]]:
-    """The ``n`` vectors of an embeddings answer, in input order."""
-    try:
-        data = orjson.loads(raw)["data"]
-        out: list[list[float] | None] = [None] * n
-        for item in data:
-            vec = item["embedding"]
-            if isinstance(vec, str):  # base64 float32, in case a backend answers so
-                blob = base64.b64decode(vec)
-                vec = list(struct.unpack(f"<{len(blob) // 4}f", blob))
-            out[int(item["index"])] = [float(x) for x in vec]
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError, struct.error):
-        raise UpstreamBadAnswerError("the embeddings answer is not a list of vectors") from None
-    if any(v is None for v in out):
-        raise UpstreamBadAnswerError(f"the embeddings answer holds fewer than the {n} vectors asked for")
-    return [v for v in out if v is not None]
 
 
 class Embedder:
@@ -71,24 +50,15 @@ class Embedder:
                 isinstance(response.body, (bytes, bytearray)) else b""
             if response.status >= 400:
                 raise _refusal(response.status, raw)
-            out.extend(_vectors(raw, len(batch)))
+            out.extend(parse_vectors(raw, len(batch)))
         return out
 
     def _context(self, texts: list[str], model: str, request: web.Request | None, headers: Any, grant: Any,
                  tenant: str, parent: str, tags: dict[str, str]) -> RequestContext:
         from gateway.access.auth import delegate
 
-        rt = self._runtime()
-        ctx = RequestContext(request_id=str(uuid.uuid4()), endpoint="embeddings", t_start=time.perf_counter(),
-                             ts_start=time.time(), headers=headers)
-        ctx.body = RequestBody({"model": model, "input": texts})  # built here: encoded per target
-        ctx.model_requested = model
-        ctx.request = request
-        ctx.runtime = rt
-        ctx.config_hash = rt.snapshot.content_hash
-        ctx.parent_request_id = parent
-        ctx.tenant = tenant
-        ctx.metadata = dict(tags)
+        ctx = embedding_request(model, texts, runtime=self._runtime(), parent=parent, request=request,
+                                headers=headers, tenant=tenant, metadata=dict(tags))
         if grant is not None:
             delegate(ctx, grant)
         return ctx

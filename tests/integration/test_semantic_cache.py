@@ -361,7 +361,8 @@ models:
 def test_identical_requests_during_the_lookup_share_its_semantic_hit(gw_factory, tdb):
     with FakeUpstream() as fake:
         fake.respond(lambda r: {"object": "list", "model": "text-embedding", "data": [
-            {"object": "embedding", "index": 0, "embedding": embed(r.json()["input"], DIMS)}]})
+            {"object": "embedding", "index": i, "embedding": embed(text, DIMS)}
+            for i, text in enumerate(r.json()["input"])]})  # the gateway sends a list of inputs
         gw = gw_factory(fake_url=fake.url)
         ask(gw, QUESTION, model="gpt-held")
         until_entries(tdb, 1)
