@@ -295,6 +295,11 @@ def gateway_config(case: Case, upstream_root: str) -> str:
     if case.adapter != "mock":
         backend.setdefault("base_url", upstream_root + case.defaults.get("base_path", "/v1"))
         backend.setdefault("api_key", API_KEY)
+    if case.adapter == "vllm":
+        # The scripted upstream serves no /metrics or /health: scraping it would take the backend
+        # out of rotation after two scrapes (~1 s), and a slow start-up on a busy machine would
+        # then answer the case with 503 instead of the scripted answer.
+        backend.setdefault("vllm", {"enabled": False})
     config = {"backends": {"up": backend},
               "models": {PUBLIC_MODEL: {"targets": [{"backend": "up", "model": case.target_model}],
                                         "retry": {"attempts": 1}}},
