@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import openai
-import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -23,7 +22,7 @@ from gateway.proxy.server import BackgroundServer
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.gateway import serve
 from tests.support.polling import wait_for
-from tests.support.telemetry import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
+from tests.support.telemetry import chdb_dsn, isolate_telemetry_data, select_rows, tdb, telemetry_yaml  # noqa: F401
 
 OUTLINE = """
 versions:
@@ -123,13 +122,6 @@ def sdk(srv) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{srv.url}/v1", api_key="sk-client", max_retries=0)
 
 
-def select(database: str, sql: str) -> list[dict]:
-    client = chdb_client(database)
-    try:
-        data = client.raw_query(sql, fmt="JSONEachRow")
-    finally:
-        client.close()
-    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
 
 
 def test_two_step_chain_outputs_flow_and_rows_sum(start, upstream, tmp_path, tdb):
@@ -154,7 +146,7 @@ def test_two_step_chain_outputs_flow_and_rows_sum(start, upstream, tmp_path, tdb
     assert second["temperature"] == 0.5 and "variables" not in second and "prompt" not in second
 
     httpx.post(f"{srv.url}/admin/telemetry/flush", timeout=30)
-    rows = select(tdb, "SELECT toString(request_id) AS id, session_id, parent_request_id, model_requested, backend, "
+    rows = select_rows(tdb, "SELECT toString(request_id) AS id, session_id, parent_request_id, model_requested, backend, "
                        "provider, prompt_id, prompt_version, metadata, prompt_tokens, completion_tokens, "
                        "total_tokens, cost_usd, status_code FROM llm_requests ORDER BY ts_start")
     by_model = {r["model_requested"]: r for r in rows if r["model_requested"] == "research"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import httpx
 import openai
-import orjson
 import pytest
 
 from gateway.compiled import compile_config
@@ -18,7 +17,7 @@ from tests.support.collections import ADMIN, KEY_A, KEY_B, KEY_PUBLIC, admin, fl
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import serve
 from tests.support.polling import wait_for
-from tests.support.telemetry import chdb_client, isolate_telemetry_data, tdb  # noqa: F401
+from tests.support.telemetry import isolate_telemetry_data, select_rows, tdb  # noqa: F401
 
 HANDBOOK = [
     {"doc_id": "kettle.md", "chunk_index": 0, "text": "The kettle boils water for tea in two minutes.",
@@ -43,13 +42,6 @@ def gw(tmp_path, upstream, tdb):
         yield srv
 
 
-def rows(database: str, sql: str) -> list[dict]:
-    client = chdb_client(database)
-    try:
-        data = client.raw_query(sql, fmt="JSONEachRow")
-    finally:
-        client.close()
-    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
 
 
 def create(gw, name: str, tenant: str = "", model: str = "emb") -> httpx.Response:
@@ -96,7 +88,7 @@ def test_documents_are_embedded_stored_and_found_nearest_first(gw):
 
     # The query's embedding is a row of its own: the key's tenant, tagged, linked, costed.
     flush(gw)
-    emb = rows(gw.database, "SELECT tenant, api_key_id, metadata, parent_request_id, prompt_tokens, cost_usd, "
+    emb = select_rows(gw.database, "SELECT tenant, api_key_id, metadata, parent_request_id, prompt_tokens, cost_usd, "
                             "status_code FROM llm_requests WHERE endpoint = 'embeddings' ORDER BY ts_start")
     searched = [r for r in emb if r["metadata"].get("retrieval") == "search"]
     assert searched[0]["tenant"] == "team-a" and searched[0]["api_key_id"] == "team-a-main"
@@ -108,7 +100,7 @@ def test_documents_are_embedded_stored_and_found_nearest_first(gw):
     assert {r["tenant"] for r in added} == {"team-a", "team-b", "admin"} and all(r["status_code"] == 200 for r in emb)
     assert all(r["cost_usd"] > 0 for r in added)
     # docs/retrieval.md's query of what each collection cost
-    costs = rows(gw.database, "SELECT metadata['collection'] AS collection, metadata['retrieval'] AS what, "
+    costs = select_rows(gw.database, "SELECT metadata['collection'] AS collection, metadata['retrieval'] AS what, "
                               "count() AS calls, sum(prompt_tokens) AS tokens, sum(cost_usd) AS usd FROM llm_requests "
                               "WHERE endpoint = 'embeddings' AND metadata['retrieval'] != '' "
                               "GROUP BY collection, what ORDER BY collection, what")
@@ -181,14 +173,14 @@ def test_a_chain_retrieves_for_its_next_step_and_its_row_records_the_chunks(gw, 
     assert sent[1] == {"role": "user", "content": "How fast does the kettle boil water?"}
 
     flush(gw)
-    chain_row = wait_for(lambda: rows(gw.database, "SELECT retrieved_chunks, retrieved_distances, tenant, "
+    chain_row = wait_for(lambda: select_rows(gw.database, "SELECT retrieved_chunks, retrieved_distances, tenant, "
                                       "prompt_tokens, completion_tokens "
                                       f"FROM llm_requests WHERE request_id = '{chain_id}'"), what="the chain's row")[0]
     assert chain_row["retrieved_chunks"][0] == chunk_id("handbook", "kettle.md", 0)
     assert len(chain_row["retrieved_chunks"]) == len(chain_row["retrieved_distances"]) == 2
     assert chain_row["retrieved_distances"] == sorted(chain_row["retrieved_distances"])
     assert (chain_row["prompt_tokens"], chain_row["completion_tokens"]) == (9, 2)  # its model step's only
-    step_rows = rows(gw.database, "SELECT endpoint, metadata, parent_request_id, session_id FROM llm_requests "
+    step_rows = select_rows(gw.database, "SELECT endpoint, metadata, parent_request_id, session_id FROM llm_requests "
                                   f"WHERE parent_request_id = '{chain_id}' ORDER BY ts_start")
     assert [r["endpoint"] for r in step_rows] == ["embeddings", "chat/completions"]
     assert step_rows[0]["metadata"]["chain_step"] == "docs" and step_rows[0]["metadata"]["retrieval"] == "chain"

@@ -11,13 +11,12 @@ import uuid
 
 import httpx
 import openai
-import orjson
 import pytest
 
 from gateway.proxy.server import BackgroundServer
 from gateway.telemetry import SINK
 from tests.support.gateway import serve
-from tests.support.telemetry import chdb_client, chdb_dsn, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
+from tests.support.telemetry import chdb_client, chdb_dsn, isolate_telemetry_data, select_rows, tdb, telemetry_yaml  # noqa: F401
 
 KEY_A, KEY_B, ADMIN = "sk-gw-tenant-a-key-1", "sk-gw-tenant-b-key-1", "adm-feedback-1"
 
@@ -38,13 +37,6 @@ keys:
 """
 
 
-def select(database: str, sql: str) -> list[dict]:
-    client = chdb_client(database)
-    try:
-        data = client.raw_query(sql, fmt="JSONEachRow")
-    finally:
-        client.close()
-    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
 
 
 @pytest.fixture
@@ -111,7 +103,7 @@ def test_feedback_scores_only_the_callers_own_requests(start, tdb):
     assert score(fresh, ADMIN, rid_a, 0.75).status_code == 200
     flush(fresh)
 
-    rows = select(tdb, """
+    rows = select_rows(tdb, """
         SELECT toString(f.request_id) AS rid, f.tenant AS by_tenant, f.api_key_id AS by_key, f.score AS score,
                r.tenant AS owner
         FROM llm_feedback AS f INNER JOIN llm_requests AS r ON r.request_id = f.request_id
@@ -123,7 +115,7 @@ def test_feedback_scores_only_the_callers_own_requests(start, tdb):
         (rid_a, "", "admin", 0.75, "team-a"),
     ]
     # Nothing else was stored: no score for a made-up or foreign id.
-    assert select(tdb, "SELECT count() AS n FROM llm_feedback") == [{"n": 4}]
+    assert select_rows(tdb, "SELECT count() AS n FROM llm_feedback") == [{"n": 4}]
 
 
 def test_two_tenants_sending_the_same_x_request_id_get_rows_of_their_own(start, tdb):
@@ -138,13 +130,13 @@ def test_two_tenants_sending_the_same_x_request_id_get_rows_of_their_own(start, 
     mine = str(uuid.uuid4())
     assert ask(srv, KEY_A, **{"x-request-id": mine}).headers["x-request-id"] == mine
     flush(srv)
-    rows = select(tdb, "SELECT toString(request_id) AS rid, client_request_id AS cid, tenant FROM llm_requests "
+    rows = select_rows(tdb, "SELECT toString(request_id) AS rid, client_request_id AS cid, tenant FROM llm_requests "
                        "ORDER BY ts_start")
     assert [(r["cid"], r["tenant"]) for r in rows] == [("same-id-1", "team-a"), ("same-id-1", "team-b"),
                                                        (mine, "team-a")]
     ids = [r["rid"] for r in rows]
     assert len(set(ids)) == 3 and mine not in ids and all(uuid.UUID(i).version == 4 for i in ids)
-    scored = select(tdb, "SELECT r.tenant AS owner, f.tenant AS by_tenant, f.score AS score, "
+    scored = select_rows(tdb, "SELECT r.tenant AS owner, f.tenant AS by_tenant, f.score AS score, "
                          "f.client_request_id AS cid FROM llm_feedback AS f "
                          "INNER JOIN llm_requests AS r ON r.request_id = f.request_id ORDER BY f.score")
     assert scored == [{"owner": "team-a", "by_tenant": "team-a", "score": 0.1, "cid": "same-id-1"},
@@ -155,7 +147,7 @@ def test_two_tenants_sending_the_same_x_request_id_get_rows_of_their_own(start, 
     assert score(fresh, KEY_B, "same-id-1", 0.5).status_code == 200
     assert not_found(score(fresh, KEY_B, mine))
     flush(fresh)
-    last = select(tdb, "SELECT r.tenant AS owner FROM llm_feedback AS f "
+    last = select_rows(tdb, "SELECT r.tenant AS owner FROM llm_feedback AS f "
                        "INNER JOIN llm_requests AS r ON r.request_id = f.request_id WHERE f.score = 0.5")
     assert last == [{"owner": "team-b"}]
 

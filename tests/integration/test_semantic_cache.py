@@ -19,15 +19,15 @@ from typing import Any
 
 import httpx
 import openai
-import orjson
 import pytest
 
 from gateway.providers.mock.vectors import embed
+from gateway.telemetry import vectors
 from tests.support.cache import _redis_cleanup, cache_gateway  # noqa: F401
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_upstream import FakeUpstream, chat_chunk, sse_event
 from tests.support.polling import wait_for
-from tests.support.telemetry import chdb_client, chdb_dsn, free_port, isolate_telemetry_data, tdb, telemetry_yaml  # noqa: F401
+from tests.support.telemetry import chdb_dsn, free_port, isolate_telemetry_data, select_rows, tdb, telemetry_yaml  # noqa: F401
 
 DIMS = 256
 TABLE = f"llm_semantic_cache_d{DIMS}"
@@ -101,16 +101,12 @@ cache:
 
 
 def select(database: str, sql: str) -> list[dict]:
-    client = chdb_client(database)
     try:
-        data = client.raw_query(sql, fmt="JSONEachRow")
+        return select_rows(database, sql)
     except Exception as exc:  # the table is created with its first row
-        if "UNKNOWN_TABLE" in str(exc) or "doesn't exist" in str(exc):
+        if vectors.is_unknown_table(exc):
             return []
         raise
-    finally:
-        client.close()
-    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
 
 
 def entries(database: str) -> list[dict]:

@@ -68,6 +68,18 @@ def chdb_client(database: str | None = None):
     return clickhouse_connect.get_client(dsn=chdb_dsn(), database=database)
 
 
+def select_rows(database: str, sql: str) -> list[dict]:
+    """The rows of ``sql`` on the session's chDB, in ``database``, as dicts (JSONEachRow)."""
+    import orjson
+
+    client = chdb_client(database)
+    try:
+        data = client.raw_query(sql, fmt="JSONEachRow")
+    finally:
+        client.close()
+    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
+
+
 def telemetry_yaml(dsn: str, database: str, log_dir: Path | str, *, batch_rows: int = 1000,
                    flush_interval_ms: int = 100, retry_initial_ms: int = 100, retry_max_ms: int = 1000,
                    extra: str = "") -> str:
