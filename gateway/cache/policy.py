@@ -107,7 +107,8 @@ def question(endpoint: str, body: dict[str, Any], roles: frozenset[str]) -> tupl
     """The text that defines a request's question, and the request with that text emptied
     (what must match exactly). Chat: the text of the messages whose role is in ``roles`` (string
     contents and ``text`` parts; parts joined by line breaks, messages by blank lines);
-    completions: the prompt (a string or a list of strings). None when the request has no such text, or it is not plain text (token ids)."""
+    completions: the prompt (a string or a list of strings). None when the request has no such
+    text, or it is not plain text (token ids)."""
     if endpoint == "chat/completions":
         messages = body.get("messages")
         if not isinstance(messages, list):
